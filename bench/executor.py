@@ -1,0 +1,94 @@
+"""Executor throughput and `podium run` start-up, printed as figures (not asserted).
+
+    .venv/bin/python bench/executor.py
+
+Targets on the 2-core machines: >= 2,000 durable task runs/s, `podium run` of a
+trivial flow <= 0.5 s and <= 60 MB peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from daemon.flow import load_flow  # noqa: E402
+from daemon.runtime import Runtime  # noqa: E402
+from daemon.state import State  # noqa: E402
+from daemon.store import open_store  # noqa: E402
+
+N = 100
+
+
+def sequential_flow() -> str:
+    tasks = "".join(f"  - id: r{i}\n    type: io.kestra.plugin.core.debug.Return\n"
+                    f"    format: \"{{{{ {i} }}}}\"\n" for i in range(N))
+    return f"id: seq\nnamespace: bench\ntasks:\n{tasks}"
+
+
+def parallel_flow() -> str:
+    tasks = "".join(f"      - id: r{i}\n        type: io.kestra.plugin.core.debug.Return\n"
+                    f"        format: \"{{{{ {i} }}}}\"\n" for i in range(N))
+    return ("id: par\nnamespace: bench\ntasks:\n  - id: p\n"
+            "    type: io.kestra.plugin.core.flow.Parallel\n    tasks:\n" + tasks)
+
+
+async def throughput(source: str, executions: int, data_dir: Path) -> tuple[float, float]:
+    store = open_store(data_dir)
+    await store.open()
+    runtime = Runtime(data_dir, store)
+    flow = load_flow(source, "bench.yaml")
+    try:
+        # warm up: revision saved, templates compiled
+        warm = await runtime.submit(flow)
+        await runtime.wait(warm.id)
+        started = time.perf_counter()
+        ids = [(await runtime.submit(flow)).id for _ in range(executions)]
+        for execution_id in ids:
+            final = await runtime.wait(execution_id)
+            assert final.state.current == State.SUCCESS, final.error
+        elapsed = time.perf_counter() - started
+        runs = sum(len((await runtime.wait(i)).task_runs) for i in ids)
+    finally:
+        await runtime.close()
+        await store.close()
+    return runs / elapsed, elapsed / runs * 1000
+
+
+def podium_run(flow: Path, data_dir: Path) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "podium"), "run", str(flow),
+                             "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    return elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for name, source, executions in (("100 sequential Returns", sequential_flow(), 1),
+                                          ("100 sequential Returns x10 at once",
+                                           sequential_flow(), 10),
+                                          ("100 parallel Returns", parallel_flow(), 10)):
+            rate, per_task = asyncio.run(throughput(source, executions, base / name[:3]))
+            print(f"{name:<40} {rate:8.0f} durable task runs/s  {per_task:6.3f} ms/task")
+        trivial = base / "trivial.yaml"
+        trivial.write_text("id: trivial\nnamespace: bench\ntasks:\n  - id: r\n"
+                           "    type: io.kestra.plugin.core.debug.Return\n    format: hi\n")
+        for label, flow in (("podium run trivial flow", trivial),
+                            ("podium run 01_hello_world (sleeps 15 s)",
+                             ROOT / "flows" / "01_hello_world.yaml")):
+            elapsed, rss, code = podium_run(flow, base / "cli")
+            print(f"{label:<40} {elapsed:8.3f} s wall  {rss:6.1f} MB peak RSS  exit {code}")
+
+
+if __name__ == "__main__":
+    main()

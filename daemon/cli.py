@@ -1,0 +1,276 @@
+"""`podium` on the command line: run a flow once, validate flows, look at executions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from daemon.errors import FlowError, InputError, PodiumError
+from daemon.model import Execution, TaskRun, summary_line
+from daemon.state import State
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
+
+
+def default_data_dir() -> Path:
+    """PODIUM_DATA_DIR, else $XDG_DATA_HOME/podium, else ~/.local/share/podium."""
+    if os.environ.get("PODIUM_DATA_DIR"):
+        return Path(os.environ["PODIUM_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "podium"
+
+
+def _parser() -> argparse.ArgumentParser:
+    data_help = ("where podium keeps its store and files (default: $PODIUM_DATA_DIR, else "
+                 "$XDG_DATA_HOME/podium, else ~/.local/share/podium; now "
+                 f"{default_data_dir()})")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=None, help=data_help)
+
+    parser = argparse.ArgumentParser(
+        prog="podium", parents=[common],
+        description="Event-driven pipeline daemon for Kestra-syntax YAML flows.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="run a flow once, in-process")
+    run.add_argument("flow", type=Path, help="the flow's YAML file")
+    run.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE",
+                     help="an input value (repeatable)")
+    run.add_argument("--json", action="store_true",
+                     help="print the final execution as JSON on stdout")
+
+    validate = commands.add_parser("validate", parents=[common],
+                                   help="check flow files; every error as file:line:col")
+    validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
+
+    executions = commands.add_parser("executions", parents=[common],
+                                     help="list and inspect stored executions")
+    sub = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = sub.add_parser("list", parents=[common], help="one line per execution")
+    listing.add_argument("--namespace")
+    listing.add_argument("--flow-id")
+    listing.add_argument("--state", action="append")
+    listing.add_argument("--limit", type=int, default=50)
+    show = sub.add_parser("show", parents=[common], help="an execution as JSON")
+    show.add_argument("id")
+    logs = sub.add_parser("logs", parents=[common], help="an execution's logs")
+    logs.add_argument("id")
+    logs.add_argument("--level", default=None, help="minimum level (TRACE..ERROR)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.data_dir = args.data_dir or default_data_dir()
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args))
+        if args.command == "validate":
+            return _validate(args.paths)
+        return asyncio.run(_executions(args))
+    except KeyboardInterrupt:
+        return EXIT_KILLED
+    except PodiumError as exc:
+        print(f"podium: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# -- podium validate ----------------------------------------------------------------------
+
+def flow_files(paths: Sequence[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+        else:
+            out.append(path)
+    return out
+
+
+def _validate(paths: Sequence[Path]) -> int:
+    from daemon.flow import load_flow_file
+
+    bad = 0
+    files = flow_files(paths)
+    for file in files:
+        try:
+            flow = load_flow_file(file)
+        except FlowError as exc:
+            bad += 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+        else:
+            print(f"{file}: ok ({flow.namespace}.{flow.id}, {sum(1 for _ in flow.all_tasks())} "
+                  "tasks)")
+    if not files:
+        print("podium: no flow files found", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_INVALID if bad else EXIT_OK
+
+
+# -- podium run ---------------------------------------------------------------------------
+
+def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InputError([f"-i {pair!r}: expected NAME=VALUE"])
+        values[name.strip()] = value
+    return values
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from daemon.flow import load_flow_file
+    from daemon.runtime import Runtime
+    from daemon.store import open_store
+
+    try:
+        flow = await asyncio.to_thread(load_flow_file, args.flow)
+        inputs = parse_inputs(args.input)
+    except FlowError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    except InputError as exc:
+        print(f"podium: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    store = open_store(args.data_dir)
+    await store.open()
+    runtime = Runtime(args.data_dir, store)
+    runtime.add_flow(flow)
+    runtime.flow_lookup = _sibling_lookup(args.flow.parent)
+    progress = Progress(sys.stderr if args.json else sys.stdout)
+    runtime.subscribe(progress.event)
+    try:
+        try:
+            execution = await runtime.submit(flow, inputs)
+        except InputError as exc:
+            print(f"podium: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        loop = asyncio.get_running_loop()
+        kills: set[asyncio.Task[bool]] = set()
+
+        def on_interrupt() -> None:
+            kills.add(loop.create_task(runtime.kill(execution.id)))
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+        final = await runtime.wait(execution.id)
+        await store.flush()
+        if args.json:
+            doc = final.to_json()
+            doc["logs"] = await store.logs(final.id)
+            json.dump(doc, sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+        else:
+            progress.summary(final)
+    finally:
+        await runtime.close()
+        await store.close()
+    if final.state.current == State.KILLED:
+        return EXIT_KILLED
+    return EXIT_OK if final.state.current in (State.SUCCESS, State.WARNING) else EXIT_FAILED
+
+
+def _sibling_lookup(directory: Path) -> Any:
+    """Subflows of a `podium run` are looked up among the flow files beside it."""
+    from daemon.flow import Flow, load_flow_file
+
+    def lookup(namespace: str, flow_id: str) -> Flow | None:
+        for file in flow_files([directory]):
+            try:
+                flow = load_flow_file(file)
+            except FlowError:
+                continue
+            if flow.uid == (namespace, flow_id):
+                return flow
+        return None
+
+    return lookup
+
+
+class Progress:
+    """Live lines while a flow runs: each task's end with its state and duration, and logs."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.started = time.monotonic()
+
+    def event(self, kind: str, execution: Execution, task_run: TaskRun | None,
+              extra: dict[str, Any] | None) -> None:
+        if kind == "log" and extra is not None:
+            where = extra.get("taskId") or "-"
+            self._line(f"  {extra['level']:<5} {where}: {extra['message']}")
+        elif kind == "taskrun" and task_run is not None:
+            state = task_run.state.current
+            if state.terminated or (state == State.RUNNING and self.tty):
+                label = task_run.task_id + (f"[{task_run.value}]" if task_run.value else "")
+                duration = ""
+                if state.terminated:
+                    seconds = (task_run.state.histories[-1][1]
+                               - task_run.state.start).total_seconds()
+                    duration = f" {seconds:.2f}s"
+                self._line(f"{self._paint(state)} {label}{duration}")
+
+    def summary(self, execution: Execution) -> None:
+        state = execution.state.current
+        seconds = time.monotonic() - self.started
+        line = f"{self._paint(state)} execution {execution.id} of {execution.namespace}." \
+               f"{execution.flow_id} in {seconds:.2f}s"
+        if execution.error:
+            line += f": {execution.error}"
+        self._line(line)
+        if execution.outputs:
+            self._line(f"outputs: {json.dumps(execution.outputs, default=str)}")
+
+    def _paint(self, state: State) -> str:
+        text = f"{state.value:<9}"
+        if not self.tty:
+            return text
+        colour = {State.SUCCESS: 32, State.WARNING: 33, State.FAILED: 31, State.KILLED: 31,
+                  State.RUNNING: 36}.get(state, 0)
+        return f"\x1b[{colour}m{text}\x1b[0m"
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+# -- podium executions --------------------------------------------------------------------
+
+async def _executions(args: argparse.Namespace) -> int:
+    from daemon.store import open_store
+    store = open_store(args.data_dir)
+    await store.open()
+    try:
+        if args.action == "list":
+            results, total = await store.search_executions(
+                namespace=args.namespace, flow_id=args.flow_id, states=args.state,
+                size=args.limit)
+            for found in results:
+                print(summary_line(found))
+            print(f"{len(results)} of {total} executions", file=sys.stderr)
+            return EXIT_OK
+        doc = await store.get_execution(args.id)
+        if doc is None:
+            print(f"podium: execution {args.id} not found", file=sys.stderr)
+            return EXIT_FAILED
+        if args.action == "show":
+            print(json.dumps(doc, indent=2, default=str))
+            return EXIT_OK
+        for line in await store.logs(args.id, min_level=args.level):
+            task = line.get("taskId") or "-"
+            print(f"{line['timestamp']} {line['level']:<5} {task}: {line['message']}")
+        return EXIT_OK
+    finally:
+        await store.close()

@@ -1,0 +1,59 @@
+"""The small error tree every part of podium raises from.
+
+Known errors (these) get one log line; anything else is a bug and gets a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PodiumError(Exception):
+    """Base of the errors podium expects and reports without a traceback."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a flow file, where it is, and which property."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class FlowError(PodiumError):
+    """A flow that does not load; carries every problem of the file at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class InputError(PodiumError):
+    """Inputs refused before the execution exists; one message per bad input."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("; ".join(messages))
+
+
+class TemplateError(PodiumError):
+    """An expression that cannot be rendered: names the expression and the reason."""
+
+
+class TaskFailed(PodiumError):
+    """A task run that ends FAILED; `non_retryable` skips the retry policy."""
+
+    def __init__(self, message: str, *, non_retryable: bool = False) -> None:
+        super().__init__(message)
+        self.non_retryable = non_retryable
+
+
+class NotFound(PodiumError):
+    """A flow, execution or file that does not exist."""

@@ -1,0 +1,138 @@
+"""Executions and task runs in memory, serialised in Kestra's JSON shapes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from daemon.state import State, StateHistory, iso
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def new_id() -> str:
+    """A 22-character base62 id from a random UUID, like Kestra's IdUtils."""
+    n = uuid.uuid4().int
+    out = []
+    while n:
+        n, r = divmod(n, 62)
+        out.append(_BASE62[r])
+    return "".join(reversed(out)).rjust(22, "0")
+
+
+@dataclass(eq=False)
+class TaskRun:
+    id: str
+    execution_id: str
+    namespace: str
+    flow_id: str
+    task_id: str
+    state: StateHistory
+    parent_task_run_id: str | None = None
+    value: str | None = None
+    iteration: int | None = None
+    attempts: list[StateHistory] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "executionId": self.execution_id,
+            "namespace": self.namespace,
+            "flowId": self.flow_id,
+            "taskId": self.task_id,
+            "parentTaskRunId": self.parent_task_run_id,
+            "value": self.value,
+            "iteration": self.iteration,
+            "attempts": [{"state": a.to_json()} for a in self.attempts],
+            "outputs": self.outputs,
+            "state": self.state.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> TaskRun:
+        return cls(
+            id=doc["id"],
+            execution_id=doc["executionId"],
+            namespace=doc["namespace"],
+            flow_id=doc["flowId"],
+            task_id=doc["taskId"],
+            state=StateHistory.from_json(doc["state"]),
+            parent_task_run_id=doc.get("parentTaskRunId"),
+            value=doc.get("value"),
+            iteration=doc.get("iteration"),
+            attempts=[StateHistory.from_json(a["state"]) for a in doc.get("attempts") or []],
+            outputs=doc.get("outputs") or {},
+        )
+
+
+@dataclass(eq=False)
+class Execution:
+    id: str
+    namespace: str
+    flow_id: str
+    flow_revision: int
+    state: StateHistory
+    inputs: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    trigger: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None
+    error: str | None = None
+    task_runs: list[TaskRun] = field(default_factory=list)
+
+    @property
+    def start_date(self) -> datetime:
+        return self.state.start
+
+    def to_json(self, *, task_runs: bool = True) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "namespace": self.namespace,
+            "flowId": self.flow_id,
+            "flowRevision": self.flow_revision,
+            "inputs": self.inputs,
+            "labels": [{"key": k, "value": v} for k, v in self.labels.items()],
+            "state": self.state.to_json(),
+            "trigger": self.trigger,
+            "outputs": self.outputs,
+            "parentId": (self.parent or {}).get("executionId"),
+            "parent": self.parent,
+            "error": self.error,
+        }
+        if task_runs:
+            doc["taskRunList"] = [tr.to_json() for tr in self.task_runs]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Execution:
+        return cls(
+            id=doc["id"],
+            namespace=doc["namespace"],
+            flow_id=doc["flowId"],
+            flow_revision=doc.get("flowRevision") or 1,
+            state=StateHistory.from_json(doc["state"]),
+            inputs=doc.get("inputs") or {},
+            labels={lb["key"]: lb["value"] for lb in doc.get("labels") or []},
+            trigger=doc.get("trigger"),
+            outputs=doc.get("outputs"),
+            parent=doc.get("parent"),
+            error=doc.get("error"),
+            task_runs=[TaskRun.from_json(t) for t in doc.get("taskRunList") or []],
+        )
+
+
+def summary_line(doc: dict[str, Any]) -> str:
+    """One line per execution: id, namespace, flow, state, start, duration."""
+    state = doc["state"]
+    start = state.get("startDate") or ""
+    duration = state.get("duration") or "-"
+    if duration.startswith("PT") and duration.endswith("S"):
+        duration = f"{float(duration[2:-1]):.2f}s"
+    return (f"{doc['id']}  {doc['namespace']}  {doc['flowId']}  {state['current']:<9}  "
+            f"{start}  {duration}")
+
+
+__all__ = ["Execution", "State", "StateHistory", "TaskRun", "iso", "new_id", "summary_line"]

@@ -1,0 +1,173 @@
+"""The two plug-in interfaces: tasks and triggers.
+
+A plug-in is a pydantic model of its properties (Kestra's camelCase names,
+`extra="forbid"`) that declares the `type:` strings it answers to and has one
+async method. Properties marked `Dynamic` may hold expressions; they are kept
+as written at load time and rendered just before the task runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic.alias_generators import to_camel
+
+from daemon.durations import Duration
+
+if TYPE_CHECKING:
+    from daemon.context import RunContext, TriggerContext
+
+ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+
+
+def has_template(value: Any) -> bool:
+    """True when a value (or anything inside it) holds a Jinja/Pebble expression."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(has_template(k) or has_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_template(v) for v in value)
+    return False
+
+
+def _defer_templates(
+    value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Any:
+    if info.context and info.context.get("defer_templates") and has_template(value):
+        return value
+    return handler(value)
+
+
+# Marks a property as templated: kept as written at load, rendered and type-checked per run.
+Dynamic = WrapValidator(_defer_templates)
+
+
+def _json_if_text(value: Any) -> Any:
+    """Rendered expressions are text; a list or map property parses them as JSON."""
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+JsonText = BeforeValidator(_json_if_text)
+
+
+class Model(BaseModel):
+    """Base for everything users write in YAML: camelCase aliases, typos are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        validate_default=False,
+    )
+
+
+class RetryModel(Model):
+    """Kestra's `retry:` block; turned into a frozen `RetryPolicy` by the executor."""
+
+    type: Literal["constant", "exponential", "random"]
+    interval: Duration | None = None
+    max_attempts: int | None = Field(default=None, ge=1, alias="maxAttempt",
+                                     validation_alias=AliasChoices("maxAttempts", "maxAttempt"))
+    max_duration: Duration | None = None
+    max_interval: Duration | None = None
+    min_interval: Duration | None = None
+    delay_factor: float | None = None
+    warning_on_retry: bool = False
+    behavior: Literal["RETRY_FAILED_TASK", "CREATE_NEW_EXECUTION"] = "RETRY_FAILED_TASK"
+
+
+Output = Mapping[str, Any] | None
+
+
+class Task(Model):
+    """A task plug-in. Subclasses add properties and implement `run`."""
+
+    types: ClassVar[tuple[str, ...]] = ()
+
+    id: str = Field(pattern=ID_PATTERN)
+    type: str
+    description: str | None = None
+    disabled: bool = False
+    timeout: Annotated[Duration | None, Dynamic] = None
+    retry: RetryModel | None = None
+    allow_failure: bool = False
+    run_if: Annotated[str | bool | None, Dynamic] = None
+    depends_on: list[str] = Field(default_factory=list)
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] | None = None
+    worker_group: Mapping[str, Any] | None = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+
+
+@dataclass
+class Branch:
+    """A list of child tasks the executor runs for a flowable task.
+
+    `value` is what `taskrun.value` reads inside the branch (ForEach); `dag` makes
+    the list run by its `dependsOn` edges instead of in order.
+    """
+
+    tasks: Sequence[Task]
+    value: Any = None
+    has_value: bool = False
+    dag: Mapping[str, Sequence[str]] | None = None
+
+
+@dataclass
+class Children:
+    """What a flowable task hands back: branches, how many at once, and failure handling."""
+
+    branches: list[Branch] = field(default_factory=list)
+    concurrency: int = 1
+    errors: Sequence[Task] = ()
+    finally_: Sequence[Task] = ()
+    failure_is_warning: bool = False
+
+
+class FlowableTask(Task):
+    """A task that does no work itself but picks the child tasks the executor runs."""
+
+    async def run(self, ctx: RunContext) -> Output:
+        raise TypeError("flowable tasks are driven by the executor through children()")
+
+    async def children(self, ctx: RunContext) -> Children:
+        raise NotImplementedError(f"{type(self).__name__} does not implement children()")
+
+
+Emit = Callable[[Mapping[str, Any], Mapping[str, Any]], Awaitable[Any]]
+
+
+class Trigger(Model):
+    """A trigger plug-in: `run` lives as long as its flow is loaded, calling `emit` per event."""
+
+    types: ClassVar[tuple[str, ...]] = ()
+
+    id: str = Field(pattern=ID_PATTERN)
+    type: str
+    description: str | None = None
+    disabled: bool = False
+    conditions: list[dict[str, Any]] = Field(default_factory=list)
+    stop_after: list[str] | None = None
+
+    async def run(self, emit: Emit, ctx: TriggerContext) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")

@@ -1,0 +1,59 @@
+"""Retry policies as frozen values: when (and whether) to try a failed task again."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from daemon.plugin import RetryModel
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    type: str
+    interval: timedelta = timedelta(seconds=1)
+    max_attempts: int | None = None
+    max_duration: timedelta | None = None
+    max_interval: timedelta | None = None
+    min_interval: timedelta | None = None
+    delay_factor: float | None = None
+    warning_on_retry: bool = False
+
+    @classmethod
+    def from_model(cls, model: RetryModel) -> RetryPolicy:
+        return cls(
+            type=model.type,
+            interval=model.interval or timedelta(seconds=1),
+            max_attempts=model.max_attempts,
+            max_duration=model.max_duration,
+            max_interval=model.max_interval,
+            min_interval=model.min_interval,
+            delay_factor=model.delay_factor,
+            warning_on_retry=model.warning_on_retry,
+        )
+
+    def next_delay(self, attempts_done: int, elapsed: timedelta) -> float | None:
+        """Seconds to wait before the next attempt, or None when the policy is exhausted.
+
+        `maxAttempts` counts every attempt, the first one included.
+        """
+        if self.max_attempts is not None and attempts_done >= self.max_attempts:
+            return None
+        if self.max_attempts is None and self.max_duration is None:
+            return None
+        if self.type == "exponential":
+            factor = self.delay_factor if self.delay_factor is not None else 2.0
+            delay = self.interval.total_seconds() * factor ** (attempts_done - 1)
+            if self.max_interval is not None:
+                delay = min(delay, self.max_interval.total_seconds())
+        elif self.type == "random":
+            low = (self.min_interval or timedelta(0)).total_seconds()
+            high = (self.max_interval or self.interval).total_seconds()
+            delay = random.uniform(low, max(low, high))
+        else:
+            delay = self.interval.total_seconds()
+        if self.max_duration is not None and elapsed.total_seconds() + delay > \
+                self.max_duration.total_seconds():
+            return None
+        return delay

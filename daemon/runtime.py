@@ -1,0 +1,220 @@
+"""The runtime: store, storage, clock, renderer, flows, and the one way in — `submit`.
+
+Every event (CLI, API, triggers, subflows) becomes an execution through `submit`,
+which coerces inputs, applies the flow's concurrency limit, stores the execution
+durably and only then starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon.clock import Clock
+from daemon.errors import NotFound, PodiumError
+from daemon.executor import ExecutionRunner
+from daemon.expr import Renderer
+from daemon.flow import Flow, load_flow
+from daemon.inputs import coerce_inputs
+from daemon.model import Execution, TaskRun, new_id
+from daemon.registry import Plugins, default_plugins
+from daemon.state import State, StateHistory
+from daemon.storage import Storage
+
+if TYPE_CHECKING:
+    from daemon.context import RunContext
+    from daemon.store.base import Store
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, Execution, TaskRun | None, dict[str, Any] | None], None]
+
+
+class FlowDisabled(PodiumError):
+    """A disabled flow takes no new executions."""
+
+
+class Runtime:
+    """Shared services of one podium process and the executions it is running."""
+
+    def __init__(self, data_dir: Path, store: Store, *, clock: Clock | None = None,
+                 plugins: Plugins | None = None, keep_working_dirs: bool = False) -> None:
+        self.data_dir = data_dir
+        self.store = store
+        self.storage = Storage(data_dir / "storage")
+        self.clock = clock or Clock()
+        self.renderer = Renderer(clock=self.clock)
+        self.plugins = plugins or default_plugins()
+        self.keep_working_dirs = keep_working_dirs
+        self.flows: dict[tuple[str, str], Flow] = {}
+        self.flow_lookup: Callable[[str, str], Flow | None] | None = None
+        self.envs = {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_")}
+        self._secrets: set[str] = set()
+        self._running: dict[str, asyncio.Task[Execution]] = {}
+        self._active: dict[tuple[str, str], int] = defaultdict(int)
+        self._queued: dict[tuple[str, str], deque[tuple[Flow, Execution]]] = defaultdict(deque)
+        self._listeners: list[Listener] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- flows --------------------------------------------------------------------------
+
+    def add_flow(self, flow: Flow) -> None:
+        self.flows[flow.uid] = flow
+
+    async def find_flow(self, namespace: str, flow_id: str) -> Flow:
+        flow = self.flows.get((namespace, flow_id))
+        if flow is None and self.flow_lookup is not None:
+            flow = await asyncio.to_thread(self.flow_lookup, namespace, flow_id)
+        if flow is None:
+            stored = await self.store.get_flow(namespace, flow_id)
+            if stored is not None:
+                flow = load_flow(stored[1], f"<{namespace}.{flow_id} revision {stored[0]}>",
+                                 self.plugins)
+                flow.revision = stored[0]
+        if flow is None:
+            raise NotFound(f"flow {namespace}.{flow_id} not found")
+        return flow
+
+    # -- the one way in -----------------------------------------------------------------
+
+    async def submit(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *,
+                     trigger: dict[str, Any] | None = None,
+                     labels: Mapping[str, str] | None = None,
+                     parent: dict[str, Any] | None = None) -> Execution:
+        """Create one execution of `flow`, durably, and start it (or queue/refuse it)."""
+        if flow.disabled:
+            raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
+        execution_id = new_id()
+        prefix = self.storage.execution_prefix(flow.namespace, flow.id, execution_id)
+
+        def store_file(name: str, value: Any) -> str:
+            source = Path(str(value))
+            if not source.is_file():
+                raise ValueError(f"no such file {str(value)!r}")
+            return self.storage.put(source, prefix=f"{prefix}/inputs", name=source.name)
+
+        values = await asyncio.to_thread(coerce_inputs, flow.inputs, inputs or {},
+                                         store_file=store_file)
+        if flow.revision is None:
+            flow.revision = await self.store.save_flow(flow.namespace, flow.id, flow.source)
+        execution = Execution(
+            id=execution_id, namespace=flow.namespace, flow_id=flow.id,
+            flow_revision=flow.revision, state=StateHistory(State.CREATED, self.clock.now()),
+            inputs=values, labels={**flow.labels, **(labels or {})}, trigger=trigger,
+            parent=parent,
+        )
+        start = self._gate(flow, execution)
+        await self.store.save_execution(execution.to_json(task_runs=False))
+        self.publish("execution", execution, None)
+        if start:
+            self._start(flow, execution)
+        return execution
+
+    async def submit_by_id(self, namespace: str, flow_id: str,
+                           inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Execution:
+        return await self.submit(await self.find_flow(namespace, flow_id), inputs, **kwargs)
+
+    def _gate(self, flow: Flow, execution: Execution) -> bool:
+        """Apply `concurrency`: start now, or QUEUE / CANCEL / FAIL past the limit."""
+        limit = flow.concurrency
+        if limit is None or self._active[flow.uid] < limit.limit:
+            self._active[flow.uid] += 1
+            return True
+        now = self.clock.now()
+        if limit.behavior == "QUEUE":
+            execution.state.set(State.QUEUED, now)
+            self._queued[flow.uid].append((flow, execution))
+        else:
+            execution.error = (f"flow {flow.namespace}.{flow.id} has reached its concurrency "
+                               f"limit of {limit.limit}")
+            execution.state.set(State.FAILED if limit.behavior == "FAIL" else State.CANCELLED,
+                                now)
+        return False
+
+    def _start(self, flow: Flow, execution: Execution) -> None:
+        self._idle.clear()
+        runner = ExecutionRunner(self, flow, execution)
+        job = asyncio.create_task(runner.run(), name=f"execution {execution.id}")
+        self._running[execution.id] = job
+        job.add_done_callback(lambda _: self._finished(flow, execution))
+
+    def _finished(self, flow: Flow, execution: Execution) -> None:
+        self._running.pop(execution.id, None)
+        self._active[flow.uid] -= 1
+        queue = self._queued[flow.uid]
+        if queue:
+            next_flow, next_execution = queue.popleft()
+            self._active[flow.uid] += 1
+            self._start(next_flow, next_execution)
+        if not self._running:
+            self._idle.set()
+
+    # -- waiting and killing ------------------------------------------------------------
+
+    async def wait(self, execution_id: str) -> Execution:
+        """The execution once it has ended (or now, if it is not running here)."""
+        job = self._running.get(execution_id)
+        if job is not None:
+            await asyncio.wait([job])
+            if not job.cancelled() and job.exception() is None:
+                return job.result()
+        doc = await self.store.get_execution(execution_id)
+        if doc is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return Execution.from_json(doc)
+
+    async def kill(self, execution_id: str) -> bool:
+        job = self._running.get(execution_id)
+        if job is None:
+            return False
+        job.cancel()
+        await asyncio.wait([job])
+        return True
+
+    async def drain(self) -> None:
+        """Wait until nothing is running (tests' "until idle" step)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        for job in list(self._running.values()):
+            job.cancel()
+        if self._running:
+            await asyncio.wait(list(self._running.values()))
+        await self.store.flush()
+
+    # -- events, expressions, secrets ---------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def publish(self, kind: str, execution: Execution, task_run: TaskRun | None,
+                extra: dict[str, Any] | None = None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, execution, task_run, extra)
+            except Exception:
+                log.exception("event listener failed")
+
+    def functions(self, ctx: RunContext | None) -> dict[str, Callable[..., Any]]:
+        """Expression functions that need podium's services."""
+        return {"read": self._read}
+
+    def _read(self, uri: str) -> str:
+        return self.storage.read_text(str(uri))
+
+    def add_secret(self, value: str) -> None:
+        if value:
+            self._secrets.add(value)
+
+    def mask(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "******")
+        return text

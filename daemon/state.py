@@ -1,0 +1,84 @@
+"""Kestra's execution and task-run states, and the history every change leaves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    RETRYING = "RETRYING"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    FAILED = "FAILED"
+    KILLING = "KILLING"
+    KILLED = "KILLED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def terminated(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def failed(self) -> bool:
+        return self in (State.FAILED, State.KILLED)
+
+
+_TERMINAL = frozenset(
+    {State.SUCCESS, State.WARNING, State.FAILED, State.KILLED, State.CANCELLED, State.SKIPPED}
+)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """Timestamps as Kestra writes them: ISO-8601 with a Z."""
+    if dt is None:
+        return None
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+class StateHistory:
+    """Current state plus every (state, date) it went through, as Kestra's `state` object."""
+
+    __slots__ = ("current", "histories")
+
+    def __init__(self, current: State, at: datetime) -> None:
+        self.current = current
+        self.histories: list[tuple[State, datetime]] = [(current, at)]
+
+    def set(self, state: State, at: datetime) -> None:
+        self.current = state
+        self.histories.append((state, at))
+
+    @property
+    def start(self) -> datetime:
+        return self.histories[0][1]
+
+    @property
+    def end(self) -> datetime | None:
+        return self.histories[-1][1] if self.current.terminated else None
+
+    def to_json(self) -> dict[str, Any]:
+        start, end = self.start, self.end
+        out: dict[str, Any] = {
+            "current": self.current.value,
+            "histories": [{"state": s.value, "date": iso(d)} for s, d in self.histories],
+            "startDate": iso(start),
+        }
+        if end is not None:
+            out["endDate"] = iso(end)
+            out["duration"] = f"PT{(end - start).total_seconds():.3f}S"
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StateHistory:
+        hist = [(State(h["state"]), datetime.fromisoformat(h["date"])) for h in data["histories"]]
+        obj = cls(hist[0][0], hist[0][1])
+        obj.histories = hist
+        obj.current = State(data["current"])
+        return obj

@@ -1,0 +1,343 @@
+"""The store interface every backend implements, and the document checks they share.
+
+The store keeps Kestra-shaped JSON documents and only looks inside them for the
+few columns it indexes. The row-extraction helpers live here, not in a backend,
+so that SQLite and PostgreSQL refuse exactly the same malformed input with the
+same message.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+from daemon.errors import PodiumError
+
+LEVELS: dict[str, int] = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
+"""Kestra's log levels; stored as numbers so `min_level` is one comparison."""
+
+
+class StoreError(PodiumError):
+    """The database cannot be opened or written: wrong file, newer schema, disk trouble."""
+
+
+class ExecutionRow(NamedTuple):
+    id: str
+    namespace: str
+    flow_id: str
+    state: str
+    start_date: str | None
+    end_date: str | None
+    labels: str
+    doc: str
+
+
+class TaskRunRow(NamedTuple):
+    id: str
+    execution_id: str
+    state: str
+    doc: str
+
+
+class LogRow(NamedTuple):
+    execution_id: str
+    task_run_id: str | None
+    level: int
+    timestamp: str | None
+    message: str | None
+    doc: str
+
+
+class MetricRow(NamedTuple):
+    execution_id: str
+    task_run_id: str | None
+    name: str | None
+    timestamp: str | None
+    doc: str
+
+
+def sortable_time(value: str | None, what: str = "timestamp") -> str | None:
+    """One fixed-width UTC form, so that text comparison is time comparison.
+
+    Kestra writes "…:00Z" and "…:00.123456Z" for the same second; compared as text
+    the shorter sorts after the longer, so every indexed date goes through here.
+    """
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r} is not an ISO-8601 date") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_json(value: Any, what: str) -> str:
+    """Serialise at call time: the caller may keep mutating its dict after a `wait=False` save."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def _need(doc: Mapping[str, Any], key: str, kind: str) -> str:
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"{kind} must be a dict, got {type(doc).__name__}")
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        ident = doc.get("id")
+        which = f" {ident!r}" if isinstance(ident, str) and key != "id" else ""
+        raise ValueError(f"{kind}{which} has no {key!r} (a non-empty string is required)")
+    return value
+
+
+def _current_state(doc: Mapping[str, Any], kind: str) -> tuple[str, Mapping[str, Any]]:
+    state = doc.get("state")
+    current = state.get("current") if isinstance(state, Mapping) else None
+    if not isinstance(state, Mapping) or not isinstance(current, str):
+        raise ValueError(f"{kind} {doc.get('id')!r} has no 'state.current'")
+    return current, state
+
+
+def execution_row(doc: Mapping[str, Any]) -> ExecutionRow:
+    """Validate an execution document and pull out its indexed columns."""
+    kind = "execution"
+    ident = _need(doc, "id", kind)
+    namespace = _need(doc, "namespace", kind)
+    flow_id = _need(doc, "flowId", kind)
+    current, state = _current_state(doc, kind)
+    start = state.get("startDate")
+    if start is None and state.get("histories"):
+        start = state["histories"][0].get("date")
+    labels = doc.get("labels") or []
+    if isinstance(labels, Mapping):
+        labels = [{"key": k, "value": v} for k, v in labels.items()]
+    body = {k: v for k, v in doc.items() if k != "taskRunList"}
+    return ExecutionRow(
+        id=ident,
+        namespace=namespace,
+        flow_id=flow_id,
+        state=current,
+        start_date=sortable_time(start, f"execution {ident!r} startDate"),
+        end_date=sortable_time(state.get("endDate"), f"execution {ident!r} endDate"),
+        labels=to_json(labels, f"execution {ident!r} labels"),
+        doc=to_json(body, f"execution {ident!r}"),
+    )
+
+
+def task_run_row(doc: Mapping[str, Any]) -> TaskRunRow:
+    """Validate a task-run document and pull out its indexed columns."""
+    kind = "task run"
+    ident = _need(doc, "id", kind)
+    execution_id = _need(doc, "executionId", kind)
+    current, _ = _current_state(doc, kind)
+    return TaskRunRow(ident, execution_id, current, to_json(doc, f"task run {ident!r}"))
+
+
+def log_row(line: Mapping[str, Any]) -> LogRow:
+    """Validate a log line; the message is kept in its own column, not twice."""
+    execution_id = _need(line, "executionId", "log line")
+    level = line.get("level", "INFO")
+    if level not in LEVELS:
+        raise ValueError(f"log line level {level!r} is not one of {', '.join(LEVELS)}")
+    message = line.get("message")
+    body = dict(line)
+    if isinstance(message, str):
+        del body["message"]
+    else:
+        message = None
+    return LogRow(
+        execution_id,
+        line.get("taskRunId"),
+        LEVELS[level],
+        line.get("timestamp"),
+        message,
+        to_json(body, f"log line of execution {execution_id!r}"),
+    )
+
+
+def log_doc(message: str | None, doc: str) -> dict[str, Any]:
+    """Inverse of `log_row`: the line exactly as it was appended."""
+    line: dict[str, Any] = json.loads(doc)
+    if message is not None:
+        line["message"] = message
+    return line
+
+
+def metric_row(metric: Mapping[str, Any]) -> MetricRow:
+    execution_id = _need(metric, "executionId", "metric")
+    return MetricRow(
+        execution_id,
+        metric.get("taskRunId"),
+        metric.get("name"),
+        metric.get("timestamp"),
+        to_json(metric, f"metric of execution {execution_id!r}"),
+    )
+
+
+def level_number(min_level: str | None) -> int | None:
+    if min_level is None:
+        return None
+    if min_level not in LEVELS:
+        raise ValueError(f"min_level {min_level!r} is not one of {', '.join(LEVELS)}")
+    return LEVELS[min_level]
+
+
+def check_page(page: int, size: int) -> None:
+    if page < 1 or size < 1:
+        raise ValueError(f"page and size start at 1 (got page={page}, size={size})")
+
+
+class Store(ABC):
+    """Durable home of flows, executions, task runs, logs, metrics, KV and trigger state.
+
+    Execution and task-run saves are group-committed: awaiting one returns once the
+    transaction holding it is committed, and concurrent saves share that commit.
+    `wait=False` saves, logs and metrics are queued in call order; `flush()` (or
+    `close()`) is the point after which they are durable and readable.
+    Cancelling an awaited save does not cancel the write.
+    """
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date; a newer schema is a `StoreError`."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Commit everything queued, then release connections. Safe to call twice."""
+
+    # flows: each change of source is a new revision, so executions can name theirs
+
+    @abstractmethod
+    async def save_flow(self, namespace: str, flow_id: str, source: str) -> int:
+        """Return the revision holding `source`; the same source as the latest reuses it."""
+
+    @abstractmethod
+    async def get_flow(
+        self, namespace: str, flow_id: str, revision: int | None = None
+    ) -> tuple[int, str] | None:
+        """Latest live revision, or the given one even after deletion (old executions show it)."""
+
+    @abstractmethod
+    async def list_flows(self) -> list[dict[str, Any]]:
+        """Latest revision of each live flow: namespace, id, revision, source, updated."""
+
+    @abstractmethod
+    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+        """Hide the flow; its revisions stay readable and a later save starts a new one."""
+
+    # executions and task runs
+
+    @abstractmethod
+    async def save_execution(self, doc: dict[str, Any], *, wait: bool = True) -> None:
+        """Insert or replace by id. A malformed doc raises `ValueError` before queueing."""
+
+    @abstractmethod
+    async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
+        """Insert or replace by id; the first save fixes its place in `taskRunList`."""
+
+    @abstractmethod
+    def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
+        """Queue log lines; callable from any thread. All lines are checked before any is queued."""
+
+    @abstractmethod
+    def append_metrics(self, metrics: Sequence[dict[str, Any]]) -> None:
+        """Queue metrics; callable from any thread."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Return once everything queued before the call is committed."""
+
+    @abstractmethod
+    async def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """The execution doc with "taskRunList" in creation order."""
+
+    @abstractmethod
+    async def search_executions(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        states: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        start_after: str | None = None,
+        start_before: str | None = None,
+        page: int = 1,
+        size: int = 25,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page, newest start first, and the total matching.
+
+        `namespace` also matches its sub-namespaces (as Kestra's filter does);
+        the time window is half-open: start_after <= startDate < start_before.
+        """
+
+    @abstractmethod
+    async def count_executions(self, namespace: str, flow_id: str, states: Sequence[str]) -> int:
+        """For the concurrency gate: exact namespace and flow."""
+
+    @abstractmethod
+    async def delete_execution(self, execution_id: str) -> None:
+        """Remove the execution with its task runs, logs and metrics."""
+
+    @abstractmethod
+    async def logs(
+        self,
+        execution_id: str,
+        *,
+        task_run_id: str | None = None,
+        min_level: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Lines in the order they were appended."""
+
+    @abstractmethod
+    async def metrics(self, execution_id: str) -> list[dict[str, Any]]:
+        """Metrics in the order they were appended."""
+
+    # KV, scoped by namespace
+
+    @abstractmethod
+    async def kv_set(
+        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
+    ) -> None:
+        """Store any JSON value, None included; past `expires_at` the key reads as missing."""
+
+    @abstractmethod
+    async def kv_get(self, namespace: str, key: str) -> tuple[bool, Any]:
+        """(found, value): a tuple because None is a value a flow may store."""
+
+    @abstractmethod
+    async def kv_delete(self, namespace: str, key: str) -> bool:
+        """True if a live (unexpired) key was there."""
+
+    @abstractmethod
+    async def kv_list(self, namespace: str) -> list[dict[str, Any]]:
+        """Live keys by name: key, value, expiresAt, updated."""
+
+    # trigger state and exactly-once markers
+
+    @abstractmethod
+    async def get_state(self, key: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def set_state(self, key: str, value: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def claim(self, key: str) -> bool:
+        """True for the first caller ever, across restarts; committed before it returns."""

@@ -1,0 +1,333 @@
+"""The embedded store's plumbing: one SQLite file, one writer thread, group commit.
+
+Durability costs a commit, and a commit per task run caps the executor at a few
+hundred runs a second. So every write is queued to one thread that owns the write
+connection; each round it drains the queue into a single transaction and, once that
+commits, wakes every waiting caller in one hop per event loop. Reads never queue
+behind writes: they use their own connections (WAL) on worker threads, which is
+also what lets `podium executions list` read the file while a daemon writes.
+The queries themselves live in `daemon.store.sqlite`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from daemon.clock import Clock
+from daemon.state import iso
+from daemon.store.base import StoreError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Write = Callable[[sqlite3.Connection], Any]
+
+MAX_BATCH = 10_000
+"""Ops per transaction: bounds how long the first caller of a burst waits."""
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: initial schema. seq columns are rowid aliases: creation order survives VACUUM.
+        """CREATE TABLE flows (namespace TEXT NOT NULL, id TEXT NOT NULL,
+            revision INTEGER NOT NULL, source TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0, updated TEXT NOT NULL,
+            PRIMARY KEY (namespace, id, revision))""",
+        """CREATE TABLE executions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+            namespace TEXT NOT NULL, flow_id TEXT NOT NULL, state TEXT NOT NULL,
+            start_date TEXT, end_date TEXT, labels TEXT NOT NULL, doc TEXT NOT NULL)""",
+        "CREATE INDEX executions_flow_start ON executions (namespace, flow_id, start_date)",
+        "CREATE INDEX executions_flow_state ON executions (namespace, flow_id, state)",
+        "CREATE INDEX executions_start ON executions (start_date)",
+        """CREATE TABLE task_runs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+            execution_id TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL)""",
+        "CREATE INDEX task_runs_execution ON task_runs (execution_id)",
+        """CREATE TABLE logs (id INTEGER PRIMARY KEY, execution_id TEXT NOT NULL,
+            task_run_id TEXT, level INTEGER NOT NULL, timestamp TEXT, message TEXT,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX logs_execution ON logs (execution_id)",
+        """CREATE TABLE metrics (id INTEGER PRIMARY KEY, execution_id TEXT NOT NULL,
+            task_run_id TEXT, name TEXT, timestamp TEXT, doc TEXT NOT NULL)""",
+        "CREATE INDEX metrics_execution ON metrics (execution_id)",
+        """CREATE TABLE kv (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            expires_at TEXT, updated TEXT NOT NULL, PRIMARY KEY (namespace, key))""",
+        "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL)",
+        "CREATE TABLE claims (key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL)",
+    ),
+)
+"""Append only: a released step never changes, a new one goes at the end."""
+
+
+class _Op:
+    """One queued write; `future` is None for fire-and-forget writes."""
+
+    __slots__ = ("fn", "future", "loop", "what")
+
+    def __init__(
+        self,
+        fn: Write,
+        what: str,
+        future: asyncio.Future[Any] | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.fn = fn
+        self.what = what
+        self.future = future
+        self.loop = loop
+
+
+Outcome = tuple[Any, BaseException | None]
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in items:
+        if future.done():  # the caller was cancelled; the write happened anyway
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+    """Autocommit mode: every transaction here is begun and ended explicitly."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+
+
+class SqliteIO:
+    """The file's connections: the writer thread behind its queue, and a pool of readers."""
+
+    def __init__(self, path: Path, clock: Clock, timeout: float) -> None:
+        self.path = path
+        self.commits = 0
+        """Transactions committed by the writer; bench/store.py shows the grouping with it."""
+        self._clock = clock
+        self._timeout = timeout
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._open = False
+        self._closed = False
+        self._broken: BaseException | None = None
+
+    # lifecycle
+
+    async def open(self) -> None:
+        if self._open or self._closed:
+            raise StoreError(f"{self.path}: a store is opened once")
+        await asyncio.to_thread(self._open_sync)
+        self._open = True
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(self.path, self._timeout)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="podium-store-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Apply missing steps in one transaction; re-checked under the lock for rival openers."""
+        latest = len(MIGRATIONS)
+        if schema_version(conn) == latest:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = schema_version(conn)
+            if current > latest:
+                raise StoreError(
+                    f"{self.path}: database schema version {current} is newer than this"
+                    f" podium knows ({latest}); upgrade podium or use another data directory"
+                )
+            for version in range(current + 1, latest + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version VALUES (?, ?)", (version, iso(self._clock.now()))
+                )
+                logger.info("store: %s migrated to schema version %d", self.path, version)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        if self._writer is not None:
+            self._writer.join()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+
+    def _check(self) -> None:
+        if self._broken is not None:
+            raise StoreError(f"{self.path}: store writer stopped: {self._broken!r}")
+        if not self._open or self._closed:
+            raise StoreError(f"{self.path}: store is not open")
+
+    # the writer thread
+
+    def put(self, fn: Write, what: str, wait: bool) -> asyncio.Future[Any] | None:
+        self._check()
+        if not wait:
+            self._queue.put(_Op(fn, what, None, None))
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Op(fn, what, future, loop))
+        return future
+
+    async def write(self, fn: Write, what: str) -> Any:
+        future = self.put(fn, what, wait=True)
+        assert future is not None
+        return await future
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        pending: list[_Op] = []
+        try:
+            while not stopping:
+                batch = [self._queue.get()]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                pending = [op for op in batch if op is not None]
+                stopping = len(pending) != len(batch)
+                if pending:
+                    self._commit(conn, pending)
+                pending = []
+        except BaseException as exc:
+            self._broken = exc
+            logger.exception("store: writer thread stopped")
+            while True:
+                try:
+                    op = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if op is not None:
+                    pending.append(op)
+            error = StoreError(f"{self.path}: store writer stopped: {exc!r}")
+            self._settle(pending, [(None, error)] * len(pending))
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        """All ops in one transaction; if that fails, each alone: a bad op costs only itself."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [op.fn(conn) for op in ops]
+            conn.execute("COMMIT")
+        except Exception:
+            _rollback(conn)
+            outcomes = [self._commit_one(conn, op) for op in ops]
+        else:
+            self.commits += 1
+            outcomes = [(result, None) for result in results]
+        self._settle(ops, outcomes)
+
+    def _commit_one(self, conn: sqlite3.Connection, op: _Op) -> Outcome:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = op.fn(conn)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            _rollback(conn)
+            error = StoreError(f"{self.path}: could not write {op.what}: {exc}")
+            error.__cause__ = exc
+            return None, error
+        self.commits += 1
+        return result, None
+
+    def _settle(self, ops: list[_Op], outcomes: list[Outcome]) -> None:
+        """Wake callers with one `call_soon_threadsafe` per loop, not one per op."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for op, (result, exc) in zip(ops, outcomes, strict=True):
+            if op.future is None or op.loop is None:
+                if exc is not None:
+                    logger.error("store: lost unawaited write: %s", exc)
+                continue
+            by_loop.setdefault(op.loop, []).append((op.future, result, exc))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    # reads
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check()
+        return await asyncio.to_thread(self._read_sync, fn)
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One read transaction, so that multi-statement reads see one snapshot."""
+        with self._readers_lock:
+            conn = self._readers.pop() if self._readers else None
+        try:
+            if conn is None:
+                conn = _connect(self.path, self._timeout)
+                conn.execute("PRAGMA query_only = ON")
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                _rollback(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        finally:
+            if conn is not None:
+                with self._readers_lock:
+                    keep = not self._closed
+                    if keep:
+                        self._readers.append(conn)
+                if not keep:
+                    conn.close()

@@ -1,0 +1,112 @@
+"""Core tasks: Log, Return, Sleep, Fail, Labels, OutputValues, Exit."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from daemon.context import ExitRequested, RunContext
+from daemon.durations import Duration
+from daemon.errors import TaskFailed
+from daemon.plugin import Dynamic, JsonText, Output, Task
+from daemon.state import State
+
+Level = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+
+
+class Log(Task):
+    """Write one message (or several) to the execution's logs at a level."""
+
+    types = ("io.kestra.plugin.core.log.Log", "io.kestra.core.tasks.log.Log")
+
+    message: Annotated[str | list[str], Dynamic]
+    level: Level = "INFO"
+
+    async def run(self, ctx: RunContext) -> Output:
+        messages = [self.message] if isinstance(self.message, str) else self.message
+        for message in messages:
+            ctx.logger.log(self.level, message)
+        return None
+
+
+class Return(Task):
+    """Hand a rendered value to later tasks as `outputs.<id>.value`."""
+
+    types = ("io.kestra.plugin.core.debug.Return", "io.kestra.core.tasks.debugs.Return")
+
+    format: Annotated[str | None, Dynamic] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        return {"value": self.format}
+
+
+class Sleep(Task):
+    """Wait for a duration (on podium's clock, so tests need not wait)."""
+
+    types = ("io.kestra.plugin.core.flow.Sleep", "io.kestra.core.tasks.flows.Sleep")
+
+    duration: Annotated[Duration, Dynamic]
+
+    async def run(self, ctx: RunContext) -> Output:
+        await ctx.clock.sleep(self.duration.total_seconds())
+        return None
+
+
+class Fail(Task):
+    """Fail the task, always or when `condition` renders true."""
+
+    types = ("io.kestra.plugin.core.execution.Fail", "io.kestra.core.tasks.executions.Fail")
+
+    condition: Annotated[str | bool | None, Dynamic] = None
+    error_message: Annotated[str, Dynamic] = "Task failure"
+
+    async def run(self, ctx: RunContext) -> Output:
+        if self.condition is None or ctx.render_bool(self.condition):
+            raise TaskFailed(self.error_message)
+        return None
+
+
+def _label_map(value: Any) -> Any:
+    if isinstance(value, list):
+        return {str(item.get("key")): item.get("value") for item in value
+                if isinstance(item, dict)}
+    return value
+
+
+class Labels(Task):
+    """Add labels to the running execution (searchable, shown in the UI)."""
+
+    types = ("io.kestra.plugin.core.execution.Labels", "io.kestra.core.tasks.executions.Labels")
+
+    labels: Annotated[dict[str, str], Dynamic, BeforeValidator(_label_map), JsonText]
+
+    async def run(self, ctx: RunContext) -> Output:
+        ctx.add_labels(self.labels)
+        return None
+
+
+class OutputValues(Task):
+    """Expose rendered values as `outputs.<id>.values.<key>`."""
+
+    types = ("io.kestra.plugin.core.output.OutputValues",)
+
+    values: Annotated[dict[str, Any], Dynamic] = Field(default_factory=dict)
+
+    async def run(self, ctx: RunContext) -> Output:
+        return {"values": self.values}
+
+
+class Exit(Task):
+    """End the whole execution now, in the given state."""
+
+    types = ("io.kestra.plugin.core.execution.Exit",)
+
+    state: Literal["SUCCESS", "WARNING", "KILLED", "FAILED", "CANCELED"] = "SUCCESS"
+    condition: Annotated[str | bool | None, Dynamic] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        if self.condition is not None and not ctx.render_bool(self.condition):
+            return None
+        state = State.CANCELLED if self.state == "CANCELED" else State(self.state)
+        raise ExitRequested(state)

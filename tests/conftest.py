@@ -1,0 +1,79 @@
+"""Session fixtures for the real services, and the blocking-call guard.
+
+Each service fixture is session-scoped and starts its private instance only
+when the first test asks for it (see services.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import services
+from blockbuster import BlockBuster, blockbuster_ctx
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the cached python image's root filesystem before any test runs
+    when a selected test needs it: a first build takes a minute or two, which
+    must not count against that test's timeout."""
+    if not any("python_image" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def announce(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    # A failure is remembered and reported by each test that uses the image.
+    with contextlib.suppress(pytest.fail.Exception):
+        services.python_image_tarball(announce)
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test whose event loop blocks (file I/O, time.sleep, blocking
+    sockets...). Calls outside a running loop (sync tests, sync fixtures,
+    pytest itself) are not checked."""
+    with blockbuster_ctx() as bb:
+        # asyncpg parses its connect arguments synchronously, looking for
+        # ~/.pgpass and the client SSL files in ~/.postgresql (stat, abspath,
+        # small reads of local files) on every connect: allowed there only.
+        for function in bb.functions.values():
+            function.can_block_in("asyncpg/connect_utils.py", {"_parse_connect_dsn_and_args"})
+        yield bb
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a private PostgreSQL 15+ (trust auth, user and database postgres)."""
+    with services.postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[services.Mosquitto]:
+    """A private Mosquitto broker with persistence; `.stop()`/`.restart()` it."""
+    with services.mosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """unix:// URL of a private podman API service (Docker-compatible)."""
+    with services.podman() as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_host: str) -> str:
+    """Name of an image with python3, pip and venv on the `docker_host` podman."""
+    return services.ensure_python_image(docker_host)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[services.Chromium]:
+    """Headless Chromium: `chromium.argv(*extra)` is a ready command line."""
+    with services.chromium() as browser:
+        yield browser

@@ -1,0 +1,644 @@
+"""Private instances of the real services that podium's tests talk to.
+
+Each helper starts its own PostgreSQL, Mosquitto or podman on a free port (or
+socket) in a fresh temporary directory, so tests never touch the system
+services that the machine may already run on the default ports, and several
+test sessions can run side by side. A missing binary fails the test with the
+Debian package to install: a skipped service test would hide a broken CI.
+
+These helpers are synchronous: conftest.py calls them from session fixtures,
+outside any event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import glob
+import hashlib
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+LOG_TAIL = 4000
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _tail(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return text[-LOG_TAIL:]
+
+
+def _require(binary: str, package: str) -> str:
+    found = shutil.which(binary)
+    if found is None:
+        pytest.fail(
+            f"`{binary}` not found: install the Debian package `{package}` "
+            f"(apt-get install -y --no-install-recommends {package}, "
+            f"or run .ci/ensure-packages as root)",
+            pytrace=False,
+        )
+    return found
+
+
+def _wait_until(
+    ready: Callable[[], bool],
+    what: str,
+    log: Path,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Poll `ready` until it is true; fail with the service's log otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(
+                f"{what} exited with code {proc.returncode} while starting; log:\n{_tail(log)}",
+                pytrace=False,
+            )
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {timeout:.0f}s; log:\n{_tail(log)}", pytrace=False)
+        time.sleep(0.1)
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(STOP_TIMEOUT)
+
+
+def _run_checked(
+    argv: list[str], what: str, cwd: Path | None = None, timeout: float | None = None
+) -> None:
+    result = subprocess.run(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        output = result.stdout.decode(errors="replace")[-LOG_TAIL:]
+        pytest.fail(f"{what} failed (exit {result.returncode}):\n{output}", pytrace=False)
+
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+MIN_POSTGRES_MAJOR = 15  # MERGE
+
+
+def _postgres_bindir() -> Path:
+    """The newest server bin dir: initdb/pg_ctl are not on PATH on Debian."""
+    found: list[tuple[int, Path]] = []
+    for initdb in glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        bindir = Path(initdb).parent
+        major = bindir.parent.name
+        if major.isdigit() and (bindir / "pg_ctl").exists():
+            found.append((int(major), bindir))
+    if not found or max(found)[0] < MIN_POSTGRES_MAJOR:
+        versions = ", ".join(str(m) for m, _ in sorted(found)) or "none"
+        pytest.fail(
+            f"PostgreSQL server >= {MIN_POSTGRES_MAJOR} not found under /usr/lib/postgresql "
+            f"(found: {versions}): install the Debian package `postgresql`",
+            pytrace=False,
+        )
+    return max(found)[1]
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """A private PostgreSQL 15+ cluster; yields its DSN (trust auth, user postgres)."""
+    bindir = _postgres_bindir()
+    as_postgres: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="podium-pg-"))
+    data, log, port = root / "data", root / "postgres.log", free_port()
+    try:
+        if os.geteuid() == 0:
+            # initdb refuses to run as root; the cluster belongs to `postgres`, who
+            # must own the (0700) temp dir to create the data dir, log and socket.
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail(
+                    "no `postgres` user: install the Debian package `postgresql`",
+                    pytrace=False,
+                )
+            _require("runuser", "util-linux")
+            os.chown(root, user.pw_uid, user.pw_gid)
+            as_postgres = ["runuser", "-u", "postgres", "--"]
+        _run_checked(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            "initdb",
+            cwd=root,
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} "
+            f"-c unix_socket_directories={root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        start = subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+                "start",
+            ],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        if start.returncode != 0:
+            pytest.fail(
+                f"pg_ctl start failed (exit {start.returncode}):\n"
+                f"{start.stdout.decode(errors='replace')}\nlog:\n{_tail(log)}",
+                pytrace=False,
+            )
+
+        def accepting() -> bool:
+            ready = subprocess.run(
+                [
+                    str(bindir / "pg_isready"),
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                ],
+                check=False,
+            )
+            return ready.returncode == 0
+
+        _wait_until(accepting, "PostgreSQL", log)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                cwd=root,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- Mosquitto ----------------------------------------------------------------
+
+
+@dataclass
+class Mosquitto:
+    """A private broker. Persistence is on, so `restart()` keeps sessions and
+    retained/queued messages, as a real broker restart would. `stop()`,
+    `start()` and `restart()` block: from a test's event loop, call them via
+    `asyncio.to_thread`."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "mosquitto.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        binary = _require("mosquitto", "mosquitto")
+        conf = self.root / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.root}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        if os.geteuid() == 0:
+            # As root mosquitto would drop to the `mosquitto` user, who cannot
+            # write the persistence file into our 0700 temp dir.
+            lines.append("user root")
+        conf.write_text("\n".join(lines) + "\n")
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [binary, "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_until(lambda: _tcp_open(self.port), "mosquitto", self.log, self._proc)
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM), which writes the persistence file."""
+        if self._proc is not None:
+            _stop_process(self._proc)
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, keeping persisted state."""
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def mosquitto() -> Iterator[Mosquitto]:
+    _require("mosquitto", "mosquitto")
+    root = Path(tempfile.mkdtemp(prefix="podium-mqtt-"))
+    broker = Mosquitto(root)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- podman -------------------------------------------------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _socket_path(docker_host: str) -> str:
+    if not docker_host.startswith("unix://"):
+        raise ValueError(f"expected a unix:// DOCKER_HOST, got {docker_host!r}")
+    return docker_host.removeprefix("unix://")
+
+
+def _api_get(docker_host: str, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = _UnixHTTPConnection(_socket_path(docker_host), timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount what podman/containers-storage left mounted below `root` (deepest
+    first), so that the directory can be removed."""
+    prefix = str(root) + "/"
+    points: list[str] = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def podman() -> Iterator[str]:
+    """A private `podman system service`; yields its unix:// DOCKER_HOST URL.
+
+    Storage, runtime state, network config and events all live in a temp dir,
+    so this never sees (or disturbs) the machine's own podman state.
+    """
+    binary = _require("podman", "podman")
+    _require("runc", "runc")
+    _require("conmon", "conmon")
+    root = Path(tempfile.mkdtemp(prefix="podium-podman-"))
+    log = root / "podman.log"
+    sock = root / "podman.sock"
+    docker_host = f"unix://{sock}"
+    (root / "containers.conf").write_text(
+        "[containers]\n"
+        'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+        "\n[engine]\n"
+        'runtime = "runc"\n'
+        'cgroup_manager = "cgroupfs"\n'
+        'events_logger = "file"\n'
+        f'events_logfile_path = "{root}/events.log"\n'
+        f'tmp_dir = "{root}/tmp"\n'
+        f'volume_path = "{root}/volumes"\n'
+        "\n[network]\n"
+        f'network_config_dir = "{root}/net"\n'
+    )
+    (root / "storage.conf").write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\nrunroot = "{root}/run"\n'
+    )
+    env = {
+        **os.environ,
+        "CONTAINERS_CONF": str(root / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
+    }
+    env.pop("DOCKER_HOST", None)
+    env.pop("CONTAINER_HOST", None)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [binary, "--log-level=info", "system", "service", "--time=0", docker_host],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def pinging() -> bool:
+            try:
+                return _api_get(docker_host, "/_ping", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        _wait_until(pinging, "podman system service", log, proc)
+        yield docker_host
+    finally:
+        if proc is not None:
+            _remove_all_containers(docker_host)
+            _stop_process(proc)
+        _unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _remove_all_containers(docker_host: str) -> None:
+    with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
+        status, body = _api_get(docker_host, "/containers/json?all=true")
+        if status != 200:
+            return
+        for container in json.loads(body):
+            conn = _UnixHTTPConnection(_socket_path(docker_host), timeout=30)
+            try:
+                conn.request("DELETE", f"/containers/{container['Id']}?force=true&v=true")
+                conn.getresponse().read()
+            finally:
+                conn.close()
+
+
+# --- the python image -----------------------------------------------------------
+
+PYTHON_IMAGE = "localhost/python:test"
+IMAGE_CACHE = Path(os.environ.get("PODIUM_TEST_IMAGE_CACHE", "/var/tmp/podium-test-images"))
+DEBOOTSTRAP_SUITE = "bookworm"
+DEBOOTSTRAP_INCLUDE = "python3-minimal,python3-pip,python3-venv"
+BUILD_TIMEOUT = 1200
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror apt uses here (Docker Hub is unreachable; apt's mirror is)."""
+    sources: list[Path] = [Path("/etc/apt/sources.list")]
+    sources += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    sources += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and DEBOOTSTRAP_SUITE in suites.group(1).split():
+                return uris.group(1)
+        for line in text.splitlines():
+            m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if m and m.group(2) == DEBOOTSTRAP_SUITE:
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+# Left out of the image: a quarter of its size that no test reads, and every
+# session imports the image anew into its private storage.
+PRUNED = "var/cache/apt/archives var/lib/apt/lists usr/share/doc usr/share/man usr/share/info"
+
+
+def _prune_rootfs(rootfs: Path) -> None:
+    for junk in PRUNED.split():
+        for entry in (rootfs / junk).glob("*"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.is_file():
+                entry.unlink()
+    for entry in (rootfs / "usr/share/locale").glob("*"):
+        if entry.is_dir():  # translations; locale.alias stays
+            shutil.rmtree(entry)
+
+
+_build_failure: str | None = None
+
+
+def python_image_tarball(announce: Callable[[str], None] = lambda _: None) -> Path:
+    """The root filesystem tarball for PYTHON_IMAGE, built once a month (keyed by
+    the month and the recipe) and shared by every test session on this machine.
+
+    conftest.py calls this once before the tests run, so that the minute or two
+    of a first build counts against no test's timeout; a failed build is
+    remembered and reported by each test that needs the image, not retried.
+    """
+    global _build_failure
+    if _build_failure is not None:
+        pytest.fail(_build_failure, pytrace=False)
+    try:
+        return _build_tarball(announce)
+    except pytest.fail.Exception as exc:
+        _build_failure = str(exc.msg)
+        raise
+
+
+def _build_tarball(announce: Callable[[str], None]) -> Path:
+    recipe = f"{DEBOOTSTRAP_SUITE} minbase {DEBOOTSTRAP_INCLUDE} {PRUNED}"
+    key = f"{datetime.date.today():%Y-%m}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    tarball = IMAGE_CACHE / f"python-{DEBOOTSTRAP_SUITE}-{key}.tar"
+    with (IMAGE_CACHE / "build.lock").open("w") as lock:
+        # Concurrent sessions wait for one build instead of racing.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tarball.exists():
+            return tarball
+        debootstrap = _require("debootstrap", "debootstrap")
+        for stale in [*IMAGE_CACHE.glob("python-*.tar"), *IMAGE_CACHE.glob("*.partial")]:
+            stale.unlink()
+        for stale_dir in IMAGE_CACHE.glob("rootfs-*"):  # left by an interrupted build
+            _unmount_under(stale_dir)
+            shutil.rmtree(stale_dir, ignore_errors=True)
+        mirror = _debian_mirror()
+        announce(f"building {tarball} with debootstrap from {mirror} (once a month)")
+        rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=IMAGE_CACHE))
+        log = IMAGE_CACHE / "build.log"
+        try:
+            with log.open("wb") as out:
+                built = subprocess.run(
+                    [
+                        debootstrap,
+                        "--variant=minbase",
+                        f"--include={DEBOOTSTRAP_INCLUDE}",
+                        DEBOOTSTRAP_SUITE,
+                        str(rootfs),
+                        mirror,
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=BUILD_TIMEOUT,
+                    check=False,
+                )
+            if built.returncode != 0:
+                pytest.fail(
+                    f"debootstrap failed (exit {built.returncode}); log:\n{_tail(log)}",
+                    pytrace=False,
+                )
+            _prune_rootfs(rootfs)
+            partial = tarball.with_suffix(".partial")
+            _run_checked(["tar", "-C", str(rootfs), "-cf", str(partial), "."], "tar rootfs")
+            partial.rename(tarball)
+        finally:
+            _unmount_under(rootfs)
+            shutil.rmtree(rootfs, ignore_errors=True)
+        return tarball
+
+
+def ensure_python_image(docker_host: str) -> str:
+    """Make PYTHON_IMAGE (Debian bookworm with python3, pip and venv) exist on
+    the podman at `docker_host`, building the root filesystem with debootstrap
+    if this machine has no cached one yet. Returns the image name."""
+    status, _ = _api_get(docker_host, f"/images/{PYTHON_IMAGE}/json")
+    if status == 200:
+        return PYTHON_IMAGE
+    tarball = python_image_tarball()
+    podman_bin = _require("podman", "podman")
+    _run_checked(
+        [podman_bin, "--url", docker_host, "import", str(tarball), PYTHON_IMAGE],
+        f"podman import {PYTHON_IMAGE}",
+        timeout=BUILD_TIMEOUT,
+    )
+    return PYTHON_IMAGE
+
+
+# --- Chromium -------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# As the machine doc says: without the background-networking flags Chromium keeps
+# trying to reach Google's hosts, which this closed network refuses.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+@dataclass
+class Chromium:
+    """Headless Chromium; `argv()` gives each launch its own fresh profile
+    (two running instances must never share a --user-data-dir)."""
+
+    path: str
+    root: Path
+    flags: tuple[str, ...] = CHROMIUM_FLAGS
+
+    def argv(self, *extra: str) -> list[str]:
+        # Chromium creates the profile dir itself: no file I/O here, so this is
+        # safe to call inside the event loop.
+        profile = self.root / f"profile-{uuid.uuid4().hex}"
+        return [self.path, *self.flags, f"--user-data-dir={profile}", *extra]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Chromium]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} not found: install the Debian packages `chromium` and "
+            "`chromium-driver` (and `fonts-liberation` so text renders)",
+            pytrace=False,
+        )
+    root = Path(tempfile.mkdtemp(prefix="podium-chromium-"))
+    try:
+        yield Chromium(CHROMIUM, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

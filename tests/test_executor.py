@@ -1,0 +1,669 @@
+"""The executor: order, DAGs, flowables, retries, errors/finally, kill, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from daemon.clock import FakeClock
+from daemon.errors import InputError
+from daemon.model import Execution
+from daemon.state import State
+from tests.harness import Harness, drive, task_states
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await Harness.open(tmp_path)
+    yield harness
+    await harness.close()
+
+
+@pytest.fixture
+async def fake(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeClock]]:
+    clock = FakeClock()
+    harness = await Harness.open(tmp_path, clock=clock)
+    yield harness, clock
+    await harness.close()
+
+
+async def run_on_fake_clock(h: Harness, clock: FakeClock, source: str, **inputs: str
+                            ) -> Execution:
+    """Run a flow, moving fake time forward whenever only sleepers are left."""
+    execution = await h.start(source, inputs)
+    return await drive(h, clock, h.runtime.wait(execution.id))
+
+
+HELLO = (Path(__file__).resolve().parent.parent / "flows" / "01_hello_world.yaml").read_text()
+
+
+async def test_hello_world_logs_rendered_message_and_returns_value(
+        fake: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake
+    ex = await run_on_fake_clock(h, clock, HELLO, name="Ada")
+    assert ex.state.current == State.SUCCESS
+    logs = await h.stored(ex)
+    messages = await h.logs(ex)
+    assert messages == ["Hello, Ada!", "This is an output: I was generated during this workflow.",
+                        "Goodbye, Ada!"]
+    assert [line["level"] for line in await h.store.logs(ex.id)] == ["ERROR"] * 3
+    outputs = {t["taskId"]: t["outputs"] for t in logs["taskRunList"]}
+    assert outputs["generate_output"] == {"value": "I was generated during this workflow."}
+
+
+async def test_tasks_run_in_order_and_pass_outputs(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: first
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ 1 + 2 }}"
+          - id: second
+            type: io.kestra.plugin.core.debug.Return
+            format: "got {{ outputs.first.value }}"
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert [t.task_id for t in ex.task_runs] == ["first", "second"]
+    assert ex.task_runs[1].outputs == {"value": "got 3"}
+
+
+async def test_every_state_change_is_stored_with_its_time(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: a
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+        """)
+    doc = await h.stored(ex)
+    assert [s["state"] for s in doc["state"]["histories"]] == ["CREATED", "RUNNING", "SUCCESS"]
+    run = doc["taskRunList"][0]
+    assert [s["state"] for s in run["state"]["histories"]] == ["CREATED", "RUNNING", "SUCCESS"]
+    dates = [datetime.fromisoformat(s["date"]) for s in run["state"]["histories"]]
+    assert dates == sorted(dates)
+
+
+DIAMOND = """
+    id: diamond
+    namespace: ns
+    tasks:
+      - id: a
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT1S
+      - id: b
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT1S
+        dependsOn: [a]
+      - id: c
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT1S
+        dependsOn: [a]
+      - id: d
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT1S
+        dependsOn: [b, c]
+    """
+
+
+async def test_depends_on_diamond_runs_independent_tasks_together(
+        fake: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake
+    start = clock.now()
+    ex = await run_on_fake_clock(h, clock, DIAMOND)
+    assert ex.state.current == State.SUCCESS
+    assert (ex.state.histories[-1][1] - start).total_seconds() == 3.0
+    runs = {t.task_id: t for t in ex.task_runs}
+    assert runs["b"].state.start == runs["c"].state.start  # both started when a ended
+    assert runs["d"].state.start >= max(runs["b"].state.end, runs["c"].state.end)  # type: ignore
+
+
+async def test_dag_stops_starting_tasks_after_a_failure(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: a
+            type: io.kestra.plugin.core.execution.Fail
+          - id: b
+            type: io.kestra.plugin.core.log.Log
+            message: runs, it does not depend on a
+          - id: c
+            type: io.kestra.plugin.core.log.Log
+            message: never
+            dependsOn: [a]
+        """)
+    assert ex.state.current == State.FAILED
+    assert task_states(ex) == {"a": "FAILED", "b": "SUCCESS"}
+
+
+async def test_kestra_dag_task_respects_depends_on(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: dag
+            type: io.kestra.plugin.core.flow.Dag
+            tasks:
+              - task:
+                  id: last
+                  type: io.kestra.plugin.core.debug.Return
+                  format: "{{ outputs.first.value }}!"
+                dependsOn: [first]
+              - task:
+                  id: first
+                  type: io.kestra.plugin.core.debug.Return
+                  format: one
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert {t.task_id: t.outputs for t in ex.task_runs}["last"] == {"value": "one!"}
+
+
+async def test_if_runs_then_or_else_by_condition(h: Harness) -> None:
+    source = """
+        id: f
+        namespace: ns
+        inputs:
+          - id: taxi
+            type: SELECT
+            values: [yellow, green]
+        tasks:
+          - id: check
+            type: io.kestra.plugin.core.flow.If
+            condition: "{{ inputs.taxi == 'yellow' }}"
+            then:
+              - id: yellow
+                type: io.kestra.plugin.core.log.Log
+                message: yellow
+            else:
+              - id: other
+                type: io.kestra.plugin.core.log.Log
+                message: other
+        """
+    yellow = await h.run(source, {"taxi": "yellow"})
+    green = await h.run(source, {"taxi": "green"})
+    assert task_states(yellow) == {"check": "SUCCESS", "yellow": "SUCCESS"}
+    assert task_states(green) == {"check": "SUCCESS", "other": "SUCCESS"}
+
+
+async def test_switch_picks_case_or_defaults(h: Harness) -> None:
+    source = """
+        id: f
+        namespace: ns
+        inputs:
+          - id: kind
+            type: STRING
+        tasks:
+          - id: sw
+            type: io.kestra.plugin.core.flow.Switch
+            value: "{{ inputs.kind }}"
+            cases:
+              csv:
+                - id: csv
+                  type: io.kestra.plugin.core.log.Log
+                  message: csv
+            defaults:
+              - id: fallback
+                type: io.kestra.plugin.core.log.Log
+                message: other
+        """
+    assert "csv" in task_states(await h.run(source, {"kind": "csv"}))
+    assert "fallback" in task_states(await h.run(source, {"kind": "xml"}))
+
+
+async def test_foreach_runs_per_value_and_indexes_outputs(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: each
+            type: io.kestra.plugin.core.flow.ForEach
+            values: ["a", "b", "c"]
+            concurrencyLimit: 2
+            tasks:
+              - id: ret
+                type: io.kestra.plugin.core.debug.Return
+                format: "{{ taskrun.value }}-{{ taskrun.iteration }}"
+          - id: after
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ outputs.ret['b'].value }}"
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert task_states(ex) == {"each": "SUCCESS", "ret[a]": "SUCCESS", "ret[b]": "SUCCESS",
+                               "ret[c]": "SUCCESS", "after": "SUCCESS"}
+    assert ex.task_runs[-1].outputs == {"value": "b-1"}
+
+
+async def test_foreach_values_from_a_json_input(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        inputs:
+          - id: items
+            type: JSON
+        tasks:
+          - id: each
+            type: io.kestra.plugin.core.flow.ForEach
+            values: "{{ inputs.items }}"
+            tasks:
+              - id: log
+                type: io.kestra.plugin.core.log.Log
+                message: "{{ taskrun.value }}"
+        """, {"items": '[1, 2]'})
+    assert await h.logs(ex) == ["1", "2"]
+
+
+async def test_parallel_runs_children_at_once(fake: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake
+    start = clock.now()
+    ex = await run_on_fake_clock(h, clock, """
+        id: f
+        namespace: ns
+        tasks:
+          - id: p
+            type: io.kestra.plugin.core.flow.Parallel
+            tasks:
+              - id: s1
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT2S
+              - id: s2
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT2S
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert (ex.state.histories[-1][1] - start).total_seconds() == 2.0
+
+
+async def test_retry_constant_tries_max_attempts_then_fails(fake: tuple[Harness, FakeClock]
+                                                            ) -> None:
+    h, clock = fake
+    ex = await run_on_fake_clock(h, clock, """
+        id: f
+        namespace: ns
+        tasks:
+          - id: flaky
+            type: io.kestra.plugin.core.execution.Fail
+            errorMessage: boom
+            retry:
+              type: constant
+              interval: PT1S
+              maxAttempts: 3
+        """)
+    assert ex.state.current == State.FAILED
+    run = ex.task_runs[0]
+    assert [a.current for a in run.attempts] == [State.FAILED] * 3
+    assert ex.error == "task 'flaky': boom"
+    assert (await h.logs(ex))[-1] == "boom"
+
+
+async def test_retry_succeeds_on_a_later_attempt_and_warns_when_asked(
+        fake: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake
+    ex = await run_on_fake_clock(h, clock, """
+        id: f
+        namespace: ns
+        tasks:
+          - id: flaky
+            type: io.kestra.plugin.core.execution.Fail
+            condition: "{{ taskrun.attemptsCount < 3 }}"
+            retry:
+              type: exponential
+              interval: PT1S
+              maxAttempts: 5
+              warningOnRetry: true
+        """)
+    assert ex.state.current == State.WARNING
+    assert [a.current for a in ex.task_runs[0].attempts] == [
+        State.FAILED, State.FAILED, State.SUCCESS]
+    waits = [(b.start - a.histories[-1][1]).total_seconds()
+             for a, b in zip(ex.task_runs[0].attempts, ex.task_runs[0].attempts[1:], strict=False)]
+    assert waits == [1.0, 2.0]
+
+
+async def test_errors_run_on_failure_and_finally_always(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: bad
+            type: io.kestra.plugin.core.execution.Fail
+            errorMessage: broken
+          - id: skipped
+            type: io.kestra.plugin.core.log.Log
+            message: never
+        errors:
+          - id: alert
+            type: io.kestra.plugin.core.log.Log
+            message: "failed: {{ execution.id }}"
+        finally:
+          - id: cleanup
+            type: io.kestra.plugin.core.log.Log
+            message: cleanup
+        """)
+    assert ex.state.current == State.FAILED
+    assert task_states(ex) == {"bad": "FAILED", "alert": "SUCCESS", "cleanup": "SUCCESS"}
+    ok = await h.run("""
+        id: g
+        namespace: ns
+        tasks:
+          - id: fine
+            type: io.kestra.plugin.core.log.Log
+            message: fine
+        errors:
+          - id: alert
+            type: io.kestra.plugin.core.log.Log
+            message: never
+        finally:
+          - id: cleanup
+            type: io.kestra.plugin.core.log.Log
+            message: cleanup
+        """)
+    assert task_states(ok) == {"fine": "SUCCESS", "cleanup": "SUCCESS"}
+
+
+async def test_allow_failure_makes_the_execution_a_warning(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: bad
+            type: io.kestra.plugin.core.execution.Fail
+            allowFailure: true
+          - id: next
+            type: io.kestra.plugin.core.log.Log
+            message: still runs
+          - id: group
+            type: io.kestra.plugin.core.flow.AllowFailure
+            tasks:
+              - id: bad2
+                type: io.kestra.plugin.core.execution.Fail
+        """)
+    assert ex.state.current == State.WARNING
+    assert task_states(ex) == {"bad": "WARNING", "next": "SUCCESS", "group": "WARNING",
+                               "bad2": "FAILED"}
+
+
+async def test_task_timeout_fails_the_task(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: slow
+            type: io.kestra.plugin.core.flow.Sleep
+            duration: PT30S
+            timeout: PT0.2S
+        """)
+    assert ex.state.current == State.FAILED
+    assert ex.error == "task 'slow': timed out after PT0.2S"
+
+
+async def test_kill_reaches_every_running_task(h: Harness) -> None:
+    ex = await h.start("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: p
+            type: io.kestra.plugin.core.flow.Parallel
+            tasks:
+              - id: s1
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT60S
+              - id: s2
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT60S
+        """)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if sum(1 for t in ex.task_runs if t.state.current == State.RUNNING) == 3:
+            break
+    assert await h.runtime.kill(ex.id)
+    final = await h.runtime.wait(ex.id)
+    assert final.state.current == State.KILLED
+    assert set(task_states(final).values()) == {"KILLED"}
+    doc = await h.stored(final)
+    assert doc["state"]["current"] == "KILLED"
+    assert {t["state"]["current"] for t in doc["taskRunList"]} == {"KILLED"}
+
+
+async def test_template_error_fails_the_task_with_expression_and_reason(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: bad
+            type: io.kestra.plugin.core.log.Log
+            message: "{{ outputs.nope.value }}"
+          - id: never
+            type: io.kestra.plugin.core.log.Log
+            message: never
+        """)
+    assert ex.state.current == State.FAILED
+    assert task_states(ex) == {"bad": "FAILED"}
+    assert ex.error is not None and "{{ outputs.nope.value }}" in ex.error
+    assert "nope" in ex.error.split("}}")[-1]
+
+
+async def test_property_that_renders_to_a_wrong_type_fails_clearly(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: nap
+            type: io.kestra.plugin.core.flow.Sleep
+            duration: "{{ 'soon' }}"
+        """)
+    assert ex.state.current == State.FAILED
+    assert ex.error == ("task 'nap': invalid property after rendering: duration: "
+                        "'soon' is not an ISO-8601 duration (expected e.g. PT15S, PT1H30M, P1D) "
+                        "(got 'soon')")
+
+
+async def test_values_from_outside_are_not_rendered(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        inputs:
+          - id: name
+            type: STRING
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: "Hello {{ inputs.name }}"
+        """, {"name": "{{ 7 * 7 }}"})
+    assert await h.logs(ex) == ["Hello {{ 7 * 7 }}"]
+
+
+async def test_run_if_false_skips_and_disabled_tasks_do_not_run(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: maybe
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+            runIf: "{{ 1 == 2 }}"
+          - id: off
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+            disabled: true
+          - id: "on"
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert task_states(ex) == {"maybe": "SKIPPED", "on": "SUCCESS"}
+
+
+async def test_labels_task_adds_execution_labels(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        labels:
+          team: data
+        tasks:
+          - id: set_label
+            type: io.kestra.plugin.core.execution.Labels
+            labels:
+              file: "{{ flow.id }}.csv"
+        """)
+    doc = await h.stored(ex)
+    assert doc["labels"] == [{"key": "team", "value": "data"}, {"key": "file", "value": "f.csv"}]
+
+
+async def test_exit_ends_the_execution_in_its_state(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: stop
+            type: io.kestra.plugin.core.execution.Exit
+            state: WARNING
+          - id: never
+            type: io.kestra.plugin.core.log.Log
+            message: never
+        """)
+    assert ex.state.current == State.WARNING
+    assert task_states(ex) == {"stop": "SUCCESS"}
+
+
+async def test_output_values_and_flow_outputs(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: vals
+            type: io.kestra.plugin.core.output.OutputValues
+            values:
+              count: "{{ 40 + 2 }}"
+        outputs:
+          - id: total
+            type: STRING
+            value: "{{ outputs.vals['values'].count }}"
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert ex.outputs == {"total": "42"}
+
+
+async def test_subflow_outputs_reach_the_parent(h: Harness) -> None:
+    await h.flow("""
+        id: child
+        namespace: ns
+        inputs:
+          - id: n
+            type: INT
+        tasks:
+          - id: double
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ inputs.n * 2 }}"
+        outputs:
+          - id: result
+            value: "{{ outputs.double.value }}"
+        """)
+    ex = await h.run("""
+        id: parent
+        namespace: ns
+        tasks:
+          - id: call
+            type: io.kestra.plugin.core.flow.Subflow
+            namespace: ns
+            flowId: child
+            inputs:
+              n: 21
+          - id: show
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ outputs.call.outputs.result }}"
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert ex.task_runs[-1].outputs == {"value": "42"}
+    child_id = ex.task_runs[0].outputs["executionId"]
+    child = await h.store.get_execution(child_id)
+    assert child is not None and child["parent"]["executionId"] == ex.id
+
+
+async def test_failed_subflow_fails_the_parent_task(h: Harness) -> None:
+    await h.flow("""
+        id: broken
+        namespace: ns
+        tasks:
+          - id: fail
+            type: io.kestra.plugin.core.execution.Fail
+            errorMessage: nope
+        """)
+    ex = await h.run("""
+        id: parent
+        namespace: ns
+        tasks:
+          - id: call
+            type: io.kestra.plugin.core.flow.Subflow
+            namespace: ns
+            flowId: broken
+        """)
+    assert ex.state.current == State.FAILED
+    assert ex.error is not None and ex.error.startswith("task 'call': subflow ns.broken execution")
+    assert ex.error.endswith("ended FAILED: task 'fail': nope")
+
+
+CONCURRENT = """
+    id: limited
+    namespace: ns
+    concurrency:
+      limit: 1
+      behavior: {behavior}
+    tasks:
+      - id: nap
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT1S
+    """
+
+
+@pytest.mark.parametrize(("behavior", "second"), [("FAIL", State.FAILED),
+                                                  ("CANCEL", State.CANCELLED)])
+async def test_concurrency_limit_refuses_extra_executions(
+        fake: tuple[Harness, FakeClock], behavior: str, second: State) -> None:
+    h, clock = fake
+    flow = await h.flow(CONCURRENT.format(behavior=behavior))
+    first = await h.start(flow)
+    extra = await h.start(flow)
+    assert extra.state.current == second
+    assert extra.error == "flow ns.limited has reached its concurrency limit of 1"
+    assert (await h.stored(extra))["state"]["current"] == second.value
+    assert (await drive(h, clock, h.runtime.wait(first.id))).state.current == State.SUCCESS
+
+
+async def test_concurrency_queue_runs_the_next_when_one_ends(
+        fake: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake
+    flow = await h.flow(CONCURRENT.format(behavior="QUEUE"))
+    first = await h.start(flow)
+    queued = await h.start(flow)
+    assert queued.state.current == State.QUEUED
+    assert (await drive(h, clock, h.runtime.wait(first.id))).state.current == State.SUCCESS
+    final = await drive(h, clock, h.runtime.wait(queued.id))
+    assert final.state.current == State.SUCCESS
+    assert [s for s, _ in final.state.histories] == [
+        State.CREATED, State.QUEUED, State.RUNNING, State.SUCCESS]
+    first_end = first.state.histories[-1][1]
+    assert final.state.histories[2][1] >= first_end  # started only once the first had ended
+
+
+async def test_bad_input_is_refused_before_the_execution_exists(h: Harness) -> None:
+    flow = await h.flow("""
+        id: f
+        namespace: ns
+        inputs:
+          - id: year
+            type: INT
+        tasks:
+          - id: a
+            type: io.kestra.plugin.core.log.Log
+            message: "{{ inputs.year }}"
+        """)
+    with pytest.raises(InputError):
+        await h.start(flow, {"year": "abc"})
+    results, total = await h.store.search_executions()
+    assert (results, total) == ([], 0)

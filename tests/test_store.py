@@ -1,0 +1,553 @@
+"""The store contract, run against every implementation; SQLite-only details at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.clock import FakeClock
+from daemon.state import iso
+from daemon.store import SqliteStore, Store, StoreError, open_store
+from daemon.store.sqlite_io import MIGRATIONS
+
+Factory = Callable[[], Store]
+
+IMPLEMENTATIONS: dict[str, Callable[[Path, FakeClock], Store]] = {
+    "sqlite": lambda tmp, clock: SqliteStore(tmp / "data" / "podium.db", clock=clock),
+}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Factory:
+    """New, unopened instances on one database: a restart, or a second process."""
+    build = IMPLEMENTATIONS[request.param]
+    return lambda: build(tmp_path, clock)
+
+
+@pytest.fixture
+async def store(make_store: Factory) -> AsyncIterator[Store]:
+    async with make_store() as opened:
+        yield opened
+
+
+def execution(
+    ident: str,
+    *,
+    namespace: str = "company.team",
+    flow_id: str = "hello",
+    state: str = "RUNNING",
+    start: str = "2026-01-01T00:00:00Z",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "namespace": namespace,
+        "flowId": flow_id,
+        "flowRevision": 1,
+        "inputs": {"name": "world"},
+        "labels": [{"key": k, "value": v} for k, v in (labels or {}).items()],
+        "state": {
+            "current": state,
+            "histories": [{"state": "CREATED", "date": start}],
+            "startDate": start,
+        },
+    }
+
+
+def task_run(ident: str, execution_id: str = "e1", state: str = "SUCCESS") -> dict[str, Any]:
+    return {
+        "id": ident,
+        "executionId": execution_id,
+        "namespace": "company.team",
+        "flowId": "hello",
+        "taskId": f"task_{ident}",
+        "parentTaskRunId": None,
+        "value": None,
+        "iteration": None,
+        "attempts": [{"state": {"current": state}}],
+        "outputs": {"n": 1},
+        "state": {"current": state, "histories": [], "startDate": "2026-01-01T00:00:00Z"},
+    }
+
+
+def log(message: str, level: str = "INFO", task_run_id: str | None = "t1") -> dict[str, Any]:
+    return {
+        "executionId": "e1",
+        "taskRunId": task_run_id,
+        "taskId": "task",
+        "namespace": "company.team",
+        "flowId": "hello",
+        "level": level,
+        "timestamp": "2026-01-01T00:00:01Z",
+        "message": message,
+        "attemptNumber": 0,
+    }
+
+
+# flows
+
+
+async def test_each_new_source_is_the_next_revision(store: Store) -> None:
+    assert await store.save_flow("ns", "f", "a") == 1
+    assert await store.save_flow("ns", "f", "b") == 2
+    assert await store.get_flow("ns", "f") == (2, "b")
+    assert await store.get_flow("ns", "f", 1) == (1, "a")
+    assert await store.get_flow("ns", "f", 7) is None
+    assert await store.get_flow("ns", "other") is None
+
+
+async def test_saving_the_latest_source_again_keeps_its_revision(store: Store) -> None:
+    await store.save_flow("ns", "f", "a")
+    assert await store.save_flow("ns", "f", "a") == 1
+    await store.save_flow("ns", "f", "b")
+    assert await store.save_flow("ns", "f", "a") == 3
+
+
+async def test_list_flows_shows_the_latest_revision_of_each(store: Store, clock: FakeClock) -> None:
+    await store.save_flow("ns", "f", "a")
+    await store.save_flow("ns", "f", "b")
+    await store.save_flow("ab", "g", "c")
+    flows = await store.list_flows()
+    assert [(f["namespace"], f["id"], f["revision"], f["source"]) for f in flows] == [
+        ("ab", "g", 1, "c"),
+        ("ns", "f", 2, "b"),
+    ]
+    assert flows[0]["updated"] == iso(clock.now())
+
+
+async def test_deleted_flow_is_hidden_but_its_revisions_stay_readable(store: Store) -> None:
+    await store.save_flow("ns", "f", "a")
+    await store.save_flow("ns", "g", "x")
+    await store.delete_flow("ns", "f")
+    assert await store.get_flow("ns", "f") is None
+    assert await store.get_flow("ns", "f", 1) == (1, "a")
+    assert [f["id"] for f in await store.list_flows()] == ["g"]
+    assert await store.save_flow("ns", "f", "a") == 2
+    assert await store.get_flow("ns", "f") == (2, "a")
+
+
+# executions and task runs
+
+
+async def test_execution_reads_back_with_task_runs_in_creation_order(store: Store) -> None:
+    doc = execution("e1", labels={"env": "dev"})
+    await store.save_execution({**doc, "taskRunList": [{"stale": True}]})
+    for ident in ("t3", "t1", "t2"):
+        await store.save_task_run(task_run(ident))
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert [t["id"] for t in got.pop("taskRunList")] == ["t3", "t1", "t2"]
+    assert got == doc
+    assert await store.get_execution("missing") is None
+
+
+async def test_a_later_save_replaces_the_row_and_keeps_the_order(store: Store) -> None:
+    await store.save_execution(execution("e1", state="RUNNING"))
+    await store.save_task_run(task_run("t1", state="RUNNING"))
+    await store.save_task_run(task_run("t2", state="RUNNING"))
+    await store.save_task_run(task_run("t1", state="FAILED"))
+    await store.save_execution(execution("e1", state="FAILED"))
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert got["state"]["current"] == "FAILED"
+    assert [(t["id"], t["state"]["current"]) for t in got["taskRunList"]] == [
+        ("t1", "FAILED"),
+        ("t2", "RUNNING"),
+    ]
+    assert (await store.search_executions())[1] == 1
+
+
+async def test_500_concurrent_task_run_saves_all_land(store: Store) -> None:
+    await store.save_execution(execution("e1"))
+    await asyncio.gather(*(store.save_task_run(task_run(f"t{i:03}")) for i in range(500)))
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert [t["id"] for t in got["taskRunList"]] == [f"t{i:03}" for i in range(500)]
+
+
+async def test_concurrent_saves_share_commits(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "podium.db") as store:
+        await asyncio.gather(*(store.save_task_run(task_run(f"t{i}")) for i in range(500)))
+        assert store.commits < 500
+
+
+async def test_unawaited_saves_are_readable_after_flush(store: Store) -> None:
+    await store.save_execution(execution("e1"), wait=False)
+    await store.save_task_run(task_run("t1"), wait=False)
+    await store.flush()
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert [t["id"] for t in got["taskRunList"]] == ["t1"]
+
+
+async def test_close_commits_what_is_still_queued(make_store: Factory) -> None:
+    async with make_store() as store:
+        await store.save_execution(execution("e1"), wait=False)
+        store.append_logs([log("bye")])
+    async with make_store() as store:
+        assert await store.get_execution("e1") is not None
+        assert [line["message"] for line in await store.logs("e1")] == ["bye"]
+
+
+async def test_saved_doc_is_a_snapshot_of_the_call(store: Store) -> None:
+    doc = execution("e1")
+    await store.save_execution(doc, wait=False)
+    doc["state"]["current"] = "MUTATED"
+    await store.flush()
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert got["state"]["current"] == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"executionId": "e1", "state": {"current": "RUNNING"}}, "has no 'id'"),
+        ({"id": "t9", "state": {"current": "RUNNING"}}, "task run 't9' has no 'executionId'"),
+        ({"id": "t9", "executionId": "e1"}, "'state.current'"),
+        ({"id": "t9", "executionId": "e1", "state": {"current": "X"}, "v": {1}}, "JSON"),
+    ],
+)
+async def test_malformed_task_run_is_refused_and_the_batch_still_lands(
+    store: Store, doc: dict[str, Any], message: str
+) -> None:
+    await store.save_execution(execution("e1"))
+    saves = [store.save_task_run(task_run(f"t{i}")) for i in range(5)]
+    saves.insert(2, store.save_task_run(doc))
+    results = await asyncio.gather(*saves, return_exceptions=True)
+    assert isinstance(results[2], ValueError)
+    assert message in str(results[2])
+    assert [r for i, r in enumerate(results) if i != 2] == [None] * 5
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert [t["id"] for t in got["taskRunList"]] == [f"t{i}" for i in range(5)]
+
+
+async def test_execution_without_id_is_a_clear_value_error(store: Store) -> None:
+    doc = execution("e1")
+    del doc["id"]
+    with pytest.raises(ValueError, match="execution has no 'id'"):
+        await store.save_execution(doc)
+    with pytest.raises(ValueError, match="startDate"):
+        await store.save_execution(execution("e2", start="yesterday"))
+
+
+async def test_search_filters_and_pages_newest_first(store: Store) -> None:
+    docs = [
+        execution("a", namespace="company", start="2026-01-01T00:00:00Z"),
+        execution("b", namespace="company.team", start="2026-01-02T00:00:00.5Z"),
+        execution("c", namespace="company.team.sub", flow_id="other", state="FAILED",
+                  start="2026-01-03T00:00:00+01:00", labels={"env": "prod", "team": "x"}),
+        execution("d", namespace="companyx", start="2026-01-04T00:00:00Z",
+                  labels={"env": "prod"}),
+        execution("e", namespace="company.team", state="SUCCESS", start="2026-01-02T00:00:00Z",
+                  labels={"env": "dev"}),
+    ]  # fmt: skip
+    for doc in docs:
+        await store.save_execution(doc)
+
+    async def ids(**filters: Any) -> tuple[list[str], int]:
+        found, total = await store.search_executions(**filters)
+        assert all("taskRunList" not in doc for doc in found)
+        return [doc["id"] for doc in found], total
+
+    assert await ids() == (["d", "c", "b", "e", "a"], 5)
+    assert await ids(namespace="company") == (["c", "b", "e", "a"], 4)
+    assert await ids(namespace="company.team") == (["c", "b", "e"], 3)
+    assert await ids(flow_id="other") == (["c"], 1)
+    assert await ids(states=["SUCCESS", "FAILED"]) == (["c", "e"], 2)
+    assert await ids(states=[]) == ([], 0)
+    assert await ids(labels={"env": "prod"}) == (["d", "c"], 2)
+    assert await ids(labels={"env": "prod", "team": "x"}) == (["c"], 1)
+    assert await ids(labels={"env": "x"}) == ([], 0)
+    # half-open window, compared in UTC: c starts at 2026-01-02T23:00:00Z
+    window = {"start_after": "2026-01-02T00:00:00Z", "start_before": "2026-01-02T23:00:00Z"}
+    assert await ids(**window) == (["b", "e"], 2)
+    assert await ids(start_after="2026-01-02T00:00:00.1Z") == (["d", "c", "b"], 3)
+    assert await ids(start_before="2026-01-02T23:00:00.000001Z") == (["c", "b", "e", "a"], 4)
+    assert await ids(page=1, size=2) == (["d", "c"], 5)
+    assert await ids(page=3, size=2) == (["a"], 5)
+    assert await ids(page=4, size=2) == ([], 5)
+    assert await ids(namespace="company", states=["RUNNING"], size=1) == (["b"], 2)
+    with pytest.raises(ValueError, match="page"):
+        await store.search_executions(page=0)
+
+
+async def test_count_executions_by_flow_and_state(store: Store) -> None:
+    await store.save_execution(execution("a", state="RUNNING"))
+    await store.save_execution(execution("b", state="QUEUED"))
+    await store.save_execution(execution("c", state="SUCCESS"))
+    await store.save_execution(execution("d", state="RUNNING", flow_id="other"))
+    assert await store.count_executions("company.team", "hello", ["RUNNING", "QUEUED"]) == 2
+    assert await store.count_executions("company", "hello", ["RUNNING"]) == 0
+    assert await store.count_executions("company.team", "hello", []) == 0
+
+
+async def test_delete_execution_takes_its_task_runs_logs_and_metrics(store: Store) -> None:
+    await store.save_execution(execution("e1"))
+    await store.save_execution(execution("e2"))
+    await store.save_task_run(task_run("t1"))
+    await store.save_task_run(task_run("t2", execution_id="e2"))
+    store.append_logs([log("x")])
+    store.append_metrics([{"executionId": "e1", "name": "rows", "value": 3}])
+    await store.delete_execution("e1")
+    assert await store.get_execution("e1") is None
+    assert await store.logs("e1") == []
+    assert await store.metrics("e1") == []
+    other = await store.get_execution("e2")
+    assert other is not None
+    assert [t["id"] for t in other["taskRunList"]] == ["t2"]
+
+
+# logs and metrics
+
+
+async def test_logs_come_back_in_order_written_and_filter_by_level(store: Store) -> None:
+    lines = [
+        log("one", "DEBUG"),
+        log("two", "INFO", task_run_id=None),
+        log("three", "WARN", task_run_id="t2"),
+        log("four", "ERROR"),
+        log("five", "TRACE"),
+    ]
+    store.append_logs(lines[:2])
+    store.append_logs(lines[2:])
+    store.append_logs([])
+    await store.flush()
+    assert await store.logs("e1") == lines
+    assert [x["message"] for x in await store.logs("e1", min_level="WARN")] == ["three", "four"]
+    assert [x["message"] for x in await store.logs("e1", task_run_id="t1")] == [
+        "one",
+        "four",
+        "five",
+    ]
+    assert await store.logs("e1", task_run_id="t1", min_level="INFO") == [lines[3]]
+    assert await store.logs("other") == []
+    with pytest.raises(ValueError, match="min_level"):
+        await store.logs("e1", min_level="LOUD")
+
+
+async def test_a_bad_log_line_refuses_the_whole_call(store: Store) -> None:
+    with pytest.raises(ValueError, match="level 'WARNING'"):
+        store.append_logs([log("ok"), log("bad", "WARNING")])
+    with pytest.raises(ValueError, match="executionId"):
+        store.append_logs([{"message": "orphan"}])
+    await store.flush()
+    assert await store.logs("e1") == []
+
+
+async def test_logs_can_be_appended_from_another_thread(store: Store) -> None:
+    await asyncio.to_thread(store.append_logs, [log("from a thread")])
+    await store.flush()
+    assert [x["message"] for x in await store.logs("e1")] == ["from a thread"]
+
+
+async def test_metrics_round_trip_in_order(store: Store) -> None:
+    metrics = [
+        {"executionId": "e1", "taskRunId": "t1", "taskId": "x", "name": n, "type": "counter",
+         "value": v, "tags": {"k": "v"}, "timestamp": "2026-01-01T00:00:00Z"}
+        for n, v in (("rows", 10), ("bytes", 2.5), ("rows", 11))
+    ]  # fmt: skip
+    store.append_metrics(metrics)
+    await store.flush()
+    assert await store.metrics("e1") == metrics
+    assert await store.metrics("e2") == []
+
+
+# KV
+
+
+@pytest.mark.parametrize("value", ["text", 42, 1.5, True, None, [1, "a"], {"deep": {"x": [1]}}])
+async def test_kv_keeps_the_type_of_the_value(store: Store, value: Any) -> None:
+    assert await store.kv_get("ns", "k") == (False, None)
+    await store.kv_set("ns", "k", value)
+    assert await store.kv_get("ns", "k") == (True, value)
+
+
+async def test_kv_is_scoped_by_namespace_and_overwritten(store: Store) -> None:
+    await store.kv_set("a", "k", 1)
+    await store.kv_set("b", "k", 2)
+    await store.kv_set("a", "k", 3)
+    await store.kv_set("a", "j", "x")
+    assert await store.kv_get("a", "k") == (True, 3)
+    assert await store.kv_get("b", "k") == (True, 2)
+    assert [(e["key"], e["value"]) for e in await store.kv_list("a")] == [("j", "x"), ("k", 3)]
+    assert await store.kv_delete("a", "k") is True
+    assert await store.kv_delete("a", "k") is False
+    assert await store.kv_get("a", "k") == (False, None)
+    assert await store.kv_get("b", "k") == (True, 2)
+
+
+async def test_expired_kv_key_reads_as_missing(store: Store, clock: FakeClock) -> None:
+    expiry = iso(clock.now() + timedelta(seconds=10))
+    assert expiry is not None
+    await store.kv_set("ns", "short", "v", expires_at=expiry)
+    await store.kv_set("ns", "long", "w")
+    assert await store.kv_get("ns", "short") == (True, "v")
+    listed = await store.kv_list("ns")
+    assert [e["key"] for e in listed] == ["long", "short"]
+    assert listed[0]["expiresAt"] is None
+    assert listed[1]["expiresAt"] is not None
+    await clock.advance(10)
+    assert await store.kv_get("ns", "short") == (False, None)
+    assert [e["key"] for e in await store.kv_list("ns")] == ["long"]
+    assert await store.kv_delete("ns", "short") is False
+    await store.kv_set("ns", "short", "again")
+    assert await store.kv_get("ns", "short") == (True, "again")
+
+
+# trigger state and claims
+
+
+async def test_state_round_trip(store: Store) -> None:
+    assert await store.get_state("schedule:ns.f.daily") is None
+    await store.set_state("schedule:ns.f.daily", {"last": "2026-01-01T00:00:00Z"})
+    await store.set_state("schedule:ns.f.daily", {"last": "2026-01-02T00:00:00Z", "n": 2})
+    assert await store.get_state("schedule:ns.f.daily") == {
+        "last": "2026-01-02T00:00:00Z",
+        "n": 2,
+    }
+
+
+async def test_claim_is_true_once_even_across_restarts(make_store: Factory) -> None:
+    async with make_store() as store:
+        assert await store.claim("file:/in/a.csv:abc") is True
+        assert await store.claim("file:/in/a.csv:abc") is False
+        assert await store.claim("file:/in/b.csv:def") is True
+    async with make_store() as store:
+        assert await store.claim("file:/in/a.csv:abc") is False
+
+
+async def test_concurrent_claims_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(*(store.claim("slot:2026-01-01T00:00Z") for _ in range(20)))
+    assert sorted(results) == [False] * 19 + [True]
+
+
+# lifecycle and sharing the database
+
+
+async def test_a_second_instance_reads_what_the_first_writes(make_store: Factory) -> None:
+    async with make_store() as daemon, make_store() as cli:
+        await daemon.save_execution(execution("e1"))
+        await daemon.save_task_run(task_run("t1"))
+        got = await cli.get_execution("e1")
+        assert got is not None
+        assert [t["id"] for t in got["taskRunList"]] == ["t1"]
+        await daemon.save_task_run(task_run("t2"))
+        assert (await cli.search_executions(namespace="company"))[1] == 1
+        got = await cli.get_execution("e1")
+        assert got is not None
+        assert len(got["taskRunList"]) == 2
+
+
+async def test_reopening_keeps_the_data(make_store: Factory) -> None:
+    async with make_store() as store:
+        await store.save_flow("ns", "f", "a")
+        await store.save_execution(execution("e1"))
+        await store.kv_set("ns", "k", [1])
+    async with make_store() as store:
+        assert await store.get_flow("ns", "f") == (1, "a")
+        assert await store.get_execution("e1") is not None
+        assert await store.kv_get("ns", "k") == (True, [1])
+
+
+async def test_a_store_that_is_not_open_says_so(make_store: Factory) -> None:
+    store = make_store()
+    with pytest.raises(StoreError, match="not open"):
+        await store.get_execution("e1")
+    await store.open()
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError, match="not open"):
+        await store.save_execution(execution("e1"))
+    with pytest.raises(StoreError, match="not open"):
+        store.append_logs([log("late")])
+
+
+# SQLite only
+
+
+def _sql(path: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(sql).fetchall()
+    conn.close()
+    return rows
+
+
+async def test_sqlite_reopen_does_not_rerun_migrations(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "podium.db"
+    async with SqliteStore(path, clock=clock):
+        pass
+    applied = await asyncio.to_thread(_sql, path, "SELECT * FROM schema_version")
+    assert [version for version, _ in applied] == list(range(1, len(MIGRATIONS) + 1))
+    await clock.advance(3600)
+    async with SqliteStore(path, clock=clock):
+        pass
+    assert await asyncio.to_thread(_sql, path, "SELECT * FROM schema_version") == applied
+    assert await asyncio.to_thread(_sql, path, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_sqlite_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "podium.db"
+    async with SqliteStore(path):
+        pass
+    await asyncio.to_thread(_sql, path, "INSERT INTO schema_version VALUES (999, 'future')")
+    with pytest.raises(StoreError, match="schema version 999 is newer"):
+        await SqliteStore(path).open()
+
+
+async def test_sqlite_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "podium.db"
+    await asyncio.to_thread(path.write_text, "flows:\n  - id: hello\n" * 100)
+    with pytest.raises(StoreError, match=r"podium\.db: not a usable SQLite database"):
+        await SqliteStore(path).open()
+
+
+async def test_sqlite_failing_write_costs_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "podium.db"
+    async with SqliteStore(path) as store:
+        await asyncio.to_thread(
+            _sql,
+            path,
+            "CREATE TRIGGER refuse BEFORE INSERT ON task_runs WHEN NEW.id = 'bad'"
+            " BEGIN SELECT RAISE(ABORT, 'refused by test'); END",
+        )
+        ids = ["t0", "t1", "bad", "t2"]
+        results = await asyncio.gather(
+            *(store.save_task_run(task_run(i)) for i in ids), return_exceptions=True
+        )
+        assert results[:2] == [None, None] and results[3] is None
+        assert isinstance(results[2], StoreError)
+        assert "task run bad" in str(results[2]) and "refused by test" in str(results[2])
+        await store.save_execution(execution("e1"))
+        got = await store.get_execution("e1")
+        assert got is not None
+        assert [t["id"] for t in got["taskRunList"]] == ["t0", "t1", "t2"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("data", "data/podium.db"),
+        ("data/my.db", "data/my.db"),
+        ("sqlite://{tmp}/x.sqlite", "x.sqlite"),
+    ],
+)
+async def test_open_store_picks_the_file(tmp_path: Path, setting: str, expected: str) -> None:
+    text = setting.format(tmp=tmp_path) if "{tmp}" in setting else str(tmp_path / setting)
+    async with open_store(text) as store:
+        assert isinstance(store, SqliteStore)
+        assert str(store.path).endswith(expected)
+        assert await store.claim("x") is True
+    assert await asyncio.to_thread((tmp_path / expected).exists)
