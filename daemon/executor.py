@@ -24,7 +24,7 @@ from daemon.errors import PodiumError, TaskFailed, TemplateError
 from daemon.model import Execution, TaskRun, new_id
 from daemon.plugin import Branch, Dynamic, FlowableTask, Task, has_template
 from daemon.retry import RetryPolicy
-from daemon.state import State, StateHistory, iso
+from daemon.state import State, StateHistory
 
 if TYPE_CHECKING:
     from daemon.flow import Flow
@@ -75,6 +75,7 @@ class ExecutionRunner:
             if tr.outputs:
                 self._set_output(tr.task_id, self._values_of(tr), tr.outputs)
         self._first_failure: str | None = None
+        self._tmp = str(runtime.data_dir / "tmp" / execution.id)
 
     # -- the execution ------------------------------------------------------------------
 
@@ -417,7 +418,7 @@ class ExecutionRunner:
         ex, flow = self.execution, self.flow
         variables: dict[str, Any] = {
             "flow": {"id": flow.id, "namespace": flow.namespace, "revision": ex.flow_revision},
-            "execution": {"id": ex.id, "startDate": iso(ex.start_date),
+            "execution": {"id": ex.id, "startDate": ex.state.start_iso,
                           "state": ex.state.current.value, "originalId": ex.id},
             "inputs": ex.inputs,
             "vars": flow.variables,
@@ -430,11 +431,11 @@ class ExecutionRunner:
         if task is not None and tr is not None:
             variables["task"] = {"id": task.id, "type": task.type}
             variables["taskrun"] = {
-                "id": tr.id, "startDate": iso(tr.state.start), "attemptsCount": len(tr.attempts),
+                "id": tr.id, "startDate": tr.state.start_iso, "attemptsCount": len(tr.attempts),
                 "value": scope.value, "iteration": scope.iteration,
                 "parentId": tr.parent_task_run_id,
             }
-            variables["workingDir"] = str(self.runtime.data_dir / "tmp" / ex.id / tr.id)
+            variables["workingDir"] = f"{self._tmp}/{tr.id}"
             if scope.parents:
                 variables["parent"] = scope.parents[0]
                 variables["parents"] = list(scope.parents)

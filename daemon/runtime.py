@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from daemon.clock import Clock
 from daemon.errors import NotFound, PodiumError
 from daemon.executor import ExecutionRunner
-from daemon.expr import Renderer
 from daemon.flow import Flow, load_flow
 from daemon.inputs import coerce_inputs
 from daemon.model import Execution, TaskRun, new_id
@@ -28,6 +27,7 @@ from daemon.storage import Storage
 
 if TYPE_CHECKING:
     from daemon.context import RunContext
+    from daemon.expr import Renderer
     from daemon.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Runtime:
         self.store = store
         self.storage = Storage(data_dir / "storage")
         self.clock = clock or Clock()
-        self.renderer = Renderer(clock=self.clock)
+        self._renderer: Renderer | None = None
         self.plugins = plugins or default_plugins()
         self.keep_working_dirs = keep_working_dirs
         self.flows: dict[tuple[str, str], Flow] = {}
@@ -61,6 +61,15 @@ class Runtime:
         self._listeners: list[Listener] = []
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def renderer(self) -> Renderer:
+        """Created on first use: a flow without expressions never pays for Jinja's import."""
+        if self._renderer is None:
+            from daemon.expr import Renderer
+
+            self._renderer = Renderer(clock=self.clock)
+        return self._renderer
 
     # -- flows --------------------------------------------------------------------------
 

@@ -37,23 +37,32 @@ _TERMINAL = frozenset(
 
 def iso(dt: datetime | None) -> str | None:
     """Timestamps as Kestra writes them: ISO-8601 with a Z."""
-    if dt is None:
-        return None
+    return None if dt is None else _iso(dt)
+
+
+def _iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
 
 class StateHistory:
     """Current state plus every (state, date) it went through, as Kestra's `state` object."""
 
-    __slots__ = ("current", "histories")
+    __slots__ = ("_json", "current", "histories")
 
     def __init__(self, current: State, at: datetime) -> None:
         self.current = current
         self.histories: list[tuple[State, datetime]] = [(current, at)]
+        # Serialised once per change: a task run is saved several times in its life.
+        self._json = [{"state": current.value, "date": _iso(at)}]
 
     def set(self, state: State, at: datetime) -> None:
         self.current = state
         self.histories.append((state, at))
+        self._json.append({"state": state.value, "date": _iso(at)})
+
+    @property
+    def start_iso(self) -> str:
+        return self._json[0]["date"]
 
     @property
     def start(self) -> datetime:
@@ -67,8 +76,8 @@ class StateHistory:
         start, end = self.start, self.end
         out: dict[str, Any] = {
             "current": self.current.value,
-            "histories": [{"state": s.value, "date": iso(d)} for s, d in self.histories],
-            "startDate": iso(start),
+            "histories": list(self._json),
+            "startDate": self._json[0]["date"],
         }
         if end is not None:
             out["endDate"] = iso(end)
@@ -79,6 +88,7 @@ class StateHistory:
     def from_json(cls, data: dict[str, Any]) -> StateHistory:
         hist = [(State(h["state"]), datetime.fromisoformat(h["date"])) for h in data["histories"]]
         obj = cls(hist[0][0], hist[0][1])
-        obj.histories = hist
+        for state, at in hist[1:]:
+            obj.set(state, at)
         obj.current = State(data["current"])
         return obj

@@ -667,3 +667,44 @@ async def test_bad_input_is_refused_before_the_execution_exists(h: Harness) -> N
         await h.start(flow, {"year": "abc"})
     results, total = await h.store.search_executions()
     assert (results, total) == ([], 0)
+
+
+async def test_file_input_is_stored_and_read_back_by_uri(h: Harness, tmp_path: Path) -> None:
+    data = tmp_path / "upload.csv"
+    await asyncio.to_thread(data.write_text, "a,b\n1,2\n")
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        inputs:
+          - id: data
+            type: FILE
+        tasks:
+          - id: show
+            type: io.kestra.plugin.core.log.Log
+            message: "{{ inputs.data }} holds {{ read(inputs.data) | trim }}"
+        """, {"data": str(data)})
+    assert ex.state.current == State.SUCCESS
+    uri = ex.inputs["data"]
+    assert uri == f"kestra:///ns/f/executions/{ex.id}/inputs/upload.csv"
+    assert await h.logs(ex) == [f"{uri} holds a,b\n1,2"]
+
+
+async def test_nested_foreach_sees_parent_values(h: Harness) -> None:
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: outer
+            type: io.kestra.plugin.core.flow.ForEach
+            values: ["x", "y"]
+            tasks:
+              - id: inner
+                type: io.kestra.plugin.core.flow.ForEach
+                values: [1, 2]
+                tasks:
+                  - id: log
+                    type: io.kestra.plugin.core.log.Log
+                    message: "{{ parent.taskrun.value ~ parents[0].taskrun.value ~ taskrun.value }}"
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert await h.logs(ex) == ["xx1", "xx2", "yy1", "yy2"]

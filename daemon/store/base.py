@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
+import orjson
+
 from daemon.errors import PodiumError
 
 LEVELS: dict[str, int] = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
@@ -80,7 +82,7 @@ def sortable_time(value: str | None, what: str = "timestamp") -> str | None:
 def to_json(value: Any, what: str) -> str:
     """Serialise at call time: the caller may keep mutating its dict after a `wait=False` save."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} is not JSON-serialisable: {exc}") from exc
 
