@@ -17,9 +17,11 @@ from daemon.clock import Clock
 from daemon.state import State, iso
 
 if TYPE_CHECKING:
+    from daemon.config import Settings
     from daemon.flow import Flow
     from daemon.model import Execution, TaskRun
     from daemon.runtime import Runtime
+    from daemon.webhooks import WebhookRegistry
 
 LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40}
 
@@ -166,12 +168,24 @@ class RunContext:
 
 @dataclass
 class TriggerContext:
-    """Handed to `Trigger.run`: the flow it belongs to and the daemon's services."""
+    """Handed to `Trigger.run`: the flow it belongs to and the daemon's services.
+
+    `logger` is the daemon's own log (stdout/journald), not an execution's. Trigger state
+    that must survive restarts goes to `runtime.store` (`get_state`/`set_state`, and `claim`
+    for exactly-once), under keys from `state_key`.
+    """
 
     runtime: Runtime
     flow: Flow
+    trigger_id: str
     logger: logging.Logger
+    settings: Settings
+    webhooks: WebhookRegistry
 
     @property
     def clock(self) -> Clock:
         return self.runtime.clock
+
+    def state_key(self, *parts: str) -> str:
+        """A store key owned by this trigger of this flow: `trigger:ns:flow:id:parts...`."""
+        return ":".join(("trigger", self.flow.namespace, self.flow.id, self.trigger_id, *parts))

@@ -14,13 +14,14 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, Validation
 from daemon import yamlpos
 from daemon.errors import FlowError, Problem
 from daemon.inputs import InputSpec, validate_input_specs
-from daemon.plugin import Dynamic, Model, Task, Trigger
+from daemon.plugin import Condition, Dynamic, Model, Task, Trigger
 from daemon.registry import Plugins, UnknownType, default_plugins
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 Path = yamlpos.Path
+_BUILT = (Task, Condition)  # plug-ins built through the registry wherever they are nested
 
 
 def _labels(value: Any) -> Any:
@@ -204,11 +205,8 @@ class _Loader:
         cls = self._lookup(raw, path, self.plugins.tasks)
         if cls is None:
             return None
-        data = self._apply_defaults(cls.types[0], raw["type"], dict(raw))
-        for name, field in cls.model_fields.items():
-            alias = field.alias or name
-            if alias in data and _mentions(field.annotation, Task):
-                data[alias] = self._children(field.annotation, data[alias], path + (alias,))
+        data = self._build_nested(cls, self._apply_defaults(cls.types[0], raw["type"], dict(raw)),
+                                  path)
         task: Task | None = self._validate(cls, data, path)
         return task
 
@@ -216,8 +214,24 @@ class _Loader:
         cls = self._lookup(raw, path, self.plugins.triggers)
         if cls is None:
             return None
-        trigger: Trigger | None = self._validate(cls, dict(raw), path)
+        data = self._build_nested(cls, dict(raw), path)
+        trigger: Trigger | None = self._validate(cls, data, path)
         return trigger
+
+    def _condition(self, raw: Any, path: Path) -> Condition | None:
+        cls = self._lookup(raw, path, self.plugins.conditions)
+        if cls is None:
+            return None
+        condition: Condition | None = self._validate(cls, dict(raw), path)
+        return condition
+
+    def _build_nested(self, cls: type[Any], data: dict[str, Any], path: Path) -> dict[str, Any]:
+        """Build the plug-ins (tasks, conditions) nested in a plug-in's properties."""
+        for name, field in cls.model_fields.items():
+            alias = field.alias or name
+            if alias in data and _mentions(field.annotation, _BUILT):
+                data[alias] = self._children(field.annotation, data[alias], (*path, alias))
+        return data
 
     def _validate(self, cls: type[Any], data: dict[str, Any], path: Path) -> Any:
         try:
@@ -244,6 +258,8 @@ class _Loader:
         origin = typing.get_origin(annotation)
         if isinstance(annotation, type) and issubclass(annotation, Task):
             return self._task(value, path) if isinstance(value, dict) else value
+        if isinstance(annotation, type) and issubclass(annotation, Condition):
+            return self._condition(value, path) if isinstance(value, dict) else value
         if origin in (list, Sequence) and isinstance(value, list):
             (item,) = typing.get_args(annotation)
             built = [self._children(item, v, path + (i,)) for i, v in enumerate(value)]
@@ -252,12 +268,7 @@ class _Loader:
             item = typing.get_args(annotation)[1]
             return {k: self._children(item, v, path + (k,)) for k, v in value.items()}
         if _is_model(annotation) and isinstance(value, dict):
-            out = dict(value)
-            for name, field in annotation.model_fields.items():
-                alias = field.alias or name
-                if alias in out and _mentions(field.annotation, Task):
-                    out[alias] = self._children(field.annotation, out[alias], path + (alias,))
-            return out
+            return self._build_nested(annotation, dict(value), path)
         return value
 
     # -- checks that need the whole flow ------------------------------------------------
@@ -347,8 +358,8 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _mentions(annotation: Any, target: type) -> bool:
-    """Does a type annotation contain `target` (Task) anywhere inside it?"""
+def _mentions(annotation: Any, target: type | tuple[type, ...]) -> bool:
+    """Does a type annotation contain `target` (Task, Condition) anywhere inside it?"""
     if isinstance(annotation, type) and issubclass(annotation, target):
         return True
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

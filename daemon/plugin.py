@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -29,6 +30,7 @@ from daemon.durations import Duration
 
 if TYPE_CHECKING:
     from daemon.context import RunContext, TriggerContext
+    from daemon.model import Execution
 
 ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
 
@@ -155,11 +157,40 @@ class FlowableTask(Task):
         raise NotImplementedError(f"{type(self).__name__} does not implement children()")
 
 
-Emit = Callable[[Mapping[str, Any], Mapping[str, Any]], Awaitable[Any]]
+Emit = Callable[[Mapping[str, Any], Mapping[str, Any]], Awaitable["Execution"]]
+"""`await emit(inputs, trigger_variables)`: one execution, durably stored when it returns.
+
+Raises `InputError` when the inputs do not fit the flow, and `FlowDisabled` for a disabled flow.
+"""
+
+
+@dataclass(frozen=True)
+class ConditionContext:
+    """What a condition may look at: the flow, the moment (schedules), an ended execution."""
+
+    namespace: str
+    flow_id: str
+    date: datetime | None = None
+    execution: Mapping[str, Any] | None = None
+
+
+class Condition(Model):
+    """A trigger condition plug-in (`conditions:` of a trigger), registered by `type:`."""
+
+    types: ClassVar[tuple[str, ...]] = ()
+
+    type: str
+
+    def test(self, ctx: ConditionContext) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} does not implement test()")
 
 
 class Trigger(Model):
-    """A trigger plug-in: `run` lives as long as its flow is loaded, calling `emit` per event."""
+    """A trigger plug-in: `run` lives as long as its flow is loaded, calling `emit` per event.
+
+    `run` is cancelled when the flow is removed, changed or disabled; it must let
+    `CancelledError` through after detaching whatever it attached.
+    """
 
     types: ClassVar[tuple[str, ...]] = ()
 
@@ -167,8 +198,11 @@ class Trigger(Model):
     type: str
     description: str | None = None
     disabled: bool = False
-    conditions: list[dict[str, Any]] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
     stop_after: list[str] | None = None
+
+    def conditions_hold(self, ctx: ConditionContext) -> bool:
+        return all(condition.test(ctx) for condition in self.conditions)
 
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")

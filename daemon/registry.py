@@ -15,9 +15,9 @@ from functools import cache
 from types import ModuleType
 from typing import Generic, TypeVar
 
-from daemon.plugin import Task, Trigger
+from daemon.plugin import Condition, Task, Trigger
 
-P = TypeVar("P", Task, Trigger)
+P = TypeVar("P", Task, Trigger, Condition)
 
 
 class UnknownType(LookupError):
@@ -89,6 +89,7 @@ class Plugins:
     def __init__(self) -> None:
         self.tasks: Registry[Task] = Registry("task")
         self.triggers: Registry[Trigger] = Registry("trigger")
+        self.conditions: Registry[Condition] = Registry("condition")
 
     def add_module(self, module: ModuleType) -> None:
         """Register every plug-in class a module defines (not ones it imports)."""
@@ -99,6 +100,8 @@ class Plugins:
                 self.tasks.register(value)
             elif issubclass(value, Trigger) and value.types:
                 self.triggers.register(value)
+            elif issubclass(value, Condition) and value.types:
+                self.conditions.register(value)
 
 
 def _modules(package: str) -> Iterator[ModuleType]:

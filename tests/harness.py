@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from daemon.clock import Clock, FakeClock
+from daemon.config import Settings
 from daemon.flow import Flow, load_flow
 from daemon.model import Execution
 from daemon.registry import default_plugins
 from daemon.runtime import Runtime
 from daemon.store import open_store
 from daemon.store.base import Store
+from daemon.triggering import Triggers
+from daemon.webhooks import WebhookRegistry
 
 T = TypeVar("T")
 
@@ -79,6 +83,53 @@ async def drive(h: Harness, clock: FakeClock, job: Awaitable[T]) -> T:
         else:
             await asyncio.wait([waiter], timeout=0.005)  # real I/O (store commits) in flight
     return waiter.result()
+
+
+class TriggerHarness:
+    """A flow's triggers running through the daemon's `Triggers`, and what they started."""
+
+    def __init__(self, h: Harness, flow: Flow, settings: Settings) -> None:
+        self.h = h
+        self.flow = flow
+        self.settings = settings
+        self.webhooks = WebhookRegistry()
+        self.triggers = Triggers(h.runtime, settings, self.webhooks)
+        self.executions: list[Execution] = []
+        self._changed = asyncio.Event()
+        h.runtime.subscribe(self._seen)
+
+    def _seen(self, kind: str, execution: Execution, task_run: Any, extra: Any) -> None:
+        if kind == "execution" and execution.flow_id == self.flow.id and \
+                execution not in self.executions:
+            self.executions.append(execution)
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 20) -> list[Execution]:
+        """Wait (bounded, not a timing assertion) until `count` executions were created."""
+        async with asyncio.timeout(timeout):
+            while len(self.executions) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.executions
+
+    async def finished(self, timeout: float = 20) -> list[Execution]:
+        """Every execution started so far, each waited for until it ended."""
+        async with asyncio.timeout(timeout):
+            return [await self.h.runtime.wait(e.id) for e in list(self.executions)]
+
+
+@asynccontextmanager
+async def running_triggers(h: Harness, source: str, settings: Settings | None = None
+                           ) -> AsyncIterator[TriggerHarness]:
+    """Load a flow and run its triggers until the block ends."""
+    flow = await h.flow(source)
+    settings = settings or Settings(data_dir=h.runtime.data_dir)
+    th = TriggerHarness(h, flow, settings)
+    th.triggers.start(flow)
+    try:
+        yield th
+    finally:
+        await th.triggers.stop_all()
 
 
 def task_states(execution: Execution) -> dict[str, str]:

@@ -1,0 +1,109 @@
+"""Settings of `podium serve`: podium.yaml, then PODIUM_* environment variables, then flags.
+
+Every setting has one name in each place: `max-concurrent-executions:` in the file,
+PODIUM_MAX_CONCURRENT_EXECUTIONS in the environment, --max-concurrent-executions on the
+command line (for the few that have a flag).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from daemon.durations import Duration
+from daemon.errors import PodiumError
+
+
+class ConfigError(PodiumError):
+    """A config file or environment variable that podium cannot use."""
+
+
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class Settings(BaseModel):
+    """What a running daemon is configured with."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              alias_generator=lambda name: name.replace("_", "-"))
+
+    data_dir: Path
+    flows_dir: Path = Path("flows")
+    host: str | None = None
+    port: int = Field(default=8080, ge=0, le=65535)
+    store: str | None = None
+    basic_auth: BasicAuth | None = None
+    allowed_paths: list[Path] = Field(default_factory=list)
+    max_concurrent_executions: int = Field(default=0, ge=0)
+    max_concurrent_tasks: int = Field(default=0, ge=0)
+    shutdown_grace: Duration = timedelta(seconds=30)
+    webhook_max_body: int = Field(default=10 * 1024 * 1024, ge=1)
+    keep_working_dirs: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("allowed_paths", mode="before")
+    @classmethod
+    def _colon_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(":") if p]
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        """Without credentials the API is open, so it listens on loopback only."""
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.basic_auth else "127.0.0.1"
+
+    def allows(self, path: Path) -> bool:
+        """Is `path` under one of the allowed paths (after resolving symlinks)?"""
+        resolved = path.resolve()
+        return any(resolved == root.resolve() or root.resolve() in resolved.parents
+                   for root in self.allowed_paths)
+
+
+_ENV_PREFIX = "PODIUM_"
+
+
+def load_settings(config_file: Path | None, overrides: Mapping[str, Any],
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """File, then environment, then explicit overrides (flags); each later one wins."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file}: invalid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping of settings")
+        data.update(loaded or {})
+    fields = {name.replace("_", "-") for name in Settings.model_fields}
+    for key, value in environ.items():
+        if not key.startswith(_ENV_PREFIX):
+            continue
+        name = key[len(_ENV_PREFIX):].lower().replace("_", "-")
+        if name.startswith("basic-auth-"):
+            data.setdefault("basic-auth", {})[name.removeprefix("basic-auth-")] = value
+        elif name in fields:
+            data[name] = value
+    data.update({k.replace("_", "-"): v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors(include_url=False))
+        source = f" ({config_file})" if config_file else ""
+        raise ConfigError(f"invalid settings{source}: {problems}") from None
