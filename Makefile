@@ -11,7 +11,7 @@ LINT_PATHS := daemon triggers tasks tests bench
 PYTEST_ARGS ?=
 
 # What `make run` executes (exec'd, so signals reach podium directly).
-PODIUM_RUN ?= $(VENV)/bin/podium run flows/01_hello_world.yaml
+PODIUM_RUN ?= $(VENV)/bin/podium serve --flows flows --port 8080
 
 .PHONY: run test lint bench clean
 

@@ -13,19 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from daemon.config import default_data_dir
 from daemon.errors import FlowError, InputError, PodiumError
 from daemon.model import Execution, TaskRun, summary_line
 from daemon.state import State
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
-
-
-def default_data_dir() -> Path:
-    """PODIUM_DATA_DIR, else $XDG_DATA_HOME/podium, else ~/.local/share/podium."""
-    if os.environ.get("PODIUM_DATA_DIR"):
-        return Path(os.environ["PODIUM_DATA_DIR"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "podium"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
                      help="an input value (repeatable)")
     run.add_argument("--json", action="store_true",
                      help="print the final execution as JSON on stdout")
+
+    serve = commands.add_parser(
+        "serve", parents=[common],
+        help="run the daemon: flows, triggers, API (settings: podium.yaml, PODIUM_*, flags)")
+    serve.add_argument("--flows", type=Path, default=None, dest="flows_dir",
+                       help="directory of flow files, watched for changes (default: flows)")
+    serve.add_argument("--host", default=None,
+                       help="listen address (default 127.0.0.1 without basic-auth, else 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument("--store", default=None,
+                       help="store URL or path (default: podium.db in the data dir)")
+    serve.add_argument("--config", type=Path, default=None,
+                       help="settings file (default: podium.yaml if present, or "
+                            "$PODIUM_CONFIG)")
 
     validate = commands.add_parser("validate", parents=[common],
                                    help="check flow files; every error as file:line:col")
@@ -69,8 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    args.data_dir = args.data_dir or default_data_dir()
     try:
+        if args.command == "serve":
+            return _serve(args)
+        args.data_dir = args.data_dir or default_data_dir()
         if args.command == "run":
             return asyncio.run(_run(args))
         if args.command == "validate":
@@ -81,6 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PodiumError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+# -- podium serve -------------------------------------------------------------------------
+
+def _serve(args: argparse.Namespace) -> int:
+    from daemon.serve import serve
+
+    config = args.config or (Path(os.environ["PODIUM_CONFIG"])
+                             if os.environ.get("PODIUM_CONFIG") else None)
+    if config is None and Path("podium.yaml").is_file():
+        config = Path("podium.yaml")
+    overrides = {"data_dir": args.data_dir, "flows_dir": args.flows_dir, "host": args.host,
+                 "port": args.port, "store": args.store}
+    return serve(config, overrides)
 
 
 # -- podium validate ----------------------------------------------------------------------

@@ -24,6 +24,14 @@ class ConfigError(PodiumError):
     """A config file or environment variable that podium cannot use."""
 
 
+def default_data_dir() -> Path:
+    """PODIUM_DATA_DIR, else $XDG_DATA_HOME/podium, else ~/.local/share/podium."""
+    if os.environ.get("PODIUM_DATA_DIR"):
+        return Path(os.environ["PODIUM_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "podium"
+
+
 class BasicAuth(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -37,7 +45,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True,
                               alias_generator=lambda name: name.replace("_", "-"))
 
-    data_dir: Path
+    data_dir: Path = Field(default_factory=default_data_dir)
     flows_dir: Path = Path("flows")
     host: str | None = None
     port: int = Field(default=8080, ge=0, le=65535)

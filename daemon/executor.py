@@ -69,11 +69,9 @@ class ExecutionRunner:
         self.flow = flow
         self.execution = execution
         self.outputs: dict[str, Any] = {}
-        self._done_runs = {(tr.task_id, tr.value, tr.parent_task_run_id): tr
-                           for tr in execution.task_runs if tr.state.current.terminated}
-        for tr in self._done_runs.values():
-            if tr.outputs:
-                self._set_output(tr.task_id, self._values_of(tr), tr.outputs)
+        # Task runs of an execution resumed after a restart, found again by where they sit.
+        self._earlier = {(tr.task_id, tr.value, tr.parent_task_run_id): tr
+                         for tr in execution.task_runs}
         self._first_failure: str | None = None
         self._tmp = str(runtime.data_dir / "tmp" / execution.id)
 
@@ -233,19 +231,22 @@ class ExecutionRunner:
     # -- one task -----------------------------------------------------------------------
 
     async def run_task(self, task: Task, scope: Scope) -> State:
-        key = (task.id, scope.value, scope.parent.id if scope.parent else None)
-        done = self._done_runs.get(key)
-        if done is not None:
-            return done.state.current  # finished before a restart: never run twice
-        now = self.runtime.clock.now
-        tr = TaskRun(
-            id=new_id(), execution_id=self.execution.id, namespace=self.execution.namespace,
-            flow_id=self.execution.flow_id, task_id=task.id,
-            state=StateHistory(State.CREATED, now()),
-            parent_task_run_id=scope.parent.id if scope.parent else None,
-            value=scope.value, iteration=scope.iteration,
-        )
-        self.execution.task_runs.append(tr)
+        tr = self._earlier.pop((task.id, scope.value, scope.parent.id if scope.parent else None),
+                               None)
+        if tr is not None and tr.state.current.terminated and not isinstance(task, FlowableTask):
+            # Finished before a restart: never run twice, but its outputs are needed.
+            if tr.outputs:
+                self._set_output(task.id, scope.values, tr.outputs)
+            return tr.state.current
+        if tr is None:
+            tr = TaskRun(
+                id=new_id(), execution_id=self.execution.id,
+                namespace=self.execution.namespace, flow_id=self.execution.flow_id,
+                task_id=task.id, state=StateHistory(State.CREATED, self.runtime.clock.now()),
+                parent_task_run_id=scope.parent.id if scope.parent else None,
+                value=scope.value, iteration=scope.iteration,
+            )
+            self.execution.task_runs.append(tr)
         variables = self._variables(task, tr, scope)
         logger = TaskLogger(self.runtime, self.execution, tr, task.log_level)
         ctx = RunContext(self.runtime, self.flow, self.execution, tr, variables, logger)
@@ -284,8 +285,10 @@ class ExecutionRunner:
 
     async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
                             scope: Scope) -> State:
-        self._set_state(tr, State.RUNNING)
-        await self.runtime.store.save_task_run(tr.to_json(), wait=False)
+        replay = tr.state.current.terminated  # ended before a restart: walk it for outputs
+        if not replay and tr.state.current != State.RUNNING:
+            self._set_state(tr, State.RUNNING)
+            await self.runtime.store.save_task_run(tr.to_json(), wait=False)
         try:
             children = await task.children(ctx)
         except (TaskFailed, TemplateError) as exc:
@@ -302,6 +305,8 @@ class ExecutionRunner:
                                                          scope.iteration, scope.parents))
         if state.failed and (children.failure_is_warning or task.allow_failure):
             state = State.WARNING
+        if replay:
+            return tr.state.current
         return await self._end(tr, state)
 
     async def _run_attempts(self, task: Task, tr: TaskRun, ctx: RunContext, scope: Scope
@@ -309,6 +314,10 @@ class ExecutionRunner:
         clock = self.runtime.clock
         policy = RetryPolicy.from_model(task.retry) if task.retry else None
         started = clock.now()
+        if tr.attempts and not tr.attempts[-1].current.terminated:
+            reason = self._interrupted(tr, policy)
+            if reason is not None:
+                return await self._fail(task, tr, ctx.logger, reason)
         while True:
             attempt = StateHistory(State.RUNNING, clock.now())
             tr.attempts.append(attempt)
@@ -354,7 +363,31 @@ class ExecutionRunner:
                 final = State.WARNING
             return await self._end(tr, final)
 
+    def _interrupted(self, tr: TaskRun, policy: RetryPolicy | None) -> str | None:
+        """An attempt cut short by a crash: retried per the retry policy, once without one.
+
+        Returns why it is not retried, or None to run another attempt.
+        """
+        now = self.runtime.clock.now()
+        tr.attempts[-1].set(State.FAILED, now)
+        attempts = len(tr.attempts)
+        message = f"attempt {attempts} was interrupted: podium stopped while it ran"
+        if policy is None:
+            if attempts > 1:
+                return f"{message}, and it had already been retried once"
+        elif policy.next_delay(attempts, now - tr.state.start) is None:
+            return f"{message}, and its retry policy allows no further attempt"
+        TaskLogger(self.runtime, self.execution, tr).warning(f"{message}; running it again")
+        return None
+
     async def _attempt(self, task: Task, ctx: RunContext) -> Mapping[str, Any] | None:
+        slots = self.runtime.task_slots
+        if slots is None:
+            return await self._timed(task, ctx)
+        async with slots:
+            return await self._timed(task, ctx)
+
+    async def _timed(self, task: Task, ctx: RunContext) -> Mapping[str, Any] | None:
         if task.timeout is None:
             return await task.run(ctx)
         seconds = task.timeout.total_seconds()
@@ -402,18 +435,6 @@ class ExecutionRunner:
             node = node.setdefault(value, {})
         node[values[-1]] = outputs
 
-    def _values_of(self, tr: TaskRun) -> tuple[str, ...]:
-        chain: list[str] = []
-        by_id = {t.id: t for t in self.execution.task_runs}
-        current: TaskRun | None = tr
-        seen_value: str | None = None
-        while current is not None:
-            if current.value is not None and current.value != seen_value:
-                chain.append(current.value)
-                seen_value = current.value
-            current = by_id.get(current.parent_task_run_id or "")
-        return tuple(reversed(chain))
-
     def _variables(self, task: Task | None, tr: TaskRun | None, scope: Scope) -> dict[str, Any]:
         ex, flow = self.execution, self.flow
         variables: dict[str, Any] = {
@@ -427,7 +448,7 @@ class ExecutionRunner:
             "envs": self.runtime.envs,
         }
         if ex.trigger is not None:
-            variables["trigger"] = ex.trigger
+            variables["trigger"] = ex.trigger.get("variables") or {}
         if task is not None and tr is not None:
             variables["task"] = {"id": task.id, "type": task.type}
             variables["taskrun"] = {

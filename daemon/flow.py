@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 
 from daemon import yamlpos
 from daemon.errors import FlowError, Problem
 from daemon.inputs import InputSpec, validate_input_specs
-from daemon.plugin import Condition, Dynamic, Model, Task, Trigger
+from daemon.plugin import Condition, Dynamic, Labels, Model, Task, Trigger
 from daemon.registry import Plugins, UnknownType, default_plugins
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
@@ -24,19 +24,6 @@ Path = yamlpos.Path
 _BUILT = (Task, Condition)  # plug-ins built through the registry wherever they are nested
 
 
-def _labels(value: Any) -> Any:
-    """Kestra accepts labels as a map or as a list of {key, value}."""
-    if isinstance(value, list):
-        out: dict[str, Any] = {}
-        for item in value:
-            if not isinstance(item, dict) or set(item) != {"key", "value"}:
-                raise ValueError("each label in a list must be a mapping with 'key' and 'value'")
-            out[str(item["key"])] = item["value"]
-        return out
-    return value
-
-
-Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
 
 
 class Concurrency(Model):

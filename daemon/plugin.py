@@ -9,10 +9,10 @@ as written at load time and rendered just before the task runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     AliasChoices,
@@ -157,11 +157,31 @@ class FlowableTask(Task):
         raise NotImplementedError(f"{type(self).__name__} does not implement children()")
 
 
-Emit = Callable[[Mapping[str, Any], Mapping[str, Any]], Awaitable["Execution"]]
-"""`await emit(inputs, trigger_variables)`: one execution, durably stored when it returns.
+class Emit(Protocol):
+    """`await emit(inputs, trigger_variables)`: one execution, durably stored when it returns.
 
-Raises `InputError` when the inputs do not fit the flow, and `FlowDisabled` for a disabled flow.
-"""
+    The trigger's own `labels` are added to the execution, and `labels` given here on top.
+    Raises `InputError` when the inputs do not fit the flow, `FlowDisabled` for a disabled flow.
+    """
+
+    def __call__(self, inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
+                 labels: Mapping[str, str] | None = None) -> Awaitable[Execution]: ...
+
+
+def _labels(value: Any) -> Any:
+    """Kestra accepts labels as a map or as a list of {key, value}."""
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            if not isinstance(item, dict) or set(item) != {"key", "value"}:
+                raise ValueError("each label in a list must be a mapping with 'key' and 'value'")
+            out[str(item["key"])] = item["value"]
+        return out
+    return value
+
+
+Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+
 
 
 @dataclass(frozen=True)
@@ -199,6 +219,7 @@ class Trigger(Model):
     description: str | None = None
     disabled: bool = False
     conditions: list[Condition] = Field(default_factory=list)
+    labels: Labels = Field(default_factory=dict)
     stop_after: list[str] | None = None
 
     def conditions_hold(self, ctx: ConditionContext) -> bool:

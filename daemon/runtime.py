@@ -43,7 +43,8 @@ class Runtime:
     """Shared services of one podium process and the executions it is running."""
 
     def __init__(self, data_dir: Path, store: Store, *, clock: Clock | None = None,
-                 plugins: Plugins | None = None, keep_working_dirs: bool = False) -> None:
+                 plugins: Plugins | None = None, keep_working_dirs: bool = False,
+                 max_executions: int = 0, max_tasks: int = 0) -> None:
         self.data_dir = data_dir
         self.store = store
         self.storage = Storage(data_dir / "storage")
@@ -56,11 +57,19 @@ class Runtime:
         self.envs = {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_")}
         self._secrets: set[str] = set()
         self._running: dict[str, asyncio.Task[Execution]] = {}
+        # Executions of this process not ended yet (queued or running), for `wait`.
+        self._ended: dict[str, asyncio.Future[Execution]] = {}
         self._active: dict[tuple[str, str], int] = defaultdict(int)
         self._queued: dict[tuple[str, str], deque[tuple[Flow, Execution]]] = defaultdict(deque)
         self._listeners: list[Listener] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self.max_executions = max_executions
+        self._starting = 0  # admitted by the gate, task not created yet
+        self._waiting: deque[tuple[Flow, Execution]] = deque()
+        # Caps task attempts running at once across all executions (0: no cap).
+        self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None
+        self.stats: dict[str, int] = defaultdict(int)
 
     @property
     def renderer(self) -> Renderer:
@@ -83,8 +92,9 @@ class Runtime:
         if flow is None:
             stored = await self.store.get_flow(namespace, flow_id)
             if stored is not None:
-                flow = load_flow(stored[1], f"<{namespace}.{flow_id} revision {stored[0]}>",
-                                 self.plugins)
+                flow = await asyncio.to_thread(
+                    load_flow, stored[1], f"<{namespace}.{flow_id} revision {stored[0]}>",
+                    self.plugins)
                 flow.revision = stored[0]
         if flow is None:
             raise NotFound(f"flow {namespace}.{flow_id} not found")
@@ -96,7 +106,11 @@ class Runtime:
                      trigger: dict[str, Any] | None = None,
                      labels: Mapping[str, str] | None = None,
                      parent: dict[str, Any] | None = None) -> Execution:
-        """Create one execution of `flow`, durably, and start it (or queue/refuse it)."""
+        """Create one execution of `flow`, durably, and start it (or queue/refuse it).
+
+        `trigger` is Kestra's execution trigger: `{"id", "type", "variables"}`; flows read
+        its variables as `trigger.*`.
+        """
         if flow.disabled:
             raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
         execution_id = new_id()
@@ -106,7 +120,7 @@ class Runtime:
             source = Path(str(value))
             if not source.is_file():
                 raise ValueError(f"no such file {str(value)!r}")
-            return self.storage.put(source, prefix=f"{prefix}/inputs", name=source.name)
+            return self.storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
 
         values = await asyncio.to_thread(coerce_inputs, flow.inputs, inputs or {},
                                          store_file=store_file)
@@ -119,6 +133,8 @@ class Runtime:
             parent=parent,
         )
         start = self._gate(flow, execution)
+        if not execution.state.current.terminated:
+            self._ended[execution.id] = asyncio.get_running_loop().create_future()
         await self.store.save_execution(execution.to_json(task_runs=False))
         self.publish("execution", execution, None)
         if start:
@@ -130,12 +146,20 @@ class Runtime:
         return await self.submit(await self.find_flow(namespace, flow_id), inputs, **kwargs)
 
     def _gate(self, flow: Flow, execution: Execution) -> bool:
-        """Apply `concurrency`: start now, or QUEUE / CANCEL / FAIL past the limit."""
+        """Apply `concurrency`: start now, or QUEUE / CANCEL / FAIL past the limit.
+
+        Past the daemon-wide `max_executions`, executions wait QUEUED whatever the flow says.
+        """
         limit = flow.concurrency
-        if limit is None or self._active[flow.uid] < limit.limit:
-            self._active[flow.uid] += 1
-            return True
         now = self.clock.now()
+        if limit is None or self._active[flow.uid] < limit.limit:
+            if self.max_executions and len(self._running) + self._starting >= self.max_executions:
+                execution.state.set(State.QUEUED, now)
+                self._waiting.append((flow, execution))
+                return False
+            self._active[flow.uid] += 1
+            self._starting += 1
+            return True
         if limit.behavior == "QUEUE":
             execution.state.set(State.QUEUED, now)
             self._queued[flow.uid].append((flow, execution))
@@ -147,6 +171,7 @@ class Runtime:
         return False
 
     def _start(self, flow: Flow, execution: Execution) -> None:
+        self._starting = max(self._starting - 1, 0)
         self._idle.clear()
         runner = ExecutionRunner(self, flow, execution)
         job = asyncio.create_task(runner.run(), name=f"execution {execution.id}")
@@ -155,24 +180,96 @@ class Runtime:
 
     def _finished(self, flow: Flow, execution: Execution) -> None:
         self._running.pop(execution.id, None)
+        ended = self._ended.pop(execution.id, None)
+        if ended is not None and not ended.done():
+            ended.set_result(execution)
         self._active[flow.uid] -= 1
+        self.stats[execution.state.current.value] += 1
         queue = self._queued[flow.uid]
         if queue:
             next_flow, next_execution = queue.popleft()
             self._active[flow.uid] += 1
             self._start(next_flow, next_execution)
+        while self._waiting and (not self.max_executions
+                                 or len(self._running) < self.max_executions):
+            waiting_flow, waiting = self._waiting.popleft()
+            if self._gate_again(waiting_flow, waiting):
+                self._start(waiting_flow, waiting)
         if not self._running:
             self._idle.set()
+
+    def _gate_again(self, flow: Flow, execution: Execution) -> bool:
+        """A globally queued execution whose turn came: its flow's own limit still applies."""
+        limit = flow.concurrency
+        if limit is None or self._active[flow.uid] < limit.limit:
+            self._active[flow.uid] += 1
+            self._starting += 1
+            return True
+        self._queued[flow.uid].append((flow, execution))
+        return False
+
+    async def recover(self) -> int:
+        """Resume what a previous process left unfinished; returns how many executions.
+
+        RUNNING ones continue where they stopped (finished task runs are not run again);
+        QUEUED ones queue again in the order they arrived.
+        """
+        unfinished: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            docs, total = await self.store.search_executions(
+                states=["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING"], page=page,
+                size=200)
+            unfinished.extend(docs)
+            if not docs or len(unfinished) >= total:
+                break
+            page += 1
+        unfinished.sort(key=lambda d: d["state"]["startDate"])
+        for summary in unfinished:
+            doc = await self.store.get_execution(summary["id"])
+            if doc is None:
+                continue
+            execution = Execution.from_json(doc)
+            try:
+                flow = await self._flow_revision(execution)
+            except PodiumError as exc:
+                execution.error = f"cannot resume after a restart: {exc}"
+                execution.state.set(State.FAILED, self.clock.now())
+                await self.store.save_execution(execution.to_json(task_runs=False))
+                log.error("execution %s: %s", execution.id, execution.error)
+                continue
+            self._ended[execution.id] = asyncio.get_running_loop().create_future()
+            if execution.state.current == State.QUEUED:
+                if self._gate(flow, execution):
+                    self._start(flow, execution)
+            else:
+                self._active[flow.uid] += 1
+                self._starting += 1
+                self._start(flow, execution)
+            log.info("resumed execution %s of %s.%s (%s)", execution.id, execution.namespace,
+                     execution.flow_id, execution.state.current.value)
+        return len(unfinished)
+
+    async def _flow_revision(self, execution: Execution) -> Flow:
+        """The flow exactly as it was when the execution started."""
+        stored = await self.store.get_flow(execution.namespace, execution.flow_id,
+                                           execution.flow_revision)
+        if stored is None:
+            raise NotFound(f"flow {execution.namespace}.{execution.flow_id} revision "
+                           f"{execution.flow_revision} is not in the store")
+        flow = await asyncio.to_thread(
+            load_flow, stored[1], f"<{execution.namespace}.{execution.flow_id} revision "
+            f"{stored[0]}>", self.plugins)
+        flow.revision = stored[0]
+        return flow
 
     # -- waiting and killing ------------------------------------------------------------
 
     async def wait(self, execution_id: str) -> Execution:
-        """The execution once it has ended (or now, if it is not running here)."""
-        job = self._running.get(execution_id)
-        if job is not None:
-            await asyncio.wait([job])
-            if not job.cancelled() and job.exception() is None:
-                return job.result()
+        """The execution once it has ended (or as stored, if it is not queued or running here)."""
+        ended = self._ended.get(execution_id)
+        if ended is not None:
+            return await asyncio.shield(ended)
         doc = await self.store.get_execution(execution_id)
         if doc is None:
             raise NotFound(f"execution {execution_id} not found")
@@ -186,15 +283,23 @@ class Runtime:
         await asyncio.wait([job])
         return True
 
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
     async def drain(self) -> None:
         """Wait until nothing is running (tests' "until idle" step)."""
         await self._idle.wait()
 
     async def close(self) -> None:
+        """Kill what runs (stored KILLED); queued executions stay QUEUED for the next start."""
         for job in list(self._running.values()):
             job.cancel()
         if self._running:
             await asyncio.wait(list(self._running.values()))
+        for ended in self._ended.values():
+            ended.cancel()
+        self._ended.clear()
         await self.store.flush()
 
     # -- events, expressions, secrets ---------------------------------------------------

@@ -63,8 +63,11 @@ class Triggers:
         return sum(1 for job in self._tasks.get(uid, []) if not job.done())
 
     def emitter(self, flow: Flow, trigger: Trigger) -> Emit:
-        async def emit(inputs: Mapping[str, Any], variables: Mapping[str, Any]) -> Execution:
-            return await self.runtime.submit(flow, inputs, trigger=dict(variables))
+        async def emit(inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
+                       labels: Mapping[str, str] | None = None) -> Execution:
+            return await self.runtime.submit(
+                flow, inputs, labels={**trigger.labels, **(labels or {})},
+                trigger={"id": trigger.id, "type": trigger.type, "variables": dict(variables)})
 
         return emit
 

@@ -96,7 +96,7 @@ class TriggerHarness:
         self.triggers = Triggers(h.runtime, settings, self.webhooks)
         self.executions: list[Execution] = []
         self._changed = asyncio.Event()
-        h.runtime.subscribe(self._seen)
+        self.unsubscribe = h.runtime.subscribe(self._seen)
 
     def _seen(self, kind: str, execution: Execution, task_run: Any, extra: Any) -> None:
         if kind == "execution" and execution.flow_id == self.flow.id and \
@@ -130,6 +130,7 @@ async def running_triggers(h: Harness, source: str, settings: Settings | None = 
         yield th
     finally:
         await th.triggers.stop_all()
+        th.unsubscribe()
 
 
 def task_states(execution: Execution) -> dict[str, str]:

@@ -685,7 +685,7 @@ async def test_file_input_is_stored_and_read_back_by_uri(h: Harness, tmp_path: P
         """, {"data": str(data)})
     assert ex.state.current == State.SUCCESS
     uri = ex.inputs["data"]
-    assert uri == f"kestra:///ns/f/executions/{ex.id}/inputs/upload.csv"
+    assert uri == f"kestra:///ns/f/executions/{ex.id}/inputs/data/upload.csv"
     assert await h.logs(ex) == [f"{uri} holds a,b\n1,2"]
 
 
@@ -708,3 +708,93 @@ async def test_nested_foreach_sees_parent_values(h: Harness) -> None:
         """)
     assert ex.state.current == State.SUCCESS
     assert await h.logs(ex) == ["xx1", "xx2", "yy1", "yy2"]
+
+
+async def interrupted_copy(h: Harness, source: str, keep: int) -> str:
+    """Store an execution as a crash would leave it: `keep` task runs finished, the next one
+    RUNNING with an unfinished attempt, the execution RUNNING."""
+    done = await h.run(source)
+    doc = await h.stored(done)
+    runs = doc.pop("taskRunList")
+    doc["state"]["current"] = "RUNNING"
+    doc["state"]["histories"] = doc["state"]["histories"][:2]
+    doc["state"].pop("endDate", None)
+    doc["id"] = "crashed" + done.id[7:]
+    await h.store.delete_execution(done.id)
+    await h.store.save_execution(doc)
+    for i, run in enumerate(runs[:keep + 1]):
+        run["executionId"] = doc["id"]
+        if i == keep:
+            run["state"]["current"] = "RUNNING"
+            run["state"]["histories"] = run["state"]["histories"][:2]
+            run["attempts"][-1]["state"]["current"] = "RUNNING"
+            run["attempts"][-1]["state"]["histories"] = run["attempts"][-1]["state"][
+                "histories"][:1]
+            run["outputs"] = {}
+        await h.store.save_task_run(run)
+    return str(doc["id"])
+
+
+RESUMABLE = """
+    id: resumable
+    namespace: ns
+    tasks:
+      - id: first
+        type: io.kestra.plugin.core.debug.Return
+        format: one
+      - id: second
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ outputs.first.value }} two"
+      - id: third
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ outputs.second.value }} three"
+    """
+
+
+async def test_recover_resumes_an_interrupted_execution_where_it_stopped(h: Harness) -> None:
+    execution_id = await interrupted_copy(h, RESUMABLE, keep=1)
+    assert await h.runtime.recover() == 1
+    final = await h.runtime.wait(execution_id)
+    assert final.state.current == State.SUCCESS
+    runs = {t.task_id: t for t in final.task_runs}
+    assert [len(runs[t].attempts) for t in ("first", "second", "third")] == [1, 2, 1]
+    assert [a.current for a in runs["second"].attempts] == [State.FAILED, State.SUCCESS]
+    assert runs["third"].outputs == {"value": "one two three"}
+    assert "attempt 1 was interrupted: podium stopped while it ran; running it again" in \
+        await h.logs(final)
+
+
+async def test_recover_fails_a_task_whose_retry_policy_is_spent(h: Harness) -> None:
+    source = RESUMABLE.replace('''format: "{{ outputs.first.value }} two"''',
+                               '''format: "{{ outputs.first.value }} two"
+        retry:
+          type: constant
+          interval: PT1S
+          maxAttempts: 1''')
+    execution_id = await interrupted_copy(h, source, keep=1)
+    await h.runtime.recover()
+    final = await h.runtime.wait(execution_id)
+    assert final.state.current == State.FAILED
+    assert final.error == ("task 'second': attempt 1 was interrupted: podium stopped while it "
+                           "ran, and its retry policy allows no further attempt")
+
+
+async def test_daemon_wide_execution_cap_queues_the_rest(tmp_path: Path) -> None:
+    h = await Harness.open(tmp_path)
+    h.runtime.max_executions = 1
+    try:
+        flow = await h.flow("""
+            id: f
+            namespace: ns
+            tasks:
+              - id: a
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT0.1S
+            """)
+        first, second = await h.start(flow), await h.start(flow)
+        assert second.state.current == State.QUEUED
+        final = await h.runtime.wait(second.id)
+        assert final.state.current == State.SUCCESS
+        assert final.state.histories[2][1] >= first.state.histories[-1][1]
+    finally:
+        await h.close()

@@ -298,8 +298,8 @@ def test_trigger_with_bad_cron_is_a_load_error() -> None:
             type: io.kestra.plugin.core.trigger.Schedule
             cron: "0 10 * *"
         """)
-    assert message == ("f.yaml:10:11: triggers[0].cron: cron '0 10 * *' has 4 "
-                       "fields, expected 5 (got '0 10 * *')")
+    assert message == ("f.yaml:10:11: triggers[0].cron: cron expression has 4 fields, expected 5 "
+                       "(minute hour day-of-month month day-of-week) (got '0 10 * *')")
 
 
 def test_an_empty_file_and_a_list_are_not_flows() -> None:

@@ -1,0 +1,56 @@
+"""The daemon's own log lines on stdout, one per event, in a form journald understands.
+
+Under systemd (JOURNAL_STREAM set) each line starts with the sd-daemon priority prefix
+(`<3>` for errors...) so `journalctl -p err` works; on a terminal lines carry a time and a
+coloured level; otherwise a plain `LEVEL logger: message`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+_COLOUR = {logging.DEBUG: 2, logging.INFO: 0, logging.WARNING: 33, logging.ERROR: 31,
+           logging.CRITICAL: 31}
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_PRIORITY.get(record.levelno, 6)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
+class _TerminalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        colour = _COLOUR.get(record.levelno, 0)
+        return f"\x1b[{colour}m{text}\x1b[0m" if colour else text
+
+
+def _under_journald() -> bool:
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if not stream:
+        return False
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+def setup(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    if _under_journald():
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    elif sys.stdout.isatty():
+        handler.setFormatter(_TerminalFormatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
