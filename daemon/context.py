@@ -186,6 +186,14 @@ class TriggerContext:
     def clock(self) -> Clock:
         return self.runtime.clock
 
+    def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """Render a trigger property the flow author templated (never outside data)."""
+        flow = self.flow
+        variables = {"flow": {"id": flow.id, "namespace": flow.namespace,
+                              "revision": flow.revision},
+                     "envs": self.runtime.envs, "labels": flow.labels, **(extra or {})}
+        return self.runtime.renderer.render_value(value, variables, self.runtime.functions(None))
+
     def state_key(self, *parts: str) -> str:
         """A store key owned by this trigger of this flow: `trigger:ns:flow:id:parts...`."""
         return ":".join(("trigger", self.flow.namespace, self.flow.id, self.trigger_id, *parts))
