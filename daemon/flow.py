@@ -322,8 +322,11 @@ def _message(err: Any, cls: type[Any]) -> str:
     if kind == "missing":
         return f"missing required property '{name}'"
     message = str(err["msg"]).removeprefix("Value error, ")
-    if "input" in err and kind not in ("model_type", "dict_type", "list_type"):
-        return f"{message} (got {err['input']!r})"
+    shown = repr(err.get("input"))
+    # A whole mapping, or a long value, is noise next to a position that points at it.
+    if "input" in err and kind not in ("model_type", "dict_type", "list_type") \
+            and not isinstance(err["input"], dict) and len(shown) <= 60:
+        return f"{message} (got {shown})"
     return message
 
 

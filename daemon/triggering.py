@@ -18,6 +18,7 @@ from daemon.flow import Flow
 from daemon.model import Execution
 from daemon.plugin import Emit, Trigger
 from daemon.runtime import Runtime
+from daemon.store.base import StoreError
 from daemon.webhooks import WebhookRegistry
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Triggers:
                 return
             except asyncio.CancelledError:
                 raise
+            except StoreError:
+                log.exception("%s: the store failed; restarting in %.0fs", where, delay)
             except PodiumError as exc:
                 log.error("%s stopped: %s", where, exc)
                 return
