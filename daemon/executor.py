@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=Task)
+BLOCKING_FUNCTIONS = ("read(", "kv(")
 
 _RANK = {State.SUCCESS: 0, State.SKIPPED: 0, State.WARNING: 1, State.CANCELLED: 1,
          State.FAILED: 2, State.KILLED: 3}
@@ -267,8 +268,8 @@ class ExecutionRunner:
         templated = {n: v for n, v in templated.items() if v is not None and has_template(v)}
         if not templated:
             return task
-        if "read(" in repr(templated):
-            # read() opens stored files: render off the loop.
+        if any(name in repr(templated) for name in BLOCKING_FUNCTIONS):
+            # read() opens stored files, kv() waits for the store: render off the loop.
             rendered = await asyncio.to_thread(ctx.render, templated)
         else:
             rendered = ctx.render(templated)

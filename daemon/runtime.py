@@ -8,6 +8,8 @@ durably and only then starts it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import os
 from collections import defaultdict, deque
@@ -56,6 +58,11 @@ class Runtime:
         self.flow_lookup: Callable[[str, str], Flow | None] | None = None
         self.envs = {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_")}
         self._secrets: set[str] = set()
+        self.secrets: dict[str, str] = {}  # from the secrets file, already decoded
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
         self._running: dict[str, asyncio.Task[Execution]] = {}
         # Executions of this process not ended yet (queued or running), for `wait`.
         self._ended: dict[str, asyncio.Future[Execution]] = {}
@@ -317,11 +324,48 @@ class Runtime:
                 log.exception("event listener failed")
 
     def functions(self, ctx: RunContext | None) -> dict[str, Callable[..., Any]]:
-        """Expression functions that need podium's services."""
-        return {"read": self._read}
+        """Expression functions that need podium's services.
+
+        `read` and `kv` do I/O: templates that call them are rendered off the event loop
+        (see `BLOCKING_FUNCTIONS`), and `kv` hops back into the loop for the store.
+        """
+        default_namespace = ctx.execution.namespace if ctx is not None else None
+        loop = self.loop
+
+        def kv(key: str, namespace: str | None = None, errorOnMissing: bool = True) -> Any:
+            target = namespace or default_namespace
+            if target is None:
+                raise ValueError("kv() needs a namespace here")
+            if loop is None:
+                raise RuntimeError("kv() needs the daemon's event loop")
+            found, value = asyncio.run_coroutine_threadsafe(
+                self.store.kv_get(target, str(key)), loop).result(timeout=30)
+            if not found and errorOnMissing:
+                raise KeyError(f"no KV pair '{key}' in namespace {target}")
+            return value
+
+        return {"read": self._read, "secret": self.secret, "kv": kv}
 
     def _read(self, uri: str) -> str:
         return self.storage.read_text(str(uri))
+
+    def secret(self, name: str) -> str:
+        """Kestra's convention: SECRET_<NAME> holds the base64 of the value; podium also reads
+        plain values from the secrets file (`secrets-file:` setting). Every value read is
+        masked as ****** in stored logs and outputs from then on."""
+        key = str(name)
+        value = self.secrets.get(key)
+        if value is None:
+            encoded = os.environ.get(f"SECRET_{key}")
+            if encoded is None:
+                raise KeyError(f"secret '{key}' is not set (environment variable SECRET_{key}, "
+                               "base64-encoded, or the secrets file)")
+            try:
+                value = base64.b64decode(encoded.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise ValueError(f"secret '{key}': SECRET_{key} is not base64 text") from None
+        self.add_secret(value)
+        return value
 
     def add_secret(self, value: str) -> None:
         if value:

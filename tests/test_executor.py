@@ -798,3 +798,38 @@ async def test_daemon_wide_execution_cap_queues_the_rest(tmp_path: Path) -> None
         assert final.state.histories[2][1] >= first.state.histories[-1][1]
     finally:
         await h.close()
+
+
+async def test_secret_is_read_from_base64_env_and_masked_in_logs(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_DB_PASSWORD", "czNjcjN0")  # base64 of s3cr3t
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: use
+            type: io.kestra.plugin.core.log.Log
+            message: "password is {{ secret('DB_PASSWORD') }}"
+          - id: missing
+            type: io.kestra.plugin.core.log.Log
+            message: "{{ secret('NOPE') }}"
+        """)
+    logs = await h.logs(ex)
+    assert logs[0] == "password is ******"
+    assert "s3cr3t" not in " ".join(logs)
+    assert ex.error is not None and ex.error.endswith(
+        "secret 'NOPE' is not set (environment variable SECRET_NOPE, base64-encoded, or the "
+        "secrets file)\"")
+
+
+async def test_kv_function_reads_the_namespace_store(h: Harness) -> None:
+    await h.store.kv_set("ns", "threshold", 42)
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: show
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ kv('threshold') + 1 }} {{ kv('absent', errorOnMissing=false) ?? 'none' }}"
+        """)
+    assert ex.task_runs[0].outputs == {"value": "43 none"}
