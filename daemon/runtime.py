@@ -41,6 +41,10 @@ class FlowDisabled(PodiumError):
     """A disabled flow takes no new executions."""
 
 
+class RestartRefused(PodiumError):
+    """Only a FAILED or KILLED execution can be restarted."""
+
+
 class Runtime:
     """Shared services of one podium process and the executions it is running."""
 
@@ -281,6 +285,72 @@ class Runtime:
         if doc is None:
             raise NotFound(f"execution {execution_id} not found")
         return Execution.from_json(doc)
+
+    async def restart(self, execution_id: str) -> Execution:
+        """Run a FAILED or KILLED execution again from its failed task runs.
+
+        Finished task runs keep their state and outputs and are not run again; each failed
+        one (and the flowable tasks around it) gets a new attempt.
+        """
+        doc = await self.store.get_execution(execution_id)
+        if doc is None:
+            raise NotFound(f"execution {execution_id} not found")
+        execution = Execution.from_json(doc)
+        if execution.state.current not in (State.FAILED, State.KILLED):
+            raise RestartRefused(f"execution {execution_id} is {execution.state.current.value}; "
+                                 "only FAILED or KILLED executions can be restarted")
+        flow = await self._flow_revision(execution)
+        now = self.clock.now()
+        for run in execution.task_runs:
+            if run.state.current in (State.FAILED, State.KILLED):
+                run.state.set(State.RESTARTED, now)
+                await self.store.save_task_run(run.to_json(), wait=False)
+        execution.error = None
+        execution.state.set(State.RESTARTED, now)
+        self._ended[execution.id] = asyncio.get_running_loop().create_future()
+        await self.store.save_execution(execution.to_json(task_runs=False))
+        self.publish("execution", execution, None)
+        if self._gate(flow, execution):
+            self._start(flow, execution)
+        return execution
+
+    async def replay(self, execution_id: str, task_run_id: str | None = None) -> Execution:
+        """A new execution of the same flow revision and inputs, keeping the task runs that
+        ended before `task_run_id`'s task (all of them run again when it is None)."""
+        doc = await self.store.get_execution(execution_id)
+        if doc is None:
+            raise NotFound(f"execution {execution_id} not found")
+        original = Execution.from_json(doc)
+        flow = await self._flow_revision(original)
+        order = [t.id for t in flow.all_tasks()]
+        cut = 0
+        if task_run_id is not None:
+            chosen = next((r for r in original.task_runs if r.id == task_run_id), None)
+            if chosen is None:
+                raise NotFound(f"task run {task_run_id} not found in execution {execution_id}")
+            cut = order.index(chosen.task_id) if chosen.task_id in order else 0
+        keep = set(order[:cut])
+        copy = Execution(
+            id=new_id(), namespace=original.namespace, flow_id=original.flow_id,
+            flow_revision=original.flow_revision,
+            state=StateHistory(State.CREATED, self.clock.now()), inputs=original.inputs,
+            labels={**original.labels, "system.replay": "true"}, trigger=original.trigger,
+            parent={"replayOf": original.id})
+        ids = {r.id: new_id() for r in original.task_runs}
+        for run in original.task_runs:
+            if run.task_id in keep and run.state.current.terminated:
+                clone = TaskRun.from_json({**run.to_json(), "id": ids[run.id],
+                                           "executionId": copy.id})
+                clone.parent_task_run_id = ids.get(run.parent_task_run_id or "")
+                copy.task_runs.append(clone)
+        self._ended[copy.id] = asyncio.get_running_loop().create_future()
+        await self.store.save_execution(copy.to_json(task_runs=False))
+        for run in copy.task_runs:
+            await self.store.save_task_run(run.to_json(), wait=False)
+        self.publish("execution", copy, None)
+        if self._gate(flow, copy):
+            self._start(flow, copy)
+        return copy
 
     async def kill(self, execution_id: str) -> bool:
         job = self._running.get(execution_id)

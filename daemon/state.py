@@ -20,6 +20,7 @@ class State(StrEnum):
     KILLED = "KILLED"
     CANCELLED = "CANCELLED"
     SKIPPED = "SKIPPED"
+    RESTARTED = "RESTARTED"
 
     @property
     def terminated(self) -> bool:

@@ -833,3 +833,68 @@ async def test_kv_function_reads_the_namespace_store(h: Harness) -> None:
             format: "{{ kv('threshold') + 1 }} {{ kv('absent', errorOnMissing=false) ?? 'none' }}"
         """)
     assert ex.task_runs[0].outputs == {"value": "43 none"}
+
+
+FLAKY_ONCE = """
+    id: flaky
+    namespace: ns
+    inputs:
+      - id: fail
+        type: BOOLEAN
+        defaults: true
+    tasks:
+      - id: first
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ execution.id }}"
+      - id: check
+        type: io.kestra.plugin.core.execution.Fail
+        condition: "{{ kv('broken', errorOnMissing=false) ?? true }}"
+        errorMessage: still broken
+      - id: last
+        type: io.kestra.plugin.core.debug.Return
+        format: "after {{ outputs.first.value }}"
+    """
+
+
+async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(h: Harness) -> None:
+    failed = await h.run(FLAKY_ONCE)
+    assert failed.state.current == State.FAILED
+    await h.store.kv_set("ns", "broken", False)
+    restarted = await h.runtime.restart(failed.id)
+    final = await h.runtime.wait(restarted.id)
+    assert final.id == failed.id
+    assert final.state.current == State.SUCCESS
+    runs = {t.task_id: t for t in final.task_runs}
+    assert len(runs["first"].attempts) == 1
+    assert [a.current for a in runs["check"].attempts] == [State.FAILED, State.SUCCESS]
+    assert runs["last"].outputs == {"value": f"after {failed.id}"}
+    assert [s for s, _ in final.state.histories][-3:] == [
+        State.RESTARTED, State.RUNNING, State.SUCCESS]
+
+
+async def test_restart_of_a_successful_execution_is_refused(h: Harness) -> None:
+    from daemon.runtime import RestartRefused
+
+    ok = await h.run("""
+        id: ok
+        namespace: ns
+        tasks:
+          - id: a
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+        """)
+    with pytest.raises(RestartRefused, match="is SUCCESS; only FAILED or KILLED executions"):
+        await h.runtime.restart(ok.id)
+
+
+async def test_replay_from_a_task_keeps_earlier_runs_in_a_new_execution(h: Harness) -> None:
+    await h.store.kv_set("ns", "broken", False)
+    original = await h.run(FLAKY_ONCE)
+    check = next(t for t in original.task_runs if t.task_id == "check")
+    copy = await h.runtime.replay(original.id, check.id)
+    final = await h.runtime.wait(copy.id)
+    assert final.id != original.id and final.state.current == State.SUCCESS
+    runs = {t.task_id: t for t in final.task_runs}
+    assert runs["first"].outputs == {"value": original.id}  # kept, not run again
+    assert runs["last"].outputs == {"value": f"after {original.id}"}
+    assert final.labels["system.replay"] == "true"
