@@ -89,6 +89,8 @@ class RunContext:
     task_run: TaskRun
     variables: dict[str, Any]
     logger: TaskLogger
+    # Set by a task that succeeded with a caveat (e.g. warningOnStdErr): it ends WARNING.
+    warning: bool = False
     _working_dir: Path | None = field(default=None, repr=False)
 
     @property

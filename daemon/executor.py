@@ -323,6 +323,7 @@ class ExecutionRunner:
             attempt = StateHistory(State.RUNNING, clock.now())
             tr.attempts.append(attempt)
             ctx.variables["taskrun"]["attemptsCount"] = len(tr.attempts)
+            ctx.warning = False
             self._set_state(tr, State.RUNNING)
             await self.runtime.store.save_task_run(tr.to_json(), wait=False)
             try:
@@ -350,6 +351,7 @@ class ExecutionRunner:
                     return await self._fail(task, tr, ctx.logger, message)
                 ctx.logger.warning(f"{message}; attempt {len(tr.attempts)} failed, "
                                    f"retrying in {delay:g}s")
+                await ctx.cleanup()  # each attempt starts from a fresh working directory
                 self._set_state(tr, State.RETRYING)
                 await self.runtime.store.save_task_run(tr.to_json(), wait=False)
                 await clock.sleep(delay)
@@ -360,7 +362,7 @@ class ExecutionRunner:
                 tr.outputs = dict(outputs)
                 self._set_output(task.id, scope.values, tr.outputs)
             final = State.SUCCESS
-            if policy and policy.warning_on_retry and len(tr.attempts) > 1:
+            if ctx.warning or (policy and policy.warning_on_retry and len(tr.attempts) > 1):
                 final = State.WARNING
             return await self._end(tr, final)
 

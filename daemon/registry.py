@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import cache
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from daemon.plugin import Condition, Task, Trigger
 
@@ -90,9 +90,15 @@ class Plugins:
         self.tasks: Registry[Task] = Registry("task")
         self.triggers: Registry[Trigger] = Registry("trigger")
         self.conditions: Registry[Condition] = Registry("condition")
+        # `async def on_daemon_start(runtime)` of plug-in modules: clean-up after a crash.
+        self.startup_hooks: list[Callable[[Any], Awaitable[None]]] = []
 
     def add_module(self, module: ModuleType) -> None:
-        """Register every plug-in class a module defines (not ones it imports)."""
+        """Register every plug-in class a module defines (not ones it imports), and its
+        `on_daemon_start` hook if it has one."""
+        hook = getattr(module, "on_daemon_start", None)
+        if callable(hook):
+            self.startup_hooks.append(hook)
         for value in vars(module).values():
             if not isinstance(value, type) or value.__module__ != module.__name__:
                 continue

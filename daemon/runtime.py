@@ -13,7 +13,7 @@ import binascii
 import logging
 import os
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ class Runtime:
         self._active: dict[tuple[str, str], int] = defaultdict(int)
         self._queued: dict[tuple[str, str], deque[tuple[Flow, Execution]]] = defaultdict(deque)
         self._listeners: list[Listener] = []
+        self._closers: dict[str, Callable[[], Awaitable[None]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.max_executions = max_executions
@@ -368,8 +369,16 @@ class Runtime:
         """Wait until nothing is running (tests' "until idle" step)."""
         await self._idle.wait()
 
+    def on_close(self, key: str, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have `closer` run once when the runtime closes (plug-ins' pools, clients).
+
+        The first closer registered under a key is kept; later ones are ignored.
+        """
+        self._closers.setdefault(key, closer)
+
     async def close(self) -> None:
-        """Kill what runs (stored KILLED); queued executions stay QUEUED for the next start."""
+        """Kill what runs (stored KILLED); queued executions stay QUEUED for the next start;
+        then plug-ins' resources are closed."""
         for job in list(self._running.values()):
             job.cancel()
         if self._running:
@@ -377,6 +386,12 @@ class Runtime:
         for ended in self._ended.values():
             ended.cancel()
         self._ended.clear()
+        closers, self._closers = self._closers, {}
+        for key, closer in closers.items():
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing %s failed", key)
         await self.store.flush()
 
     # -- events, expressions, secrets ---------------------------------------------------

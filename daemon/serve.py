@@ -75,10 +75,16 @@ class Daemon:
             triggers = Triggers(runtime, settings, webhooks)
             stack.push_async_callback(_bounded, triggers.stop_all(), TRIGGERS_STOP_TIMEOUT,
                                       "triggers")
+            for hook in plugins.startup_hooks:
+                try:
+                    await hook(runtime)
+                except Exception:
+                    log.exception("start-up hook %s failed", getattr(hook, "__module__", hook))
             resumed = await runtime.recover()
+            await triggers.restore()  # triggers disabled through the API stay disabled
             flows = FlowDirectory(settings.flows_dir, runtime, triggers)
             await flows.load_all()
-            await self._serve_http(stack, runtime, webhooks)
+            await self._serve_http(stack, runtime, webhooks, flows)
             await flows.watch()
             stack.push_async_callback(flows.stop_watching)
             self.ready = True
@@ -112,12 +118,13 @@ class Daemon:
         return 0
 
     async def _serve_http(self, stack: AsyncExitStack, runtime: Runtime,
-                          webhooks: WebhookRegistry) -> None:
+                          webhooks: WebhookRegistry, flows: FlowDirectory) -> None:
         from aiohttp import web
 
         from daemon.api import create_app
 
-        app = create_app(runtime, self.settings, webhooks, ready=lambda: self.ready)
+        app = create_app(runtime, self.settings, webhooks, flows=flows,
+                         ready=lambda: self.ready)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(_bounded, runner.cleanup(), HTTP_STOP_TIMEOUT, "HTTP server")

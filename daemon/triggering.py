@@ -2,6 +2,10 @@
 
 A flow that is added, changed or removed restarts only its own triggers. Every event a
 trigger emits goes through `Runtime.submit`, the one way in.
+
+The API can also disable a single trigger at run time (kept in the store, so it outlives a
+restart once `restore` has run), start a backfill of a trigger that declares `backfill`
+(the trigger restarts with it), and list each trigger's last event and next fire time.
 """
 
 from __future__ import annotations
@@ -9,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import TypeAdapter, ValidationError
 
 from daemon.config import Settings
 from daemon.context import TriggerContext
-from daemon.errors import PodiumError
+from daemon.errors import InputError, NotFound, PodiumError
 from daemon.flow import Flow
 from daemon.model import Execution
 from daemon.plugin import Emit, Trigger
 from daemon.runtime import Runtime
+from daemon.state import iso
 from daemon.store.base import StoreError
 from daemon.webhooks import WebhookRegistry
 
@@ -25,6 +33,24 @@ log = logging.getLogger(__name__)
 
 # A trigger that crashes is restarted after 1 s, 2 s, 4 s ... at most this long.
 MAX_RESTART_DELAY = 60.0
+# Store state key of the triggers disabled at run time: {"triggers": [[ns, flow, id], ...]}.
+DISABLED_STATE = "api:disabled-triggers"
+
+TriggerKey = tuple[str, str, str]  # namespace, flow id, trigger id
+
+
+class CannotBackfill(PodiumError):
+    """Only a trigger with a `backfill` property (a cron schedule) can run past slots."""
+
+
+@runtime_checkable
+class Scheduled(Protocol):
+    """A trigger that knows when it fires next (a cron schedule), so the API can show it.
+
+    It may block (time-zone files, the cron library): it is called off the event loop.
+    """
+
+    def next_date(self, after: datetime) -> datetime | None: ...
 
 
 class Triggers:
@@ -35,19 +61,22 @@ class Triggers:
         self.settings = settings
         self.webhooks = webhooks
         self._tasks: dict[tuple[str, str], list[asyncio.Task[None]]] = {}
+        self._disabled: set[TriggerKey] = set()
+        self._backfills: dict[TriggerKey, tuple[Any, dict[str, Any]]] = {}
+        self._last: dict[TriggerKey, dict[str, str | None]] = {}
+
+    async def restore(self) -> None:
+        """Read which triggers were disabled at run time; call it before flows start."""
+        state = await self.runtime.store.get_state(DISABLED_STATE) or {}
+        self._disabled = {(ns, flow, trigger) for ns, flow, trigger in state.get("triggers", [])}
 
     def start(self, flow: Flow) -> None:
         """(Re)start the enabled triggers of `flow`; its old triggers must be stopped first."""
         if flow.uid in self._tasks:
             raise RuntimeError(f"triggers of {flow.namespace}.{flow.id} are already running")
-        jobs = []
-        if not flow.disabled:
-            for trigger in flow.triggers:
-                if trigger.disabled:
-                    continue
-                name = f"trigger {flow.namespace}.{flow.id}.{trigger.id}"
-                jobs.append(asyncio.create_task(self._supervise(flow, trigger), name=name))
-        self._tasks[flow.uid] = jobs
+        self._tasks[flow.uid] = [
+            asyncio.create_task(self._supervise(flow, trigger), name=_job_name(flow, trigger))
+            for trigger in flow.triggers if self._enabled(flow, trigger)]
 
     async def stop(self, uid: tuple[str, str]) -> None:
         jobs = self._tasks.pop(uid, [])
@@ -66,14 +95,94 @@ class Triggers:
     def emitter(self, flow: Flow, trigger: Trigger) -> Emit:
         async def emit(inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
                        labels: Mapping[str, str] | None = None) -> Execution:
-            return await self.runtime.submit(
+            execution = await self.runtime.submit(
                 flow, inputs, labels={**trigger.labels, **(labels or {})},
                 trigger={"id": trigger.id, "type": trigger.type, "variables": dict(variables)})
+            self._last[(*flow.uid, trigger.id)] = {"date": iso(self.runtime.clock.now()),
+                                                   "executionId": execution.id}
+            return execution
 
         return emit
 
+    # -- run-time control (the API) -------------------------------------------------------
+
+    def enabled(self, flow: Flow, trigger_id: str) -> bool:
+        return self._enabled(flow, _trigger(flow, trigger_id))
+
+    async def contexts(self, flow: Flow) -> list[dict[str, Any]]:
+        """Kestra's trigger context of each trigger of `flow`: whether it is disabled, its
+        last event (this process's) and, for one that knows it, its next fire time."""
+        now = self.runtime.clock.now()
+        contexts = []
+        for trigger in flow.triggers:
+            key = (*flow.uid, trigger.id)
+            enabled = self._enabled(flow, trigger)
+            upcoming = None
+            if enabled and isinstance(trigger, Scheduled):
+                upcoming = await asyncio.to_thread(trigger.next_date, now)
+            last = self._last.get(key, {})
+            backfill = self._backfills.get(key)
+            contexts.append({
+                "namespace": flow.namespace, "flowId": flow.id, "triggerId": trigger.id,
+                "type": trigger.type, "disabled": not enabled, "date": last.get("date"),
+                "executionId": last.get("executionId"), "nextExecutionDate": iso(upcoming),
+                "backfill": backfill[1] if backfill else None, "stopAfter": trigger.stop_after})
+        return contexts
+
+    async def set_disabled(self, flow: Flow, trigger_id: str, disabled: bool) -> None:
+        """Stop or start one trigger, durably; the flow's source is not touched."""
+        trigger = _trigger(flow, trigger_id)
+        key = (*flow.uid, trigger_id)
+        wanted = self._disabled | {key} if disabled else self._disabled - {key}
+        if wanted != self._disabled:
+            await self.runtime.store.set_state(
+                DISABLED_STATE, {"triggers": sorted(list(k) for k in wanted)})
+            self._disabled = wanted
+            await self._restart(flow, trigger)
+
+    async def backfill(self, flow: Flow, trigger_id: str, start: datetime,
+                       end: datetime | None, inputs: Mapping[str, Any]) -> None:
+        """Restart the trigger with `backfill` set: it runs the past slots in [start, end]
+        before its live schedule. Slots it already ran (claimed) are not run again."""
+        trigger = _trigger(flow, trigger_id)
+        field = type(trigger).model_fields.get("backfill")
+        if field is None or field.annotation is None:
+            raise CannotBackfill(f"trigger {trigger_id} of {flow.namespace}.{flow.id} "
+                                 f"({trigger.type}) cannot backfill")
+        try:
+            value = TypeAdapter(field.annotation).validate_python(
+                {"start": start, "end": end, "inputs": dict(inputs)})
+        except ValidationError as exc:
+            raise InputError([f"backfill: {e['msg']}" for e in exc.errors()]) from None
+        self._backfills[(*flow.uid, trigger_id)] = (value, {
+            "start": iso(start), "end": iso(end), "inputs": dict(inputs)})
+        await self._restart(flow, trigger)
+
+    def _enabled(self, flow: Flow, trigger: Trigger) -> bool:
+        return not (flow.disabled or trigger.disabled
+                    or (*flow.uid, trigger.id) in self._disabled)
+
+    async def _restart(self, flow: Flow, trigger: Trigger) -> None:
+        """Restart one trigger of a running flow, leaving its others alone."""
+        jobs = self._tasks.get(flow.uid)
+        if jobs is None:
+            return
+        name = _job_name(flow, trigger)
+        old = [job for job in jobs if job.get_name() == name]
+        for job in old:
+            job.cancel()
+        await asyncio.gather(*old, return_exceptions=True)
+        if self._tasks.get(flow.uid) is not jobs:
+            return  # the flow was reloaded or removed meanwhile: its triggers were restarted
+        jobs[:] = [job for job in jobs if job not in old]
+        if self._enabled(flow, trigger):
+            jobs.append(asyncio.create_task(self._supervise(flow, trigger), name=name))
+
     async def _supervise(self, flow: Flow, trigger: Trigger) -> None:
         where = f"{flow.namespace}.{flow.id} trigger {trigger.id}"
+        backfill = self._backfills.get((*flow.uid, trigger.id))
+        if backfill is not None and "backfill" in type(trigger).model_fields:
+            trigger = trigger.model_copy(update={"backfill": backfill[0]})
         ctx = TriggerContext(self.runtime, flow, trigger.id, log, self.settings, self.webhooks)
         delay = 1.0
         while True:
@@ -91,3 +200,14 @@ class Triggers:
                 log.exception("%s failed; restarting in %.0fs", where, delay)
             await self.runtime.clock.sleep(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
+
+
+def _job_name(flow: Flow, trigger: Trigger) -> str:
+    return f"trigger {flow.namespace}.{flow.id}.{trigger.id}"
+
+
+def _trigger(flow: Flow, trigger_id: str) -> Trigger:
+    found = next((t for t in flow.triggers if t.id == trigger_id), None)
+    if found is None:
+        raise NotFound(f"flow {flow.namespace}.{flow.id} has no trigger {trigger_id!r}")
+    return found

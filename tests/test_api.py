@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-from daemon.api import create_app, loggable_path
+from daemon.api import loggable_path
 from daemon.config import BasicAuth, Settings
 from daemon.webhooks import WebhookRegistry
+from tests.api_helpers import basic, call, form, serving
 from tests.harness import Harness
 
 GREET = """
@@ -51,49 +49,11 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     await harness.close()
 
 
-@asynccontextmanager
-async def serving(h: Harness, settings: Settings | None = None,
-                  webhooks: WebhookRegistry | None = None,
-                  ready: Callable[[], bool] = lambda: True) -> AsyncIterator[str]:
-    """The app on 127.0.0.1 and a free port, as the daemon runs it; yields the base URL."""
-    settings = settings or Settings(data_dir=h.runtime.data_dir)
-    app = create_app(h.runtime, settings, webhooks or WebhookRegistry(), ready=ready)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def api(h: Harness) -> AsyncIterator[str]:
     await h.flow(GREET)
     async with serving(h) as url:
         yield url
-
-
-async def call(method: str, url: str, **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as resp:
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, body, resp
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-def form(**fields: Any) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    for name, value in fields.items():
-        if isinstance(value, tuple):
-            data.add_field(name, value[1], filename=value[0], content_type="text/plain")
-        else:
-            data.add_field(name, str(value))
-    return data
 
 
 # -- creating executions --------------------------------------------------------------------

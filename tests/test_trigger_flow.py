@@ -231,7 +231,7 @@ def load_error(trigger: str) -> list[str]:
     ("conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionStatus\n    in: [DONE]",
      "b.yaml:17:14: triggers[0].conditions[0].in[0]: Input should be 'CREATED', 'QUEUED', "
      "'RUNNING', 'PAUSED', 'RETRYING', 'SUCCESS', 'WARNING', 'FAILED', 'KILLING', 'KILLED', "
-     "'CANCELLED' or 'SKIPPED' (got 'DONE')"),
+     "'CANCELLED', 'SKIPPED' or 'RESTARTED' (got 'DONE')"),
     ("conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionFlow\n    flowId: a",
      "b.yaml:16:9: triggers[0].conditions[0]: missing required property 'namespace'"),
     ("preconditions:\n  flows:\n    - flowId: a\n    - flowId: c",

@@ -21,8 +21,8 @@ from daemon.flow import load_flow
 from daemon.plugin import Condition, ConditionContext
 from daemon.triggering import Triggers
 from daemon.webhooks import WebhookRegistry
+from tests.api_helpers import serving
 from tests.harness import Harness, TriggerHarness, running_triggers, settle
-from tests.test_api import serving
 from triggers.webhook import Webhook
 
 KEY = "4wjtkzwVGBM9yKnjm3yv8r"

@@ -80,6 +80,10 @@ class Schedule(Trigger):
             raise ValueError("invalid cron expression: it never matches a date")
         return value
 
+    def next_date(self, after: datetime) -> datetime | None:
+        """The first slot after `after` (blocking: zone files, APScheduler)."""
+        return CronSlots(self.cron, self.with_seconds, self.timezone).after(after)
+
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         # Reading the zone file and importing APScheduler are blocking: off the loop.
         slots = await asyncio.to_thread(CronSlots, self.cron, self.with_seconds, self.timezone)

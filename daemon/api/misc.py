@@ -1,0 +1,83 @@
+"""The two routes without basic auth: `/health` for load balancers and systemd scripts, and
+the webhook route that Webhook triggers attach to (their key is their credential).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from importlib import metadata
+
+from aiohttp import web
+
+from daemon.api.common import (
+    READY,
+    RUNTIME,
+    WEBHOOKS,
+    Body,
+    HttpError,
+    Reply,
+    Routes,
+    error,
+    json_response,
+)
+from daemon.api.middleware import WEBHOOK_PATH
+from daemon.api.uploads import bounded
+from daemon.runtime import FlowDisabled
+
+health_routes = Routes("Health")
+webhook_routes = Routes("Webhooks")
+
+WEBHOOK_NOT_FOUND = "Not Found: webhook not found"
+
+
+@health_routes.operation("GET", "/health", "UP once the flows are loaded", public=True,
+                         replies={200: Reply("Up", "application/json", {"type": "object"}),
+                                  503: Reply("Starting", "application/json",
+                                             {"type": "object"})})
+async def health(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    up = request.app[READY]()
+    body = {"status": "UP" if up else "DOWN", "name": "podium",
+            "version": await asyncio.to_thread(version),
+            "runningExecutions": runtime.running, "flows": len(runtime.flows)}
+    return json_response(body, 200 if up else 503)
+
+
+@cache
+def version() -> str:
+    try:
+        return metadata.version("podium")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_WEBHOOK_REPLIES = {200: Reply("What the flow's Webhook trigger answers (the execution)",
+                               "application/json", {}),
+                    404: error("No such webhook"), 413: error("The body is too large"),
+                    422: error("The event does not fit the flow")}
+
+
+async def webhook(request: web.Request) -> web.StreamResponse:
+    """Hand the request to the Webhook trigger attached for this flow and key.
+
+    No attached trigger (wrong flow, wrong key, disabled flow or trigger) and a flow
+    disabled meanwhile all answer the same 404, so that keys cannot be probed. The
+    handler may raise `InputError` (422); it answers only once the execution is stored.
+    """
+    match = request.match_info
+    handler = request.app[WEBHOOKS].find(match["namespace"], match["flowId"], match["key"])
+    if handler is None:
+        raise HttpError(404, WEBHOOK_NOT_FOUND)
+    try:
+        return await handler(bounded(request))
+    except FlowDisabled:
+        raise HttpError(404, WEBHOOK_NOT_FOUND) from None
+
+
+for _method in ("GET", "POST", "PUT"):
+    webhook_routes.operation(
+        _method, WEBHOOK_PATH, f"Start an execution by {_method} webhook", public=True,
+        body=None if _method == "GET" else Body(("application/json", "text/plain"), {},
+                                                required=False),
+        replies=_WEBHOOK_REPLIES)(webhook)

@@ -1,0 +1,1 @@
+"""Script tasks (shell, python) and the runners that run them (Process, Docker)."""
