@@ -116,7 +116,8 @@ class ExecutionRunner:
         return State.SUCCESS
 
     async def _save_final(self) -> None:
-        await self.runtime.store.save_execution(self.execution.to_json(task_runs=False))
+        doc = self.runtime.masked(self.execution.to_json(task_runs=False))
+        await self.runtime.store.save_execution(doc)
         self.runtime.publish("execution", self.execution, None)
 
     async def _finish_killed(self) -> None:
@@ -131,7 +132,7 @@ class ExecutionRunner:
                 if tr.attempts and not tr.attempts[-1].current.terminated:
                     tr.attempts[-1].set(State.KILLED, now)
                 tr.state.set(State.KILLED, now)
-                await self.runtime.store.save_task_run(tr.to_json(), wait=False)
+                await self._save_run(tr, wait=False)
                 self.runtime.publish("taskrun", self.execution, tr)
         await self.runtime.store.flush()
 
@@ -289,7 +290,7 @@ class ExecutionRunner:
         replay = tr.state.current.terminated  # ended before a restart: walk it for outputs
         if not replay and tr.state.current != State.RUNNING:
             self._set_state(tr, State.RUNNING)
-            await self.runtime.store.save_task_run(tr.to_json(), wait=False)
+            await self._save_run(tr, wait=False)
         try:
             children = await task.children(ctx)
         except (TaskFailed, TemplateError) as exc:
@@ -325,7 +326,7 @@ class ExecutionRunner:
             ctx.variables["taskrun"]["attemptsCount"] = len(tr.attempts)
             ctx.warning = False
             self._set_state(tr, State.RUNNING)
-            await self.runtime.store.save_task_run(tr.to_json(), wait=False)
+            await self._save_run(tr, wait=False)
             try:
                 outputs = await self._attempt(await self._render(task, ctx), ctx)
             except asyncio.CancelledError:
@@ -353,7 +354,7 @@ class ExecutionRunner:
                                    f"retrying in {delay:g}s")
                 await ctx.cleanup()  # each attempt starts from a fresh working directory
                 self._set_state(tr, State.RETRYING)
-                await self.runtime.store.save_task_run(tr.to_json(), wait=False)
+                await self._save_run(tr, wait=False)
                 await clock.sleep(delay)
                 continue
             attempt.set(State.SUCCESS, clock.now())
@@ -424,8 +425,8 @@ class ExecutionRunner:
         await self._save_run(tr)
         return state
 
-    async def _save_run(self, tr: TaskRun) -> None:
-        await self.runtime.store.save_task_run(tr.to_json())
+    async def _save_run(self, tr: TaskRun, *, wait: bool = True) -> None:
+        await self.runtime.store.save_task_run(self.runtime.masked(tr.to_json()), wait=wait)
 
     # -- variables ----------------------------------------------------------------------
 

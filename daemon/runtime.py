@@ -461,3 +461,19 @@ class Runtime:
             if secret in text:
                 text = text.replace(secret, "******")
         return text
+
+    def masked(self, value: Any) -> Any:
+        """`value` with every secret read so far replaced by ****** in all its strings.
+
+        Applied to what is stored (task-run outputs, execution outputs and errors); tasks of
+        the running execution keep the clear values in memory.
+        """
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {k: self.masked(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.masked(v) for v in value]
+        return value

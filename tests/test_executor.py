@@ -898,3 +898,28 @@ async def test_replay_from_a_task_keeps_earlier_runs_in_a_new_execution(h: Harne
     assert runs["first"].outputs == {"value": original.id}  # kept, not run again
     assert runs["last"].outputs == {"value": f"after {original.id}"}
     assert final.labels["system.replay"] == "true"
+
+
+async def test_secret_values_are_masked_in_stored_outputs_and_errors(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "dG9wLXNlY3JldA==")  # base64 of top-secret
+    ex = await h.run("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: echo
+            type: io.kestra.plugin.core.debug.Return
+            format: "token={{ secret('TOKEN') }}"
+          - id: reuse
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ outputs.echo.value | length }}"
+          - id: fail
+            type: io.kestra.plugin.core.execution.Fail
+            errorMessage: "bad {{ secret('TOKEN') }}"
+        """)
+    assert ex.task_runs[1].outputs == {"value": "16"}  # later tasks saw the clear value
+    doc = await h.stored(ex)
+    stored = {r["taskId"]: r for r in doc["taskRunList"]}
+    assert stored["echo"]["outputs"] == {"value": "token=******"}
+    assert doc["error"] == "task 'fail': bad ******"
+    assert "top-secret" not in str(doc) and "top-secret" not in str(await h.logs(ex))
