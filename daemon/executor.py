@@ -16,13 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
-
 from daemon.context import ExitRequested, RunContext, TaskLogger
 from daemon.durations import format_duration
 from daemon.errors import PodiumError, TaskFailed, TemplateError
 from daemon.model import Execution, TaskRun, new_id
-from daemon.plugin import Branch, Dynamic, FlowableTask, Task, has_template
+from daemon.plugin import Branch, FlowableTask, Task, templated_values, with_rendered
 from daemon.retry import RetryPolicy
 from daemon.state import State, StateHistory
 
@@ -51,15 +49,6 @@ class Scope:
     value: str | None = None
     iteration: int | None = None
     parents: tuple[dict[str, Any], ...] = ()
-
-
-def _dynamic_fields(cls: type[Task]) -> tuple[str, ...]:
-    cached: tuple[str, ...] | None = cls.__dict__.get("_podium_dynamic")
-    if cached is None:
-        cached = tuple(name for name, f in cls.model_fields.items()
-                       if Dynamic in f.metadata and name != "run_if")
-        setattr(cls, "_podium_dynamic", cached)  # noqa: B010 - per-class cache, set once
-    return cached
 
 
 class ExecutionRunner:
@@ -265,8 +254,7 @@ class ExecutionRunner:
 
     async def _render(self, task: T, ctx: RunContext) -> T:
         """The task with its dynamic properties rendered and type-checked, per attempt."""
-        templated = {name: getattr(task, name) for name in _dynamic_fields(type(task))}
-        templated = {n: v for n, v in templated.items() if v is not None and has_template(v)}
+        templated = templated_values(task)
         if not templated:
             return task
         if any(name in repr(templated) for name in BLOCKING_FUNCTIONS):
@@ -274,16 +262,7 @@ class ExecutionRunner:
             rendered = await asyncio.to_thread(ctx.render, templated)
         else:
             rendered = ctx.render(templated)
-        data = {**{n: getattr(task, n) for n in type(task).model_fields}, **rendered}
-        try:
-            return type(task).model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: "
-                f"{e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
-                for e in exc.errors(include_url=False))
-            raise TaskFailed(f"invalid property after rendering: {problems}",
-                             non_retryable=True) from None
+        return with_rendered(task, rendered)
 
     async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
                             scope: Scope) -> State:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from daemon.durations import Duration
+from daemon.errors import TaskFailed
 
 if TYPE_CHECKING:
     from daemon.context import RunContext, TriggerContext
@@ -69,6 +71,36 @@ def _json_if_text(value: Any) -> Any:
 
 
 JsonText = BeforeValidator(_json_if_text)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def templated_values(model: BaseModel) -> dict[str, Any]:
+    """The `Dynamic` properties of a model that hold expressions (`runIf` is rendered apart)."""
+    cls = type(model)
+    names: tuple[str, ...] | None = cls.__dict__.get("_podium_dynamic")
+    if names is None:
+        names = tuple(name for name, f in cls.model_fields.items()
+                      if Dynamic in f.metadata and name != "run_if")
+        setattr(cls, "_podium_dynamic", names)  # noqa: B010 - per-class cache, set once
+    values = {name: getattr(model, name) for name in names}
+    return {n: v for n, v in values.items() if v is not None and has_template(v)}
+
+
+def with_rendered(model: M, rendered: Mapping[str, Any], where: str = "") -> M:
+    """`model` again with its rendered values, type-checked now that they are known."""
+    if not rendered:
+        return model
+    data = {**{n: getattr(model, n) for n in type(model).model_fields}, **rendered}
+    try:
+        return type(model).model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where}{'.'.join(str(p) for p in e['loc'])}: "
+            f"{e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
+            for e in exc.errors(include_url=False))
+        raise TaskFailed(f"invalid property after rendering: {problems}",
+                         non_retryable=True) from None
 
 
 class Model(BaseModel):

@@ -26,11 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field
 
 from daemon.durations import Duration
 from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, Model, has_template
+from daemon.plugin import Dynamic, Model, templated_values, with_rendered
 from tasks.scripts.runner import LineSplitter, ScriptJob, ScriptResult, ScriptRunner, Stream
 
 if TYPE_CHECKING:
@@ -164,22 +164,11 @@ class Docker(ScriptRunner):
     def _rendered(self, ctx: RunContext, working_dir: Path) -> Docker:
         """This runner with its templated properties rendered for this task run: the
         executor renders the task's own properties, not the ones nested in taskRunner."""
-        templated = {name: getattr(self, name) for name, f in type(self).model_fields.items()
-                     if Dynamic in f.metadata}
-        templated = {n: v for n, v in templated.items() if v is not None and has_template(v)}
+        templated = templated_values(self)
         if not templated:
             return self
         rendered = ctx.render(templated, {"workingDir": str(working_dir)})
-        data = {**{n: getattr(self, n) for n in type(self).model_fields}, **rendered}
-        try:
-            return type(self).model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"taskRunner.{'.'.join(str(p) for p in e['loc'])}: "
-                f"{e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
-                for e in exc.errors(include_url=False))
-            raise TaskFailed(f"invalid property after rendering: {problems}",
-                             non_retryable=True) from None
+        return with_rendered(self, rendered, "taskRunner.")
 
     async def _ensure_image(self, docker: DockerClient, image: str, url: str, origin: str,
                             ctx: RunContext) -> None:
