@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from daemon.state import State, iso
 if TYPE_CHECKING:
     from daemon.config import Settings
     from daemon.flow import Flow
+    from daemon.inputs import InputSpec
     from daemon.model import Execution, TaskRun
     from daemon.runtime import Runtime
     from daemon.webhooks import WebhookRegistry
@@ -140,6 +141,39 @@ class RunContext:
     async def file_path(self, uri: str) -> Path:
         """The local path of a stored file (for reading); NotFound if missing."""
         return await asyncio.to_thread(self.runtime.storage.path, uri)
+
+    async def pause(self, seconds: float | None, on_resume: Sequence[InputSpec]
+                    ) -> dict[str, Any] | None:
+        """Hold this task run and its execution PAUSED until resumed through the API (the
+        coerced `onResume` values) or until `seconds` pass (None)."""
+        runtime, ex, tr = self.runtime, self.execution, self.task_run
+        resumed = runtime.pause_point(ex.id, on_resume)
+        await self._set_paused(State.PAUSED)
+        try:
+            if seconds is None:
+                return await resumed
+            timer: asyncio.Future[Any] = asyncio.ensure_future(self.clock.sleep(seconds))
+            waiting: list[asyncio.Future[Any]] = [resumed, timer]
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+            return resumed.result() if resumed.done() else None
+        finally:
+            runtime.unpause(ex.id)
+            resumed.cancel()
+            if tr.state.current == State.PAUSED:
+                await asyncio.shield(self._set_paused(State.RUNNING))
+
+    async def _set_paused(self, state: State) -> None:
+        now = self.clock.now()
+        self.task_run.state.set(state, now)
+        self.execution.state.set(state, now)
+        store = self.runtime.store
+        await store.save_task_run(self.runtime.masked(self.task_run.to_json()), wait=False)
+        await store.save_execution(self.runtime.masked(self.execution.to_json(task_runs=False)))
+        self.runtime.publish("taskrun", self.execution, self.task_run)
+        self.runtime.publish("execution", self.execution, None)
 
     def add_labels(self, labels: Mapping[str, str]) -> None:
         self.execution.labels.update({k: str(v) for k, v in labels.items()})

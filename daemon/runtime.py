@@ -13,7 +13,7 @@ import binascii
 import logging
 import os
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from daemon.clock import Clock
 from daemon.errors import NotFound, PodiumError
 from daemon.executor import ExecutionRunner
 from daemon.flow import Flow, load_flow
-from daemon.inputs import coerce_inputs
+from daemon.inputs import InputSpec, coerce_inputs
 from daemon.model import Execution, TaskRun, new_id
 from daemon.registry import Plugins, default_plugins
 from daemon.state import State, StateHistory
@@ -74,6 +74,9 @@ class Runtime:
         self._queued: dict[tuple[str, str], deque[tuple[Flow, Execution]]] = defaultdict(deque)
         self._listeners: list[Listener] = []
         self._closers: dict[str, Callable[[], Awaitable[None]]] = {}
+        # PAUSED executions of this process: the inputs their Pause task expects, and the
+        # future that `resume` completes with the coerced values.
+        self._pauses: dict[str, tuple[Sequence[InputSpec], asyncio.Future[dict[str, Any]]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.max_executions = max_executions
@@ -230,7 +233,8 @@ class Runtime:
         page = 1
         while True:
             docs, total = await self.store.search_executions(
-                states=["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING"], page=page,
+                states=["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING", "PAUSED",
+                        "RESTARTED"], page=page,
                 size=200)
             unfinished.extend(docs)
             if not docs or len(unfinished) >= total:
@@ -352,6 +356,31 @@ class Runtime:
         if self._gate(flow, copy):
             self._start(flow, copy)
         return copy
+
+    def pause_point(self, execution_id: str, on_resume: Sequence[InputSpec]
+                    ) -> asyncio.Future[dict[str, Any]]:
+        """Where a Pause task waits; `resume` completes it. Removed with `unpause`."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pauses[execution_id] = (on_resume, future)
+        return future
+
+    def unpause(self, execution_id: str) -> None:
+        self._pauses.pop(execution_id, None)
+
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        """Resume a PAUSED execution with the inputs its Pause task declares (`onResume`).
+
+        False when no execution of this process waits under that id; `InputError` (nothing
+        resumed) when the inputs do not fit.
+        """
+        waiting = self._pauses.get(execution_id)
+        if waiting is None or waiting[1].done():
+            return False
+        specs, future = waiting
+        values = await asyncio.to_thread(coerce_inputs, specs, inputs)
+        if not future.done():
+            future.set_result(values)
+        return True
 
     async def kill(self, execution_id: str) -> bool:
         job = self._running.get(execution_id)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
-from daemon.context import RunContext
+from daemon.context import ExitRequested, RunContext
+from daemon.durations import Duration, format_duration
 from daemon.errors import TaskFailed
 from daemon.flow import find_cycle
+from daemon.inputs import InputSpec
 from daemon.plugin import Branch, Children, Dynamic, FlowableTask, JsonText, Model, Output, Task
 from daemon.state import State
 
@@ -157,3 +159,28 @@ class Subflow(Task):
                              f"ended {child.state.current.value}"
                              + (f": {child.error}" if child.error else ""))
         return outputs
+
+
+class Pause(Task):
+    """Hold the execution PAUSED until a person resumes it (with `onResume` inputs, through
+    `POST /api/v1/executions/{id}/resume` or the UI), or until `pauseDuration` passes."""
+
+    types = ("io.kestra.plugin.core.flow.Pause", "io.kestra.core.tasks.flows.Pause")
+
+    pause_duration: Annotated[Duration | None, Dynamic] = Field(
+        default=None, validation_alias=AliasChoices("pauseDuration", "delay"))
+    behavior: Literal["RESUME", "WARN", "CANCEL", "FAIL"] = "RESUME"
+    on_resume: list[InputSpec] = Field(default_factory=list)
+
+    async def run(self, ctx: RunContext) -> Output:
+        seconds = self.pause_duration.total_seconds() if self.pause_duration else None
+        values = await ctx.pause(seconds, self.on_resume)
+        if values is not None:
+            return {"onResume": values}
+        waited = format_duration(self.pause_duration) if self.pause_duration else ""
+        if self.behavior == "FAIL":
+            raise TaskFailed(f"not resumed within pauseDuration {waited}", non_retryable=True)
+        if self.behavior == "CANCEL":
+            raise ExitRequested(State.CANCELLED)
+        ctx.warning = self.behavior == "WARN"
+        return {"onResume": {}}

@@ -101,6 +101,16 @@ async def ended(api: str, flow: str, **kwargs: Any) -> dict[str, Any]:
     return await started(api, flow + ("&" if "?" in flow else "?") + "wait=true", **kwargs)
 
 
+async def until_state(api: str, execution_id: str, state: str) -> None:
+    """Poll the API (bounded) until the execution is in `state`, as a client would."""
+    async with asyncio.timeout(20):
+        for _ in range(2000):
+            _, doc, _ = await call("GET", f"{api}/api/v1/executions/{execution_id}")
+            if doc["state"]["current"] == state:
+                return
+            await asyncio.sleep(0.01)
+
+
 async def collect(url: str, until: Any = None) -> list[Event]:
     """Every event of a stream until it ends (or `until(event)` holds), bounded in time."""
     seen: list[Event] = []
@@ -275,6 +285,33 @@ async def test_resume_of_an_execution_that_is_not_paused_is_409(api: str) -> Non
     status, doc, _ = await call("POST", f"{api}/api/v1/executions/{done['id']}/resume")
     assert (status, doc) == (409, {"message": f"Illegal state: execution {done['id']} is not "
                                               "PAUSED"})
+
+
+async def test_resume_gives_the_pause_task_its_inputs(h: Harness, api: str) -> None:
+    await h.flow("""
+        id: approve
+        namespace: ns
+        tasks:
+          - id: gate
+            type: io.kestra.plugin.core.flow.Pause
+            onResume:
+              - id: approved
+                type: BOOLEAN
+          - id: after
+            type: io.kestra.plugin.core.debug.Return
+            format: "approved={{ outputs.gate.onResume.approved }}"
+        """)
+    paused = await started(api, "approve", json={})
+    await until_state(api, paused["id"], "PAUSED")
+    url = f"{api}/api/v1/executions/{paused['id']}/resume"
+    status, doc, _ = await call("POST", url, json={"approved": "perhaps"})
+    assert (status, doc["message"]) == (422, "Invalid entity: input 'approved': 'perhaps' is not "
+                                             "a BOOLEAN (expected true or false)")
+    status, _, _ = await call("POST", url, data=form(approved="true"))
+    assert status == 204
+    final = await h.runtime.wait(paused["id"])
+    assert final.state.current == State.SUCCESS
+    assert final.task_runs[-1].outputs == {"value": "approved=true"}
 
 
 # -- files ----------------------------------------------------------------------------------

@@ -923,3 +923,56 @@ async def test_secret_values_are_masked_in_stored_outputs_and_errors(
     assert stored["echo"]["outputs"] == {"value": "token=******"}
     assert doc["error"] == "task 'fail': bad ******"
     assert "top-secret" not in str(doc) and "top-secret" not in str(await h.logs(ex))
+
+
+PAUSING = """
+    id: approve
+    namespace: ns
+    tasks:
+      - id: wait_for_approval
+        type: io.kestra.plugin.core.flow.Pause
+        onResume:
+          - id: approved
+            type: BOOLEAN
+          - id: reason
+            type: STRING
+            required: false
+      - id: after
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ outputs.wait_for_approval.onResume.approved }}"
+    """
+
+
+async def test_pause_waits_until_resumed_with_inputs(h: Harness) -> None:
+    from daemon.errors import InputError
+
+    ex = await h.start(PAUSING)
+    for _ in range(200):
+        if ex.state.current == State.PAUSED:
+            break
+        await asyncio.sleep(0.01)
+    assert ex.state.current == State.PAUSED
+    assert (await h.stored(ex))["state"]["current"] == "PAUSED"
+    with pytest.raises(InputError, match="input 'approved': 'maybe' is not a BOOLEAN"):
+        await h.runtime.resume(ex.id, {"approved": "maybe"})
+    assert ex.state.current == State.PAUSED  # refused inputs resume nothing
+    assert await h.runtime.resume(ex.id, {"approved": "true"})
+    final = await h.runtime.wait(ex.id)
+    assert final.state.current == State.SUCCESS
+    assert final.task_runs[-1].outputs == {"value": "true"}
+    assert [s for s, _ in final.state.histories] == [
+        State.CREATED, State.RUNNING, State.PAUSED, State.RUNNING, State.SUCCESS]
+    assert not await h.runtime.resume(ex.id, {"approved": "true"})  # nothing waits now
+
+
+async def test_pause_duration_resumes_by_itself_or_fails_per_behavior(
+        fake: tuple[Harness, FakeClock]) -> None:
+    h, clock = fake
+    timed = PAUSING.replace("        onResume:", "        pauseDuration: PT1H\n        onResume:")
+    ex = await run_on_fake_clock(h, clock, timed.replace("{{ outputs.wait_for_approval."
+                                                         "onResume.approved }}", "done"))
+    assert ex.state.current == State.SUCCESS
+    failing = timed.replace("pauseDuration: PT1H", "pauseDuration: PT1H\n        behavior: FAIL")
+    ex = await run_on_fake_clock(h, clock, failing)
+    assert ex.state.current == State.FAILED
+    assert ex.error == "task 'wait_for_approval': not resumed within pauseDuration PT1H"

@@ -159,12 +159,19 @@ async def _label_body(request: web.Request) -> dict[str, str]:
                   "Resume a PAUSED execution",
                   replies={204: Reply("Resumed"), 404: _NOT_FOUND,
                            409: error("The execution is not PAUSED"),
-                           501: error("Resuming is not available yet")})
+                           422: error("The inputs do not fit the Pause task's onResume")})
 async def resume_execution(request: web.Request) -> web.Response:
+    """The Pause task's `onResume` inputs as form fields or a JSON object."""
+    runtime = request.app[RUNTIME]
     doc = await stored_execution(request)
     if doc["state"]["current"] != State.PAUSED:
         raise HttpError(409, f"Illegal state: execution {doc['id']} is not PAUSED")
-    raise HttpError(501, "Not Implemented: podium cannot resume a PAUSED execution yet")
+    async with Uploads(runtime.data_dir / "uploads") as uploads:
+        inputs = await read_inputs(bounded(request), uploads)
+        if not await runtime.resume(doc["id"], inputs):
+            raise HttpError(409, f"Illegal state: execution {doc['id']} is not waiting in this "
+                                 "daemon")
+    return web.Response(status=204)
 
 
 @routes.operation("GET", "/api/v1/executions/{executionId}/file",
