@@ -10,6 +10,7 @@ directory; any console error of any page fails the test.
 from __future__ import annotations
 
 import base64
+import http.client
 import itertools
 import json
 import textwrap
@@ -351,6 +352,17 @@ def get(server: UiServer, path: str, auth: bool = True) -> tuple[int, dict[str, 
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def test_kestras_execution_url_leads_to_the_execution_page(server: UiServer) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    connection.request("GET", "/ui/executions/ui.test/nightly/abc123",
+                       headers={"Authorization": f"Basic {token}"})
+    response = connection.getresponse()
+    assert (response.status, response.getheader("Location")) == (302, "/ui/executions/abc123")
+    connection.close()
 
 
 def test_ui_pages_ask_the_browser_for_basic_auth(server: UiServer) -> None:

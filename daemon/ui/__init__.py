@@ -80,11 +80,17 @@ def setup_ui(app: web.Application) -> None:
     app[ASSETS] = _Assets()
     for path in ("/", "/ui", "/ui/"):
         app.router.add_get(path, _to_flows)
+    # Kestra's execution URL (webhook answers carry it): same page as /ui/executions/{id}.
+    app.router.add_get("/ui/executions/{namespace}/{flowId}/{executionId}", _to_execution)
     app.router.add_routes(routes)
 
 
 async def _to_flows(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/ui/flows")
+
+
+async def _to_execution(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(f"/ui/executions/{request.match_info['executionId']}")
 
 
 routes = web.RouteTableDef()
