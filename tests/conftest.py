@@ -7,11 +7,14 @@ when the first test asks for it (see services.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import services
 from blockbuster import BlockBuster, blockbuster_ctx
+
+from tests.harness import Harness
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -77,3 +80,11 @@ def chromium() -> Iterator[services.Chromium]:
     """Headless Chromium: `chromium.argv(*extra)` is a ready command line."""
     with services.chromium() as browser:
         yield browser
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    """An in-process podium (runtime + SQLite store) with its data under tmp_path/data."""
+    harness = await Harness.open(tmp_path / "data")
+    yield harness
+    await harness.close()

@@ -36,13 +36,6 @@ tasks:
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path / "data")
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
 async def server(h: Harness, tmp_path: Path) -> AsyncIterator[FlowServer]:
     async with flow_server(h, tmp_path / "flows") as s:
         yield s

@@ -47,13 +47,6 @@ triggers:
 """
 
 
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path / "data")
-    yield harness
-    await harness.close()
-
-
 async def write_flow(root: Path, source: str) -> None:
     def write() -> None:
         root.mkdir(parents=True, exist_ok=True)

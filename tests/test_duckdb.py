@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,6 @@ CREATE TABLE products (brand VARCHAR, price DOUBLE);
 INSERT INTO products VALUES ('Apple', 10.0), ('Apple', 20.0), ('Essence', 9.99);
 SELECT brand, round(avg(price), 2) AS avg_price FROM products GROUP BY brand ORDER BY brand;
 """
-
-
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path / "data")
-    yield harness
-    await harness.close()
 
 
 def queries(sql: str, kind: str = "Queries", task_id: str = "q", **props: Any) -> str:

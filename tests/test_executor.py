@@ -17,13 +17,6 @@ from tests.harness import Harness, drive, task_states
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeClock]]:
     clock = FakeClock()
     harness = await Harness.open(tmp_path, clock=clock)

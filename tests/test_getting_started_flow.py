@@ -37,13 +37,6 @@ AVERAGES = ('{brand:"Samsung",avg_price:200.33e0}\n'
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
 async def products_url() -> AsyncIterator[str]:
     async def products(request: web.Request) -> web.Response:
         return web.json_response(PRODUCTS)

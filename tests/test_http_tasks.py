@@ -9,7 +9,6 @@ import json
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,13 +23,6 @@ MIB = 1024 * 1024
 BIG = 50 * MIB
 BLOCK = bytes(range(256)) * 4096  # 1 MiB, allocated once, written 50 times
 PRODUCTS = {"products": [{"id": 1, "brand": "Apple", "price": 10.5}]}
-
-
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
 
 
 async def _products(request: web.Request) -> web.Response:

@@ -37,13 +37,6 @@ TRIGGER_LOG = "daemon.triggering"
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
 def name() -> str:
     """A topic prefix and client-id part no other test uses."""
     return f"t{uuid.uuid4().hex[:12]}"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from daemon.api import create_app
@@ -34,13 +32,6 @@ triggers:
 """
 AUTH = basic("ada", "pa55word")
 EXAMPLES = 15  # per operation and pass: enough to reach the parsers' branches, well under 60 s
-
-
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path / "data")
-    yield harness
-    await harness.close()
 
 
 def router_operations(app: web.Application) -> set[tuple[str, str]]:

@@ -35,13 +35,6 @@ FLOWS = Path(__file__).resolve().parent.parent / "flows"
 VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
-
-
 def flow(*tasks: str, inputs: str = "") -> str:
     """A flow of the given task YAML blocks (each written at column 0)."""
     body = "".join(textwrap.indent(textwrap.dedent(t).strip("\n"), "  ") + "\n"

@@ -63,13 +63,6 @@ def engine(docker_host: str, python_image: str, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
 async def ctx(h: Harness) -> AsyncIterator[RunContext]:
     """The context of a real task run of a tiny flow, for handing to the runner directly."""
     flow = await h.flow("""

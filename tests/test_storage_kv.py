@@ -23,13 +23,6 @@ LINES = "".join(f"row {i} [{'even' if i % 2 == 0 else 'odd'}]\n" for i in range(
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path / "data")
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeClock]]:
     """Runtime and store on one fake clock, so that a KV ttl can pass without waiting."""
     clock = FakeClock()

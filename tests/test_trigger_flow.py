@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -67,13 +65,6 @@ ON_A_SUCCESS = """
       - type: io.kestra.plugin.core.condition.ExecutionStatus
         in: [SUCCESS]
 """
-
-
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
 
 
 async def upstream(h: Harness, flow_id: str = "a") -> Flow:

@@ -70,13 +70,6 @@ def settings(tmp_path: Path) -> Settings:
                                                                tmp_path / "archive"])
 
 
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path / "data")
-    yield harness
-    await harness.close()
-
-
 async def write(path: Path, data: str | bytes) -> None:
     def put() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

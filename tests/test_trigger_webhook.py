@@ -8,7 +8,6 @@ import logging
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -40,13 +39,6 @@ triggers:
     type: io.kestra.plugin.core.trigger.Webhook
     key: {KEY}
 """
-
-
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await Harness.open(tmp_path)
-    yield harness
-    await harness.close()
 
 
 @asynccontextmanager
