@@ -18,12 +18,12 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, AliasChoices, Field
 
 from daemon.context import RunContext
 from daemon.durations import Duration
+from daemon.endpoints import parse_endpoint, tls_context
 from daemon.errors import TaskFailed
 from daemon.plugin import Dynamic, Output, Task
 
@@ -33,32 +33,13 @@ SerdeType = Literal["STRING", "JSON", "BYTES"]
 DEFAULT_CONNECTION_TIMEOUT = 30.0
 # Messages handed to the client at once; paho keeps the rest of a window in flight itself.
 PUBLISH_WINDOW = 100
-
-_SCHEMES = {"tcp": False, "mqtt": False, "ssl": True, "mqtts": True}
+# Kestra's default ports: 1883, or 8883 over TLS.
+MQTT_PORTS = (1883, 8883)
 
 
 def _check_server(server: str) -> str:
-    _endpoint(server)
+    parse_endpoint(server, MQTT_PORTS)
     return server
-
-
-def _endpoint(server: str) -> tuple[str, int, bool, str | None, str | None]:
-    """(host, port, tls, username, password) of `tcp://[user:pw@]host[:port]` or `ssl://...`."""
-    parts = urlsplit(server)
-    if parts.scheme.lower() not in _SCHEMES or parts.path not in ("", "/") or parts.query:
-        raise ValueError("must be tcp://host:port or ssl://host:port")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError("the port must be a number from 1 to 65535")
-    if not parts.hostname:
-        raise ValueError("the server URL has no host")
-    tls = _SCHEMES[parts.scheme.lower()]
-    return (parts.hostname, port or (8883 if tls else 1883), tls,
-            unquote(parts.username) if parts.username is not None else None,
-            unquote(parts.password) if parts.password is not None else None)
 
 
 def _check_topic(topic: str) -> str:
@@ -67,17 +48,6 @@ def _check_topic(topic: str) -> str:
     if "+" in topic or "#" in topic:
         raise ValueError("a published topic cannot hold the wildcards '+' or '#'")
     return topic
-
-
-def _tls_context(crt: str | None, verify_hostname: bool | None) -> ssl.SSLContext:
-    """Reads CA files: call it off the loop. `crt` is a CA file's path or its PEM text."""
-    if crt and "-----BEGIN" in crt:
-        context = ssl.create_default_context(cadata=crt)
-    else:
-        context = ssl.create_default_context(cafile=crt or None)
-    if verify_hostname is False:
-        context.check_hostname = False
-    return context
 
 
 def serialize(value: Any, serde: SerdeType) -> bytes:
@@ -138,16 +108,17 @@ class Publish(Task):
     async def run(self, ctx: RunContext) -> Output:
         import aiomqtt
 
-        host, port, tls, url_user, url_password = _endpoint(self.server)
-        where = f"{'ssl' if tls else 'tcp'}://{host}:{port}"
-        password = self.password or url_password
+        endpoint = parse_endpoint(self.server, MQTT_PORTS)
+        host, port, tls = endpoint.host, endpoint.port, endpoint.tls
+        where = str(endpoint)
+        password = self.password or endpoint.password
         if password:
             ctx.runtime.add_secret(password)
         messages = await self._messages(ctx)
         context = None
         if tls:
             try:
-                context = await asyncio.to_thread(_tls_context, self.crt,
+                context = await asyncio.to_thread(tls_context, self.crt,
                                                    self.https_hostname_verification_enabled)
             except (OSError, ssl.SSLError) as exc:
                 raise TaskFailed(f"cannot load the CA certificate (crt): {exc}",
@@ -157,7 +128,7 @@ class Publish(Task):
         protocol = aiomqtt.ProtocolVersion.V5 if self.version == "V5" \
             else aiomqtt.ProtocolVersion.V311
         client = aiomqtt.Client(host, port, identifier=self.client_id,
-                                username=self.username or url_user, password=password,
+                                username=self.username or endpoint.username, password=password,
                                 protocol=protocol, timeout=timeout, tls_context=context)
         try:
             async with client:

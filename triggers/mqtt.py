@@ -42,12 +42,12 @@ from datetime import datetime, timedelta
 from functools import cache
 from types import TracebackType
 from typing import Annotated, Any, Literal, Protocol
-from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, AliasChoices, Field, field_validator
 
 from daemon.context import TriggerContext
 from daemon.durations import Duration
+from daemon.endpoints import Endpoint, parse_endpoint, tls_context
 from daemon.errors import PodiumError
 from daemon.model import new_id
 from daemon.plugin import ConditionContext, Emit, Trigger
@@ -62,40 +62,12 @@ SESSION_EXPIRY = 7 * 24 * 3600
 # Kestra's default connection timeout.
 DEFAULT_CONNECTION_TIMEOUT = 30.0
 _SEARCH_PAGE = 100
-
-_SCHEMES = {"tcp": False, "mqtt": False, "ssl": True, "mqtts": True}
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    def __str__(self) -> str:
-        """For logs: never the credentials a URL may carry."""
-        return f"{'ssl' if self.tls else 'tcp'}://{self.host}:{self.port}"
+MQTT_PORTS = (1883, 8883)
 
 
 def parse_server(server: str) -> Endpoint:
-    """`tcp://[user:password@]host[:port]` or `ssl://...`; ports default as in Kestra."""
-    parts = urlsplit(server)
-    if parts.scheme.lower() not in _SCHEMES or parts.path not in ("", "/") or parts.query:
-        raise ValueError("must be tcp://host:port or ssl://host:port")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError("the port must be a number from 1 to 65535")
-    if not parts.hostname:
-        raise ValueError("the server URL has no host")
-    tls = _SCHEMES[parts.scheme.lower()]
-    return Endpoint(parts.hostname, port or (8883 if tls else 1883), tls,
-                    unquote(parts.username) if parts.username is not None else None,
-                    unquote(parts.password) if parts.password is not None else None)
+    """Ports default as in Kestra: 1883, or 8883 over TLS."""
+    return parse_endpoint(server, MQTT_PORTS)
 
 
 def check_filter(topic: str) -> str:
@@ -118,17 +90,6 @@ def decode(payload: bytes, serde: SerdeType) -> Any:
     if serde == "STRING":
         return payload.decode("utf-8", errors="replace")
     return base64.b64encode(payload).decode("ascii")
-
-
-def tls_context(crt: str | None, verify_hostname: bool | None) -> ssl.SSLContext:
-    """Reads CA files: call it off the loop. `crt` is a CA file's path or its PEM text."""
-    if crt and "-----BEGIN" in crt:
-        context = ssl.create_default_context(cadata=crt)
-    else:
-        context = ssl.create_default_context(cafile=crt or None)
-    if verify_hostname is False:
-        context.check_hostname = False
-    return context
 
 
 @dataclass(frozen=True)
