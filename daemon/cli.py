@@ -1,4 +1,5 @@
-"""`podium` on the command line: run a flow once, validate flows, look at executions."""
+"""`podium` on the command line: run a flow once, validate flows, look at executions, ask a
+running daemon how it is."""
 
 from __future__ import annotations
 
@@ -71,6 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", parents=[common], help="an execution's logs")
     logs.add_argument("id")
     logs.add_argument("--level", default=None, help="minimum level (TRACE..ERROR)")
+
+    status = commands.add_parser(
+        "status", help="a running daemon's flows, triggers, running executions and last "
+                       "failures, from its API")
+    status.add_argument("--url", default=None,
+                        help="the daemon's address (default: http://127.0.0.1:8080)")
+    status.add_argument("--user", default=None,
+                        help="basic-auth user (default: $PODIUM_BASIC_AUTH_USERNAME)")
+    status.add_argument("--password", default=None,
+                        help="basic-auth password (default: $PODIUM_BASIC_AUTH_PASSWORD)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
 
@@ -79,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "status":
+            return _status(args)
         args.data_dir = args.data_dir or default_data_dir()
         if args.command == "run":
             return asyncio.run(_run(args))
@@ -104,6 +118,23 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "flows_dir": args.flows_dir, "host": args.host,
                  "port": args.port, "store": args.store}
     return serve(config, overrides)
+
+
+# -- podium status ------------------------------------------------------------------------
+
+def _status(args: argparse.Namespace) -> int:
+    from daemon.status import DEFAULT_URL, Client, collect, render
+
+    env = os.environ
+    client = Client(args.url or DEFAULT_URL,
+                    args.user or env.get("PODIUM_BASIC_AUTH_USERNAME"),
+                    args.password or env.get("PODIUM_BASIC_AUTH_PASSWORD"))
+    status = collect(client)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(render(status))
+    return EXIT_OK
 
 
 # -- podium validate ----------------------------------------------------------------------

@@ -11,13 +11,14 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daemon.durations import Duration
 from daemon.errors import PodiumError
+from daemon.state import State
 
 
 class ConfigError(PodiumError):
@@ -39,6 +40,29 @@ class BasicAuth(BaseModel):
     password: str = Field(min_length=1)
 
 
+class AlertRule(BaseModel):
+    """One entry of `alerts:`: a channel with its properties, and which ended executions.
+
+    The channel's own properties (url, host, to...) are those of its ExecutionAlert task
+    and are checked against it when the daemon starts (daemon/alerts.py).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    channel: Literal["slack", "discord", "teams", "mail"]
+    states: list[State] = Field(default_factory=lambda: [State.FAILED], min_length=1)
+    namespaces: list[str] = Field(default_factory=list)  # prefixes; none: every namespace
+
+    @field_validator("states")
+    @classmethod
+    def _final_states(cls, value: list[State]) -> list[State]:
+        for state in value:
+            if not state.terminated:
+                raise ValueError(f"{state.value} is not a final state; alerts are sent when an "
+                                 "execution ends (FAILED, WARNING, SUCCESS, KILLED, CANCELLED)")
+        return value
+
+
 class Settings(BaseModel):
     """What a running daemon is configured with."""
 
@@ -58,6 +82,26 @@ class Settings(BaseModel):
     webhook_max_body: int = Field(default=10 * 1024 * 1024, ge=1)
     keep_working_dirs: bool = False
     log_level: str = "INFO"
+    # Public address of the UI, for links in notifications ("{url}/ui/executions/...").
+    url: str | None = None
+    # Cluster (PostgreSQL store): this node's name, how often it says it is alive, and how
+    # long without a heartbeat before the others take its executions and triggers over.
+    node_id: str | None = None
+    heartbeat_interval: Duration = timedelta(seconds=2)
+    node_timeout: Duration = timedelta(seconds=15)
+    # Notifications about ended executions, without editing flows (daemon/alerts.py).
+    alerts: list[AlertRule] = Field(default_factory=list)
+
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _alerts_from_text(cls, value: Any) -> Any:
+        """PODIUM_ALERTS holds the same list as the file, written as YAML or JSON."""
+        if isinstance(value, str):
+            try:
+                return yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"not YAML: {exc}") from None
+        return value
 
     @field_validator("allowed_paths", mode="before")
     @classmethod

@@ -180,7 +180,7 @@ class RunContext:
 
     def metric(self, name: str, type_: str, value: float, tags: Mapping[str, str] | None = None
                ) -> None:
-        self.runtime.store.append_metrics([{
+        metric = {
             "executionId": self.execution.id,
             "taskRunId": self.task_run.id,
             "taskId": self.task_run.task_id,
@@ -189,7 +189,9 @@ class RunContext:
             "value": value,
             "tags": dict(tags or {}),
             "timestamp": iso(self.clock.now()),
-        }])
+        }
+        self.runtime.store.append_metrics([metric])
+        self.runtime.publish("metric", self.execution, self.task_run, metric)  # to /metrics
 
     async def run_subflow(self, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                           labels: Mapping[str, str], wait: bool) -> Execution:

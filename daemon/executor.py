@@ -9,8 +9,10 @@ before anything that depends on it starts.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from daemon.model import Execution, TaskRun, new_id
 from daemon.plugin import Branch, FlowableTask, Task, templated_values, with_rendered
 from daemon.retry import RetryPolicy
 from daemon.state import State, StateHistory
+from daemon.store.base import StoreError
 
 if TYPE_CHECKING:
     from daemon.flow import Flow
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=Task)
 BLOCKING_FUNCTIONS = ("read(", "kv(")
+# Errors of a disk (full, read-only, refused) that fail a task without a traceback.
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                         errno.EPERM, errno.EIO})
+# An execution's final state that the store refuses is offered again after 1 s, 2 s, 4 s...
+MAX_STORE_RETRY_DELAY = 30.0
 
 _RANK = {State.SUCCESS: 0, State.SKIPPED: 0, State.WARNING: 1, State.CANCELLED: 1,
          State.FAILED: 2, State.KILLED: 3}
@@ -63,6 +71,7 @@ class ExecutionRunner:
         self._earlier = {(tr.task_id, tr.value, tr.parent_task_run_id): tr
                          for tr in execution.task_runs}
         self._first_failure: str | None = None
+        self._unsaved = False  # the store refused a write: save every task run at the end
         self._tmp = str(runtime.data_dir / "tmp" / execution.id)
 
     # -- the execution ------------------------------------------------------------------
@@ -87,6 +96,8 @@ class ExecutionRunner:
         except asyncio.CancelledError:
             await asyncio.shield(self._finish_killed())
             raise
+        except StoreError as exc:
+            state = self._store_refused(exc)
         else:
             state = self._final_state(state)
         if state in (State.SUCCESS, State.WARNING) and self.flow.outputs:
@@ -94,8 +105,30 @@ class ExecutionRunner:
         if state.failed and self._first_failure and not ex.error:
             ex.error = self._first_failure
         ex.state.set(state, now())
-        await asyncio.shield(self._save_final())
+        if self.flow.after_execution:
+            await self._after_execution(state)
+        await self._store_final()
         return ex
+
+    async def _after_execution(self, final: State) -> None:
+        """Kestra's `afterExecution`: tasks that see the final state as `execution.state`.
+
+        As in Kestra, their failure is logged and never changes that state, so flows
+        triggered on the state see it once, after these tasks have run.
+        """
+        ex = self.execution
+        try:
+            result = await self.run_list(self.flow.after_execution, Scope())
+        except ExitRequested:
+            result = State.SUCCESS  # the execution has ended already: nothing left to exit
+        except asyncio.CancelledError:
+            await asyncio.shield(self._save_final())
+            raise
+        if ex.state.current != final:  # a Pause in there moved it; the final state stands
+            ex.state.set(final, self.runtime.clock.now())
+        if result.failed:
+            log.warning("execution %s of %s.%s: an afterExecution task failed; the execution "
+                        "stays %s", ex.id, ex.namespace, ex.flow_id, final.value)
 
     def _final_state(self, state: State) -> State:
         if state.failed:
@@ -108,6 +141,49 @@ class ExecutionRunner:
         doc = self.runtime.masked(self.execution.to_json(task_runs=False))
         await self.runtime.store.save_execution(doc)
         self.runtime.publish("execution", self.execution, None)
+
+    def _store_refused(self, exc: StoreError) -> State:
+        """A write the store refused (its disk full) ends the execution FAILED: going on
+        with nothing recorded would be lost at the next restart, or run twice."""
+        ex = self.execution
+        log.error("execution %s of %s.%s fails: %s", ex.id, ex.namespace, ex.flow_id, exc)
+        now = self.runtime.clock.now()
+        for tr in ex.task_runs:
+            if not tr.state.current.terminated:
+                if tr.attempts and not tr.attempts[-1].current.terminated:
+                    tr.attempts[-1].set(State.FAILED, now)
+                tr.state.set(State.FAILED, now)
+        if self._first_failure is None:
+            self._first_failure = f"the store refused a write: {exc}"
+        self._unsaved = True
+        return State.FAILED
+
+    async def _store_final(self) -> None:
+        """The final state, offered to the store until it takes it: an execution must not
+        stay RUNNING in the store because the disk was full for a while. After a refusal
+        the task runs go again too, since their writes may have been refused as well."""
+        ex = self.execution
+        delay = 1.0
+        while True:
+            try:
+                if self._unsaved:
+                    await asyncio.shield(asyncio.gather(*(self._save_run(tr)
+                                                          for tr in ex.task_runs)))
+                await asyncio.shield(self._save_final())
+            except StoreError as exc:
+                if delay == 1.0:
+                    log.error("execution %s of %s.%s: its final state %s cannot be stored "
+                              "(%s); trying again, backing off up to %.0fs", ex.id,
+                              ex.namespace, ex.flow_id, ex.state.current.value, exc,
+                              MAX_STORE_RETRY_DELAY)
+                self._unsaved = True
+            else:
+                if delay > 1.0:
+                    log.info("execution %s: its final state %s is stored", ex.id,
+                             ex.state.current.value)
+                return
+            await self.runtime.clock.sleep(delay)
+            delay = min(delay * 2, MAX_STORE_RETRY_DELAY)
 
     async def _finish_killed(self) -> None:
         await self._kill_unfinished()
@@ -321,7 +397,7 @@ class ExecutionRunner:
                 raise exit_ from None
             except Exception as exc:
                 attempt.set(State.FAILED, clock.now())
-                message = self._describe(task, exc)
+                message = self._describe(task, exc, ctx)
                 retryable = not isinstance(exc, TemplateError) and not (
                     isinstance(exc, TaskFailed) and exc.non_retryable)
                 delay = policy.next_delay(len(tr.attempts), clock.now() - started) \
@@ -380,9 +456,15 @@ class ExecutionRunner:
         except TimeoutError:
             raise TaskFailed(f"timed out after {format_duration(task.timeout)}") from None
 
-    def _describe(self, task: Task, exc: BaseException) -> str:
+    def _describe(self, task: Task, exc: BaseException, ctx: RunContext) -> str:
         if isinstance(exc, PodiumError):
             return str(exc)
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            # The machine's condition, not a bug: one line, with the path. A write that fails
+            # half-way names no file; the task was most likely writing in its directory.
+            if exc.filename is not None:
+                return f"{exc.strerror}: {os.fsdecode(exc.filename)}"
+            return f"{exc.strerror} (in the task's working directory {ctx.working_dir_path})"
         log.error("task %s of execution %s raised:\n%s", task.id, self.execution.id,
                   "".join(traceback.format_exception(exc)))
         return f"{type(exc).__name__}: {exc}"

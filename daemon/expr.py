@@ -8,12 +8,14 @@ whole path such as `outputs.task.value` for it.
 
 Only the template is ever rendered: a value coming from outside (a webhook body, a file name)
 that contains `{{ }}` is printed as text unless the flow asks for `render(...)` explicitly.
+What a template may build is bounded (`daemon.expr_limits`): a render ends with a
+`TemplateError`, never with a hung daemon or an exhausted memory.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, NoReturn
@@ -32,7 +34,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context
 
-from daemon import javadate
+from daemon import expr_limits, javadate
 from daemon.clock import Clock
 from daemon.errors import PodiumError, TemplateError
 from daemon.expr_filters import FILTERS, FUNCTIONS, TESTS, to_text
@@ -80,7 +82,16 @@ class StrictChainUndefined(ChainableUndefined, StrictUndefined):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, with Kestra's view of maps and of missing functions."""
+    """The sandbox, with Kestra's view of maps and of missing functions, and bounds on work."""
+
+    intercepted_binops = expr_limits.INTERCEPTED_BINOPS
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return expr_limits.binop(operator, left, right)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        expr_limits.check_call(obj, args, kwargs)
+        return super().call(context, obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Keys win over dict methods: an input named `items` is `inputs.items`, as in Kestra.
@@ -98,6 +109,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         for concat in tree.find_all(nodes.Concat):
             concat.nodes = [nodes.Filter(operand, "string", [], [], None, None,
                                          lineno=operand.lineno) for operand in concat.nodes]
+        expr_limits.Bounds().visit(tree)
         return tree
 
     def is_safe_callable(self, obj: Any) -> bool:
@@ -118,7 +130,12 @@ class Renderer:
             keep_trailing_newline=True,
         )
         env.filters.update(FILTERS)
+        env.filters = expr_limits.bounded_filters(env.filters)
+        env.filters[expr_limits.CHECK_LENGTH] = expr_limits.checked_concat
+        env.filters[expr_limits.COUNT_TURNS] = expr_limits.counted
         env.tests.update(TESTS)
+        # Not Pebble's, and `lipsum(10**6)` is minutes of work.
+        del env.globals["lipsum"]
 
         @pass_context
         def render(context: Context, value: Any, recursive: bool = True) -> Any:
@@ -130,6 +147,7 @@ class Renderer:
 
         env.globals.update(
             null=None,
+            range=expr_limits.limited_range,
             now=self._now,
             render=render,
             renderOnce=render_once,
@@ -145,7 +163,8 @@ class Renderer:
         if "{{" not in template and "{%" not in template:
             return template
         try:
-            return self._template(template).render(variables, **(functions or {}))
+            with expr_limits.render_budget():
+                return _joined(self._template(template).generate(variables, **(functions or {})))
         except Exception as exc:
             raise TemplateError(f'cannot render "{_snippet(template)}": '
                                 f"{_reason(exc, template)}") from exc
@@ -206,6 +225,18 @@ class Renderer:
         finally:
             _depth.reset(token)
         raise TemplateError(f"render() still changing after {MAX_RENDER_ROUNDS} rounds")
+
+
+def _joined(pieces: Iterator[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > expr_limits.MAX_OUTPUT:
+            raise TemplateError(f"the text rendered is over the limit of "
+                                f"{expr_limits.MAX_OUTPUT} characters")
+        out.append(piece)
+    return "".join(out)
 
 
 def _snippet(text: str) -> str:

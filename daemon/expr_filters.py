@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import re
 import unicodedata
@@ -22,10 +23,12 @@ from typing import Any, Concatenate, ParamSpec
 from urllib.parse import quote_plus, unquote_plus
 
 import jq  # type: ignore[import-not-found]
+import regex  # type: ignore[import-untyped]
 from jinja2 import Undefined
 
 from daemon import javadate
 from daemon.errors import TemplateError
+from daemon.expr_limits import MAX_RANGE
 
 P = ParamSpec("P")
 
@@ -36,6 +39,9 @@ _NUMBER_TYPES: dict[str, Callable[[str], int | float | Decimal]] = {
     "BIGDECIMAL": Decimal,
 }
 _JAVA_REPLACEMENT = re.compile(r"\\(.)|\$(\d+)|\$\{(\w+)\}", re.DOTALL)
+# Seconds one `replace(regexp=true)` may take: a backtracking pattern such as `(a+)+$` would
+# otherwise hold the whole daemon, since the regex engine never yields.
+REGEX_TIMEOUT = 2.0
 
 
 def to_text(value: Any) -> str:
@@ -101,7 +107,7 @@ def _named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             value._fail_with_undefined_error()
         try:
             return fn(value, *args, **kwargs)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise TemplateError(f"{name}: {exc}") from exc
 
     return apply
@@ -151,10 +157,14 @@ def _jq_program(expression: str) -> Any:
 
 def _jq(value: Any, expression: str) -> list[Any]:
     try:
-        return list(_jq_program(expression).input_text(to_json(value)).all())
+        results = list(itertools.islice(_jq_program(expression).input_text(to_json(value)),
+                                        MAX_RANGE + 1))
     except ValueError as exc:
         first_line = str(exc).splitlines()[0].removeprefix("jq: error: ").rstrip(":")
         raise ValueError(first_line) from None
+    if len(results) > MAX_RANGE:
+        raise ValueError(f"the program gives more than {MAX_RANGE} results")
+    return results
 
 
 def _first(value: Any) -> Any:
@@ -242,10 +252,21 @@ def _replace_in(value: Any, pairs: list[tuple[str, str]], regexp: bool, count: i
     text = to_text(value)
     for old, new in pairs:
         if regexp:
-            text = re.sub(old, _python_replacement(new), text, count=count or 0)
+            text = _regex_sub(old, _python_replacement(new), text, count or 0)
         else:
             text = text.replace(old, new, -1 if count is None else count)
     return text
+
+
+def _regex_sub(pattern: str, replacement: str, text: str, count: int) -> str:
+    try:
+        return str(regex.sub(pattern, replacement, text, count=count, timeout=REGEX_TIMEOUT))
+    except regex.error as exc:
+        raise ValueError(f'invalid regular expression "{pattern}" or replacement '
+                         f'"{replacement}": {exc}') from None
+    except TimeoutError:
+        raise ValueError(f'regular expression "{pattern}" ran longer than {REGEX_TIMEOUT:g} s '
+                         "(nested repetition such as (a+)+ backtracks without end)") from None
 
 
 def _python_replacement(java: str) -> str:

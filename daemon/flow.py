@@ -58,6 +58,8 @@ class Flow(Model):
     tasks: list[Task] = Field(min_length=1)
     errors: list[Task] = Field(default_factory=list)
     finally_: list[Task] = Field(default_factory=list, alias="finally")
+    # Kestra 1.x: run once the final state is known; they never change it.
+    after_execution: list[Task] = Field(default_factory=list)
     outputs: list[FlowOutput] = Field(default_factory=list)
     triggers: list[Trigger] = Field(default_factory=list)
     concurrency: Concurrency | None = None
@@ -82,7 +84,7 @@ class Flow(Model):
         return next((t for t in self.all_tasks() if t.id == task_id), None)
 
 
-_TASK_LISTS = ("tasks", "errors", "finally")
+_TASK_LISTS = ("tasks", "errors", "finally", "afterExecution")
 
 
 def load_flow_file(path: str | FsPath, plugins: Plugins | None = None) -> Flow:
@@ -360,7 +362,8 @@ def _mentions(annotation: Any, target: type | tuple[type, ...]) -> bool:
 def task_lists(flow: Flow) -> Iterator[tuple[Sequence[Task], Path]]:
     """Every list of sibling tasks in the flow, nested ones included, with its property path."""
     for tasks, path in ((flow.tasks, ("tasks",)), (flow.errors, ("errors",)),
-                        (flow.finally_, ("finally",))):
+                        (flow.finally_, ("finally",)),
+                        (flow.after_execution, ("afterExecution",))):
         yield from _lists_in(tasks, path)
 
 

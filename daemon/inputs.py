@@ -16,10 +16,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
+import orjson
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from daemon import yamlpos
 from daemon.durations import format_duration, parse_duration
 from daemon.errors import InputError
 from daemon.plugin import Model
@@ -164,14 +165,15 @@ def _int(value: Any) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,20}", value.strip()):
         return int(value)
     raise ValueError("is not an INT")
 
 
 def _float(value: Any) -> float:
     number = math.nan
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)
+                                    and abs(value).bit_length() <= 1024):
         number = float(value)
     elif isinstance(value, str) and re.fullmatch(
             r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value.strip()):
@@ -198,7 +200,10 @@ def _datetime(value: Any) -> datetime:
             parsed = None
     if parsed is None:
         raise ValueError("is not a DATETIME (expected ISO-8601, e.g. 2042-04-02T04:20:42Z)")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once in UTC") from None
 
 
 def _date(value: Any) -> date:
@@ -228,10 +233,12 @@ def _time(value: Any) -> time:
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
     try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
         return parse_duration(value.strip())
+    except OverflowError:
+        raise ValueError("is a DURATION out of range (at most 999999999 days)") from None
     except (AttributeError, ValueError):
         raise ValueError("is not a DURATION (expected ISO-8601, e.g. PT5M6S)") from None
 
@@ -265,12 +272,20 @@ def _structured(text: str) -> Any:
     """JSON first, which keeps "10:00:00" text; then YAML, which Kestra also takes for lists."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ValueError("is nested too deeply") from None
     except json.JSONDecodeError:
         pass
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return _yaml_value(text)
+    except yamlpos.YamlProblem:
         return None
+
+
+def _yaml_value(text: str) -> Any:
+    """The flow loader's YAML reader, which bounds nesting and aliases: a value from a
+    caller is no more trusted than a flow file (an alias bomb must not hang the daemon)."""
+    return yamlpos.load(text, core_schema=False)[0]
 
 
 def _list(value: Any, spec: InputSpec) -> list[Any]:
@@ -314,6 +329,8 @@ def _plain(value: Any) -> Any:
 def _json(value: Any) -> Any:
     try:
         return json.loads(value) if isinstance(value, str) else value
+    except RecursionError:
+        raise ValueError("is not valid JSON (nested too deeply)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") \
             from None
@@ -321,9 +338,10 @@ def _json(value: Any) -> Any:
 
 def _yaml(value: Any) -> Any:
     try:
-        return _plain(yaml.safe_load(value) if isinstance(value, str) else value)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        return _plain(_yaml_value(value) if isinstance(value, str) else value)
+    except yamlpos.YamlProblem as exc:
+        raise ValueError(f"is not valid YAML ({exc.message.removeprefix('invalid YAML: ')} "
+                         f"at line {exc.line} column {exc.column})") from None
 
 
 def _uri(value: Any) -> str:
@@ -392,10 +410,21 @@ def _coerce(spec: InputSpec, value: Any) -> Any:
                 raise ValueError(f"is {below} {lowest} ({low})")
             if kind.parse_bound and highest is not None and parsed > kind.parse_bound(highest):
                 raise ValueError(f"is {above} {highest} ({high})")
+        dumped = kind.dump(parsed)
+        _storable(dumped)
     except ValueError as exc:
         secret = "SECRET" in (spec.type, spec.item_type)
         raise _Invalid([((), f"{_show(value, secret)} {exc}")]) from None
-    return kind.dump(parsed)
+    return dumped
+
+
+def _storable(value: Any) -> None:
+    """Executions are stored as JSON by orjson: a number past 64 bits or a lone surrogate
+    (from a command line in another encoding) is refused here, not by the store."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"holds a value podium cannot store ({exc})") from None
 
 
 def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: bool) -> str | None:

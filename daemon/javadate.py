@@ -48,6 +48,7 @@ _TIME_UNITS = {
 _DAY_UNITS = {"DAYS": 1, "WEEKS": 7}
 _MONTH_UNITS = {"MONTHS": 1, "YEARS": 12, "DECADES": 120, "CENTURIES": 1200, "MILLENNIA": 12000}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STRPTIME_FIELD = re.compile(r"%(.)")
 
 
 def zone(name: str | None) -> tzinfo:
@@ -75,7 +76,10 @@ def to_datetime(value: object, tz: tzinfo, existing_format: str | None = None) -
     elif isinstance(value, date):
         moment = datetime.combine(value, time(12))
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz)
+        try:
+            return datetime.fromtimestamp(value, tz)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value} is out of range") from None
     elif isinstance(value, str):
         moment = parse(value, existing_format)
     else:
@@ -92,8 +96,13 @@ def parse(text: str, existing_format: str | None = None) -> datetime:
             raise ValueError(
                 f'cannot parse "{text}" as a date (expected ISO-8601; give existingFormat'
                 " for other layouts)") from None
+    layout = _strptime_pattern(existing_format)
+    fields = _STRPTIME_FIELD.findall(layout.replace("%%", ""))
+    if len(set(fields)) < len(fields):  # strptime fails on these with a regex error
+        raise ValueError(f'pattern "{existing_format}" cannot be used to read dates (a field '
+                         "appears twice)")
     try:
-        return datetime.strptime(text, _strptime_pattern(existing_format))
+        return datetime.strptime(text, layout)
     except ValueError:
         raise ValueError(f'cannot parse "{text}" with pattern "{existing_format}"') from None
 
@@ -113,6 +122,14 @@ def format_date(moment: datetime, pattern: str) -> str:
 def add(moment: datetime, amount: int, unit: str) -> datetime:
     """`ZonedDateTime.plus(amount, ChronoUnit.valueOf(unit))`: time units on the timeline,
     days and up on the calendar (a month after January 31st is the end of February)."""
+    try:
+        return _plus(moment, amount, unit)
+    except OverflowError:
+        raise ValueError(f"{amount} {unit} from {moment.isoformat()} is out of range "
+                         "(years 1 to 9999)") from None
+
+
+def _plus(moment: datetime, amount: int, unit: str) -> datetime:
     if unit in _TIME_UNITS:
         tz = moment.tzinfo
         delta = timedelta(microseconds=amount * _TIME_UNITS[unit] // 1000)

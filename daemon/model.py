@@ -15,18 +15,30 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _rng = random.Random()  # seeded from os.urandom
 
 
+def _base62(n: int) -> str:
+    out = []
+    while n:
+        n, r = divmod(n, 62)
+        out.append(_BASE62[r])
+    return "".join(reversed(out)).rjust(22, "0")
+
+
+def derived_id(*parts: str) -> str:
+    """The same id for the same parts: an idempotency key becomes the execution's id, so
+    a retried request finds the execution its first attempt created."""
+    import hashlib
+
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+    return _base62(int.from_bytes(digest, "big"))
+
+
 def new_id() -> str:
     """A 22-character base62 id of 128 random bits, like Kestra's IdUtils.
 
     Ids need to be unique, not secret: a PRNG seeded from the OS is ~50x cheaper than
     os.urandom per id on these VMs, and ids are minted per task run.
     """
-    n = _rng.getrandbits(128)
-    out = []
-    while n:
-        n, r = divmod(n, 62)
-        out.append(_BASE62[r])
-    return "".join(reversed(out)).rjust(22, "0")
+    return _base62(_rng.getrandbits(128))
 
 
 @dataclass(eq=False)

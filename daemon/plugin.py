@@ -193,11 +193,14 @@ class Emit(Protocol):
     """`await emit(inputs, trigger_variables)`: one execution, durably stored when it returns.
 
     The trigger's own `labels` are added to the execution, and `labels` given here on top.
+    `key` makes the event idempotent: a second emit with the same key (a client retrying a
+    webhook) returns the execution the first one created instead of starting another.
     Raises `InputError` when the inputs do not fit the flow, `FlowDisabled` for a disabled flow.
     """
 
     def __call__(self, inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
-                 labels: Mapping[str, str] | None = None) -> Awaitable[Execution]: ...
+                 labels: Mapping[str, str] | None = None,
+                 key: str | None = None) -> Awaitable[Execution]: ...
 
 
 def _labels(value: Any) -> Any:
@@ -256,6 +259,12 @@ class Trigger(Model):
 
     def conditions_hold(self, ctx: ConditionContext) -> bool:
         return all(condition.test(ctx) for condition in self.conditions)
+
+    def exclusive(self) -> bool:
+        """True when, in a cluster, only one node at a time may run this trigger: one that
+        would see the same events on every node (a watched folder, an MQTT topic). False
+        (the default) for one whose events reach a single node or are claimed cluster-wide."""
+        return False
 
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")

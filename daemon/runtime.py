@@ -28,6 +28,7 @@ from daemon.state import State, StateHistory
 from daemon.storage import Storage
 
 if TYPE_CHECKING:
+    from daemon.cluster import Cluster
     from daemon.context import RunContext
     from daemon.expr import Renderer
     from daemon.store.base import Store
@@ -85,6 +86,14 @@ class Runtime:
         # Caps task attempts running at once across all executions (0: no cap).
         self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None
         self.stats: dict[str, int] = defaultdict(int)
+        # Set by the daemon when several nodes share a PostgreSQL store: this node's name,
+        # and the cluster through which executions are claimed instead of started here.
+        self.node_id: str | None = None
+        self.cluster: Cluster | None = None
+        # Public address of the UI (the `url` setting), for links in notifications.
+        self.public_url: str | None = None
+        # Idempotent submissions in progress here, by execution id.
+        self._submitting: dict[str, asyncio.Future[Execution]] = {}
 
     @property
     def renderer(self) -> Renderer:
@@ -120,15 +129,45 @@ class Runtime:
     async def submit(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *,
                      trigger: dict[str, Any] | None = None,
                      labels: Mapping[str, str] | None = None,
-                     parent: dict[str, Any] | None = None) -> Execution:
+                     parent: dict[str, Any] | None = None,
+                     execution_id: str | None = None) -> Execution:
         """Create one execution of `flow`, durably, and start it (or queue/refuse it).
 
         `trigger` is Kestra's execution trigger: `{"id", "type", "variables"}`; flows read
-        its variables as `trigger.*`.
+        its variables as `trigger.*`. An `execution_id` given by the caller makes the call
+        idempotent: when that execution exists already it is returned and nothing starts.
+        In a cluster the execution is stored without an owner and some node claims it.
         """
         if flow.disabled:
             raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
-        execution_id = new_id()
+        if execution_id is None:
+            return await self._submit(flow, inputs, trigger, labels, parent, new_id(), False)
+        pending = self._submitting.get(execution_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
+        self._submitting[execution_id] = future
+        try:
+            execution = await self._submit(flow, inputs, trigger, labels, parent,
+                                           execution_id, True)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a concurrent duplicate may not be waiting
+            raise
+        else:
+            future.set_result(execution)
+            return execution
+        finally:
+            del self._submitting[execution_id]
+
+    async def _submit(self, flow: Flow, inputs: Mapping[str, Any] | None,
+                      trigger: dict[str, Any] | None, labels: Mapping[str, str] | None,
+                      parent: dict[str, Any] | None, execution_id: str,
+                      idempotent: bool) -> Execution:
+        if idempotent and self.cluster is None:
+            existing = await self.store.get_execution(execution_id)
+            if existing is not None:
+                return Execution.from_json(existing)
         prefix = self.storage.execution_prefix(flow.namespace, flow.id, execution_id)
 
         def store_file(name: str, value: Any) -> str:
@@ -147,6 +186,18 @@ class Runtime:
             inputs=values, labels={**flow.labels, **(labels or {})}, trigger=trigger,
             parent=parent,
         )
+        if self.cluster is not None:
+            doc = execution.to_json(task_runs=False)
+            if idempotent:
+                if not await self.store.create_execution(doc):
+                    existing = await self.store.get_execution(execution_id)
+                    if existing is not None:
+                        return Execution.from_json(existing)
+            else:
+                await self.store.save_execution(doc)
+            self.publish("execution", execution, None)
+            self.cluster.offer()
+            return execution
         start = self._gate(flow, execution)
         if not execution.state.current.terminated:
             self._ended[execution.id] = asyncio.get_running_loop().create_future()
@@ -200,6 +251,8 @@ class Runtime:
             ended.set_result(execution)
         self._active[flow.uid] -= 1
         self.stats[execution.state.current.value] += 1
+        if self.cluster is not None and execution.state.current.terminated:
+            self.cluster.ended(execution)
         queue = self._queued[flow.uid]
         if queue:
             next_flow, next_execution = queue.popleft()
@@ -243,28 +296,49 @@ class Runtime:
         unfinished.sort(key=lambda d: d["state"]["startDate"])
         for summary in unfinished:
             doc = await self.store.get_execution(summary["id"])
-            if doc is None:
-                continue
-            execution = Execution.from_json(doc)
-            try:
-                flow = await self._flow_revision(execution)
-            except PodiumError as exc:
-                execution.error = f"cannot resume after a restart: {exc}"
-                execution.state.set(State.FAILED, self.clock.now())
-                await self.store.save_execution(execution.to_json(task_runs=False))
-                log.error("execution %s: %s", execution.id, execution.error)
-                continue
-            self._ended[execution.id] = asyncio.get_running_loop().create_future()
-            if execution.state.current == State.QUEUED:
-                if self._gate(flow, execution):
-                    self._start(flow, execution)
-            else:
-                self._active[flow.uid] += 1
-                self._starting += 1
-                self._start(flow, execution)
-            log.info("resumed execution %s of %s.%s (%s)", execution.id, execution.namespace,
-                     execution.flow_id, execution.state.current.value)
+            if doc is not None:
+                await self.adopt(Execution.from_json(doc))
         return len(unfinished)
+
+    async def adopt(self, execution: Execution) -> None:
+        """Run a stored execution here: one a previous process left unfinished, or one this
+        node claimed in a cluster. CREATED and QUEUED ones pass the concurrency gate; RUNNING
+        ones continue where they stopped (finished task runs are not run again)."""
+        if execution.state.current.terminated:
+            return
+        try:
+            flow = self.flows.get((execution.namespace, execution.flow_id))
+            if flow is None or flow.revision != execution.flow_revision:
+                flow = await self._flow_revision(execution)
+        except PodiumError as exc:
+            execution.error = f"cannot resume: {exc}"
+            execution.state.set(State.FAILED, self.clock.now())
+            await self.store.save_execution(execution.to_json(task_runs=False))
+            log.error("execution %s: %s", execution.id, execution.error)
+            if self.cluster is not None:
+                self.cluster.ended(execution)
+            return
+        self._ended[execution.id] = asyncio.get_running_loop().create_future()
+        if execution.state.current in (State.QUEUED, State.CREATED):
+            if self._gate(flow, execution):
+                self._start(flow, execution)
+            elif execution.state.current.terminated:  # refused by the flow's limit
+                await self.store.save_execution(execution.to_json(task_runs=False))
+                self._finished_unstarted(execution)
+            return
+        self._active[flow.uid] += 1
+        self._starting += 1
+        self._start(flow, execution)
+        log.info("resumed execution %s of %s.%s (%s)", execution.id, execution.namespace,
+                 execution.flow_id, execution.state.current.value)
+
+    def _finished_unstarted(self, execution: Execution) -> None:
+        ended = self._ended.pop(execution.id, None)
+        if ended is not None and not ended.done():
+            ended.set_result(execution)
+        self.publish("execution", execution, None)
+        if self.cluster is not None:
+            self.cluster.ended(execution)
 
     async def _flow_revision(self, execution: Execution) -> Flow:
         """The flow exactly as it was when the execution started."""
@@ -286,6 +360,11 @@ class Runtime:
         ended = self._ended.get(execution_id)
         if ended is not None:
             return await asyncio.shield(ended)
+        if self.cluster is not None:
+            await self.cluster.wait_ended(execution_id)
+            ended = self._ended.get(execution_id)  # claimed here meanwhile
+            if ended is not None:
+                return await asyncio.shield(ended)
         doc = await self.store.get_execution(execution_id)
         if doc is None:
             raise NotFound(f"execution {execution_id} not found")
@@ -312,6 +391,12 @@ class Runtime:
                 await self.store.save_task_run(run.to_json(), wait=False)
         execution.error = None
         execution.state.set(State.RESTARTED, now)
+        if self.cluster is not None:
+            await self.store.save_execution(execution.to_json(task_runs=False))
+            await self.cluster.release(execution.id)
+            self.publish("execution", execution, None)
+            self.cluster.offer()
+            return execution
         self._ended[execution.id] = asyncio.get_running_loop().create_future()
         await self.store.save_execution(execution.to_json(task_runs=False))
         self.publish("execution", execution, None)
@@ -348,11 +433,16 @@ class Runtime:
                                            "executionId": copy.id})
                 clone.parent_task_run_id = ids.get(run.parent_task_run_id or "")
                 copy.task_runs.append(clone)
-        self._ended[copy.id] = asyncio.get_running_loop().create_future()
+        if self.cluster is None:
+            self._ended[copy.id] = asyncio.get_running_loop().create_future()
         await self.store.save_execution(copy.to_json(task_runs=False))
         for run in copy.task_runs:
             await self.store.save_task_run(run.to_json(), wait=False)
         self.publish("execution", copy, None)
+        if self.cluster is not None:
+            await self.store.flush()  # its task runs are read by whichever node claims it
+            self.cluster.offer()
+            return copy
         if self._gate(flow, copy):
             self._start(flow, copy)
         return copy
@@ -370,9 +460,20 @@ class Runtime:
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         """Resume a PAUSED execution with the inputs its Pause task declares (`onResume`).
 
-        False when no execution of this process waits under that id; `InputError` (nothing
-        resumed) when the inputs do not fit.
+        False when no execution waits under that id; `InputError` (nothing resumed) when the
+        inputs do not fit. In a cluster, an execution paused on another node is resumed by
+        that node (its inputs are checked there).
         """
+        if self.cluster is not None and execution_id not in self._pauses:
+            doc = await self.store.get_execution(execution_id)
+            if doc is None or doc["state"]["current"] != State.PAUSED.value:
+                return False
+            owner = await self.cluster.owner(execution_id)
+            await self.cluster.control("resume", execution_id, owner, inputs=dict(inputs))
+            return True
+        return await self.resume_local(execution_id, inputs)
+
+    async def resume_local(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         waiting = self._pauses.get(execution_id)
         if waiting is None or waiting[1].done():
             return False
@@ -383,6 +484,25 @@ class Runtime:
         return True
 
     async def kill(self, execution_id: str) -> bool:
+        """Kill an execution; in a cluster, whichever node runs it (or none yet)."""
+        if await self.kill_local(execution_id):
+            return True
+        if self.cluster is None:
+            return False
+        doc = await self.store.get_execution(execution_id)
+        if doc is None or State(doc["state"]["current"]).terminated:
+            return False
+        if await self.cluster.claim_one(execution_id):
+            execution = Execution.from_json(doc)
+            execution.state.set(State.KILLED, self.clock.now())
+            await self.store.save_execution(execution.to_json(task_runs=False))
+            self._finished_unstarted(execution)
+            return True
+        owner = await self.cluster.owner(execution_id)
+        await self.cluster.control("kill", execution_id, owner)
+        return True
+
+    async def kill_local(self, execution_id: str) -> bool:
         job = self._running.get(execution_id)
         if job is None:
             return False
@@ -393,6 +513,11 @@ class Runtime:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def starting(self) -> int:
+        """Admitted and about to run, or queued here by a concurrency limit."""
+        return self._starting + len(self._waiting) + sum(len(q) for q in self._queued.values())
 
     async def drain(self) -> None:
         """Wait until nothing is running (tests' "until idle" step)."""

@@ -14,9 +14,10 @@ import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import systemd
+from daemon.alerts import install as install_alerts
 from daemon.config import Settings, load_settings
 from daemon.flowdir import FlowDirectory
 from daemon.registry import default_plugins
@@ -25,6 +26,10 @@ from daemon.store import open_store
 from daemon.triggering import Triggers
 from daemon.webhooks import WebhookRegistry
 
+if TYPE_CHECKING:
+    from daemon.cluster import Cluster
+    from daemon.store.base import Store
+
 log = logging.getLogger("podium")
 
 # Shutdown stages, in order. The grace period for running executions is a setting.
@@ -32,12 +37,15 @@ TRIGGERS_STOP_TIMEOUT = 5.0  # triggers detach: no new events
 HTTP_STOP_TIMEOUT = 5.0  # the API stops answering
 KILL_TIMEOUT = 10.0  # executions past the grace period are cancelled and stored KILLED
 STORE_CLOSE_TIMEOUT = 5.0  # the last writes are committed
+# A cluster node: stop claiming (before the grace period), stop heartbeating and listening,
+# leave (after the executions are stored); each stage at most this long.
+CLUSTER_STAGE_TIMEOUT = 3.0
 
 
 def shutdown_budget(grace: timedelta) -> float:
     """Seconds the whole shutdown may take in the worst case."""
     return (TRIGGERS_STOP_TIMEOUT + HTTP_STOP_TIMEOUT + grace.total_seconds() + KILL_TIMEOUT
-            + STORE_CLOSE_TIMEOUT)
+            + STORE_CLOSE_TIMEOUT + 3 * CLUSTER_STAGE_TIMEOUT)
 
 
 class Daemon:
@@ -70,9 +78,23 @@ class Daemon:
                               keep_working_dirs=settings.keep_working_dirs,
                               max_executions=settings.max_concurrent_executions,
                               max_tasks=settings.max_concurrent_tasks)
+            runtime.public_url = settings.url
+            install_alerts(runtime, settings)  # the `alerts:` setting (daemon/alerts.py)
+            cluster = self._cluster(runtime, store)
+            if cluster is not None:
+                # after the executions are stored: give up what is still queued here
+                stack.push_async_callback(_bounded, cluster.leave(), CLUSTER_STAGE_TIMEOUT,
+                                          "leaving the cluster")
+                stack.push_async_callback(_bounded, cluster.stop(), CLUSTER_STAGE_TIMEOUT,
+                                          "cluster")
             stack.push_async_callback(self._drain, runtime)
             webhooks = WebhookRegistry()
             triggers = Triggers(runtime, settings, webhooks)
+            if cluster is not None:
+                cluster.triggers = triggers
+                # no new claims once shutdown starts; heartbeats go on while draining
+                stack.push_async_callback(_bounded, cluster.stop_claiming(),
+                                          CLUSTER_STAGE_TIMEOUT, "cluster claims")
             stack.push_async_callback(_bounded, triggers.stop_all(), TRIGGERS_STOP_TIMEOUT,
                                       "triggers")
             for hook in plugins.startup_hooks:
@@ -80,10 +102,16 @@ class Daemon:
                     await hook(runtime)
                 except Exception:
                     log.exception("start-up hook %s failed", getattr(hook, "__module__", hook))
-            resumed = await runtime.recover()
             await triggers.restore()  # triggers disabled through the API stay disabled
             flows = FlowDirectory(settings.flows_dir, runtime, triggers)
-            await flows.load_all()
+            if cluster is None:
+                resumed = await runtime.recover()
+                await flows.load_all()
+            else:
+                resumed = 0  # claimed, like any other execution, once the node has joined
+                await flows.load_all()  # this node's files go to the store first
+                await cluster.sync_flows()
+                await cluster.start()
             await self._serve_http(stack, runtime, webhooks, flows)
             await flows.watch()
             stack.push_async_callback(flows.stop_watching)
@@ -116,6 +144,22 @@ class Daemon:
                  stats["SUCCESS"] + stats["WARNING"], stats["FAILED"],
                  stats["KILLED"] + stats["CANCELLED"])
         return 0
+
+    def _cluster(self, runtime: Runtime, store: Store) -> Cluster | None:
+        """A node of a cluster when the store is shared (PostgreSQL)."""
+        if not store.shared:
+            return None
+        from daemon.cluster import Cluster, default_node_id
+
+        settings = self.settings
+        node_id = settings.node_id or default_node_id(settings.port)
+        cluster = Cluster(runtime, store, node_id,
+                          heartbeat_interval=settings.heartbeat_interval,
+                          node_timeout=settings.node_timeout,
+                          capacity=settings.max_concurrent_executions)
+        runtime.node_id = node_id
+        runtime.cluster = cluster
+        return cluster
 
     async def _serve_http(self, stack: AsyncExitStack, runtime: Runtime,
                           webhooks: WebhookRegistry, flows: FlowDirectory) -> None:
@@ -159,6 +203,7 @@ class Daemon:
             for name in Settings.model_fields:
                 if name not in fixed:
                     setattr(self.settings, name, getattr(fresh, name))
+            runtime.public_url = self.settings.url
         await flows.load_all()
 
 

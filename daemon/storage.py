@@ -5,12 +5,13 @@ Every method here touches the disk: call them through `asyncio.to_thread` from t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from pathlib import Path
 
-from daemon.errors import NotFound
+from daemon.errors import NotFound, PodiumError
 
 SCHEME = "kestra://"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -21,6 +22,30 @@ def _part(text: str) -> str:
     if cleaned in ("", ".", ".."):
         raise ValueError(f"{text!r} cannot name a stored file")
     return cleaned
+
+
+class StorageError(PodiumError):
+    """The storage directory refused a file: full, read-only, not ours to write...
+
+    A known condition of the machine, not a bug: the task (or trigger) that wanted the file
+    fails with one line naming the file and the system's reason, and the daemon goes on.
+    `errno` is the system's error number (e.g. `errno.ENOSPC`).
+    """
+
+    def __init__(self, message: str, errno: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+def _refused(action: str, path: Path, exc: OSError) -> StorageError:
+    """'cannot write /data/storage/…/out.csv: No space left on device'. The directory the
+    system names is kept when it is not the file's own (which one is not a directory);
+    other names it gives are not the storage's (sendfile names the source)."""
+    reason = exc.strerror or str(exc)
+    culprit = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+    if culprit is not None and culprit in path.parents and culprit != path.parent:
+        reason = f"{reason} ({culprit})"
+    return StorageError(f"cannot {action} {path}: {reason}", exc.errno)
 
 
 class Storage:
@@ -34,16 +59,27 @@ class Storage:
         return f"/{ns}/{_part(flow_id)}/executions/{_part(execution_id)}"
 
     def put(self, source: Path | bytes, *, prefix: str, name: str) -> str:
-        """Copy (or write) a file under `prefix`, returning its URI."""
+        """Copy (or write) a file under `prefix`, returning its URI.
+
+        A source that cannot be read raises its own OSError; a storage that cannot take the
+        file raises StorageError, leaving no partial file behind.
+        """
         key = f"{prefix}/{_part(name)}"
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not isinstance(source, bytes):
+            os.stat(source)  # a missing source is the caller's problem, not the storage's
         tmp = target.with_name(f".{target.name}.part")
-        if isinstance(source, bytes):
-            tmp.write_bytes(source)
-        else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, bytes):
+                tmp.write_bytes(source)
+            else:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a full disk gets its space back
+            raise _refused("write", target, exc) from exc
         return SCHEME + key
 
     def path(self, uri: str) -> Path:
@@ -64,7 +100,10 @@ class Storage:
         if not target.exists():
             return 0
         count = sum(1 for p in target.rglob("*") if p.is_file())
-        shutil.rmtree(target)
+        try:
+            shutil.rmtree(target)
+        except OSError as exc:
+            raise _refused("delete", target, exc) from exc
         return count
 
     def _path(self, key: str) -> Path:

@@ -22,9 +22,10 @@ from daemon.config import Settings
 from daemon.context import TriggerContext
 from daemon.errors import InputError, NotFound, PodiumError
 from daemon.flow import Flow
-from daemon.model import Execution
+from daemon.metrics import trigger_event
+from daemon.model import Execution, derived_id
 from daemon.plugin import Emit, Trigger
-from daemon.runtime import Runtime
+from daemon.runtime import FlowDisabled, Runtime
 from daemon.state import iso
 from daemon.store.base import StoreError
 from daemon.webhooks import WebhookRegistry
@@ -94,10 +95,19 @@ class Triggers:
 
     def emitter(self, flow: Flow, trigger: Trigger) -> Emit:
         async def emit(inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
-                       labels: Mapping[str, str] | None = None) -> Execution:
-            execution = await self.runtime.submit(
-                flow, inputs, labels={**trigger.labels, **(labels or {})},
-                trigger={"id": trigger.id, "type": trigger.type, "variables": dict(variables)})
+                       labels: Mapping[str, str] | None = None,
+                       key: str | None = None) -> Execution:
+            try:
+                execution = await self.runtime.submit(
+                    flow, inputs, labels={**trigger.labels, **(labels or {})},
+                    trigger={"id": trigger.id, "type": trigger.type,
+                             "variables": dict(variables)},
+                    execution_id=None if key is None else derived_id(
+                        flow.namespace, flow.id, trigger.id, key))
+            except (InputError, FlowDisabled):
+                trigger_event(self.runtime, trigger.type, rejected=True)
+                raise
+            trigger_event(self.runtime, trigger.type)
             self._last[(*flow.uid, trigger.id)] = {"date": iso(self.runtime.clock.now()),
                                                    "executionId": execution.id}
             return execution
@@ -187,7 +197,10 @@ class Triggers:
         delay = 1.0
         while True:
             try:
-                await trigger.run(self.emitter(flow, trigger), ctx)
+                if self.runtime.cluster is not None and trigger.exclusive():
+                    await self._run_leased(flow, trigger, ctx)
+                else:
+                    await trigger.run(self.emitter(flow, trigger), ctx)
                 return
             except asyncio.CancelledError:
                 raise
@@ -200,6 +213,28 @@ class Triggers:
                 log.exception("%s failed; restarting in %.0fs", where, delay)
             await self.runtime.clock.sleep(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
+
+
+    async def _run_leased(self, flow: Flow, trigger: Trigger, ctx: TriggerContext) -> None:
+        """Run a trigger that must run on one node of the cluster at a time while this node
+        holds its lease; when the lease is lost the trigger stops and waits for it again."""
+        assert self.runtime.cluster is not None
+        while True:
+            async with self.runtime.cluster.lease("trigger", *flow.uid, trigger.id) as lost:
+                job = asyncio.create_task(trigger.run(self.emitter(flow, trigger), ctx))
+                watch = asyncio.create_task(lost.wait())
+                try:
+                    await asyncio.wait([job, watch], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    watch.cancel()
+                    if not job.done():
+                        job.cancel()
+                        await asyncio.gather(job, return_exceptions=True)
+                if job.done() and not job.cancelled():
+                    job.result()  # its error, or its end
+                    return
+            log.warning("%s.%s trigger %s: lease lost; waiting to hold it again", *flow.uid,
+                        trigger.id)
 
 
 def _job_name(flow: Flow, trigger: Trigger) -> str:

@@ -12,9 +12,32 @@ from typing import Any
 import yaml
 
 Path = tuple[str | int, ...]
+# Deeper than any flow is written; PyYAML's own recursion gives out a few hundred levels down.
+MAX_DEPTH = 100
+# Values that aliases may add beyond the nodes written: a flow reuses a few blocks, an
+# alias bomb ("billion laughs") reaches this limit long before it fills memory.
+MAX_ALIAS_VALUES = 100_000
 
 
-class _Loader(yaml.SafeLoader):
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with nesting bounded where it recurses, so that a deep document
+    is an error at its position rather than a RecursionError."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep",
+                self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _Loader(_SafeLoader):
     """YAML 1.2 core scalars: only true/false are booleans and 14:19 is not a number.
 
     PyYAML follows YAML 1.1, where `id: off` is False and `14:19:00` is 51540;
@@ -90,15 +113,17 @@ def format_path(path: Path) -> str:
     return out
 
 
-def load(text: str) -> tuple[Any, Positions]:
-    """Parse one YAML document into plain Python values and their positions."""
+def load(text: str, *, core_schema: bool = True) -> tuple[Any, Positions]:
+    """Parse one YAML document into plain Python values and their positions; without
+    `core_schema`, scalars are read as YAML 1.1 (`yes` is true), as input values always were."""
     positions = Positions()
-    loader = _Loader(text)
+    loader: _SafeLoader | None = None
     try:
+        loader = _Loader(text) if core_schema else _SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, positions
-        return _build(loader, node, (), positions), positions
+        return _Builder(loader, positions).build(node, ()), positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -106,42 +131,89 @@ def load(text: str) -> tuple[Any, Positions]:
         if exc.context:
             problem = f"{problem} ({exc.context})"
         raise YamlProblem(f"invalid YAML: {problem}", line, col) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_column(text, exc.position)
+        raise YamlProblem(f"invalid YAML: character U+{exc.character:04X} is not allowed",
+                          line, col) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"invalid YAML: {exc}", 1, 1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
-def _build(loader: _Loader, node: yaml.Node, path: Path, positions: Positions) -> Any:
-    positions.add(path, node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        result: dict[Any, Any] = {}
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+class _Builder:
+    """Turns composed nodes into values, refusing what would not terminate or fit in memory:
+    an alias inside itself, aliases that multiply the document ("billion laughs"), and
+    nesting deeper than any flow needs."""
+
+    def __init__(self, loader: _SafeLoader, positions: Positions) -> None:
+        self.loader = loader
+        self.positions = positions
+        self.open: set[int] = set()  # nodes being built: meeting one again is a cycle
+        self.distinct: set[int] = set()
+        self.built = 0
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.positions.add(path, node.start_mark)
+        self._count(node, path)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self.open:
+                raise _problem("an alias refers to a value that contains it", node, path)
+            self.open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path)
+                return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            finally:
+                self.open.discard(id(node))
+        value = self._construct(node, path)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        if hasattr(value, "isoformat"):
+            # Kestra reads YAML dates as text; keep what the user wrote.
+            return node.value
+        return value
+
+    def _count(self, node: yaml.Node, path: Path) -> None:
+        if len(path) > MAX_DEPTH:
+            raise _problem(f"nested more than {MAX_DEPTH} levels deep", node, path)
+        self.built += 1
+        self.distinct.add(id(node))
+        if self.built - len(self.distinct) > MAX_ALIAS_VALUES:
+            raise _problem(f"aliases expand to more than {MAX_ALIAS_VALUES} values", node, path)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        self.loader.flatten_mapping(node)
+        result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                raise YamlProblem(
-                    "invalid YAML: a mapping key must be a plain value",
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                    path,
-                )
+            key = self._construct(key_node, path) if isinstance(key_node, yaml.ScalarNode) \
+                else None
+            if not isinstance(key, str | int | float | bool):
+                raise _problem("a mapping key must be a plain value", key_node, path,
+                               prefix="invalid YAML: ")
             key = str(key) if not isinstance(key, str) else key
             if key in result:
-                raise YamlProblem(
-                    f"duplicate key '{key}'",
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                    path + (key,),
-                )
-            result[key] = _build(loader, value_node, path + (key,), positions)
+                raise _problem(f"duplicate key '{key}'", key_node, path + (key,))
+            result[key] = self.build(value_node, path + (key,))
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, path + (i,), positions) for i, item in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "isoformat") and isinstance(node, yaml.ScalarNode):
-        # Kestra reads YAML dates as text; keep what the user wrote.
-        return node.value
-    return value
+
+    def _construct(self, node: yaml.Node, path: Path) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, AttributeError):
+            # PyYAML's scalar constructors raise plain errors for `!!int abc`,
+            # `!!timestamp x`, or an integer with more digits than Python converts.
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            raise _problem(f"cannot read {shown!r} as {node.tag.rsplit(':', 1)[-1]}",
+                           node, path, prefix="invalid YAML: ") from None
+
+
+def _problem(message: str, node: yaml.Node, path: Path, prefix: str = "") -> YamlProblem:
+    mark = node.start_mark
+    return YamlProblem(prefix + message, mark.line + 1, mark.column + 1, path)

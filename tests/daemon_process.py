@@ -24,8 +24,10 @@ class ServeProcess:
     """Starts `podium serve`, collects its stdout lines and systemd notifications."""
 
     def __init__(self, workdir: Path, flows: Path, data: Path,
-                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.wrapper = wrapper  # a command to run it under, e.g. setpriv with fewer capabilities
         self.flows = flows
         self.data = data
         self.env = env or {}
@@ -45,8 +47,8 @@ class ServeProcess:
         threading.Thread(target=self._read_notifications, args=(sock,), daemon=True).start()
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), **self.env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve", "--flows", str(self.flows), "--data-dir",
-             str(self.data), "--port", "0", *self.args],
+            [*self.wrapper, sys.executable, "-m", "daemon", "serve", "--flows", str(self.flows),
+             "--data-dir", str(self.data), "--port", "0", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.workdir,
             env=env)
         threading.Thread(target=self._read_lines, daemon=True).start()

@@ -148,14 +148,39 @@ def _postgres_bindir() -> Path:
     return max(found)[1]
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A private PostgreSQL 15+ cluster; yields its DSN (trust auth, user postgres)."""
-    bindir = _postgres_bindir()
-    as_postgres: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="podium-pg-"))
-    data, log, port = root / "data", root / "postgres.log", free_port()
-    try:
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL 15+ cluster (trust auth, user and database postgres).
+
+    `stop()`, `start()` and `restart()` keep its data and port, as a real server
+    restart would. They block: from a test's event loop, call them via
+    `asyncio.to_thread`. `hba` lines go before the trust rules of pg_hba.conf, to
+    make some roles log in with a password.
+    """
+
+    root: Path
+    hba: tuple[str, ...] = ()
+    port: int = field(default_factory=free_port)
+    bindir: Path = field(default_factory=_postgres_bindir)
+    _as_postgres: list[str] = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "postgres.log"
+
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def init(self) -> None:
         if os.geteuid() == 0:
             # initdb refuses to run as root; the cluster belongs to `postgres`, who
             # must own the (0700) temp dir to create the data dir, log and socket.
@@ -167,14 +192,14 @@ def postgres() -> Iterator[str]:
                     pytrace=False,
                 )
             _require("runuser", "util-linux")
-            os.chown(root, user.pw_uid, user.pw_gid)
-            as_postgres = ["runuser", "-u", "postgres", "--"]
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self._as_postgres = ["runuser", "-u", "postgres", "--"]
         _run_checked(
             [
-                *as_postgres,
-                str(bindir / "initdb"),
+                *self._as_postgres,
+                str(self.bindir / "initdb"),
                 "-D",
-                str(data),
+                str(self.data),
                 "-U",
                 "postgres",
                 "--auth=trust",
@@ -183,21 +208,26 @@ def postgres() -> Iterator[str]:
                 "--no-sync",
             ],
             "initdb",
-            cwd=root,
+            cwd=self.root,
         )
+        if self.hba:
+            hba = self.data / "pg_hba.conf"
+            hba.write_text("\n".join(self.hba) + "\n" + hba.read_text())
+
+    def start(self) -> None:
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} "
-            f"-c unix_socket_directories={root} "
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         start = subprocess.run(
             [
-                *as_postgres,
-                str(bindir / "pg_ctl"),
+                *self._as_postgres,
+                str(self.bindir / "pg_ctl"),
                 "-D",
-                str(data),
+                str(self.data),
                 "-l",
-                str(log),
+                str(self.log),
                 "-o",
                 options,
                 "-w",
@@ -205,7 +235,7 @@ def postgres() -> Iterator[str]:
                 str(int(START_TIMEOUT)),
                 "start",
             ],
-            cwd=root,
+            cwd=self.root,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             check=False,
@@ -213,19 +243,19 @@ def postgres() -> Iterator[str]:
         if start.returncode != 0:
             pytest.fail(
                 f"pg_ctl start failed (exit {start.returncode}):\n"
-                f"{start.stdout.decode(errors='replace')}\nlog:\n{_tail(log)}",
+                f"{start.stdout.decode(errors='replace')}\nlog:\n{_tail(self.log)}",
                 pytrace=False,
             )
 
         def accepting() -> bool:
             ready = subprocess.run(
                 [
-                    str(bindir / "pg_isready"),
+                    str(self.bindir / "pg_isready"),
                     "-q",
                     "-h",
                     "127.0.0.1",
                     "-p",
-                    str(port),
+                    str(self.port),
                     "-U",
                     "postgres",
                     "-d",
@@ -235,18 +265,44 @@ def postgres() -> Iterator[str]:
             )
             return ready.returncode == 0
 
-        _wait_until(accepting, "PostgreSQL", log)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        if (data / "postmaster.pid").exists():
+        _wait_until(accepting, "PostgreSQL", self.log)
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are ended, as on a service restart."""
+        if self.running:
             subprocess.run(
-                [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                cwd=root,
+                [*self._as_postgres, str(self.bindir / "pg_ctl"), "-D", str(self.data),
+                 "-m", "fast", "-w", "stop"],
+                cwd=self.root,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 check=False,
-            )
-        shutil.rmtree(root, ignore_errors=True)
+            )  # fmt: skip
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def postgres_server(hba: tuple[str, ...] = ()) -> Iterator[PostgresServer]:
+    """A started `PostgresServer` in a fresh temp dir, removed afterwards."""
+    bindir = _postgres_bindir()
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="podium-pg-")), hba, bindir=bindir)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """A private PostgreSQL 15+ cluster; yields its DSN (trust auth, user postgres)."""
+    with postgres_server() as server:
+        yield server.dsn
 
 
 # --- Mosquitto ----------------------------------------------------------------

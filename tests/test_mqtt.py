@@ -7,6 +7,7 @@ is shared by the whole test session.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import json
 import logging
@@ -820,3 +821,223 @@ def test_publish_with_bad_properties_is_a_load_error() -> None:
         "f.yaml:8:10: tasks[0].qos: Input should be 0, 1 or 2 (got 3)",
         "f.yaml:9:16: tasks[0].serdeType: Input should be 'STRING', 'JSON' or 'BYTES' "
         "(got 'AVRO')"]
+
+
+# -- shared subscriptions and cluster nodes -------------------------------------------------
+
+
+def test_shared_subscriptions_are_checked_at_load() -> None:
+    assert trigger_problems("server: tcp://h\ntopic: [$share/g/a/+, $share//a, $share/g+/a, "
+                            "$share/g, $share/g/a/#/b]") == [
+        "f.yaml:11:27: triggers[0].topic[1]: a shared subscription is $share/<group>/<filter>, "
+        "with a group name that holds neither '+' nor '#' (got '$share//a')",
+        "f.yaml:11:38: triggers[0].topic[2]: a shared subscription is $share/<group>/<filter>, "
+        "with a group name that holds neither '+' nor '#' (got '$share/g+/a')",
+        "f.yaml:11:51: triggers[0].topic[3]: a shared subscription is $share/<group>/<filter>: "
+        "the filter is missing (got '$share/g')",
+        "f.yaml:11:61: triggers[0].topic[4]: '#' must be a whole level and the last one "
+        "(got '$share/g/a/#/b')"]
+
+
+def test_only_a_trigger_on_shared_subscriptions_alone_may_run_on_every_node() -> None:
+    def exclusive(topics: str, kind: str = "RealtimeTrigger") -> bool:
+        flow = load_flow(TRIGGER.format(kind=kind, props=f"server: tcp://h\n        "
+                                                        f"topic: {topics}"), "f.yaml")
+        return flow.triggers[0].exclusive()
+
+    assert exclusive("a/b") is True
+    assert exclusive("[$share/g/a, $share/g/b/#]") is False
+    assert exclusive("[$share/g/a, a/b]") is True  # every node would get a/b
+    assert exclusive("$share/g/a", kind="Trigger") is False
+
+
+async def shared_node(tmp_path: Path, node_id: str) -> Harness:
+    harness = await Harness.open(tmp_path / node_id)
+    harness.runtime.node_id = node_id
+    return harness
+
+
+@pytest.mark.parametrize("version", ["V3", "V5"])
+async def test_a_shared_subscription_splits_messages_between_nodes_none_twice(
+        tmp_path: Path, mosquitto: Mosquitto, name: str, version: str) -> None:
+    source = textwrap.dedent(f"""
+        id: {name}
+        namespace: mqtt.test
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: "{{{{ trigger.payload }}}}"
+        triggers:
+          - id: mqtt
+            type: io.kestra.plugin.mqtt.RealtimeTrigger
+            server: tcp://{mosquitto.host}:{mosquitto.port}
+            topic: $share/{name}/{name}/jobs/+
+            serdeType: STRING
+            version: {version}
+        """)
+    nodes = [await shared_node(tmp_path, "node-a"), await shared_node(tmp_path, "node-b")]
+    try:
+        async with running_triggers(nodes[0], source) as a, \
+                running_triggers(nodes[1], source) as b:
+            for node in nodes:
+                key = f"trigger:mqtt.test:{name}:mqtt:session:{node.runtime.node_id}"
+                await eventually(lambda node=node, key=key: has_state(node, key))
+
+            async def reached(total: int) -> bool:
+                return len(a.executions) + len(b.executions) >= total
+
+            count = 20
+            for n in range(count):
+                await pub(mosquitto, f"{name}/jobs/{n % 3}", f"job {n}")
+            await eventually(lambda: reached(count))
+            payloads = [variables(e)["payload"] for e in [*a.executions, *b.executions]]
+            assert sorted(payloads) == sorted(f"job {n}" for n in range(count))
+            assert a.executions and b.executions  # the broker gave each node its share
+            await a.finished()
+            await b.finished()
+            # Nothing more comes: the next message is the only one after the 20.
+            await pub(mosquitto, f"{name}/jobs/0", "sentinel")
+            await eventually(lambda: reached(count + 1))
+            assert len(a.executions) + len(b.executions) == count + 1
+    finally:
+        for node in nodes:
+            await node.close()
+    log = await asyncio.to_thread(mosquitto.log.read_text)
+    for node_id in ("node-a", "node-b"):  # one client, one session per node
+        assert f" as podium-mqtt.test.{name}.mqtt-{node_id} " in log
+
+
+async def has_state(h: Harness, key: str) -> bool:
+    return await h.store.get_state(key) is not None
+
+
+async def test_an_exclusive_trigger_keeps_its_client_id_on_a_cluster_node(
+        tmp_path: Path, mosquitto: Mosquitto, name: str) -> None:
+    """One node at a time runs it: the same client id wherever it runs keeps the session,
+    and with it the messages queued while it moved."""
+    node = await shared_node(tmp_path, "node-a")
+    try:
+        async with running_triggers(node, realtime(mosquitto, name, f"{name}/plain")) as th:
+            await subscribed(node, th.flow)
+            await pub(mosquitto, f"{name}/plain", "one")
+            [execution] = await th.wait_for(1)
+            assert await logs_of(node, [execution]) == ["got one"]
+    finally:
+        await node.close()
+    log = await asyncio.to_thread(mosquitto.log.read_text)
+    assert f" as {name} (" in log and f" as {name}-node-a " not in log
+
+
+# -- templated connection properties ------------------------------------------------------
+
+
+@dataclass
+class PasswordBroker:
+    port: int
+    user: str
+    password: str
+
+
+@pytest.fixture
+async def password_broker(tmp_path: Path) -> AsyncIterator[PasswordBroker]:
+    """A Mosquitto that takes only one user with its password."""
+    from services import free_port
+
+    port, user, password = free_port(), "podium", f"pw-{uuid.uuid4().hex}"
+    passwords = tmp_path / "passwords"
+    await run_cli("mosquitto_passwd", "-c", "-b", str(passwords), user, password)
+    conf = [f"listener {port} 127.0.0.1", "allow_anonymous false",
+            f"password_file {passwords}"]
+    if os.geteuid() == 0:
+        conf.append("user root")
+    await asyncio.to_thread((tmp_path / "auth.conf").write_text, "\n".join(conf) + "\n")
+    proc = await asyncio.create_subprocess_exec(
+        "mosquitto", "-c", str(tmp_path / "auth.conf"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def listening() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    try:
+        await eventually(listening)
+        yield PasswordBroker(port, user, password)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def secret_env(monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
+    monkeypatch.setenv(f"SECRET_{key}", base64.b64encode(value.encode()).decode())
+
+
+async def test_trigger_renders_server_username_and_password_from_secrets(
+        h: Harness, password_broker: PasswordBroker, name: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_env(monkeypatch, "MQTT_HOST", "127.0.0.1")
+    secret_env(monkeypatch, "MQTT_USER", password_broker.user)
+    secret_env(monkeypatch, "MQTT_PASSWORD", password_broker.password)
+    source = textwrap.dedent(f"""
+        id: {name}
+        namespace: mqtt.test
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: "{{{{ trigger.payload }}}}"
+        triggers:
+          - id: mqtt
+            type: io.kestra.plugin.mqtt.RealtimeTrigger
+            server: "tcp://{{{{ secret('MQTT_HOST') }}}}:{password_broker.port}"
+            username: "{{{{ secret('MQTT_USER') }}}}"
+            password: "{{{{ secret('MQTT_PASSWORD') }}}}"
+            clientId: "{{{{ flow.id }}}}-client"
+            topic: {name}/auth
+            serdeType: STRING
+        """)
+    async with running_triggers(h, source) as th:
+        await subscribed(h, th.flow)
+        await run_cli("mosquitto_pub", "-h", "127.0.0.1", "-p", str(password_broker.port),
+                      "-u", password_broker.user, "-P", password_broker.password, "-q", "1",
+                      "-t", f"{name}/auth", "-m", "let in")
+        [execution] = await th.wait_for(1)
+        assert await logs_of(h, [execution]) == ["let in"]
+    assert h.runtime.mask(f"pw is {password_broker.password}") == "pw is ******"
+
+
+@pytest.mark.parametrize(("secret", "reason"), [
+    ("http://broker", "invalid property after rendering: server: must be tcp://host:port or "
+                      "ssl://host:port (got 'http://broker')"),
+    (None, "secret 'MQTT_URL' is not set"),
+])
+async def test_a_templated_server_that_does_not_render_to_an_address_stops_the_trigger(
+        h: Harness, name: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, secret: str | None, reason: str) -> None:
+    caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
+    if secret is not None:
+        secret_env(monkeypatch, "MQTT_URL", secret)
+    else:
+        monkeypatch.delenv("SECRET_MQTT_URL", raising=False)
+    source = textwrap.dedent(f"""
+        id: {name}
+        namespace: mqtt.test
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+        triggers:
+          - id: mqtt
+            type: io.kestra.plugin.mqtt.RealtimeTrigger
+            server: "{{{{ secret('MQTT_URL') }}}}"
+            topic: {name}/x
+        """)
+    async with running_triggers(h, source) as th:
+        await eventually(logged(caplog, f"mqtt.test.{name} trigger mqtt stopped"))
+        assert th.triggers.running(th.flow.uid) == 0
+    [stopped] = [r.getMessage() for r in caplog.records if "stopped" in r.getMessage()]
+    assert stopped.startswith(f"mqtt.test.{name} trigger mqtt stopped: ")
+    assert reason in stopped

@@ -14,13 +14,17 @@ import pytest
 from daemon.clock import FakeClock
 from daemon.state import iso
 from daemon.store import SqliteStore, Store, StoreError, open_store
+from daemon.store.postgres import PostgresStore
 from daemon.store.sqlite_io import MIGRATIONS
+from tests.cluster_helpers import fresh_database
 
 Factory = Callable[[], Store]
 
-IMPLEMENTATIONS: dict[str, Callable[[Path, FakeClock], Store]] = {
-    "sqlite": lambda tmp, clock: SqliteStore(tmp / "data" / "podium.db", clock=clock),
+IMPLEMENTATIONS: dict[str, Callable[[str, FakeClock], Store]] = {
+    "sqlite": lambda where, clock: SqliteStore(Path(where) / "podium.db", clock=clock),
+    "postgresql": lambda where, clock: PostgresStore(where, clock=clock),
 }
+"""Each builds a store on `where`: a data directory, or the DSN of a fresh database."""
 
 
 @pytest.fixture
@@ -29,10 +33,29 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def make_store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Factory:
+def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """The implementation, with its PostgreSQL server if it needs one.
+
+    Synchronous: the session server starts on first use, which blocks, and must not
+    happen inside the event loop.
+    """
+    if request.param == "postgresql":
+        return request.param, request.getfixturevalue("postgres_dsn")
+    return request.param, None
+
+
+@pytest.fixture
+async def make_store(
+    backend: tuple[str, str | None], tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Factory]:
     """New, unopened instances on one database: a restart, or a second process."""
-    build = IMPLEMENTATIONS[request.param]
-    return lambda: build(tmp_path, clock)
+    name, server = backend
+    build = IMPLEMENTATIONS[name]
+    if server is None:
+        yield lambda: build(str(tmp_path / "data"), clock)
+        return
+    async with fresh_database(server) as dsn:
+        yield lambda: build(dsn, clock)
 
 
 @pytest.fixture
@@ -166,6 +189,35 @@ async def test_a_later_save_replaces_the_row_and_keeps_the_order(store: Store) -
         ("t2", "RUNNING"),
     ]
     assert (await store.search_executions())[1] == 1
+
+
+async def test_create_execution_inserts_only_an_id_not_seen_before(store: Store) -> None:
+    assert await store.create_execution(execution("e1", state="CREATED")) is True
+    again = execution("e1", state="RUNNING", labels={"env": "prod"})
+    assert await store.create_execution(again) is False
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert got["state"]["current"] == "CREATED"
+    assert got["labels"] == []
+    await store.save_execution(execution("e2"))
+    assert await store.create_execution(execution("e2", state="CREATED")) is False
+    assert (await store.search_executions(states=["CREATED"]))[1] == 1
+    with pytest.raises(ValueError, match="execution 'e3' has no 'namespace'"):
+        await store.create_execution({**execution("e3"), "namespace": ""})
+
+
+async def test_concurrent_creates_of_one_id_from_two_instances_have_one_winner(
+    make_store: Factory,
+) -> None:
+    async with make_store() as one, make_store() as two:
+        results = await asyncio.gather(*(
+            (one if i % 2 else two).create_execution(execution("e1", flow_id=f"f{i}"))
+            for i in range(10)
+        ))  # fmt: skip
+        assert sorted(results) == [False] * 9 + [True]
+        got = await two.get_execution("e1")
+        assert got is not None
+        assert got["flowId"] == f"f{results.index(True)}"
 
 
 async def test_500_concurrent_task_run_saves_all_land(store: Store) -> None:
@@ -432,6 +484,14 @@ async def test_claim_is_true_once_even_across_restarts(make_store: Factory) -> N
 async def test_concurrent_claims_have_one_winner(store: Store) -> None:
     results = await asyncio.gather(*(store.claim("slot:2026-01-01T00:00Z") for _ in range(20)))
     assert sorted(results) == [False] * 19 + [True]
+
+
+async def test_claims_from_two_instances_have_one_winner_per_key(make_store: Factory) -> None:
+    async with make_store() as one, make_store() as two:
+        results = await asyncio.gather(*(
+            store.claim(f"slot:{key}") for key in range(10) for store in (one, two)
+        ))  # fmt: skip
+        assert [sorted(results[i : i + 2]) for i in range(0, 20, 2)] == [[False, True]] * 10
 
 
 # lifecycle and sharing the database

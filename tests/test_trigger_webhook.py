@@ -377,3 +377,33 @@ def test_missing_key_and_unknown_property_are_load_errors() -> None:
         "hook.yaml:11:19: triggers[0].returnOutput: unknown property 'returnOutput'; "
         "did you mean 'returnOutputs'?",
     ]
+
+
+async def test_a_retried_post_with_the_same_idempotency_key_makes_one_execution(
+        h: Harness) -> None:
+    async with webhook_server(h, HOOK) as (_, base):
+        answers = await asyncio.gather(*(
+            call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}},
+                 headers={"Idempotency-Key": "order-42"}) for _ in range(3)))
+        later = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Bob"}},
+                           headers={"Idempotency-Key": "order-42"})
+        other = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Cy"}},
+                           headers={"Idempotency-Key": "order-43"})
+    ids = {doc["id"] for status, doc, _ in [*answers, later] if status == 200}
+    assert len(ids) == 1 and all(status == 200 for status, _, _ in [*answers, later])
+    (execution_id,) = ids
+    assert other[0] == 200 and other[1]["id"] != execution_id
+    assert await messages(h, execution_id) == ["Hello, Ada"], "the retry did not run again"
+    _, total = await h.store.search_executions(flow_id="hook")
+    assert total == 2
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
+async def test_a_malformed_idempotency_key_is_refused(h: Harness, key: str) -> None:
+    async with webhook_server(h, HOOK) as (_, base):
+        status, doc, _ = await call("POST", f"{base}/{KEY}", json={},
+                                    headers={"Idempotency-Key": key})
+    assert status == 400
+    assert doc == {"message": "Idempotency-Key must be 1 to 255 printable ASCII characters"}
+    _, total = await h.store.search_executions(flow_id="hook")
+    assert total == 0

@@ -89,6 +89,11 @@ class _LocalFiles(Trigger):
             raise ValueError("must not be negative")
         return value
 
+    def exclusive(self) -> bool:
+        """Every node of a cluster would see the same folder (a shared mount) and race
+        for its files: one node at a time watches it."""
+        return True
+
     # -- what subclasses decide ---------------------------------------------------------
 
     def watches_changes(self) -> bool:

@@ -27,6 +27,12 @@ QoS 2 asks for. QoS 0 messages are neither queued nor acknowledged: at most once
 A payload that does not parse with serdeType JSON is logged (naming the topic) and
 acknowledged without an execution: left unacknowledged it would come back on every
 reconnect and hold one of the broker's in-flight slots for ever.
+
+In a cluster a trigger is run by one node at a time (`exclusive`), keeping one client id
+and so one session wherever it moves, unless all its topics are shared subscriptions
+(`$share/<group>/<filter>`): then every node runs it, the broker hands each message to
+one of them, and each node's client id ends with its node id (two clients with one id
+would take the session from each other).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from types import TracebackType
 from typing import Annotated, Any, Literal, Protocol
 
@@ -49,9 +55,19 @@ from daemon.context import TriggerContext
 from daemon.durations import Duration
 from daemon.endpoints import Endpoint, parse_endpoint, tls_context
 from daemon.errors import PodiumError
+from daemon.metrics import trigger_connection, trigger_event
 from daemon.model import new_id
-from daemon.plugin import ConditionContext, Emit, Trigger
+from daemon.plugin import (
+    ConditionContext,
+    Dynamic,
+    Emit,
+    Trigger,
+    has_template,
+    templated_values,
+    with_rendered,
+)
 from daemon.state import iso
+from daemon.storage import StorageError
 
 SerdeType = Literal["STRING", "JSON", "BYTES"]
 
@@ -63,6 +79,7 @@ SESSION_EXPIRY = 7 * 24 * 3600
 DEFAULT_CONNECTION_TIMEOUT = 30.0
 _SEARCH_PAGE = 100
 MQTT_PORTS = (1883, 8883)
+SHARED_PREFIX = "$share/"
 
 
 def parse_server(server: str) -> Endpoint:
@@ -71,10 +88,20 @@ def parse_server(server: str) -> Endpoint:
 
 
 def check_filter(topic: str) -> str:
-    """A subscription filter: `+` and `#` only as whole levels, `#` only last."""
+    """A subscription filter: `+` and `#` only as whole levels, `#` only last; or a shared
+    subscription, `$share/<group>/<filter>`."""
     if not topic:
         raise ValueError("a topic cannot be empty")
-    levels = topic.split("/")
+    topic_filter = topic
+    if topic.startswith(SHARED_PREFIX):
+        group, _, topic_filter = topic[len(SHARED_PREFIX):].partition("/")
+        if not group or "+" in group or "#" in group:
+            raise ValueError("a shared subscription is $share/<group>/<filter>, with a group "
+                             "name that holds neither '+' nor '#'")
+        if not topic_filter:
+            raise ValueError("a shared subscription is $share/<group>/<filter>: the filter "
+                             "is missing")
+    levels = topic_filter.split("/")
     for index, level in enumerate(levels):
         if "#" in level and (level != "#" or index != len(levels) - 1):
             raise ValueError("'#' must be a whole level and the last one")
@@ -164,14 +191,14 @@ def _session_class() -> Callable[..., Session]:
 class MqttTrigger(Trigger):
     """What both MQTT triggers share: connection, persistent session, reconnects, dedup."""
 
-    server: str
-    client_id: str | None = None
-    username: str | None = None
-    password: str | None = None
+    server: Annotated[str, Dynamic]
+    client_id: Annotated[str | None, Dynamic] = None
+    username: Annotated[str | None, Dynamic] = None
+    password: Annotated[str | None, Dynamic] = None
     version: Literal["V3", "V5"] = Field(
         default="V5", validation_alias=AliasChoices("version", "mqttVersion"))
     connection_timeout: Duration | None = None
-    crt: str | None = None
+    crt: Annotated[str | None, Dynamic] = None
     https_hostname_verification_enabled: bool | None = None
     topic: list[Annotated[str, AfterValidator(check_filter)]]
     qos: Literal[0, 1, 2] = 1
@@ -180,7 +207,8 @@ class MqttTrigger(Trigger):
     @field_validator("server")
     @classmethod
     def _valid_server(cls, value: str) -> str:
-        parse_server(value)
+        if not has_template(value):  # checked once rendered, when the trigger starts
+            parse_server(value)
         return value
 
     @field_validator("topic", mode="before")
@@ -191,14 +219,36 @@ class MqttTrigger(Trigger):
             raise ValueError("at least one topic is needed")
         return topics
 
+    def exclusive(self) -> bool:
+        """Several nodes subscribed to a plain topic would each start an execution per
+        message; a shared subscription gives each message to one subscriber."""
+        return not all(topic.startswith(SHARED_PREFIX) for topic in self.topic)
+
+    def _node(self, ctx: TriggerContext) -> str | None:
+        """This node's id when its client must differ from the other nodes' (shared)."""
+        node = ctx.runtime.node_id
+        return node if node and not self.exclusive() else None
+
     # -- the connection ------------------------------------------------------------------
 
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
+        """Renders the templated properties (`{{ secret('MQTT_PASSWORD') }}`) once, then
+        connects; a rendered value that does not fit stops the trigger with the reason."""
+        templated = templated_values(self)
+        if not templated:
+            return await self._connect(emit, ctx)
+        rendered = await asyncio.to_thread(ctx.render, templated)  # kv() and read() block
+        return await with_rendered(self, rendered)._connect(emit, ctx)
+
+    async def _connect(self, emit: Emit, ctx: TriggerContext) -> None:
         import aiomqtt
 
         where = f"{ctx.flow.namespace}.{ctx.flow.id} trigger {self.id}"
         endpoint = parse_server(self.server)
         client_id = self.client_id or f"podium-{ctx.flow.namespace}.{ctx.flow.id}.{self.id}"
+        node = self._node(ctx)
+        if node is not None:
+            client_id = f"{client_id}-{node}"
         context = None
         if endpoint.tls:
             try:
@@ -211,10 +261,14 @@ class MqttTrigger(Trigger):
             ctx.runtime.add_secret(password)
         delay, connected_once = 1.0, False
         down_since: datetime | None = None  # one line when an outage starts, one when it ends
+        connected = partial(trigger_connection, ctx.runtime, self.types[0], ctx.flow.namespace,
+                            ctx.flow.id, self.id)
+        connected(False)
         while True:
             session = self._session(endpoint, client_id, context)
             try:
                 async with session:
+                    connected(True)
                     if down_since is not None:
                         seconds = (ctx.clock.now() - down_since).total_seconds()
                         ctx.logger.info("%s: connected to %s again after %.0fs", where,
@@ -223,6 +277,7 @@ class MqttTrigger(Trigger):
                     await self._subscribe(session, ctx, client_id, where)
                     await self._consume(session, emit, ctx, client_id, where)
             except aiomqtt.MqttError as exc:
+                connected(False)
                 if down_since is None:
                     down_since = ctx.clock.now()
                     what = "lost the connection to" if connected_once else "cannot connect to"
@@ -257,7 +312,8 @@ class MqttTrigger(Trigger):
         """Subscribe what the session lacks: re-subscribing would make the broker send its
         retained messages again, and start their executions again on every restart."""
         store = ctx.runtime.store
-        key = ctx.state_key("session")
+        node = self._node(ctx)
+        key = ctx.state_key("session", node) if node is not None else ctx.state_key("session")
         qos: int = min(self.qos, 1)
         previous = await store.get_state(key) or {}
         known: list[str] = []
@@ -296,12 +352,14 @@ class MqttTrigger(Trigger):
         except (ValueError, RecursionError) as exc:
             ctx.logger.error("%s: the payload of a message on topic '%s' is not valid JSON "
                              "(%s); no execution started", where, item.topic, exc)
+            trigger_event(ctx.runtime, self.types[0], rejected=True)
             session.ack(item)
             return None
         moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
         if not self.conditions_hold(moment):
             ctx.logger.info("%s: the trigger's conditions do not hold; the message on topic "
                             "'%s' starts no execution", where, item.topic)
+            trigger_event(ctx.runtime, self.types[0], rejected=True)
             session.ack(item)
             return None
         if item.dup and item.qos:
@@ -423,25 +481,40 @@ class MqttBatchTrigger(MqttTrigger):
                 full = self.max_records is not None and len(batch) >= self.max_records
                 due = deadline is not None and ctx.clock.now() >= deadline
                 if batch and (full or due):
-                    await self._flush(batch, session, emit, ctx, client_id)
+                    await self._flush(batch, session, emit, ctx, client_id, where)
                     batch, deadline = [], None
         finally:
             if incoming is not None:
                 incoming.cancel()
 
     async def _flush(self, batch: list[tuple[Received, Any, str]], session: Session,
-                     emit: Emit, ctx: TriggerContext, client_id: str) -> None:
+                     emit: Emit, ctx: TriggerContext, client_id: str, where: str) -> None:
         records = [{"id": item.mid, "topic": item.topic, "qos": item.qos, "payload": payload,
                     "retain": item.retain} for item, payload, _ in batch]
-        flow = ctx.flow
-        prefix = f"/{flow.namespace.replace('.', '/')}/{flow.id}/triggers/{self.id}"
-        uri = await asyncio.to_thread(_store_batch, ctx, records, prefix, f"{new_id()}.ion")
+        uri = await self._stored(records, ctx, where)
         since = ctx.clock.now()
         await asyncio.gather(*(self._mark(ctx, client_id, item, digest, since, {"uri": uri})
                                for item, _, digest in batch))
         await emit({}, {"uri": uri, "messagesCount": len(batch)})
         for item, _, _ in batch:
             session.ack(item)
+
+    async def _stored(self, records: list[dict[str, Any]], ctx: TriggerContext,
+                      where: str) -> str:
+        """The batch's file. While the storage refuses it (a full disk) its messages wait
+        unacknowledged, the broker keeping them, and storing is tried again, backing off."""
+        flow = ctx.flow
+        prefix = f"/{flow.namespace.replace('.', '/')}/{flow.id}/triggers/{self.id}"
+        delay = 1.0
+        while True:
+            try:
+                return await asyncio.to_thread(_store_batch, ctx, records, prefix,
+                                               f"{new_id()}.ion")
+            except StorageError as exc:
+                ctx.logger.error("%s: %s; the batch of %d messages waits unacknowledged, "
+                                 "stored again in %.0fs", where, exc, len(records), delay)
+            await ctx.clock.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
 
 def _store_batch(ctx: TriggerContext, records: list[dict[str, Any]], prefix: str,

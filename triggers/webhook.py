@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import Field, field_validator
 
 from daemon.context import TriggerContext
 from daemon.errors import InputError, PodiumError
+from daemon.metrics import trigger_event
 from daemon.plugin import ConditionContext, Dynamic, Emit, Trigger, has_template
 
 if TYPE_CHECKING:
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 MAX_KEY_LENGTH = 256  # Kestra's @Size(max = 256)
 # Credentials a caller may send along: kept out of the stored trigger variables.
 MASKED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# A client that retries a POST sends the same Idempotency-Key: it gets the execution its
+# first attempt created, on whichever node of a cluster it lands.
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _TEXT_SUBTYPES = ("json", "xml", "yaml", "csv", "x-www-form-urlencoded")
 
 
@@ -103,8 +108,19 @@ class Webhook(Trigger):
         variables = await _request_variables(request)
         when = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
         if not self.conditions_hold(when):
+            trigger_event(ctx.runtime, self.types[0], rejected=True)
             return web.Response(status=204)
-        execution = await emit(self._inputs(variables, ctx), variables)
+        idempotency = request.headers.get("Idempotency-Key")
+        if idempotency is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency):
+            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            return _json({"message": "Idempotency-Key must be 1 to 255 printable ASCII "
+                          "characters"}, 400)
+        try:
+            inputs = self._inputs(variables, ctx)
+        except InputError:  # what `emit` refuses, the emitter counts
+            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            raise
+        execution = await emit(inputs, variables, key=idempotency)
         if not self.wait:
             return _json(self._response(execution, variables, ctx), 200)
         execution = await ctx.runtime.wait(execution.id)
@@ -182,7 +198,8 @@ def _body(raw: bytes, content_type: str | None, charset: str | None) -> Any:
         text = raw.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
-    except ValueError:
+        orjson.dumps(parsed)  # what the store cannot keep (a 2**64 number) stays text
+    except (ValueError, RecursionError, orjson.JSONEncodeError):
         return text
     return parsed if isinstance(parsed, dict | list) else text
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from daemon.api import events, executions, flows, kv, logs, misc, openapi, triggers
+from daemon.api import events, executions, flows, kv, logs, metrics, misc, openapi, triggers
 from daemon.api.common import FLOWS, READY, RUNTIME, SETTINGS, WEBHOOKS, HttpError, json_response
 from daemon.api.flows import FLOW_LOCK
 from daemon.api.middleware import WEBHOOK_PATH, access_log, basic_auth, errors, loggable_path
@@ -34,7 +34,7 @@ __all__ = ["FLOWS", "READY", "ROUTE_TABLES", "RUNTIME", "SETTINGS", "WEBHOOKS",
 # Literal routes before the parameterised ones they would otherwise be taken for.
 ROUTE_TABLES = (misc.health_routes, openapi.routes, events.execution_routes, executions.routes,
                 events.log_routes, logs.routes, flows.routes, triggers.routes, kv.routes,
-                misc.webhook_routes)
+                metrics.routes, misc.webhook_routes)
 
 
 def create_app(runtime: Runtime, settings: Settings, webhooks: WebhookRegistry, *,
@@ -61,6 +61,7 @@ def create_app(runtime: Runtime, settings: Settings, webhooks: WebhookRegistry, 
     app.on_shutdown.append(events.close_streams)
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    metrics.setup_metrics(app)
     from daemon.ui import setup_ui  # here: daemon.ui imports daemon.api.common
 
     setup_ui(app)

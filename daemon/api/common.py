@@ -5,6 +5,7 @@ that the served document is built from the same declarations as the router.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -202,7 +203,36 @@ def date_param(query: Mapping[str, str], name: str) -> datetime | None:
     except ValueError:
         raise HttpError(400, f"Bad Request: {name} {value!r} is not an ISO-8601 date-time "
                              "(e.g. 2024-01-31T10:00:00Z)") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return in_utc_range(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC),
+                        f"{name} {value!r}")
+
+
+def in_utc_range(moment: datetime, what: str) -> datetime:
+    """The store compares instants in UTC: 9999-12-31T23:00-05:00 has none."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise HttpError(400, f"Bad Request: {what} is out of range once in UTC") from None
+    return moment
+
+
+def parse_json(body: bytes | str) -> Any:
+    """A JSON body, refused with a 400 naming why when it is malformed, nested deeper than
+    Python's parser recurses, or holds what the store cannot keep (a lone surrogate, an
+    integer past 64 bits): those used to reach the store and answer 500."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise HttpError(400, "Bad Request: the body is not valid JSON: it is nested too "
+                             "deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise HttpError(400, f"Bad Request: the body is not valid JSON: {exc}") from None
+    try:
+        orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:
+        raise HttpError(400, f"Bad Request: the body holds a value podium cannot store: "
+                             f"{exc}") from None
+    return data
 
 
 def page_of(items: list[Any], page: int, size: int) -> dict[str, Any]:

@@ -39,7 +39,12 @@ class Ended:
     state: str
 
 
-_EVENTS = Reply("Server-sent events", "text/event-stream", {"type": "string"})
+# In OpenAPI 3.1 the schema of an event stream describes one event, not the whole text.
+_EVENTS = Reply("Server-sent events, each `data` one JSON document", "text/event-stream", {
+    "type": "object", "required": ["data"], "properties": {
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "event": {"type": "string"}, "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0}}})
 
 
 class Streams:

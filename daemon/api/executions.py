@@ -9,7 +9,6 @@ the order they were added.
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from daemon.api.common import (
     label_pairs,
     ok,
     paging,
+    parse_json,
     settable_labels,
     stored_execution,
 )
@@ -138,10 +138,7 @@ async def _label_body(request: web.Request) -> dict[str, str]:
     if request.content_type != "application/json":
         raise HttpError(415, "Unsupported Media Type: send labels as application/json, "
                              f"not {request.content_type}")
-    try:
-        data = json.loads(await request.read())
-    except ValueError as exc:
-        raise HttpError(400, f"Bad Request: the body is not valid JSON: {exc}") from None
+    data = parse_json(await request.read())
     shape = 'labels must be a JSON array of {"key": "...", "value": "..."} objects'
     if not isinstance(data, list):
         raise HttpError(400, f"Bad Request: {shape}, not {json_kind(data)}")

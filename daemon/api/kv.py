@@ -93,6 +93,8 @@ async def set_value(request: web.Request) -> web.Response:
         raise HttpError(400, 'Bad Request: the value is empty; send "" for an empty string')
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise HttpError(400, "Bad Request: the value is nested too deeply") from None
     except ValueError:
         value = text
     expires = None

@@ -17,6 +17,7 @@ from aiohttp import web
 from daemon.api.common import SETTINGS, HttpError, json_response
 from daemon.errors import FlowError, InputError, NotFound, PodiumError, Problem, TemplateError
 from daemon.runtime import FlowDisabled, RestartRefused
+from daemon.storage import StorageError
 from daemon.store.base import StoreError
 from daemon.webhooks import Handler
 
@@ -99,6 +100,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreError as exc:
         log.error("%s %s: %s", request.method, loggable_path(request.path), exc)
         return json_response({"message": "Service Unavailable: the store is unavailable"}, 503)
+    except StorageError as exc:  # an upload the storage cannot take: full, read-only...
+        log.error("%s %s: %s", request.method, loggable_path(request.path), exc)
+        return json_response({"message": f"Insufficient Storage: {exc}"}, 507)
     except PodiumError as exc:
         return json_response({"message": f"Bad Request: {exc}"}, 400)
     except Exception:

@@ -23,6 +23,7 @@ from daemon.api.common import (
 )
 from daemon.api.middleware import WEBHOOK_PATH
 from daemon.api.uploads import bounded
+from daemon.metrics import WEBHOOK_TRIGGER_TYPE, trigger_event
 from daemon.runtime import FlowDisabled
 
 health_routes = Routes("Health")
@@ -68,11 +69,15 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     handler = request.app[WEBHOOKS].find(match["namespace"], match["flowId"], match["key"])
     if handler is None:
+        trigger_event(request.app[RUNTIME], WEBHOOK_TRIGGER_TYPE, rejected=True)
         raise HttpError(404, WEBHOOK_NOT_FOUND)
     try:
         return await handler(bounded(request))
     except FlowDisabled:
         raise HttpError(404, WEBHOOK_NOT_FOUND) from None
+    except web.HTTPRequestEntityTooLarge:
+        trigger_event(request.app[RUNTIME], WEBHOOK_TRIGGER_TYPE, rejected=True)
+        raise
 
 
 for _method in ("GET", "POST", "PUT"):

@@ -4,7 +4,6 @@ time, backfill), and `PUT /api/v1/triggers` to disable or enable one or start a 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +19,12 @@ from daemon.api.common import (
     Routes,
     error,
     flows_dir,
+    in_utc_range,
     json_response,
     ok,
     page_of,
     paging,
+    parse_json,
 )
 from daemon.api.flows import flow_json
 from daemon.api.uploads import bounded, json_kind
@@ -127,10 +128,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise HttpError(415, "Unsupported Media Type: send the trigger as application/json, "
                              f"not {request.content_type}")
-    try:
-        data = json.loads(await request.read())
-    except ValueError as exc:
-        raise HttpError(400, f"Bad Request: the body is not valid JSON: {exc}") from None
+    data = parse_json(await request.read())
     if not isinstance(data, dict):
         raise HttpError(400, f"Bad Request: the body must be a JSON object, not "
                              f"{json_kind(data)}")
@@ -167,4 +165,5 @@ def _moment(value: Any, name: str) -> datetime | None:
     if moment is None:
         raise HttpError(400, f"Bad Request: backfill.{name} {value!r} is not an ISO-8601 "
                              "date-time")
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return in_utc_range(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC),
+                        f"backfill.{name} {value!r}")

@@ -5,7 +5,6 @@ streamed to disk), JSON or urlencoded — always within the configured body limi
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -15,11 +14,13 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from daemon.api.common import SETTINGS, HttpError
+from daemon.api.common import SETTINGS, HttpError, parse_json
 from daemon.errors import InputError
 from daemon.flow import Flow
 
 _CHUNK = 256 * 1024
+# Bytes of an uploaded file's name as saved: file systems refuse names past 255.
+_MAX_NAME = 200
 
 
 def bounded(request: web.Request) -> web.Request:
@@ -46,10 +47,7 @@ async def read_inputs(request: web.Request, uploads: Uploads) -> dict[str, Any]:
         body = await request.read()
         if not body.strip():
             return {}
-        try:
-            data = json.loads(body)
-        except ValueError as exc:  # UnicodeDecodeError included
-            raise HttpError(400, f"Bad Request: the body is not valid JSON: {exc}") from None
+        data = parse_json(body)
         if not isinstance(data, dict):
             raise HttpError(400, "Bad Request: the JSON body must be an object of inputs, "
                                  f"not {json_kind(data)}")
@@ -166,5 +164,15 @@ class Uploads:
 
 
 def _file_name(name: str) -> str:
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    return base if base not in ("", ".", "..") else "upload"
+    """The client's name, made safe to create: no folder, no NUL, no lone surrogate, and
+    short enough, its extension kept when it is cut."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
+    base = base.encode("utf-8", "replace").decode("utf-8")
+    if base in ("", ".", ".."):
+        return "upload"
+    if len(base.encode()) <= _MAX_NAME:
+        return base
+    stem, dot, suffix = base.rpartition(".")
+    tail = dot + suffix if stem and len(suffix.encode()) <= 16 else ""
+    head = base[:len(base) - len(tail)].encode()[:_MAX_NAME - len(tail.encode())]
+    return head.decode("utf-8", "ignore") + tail

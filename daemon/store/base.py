@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -205,6 +205,13 @@ class Store(ABC):
     Cancelling an awaited save does not cancel the write.
     """
 
+    # True for a store several daemons may share as a cluster (PostgreSQL).
+    shared: bool = False
+
+    # Called with (what, seconds) after each committed write transaction (a group commit
+    # counts once); /metrics observes store write latency through it. Must not block.
+    observe_write: Callable[[str, float], None] | None = None
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self
@@ -250,6 +257,14 @@ class Store(ABC):
     @abstractmethod
     async def save_execution(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         """Insert or replace by id. A malformed doc raises `ValueError` before queueing."""
+
+    @abstractmethod
+    async def create_execution(self, doc: dict[str, Any]) -> bool:
+        """Insert unless an execution with that id exists: then change nothing, return False.
+
+        Committed before it returns. Idempotency keys rest on it: of several submissions
+        with one id, on however many daemons, exactly one creates the execution.
+        """
 
     @abstractmethod
     async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:

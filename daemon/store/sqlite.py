@@ -36,6 +36,9 @@ _UPSERT_EXECUTION = """
     ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace,
         flow_id = excluded.flow_id, state = excluded.state, start_date = excluded.start_date,
         end_date = excluded.end_date, labels = excluded.labels, doc = excluded.doc"""
+_CREATE_EXECUTION = """
+    INSERT INTO executions (id, namespace, flow_id, state, start_date, end_date, labels, doc)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"""
 _UPSERT_TASK_RUN = """
     INSERT INTO task_runs (id, execution_id, state, doc) VALUES (?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET execution_id = excluded.execution_id,
@@ -71,12 +74,17 @@ class SqliteStore(Store):
     ) -> None:
         self.path = Path(path)
         self._clock = clock or Clock()
-        self._io = SqliteIO(self.path, self._clock, timeout)
+        self._io = SqliteIO(self.path, self._clock, timeout, self._committed)
 
     @property
     def commits(self) -> int:
         """Transactions committed by the writer; bench/store.py shows the grouping with it."""
         return self._io.commits
+
+    def _committed(self, seconds: float) -> None:
+        observe = self.observe_write
+        if observe is not None:
+            observe("commit", seconds)
 
     # lifecycle
 
@@ -146,6 +154,12 @@ class SqliteStore(Store):
         )
         if future is not None:
             await future
+
+    async def create_execution(self, doc: dict[str, Any]) -> bool:
+        row = execution_row(doc)
+        # rowcount is 0 when the id was already there
+        create: Write = lambda conn: conn.execute(_CREATE_EXECUTION, row).rowcount == 1  # noqa: E731
+        return bool(await self._io.write(create, f"execution {row.id}"))
 
     async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         row = task_run_row(doc)

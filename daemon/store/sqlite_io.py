@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -118,10 +119,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
 class SqliteIO:
     """The file's connections: the writer thread behind its queue, and a pool of readers."""
 
-    def __init__(self, path: Path, clock: Clock, timeout: float) -> None:
+    def __init__(self, path: Path, clock: Clock, timeout: float,
+                 on_commit: Callable[[float], None] | None = None) -> None:
         self.path = path
         self.commits = 0
         """Transactions committed by the writer; bench/store.py shows the grouping with it."""
+        self._on_commit = on_commit  # called in the writer thread with each commit's seconds
         self._clock = clock
         self._timeout = timeout
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
@@ -262,6 +265,7 @@ class SqliteIO:
 
     def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
         """All ops in one transaction; if that fails, each alone: a bad op costs only itself."""
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             results = [op.fn(conn) for op in ops]
@@ -270,11 +274,12 @@ class SqliteIO:
             _rollback(conn)
             outcomes = [self._commit_one(conn, op) for op in ops]
         else:
-            self.commits += 1
+            self._committed(started)
             outcomes = [(result, None) for result in results]
         self._settle(ops, outcomes)
 
     def _commit_one(self, conn: sqlite3.Connection, op: _Op) -> Outcome:
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             result = op.fn(conn)
@@ -284,8 +289,16 @@ class SqliteIO:
             error = StoreError(f"{self.path}: could not write {op.what}: {exc}")
             error.__cause__ = exc
             return None, error
-        self.commits += 1
+        self._committed(started)
         return result, None
+
+    def _committed(self, started: float) -> None:
+        self.commits += 1
+        if self._on_commit is not None:
+            try:
+                self._on_commit(time.perf_counter() - started)
+            except Exception:  # an observer must never stop the writer
+                logger.exception("store: the commit observer failed")
 
     def _settle(self, ops: list[_Op], outcomes: list[Outcome]) -> None:
         """Wake callers with one `call_soon_threadsafe` per loop, not one per op."""

@@ -1,9 +1,10 @@
 // An execution's page: live from GET /api/v1/executions/{id}/follow (every change as it
-// happens, `id: end` with the last one), with Gantt, Logs, Outputs, Topology and Overview
-// tabs and the Kill / Restart / Replay actions.
+// happens, `id: end` with the last one), with Gantt, Logs, Outputs, Metrics, Topology and
+// Overview tabs and the Kill / Restart / Replay actions.
 import { TERMINATED, api, badge, elapsed, enc, fill, h, human, labelChips, tabs, toast, when } from "./podium.js";
 import { renderGantt } from "./gantt.js";
 import { followLogs } from "./logs.js";
+import { renderMetrics } from "./metrics.js";
 import { renderOutputs } from "./outputs.js";
 import { drawGraph, taskStates } from "./topology.js";
 
@@ -79,6 +80,7 @@ function render() {
   actions();
   if (shown === "gantt") renderGantt(el("gantt"), execution);
   else if (shown === "outputs") renderOutputs(el("outputs"), execution);
+  else if (shown === "metrics") renderMetrics(el("metrics"), execution);
   else if (shown === "topology") topology();
   else if (shown === "overview") overview();
   clearInterval(ticker);

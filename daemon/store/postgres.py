@@ -1,0 +1,436 @@
+"""The shared store's queries: `Store` as SQL over one PostgreSQL database.
+
+How the database is reached (the pool, reconnecting, the group-commit writer) is in
+`daemon.store.postgres_io`; the tables are in `daemon.store.postgres_schema`. Several
+daemons may share the database: `daemon.cluster` runs its own SQL through `pool` and
+listens on `dsn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from daemon.clock import Clock
+from daemon.state import iso
+from daemon.store.base import (
+    ExecutionRow,
+    LogRow,
+    Store,
+    check_page,
+    execution_row,
+    level_number,
+    log_doc,
+    log_row,
+    metric_row,
+    sortable_time,
+    task_run_row,
+    to_json,
+)
+from daemon.store.postgres_io import Fn, Op, PostgresIO
+from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
+
+_EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
+_INSERT_EXECUTION = f"""INSERT INTO executions ({_EXECUTION_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::json)"""
+# never `owner`: that column belongs to the cluster's claims
+_UPSERT_EXECUTION = f"""{_INSERT_EXECUTION}
+    ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace,
+        flow_id = excluded.flow_id, state = excluded.state, start_date = excluded.start_date,
+        end_date = excluded.end_date, labels = excluded.labels, doc = excluded.doc"""
+_CREATE_EXECUTION = f"{_INSERT_EXECUTION} ON CONFLICT (id) DO NOTHING RETURNING true"
+_UPSERT_TASK_RUN = """
+    INSERT INTO task_runs (id, execution_id, state, doc) VALUES ($1, $2, $3, $4::json)
+    ON CONFLICT (id) DO UPDATE SET execution_id = excluded.execution_id,
+        state = excluded.state, doc = excluded.doc"""
+_INSERT_LOG = """INSERT INTO logs (execution_id, task_run_id, level, timestamp, message, doc)
+    VALUES ($1, $2, $3, $4, $5, $6::json)"""
+_INSERT_METRIC = """INSERT INTO metrics (execution_id, task_run_id, name, timestamp, doc)
+    VALUES ($1, $2, $3, $4, $5::json)"""
+_UPSERT_KV = """INSERT INTO kv VALUES ($1, $2, $3::json, $4, $5)
+    ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
+        expires_at = excluded.expires_at, updated = excluded.updated"""
+_UPSERT_STATE = """INSERT INTO state VALUES ($1, $2::json, $3)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated"""
+_LATEST_FLOW = """SELECT revision, source, deleted FROM flows WHERE namespace = $1 AND id = $2
+    ORDER BY revision DESC LIMIT 1"""
+_LOCK_FLOW = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+# ordered as SQLite orders text: by code point, whatever the database's collation
+_C = 'COLLATE "C"'
+
+
+def _when(text: str | None) -> datetime | None:
+    """A `sortable_time` string as the datetime a timestamptz column takes."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _sortable(value: datetime | None) -> str | None:
+    """The form SQLite keeps `expires_at` in, so both stores list it alike."""
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: Any) -> str | None:
+    """Indexed text taken from a doc as written; a number there is kept as its text."""
+    return None if value is None else value if isinstance(value, str) else str(value)
+
+
+def _live(now: str) -> str:
+    """The key has no expiry or expires after `now` (the store's clock, not the server's)."""
+    return f"(expires_at IS NULL OR expires_at > {now}::timestamptz)"
+
+
+def _execution_params(row: ExecutionRow) -> tuple[Any, ...]:
+    return (*row[:4], _when(row.start_date), _when(row.end_date), row.labels, row.doc)
+
+
+def _log_params(line: Mapping[str, Any], row: LogRow) -> tuple[Any, ...]:
+    """PostgreSQL text cannot hold NUL: such a message stays inside the (escaped) JSON doc."""
+    message, doc = row.message, row.doc
+    if message is not None and "\x00" in message:
+        message, doc = None, to_json(line, f"log line of execution {row.execution_id!r}")
+    return (
+        row.execution_id, _text(row.task_run_id), row.level, _text(row.timestamp), message, doc
+    )
+
+
+def _flow_lock(namespace: str, flow_id: str) -> tuple[int, str]:
+    return FLOW_LOCK_CLASS, f"{namespace}\n{flow_id}"
+
+
+class PostgresStore(Store):
+    """`Store` on PostgreSQL; see `daemon.store.postgres_io` for the connection model.
+
+    `pool` (an asyncpg pool) and `dsn` are public: the cluster runs its own SQL on
+    these tables and opens its own LISTEN connection. Use the store from the event
+    loop that opened it; only `append_logs`/`append_metrics` may come from other threads.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        clock: Clock | None = None,
+        reconnect_timeout: float = 60.0,
+        pool_size: int = 10,
+    ) -> None:
+        if pool_size < 2:  # the writer keeps one connection; reads need another
+            raise ValueError(f"pool_size must be at least 2, got {pool_size}")
+        self.dsn = dsn
+        self._clock = clock or Clock()
+        self._io = PostgresIO(self, dsn, self._clock, reconnect_timeout, pool_size)
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool; a `StoreError` while the store is not open."""
+        return self._io.pool
+
+    @property
+    def where(self) -> str:
+        """The DSN without its password, for messages."""
+        return self._io.where
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed by the writer; bench/store.py shows the grouping with it."""
+        return self._io.commits
+
+    # lifecycle
+
+    async def open(self) -> None:
+        await self._io.open()
+
+    async def close(self) -> None:
+        await self._io.close()
+
+    async def _fetch_row(self, sql: str, *params: Any) -> Any:
+        return await self._io.read(lambda conn: conn.fetchrow(sql, *params))
+
+    async def _fetch_all(self, sql: str, *params: Any) -> list[Any]:
+        rows: list[Any] = await self._io.read(lambda conn: conn.fetch(sql, *params))
+        return rows
+
+    async def _write(self, what: str, fn: Fn) -> Any:
+        return await self._io.write(Op(what, fn=fn))
+
+    async def _upsert(self, what: str, sql: str, row: Sequence[Any], wait: bool) -> None:
+        future = self._io.put(Op(what, sql=sql, rows=[row], idempotent=True), wait)
+        if future is not None:
+            await future
+
+    # flows
+
+    async def save_flow(self, namespace: str, flow_id: str, source: str) -> int:
+        updated = self._clock.now()
+
+        async def save(conn: Any) -> int:
+            await conn.execute(_LOCK_FLOW, *_flow_lock(namespace, flow_id))
+            row = await conn.fetchrow(_LATEST_FLOW, namespace, flow_id)
+            if row is not None and not row["deleted"] and row["source"] == source:
+                return int(row["revision"])
+            revision = (row["revision"] if row else 0) + 1
+            await conn.execute(
+                "INSERT INTO flows VALUES ($1, $2, $3, $4, false, $5)",
+                namespace, flow_id, revision, source, updated,
+            )  # fmt: skip
+            await _notify_flow(conn, namespace, flow_id, revision, deleted=False)
+            return int(revision)
+
+        return int(await self._write(f"flow {namespace}.{flow_id}", save))
+
+    async def get_flow(
+        self, namespace: str, flow_id: str, revision: int | None = None
+    ) -> tuple[int, str] | None:
+        if revision is None:
+            row = await self._fetch_row(_LATEST_FLOW, namespace, flow_id)
+            return None if row is None or row["deleted"] else (row["revision"], row["source"])
+        sql = "SELECT revision, source FROM flows WHERE (namespace, id, revision) = ($1, $2, $3)"
+        row = await self._fetch_row(sql, namespace, flow_id, revision)
+        return None if row is None else (row["revision"], row["source"])
+
+    async def list_flows(self) -> list[dict[str, Any]]:
+        rows = await self._fetch_all(
+            "SELECT namespace, id, revision, source, updated FROM flows AS f"
+            " WHERE NOT deleted AND revision = (SELECT max(revision) FROM flows AS g"
+            "  WHERE g.namespace = f.namespace AND g.id = f.id)"
+            f" ORDER BY namespace {_C}, id {_C}"
+        )
+        return [{**dict(row), "updated": iso(row["updated"])} for row in rows]
+
+    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+        async def delete(conn: Any) -> None:
+            await conn.execute(_LOCK_FLOW, *_flow_lock(namespace, flow_id))
+            revision = await conn.fetchval(
+                "UPDATE flows SET deleted = true WHERE namespace = $1 AND id = $2"
+                " AND NOT deleted RETURNING revision",
+                namespace, flow_id,
+            )  # fmt: skip
+            if revision is not None:
+                latest = await conn.fetchval(
+                    "SELECT max(revision) FROM flows WHERE namespace = $1 AND id = $2",
+                    namespace, flow_id,
+                )  # fmt: skip
+                await _notify_flow(conn, namespace, flow_id, latest, deleted=True)
+
+        await self._write(f"flow {namespace}.{flow_id}", delete)
+
+    # executions, task runs, logs, metrics
+
+    async def save_execution(self, doc: dict[str, Any], *, wait: bool = True) -> None:
+        row = execution_row(doc)
+        params = _execution_params(row)
+        await self._upsert(f"execution {row.id}", _UPSERT_EXECUTION, params, wait)
+
+    async def create_execution(self, doc: dict[str, Any]) -> bool:
+        params = _execution_params(execution_row(doc))
+
+        async def create(conn: Any) -> bool:
+            return await conn.fetchval(_CREATE_EXECUTION, *params) is not None
+
+        return bool(await self._write(f"execution {params[0]}", create))
+
+    async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
+        row = task_run_row(doc)
+        await self._upsert(f"task run {row.id}", _UPSERT_TASK_RUN, row, wait)
+
+    def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
+        rows = [_log_params(line, log_row(line)) for line in lines]
+        if rows:
+            self._io.put(Op(f"{len(rows)} log lines", sql=_INSERT_LOG, rows=rows), False)
+
+    def append_metrics(self, metrics: Sequence[dict[str, Any]]) -> None:
+        rows = [
+            (row.execution_id, _text(row.task_run_id), _text(row.name), _text(row.timestamp),
+             row.doc)
+            for row in map(metric_row, metrics)
+        ]  # fmt: skip
+        if rows:
+            op = Op(f"{len(rows)} metrics", sql=_INSERT_METRIC, rows=rows)
+            self._io.put(op, False)
+
+    async def flush(self) -> None:
+        await self._io.flush()
+
+    async def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        async def get(conn: Any) -> dict[str, Any] | None:
+            found = await conn.fetchval("SELECT doc FROM executions WHERE id = $1", execution_id)
+            if found is None:
+                return None
+            doc: dict[str, Any] = orjson.loads(found)
+            runs = await conn.fetch(
+                "SELECT doc FROM task_runs WHERE execution_id = $1 ORDER BY seq", execution_id
+            )
+            doc["taskRunList"] = [orjson.loads(run["doc"]) for run in runs]
+            return doc
+
+        return await self._io.read(get, snapshot=True)
+
+    async def search_executions(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        states: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        start_after: str | None = None,
+        start_before: str | None = None,
+        page: int = 1,
+        size: int = 25,
+    ) -> tuple[list[dict[str, Any]], int]:
+        check_page(page, size)
+        if states is not None and not states:
+            return [], 0
+        where: list[str] = []
+        params: list[Any] = []
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if namespace is not None:
+            where.append(f"(namespace = {param(namespace)}"
+                         f" OR starts_with(namespace, {param(namespace + '.')}))")  # fmt: skip
+        if flow_id is not None:
+            where.append(f"flow_id = {param(flow_id)}")
+        if states is not None:
+            where.append(f"state = ANY({param(list(states))}::text[])")
+        if labels:
+            wanted = [{"key": k, "value": v} for k, v in labels.items()]
+            where.append(f"labels @> {param(to_json(wanted, 'labels'))}::jsonb")
+        if start_after is not None:
+            where.append(f"start_date >= {param(_when(sortable_time(start_after, 'start_after')))}")
+        if start_before is not None:
+            before = _when(sortable_time(start_before, "start_before"))
+            where.append(f"start_date < {param(before)}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        page_sql = (
+            f"SELECT doc FROM executions{clause}"
+            f" ORDER BY start_date DESC NULLS LAST, seq DESC"
+            f" LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}"
+        )
+
+        async def search(conn: Any) -> tuple[list[dict[str, Any]], int]:
+            total = await conn.fetchval(f"SELECT count(*) FROM executions{clause}", *params)
+            rows = await conn.fetch(page_sql, *params, size, (page - 1) * size)
+            return [orjson.loads(row["doc"]) for row in rows], int(total)
+
+        return await self._io.read(search, snapshot=True)
+
+    async def count_executions(self, namespace: str, flow_id: str, states: Sequence[str]) -> int:
+        if not states:
+            return 0
+        sql = (
+            "SELECT count(*) FROM executions WHERE namespace = $1 AND flow_id = $2"
+            " AND state = ANY($3::text[])"
+        )
+        return int((await self._fetch_row(sql, namespace, flow_id, list(states)))[0])
+
+    async def delete_execution(self, execution_id: str) -> None:
+        async def delete(conn: Any) -> None:
+            await conn.execute("DELETE FROM executions WHERE id = $1", execution_id)
+            for table in ("task_runs", "logs", "metrics"):
+                await conn.execute(f"DELETE FROM {table} WHERE execution_id = $1", execution_id)
+
+        await self._write(f"deletion of execution {execution_id}", delete)
+
+    async def logs(
+        self,
+        execution_id: str,
+        *,
+        task_run_id: str | None = None,
+        min_level: str | None = None,
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT message, doc FROM logs WHERE execution_id = $1"
+        params: list[Any] = [execution_id]
+        if task_run_id is not None:
+            params.append(task_run_id)
+            sql += f" AND task_run_id = ${len(params)}"
+        level = level_number(min_level)
+        if level is not None:
+            params.append(level)
+            sql += f" AND level >= ${len(params)}"
+        rows = await self._fetch_all(sql + " ORDER BY id", *params)
+        return [log_doc(row["message"], row["doc"]) for row in rows]
+
+    async def metrics(self, execution_id: str) -> list[dict[str, Any]]:
+        sql = "SELECT doc FROM metrics WHERE execution_id = $1 ORDER BY id"
+        return [orjson.loads(row["doc"]) for row in await self._fetch_all(sql, execution_id)]
+
+    # KV
+
+    async def kv_set(
+        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
+    ) -> None:
+        row = (
+            namespace,
+            key,
+            to_json(value, f"KV value {namespace}/{key}"),
+            _when(sortable_time(expires_at, "expires_at")),
+            self._clock.now(),
+        )
+        await self._upsert(f"KV {namespace}/{key}", _UPSERT_KV, row, True)
+
+    async def kv_get(self, namespace: str, key: str) -> tuple[bool, Any]:
+        sql = f"SELECT value FROM kv WHERE namespace = $1 AND key = $2 AND {_live('$3')}"
+        row = await self._fetch_row(sql, namespace, key, self._clock.now())
+        return (False, None) if row is None else (True, orjson.loads(row["value"]))
+
+    async def kv_delete(self, namespace: str, key: str) -> bool:
+        now = self._clock.now()
+
+        async def delete(conn: Any) -> bool:
+            live = await conn.fetchval(
+                "DELETE FROM kv WHERE namespace = $1 AND key = $2"
+                f" RETURNING {_live('$3')}",
+                namespace, key, now,
+            )  # fmt: skip
+            return bool(live)
+
+        return bool(await self._write(f"KV {namespace}/{key}", delete))
+
+    async def kv_list(self, namespace: str) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT key, value, expires_at, updated FROM kv"
+            f" WHERE namespace = $1 AND {_live('$2')} ORDER BY key {_C}"
+        )
+        return [
+            {
+                "key": row["key"],
+                "value": orjson.loads(row["value"]),
+                "expiresAt": _sortable(row["expires_at"]),
+                "updated": iso(row["updated"]),
+            }
+            for row in await self._fetch_all(sql, namespace, self._clock.now())
+        ]
+
+    # trigger state and exactly-once markers
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        row = await self._fetch_row("SELECT value FROM state WHERE key = $1", key)
+        return None if row is None else dict(orjson.loads(row["value"]))
+
+    async def set_state(self, key: str, value: dict[str, Any]) -> None:
+        row = (key, to_json(value, f"state {key}"), self._clock.now())
+        await self._upsert(f"state {key}", _UPSERT_STATE, row, True)
+
+    async def claim(self, key: str) -> bool:
+        now = self._clock.now()
+
+        async def claim(conn: Any) -> bool:
+            # no row back when the key was already there: someone claimed it first
+            sql = "INSERT INTO claims VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
+            return await conn.fetchval(sql, key, now) is not None
+
+        return bool(await self._write(f"claim {key}", claim))
+
+
+async def _notify_flow(
+    conn: Any, namespace: str, flow_id: str, revision: int, *, deleted: bool
+) -> None:
+    """Sent inside the change's transaction: listeners hear of it only once it commits."""
+    payload = {"namespace": namespace, "id": flow_id, "revision": revision, "deleted": deleted}
+    await conn.execute("SELECT pg_notify($1, $2)", FLOWS_CHANNEL, orjson.dumps(payload).decode())

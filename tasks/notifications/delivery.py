@@ -1,0 +1,183 @@
+"""Sending one notification: timeouts, a few attempts with backoff, one clear failure.
+
+A notification is worth a few retries (a webhook answering 502 or 429, an SMTP server
+saying 421) but never worth holding an execution for long: after `SEND_ATTEMPTS` the
+task fails with the last reason. Webhook URLs are secrets (whoever has one can post),
+so messages show only their scheme, host and port.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import field_validator
+
+from daemon.durations import Duration, format_duration
+from daemon.errors import TaskFailed
+from daemon.plugin import Model
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from daemon.clock import Clock
+
+SEND_ATTEMPTS = 3
+RETRY_DELAY = 1.0  # seconds before the second attempt, doubled before each next one
+MAX_RETRY_AFTER = 30.0  # a 429's Retry-After is followed up to this many seconds
+DEFAULT_TIMEOUT = timedelta(seconds=10)  # Kestra's readTimeout default for these tasks
+BODY_EXCERPT = 300  # characters of a refused response's body kept in the error
+
+Note = Callable[[str], None]
+
+
+class SendError(Exception):
+    """One attempt that did not deliver; `retryable` when another attempt may."""
+
+    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None
+                 ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+async def deliver(what: str, attempt: Callable[[], Awaitable[None]], *, clock: Clock,
+                  note: Note) -> None:
+    """Run `attempt` until it delivers, at most SEND_ATTEMPTS times; TaskFailed otherwise."""
+    for number in range(1, SEND_ATTEMPTS + 1):
+        try:
+            await attempt()
+            return
+        except SendError as exc:
+            if not exc.retryable or number == SEND_ATTEMPTS:
+                tries = f" after {number} attempts" if number > 1 else ""
+                raise TaskFailed(f"cannot send {what}{tries}: {exc.reason}") from None
+            delay = RETRY_DELAY * 2 ** (number - 1)
+            if exc.retry_after is not None:
+                delay = min(max(delay, exc.retry_after), MAX_RETRY_AFTER)
+            note(f"sending {what} failed (attempt {number} of {SEND_ATTEMPTS}): {exc.reason}; "
+                 f"retrying in {delay:g}s")
+            await clock.sleep(delay)
+
+
+class RequestOptions(Model):
+    """Kestra's `options` of the webhook tasks (AbstractHttpOptionsTask.RequestOptions)."""
+
+    connect_timeout: Duration | None = None
+    read_timeout: Duration = DEFAULT_TIMEOUT
+    read_idle_timeout: Duration | None = None
+    connection_pool_idle_timeout: Duration | None = None  # no pool is kept between sends
+    max_content_length: int | None = None  # the answer is never read past an excerpt
+    default_charset: str = "UTF-8"
+    headers: dict[str, str] | None = None
+
+    @field_validator("default_charset")
+    @classmethod
+    def _known_charset(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown charset '{value}'") from None
+        return value
+
+    @property
+    def connect(self) -> timedelta:
+        return self.connect_timeout or self.read_timeout
+
+
+def shown_url(url: str) -> str:
+    """What of a webhook URL may be logged: scheme, host and port, never the path."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "<invalid URL>"
+    if not parsed.host:
+        return "<invalid URL>"
+    port = f":{parsed.explicit_port}" if parsed.explicit_port else ""
+    rest = "/…" if parsed.raw_path not in ("", "/") or parsed.raw_query_string else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{rest}"
+
+
+async def post_json(what: str, url: str, payload: Any, options: RequestOptions, *,
+                    clock: Clock, note: Note) -> None:
+    """POST a JSON document to a webhook, retrying network errors, 5xx and 429."""
+    import aiohttp
+    import orjson
+    from yarl import URL
+
+    shown = shown_url(url)
+    try:
+        target = URL(url.strip())
+    except ValueError:
+        target = URL()
+    if target.scheme not in ("http", "https") or not target.host:
+        raise TaskFailed(f"cannot send {what}: the url must be an absolute http:// or "
+                         f"https:// URL (got {shown})", non_retryable=True)
+    if isinstance(payload, str):
+        body = payload.encode(options.default_charset)
+    else:
+        body = orjson.dumps(payload)
+    headers = {"Content-Type": f"application/json; charset={options.default_charset}",
+               **(options.headers or {})}
+    # sock_read bounds each wait for data; total also stops an answer that trickles in.
+    connect, read = options.connect.total_seconds(), options.read_timeout.total_seconds()
+    timeout = aiohttp.ClientTimeout(total=connect + read, sock_connect=connect, sock_read=read)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def attempt() -> None:
+            try:
+                async with session.post(target, data=body, headers=headers) as response:
+                    if response.status < 300:
+                        return
+                    raise await _refused(response)
+            except TimeoutError:
+                raise SendError(f"no answer from {shown} within "
+                                f"{format_duration(options.read_timeout)}",
+                                retryable=True) from None
+            except aiohttp.ClientError as exc:
+                raise SendError(_network_reason(exc, shown), retryable=True) from None
+
+        await deliver(what, attempt, clock=clock, note=note)
+
+
+async def _refused(response: aiohttp.ClientResponse) -> SendError:
+    raw = await response.content.read(BODY_EXCERPT * 4)
+    text = raw.decode("utf-8", errors="replace").strip()
+    if len(text) > BODY_EXCERPT:
+        text = text[:BODY_EXCERPT] + "…"
+    reason = f"response code {response.status}" + (f" and body: {text}" if text else "")
+    status = response.status
+    return SendError(reason, retryable=status >= 500 or status == 429,
+                     retry_after=_retry_after(response.headers))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None  # an HTTP date, or nothing: our own backoff applies
+
+
+def _network_reason(exc: aiohttp.ClientError, shown: str) -> str:
+    """One line for what aiohttp raised, without the URL it may quote."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot connect to {shown}: cannot resolve host '{exc.host}'"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"cannot connect to {shown}: TLS certificate refused ({exc.certificate_error})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        reason = "connection refused" if os_error.errno == errno.ECONNREFUSED \
+            else (os_error.strerror or str(os_error))
+        return f"cannot connect to {shown}: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{shown} closed the connection without answering"
+    return f"{shown}: {type(exc).__name__}"

@@ -1,0 +1,112 @@
+"""Slack incoming webhooks: a message written by the flow, or the ready-made execution one.
+
+Rocket.Chat and Mattermost accept the same payloads, as Kestra's examples show.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from daemon.context import RunContext
+from daemon.errors import TaskFailed
+from daemon.plugin import Dynamic, Output, Task
+from tasks.notifications.delivery import Note, RequestOptions, post_json
+from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
+
+if TYPE_CHECKING:
+    from daemon.runtime import Runtime
+
+
+def json_payload(payload: str | dict[str, Any], what: str) -> Any:
+    """A payload written as JSON text is checked here, not by the far end's 400."""
+    if not isinstance(payload, str):
+        return payload
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise TaskFailed(f"the {what} payload is not JSON: {exc}", non_retryable=True) from None
+
+
+class SlackIncomingWebhook(Task):
+    """Post `payload` (Slack's JSON, as text or a mapping) or plain `messageText`."""
+
+    types = ("io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
+             "io.kestra.plugin.slack.notifications.SlackIncomingWebhook",
+             "io.kestra.plugin.slack.SlackIncomingWebhook")
+
+    url: Annotated[str, Dynamic] = Field(min_length=1)
+    payload: Annotated[str | dict[str, Any] | None, Dynamic] = None
+    message_text: Annotated[str | None, Dynamic] = None
+    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+
+    @model_validator(mode="after")
+    def _something_to_say(self) -> SlackIncomingWebhook:
+        if self.payload is None and self.message_text is None:
+            raise ValueError("give 'payload' (Slack's JSON message) or 'messageText'")
+        return self
+
+    async def run(self, ctx: RunContext) -> Output:
+        if self.payload is not None:
+            payload = json_payload(self.payload, "Slack")
+        else:
+            payload = {"text": self.message_text}
+        ctx.logger.debug(f"Slack webhook payload: {json.dumps(payload, ensure_ascii=False)}")
+        await post_json("the Slack message", self.url, payload, self.options,
+                        clock=ctx.clock, note=ctx.logger.warning)
+        return None
+
+
+def _escape(text: str) -> str:
+    """Slack's mrkdwn gives &, < and > a meaning: user text must not open a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(summary: ExecutionSummary) -> dict[str, Any]:
+    title = _escape(summary.title)
+    heading = f"*<{summary.link}|{title}>*" if summary.link else f"*{title}*"
+    text = f"{heading}\n> {_escape(summary.headline)}"
+    blocks: list[dict[str, Any]] = []
+    if summary.custom_message:
+        blocks.append({"type": "section",
+                       "text": {"type": "mrkdwn", "text": _escape(summary.custom_message)}})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if summary.error:
+        blocks.append({"type": "section",
+                       "text": {"type": "mrkdwn", "text": f"```{_escape(summary.error)}```"}})
+    fields = [{"title": name, "value": value, "short": True} for name, value in summary.facts()]
+    if summary.error:
+        fields.append({"title": "Error", "value": summary.error, "short": False})
+    attachment: dict[str, Any] = {"color": summary.color, "fields": fields,
+                                  "ts": int(summary.start.timestamp())}
+    if summary.link:
+        attachment["title_link"] = summary.link
+    return {"text": text, "blocks": blocks, "attachments": [attachment]}
+
+
+class SlackExecution(ExecutionAlert):
+    """Kestra's SlackExecution: the execution's flow, state, failed task, error and link."""
+
+    types = ("io.kestra.plugin.notifications.slack.SlackExecution",
+             "io.kestra.plugin.slack.notifications.SlackExecution",
+             "io.kestra.plugin.slack.SlackExecution")
+    alert_channel: ClassVar[str] = "slack"
+
+    url: Annotated[str, Dynamic] = Field(min_length=1)
+    channel: Annotated[str | None, Dynamic] = None
+    username: Annotated[str | None, Dynamic] = None
+    icon_url: Annotated[str | None, Dynamic] = None
+    icon_emoji: Annotated[str | None, Dynamic] = None
+    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
+                           ) -> None:
+        message = slack_message(summary)
+        for key, value in (("channel", self.channel), ("username", self.username),
+                           ("icon_url", self.icon_url), ("icon_emoji", self.icon_emoji)):
+            if value is not None:
+                message[key] = value
+        await post_json("the Slack message", self.url, message, self.options,
+                        clock=runtime.clock, note=note)

@@ -1,0 +1,83 @@
+"""Microsoft Teams incoming webhooks: a payload written by the flow, or the execution card."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import Field
+
+from daemon.context import RunContext
+from daemon.plugin import Dynamic, Output, Task
+from tasks.notifications.delivery import Note, RequestOptions, post_json
+from tasks.notifications.slack import json_payload
+from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
+
+if TYPE_CHECKING:
+    from daemon.runtime import Runtime
+
+_COLOURS = {"good": "2E7D32", "warning": "EF6C00", "danger": "C62828"}
+
+
+class TeamsIncomingWebhook(Task):
+    """Post a Teams card (`payload`, as JSON text or a mapping) to a channel webhook."""
+
+    types = ("io.kestra.plugin.notifications.teams.TeamsIncomingWebhook",)
+
+    url: Annotated[str, Dynamic] = Field(min_length=1)
+    payload: Annotated[str | dict[str, Any], Dynamic]
+    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+
+    async def run(self, ctx: RunContext) -> Output:
+        payload = json_payload(self.payload, "Teams")
+        ctx.logger.debug(f"Teams webhook payload: {json.dumps(payload, ensure_ascii=False)}")
+        await post_json("the Teams message", self.url, payload, self.options,
+                        clock=ctx.clock, note=ctx.logger.warning)
+        return None
+
+
+def teams_card(summary: ExecutionSummary, theme_color: str | None, activity_title: str | None,
+               activity_subtitle: str | None) -> dict[str, Any]:
+    """A MessageCard, the format Teams' incoming webhooks (and Kestra's template) use."""
+    section: dict[str, Any] = {
+        "activityTitle": activity_title or summary.title,
+        "activitySubtitle": activity_subtitle or summary.headline,
+        "facts": [{"name": name, "value": value} for name, value in summary.facts()],
+        "markdown": True,
+    }
+    text = [summary.custom_message] if summary.custom_message else []
+    if summary.error:
+        text.append(f"Error: {summary.error}")
+    if text:
+        section["text"] = "\n\n".join(text)
+    card: dict[str, Any] = {
+        "@type": "MessageCard",
+        "@context": "http://schema.org/extensions",
+        "themeColor": theme_color or _COLOURS[summary.color],
+        "summary": f"{summary.title}: {summary.headline}",
+        "sections": [section],
+    }
+    if summary.link:
+        card["potentialAction"] = [{"@type": "OpenUri", "name": "See the execution",
+                                    "targets": [{"os": "default", "uri": summary.link}]}]
+    return card
+
+
+class TeamsExecution(ExecutionAlert):
+    """Kestra's TeamsExecution: a card with the execution's state, failed task and error."""
+
+    types = ("io.kestra.plugin.notifications.teams.TeamsExecution",)
+    alert_channel: ClassVar[str] = "teams"
+
+    url: Annotated[str, Dynamic] = Field(min_length=1)
+    theme_color: Annotated[str | None, Dynamic] = None
+    activity_title: Annotated[str | None, Dynamic] = None
+    activity_subtitle: Annotated[str | None, Dynamic] = None
+    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
+                           ) -> None:
+        card = teams_card(summary, self.theme_color, self.activity_title,
+                          self.activity_subtitle)
+        await post_json("the Teams message", self.url, card, self.options,
+                        clock=runtime.clock, note=note)

@@ -1,0 +1,309 @@
+"""Real `podium serve` processes sharing one PostgreSQL: the load test of issue #7 (10,000
+webhook events across three nodes, exactly once, also with a node killed half-way) and a
+node killed with SIGKILL in the middle of a task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from daemon.model import derived_id
+from tests import services
+from tests.cluster_helpers import fresh_database
+from tests.daemon_process import ROOT, ServeProcess
+
+EVENTS = 10_000
+NODE_ENV = {"PODIUM_HEARTBEAT_INTERVAL": "PT0.5S", "PODIUM_NODE_TIMEOUT": "PT4S",
+            "PODIUM_LOG_LEVEL": "INFO"}
+HOOK = textwrap.dedent("""\
+    id: hook
+    namespace: cluster.load
+    tasks:
+      - id: echo
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ trigger.body.n }}"
+    triggers:
+      - id: in
+        type: io.kestra.plugin.core.trigger.Webhook
+        key: load-key
+    """)
+HOOK_PATH = "/api/v1/executions/webhook/cluster.load/hook/load-key"
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[str]:
+    runner = asyncio.Runner()
+    manager = fresh_database(postgres_dsn)
+    try:
+        yield runner.run(manager.__aenter__())
+    finally:
+        runner.run(manager.__aexit__(None, None, None))
+        runner.close()
+
+
+def query(dsn: str, sql: str, *args: Any) -> list[Any]:
+    async def fetch() -> list[Any]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def start_nodes(tmp_path: Path, dsn: str, flows: Path, count: int) -> list[ServeProcess]:
+    nodes = []
+    for _ in range(count):
+        node = ServeProcess(tmp_path, flows, tmp_path / "data", env=NODE_ENV,
+                            args=("--store", dsn))
+        nodes.append(node.start())
+        node.wait_line("joined the cluster")
+    return nodes
+
+
+def stop_all(nodes: list[ServeProcess]) -> None:
+    for node in nodes:
+        if node.proc is not None and node.proc.poll() is None:
+            node.stop()
+
+
+def send(nodes: list[ServeProcess], prefix: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "webhook_sender.py"), "--count", str(EVENTS),
+         "--concurrency", "24", "--deadline", "400", "--prefix", prefix, "--path", HOOK_PATH,
+         *(f"http://127.0.0.1:{n.port}" for n in nodes)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def finish(sender: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = sender.communicate(timeout=420)
+    assert sender.returncode == 0, f"sender failed ({sender.returncode}): {err}\n{out[-2000:]}"
+    result: dict[str, Any] = json.loads(out)
+    assert result["sent"] == EVENTS and not result["failed"], result["failed"][:10]
+    return result
+
+
+def wait_all_ended(dsn: str, timeout: float = 300) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = query(dsn, "SELECT state, count(*) AS n FROM executions GROUP BY state")
+        states = {r["state"]: r["n"] for r in rows}
+        unfinished = sum(n for s, n in states.items() if s not in
+                         ("SUCCESS", "FAILED", "WARNING", "KILLED", "CANCELLED"))
+        if unfinished == 0 and sum(states.values()) >= EVENTS:
+            return states
+        assert time.monotonic() < deadline, f"executions did not end: {states}"
+        time.sleep(0.5)
+
+
+def check_exactly_once(dsn: str, prefix: str) -> None:
+    ids = {derived_id("cluster.load", "hook", "in", f"{prefix}{i}") for i in range(EVENTS)}
+    rows = query(dsn, "SELECT id, state FROM executions")
+    stored = [r["id"] for r in rows]
+    assert len(stored) == len(set(stored)) == EVENTS, "one execution per event"
+    assert set(stored) == ids, "every event has its execution (none lost)"
+    assert {r["state"] for r in rows} == {"SUCCESS"}
+    runs = query(dsn, "SELECT execution_id, count(*) AS n FROM task_runs "
+                      "GROUP BY execution_id HAVING count(*) <> 1")
+    assert runs == [], f"executions whose task ran more than once: {runs[:5]}"
+    runs_total = query(dsn, "SELECT count(*) AS n FROM task_runs")[0]["n"]
+    assert runs_total == EVENTS
+
+
+@pytest.mark.timeout(900)
+def test_ten_thousand_webhooks_across_three_nodes_run_exactly_once(
+        tmp_path: Path, database: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "hook.yaml").write_text(HOOK)
+    nodes = start_nodes(tmp_path, database, flows, 3)
+    try:
+        finish(send(nodes, "calm-"))
+        wait_all_ended(database)
+        check_exactly_once(database, "calm-")
+        owners = query(database, "SELECT owner, count(*) AS n FROM executions GROUP BY owner")
+        assert len(owners) == 3, f"all three nodes ran executions: {owners}"
+    finally:
+        stop_all(nodes)
+
+
+@pytest.mark.timeout(900)
+def test_ten_thousand_webhooks_with_a_node_killed_half_way(
+        tmp_path: Path, database: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "hook.yaml").write_text(HOOK)
+    nodes = start_nodes(tmp_path, database, flows, 3)
+    try:
+        sender = send(nodes, "storm-")
+        deadline = time.monotonic() + 300
+        while query(database, "SELECT count(*) AS n FROM executions")[0]["n"] < EVENTS // 2:
+            assert sender.poll() is None or sender.returncode == 0
+            assert time.monotonic() < deadline, "half the events never arrived"
+            time.sleep(0.1)
+        nodes[1].kill()
+        finish(sender)
+        wait_all_ended(database)
+        check_exactly_once(database, "storm-")
+        taken = "\n".join(nodes[0].lines + nodes[2].lines)
+        assert "stopped heartbeating" in taken, "a survivor noticed the dead node"
+    finally:
+        stop_all(nodes)
+
+
+SIGKILL_FLOW = """\
+id: careful
+namespace: cluster.kill
+inputs:
+  - id: dir
+    type: STRING
+tasks:
+  - id: before
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - echo ran >> {{ inputs.dir }}/before
+  - id: slow
+    type: io.kestra.plugin.scripts.shell.Commands
+    retry:
+      type: constant
+      interval: PT0.2S
+      maxAttempts: 3
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - echo attempt >> {{ inputs.dir }}/slow
+      - sleep 2
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_node_killed_mid_task_leaves_its_execution_to_another(
+        tmp_path: Path, database: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "careful.yaml").write_text(SIGKILL_FLOW)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (first,) = start_nodes(tmp_path, database, flows, 1)
+    second = None
+    try:
+        boundary = "podiumtest"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"dir\"\r\n\r\n"
+                f"{marks}\r\n--{boundary}--\r\n").encode()
+        status, doc = first.request(
+            "POST", "/api/v1/executions/cluster.kill/careful", body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert status == 200, doc
+        deadline = time.monotonic() + 60
+        while not (marks / "slow").exists():
+            assert time.monotonic() < deadline, "the slow task never started"
+            time.sleep(0.05)
+        (second,) = start_nodes(tmp_path, database, flows, 1)
+        first.kill()  # SIGKILL, mid-task
+        final = second.wait_execution(doc["id"], {"SUCCESS", "FAILED", "KILLED"},
+                                      timeout=60)
+        assert final["state"]["current"] == "SUCCESS", final
+        assert (marks / "before").read_text() == "ran\n", "the finished task did not rerun"
+        assert (marks / "slow").read_text() == "attempt\nattempt\n", \
+            "the interrupted task was retried once, per its policy"
+        runs = {tr["taskId"]: tr for tr in final["taskRunList"]}
+        assert len(runs["before"]["attempts"]) == 1
+        assert len(runs["slow"]["attempts"]) == 2
+        owner = query(database, "SELECT owner FROM executions WHERE id = $1", doc["id"])
+        assert owner[0]["owner"] != owner_of(first)
+    finally:
+        if second is not None:
+            second.stop()
+        stop_all([first])
+
+
+def owner_of(node: ServeProcess) -> str:
+    line = node.wait_line("joined the cluster")
+    return line.split("node ", 1)[1].split(" joined", 1)[0]
+
+
+NAPS = """\
+id: naps
+namespace: cluster.pg
+inputs:
+  - id: n
+    type: INT
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT2S
+  - id: done
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.n }}"
+"""
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[services.PostgresServer]:
+    with services.postgres_server() as server:
+        yield server
+
+
+def start_naps(node: ServeProcess, n: int) -> str:
+    boundary = "podiumtest"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n"
+            f"{n}\r\n--{boundary}--\r\n").encode()
+    status, doc = node.request("POST", "/api/v1/executions/cluster.pg/naps", body,
+                               {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, doc
+    return str(doc["id"])
+
+
+@pytest.mark.timeout(240)
+def test_postgres_restarted_while_executions_run(
+        tmp_path: Path, restartable_postgres: services.PostgresServer) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "naps.yaml").write_text(NAPS)
+    dsn = restartable_postgres.dsn
+    nodes = start_nodes(tmp_path, dsn, flows, 2)
+    try:
+        before = [start_naps(nodes[i % 2], i) for i in range(8)]
+        deadline = time.monotonic() + 60
+        while query(dsn, "SELECT count(*) AS n FROM executions WHERE state = 'RUNNING'"
+                    )[0]["n"] < 4:
+            assert time.monotonic() < deadline, "executions never started"
+            time.sleep(0.05)
+        restartable_postgres.restart()  # mid-Sleep for those running
+        after = []
+        for i in range(8, 12):  # right after the restart: the nodes reconnect to take them
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    after.append(start_naps(nodes[i % 2], i))
+                    break
+                except AssertionError:
+                    assert time.monotonic() < deadline, "the node never took events again"
+                    time.sleep(0.2)
+        for node in nodes:
+            assert node.proc is not None and node.proc.poll() is None, node.output()
+        for execution_id in before + after:
+            final = nodes[0].wait_execution(execution_id, {"SUCCESS", "FAILED", "KILLED"},
+                                            timeout=120)
+            assert final["state"]["current"] == "SUCCESS", final
+            assert [tr["taskId"] for tr in final["taskRunList"]] == ["nap", "done"]
+            assert final["taskRunList"][1]["outputs"] == {
+                "value": str((before + after).index(execution_id))}
+        assert len(query(dsn, "SELECT id FROM executions")) == 12
+        log = "\n".join(nodes[0].lines + nodes[1].lines)
+        assert "reachable again" in log or "connection is back" in log, log[-3000:]
+    finally:
+        stop_all(nodes)
