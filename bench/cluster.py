@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,7 @@ def run(label: str, store_url: str, nodes: int, events: int, concurrency: int,
     procs = []
     try:
         for _ in range(nodes):
-            node = ServeProcess(work, flows, work / "data", args=("--store", store_url),
-                                env={"PODIUM_LOG_LEVEL": "WARNING"})
+            node = ServeProcess(work, flows, work / "data", args=("--store", store_url))
             procs.append(node.start())
         prefix = f"{label}-"
         sender = subprocess.run(
@@ -122,6 +122,12 @@ def run(label: str, store_url: str, nodes: int, events: int, concurrency: int,
             proc.stop()
 
 
+async def on_fresh_database(server: str, job: Callable[[str], dict[str, Any]]
+                            ) -> dict[str, Any]:
+    async with fresh_database(server) as url:
+        return await asyncio.to_thread(job, url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=3000)
@@ -133,13 +139,9 @@ def main() -> None:
         results.append(run("sqlite", str(base / "sqlite" / "podium.db"), 1, args.events,
                            args.concurrency, base))
         for nodes in (1, 2, 3):
-            manager = fresh_database(server)
-            url = asyncio.run(manager.__aenter__())
-            try:
-                results.append(run(f"pg{nodes}", url, nodes, args.events, args.concurrency,
-                                   base))
-            finally:
-                asyncio.run(manager.__aexit__(None, None, None))
+            results.append(asyncio.run(on_fresh_database(
+                server, lambda url, n=nodes: run(f"pg{n}", url, n, args.events,
+                                                 args.concurrency, base))))
     print(f"\n{args.events} webhook events, {args.concurrency} concurrent senders, "
           f"{os.cpu_count()} cores")
     print(f"{'store':<22}{'nodes':>6}{'executions/s':>14}{'p50 ms':>10}{'p99 ms':>10}  states")

@@ -35,6 +35,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from daemon.errors import PodiumError
 from daemon.flow import Flow, load_flow
 from daemon.model import Execution
@@ -59,12 +61,13 @@ UNFINISHED = [s.value for s in State if not s.terminated]
 
 # $4: flows with a concurrency limit whose lease another node holds (namespace US flow id)
 _CLAIM = f"""
-    UPDATE executions SET owner = $1
+    UPDATE executions e SET owner = $1
     WHERE id IN (SELECT id FROM executions
                  WHERE {UNOWNED_UNFINISHED} AND state = ANY($2::text[])
                    AND NOT (namespace || chr(31) || flow_id = ANY($4::text[]))
                  ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING id"""
+    RETURNING id, doc,
+        EXISTS (SELECT 1 FROM task_runs t WHERE t.execution_id = e.id) AS has_runs"""
 _CLAIM_ONE = """
     UPDATE executions SET owner = $1
     WHERE id = (SELECT id FROM executions
@@ -337,8 +340,9 @@ class Cluster:
                 while (room := self._room()) > 0:
                     rows = await self.pool.fetch(_CLAIM, self.node_id, UNFINISHED,
                                                  min(room, CLAIM_BATCH), others)
-                    for row in rows:
-                        await self._adopt(row["id"])
+                    # A new execution comes with its doc; one that ran before (taken
+                    # over, restarted, replayed) is read again with its task runs.
+                    await asyncio.gather(*(self._adopt(row) for row in rows))
                     if len(rows) < min(room, CLAIM_BATCH):
                         break
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
@@ -369,10 +373,13 @@ class Cluster:
                 finally:
                     self._pinned.discard(uid)
 
-    async def _adopt(self, execution_id: str) -> None:
-        doc = await self.store.get_execution(execution_id)
-        if doc is None:
-            return
+    async def _adopt(self, row: Any) -> None:
+        if row["has_runs"]:
+            doc = await self.store.get_execution(row["id"])
+            if doc is None:
+                return
+        else:
+            doc = {**orjson.loads(row["doc"]), "taskRunList": []}
         await self.runtime.adopt(Execution.from_json(doc))
 
     async def claim_one(self, execution_id: str) -> bool:
