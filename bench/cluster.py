@@ -4,7 +4,7 @@ one PostgreSQL, beside one node on the embedded SQLite store.
     .venv/bin/python bench/cluster.py [--events 3000] [--concurrency 24]
 
 Each run starts fresh nodes (a private PostgreSQL for the cluster runs, its own database
-per run), sends the webhook events from a second process (bench/webhook_sender.py, round
+per run), sends the webhook events from a second process (tests/webhook_sender.py, round
 robin over the nodes, each event with its Idempotency-Key), and waits until every
 execution has ended. Throughput is events / (first send -> last execution ended); latency
 is from the moment an event's POST was sent to its execution's RUNNING time as stored.
@@ -97,7 +97,7 @@ def run(label: str, store_url: str, nodes: int, events: int, concurrency: int,
             procs.append(node.start())
         prefix = f"{label}-"
         sender = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "webhook_sender.py"), "--count",
+            [sys.executable, str(ROOT / "tests" / "webhook_sender.py"), "--count",
              str(events), "--concurrency", str(concurrency), "--prefix", prefix, "--path",
              PATH, *(f"http://127.0.0.1:{p.port}" for p in procs)],
             capture_output=True, text=True, check=True)

@@ -80,7 +80,7 @@ def stop_all(nodes: list[ServeProcess]) -> None:
 
 def send(nodes: list[ServeProcess], prefix: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "webhook_sender.py"), "--count", str(EVENTS),
+        [sys.executable, str(ROOT / "tests" / "webhook_sender.py"), "--count", str(EVENTS),
          "--concurrency", "24", "--deadline", "400", "--prefix", prefix, "--path", HOOK_PATH,
          *(f"http://127.0.0.1:{n.port}" for n in nodes)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

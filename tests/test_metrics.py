@@ -4,9 +4,9 @@ execution's metrics.
 
 Every scrape is parsed with prometheus_client's parser and checked against the rules
 `promtool check metrics` applies (HELP and TYPE for each family, `_total` only and always
-on counters, base units in names, cumulative histogram buckets that end at `_count`).
-promtool itself comes with Debian's `prometheus` package (19 MB download, 96 MB
-installed, a whole server), which these tests do not install.
+on counters, base units in names, cumulative histogram buckets that end at `_count`), and
+by promtool itself: .ci/ensure-packages takes the binary out of Debian's `prometheus`
+package into .venv/bin (installing the package would also start a Prometheus server).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
+import sys
 import textwrap
 import uuid
 from collections.abc import Awaitable, Callable
@@ -143,11 +145,31 @@ def histogram_problems(name: str, samples: list[Any]) -> list[str]:
     return problems
 
 
+def promtool() -> str:
+    found = shutil.which("promtool") or shutil.which("promtool", path=str(
+        Path(sys.executable).parent))
+    if found is None:
+        pytest.fail("promtool not found: run `bash .ci/ensure-packages` (it extracts it from "
+                    "Debian's `prometheus` package into .venv/bin)", pytrace=False)
+    return found
+
+
+async def promtool_check(text: str) -> str:
+    """promtool's verdict on a scrape: "" when it has nothing to say."""
+    binary = await asyncio.to_thread(promtool)
+    proc = await asyncio.create_subprocess_exec(
+        binary, "check", "metrics", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate(text.encode())
+    return "" if proc.returncode == 0 else f"exit {proc.returncode}: {out.decode()}"
+
+
 async def scrape(url: str, **kwargs: Any) -> dict[Series, float]:
     status, text, response = await call("GET", f"{url}/metrics", **kwargs)
     assert status == 200, text
     assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert lint(text) == []
+    assert await promtool_check(text) == ""
     return parse(text)
 
 
@@ -277,13 +299,13 @@ async def test_script_metrics_appear_with_their_tags(h: Harness) -> None:
         assert execution.state.current == State.SUCCESS
         after = await scrape(url)
     where = {"namespace": "metrics.test", "flow": "etl", "task": "load"}
-    assert value(after, "podium_task_counter_total", **where, name="rows", tag_table="trips",
+    assert value(after, "podium_task_metric_total", **where, name="rows", tag_table="trips",
                  tag_bad_key_x="1") == 7
-    assert value(after, "podium_task_counter_total", **where, name="rows",
+    assert value(after, "podium_task_metric_total", **where, name="rows",
                  tag_table="zones") == 1
     assert value(after, "podium_task_timer_seconds_count", **where, name="took") == 2
     assert value(after, "podium_task_timer_seconds_sum", **where, name="took") == 2.0
-    assert value(after, "podium_task_gauge", **where, name="left") == -2
+    assert value(after, "podium_task_metric_value", **where, name="left") == -2
     assert value(after, "podium_task_metric_series_dropped_total") == 0
 
 
@@ -294,7 +316,7 @@ async def test_task_metric_series_past_the_limit_are_dropped_and_counted(
         await h.run(SCRIPT)  # 4 series: rows/trips, took, left, rows/zones
         after = await scrape(url)
     families = {name for name, _ in after}
-    assert "podium_task_gauge" not in families
+    assert "podium_task_metric_value" not in families
     assert value(after, "podium_task_metric_series_dropped_total") == 2
     assert [r.getMessage() for r in caplog.records if r.name == "daemon.metrics"] == [
         "task metrics: 2 series are exported already; new ones (such as left of "

@@ -143,12 +143,12 @@ def _task_families(m: Metrics) -> Iterator[Metric]:
     """Script metrics: each series has its own tag labels, so the families are built
     sample by sample rather than with one fixed label list."""
     kinds: tuple[tuple[str, str, str, Mapping[TaskSeries, Any]], ...] = (
-        ("podium_task_counter", "counter", "Counters sent by tasks (scripts' Kestra.counter), "
+        ("podium_task_metric", "counter", "Counters sent by tasks (scripts' Kestra.counter), "
          "summed per flow, task, name and tags", m.task_counters),
         ("podium_task_timer_seconds", "summary", "Timers sent by tasks (scripts' "
          "Kestra.timer): how many and their total", m.task_timers),
-        ("podium_task_gauge", "gauge", "Gauges sent by tasks: the last value per flow, task, "
-         "name and tags", m.task_gauges))
+        ("podium_task_metric_value", "gauge", "Gauges sent by tasks: the last value per "
+         "flow, task, name and tags", m.task_gauges))
     for name, kind, help_text, table in kinds:
         family = Metric(name, help_text, kind)
         for (namespace, flow, task_id, metric, tags), value in table.items():

@@ -2,7 +2,7 @@
 is concerned: every event carries its own Idempotency-Key, and a request that fails (the
 node died, the connection dropped) is sent again to the next node with the same key.
 
-    .venv/bin/python bench/webhook_sender.py --count 10000 --concurrency 32 \\
+    .venv/bin/python tests/webhook_sender.py --count 10000 --concurrency 32 \\
         --path /api/v1/executions/webhook/ns/flow/key URL [URL ...]
 
 Prints one JSON line: {"sent": N, "failed": [...], "seconds": s, "sent_at": {key: epoch}}.
