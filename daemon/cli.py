@@ -59,17 +59,21 @@ def _parser() -> argparse.ArgumentParser:
                                    help="check flow files; every error as file:line:col")
     validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
 
-    executions = commands.add_parser("executions", parents=[common],
+    stored = argparse.ArgumentParser(add_help=False, parents=[common])
+    stored.add_argument("--store", default=None,
+                        help="the store to read: a postgresql:// URL or a SQLite file "
+                             "(default: $PODIUM_STORE, else the data directory's)")
+    executions = commands.add_parser("executions", parents=[stored],
                                      help="list and inspect stored executions")
     sub = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", parents=[common], help="one line per execution")
+    listing = sub.add_parser("list", parents=[stored], help="one line per execution")
     listing.add_argument("--namespace")
     listing.add_argument("--flow-id")
     listing.add_argument("--state", action="append")
     listing.add_argument("--limit", type=int, default=50)
-    show = sub.add_parser("show", parents=[common], help="an execution as JSON")
+    show = sub.add_parser("show", parents=[stored], help="an execution as JSON")
     show.add_argument("id")
-    logs = sub.add_parser("logs", parents=[common], help="an execution's logs")
+    logs = sub.add_parser("logs", parents=[stored], help="an execution's logs")
     logs.add_argument("id")
     logs.add_argument("--level", default=None, help="minimum level (TRACE..ERROR)")
 
@@ -304,7 +308,8 @@ class Progress:
 
 async def _executions(args: argparse.Namespace) -> int:
     from daemon.store import open_store
-    store = open_store(args.data_dir)
+    store = open_store(args.store or os.environ.get("PODIUM_STORE")
+                       or args.data_dir or default_data_dir())
     await store.open()
     try:
         if args.action == "list":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,3 +152,31 @@ def test_default_data_dir_is_stated_in_help(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "daemon", "--help"], capture_output=True,
                             text=True, env=env, cwd=ROOT)
     assert f"now {tmp_path / 'from-env'})" in " ".join(result.stdout.split())
+
+
+def test_executions_list_reads_a_postgresql_store(tmp_path: Path, postgres_dsn: str) -> None:
+    from daemon.model import Execution, new_id
+    from daemon.state import State, StateHistory
+    from daemon.store import open_store
+    from tests.cluster_helpers import fresh_database
+
+    execution = Execution(id=new_id(), namespace="ns", flow_id="f", flow_revision=1,
+                          state=StateHistory(State.CREATED, datetime.now(UTC)))
+    execution.state.set(State.SUCCESS, datetime.now(UTC))
+
+    async def scenario() -> subprocess.CompletedProcess[str]:
+        async with fresh_database(postgres_dsn) as dsn:
+            store = open_store(dsn)
+            async with store:
+                await store.save_execution(execution.to_json(task_runs=False))
+            return await asyncio.to_thread(podium, "executions", "list", "--store", dsn,
+                                           data_dir=tmp_path / "data")
+
+    listing = asyncio.run(scenario())
+    assert listing.returncode == 0, listing.stderr
+    [line] = listing.stdout.splitlines()
+    assert line.startswith(f"{execution.id}  ns  f  SUCCESS")
+    bad = podium("executions", "list", "--store", "postgresql://db:port/x",
+                 data_dir=tmp_path / "data")
+    assert bad.returncode != 0
+    assert bad.stderr.startswith("podium: ") and "Traceback" not in bad.stderr
