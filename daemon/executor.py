@@ -94,6 +94,11 @@ class ExecutionRunner:
             state = exit_.state
             await self._kill_unfinished()
         except asyncio.CancelledError:
+            if self.runtime.handing_over:
+                # Left as a crash would leave it: another node resumes it, retrying the
+                # interrupted task run per its policy.
+                await asyncio.shield(self.runtime.store.flush())
+                raise
             await asyncio.shield(self._finish_killed())
             raise
         except StoreError as exc:
@@ -122,7 +127,8 @@ class ExecutionRunner:
         except ExitRequested:
             result = State.SUCCESS  # the execution has ended already: nothing left to exit
         except asyncio.CancelledError:
-            await asyncio.shield(self._save_final())
+            if not self.runtime.handing_over:
+                await asyncio.shield(self._save_final())
             raise
         if ex.state.current != final:  # a Pause in there moved it; the final state stands
             ex.state.set(final, self.runtime.clock.now())
@@ -385,9 +391,10 @@ class ExecutionRunner:
             try:
                 outputs = await self._attempt(await self._render(task, ctx), ctx)
             except asyncio.CancelledError:
-                attempt.set(State.KILLED, clock.now())
-                self._set_state(tr, State.KILLED)
-                await asyncio.shield(self._save_run(tr))
+                if not self.runtime.handing_over:
+                    attempt.set(State.KILLED, clock.now())
+                    self._set_state(tr, State.KILLED)
+                    await asyncio.shield(self._save_run(tr))
                 await asyncio.shield(ctx.cleanup())
                 raise
             except ExitRequested as exit_:

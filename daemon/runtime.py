@@ -90,6 +90,8 @@ class Runtime:
         # and the cluster through which executions are claimed instead of started here.
         self.node_id: str | None = None
         self.cluster: Cluster | None = None
+        # Set while a cluster node stops: interrupted executions are left for another node.
+        self.handing_over = False
         # Public address of the UI (the `url` setting), for links in notifications.
         self.public_url: str | None = None
         # Idempotent submissions in progress here, by execution id.
@@ -530,9 +532,15 @@ class Runtime:
         """
         self._closers.setdefault(key, closer)
 
-    async def close(self) -> None:
+    async def close(self, *, hand_over: bool = False) -> None:
         """Kill what runs (stored KILLED); queued executions stay QUEUED for the next start;
-        then plug-ins' resources are closed."""
+        then plug-ins' resources are closed.
+
+        With `hand_over` (a cluster node shutting down) running executions are interrupted
+        without being stored KILLED, as a crash would leave them, so that another node
+        resumes them; the interrupted task runs are retried per their policy there.
+        """
+        self.handing_over = hand_over
         for job in list(self._running.values()):
             job.cancel()
         if self._running:

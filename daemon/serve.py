@@ -183,8 +183,14 @@ class Daemon:
             async with asyncio.timeout(grace):
                 await runtime.drain()
         except TimeoutError:
-            log.warning("grace period over: killing %d running executions", runtime.running)
-        await _bounded(runtime.close(), KILL_TIMEOUT, "killing executions")
+            if runtime.cluster is not None:
+                log.warning("grace period over: handing %d running executions over to the "
+                            "cluster", runtime.running)
+            else:
+                log.warning("grace period over: killing %d running executions",
+                            runtime.running)
+        await _bounded(runtime.close(hand_over=runtime.cluster is not None), KILL_TIMEOUT,
+                       "killing executions")
 
     async def _reload_config(self, flows: FlowDirectory, runtime: Runtime) -> None:
         log.info("SIGHUP: reloading configuration and flows")

@@ -422,3 +422,31 @@ async def test_a_draining_node_keeps_its_executions(
     rows = await execution_rows(dsn)
     assert [r["owner"] for r in rows] == ["a"]
     assert b.runtime.stats["SUCCESS"] == 0, "b did not take over a live, draining node"
+
+
+async def test_a_node_stopping_past_its_grace_hands_its_executions_over(
+        nodes: Callable[..., Awaitable[Node]], dsn: str, tmp_path: Path,
+        plugins: Plugins) -> None:
+    a = await Node("a", dsn, tmp_path / "data", plugins).start()
+    await add_flow(a, SLEEPY.replace("PT0.3S", "PT2S"))
+    await loaded(a, "sleepy")
+    execution = await a.runtime.submit(a.runtime.flows[("cluster.test", "sleepy")], {"n": 5})
+
+    async def running_on_a() -> bool:
+        return execution.id in a.runtime._running
+
+    await until(running_on_a, "a runs it")
+    b = await nodes("b")
+    # SIGTERM on a and its grace period over: interrupted, not stored KILLED; a leaves.
+    await a.triggers.stop_all()
+    await a.cluster.stop_claiming()
+    await a.runtime.close(hand_over=True)
+    await a.cluster.stop()
+    await a.cluster.leave()
+    await a.store.close()
+    final = await b.runtime.wait(execution.id)
+    assert final.state.current == State.SUCCESS
+    runs = {tr.task_id: tr for tr in final.task_runs}
+    assert runs["out"].outputs == {"value": "5"}
+    assert [r["owner"] for r in await execution_rows(dsn)] == ["b"]
+    assert State.KILLED not in [state for state, _ in final.state.histories]
