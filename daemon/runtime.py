@@ -516,6 +516,10 @@ class Runtime:
     def running(self) -> int:
         return len(self._running)
 
+    def runs_here(self, execution_id: str) -> bool:
+        """Queued or running in this process (in a cluster, another node may run it)."""
+        return execution_id in self._running or execution_id in self._ended
+
     @property
     def starting(self) -> int:
         """Admitted and about to run, or queued here by a concurrency limit."""

@@ -307,3 +307,70 @@ def test_postgres_restarted_while_executions_run(
         assert "reachable again" in log or "connection is back" in log, log[-3000:]
     finally:
         stop_all(nodes)
+
+
+CHATTY = """\
+id: chatty
+namespace: cluster.follow
+tasks:
+  - id: first
+    type: io.kestra.plugin.core.log.Log
+    message: before the nap
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT4S
+  - id: last
+    type: io.kestra.plugin.core.log.Log
+    message: after the nap
+"""
+
+
+def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
+    """(id or event, data) of each server-sent event until the stream ends."""
+    import urllib.request
+
+    events: list[tuple[str, str]] = []
+    with urllib.request.urlopen(node.url(path), timeout=60) as response:
+        name, data = "", ""
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith(("id: ", "event: ")):
+                name = line.split(": ", 1)[1]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif line == "" and data:
+                events.append((name, data))
+                name, data = "", ""
+    return events
+
+
+@pytest.mark.timeout(120)
+def test_an_execution_another_node_runs_is_followed_live(
+        tmp_path: Path, database: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "chatty.yaml").write_text(CHATTY)
+    (runner,) = start_nodes(tmp_path, database, flows, 1)
+    nodes = [runner]
+    try:
+        doc = runner.create_execution("cluster.follow", "chatty")
+        runner.wait_execution(doc["id"], {"RUNNING"})
+        (watcher,) = start_nodes(tmp_path, database, flows, 1)
+        nodes.append(watcher)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            states = pool.submit(read_events, watcher,
+                                 f"/api/v1/executions/{doc['id']}/follow")
+            logs = pool.submit(read_events, watcher, f"/api/v1/logs/{doc['id']}/follow")
+            state_events, log_events = states.result(90), logs.result(90)
+        last_name, last_data = state_events[-1]
+        assert last_name == "end" and json.loads(last_data)["state"]["current"] == "SUCCESS"
+        assert any(json.loads(d)["state"]["current"] == "RUNNING" for _, d in state_events)
+        messages = [json.loads(d).get("message") for n, d in log_events if n != "end"]
+        assert messages == ["before the nap", "after the nap"]
+        assert log_events[-1][0] == "end"
+        owner = query(database, "SELECT owner FROM executions WHERE id = $1", doc["id"])
+        assert owner[0]["owner"] == owner_of(runner), "the other node ran it"
+    finally:
+        stop_all(nodes)

@@ -26,6 +26,8 @@ from daemon.state import State
 from daemon.store.base import LEVELS
 
 HEARTBEAT = 15.0  # seconds between comment lines that keep proxies open and find dead clients
+# In a cluster, an execution another node runs is followed through the store this often.
+REMOTE_POLL = 0.5
 
 execution_routes = Routes("Executions")
 log_routes = Routes("Logs")
@@ -132,12 +134,15 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
             stream.queue.put_nowait(doc)
 
     unsubscribe = runtime.subscribe(changed)
+    poller: asyncio.Task[None] | None = None
     try:
         await runtime.store.flush()
         doc = await stored_execution(request)
         async with EventStream(request) as stream:
             for item in [doc, *snapshots]:
                 stream.queue.put_nowait(item)
+            if runtime.cluster is not None:
+                poller = asyncio.create_task(_poll_execution(request, stream, doc))
             async for item in stream.items():
                 ended = State(item["state"]["current"]).terminated
                 await stream.send(item, id="end" if ended else "progress")
@@ -145,7 +150,28 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
                     break
     finally:
         unsubscribe()
+        if poller is not None:
+            poller.cancel()
     return stream.response
+
+
+async def _poll_execution(request: web.Request, stream: EventStream,
+                          last: dict[str, Any]) -> None:
+    """A cluster node follows an execution another node runs through the store: its
+    events are published on that node only."""
+    runtime = request.app[RUNTIME]
+    target = request.match_info["executionId"]
+    while True:
+        await asyncio.sleep(REMOTE_POLL)
+        if runtime.runs_here(target):
+            continue  # this node's own events are fresher than the store
+        doc = await runtime.store.get_execution(target)
+        if doc is None:
+            stream.end()
+            return
+        if doc != last:
+            last = doc
+            stream.queue.put_nowait(doc)
 
 
 @log_routes.operation("GET", "/api/v1/logs/{executionId}/follow",
@@ -183,6 +209,7 @@ async def follow_logs(request: web.Request) -> web.StreamResponse:
             stream.queue.put_nowait(item)
 
     unsubscribe = runtime.subscribe(seen)
+    poller: asyncio.Task[None] | None = None
     try:
         await store.flush()
         doc = await stored_execution(request)
@@ -198,6 +225,8 @@ async def follow_logs(request: web.Request) -> web.StreamResponse:
                 stream.queue.put_nowait(item)
             if State(doc["state"]["current"]).terminated:
                 stream.queue.put_nowait(Ended(doc["state"]["current"]))
+            elif runtime.cluster is not None:
+                poller = asyncio.create_task(_poll_logs(request, stream, len(stored)))
             async for item in stream.items():
                 if isinstance(item, Ended):
                     await stream.send({"executionId": target, "state": item.state}, event="end")
@@ -205,7 +234,29 @@ async def follow_logs(request: web.Request) -> web.StreamResponse:
                 await stream.send(item)
     finally:
         unsubscribe()
+        if poller is not None:
+            poller.cancel()
     return stream.response
+
+
+async def _poll_logs(request: web.Request, stream: EventStream, sent: int) -> None:
+    """Log lines of an execution another node of the cluster runs, read from the store."""
+    runtime = request.app[RUNTIME]
+    target = request.match_info["executionId"]
+    level = min_level(request.query)
+    task_run_id = request.query.get("taskRunId")
+    while True:
+        await asyncio.sleep(REMOTE_POLL)
+        if runtime.runs_here(target):
+            continue
+        doc = await runtime.store.get_execution(target)
+        lines = await runtime.store.logs(target, task_run_id=task_run_id, min_level=level)
+        for line in lines[sent:]:
+            stream.queue.put_nowait(line)
+        sent = max(sent, len(lines))
+        if doc is None or State(doc["state"]["current"]).terminated:
+            stream.queue.put_nowait(Ended(doc["state"]["current"] if doc else "KILLED"))
+            return
 
 
 def _key(line: dict[str, Any]) -> bytes:
