@@ -126,6 +126,11 @@ class ExecutionRunner:
             result = await self.run_list(self.flow.after_execution, Scope())
         except ExitRequested:
             result = State.SUCCESS  # the execution has ended already: nothing left to exit
+        except StoreError as exc:
+            log.error("execution %s of %s.%s: afterExecution stopped, the store refused a "
+                      "write: %s", ex.id, ex.namespace, ex.flow_id, exc)
+            self._unsaved = True
+            result = State.FAILED
         except asyncio.CancelledError:
             if not self.runtime.handing_over:
                 await asyncio.shield(self._save_final())

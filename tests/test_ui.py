@@ -104,7 +104,7 @@ def log(task_id: str, indent: int, depends: list[str] | None = None) -> str:
 
 def big_flow() -> str:
     """Over 100 tasks: a DAG with long edges, Parallel, If, Switch, ForEach, nested groups,
-    errors and finally, and two triggers."""
+    errors, finally, afterExecution, and two triggers."""
     ids = (f"t{i}" for i in itertools.count())
     out = [BIG_FLOW_HEAD]
     dag = [next(ids) for _ in range(40)]
@@ -131,6 +131,8 @@ def big_flow() -> str:
     out += [log(next(ids), 2) for _ in range(5)]
     out.append("finally:\n")
     out += [log(next(ids), 2) for _ in range(6)]
+    out.append("afterExecution:\n")
+    out += [log(next(ids), 2) for _ in range(2)]
     return "".join(out)
 
 
@@ -141,6 +143,7 @@ def test_topology_of_over_100_tasks_has_no_overlaps_and_no_edge_through_a_box() 
     assert len(tasks) == sum(1 for _ in flow.all_tasks()) >= 100
     groups = {n["id"]: n for n in graph["nodes"] if n["kind"] == "group"}
     assert set(groups) == {"fan", "pick", "inner", "each"}
+    assert {"errors", "finally", "afterExecution"} <= {lane["label"] for lane in graph["lanes"]}
 
     def ancestors(node: dict[str, Any]) -> set[str]:
         return {g for g, box in groups.items() if g != node["id"] and inside(node, box)}

@@ -56,14 +56,16 @@ class Graph:
 
 
 def flow_graph(flow: Flow) -> Graph:
-    """The whole flow: triggers on top, then the tasks, then `errors` and `finally`."""
+    """The whole flow: triggers on top, then the tasks, then `errors`, `finally` and
+    `afterExecution`."""
     graph = Graph()
     bands: list[list[_Lane]] = []
     triggers = _Lane("triggers", "triggers", [_Leaf(_trigger_node(t)) for t in flow.triggers],
                      [], show_label=False)
     main = _lane("tasks", "tasks", flow.tasks, show_label=False)
     handlers = [_lane(name, name, tasks)
-                for name, tasks in (("errors", flow.errors), ("finally", flow.finally_)) if tasks]
+                for name, tasks in (("errors", flow.errors), ("finally", flow.finally_),
+                                    ("afterExecution", flow.after_execution)) if tasks]
     if triggers.items:
         bands.append([triggers])
     bands.append([main])
