@@ -470,10 +470,24 @@ class Runtime:
             doc = await self.store.get_execution(execution_id)
             if doc is None or doc["state"]["current"] != State.PAUSED.value:
                 return False
+            # Checked here too, so that a caller hears about bad inputs; the node that
+            # runs the execution coerces them again.
+            await asyncio.to_thread(coerce_inputs, await self._resume_specs(doc), inputs)
             owner = await self.cluster.owner(execution_id)
             await self.cluster.control("resume", execution_id, owner, inputs=dict(inputs))
             return True
         return await self.resume_local(execution_id, inputs)
+
+    async def _resume_specs(self, doc: dict[str, Any]) -> Sequence[InputSpec]:
+        """The `onResume` inputs of the task run that holds a stored execution PAUSED."""
+        paused = next((tr for tr in doc.get("taskRunList", [])
+                       if tr["state"]["current"] == State.PAUSED.value), None)
+        if paused is None:
+            return []
+        flow = await self._flow_revision(Execution.from_json(doc))
+        task = next((t for t in flow.all_tasks() if t.id == paused["taskId"]), None)
+        specs: Sequence[InputSpec] = getattr(task, "on_resume", None) or []
+        return specs
 
     async def resume_local(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         waiting = self._pauses.get(execution_id)

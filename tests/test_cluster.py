@@ -450,3 +450,48 @@ async def test_a_node_stopping_past_its_grace_hands_its_executions_over(
     assert runs["out"].outputs == {"value": "5"}
     assert [r["owner"] for r in await execution_rows(dsn)] == ["b"]
     assert State.KILLED not in [state for state, _ in final.state.histories]
+
+
+WAITING = """
+id: waiting
+namespace: cluster.test
+tasks:
+  - id: approve
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: approved_by
+        type: STRING
+      - id: amount
+        type: INT
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ outputs.approve.onResume.approved_by }} {{ outputs.approve.onResume.amount }}"
+"""
+
+
+async def test_an_execution_paused_on_one_node_is_resumed_from_another(
+        nodes: Callable[..., Awaitable[Node]]) -> None:
+    from daemon.errors import InputError
+
+    a = await nodes("a")
+    await add_flow(a, WAITING)
+    await loaded(a, "waiting")
+    execution = await a.runtime.submit(a.runtime.flows[("cluster.test", "waiting")])
+
+    async def paused() -> bool:
+        doc = await a.store.get_execution(execution.id)
+        return doc is not None and doc["state"]["current"] == "PAUSED"
+
+    await until(paused, "the execution pauses on a")
+    b = await nodes("b")
+    await loaded(b, "waiting")
+    with pytest.raises(InputError) as bad:
+        await b.runtime.resume(execution.id, {"approved_by": "ada", "amount": "lots"})
+    assert "amount" in str(bad.value)
+    assert await paused(), "bad inputs resume nothing"
+    assert await b.runtime.resume(execution.id, {"approved_by": "ada", "amount": "3"})
+    final = await b.runtime.wait(execution.id)
+    assert final.state.current == State.SUCCESS
+    out = next(tr for tr in final.task_runs if tr.task_id == "out")
+    assert out.outputs == {"value": "ada 3"}
+    assert not await b.runtime.resume(execution.id, {}), "an ended execution is not paused"
