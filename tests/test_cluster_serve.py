@@ -374,3 +374,70 @@ def test_an_execution_another_node_runs_is_followed_live(
         assert owner[0]["owner"] == owner_of(runner), "the other node ran it"
     finally:
         stop_all(nodes)
+
+
+def inbox_flow(inbox: Path) -> str:
+    return textwrap.dedent(f"""\
+        id: inbox
+        namespace: cluster.fs
+        tasks:
+          - id: show
+            type: io.kestra.plugin.core.log.Log
+            message: "{{{{ trigger.file.name }}}}"
+        triggers:
+          - id: drop
+            type: io.kestra.plugin.fs.local.RealtimeTrigger
+            from: {inbox}
+            stableFor: PT0.2S
+        """)
+
+
+def file_executions(dsn: str) -> list[str]:
+    rows = query(dsn, "SELECT doc FROM executions WHERE flow_id = 'inbox'")
+    return sorted(json.loads(r["doc"])["trigger"]["variables"]["file"]["name"] for r in rows)
+
+
+def wait_files(dsn: str, expected: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while file_executions(dsn) != expected:
+        assert time.monotonic() < deadline, f"{file_executions(dsn)} != {expected}"
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(180)
+def test_a_file_trigger_runs_on_one_node_and_moves_when_it_dies(
+        tmp_path: Path, database: str) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "inbox.yaml").write_text(inbox_flow(inbox))
+    env = {**NODE_ENV, "PODIUM_ALLOWED_PATHS": str(tmp_path)}
+    nodes = []
+    try:
+        for _ in range(2):
+            node = ServeProcess(tmp_path, flows, tmp_path / "data", env=env,
+                                args=("--store", database))
+            nodes.append(node.start())
+            node.wait_line("joined the cluster")
+        holder_line = "holds trigger.cluster.fs.inbox.drop"
+        deadline = time.monotonic() + 30
+        while not any(holder_line in n.output() for n in nodes):
+            assert time.monotonic() < deadline, "no node took the trigger's lease"
+            time.sleep(0.1)
+        holder, other = (nodes if holder_line in nodes[0].output() else nodes[::-1])
+        assert holder_line not in other.output(), "one node at a time"
+        for name in ("a.csv", "b.csv"):
+            (inbox / name).write_text(name)
+        wait_files(database, ["a.csv", "b.csv"])
+        holder.kill()  # SIGKILL: PostgreSQL drops its connection and the lease with it
+        other.wait_line(holder_line, timeout=30)
+        # The new holder rescans the inbox: a and b are known by their content hash in
+        # the shared store and must not run again; c is new. A re-run of a or b would be
+        # stored before the later file d is.
+        (inbox / "c.csv").write_text("c")
+        wait_files(database, ["a.csv", "b.csv", "c.csv"])
+        (inbox / "d.csv").write_text("d")
+        wait_files(database, ["a.csv", "b.csv", "c.csv", "d.csv"])
+    finally:
+        stop_all(nodes)
