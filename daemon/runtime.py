@@ -203,11 +203,29 @@ class Runtime:
         start = self._gate(flow, execution)
         if not execution.state.current.terminated:
             self._ended[execution.id] = asyncio.get_running_loop().create_future()
-        await self.store.save_execution(execution.to_json(task_runs=False))
+        try:
+            await self.store.save_execution(execution.to_json(task_runs=False))
+        except BaseException:
+            self._ungate(flow, execution, start)  # never stored: it never happened
+            raise
         self.publish("execution", execution, None)
         if start:
             self._start(flow, execution)
         return execution
+
+    def _ungate(self, flow: Flow, execution: Execution, started: bool) -> None:
+        """Undo `_gate` for an execution that could not be stored."""
+        ended = self._ended.pop(execution.id, None)
+        if ended is not None:
+            ended.cancel()
+        if started:
+            self._active[flow.uid] -= 1
+            self._starting = max(self._starting - 1, 0)
+            return
+        for queue in (self._queued[flow.uid], self._waiting):
+            for item in list(queue):
+                if item[1] is execution:
+                    queue.remove(item)
 
     async def submit_by_id(self, namespace: str, flow_id: str,
                            inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Execution:

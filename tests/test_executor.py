@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -969,3 +970,33 @@ async def test_pause_duration_resumes_by_itself_or_fails_per_behavior(
     ex = await run_on_fake_clock(h, clock, failing)
     assert ex.state.current == State.FAILED
     assert ex.error == "task 'wait_for_approval': not resumed within pauseDuration PT1H"
+
+
+async def test_an_execution_the_store_refuses_takes_no_concurrency_slot(tmp_path: Path) -> None:
+    from daemon.flow import load_flow
+    from daemon.registry import default_plugins
+    from daemon.runtime import Runtime
+    from daemon.store import open_store
+    from daemon.store.base import StoreError
+
+    store = open_store(tmp_path / "data")
+    await store.open()
+    runtime = Runtime(tmp_path / "data", store, plugins=await asyncio.to_thread(default_plugins))
+    flow = await asyncio.to_thread(load_flow, textwrap.dedent("""
+        id: one_at_a_time
+        namespace: ns
+        concurrency:
+          limit: 1
+          behavior: QUEUE
+        tasks:
+          - id: t
+            type: io.kestra.plugin.core.debug.Return
+            format: x
+        """), "t.yaml")
+    flow.revision = await store.save_flow(flow.namespace, flow.id, flow.source)
+    await store.close()
+    for _ in range(2):  # the second would be QUEUED behind the first if its slot leaked
+        with pytest.raises(StoreError):
+            await runtime.submit(flow)
+    assert (runtime.running, runtime.starting) == (0, 0)
+    assert runtime._active[flow.uid] == 0 and not runtime._ended
