@@ -544,3 +544,44 @@ def test_serve_survives_a_full_disk_under_its_sqlite_store(tmp_path: Path) -> No
         stopped = daemon.stop() if daemon.proc is not None else 0
         disk.unmount()
     assert stopped == 0, daemon.output()
+
+
+async def test_a_file_that_found_the_storage_full_runs_once_there_is_room(
+        h: Harness, storage_disk: Disk, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The file trigger copies each file into storage before its execution exists: on a
+    full disk there is no execution yet, and the next scan tries the file again."""
+    from daemon.config import Settings
+
+    caplog.set_level(logging.INFO)
+    inbox = tmp_path / "inbox"
+    await asyncio.to_thread(inbox.mkdir)
+    source = textwrap.dedent(f"""
+        id: drops
+        namespace: faults
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: "{{{{ trigger.files[0].name }}}}"
+        triggers:
+          - id: scan
+            type: io.kestra.plugin.fs.local.Trigger
+            from: {inbox}
+            interval: PT0.2S
+            stableFor: PT0S
+        """)
+    settings = Settings(data_dir=h.runtime.data_dir, allowed_paths=[inbox])
+    await asyncio.to_thread(storage_disk.fill)
+    async with running_triggers(h, source, settings) as th:
+        await asyncio.to_thread((inbox / "big.csv").write_bytes, PAYLOAD)
+        await eventually(lambda: _logged(caplog, "retried at the next scan (PT0.2S)"))
+        assert th.executions == []
+        await asyncio.to_thread(storage_disk.free)
+        [execution] = await th.wait_for(1, timeout=60)
+        assert execution.trigger is not None
+        [found] = execution.trigger["variables"]["files"]
+        assert found["name"] == "big.csv"
+        await asyncio.to_thread((inbox / "later.csv").write_text, "x")
+        executions = await th.wait_for(2, timeout=60)
+        names = [e.trigger["variables"]["files"][0]["name"] for e in executions if e.trigger]
+        assert names == ["big.csv", "later.csv"], "big.csv ran once"

@@ -13,9 +13,10 @@ as the period of a fallback rescan, in case the kernel dropped events. Beyond Ke
   (`trigger.files[i].uri`) is readable even after MOVE or DELETE took the file away, while
   `path`/`localPath` say where it was found;
 - `changeType` is CREATE for the first content processed at a path, UPDATE for later ones;
-- a claimed file whose execution could not be created (inputs that do not fit, a full disk)
-  is remembered and retried when the trigger next starts (saving the fixed flow restarts
-  it), so a broken flow loses no file;
+- a claimed file whose execution could not be created is remembered: after a passing
+  failure (a full or refused disk, the store unreachable) it is retried at the next scan;
+  after inputs that do not fit, when the trigger next starts (saving the fixed flow
+  restarts it). A broken flow loses no file;
 - only directories under the configured allowed paths are watched, as in Kestra; a
   directory that is not there stops the trigger (podium does not create it: a typo would
   otherwise be watched silently forever).
@@ -38,9 +39,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from daemon.context import TriggerContext
-from daemon.durations import Duration
-from daemon.errors import PodiumError
+from daemon.durations import Duration, format_duration
+from daemon.errors import InputError, PodiumError
 from daemon.plugin import Emit, Trigger
+from daemon.runtime import FlowDisabled
 from daemon.state import iso
 from daemon.storage import Storage
 from triggers.fs_watch import Settled, Watcher, WatchError, fingerprint, sha256_of
@@ -274,7 +276,8 @@ class _Delivery:
         self.where = where
         self.move_to = move_to
 
-    async def settled(self, ready: Settled) -> None:
+    async def settled(self, ready: Settled) -> set[str]:
+        """Paths whose execution failed for a passing reason: offered again next scan."""
         hashed = []
         for path, st in ready:
             try:
@@ -284,10 +287,11 @@ class _Delivery:
                 continue
             if digest is not None:  # changed or gone meanwhile: its own events bring it back
                 hashed.append((path, st, digest))
-        if hashed:
-            # Shielded: once a file is claimed, its execution must be created even if the
-            # trigger is being cancelled (flow saved again, daemon stopping).
-            await asyncio.shield(self._claim_and_emit(hashed))
+        if not hashed:
+            return set()
+        # Shielded: once a file is claimed, its execution must be created even if the
+        # trigger is being cancelled (flow saved again, daemon stopping).
+        return await asyncio.shield(self._claim_and_emit(hashed))
 
     async def deleted(self, path: str) -> None:
         if not self.trigger.fires_on("DELETE"):
@@ -298,8 +302,10 @@ class _Delivery:
         except PodiumError as exc:
             self.ctx.logger.error("%s: no execution for deleted %s: %s", self.where, path, exc)
 
-    async def _claim_and_emit(self, hashed: list[tuple[str, os.stat_result, str]]) -> None:
+    async def _claim_and_emit(self, hashed: list[tuple[str, os.stat_result, str]]
+                              ) -> set[str]:
         settled: list[str] = []
+        again: set[str] = set()
         fire: list[_Claimed] = []
         for path, st, digest in hashed:
             claimed = await self._claim(path, st, digest)
@@ -315,10 +321,14 @@ class _Delivery:
         size = self.trigger.batch_size()
         for start in range(0, len(fire), size):
             chunk = fire[start:start + size]
-            if await self._emit(chunk):
+            outcome = await self._emit(chunk)
+            if outcome is True:
                 settled.extend(c.path for c in chunk)
+            elif outcome == "again":
+                again.update(c.path for c in chunk)
         if settled:
             await self.trigger.after(settled, self.ctx.logger, self.where, self.move_to)
+        return again
 
     async def _claim(self, path: str, st: os.stat_result, digest: str) -> _Claimed | None:
         """The file to process now, or None when this content was processed before."""
@@ -334,8 +344,10 @@ class _Delivery:
             return None  # another daemon is retrying it
         return _Claimed(path, st, digest, str(failure["changeType"]), attempt)
 
-    async def _emit(self, chunk: list[_Claimed]) -> bool:
-        """Create one execution for `chunk`; on failure remember it so that it is retried."""
+    async def _emit(self, chunk: list[_Claimed]) -> bool | Literal["again"]:
+        """Create one execution for `chunk`; on failure remember it so that it is retried:
+        "again" when the reason may pass by itself (the next scan retries it), False when
+        the flow has to change first."""
         store, key = self.ctx.runtime.store, self.ctx.state_key
         try:
             docs = [await self._stored(c) for c in chunk]
@@ -348,6 +360,11 @@ class _Delivery:
             if not isinstance(exc, PodiumError | OSError):
                 raise
             names = ", ".join(c.path for c in chunk)
+            if not isinstance(exc, InputError | FlowDisabled):
+                self.ctx.logger.error("%s: no execution for %s: %s; it is retried at the next "
+                                      "scan (%s)", self.where, names, exc,
+                                      format_duration(self.trigger.rescan_period()))
+                return "again"
             self.ctx.logger.error("%s: no execution for %s: %s; it is retried when the trigger "
                                   "restarts or the file changes", self.where, names, exc)
             return False

@@ -83,11 +83,13 @@ class Watcher:
         finally:
             await asyncio.to_thread(_stop, observer)
 
-    async def run(self, settled: Callable[[Settled], Awaitable[None]],
+    async def run(self, settled: Callable[[Settled], Awaitable[set[str]]],
                   deleted: Callable[[str], Awaitable[None]], caught_up: Callable[[], None]
                   ) -> None:
         """Forever: catch up with what is there (then `caught_up()`), hand over files as they
-        settle. A file found by a scan has no known writer: only `stable_for` holds it."""
+        settle. A file found by a scan has no known writer: only `stable_for` holds it.
+        `settled` returns the paths to offer again at the next scan (their execution could
+        not be created for a passing reason, a full disk)."""
         next_scan = self.clock.now()
         if self.changes:
             await self._scan()
@@ -102,9 +104,10 @@ class Watcher:
                 await deleted(self.deletions.pop(0))
             ready = await self._settle() if self.pending else []
             if ready:
-                await settled(ready)
+                again = await settled(ready)
                 for path, st in ready:
-                    self.known[path] = fingerprint(st)
+                    if path not in again:
+                        self.known[path] = fingerprint(st)
                 continue
             await self._sleep(self._next_due(next_scan))
 
