@@ -303,6 +303,17 @@ def test_sunday_is_zero_and_seven_with_steps_and_names() -> None:
                                        "Thu 08 00:00"]
 
 
+def test_day_of_month_and_day_of_week_both_set_fire_on_either_as_in_cron() -> None:
+    """POSIX crontab(5): "Friday the 13th" style entries run on every Friday AND on
+    every 13th, not only when both hold."""
+    assert slots("0 9 13 * 5", 4) == ["Fri 02 09:00", "Fri 09 09:00", "Tue 13 09:00",
+                                      "Fri 16 09:00"]
+    assert slots("0 9 13 * *", 2) == ["Tue 13 09:00", "Fri 13 09:00"]
+    union = CronSlots("0 9 13 * 5", False, "Etc/UTC")
+    assert union.before(datetime(2026, 1, 14, tzinfo=UTC)) == datetime(2026, 1, 13, 9,
+                                                                       tzinfo=UTC)
+
+
 def test_nicknames_and_previous_slot() -> None:
     assert slots("@daily", 2) == ["Fri 02 00:00", "Sat 03 00:00"]
     monthly = CronSlots("@monthly", False, "Etc/UTC")

@@ -213,11 +213,19 @@ class CronSlots:
             except ValueError as exc:
                 raise ValueError(f"invalid cron expression: {_FIELD_LABELS[name]} {value!r}: "
                                  f"{_reason(exc)}") from None
-        self._trigger = CronTrigger(timezone=self.zone, **fields)
+        if fields["day"] != "*" and fields["day_of_week"] != "*":
+            # Cron (POSIX, Vixie) fires when EITHER day field matches once both are
+            # restricted; APScheduler needs both: one trigger per field, the earlier wins.
+            self._triggers = [CronTrigger(timezone=self.zone, **{**fields, "day": "*"}),
+                              CronTrigger(timezone=self.zone, **{**fields,
+                                                                 "day_of_week": "*"})]
+        else:
+            self._triggers = [CronTrigger(timezone=self.zone, **fields)]
 
     def at_or_after(self, moment: datetime) -> datetime | None:
-        fire: datetime | None = self._trigger.get_next_fire_time(None, moment)
-        return None if fire is None else fire.astimezone(UTC)
+        fires = [fire for trigger in self._triggers
+                 if (fire := trigger.get_next_fire_time(None, moment)) is not None]
+        return min(fires).astimezone(UTC) if fires else None
 
     def after(self, moment: datetime) -> datetime | None:
         return self.at_or_after(moment + _TICK)
