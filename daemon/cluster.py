@@ -77,10 +77,6 @@ _CLAIM_ONE = """
 _DEAD_NODES = "DELETE FROM nodes WHERE heartbeat < now() - $1::interval RETURNING id"
 
 
-class Fenced(PodiumError):
-    """This node was declared dead by the others: its executions now belong to them."""
-
-
 def default_node_id(port: int) -> str:
     """host-port: stable across restarts, so a restarted node takes its own work back at
     once. With port 0 (tests, benchmarks) the pid keeps two local nodes apart."""
@@ -106,7 +102,7 @@ class Cluster:
         self.timeout = node_timeout
         self.capacity = capacity
         self.triggers: Triggers | None = None
-        self.connected = False
+        # Since when the database has answered without a break (None while it does not).
         self._connected_since: float | None = None
         self._wake = asyncio.Event()
         self._lease_wake = asyncio.Event()
@@ -145,7 +141,6 @@ class Cluster:
         if released:
             log.info("node %s: %d executions it left unfinished are up for claiming",
                      self.node_id, len(released))
-        self.connected = True
         self._connected_since = time.monotonic()
         await self._connect_listener()
         self._spawn(self._heartbeat_loop(), "cluster heartbeat")
@@ -439,15 +434,13 @@ class Cluster:
                         "UPDATE nodes SET heartbeat = now() WHERE id = $1", self.node_id)
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError,
                     PodiumError) as exc:
-                if self.connected:
+                if self._connected_since is not None:
                     log.warning("node %s: cannot reach the database (%s); retrying",
                                 self.node_id, exc)
-                self.connected = False
                 self._connected_since = None
                 continue
-            if not self.connected:
+            if self._connected_since is None:
                 log.info("node %s: database reachable again", self.node_id)
-                self.connected = True
                 self._connected_since = time.monotonic()
             if status == "UPDATE 0":
                 log.critical("node %s was declared dead by the cluster (no heartbeat for %s); "
@@ -457,8 +450,7 @@ class Cluster:
                 return
             # After an outage every node needs a moment to heartbeat again before anyone
             # may judge the others dead.
-            since = self._connected_since
-            if since is not None and time.monotonic() - since > self.timeout.total_seconds():
+            if time.monotonic() - self._connected_since > self.timeout.total_seconds():
                 await self._reap()
 
     async def _reap(self) -> None:

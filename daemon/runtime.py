@@ -327,9 +327,7 @@ class Runtime:
         if execution.state.current.terminated:
             return
         try:
-            flow = self.flows.get((execution.namespace, execution.flow_id))
-            if flow is None or flow.revision != execution.flow_revision:
-                flow = await self._flow_revision(execution)
+            flow = await self._flow_revision(execution)
         except PodiumError as exc:
             execution.error = f"cannot resume: {exc}"
             execution.state.set(State.FAILED, self.clock.now())
@@ -361,7 +359,11 @@ class Runtime:
             self.cluster.ended(execution)
 
     async def _flow_revision(self, execution: Execution) -> Flow:
-        """The flow exactly as it was when the execution started."""
+        """The flow exactly as it was when the execution started: the loaded one when it is
+        that revision, else read back from the store."""
+        loaded = self.flows.get((execution.namespace, execution.flow_id))
+        if loaded is not None and loaded.revision == execution.flow_revision:
+            return loaded
         stored = await self.store.get_flow(execution.namespace, execution.flow_id,
                                            execution.flow_revision)
         if stored is None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import codecs
 import errno
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
+from daemon.context import RunContext
 from daemon.durations import Duration, format_duration
 from daemon.errors import TaskFailed
-from daemon.plugin import Model
+from daemon.plugin import Dynamic, Model, Output, Task
 
 if TYPE_CHECKING:
     import aiohttp
@@ -181,3 +183,35 @@ def _network_reason(exc: aiohttp.ClientError, shown: str) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return f"{shown} closed the connection without answering"
     return f"{shown}: {type(exc).__name__}"
+
+
+def json_payload(payload: str | dict[str, Any], what: str) -> Any:
+    """A payload written as JSON text is checked here, not by the far end's 400."""
+    if not isinstance(payload, str):
+        return payload
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise TaskFailed(f"the {what} payload is not JSON: {exc}", non_retryable=True) from None
+
+
+class IncomingWebhook(Task):
+    """A chat service's incoming webhook: post the flow's `payload` (the service's JSON, as
+    text or a mapping) to `url`. Each service's task names itself in `service`."""
+
+    service: ClassVar[str]
+
+    url: Annotated[str, Dynamic] = Field(min_length=1)
+    payload: Annotated[str | dict[str, Any], Dynamic]
+    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+
+    def message(self) -> Any:
+        return json_payload(self.payload, self.service)
+
+    async def run(self, ctx: RunContext) -> Output:
+        payload = self.message()
+        ctx.logger.debug(f"{self.service} webhook payload: "
+                         f"{json.dumps(payload, ensure_ascii=False)}")
+        await post_json(f"the {self.service} message", self.url, payload, self.options,
+                        clock=ctx.clock, note=ctx.logger.warning)
+        return None

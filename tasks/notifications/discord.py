@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from daemon.context import RunContext
-from daemon.plugin import Dynamic, Output, Task
-from tasks.notifications.delivery import Note, RequestOptions, post_json
-from tasks.notifications.slack import json_payload
+from daemon.plugin import Dynamic
+from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
@@ -22,21 +19,11 @@ _FIELD_MAX = 1024
 _DESCRIPTION_MAX = 4096
 
 
-class DiscordIncomingWebhook(Task):
+class DiscordIncomingWebhook(IncomingWebhook):
     """Post Discord's JSON (`payload`, as text or a mapping) to a channel webhook."""
 
     types = ("io.kestra.plugin.notifications.discord.DiscordIncomingWebhook",)
-
-    url: Annotated[str, Dynamic] = Field(min_length=1)
-    payload: Annotated[str | dict[str, Any], Dynamic]
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
-
-    async def run(self, ctx: RunContext) -> Output:
-        payload = json_payload(self.payload, "Discord")
-        ctx.logger.debug(f"Discord webhook payload: {json.dumps(payload, ensure_ascii=False)}")
-        await post_json("the Discord message", self.url, payload, self.options,
-                        clock=ctx.clock, note=ctx.logger.warning)
-        return None
+    service = "Discord"
 
 
 def _cut(text: str, limit: int) -> str:

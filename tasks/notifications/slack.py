@@ -5,42 +5,29 @@ Rocket.Chat and Mattermost accept the same payloads, as Kestra's examples show.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from daemon.context import RunContext
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, Output, Task
-from tasks.notifications.delivery import Note, RequestOptions, post_json
+from daemon.plugin import Dynamic
+from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
     from daemon.runtime import Runtime
 
 
-def json_payload(payload: str | dict[str, Any], what: str) -> Any:
-    """A payload written as JSON text is checked here, not by the far end's 400."""
-    if not isinstance(payload, str):
-        return payload
-    try:
-        return json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise TaskFailed(f"the {what} payload is not JSON: {exc}", non_retryable=True) from None
-
-
-class SlackIncomingWebhook(Task):
+class SlackIncomingWebhook(IncomingWebhook):
     """Post `payload` (Slack's JSON, as text or a mapping) or plain `messageText`."""
 
     types = ("io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
              "io.kestra.plugin.slack.notifications.SlackIncomingWebhook",
              "io.kestra.plugin.slack.SlackIncomingWebhook")
+    service = "Slack"
 
-    url: Annotated[str, Dynamic] = Field(min_length=1)
-    payload: Annotated[str | dict[str, Any] | None, Dynamic] = None
+    # Slack alone takes `messageText` instead of a payload.
+    payload: Annotated[str | dict[str, Any] | None, Dynamic] = None  # type: ignore[assignment]
     message_text: Annotated[str | None, Dynamic] = None
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
     @model_validator(mode="after")
     def _something_to_say(self) -> SlackIncomingWebhook:
@@ -48,15 +35,10 @@ class SlackIncomingWebhook(Task):
             raise ValueError("give 'payload' (Slack's JSON message) or 'messageText'")
         return self
 
-    async def run(self, ctx: RunContext) -> Output:
-        if self.payload is not None:
-            payload = json_payload(self.payload, "Slack")
-        else:
-            payload = {"text": self.message_text}
-        ctx.logger.debug(f"Slack webhook payload: {json.dumps(payload, ensure_ascii=False)}")
-        await post_json("the Slack message", self.url, payload, self.options,
-                        clock=ctx.clock, note=ctx.logger.warning)
-        return None
+    def message(self) -> Any:
+        if self.payload is None:
+            return {"text": self.message_text}
+        return super().message()
 
 
 def _escape(text: str) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from daemon.context import RunContext
-from daemon.plugin import Dynamic, Output, Task
-from tasks.notifications.delivery import Note, RequestOptions, post_json
-from tasks.notifications.slack import json_payload
+from daemon.plugin import Dynamic
+from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
@@ -19,21 +16,11 @@ if TYPE_CHECKING:
 _COLOURS = {"good": "2E7D32", "warning": "EF6C00", "danger": "C62828"}
 
 
-class TeamsIncomingWebhook(Task):
+class TeamsIncomingWebhook(IncomingWebhook):
     """Post a Teams card (`payload`, as JSON text or a mapping) to a channel webhook."""
 
     types = ("io.kestra.plugin.notifications.teams.TeamsIncomingWebhook",)
-
-    url: Annotated[str, Dynamic] = Field(min_length=1)
-    payload: Annotated[str | dict[str, Any], Dynamic]
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
-
-    async def run(self, ctx: RunContext) -> Output:
-        payload = json_payload(self.payload, "Teams")
-        ctx.logger.debug(f"Teams webhook payload: {json.dumps(payload, ensure_ascii=False)}")
-        await post_json("the Teams message", self.url, payload, self.options,
-                        clock=ctx.clock, note=ctx.logger.warning)
-        return None
+    service = "Teams"
 
 
 def teams_card(summary: ExecutionSummary, theme_color: str | None, activity_title: str | None,
