@@ -37,12 +37,14 @@ run: $(RUN_STAMP)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy daemon
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: $(TEST_STAMP)
 	bash .ci/ensure-packages
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy daemon
 	rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \

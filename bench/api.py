@@ -48,16 +48,28 @@ async def fill(store: Store, count: int) -> list[str]:
     for n in range(count):
         flow = FLOWS[n % len(FLOWS)]
         at = start + timedelta(minutes=n)
-        execution = Execution(id=new_id(), namespace="bench.team", flow_id=flow,
-                              flow_revision=1, state=history(at, rng.choice(STATES)),
-                              inputs={"day": f"{at:%Y-%m-%d}"},
-                              labels={"team": "data", "run": str(n % 7)})
+        execution = Execution(
+            id=new_id(),
+            namespace="bench.team",
+            flow_id=flow,
+            flow_revision=1,
+            state=history(at, rng.choice(STATES)),
+            inputs={"day": f"{at:%Y-%m-%d}"},
+            labels={"team": "data", "run": str(n % 7)},
+        )
         for task in range(TASKS_PER_EXECUTION):
-            execution.task_runs.append(TaskRun(
-                id=new_id(), execution_id=execution.id, namespace="bench.team", flow_id=flow,
-                task_id=f"task{task}", state=history(at, State.SUCCESS),
-                attempts=[history(at, State.SUCCESS)],
-                outputs={"rows": n * task, "uri": f"kestra:///bench/{execution.id}/{task}.csv"}))
+            execution.task_runs.append(
+                TaskRun(
+                    id=new_id(),
+                    execution_id=execution.id,
+                    namespace="bench.team",
+                    flow_id=flow,
+                    task_id=f"task{task}",
+                    state=history(at, State.SUCCESS),
+                    attempts=[history(at, State.SUCCESS)],
+                    outputs={"rows": n * task, "uri": f"kestra:///bench/{execution.id}/{task}.csv"},
+                )
+            )
         await store.save_execution(execution.to_json(task_runs=False), wait=False)
         for run in execution.task_runs:
             await store.save_task_run(run.to_json(), wait=False)
@@ -81,8 +93,10 @@ async def timed(session: aiohttp.ClientSession, urls: list[str]) -> list[float]:
 def report(label: str, times: list[float]) -> None:
     ordered = sorted(times)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    print(f"{label:<46} n={len(times):<5} p50 {statistics.median(times):7.1f} ms   "
-          f"p99 {p99:7.1f} ms   max {ordered[-1]:7.1f} ms")
+    print(
+        f"{label:<46} n={len(times):<5} p50 {statistics.median(times):7.1f} ms   "
+        f"p99 {p99:7.1f} ms   max {ordered[-1]:7.1f} ms"
+    )
 
 
 async def main(count: int, requests: int) -> None:
@@ -92,8 +106,10 @@ async def main(count: int, requests: int) -> None:
         await store.open()
         began = time.perf_counter()
         ids = await fill(store, count)
-        print(f"stored {count} executions with {count * TASKS_PER_EXECUTION} task runs in "
-              f"{time.perf_counter() - began:.1f} s")
+        print(
+            f"stored {count} executions with {count * TASKS_PER_EXECUTION} task runs in "
+            f"{time.perf_counter() - began:.1f} s"
+        )
         runtime = Runtime(data, store)
         app = create_app(runtime, Settings(data_dir=data), WebhookRegistry())
         runner = web.AppRunner(app, access_log=None)
@@ -105,21 +121,34 @@ async def main(count: int, requests: int) -> None:
         try:
             async with aiohttp.ClientSession() as session:
                 await timed(session, [f"{base}/search"] * 5)  # warm up
-                report("GET /executions/search (first page, 25)",
-                       await timed(session, [f"{base}/search?size=25"] * requests))
-                report("GET /executions/search (page 200, 25)",
-                       await timed(session, [f"{base}/search?size=25&page=200"] * requests))
-                report("GET /executions/search (flow + state + label)",
-                       await timed(session, [f"{base}/search?size=25&flowId=load&state=FAILED"
-                                             "&labels=run:3"] * requests))
-                report("GET /executions/{id} (5 task runs)",
-                       await timed(session, [f"{base}/{rng.choice(ids)}"
-                                             for _ in range(requests)]))
+                report(
+                    "GET /executions/search (first page, 25)",
+                    await timed(session, [f"{base}/search?size=25"] * requests),
+                )
+                report(
+                    "GET /executions/search (page 200, 25)",
+                    await timed(session, [f"{base}/search?size=25&page=200"] * requests),
+                )
+                report(
+                    "GET /executions/search (flow + state + label)",
+                    await timed(
+                        session,
+                        [f"{base}/search?size=25&flowId=load&state=FAILED&labels=run:3"] * requests,
+                    ),
+                )
+                report(
+                    "GET /executions/{id} (5 task runs)",
+                    await timed(session, [f"{base}/{rng.choice(ids)}" for _ in range(requests)]),
+                )
         finally:
             await runner.cleanup()
             await store.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000,
-                     int(sys.argv[2]) if len(sys.argv) > 2 else 200))
+    asyncio.run(
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 10_000,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 200,
+        )
+    )

@@ -69,8 +69,12 @@ async def ended(store_url: str, ids: list[str], timeout: float) -> dict[str, dic
             still = []
             for execution_id in pending:
                 doc = await store.get_execution(execution_id)
-                if doc is None or doc["state"]["current"] not in ("SUCCESS", "FAILED",
-                                                                   "WARNING", "KILLED"):
+                if doc is None or doc["state"]["current"] not in (
+                    "SUCCESS",
+                    "FAILED",
+                    "WARNING",
+                    "KILLED",
+                ):
                     still.append(execution_id)
                 else:
                     docs[execution_id] = doc
@@ -84,8 +88,9 @@ async def ended(store_url: str, ids: list[str], timeout: float) -> dict[str, dic
         await store.close()
 
 
-def run(label: str, store_url: str, nodes: int, events: int, concurrency: int,
-        base: Path) -> dict[str, Any]:
+def run(
+    label: str, store_url: str, nodes: int, events: int, concurrency: int, base: Path
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     flows = work / "flows"
     flows.mkdir()
@@ -97,33 +102,54 @@ def run(label: str, store_url: str, nodes: int, events: int, concurrency: int,
             procs.append(node.start())
         prefix = f"{label}-"
         sender = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "webhook_sender.py"), "--count",
-             str(events), "--concurrency", str(concurrency), "--prefix", prefix, "--path",
-             PATH, *(f"http://127.0.0.1:{p.port}" for p in procs)],
-            capture_output=True, text=True, check=True)
+            [
+                sys.executable,
+                str(ROOT / "tests" / "webhook_sender.py"),
+                "--count",
+                str(events),
+                "--concurrency",
+                str(concurrency),
+                "--prefix",
+                prefix,
+                "--path",
+                PATH,
+                *(f"http://127.0.0.1:{p.port}" for p in procs),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         sent = json.loads(sender.stdout)
-        keys = {derived_id("bench.cluster", "hook", "in", f"{prefix}{i}"): f"{prefix}{i}"
-                for i in range(events)}
+        keys = {
+            derived_id("bench.cluster", "hook", "in", f"{prefix}{i}"): f"{prefix}{i}"
+            for i in range(events)
+        }
         docs = asyncio.run(ended(store_url, list(keys), 600))
         starts, ends = [], []
         for execution_id, doc in docs.items():
             histories = doc["state"]["histories"]
             running = next(h["date"] for h in histories if h["state"] == "RUNNING")
-            starts.append(datetime.fromisoformat(running).timestamp()
-                          - sent["sent_at"][keys[execution_id]])
+            starts.append(
+                datetime.fromisoformat(running).timestamp() - sent["sent_at"][keys[execution_id]]
+            )
             ends.append(datetime.fromisoformat(doc["state"]["endDate"]).timestamp())
         first = min(sent["sent_at"].values())
         states = {d["state"]["current"] for d in docs.values()}
-        return {"label": label, "nodes": nodes, "events": events, "states": states,
-                "rate": events / (max(ends) - first),
-                "p50": statistics.median(starts) * 1000, "p99": percentile(starts, 0.99) * 1000}
+        return {
+            "label": label,
+            "nodes": nodes,
+            "events": events,
+            "states": states,
+            "rate": events / (max(ends) - first),
+            "p50": statistics.median(starts) * 1000,
+            "p99": percentile(starts, 0.99) * 1000,
+        }
     finally:
         for proc in procs:
             proc.stop()
 
 
-async def on_fresh_database(server: str, job: Callable[[str], dict[str, Any]]
-                            ) -> dict[str, Any]:
+async def on_fresh_database(server: str, job: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     async with fresh_database(server) as url:
         return await asyncio.to_thread(job, url)
 
@@ -136,19 +162,33 @@ def main() -> None:
     results = []
     with services.postgres() as server, tempfile.TemporaryDirectory(prefix="podium-bc-") as t:
         base = Path(t)
-        results.append(run("sqlite", str(base / "sqlite" / "podium.db"), 1, args.events,
-                           args.concurrency, base))
+        results.append(
+            run(
+                "sqlite", str(base / "sqlite" / "podium.db"), 1, args.events, args.concurrency, base
+            )
+        )
         for nodes in (1, 2, 3):
-            results.append(asyncio.run(on_fresh_database(
-                server, lambda url, n=nodes: run(f"pg{n}", url, n, args.events,
-                                                 args.concurrency, base))))
-    print(f"\n{args.events} webhook events, {args.concurrency} concurrent senders, "
-          f"{os.cpu_count()} cores")
+            results.append(
+                asyncio.run(
+                    on_fresh_database(
+                        server,
+                        lambda url, n=nodes: run(
+                            f"pg{n}", url, n, args.events, args.concurrency, base
+                        ),
+                    )
+                )
+            )
+    print(
+        f"\n{args.events} webhook events, {args.concurrency} concurrent senders, "
+        f"{os.cpu_count()} cores"
+    )
     print(f"{'store':<22}{'nodes':>6}{'executions/s':>14}{'p50 ms':>10}{'p99 ms':>10}  states")
     for r in results:
         store = "SQLite (embedded)" if r["label"] == "sqlite" else "PostgreSQL cluster"
-        print(f"{store:<22}{r['nodes']:>6}{r['rate']:>14.0f}{r['p50']:>10.1f}{r['p99']:>10.1f}"
-              f"  {','.join(sorted(r['states']))}")
+        print(
+            f"{store:<22}{r['nodes']:>6}{r['rate']:>14.0f}{r['p50']:>10.1f}{r['p99']:>10.1f}"
+            f"  {','.join(sorted(r['states']))}"
+        )
 
 
 if __name__ == "__main__":

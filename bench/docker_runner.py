@@ -35,8 +35,15 @@ TARGET = 1.2
 async def cli_once(docker_host: str, image: str) -> float:
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        "podman", "--url", docker_host, "run", "--rm", image, *COMMAND,
-        stdout=asyncio.subprocess.PIPE)
+        "podman",
+        "--url",
+        docker_host,
+        "run",
+        "--rm",
+        image,
+        *COMMAND,
+        stdout=asyncio.subprocess.PIPE,
+    )
     out, _ = await process.communicate()
     elapsed = time.perf_counter() - started
     assert process.returncode == 0 and out.strip() == b"1", (process.returncode, out)
@@ -45,11 +52,17 @@ async def cli_once(docker_host: str, image: str) -> float:
 
 async def runner_once(ctx: RunContext, image: str) -> float:
     lines: list[str] = []
-    job = ScriptJob(working_dir=await ctx.working_dir(), interpreter=COMMAND[:2],
-                    commands=COMMAND[2:], env={}, on_line=lambda _, line: lines.append(line),
-                    image=image)
-    runner = Docker.model_validate({"type": "io.kestra.plugin.scripts.runner.docker.Docker",
-                                    "pullPolicy": "NEVER"})
+    job = ScriptJob(
+        working_dir=await ctx.working_dir(),
+        interpreter=COMMAND[:2],
+        commands=COMMAND[2:],
+        env={},
+        on_line=lambda _, line: lines.append(line),
+        image=image,
+    )
+    runner = Docker.model_validate(
+        {"type": "io.kestra.plugin.scripts.runner.docker.Docker", "pullPolicy": "NEVER"}
+    )
     started = time.perf_counter()
     result = await runner.run(job, ctx)
     elapsed = time.perf_counter() - started
@@ -69,8 +82,9 @@ async def context(h: Harness) -> RunContext:
     """)
     execution = await h.run(flow)
     task_run = execution.task_runs[0]
-    return RunContext(h.runtime, flow, execution, task_run, {},
-                      TaskLogger(h.runtime, execution, task_run))
+    return RunContext(
+        h.runtime, flow, execution, task_run, {}, TaskLogger(h.runtime, execution, task_run)
+    )
 
 
 async def measure(docker_host: str, image: str, runs: int) -> None:
@@ -91,8 +105,10 @@ async def measure(docker_host: str, image: str, runs: int) -> None:
     ratio = runner_ms / cli_ms
     print(f"podman run --rm (CLI):  median {cli_ms:7.1f} ms over {runs} runs")
     print(f"Docker runner (API):    median {runner_ms:7.1f} ms over {runs} runs")
-    print(f"runner / CLI:           {ratio:.2f}x (target <= {TARGET}x): "
-          f"{'ok' if ratio <= TARGET else 'OVER TARGET'}")
+    print(
+        f"runner / CLI:           {ratio:.2f}x (target <= {TARGET}x): "
+        f"{'ok' if ratio <= TARGET else 'OVER TARGET'}"
+    )
 
 
 def main() -> None:

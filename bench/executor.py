@@ -29,16 +29,23 @@ N = 100
 
 
 def sequential_flow() -> str:
-    tasks = "".join(f"  - id: r{i}\n    type: io.kestra.plugin.core.debug.Return\n"
-                    f"    format: \"{{{{ {i} }}}}\"\n" for i in range(N))
+    tasks = "".join(
+        f'  - id: r{i}\n    type: io.kestra.plugin.core.debug.Return\n    format: "{{{{ {i} }}}}"\n'
+        for i in range(N)
+    )
     return f"id: seq\nnamespace: bench\ntasks:\n{tasks}"
 
 
 def parallel_flow() -> str:
-    tasks = "".join(f"      - id: r{i}\n        type: io.kestra.plugin.core.debug.Return\n"
-                    f"        format: \"{{{{ {i} }}}}\"\n" for i in range(N))
-    return ("id: par\nnamespace: bench\ntasks:\n  - id: p\n"
-            "    type: io.kestra.plugin.core.flow.Parallel\n    tasks:\n" + tasks)
+    tasks = "".join(
+        f"      - id: r{i}\n        type: io.kestra.plugin.core.debug.Return\n"
+        f'        format: "{{{{ {i} }}}}"\n'
+        for i in range(N)
+    )
+    return (
+        "id: par\nnamespace: bench\ntasks:\n  - id: p\n"
+        "    type: io.kestra.plugin.core.flow.Parallel\n    tasks:\n" + tasks
+    )
 
 
 async def throughput(source: str, executions: int, data_dir: Path) -> tuple[float, float]:
@@ -73,9 +80,11 @@ def podium_run(flow: Path, data_dir: Path, runs: int) -> tuple[float, float, int
     best, rss, code = float("inf"), 0.0, 0
     for _ in range(runs):
         started = time.perf_counter()
-        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "podium"), "run", str(flow),
-                                 "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL,
-                                env=env)
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "podium"), "run", str(flow), "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         best = min(best, time.perf_counter() - started)
         rss = max(rss, usage.ru_maxrss / 1024)
@@ -86,21 +95,25 @@ def podium_run(flow: Path, data_dir: Path, runs: int) -> tuple[float, float, int
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for name, source, executions in (("100 sequential Returns", sequential_flow(), 1),
-                                          ("100 sequential Returns x10 at once",
-                                           sequential_flow(), 10),
-                                          ("100 parallel Returns", parallel_flow(), 10)):
+        for name, source, executions in (
+            ("100 sequential Returns", sequential_flow(), 1),
+            ("100 sequential Returns x10 at once", sequential_flow(), 10),
+            ("100 parallel Returns", parallel_flow(), 10),
+        ):
             rate, per_task = asyncio.run(throughput(source, executions, base / name[:3]))
             print(f"{name:<40} {rate:8.0f} durable task runs/s  {per_task:6.3f} ms/task")
         trivial = base / "trivial.yaml"
-        trivial.write_text("id: trivial\nnamespace: bench\ntasks:\n  - id: r\n"
-                           "    type: io.kestra.plugin.core.debug.Return\n    format: hi\n")
+        trivial.write_text(
+            "id: trivial\nnamespace: bench\ntasks:\n  - id: r\n"
+            "    type: io.kestra.plugin.core.debug.Return\n    format: hi\n"
+        )
         compileall.compile_dir(str(ROOT / "daemon"), quiet=1)
         compileall.compile_dir(str(ROOT / "tasks"), quiet=1)
         compileall.compile_dir(str(ROOT / "triggers"), quiet=1)
-        for label, flow, runs in (("podium run trivial flow (best of 5)", trivial, 5),
-                                  ("podium run 01_hello_world (sleeps 15 s)",
-                                   ROOT / "flows" / "01_hello_world.yaml", 1)):
+        for label, flow, runs in (
+            ("podium run trivial flow (best of 5)", trivial, 5),
+            ("podium run 01_hello_world (sleeps 15 s)", ROOT / "flows" / "01_hello_world.yaml", 1),
+        ):
             elapsed, rss, code = podium_run(flow, base / "cli", runs)
             print(f"{label:<40} {elapsed:8.3f} s wall  {rss:6.1f} MB peak RSS  exit {code}")
 

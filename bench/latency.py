@@ -37,9 +37,11 @@ def free_port() -> int:
 
 
 def flow(flow_id: str, trigger: str) -> str:
-    return (f"id: {flow_id}\nnamespace: bench\ntasks:\n  - id: first\n"
-            "    type: io.kestra.plugin.core.debug.Return\n    format: x\n"
-            f"triggers:\n{trigger}")
+    return (
+        f"id: {flow_id}\nnamespace: bench\ntasks:\n  - id: first\n"
+        "    type: io.kestra.plugin.core.debug.Return\n    format: x\n"
+        f"triggers:\n{trigger}"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,31 +63,53 @@ class Bench:
 
     def start_broker(self) -> None:
         conf = self.base / "mosquitto.conf"
-        conf.write_text(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\n"
-                        "user root\n")
-        self.broker = subprocess.Popen(["mosquitto", "-c", str(conf)],
-                                       stderr=subprocess.DEVNULL)
+        conf.write_text(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+        self.broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
         wait_port(self.mqtt_port)
 
     def write_flows(self) -> None:
-        (self.flows / "hook.yaml").write_text(flow("hook", "  - id: hook\n    type: "
-                                                   "io.kestra.plugin.core.trigger.Webhook\n"
-                                                   "    key: benchkey\n"))
-        (self.flows / "drop.yaml").write_text(flow(
-            "drop", "  - id: drop\n    type: io.kestra.plugin.fs.local.RealtimeTrigger\n"
-            f"    from: {self.incoming}\n    on: CREATE_OR_UPDATE\n    stableFor: PT0S\n"))
-        (self.flows / "mqtt.yaml").write_text(flow(
-            "mqtt", "  - id: mqtt\n    type: io.kestra.plugin.mqtt.RealtimeTrigger\n"
-            f"    server: tcp://127.0.0.1:{self.mqtt_port}\n    topic: bench/latency\n"
-            "    qos: 1\n    serdeType: STRING\n"))
+        (self.flows / "hook.yaml").write_text(
+            flow(
+                "hook",
+                "  - id: hook\n    type: "
+                "io.kestra.plugin.core.trigger.Webhook\n"
+                "    key: benchkey\n",
+            )
+        )
+        (self.flows / "drop.yaml").write_text(
+            flow(
+                "drop",
+                "  - id: drop\n    type: io.kestra.plugin.fs.local.RealtimeTrigger\n"
+                f"    from: {self.incoming}\n    on: CREATE_OR_UPDATE\n    stableFor: PT0S\n",
+            )
+        )
+        (self.flows / "mqtt.yaml").write_text(
+            flow(
+                "mqtt",
+                "  - id: mqtt\n    type: io.kestra.plugin.mqtt.RealtimeTrigger\n"
+                f"    server: tcp://127.0.0.1:{self.mqtt_port}\n    topic: bench/latency\n"
+                "    qos: 1\n    serdeType: STRING\n",
+            )
+        )
 
     def start_podium(self, flows: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PODIUM_ALLOWED_PATHS"] = str(self.incoming)
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "podium"), "serve", "--flows", str(flows),
-             "--data-dir", str(self.base / f"data-{flows.name}"), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            [
+                str(ROOT / ".venv" / "bin" / "podium"),
+                "serve",
+                "--flows",
+                str(flows),
+                "--data-dir",
+                str(self.base / f"data-{flows.name}"),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         wait_port(self.port)
 
     def stop_podium(self) -> None:
@@ -96,8 +120,9 @@ class Bench:
 
     async def first_task_start(self, http: aiohttp.ClientSession, execution_id: str) -> datetime:
         while True:
-            async with http.get(f"http://127.0.0.1:{self.port}/api/v1/executions/"
-                                f"{execution_id}") as resp:
+            async with http.get(
+                f"http://127.0.0.1:{self.port}/api/v1/executions/{execution_id}"
+            ) as resp:
                 doc = await resp.json()
             for run in doc.get("taskRunList") or []:
                 for h in run["state"]["histories"]:
@@ -114,8 +139,9 @@ class Bench:
         await store.open()
         try:
             while True:
-                results, _ = await store.search_executions(namespace="bench", flow_id=flow_id,
-                                                           size=5)
+                results, _ = await store.search_executions(
+                    namespace="bench", flow_id=flow_id, size=5
+                )
                 for doc in results:
                     if doc["id"] not in seen:
                         seen.add(doc["id"])
@@ -161,8 +187,9 @@ class Bench:
                 out.append((started - sent).total_seconds() * 1000)
         return out
 
-    async def sustained(self, http: aiohttp.ClientSession, seconds: float = 5,
-                        clients: int = 16) -> float:
+    async def sustained(
+        self, http: aiohttp.ClientSession, seconds: float = 5, clients: int = 16
+    ) -> float:
         url = f"http://127.0.0.1:{self.port}/api/v1/executions/webhook/bench/hook/benchkey"
         done = 0
         stop_at = time.perf_counter() + seconds
@@ -197,8 +224,10 @@ def rss_mb(pid: int) -> float:
 
 
 def report(name: str, values: list[float]) -> None:
-    print(f"{name:<34} p50 {statistics.median(values):7.2f} ms   p99 "
-          f"{percentile(values, 0.99):7.2f} ms   (n={len(values)})")
+    print(
+        f"{name:<34} p50 {statistics.median(values):7.2f} ms   p99 "
+        f"{percentile(values, 0.99):7.2f} ms   (n={len(values)})"
+    )
 
 
 async def measure(bench: Bench) -> None:
@@ -225,9 +254,14 @@ def main() -> None:
             many = Path(tmp) / "many"
             many.mkdir()
             for i in range(100):
-                (many / f"f{i}.yaml").write_text(flow(f"f{i}", f"  - id: hook\n    type: "
-                                                      "io.kestra.plugin.core.trigger.Webhook\n"
-                                                      f"    key: k{i}\n"))
+                (many / f"f{i}.yaml").write_text(
+                    flow(
+                        f"f{i}",
+                        f"  - id: hook\n    type: "
+                        "io.kestra.plugin.core.trigger.Webhook\n"
+                        f"    key: k{i}\n",
+                    )
+                )
             bench.start_podium(many)
             time.sleep(3)
             assert bench.proc is not None

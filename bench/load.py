@@ -47,9 +47,15 @@ ROUNDS = 3
 MONTH = "2019-01"
 TABLE = "bench_copy"
 COLUMNS = ", ".join(YELLOW_COLUMNS)
-TYPES = {"VendorID": "text", "passenger_count": "integer", "RatecodeID": "text",
-         "store_and_fwd_flag": "text", "PULocationID": "text", "DOLocationID": "text",
-         "payment_type": "integer"}
+TYPES = {
+    "VendorID": "text",
+    "passenger_count": "integer",
+    "RatecodeID": "text",
+    "store_and_fwd_flag": "text",
+    "PULocationID": "text",
+    "DOLocationID": "text",
+    "payment_type": "integer",
+}
 
 
 def column_type(name: str) -> str:
@@ -59,22 +65,26 @@ def column_type(name: str) -> str:
 def psql(dsn: str, command: str) -> float:
     """Run one psql command; its wall time in seconds."""
     started = time.perf_counter()
-    subprocess.run(["psql", dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", command],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["psql", dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", command],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
-def podium_run(flow: Path, data_dir: Path, env: dict[str, str], *inputs: str
-               ) -> tuple[dict[str, Any], float, float]:
+def podium_run(
+    flow: Path, data_dir: Path, env: dict[str, str], *inputs: str
+) -> tuple[dict[str, Any], float, float]:
     """`podium run --json` in a child process: the stored execution, wall seconds, peak RSS
     in MB (from the child's rusage)."""
-    argv = [sys.executable, "-m", "daemon", "run", "--json", "--data-dir", str(data_dir),
-            str(flow)]
+    argv = [sys.executable, "-m", "daemon", "run", "--json", "--data-dir", str(data_dir), str(flow)]
     for value in inputs:
         argv += ["-i", value]
     started = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     assert child.stdout is not None
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
@@ -102,8 +112,9 @@ def seconds_of(run: dict[str, Any]) -> float:
     """A task run's time from its first RUNNING to its end, from its state history."""
     history = run["state"]["histories"]
     running = next(h["date"] for h in history if h["state"] == "RUNNING")
-    return (datetime.fromisoformat(history[-1]["date"])
-            - datetime.fromisoformat(running)).total_seconds()
+    return (
+        datetime.fromisoformat(history[-1]["date"]) - datetime.fromisoformat(running)
+    ).total_seconds()
 
 
 @contextmanager
@@ -164,44 +175,66 @@ def compare(dsn: str, base: Path, csv: Path, rows: int, env: dict[str, str]) -> 
     peak = 0.0
     for round_ in range(1, ROUNDS + 1):
         psql(dsn, f"TRUNCATE {TABLE}")
-        psql_seconds = psql(dsn, f"\\copy {TABLE} ({COLUMNS}) FROM '{csv}' "
-                                 "WITH (FORMAT csv, HEADER true)")
+        psql_seconds = psql(
+            dsn, f"\\copy {TABLE} ({COLUMNS}) FROM '{csv}' WITH (FORMAT csv, HEADER true)"
+        )
         psql(dsn, f"TRUNCATE {TABLE}")
         stored, _, rss = podium_run(flow, base / f"data-copy-{round_}", env)
         run = stored["taskRunList"][0]
         assert run["outputs"]["rowCount"] == rows, run["outputs"]
         copy_seconds = seconds_of(run)
-        best_psql, best_copy = max(best_psql, rows / psql_seconds), max(best_copy,
-                                                                         rows / copy_seconds)
+        best_psql, best_copy = (
+            max(best_psql, rows / psql_seconds),
+            max(best_copy, rows / copy_seconds),
+        )
         peak = max(peak, rss)
-        print(f"  round {round_}: psql \\copy {psql_seconds:6.2f} s {rows / psql_seconds:9,.0f} "
-              f"rows/s | CopyIn {copy_seconds:6.2f} s {rows / copy_seconds:9,.0f} rows/s, "
-              f"peak RSS {rss:5.1f} MB")
+        print(
+            f"  round {round_}: psql \\copy {psql_seconds:6.2f} s {rows / psql_seconds:9,.0f} "
+            f"rows/s | CopyIn {copy_seconds:6.2f} s {rows / copy_seconds:9,.0f} rows/s, "
+            f"peak RSS {rss:5.1f} MB"
+        )
     _, _, baseline = podium_run(select_flow(base / "select.yaml"), base / "data-select", env)
     ratio = best_copy / best_psql
-    print(f"CopyIn vs psql \\copy (best of {ROUNDS}): {best_copy:,.0f} vs {best_psql:,.0f} "
-          f"rows/s = {ratio:.2f}x (target >= 0.90: {'met' if ratio >= 0.9 else 'MISSED'})")
-    print(f"peak RSS of `podium run` doing the CopyIn: {peak:.1f} MB (one SELECT 1: "
-          f"{baseline:.1f} MB; target <= 150: {'met' if peak <= 150 else 'MISSED'})")
+    print(
+        f"CopyIn vs psql \\copy (best of {ROUNDS}): {best_copy:,.0f} vs {best_psql:,.0f} "
+        f"rows/s = {ratio:.2f}x (target >= 0.90: {'met' if ratio >= 0.9 else 'MISSED'})"
+    )
+    print(
+        f"peak RSS of `podium run` doing the CopyIn: {peak:.1f} MB (one SELECT 1: "
+        f"{baseline:.1f} MB; target <= 150: {'met' if peak <= 150 else 'MISSED'})"
+    )
     psql(dsn, f"DROP TABLE {TABLE}")
 
 
 def whole_flow(dsn: str, base: Path, csv: Path, rows: int, env: dict[str, str]) -> None:
     release = base / "release"
     (release / "yellow").mkdir(parents=True)
-    with csv.open("rb") as plain, gzip.open(
-            release / "yellow" / f"yellow_tripdata_{MONTH}.csv.gz", "wb", compresslevel=6) as gz:
+    with (
+        csv.open("rb") as plain,
+        gzip.open(
+            release / "yellow" / f"yellow_tripdata_{MONTH}.csv.gz", "wb", compresslevel=6
+        ) as gz,
+    ):
         shutil.copyfileobj(plain, gz, 1 << 20)
     year, month = MONTH.split("-")
     with release_server(release) as base_url:
         stored, wall, rss = podium_run(
-            ROOT / "flows" / "04_postgres_taxi.yaml", base / "data-flow", env, "taxi=yellow",
-            f"year={year}", f"month={month}", f"base_url={base_url}")
+            ROOT / "flows" / "04_postgres_taxi.yaml",
+            base / "data-flow",
+            env,
+            "taxi=yellow",
+            f"year={year}",
+            f"month={month}",
+            f"base_url={base_url}",
+        )
     state = stored["state"]
-    total = (datetime.fromisoformat(state["endDate"])
-             - datetime.fromisoformat(state["startDate"])).total_seconds()
-    print(f"04_postgres_taxi, yellow {MONTH}, {rows:,} rows: {wall:.2f} s wall for `podium run`,"
-          f" execution {total:.2f} s, peak RSS {rss:.1f} MB")
+    total = (
+        datetime.fromisoformat(state["endDate"]) - datetime.fromisoformat(state["startDate"])
+    ).total_seconds()
+    print(
+        f"04_postgres_taxi, yellow {MONTH}, {rows:,} rows: {wall:.2f} s wall for `podium run`,"
+        f" execution {total:.2f} s, peak RSS {rss:.1f} MB"
+    )
     runs = stored["taskRunList"]
     depth: dict[str, int] = {}
     for run in runs:
@@ -217,11 +250,17 @@ def main() -> None:
         base = Path(tmp)
         started = time.perf_counter()
         csv = generate(base / f"yellow_tripdata_{MONTH}.csv", "yellow", MONTH, rows)
-        print(f"generated {rows:,} yellow rows ({csv.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"generated {rows:,} yellow rows ({csv.stat().st_size / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
         netloc = dsn.split("@", 1)[1]
-        env = {**os.environ, "ENV_PG_URL": f"jdbc:postgresql://{netloc}",
-               "ENV_PG_USERNAME": "postgres", "ENV_PG_PASSWORD": "unused"}
+        env = {
+            **os.environ,
+            "ENV_PG_URL": f"jdbc:postgresql://{netloc}",
+            "ENV_PG_USERNAME": "postgres",
+            "ENV_PG_PASSWORD": "unused",
+        }
         compare(dsn, base, csv, rows, env)
         whole_flow(dsn, base, csv, rows, env)
 

@@ -65,10 +65,14 @@ def tiny_wheel(directory: Path) -> Path:
     wheel = directory / "benchdep-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("benchdep/__init__.py", "VALUE = 1\n")
-        archive.writestr("benchdep-1.0.dist-info/METADATA",
-                         "Metadata-Version: 2.1\nName: benchdep\nVersion: 1.0\n")
-        archive.writestr("benchdep-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n"
-                         "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(
+            "benchdep-1.0.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: benchdep\nVersion: 1.0\n",
+        )
+        archive.writestr(
+            "benchdep-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         archive.writestr("benchdep-1.0.dist-info/RECORD", "")
     return wheel
 
@@ -107,18 +111,23 @@ async def main() -> None:
         try:
             bash = await median_ms(lambda: direct("bash", "-c", "true"))
             task = await median_ms(execution(runtime, SHELL_FLOW))
-            print(f"shell task: {task:6.1f} ms, bash -c directly: {bash:6.1f} ms, "
-                  f"overhead {task - bash:+6.1f} ms (target <= 15 ms)")
+            print(
+                f"shell task: {task:6.1f} ms, bash -c directly: {bash:6.1f} ms, "
+                f"overhead {task - bash:+6.1f} ms (target <= 15 ms)"
+            )
 
             wheel = tiny_wheel(data_dir)
             print("building the cached venv (pip, once)...", flush=True)
             python_task = await median_ms(execution(runtime, python_flow(wheel)))
             venv = next(p for p in (data_dir / "venvs").iterdir() if p.is_dir())
-            python = await median_ms(lambda: direct(str(venv / "bin" / "python"), "-c",
-                                                    "import benchdep"))
-            print(f"python task (cached venv): {python_task:6.1f} ms, python -c directly: "
-                  f"{python:6.1f} ms, overhead {python_task - python:+6.1f} ms "
-                  f"(target <= 50 ms)")
+            python = await median_ms(
+                lambda: direct(str(venv / "bin" / "python"), "-c", "import benchdep")
+            )
+            print(
+                f"python task (cached venv): {python_task:6.1f} ms, python -c directly: "
+                f"{python:6.1f} ms, overhead {python_task - python:+6.1f} ms "
+                f"(target <= 50 ms)"
+            )
 
             # == Docker runner vs `podman run` of the same command ==========================
             # Left for the Docker runner's author: time a one-task flow on the Docker runner

@@ -27,24 +27,54 @@ from pathlib import Path
 from typing import TextIO
 
 YELLOW_COLUMNS = (
-    "VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "passenger_count",
-    "trip_distance", "RatecodeID", "store_and_fwd_flag", "PULocationID", "DOLocationID",
-    "payment_type", "fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
-    "improvement_surcharge", "total_amount", "congestion_surcharge",
+    "VendorID",
+    "tpep_pickup_datetime",
+    "tpep_dropoff_datetime",
+    "passenger_count",
+    "trip_distance",
+    "RatecodeID",
+    "store_and_fwd_flag",
+    "PULocationID",
+    "DOLocationID",
+    "payment_type",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "improvement_surcharge",
+    "total_amount",
+    "congestion_surcharge",
 )
 GREEN_COLUMNS = (
-    "VendorID", "lpep_pickup_datetime", "lpep_dropoff_datetime", "store_and_fwd_flag",
-    "RatecodeID", "PULocationID", "DOLocationID", "passenger_count", "trip_distance",
-    "fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "ehail_fee",
-    "improvement_surcharge", "total_amount", "payment_type", "trip_type",
+    "VendorID",
+    "lpep_pickup_datetime",
+    "lpep_dropoff_datetime",
+    "store_and_fwd_flag",
+    "RatecodeID",
+    "PULocationID",
+    "DOLocationID",
+    "passenger_count",
+    "trip_distance",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "ehail_fee",
+    "improvement_surcharge",
+    "total_amount",
+    "payment_type",
+    "trip_type",
     "congestion_surcharge",
 )
 COLUMNS = {"yellow": YELLOW_COLUMNS, "green": GREEN_COLUMNS}
 
 _BATCH = 10_000  # rows joined per write
 # Code values weighted roughly as in 2019's trips.
-_PASSENGERS = ("1",) * 70 + ("2",) * 14 + ("3",) * 4 + ("5",) * 4 + ("6",) * 3 + ("4",) * 2 \
-    + ("0",) * 3
+_PASSENGERS = (
+    ("1",) * 70 + ("2",) * 14 + ("3",) * 4 + ("5",) * 4 + ("6",) * 3 + ("4",) * 2 + ("0",) * 3
+)
 _RATE_CODES = ("1",) * 96 + ("2",) * 2 + ("5", "3")
 _PAYMENTS = ("1",) * 70 + ("2",) * 27 + ("3",) * 2 + ("4",)
 _EXTRAS = ("0", "0.5", "0.5", "1", "2.5", "3")
@@ -117,11 +147,39 @@ def _rows(colour: str, start: datetime, count: int) -> Iterator[str]:
         amounts = (f"{fare:.2f}", extra, "0.5", f"{tip:.2f}", tolls)
         cells: tuple[str, ...]
         if green:
-            cells = (vendor, *times, flag, rate, pu, do, passengers, trip, *amounts, "",
-                     "0.3", f"{total:.2f}", payment, trip_type, surcharge)
+            cells = (
+                vendor,
+                *times,
+                flag,
+                rate,
+                pu,
+                do,
+                passengers,
+                trip,
+                *amounts,
+                "",
+                "0.3",
+                f"{total:.2f}",
+                payment,
+                trip_type,
+                surcharge,
+            )
         else:
-            cells = (vendor, *times, passengers, trip, rate, flag, pu, do, payment, *amounts,
-                     "0.3", f"{total:.2f}", surcharge)
+            cells = (
+                vendor,
+                *times,
+                passengers,
+                trip,
+                rate,
+                flag,
+                pu,
+                do,
+                payment,
+                *amounts,
+                "0.3",
+                f"{total:.2f}",
+                surcharge,
+            )
         yield ",".join(cells) + "\n"
 
 
@@ -164,8 +222,10 @@ def _rate() -> None:
             started = time.perf_counter()
             path = generate(Path(tmp) / name, "yellow", "2019-01", count)
             seconds = time.perf_counter() - started
-            print(f"{name:<14} {count:,} rows in {seconds:5.2f} s: {count / seconds:9,.0f} rows/s,"
-                  f" {path.stat().st_size / 2**20:6.1f} MiB")
+            print(
+                f"{name:<14} {count:,} rows in {seconds:5.2f} s: {count / seconds:9,.0f} rows/s,"
+                f" {path.stat().st_size / 2**20:6.1f} MiB"
+            )
 
 
 def main(argv: list[str]) -> int:

@@ -42,8 +42,13 @@ _NOT_ALERT_PROPERTIES = frozenset(Task.model_fields) | {"execution_id"}
 class AlertSender(Protocol):
     """What an ExecutionAlert task offers the daemon (tasks/notifications/summary.py)."""
 
-    async def alert(self, runtime: Runtime, execution: Execution, public_url: str | None,
-                    note: Callable[[str], None]) -> None: ...
+    async def alert(
+        self,
+        runtime: Runtime,
+        execution: Execution,
+        public_url: str | None,
+        note: Callable[[str], None],
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ def build_rules(configs: list[AlertRule], plugins: Plugins) -> list[Rule]:
             problems.append(f"{where}: no task sends on channel '{config.channel}'")
             continue
         properties = dict(config.model_extra or {})
-        allowed = {f.alias or n: n for n, f in cls.model_fields.items()
-                   if n not in _NOT_ALERT_PROPERTIES}
+        allowed = {
+            f.alias or n: n for n, f in cls.model_fields.items() if n not in _NOT_ALERT_PROPERTIES
+        }
         unknown = [key for key in properties if key not in allowed]
         for key in unknown:
             close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
@@ -113,8 +119,9 @@ def build_rules(configs: list[AlertRule], plugins: Plugins) -> list[Rule]:
                     problems.append(f"{where}: missing required property '{path}'")
                 else:
                     message = str(err["msg"]).removeprefix("Value error, ")
-                    problems.append(f"{where}: {path}: {message}" if path
-                                    else f"{where}: {message}")
+                    problems.append(
+                        f"{where}: {path}: {message}" if path else f"{where}: {message}"
+                    )
             continue
         rules.append(Rule(index, config, task))
     if problems:
@@ -166,8 +173,13 @@ class Alerts:
                 log.error("keeping the previous alerts: %s", exc)
         return self.rules
 
-    def _listener(self, kind: str, execution: Execution, task_run: TaskRun | None,
-                  extra: dict[str, Any] | None) -> None:
+    def _listener(
+        self,
+        kind: str,
+        execution: Execution,
+        task_run: TaskRun | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
         if kind != "execution" or not execution.state.current.terminated:
             return
         rules = [r for r in self._current_rules() if r.matches(execution)]
@@ -183,19 +195,26 @@ class Alerts:
         snapshot = Execution.from_json(execution.to_json())  # it may change while we send
         for rule in rules:
             job = asyncio.get_running_loop().create_task(
-                self._send(rule, snapshot), name=f"alert {rule.index} {execution.id}")
+                self._send(rule, snapshot), name=f"alert {rule.index} {execution.id}"
+            )
             self._sending.add(job)
             job.add_done_callback(self._sending.discard)
 
     async def _send(self, rule: Rule, execution: Execution) -> None:
         runtime = self.runtime
-        about = (f"execution {execution.id} of {execution.namespace}.{execution.flow_id} "
-                 f"({execution.state.current.value})")
+        about = (
+            f"execution {execution.id} of {execution.namespace}.{execution.flow_id} "
+            f"({execution.state.current.value})"
+        )
         try:
             task = await self._rendered(rule, execution)
             sender = cast(AlertSender, task)  # found in the registry by its alert_channel
-            await sender.alert(runtime, execution, self.settings.url,
-                               lambda text: log.warning("%s: %s", rule.name, runtime.mask(text)))
+            await sender.alert(
+                runtime,
+                execution,
+                self.settings.url,
+                lambda text: log.warning("%s: %s", rule.name, runtime.mask(text)),
+            )
         except asyncio.CancelledError:
             raise
         except PodiumError as exc:
@@ -213,15 +232,22 @@ class Alerts:
             return rule.task
         runtime = self.runtime
         variables = {
-            "flow": {"id": execution.flow_id, "namespace": execution.namespace,
-                     "revision": execution.flow_revision},
-            "execution": {"id": execution.id, "startDate": execution.state.start_iso,
-                          "state": execution.state.current.value},
+            "flow": {
+                "id": execution.flow_id,
+                "namespace": execution.namespace,
+                "revision": execution.flow_revision,
+            },
+            "execution": {
+                "id": execution.id,
+                "startDate": execution.state.start_iso,
+                "state": execution.state.current.value,
+            },
             "labels": execution.labels,
             "envs": runtime.envs,
         }
-        rendered = await asyncio.to_thread(runtime.renderer.render_value, templated, variables,
-                                           runtime.functions(None))
+        rendered = await asyncio.to_thread(
+            runtime.renderer.render_value, templated, variables, runtime.functions(None)
+        )
         return with_rendered(rule.task, rendered, where=f"{rule.name} ")
 
 

@@ -23,48 +23,78 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    data_help = ("where podium keeps its store and files (default: $PODIUM_DATA_DIR, else "
-                 "$XDG_DATA_HOME/podium, else ~/.local/share/podium; now "
-                 f"{default_data_dir()})")
+    data_help = (
+        "where podium keeps its store and files (default: $PODIUM_DATA_DIR, else "
+        "$XDG_DATA_HOME/podium, else ~/.local/share/podium; now "
+        f"{default_data_dir()})"
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=None, help=data_help)
 
     parser = argparse.ArgumentParser(
-        prog="podium", parents=[common],
-        description="Event-driven pipeline daemon for Kestra-syntax YAML flows.")
+        prog="podium",
+        parents=[common],
+        description="Event-driven pipeline daemon for Kestra-syntax YAML flows.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="run a flow once, in-process")
     run.add_argument("flow", type=Path, help="the flow's YAML file")
-    run.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE",
-                     help="an input value (repeatable)")
-    run.add_argument("--json", action="store_true",
-                     help="print the final execution as JSON on stdout")
+    run.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input value (repeatable)",
+    )
+    run.add_argument(
+        "--json", action="store_true", help="print the final execution as JSON on stdout"
+    )
 
     serve = commands.add_parser(
-        "serve", parents=[common],
-        help="run the daemon: flows, triggers, API (settings: podium.yaml, PODIUM_*, flags)")
-    serve.add_argument("--flows", type=Path, default=None, dest="flows_dir",
-                       help="directory of flow files, watched for changes (default: flows)")
-    serve.add_argument("--host", default=None,
-                       help="listen address (default 127.0.0.1 without basic-auth, else 0.0.0.0)")
+        "serve",
+        parents=[common],
+        help="run the daemon: flows, triggers, API (settings: podium.yaml, PODIUM_*, flags)",
+    )
+    serve.add_argument(
+        "--flows",
+        type=Path,
+        default=None,
+        dest="flows_dir",
+        help="directory of flow files, watched for changes (default: flows)",
+    )
+    serve.add_argument(
+        "--host",
+        default=None,
+        help="listen address (default 127.0.0.1 without basic-auth, else 0.0.0.0)",
+    )
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
-    serve.add_argument("--store", default=None,
-                       help="store URL or path (default: podium.db in the data dir)")
-    serve.add_argument("--config", type=Path, default=None,
-                       help="settings file (default: podium.yaml if present, or "
-                            "$PODIUM_CONFIG)")
+    serve.add_argument(
+        "--store", default=None, help="store URL or path (default: podium.db in the data dir)"
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="settings file (default: podium.yaml if present, or $PODIUM_CONFIG)",
+    )
 
-    validate = commands.add_parser("validate", parents=[common],
-                                   help="check flow files; every error as file:line:col")
+    validate = commands.add_parser(
+        "validate", parents=[common], help="check flow files; every error as file:line:col"
+    )
     validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
 
     stored = argparse.ArgumentParser(add_help=False, parents=[common])
-    stored.add_argument("--store", default=None,
-                        help="the store to read: a postgresql:// URL or a SQLite file "
-                             "(default: $PODIUM_STORE, else the data directory's)")
-    executions = commands.add_parser("executions", parents=[stored],
-                                     help="list and inspect stored executions")
+    stored.add_argument(
+        "--store",
+        default=None,
+        help="the store to read: a postgresql:// URL or a SQLite file "
+        "(default: $PODIUM_STORE, else the data directory's)",
+    )
+    executions = commands.add_parser(
+        "executions", parents=[stored], help="list and inspect stored executions"
+    )
     sub = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = sub.add_parser("list", parents=[stored], help="one line per execution")
     listing.add_argument("--namespace")
@@ -78,14 +108,21 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--level", default=None, help="minimum level (TRACE..ERROR)")
 
     status = commands.add_parser(
-        "status", help="a running daemon's flows, triggers, running executions and last "
-                       "failures, from its API")
-    status.add_argument("--url", default=None,
-                        help="the daemon's address (default: http://127.0.0.1:8080)")
-    status.add_argument("--user", default=None,
-                        help="basic-auth user (default: $PODIUM_BASIC_AUTH_USERNAME)")
-    status.add_argument("--password", default=None,
-                        help="basic-auth password (default: $PODIUM_BASIC_AUTH_PASSWORD)")
+        "status",
+        help="a running daemon's flows, triggers, running executions and last "
+        "failures, from its API",
+    )
+    status.add_argument(
+        "--url", default=None, help="the daemon's address (default: http://127.0.0.1:8080)"
+    )
+    status.add_argument(
+        "--user", default=None, help="basic-auth user (default: $PODIUM_BASIC_AUTH_USERNAME)"
+    )
+    status.add_argument(
+        "--password",
+        default=None,
+        help="basic-auth password (default: $PODIUM_BASIC_AUTH_PASSWORD)",
+    )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
@@ -112,27 +149,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- podium serve -------------------------------------------------------------------------
 
+
 def _serve(args: argparse.Namespace) -> int:
     from daemon.serve import serve
 
-    config = args.config or (Path(os.environ["PODIUM_CONFIG"])
-                             if os.environ.get("PODIUM_CONFIG") else None)
+    config = args.config or (
+        Path(os.environ["PODIUM_CONFIG"]) if os.environ.get("PODIUM_CONFIG") else None
+    )
     if config is None and Path("podium.yaml").is_file():
         config = Path("podium.yaml")
-    overrides = {"data_dir": args.data_dir, "flows_dir": args.flows_dir, "host": args.host,
-                 "port": args.port, "store": args.store}
+    overrides = {
+        "data_dir": args.data_dir,
+        "flows_dir": args.flows_dir,
+        "host": args.host,
+        "port": args.port,
+        "store": args.store,
+    }
     return serve(config, overrides)
 
 
 # -- podium status ------------------------------------------------------------------------
 
+
 def _status(args: argparse.Namespace) -> int:
     from daemon.status import DEFAULT_URL, Client, collect, render
 
     env = os.environ
-    client = Client(args.url or DEFAULT_URL,
-                    args.user or env.get("PODIUM_BASIC_AUTH_USERNAME"),
-                    args.password or env.get("PODIUM_BASIC_AUTH_PASSWORD"))
+    client = Client(
+        args.url or DEFAULT_URL,
+        args.user or env.get("PODIUM_BASIC_AUTH_USERNAME"),
+        args.password or env.get("PODIUM_BASIC_AUTH_PASSWORD"),
+    )
     status = collect(client)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -142,6 +189,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 # -- podium validate ----------------------------------------------------------------------
+
 
 def flow_files(paths: Sequence[Path]) -> list[Path]:
     out: list[Path] = []
@@ -166,8 +214,9 @@ def _validate(paths: Sequence[Path]) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
         else:
-            print(f"{file}: ok ({flow.namespace}.{flow.id}, {sum(1 for _ in flow.all_tasks())} "
-                  "tasks)")
+            print(
+                f"{file}: ok ({flow.namespace}.{flow.id}, {sum(1 for _ in flow.all_tasks())} tasks)"
+            )
     if not files:
         print("podium: no flow files found", file=sys.stderr)
         return EXIT_INVALID
@@ -175,6 +224,7 @@ def _validate(paths: Sequence[Path]) -> int:
 
 
 # -- podium run ---------------------------------------------------------------------------
+
 
 def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
@@ -264,8 +314,13 @@ class Progress:
         self.tty = out.isatty()
         self.started = time.monotonic()
 
-    def event(self, kind: str, execution: Execution, task_run: TaskRun | None,
-              extra: dict[str, Any] | None) -> None:
+    def event(
+        self,
+        kind: str,
+        execution: Execution,
+        task_run: TaskRun | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
         if kind == "log" and extra is not None:
             where = extra.get("taskId") or "-"
             self._line(f"  {extra['level']:<5} {where}: {extra['message']}")
@@ -275,16 +330,19 @@ class Progress:
                 label = task_run.task_id + (f"[{task_run.value}]" if task_run.value else "")
                 duration = ""
                 if state.terminated:
-                    seconds = (task_run.state.histories[-1][1]
-                               - task_run.state.start).total_seconds()
+                    seconds = (
+                        task_run.state.histories[-1][1] - task_run.state.start
+                    ).total_seconds()
                     duration = f" {seconds:.2f}s"
                 self._line(f"{self._paint(state)} {label}{duration}")
 
     def summary(self, execution: Execution) -> None:
         state = execution.state.current
         seconds = time.monotonic() - self.started
-        line = f"{self._paint(state)} execution {execution.id} of {execution.namespace}." \
-               f"{execution.flow_id} in {seconds:.2f}s"
+        line = (
+            f"{self._paint(state)} execution {execution.id} of {execution.namespace}."
+            f"{execution.flow_id} in {seconds:.2f}s"
+        )
         if execution.error:
             line += f": {execution.error}"
         self._line(line)
@@ -295,8 +353,13 @@ class Progress:
         text = f"{state.value:<9}"
         if not self.tty:
             return text
-        colour = {State.SUCCESS: 32, State.WARNING: 33, State.FAILED: 31, State.KILLED: 31,
-                  State.RUNNING: 36}.get(state, 0)
+        colour = {
+            State.SUCCESS: 32,
+            State.WARNING: 33,
+            State.FAILED: 31,
+            State.KILLED: 31,
+            State.RUNNING: 36,
+        }.get(state, 0)
         return f"\x1b[{colour}m{text}\x1b[0m"
 
     def _line(self, text: str) -> None:
@@ -306,16 +369,19 @@ class Progress:
 
 # -- podium executions --------------------------------------------------------------------
 
+
 async def _executions(args: argparse.Namespace) -> int:
     from daemon.store import open_store
-    store = open_store(args.store or os.environ.get("PODIUM_STORE")
-                       or args.data_dir or default_data_dir())
+
+    store = open_store(
+        args.store or os.environ.get("PODIUM_STORE") or args.data_dir or default_data_dir()
+    )
     await store.open()
     try:
         if args.action == "list":
             results, total = await store.search_executions(
-                namespace=args.namespace, flow_id=args.flow_id, states=args.state,
-                size=args.limit)
+                namespace=args.namespace, flow_id=args.flow_id, states=args.state, size=args.limit
+            )
             for found in results:
                 print(summary_line(found))
             print(f"{len(results)} of {total} executions", file=sys.stderr)

@@ -92,9 +92,16 @@ def lock_key(*parts: str) -> int:
 class Cluster:
     """This node's part in the cluster: heartbeat, claims, notifications, trigger leases."""
 
-    def __init__(self, runtime: Runtime, store: Any, node_id: str, *,
-                 heartbeat_interval: timedelta, node_timeout: timedelta,
-                 capacity: int = 0) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Any,
+        node_id: str,
+        *,
+        heartbeat_interval: timedelta,
+        node_timeout: timedelta,
+        capacity: int = 0,
+    ) -> None:
         self.runtime = runtime
         self.store = store  # a PostgresStore: its `pool` and `dsn` are used here
         self.node_id = node_id
@@ -134,13 +141,22 @@ class Cluster:
                    VALUES ($1, $2, $3, now(), now())
                    ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
                        started = excluded.started, heartbeat = excluded.heartbeat""",
-                self.node_id, socket.gethostname(), os.getpid())
+                self.node_id,
+                socket.gethostname(),
+                os.getpid(),
+            )
             released = await conn.fetch(
                 "UPDATE executions SET owner = NULL WHERE owner = $1 AND state = ANY($2) "
-                "RETURNING id", self.node_id, UNFINISHED)
+                "RETURNING id",
+                self.node_id,
+                UNFINISHED,
+            )
         if released:
-            log.info("node %s: %d executions it left unfinished are up for claiming",
-                     self.node_id, len(released))
+            log.info(
+                "node %s: %d executions it left unfinished are up for claiming",
+                self.node_id,
+                len(released),
+            )
         self._connected_since = time.monotonic()
         await self._connect_listener()
         self._spawn(self._heartbeat_loop(), "cluster heartbeat")
@@ -193,17 +209,28 @@ class Cluster:
                 async with self.pool.acquire() as conn, conn.transaction():
                     released = await conn.fetch(
                         "UPDATE executions SET owner = NULL WHERE owner = $1 "
-                        "AND state = ANY($2::text[]) RETURNING id", self.node_id, UNFINISHED)
+                        "AND state = ANY($2::text[]) RETURNING id",
+                        self.node_id,
+                        UNFINISHED,
+                    )
                     await conn.execute("DELETE FROM nodes WHERE id = $1", self.node_id)
                     if released:
                         await conn.execute("SELECT pg_notify('podium_work', '')")
         except Exception as exc:
-            log.warning("node %s could not leave the cluster cleanly (%s); the others will "
-                        "take its work over after %s", self.node_id, exc, self.timeout)
+            log.warning(
+                "node %s could not leave the cluster cleanly (%s); the others will "
+                "take its work over after %s",
+                self.node_id,
+                exc,
+                self.timeout,
+            )
             return
         if released:
-            log.info("node %s left; %d executions it had queued are up for claiming",
-                     self.node_id, len(released))
+            log.info(
+                "node %s left; %d executions it had queued are up for claiming",
+                self.node_id,
+                len(released),
+            )
 
     # -- notifications --------------------------------------------------------------------
 
@@ -211,10 +238,12 @@ class Cluster:
         import asyncpg
 
         conn = await asyncpg.connect(self.store.dsn, timeout=10)
-        for channel, handler in (("podium_work", self._on_work),
-                                 ("podium_ended", self._on_ended),
-                                 ("podium_control", self._on_control),
-                                 ("podium_flows", self._on_flows)):
+        for channel, handler in (
+            ("podium_work", self._on_work),
+            ("podium_ended", self._on_ended),
+            ("podium_control", self._on_control),
+            ("podium_flows", self._on_flows),
+        ):
             await conn.add_listener(channel, handler)
         self._listen = conn
 
@@ -272,8 +301,7 @@ class Cluster:
         if message.get("action") == "kill":
             self._background(self.runtime.kill_local(execution_id))
         elif message.get("action") == "resume":
-            self._background(self.runtime.resume_local(execution_id,
-                                                       message.get("inputs") or {}))
+            self._background(self.runtime.resume_local(execution_id, message.get("inputs") or {}))
 
     def _on_flows(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         try:
@@ -302,8 +330,12 @@ class Cluster:
         try:
             await self.notify(channel, payload)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, PodiumError) as exc:
-            log.warning("node %s: could not notify %s (%s); the others will poll",
-                        self.node_id, channel, exc)
+            log.warning(
+                "node %s: could not notify %s (%s); the others will poll",
+                self.node_id,
+                channel,
+                exc,
+            )
 
     # -- executions -----------------------------------------------------------------------
 
@@ -333,8 +365,9 @@ class Cluster:
             others = self._pin_limited_flows()
             try:
                 while (room := self._room()) > 0:
-                    rows = await self.pool.fetch(_CLAIM, self.node_id, UNFINISHED,
-                                                 min(room, CLAIM_BATCH), others)
+                    rows = await self.pool.fetch(
+                        _CLAIM, self.node_id, UNFINISHED, min(room, CLAIM_BATCH), others
+                    )
                     # A new execution comes with its doc; one that ran before (taken
                     # over, restarted, replayed) is read again with its task runs.
                     await asyncio.gather(*(self._adopt(row) for row in rows))
@@ -348,8 +381,7 @@ class Cluster:
     def _pin_limited_flows(self) -> list[str]:
         """Keep one lease job per loaded flow with a concurrency limit; return the flows this
         node must not claim executions of (their lease is elsewhere), as claim keys."""
-        limited = {uid for uid, flow in self.runtime.flows.items()
-                   if flow.concurrency is not None}
+        limited = {uid for uid, flow in self.runtime.flows.items() if flow.concurrency is not None}
         for uid in list(self._limited):
             if uid not in limited:
                 self._limited.pop(uid).cancel()
@@ -384,18 +416,19 @@ class Cluster:
 
     async def release(self, execution_id: str) -> None:
         """Give an execution up for claiming (a restart of an ended one)."""
-        await self.pool.execute("UPDATE executions SET owner = NULL WHERE id = $1",
-                                execution_id)
+        await self.pool.execute("UPDATE executions SET owner = NULL WHERE id = $1", execution_id)
 
     async def owner(self, execution_id: str) -> str | None:
         value: str | None = await self.pool.fetchval(
-            "SELECT owner FROM executions WHERE id = $1", execution_id)
+            "SELECT owner FROM executions WHERE id = $1", execution_id
+        )
         return value
 
-    async def control(self, action: str, execution_id: str, node: str | None,
-                      **extra: Any) -> None:
-        await self.notify("podium_control", json.dumps(
-            {"action": action, "id": execution_id, "node": node, **extra}))
+    async def control(self, action: str, execution_id: str, node: str | None, **extra: Any) -> None:
+        await self.notify(
+            "podium_control",
+            json.dumps({"action": action, "id": execution_id, "node": node, **extra}),
+        )
 
     async def wait_ended(self, execution_id: str) -> None:
         """Until some node says the execution ended (checked against the store, so a missed
@@ -431,21 +464,32 @@ class Cluster:
             try:
                 async with asyncio.timeout(max(self.interval, 1.0) * 5):
                     status = await self.pool.execute(
-                        "UPDATE nodes SET heartbeat = now() WHERE id = $1", self.node_id)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError,
-                    PodiumError) as exc:
+                        "UPDATE nodes SET heartbeat = now() WHERE id = $1", self.node_id
+                    )
+            except (
+                asyncpg.PostgresError,
+                OSError,
+                asyncpg.InterfaceError,
+                TimeoutError,
+                PodiumError,
+            ) as exc:
                 if self._connected_since is not None:
-                    log.warning("node %s: cannot reach the database (%s); retrying",
-                                self.node_id, exc)
+                    log.warning(
+                        "node %s: cannot reach the database (%s); retrying", self.node_id, exc
+                    )
                 self._connected_since = None
                 continue
             if self._connected_since is None:
                 log.info("node %s: database reachable again", self.node_id)
                 self._connected_since = time.monotonic()
             if status == "UPDATE 0":
-                log.critical("node %s was declared dead by the cluster (no heartbeat for %s); "
-                             "its executions were taken over: exiting so they never run "
-                             "twice", self.node_id, self.timeout)
+                log.critical(
+                    "node %s was declared dead by the cluster (no heartbeat for %s); "
+                    "its executions were taken over: exiting so they never run "
+                    "twice",
+                    self.node_id,
+                    self.timeout,
+                )
                 self.on_fenced()
                 return
             # After an outage every node needs a moment to heartbeat again before anyone
@@ -464,13 +508,20 @@ class Cluster:
                 names = [row["id"] for row in dead]
                 taken = await conn.fetch(
                     "UPDATE executions SET owner = NULL WHERE owner = ANY($1::text[]) "
-                    "AND state = ANY($2::text[]) RETURNING id", names, UNFINISHED)
+                    "AND state = ANY($2::text[]) RETURNING id",
+                    names,
+                    UNFINISHED,
+                )
                 await conn.execute("SELECT pg_notify('podium_work', '')")
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
             log.warning("node %s: checking for dead nodes failed: %s", self.node_id, exc)
             return
-        log.warning("node(s) %s stopped heartbeating for %s: %d unfinished executions are "
-                    "taken over", ", ".join(names), self.timeout, len(taken))
+        log.warning(
+            "node(s) %s stopped heartbeating for %s: %d unfinished executions are taken over",
+            ", ".join(names),
+            self.timeout,
+            len(taken),
+        )
         self._wake.set()
 
     # -- trigger leases ---------------------------------------------------------------------
@@ -505,11 +556,17 @@ class Cluster:
 
         conn = self._locks
         if conn is None or conn.is_closed():
-            conn = await asyncpg.connect(self.store.dsn, timeout=10, server_settings={
-                # a machine that vanishes without closing its socket loses its leases
-                # after about idle + interval * count seconds
-                "tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
-                "tcp_keepalives_count": "3"})
+            conn = await asyncpg.connect(
+                self.store.dsn,
+                timeout=10,
+                server_settings={
+                    # a machine that vanishes without closing its socket loses its leases
+                    # after about idle + interval * count seconds
+                    "tcp_keepalives_idle": "5",
+                    "tcp_keepalives_interval": "2",
+                    "tcp_keepalives_count": "3",
+                },
+            )
             conn.add_termination_listener(self._locks_lost)
             self._locks = conn
         return conn
@@ -519,8 +576,11 @@ class Cluster:
             return
         self._locks = None
         if self._held and not self._stopping:
-            log.warning("node %s: lock connection lost; giving up %d trigger leases",
-                        self.node_id, len(self._held))
+            log.warning(
+                "node %s: lock connection lost; giving up %d trigger leases",
+                self.node_id,
+                len(self._held),
+            )
         for lost in self._held.values():
             lost.set()
         self._held.clear()
@@ -577,11 +637,19 @@ class Cluster:
 
         try:
             flow: Flow = await asyncio.to_thread(
-                load_flow, source, f"<{namespace}.{flow_id} revision {revision}>",
-                self.runtime.plugins)
+                load_flow,
+                source,
+                f"<{namespace}.{flow_id} revision {revision}>",
+                self.runtime.plugins,
+            )
         except FlowError as exc:
-            log.error("flow %s.%s revision %d from the cluster does not load here:\n%s",
-                      namespace, flow_id, revision, "\n".join(f"  {p}" for p in exc.problems))
+            log.error(
+                "flow %s.%s revision %d from the cluster does not load here:\n%s",
+                namespace,
+                flow_id,
+                revision,
+                "\n".join(f"  {p}" for p in exc.problems),
+            )
             return
         flow.revision = revision
         if self.triggers is not None:

@@ -58,16 +58,19 @@ class AlertRule(BaseModel):
     def _final_states(cls, value: list[State]) -> list[State]:
         for state in value:
             if not state.terminated:
-                raise ValueError(f"{state.value} is not a final state; alerts are sent when an "
-                                 "execution ends (FAILED, WARNING, SUCCESS, KILLED, CANCELLED)")
+                raise ValueError(
+                    f"{state.value} is not a final state; alerts are sent when an "
+                    "execution ends (FAILED, WARNING, SUCCESS, KILLED, CANCELLED)"
+                )
         return value
 
 
 class Settings(BaseModel):
     """What a running daemon is configured with."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True,
-                              alias_generator=lambda name: name.replace("_", "-"))
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=lambda name: name.replace("_", "-")
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
     flows_dir: Path = Path("flows")
@@ -120,15 +123,18 @@ class Settings(BaseModel):
     def allows(self, path: Path) -> bool:
         """Is `path` under one of the allowed paths (after resolving symlinks)?"""
         resolved = path.resolve()
-        return any(resolved == root.resolve() or root.resolve() in resolved.parents
-                   for root in self.allowed_paths)
+        return any(
+            resolved == root.resolve() or root.resolve() in resolved.parents
+            for root in self.allowed_paths
+        )
 
 
 _ENV_PREFIX = "PODIUM_"
 
 
-def load_settings(config_file: Path | None, overrides: Mapping[str, Any],
-                  environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    config_file: Path | None, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
     """File, then environment, then explicit overrides (flags); each later one wins."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -146,7 +152,7 @@ def load_settings(config_file: Path | None, overrides: Mapping[str, Any],
     for key, value in environ.items():
         if not key.startswith(_ENV_PREFIX):
             continue
-        name = key[len(_ENV_PREFIX):].lower().replace("_", "-")
+        name = key[len(_ENV_PREFIX) :].lower().replace("_", "-")
         if name.startswith("basic-auth-"):
             data.setdefault("basic-auth", {})[name.removeprefix("basic-auth-")] = value
         elif name in fields:
@@ -155,7 +161,9 @@ def load_settings(config_file: Path | None, overrides: Mapping[str, Any],
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors(include_url=False))
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
         source = f" ({config_file})" if config_file else ""
         raise ConfigError(f"invalid settings{source}: {problems}") from None

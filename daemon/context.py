@@ -38,8 +38,13 @@ class ExitRequested(Exception):
 class TaskLogger:
     """Execution logs: every line goes to the store with its execution, task run and level."""
 
-    def __init__(self, runtime: Runtime, execution: Execution, task_run: TaskRun | None,
-                 min_level: str | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        execution: Execution,
+        task_run: TaskRun | None,
+        min_level: str | None = None,
+    ) -> None:
         self._runtime = runtime
         self._execution = execution
         self._task_run = task_run
@@ -104,8 +109,9 @@ class RunContext:
         return self.runtime.renderer.render_value(value, variables, self.runtime.functions(self))
 
     def render_bool(self, value: str | bool) -> bool:
-        return self.runtime.renderer.evaluate_bool(value, self.variables,
-                                                   self.runtime.functions(self))
+        return self.runtime.renderer.evaluate_bool(
+            value, self.variables, self.runtime.functions(self)
+        )
 
     @property
     def working_dir_path(self) -> Path:
@@ -135,15 +141,17 @@ class RunContext:
             if isinstance(source, bytes):
                 raise ValueError("a name is needed to store bytes")
             name = source.name
-        return await asyncio.to_thread(self.runtime.storage.put, source,
-                                       prefix=self.storage_prefix(), name=name)
+        return await asyncio.to_thread(
+            self.runtime.storage.put, source, prefix=self.storage_prefix(), name=name
+        )
 
     async def file_path(self, uri: str) -> Path:
         """The local path of a stored file (for reading); NotFound if missing."""
         return await asyncio.to_thread(self.runtime.storage.path, uri)
 
-    async def pause(self, seconds: float | None, on_resume: Sequence[InputSpec]
-                    ) -> dict[str, Any] | None:
+    async def pause(
+        self, seconds: float | None, on_resume: Sequence[InputSpec]
+    ) -> dict[str, Any] | None:
         """Hold this task run and its execution PAUSED until resumed through the API (the
         coerced `onResume` values) or until `seconds` pass (None)."""
         runtime, ex, tr = self.runtime, self.execution, self.task_run
@@ -178,8 +186,9 @@ class RunContext:
     def add_labels(self, labels: Mapping[str, str]) -> None:
         self.execution.labels.update({k: str(v) for k, v in labels.items()})
 
-    def metric(self, name: str, type_: str, value: float, tags: Mapping[str, str] | None = None
-               ) -> None:
+    def metric(
+        self, name: str, type_: str, value: float, tags: Mapping[str, str] | None = None
+    ) -> None:
         metric = {
             "executionId": self.execution.id,
             "taskRunId": self.task_run.id,
@@ -193,16 +202,28 @@ class RunContext:
         self.runtime.store.append_metrics([metric])
         self.runtime.publish("metric", self.execution, self.task_run, metric)  # to /metrics
 
-    async def run_subflow(self, namespace: str, flow_id: str, inputs: Mapping[str, Any],
-                          labels: Mapping[str, str], wait: bool) -> Execution:
+    async def run_subflow(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any],
+        labels: Mapping[str, str],
+        wait: bool,
+    ) -> Execution:
         """Start another flow through the one submit path, optionally waiting for its end."""
-        parent = {"executionId": self.execution.id, "namespace": self.execution.namespace,
-                  "flowId": self.execution.flow_id, "taskRunId": self.task_run.id}
-        child = await self.runtime.submit_by_id(namespace, flow_id, inputs, labels=labels,
-                                                parent=parent)
+        parent = {
+            "executionId": self.execution.id,
+            "namespace": self.execution.namespace,
+            "flowId": self.execution.flow_id,
+            "taskRunId": self.task_run.id,
+        }
+        child = await self.runtime.submit_by_id(
+            namespace, flow_id, inputs, labels=labels, parent=parent
+        )
         if wait:
             return await self.runtime.wait(child.id)
         return child
+
 
 @dataclass
 class TriggerContext:
@@ -227,9 +248,12 @@ class TriggerContext:
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
         """Render a trigger property the flow author templated (never outside data)."""
         flow = self.flow
-        variables = {"flow": {"id": flow.id, "namespace": flow.namespace,
-                              "revision": flow.revision},
-                     "envs": self.runtime.envs, "labels": flow.labels, **(extra or {})}
+        variables = {
+            "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+            "envs": self.runtime.envs,
+            "labels": flow.labels,
+            **(extra or {}),
+        }
         return self.runtime.renderer.render_value(value, variables, self.runtime.functions(None))
 
     def state_key(self, *parts: str) -> str:

@@ -21,9 +21,11 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
         raise ValueError(
-            f"{text!r} is not an ISO-8601 duration (expected e.g. PT15S, PT1H30M, P1D)")
-    parts = {k: float(v.replace(",", "."))
-             for k, v in match.groupdict().items() if v and k != "sign"}
+            f"{text!r} is not an ISO-8601 duration (expected e.g. PT15S, PT1H30M, P1D)"
+        )
+    parts = {
+        k: float(v.replace(",", ".")) for k, v in match.groupdict().items() if v and k != "sign"
+    }
     delta = timedelta(**parts)
     return -delta if match.group("sign") == "-" else delta
 

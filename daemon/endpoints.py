@@ -44,9 +44,13 @@ def parse_endpoint(url: str, default_ports: tuple[int, int]) -> Endpoint:
     if not parts.hostname:
         raise ValueError("the server URL has no host")
     tls = SCHEMES[parts.scheme.lower()]
-    return Endpoint(parts.hostname, port or default_ports[tls], tls,
-                    unquote(parts.username) if parts.username is not None else None,
-                    unquote(parts.password) if parts.password is not None else None)
+    return Endpoint(
+        parts.hostname,
+        port or default_ports[tls],
+        tls,
+        unquote(parts.username) if parts.username is not None else None,
+        unquote(parts.password) if parts.password is not None else None,
+    )
 
 
 def tls_context(crt: str | None, verify_hostname: bool | None) -> ssl.SSLContext:

@@ -35,13 +35,20 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=Task)
 BLOCKING_FUNCTIONS = ("read(", "kv(")
 # Errors of a disk (full, read-only, refused) that fail a task without a traceback.
-DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
-                         errno.EPERM, errno.EIO})
+DISK_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
 # An execution's final state that the store refuses is offered again after 1 s, 2 s, 4 s...
 MAX_STORE_RETRY_DELAY = 30.0
 
-_RANK = {State.SUCCESS: 0, State.SKIPPED: 0, State.WARNING: 1, State.CANCELLED: 1,
-         State.FAILED: 2, State.KILLED: 3}
+_RANK = {
+    State.SUCCESS: 0,
+    State.SKIPPED: 0,
+    State.WARNING: 1,
+    State.CANCELLED: 1,
+    State.FAILED: 2,
+    State.KILLED: 3,
+}
 
 
 def worst(*states: State) -> State:
@@ -68,8 +75,9 @@ class ExecutionRunner:
         self.execution = execution
         self.outputs: dict[str, Any] = {}
         # Task runs of an execution resumed after a restart, found again by where they sit.
-        self._earlier = {(tr.task_id, tr.value, tr.parent_task_run_id): tr
-                         for tr in execution.task_runs}
+        self._earlier = {
+            (tr.task_id, tr.value, tr.parent_task_run_id): tr for tr in execution.task_runs
+        }
         self._first_failure: str | None = None
         self._unsaved = False  # the store refused a write: save every task run at the end
         self._tmp = str(runtime.data_dir / "tmp" / execution.id)
@@ -127,8 +135,13 @@ class ExecutionRunner:
         except ExitRequested:
             result = State.SUCCESS  # the execution has ended already: nothing left to exit
         except StoreError as exc:
-            log.error("execution %s of %s.%s: afterExecution stopped, the store refused a "
-                      "write: %s", ex.id, ex.namespace, ex.flow_id, exc)
+            log.error(
+                "execution %s of %s.%s: afterExecution stopped, the store refused a write: %s",
+                ex.id,
+                ex.namespace,
+                ex.flow_id,
+                exc,
+            )
             self._unsaved = True
             result = State.FAILED
         except asyncio.CancelledError:
@@ -138,8 +151,13 @@ class ExecutionRunner:
         if ex.state.current != final:  # a Pause in there moved it; the final state stands
             ex.state.set(final, self.runtime.clock.now())
         if result.failed:
-            log.warning("execution %s of %s.%s: an afterExecution task failed; the execution "
-                        "stays %s", ex.id, ex.namespace, ex.flow_id, final.value)
+            log.warning(
+                "execution %s of %s.%s: an afterExecution task failed; the execution stays %s",
+                ex.id,
+                ex.namespace,
+                ex.flow_id,
+                final.value,
+            )
 
     def _final_state(self, state: State) -> State:
         if state.failed:
@@ -178,20 +196,28 @@ class ExecutionRunner:
         while True:
             try:
                 if self._unsaved:
-                    await asyncio.shield(asyncio.gather(*(self._save_run(tr)
-                                                          for tr in ex.task_runs)))
+                    await asyncio.shield(
+                        asyncio.gather(*(self._save_run(tr) for tr in ex.task_runs))
+                    )
                 await asyncio.shield(self._save_final())
             except StoreError as exc:
                 if delay == 1.0:
-                    log.error("execution %s of %s.%s: its final state %s cannot be stored "
-                              "(%s); trying again, backing off up to %.0fs", ex.id,
-                              ex.namespace, ex.flow_id, ex.state.current.value, exc,
-                              MAX_STORE_RETRY_DELAY)
+                    log.error(
+                        "execution %s of %s.%s: its final state %s cannot be stored "
+                        "(%s); trying again, backing off up to %.0fs",
+                        ex.id,
+                        ex.namespace,
+                        ex.flow_id,
+                        ex.state.current.value,
+                        exc,
+                        MAX_STORE_RETRY_DELAY,
+                    )
                 self._unsaved = True
             else:
                 if delay > 1.0:
-                    log.info("execution %s: its final state %s is stored", ex.id,
-                             ex.state.current.value)
+                    log.info(
+                        "execution %s: its final state %s is stored", ex.id, ex.state.current.value
+                    )
                 return
             await self.runtime.clock.sleep(delay)
             delay = min(delay * 2, MAX_STORE_RETRY_DELAY)
@@ -218,7 +244,8 @@ class ExecutionRunner:
         for output in self.flow.outputs:
             try:
                 out[output.id] = self.runtime.renderer.render_value(
-                    output.value, variables, self.runtime.functions(None))
+                    output.value, variables, self.runtime.functions(None)
+                )
             except TemplateError as exc:
                 self._first_failure = f"flow output '{output.id}': {exc}"
                 TaskLogger(self.runtime, self.execution, None).error(self._first_failure)
@@ -228,8 +255,9 @@ class ExecutionRunner:
 
     # -- lists of tasks -----------------------------------------------------------------
 
-    async def run_list(self, tasks: Sequence[Task], scope: Scope,
-                       dag: Mapping[str, Sequence[str]] | None = None) -> State:
+    async def run_list(
+        self, tasks: Sequence[Task], scope: Scope, dag: Mapping[str, Sequence[str]] | None = None
+    ) -> State:
         active = [t for t in tasks if not t.disabled]
         if dag is None and any(t.depends_on for t in active):
             dag = {t.id: t.depends_on for t in active}
@@ -243,8 +271,9 @@ class ExecutionRunner:
                 break
         return state
 
-    async def _run_dag(self, tasks: Sequence[Task], deps: Mapping[str, Sequence[str]],
-                       scope: Scope) -> State:
+    async def _run_dag(
+        self, tasks: Sequence[Task], deps: Mapping[str, Sequence[str]], scope: Scope
+    ) -> State:
         ids = {t.id for t in tasks}
         waiting = {t.id: {d for d in deps.get(t.id, ()) if d in ids} for t in tasks}
         by_id = {t.id: t for t in tasks}
@@ -276,11 +305,11 @@ class ExecutionRunner:
                 await asyncio.gather(*running, return_exceptions=True)
         return state
 
-    async def _run_branches(self, branches: Sequence[Branch], concurrency: int,
-                            parent: TaskRun, scope: Scope) -> State:
+    async def _run_branches(
+        self, branches: Sequence[Branch], concurrency: int, parent: TaskRun, scope: Scope
+    ) -> State:
         limit = asyncio.Semaphore(max(concurrency, 1)) if concurrency > 0 else None
-        parent_info = {"taskrun": {"id": parent.id, "value": parent.value},
-                       "outputs": {}}
+        parent_info = {"taskrun": {"id": parent.id, "value": parent.value}, "outputs": {}}
 
         async def one(index: int, branch: Branch) -> State:
             child_scope = Scope(
@@ -309,8 +338,9 @@ class ExecutionRunner:
     # -- one task -----------------------------------------------------------------------
 
     async def run_task(self, task: Task, scope: Scope) -> State:
-        tr = self._earlier.pop((task.id, scope.value, scope.parent.id if scope.parent else None),
-                               None)
+        tr = self._earlier.pop(
+            (task.id, scope.value, scope.parent.id if scope.parent else None), None
+        )
         if tr is not None and tr.state.current.terminated and not isinstance(task, FlowableTask):
             # Finished before a restart: never run twice, but its outputs are needed.
             if tr.outputs:
@@ -318,11 +348,15 @@ class ExecutionRunner:
             return tr.state.current
         if tr is None:
             tr = TaskRun(
-                id=new_id(), execution_id=self.execution.id,
-                namespace=self.execution.namespace, flow_id=self.execution.flow_id,
-                task_id=task.id, state=StateHistory(State.CREATED, self.runtime.clock.now()),
+                id=new_id(),
+                execution_id=self.execution.id,
+                namespace=self.execution.namespace,
+                flow_id=self.execution.flow_id,
+                task_id=task.id,
+                state=StateHistory(State.CREATED, self.runtime.clock.now()),
                 parent_task_run_id=scope.parent.id if scope.parent else None,
-                value=scope.value, iteration=scope.iteration,
+                value=scope.value,
+                iteration=scope.iteration,
             )
             self.execution.task_runs.append(tr)
         variables = self._variables(task, tr, scope)
@@ -351,8 +385,9 @@ class ExecutionRunner:
             rendered = ctx.render(templated)
         return with_rendered(task, rendered)
 
-    async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
-                            scope: Scope) -> State:
+    async def _run_flowable(
+        self, task: FlowableTask, tr: TaskRun, ctx: RunContext, scope: Scope
+    ) -> State:
         replay = tr.state.current.terminated  # ended before a restart: walk it for outputs
         if not replay and tr.state.current != State.RUNNING:
             self._set_state(tr, State.RUNNING)
@@ -366,19 +401,22 @@ class ExecutionRunner:
             tr.outputs = outputs
         state = await self._run_branches(children.branches, children.concurrency, tr, scope)
         if state.failed and children.errors:
-            await self.run_list(children.errors, Scope(tr, scope.values, scope.value,
-                                                       scope.iteration, scope.parents))
+            await self.run_list(
+                children.errors,
+                Scope(tr, scope.values, scope.value, scope.iteration, scope.parents),
+            )
         if children.finally_:
-            await self.run_list(children.finally_, Scope(tr, scope.values, scope.value,
-                                                         scope.iteration, scope.parents))
+            await self.run_list(
+                children.finally_,
+                Scope(tr, scope.values, scope.value, scope.iteration, scope.parents),
+            )
         if state.failed and (children.failure_is_warning or task.allow_failure):
             state = State.WARNING
         if replay:
             return tr.state.current
         return await self._end(tr, state)
 
-    async def _run_attempts(self, task: Task, tr: TaskRun, ctx: RunContext, scope: Scope
-                            ) -> State:
+    async def _run_attempts(self, task: Task, tr: TaskRun, ctx: RunContext, scope: Scope) -> State:
         clock = self.runtime.clock
         policy = RetryPolicy.from_model(task.retry) if task.retry else None
         started = clock.now()
@@ -411,14 +449,19 @@ class ExecutionRunner:
                 attempt.set(State.FAILED, clock.now())
                 message = self._describe(task, exc, ctx)
                 retryable = not isinstance(exc, TemplateError) and not (
-                    isinstance(exc, TaskFailed) and exc.non_retryable)
-                delay = policy.next_delay(len(tr.attempts), clock.now() - started) \
-                    if policy and retryable else None
+                    isinstance(exc, TaskFailed) and exc.non_retryable
+                )
+                delay = (
+                    policy.next_delay(len(tr.attempts), clock.now() - started)
+                    if policy and retryable
+                    else None
+                )
                 if delay is None:
                     await ctx.cleanup()
                     return await self._fail(task, tr, ctx.logger, message)
-                ctx.logger.warning(f"{message}; attempt {len(tr.attempts)} failed, "
-                                   f"retrying in {delay:g}s")
+                ctx.logger.warning(
+                    f"{message}; attempt {len(tr.attempts)} failed, retrying in {delay:g}s"
+                )
                 await ctx.cleanup()  # each attempt starts from a fresh working directory
                 self._set_state(tr, State.RETRYING)
                 await self._save_run(tr, wait=False)
@@ -477,8 +520,12 @@ class ExecutionRunner:
             if exc.filename is not None:
                 return f"{exc.strerror}: {os.fsdecode(exc.filename)}"
             return f"{exc.strerror} (in the task's working directory {ctx.working_dir_path})"
-        log.error("task %s of execution %s raised:\n%s", task.id, self.execution.id,
-                  "".join(traceback.format_exception(exc)))
+        log.error(
+            "task %s of execution %s raised:\n%s",
+            task.id,
+            self.execution.id,
+            "".join(traceback.format_exception(exc)),
+        )
         return f"{type(exc).__name__}: {exc}"
 
     async def _fail(self, task: Task, tr: TaskRun, logger: TaskLogger, message: str) -> State:
@@ -516,8 +563,12 @@ class ExecutionRunner:
         ex, flow = self.execution, self.flow
         variables: dict[str, Any] = {
             "flow": {"id": flow.id, "namespace": flow.namespace, "revision": ex.flow_revision},
-            "execution": {"id": ex.id, "startDate": ex.state.start_iso,
-                          "state": ex.state.current.value, "originalId": ex.id},
+            "execution": {
+                "id": ex.id,
+                "startDate": ex.state.start_iso,
+                "state": ex.state.current.value,
+                "originalId": ex.id,
+            },
             "inputs": ex.inputs,
             "vars": flow.variables,
             "outputs": self.outputs,
@@ -529,8 +580,11 @@ class ExecutionRunner:
         if task is not None and tr is not None:
             variables["task"] = {"id": task.id, "type": task.type}
             variables["taskrun"] = {
-                "id": tr.id, "startDate": tr.state.start_iso, "attemptsCount": len(tr.attempts),
-                "value": scope.value, "iteration": scope.iteration,
+                "id": tr.id,
+                "startDate": tr.state.start_iso,
+                "attemptsCount": len(tr.attempts),
+                "value": scope.value,
+                "iteration": scope.iteration,
                 "parentId": tr.parent_task_run_id,
             }
             variables["workingDir"] = f"{self._tmp}/{tr.id}"

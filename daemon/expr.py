@@ -107,8 +107,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         # `string` filter, which also holds when Jinja folds a constant at compile time.
         tree = super()._parse(source, name, filename)
         for concat in tree.find_all(nodes.Concat):
-            concat.nodes = [nodes.Filter(operand, "string", [], [], None, None,
-                                         lineno=operand.lineno) for operand in concat.nodes]
+            concat.nodes = [
+                nodes.Filter(operand, "string", [], [], None, None, lineno=operand.lineno)
+                for operand in concat.nodes
+            ]
         expr_limits.Bounds().visit(tree)
         return tree
 
@@ -155,10 +157,12 @@ class Renderer:
         )
         self._env = env
         self._template: Callable[[str], Template] = functools.lru_cache(maxsize=CACHE_SIZE)(
-            self._compile)
+            self._compile
+        )
 
-    def render(self, template: str, variables: Mapping[str, Any],
-               functions: Functions | None = None) -> str:
+    def render(
+        self, template: str, variables: Mapping[str, Any], functions: Functions | None = None
+    ) -> str:
         """The rendered text; a string with no `{{`/`{%` is returned without touching Jinja."""
         if "{{" not in template and "{%" not in template:
             return template
@@ -166,25 +170,32 @@ class Renderer:
             with expr_limits.render_budget():
                 return _joined(self._template(template).generate(variables, **(functions or {})))
         except Exception as exc:
-            raise TemplateError(f'cannot render "{_snippet(template)}": '
-                                f"{_reason(exc, template)}") from exc
+            raise TemplateError(
+                f'cannot render "{_snippet(template)}": {_reason(exc, template)}'
+            ) from exc
 
-    def render_value(self, value: Any, variables: Mapping[str, Any],
-                     functions: Functions | None = None) -> Any:
+    def render_value(
+        self, value: Any, variables: Mapping[str, Any], functions: Functions | None = None
+    ) -> Any:
         """Every string inside lists and maps rendered (map keys too); other values as they are."""
         if isinstance(value, str):
             return self.render(value, variables, functions)
         if isinstance(value, Mapping):
-            return {self.render_value(k, variables, functions):
-                    self.render_value(v, variables, functions) for k, v in value.items()}
+            return {
+                self.render_value(k, variables, functions): self.render_value(
+                    v, variables, functions
+                )
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [self.render_value(v, variables, functions) for v in value]
         if isinstance(value, tuple):
             return tuple(self.render_value(v, variables, functions) for v in value)
         return value
 
-    def evaluate_bool(self, template: str | bool, variables: Mapping[str, Any],
-                      functions: Functions | None = None) -> bool:
+    def evaluate_bool(
+        self, template: str | bool, variables: Mapping[str, Any], functions: Functions | None = None
+    ) -> bool:
         """A condition (`If`, `runIf`): renders to true/1/yes or false/0/null/none/nothing."""
         if isinstance(template, bool):
             return template
@@ -193,8 +204,10 @@ class Renderer:
             return True
         if result.lower() in _FALSE:
             return False
-        raise TemplateError(f'cannot use "{_snippet(template)}" as a condition: it gave '
-                            f'"{_snippet(result)}", expected true or false')
+        raise TemplateError(
+            f'cannot use "{_snippet(template)}" as a condition: it gave '
+            f'"{_snippet(result)}", expected true or false'
+        )
 
     def _compile(self, source: str) -> Template:
         return self._env.from_string(rewrite(source))
@@ -233,8 +246,9 @@ def _joined(pieces: Iterator[str]) -> str:
     for piece in pieces:
         size += len(piece)
         if size > expr_limits.MAX_OUTPUT:
-            raise TemplateError(f"the text rendered is over the limit of "
-                                f"{expr_limits.MAX_OUTPUT} characters")
+            raise TemplateError(
+                f"the text rendered is over the limit of {expr_limits.MAX_OUTPUT} characters"
+            )
         out.append(piece)
     return "".join(out)
 

@@ -35,7 +35,11 @@ P = ParamSpec("P")
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_TYPES: dict[str, Callable[[str], int | float | Decimal]] = {
-    "INT": int, "LONG": int, "BIGINTEGER": int, "FLOAT": float, "DOUBLE": float,
+    "INT": int,
+    "LONG": int,
+    "BIGINTEGER": int,
+    "FLOAT": float,
+    "DOUBLE": float,
     "BIGDECIMAL": Decimal,
 }
 _JAVA_REPLACEMENT = re.compile(r"\\(.)|\$(\d+)|\$\{(\w+)\}", re.DOTALL)
@@ -115,23 +119,36 @@ def _named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- dates ------------------------------------------------------------------------------
 
-def _moment(value: Any, time_zone: str | None, existing_format: str | None,
-            locale: str | None = None) -> datetime:
+
+def _moment(
+    value: Any, time_zone: str | None, existing_format: str | None, locale: str | None = None
+) -> datetime:
     if locale is not None and not locale.lower().startswith("en"):
         raise ValueError(f'locale "{locale}" is not supported (names are in English)')
     return javadate.to_datetime(value, javadate.zone(time_zone), existing_format)
 
 
-def _date(value: Any, format: str = "iso", timeZone: str | None = None,
-          existingFormat: str | None = None, locale: str | None = None) -> str | None:
+def _date(
+    value: Any,
+    format: str = "iso",
+    timeZone: str | None = None,
+    existingFormat: str | None = None,
+    locale: str | None = None,
+) -> str | None:
     if value is None:
         return None
     return javadate.format_date(_moment(value, timeZone, existingFormat, locale), format)
 
 
-def _date_add(value: Any, amount: int, unit: str, format: str = "iso",
-              timeZone: str | None = None, existingFormat: str | None = None,
-              locale: str | None = None) -> str | None:
+def _date_add(
+    value: Any,
+    amount: int,
+    unit: str,
+    format: str = "iso",
+    timeZone: str | None = None,
+    existingFormat: str | None = None,
+    locale: str | None = None,
+) -> str | None:
     if value is None:
         return None
     moment = javadate.add(_moment(value, timeZone, existingFormat, locale), amount, unit)
@@ -139,8 +156,9 @@ def _date_add(value: Any, amount: int, unit: str, format: str = "iso",
 
 
 def _timestamp(unit: timedelta, scale: int = 1) -> Callable[..., int | None]:
-    def timestamp(value: Any, timeZone: str | None = None,
-                  existingFormat: str | None = None) -> int | None:
+    def timestamp(
+        value: Any, timeZone: str | None = None, existingFormat: str | None = None
+    ) -> int | None:
         if value is None:
             return None
         return javadate.epoch(_moment(value, timeZone, existingFormat), unit) * scale
@@ -150,6 +168,7 @@ def _timestamp(unit: timedelta, scale: int = 1) -> Callable[..., int | None]:
 
 # -- structured data --------------------------------------------------------------------
 
+
 @lru_cache(maxsize=256)
 def _jq_program(expression: str) -> Any:
     return jq.compile(expression)
@@ -157,8 +176,9 @@ def _jq_program(expression: str) -> Any:
 
 def _jq(value: Any, expression: str) -> list[Any]:
     try:
-        results = list(itertools.islice(_jq_program(expression).input_text(to_json(value)),
-                                        MAX_RANGE + 1))
+        results = list(
+            itertools.islice(_jq_program(expression).input_text(to_json(value)), MAX_RANGE + 1)
+        )
     except ValueError as exc:
         first_line = str(exc).splitlines()[0].removeprefix("jq: error: ").rstrip(":")
         raise ValueError(first_line) from None
@@ -211,7 +231,7 @@ def _number(value: Any, type: str | None = None) -> int | float | Decimal:
 
 def _chunk(value: Iterable[Any], size: int) -> list[list[Any]]:
     items = list(value)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _distinct(value: Iterable[Any]) -> list[Any]:
@@ -232,8 +252,10 @@ def _default(value: Any, default_value: Any = "") -> Any:
 
 # -- strings ----------------------------------------------------------------------------
 
-def _replace(value: Any, old: Any, new: Any = None, count: int | None = None,
-             regexp: bool = False) -> Any:
+
+def _replace(
+    value: Any, old: Any, new: Any = None, count: int | None = None, regexp: bool = False
+) -> Any:
     """Pebble's `replace({'a': 'b'}, regexp=false)` and Jinja's `replace('a', 'b', count)`."""
     if isinstance(old, Mapping):
         pairs = [(to_text(k), to_text(v)) for k, v in old.items()]
@@ -262,11 +284,14 @@ def _regex_sub(pattern: str, replacement: str, text: str, count: int) -> str:
     try:
         return str(regex.sub(pattern, replacement, text, count=count, timeout=REGEX_TIMEOUT))
     except regex.error as exc:
-        raise ValueError(f'invalid regular expression "{pattern}" or replacement '
-                         f'"{replacement}": {exc}') from None
+        raise ValueError(
+            f'invalid regular expression "{pattern}" or replacement "{replacement}": {exc}'
+        ) from None
     except TimeoutError:
-        raise ValueError(f'regular expression "{pattern}" ran longer than {REGEX_TIMEOUT:g} s '
-                         "(nested repetition such as (a+)+ backtracks without end)") from None
+        raise ValueError(
+            f'regular expression "{pattern}" ran longer than {REGEX_TIMEOUT:g} s '
+            "(nested repetition such as (a+)+ backtracks without end)"
+        ) from None
 
 
 def _python_replacement(java: str) -> str:
@@ -300,7 +325,7 @@ def _slugify(value: str) -> str:
 
 
 def _abbreviate(value: str, length: int) -> str:
-    return value if len(value) <= length else value[:max(length - 3, 0)] + "..."
+    return value if len(value) <= length else value[: max(length - 3, 0)] + "..."
 
 
 def _capitalize(value: str) -> str:
@@ -350,6 +375,7 @@ def _substring_after_last(value: str, separator: str) -> str:
 
 
 # -- tests ------------------------------------------------------------------------------
+
 
 def _is_null(value: Any) -> bool:
     return value is None or isinstance(value, Undefined)

@@ -68,8 +68,9 @@ def counted(iterable: Iterable[Any]) -> Iterator[Any]:
 
 def check_length(value: Any, what: str = "the result") -> Any:
     if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_LENGTH:
-        raise TemplateError(f"{what} has {len(value)} {_unit(value)}, over the limit of "
-                            f"{MAX_LENGTH}")
+        raise TemplateError(
+            f"{what} has {len(value)} {_unit(value)}, over the limit of {MAX_LENGTH}"
+        )
     return value
 
 
@@ -91,21 +92,28 @@ def binop(operator: str, left: Any, right: Any) -> Any:
     if operator == "*":
         _check_repeat(left, right)
         _check_repeat(right, left)
-        if _is_int(left) and _is_int(right) and \
-                abs(left).bit_length() + abs(right).bit_length() > _MAX_INT_BITS:
-            raise TemplateError(f"{_digits(left)}-digit * {_digits(right)}-digit number has "
-                                f"more than {MAX_INT_DIGITS} digits")
+        if (
+            _is_int(left)
+            and _is_int(right)
+            and abs(left).bit_length() + abs(right).bit_length() > _MAX_INT_BITS
+        ):
+            raise TemplateError(
+                f"{_digits(left)}-digit * {_digits(right)}-digit number has "
+                f"more than {MAX_INT_DIGITS} digits"
+            )
         return left * right
     if operator == "**":
-        if _is_int(left) and _is_int(right) and abs(left) > 1 and \
-                right * (abs(left).bit_length() - 1) > _MAX_INT_BITS:
-            raise TemplateError(f"{_shown(left)} ** {right} has more than {MAX_INT_DIGITS} "
-                                "digits")
+        if (
+            _is_int(left)
+            and _is_int(right)
+            and abs(left) > 1
+            and right * (abs(left).bit_length() - 1) > _MAX_INT_BITS
+        ):
+            raise TemplateError(f"{_shown(left)} ** {right} has more than {MAX_INT_DIGITS} digits")
         return left**right
     if operator == "+":
         if _sized(left) and _sized(right) and type(left) is type(right):
-            _check_size(len(left) + len(right), left, f"{_describe(left)} + "
-                        f"{_describe(right)}")
+            _check_size(len(left) + len(right), left, f"{_describe(left)} + {_describe(right)}")
         return left + right
     if operator == "%":
         if isinstance(left, str):
@@ -145,16 +153,26 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     elif name == "join" and values and isinstance(values[0], Sized):
         _check_size(len(text) * max(len(values[0]) - 1, 0), text, "join() separators")
     elif name in ("format", "format_map"):
-        check_format(text, [*args, *(v for a in args if isinstance(a, dict)
-                                     for v in a.values()), *kwargs.values()])
+        check_format(
+            text,
+            [
+                *args,
+                *(v for a in args if isinstance(a, dict) for v in a.values()),
+                *kwargs.values(),
+            ],
+        )
 
 
 def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """Every filter's result checked for size, and those that pad or repeat checked before."""
     out = {name: _after(name, fn) for name, fn in filters.items()}
     before: dict[str, Callable[..., None]] = {
-        "center": _center_args, "indent": _indent_args, "format": _format_args,
-        "batch": _batch_args, "slice": _slice_args, "join": _join_args,
+        "center": _center_args,
+        "indent": _indent_args,
+        "format": _format_args,
+        "batch": _batch_args,
+        "slice": _slice_args,
+        "join": _join_args,
     }
     for name, check in before.items():
         if name in out:
@@ -171,12 +189,12 @@ class Bounds(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        node.iter = nodes.Filter(node.iter, COUNT_TURNS, [], [], None, None,
-                                 lineno=node.lineno)
+        node.iter = nodes.Filter(node.iter, COUNT_TURNS, [], [], None, None, lineno=node.lineno)
         return node
 
 
 # -- helpers ------------------------------------------------------------------------------
+
 
 def _after(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
@@ -236,8 +254,7 @@ def _check_repeat(seq: Any, times: Any) -> None:
 
 def _check_size(size: int, like: Any, what: str) -> None:
     if size > MAX_LENGTH:
-        raise TemplateError(f"{what} makes {size} {_unit(like)}, over the limit of "
-                            f"{MAX_LENGTH}")
+        raise TemplateError(f"{what} makes {size} {_unit(like)}, over the limit of {MAX_LENGTH}")
 
 
 def _replaced_length(text: str, old: str, new: str) -> int:
@@ -275,8 +292,11 @@ def _describe(seq: Any) -> str:
     """A short value as written, a long one by its size: messages stay one line."""
     if len(seq) <= 20 and len(shown := repr(seq)) <= 40:
         return shown
-    return f"a text of {len(seq)} characters" if isinstance(seq, str) else \
-        f"a list of {len(seq)} items"
+    return (
+        f"a text of {len(seq)} characters"
+        if isinstance(seq, str)
+        else f"a list of {len(seq)} items"
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -288,13 +308,17 @@ def _sized(value: Any) -> bool:
 
 
 def _unit(value: Any) -> str:
-    return "characters" if isinstance(value, str) else "bytes" if isinstance(
-        value, bytes) else "items"
+    return (
+        "characters" if isinstance(value, str) else "bytes" if isinstance(value, bytes) else "items"
+    )
 
 
 def _digits(number: int) -> int:
-    return len(str(abs(number))) if abs(number).bit_length() < _MAX_INT_BITS else \
-        int(abs(number).bit_length() / _LOG2_10) + 1
+    return (
+        len(str(abs(number)))
+        if abs(number).bit_length() < _MAX_INT_BITS
+        else int(abs(number).bit_length() / _LOG2_10) + 1
+    )
 
 
 def _shown(number: int) -> str:

@@ -24,8 +24,6 @@ Path = yamlpos.Path
 _BUILT = (Task, Condition)  # plug-ins built through the registry wherever they are nested
 
 
-
-
 class Concurrency(Model):
     limit: int = Field(ge=1)
     behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
@@ -117,8 +115,17 @@ class _Loader:
         try:
             raw, self.positions = yamlpos.load(self.text)
         except yamlpos.YamlProblem as exc:
-            raise FlowError([Problem(self.filename, exc.line, exc.column,
-                                     yamlpos.format_path(exc.path), exc.message)]) from None
+            raise FlowError(
+                [
+                    Problem(
+                        self.filename,
+                        exc.line,
+                        exc.column,
+                        yamlpos.format_path(exc.path),
+                        exc.message,
+                    )
+                ]
+            ) from None
         if not isinstance(raw, dict):
             raise FlowError([Problem(self.filename, 1, 1, "", "a flow must be a YAML mapping")])
         data = dict(raw)
@@ -194,8 +201,9 @@ class _Loader:
         cls = self._lookup(raw, path, self.plugins.tasks)
         if cls is None:
             return None
-        data = self._build_nested(cls, self._apply_defaults(cls.types[0], raw["type"], dict(raw)),
-                                  path)
+        data = self._build_nested(
+            cls, self._apply_defaults(cls.types[0], raw["type"], dict(raw)), path
+        )
         task: Task | None = self._validate(cls, data, path)
         return task
 
@@ -266,8 +274,9 @@ class _Loader:
         trigger_ids: set[str] = set()
         for i, trigger in enumerate(flow.triggers):
             if trigger.id in trigger_ids:
-                self.problems.append((("triggers", i, "id"),
-                                      f"duplicate trigger id '{trigger.id}'"))
+                self.problems.append(
+                    (("triggers", i, "id"), f"duplicate trigger id '{trigger.id}'")
+                )
             trigger_ids.add(trigger.id)
         for tasks, path in task_lists(flow):
             self._check_depends_on(tasks, path)
@@ -283,13 +292,19 @@ class _Loader:
                     if dep == task.id:
                         self.problems.append((where, f"task '{task.id}' depends on itself"))
                     else:
-                        self.problems.append((where, f"dependsOn names '{dep}', which is not a "
-                                              f"task of this list ({', '.join(sorted(ids))})"))
+                        self.problems.append(
+                            (
+                                where,
+                                f"dependsOn names '{dep}', which is not a "
+                                f"task of this list ({', '.join(sorted(ids))})",
+                            )
+                        )
         cycle = find_cycle({t.id: [d for d in t.depends_on if d in ids] for t in tasks})
         if cycle:
             index = next(i for i, t in enumerate(tasks) if t.id == cycle[0])
-            self.problems.append((path + (index, "dependsOn"),
-                                  f"dependsOn cycle: {' -> '.join([*cycle, cycle[0]])}"))
+            self.problems.append(
+                (path + (index, "dependsOn"), f"dependsOn cycle: {' -> '.join([*cycle, cycle[0]])}")
+            )
 
     # -- error reporting ----------------------------------------------------------------
 
@@ -326,8 +341,12 @@ def _message(err: Any, cls: type[Any]) -> str:
     message = str(err["msg"]).removeprefix("Value error, ")
     shown = repr(err.get("input"))
     # A whole mapping, or a long value, is noise next to a position that points at it.
-    if "input" in err and kind not in ("model_type", "dict_type", "list_type") \
-            and not isinstance(err["input"], dict) and len(shown) <= 60:
+    if (
+        "input" in err
+        and kind not in ("model_type", "dict_type", "list_type")
+        and not isinstance(err["input"], dict)
+        and len(shown) <= 60
+    ):
         return f"{message} (got {shown})"
     return message
 
@@ -361,9 +380,12 @@ def _mentions(annotation: Any, target: type | tuple[type, ...]) -> bool:
 
 def task_lists(flow: Flow) -> Iterator[tuple[Sequence[Task], Path]]:
     """Every list of sibling tasks in the flow, nested ones included, with its property path."""
-    for tasks, path in ((flow.tasks, ("tasks",)), (flow.errors, ("errors",)),
-                        (flow.finally_, ("finally",)),
-                        (flow.after_execution, ("afterExecution",))):
+    for tasks, path in (
+        (flow.tasks, ("tasks",)),
+        (flow.errors, ("errors",)),
+        (flow.finally_, ("finally",)),
+        (flow.after_execution, ("afterExecution",)),
+    ):
         yield from _lists_in(tasks, path)
 
 
@@ -405,7 +427,7 @@ def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
                 stack.pop()
                 trail.pop()
             elif colour.get(nxt) == 1:
-                return trail[trail.index(nxt):]
+                return trail[trail.index(nxt) :]
             elif not colour.get(nxt):
                 colour[nxt] = 1
                 trail.append(nxt)

@@ -65,14 +65,22 @@ class FlowDirectory:
             flow = await asyncio.to_thread(load_flow_file, path, self.runtime.plugins)
         except FlowError as exc:
             kept = f"; {old_uid[0]}.{old_uid[1]} keeps its previous revision" if old_uid else ""
-            log.error("flow file %s does not validate%s:\n%s", path, kept,
-                      "\n".join(f"  {p}" for p in exc.problems))
+            log.error(
+                "flow file %s does not validate%s:\n%s",
+                path,
+                kept,
+                "\n".join(f"  {p}" for p in exc.problems),
+            )
             return
-        owner = next((p for p, uid in self._by_path.items() if uid == flow.uid and p != path),
-                     None)
+        owner = next((p for p, uid in self._by_path.items() if uid == flow.uid and p != path), None)
         if owner is not None:
-            log.error("%s: flow %s.%s is already defined in %s; ignoring this file", path,
-                      flow.namespace, flow.id, owner)
+            log.error(
+                "%s: flow %s.%s is already defined in %s; ignoring this file",
+                path,
+                flow.namespace,
+                flow.id,
+                owner,
+            )
             return
         if old_uid is not None and old_uid != flow.uid:
             await self._unload(old_uid, f"{path} now defines {flow.namespace}.{flow.id}")
@@ -85,8 +93,14 @@ class FlowDirectory:
         self.runtime.add_flow(flow)
         self.triggers.start(flow)
         state = "disabled" if flow.disabled else f"{self.triggers.running(flow.uid)} triggers"
-        log.info("loaded flow %s.%s revision %d from %s (%s)", flow.namespace, flow.id,
-                 flow.revision, path, state)
+        log.info(
+            "loaded flow %s.%s revision %d from %s (%s)",
+            flow.namespace,
+            flow.id,
+            flow.revision,
+            path,
+            state,
+        )
 
     async def _unload(self, uid: tuple[str, str], why: str) -> None:
         """No file defines the flow any more: it is deleted (old revisions stay readable)."""
@@ -145,4 +159,3 @@ class FlowDirectory:
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("reloading a flow failed", exc_info=task.exception())
-

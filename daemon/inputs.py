@@ -29,8 +29,25 @@ from daemon.plugin import Model
 INPUT_ID_PATTERN = r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$"
 
 InputType = Literal[
-    "STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "DATETIME", "DATE", "TIME", "DURATION",
-    "SELECT", "MULTISELECT", "ENUM", "ARRAY", "JSON", "YAML", "URI", "EMAIL", "FILE", "SECRET",
+    "STRING",
+    "INT",
+    "FLOAT",
+    "BOOLEAN",
+    "BOOL",
+    "DATETIME",
+    "DATE",
+    "TIME",
+    "DURATION",
+    "SELECT",
+    "MULTISELECT",
+    "ENUM",
+    "ARRAY",
+    "JSON",
+    "YAML",
+    "URI",
+    "EMAIL",
+    "FILE",
+    "SECRET",
 ]
 Path = tuple[str | int, ...]
 StoreFile = Callable[[str, Any], str]
@@ -41,11 +58,16 @@ _NOT_ITEM_TYPES = ("ARRAY", "MULTISELECT", "SELECT", "ENUM", "FILE")
 # Type-specific properties and the types they belong to; anywhere else they are a mistake.
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "validator": ("STRING", "SECRET"),
-    "min": ("INT", "FLOAT", "DURATION"), "max": ("INT", "FLOAT", "DURATION"),
-    "after": ("DATE", "TIME", "DATETIME"), "before": ("DATE", "TIME", "DATETIME"),
-    "values": ("SELECT", "MULTISELECT", "ENUM"), "expression": ("SELECT", "MULTISELECT"),
-    "allow_custom_value": ("SELECT", "MULTISELECT"), "auto_select_first": ("SELECT", "MULTISELECT"),
-    "is_radio": ("SELECT",), "item_type": ("ARRAY", "MULTISELECT"),
+    "min": ("INT", "FLOAT", "DURATION"),
+    "max": ("INT", "FLOAT", "DURATION"),
+    "after": ("DATE", "TIME", "DATETIME"),
+    "before": ("DATE", "TIME", "DATETIME"),
+    "values": ("SELECT", "MULTISELECT", "ENUM"),
+    "expression": ("SELECT", "MULTISELECT"),
+    "allow_custom_value": ("SELECT", "MULTISELECT"),
+    "auto_select_first": ("SELECT", "MULTISELECT"),
+    "is_radio": ("SELECT",),
+    "item_type": ("ARRAY", "MULTISELECT"),
     "allowed_file_extensions": ("FILE",),
 }
 
@@ -113,8 +135,10 @@ class InputSpec(Model):
         if kind is None:
             return value
         if kind not in _ONLY_FOR[name]:
-            raise _spec_error(f"'{cls.model_fields[name].alias}' does not apply to {kind} inputs "
-                              f"(only to {', '.join(_ONLY_FOR[name])})")
+            raise _spec_error(
+                f"'{cls.model_fields[name].alias}' does not apply to {kind} inputs "
+                f"(only to {', '.join(_ONLY_FOR[name])})"
+            )
         if name == "validator" and isinstance(value, str):
             try:
                 re.compile(value)
@@ -172,11 +196,13 @@ def _int(value: Any) -> int:
 
 def _float(value: Any) -> float:
     number = math.nan
-    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)
-                                    and abs(value).bit_length() <= 1024):
+    if isinstance(value, float) or (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() <= 1024
+    ):
         number = float(value)
     elif isinstance(value, str) and re.fullmatch(
-            r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value.strip()):
+        r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value.strip()
+    ):
         number = float(value)
     if not math.isfinite(number):
         raise ValueError("is not a FLOAT")
@@ -301,8 +327,10 @@ def _list(value: Any, spec: InputSpec) -> list[Any]:
         else:
             items = _structured(value)
     if not isinstance(items, list | tuple):
-        raise ValueError(f"is not {'a MULTISELECT' if spec.type == 'MULTISELECT' else 'an ARRAY'} "
-                         "(expected a list or a JSON array)")
+        raise ValueError(
+            f"is not {'a MULTISELECT' if spec.type == 'MULTISELECT' else 'an ARRAY'} "
+            "(expected a list or a JSON array)"
+        )
     item_type = "SELECT" if spec.type == "MULTISELECT" else spec.item_type
     item_spec = spec.model_copy(update={"type": item_type, "item_type": None})
     problems: Problems = []
@@ -332,16 +360,19 @@ def _json(value: Any) -> Any:
     except RecursionError:
         raise ValueError("is not valid JSON (nested too deeply)") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") \
-            from None
+        raise ValueError(
+            f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 def _yaml(value: Any) -> Any:
     try:
         return _plain(_yaml_value(value) if isinstance(value, str) else value)
     except yamlpos.YamlProblem as exc:
-        raise ValueError(f"is not valid YAML ({exc.message.removeprefix('invalid YAML: ')} "
-                         f"at line {exc.line} column {exc.column})") from None
+        raise ValueError(
+            f"is not valid YAML ({exc.message.removeprefix('invalid YAML: ')} "
+            f"at line {exc.line} column {exc.column})"
+        ) from None
 
 
 def _uri(value: Any) -> str:
@@ -385,18 +416,31 @@ def _simple(parse: Callable[[Any], Any]) -> _Kind:
 
 
 _KINDS: dict[str, _Kind] = {
-    "STRING": _Kind(_string, empty_is_value=True), "SECRET": _Kind(_string, empty_is_value=True),
-    "INT": _bounded(_int), "FLOAT": _bounded(_float),
-    "BOOLEAN": _Kind(_bool), "BOOL": _Kind(_bool),
-    "DATETIME": _bounded(_datetime, _dump_datetime), "DATE": _bounded(_date, date.isoformat),
-    "TIME": _bounded(_time, time.isoformat), "DURATION": _bounded(_duration, format_duration),
-    "SELECT": _Kind(_choice), "ENUM": _Kind(_choice), "MULTISELECT": _Kind(_list),
-    "ARRAY": _Kind(_list), "JSON": _simple(_json), "YAML": _simple(_yaml),
-    "URI": _simple(_uri), "EMAIL": _simple(_email), "FILE": _simple(_file_uri),
+    "STRING": _Kind(_string, empty_is_value=True),
+    "SECRET": _Kind(_string, empty_is_value=True),
+    "INT": _bounded(_int),
+    "FLOAT": _bounded(_float),
+    "BOOLEAN": _Kind(_bool),
+    "BOOL": _Kind(_bool),
+    "DATETIME": _bounded(_datetime, _dump_datetime),
+    "DATE": _bounded(_date, date.isoformat),
+    "TIME": _bounded(_time, time.isoformat),
+    "DURATION": _bounded(_duration, format_duration),
+    "SELECT": _Kind(_choice),
+    "ENUM": _Kind(_choice),
+    "MULTISELECT": _Kind(_list),
+    "ARRAY": _Kind(_list),
+    "JSON": _simple(_json),
+    "YAML": _simple(_yaml),
+    "URI": _simple(_uri),
+    "EMAIL": _simple(_email),
+    "FILE": _simple(_file_uri),
 }
 # (lower bound, upper bound, words for a value below / above them)
-_BOUNDS = (("min", "max", "less than", "greater than"),
-           ("after", "before", "earlier than", "later than"))
+_BOUNDS = (
+    ("min", "max", "less than", "greater than"),
+    ("after", "before", "earlier than", "later than"),
+)
 
 
 def _coerce(spec: InputSpec, value: Any) -> Any:
@@ -432,8 +476,9 @@ def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: boo
     if isinstance(value, str) and value.startswith("kestra://"):
         return _check_extension(spec, value, value)
     if store_file is None:
-        raise _Invalid([((), f"FILE input needs a file (an upload or a kestra:// URI), "
-                             f"not {_show(value)}")])
+        raise _Invalid(
+            [((), f"FILE input needs a file (an upload or a kestra:// URI), not {_show(value)}")]
+        )
     name = value if isinstance(value, str) else getattr(value, "filename", None)
     if isinstance(name, str):
         _check_extension(spec, name, value)
@@ -449,8 +494,15 @@ def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: boo
 def _check_extension(spec: InputSpec, name: str, value: Any) -> str:
     allowed = [e.lower() for e in spec.allowed_file_extensions or []]
     if allowed and not any(urlsplit(name).path.lower().endswith(e) for e in allowed):
-        raise _Invalid([((), f"{_show(value)} has none of the extensions {', '.join(allowed)} "
-                             "(allowedFileExtensions)")])
+        raise _Invalid(
+            [
+                (
+                    (),
+                    f"{_show(value)} has none of the extensions {', '.join(allowed)} "
+                    "(allowedFileExtensions)",
+                )
+            ]
+        )
     return name
 
 
@@ -465,12 +517,15 @@ def _missing(spec: InputSpec, value: Any) -> bool:
 
 
 def _messages(input_id: str, problems: Problems) -> list[str]:
-    return [f"input '{input_id}{''.join(f'[{i}]' for i in sub)}': {message}"
-            for sub, message in problems]
+    return [
+        f"input '{input_id}{''.join(f'[{i}]' for i in sub)}': {message}"
+        for sub, message in problems
+    ]
 
 
-def coerce_inputs(specs: Sequence[InputSpec], raw: Mapping[str, Any], *,
-                  store_file: StoreFile | None = None) -> dict[str, Any]:
+def coerce_inputs(
+    specs: Sequence[InputSpec], raw: Mapping[str, Any], *, store_file: StoreFile | None = None
+) -> dict[str, Any]:
     """Turn raw values (CLI text, form fields, JSON) into every declared input's JSON value.
 
     Files are stored last, and only when every other input is good, because a stored
@@ -519,8 +574,13 @@ def validate_input_specs(specs: Sequence[InputSpec]) -> list[tuple[Path, str]]:
     first: dict[str, int] = {}
     for i, spec in enumerate(specs):
         if spec.id in first:
-            problems.append(((i, "id"), f"duplicate input id '{spec.id}' "
-                                        f"(already declared by inputs[{first[spec.id]}])"))
+            problems.append(
+                (
+                    (i, "id"),
+                    f"duplicate input id '{spec.id}' "
+                    f"(already declared by inputs[{first[spec.id]}])",
+                )
+            )
         first.setdefault(spec.id, i)
         for prop in ("defaults", "prefill"):
             try:
@@ -531,7 +591,11 @@ def validate_input_specs(specs: Sequence[InputSpec]) -> list[tuple[Path, str]]:
     for i, spec in enumerate(specs):
         for j, other in enumerate(spec.depends_on.inputs if spec.depends_on else []):
             if other not in first or other == spec.id:
-                problems.append(((i, "dependsOn", "inputs", j),
-                                 f"dependsOn names '{other}', which is not another input of "
-                                 f"this flow ({', '.join(first)})"))
+                problems.append(
+                    (
+                        (i, "dependsOn", "inputs", j),
+                        f"dependsOn names '{other}', which is not another input of "
+                        f"this flow ({', '.join(first)})",
+                    )
+                )
     return problems

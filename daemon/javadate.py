@@ -29,21 +29,67 @@ _MONTHS = [calendar.month_name[m] for m in range(1, 13)]
 _DAYS = [calendar.day_name[d] for d in range(7)]
 # Most letters of each field Java accepts; more is "Too many pattern letters".
 _MAX_COUNT = {
-    "G": 5, "u": 19, "y": 19, "Y": 19, "Q": 5, "q": 5, "M": 5, "L": 5, "w": 2, "d": 2,
-    "D": 3, "E": 5, "a": 1, "h": 2, "K": 2, "k": 2, "H": 2, "m": 2, "s": 2, "S": 9,
-    "n": 19, "V": 2, "z": 3, "O": 4, "X": 5, "x": 5, "Z": 5,
+    "G": 5,
+    "u": 19,
+    "y": 19,
+    "Y": 19,
+    "Q": 5,
+    "q": 5,
+    "M": 5,
+    "L": 5,
+    "w": 2,
+    "d": 2,
+    "D": 3,
+    "E": 5,
+    "a": 1,
+    "h": 2,
+    "K": 2,
+    "k": 2,
+    "H": 2,
+    "m": 2,
+    "s": 2,
+    "S": 9,
+    "n": 19,
+    "V": 2,
+    "z": 3,
+    "O": 4,
+    "X": 5,
+    "x": 5,
+    "Z": 5,
 }
 _STRPTIME = {
-    ("M", 1): "%m", ("M", 2): "%m", ("M", 3): "%b", ("M", 4): "%B",
-    ("d", 1): "%d", ("d", 2): "%d", ("H", 1): "%H", ("H", 2): "%H",
-    ("h", 1): "%I", ("h", 2): "%I", ("m", 1): "%M", ("m", 2): "%M",
-    ("s", 1): "%S", ("s", 2): "%S", ("a", 1): "%p", ("E", 4): "%A",
-    ("D", 1): "%j", ("D", 2): "%j", ("D", 3): "%j", ("z", 1): "%Z", ("z", 2): "%Z", ("z", 3): "%Z",
+    ("M", 1): "%m",
+    ("M", 2): "%m",
+    ("M", 3): "%b",
+    ("M", 4): "%B",
+    ("d", 1): "%d",
+    ("d", 2): "%d",
+    ("H", 1): "%H",
+    ("H", 2): "%H",
+    ("h", 1): "%I",
+    ("h", 2): "%I",
+    ("m", 1): "%M",
+    ("m", 2): "%M",
+    ("s", 1): "%S",
+    ("s", 2): "%S",
+    ("a", 1): "%p",
+    ("E", 4): "%A",
+    ("D", 1): "%j",
+    ("D", 2): "%j",
+    ("D", 3): "%j",
+    ("z", 1): "%Z",
+    ("z", 2): "%Z",
+    ("z", 3): "%Z",
 }
 # In nanoseconds; Python keeps microseconds, so NANOS are rounded down to them.
 _TIME_UNITS = {
-    "NANOS": 1, "MICROS": 1_000, "MILLIS": 1_000_000, "SECONDS": 1_000_000_000,
-    "MINUTES": 60_000_000_000, "HOURS": 3_600_000_000_000, "HALF_DAYS": 43_200_000_000_000,
+    "NANOS": 1,
+    "MICROS": 1_000,
+    "MILLIS": 1_000_000,
+    "SECONDS": 1_000_000_000,
+    "MINUTES": 60_000_000_000,
+    "HOURS": 3_600_000_000_000,
+    "HALF_DAYS": 43_200_000_000_000,
 }
 _DAY_UNITS = {"DAYS": 1, "WEEKS": 7}
 _MONTH_UNITS = {"MONTHS": 1, "YEARS": 12, "DECADES": 120, "CENTURIES": 1200, "MILLENNIA": 12000}
@@ -95,12 +141,14 @@ def parse(text: str, existing_format: str | None = None) -> datetime:
         except ValueError:
             raise ValueError(
                 f'cannot parse "{text}" as a date (expected ISO-8601; give existingFormat'
-                " for other layouts)") from None
+                " for other layouts)"
+            ) from None
     layout = _strptime_pattern(existing_format)
     fields = _STRPTIME_FIELD.findall(layout.replace("%%", ""))
     if len(set(fields)) < len(fields):  # strptime fails on these with a regex error
-        raise ValueError(f'pattern "{existing_format}" cannot be used to read dates (a field '
-                         "appears twice)")
+        raise ValueError(
+            f'pattern "{existing_format}" cannot be used to read dates (a field appears twice)'
+        )
     try:
         return datetime.strptime(text, layout)
     except ValueError:
@@ -125,8 +173,9 @@ def add(moment: datetime, amount: int, unit: str) -> datetime:
     try:
         return _plus(moment, amount, unit)
     except OverflowError:
-        raise ValueError(f"{amount} {unit} from {moment.isoformat()} is out of range "
-                         "(years 1 to 9999)") from None
+        raise ValueError(
+            f"{amount} {unit} from {moment.isoformat()} is out of range (years 1 to 9999)"
+        ) from None
 
 
 def _plus(moment: datetime, amount: int, unit: str) -> datetime:
@@ -159,24 +208,25 @@ def compile_pattern(pattern: str) -> tuple[Part, ...]:
         char = pattern[i]
         if char == "'":
             end = pattern.find("'", i + 1)
-            while end != -1 and pattern[end + 1:end + 2] == "'":
+            while end != -1 and pattern[end + 1 : end + 2] == "'":
                 end = pattern.find("'", end + 2)
             if end == -1:
                 raise ValueError(f'invalid date pattern "{pattern}": unterminated quote')
-            text = "'" if end == i + 1 else pattern[i + 1:end].replace("''", "'")
+            text = "'" if end == i + 1 else pattern[i + 1 : end].replace("''", "'")
             tokens.append(Part("", text=text))
             i = end + 1
         elif char.isascii() and char.isalpha():
             count = len(pattern[i:]) - len(pattern[i:].lstrip(char))
             if char not in _MAX_COUNT:
-                raise ValueError(f'invalid date pattern "{pattern}": unknown letter \'{char}\'')
+                raise ValueError(f"invalid date pattern \"{pattern}\": unknown letter '{char}'")
             if count > _MAX_COUNT[char] or (char == "V" and count != 2):
                 raise ValueError(
-                    f'invalid date pattern "{pattern}": too many letters \'{char * count}\'')
+                    f"invalid date pattern \"{pattern}\": too many letters '{char * count}'"
+                )
             tokens.append(Part(char, count))
             i += count
         elif char in "#{}":
-            raise ValueError(f'invalid date pattern "{pattern}": reserved character \'{char}\'')
+            raise ValueError(f"invalid date pattern \"{pattern}\": reserved character '{char}'")
         else:
             tokens.append(Part(char) if char in "[]" else Part("", text=char))
             i += 1
@@ -208,9 +258,15 @@ def _field(moment: datetime, letter: str, count: int) -> str:
     if letter in "VzOXxZ":
         return _zone_field(moment, letter, count)
     numbers = {
-        "d": moment.day, "D": moment.timetuple().tm_yday, "w": moment.isocalendar().week,
-        "H": moment.hour, "m": moment.minute, "s": moment.second,
-        "h": (moment.hour - 1) % 12 + 1, "K": moment.hour % 12, "k": moment.hour or 24,
+        "d": moment.day,
+        "D": moment.timetuple().tm_yday,
+        "w": moment.isocalendar().week,
+        "H": moment.hour,
+        "m": moment.minute,
+        "s": moment.second,
+        "h": (moment.hour - 1) % 12 + 1,
+        "K": moment.hour % 12,
+        "k": moment.hour or 24,
         "n": moment.microsecond * 1000,
     }
     return f"{numbers[letter]:0{count}d}"
@@ -279,7 +335,7 @@ def _strptime_pattern(pattern: str) -> str:
             out.append(_STRPTIME[(letter, count)])
         else:
             shown = letter * count if letter not in "[]" else letter
-            raise ValueError(f'pattern "{pattern}" cannot be used to read dates (\'{shown}\')')
+            raise ValueError(f"pattern \"{pattern}\" cannot be used to read dates ('{shown}')")
     return "".join(out)
 
 
@@ -309,8 +365,10 @@ def _zoned(moment: datetime) -> str:
 def _rfc_1123(moment: datetime) -> str:
     offset = moment.utcoffset() or timedelta(0)
     zone_text = "GMT" if not offset else _offset(offset, colon=False, zulu=False)
-    return (f"{_DAYS[moment.weekday()][:3]}, {moment.day} {_MONTHS[moment.month - 1][:3]} "
-            f"{moment.year} {moment.strftime('%H:%M:%S')} {zone_text}")
+    return (
+        f"{_DAYS[moment.weekday()][:3]}, {moment.day} {_MONTHS[moment.month - 1][:3]} "
+        f"{moment.year} {moment.strftime('%H:%M:%S')} {zone_text}"
+    )
 
 
 def _week_date(moment: datetime) -> str:

@@ -11,10 +11,20 @@ import logging
 import os
 import sys
 
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}
-_COLOUR = {logging.DEBUG: 2, logging.INFO: 0, logging.WARNING: 33, logging.ERROR: 31,
-           logging.CRITICAL: 31}
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+_COLOUR = {
+    logging.DEBUG: 2,
+    logging.INFO: 0,
+    logging.WARNING: 33,
+    logging.ERROR: 31,
+    logging.CRITICAL: 31,
+}
 
 
 class _JournalFormatter(logging.Formatter):
@@ -46,8 +56,9 @@ def setup(level: str = "INFO") -> None:
     if _under_journald():
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     elif sys.stdout.isatty():
-        handler.setFormatter(_TerminalFormatter(
-            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            _TerminalFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -46,11 +46,41 @@ MAX_STORE_OPERATIONS = 20  # distinct `what` of store writes; more are counted a
 STORE_PROBE_TIMEOUT = 5.0  # seconds a scrape waits for the store's answer before "down"
 
 # Task runs last from a millisecond (a Return) to hours (a taxi load).
-TASK_RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                    60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+TASK_RUN_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4 * 3600.0,
+)
 # A group commit takes well under a millisecond on a quiet disk, seconds on a sick one.
-STORE_WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                       2.5, 5.0)
+STORE_WRITE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 _LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 _BY_RUNTIME: weakref.WeakKeyDictionary[Runtime, Metrics] = weakref.WeakKeyDictionary()
@@ -78,8 +108,9 @@ def trigger_event(runtime: Runtime, trigger_type: str, *, rejected: bool = False
     metrics_of(runtime).trigger_event(trigger_type, rejected=rejected)
 
 
-def trigger_connection(runtime: Runtime, trigger_type: str, namespace: str, flow_id: str,
-                       trigger_id: str, up: bool) -> None:
+def trigger_connection(
+    runtime: Runtime, trigger_type: str, namespace: str, flow_id: str, trigger_id: str, up: bool
+) -> None:
     """A trigger holding a connection (MQTT) says it is connected or not, from its own task.
 
     The series goes away once that task has ended (trigger stopped, flow changed or
@@ -140,8 +171,13 @@ class Metrics:
 
     # -- runtime events (the hot path) ---------------------------------------------------
 
-    def _event(self, kind: str, execution: Execution, task_run: TaskRun | None,
-               extra: dict[str, Any] | None) -> None:
+    def _event(
+        self,
+        kind: str,
+        execution: Execution,
+        task_run: TaskRun | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
         if kind == "taskrun":
             if task_run is not None and task_run.state.current.terminated:
                 self._task_run_ended(execution, task_run)
@@ -179,8 +215,10 @@ class Metrics:
             return "unknown"
         cached = self._task_types.get(uid)
         if cached is None or cached[0] is not flow:
-            cached = self._task_types[uid] = (flow, {t.id: type(t).types[0] if type(t).types
-                                                     else t.type for t in flow.all_tasks()})
+            cached = self._task_types[uid] = (
+                flow,
+                {t.id: type(t).types[0] if type(t).types else t.type for t in flow.all_tasks()},
+            )
         return cached[1].get(task_id, "unknown")
 
     def _task_metric(self, execution: Execution, metric: Mapping[str, Any]) -> None:
@@ -188,9 +226,13 @@ class Metrics:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return
         tags = metric.get("tags") or {}
-        series: TaskSeries = (execution.namespace, execution.flow_id, str(metric.get("taskId")),
-                              str(metric.get("name")),
-                              tuple(sorted((label_name(str(k)), str(v)) for k, v in tags.items())))
+        series: TaskSeries = (
+            execution.namespace,
+            execution.flow_id,
+            str(metric.get("taskId")),
+            str(metric.get("name")),
+            tuple(sorted((label_name(str(k)), str(v)) for k, v in tags.items())),
+        )
         if kind == "counter":
             if value >= 0 and self._room(self.task_counters, series):
                 self.task_counters[series] = self.task_counters.get(series, 0.0) + value
@@ -209,9 +251,15 @@ class Metrics:
         if kept < MAX_TASK_METRIC_SERIES:
             return True
         if not self.dropped:
-            log.warning("task metrics: %d series are exported already; new ones (such as %s "
-                        "of %s.%s) are dropped: a tag whose value changes every run makes a "
-                        "series per run", kept, series[3], series[0], series[1])
+            log.warning(
+                "task metrics: %d series are exported already; new ones (such as %s "
+                "of %s.%s) are dropped: a tag whose value changes every run makes a "
+                "series per run",
+                kept,
+                series[3],
+                series[0],
+                series[1],
+            )
         self.dropped += 1
         return False
 
@@ -222,8 +270,9 @@ class Metrics:
         canonical = self._trigger_type(trigger_type)
         table[canonical] = table.get(canonical, 0) + 1
 
-    def trigger_connection(self, trigger_type: str, namespace: str, flow_id: str,
-                           trigger_id: str, up: bool) -> None:
+    def trigger_connection(
+        self, trigger_type: str, namespace: str, flow_id: str, trigger_id: str, up: bool
+    ) -> None:
         task = asyncio.current_task()
         if task is not None:
             key = (self._trigger_type(trigger_type), namespace, flow_id, trigger_id)
@@ -245,8 +294,9 @@ class Metrics:
         if found is None:
             runtime = self._runtime()
             registry = runtime.plugins.triggers if runtime is not None else None
-            found = registry.get(name).types[0] if registry is not None and name in registry \
-                else name
+            found = (
+                registry.get(name).types[0] if registry is not None and name in registry else name
+            )
             self._trigger_types[name] = found
         return found
 

@@ -150,8 +150,10 @@ def summary_line(doc: dict[str, Any]) -> str:
     duration = state.get("duration") or "-"
     if duration.startswith("PT") and duration.endswith("S"):
         duration = f"{float(duration[2:-1]):.2f}s"
-    return (f"{doc['id']}  {doc['namespace']}  {doc['flowId']}  {state['current']:<9}  "
-            f"{start}  {duration}")
+    return (
+        f"{doc['id']}  {doc['namespace']}  {doc['flowId']}  {state['current']:<9}  "
+        f"{start}  {duration}"
+    )
 
 
 __all__ = ["Execution", "State", "StateHistory", "TaskRun", "iso", "new_id", "summary_line"]

@@ -49,17 +49,17 @@ def rewrite(source: str) -> str:
     out: list[str] = []
     pos = 0
     while (match := _OPEN.search(source, pos)) is not None:
-        out.append(source[pos:match.start()])
+        out.append(source[pos : match.start()])
         start, opener = match.start(), match.group()
         if opener == "{#" or _RAW.match(source, start):
             closing = re.compile(re.escape("#}")) if opener == "{#" else _ENDRAW
             closed = closing.search(source, match.end())
             if closed is None:
                 break
-            out.append(source[start:closed.end()])
+            out.append(source[start : closed.end()])
             pos = closed.end()
             continue
-        inner = match.end() + (1 if source[match.end():match.end() + 1] in ("-", "+") else 0)
+        inner = match.end() + (1 if source[match.end() : match.end() + 1] in ("-", "+") else 0)
         found = _scan_tag(source, inner, "}}" if opener == "{{" else "%}")
         if found is None:
             break
@@ -76,8 +76,10 @@ def _scan_tag(source: str, pos: int, close: str) -> tuple[int, list[_Tok]] | Non
     tokens: list[_Tok] = []
     depth = 0
     while pos < len(source):
-        if depth == 0 and (source.startswith(close, pos) or (
-                source[pos] in "-+" and source.startswith(close, pos + 1))):
+        if depth == 0 and (
+            source.startswith(close, pos)
+            or (source[pos] in "-+" and source.startswith(close, pos + 1))
+        ):
             return pos, tokens
         match = _TOKEN.match(source, pos)
         assert match is not None and match.lastgroup is not None  # `.` matches any character
@@ -138,7 +140,8 @@ def _rewrite_items(items: list[_Tok]) -> str:
     pending = 0
     for tok in items:
         separator = tok.kind == "op" and (
-            tok.text in (",", "=") or (tok.text == ":" and not pending))
+            tok.text in (",", "=") or (tok.text == ":" and not pending)
+        )
         if separator:
             out.append(_ternary(_coalesce(piece)) + tok.text)
             piece, pending = [], 0
@@ -159,14 +162,20 @@ def _coalesce(tokens: list[_Tok]) -> list[_Tok]:
     `(a ?? b) ?? c`, but each operand is written (and evaluated) at most twice.
     """
     while True:
-        at = next((i for i in reversed(range(len(tokens))) if tokens[i].kind == "op"
-                   and tokens[i].text in _COALESCE_TESTS), None)
+        at = next(
+            (
+                i
+                for i in reversed(range(len(tokens)))
+                if tokens[i].kind == "op" and tokens[i].text in _COALESCE_TESTS
+            ),
+            None,
+        )
         if at is None:
             return tokens
         start, end = _operand_start(tokens, at), _operand_end(tokens, at)
         if start is None or end is None:
             return tokens
-        left, right = _text(tokens[start:at]).strip(), _text(tokens[at + 1:end]).strip()
+        left, right = _text(tokens[start:at]).strip(), _text(tokens[at + 1 : end]).strip()
         test = _COALESCE_TESTS[tokens[at].text]
         folded = _Tok("group", f"(({left}) if ({left}) {test} else ({right}))")
         tokens = [*tokens[:start], folded, *tokens[end:]]
@@ -174,7 +183,8 @@ def _coalesce(tokens: list[_Tok]) -> list[_Tok]:
 
 def _is_operand(tok: _Tok) -> bool:
     return tok.kind in ("string", "number", "group") or (
-        tok.kind == "name" and tok.text not in _KEYWORDS)
+        tok.kind == "name" and tok.text not in _KEYWORDS
+    )
 
 
 def _operand_start(tokens: list[_Tok], at: int) -> int | None:
@@ -235,10 +245,10 @@ def _ternary(tokens: list[_Tok]) -> str:
     else:
         return _text(tokens)
     whole = _text(tokens)
-    lead = whole[:len(whole) - len(whole.lstrip())]
-    trail = whole[len(whole.rstrip()):]
+    lead = whole[: len(whole) - len(whole.lstrip())]
+    trail = whole[len(whole.rstrip()) :]
     condition = _text(tokens[:ask]).strip()
-    then, other = _ternary(tokens[ask + 1:colon]).strip(), _ternary(tokens[colon + 1:]).strip()
+    then, other = _ternary(tokens[ask + 1 : colon]).strip(), _ternary(tokens[colon + 1 :]).strip()
     return f"{lead}(({then}) if ({condition}) else ({other})){trail}"
 
 

@@ -80,8 +80,11 @@ def templated_values(model: BaseModel) -> dict[str, Any]:
     cls = type(model)
     names: tuple[str, ...] | None = cls.__dict__.get("_podium_dynamic")
     if names is None:
-        names = tuple(name for name, f in cls.model_fields.items()
-                      if Dynamic in f.metadata and name != "run_if")
+        names = tuple(
+            name
+            for name, f in cls.model_fields.items()
+            if Dynamic in f.metadata and name != "run_if"
+        )
         setattr(cls, "_podium_dynamic", names)  # noqa: B010 - per-class cache, set once
     values = {name: getattr(model, name) for name in names}
     return {n: v for n, v in values.items() if v is not None and has_template(v)}
@@ -98,9 +101,11 @@ def with_rendered(model: M, rendered: Mapping[str, Any], where: str = "") -> M:
         problems = "; ".join(
             f"{where}{'.'.join(str(p) for p in e['loc'])}: "
             f"{e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
-            for e in exc.errors(include_url=False))
-        raise TaskFailed(f"invalid property after rendering: {problems}",
-                         non_retryable=True) from None
+            for e in exc.errors(include_url=False)
+        )
+        raise TaskFailed(
+            f"invalid property after rendering: {problems}", non_retryable=True
+        ) from None
 
 
 class Model(BaseModel):
@@ -120,8 +125,12 @@ class RetryModel(Model):
 
     type: Literal["constant", "exponential", "random"]
     interval: Duration | None = None
-    max_attempts: int | None = Field(default=None, ge=1, alias="maxAttempt",
-                                     validation_alias=AliasChoices("maxAttempts", "maxAttempt"))
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        alias="maxAttempt",
+        validation_alias=AliasChoices("maxAttempts", "maxAttempt"),
+    )
     max_duration: Duration | None = None
     max_interval: Duration | None = None
     min_interval: Duration | None = None
@@ -198,9 +207,14 @@ class Emit(Protocol):
     Raises `InputError` when the inputs do not fit the flow, `FlowDisabled` for a disabled flow.
     """
 
-    def __call__(self, inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
-                 labels: Mapping[str, str] | None = None,
-                 key: str | None = None) -> Awaitable[Execution]: ...
+    def __call__(
+        self,
+        inputs: Mapping[str, Any],
+        variables: Mapping[str, Any],
+        *,
+        labels: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> Awaitable[Execution]: ...
 
 
 def _labels(value: Any) -> Any:
@@ -216,7 +230,6 @@ def _labels(value: Any) -> Any:
 
 
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
-
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,11 @@ class Registry(Generic[P]):
         names = sorted(self._canonical)
         tail = _tail(name)
         exact: list[str] = [c for c in names if _tail(c) == tail]
-        similar: list[str] = [c for c in difflib.get_close_matches(name, names, n=5, cutoff=0.75)
-                              if _similar(_tail(c), tail) >= 0.6]
+        similar: list[str] = [
+            c
+            for c in difflib.get_close_matches(name, names, n=5, cutoff=0.75)
+            if _similar(_tail(c), tail) >= 0.6
+        ]
         by_tail: list[str] = [c for c in names if _similar(_tail(c), tail) >= 0.8]
         return list(dict.fromkeys([*exact, *similar, *by_tail]))[:3]
 

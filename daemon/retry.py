@@ -53,7 +53,9 @@ class RetryPolicy:
             delay = random.uniform(low, max(low, high))
         else:
             delay = self.interval.total_seconds()
-        if self.max_duration is not None and elapsed.total_seconds() + delay > \
-                self.max_duration.total_seconds():
+        if (
+            self.max_duration is not None
+            and elapsed.total_seconds() + delay > self.max_duration.total_seconds()
+        ):
             return None
         return delay

@@ -49,9 +49,17 @@ class RestartRefused(PodiumError):
 class Runtime:
     """Shared services of one podium process and the executions it is running."""
 
-    def __init__(self, data_dir: Path, store: Store, *, clock: Clock | None = None,
-                 plugins: Plugins | None = None, keep_working_dirs: bool = False,
-                 max_executions: int = 0, max_tasks: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        plugins: Plugins | None = None,
+        keep_working_dirs: bool = False,
+        max_executions: int = 0,
+        max_tasks: int = 0,
+    ) -> None:
         self.data_dir = data_dir
         self.store = store
         self.storage = Storage(data_dir / "storage")
@@ -119,8 +127,11 @@ class Runtime:
             stored = await self.store.get_flow(namespace, flow_id)
             if stored is not None:
                 flow = await asyncio.to_thread(
-                    load_flow, stored[1], f"<{namespace}.{flow_id} revision {stored[0]}>",
-                    self.plugins)
+                    load_flow,
+                    stored[1],
+                    f"<{namespace}.{flow_id} revision {stored[0]}>",
+                    self.plugins,
+                )
                 flow.revision = stored[0]
         if flow is None:
             raise NotFound(f"flow {namespace}.{flow_id} not found")
@@ -128,11 +139,16 @@ class Runtime:
 
     # -- the one way in -----------------------------------------------------------------
 
-    async def submit(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *,
-                     trigger: dict[str, Any] | None = None,
-                     labels: Mapping[str, str] | None = None,
-                     parent: dict[str, Any] | None = None,
-                     execution_id: str | None = None) -> Execution:
+    async def submit(
+        self,
+        flow: Flow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        trigger: dict[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        parent: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> Execution:
         """Create one execution of `flow`, durably, and start it (or queue/refuse it).
 
         `trigger` is Kestra's execution trigger: `{"id", "type", "variables"}`; flows read
@@ -150,8 +166,9 @@ class Runtime:
         future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
         self._submitting[execution_id] = future
         try:
-            execution = await self._submit(flow, inputs, trigger, labels, parent,
-                                           execution_id, True)
+            execution = await self._submit(
+                flow, inputs, trigger, labels, parent, execution_id, True
+            )
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a concurrent duplicate may not be waiting
@@ -162,10 +179,16 @@ class Runtime:
         finally:
             del self._submitting[execution_id]
 
-    async def _submit(self, flow: Flow, inputs: Mapping[str, Any] | None,
-                      trigger: dict[str, Any] | None, labels: Mapping[str, str] | None,
-                      parent: dict[str, Any] | None, execution_id: str,
-                      idempotent: bool) -> Execution:
+    async def _submit(
+        self,
+        flow: Flow,
+        inputs: Mapping[str, Any] | None,
+        trigger: dict[str, Any] | None,
+        labels: Mapping[str, str] | None,
+        parent: dict[str, Any] | None,
+        execution_id: str,
+        idempotent: bool,
+    ) -> Execution:
         if idempotent and self.cluster is None:
             existing = await self.store.get_execution(execution_id)
             if existing is not None:
@@ -178,14 +201,20 @@ class Runtime:
                 raise ValueError(f"no such file {str(value)!r}")
             return self.storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
 
-        values = await asyncio.to_thread(coerce_inputs, flow.inputs, inputs or {},
-                                         store_file=store_file)
+        values = await asyncio.to_thread(
+            coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
+        )
         if flow.revision is None:
             flow.revision = await self.store.save_flow(flow.namespace, flow.id, flow.source)
         execution = Execution(
-            id=execution_id, namespace=flow.namespace, flow_id=flow.id,
-            flow_revision=flow.revision, state=StateHistory(State.CREATED, self.clock.now()),
-            inputs=values, labels={**flow.labels, **(labels or {})}, trigger=trigger,
+            id=execution_id,
+            namespace=flow.namespace,
+            flow_id=flow.id,
+            flow_revision=flow.revision,
+            state=StateHistory(State.CREATED, self.clock.now()),
+            inputs=values,
+            labels={**flow.labels, **(labels or {})},
+            trigger=trigger,
             parent=parent,
         )
         if self.cluster is not None:
@@ -227,8 +256,9 @@ class Runtime:
                 if item[1] is execution:
                     queue.remove(item)
 
-    async def submit_by_id(self, namespace: str, flow_id: str,
-                           inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> Execution:
+    async def submit_by_id(
+        self, namespace: str, flow_id: str, inputs: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Execution:
         return await self.submit(await self.find_flow(namespace, flow_id), inputs, **kwargs)
 
     def _gate(self, flow: Flow, execution: Execution) -> bool:
@@ -250,10 +280,11 @@ class Runtime:
             execution.state.set(State.QUEUED, now)
             self._queued[flow.uid].append((flow, execution))
         else:
-            execution.error = (f"flow {flow.namespace}.{flow.id} has reached its concurrency "
-                               f"limit of {limit.limit}")
-            execution.state.set(State.FAILED if limit.behavior == "FAIL" else State.CANCELLED,
-                                now)
+            execution.error = (
+                f"flow {flow.namespace}.{flow.id} has reached its concurrency "
+                f"limit of {limit.limit}"
+            )
+            execution.state.set(State.FAILED if limit.behavior == "FAIL" else State.CANCELLED, now)
         return False
 
     def _start(self, flow: Flow, execution: Execution) -> None:
@@ -278,8 +309,9 @@ class Runtime:
             next_flow, next_execution = queue.popleft()
             self._active[flow.uid] += 1
             self._start(next_flow, next_execution)
-        while self._waiting and (not self.max_executions
-                                 or len(self._running) < self.max_executions):
+        while self._waiting and (
+            not self.max_executions or len(self._running) < self.max_executions
+        ):
             waiting_flow, waiting = self._waiting.popleft()
             if self._gate_again(waiting_flow, waiting):
                 self._start(waiting_flow, waiting)
@@ -306,9 +338,18 @@ class Runtime:
         page = 1
         while True:
             docs, total = await self.store.search_executions(
-                states=["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING", "PAUSED",
-                        "RESTARTED"], page=page,
-                size=200)
+                states=[
+                    "CREATED",
+                    "RUNNING",
+                    "QUEUED",
+                    "RETRYING",
+                    "KILLING",
+                    "PAUSED",
+                    "RESTARTED",
+                ],
+                page=page,
+                size=200,
+            )
             unfinished.extend(docs)
             if not docs or len(unfinished) >= total:
                 break
@@ -347,8 +388,13 @@ class Runtime:
         self._active[flow.uid] += 1
         self._starting += 1
         self._start(flow, execution)
-        log.info("resumed execution %s of %s.%s (%s)", execution.id, execution.namespace,
-                 execution.flow_id, execution.state.current.value)
+        log.info(
+            "resumed execution %s of %s.%s (%s)",
+            execution.id,
+            execution.namespace,
+            execution.flow_id,
+            execution.state.current.value,
+        )
 
     def _finished_unstarted(self, execution: Execution) -> None:
         ended = self._ended.pop(execution.id, None)
@@ -364,14 +410,20 @@ class Runtime:
         loaded = self.flows.get((execution.namespace, execution.flow_id))
         if loaded is not None and loaded.revision == execution.flow_revision:
             return loaded
-        stored = await self.store.get_flow(execution.namespace, execution.flow_id,
-                                           execution.flow_revision)
+        stored = await self.store.get_flow(
+            execution.namespace, execution.flow_id, execution.flow_revision
+        )
         if stored is None:
-            raise NotFound(f"flow {execution.namespace}.{execution.flow_id} revision "
-                           f"{execution.flow_revision} is not in the store")
+            raise NotFound(
+                f"flow {execution.namespace}.{execution.flow_id} revision "
+                f"{execution.flow_revision} is not in the store"
+            )
         flow = await asyncio.to_thread(
-            load_flow, stored[1], f"<{execution.namespace}.{execution.flow_id} revision "
-            f"{stored[0]}>", self.plugins)
+            load_flow,
+            stored[1],
+            f"<{execution.namespace}.{execution.flow_id} revision {stored[0]}>",
+            self.plugins,
+        )
         flow.revision = stored[0]
         return flow
 
@@ -403,8 +455,10 @@ class Runtime:
             raise NotFound(f"execution {execution_id} not found")
         execution = Execution.from_json(doc)
         if execution.state.current not in (State.FAILED, State.KILLED):
-            raise RestartRefused(f"execution {execution_id} is {execution.state.current.value}; "
-                                 "only FAILED or KILLED executions can be restarted")
+            raise RestartRefused(
+                f"execution {execution_id} is {execution.state.current.value}; "
+                "only FAILED or KILLED executions can be restarted"
+            )
         flow = await self._flow_revision(execution)
         now = self.clock.now()
         for run in execution.task_runs:
@@ -443,16 +497,22 @@ class Runtime:
             cut = order.index(chosen.task_id) if chosen.task_id in order else 0
         keep = set(order[:cut])
         copy = Execution(
-            id=new_id(), namespace=original.namespace, flow_id=original.flow_id,
+            id=new_id(),
+            namespace=original.namespace,
+            flow_id=original.flow_id,
             flow_revision=original.flow_revision,
-            state=StateHistory(State.CREATED, self.clock.now()), inputs=original.inputs,
-            labels={**original.labels, "system.replay": "true"}, trigger=original.trigger,
-            parent={"replayOf": original.id})
+            state=StateHistory(State.CREATED, self.clock.now()),
+            inputs=original.inputs,
+            labels={**original.labels, "system.replay": "true"},
+            trigger=original.trigger,
+            parent={"replayOf": original.id},
+        )
         ids = {r.id: new_id() for r in original.task_runs}
         for run in original.task_runs:
             if run.task_id in keep and run.state.current.terminated:
-                clone = TaskRun.from_json({**run.to_json(), "id": ids[run.id],
-                                           "executionId": copy.id})
+                clone = TaskRun.from_json(
+                    {**run.to_json(), "id": ids[run.id], "executionId": copy.id}
+                )
                 clone.parent_task_run_id = ids.get(run.parent_task_run_id or "")
                 copy.task_runs.append(clone)
         if self.cluster is None:
@@ -469,8 +529,9 @@ class Runtime:
             self._start(flow, copy)
         return copy
 
-    def pause_point(self, execution_id: str, on_resume: Sequence[InputSpec]
-                    ) -> asyncio.Future[dict[str, Any]]:
+    def pause_point(
+        self, execution_id: str, on_resume: Sequence[InputSpec]
+    ) -> asyncio.Future[dict[str, Any]]:
         """Where a Pause task waits; `resume` completes it. Removed with `unpause`."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pauses[execution_id] = (on_resume, future)
@@ -500,8 +561,14 @@ class Runtime:
 
     async def _resume_specs(self, doc: dict[str, Any]) -> Sequence[InputSpec]:
         """The `onResume` inputs of the task run that holds a stored execution PAUSED."""
-        paused = next((tr for tr in doc.get("taskRunList", [])
-                       if tr["state"]["current"] == State.PAUSED.value), None)
+        paused = next(
+            (
+                tr
+                for tr in doc.get("taskRunList", [])
+                if tr["state"]["current"] == State.PAUSED.value
+            ),
+            None,
+        )
         if paused is None:
             return []
         flow = await self._flow_revision(Execution.from_json(doc))
@@ -600,8 +667,13 @@ class Runtime:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def publish(self, kind: str, execution: Execution, task_run: TaskRun | None,
-                extra: dict[str, Any] | None = None) -> None:
+    def publish(
+        self,
+        kind: str,
+        execution: Execution,
+        task_run: TaskRun | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         for listener in self._listeners:
             try:
                 listener(kind, execution, task_run, extra)
@@ -624,7 +696,8 @@ class Runtime:
             if loop is None:
                 raise RuntimeError("kv() needs the daemon's event loop")
             found, value = asyncio.run_coroutine_threadsafe(
-                self.store.kv_get(target, str(key)), loop).result(timeout=30)
+                self.store.kv_get(target, str(key)), loop
+            ).result(timeout=30)
             if not found and errorOnMissing:
                 raise KeyError(f"no KV pair '{key}' in namespace {target}")
             return value
@@ -643,8 +716,10 @@ class Runtime:
         if value is None:
             encoded = os.environ.get(f"SECRET_{key}")
             if encoded is None:
-                raise KeyError(f"secret '{key}' is not set (environment variable SECRET_{key}, "
-                               "base64-encoded, or the secrets file)")
+                raise KeyError(
+                    f"secret '{key}' is not set (environment variable SECRET_{key}, "
+                    "base64-encoded, or the secrets file)"
+                )
             try:
                 value = base64.b64decode(encoded.strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):

@@ -44,13 +44,20 @@ CLUSTER_STAGE_TIMEOUT = 3.0
 
 def shutdown_budget(grace: timedelta) -> float:
     """Seconds the whole shutdown may take in the worst case."""
-    return (TRIGGERS_STOP_TIMEOUT + HTTP_STOP_TIMEOUT + grace.total_seconds() + KILL_TIMEOUT
-            + STORE_CLOSE_TIMEOUT + 3 * CLUSTER_STAGE_TIMEOUT)
+    return (
+        TRIGGERS_STOP_TIMEOUT
+        + HTTP_STOP_TIMEOUT
+        + grace.total_seconds()
+        + KILL_TIMEOUT
+        + STORE_CLOSE_TIMEOUT
+        + 3 * CLUSTER_STAGE_TIMEOUT
+    )
 
 
 class Daemon:
-    def __init__(self, settings: Settings, config_file: Path | None,
-                 overrides: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, config_file: Path | None, overrides: dict[str, Any]
+    ) -> None:
         self.settings = settings
         self.config_file = config_file
         self.overrides = overrides
@@ -74,29 +81,37 @@ class Daemon:
             await store.open()
             stack.push_async_callback(_bounded, store.close(), STORE_CLOSE_TIMEOUT, "store")
             plugins = await asyncio.to_thread(default_plugins)
-            runtime = Runtime(settings.data_dir, store, plugins=plugins,
-                              keep_working_dirs=settings.keep_working_dirs,
-                              max_executions=settings.max_concurrent_executions,
-                              max_tasks=settings.max_concurrent_tasks)
+            runtime = Runtime(
+                settings.data_dir,
+                store,
+                plugins=plugins,
+                keep_working_dirs=settings.keep_working_dirs,
+                max_executions=settings.max_concurrent_executions,
+                max_tasks=settings.max_concurrent_tasks,
+            )
             runtime.public_url = settings.url
             install_alerts(runtime, settings)  # the `alerts:` setting (daemon/alerts.py)
             cluster = self._cluster(runtime, store)
             if cluster is not None:
                 # after the executions are stored: give up what is still queued here
-                stack.push_async_callback(_bounded, cluster.leave(), CLUSTER_STAGE_TIMEOUT,
-                                          "leaving the cluster")
-                stack.push_async_callback(_bounded, cluster.stop(), CLUSTER_STAGE_TIMEOUT,
-                                          "cluster")
+                stack.push_async_callback(
+                    _bounded, cluster.leave(), CLUSTER_STAGE_TIMEOUT, "leaving the cluster"
+                )
+                stack.push_async_callback(
+                    _bounded, cluster.stop(), CLUSTER_STAGE_TIMEOUT, "cluster"
+                )
             stack.push_async_callback(self._drain, runtime)
             webhooks = WebhookRegistry()
             triggers = Triggers(runtime, settings, webhooks)
             if cluster is not None:
                 cluster.triggers = triggers
                 # no new claims once shutdown starts; heartbeats go on while draining
-                stack.push_async_callback(_bounded, cluster.stop_claiming(),
-                                          CLUSTER_STAGE_TIMEOUT, "cluster claims")
-            stack.push_async_callback(_bounded, triggers.stop_all(), TRIGGERS_STOP_TIMEOUT,
-                                      "triggers")
+                stack.push_async_callback(
+                    _bounded, cluster.stop_claiming(), CLUSTER_STAGE_TIMEOUT, "cluster claims"
+                )
+            stack.push_async_callback(
+                _bounded, triggers.stop_all(), TRIGGERS_STOP_TIMEOUT, "triggers"
+            )
             for hook in plugins.startup_hooks:
                 try:
                     await hook(runtime)
@@ -121,11 +136,18 @@ class Daemon:
             if interval:
                 pinger = asyncio.create_task(systemd.watchdog_pings(interval))
                 stack.callback(pinger.cancel)
-            log.info("podium serving %d flows from %s on http://%s:%d (data in %s%s)%s",
-                     flows.count, settings.flows_dir, settings.listen_host, self.port,
-                     settings.data_dir, "" if settings.basic_auth else
-                     "; no basic-auth credentials configured, so listening on 127.0.0.1 only",
-                     f"; resumed {resumed} executions" if resumed else "")
+            log.info(
+                "podium serving %d flows from %s on http://%s:%d (data in %s%s)%s",
+                flows.count,
+                settings.flows_dir,
+                settings.listen_host,
+                self.port,
+                settings.data_dir,
+                ""
+                if settings.basic_auth
+                else "; no basic-auth credentials configured, so listening on 127.0.0.1 only",
+                f"; resumed {resumed} executions" if resumed else "",
+            )
             while not self._stop.is_set():
                 stopped = asyncio.create_task(self._stop.wait())
                 reload = asyncio.create_task(self._reload.wait())
@@ -137,12 +159,17 @@ class Daemon:
                     await self._reload_config(flows, runtime)
             self.ready = False
             systemd.notify("STOPPING=1")
-            log.info("stopping: no new events; running executions have %s to finish",
-                     settings.shutdown_grace)
+            log.info(
+                "stopping: no new events; running executions have %s to finish",
+                settings.shutdown_grace,
+            )
         stats = runtime.stats
-        log.info("stopped: %d executions done, %d failed, %d cancelled",
-                 stats["SUCCESS"] + stats["WARNING"], stats["FAILED"],
-                 stats["KILLED"] + stats["CANCELLED"])
+        log.info(
+            "stopped: %d executions done, %d failed, %d cancelled",
+            stats["SUCCESS"] + stats["WARNING"],
+            stats["FAILED"],
+            stats["KILLED"] + stats["CANCELLED"],
+        )
         return 0
 
     def _cluster(self, runtime: Runtime, store: Store) -> Cluster | None:
@@ -153,22 +180,30 @@ class Daemon:
 
         settings = self.settings
         node_id = settings.node_id or default_node_id(settings.port)
-        cluster = Cluster(runtime, store, node_id,
-                          heartbeat_interval=settings.heartbeat_interval,
-                          node_timeout=settings.node_timeout,
-                          capacity=settings.max_concurrent_executions)
+        cluster = Cluster(
+            runtime,
+            store,
+            node_id,
+            heartbeat_interval=settings.heartbeat_interval,
+            node_timeout=settings.node_timeout,
+            capacity=settings.max_concurrent_executions,
+        )
         runtime.node_id = node_id
         runtime.cluster = cluster
         return cluster
 
-    async def _serve_http(self, stack: AsyncExitStack, runtime: Runtime,
-                          webhooks: WebhookRegistry, flows: FlowDirectory) -> None:
+    async def _serve_http(
+        self,
+        stack: AsyncExitStack,
+        runtime: Runtime,
+        webhooks: WebhookRegistry,
+        flows: FlowDirectory,
+    ) -> None:
         from aiohttp import web
 
         from daemon.api import create_app
 
-        app = create_app(runtime, self.settings, webhooks, flows=flows,
-                         ready=lambda: self.ready)
+        app = create_app(runtime, self.settings, webhooks, flows=flows, ready=lambda: self.ready)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(_bounded, runner.cleanup(), HTTP_STOP_TIMEOUT, "HTTP server")
@@ -184,13 +219,15 @@ class Daemon:
                 await runtime.drain()
         except TimeoutError:
             if runtime.cluster is not None:
-                log.warning("grace period over: handing %d running executions over to the "
-                            "cluster", runtime.running)
+                log.warning(
+                    "grace period over: handing %d running executions over to the cluster",
+                    runtime.running,
+                )
             else:
-                log.warning("grace period over: killing %d running executions",
-                            runtime.running)
-        await _bounded(runtime.close(hand_over=runtime.cluster is not None), KILL_TIMEOUT,
-                       "killing executions")
+                log.warning("grace period over: killing %d running executions", runtime.running)
+        await _bounded(
+            runtime.close(hand_over=runtime.cluster is not None), KILL_TIMEOUT, "killing executions"
+        )
 
     async def _reload_config(self, flows: FlowDirectory, runtime: Runtime) -> None:
         log.info("SIGHUP: reloading configuration and flows")

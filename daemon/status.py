@@ -38,8 +38,9 @@ class Client:
     username: str | None = None
     password: str | None = None
 
-    def get(self, path: str, query: Mapping[str, Any] | None = None, *,
-            also: int | None = None) -> Any:
+    def get(
+        self, path: str, query: Mapping[str, Any] | None = None, *, also: int | None = None
+    ) -> Any:
         """The JSON answer; `also` is one more status whose body is the answer."""
         target = self.url.rstrip("/") + path
         if query:
@@ -62,15 +63,18 @@ class Client:
                 raise Unreachable(
                     f"the daemon at {self.url} wants credentials: set "
                     "PODIUM_BASIC_AUTH_USERNAME and PODIUM_BASIC_AUTH_PASSWORD, or pass "
-                    "--user and --password") from None
-            raise Unreachable(f"the daemon at {self.url} answered {exc.code} to GET {path}: "
-                              f"{_message(exc)}") from None
+                    "--user and --password"
+                ) from None
+            raise Unreachable(
+                f"the daemon at {self.url} answered {exc.code} to GET {path}: {_message(exc)}"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"cannot reach the daemon at {self.url} ({reason})") from None
         except ValueError:
-            raise Unreachable(f"{self.url} does not look like podium: GET {path} did not "
-                              "answer JSON") from None
+            raise Unreachable(
+                f"{self.url} does not look like podium: GET {path} did not answer JSON"
+            ) from None
 
 
 def _message(exc: urllib.error.HTTPError) -> str:
@@ -81,8 +85,7 @@ def _message(exc: urllib.error.HTTPError) -> str:
     return str(body.get("message")) if isinstance(body, dict) else str(exc.reason)
 
 
-def _all(client: Client, path: str, query: Mapping[str, Any] | None = None
-         ) -> list[dict[str, Any]]:
+def _all(client: Client, path: str, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every result of a paged search."""
     out: list[dict[str, Any]] = []
     page = 1
@@ -103,24 +106,42 @@ def collect(client: Client) -> dict[str, Any]:
         found = _all(client, "/api/v1/triggers/search")
     except Unreachable:  # a daemon without a flows directory has no trigger endpoints
         found = []
-    triggers = [{
-        "namespace": t["triggerContext"]["namespace"], "flowId": t["triggerContext"]["flowId"],
-        "triggerId": t["triggerContext"]["triggerId"], "type": t["triggerContext"].get("type"),
-        "disabled": t["triggerContext"].get("disabled", False),
-        "nextExecutionDate": t["triggerContext"].get("nextExecutionDate"),
-        "lastEventDate": t["triggerContext"].get("date"),
-        "lastExecutionId": t["triggerContext"].get("executionId")} for t in found]
-    running = client.get("/api/v1/executions/search",
-                         {"state": ["RUNNING", "PAUSED"], "size": RUNNING_SHOWN})
+    triggers = [
+        {
+            "namespace": t["triggerContext"]["namespace"],
+            "flowId": t["triggerContext"]["flowId"],
+            "triggerId": t["triggerContext"]["triggerId"],
+            "type": t["triggerContext"].get("type"),
+            "disabled": t["triggerContext"].get("disabled", False),
+            "nextExecutionDate": t["triggerContext"].get("nextExecutionDate"),
+            "lastEventDate": t["triggerContext"].get("date"),
+            "lastExecutionId": t["triggerContext"].get("executionId"),
+        }
+        for t in found
+    ]
+    running = client.get(
+        "/api/v1/executions/search", {"state": ["RUNNING", "PAUSED"], "size": RUNNING_SHOWN}
+    )
     failed = client.get("/api/v1/executions/search", {"state": "FAILED", "size": FAILURES})
     return {
-        "url": client.url, "status": health.get("status"), "version": health.get("version"),
+        "url": client.url,
+        "status": health.get("status"),
+        "version": health.get("version"),
         "flows": {"count": len(flows), "disabled": disabled},
         "triggers": triggers,
-        "running": {"count": running["total"], "executions": [
-            {"id": e["id"], "namespace": e["namespace"], "flowId": e["flowId"],
-             "state": e["state"]["current"], "startDate": e["state"].get("startDate")}
-            for e in running["results"]]},
+        "running": {
+            "count": running["total"],
+            "executions": [
+                {
+                    "id": e["id"],
+                    "namespace": e["namespace"],
+                    "flowId": e["flowId"],
+                    "state": e["state"]["current"],
+                    "startDate": e["state"].get("startDate"),
+                }
+                for e in running["results"]
+            ],
+        },
         "failures": [_failure(client, e) for e in failed["results"]],
     }
 
@@ -136,21 +157,28 @@ def _failure(client: Client, summary: dict[str, Any]) -> dict[str, Any]:
     task = leaf["taskId"] if leaf else None
     error = doc.get("error")
     if error and task and error.startswith(f"task '{task}': "):
-        error = error[len(f"task '{task}': "):]
-    return {"id": doc["id"], "namespace": doc["namespace"], "flowId": doc["flowId"],
-            "taskId": task, "error": error, "date": doc["state"].get("endDate")}
+        error = error[len(f"task '{task}': ") :]
+    return {
+        "id": doc["id"],
+        "namespace": doc["namespace"],
+        "flowId": doc["flowId"],
+        "taskId": task,
+        "error": error,
+        "date": doc["state"].get("endDate"),
+    }
 
 
-def render(status: Mapping[str, Any], now: datetime | None = None, width: int | None = None
-           ) -> str:
+def render(status: Mapping[str, Any], now: datetime | None = None, width: int | None = None) -> str:
     """The document as one screen of text."""
     now = now or datetime.now(UTC)
     width = width or shutil.get_terminal_size((100, 24)).columns
     lines = [f"podium {status['version']} at {status['url']}: {status['status']}"]
     flows = status["flows"]
     disabled = flows["disabled"]
-    lines.append(f"Flows: {flows['count']}" + (f" ({len(disabled)} disabled: "
-                                              f"{', '.join(disabled)})" if disabled else ""))
+    lines.append(
+        f"Flows: {flows['count']}"
+        + (f" ({len(disabled)} disabled: {', '.join(disabled)})" if disabled else "")
+    )
     triggers = status["triggers"]
     lines.append(f"Triggers: {len(triggers)}")
     for t in triggers:
@@ -167,16 +195,20 @@ def render(status: Mapping[str, Any], now: datetime | None = None, width: int | 
     running = status["running"]
     lines.append(f"Running executions: {running['count']}")
     for e in running["executions"]:
-        lines.append(f"  {e['id']}  {e['namespace']}.{e['flowId']}  {e['state']} since "
-                     f"{_when(e['startDate'], now)}")
+        lines.append(
+            f"  {e['id']}  {e['namespace']}.{e['flowId']}  {e['state']} since "
+            f"{_when(e['startDate'], now)}"
+        )
     if running["count"] > len(running["executions"]):
         lines.append(f"  ... and {running['count'] - len(running['executions'])} more")
     failures = status["failures"]
     lines.append("Last failures:" if failures else "Last failures: none")
     for f in failures:
         task = f"task {f['taskId']}" if f["taskId"] else "no task"
-        lines.append(f"  {_when(f['date'], now)}  {f['namespace']}.{f['flowId']}  {task}: "
-                     f"{f['error'] or '-'}  ({f['id']})")
+        lines.append(
+            f"  {_when(f['date'], now)}  {f['namespace']}.{f['flowId']}  {task}: "
+            f"{f['error'] or '-'}  ({f['id']})"
+        )
     return "\n".join(_cut(line, width) for line in lines)
 
 
@@ -192,8 +224,10 @@ def _when(iso: str | None, now: datetime) -> str:
         moment = moment.replace(tzinfo=UTC)
     seconds = (moment - now).total_seconds()
     text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return f"{text} ({'in ' if seconds > 0 else ''}{_span(abs(seconds))}"\
-           f"{'' if seconds > 0 else ' ago'})"
+    return (
+        f"{text} ({'in ' if seconds > 0 else ''}{_span(abs(seconds))}"
+        f"{'' if seconds > 0 else ' ago'})"
+    )
 
 
 def _span(seconds: float) -> str:
@@ -205,4 +239,4 @@ def _span(seconds: float) -> str:
 
 def _cut(line: str, width: int) -> str:
     line = " ".join(line.split("\n"))
-    return line if len(line) <= width else line[:max(width - 3, 10)] + "..."
+    return line if len(line) <= width else line[: max(width - 3, 10)] + "..."

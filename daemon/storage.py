@@ -86,7 +86,7 @@ class Storage:
         """The local file behind a URI; NotFound if it is not ours or does not exist."""
         if not uri.startswith(SCHEME):
             raise NotFound(f"{uri!r} is not a storage URI (kestra:///...)")
-        target = self._path(uri[len(SCHEME):])
+        target = self._path(uri[len(SCHEME) :])
         if not target.is_file():
             raise NotFound(f"no stored file at {uri}")
         return target

@@ -77,7 +77,9 @@ class Triggers:
             raise RuntimeError(f"triggers of {flow.namespace}.{flow.id} are already running")
         self._tasks[flow.uid] = [
             asyncio.create_task(self._supervise(flow, trigger), name=_job_name(flow, trigger))
-            for trigger in flow.triggers if self._enabled(flow, trigger)]
+            for trigger in flow.triggers
+            if self._enabled(flow, trigger)
+        ]
 
     async def stop(self, uid: tuple[str, str]) -> None:
         jobs = self._tasks.pop(uid, [])
@@ -94,22 +96,31 @@ class Triggers:
         return sum(1 for job in self._tasks.get(uid, []) if not job.done())
 
     def emitter(self, flow: Flow, trigger: Trigger) -> Emit:
-        async def emit(inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
-                       labels: Mapping[str, str] | None = None,
-                       key: str | None = None) -> Execution:
+        async def emit(
+            inputs: Mapping[str, Any],
+            variables: Mapping[str, Any],
+            *,
+            labels: Mapping[str, str] | None = None,
+            key: str | None = None,
+        ) -> Execution:
             try:
                 execution = await self.runtime.submit(
-                    flow, inputs, labels={**trigger.labels, **(labels or {})},
-                    trigger={"id": trigger.id, "type": trigger.type,
-                             "variables": dict(variables)},
-                    execution_id=None if key is None else derived_id(
-                        flow.namespace, flow.id, trigger.id, key))
+                    flow,
+                    inputs,
+                    labels={**trigger.labels, **(labels or {})},
+                    trigger={"id": trigger.id, "type": trigger.type, "variables": dict(variables)},
+                    execution_id=None
+                    if key is None
+                    else derived_id(flow.namespace, flow.id, trigger.id, key),
+                )
             except (InputError, FlowDisabled):
                 trigger_event(self.runtime, trigger.type, rejected=True)
                 raise
             trigger_event(self.runtime, trigger.type)
-            self._last[(*flow.uid, trigger.id)] = {"date": iso(self.runtime.clock.now()),
-                                                   "executionId": execution.id}
+            self._last[(*flow.uid, trigger.id)] = {
+                "date": iso(self.runtime.clock.now()),
+                "executionId": execution.id,
+            }
             return execution
 
         return emit
@@ -132,11 +143,20 @@ class Triggers:
                 upcoming = await asyncio.to_thread(trigger.next_date, now)
             last = self._last.get(key, {})
             backfill = self._backfills.get(key)
-            contexts.append({
-                "namespace": flow.namespace, "flowId": flow.id, "triggerId": trigger.id,
-                "type": trigger.type, "disabled": not enabled, "date": last.get("date"),
-                "executionId": last.get("executionId"), "nextExecutionDate": iso(upcoming),
-                "backfill": backfill[1] if backfill else None, "stopAfter": trigger.stop_after})
+            contexts.append(
+                {
+                    "namespace": flow.namespace,
+                    "flowId": flow.id,
+                    "triggerId": trigger.id,
+                    "type": trigger.type,
+                    "disabled": not enabled,
+                    "date": last.get("date"),
+                    "executionId": last.get("executionId"),
+                    "nextExecutionDate": iso(upcoming),
+                    "backfill": backfill[1] if backfill else None,
+                    "stopAfter": trigger.stop_after,
+                }
+            )
         return contexts
 
     async def set_disabled(self, flow: Flow, trigger_id: str, disabled: bool) -> None:
@@ -146,31 +166,42 @@ class Triggers:
         wanted = self._disabled | {key} if disabled else self._disabled - {key}
         if wanted != self._disabled:
             await self.runtime.store.set_state(
-                DISABLED_STATE, {"triggers": sorted(list(k) for k in wanted)})
+                DISABLED_STATE, {"triggers": sorted(list(k) for k in wanted)}
+            )
             self._disabled = wanted
             await self._restart(flow, trigger)
 
-    async def backfill(self, flow: Flow, trigger_id: str, start: datetime,
-                       end: datetime | None, inputs: Mapping[str, Any]) -> None:
+    async def backfill(
+        self,
+        flow: Flow,
+        trigger_id: str,
+        start: datetime,
+        end: datetime | None,
+        inputs: Mapping[str, Any],
+    ) -> None:
         """Restart the trigger with `backfill` set: it runs the past slots in [start, end]
         before its live schedule. Slots it already ran (claimed) are not run again."""
         trigger = _trigger(flow, trigger_id)
         field = type(trigger).model_fields.get("backfill")
         if field is None or field.annotation is None:
-            raise CannotBackfill(f"trigger {trigger_id} of {flow.namespace}.{flow.id} "
-                                 f"({trigger.type}) cannot backfill")
+            raise CannotBackfill(
+                f"trigger {trigger_id} of {flow.namespace}.{flow.id} "
+                f"({trigger.type}) cannot backfill"
+            )
         try:
             value = TypeAdapter(field.annotation).validate_python(
-                {"start": start, "end": end, "inputs": dict(inputs)})
+                {"start": start, "end": end, "inputs": dict(inputs)}
+            )
         except ValidationError as exc:
             raise InputError([f"backfill: {e['msg']}" for e in exc.errors()]) from None
-        self._backfills[(*flow.uid, trigger_id)] = (value, {
-            "start": iso(start), "end": iso(end), "inputs": dict(inputs)})
+        self._backfills[(*flow.uid, trigger_id)] = (
+            value,
+            {"start": iso(start), "end": iso(end), "inputs": dict(inputs)},
+        )
         await self._restart(flow, trigger)
 
     def _enabled(self, flow: Flow, trigger: Trigger) -> bool:
-        return not (flow.disabled or trigger.disabled
-                    or (*flow.uid, trigger.id) in self._disabled)
+        return not (flow.disabled or trigger.disabled or (*flow.uid, trigger.id) in self._disabled)
 
     async def _restart(self, flow: Flow, trigger: Trigger) -> None:
         """Restart one trigger of a running flow, leaving its others alone."""
@@ -214,7 +245,6 @@ class Triggers:
             await self.runtime.clock.sleep(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
 
-
     async def _run_leased(self, flow: Flow, trigger: Trigger, ctx: TriggerContext) -> None:
         """Run a trigger that must run on one node of the cluster at a time while this node
         holds its lease; when the lease is lost the trigger stops and waits for it again."""
@@ -233,8 +263,9 @@ class Triggers:
                 if job.done() and not job.cancelled():
                     job.result()  # its error, or its end
                     return
-            log.warning("%s.%s trigger %s: lease lost; waiting to hold it again", *flow.uid,
-                        trigger.id)
+            log.warning(
+                "%s.%s trigger %s: lease lost; waiting to hold it again", *flow.uid, trigger.id
+            )
 
 
 def _job_name(flow: Flow, trigger: Trigger) -> str:

@@ -17,13 +17,15 @@ class WebhookRegistry:
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str, str], Handler] = {}
 
-    def attach(self, namespace: str, flow_id: str, key: str, handler: Handler
-               ) -> Callable[[], None]:
+    def attach(
+        self, namespace: str, flow_id: str, key: str, handler: Handler
+    ) -> Callable[[], None]:
         """Route requests for this flow and key to `handler`; returns the detach function."""
         slot = (namespace, flow_id, key)
         if slot in self._handlers:
-            raise ValueError(f"a webhook with key {key!r} is already attached to "
-                             f"{namespace}.{flow_id}")
+            raise ValueError(
+                f"a webhook with key {key!r} is already attached to {namespace}.{flow_id}"
+            )
         self._handlers[slot] = handler
 
         def detach() -> None:

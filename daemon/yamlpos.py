@@ -28,8 +28,11 @@ class _SafeLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.depth >= MAX_DEPTH:
             raise yaml.composer.ComposerError(
-                None, None, f"nested more than {MAX_DEPTH} levels deep",
-                self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
         self.depth += 1
         try:
             return super().compose_node(parent, index)
@@ -46,22 +49,29 @@ class _Loader(_SafeLoader):
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers
-            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
-                           "tag:yaml.org,2002:float")]
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"))
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+.0123456789"))
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
 
 
 def _int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
@@ -133,8 +143,9 @@ def load(text: str, *, core_schema: bool = True) -> tuple[Any, Positions]:
         raise YamlProblem(f"invalid YAML: {problem}", line, col) from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_column(text, exc.position)
-        raise YamlProblem(f"invalid YAML: character U+{exc.character:04X} is not allowed",
-                          line, col) from None
+        raise YamlProblem(
+            f"invalid YAML: character U+{exc.character:04X} is not allowed", line, col
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"invalid YAML: {exc}", 1, 1) from None
     finally:
@@ -192,11 +203,11 @@ class _Builder:
         self.loader.flatten_mapping(node)
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = self._construct(key_node, path) if isinstance(key_node, yaml.ScalarNode) \
-                else None
+            key = self._construct(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str | int | float | bool):
-                raise _problem("a mapping key must be a plain value", key_node, path,
-                               prefix="invalid YAML: ")
+                raise _problem(
+                    "a mapping key must be a plain value", key_node, path, prefix="invalid YAML: "
+                )
             key = str(key) if not isinstance(key, str) else key
             if key in result:
                 raise _problem(f"duplicate key '{key}'", key_node, path + (key,))
@@ -210,8 +221,12 @@ class _Builder:
             # PyYAML's scalar constructors raise plain errors for `!!int abc`,
             # `!!timestamp x`, or an integer with more digits than Python converts.
             shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
-            raise _problem(f"cannot read {shown!r} as {node.tag.rsplit(':', 1)[-1]}",
-                           node, path, prefix="invalid YAML: ") from None
+            raise _problem(
+                f"cannot read {shown!r} as {node.tag.rsplit(':', 1)[-1]}",
+                node,
+                path,
+                prefix="invalid YAML: ",
+            ) from None
 
 
 def _problem(message: str, node: yaml.Node, path: Path, prefix: str = "") -> YamlProblem:

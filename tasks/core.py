@@ -69,8 +69,7 @@ class Fail(Task):
 
 def _label_map(value: Any) -> Any:
     if isinstance(value, list):
-        return {str(item.get("key")): item.get("value") for item in value
-                if isinstance(item, dict)}
+        return {str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)}
     return value
 
 

@@ -40,8 +40,12 @@ class Parallel(_WithHandlers):
     concurrent: int = Field(default=0, ge=0)
 
     async def children(self, ctx: RunContext) -> Children:
-        return Children([Branch([t]) for t in self.tasks], concurrency=self.concurrent,
-                        errors=self.errors, finally_=self.finally_)
+        return Children(
+            [Branch([t]) for t in self.tasks],
+            concurrency=self.concurrent,
+            errors=self.errors,
+            finally_=self.finally_,
+        )
 
 
 class DagTask(Model):
@@ -63,8 +67,9 @@ class Dag(_WithHandlers):
         for entry in self.tasks:
             unknown = [d for d in entry.depends_on if d not in ids]
             if unknown:
-                raise ValueError(f"task '{entry.task.id}' depends on unknown task(s) "
-                                 f"{', '.join(unknown)}")
+                raise ValueError(
+                    f"task '{entry.task.id}' depends on unknown task(s) {', '.join(unknown)}"
+                )
         cycle = find_cycle({e.task.id: list(e.depends_on) for e in self.tasks})
         if cycle:
             raise ValueError(f"dependsOn cycle: {' -> '.join([*cycle, cycle[0]])}")
@@ -72,8 +77,11 @@ class Dag(_WithHandlers):
 
     async def children(self, ctx: RunContext) -> Children:
         dag = {e.task.id: e.depends_on for e in self.tasks}
-        return Children([Branch([e.task for e in self.tasks], dag=dag)],
-                        errors=self.errors, finally_=self.finally_)
+        return Children(
+            [Branch([e.task for e in self.tasks], dag=dag)],
+            errors=self.errors,
+            finally_=self.finally_,
+        )
 
 
 class If(_WithHandlers):
@@ -87,8 +95,9 @@ class If(_WithHandlers):
 
     async def children(self, ctx: RunContext) -> Children:
         branch = self.then if ctx.render_bool(self.condition) else self.else_
-        return Children([Branch(branch)] if branch else [], errors=self.errors,
-                        finally_=self.finally_)
+        return Children(
+            [Branch(branch)] if branch else [], errors=self.errors, finally_=self.finally_
+        )
 
 
 class Switch(_WithHandlers):
@@ -102,8 +111,9 @@ class Switch(_WithHandlers):
 
     async def children(self, ctx: RunContext) -> Children:
         branch = self.cases.get(str(self.value), self.defaults)
-        return Children([Branch(branch)] if branch else [], errors=self.errors,
-                        finally_=self.finally_)
+        return Children(
+            [Branch(branch)] if branch else [], errors=self.errors, finally_=self.finally_
+        )
 
 
 class ForEach(_WithHandlers):
@@ -117,8 +127,9 @@ class ForEach(_WithHandlers):
 
     async def children(self, ctx: RunContext) -> Children:
         branches = [Branch(self.tasks, value=v, has_value=True) for v in self.values]
-        return Children(branches, concurrency=self.concurrency_limit,
-                        errors=self.errors, finally_=self.finally_)
+        return Children(
+            branches, concurrency=self.concurrency_limit, errors=self.errors, finally_=self.finally_
+        )
 
 
 class AllowFailure(_WithHandlers):
@@ -129,15 +140,22 @@ class AllowFailure(_WithHandlers):
     tasks: list[Task] = Field(min_length=1)
 
     async def children(self, ctx: RunContext) -> Children:
-        return Children([Branch(self.tasks)], errors=self.errors, finally_=self.finally_,
-                        failure_is_warning=True)
+        return Children(
+            [Branch(self.tasks)],
+            errors=self.errors,
+            finally_=self.finally_,
+            failure_is_warning=True,
+        )
 
 
 class Subflow(Task):
     """Start another flow; with `wait`, its outputs become this task's outputs."""
 
-    types = ("io.kestra.plugin.core.flow.Subflow", "io.kestra.core.tasks.flows.Subflow",
-             "io.kestra.plugin.core.flow.Flow")
+    types = (
+        "io.kestra.plugin.core.flow.Subflow",
+        "io.kestra.core.tasks.flows.Subflow",
+        "io.kestra.plugin.core.flow.Flow",
+    )
 
     namespace: Annotated[str, Dynamic]
     flow_id: Annotated[str, Dynamic]
@@ -149,15 +167,21 @@ class Subflow(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         labels = {**(ctx.execution.labels if self.inherit_labels else {}), **self.labels}
-        child = await ctx.run_subflow(self.namespace, self.flow_id, self.inputs, labels,
-                                      self.wait)
-        outputs = {"executionId": child.id, "state": child.state.current.value,
-                   "outputs": child.outputs or {}}
-        if self.wait and self.transmit_failed and child.state.current in (
-                State.FAILED, State.KILLED):
-            raise TaskFailed(f"subflow {self.namespace}.{self.flow_id} execution {child.id} "
-                             f"ended {child.state.current.value}"
-                             + (f": {child.error}" if child.error else ""))
+        child = await ctx.run_subflow(self.namespace, self.flow_id, self.inputs, labels, self.wait)
+        outputs = {
+            "executionId": child.id,
+            "state": child.state.current.value,
+            "outputs": child.outputs or {},
+        }
+        if (
+            self.wait
+            and self.transmit_failed
+            and child.state.current in (State.FAILED, State.KILLED)
+        ):
+            raise TaskFailed(
+                f"subflow {self.namespace}.{self.flow_id} execution {child.id} "
+                f"ended {child.state.current.value}" + (f": {child.error}" if child.error else "")
+            )
         return outputs
 
 
@@ -168,7 +192,8 @@ class Pause(Task):
     types = ("io.kestra.plugin.core.flow.Pause", "io.kestra.core.tasks.flows.Pause")
 
     pause_duration: Annotated[Duration | None, Dynamic] = Field(
-        default=None, validation_alias=AliasChoices("pauseDuration", "delay"))
+        default=None, validation_alias=AliasChoices("pauseDuration", "delay")
+    )
     behavior: Literal["RESUME", "WARN", "CANCEL", "FAIL"] = "RESUME"
     on_resume: list[InputSpec] = Field(default_factory=list)
 

@@ -44,8 +44,10 @@ _USERINFO = re.compile(r"(?<=//)[^/@?#]*@")
 def _text_values(value: Any) -> Any:
     """Header values written as YAML numbers or booleans are sent as their text."""
     if isinstance(value, Mapping):
-        return {k: (json.dumps(v) if isinstance(v, bool) else str(v)) if v is not None else ""
-                for k, v in value.items()}
+        return {
+            k: (json.dumps(v) if isinstance(v, bool) else str(v)) if v is not None else ""
+            for k, v in value.items()
+        }
     return value
 
 
@@ -131,8 +133,9 @@ class _Http(Task):
     body: Annotated[str | None, Dynamic] = None
     form_data: Annotated[dict[str, Any] | None, Dynamic, JsonText] = None
     content_type: Annotated[str | None, Dynamic] = None
-    headers: Annotated[dict[str, str] | None, Dynamic, BeforeValidator(_text_values),
-                       JsonText] = None
+    headers: Annotated[dict[str, str] | None, Dynamic, BeforeValidator(_text_values), JsonText] = (
+        None
+    )
     options: Annotated[HttpOptions, Dynamic] = Field(default_factory=HttpOptions)
     allow_failed: bool = False  # Kestra's deprecated top-level form of options.allowFailed
 
@@ -150,8 +153,10 @@ class _Http(Task):
         except ValueError as exc:
             raise TaskFailed(f"invalid uri '{shown}': {exc}", non_retryable=True) from None
         if url.scheme not in ("http", "https") or not url.host:
-            raise TaskFailed(f"invalid uri '{shown}': expected an absolute http:// or https:// "
-                             "URL", non_retryable=True)
+            raise TaskFailed(
+                f"invalid uri '{shown}': expected an absolute http:// or https:// URL",
+                non_retryable=True,
+            )
         headers: dict[str, str] = {}
         kwargs: dict[str, Any] = {}
         bare = url.with_user(None)  # URL credentials become a header, never shown
@@ -183,8 +188,9 @@ class _Http(Task):
             return _basic(auth.username or "", auth.password or "")
         if self.options.basic_auth_user is not None:
             return _basic(self.options.basic_auth_user, self.options.basic_auth_password or "")
-        if url.user is not None and not any(k.lower() == "authorization"
-                                            for k in self.headers or {}):
+        if url.user is not None and not any(
+            k.lower() == "authorization" for k in self.headers or {}
+        ):
             return _basic(url.user, url.password or "")
         return None
 
@@ -194,8 +200,9 @@ class _Http(Task):
 
         assert self.form_data is not None
         if self.content_type != "multipart/form-data":
-            return {k: v if isinstance(v, str) else json.dumps(v)
-                    for k, v in self.form_data.items()}
+            return {
+                k: v if isinstance(v, str) else json.dumps(v) for k, v in self.form_data.items()
+            }
         form = aiohttp.FormData()
         for key, value in self.form_data.items():
             name, uri = None, None
@@ -215,9 +222,11 @@ class _Http(Task):
     def _session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        timeout = aiohttp.ClientTimeout(total=None,
-                                        sock_connect=self.options.connect.total_seconds(),
-                                        sock_read=self.options.read_idle.total_seconds())
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.options.connect.total_seconds(),
+            sock_read=self.options.read_idle.total_seconds(),
+        )
         return aiohttp.ClientSession(timeout=timeout)
 
     def _failure(self, exc: Exception, shown: str) -> TaskFailed:
@@ -225,18 +234,24 @@ class _Http(Task):
         import aiohttp
 
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return TaskFailed(f"cannot connect to {shown}: no connection within "
-                              f"{format_duration(self.options.connect)}")
+            return TaskFailed(
+                f"cannot connect to {shown}: no connection within "
+                f"{format_duration(self.options.connect)}"
+            )
         if isinstance(exc, aiohttp.SocketTimeoutError):
-            return TaskFailed(f"{self.method} {shown}: no data received for "
-                              f"{format_duration(self.options.read_idle)}")
+            return TaskFailed(
+                f"{self.method} {shown}: no data received for "
+                f"{format_duration(self.options.read_idle)}"
+            )
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return TaskFailed(f"cannot connect to {shown}: cannot resolve host "
-                              f"'{exc.host}'")
+            return TaskFailed(f"cannot connect to {shown}: cannot resolve host '{exc.host}'")
         if isinstance(exc, aiohttp.ClientConnectorError):
             os_error = exc.os_error
-            reason = "connection refused" if os_error.errno == errno.ECONNREFUSED \
+            reason = (
+                "connection refused"
+                if os_error.errno == errno.ECONNREFUSED
                 else (os_error.strerror or str(os_error))
+            )
             return TaskFailed(f"cannot connect to {shown}: {reason}")
         detail = str(exc) or type(exc).__name__
         return TaskFailed(f"{self.method} {shown} failed: {detail}")
@@ -247,8 +262,9 @@ class _Http(Task):
         allowed = self.options.allowed_response_codes
         return status not in allowed if allowed is not None else status >= 400
 
-    async def _status_error(self, response: aiohttp.ClientResponse, shown: str,
-                            ctx: RunContext) -> TaskFailed:
+    async def _status_error(
+        self, response: aiohttp.ClientResponse, shown: str, ctx: RunContext
+    ) -> TaskFailed:
         snippet = bytearray()
         while len(snippet) <= SNIPPET:
             chunk = await response.content.read(SNIPPET + 1 - len(snippet))
@@ -294,8 +310,10 @@ class _Progress:
         while self.next <= size:
             self.next += self.step
         if self.total:
-            self.logger.info(f"downloaded {_mib(size)} of {_mib(self.total)} "
-                             f"({size * 100 // self.total}%) from {self.shown}")
+            self.logger.info(
+                f"downloaded {_mib(size)} of {_mib(self.total)} "
+                f"({size * 100 // self.total}%) from {self.shown}"
+            )
         else:
             self.logger.info(f"downloaded {_mib(size)} from {self.shown}")
 
@@ -333,12 +351,15 @@ class Download(_Http):
         prepared = await self._prepare(ctx)
         shown = prepared.shown
         try:
-            async with self._session() as session, \
-                    session.request(self.method, prepared.url, **prepared.kwargs) as response:
+            async with (
+                self._session() as session,
+                session.request(self.method, prepared.url, **prepared.kwargs) as response,
+            ):
                 if self._refused(response.status):
                     raise await self._status_error(response, shown, ctx)
-                name = _base_name(self.save_as) if self.save_as \
-                    else _file_name(response, prepared.url)
+                name = (
+                    _base_name(self.save_as) if self.save_as else _file_name(response, prepared.url)
+                )
                 path = (await ctx.working_dir()) / name
                 size = await self._save(response, path, ctx, shown)
                 code, headers = response.status, _headers(response)
@@ -348,16 +369,19 @@ class Download(_Http):
             await prepared.close()
         if size == 0:
             if self.fail_on_empty_response and not self.failures_allowed:
-                raise TaskFailed(f"no content from {shown}: the response body is empty "
-                                 "(failOnEmptyResponse is true)")
+                raise TaskFailed(
+                    f"no content from {shown}: the response body is empty "
+                    "(failOnEmptyResponse is true)"
+                )
             ctx.logger.warning(f"file '{shown}' is empty")
         uri = await ctx.put_file(path, name)
         ctx.metric("response.length", "counter", size)
         ctx.logger.debug(f"file '{shown}' downloaded, {size} bytes")
         return {"uri": uri, "code": code, "length": size, "headers": headers}
 
-    async def _save(self, response: aiohttp.ClientResponse, path: Path, ctx: RunContext,
-                    shown: str) -> int:
+    async def _save(
+        self, response: aiohttp.ClientResponse, path: Path, ctx: RunContext, shown: str
+    ) -> int:
         # A compressed body is decoded on the fly: its Content-Length is not our size.
         expected = None if response.headers.get("Content-Encoding") else response.content_length
         progress = _Progress(ctx.logger, shown, expected)
@@ -379,8 +403,9 @@ class Download(_Http):
         finally:
             await asyncio.to_thread(handle.close)
         if expected is not None and self.method != "HEAD" and size != expected:
-            raise TaskFailed(f"invalid size from {shown}: got {size} bytes, expected "
-                             f"{expected} (Content-Length)")
+            raise TaskFailed(
+                f"invalid size from {shown}: got {size} bytes, expected {expected} (Content-Length)"
+            )
         return size
 
 
@@ -397,8 +422,10 @@ class Request(_Http):
         limit = self.options.max_content_length
         limit = REQUEST_MAX_BODY if limit is None else limit
         try:
-            async with self._session() as session, \
-                    session.request(self.method, prepared.url, **prepared.kwargs) as response:
+            async with (
+                self._session() as session,
+                session.request(self.method, prepared.url, **prepared.kwargs) as response,
+            ):
                 if self._refused(response.status):
                     raise await self._status_error(response, shown, ctx)
                 raw = bytearray()
@@ -408,7 +435,9 @@ class Request(_Http):
                         raise TaskFailed(
                             f"the response of {shown} is larger than {limit} bytes "
                             "(options.maxContentLength); use io.kestra.plugin.core.http."
-                            "Download for large bodies", non_retryable=True)
+                            "Download for large bodies",
+                            non_retryable=True,
+                        )
                 charset = response.charset or self.options.default_charset
                 code, headers = response.status, _headers(response)
         except aiohttp.ClientError as exc:
@@ -418,7 +447,9 @@ class Request(_Http):
         try:
             body = raw.decode(charset) if raw else None
         except (UnicodeDecodeError, LookupError):
-            raise TaskFailed(f"the response body of {shown} is not {charset} text; use "
-                             "io.kestra.plugin.core.http.Download for binary content",
-                             non_retryable=True) from None
+            raise TaskFailed(
+                f"the response body of {shown} is not {charset} text; use "
+                "io.kestra.plugin.core.http.Download for binary content",
+                non_retryable=True,
+            ) from None
         return {"uri": shown, "code": code, "headers": headers, "body": body}

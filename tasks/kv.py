@@ -45,8 +45,9 @@ def typed_value(value: Any, kv_type: KvType | None) -> Any:
         if kv_type == "JSON":
             return json.loads(text)
     except (ValueError, KeyError):
-        raise TaskFailed(f"value '{value}' is not a valid {kv_type}{_EXPECTED[kv_type]}",
-                         non_retryable=True) from None
+        raise TaskFailed(
+            f"value '{value}' is not a valid {kv_type}{_EXPECTED[kv_type]}", non_retryable=True
+        ) from None
     return value
 
 
@@ -82,8 +83,10 @@ class Set(Task):
         if not self.overwrite:
             found, _ = await store.kv_get(namespace, self.key)
             if found:
-                raise TaskFailed(f"Cannot set value for key '{self.key}' in namespace "
-                                 f"'{namespace}': it already exists and `overwrite` is false")
+                raise TaskFailed(
+                    f"Cannot set value for key '{self.key}' in namespace "
+                    f"'{namespace}': it already exists and `overwrite` is false"
+                )
         expires_at = iso(ctx.clock.now() + self.ttl) if self.ttl is not None else None
         await store.kv_set(namespace, self.key, value, expires_at=expires_at)
         return None
@@ -124,5 +127,7 @@ class Delete(Task):
 
 
 def _missing(key: str, namespace: str) -> str:
-    return (f"No value found for key '{key}' in namespace '{namespace}' and `errorOnMissing` "
-            "is set to true")
+    return (
+        f"No value found for key '{key}' in namespace '{namespace}' and `errorOnMissing` "
+        "is set to true"
+    )

@@ -57,13 +57,15 @@ def serialize(value: Any, serde: SerdeType) -> bytes:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         return text.encode()
     if not isinstance(value, str):
-        raise TaskFailed(f"serdeType BYTES needs base64 text, got a {type(value).__name__}",
-                         non_retryable=True)
+        raise TaskFailed(
+            f"serdeType BYTES needs base64 text, got a {type(value).__name__}", non_retryable=True
+        )
     try:
         return base64.b64decode(value, validate=True)
     except binascii.Error:
-        raise TaskFailed(f"serdeType BYTES needs base64 text, got {value[:40]!r}",
-                         non_retryable=True) from None
+        raise TaskFailed(
+            f"serdeType BYTES needs base64 text, got {value[:40]!r}", non_retryable=True
+        ) from None
 
 
 def _file_messages(path: Path, uri: str, serde: SerdeType) -> list[bytes]:
@@ -78,8 +80,9 @@ def _file_messages(path: Path, uri: str, serde: SerdeType) -> list[bytes]:
                 value = json.loads(line)
             except ValueError as exc:
                 if serde != "STRING":
-                    raise TaskFailed(f"line {number} of {uri} is not JSON ({exc})",
-                                     non_retryable=True) from None
+                    raise TaskFailed(
+                        f"line {number} of {uri} is not JSON ({exc})", non_retryable=True
+                    ) from None
                 value = line
             out.append(serialize(value, serde))
     return out
@@ -95,7 +98,8 @@ class Publish(Task):
     username: Annotated[str | None, Dynamic] = None
     password: Annotated[str | None, Dynamic] = None
     version: Literal["V3", "V5"] = Field(
-        default="V5", validation_alias=AliasChoices("version", "mqttVersion"))
+        default="V5", validation_alias=AliasChoices("version", "mqttVersion")
+    )
     connection_timeout: Duration | None = None
     crt: Annotated[str | None, Dynamic] = None
     https_hostname_verification_enabled: bool | None = None
@@ -118,24 +122,40 @@ class Publish(Task):
         context = None
         if tls:
             try:
-                context = await asyncio.to_thread(tls_context, self.crt,
-                                                   self.https_hostname_verification_enabled)
+                context = await asyncio.to_thread(
+                    tls_context, self.crt, self.https_hostname_verification_enabled
+                )
             except (OSError, ssl.SSLError) as exc:
-                raise TaskFailed(f"cannot load the CA certificate (crt): {exc}",
-                                 non_retryable=True) from None
-        timeout = (self.connection_timeout.total_seconds() if self.connection_timeout
-                   else DEFAULT_CONNECTION_TIMEOUT)
-        protocol = aiomqtt.ProtocolVersion.V5 if self.version == "V5" \
-            else aiomqtt.ProtocolVersion.V311
-        client = aiomqtt.Client(host, port, identifier=self.client_id,
-                                username=self.username or endpoint.username, password=password,
-                                protocol=protocol, timeout=timeout, tls_context=context)
+                raise TaskFailed(
+                    f"cannot load the CA certificate (crt): {exc}", non_retryable=True
+                ) from None
+        timeout = (
+            self.connection_timeout.total_seconds()
+            if self.connection_timeout
+            else DEFAULT_CONNECTION_TIMEOUT
+        )
+        protocol = (
+            aiomqtt.ProtocolVersion.V5 if self.version == "V5" else aiomqtt.ProtocolVersion.V311
+        )
+        client = aiomqtt.Client(
+            host,
+            port,
+            identifier=self.client_id,
+            username=self.username or endpoint.username,
+            password=password,
+            protocol=protocol,
+            timeout=timeout,
+            tls_context=context,
+        )
         try:
             async with client:
                 for start in range(0, len(messages), PUBLISH_WINDOW):
-                    await asyncio.gather(*(
-                        client.publish(self.topic, payload, qos=self.qos, retain=self.retain)
-                        for payload in messages[start:start + PUBLISH_WINDOW]))
+                    await asyncio.gather(
+                        *(
+                            client.publish(self.topic, payload, qos=self.qos, retain=self.retain)
+                            for payload in messages[start : start + PUBLISH_WINDOW]
+                        )
+                    )
         except aiomqtt.MqttError as exc:
             raise TaskFailed(f"cannot publish to {where}: {exc}") from None
         ctx.metric("records", "counter", len(messages), {"topic": self.topic})

@@ -29,8 +29,11 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(text)
     if not match or int(match.group(1)) == 0:
-        raise TaskFailed(f"invalid size '{text}': expected a positive number of bytes such as "
-                         "1048576, 512KB, 10MB or 1GB", non_retryable=True)
+        raise TaskFailed(
+            f"invalid size '{text}': expected a positive number of bytes such as "
+            "1048576, 512KB, 10MB or 1GB",
+            non_retryable=True,
+        )
     return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
 
 
@@ -81,8 +84,7 @@ class Split(Task):
     def _one_way(self) -> Split:
         given = [self.bytes_, self.partitions, self.rows, self.regex_pattern]
         if sum(value is not None for value in given) != 1:
-            raise ValueError("Split needs exactly one of bytes, partitions, rows or "
-                             "regexPattern")
+            raise ValueError("Split needs exactly one of bytes, partitions, rows or regexPattern")
         return self
 
     async def run(self, ctx: RunContext) -> Output:
@@ -92,12 +94,12 @@ class Split(Task):
             try:
                 pattern = re.compile(self.regex_pattern)
             except re.error as exc:
-                raise TaskFailed(f"invalid regexPattern '{self.regex_pattern}': {exc}",
-                                 non_retryable=True) from None
+                raise TaskFailed(
+                    f"invalid regexPattern '{self.regex_pattern}': {exc}", non_retryable=True
+                ) from None
         limit = parse_size(self.bytes_) if self.bytes_ is not None else None
         parts = _Parts(await ctx.working_dir(), source, self.separator)
-        written = await asyncio.to_thread(parts.split, limit, self.rows, self.partitions,
-                                          pattern)
+        written = await asyncio.to_thread(parts.split, limit, self.rows, self.partitions, pattern)
         return {"uris": [await ctx.put_file(path) for path in written]}
 
 
@@ -116,8 +118,13 @@ class _Parts:
         self.paths.append(path)
         return path.open("w", encoding="utf-8", newline="")
 
-    def split(self, limit: int | None, rows: int | None, partitions: int | None,
-              pattern: re.Pattern[str] | None) -> list[Path]:
+    def split(
+        self,
+        limit: int | None,
+        rows: int | None,
+        partitions: int | None,
+        pattern: re.Pattern[str] | None,
+    ) -> list[Path]:
         """The parts written, in order; empty ones (spare partitions) left out."""
         with self.source.open(encoding="utf-8") as lines:
             if partitions is not None:
@@ -133,8 +140,11 @@ class _Parts:
         size = count = 0
         try:
             for line in lines:
-                if out is None or (limit is not None and size >= limit) or \
-                        (rows is not None and count >= rows):
+                if (
+                    out is None
+                    or (limit is not None and size >= limit)
+                    or (rows is not None and count >= rows)
+                ):
                     if out is not None:
                         out.close()
                     out, size, count = self._new(), 0, 0
@@ -210,9 +220,11 @@ class Delete(Task):
 class PurgeCurrentExecutionFiles(Task):
     """Delete every stored file of this execution: inputs, task outputs, trigger files."""
 
-    types = ("io.kestra.plugin.core.storage.PurgeCurrentExecutionFiles",
-             "io.kestra.plugin.core.storage.PurgeExecution",
-             "io.kestra.core.tasks.storages.PurgeExecution")
+    types = (
+        "io.kestra.plugin.core.storage.PurgeCurrentExecutionFiles",
+        "io.kestra.plugin.core.storage.PurgeExecution",
+        "io.kestra.core.tasks.storages.PurgeExecution",
+    )
 
     async def run(self, ctx: RunContext) -> Output:
         storage = ctx.runtime.storage

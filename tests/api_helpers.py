@@ -23,14 +23,16 @@ from tests.harness import Harness
 
 
 @asynccontextmanager
-async def serving(h: Harness, settings: Settings | None = None,
-                  webhooks: WebhookRegistry | None = None,
-                  ready: Callable[[], bool] = lambda: True,
-                  flows: FlowDirectory | None = None) -> AsyncIterator[str]:
+async def serving(
+    h: Harness,
+    settings: Settings | None = None,
+    webhooks: WebhookRegistry | None = None,
+    ready: Callable[[], bool] = lambda: True,
+    flows: FlowDirectory | None = None,
+) -> AsyncIterator[str]:
     """The app on 127.0.0.1 and a free port, as the daemon runs it; yields the base URL."""
     settings = settings or Settings(data_dir=h.runtime.data_dir)
-    app = create_app(h.runtime, settings, webhooks or WebhookRegistry(), flows=flows,
-                     ready=ready)
+    app = create_app(h.runtime, settings, webhooks or WebhookRegistry(), flows=flows, ready=ready)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -54,8 +56,9 @@ class FlowServer:
 
 
 @asynccontextmanager
-async def flow_server(h: Harness, root: Path, settings: Settings | None = None
-                      ) -> AsyncIterator[FlowServer]:
+async def flow_server(
+    h: Harness, root: Path, settings: Settings | None = None
+) -> AsyncIterator[FlowServer]:
     settings = settings or Settings(data_dir=h.runtime.data_dir, flows_dir=root)
     await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
     webhooks = WebhookRegistry()

@@ -54,8 +54,9 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
 class Node:
     """One cluster node in this process."""
 
-    def __init__(self, name: str, dsn: str, data_dir: Path, plugins: Plugins,
-                 capacity: int = 0) -> None:
+    def __init__(
+        self, name: str, dsn: str, data_dir: Path, plugins: Plugins, capacity: int = 0
+    ) -> None:
         self.name = name
         self.dsn = dsn
         self.data_dir = data_dir
@@ -66,11 +67,17 @@ class Node:
     async def start(self) -> Node:
         self.store: Store = open_store(self.dsn)
         await self.store.open()
-        self.runtime = Runtime(self.data_dir, self.store, plugins=self.plugins,
-                               max_executions=self.capacity)
-        self.cluster = Cluster(self.runtime, self.store, self.name,
-                               heartbeat_interval=HEARTBEAT, node_timeout=NODE_TIMEOUT,
-                               capacity=self.capacity)
+        self.runtime = Runtime(
+            self.data_dir, self.store, plugins=self.plugins, max_executions=self.capacity
+        )
+        self.cluster = Cluster(
+            self.runtime,
+            self.store,
+            self.name,
+            heartbeat_interval=HEARTBEAT,
+            node_timeout=NODE_TIMEOUT,
+            capacity=self.capacity,
+        )
         self.cluster.on_fenced = self.fenced.set
         self.runtime.node_id = self.name
         self.runtime.cluster = self.cluster

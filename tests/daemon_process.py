@@ -23,9 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServeProcess:
     """Starts `podium serve`, collects its stdout lines and systemd notifications."""
 
-    def __init__(self, workdir: Path, flows: Path, data: Path,
-                 env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                 wrapper: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        flows: Path,
+        data: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        wrapper: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
         self.wrapper = wrapper  # a command to run it under, e.g. setpriv with fewer capabilities
         self.flows = flows
@@ -47,10 +53,26 @@ class ServeProcess:
         threading.Thread(target=self._read_notifications, args=(sock,), daemon=True).start()
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), **self.env}
         self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "daemon", "serve", "--flows", str(self.flows),
-             "--data-dir", str(self.data), "--port", "0", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.workdir,
-            env=env)
+            [
+                *self.wrapper,
+                sys.executable,
+                "-m",
+                "daemon",
+                "serve",
+                "--flows",
+                str(self.flows),
+                "--data-dir",
+                str(self.data),
+                "--port",
+                "0",
+                *self.args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.workdir,
+            env=env,
+        )
         threading.Thread(target=self._read_lines, daemon=True).start()
         if wait_ready:
             self.wait_notification("READY=1")
@@ -102,16 +124,23 @@ class ServeProcess:
 
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"podium serve exited with {self.proc.returncode}:\n"
-                                 + self.output())
+            raise AssertionError(
+                f"podium serve exited with {self.proc.returncode}:\n" + self.output()
+            )
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def request(self, method: str, path: str, data: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        req = urllib.request.Request(self.url(path), data=data, method=method,
-                                     headers=headers or {})
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            self.url(path), data=data, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 body = resp.read()
@@ -127,8 +156,11 @@ class ServeProcess:
         boundary = "podiumtest"
         body = f"--{boundary}--\r\n".encode()
         status, doc = self.request(
-            "POST", f"/api/v1/executions/{namespace}/{flow_id}", body,
-            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            "POST",
+            f"/api/v1/executions/{namespace}/{flow_id}",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         assert status == 200, (status, doc)
         assert isinstance(doc, dict)
         return doc
@@ -139,8 +171,9 @@ class ServeProcess:
         assert isinstance(doc, dict)
         return doc
 
-    def wait_execution(self, execution_id: str, states: set[str], timeout: float = 60
-                       ) -> dict[str, Any]:
+    def wait_execution(
+        self, execution_id: str, states: set[str], timeout: float = 60
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             doc = self.execution(execution_id)

@@ -49,13 +49,15 @@ class Harness:
         self.runtime.add_flow(flow)
         return flow
 
-    async def start(self, source: str | Flow, inputs: Mapping[str, Any] | None = None,
-                    **kwargs: Any) -> Execution:
+    async def start(
+        self, source: str | Flow, inputs: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Execution:
         flow = await self.flow(source) if isinstance(source, str) else source
         return await self.runtime.submit(flow, inputs or {}, **kwargs)
 
-    async def run(self, source: str | Flow, inputs: Mapping[str, Any] | None = None,
-                  **kwargs: Any) -> Execution:
+    async def run(
+        self, source: str | Flow, inputs: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Execution:
         execution = await self.start(source, inputs, **kwargs)
         return await self.runtime.wait(execution.id)
 
@@ -99,8 +101,11 @@ class TriggerHarness:
         self.unsubscribe = h.runtime.subscribe(self._seen)
 
     def _seen(self, kind: str, execution: Execution, task_run: Any, extra: Any) -> None:
-        if kind == "execution" and execution.flow_id == self.flow.id and \
-                execution not in self.executions:
+        if (
+            kind == "execution"
+            and execution.flow_id == self.flow.id
+            and execution not in self.executions
+        ):
             self.executions.append(execution)
         self._changed.set()
 
@@ -119,8 +124,9 @@ class TriggerHarness:
 
 
 @asynccontextmanager
-async def running_triggers(h: Harness, source: str, settings: Settings | None = None
-                           ) -> AsyncIterator[TriggerHarness]:
+async def running_triggers(
+    h: Harness, source: str, settings: Settings | None = None
+) -> AsyncIterator[TriggerHarness]:
     """Load a flow and run its triggers until the block ends."""
     flow = await h.flow(source)
     settings = settings or Settings(data_dir=h.runtime.data_dir)
@@ -135,8 +141,10 @@ async def running_triggers(h: Harness, source: str, settings: Settings | None = 
 
 def task_states(execution: Execution) -> dict[str, str]:
     """taskId (with [value] inside ForEach) -> final state."""
-    return {(tr.task_id + (f"[{tr.value}]" if tr.value is not None else "")):
-            tr.state.current.value for tr in execution.task_runs}
+    return {
+        (tr.task_id + (f"[{tr.value}]" if tr.value is not None else "")): tr.state.current.value
+        for tr in execution.task_runs
+    }
 
 
 async def settle() -> None:

@@ -63,6 +63,7 @@ async def run(h: Harness, namespace: str, flow_id: str, *, fail: bool) -> Execut
 
 # -- a namespace-wide alerts flow ----------------------------------------------------------
 
+
 def watcher(url: str) -> str:
     """An alerts flow inside the namespace it watches, which itself ends FAILED every time:
     were its own runs not excluded, each would trigger the next."""
@@ -90,11 +91,14 @@ def watcher(url: str) -> str:
 
 
 async def test_alerts_flow_fires_once_per_failed_execution_and_never_for_its_own_runs(
-        h: Harness, hook: Hook) -> None:
+    h: Harness, hook: Hook
+) -> None:
     async with running_triggers(h, watcher(f"{hook.url}/alerts")) as th:
         await settle()
-        failures = [await run(h, "company.team", "a", fail=True),
-                    await run(h, "company", "b", fail=True)]
+        failures = [
+            await run(h, "company.team", "a", fail=True),
+            await run(h, "company", "b", fail=True),
+        ]
         await run(h, "company", "b", fail=False)
         await run(h, "other", "c", fail=True)
         failures.append(await run(h, "company.team", "a", fail=True))
@@ -104,20 +108,24 @@ async def test_alerts_flow_fires_once_per_failed_execution_and_never_for_its_own
         await settle()
         assert len(th.executions) == 3
     assert [e.state.current for e in ended] == [State.FAILED] * 3
-    assert [e.trigger["variables"]["executionId"] for e in ended if e.trigger] == \
-        [f.id for f in failures]
+    assert [e.trigger["variables"]["executionId"] for e in ended if e.trigger] == [
+        f.id for f in failures
+    ]
     posts = hook.posts("/alerts")
     assert len(posts) == 3
     fields = [{f["title"]: f["value"] for f in p["attachments"][0]["fields"]} for p in posts]
-    assert [(f["Namespace"], f["Flow"], f["Execution"], f["Failed task"], f["Error"])
-            for f in fields] == [
+    assert [
+        (f["Namespace"], f["Flow"], f["Execution"], f["Failed task"], f["Error"]) for f in fields
+    ] == [
         ("company.team", "a", failures[0].id, "load", "a could not load"),
         ("company", "b", failures[1].id, "load", "b could not load"),
-        ("company.team", "a", failures[2].id, "load", "a could not load")]
+        ("company.team", "a", failures[2].id, "load", "a could not load"),
+    ]
 
 
 async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
-        h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"{hook.url}/services/T0/B0/example"
     monkeypatch.setenv("SECRET_SLACK_WEBHOOK", base64.b64encode(url.encode()).decode())
     failing = await asyncio.to_thread(load_flow_file, FLOWS / "alert_on_failure.yaml")
@@ -143,27 +151,46 @@ async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
     from_errors, from_watcher = [p for p in posts if "attachments" in p]
     for message in (from_errors, from_watcher):
         fields = {f["title"]: f["value"] for f in message["attachments"][0]["fields"]}
-        assert (fields["Flow"], fields["Execution"], fields["Failed task"], fields["Error"]) == \
-            ("alert_on_failure", ex.id, "load", "the warehouse refused the load")
+        assert (fields["Flow"], fields["Execution"], fields["Failed task"], fields["Error"]) == (
+            "alert_on_failure",
+            ex.id,
+            "load",
+            "the warehouse refused the load",
+        )
 
 
 # -- the daemon-wide `alerts:` setting -----------------------------------------------------
 
+
 @pytest.fixture
 async def alerts(h: Harness, hook: Hook) -> AsyncIterator[Alerts]:
-    settings = Settings(data_dir=h.runtime.data_dir, url="http://podium.example", alerts=[
-        {"channel": "slack", "url": f"{hook.url}/prod", "states": ["FAILED"],
-         "namespaces": ["prod"], "customFields": {"runbook": "https://wiki/prod"}},
-        {"channel": "teams", "url": f"{hook.url}/teams", "states": ["WARNING", "FAILED"],
-         "namespaces": ["dev.etl"]},
-    ])
+    settings = Settings(
+        data_dir=h.runtime.data_dir,
+        url="http://podium.example",
+        alerts=[
+            {
+                "channel": "slack",
+                "url": f"{hook.url}/prod",
+                "states": ["FAILED"],
+                "namespaces": ["prod"],
+                "customFields": {"runbook": "https://wiki/prod"},
+            },
+            {
+                "channel": "teams",
+                "url": f"{hook.url}/teams",
+                "states": ["WARNING", "FAILED"],
+                "namespaces": ["dev.etl"],
+            },
+        ],
+    )
     installed = install(h.runtime, settings)
     yield installed
     await installed.close()
 
 
 async def test_setting_sends_on_failed_of_a_matching_namespace_and_not_others(
-        h: Harness, hook: Hook, alerts: Alerts) -> None:
+    h: Harness, hook: Hook, alerts: Alerts
+) -> None:
     failed = await run(h, "prod.sales", "nightly", fail=True)
     await run(h, "prod", "ok", fail=False)
     await run(h, "production", "lookalike", fail=True)
@@ -172,9 +199,14 @@ async def test_setting_sends_on_failed_of_a_matching_namespace_and_not_others(
     await alerts.idle()
     (message,) = hook.posts("/prod")
     fields = {f["title"]: f["value"] for f in message["attachments"][0]["fields"]}
-    assert (fields["Namespace"], fields["Flow"], fields["Execution"], fields["Failed task"],
-            fields["Error"], fields["runbook"]) == (
-        "prod.sales", "nightly", failed.id, "load", "nightly could not load", "https://wiki/prod")
+    assert (
+        fields["Namespace"],
+        fields["Flow"],
+        fields["Execution"],
+        fields["Failed task"],
+        fields["Error"],
+        fields["runbook"],
+    ) == ("prod.sales", "nightly", failed.id, "load", "nightly could not load", "https://wiki/prod")
     link = f"http://podium.example/ui/executions/prod.sales/nightly/{failed.id}"
     assert message["attachments"][0]["title_link"] == link
     (card,) = hook.posts("/teams")
@@ -183,7 +215,8 @@ async def test_setting_sends_on_failed_of_a_matching_namespace_and_not_others(
 
 
 async def test_an_execution_restarted_and_failing_again_is_alerted_again(
-        h: Harness, hook: Hook, alerts: Alerts) -> None:
+    h: Harness, hook: Hook, alerts: Alerts
+) -> None:
     first = await run(h, "prod", "flaky", fail=True)
     await alerts.idle()
     await h.runtime.restart(first.id)
@@ -191,14 +224,16 @@ async def test_an_execution_restarted_and_failing_again_is_alerted_again(
     assert again.state.current == State.FAILED
     await h.runtime.drain()
     await alerts.idle()
-    assert [m["attachments"][0]["fields"][2]["value"] for m in hook.posts("/prod")] == \
-        [first.id, first.id]
+    assert [m["attachments"][0]["fields"][2]["value"] for m in hook.posts("/prod")] == [
+        first.id,
+        first.id,
+    ]
 
 
-async def test_a_slow_endpoint_never_holds_the_execution(
-        h: Harness, hook: Hook) -> None:
-    settings = Settings(data_dir=h.runtime.data_dir, alerts=[
-        {"channel": "discord", "url": f"{hook.url}/held"}])
+async def test_a_slow_endpoint_never_holds_the_execution(h: Harness, hook: Hook) -> None:
+    settings = Settings(
+        data_dir=h.runtime.data_dir, alerts=[{"channel": "discord", "url": f"{hook.url}/held"}]
+    )
     alerts = install(h.runtime, settings)
     try:
         ex = await run(h, "any", "f", fail=True)  # ended and returned: the send is held
@@ -214,13 +249,15 @@ async def test_a_slow_endpoint_never_holds_the_execution(
 
 
 async def test_an_alert_that_cannot_be_sent_is_logged_with_the_reason_and_no_secret(
-        h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     secret_url = f"{hook.url}/services/TT/BB/do-not-log-me"
     monkeypatch.setenv("SECRET_ALERT_HOOK", base64.b64encode(secret_url.encode()).decode())
     hook.answers["/services/TT/BB/do-not-log-me"] = [500]
-    settings = Settings(data_dir=h.runtime.data_dir, alerts=[
-        {"channel": "slack", "url": "{{ secret('ALERT_HOOK') }}"}])
+    settings = Settings(
+        data_dir=h.runtime.data_dir,
+        alerts=[{"channel": "slack", "url": "{{ secret('ALERT_HOOK') }}"}],
+    )
     alerts = install(h.runtime, settings)
     caplog.set_level(logging.INFO, logger="daemon.alerts")
     try:
@@ -233,16 +270,27 @@ async def test_an_alert_that_cannot_be_sent_is_logged_with_the_reason_and_no_sec
     assert errors == [
         f"alerts[0] (slack): no alert about execution {ex.id} of any.f (FAILED): cannot send "
         "the Slack message after 3 attempts: response code 500 and body: "
-        "refused with 500: invalid_payload"]
+        "refused with 500: invalid_payload"
+    ]
     assert "do-not-log-me" not in caplog.text
 
 
 async def test_mail_alert_reaches_the_smtp_server(h: Harness) -> None:
     async with MailServer() as server:
-        settings = Settings(data_dir=h.runtime.data_dir, alerts=[
-            {"channel": "mail", "host": "127.0.0.1", "port": server.port,
-             "transportStrategy": "SMTP", "from": "podium@example.com",
-             "to": "oncall@example.com", "states": ["FAILED"]}])
+        settings = Settings(
+            data_dir=h.runtime.data_dir,
+            alerts=[
+                {
+                    "channel": "mail",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "transportStrategy": "SMTP",
+                    "from": "podium@example.com",
+                    "to": "oncall@example.com",
+                    "states": ["FAILED"],
+                }
+            ],
+        )
         alerts = install(h.runtime, settings)
         try:
             ex = await run(h, "billing", "invoices", fail=True)
@@ -268,30 +316,46 @@ def bad(alerts: Any) -> str:
 
 def test_malformed_alert_rules_are_clear_errors() -> None:
     assert bad([{"channel": "sms", "url": "x"}]) == (
-        "invalid settings: alerts.0.channel: Input should be 'slack', 'discord', 'teams' or "
-        "'mail'")
+        "invalid settings: alerts.0.channel: Input should be 'slack', 'discord', 'teams' or 'mail'"
+    )
     assert bad([{"channel": "slack", "url": "x", "states": ["RUNNING"]}]) == (
         "invalid settings: alerts.0.states: Value error, RUNNING is not a final state; alerts "
-        "are sent when an execution ends (FAILED, WARNING, SUCCESS, KILLED, CANCELLED)")
+        "are sent when an execution ends (FAILED, WARNING, SUCCESS, KILLED, CANCELLED)"
+    )
     assert bad([{"channel": "slack", "ur": "http://x"}]) == (
-        "invalid alerts: alerts[0] (slack): unknown property 'ur'; did you mean 'url'?")
-    assert bad([{"channel": "slack"}, {"channel": "mail", "host": "h", "to": "nobody",
-                                       "from": "a@b.c", "executionId": "x"}]) == (
+        "invalid alerts: alerts[0] (slack): unknown property 'ur'; did you mean 'url'?"
+    )
+    assert bad(
+        [
+            {"channel": "slack"},
+            {"channel": "mail", "host": "h", "to": "nobody", "from": "a@b.c", "executionId": "x"},
+        ]
+    ) == (
         "invalid alerts: alerts[0] (slack): missing required property 'url'; "
-        "alerts[1] (mail): unknown property 'executionId'")
+        "alerts[1] (mail): unknown property 'executionId'"
+    )
     assert bad([{"channel": "mail", "host": "h", "to": "nobody", "from": "a@b.c"}]) == (
-        "invalid alerts: alerts[0] (mail): to: 'nobody' is not an email address")
+        "invalid alerts: alerts[0] (mail): to: 'nobody' is not an email address"
+    )
 
 
 def test_alerts_setting_from_the_environment_is_yaml() -> None:
-    settings = load_settings(None, {}, environ={
-        "PODIUM_ALERTS": '[{channel: slack, url: "http://x/y", namespaces: [prod]}]'})
+    settings = load_settings(
+        None,
+        {},
+        environ={"PODIUM_ALERTS": '[{channel: slack, url: "http://x/y", namespaces: [prod]}]'},
+    )
     (rule,) = settings.alerts
     assert (rule.channel, rule.states, rule.namespaces, rule.model_extra) == (
-        "slack", [State.FAILED], ["prod"], {"url": "http://x/y"})
+        "slack",
+        [State.FAILED],
+        ["prod"],
+        {"url": "http://x/y"},
+    )
 
 
 # -- podium serve --------------------------------------------------------------------------
+
 
 class _Collector(http.server.BaseHTTPRequestHandler):
     received: list[Any] = []
@@ -320,44 +384,73 @@ def collector() -> Iterator[tuple[str, list[Any]]]:
 
 
 def test_podium_serve_sends_the_alerts_of_its_config_file(
-        tmp_path: Path, collector: tuple[str, list[Any]]) -> None:
+    tmp_path: Path, collector: tuple[str, list[Any]]
+) -> None:
     url, received = collector
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "job.yaml").write_text(upstream("prod.jobs", "job"))
     config = tmp_path / "podium.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         url: http://podium.example:8080
         alerts:
           - channel: slack
             url: {url}/hook
             namespaces: [prod]
-    """))
-    daemon = ServeProcess(tmp_path, flows, tmp_path / "data",
-                          args=("--config", str(config))).start()
+    """)
+    )
+    daemon = ServeProcess(
+        tmp_path, flows, tmp_path / "data", args=("--config", str(config))
+    ).start()
     try:
         boundary = "b"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"fail\"\r\n\r\ntrue\r\n"
-                f"--{boundary}--\r\n").encode()
-        status, doc = daemon.request("POST", "/api/v1/executions/prod.jobs/job", body,
-                                     {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="fail"\r\n\r\ntrue\r\n'
+            f"--{boundary}--\r\n"
+        ).encode()
+        status, doc = daemon.request(
+            "POST",
+            "/api/v1/executions/prod.jobs/job",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         assert status == 200, doc
         daemon.wait_execution(doc["id"], {"FAILED"})
         daemon.wait_line(f"alerts[0] (slack): alert sent about execution {doc['id']}")
     finally:
         assert daemon.stop() == 0
     (message,) = received
-    assert message["attachments"][0]["title_link"] == \
-        f"http://podium.example:8080/ui/executions/prod.jobs/job/{doc['id']}"
+    assert (
+        message["attachments"][0]["title_link"]
+        == f"http://podium.example:8080/ui/executions/prod.jobs/job/{doc['id']}"
+    )
 
 
 def test_podium_serve_refuses_to_start_with_a_malformed_alert(tmp_path: Path) -> None:
     config = tmp_path / "podium.yaml"
     config.write_text("alerts:\n  - channel: slack\n    urll: http://x\n")
-    result = subprocess.run([sys.executable, "-m", "daemon", "serve", "--config", str(config),
-                             "--flows", str(tmp_path / "flows"), "--data-dir",
-                             str(tmp_path / "data"), "--port", "0"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daemon",
+            "serve",
+            "--config",
+            str(config),
+            "--flows",
+            str(tmp_path / "flows"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().endswith(
-        "podium: invalid alerts: alerts[0] (slack): unknown property 'urll'; did you mean 'url'?")
+        "podium: invalid alerts: alerts[0] (slack): unknown property 'urll'; did you mean 'url'?"
+    )

@@ -50,17 +50,22 @@ async def api(h: Harness) -> AsyncIterator[str]:
 
 # -- creating executions --------------------------------------------------------------------
 
+
 async def test_create_execution_with_multipart_inputs_reads_the_uploaded_file(
-        h: Harness, api: str) -> None:
+    h: Harness, api: str
+) -> None:
     status, doc, _ = await call(
-        "POST", f"{api}/api/v1/executions/ns/greet?wait=true&labels=team:data&labels=env:dev",
-        data=form(name="Ada", n=3, f=("notes.txt", b"uploaded contents")))
+        "POST",
+        f"{api}/api/v1/executions/ns/greet?wait=true&labels=team:data&labels=env:dev",
+        data=form(name="Ada", n=3, f=("notes.txt", b"uploaded contents")),
+    )
     assert status == 200, doc
     assert (doc["namespace"], doc["flowId"], doc["state"]["current"]) == ("ns", "greet", "SUCCESS")
     assert [s["state"] for s in doc["state"]["histories"]] == ["CREATED", "RUNNING", "SUCCESS"]
     assert doc["inputs"]["name"] == "Ada" and doc["inputs"]["n"] == 3
-    assert re.fullmatch(r"kestra:///ns/greet/executions/\w+/inputs/f/notes\.txt",
-                        doc["inputs"]["f"])
+    assert re.fullmatch(
+        r"kestra:///ns/greet/executions/\w+/inputs/f/notes\.txt", doc["inputs"]["f"]
+    )
     assert {"key": "team", "value": "data"} in doc["labels"]
     assert {"key": "env", "value": "dev"} in doc["labels"]
     assert [t["taskId"] for t in doc["taskRunList"]] == ["hello", "file"]
@@ -69,17 +74,20 @@ async def test_create_execution_with_multipart_inputs_reads_the_uploaded_file(
 
 
 async def test_uploads_are_removed_once_the_execution_is_stored(h: Harness, api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet?wait=true",
-                                data=form(name="Ada", f=("a.txt", b"x")))
+    status, doc, _ = await call(
+        "POST",
+        f"{api}/api/v1/executions/ns/greet?wait=true",
+        data=form(name="Ada", f=("a.txt", b"x")),
+    )
     assert status == 200, doc
     uploads = h.runtime.data_dir / "uploads"
     assert await asyncio.to_thread(lambda: list(uploads.iterdir())) == []
 
 
 async def test_create_execution_without_wait_answers_the_stored_execution(
-        h: Harness, api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet",
-                                json={"name": "Bob"})
+    h: Harness, api: str
+) -> None:
+    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet", json={"name": "Bob"})
     assert status == 200, doc
     assert doc["state"]["current"] in ("CREATED", "RUNNING")
     assert await h.store.get_execution(doc["id"]) is not None
@@ -88,30 +96,40 @@ async def test_create_execution_without_wait_answers_the_stored_execution(
 
 
 async def test_urlencoded_inputs_are_accepted(h: Harness, api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet?wait=true",
-                                data={"name": "Cy", "n": "2"})
+    status, doc, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet?wait=true", data={"name": "Cy", "n": "2"}
+    )
     assert status == 200, doc
     assert (doc["inputs"]["name"], doc["inputs"]["n"]) == ("Cy", 2)
 
 
 async def test_bad_inputs_are_422_with_every_message(api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet",
-                                data=form(n="abc", zzz="1"))
+    status, doc, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet", data=form(n="abc", zzz="1")
+    )
     assert status == 422
-    messages = ["input 'name' is required", "input 'n': 'abc' is not an INT",
-                "unknown input 'zzz'; the flow declares: name, n, f"]
-    assert doc == {"message": "Invalid entity: " + "; ".join(messages),
-                   "_embedded": {"errors": [{"message": m} for m in messages]}}
+    messages = [
+        "input 'name' is required",
+        "input 'n': 'abc' is not an INT",
+        "unknown input 'zzz'; the flow declares: name, n, f",
+    ]
+    assert doc == {
+        "message": "Invalid entity: " + "; ".join(messages),
+        "_embedded": {"errors": [{"message": m} for m in messages]},
+    }
 
 
 async def test_file_input_given_as_a_server_path_is_refused(h: Harness, api: str) -> None:
     secret = h.runtime.data_dir / "secret.txt"
     await asyncio.to_thread(secret.write_text, "do not leak")
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet",
-                                data=form(name="Eve", f=str(secret)))
+    status, doc, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet", data=form(name="Eve", f=str(secret))
+    )
     assert status == 422
-    assert doc["message"] == ("Invalid entity: input 'f': a FILE input takes a file part or a "
-                              "kestra:// URI, not a path on the server")
+    assert doc["message"] == (
+        "Invalid entity: input 'f': a FILE input takes a file part or a "
+        "kestra:// URI, not a path on the server"
+    )
 
 
 async def test_unknown_flow_is_404(api: str) -> None:
@@ -126,41 +144,60 @@ async def test_disabled_flow_is_409_as_kestra(h: Harness, api: str) -> None:
 
 
 async def test_malformed_json_body_is_400_naming_the_problem(api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet",
-                                data=b'{"name": ', headers={"Content-Type": "application/json"})
-    assert (status, doc) == (400, {"message": "Bad Request: the body is not valid JSON: "
-                                              "Expecting value: line 1 column 10 (char 9)"})
+    status, doc, _ = await call(
+        "POST",
+        f"{api}/api/v1/executions/ns/greet",
+        data=b'{"name": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert (status, doc) == (
+        400,
+        {
+            "message": "Bad Request: the body is not valid JSON: "
+            "Expecting value: line 1 column 10 (char 9)"
+        },
+    )
 
 
 async def test_json_body_that_is_not_utf8_is_400(api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet",
-                                data=b'{"name": "\xff"}',
-                                headers={"Content-Type": "application/json"})
+    status, doc, _ = await call(
+        "POST",
+        f"{api}/api/v1/executions/ns/greet",
+        data=b'{"name": "\xff"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert status == 400
     assert doc["message"].startswith("Bad Request: the body is not valid JSON: 'utf-8' codec")
 
 
 async def test_json_body_that_is_not_an_object_is_400(api: str) -> None:
     status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet", json=["Ada"])
-    assert (status, doc) == (400, {"message": "Bad Request: the JSON body must be an object "
-                                              "of inputs, not an array"})
+    assert (status, doc) == (
+        400,
+        {"message": "Bad Request: the JSON body must be an object of inputs, not an array"},
+    )
 
 
 async def test_malformed_label_is_400(api: str) -> None:
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/ns/greet?labels=nocolon",
-                                json={"name": "x"})
+    status, doc, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet?labels=nocolon", json={"name": "x"}
+    )
     assert (status, doc) == (400, {"message": "Bad Request: label 'nocolon' is not key:value"})
 
 
 async def test_body_over_the_limit_is_413(h: Harness) -> None:
     await h.flow(GREET)
     async with serving(h, Settings(data_dir=h.runtime.data_dir, webhook_max_body=64)) as url:
-        status, doc, _ = await call("POST", f"{url}/api/v1/executions/ns/greet",
-                                    data=form(name="A" * 100))
-        assert (status, doc) == (413, {"message": "Request Entity Too Large: the request body "
-                                                  "is larger than 64 bytes"})
-        status, doc, _ = await call("POST", f"{url}/api/v1/executions/ns/greet",
-                                    json={"name": "Ada"})
+        status, doc, _ = await call(
+            "POST", f"{url}/api/v1/executions/ns/greet", data=form(name="A" * 100)
+        )
+        assert (status, doc) == (
+            413,
+            {"message": "Request Entity Too Large: the request body is larger than 64 bytes"},
+        )
+        status, doc, _ = await call(
+            "POST", f"{url}/api/v1/executions/ns/greet", json={"name": "Ada"}
+        )
         assert status == 200, doc
 
 
@@ -169,23 +206,31 @@ async def test_streamed_upload_over_the_limit_is_413(h: Harness) -> None:
     await h.flow(GREET)
 
     async def chunks() -> AsyncIterator[bytes]:
-        yield (b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"big.txt\"\r\n"
-               b"Content-Type: text/plain\r\n\r\n")
+        yield (
+            b'--b\r\nContent-Disposition: form-data; name="f"; filename="big.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\n"
+        )
         for _ in range(8):
             yield b"x" * 100
         yield b"\r\n--b--\r\n"
 
     async with serving(h, Settings(data_dir=h.runtime.data_dir, webhook_max_body=500)) as url:
-        status, doc, _ = await call("POST", f"{url}/api/v1/executions/ns/greet", data=chunks(),
-                                    headers={"Content-Type": "multipart/form-data; boundary=b"})
+        status, doc, _ = await call(
+            "POST",
+            f"{url}/api/v1/executions/ns/greet",
+            data=chunks(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
     assert status == 413, doc
 
 
 # -- reading executions and logs ------------------------------------------------------------
 
+
 async def test_get_execution_answers_the_stored_document(h: Harness, api: str) -> None:
-    _, created, _ = await call("POST", f"{api}/api/v1/executions/ns/greet?wait=true",
-                               json={"name": "Ada"})
+    _, created, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet?wait=true", json={"name": "Ada"}
+    )
     status, doc, _ = await call("GET", f"{api}/api/v1/executions/{created['id']}")
     assert status == 200
     assert doc["id"] == created["id"]
@@ -201,9 +246,11 @@ async def test_unknown_execution_is_404(api: str) -> None:
 
 
 async def test_logs_download_has_one_timestamp_level_message_line_per_log(
-        h: Harness, api: str) -> None:
-    _, created, _ = await call("POST", f"{api}/api/v1/executions/ns/greet?wait=true",
-                               json={"name": "Ada"})
+    h: Harness, api: str
+) -> None:
+    _, created, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet?wait=true", json={"name": "Ada"}
+    )
     status, text, resp = await call("GET", f"{api}/api/v1/logs/{created['id']}/download")
     assert status == 200
     assert resp.content_type == "text/plain"
@@ -214,17 +261,21 @@ async def test_logs_download_has_one_timestamp_level_message_line_per_log(
 
 
 async def test_logs_list_is_json_and_filters_by_task(api: str) -> None:
-    _, created, _ = await call("POST", f"{api}/api/v1/executions/ns/greet?wait=true",
-                               json={"name": "Ada"})
+    _, created, _ = await call(
+        "POST", f"{api}/api/v1/executions/ns/greet?wait=true", json={"name": "Ada"}
+    )
     status, lines, _ = await call("GET", f"{api}/api/v1/logs/{created['id']}?taskId=file")
     assert status == 200
     assert [(line["taskId"], line["message"]) for line in lines] == [("file", "no file")]
     status, doc, _ = await call("GET", f"{api}/api/v1/logs/{created['id']}?minLevel=LOUD")
-    assert (status, doc) == (400, {"message": "Bad Request: minLevel 'LOUD' is not one of "
-                                              "TRACE, DEBUG, INFO, WARN, ERROR"})
+    assert (status, doc) == (
+        400,
+        {"message": "Bad Request: minLevel 'LOUD' is not one of TRACE, DEBUG, INFO, WARN, ERROR"},
+    )
 
 
 # -- health, auth, errors -------------------------------------------------------------------
+
 
 async def test_health_is_up_with_version_and_running_executions(api: str) -> None:
     status, doc, _ = await call("GET", f"{api}/health")
@@ -246,24 +297,27 @@ async def test_health_is_503_until_the_flows_are_loaded(h: Harness) -> None:
 
 async def test_basic_auth_guards_everything_but_health_and_webhooks(h: Harness) -> None:
     await h.flow(GREET)
-    settings = Settings(data_dir=h.runtime.data_dir,
-                        basic_auth=BasicAuth(username=USER, password=PASSWORD))
+    settings = Settings(
+        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username=USER, password=PASSWORD)
+    )
     async with serving(h, settings) as url:
         create = f"{url}/api/v1/executions/ns/greet"
         status, doc, resp = await call("POST", create, json={"name": "x"})
         assert (status, doc) == (401, {"message": "Unauthorized"})
         assert resp.headers["WWW-Authenticate"] == 'Basic realm="podium"'
-        status, _, _ = await call("POST", create, json={"name": "x"},
-                                  headers=basic(USER, "wrong"))
+        status, _, _ = await call("POST", create, json={"name": "x"}, headers=basic(USER, "wrong"))
         assert status == 401
-        status, _, _ = await call("POST", create, json={"name": "x"},
-                                  headers=basic("eve", PASSWORD))
+        status, _, _ = await call(
+            "POST", create, json={"name": "x"}, headers=basic("eve", PASSWORD)
+        )
         assert status == 401
-        status, _, _ = await call("POST", create, json={"name": "x"},
-                                  headers={"Authorization": "Basic !!not base64"})
+        status, _, _ = await call(
+            "POST", create, json={"name": "x"}, headers={"Authorization": "Basic !!not base64"}
+        )
         assert status == 401
-        status, doc, _ = await call("POST", create, json={"name": "x"},
-                                    headers=basic(USER, PASSWORD))
+        status, doc, _ = await call(
+            "POST", create, json={"name": "x"}, headers=basic(USER, PASSWORD)
+        )
         assert status == 200, doc
         status, _, _ = await call("GET", f"{url}/api/v1/nothing-here")
         assert status == 401  # unknown paths do not tell strangers what exists
@@ -274,7 +328,8 @@ async def test_basic_auth_guards_everything_but_health_and_webhooks(h: Harness) 
 
 
 async def test_unexpected_error_is_500_json_and_logged_with_traceback(
-        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     webhooks = WebhookRegistry()
 
     async def broken(request: web.Request) -> web.StreamResponse:
@@ -292,7 +347,8 @@ async def test_unexpected_error_is_500_json_and_logged_with_traceback(
 
 
 async def test_access_log_has_one_line_per_request_with_the_key_masked(
-        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     async with serving(h) as url:
         with caplog.at_level(logging.INFO, logger="daemon.api"):
             await call("PUT", f"{url}/api/v1/executions/webhook/ns/f/topsecret?x=1")
@@ -314,14 +370,17 @@ def test_loggable_path_masks_everything_after_the_flow_id() -> None:
 
 # -- Kestra's own Python client -------------------------------------------------------------
 
+
 async def test_kestra_python_client_runs_a_flow_and_reads_its_logs(
-        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The `kestra` package's Flow client, as a Kestra user runs it, against podium."""
     from kestra import Flow  # type: ignore[import-untyped]
 
     await h.flow(GREET)
-    settings = Settings(data_dir=h.runtime.data_dir,
-                        basic_auth=BasicAuth(username=USER, password=PASSWORD))
+    settings = Settings(
+        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username=USER, password=PASSWORD)
+    )
     async with serving(h, settings) as url:
         monkeypatch.setenv("KESTRA_HOSTNAME", url)
         monkeypatch.setenv("KESTRA_USER", USER)
@@ -336,5 +395,7 @@ async def test_kestra_python_client_runs_a_flow_and_reads_its_logs(
     assert result.status == "SUCCESS"
     assert result.error is None
     lines = result.log.splitlines()
-    assert [line.split(" ", 2)[1:] for line in lines] == [["INFO", "Hello, Grace x7"],
-                                                          ["INFO", "no file"]]
+    assert [line.split(" ", 2)[1:] for line in lines] == [
+        ["INFO", "Hello, Grace x7"],
+        ["INFO", "no file"],
+    ]

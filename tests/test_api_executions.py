@@ -106,8 +106,7 @@ async def until_state(api: str, execution_id: str, state: str) -> None:
 async def collect(url: str, until: Any = None) -> list[Event]:
     """Every event of a stream until it ends (or `until(event)` holds), bounded in time."""
     seen: list[Event] = []
-    async with asyncio.timeout(20), aiohttp.ClientSession() as session, \
-            session.get(url) as resp:
+    async with asyncio.timeout(20), aiohttp.ClientSession() as session, session.get(url) as resp:
         assert resp.status == 200, await resp.text()
         assert resp.content_type == "text/event-stream"
         async for event in events(resp):
@@ -119,13 +118,26 @@ async def collect(url: str, until: Any = None) -> list[Event]:
 
 # -- search ---------------------------------------------------------------------------------
 
-async def stored(h: Harness, flow: str, state: State, start: datetime,
-                 labels: dict[str, str] | None = None, namespace: str = "ns") -> str:
+
+async def stored(
+    h: Harness,
+    flow: str,
+    state: State,
+    start: datetime,
+    labels: dict[str, str] | None = None,
+    namespace: str = "ns",
+) -> str:
     history = StateHistory(State.CREATED, start)
     if state != State.CREATED:
         history.set(state, start + timedelta(seconds=1))
-    execution = Execution(id=f"{flow}-{start:%H%M}", namespace=namespace, flow_id=flow,
-                          flow_revision=1, state=history, labels=labels or {})
+    execution = Execution(
+        id=f"{flow}-{start:%H%M}",
+        namespace=namespace,
+        flow_id=flow,
+        flow_revision=1,
+        state=history,
+        labels=labels or {},
+    )
     await h.store.save_execution(execution.to_json())
     return execution.id
 
@@ -148,10 +160,14 @@ async def test_search_filters_and_pages_newest_first(h: Harness, api: str) -> No
     assert await ids("flowId=a") == (["a-1100", "a-1000"], 2)
     assert await ids("state=FAILED&state=CREATED") == (["a-1100"], 1)
     assert await ids("labels=team:data") == (["b-1200", "a-1000"], 2)
-    assert await ids("startDate=2024-05-01T11:00:00Z&endDate=2024-05-01T13:00:00Z") == \
-        (["b-1200", "a-1100"], 2)
-    assert await ids("startDate=2024-05-01T12:00:00%2B02:00") == \
-        (["d-1400", "c-1300", "b-1200", "a-1100", "a-1000"], 5)
+    assert await ids("startDate=2024-05-01T11:00:00Z&endDate=2024-05-01T13:00:00Z") == (
+        ["b-1200", "a-1100"],
+        2,
+    )
+    assert await ids("startDate=2024-05-01T12:00:00%2B02:00") == (
+        ["d-1400", "c-1300", "b-1200", "a-1100", "a-1000"],
+        5,
+    )
     assert await ids("size=2&page=2") == (["b-1200", "a-1100"], 5)
 
 
@@ -159,36 +175,47 @@ async def test_search_refuses_malformed_filters_with_exact_messages(api: str) ->
     base = f"{api}/api/v1/executions/search"
     states = ", ".join(s.value for s in State)
     for query, message in (
-            ("state=DONE", f"state 'DONE' is not one of {states}"),
-            ("labels=team", "label 'team' is not key:value"),
-            ("size=1001", "size must be a number from 1 to 1000, not '1001'"),
-            ("page=0", "page must be a number from 1 to 1000000, not '0'"),
-            ("startDate=yesterday", "startDate 'yesterday' is not an ISO-8601 date-time "
-                                    "(e.g. 2024-01-31T10:00:00Z)")):
+        ("state=DONE", f"state 'DONE' is not one of {states}"),
+        ("labels=team", "label 'team' is not key:value"),
+        ("size=1001", "size must be a number from 1 to 1000, not '1001'"),
+        ("page=0", "page must be a number from 1 to 1000000, not '0'"),
+        (
+            "startDate=yesterday",
+            "startDate 'yesterday' is not an ISO-8601 date-time (e.g. 2024-01-31T10:00:00Z)",
+        ),
+    ):
         status, doc, _ = await call("GET", f"{base}?{query}")
         assert (status, doc) == (400, {"message": f"Bad Request: {message}"}), query
 
 
 # -- kill, restart, replay, delete ----------------------------------------------------------
 
+
 async def test_kill_of_a_running_execution_ends_it_killed(h: Harness, api: str) -> None:
     execution = await started(api, "slow")
     url = f"{api}/api/v1/executions/{execution['id']}"
-    await collect(f"{url}/follow", until=lambda e: any(
-        t["taskId"] == "wait" for t in e.data.get("taskRunList", [])))
+    await collect(
+        f"{url}/follow",
+        until=lambda e: any(t["taskId"] == "wait" for t in e.data.get("taskRunList", [])),
+    )
     status, doc, _ = await call("DELETE", f"{url}/kill")
     assert (status, doc["state"]["current"]) == (202, "KILLED")
-    assert {t["taskId"]: t["state"]["current"] for t in doc["taskRunList"]} == \
-        {"first": "SUCCESS", "wait": "KILLED"}
+    assert {t["taskId"]: t["state"]["current"] for t in doc["taskRunList"]} == {
+        "first": "SUCCESS",
+        "wait": "KILLED",
+    }
     status, doc, _ = await call("DELETE", f"{url}/kill")
-    assert (status, doc) == (409, {"message": f"Illegal state: execution {execution['id']} "
-                                              "has already ended (KILLED)"})
+    assert (status, doc) == (
+        409,
+        {"message": f"Illegal state: execution {execution['id']} has already ended (KILLED)"},
+    )
     status, doc, _ = await call("DELETE", f"{api}/api/v1/executions/nope/kill")
     assert (status, doc) == (404, {"message": "Not Found: execution nope not found"})
 
 
 async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(
-        h: Harness, api: str) -> None:
+    h: Harness, api: str
+) -> None:
     failed = await ended(api, "flaky")
     assert failed["state"]["current"] == "FAILED"
     one = next(t for t in failed["taskRunList"] if t["taskId"] == "one")
@@ -202,13 +229,19 @@ async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(
     assert (kept.id, kept.outputs) == (one["id"], {"value": "computed once"})
     assert (await h.logs(done))[1:] == ["ready: yes"]  # after the first attempt's error
     status, doc, _ = await call("POST", url)
-    assert (status, doc) == (409, {"message": f"Illegal state: execution {failed['id']} is "
-                                              "SUCCESS; only FAILED or KILLED executions can "
-                                              "be restarted"})
+    assert (status, doc) == (
+        409,
+        {
+            "message": f"Illegal state: execution {failed['id']} is "
+            "SUCCESS; only FAILED or KILLED executions can "
+            "be restarted"
+        },
+    )
 
 
 async def test_replay_from_a_task_run_is_a_new_execution_that_keeps_earlier_runs(
-        h: Harness, api: str) -> None:
+    h: Harness, api: str
+) -> None:
     await h.store.kv_set("ns", "ready", "yes")
     original = await ended(api, "flaky")
     two = next(t for t in original["taskRunList"] if t["taskId"] == "two")
@@ -219,15 +252,19 @@ async def test_replay_from_a_task_run_is_a_new_execution_that_keeps_earlier_runs
     assert {"key": "system.replay", "value": "true"} in doc["labels"]
     replayed = await h.runtime.wait(doc["id"])
     assert replayed.state.current == State.SUCCESS
-    assert [(t.task_id, t.outputs) for t in replayed.task_runs if t.task_id == "one"] == \
-        [("one", {"value": "computed once"})]
+    assert [(t.task_id, t.outputs) for t in replayed.task_runs if t.task_id == "one"] == [
+        ("one", {"value": "computed once"})
+    ]
     status, doc, _ = await call("POST", f"{url}?taskRunId=nope")
-    assert (status, doc) == (404, {"message": f"Not Found: task run nope not found in "
-                                              f"execution {original['id']}"})
+    assert (status, doc) == (
+        404,
+        {"message": f"Not Found: task run nope not found in execution {original['id']}"},
+    )
 
 
 async def test_delete_removes_an_ended_execution_and_refuses_a_running_one(
-        h: Harness, api: str) -> None:
+    h: Harness, api: str
+) -> None:
     done = await ended(api, "files", data=form(f=("a.txt", b"abc")))
     status, body, _ = await call("DELETE", f"{api}/api/v1/executions/{done['id']}")
     assert (status, body) == (204, "")
@@ -243,11 +280,13 @@ async def test_delete_removes_an_ended_execution_and_refuses_a_running_one(
 
 # -- labels and resume ----------------------------------------------------------------------
 
+
 async def test_labels_are_added_to_an_ended_execution(h: Harness, api: str) -> None:
     done = await ended(api, "quick?labels=team:data", json={})
     url = f"{api}/api/v1/executions/{done['id']}/labels"
-    status, doc, _ = await call("POST", url, json=[{"key": "team", "value": "web"},
-                                                   {"key": "env", "value": "prod"}])
+    status, doc, _ = await call(
+        "POST", url, json=[{"key": "team", "value": "web"}, {"key": "env", "value": "prod"}]
+    )
     assert status == 200, doc
     assert doc["labels"] == [{"key": "team", "value": "web"}, {"key": "env", "value": "prod"}]
     stored_doc = await h.store.get_execution(done["id"])
@@ -259,15 +298,19 @@ async def test_malformed_labels_are_refused_with_exact_messages(h: Harness, api:
     url = f"{api}/api/v1/executions/{done['id']}/labels"
     shape = 'labels must be a JSON array of {"key": "...", "value": "..."} objects'
     for body, message in (
-            ({"team": "web"}, f"{shape}, not an object"),
-            ([{"key": "team"}], f"{shape}; item 0 is not"),
-            ([{"key": "system.replay", "value": "x"}],
-             "label 'system.replay': system labels are set by podium")):
+        ({"team": "web"}, f"{shape}, not an object"),
+        ([{"key": "team"}], f"{shape}; item 0 is not"),
+        (
+            [{"key": "system.replay", "value": "x"}],
+            "label 'system.replay': system labels are set by podium",
+        ),
+    ):
         status, doc, _ = await call("POST", url, json=body)
         assert (status, doc) == (400, {"message": f"Bad Request: {message}"})
     running = await started(api, "slow")
-    status, doc, _ = await call("POST", f"{api}/api/v1/executions/{running['id']}/labels",
-                                json=[{"key": "a", "value": "b"}])
+    status, doc, _ = await call(
+        "POST", f"{api}/api/v1/executions/{running['id']}/labels", json=[{"key": "a", "value": "b"}]
+    )
     assert status == 409
     assert doc["message"].endswith("; labels can be set once it has ended")
 
@@ -275,8 +318,10 @@ async def test_malformed_labels_are_refused_with_exact_messages(h: Harness, api:
 async def test_resume_of_an_execution_that_is_not_paused_is_409(api: str) -> None:
     done = await ended(api, "quick", json={})
     status, doc, _ = await call("POST", f"{api}/api/v1/executions/{done['id']}/resume")
-    assert (status, doc) == (409, {"message": f"Illegal state: execution {done['id']} is not "
-                                              "PAUSED"})
+    assert (status, doc) == (
+        409,
+        {"message": f"Illegal state: execution {done['id']} is not PAUSED"},
+    )
 
 
 async def test_resume_gives_the_pause_task_its_inputs(h: Harness, api: str) -> None:
@@ -297,8 +342,10 @@ async def test_resume_gives_the_pause_task_its_inputs(h: Harness, api: str) -> N
     await until_state(api, paused["id"], "PAUSED")
     url = f"{api}/api/v1/executions/{paused['id']}/resume"
     status, doc, _ = await call("POST", url, json={"approved": "perhaps"})
-    assert (status, doc["message"]) == (422, "Invalid entity: input 'approved': 'perhaps' is not "
-                                             "a BOOLEAN (expected true or false)")
+    assert (status, doc["message"]) == (
+        422,
+        "Invalid entity: input 'approved': 'perhaps' is not a BOOLEAN (expected true or false)",
+    )
     status, _, _ = await call("POST", url, data=form(approved="true"))
     assert status == 204
     final = await h.runtime.wait(paused["id"])
@@ -308,12 +355,14 @@ async def test_resume_gives_the_pause_task_its_inputs(h: Harness, api: str) -> N
 
 # -- files ----------------------------------------------------------------------------------
 
+
 async def test_an_output_file_downloads_by_its_uri(api: str) -> None:
     done = await ended(api, "files", data=form(f=("a.txt", b"abc")))
     assert done["state"]["current"] == "SUCCESS", done
     uri = done["taskRunList"][0]["outputs"]["uri"]
-    status, body, resp = await call("GET", f"{api}/api/v1/executions/{done['id']}/file",
-                                    params={"path": uri})
+    status, body, resp = await call(
+        "GET", f"{api}/api/v1/executions/{done['id']}/file", params={"path": uri}
+    )
     assert (status, body) == (200, "abcabc")
     assert resp.headers["Content-Type"] == "application/octet-stream"
     assert resp.headers["Content-Disposition"] == 'attachment; filename="concat.txt"'
@@ -326,16 +375,26 @@ async def test_files_outside_the_execution_are_refused(api: str) -> None:
     prefix = f"kestra:///ns/files/executions/{mine['id']}"
     elsewhere = other["inputs"]["f"]
     for path, status, message in (
-            (elsewhere, 403, f"Forbidden: {elsewhere} is not a file of execution {mine['id']}"),
-            (f"{prefix}/../{other['id']}/inputs/f/b.txt", 403,
-             f"Forbidden: {prefix}/../{other['id']}/inputs/f/b.txt is not a file of "
-             f"execution {mine['id']}"),
-            (f"{prefix}/inputs/../../../../../../etc/passwd", 403,
-             f"Forbidden: {prefix}/inputs/../../../../../../etc/passwd is not a file of "
-             f"execution {mine['id']}"),
-            (f"{prefix}/inputs/f/nothing.txt", 404,
-             f"Not Found: no file {prefix}/inputs/f/nothing.txt in execution {mine['id']}"),
-            ("/etc/passwd", 400, "Bad Request: path '/etc/passwd' is not a kestra:/// URI")):
+        (elsewhere, 403, f"Forbidden: {elsewhere} is not a file of execution {mine['id']}"),
+        (
+            f"{prefix}/../{other['id']}/inputs/f/b.txt",
+            403,
+            f"Forbidden: {prefix}/../{other['id']}/inputs/f/b.txt is not a file of "
+            f"execution {mine['id']}",
+        ),
+        (
+            f"{prefix}/inputs/../../../../../../etc/passwd",
+            403,
+            f"Forbidden: {prefix}/inputs/../../../../../../etc/passwd is not a file of "
+            f"execution {mine['id']}",
+        ),
+        (
+            f"{prefix}/inputs/f/nothing.txt",
+            404,
+            f"Not Found: no file {prefix}/inputs/f/nothing.txt in execution {mine['id']}",
+        ),
+        ("/etc/passwd", 400, "Bad Request: path '/etc/passwd' is not a kestra:/// URI"),
+    ):
         got, doc, _ = await call("GET", url, params={"path": path})
         assert (got, doc) == (status, {"message": message}), path
     got, doc, _ = await call("GET", url)
@@ -344,8 +403,10 @@ async def test_files_outside_the_execution_are_refused(api: str) -> None:
 
 # -- live streams ---------------------------------------------------------------------------
 
+
 async def test_execution_follow_streams_changes_while_it_runs_and_ends_after_the_last(
-        h: Harness, api: str) -> None:
+    h: Harness, api: str
+) -> None:
     execution = await started(api, "slow")
     url = f"{api}/api/v1/executions/{execution['id']}"
     running_when_seen: list[bool] = []
@@ -373,8 +434,7 @@ async def test_execution_follow_of_an_ended_execution_is_one_end_event(api: str)
     assert [(e.id, e.data["state"]["current"]) for e in seen] == [("end", "SUCCESS")]
 
 
-async def test_log_follow_delivers_lines_while_the_execution_runs(
-        h: Harness, api: str) -> None:
+async def test_log_follow_delivers_lines_while_the_execution_runs(h: Harness, api: str) -> None:
     execution = await started(api, "slow")
     live: list[bool] = []
     kills: list[asyncio.Task[bool]] = []
@@ -389,12 +449,13 @@ async def test_log_follow_delivers_lines_while_the_execution_runs(
     assert live == [True]
     assert await kills[0]
     assert [e.data.get("message") for e in seen[:-1]] == ["first line"]
-    assert (seen[-1].event, seen[-1].data) == ("end", {"executionId": execution["id"],
-                                                       "state": "KILLED"})
+    assert (seen[-1].event, seen[-1].data) == (
+        "end",
+        {"executionId": execution["id"], "state": "KILLED"},
+    )
 
 
-async def test_log_follow_of_an_ended_execution_sends_stored_lines_then_ends(
-        api: str) -> None:
+async def test_log_follow_of_an_ended_execution_sends_stored_lines_then_ends(api: str) -> None:
     done = await ended(api, "quick", json={})
     url = f"{api}/api/v1/logs/{done['id']}/follow"
     seen = await collect(url)
@@ -403,18 +464,24 @@ async def test_log_follow_of_an_ended_execution_sends_stored_lines_then_ends(
     seen = await collect(f"{url}?minLevel=INFO")
     assert [e.data.get("message") for e in seen[:-1]] == ["one", "two"]
     status, doc, _ = await call("GET", f"{url}?minLevel=LOUD")
-    assert (status, doc) == (400, {"message": "Bad Request: minLevel 'LOUD' is not one of "
-                                              "TRACE, DEBUG, INFO, WARN, ERROR"})
+    assert (status, doc) == (
+        400,
+        {"message": "Bad Request: minLevel 'LOUD' is not one of TRACE, DEBUG, INFO, WARN, ERROR"},
+    )
     status, doc, _ = await call("GET", f"{api}/api/v1/logs/nope/follow")
     assert (status, doc) == (404, {"message": "Not Found: execution nope not found"})
 
 
-async def test_quiet_streams_get_heartbeats(h: Harness, api: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_quiet_streams_get_heartbeats(
+    h: Harness, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sse, "HEARTBEAT", 0.05)
     execution = await started(api, "slow")
-    async with asyncio.timeout(20), aiohttp.ClientSession() as session, \
-            session.get(f"{api}/api/v1/logs/{execution['id']}/follow") as resp:
+    async with (
+        asyncio.timeout(20),
+        aiohttp.ClientSession() as session,
+        session.get(f"{api}/api/v1/logs/{execution['id']}/follow") as resp,
+    ):
         async for raw in resp.content:
             if raw == b": heartbeat\n":
                 break
@@ -447,7 +514,8 @@ class Answered(logging.Handler):
 
 
 async def test_a_stream_whose_client_left_ends_at_the_next_heartbeat(
-        h: Harness, api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sse, "HEARTBEAT", 0.05)
     execution = await started(api, "slow")
     path = f"/api/v1/executions/{execution['id']}/follow"

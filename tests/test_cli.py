@@ -17,8 +17,13 @@ FLOWS = ROOT / "flows"
 
 
 def podium(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -28,8 +33,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_run_hello_world_json_has_state_logs_and_outputs(tmp_path: Path) -> None:
-    flow = write(tmp_path, "hello.yaml", (FLOWS / "01_hello_world.yaml").read_text()
-                 .replace("duration: PT15S", "duration: PT0.1S"))
+    flow = write(
+        tmp_path,
+        "hello.yaml",
+        (FLOWS / "01_hello_world.yaml").read_text().replace("duration: PT15S", "duration: PT0.1S"),
+    )
     result = podium("run", str(flow), "-i", "name=Ada", "--json", data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -38,15 +46,18 @@ def test_run_hello_world_json_has_state_logs_and_outputs(tmp_path: Path) -> None
     assert [h["state"] for h in doc["state"]["histories"]] == ["CREATED", "RUNNING", "SUCCESS"]
     assert "Hello, Ada!" in [line["message"] for line in doc["logs"]]
     runs = {run["taskId"]: run for run in doc["taskRunList"]}
-    assert runs["generate_output"]["outputs"] == {
-        "value": "I was generated during this workflow."}
+    assert runs["generate_output"]["outputs"] == {"value": "I was generated during this workflow."}
     assert runs["generate_output"]["state"]["current"] == "SUCCESS"
     assert "SUCCESS" in result.stderr  # progress goes to stderr with --json
 
 
 def test_run_prints_progress_lines_when_not_a_tty(tmp_path: Path) -> None:
-    flow = write(tmp_path, "f.yaml", "id: f\nnamespace: ns\ntasks:\n  - id: say\n"
-                 "    type: io.kestra.plugin.core.log.Log\n    message: hi there\n")
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: say\n"
+        "    type: io.kestra.plugin.core.log.Log\n    message: hi there\n",
+    )
     result = podium("run", str(flow), data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -57,27 +68,40 @@ def test_run_prints_progress_lines_when_not_a_tty(tmp_path: Path) -> None:
 
 
 def test_run_exit_code_is_1_when_the_execution_fails(tmp_path: Path) -> None:
-    flow = write(tmp_path, "f.yaml", "id: f\nnamespace: ns\ntasks:\n  - id: boom\n"
-                 "    type: io.kestra.plugin.core.execution.Fail\n    errorMessage: kaput\n")
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: boom\n"
+        "    type: io.kestra.plugin.core.execution.Fail\n    errorMessage: kaput\n",
+    )
     result = podium("run", str(flow), data_dir=tmp_path / "data")
     assert result.returncode == 1
     assert "FAILED" in result.stdout and "task 'boom': kaput" in result.stdout
 
 
 def test_run_invalid_flow_exits_2_with_positions(tmp_path: Path) -> None:
-    flow = write(tmp_path, "bad.yaml", "id: f\nnamespace: ns\ntasks:\n  - id: a\n"
-                 "    type: io.kestra.plugin.core.log.Lg\n    message: hi\n")
+    flow = write(
+        tmp_path,
+        "bad.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: a\n"
+        "    type: io.kestra.plugin.core.log.Lg\n    message: hi\n",
+    )
     result = podium("run", str(flow), data_dir=tmp_path / "data")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"{flow}:5:11: tasks[0].type: unknown task type 'io.kestra.plugin.core.log.Lg'; "
-        "did you mean io.kestra.plugin.core.log.Log?")
+        "did you mean io.kestra.plugin.core.log.Log?"
+    )
 
 
 def test_run_bad_input_exits_2_and_stores_nothing(tmp_path: Path) -> None:
-    flow = write(tmp_path, "f.yaml", "id: f\nnamespace: ns\ninputs:\n  - id: year\n"
-                 "    type: INT\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
-                 "    message: hi\n")
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ninputs:\n  - id: year\n"
+        "    type: INT\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+        "    message: hi\n",
+    )
     result = podium("run", str(flow), "-i", "year=abc", data_dir=tmp_path / "data")
     assert result.returncode == 2
     assert result.stderr.strip() == "podium: input 'year': 'abc' is not an INT"
@@ -89,12 +113,20 @@ def test_run_bad_input_exits_2_and_stores_nothing(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_kills_the_execution_and_exits_130(tmp_path: Path) -> None:
-    flow = write(tmp_path, "f.yaml", "id: f\nnamespace: ns\ntasks:\n  - id: nap\n"
-                 "    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT60S\n")
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: nap\n"
+        "    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT60S\n",
+    )
     data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "daemon", "run", str(flow), "--data-dir",
-                             str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", str(flow), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until the task is running, as a person would
         listing = podium("executions", "list", data_dir=data)
@@ -109,11 +141,19 @@ def test_ctrl_c_kills_the_execution_and_exits_130(tmp_path: Path) -> None:
 
 
 def test_validate_reports_every_error_and_exits_2(tmp_path: Path) -> None:
-    good = write(tmp_path, "good.yaml", "id: g\nnamespace: ns\ntasks:\n  - id: a\n"
-                 "    type: io.kestra.plugin.core.log.Log\n    message: hi\n")
-    bad = write(tmp_path, "bad.yaml", "id: b\nnamespace: ns\ntasks:\n  - id: a\n"
-                "    type: io.kestra.plugin.core.log.Log\n  - id: a\n"
-                "    type: io.kestra.plugin.core.log.Log\n    message: hi\n")
+    good = write(
+        tmp_path,
+        "good.yaml",
+        "id: g\nnamespace: ns\ntasks:\n  - id: a\n"
+        "    type: io.kestra.plugin.core.log.Log\n    message: hi\n",
+    )
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        "id: b\nnamespace: ns\ntasks:\n  - id: a\n"
+        "    type: io.kestra.plugin.core.log.Log\n  - id: a\n"
+        "    type: io.kestra.plugin.core.log.Log\n    message: hi\n",
+    )
     result = podium("validate", str(tmp_path), data_dir=tmp_path / "data")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -131,8 +171,12 @@ def test_validate_all_example_flows(tmp_path: Path) -> None:
 
 def test_executions_list_show_and_logs(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    flow = write(tmp_path, "f.yaml", "id: f\nnamespace: ns\ntasks:\n  - id: say\n"
-                 "    type: io.kestra.plugin.core.log.Log\n    message: hello log\n")
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: say\n"
+        "    type: io.kestra.plugin.core.log.Log\n    message: hello log\n",
+    )
     run = podium("run", str(flow), "--json", data_dir=data)
     execution_id = json.loads(run.stdout)["id"]
     listing = podium("executions", "list", data_dir=data)
@@ -149,8 +193,13 @@ def test_executions_list_show_and_logs(tmp_path: Path) -> None:
 
 def test_default_data_dir_is_stated_in_help(tmp_path: Path) -> None:
     env = {**os.environ, "PODIUM_DATA_DIR": str(tmp_path / "from-env"), "COLUMNS": "400"}
-    result = subprocess.run([sys.executable, "-m", "daemon", "--help"], capture_output=True,
-                            text=True, env=env, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert f"now {tmp_path / 'from-env'})" in " ".join(result.stdout.split())
 
 
@@ -160,8 +209,13 @@ def test_executions_list_reads_a_postgresql_store(tmp_path: Path, postgres_dsn: 
     from daemon.store import open_store
     from tests.cluster_helpers import fresh_database
 
-    execution = Execution(id=new_id(), namespace="ns", flow_id="f", flow_revision=1,
-                          state=StateHistory(State.CREATED, datetime.now(UTC)))
+    execution = Execution(
+        id=new_id(),
+        namespace="ns",
+        flow_id="f",
+        flow_revision=1,
+        state=StateHistory(State.CREATED, datetime.now(UTC)),
+    )
     execution.state.set(State.SUCCESS, datetime.now(UTC))
 
     async def scenario() -> subprocess.CompletedProcess[str]:
@@ -169,14 +223,16 @@ def test_executions_list_reads_a_postgresql_store(tmp_path: Path, postgres_dsn: 
             store = open_store(dsn)
             async with store:
                 await store.save_execution(execution.to_json(task_runs=False))
-            return await asyncio.to_thread(podium, "executions", "list", "--store", dsn,
-                                           data_dir=tmp_path / "data")
+            return await asyncio.to_thread(
+                podium, "executions", "list", "--store", dsn, data_dir=tmp_path / "data"
+            )
 
     listing = asyncio.run(scenario())
     assert listing.returncode == 0, listing.stderr
     [line] = listing.stdout.splitlines()
     assert line.startswith(f"{execution.id}  ns  f  SUCCESS")
-    bad = podium("executions", "list", "--store", "postgresql://db:port/x",
-                 data_dir=tmp_path / "data")
+    bad = podium(
+        "executions", "list", "--store", "postgresql://db:port/x", data_dir=tmp_path / "data"
+    )
     assert bad.returncode != 0
     assert bad.stderr.startswith("podium: ") and "Traceback" not in bad.stderr

@@ -59,8 +59,9 @@ async def dsn(postgres_dsn: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def nodes(dsn: str, tmp_path: Path, plugins: Plugins
-                ) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+async def nodes(
+    dsn: str, tmp_path: Path, plugins: Plugins
+) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
     started: list[Node] = []
 
     async def start(name: str, capacity: int = 0) -> Node:
@@ -75,8 +76,7 @@ async def nodes(dsn: str, tmp_path: Path, plugins: Plugins
 
 async def add_flow(node: Node, source: str) -> None:
     """As the API or a flows directory does: into the store; every node loads it."""
-    flow = await asyncio.to_thread(load_flow, textwrap.dedent(source), "test.yaml",
-                                   node.plugins)
+    flow = await asyncio.to_thread(load_flow, textwrap.dedent(source), "test.yaml", node.plugins)
     await node.store.save_flow(flow.namespace, flow.id, flow.source)
 
 
@@ -96,9 +96,13 @@ async def loaded(node: Node, flow_id: str) -> None:
 
 
 async def test_executions_submitted_on_one_node_run_once_across_all(
-        nodes: Callable[..., Awaitable[Node]], dsn: str) -> None:
-    a, b, c = await nodes("a", capacity=4), await nodes("b", capacity=4), \
-        await nodes("c", capacity=4)
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
+    a, b, c = (
+        await nodes("a", capacity=4),
+        await nodes("b", capacity=4),
+        await nodes("c", capacity=4),
+    )
     await add_flow(a, SLEEPY)
     for node in (a, b, c):
         await loaded(node, "sleepy")
@@ -118,7 +122,8 @@ async def test_executions_submitted_on_one_node_run_once_across_all(
 
 
 async def test_an_idempotent_submit_creates_one_execution_cluster_wide(
-        nodes: Callable[..., Awaitable[Node]], dsn: str) -> None:
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
     a, b = await nodes("a"), await nodes("b")
     await add_flow(a, SLEEPY)
     await loaded(a, "sleepy")
@@ -128,7 +133,8 @@ async def test_an_idempotent_submit_creates_one_execution_cluster_wide(
     first, second, third = await asyncio.gather(
         a.runtime.submit(flows[0], {"n": 1}, execution_id=same),
         b.runtime.submit(flows[1], {"n": 2}, execution_id=same),
-        a.runtime.submit(flows[0], {"n": 3}, execution_id=same))
+        a.runtime.submit(flows[0], {"n": 3}, execution_id=same),
+    )
     assert first.id == second.id == third.id == same
     final = await b.runtime.wait(same)
     assert final.state.current == State.SUCCESS
@@ -136,7 +142,8 @@ async def test_an_idempotent_submit_creates_one_execution_cluster_wide(
 
 
 async def test_kill_reaches_the_node_that_runs_the_execution(
-        nodes: Callable[..., Awaitable[Node]]) -> None:
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
     a = await nodes("a")
     await add_flow(a, LONG)
     await loaded(a, "long")
@@ -154,7 +161,8 @@ async def test_kill_reaches_the_node_that_runs_the_execution(
 
 
 async def test_a_dead_nodes_execution_is_taken_over_keeping_finished_task_runs(
-        nodes: Callable[..., Awaitable[Node]], dsn: str) -> None:
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
     a = await nodes("a")
     await add_flow(a, SLEEPY)
     await loaded(a, "sleepy")
@@ -162,27 +170,45 @@ async def test_a_dead_nodes_execution_is_taken_over_keeping_finished_task_runs(
     # What a node killed mid-execution leaves: its row with an old heartbeat, a RUNNING
     # execution it owns, its first task run finished, the second one interrupted.
     now = a.runtime.clock.now()
-    execution = Execution(id=new_id(), namespace=flow.namespace, flow_id=flow.id,
-                          flow_revision=flow.revision or 1,
-                          state=StateHistory(State.CREATED, now), inputs={"n": 7})
+    execution = Execution(
+        id=new_id(),
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        flow_revision=flow.revision or 1,
+        state=StateHistory(State.CREATED, now),
+        inputs={"n": 7},
+    )
     execution.state.set(State.RUNNING, now)
-    nap = TaskRun(id=new_id(), execution_id=execution.id, namespace=flow.namespace,
-                  flow_id=flow.id, task_id="nap", state=StateHistory(State.CREATED, now))
+    nap = TaskRun(
+        id=new_id(),
+        execution_id=execution.id,
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        task_id="nap",
+        state=StateHistory(State.CREATED, now),
+    )
     nap.state.set(State.RUNNING, now)
     nap.state.set(State.SUCCESS, now)
-    out = TaskRun(id=new_id(), execution_id=execution.id, namespace=flow.namespace,
-                  flow_id=flow.id, task_id="out", state=StateHistory(State.CREATED, now))
+    out = TaskRun(
+        id=new_id(),
+        execution_id=execution.id,
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        task_id="out",
+        state=StateHistory(State.CREATED, now),
+    )
     out.state.set(State.RUNNING, now)
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("INSERT INTO nodes (id, host, pid, started, heartbeat) VALUES "
-                           "('ghost', 'gone', 1, now() - interval '1 hour', "
-                           "now() - interval '1 hour')")
+        await conn.execute(
+            "INSERT INTO nodes (id, host, pid, started, heartbeat) VALUES "
+            "('ghost', 'gone', 1, now() - interval '1 hour', "
+            "now() - interval '1 hour')"
+        )
         await a.store.save_execution(execution.to_json(task_runs=False))
         await a.store.save_task_run(nap.to_json())
         await a.store.save_task_run(out.to_json())
-        await conn.execute("UPDATE executions SET owner = 'ghost' WHERE id = $1",
-                           execution.id)
+        await conn.execute("UPDATE executions SET owner = 'ghost' WHERE id = $1", execution.id)
         final = await a.runtime.wait(execution.id)
         assert final.state.current == State.SUCCESS
         stored = await a.store.get_execution(execution.id)
@@ -190,18 +216,23 @@ async def test_a_dead_nodes_execution_is_taken_over_keeping_finished_task_runs(
         runs = {tr["taskId"]: tr for tr in stored["taskRunList"]}
         assert runs["nap"]["id"] == nap.id, "the finished task run is kept, not run again"
         assert [h["state"] for h in runs["nap"]["state"]["histories"]] == [
-            "CREATED", "RUNNING", "SUCCESS"]
+            "CREATED",
+            "RUNNING",
+            "SUCCESS",
+        ]
         assert runs["out"]["state"]["current"] == "SUCCESS"
         assert runs["out"]["outputs"] == {"value": "7"}
         assert await conn.fetchval("SELECT count(*) FROM nodes WHERE id = 'ghost'") == 0
-        assert await conn.fetchval("SELECT owner FROM executions WHERE id = $1",
-                                   execution.id) == "a"
+        assert (
+            await conn.fetchval("SELECT owner FROM executions WHERE id = $1", execution.id) == "a"
+        )
     finally:
         await conn.close()
 
 
 async def test_a_node_declared_dead_stops_instead_of_running_on(
-        nodes: Callable[..., Awaitable[Node]], dsn: str) -> None:
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
     a = await nodes("a")
     conn = await asyncpg.connect(dsn)
     try:
@@ -213,7 +244,8 @@ async def test_a_node_declared_dead_stops_instead_of_running_on(
 
 
 async def test_a_restarted_node_takes_back_what_it_left_queued(
-        dsn: str, tmp_path: Path, plugins: Plugins) -> None:
+    dsn: str, tmp_path: Path, plugins: Plugins
+) -> None:
     a = await Node("a", dsn, tmp_path / "data", plugins, capacity=1).start()
     await add_flow(a, LONG)
     await loaded(a, "long")
@@ -231,6 +263,7 @@ async def test_a_restarted_node_takes_back_what_it_left_queued(
     assert rows[second.id]["state"] == "CREATED" and rows[second.id]["owner"] is None
     b = await Node("b", dsn, tmp_path / "data", plugins).start()
     try:
+
         async def running_on_b() -> bool:
             return second.id in b.runtime._running
 
@@ -241,7 +274,8 @@ async def test_a_restarted_node_takes_back_what_it_left_queued(
 
 
 async def test_a_trigger_lease_is_held_by_one_node_and_moves_when_it_goes(
-        nodes: Callable[..., Awaitable[Node]]) -> None:
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
     a, b = await nodes("a"), await nodes("b")
     holders: list[str] = []
     a_has_it = asyncio.Event()
@@ -279,8 +313,7 @@ async def test_a_trigger_lease_is_held_by_one_node_and_moves_when_it_goes(
     assert lock_key("a", "b") != lock_key("a", "c")
 
 
-async def test_flows_are_shared_through_the_database(
-        nodes: Callable[..., Awaitable[Node]]) -> None:
+async def test_flows_are_shared_through_the_database(nodes: Callable[..., Awaitable[Node]]) -> None:
     a, b = await nodes("a"), await nodes("b")
     await add_flow(a, SLEEPY)
     await loaded(b, "sleepy")
@@ -306,7 +339,8 @@ async def test_flows_are_shared_through_the_database(
 
 
 async def test_a_malformed_control_message_is_ignored(
-        nodes: Callable[..., Awaitable[Node]], caplog: pytest.LogCaptureFixture) -> None:
+    nodes: Callable[..., Awaitable[Node]], caplog: pytest.LogCaptureFixture
+) -> None:
     a = await nodes("a")
     await a.cluster.notify("podium_control", "{not json")
     await a.cluster.notify("podium_flows", '{"no": "keys"}')
@@ -347,7 +381,8 @@ triggers:
 
 
 async def test_a_schedule_slot_fires_once_however_many_nodes_run_the_trigger(
-        nodes: Callable[..., Awaitable[Node]]) -> None:
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
     a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
     await add_flow(a, TICK)
     for node in (a, b, c):
@@ -380,7 +415,8 @@ tasks:
 
 
 async def test_a_flow_concurrency_limit_holds_across_the_cluster(
-        nodes: Callable[..., Awaitable[Node]], dsn: str) -> None:
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
     a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
     await add_flow(a, LIMITED)
     for node in (a, b, c):
@@ -388,8 +424,7 @@ async def test_a_flow_concurrency_limit_holds_across_the_cluster(
     submitted = []
     for i in range(6):
         node = (a, b, c)[i % 3]
-        submitted.append(await node.runtime.submit(
-            node.runtime.flows[("cluster.test", "limited")]))
+        submitted.append(await node.runtime.submit(node.runtime.flows[("cluster.test", "limited")]))
     finals = [await b.runtime.wait(e.id) for e in submitted]
     assert {f.state.current for f in finals} == {State.SUCCESS}
     spans = []
@@ -404,7 +439,8 @@ async def test_a_flow_concurrency_limit_holds_across_the_cluster(
 
 
 async def test_a_draining_node_keeps_its_executions(
-        nodes: Callable[..., Awaitable[Node]], dsn: str) -> None:
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
     a = await nodes("a")
     await add_flow(a, SLEEPY.replace("PT0.3S", "PT3S"))  # longer than the node timeout
     await loaded(a, "sleepy")
@@ -425,8 +461,8 @@ async def test_a_draining_node_keeps_its_executions(
 
 
 async def test_a_node_stopping_past_its_grace_hands_its_executions_over(
-        nodes: Callable[..., Awaitable[Node]], dsn: str, tmp_path: Path,
-        plugins: Plugins) -> None:
+    nodes: Callable[..., Awaitable[Node]], dsn: str, tmp_path: Path, plugins: Plugins
+) -> None:
     a = await Node("a", dsn, tmp_path / "data", plugins).start()
     await add_flow(a, SLEEPY.replace("PT0.3S", "PT2S"))
     await loaded(a, "sleepy")
@@ -470,7 +506,8 @@ tasks:
 
 
 async def test_an_execution_paused_on_one_node_is_resumed_from_another(
-        nodes: Callable[..., Awaitable[Node]]) -> None:
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
     from daemon.errors import InputError
 
     a = await nodes("a")

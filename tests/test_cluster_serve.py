@@ -23,8 +23,11 @@ from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
 
 EVENTS = 10_000
-NODE_ENV = {"PODIUM_HEARTBEAT_INTERVAL": "PT0.5S", "PODIUM_NODE_TIMEOUT": "PT4S",
-            "PODIUM_LOG_LEVEL": "INFO"}
+NODE_ENV = {
+    "PODIUM_HEARTBEAT_INTERVAL": "PT0.5S",
+    "PODIUM_NODE_TIMEOUT": "PT4S",
+    "PODIUM_LOG_LEVEL": "INFO",
+}
 HOOK = textwrap.dedent("""\
     id: hook
     namespace: cluster.load
@@ -65,8 +68,7 @@ def query(dsn: str, sql: str, *args: Any) -> list[Any]:
 def start_nodes(tmp_path: Path, dsn: str, flows: Path, count: int) -> list[ServeProcess]:
     nodes = []
     for _ in range(count):
-        node = ServeProcess(tmp_path, flows, tmp_path / "data", env=NODE_ENV,
-                            args=("--store", dsn))
+        node = ServeProcess(tmp_path, flows, tmp_path / "data", env=NODE_ENV, args=("--store", dsn))
         nodes.append(node.start())
         node.wait_line("joined the cluster")
     return nodes
@@ -80,10 +82,26 @@ def stop_all(nodes: list[ServeProcess]) -> None:
 
 def send(nodes: list[ServeProcess], prefix: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "webhook_sender.py"), "--count", str(EVENTS),
-         "--concurrency", "24", "--deadline", "400", "--prefix", prefix, "--path", HOOK_PATH,
-         *(f"http://127.0.0.1:{n.port}" for n in nodes)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "tests" / "webhook_sender.py"),
+            "--count",
+            str(EVENTS),
+            "--concurrency",
+            "24",
+            "--deadline",
+            "400",
+            "--prefix",
+            prefix,
+            "--path",
+            HOOK_PATH,
+            *(f"http://127.0.0.1:{n.port}" for n in nodes),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def finish(sender: subprocess.Popen[str]) -> dict[str, Any]:
@@ -99,8 +117,11 @@ def wait_all_ended(dsn: str, timeout: float = 300) -> dict[str, int]:
     while True:
         rows = query(dsn, "SELECT state, count(*) AS n FROM executions GROUP BY state")
         states = {r["state"]: r["n"] for r in rows}
-        unfinished = sum(n for s, n in states.items() if s not in
-                         ("SUCCESS", "FAILED", "WARNING", "KILLED", "CANCELLED"))
+        unfinished = sum(
+            n
+            for s, n in states.items()
+            if s not in ("SUCCESS", "FAILED", "WARNING", "KILLED", "CANCELLED")
+        )
         if unfinished == 0 and sum(states.values()) >= EVENTS:
             return states
         assert time.monotonic() < deadline, f"executions did not end: {states}"
@@ -114,8 +135,11 @@ def check_exactly_once(dsn: str, prefix: str) -> None:
     assert len(stored) == len(set(stored)) == EVENTS, "one execution per event"
     assert set(stored) == ids, "every event has its execution (none lost)"
     assert {r["state"] for r in rows} == {"SUCCESS"}
-    runs = query(dsn, "SELECT execution_id, count(*) AS n FROM task_runs "
-                      "GROUP BY execution_id HAVING count(*) <> 1")
+    runs = query(
+        dsn,
+        "SELECT execution_id, count(*) AS n FROM task_runs "
+        "GROUP BY execution_id HAVING count(*) <> 1",
+    )
     assert runs == [], f"executions whose task ran more than once: {runs[:5]}"
     runs_total = query(dsn, "SELECT count(*) AS n FROM task_runs")[0]["n"]
     assert runs_total == EVENTS
@@ -123,7 +147,8 @@ def check_exactly_once(dsn: str, prefix: str) -> None:
 
 @pytest.mark.timeout(900)
 def test_ten_thousand_webhooks_across_three_nodes_run_exactly_once(
-        tmp_path: Path, database: str) -> None:
+    tmp_path: Path, database: str
+) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "hook.yaml").write_text(HOOK)
@@ -139,8 +164,7 @@ def test_ten_thousand_webhooks_across_three_nodes_run_exactly_once(
 
 
 @pytest.mark.timeout(900)
-def test_ten_thousand_webhooks_with_a_node_killed_half_way(
-        tmp_path: Path, database: str) -> None:
+def test_ten_thousand_webhooks_with_a_node_killed_half_way(tmp_path: Path, database: str) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "hook.yaml").write_text(HOOK)
@@ -191,7 +215,8 @@ tasks:
 
 @pytest.mark.timeout(180)
 def test_a_node_killed_mid_task_leaves_its_execution_to_another(
-        tmp_path: Path, database: str) -> None:
+    tmp_path: Path, database: str
+) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "careful.yaml").write_text(SIGKILL_FLOW)
@@ -201,11 +226,16 @@ def test_a_node_killed_mid_task_leaves_its_execution_to_another(
     second = None
     try:
         boundary = "podiumtest"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"dir\"\r\n\r\n"
-                f"{marks}\r\n--{boundary}--\r\n").encode()
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="dir"\r\n\r\n'
+            f"{marks}\r\n--{boundary}--\r\n"
+        ).encode()
         status, doc = first.request(
-            "POST", "/api/v1/executions/cluster.kill/careful", body,
-            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            "POST",
+            "/api/v1/executions/cluster.kill/careful",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         assert status == 200, doc
         deadline = time.monotonic() + 60
         while not (marks / "slow").exists():
@@ -213,12 +243,12 @@ def test_a_node_killed_mid_task_leaves_its_execution_to_another(
             time.sleep(0.05)
         (second,) = start_nodes(tmp_path, database, flows, 1)
         first.kill()  # SIGKILL, mid-task
-        final = second.wait_execution(doc["id"], {"SUCCESS", "FAILED", "KILLED"},
-                                      timeout=60)
+        final = second.wait_execution(doc["id"], {"SUCCESS", "FAILED", "KILLED"}, timeout=60)
         assert final["state"]["current"] == "SUCCESS", final
         assert (marks / "before").read_text() == "ran\n", "the finished task did not rerun"
-        assert (marks / "slow").read_text() == "attempt\nattempt\n", \
+        assert (marks / "slow").read_text() == "attempt\nattempt\n", (
             "the interrupted task was retried once, per its policy"
+        )
         runs = {tr["taskId"]: tr for tr in final["taskRunList"]}
         assert len(runs["before"]["attempts"]) == 1
         assert len(runs["slow"]["attempts"]) == 2
@@ -259,17 +289,23 @@ def restartable_postgres() -> Iterator[services.PostgresServer]:
 
 def start_naps(node: ServeProcess, n: int) -> str:
     boundary = "podiumtest"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n"
-            f"{n}\r\n--{boundary}--\r\n").encode()
-    status, doc = node.request("POST", "/api/v1/executions/cluster.pg/naps", body,
-                               {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="n"\r\n\r\n{n}\r\n--{boundary}--\r\n'
+    ).encode()
+    status, doc = node.request(
+        "POST",
+        "/api/v1/executions/cluster.pg/naps",
+        body,
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert status == 200, doc
     return str(doc["id"])
 
 
 @pytest.mark.timeout(240)
 def test_postgres_restarted_while_executions_run(
-        tmp_path: Path, restartable_postgres: services.PostgresServer) -> None:
+    tmp_path: Path, restartable_postgres: services.PostgresServer
+) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "naps.yaml").write_text(NAPS)
@@ -278,8 +314,9 @@ def test_postgres_restarted_while_executions_run(
     try:
         before = [start_naps(nodes[i % 2], i) for i in range(8)]
         deadline = time.monotonic() + 60
-        while query(dsn, "SELECT count(*) AS n FROM executions WHERE state = 'RUNNING'"
-                    )[0]["n"] < 4:
+        while (
+            query(dsn, "SELECT count(*) AS n FROM executions WHERE state = 'RUNNING'")[0]["n"] < 4
+        ):
             assert time.monotonic() < deadline, "executions never started"
             time.sleep(0.05)
         restartable_postgres.restart()  # mid-Sleep for those running
@@ -296,12 +333,14 @@ def test_postgres_restarted_while_executions_run(
         for node in nodes:
             assert node.proc is not None and node.proc.poll() is None, node.output()
         for execution_id in before + after:
-            final = nodes[0].wait_execution(execution_id, {"SUCCESS", "FAILED", "KILLED"},
-                                            timeout=120)
+            final = nodes[0].wait_execution(
+                execution_id, {"SUCCESS", "FAILED", "KILLED"}, timeout=120
+            )
             assert final["state"]["current"] == "SUCCESS", final
             assert [tr["taskId"] for tr in final["taskRunList"]] == ["nap", "done"]
             assert final["taskRunList"][1]["outputs"] == {
-                "value": str((before + after).index(execution_id))}
+                "value": str((before + after).index(execution_id))
+            }
         assert len(query(dsn, "SELECT id FROM executions")) == 12
         log = "\n".join(nodes[0].lines + nodes[1].lines)
         assert "reachable again" in log or "connection is back" in log, log[-3000:]
@@ -345,8 +384,7 @@ def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.timeout(120)
-def test_an_execution_another_node_runs_is_followed_live(
-        tmp_path: Path, database: str) -> None:
+def test_an_execution_another_node_runs_is_followed_live(tmp_path: Path, database: str) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "chatty.yaml").write_text(CHATTY)
@@ -360,8 +398,7 @@ def test_an_execution_another_node_runs_is_followed_live(
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2) as pool:
-            states = pool.submit(read_events, watcher,
-                                 f"/api/v1/executions/{doc['id']}/follow")
+            states = pool.submit(read_events, watcher, f"/api/v1/executions/{doc['id']}/follow")
             logs = pool.submit(read_events, watcher, f"/api/v1/logs/{doc['id']}/follow")
             state_events, log_events = states.result(90), logs.result(90)
         last_name, last_data = state_events[-1]
@@ -406,7 +443,8 @@ def wait_files(dsn: str, expected: list[str], timeout: float = 60) -> None:
 
 @pytest.mark.timeout(180)
 def test_a_file_trigger_runs_on_one_node_and_moves_when_it_dies(
-        tmp_path: Path, database: str) -> None:
+    tmp_path: Path, database: str
+) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     flows = tmp_path / "flows"
@@ -416,8 +454,9 @@ def test_a_file_trigger_runs_on_one_node_and_moves_when_it_dies(
     nodes = []
     try:
         for _ in range(2):
-            node = ServeProcess(tmp_path, flows, tmp_path / "data", env=env,
-                                args=("--store", database))
+            node = ServeProcess(
+                tmp_path, flows, tmp_path / "data", env=env, args=("--store", database)
+            )
             nodes.append(node.start())
             node.wait_line("joined the cluster")
         holder_line = "holds trigger.cluster.fs.inbox.drop"
@@ -425,7 +464,7 @@ def test_a_file_trigger_runs_on_one_node_and_moves_when_it_dies(
         while not any(holder_line in n.output() for n in nodes):
             assert time.monotonic() < deadline, "no node took the trigger's lease"
             time.sleep(0.1)
-        holder, other = (nodes if holder_line in nodes[0].output() else nodes[::-1])
+        holder, other = nodes if holder_line in nodes[0].output() else nodes[::-1]
         assert holder_line not in other.output(), "one node at a time"
         for name in ("a.csv", "b.csv"):
             (inbox / name).write_text(name)

@@ -25,8 +25,7 @@ async def fake(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeClock]]:
     await harness.close()
 
 
-async def run_on_fake_clock(h: Harness, clock: FakeClock, source: str, **inputs: str
-                            ) -> Execution:
+async def run_on_fake_clock(h: Harness, clock: FakeClock, source: str, **inputs: str) -> Execution:
     """Run a flow, moving fake time forward whenever only sleepers are left."""
     execution = await h.start(source, inputs)
     return await drive(h, clock, h.runtime.wait(execution.id))
@@ -36,14 +35,18 @@ HELLO = (Path(__file__).resolve().parent.parent / "flows" / "01_hello_world.yaml
 
 
 async def test_hello_world_logs_rendered_message_and_returns_value(
-        fake: tuple[Harness, FakeClock]) -> None:
+    fake: tuple[Harness, FakeClock],
+) -> None:
     h, clock = fake
     ex = await run_on_fake_clock(h, clock, HELLO, name="Ada")
     assert ex.state.current == State.SUCCESS
     logs = await h.stored(ex)
     messages = await h.logs(ex)
-    assert messages == ["Hello, Ada!", "This is an output: I was generated during this workflow.",
-                        "Goodbye, Ada!"]
+    assert messages == [
+        "Hello, Ada!",
+        "This is an output: I was generated during this workflow.",
+        "Goodbye, Ada!",
+    ]
     assert [line["level"] for line in await h.store.logs(ex.id)] == ["ERROR"] * 3
     outputs = {t["taskId"]: t["outputs"] for t in logs["taskRunList"]}
     assert outputs["generate_output"] == {"value": "I was generated during this workflow."}
@@ -106,7 +109,8 @@ DIAMOND = """
 
 
 async def test_depends_on_diamond_runs_independent_tasks_together(
-        fake: tuple[Harness, FakeClock]) -> None:
+    fake: tuple[Harness, FakeClock],
+) -> None:
     h, clock = fake
     start = clock.now()
     ex = await run_on_fake_clock(h, clock, DIAMOND)
@@ -228,13 +232,19 @@ async def test_foreach_runs_per_value_and_indexes_outputs(h: Harness) -> None:
             format: "{{ outputs.ret['b'].value }}"
         """)
     assert ex.state.current == State.SUCCESS
-    assert task_states(ex) == {"each": "SUCCESS", "ret[a]": "SUCCESS", "ret[b]": "SUCCESS",
-                               "ret[c]": "SUCCESS", "after": "SUCCESS"}
+    assert task_states(ex) == {
+        "each": "SUCCESS",
+        "ret[a]": "SUCCESS",
+        "ret[b]": "SUCCESS",
+        "ret[c]": "SUCCESS",
+        "after": "SUCCESS",
+    }
     assert ex.task_runs[-1].outputs == {"value": "b-1"}
 
 
 async def test_foreach_values_from_a_json_input(h: Harness) -> None:
-    ex = await h.run("""
+    ex = await h.run(
+        """
         id: f
         namespace: ns
         inputs:
@@ -248,14 +258,19 @@ async def test_foreach_values_from_a_json_input(h: Harness) -> None:
               - id: log
                 type: io.kestra.plugin.core.log.Log
                 message: "{{ taskrun.value }}"
-        """, {"items": '[1, 2]'})
+        """,
+        {"items": "[1, 2]"},
+    )
     assert await h.logs(ex) == ["1", "2"]
 
 
 async def test_parallel_runs_children_at_once(fake: tuple[Harness, FakeClock]) -> None:
     h, clock = fake
     start = clock.now()
-    ex = await run_on_fake_clock(h, clock, """
+    ex = await run_on_fake_clock(
+        h,
+        clock,
+        """
         id: f
         namespace: ns
         tasks:
@@ -268,15 +283,20 @@ async def test_parallel_runs_children_at_once(fake: tuple[Harness, FakeClock]) -
               - id: s2
                 type: io.kestra.plugin.core.flow.Sleep
                 duration: PT2S
-        """)
+        """,
+    )
     assert ex.state.current == State.SUCCESS
     assert (ex.state.histories[-1][1] - start).total_seconds() == 2.0
 
 
-async def test_retry_constant_tries_max_attempts_then_fails(fake: tuple[Harness, FakeClock]
-                                                            ) -> None:
+async def test_retry_constant_tries_max_attempts_then_fails(
+    fake: tuple[Harness, FakeClock],
+) -> None:
     h, clock = fake
-    ex = await run_on_fake_clock(h, clock, """
+    ex = await run_on_fake_clock(
+        h,
+        clock,
+        """
         id: f
         namespace: ns
         tasks:
@@ -287,7 +307,8 @@ async def test_retry_constant_tries_max_attempts_then_fails(fake: tuple[Harness,
               type: constant
               interval: PT1S
               maxAttempts: 3
-        """)
+        """,
+    )
     assert ex.state.current == State.FAILED
     run = ex.task_runs[0]
     assert [a.current for a in run.attempts] == [State.FAILED] * 3
@@ -296,9 +317,13 @@ async def test_retry_constant_tries_max_attempts_then_fails(fake: tuple[Harness,
 
 
 async def test_retry_succeeds_on_a_later_attempt_and_warns_when_asked(
-        fake: tuple[Harness, FakeClock]) -> None:
+    fake: tuple[Harness, FakeClock],
+) -> None:
     h, clock = fake
-    ex = await run_on_fake_clock(h, clock, """
+    ex = await run_on_fake_clock(
+        h,
+        clock,
+        """
         id: f
         namespace: ns
         tasks:
@@ -310,12 +335,18 @@ async def test_retry_succeeds_on_a_later_attempt_and_warns_when_asked(
               interval: PT1S
               maxAttempts: 5
               warningOnRetry: true
-        """)
+        """,
+    )
     assert ex.state.current == State.WARNING
     assert [a.current for a in ex.task_runs[0].attempts] == [
-        State.FAILED, State.FAILED, State.SUCCESS]
-    waits = [(b.start - a.histories[-1][1]).total_seconds()
-             for a, b in zip(ex.task_runs[0].attempts, ex.task_runs[0].attempts[1:], strict=False)]
+        State.FAILED,
+        State.FAILED,
+        State.SUCCESS,
+    ]
+    waits = [
+        (b.start - a.histories[-1][1]).total_seconds()
+        for a, b in zip(ex.task_runs[0].attempts, ex.task_runs[0].attempts[1:], strict=False)
+    ]
     assert waits == [1.0, 2.0]
 
 
@@ -378,8 +409,12 @@ async def test_allow_failure_makes_the_execution_a_warning(h: Harness) -> None:
                 type: io.kestra.plugin.core.execution.Fail
         """)
     assert ex.state.current == State.WARNING
-    assert task_states(ex) == {"bad": "WARNING", "next": "SUCCESS", "group": "WARNING",
-                               "bad2": "FAILED"}
+    assert task_states(ex) == {
+        "bad": "WARNING",
+        "next": "SUCCESS",
+        "group": "WARNING",
+        "bad2": "FAILED",
+    }
 
 
 async def test_task_timeout_fails_the_task(h: Harness) -> None:
@@ -452,13 +487,16 @@ async def test_property_that_renders_to_a_wrong_type_fails_clearly(h: Harness) -
             duration: "{{ 'soon' }}"
         """)
     assert ex.state.current == State.FAILED
-    assert ex.error == ("task 'nap': invalid property after rendering: duration: "
-                        "'soon' is not an ISO-8601 duration (expected e.g. PT15S, PT1H30M, P1D) "
-                        "(got 'soon')")
+    assert ex.error == (
+        "task 'nap': invalid property after rendering: duration: "
+        "'soon' is not an ISO-8601 duration (expected e.g. PT15S, PT1H30M, P1D) "
+        "(got 'soon')"
+    )
 
 
 async def test_values_from_outside_are_not_rendered(h: Harness) -> None:
-    ex = await h.run("""
+    ex = await h.run(
+        """
         id: f
         namespace: ns
         inputs:
@@ -468,7 +506,9 @@ async def test_values_from_outside_are_not_rendered(h: Harness) -> None:
           - id: log
             type: io.kestra.plugin.core.log.Log
             message: "Hello {{ inputs.name }}"
-        """, {"name": "{{ 7 * 7 }}"})
+        """,
+        {"name": "{{ 7 * 7 }}"},
+    )
     assert await h.logs(ex) == ["Hello {{ 7 * 7 }}"]
 
 
@@ -615,10 +655,12 @@ CONCURRENT = """
     """
 
 
-@pytest.mark.parametrize(("behavior", "second"), [("FAIL", State.FAILED),
-                                                  ("CANCEL", State.CANCELLED)])
+@pytest.mark.parametrize(
+    ("behavior", "second"), [("FAIL", State.FAILED), ("CANCEL", State.CANCELLED)]
+)
 async def test_concurrency_limit_refuses_extra_executions(
-        fake: tuple[Harness, FakeClock], behavior: str, second: State) -> None:
+    fake: tuple[Harness, FakeClock], behavior: str, second: State
+) -> None:
     h, clock = fake
     flow = await h.flow(CONCURRENT.format(behavior=behavior))
     first = await h.start(flow)
@@ -630,7 +672,8 @@ async def test_concurrency_limit_refuses_extra_executions(
 
 
 async def test_concurrency_queue_runs_the_next_when_one_ends(
-        fake: tuple[Harness, FakeClock]) -> None:
+    fake: tuple[Harness, FakeClock],
+) -> None:
     h, clock = fake
     flow = await h.flow(CONCURRENT.format(behavior="QUEUE"))
     first = await h.start(flow)
@@ -640,7 +683,11 @@ async def test_concurrency_queue_runs_the_next_when_one_ends(
     final = await drive(h, clock, h.runtime.wait(queued.id))
     assert final.state.current == State.SUCCESS
     assert [s for s, _ in final.state.histories] == [
-        State.CREATED, State.QUEUED, State.RUNNING, State.SUCCESS]
+        State.CREATED,
+        State.QUEUED,
+        State.RUNNING,
+        State.SUCCESS,
+    ]
     first_end = first.state.histories[-1][1]
     assert final.state.histories[2][1] >= first_end  # started only once the first had ended
 
@@ -666,7 +713,8 @@ async def test_bad_input_is_refused_before_the_execution_exists(h: Harness) -> N
 async def test_file_input_is_stored_and_read_back_by_uri(h: Harness, tmp_path: Path) -> None:
     data = tmp_path / "upload.csv"
     await asyncio.to_thread(data.write_text, "a,b\n1,2\n")
-    ex = await h.run("""
+    ex = await h.run(
+        """
         id: f
         namespace: ns
         inputs:
@@ -676,7 +724,9 @@ async def test_file_input_is_stored_and_read_back_by_uri(h: Harness, tmp_path: P
           - id: show
             type: io.kestra.plugin.core.log.Log
             message: "{{ inputs.data }} holds {{ read(inputs.data) | trim }}"
-        """, {"data": str(data)})
+        """,
+        {"data": str(data)},
+    )
     assert ex.state.current == State.SUCCESS
     uri = ex.inputs["data"]
     assert uri == f"kestra:///ns/f/executions/{ex.id}/inputs/data/upload.csv"
@@ -716,14 +766,15 @@ async def interrupted_copy(h: Harness, source: str, keep: int) -> str:
     doc["id"] = "crashed" + done.id[7:]
     await h.store.delete_execution(done.id)
     await h.store.save_execution(doc)
-    for i, run in enumerate(runs[:keep + 1]):
+    for i, run in enumerate(runs[: keep + 1]):
         run["executionId"] = doc["id"]
         if i == keep:
             run["state"]["current"] = "RUNNING"
             run["state"]["histories"] = run["state"]["histories"][:2]
             run["attempts"][-1]["state"]["current"] = "RUNNING"
-            run["attempts"][-1]["state"]["histories"] = run["attempts"][-1]["state"][
-                "histories"][:1]
+            run["attempts"][-1]["state"]["histories"] = run["attempts"][-1]["state"]["histories"][
+                :1
+            ]
             run["outputs"] = {}
         await h.store.save_task_run(run)
     return str(doc["id"])
@@ -754,23 +805,29 @@ async def test_recover_resumes_an_interrupted_execution_where_it_stopped(h: Harn
     assert [len(runs[t].attempts) for t in ("first", "second", "third")] == [1, 2, 1]
     assert [a.current for a in runs["second"].attempts] == [State.FAILED, State.SUCCESS]
     assert runs["third"].outputs == {"value": "one two three"}
-    assert "attempt 1 was interrupted: podium stopped while it ran; running it again" in \
-        await h.logs(final)
+    assert (
+        "attempt 1 was interrupted: podium stopped while it ran; running it again"
+        in await h.logs(final)
+    )
 
 
 async def test_recover_fails_a_task_whose_retry_policy_is_spent(h: Harness) -> None:
-    source = RESUMABLE.replace('''format: "{{ outputs.first.value }} two"''',
-                               '''format: "{{ outputs.first.value }} two"
+    source = RESUMABLE.replace(
+        '''format: "{{ outputs.first.value }} two"''',
+        """format: "{{ outputs.first.value }} two"
         retry:
           type: constant
           interval: PT1S
-          maxAttempts: 1''')
+          maxAttempts: 1""",
+    )
     execution_id = await interrupted_copy(h, source, keep=1)
     await h.runtime.recover()
     final = await h.runtime.wait(execution_id)
     assert final.state.current == State.FAILED
-    assert final.error == ("task 'second': attempt 1 was interrupted: podium stopped while it "
-                           "ran, and its retry policy allows no further attempt")
+    assert final.error == (
+        "task 'second': attempt 1 was interrupted: podium stopped while it "
+        "ran, and its retry policy allows no further attempt"
+    )
 
 
 async def test_daemon_wide_execution_cap_queues_the_rest(tmp_path: Path) -> None:
@@ -795,7 +852,8 @@ async def test_daemon_wide_execution_cap_queues_the_rest(tmp_path: Path) -> None
 
 
 async def test_secret_is_read_from_base64_env_and_masked_in_logs(
-        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SECRET_DB_PASSWORD", "czNjcjN0")  # base64 of s3cr3t
     ex = await h.run("""
         id: f
@@ -813,7 +871,8 @@ async def test_secret_is_read_from_base64_env_and_masked_in_logs(
     assert "s3cr3t" not in " ".join(logs)
     assert ex.error is not None and ex.error.endswith(
         "secret 'NOPE' is not set (environment variable SECRET_NOPE, base64-encoded, or the "
-        "secrets file)\"")
+        'secrets file)"'
+    )
 
 
 async def test_kv_function_reads_the_namespace_store(h: Harness) -> None:
@@ -863,7 +922,10 @@ async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(h: Har
     assert [a.current for a in runs["check"].attempts] == [State.FAILED, State.SUCCESS]
     assert runs["last"].outputs == {"value": f"after {failed.id}"}
     assert [s for s, _ in final.state.histories][-3:] == [
-        State.RESTARTED, State.RUNNING, State.SUCCESS]
+        State.RESTARTED,
+        State.RUNNING,
+        State.SUCCESS,
+    ]
 
 
 async def test_restart_of_a_successful_execution_is_refused(h: Harness) -> None:
@@ -895,7 +957,8 @@ async def test_replay_from_a_task_keeps_earlier_runs_in_a_new_execution(h: Harne
 
 
 async def test_secret_values_are_masked_in_stored_outputs_and_errors(
-        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SECRET_TOKEN", "dG9wLXNlY3JldA==")  # base64 of top-secret
     ex = await h.run("""
         id: f
@@ -955,16 +1018,23 @@ async def test_pause_waits_until_resumed_with_inputs(h: Harness) -> None:
     assert final.state.current == State.SUCCESS
     assert final.task_runs[-1].outputs == {"value": "true"}
     assert [s for s, _ in final.state.histories] == [
-        State.CREATED, State.RUNNING, State.PAUSED, State.RUNNING, State.SUCCESS]
+        State.CREATED,
+        State.RUNNING,
+        State.PAUSED,
+        State.RUNNING,
+        State.SUCCESS,
+    ]
     assert not await h.runtime.resume(ex.id, {"approved": "true"})  # nothing waits now
 
 
 async def test_pause_duration_resumes_by_itself_or_fails_per_behavior(
-        fake: tuple[Harness, FakeClock]) -> None:
+    fake: tuple[Harness, FakeClock],
+) -> None:
     h, clock = fake
     timed = PAUSING.replace("        onResume:", "        pauseDuration: PT1H\n        onResume:")
-    ex = await run_on_fake_clock(h, clock, timed.replace("{{ outputs.wait_for_approval."
-                                                         "onResume.approved }}", "done"))
+    ex = await run_on_fake_clock(
+        h, clock, timed.replace("{{ outputs.wait_for_approval.onResume.approved }}", "done")
+    )
     assert ex.state.current == State.SUCCESS
     failing = timed.replace("pauseDuration: PT1H", "pauseDuration: PT1H\n        behavior: FAIL")
     ex = await run_on_fake_clock(h, clock, failing)
@@ -982,7 +1052,9 @@ async def test_an_execution_the_store_refuses_takes_no_concurrency_slot(tmp_path
     store = open_store(tmp_path / "data")
     await store.open()
     runtime = Runtime(tmp_path / "data", store, plugins=await asyncio.to_thread(default_plugins))
-    flow = await asyncio.to_thread(load_flow, textwrap.dedent("""
+    flow = await asyncio.to_thread(
+        load_flow,
+        textwrap.dedent("""
         id: one_at_a_time
         namespace: ns
         concurrency:
@@ -992,7 +1064,9 @@ async def test_an_execution_the_store_refuses_takes_no_concurrency_slot(tmp_path
           - id: t
             type: io.kestra.plugin.core.debug.Return
             format: x
-        """), "t.yaml")
+        """),
+        "t.yaml",
+    )
     flow.revision = await store.save_flow(flow.namespace, flow.id, flow.source)
     await store.close()
     for _ in range(2):  # the second would be QUEUED behind the first if its slot leaked

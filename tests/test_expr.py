@@ -15,8 +15,16 @@ from daemon.pebble import rewrite
 NOW = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 
 VARS: dict[str, Any] = {
-    "inputs": {"name": "Ada", "count": "3", "ratio": "3.5", "blank": "  ", "empty": [],
-               "flag": True, "nothing": None, "items": ["a", "b"]},
+    "inputs": {
+        "name": "Ada",
+        "count": "3",
+        "ratio": "3.5",
+        "blank": "  ",
+        "empty": [],
+        "flag": True,
+        "nothing": None,
+        "items": ["a", "b"],
+    },
     "outputs": {"extract": {"value": "42", "uri": "kestra://x/data.csv"}},
     "vars": {"welcome_message": "Hello, {{ inputs.name }}!"},
     "trigger": {"date": "2019-03-01T09:00:00Z", "body": "{{ 7*7 }}"},
@@ -40,6 +48,7 @@ def error(renderer: Renderer, template: str, **extra: Any) -> str:
 
 # -- plain text and caching ---------------------------------------------------------------
 
+
 def test_text_without_expressions_is_returned_as_is(renderer: Renderer) -> None:
     text = "no {braces} here, {# nor this #}"
     assert renderer.render(text, {}) is text
@@ -59,18 +68,25 @@ def test_trailing_newline_of_a_block_scalar_is_kept(renderer: Renderer) -> None:
 
 # -- how values print -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "printed"), [
-    (None, ""),
-    (True, "true"),
-    (False, "false"),
-    (3, "3"),
-    (2.5, "2.5"),
-    ({"a": [1, "é"], "b": None}, '{"a":[1,"é"],"b":null}'),
-    (["x", {"y": True}], '["x",{"y":true}]'),
-    (datetime(2019, 3, 1, 9, 0, tzinfo=UTC), "2019-03-01T09:00:00Z"),
-    (datetime(2019, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=2))), "2019-03-01T09:00:00+02:00"),
-    ({"when": datetime(2019, 3, 1, tzinfo=UTC)}, '{"when":"2019-03-01T00:00:00Z"}'),
-])
+
+@pytest.mark.parametrize(
+    ("value", "printed"),
+    [
+        (None, ""),
+        (True, "true"),
+        (False, "false"),
+        (3, "3"),
+        (2.5, "2.5"),
+        ({"a": [1, "é"], "b": None}, '{"a":[1,"é"],"b":null}'),
+        (["x", {"y": True}], '["x",{"y":true}]'),
+        (datetime(2019, 3, 1, 9, 0, tzinfo=UTC), "2019-03-01T09:00:00Z"),
+        (
+            datetime(2019, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=2))),
+            "2019-03-01T09:00:00+02:00",
+        ),
+        ({"when": datetime(2019, 3, 1, tzinfo=UTC)}, '{"when":"2019-03-01T00:00:00Z"}'),
+    ],
+)
 def test_values_print_as_pebble_prints_them(renderer: Renderer, value: Any, printed: str) -> None:
     assert render(renderer, "{{ value }}", value=value) == printed
 
@@ -81,36 +97,42 @@ def test_concatenation_prints_operands_as_pebble_does(renderer: Renderer) -> Non
 
 # -- undefined values -------------------------------------------------------------------
 
+
 def test_undefined_variable_error_names_it(renderer: Renderer) -> None:
     assert error(renderer, "{{ input.name }}") == (
-        "cannot render \"{{ input.name }}\": 'input' is undefined")
+        "cannot render \"{{ input.name }}\": 'input' is undefined"
+    )
 
 
 def test_missing_output_error_names_it_and_lists_the_known_ones(renderer: Renderer) -> None:
     assert error(renderer, "{{ outputs.nope.value }}") == (
-        "cannot render \"{{ outputs.nope.value }}\": 'nope' is undefined"
-        " (available keys: extract)")
+        "cannot render \"{{ outputs.nope.value }}\": 'nope' is undefined (available keys: extract)"
+    )
 
 
 def test_misspelt_attribute_error_lists_the_available_keys(renderer: Renderer) -> None:
     assert error(renderer, "{{ outputs.extract.vlaue }}") == (
         "cannot render \"{{ outputs.extract.vlaue }}\": 'vlaue' is undefined"
-        " (available keys: value, uri)")
+        " (available keys: value, uri)"
+    )
 
 
 def test_missing_key_of_an_empty_map_says_so(renderer: Renderer) -> None:
     assert error(renderer, "{{ labels.team }}", labels={}) == (
-        "cannot render \"{{ labels.team }}\": 'team' is undefined (no keys available)")
+        "cannot render \"{{ labels.team }}\": 'team' is undefined (no keys available)"
+    )
 
 
 def test_index_past_the_end_error_gives_the_length(renderer: Renderer) -> None:
     assert error(renderer, "{{ inputs.items[5] }}") == (
-        'cannot render "{{ inputs.items[5] }}": index 5 is out of range (length 2)')
+        'cannot render "{{ inputs.items[5] }}": index 5 is out of range (length 2)'
+    )
 
 
 def test_attribute_of_text_error_names_the_type(renderer: Renderer) -> None:
     assert error(renderer, "{{ inputs.name.first }}") == (
-        "cannot render \"{{ inputs.name.first }}\": 'str' object has no attribute 'first'")
+        "cannot render \"{{ inputs.name.first }}\": 'str' object has no attribute 'first'"
+    )
 
 
 def test_undefined_chain_can_be_tested_with_is_defined(renderer: Renderer) -> None:
@@ -118,18 +140,22 @@ def test_undefined_chain_can_be_tested_with_is_defined(renderer: Renderer) -> No
     assert render(renderer, template) == "false|true"
 
 
-@pytest.mark.parametrize("template", [
-    "{{ outputs.nope.value == 1 }}",
-    "{% if outputs.nope.value %}x{% endif %}",
-    "{% for x in outputs.nope.value %}{{ x }}{% endfor %}",
-    "{{ outputs.nope.value | upper }}",
-    "{{ outputs.nope.value | length }}",
-    "{{ outputs.nope.value ~ 'x' }}",
-    "{{ [outputs.nope.value] }}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ outputs.nope.value == 1 }}",
+        "{% if outputs.nope.value %}x{% endif %}",
+        "{% for x in outputs.nope.value %}{{ x }}{% endfor %}",
+        "{{ outputs.nope.value | upper }}",
+        "{{ outputs.nope.value | length }}",
+        "{{ outputs.nope.value ~ 'x' }}",
+        "{{ [outputs.nope.value] }}",
+    ],
+)
 def test_using_an_undefined_value_fails_naming_it(renderer: Renderer, template: str) -> None:
     assert error(renderer, template) == (
-        f"cannot render \"{template}\": 'nope' is undefined (available keys: extract)")
+        f"cannot render \"{template}\": 'nope' is undefined (available keys: extract)"
+    )
 
 
 def test_map_keys_win_over_dict_methods(renderer: Renderer) -> None:
@@ -137,6 +163,7 @@ def test_map_keys_win_over_dict_methods(renderer: Renderer) -> None:
 
 
 # -- Pebble operators -------------------------------------------------------------------
+
 
 def test_coalesce_uses_default_when_output_missing(renderer: Renderer) -> None:
     assert render(renderer, "{{ outputs.nope.value ?? 'none yet' }}") == "none yet"
@@ -167,7 +194,8 @@ def test_coalesce_result_goes_through_a_following_filter(renderer: Renderer) -> 
 
 def test_coalesce_accepts_a_negative_number_and_literals(renderer: Renderer) -> None:
     assert render(renderer, "{{ x ?? -1 }}|{{ x ?? [1, 2] }}|{{ x ?? {'a': 1} }}") == (
-        '-1|[1,2]|{"a":1}')
+        '-1|[1,2]|{"a":1}'
+    )
 
 
 def test_undefined_coalescing_keeps_null_but_replaces_undefined(renderer: Renderer) -> None:
@@ -209,9 +237,11 @@ def test_question_marks_in_strings_and_text_are_left_alone(renderer: Renderer) -
 
 
 def test_coalesce_in_if_for_and_set_statements(renderer: Renderer) -> None:
-    template = ("{% if outputs.nope ?? true %}T{% endif %}"
-                "{% for i in outputs.nope ?? [1, 2] %}{{ i }}{% endfor %}"
-                "{% set x = outputs.nope ??? 'set' %}{{ x }}")
+    template = (
+        "{% if outputs.nope ?? true %}T{% endif %}"
+        "{% for i in outputs.nope ?? [1, 2] %}{{ i }}{% endfor %}"
+        "{% set x = outputs.nope ??? 'set' %}{{ x }}"
+    )
     assert render(renderer, template) == "T12set"
 
 
@@ -222,7 +252,8 @@ def test_comments_and_raw_blocks_are_not_rewritten(renderer: Renderer) -> None:
 
 def test_rewrite_only_touches_tags_with_pebble_operators() -> None:
     assert rewrite("x ? {{ a }} : {{ b ?? c }}") == (
-        "x ? {{ a }} : {{ ((b) if (b) is not null else (c)) }}")
+        "x ? {{ a }} : {{ ((b) if (b) is not null else (c)) }}"
+    )
     assert rewrite("{{- a ? b : c -}}") == "{{- ((b) if (a) else (c)) -}}"
 
 
@@ -232,25 +263,32 @@ def test_jinja_operators_work(renderer: Renderer) -> None:
 
 
 def test_is_null_is_true_for_null_and_undefined(renderer: Renderer) -> None:
-    template = ("{{ inputs.nothing is null }}{{ inputs.nope is null }}"
-                "{{ inputs.name is null }}{{ inputs.name is not null }}{{ null is null }}")
+    template = (
+        "{{ inputs.nothing is null }}{{ inputs.nope is null }}"
+        "{{ inputs.name is null }}{{ inputs.name is not null }}{{ null is null }}"
+    )
     assert render(renderer, template) == "truetruefalsetruetrue"
 
 
 def test_is_empty_covers_null_blank_text_and_empty_collections(renderer: Renderer) -> None:
-    template = ("{{ inputs.nothing is empty }}{{ inputs.blank is empty }}"
-                "{{ inputs.empty is empty }}{{ {} is empty }}{{ inputs.nope is empty }}"
-                "{{ inputs.name is empty }}")
+    template = (
+        "{{ inputs.nothing is empty }}{{ inputs.blank is empty }}"
+        "{{ inputs.empty is empty }}{{ {} is empty }}{{ inputs.nope is empty }}"
+        "{{ inputs.name is empty }}"
+    )
     assert render(renderer, template) == "truetruetruetruetruefalse"
 
 
 def test_default_filter_treats_null_undefined_and_blank_as_missing(renderer: Renderer) -> None:
-    template = ("{{ inputs.nothing | default('n') }}{{ outputs.x.y | default('u') }}"
-                "{{ inputs.blank | default('b') }}{{ inputs.name | default('d') }}")
+    template = (
+        "{{ inputs.nothing | default('n') }}{{ outputs.x.y | default('u') }}"
+        "{{ inputs.blank | default('b') }}{{ inputs.name | default('d') }}"
+    )
     assert render(renderer, template) == "nubAda"
 
 
 # -- functions --------------------------------------------------------------------------
+
 
 def test_render_function_renders_a_template_held_in_a_variable(renderer: Renderer) -> None:
     assert render(renderer, "{{ render(vars.welcome_message) }}") == "Hello, Ada!"
@@ -276,14 +314,16 @@ def test_render_function_stops_a_template_that_renders_itself(renderer: Renderer
     template = "{{ render(me) }}"
     prefix = f'cannot render "{template}": '
     assert error(renderer, template, me=template) == (
-        prefix * 11 + "render() nested more than 10 levels deep")
+        prefix * 11 + "render() nested more than 10 levels deep"
+    )
 
 
 def test_render_function_error_names_both_templates(renderer: Renderer) -> None:
     assert error(renderer, "{{ render(t) }}", t="Hi {{ inputs.nmae }}") == (
-        "cannot render \"{{ render(t) }}\": cannot render \"Hi {{ inputs.nmae }}\": "
+        'cannot render "{{ render(t) }}": cannot render "Hi {{ inputs.nmae }}": '
         "'nmae' is undefined (available keys: name, count, ratio, blank, empty, flag, "
-        "nothing, items)")
+        "nothing, items)"
+    )
 
 
 def test_now_comes_from_the_clock(renderer: Renderer) -> None:
@@ -293,8 +333,9 @@ def test_now_comes_from_the_clock(renderer: Renderer) -> None:
 
 def test_now_with_an_unknown_zone_fails(renderer: Renderer) -> None:
     assert error(renderer, "{{ now(timeZone='Mars/Olympus') }}") == (
-        'cannot render "{{ now(timeZone=\'Mars/Olympus\') }}": '
-        'now: unknown time zone "Mars/Olympus"')
+        "cannot render \"{{ now(timeZone='Mars/Olympus') }}\": "
+        'now: unknown time zone "Mars/Olympus"'
+    )
 
 
 def test_from_json_function_and_filter(renderer: Renderer) -> None:
@@ -306,7 +347,8 @@ def test_from_json_function_and_filter(renderer: Renderer) -> None:
 def test_from_json_with_invalid_text_fails(renderer: Renderer) -> None:
     assert error(renderer, "{{ fromJson('{') }}") == (
         "cannot render \"{{ fromJson('{') }}\": fromJson: Expecting property name enclosed in"
-        " double quotes: line 1 column 2 (char 1)")
+        " double quotes: line 1 column 2 (char 1)"
+    )
 
 
 def test_range_is_jinja_range(renderer: Renderer) -> None:
@@ -321,63 +363,83 @@ def test_functions_given_per_call_are_callable(renderer: Renderer) -> None:
 
 # -- sandbox and data from outside -------------------------------------------------------
 
+
 def test_values_from_outside_are_never_rendered(renderer: Renderer) -> None:
     assert render(renderer, "{{ trigger.body }}") == "{{ 7*7 }}"
     assert render(renderer, "{{ body }}", body="{% for x in range(3) %}x{% endfor %}") == (
-        "{% for x in range(3) %}x{% endfor %}")
+        "{% for x in range(3) %}x{% endfor %}"
+    )
 
 
 def test_sandbox_refuses_dunder_attributes(renderer: Renderer) -> None:
     assert error(renderer, "{{ ''.__class__.__mro__ }}") == (
         "cannot render \"{{ ''.__class__.__mro__ }}\": access to attribute '__class__' of"
-        " 'str' object is unsafe.")
+        " 'str' object is unsafe."
+    )
 
 
 def test_sandbox_refuses_to_change_the_variables(renderer: Renderer) -> None:
     assert error(renderer, "{{ inputs.items.append('c') }}") == (
         "cannot render \"{{ inputs.items.append('c') }}\": access to attribute 'append' of"
-        " 'list' object is unsafe.")
+        " 'list' object is unsafe."
+    )
     assert VARS["inputs"]["items"] == ["a", "b"]
 
 
 # -- malformed templates ----------------------------------------------------------------
 
-@pytest.mark.parametrize(("template", "reason"), [
-    ("{{ inputs.name", "unexpected end of template, expected 'end of print statement'."),
-    ("{{ inputs.name }", "unexpected '}'"),
-    ("{% if true %}x", "Unexpected end of template. Jinja was looking for the following tags:"
-                       " 'elif' or 'else' or 'endif'. The innermost block that needs to be"
-                       " closed is 'if'."),
-    ("{{ inputs.name | nope }}", "No filter named 'nope'."),
-    ("{{ nope('x') }}", "unknown function 'nope'"),
-    ("{{ x ? 1 }}", "unexpected char '?' at 5"),
-    ("{{ 1 / 0 }}", "ZeroDivisionError: division by zero"),
-])
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{{ inputs.name", "unexpected end of template, expected 'end of print statement'."),
+        ("{{ inputs.name }", "unexpected '}'"),
+        (
+            "{% if true %}x",
+            "Unexpected end of template. Jinja was looking for the following tags:"
+            " 'elif' or 'else' or 'endif'. The innermost block that needs to be"
+            " closed is 'if'.",
+        ),
+        ("{{ inputs.name | nope }}", "No filter named 'nope'."),
+        ("{{ nope('x') }}", "unknown function 'nope'"),
+        ("{{ x ? 1 }}", "unexpected char '?' at 5"),
+        ("{{ 1 / 0 }}", "ZeroDivisionError: division by zero"),
+    ],
+)
 def test_malformed_template_fails_with_the_reason(
-        renderer: Renderer, template: str, reason: str) -> None:
+    renderer: Renderer, template: str, reason: str
+) -> None:
     assert error(renderer, template) == f'cannot render "{template}": {reason}'
 
 
 def test_error_in_a_multi_line_template_gives_the_line(renderer: Renderer) -> None:
     assert error(renderer, "echo start\necho {{ nope }}\n") == (
-        "cannot render \"echo start\\necho {{ nope }}\\n\": 'nope' is undefined (line 2)")
+        "cannot render \"echo start\\necho {{ nope }}\\n\": 'nope' is undefined (line 2)"
+    )
     assert error(renderer, "a\nb\n{{ x | nope }}") == (
-        'cannot render "a\\nb\\n{{ x | nope }}": No filter named \'nope\'. (line 3)')
+        "cannot render \"a\\nb\\n{{ x | nope }}\": No filter named 'nope'. (line 3)"
+    )
 
 
 def test_error_shows_a_long_template_cut_short(renderer: Renderer) -> None:
     template = "x" * 300 + "{{ nope }}"
-    assert error(renderer, template) == (
-        f"cannot render \"{'x' * 200}...\": 'nope' is undefined")
+    assert error(renderer, template) == (f"cannot render \"{'x' * 200}...\": 'nope' is undefined")
 
 
 # -- render_value and evaluate_bool ------------------------------------------------------
 
+
 def test_render_value_renders_strings_nested_in_lists_and_maps(renderer: Renderer) -> None:
-    value = {"{{ inputs.name }}": ["{{ inputs.count }}", {"k": "{{ inputs.flag }}"}, 7, None],
-             "n": 1.5, "t": ("{{ 1 + 1 }}",)}
+    value = {
+        "{{ inputs.name }}": ["{{ inputs.count }}", {"k": "{{ inputs.flag }}"}, 7, None],
+        "n": 1.5,
+        "t": ("{{ 1 + 1 }}",),
+    }
     assert renderer.render_value(value, VARS) == {
-        "Ada": ["3", {"k": "true"}, 7, None], "n": 1.5, "t": ("2",)}
+        "Ada": ["3", {"k": "true"}, 7, None],
+        "n": 1.5,
+        "t": ("2",),
+    }
 
 
 def test_render_value_returns_other_values_unchanged(renderer: Renderer) -> None:
@@ -385,23 +447,27 @@ def test_render_value_returns_other_values_unchanged(renderer: Renderer) -> None
     assert renderer.render_value(marker, VARS) is marker
 
 
-@pytest.mark.parametrize(("template", "expected"), [
-    ("{{ inputs.flag }}", True),
-    ("{{ 1 == 2 }}", False),
-    (" TRUE\n", True),
-    ("yes", True),
-    ("1", True),
-    ("False", False),
-    ("0", False),
-    ("", False),
-    ("{{ inputs.nothing }}", False),
-    ("null", False),
-    ("None", False),
-    (True, True),
-    (False, False),
-])
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ inputs.flag }}", True),
+        ("{{ 1 == 2 }}", False),
+        (" TRUE\n", True),
+        ("yes", True),
+        ("1", True),
+        ("False", False),
+        ("0", False),
+        ("", False),
+        ("{{ inputs.nothing }}", False),
+        ("null", False),
+        ("None", False),
+        (True, True),
+        (False, False),
+    ],
+)
 def test_evaluate_bool_reads_the_rendered_condition(
-        renderer: Renderer, template: str | bool, expected: bool) -> None:
+    renderer: Renderer, template: str | bool, expected: bool
+) -> None:
     assert renderer.evaluate_bool(template, VARS) is expected
 
 
@@ -409,4 +475,5 @@ def test_evaluate_bool_refuses_text_that_is_not_a_boolean(renderer: Renderer) ->
     with pytest.raises(TemplateError) as raised:
         renderer.evaluate_bool("{{ inputs.name }}", VARS)
     assert str(raised.value) == (
-        'cannot use "{{ inputs.name }}" as a condition: it gave "Ada", expected true or false')
+        'cannot use "{{ inputs.name }}" as a condition: it gave "Ada", expected true or false'
+    )

@@ -60,8 +60,20 @@ async def broker(mosquitto: Mosquitto) -> AsyncIterator[Mosquitto]:
 
 async def pub(broker: Mosquitto, topic: str, message: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
-        "-m", message, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "mosquitto_pub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-t",
+        topic,
+        "-m",
+        message,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
 
@@ -103,19 +115,21 @@ class Relay:
     def release(self) -> None:
         self.holding = False
 
-    async def _connected(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             if self.holding:
                 return
             try:
                 up_reader, up_writer = await asyncio.open_connection(
-                    self.upstream.host, self.upstream.port)
+                    self.upstream.host, self.upstream.port
+                )
             except OSError:
                 return
             try:
-                pipes = [asyncio.create_task(_pipe(reader, up_writer)),
-                         asyncio.create_task(_pipe(up_reader, writer))]
+                pipes = [
+                    asyncio.create_task(_pipe(reader, up_writer)),
+                    asyncio.create_task(_pipe(up_reader, writer)),
+                ]
                 self._pipes.update(pipes)
                 await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
                 for pipe in pipes:
@@ -144,16 +158,18 @@ class QueuingPublisher:
     is up or not: what it cannot send yet it keeps, and sends on reconnecting."""
 
     def __init__(self, broker: Mosquitto, client_id: str) -> None:
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False)
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
         self.client.reconnect_delay_set(0.1, 1)
         self.broker = broker
         self.acknowledged: set[int] = set()
         self._lock = threading.Lock()
         self.client.on_publish = self._on_publish
 
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         with self._lock:
             self.acknowledged.add(mid)
 
@@ -185,7 +201,8 @@ def connections_of(broker: Mosquitto, client_id: str) -> int:
 
 def payloads(daemon: ServeProcess, flow_id: str) -> list[str]:
     status, found = daemon.request(
-        "GET", f"/api/v1/executions/search?namespace=faults&flowId={flow_id}&size=100")
+        "GET", f"/api/v1/executions/search?namespace=faults&flowId={flow_id}&size=100"
+    )
     assert status == 200, found
     return sorted(doc["trigger"]["variables"]["payload"] for doc in found["results"])
 
@@ -204,11 +221,14 @@ async def executions_reach(daemon: ServeProcess, flow_id: str, count: int) -> li
 
 @pytest.mark.parametrize("version", ["V3", "V5"])
 async def test_serve_reconnects_after_a_broker_restart_and_runs_each_message_once(
-        tmp_path: Path, broker: Mosquitto, name: str, version: str) -> None:
+    tmp_path: Path, broker: Mosquitto, name: str, version: str
+) -> None:
     flows, data = tmp_path / "flows", tmp_path / "data"
     await asyncio.to_thread(flows.mkdir)
     async with Relay(broker) as relay:
-        await asyncio.to_thread((flows / "mqtt.yaml").write_text, textwrap.dedent(f"""
+        await asyncio.to_thread(
+            (flows / "mqtt.yaml").write_text,
+            textwrap.dedent(f"""
             id: {name}
             namespace: faults
             tasks:
@@ -223,7 +243,8 @@ async def test_serve_reconnects_after_a_broker_restart_and_runs_each_message_onc
                 topic: {name}/q
                 serdeType: STRING
                 version: {version}
-            """))
+            """),
+        )
         daemon = await asyncio.to_thread(ServeProcess, tmp_path, flows, data)
         publisher = await asyncio.to_thread(QueuingPublisher, broker, f"{name}-pub")
         try:
@@ -248,8 +269,9 @@ async def test_serve_reconnects_after_a_broker_restart_and_runs_each_message_onc
             await asyncio.to_thread(daemon.wait_line, "connected to", 60, mark)
             await executions_reach(daemon, name, 7)
             await pub(broker, f"{name}/q", "sentinel")  # nothing else is on its way
-            assert await executions_reach(daemon, name, 8) == sorted([
-                "before", "down 0", "down 1", "down 2", "up 0", "up 1", "up 2", "sentinel"])
+            assert await executions_reach(daemon, name, 8) == sorted(
+                ["before", "down 0", "down 1", "down 2", "up 0", "up 1", "up 2", "sentinel"]
+            )
             assert daemon.proc is not None and daemon.proc.poll() is None
         finally:
             await asyncio.to_thread(publisher.close)
@@ -257,8 +279,10 @@ async def test_serve_reconnects_after_a_broker_restart_and_runs_each_message_onc
                 assert await asyncio.to_thread(daemon.stop) == 0, daemon.output()
     assert await asyncio.to_thread(connections_of, broker, name) == 2
     line = next(line for line in daemon.lines if "connected to" in line)
-    assert f"faults.{name} trigger mqtt: connected to tcp://127.0.0.1:{relay.port} again " \
-           "after " in line
+    assert (
+        f"faults.{name} trigger mqtt: connected to tcp://127.0.0.1:{relay.port} again "
+        "after " in line
+    )
 
 
 # -- in flight when the broker restarts -------------------------------------------------------
@@ -266,12 +290,13 @@ async def test_serve_reconnects_after_a_broker_restart_and_runs_each_message_onc
 
 @pytest.mark.parametrize("version", ["V3", "V5"])
 async def test_messages_in_flight_when_the_broker_restarts_run_once(
-        h: Harness, broker: Mosquitto, name: str, version: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, broker: Mosquitto, name: str, version: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The first message's execution is stored but its acknowledgement not sent, the two
     others are delivered and not yet read, when the broker restarts."""
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
-    flow = await h.flow(textwrap.dedent(f"""
+    flow = await h.flow(
+        textwrap.dedent(f"""
         id: {name}
         namespace: faults
         tasks:
@@ -286,19 +311,25 @@ async def test_messages_in_flight_when_the_broker_restarts_run_once(
             topic: {name}/f
             serdeType: STRING
             version: {version}
-        """))
+        """)
+    )
     settings = Settings(data_dir=h.runtime.data_dir)
     trigger = flow.triggers[0]
     emit = Triggers(h.runtime, settings, WebhookRegistry()).emitter(flow, trigger)
-    ctx = TriggerContext(h.runtime, flow, trigger.id, logging.getLogger(TRIGGER_LOG),
-                         settings, WebhookRegistry())
+    ctx = TriggerContext(
+        h.runtime, flow, trigger.id, logging.getLogger(TRIGGER_LOG), settings, WebhookRegistry()
+    )
     stored = asyncio.Event()
     restarted = asyncio.Event()
     started: list[Execution] = []
 
-    async def slow_emit(inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
-                        labels: Mapping[str, str] | None = None,
-                        key: str | None = None) -> Execution:
+    async def slow_emit(
+        inputs: Mapping[str, Any],
+        variables: Mapping[str, Any],
+        *,
+        labels: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> Execution:
         execution = await emit(inputs, variables)
         started.append(execution)
         if len(started) == 1:
@@ -339,7 +370,11 @@ async def test_messages_in_flight_when_the_broker_restarts_run_once(
     docs, total = await h.store.search_executions(namespace="faults", flow_id=name)
     assert total == 4
     assert sorted(d["trigger"]["variables"]["payload"] for d in docs) == [
-        "in flight 0", "in flight 1", "in flight 2", "sentinel"]
+        "in flight 0",
+        "in flight 1",
+        "in flight 2",
+        "sentinel",
+    ]
     assert all(d["state"]["current"] == State.SUCCESS for d in docs)
     # The broker did deliver the stored one again; its execution was found, none started.
     again = [r.getMessage() for r in caplog.records if "was delivered again" in r.getMessage()]

@@ -81,9 +81,11 @@ class Disk:
 def _mount(*argv: str) -> None:
     done = subprocess.run(["mount", *argv], capture_output=True, text=True)
     if done.returncode:
-        pytest.fail(f"mount {' '.join(argv)} failed ({done.stderr.strip()}): these tests "
-                    "mount a small tmpfs, which needs root with CAP_SYS_ADMIN and the "
-                    "util-linux package (mount)")
+        pytest.fail(
+            f"mount {' '.join(argv)} failed ({done.stderr.strip()}): these tests "
+            "mount a small tmpfs, which needs root with CAP_SYS_ADMIN and the "
+            "util-linux package (mount)"
+        )
 
 
 @pytest.fixture
@@ -99,6 +101,7 @@ def storage_disk(tmp_path: Path) -> Iterator[Disk]:
 @pytest.fixture
 async def files_server() -> AsyncIterator[str]:
     """A local HTTP server: GET /payload.bin answers PAYLOAD."""
+
     async def payload(request: web.Request) -> web.Response:
         return web.Response(body=PAYLOAD, content_type="application/octet-stream")
 
@@ -138,7 +141,8 @@ DOWNLOAD = """
 
 
 async def test_download_into_a_full_storage_fails_naming_the_file_and_the_reason(
-        h: Harness, storage_disk: Disk, files_server: str) -> None:
+    h: Harness, storage_disk: Disk, files_server: str
+) -> None:
     await asyncio.to_thread(storage_disk.fill)
     source = DOWNLOAD.format(url=files_server)
     ex = await h.run(source)
@@ -157,7 +161,8 @@ async def test_download_into_a_full_storage_fails_naming_the_file_and_the_reason
 
 def script(*commands: str, output_files: str = '["*.bin"]') -> str:
     lines = "".join(f"      - {json.dumps(c)}\n" for c in commands)
-    return textwrap.dedent("""
+    return (
+        textwrap.dedent("""
         id: script
         namespace: faults
         tasks:
@@ -167,11 +172,14 @@ def script(*commands: str, output_files: str = '["*.bin"]') -> str:
               type: io.kestra.plugin.core.runner.Process
             outputFiles: {output_files}
             commands:
-        """).format(output_files=output_files) + lines
+        """).format(output_files=output_files)
+        + lines
+    )
 
 
 async def test_script_output_files_on_a_full_storage_fail_the_task(
-        h: Harness, storage_disk: Disk) -> None:
+    h: Harness, storage_disk: Disk
+) -> None:
     await asyncio.to_thread(storage_disk.fill)
     ex = await h.run(script("head -c 262144 /dev/zero > out.bin"))
     assert ex.state.current == State.FAILED
@@ -198,8 +206,9 @@ CONCAT = """
     """
 
 
-async def test_concat_and_file_inputs_on_a_full_storage(h: Harness, storage_disk: Disk,
-                                                         tmp_path: Path) -> None:
+async def test_concat_and_file_inputs_on_a_full_storage(
+    h: Harness, storage_disk: Disk, tmp_path: Path
+) -> None:
     part = tmp_path / "part.bin"
     await asyncio.to_thread(part.write_bytes, PAYLOAD)
     flow = await h.flow(CONCAT)
@@ -229,7 +238,8 @@ async def test_concat_and_file_inputs_on_a_full_storage(h: Harness, storage_disk
 
 
 async def test_read_only_storage_fails_the_task_with_the_reason(
-        h: Harness, storage_disk: Disk, files_server: str) -> None:
+    h: Harness, storage_disk: Disk, files_server: str
+) -> None:
     source = DOWNLOAD.format(url=files_server)
     first = await h.run(source)  # writable: faults/download/executions/... exists now
     assert first.state.current == State.SUCCESS, await h.logs(first)
@@ -242,16 +252,14 @@ async def test_read_only_storage_fails_the_task_with_the_reason(
     target = stored_file(h, ex, "get", "payload.bin")
     executions = storage_disk.path / "faults" / "download" / "executions"
     # mkdir names the first directory it could not make: the execution's own.
-    assert ex.error == (f"task 'get': cannot write {target}: {READONLY} "
-                        f"({executions / ex.id})")
+    assert ex.error == (f"task 'get': cannot write {target}: {READONLY} ({executions / ex.id})")
     again = await h.run(source)
     assert again.state.current == State.SUCCESS, await h.logs(again)
 
 
-
 async def test_a_full_working_directory_fails_the_task_in_one_line(
-        h: Harness, tmp_path: Path, files_server: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, tmp_path: Path, files_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Tasks write their files in their working directory (data/tmp) before storing them:
     a full disk there fails the task with the reason and the directory, no traceback."""
     disk = await asyncio.to_thread(Disk(tmp_path / "data" / "tmp").mount)
@@ -267,10 +275,9 @@ async def test_a_full_working_directory_fails_the_task_in_one_line(
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
 
 
-
 async def test_mqtt_batch_waits_unacknowledged_while_storage_is_full(
-        h: Harness, storage_disk: Disk, mosquitto: Mosquitto,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, storage_disk: Disk, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
     """The batching MQTT trigger stores each batch as a file: on a full disk its messages
     stay with the broker, unacknowledged, and the batch is stored once there is room."""
     caplog.set_level(logging.INFO, logger="daemon.triggering")
@@ -298,10 +305,13 @@ async def test_mqtt_batch_waits_unacknowledged_while_storage_is_full(
             await _publish(mosquitto, f"{name}/b", json.dumps({"n": n}))
         await eventually(lambda: _logged(caplog, "the batch of 3 messages waits"))
         [refusal] = [r.getMessage() for r in caplog.records if "waits" in r.getMessage()]
-        assert refusal.startswith(f"faults.{name} trigger mqtt: cannot write "
-                                  f"{storage_disk.path}/faults/{name}/triggers/mqtt/")
-        assert refusal.endswith(f".ion: {NOSPACE}; the batch of 3 messages waits "
-                                "unacknowledged, stored again in 1s")
+        assert refusal.startswith(
+            f"faults.{name} trigger mqtt: cannot write "
+            f"{storage_disk.path}/faults/{name}/triggers/mqtt/"
+        )
+        assert refusal.endswith(
+            f".ion: {NOSPACE}; the batch of 3 messages waits unacknowledged, stored again in 1s"
+        )
         assert th.executions == []
         await asyncio.to_thread(storage_disk.free)
         [execution] = await th.wait_for(1, timeout=60)
@@ -323,8 +333,20 @@ async def _stored_state(h: Harness, key: str) -> bool:
 
 async def _publish(broker: Mosquitto, topic: str, message: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
-        "-m", message, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "mosquitto_pub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-t",
+        topic,
+        "-m",
+        message,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
 
@@ -371,7 +393,8 @@ def fills_the_disk(disk: Disk) -> str:
 
 
 async def test_a_full_disk_under_the_store_fails_the_execution_and_the_daemon_goes_on(
-        data_disk: tuple[Harness, Disk], caplog: pytest.LogCaptureFixture) -> None:
+    data_disk: tuple[Harness, Disk], caplog: pytest.LogCaptureFixture
+) -> None:
     h, disk = data_disk
     caplog.set_level(logging.INFO)
     ex = await h.start(fills_the_disk(disk))
@@ -389,7 +412,8 @@ async def test_a_full_disk_under_the_store_fails_the_execution_and_the_daemon_go
     # The task ended (WARNING: `head` complained on stderr) but its end was refused: stored
     # now all the same, and the next task never started.
     assert {r["taskId"]: r["state"]["current"] for r in stored["taskRunList"]} == {
-        "fill": "WARNING"}
+        "fill": "WARNING"
+    }
     again = await h.run("""
         id: next
         namespace: faults
@@ -426,11 +450,20 @@ tasks:
 
 def upload(daemon: ServeProcess, name: str, content: bytes) -> tuple[int, Any]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"part\"; "
-            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    return daemon.request("POST", "/api/v1/executions/faults/upload", body,
-                          {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="part"; '
+            f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return daemon.request(
+        "POST",
+        "/api/v1/executions/faults/upload",
+        body,
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
 
 
 def writable(root: Path, allowed: bool) -> None:
@@ -443,8 +476,7 @@ def ended(daemon: ServeProcess, flow_id: str) -> dict[str, Any]:
     return daemon.wait_execution(started["id"], {"SUCCESS", "WARNING", "FAILED", "KILLED"})
 
 
-def test_serve_fails_tasks_on_a_full_or_refused_storage_and_keeps_serving(
-        tmp_path: Path) -> None:
+def test_serve_fails_tasks_on_a_full_or_refused_storage_and_keeps_serving(tmp_path: Path) -> None:
     flows, data = tmp_path / "flows", tmp_path / "data"
     flows.mkdir()
     (flows / "script.yaml").write_text(script("head -c 262144 /dev/zero > out.bin"))
@@ -462,8 +494,9 @@ def test_serve_fails_tasks_on_a_full_or_refused_storage_and_keeps_serving(
         assert full["error"].endswith(f"/out.bin: {NOSPACE}")
         status, refused = upload(daemon, "part.bin", PAYLOAD)
         assert status == 507, refused
-        assert refused["message"].startswith(f"Insufficient Storage: cannot write {disk.path}/"
-                                             "faults/upload/executions/")
+        assert refused["message"].startswith(
+            f"Insufficient Storage: cannot write {disk.path}/faults/upload/executions/"
+        )
         assert refused["message"].endswith(f"/inputs/part/part.bin: {NOSPACE}")
 
         disk.free()
@@ -472,15 +505,18 @@ def test_serve_fails_tasks_on_a_full_or_refused_storage_and_keeps_serving(
         assert denied["state"]["current"] == "FAILED"
         assert denied["error"].startswith(f"task 'make': {prefix}{denied['id']}/tasks/make/")
         assert denied["error"].endswith(
-            f"/out.bin: {DENIED} ({disk.path}/faults/script/executions/{denied['id']})")
+            f"/out.bin: {DENIED} ({disk.path}/faults/script/executions/{denied['id']})"
+        )
 
         writable(disk.path, True)
         fine = ended(daemon, "script")
         assert fine["state"]["current"] == "SUCCESS", fine
         status, accepted = upload(daemon, "part.bin", PAYLOAD)
         assert status == 200, accepted
-        assert daemon.wait_execution(accepted["id"], {"SUCCESS", "FAILED"})["state"][
-            "current"] == "SUCCESS"
+        assert (
+            daemon.wait_execution(accepted["id"], {"SUCCESS", "FAILED"})["state"]["current"]
+            == "SUCCESS"
+        )
         assert "Traceback" not in daemon.output()
     finally:
         stopped = daemon.stop() if daemon.proc is not None else 0
@@ -511,14 +547,16 @@ def test_serve_survives_a_full_disk_under_its_sqlite_store(tmp_path: Path) -> No
     flows.mkdir()
     disk = Disk(tmp_path / "data", size="8m").mount()
     (flows / "runaway.yaml").write_text(runaway_flow(disk.filler))
-    (flows / "hello.yaml").write_text(textwrap.dedent("""
+    (flows / "hello.yaml").write_text(
+        textwrap.dedent("""
         id: hello
         namespace: faults
         tasks:
           - id: hello
             type: io.kestra.plugin.core.log.Log
             message: room again
-        """))
+        """)
+    )
     daemon = ServeProcess(tmp_path, flows, disk.path)
     try:
         daemon.start()
@@ -528,16 +566,19 @@ def test_serve_survives_a_full_disk_under_its_sqlite_store(tmp_path: Path) -> No
         assert daemon.request("GET", "/health")[0] == 200
         assert daemon.execution(started["id"])["state"]["current"] == "RUNNING"
         status, refused = daemon.request(
-            "POST", "/api/v1/executions/faults/hello", b"{}",
-            {"Content-Type": "application/json"})
-        assert (status, refused) == (503, {
-            "message": "Service Unavailable: the store is unavailable"})
+            "POST", "/api/v1/executions/faults/hello", b"{}", {"Content-Type": "application/json"}
+        )
+        assert (status, refused) == (
+            503,
+            {"message": "Service Unavailable: the store is unavailable"},
+        )
 
         disk.free()
         failed = daemon.wait_execution(started["id"], {"FAILED"})
         assert "database or disk is full" in failed["error"], failed["error"]
         assert [(r["taskId"], r["state"]["current"]) for r in failed["taskRunList"]] == [
-            ("fill", "WARNING")]
+            ("fill", "WARNING")
+        ]
         assert ended(daemon, "hello")["state"]["current"] == "SUCCESS"
         assert daemon.proc is not None and daemon.proc.poll() is None
     finally:
@@ -547,8 +588,8 @@ def test_serve_survives_a_full_disk_under_its_sqlite_store(tmp_path: Path) -> No
 
 
 async def test_a_file_that_found_the_storage_full_runs_once_there_is_room(
-        h: Harness, storage_disk: Disk, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, storage_disk: Disk, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The file trigger copies each file into storage before its execution exists: on a
     full disk there is no execution yet, and the next scan tries the file again."""
     from daemon.config import Settings

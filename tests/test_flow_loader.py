@@ -34,7 +34,12 @@ def test_hello_world_is_the_seed_flow() -> None:
     flow = load_flow_file(FLOWS / "01_hello_world.yaml")
     assert (flow.namespace, flow.id) == ("zoomcamp", "01_hello_world")
     assert [t.id for t in flow.tasks] == [
-        "hello_message", "generate_output", "sleep", "log_output", "goodbye_message"]
+        "hello_message",
+        "generate_output",
+        "sleep",
+        "log_output",
+        "goodbye_message",
+    ]
     assert flow.concurrency is not None
     assert (flow.concurrency.behavior, flow.concurrency.limit) == ("FAIL", 2)
     log = flow.tasks[0]
@@ -45,7 +50,8 @@ def test_hello_world_is_the_seed_flow() -> None:
 
 
 def test_full_kestra_type_and_legacy_type_name_load_the_same_class() -> None:
-    flow = load_flow(textwrap.dedent("""
+    flow = load_flow(
+        textwrap.dedent("""
         id: f
         namespace: ns
         tasks:
@@ -55,7 +61,9 @@ def test_full_kestra_type_and_legacy_type_name_load_the_same_class() -> None:
           - id: b
             type: io.kestra.core.tasks.log.Log
             message: hi
-        """), "f.yaml")
+        """),
+        "f.yaml",
+    )
     assert type(flow.tasks[0]) is type(flow.tasks[1]) is Log
 
 
@@ -65,8 +73,10 @@ def test_yaml_syntax_error_names_line_and_column() -> None:
         namespace: ns
         tasks: [
           - id: a
-        """) == ["f.yaml:4:3: invalid YAML: expected the node content, but found '-' "
-                 "(while parsing a flow node)"]
+        """) == [
+        "f.yaml:4:3: invalid YAML: expected the node content, but found '-' "
+        "(while parsing a flow node)"
+    ]
 
 
 def test_duplicate_yaml_key_is_an_error() -> None:
@@ -86,8 +96,10 @@ def test_unknown_type_suggests_the_closest_names() -> None:
           - id: a
             type: io.kestra.plugin.core.log.Logg
             message: hi
-        """) == ["f.yaml:5:11: tasks[0].type: unknown task type "
-                 "'io.kestra.plugin.core.log.Logg'; did you mean io.kestra.plugin.core.log.Log?"]
+        """) == [
+        "f.yaml:5:11: tasks[0].type: unknown task type "
+        "'io.kestra.plugin.core.log.Logg'; did you mean io.kestra.plugin.core.log.Log?"
+    ]
 
 
 def test_short_unknown_type_suggests_by_last_segment() -> None:
@@ -99,8 +111,10 @@ def test_short_unknown_type_suggests_by_last_segment() -> None:
             type: Sleep
             duration: PT1S
         """)
-    assert message.startswith("f.yaml:5:11: tasks[0].type: unknown task type 'Sleep'; did you "
-                              "mean io.kestra.plugin.core.flow.Sleep")
+    assert message.startswith(
+        "f.yaml:5:11: tasks[0].type: unknown task type 'Sleep'; did you "
+        "mean io.kestra.plugin.core.flow.Sleep"
+    )
 
 
 def test_unknown_property_is_an_error_with_a_hint() -> None:
@@ -178,8 +192,10 @@ def test_nested_unknown_type_points_inside_the_branch() -> None:
               - id: b
                 type: io.kestra.plugin.core.log.Lg
                 message: hi
-        """) == ["f.yaml:9:15: tasks[0].then[0].type: unknown task type "
-                 "'io.kestra.plugin.core.log.Lg'; did you mean io.kestra.plugin.core.log.Log?"]
+        """) == [
+        "f.yaml:9:15: tasks[0].then[0].type: unknown task type "
+        "'io.kestra.plugin.core.log.Lg'; did you mean io.kestra.plugin.core.log.Log?"
+    ]
 
 
 def test_depends_on_naming_no_task_is_an_error() -> None:
@@ -194,8 +210,10 @@ def test_depends_on_naming_no_task_is_an_error() -> None:
             type: io.kestra.plugin.core.log.Log
             message: hi
             dependsOn: [zz]
-        """) == ["f.yaml:10:17: tasks[1].dependsOn[0]: dependsOn names 'zz', which is not a "
-                 "task of this list (a, b)"]
+        """) == [
+        "f.yaml:10:17: tasks[1].dependsOn[0]: dependsOn names 'zz', which is not a "
+        "task of this list (a, b)"
+    ]
 
 
 def test_depends_on_cycle_is_an_error() -> None:
@@ -231,7 +249,8 @@ def test_bad_namespace_and_task_id_are_refused() -> None:
 
 
 def test_plugin_defaults_match_by_type_prefix_and_forced_overrides() -> None:
-    flow = load_flow(textwrap.dedent("""
+    flow = load_flow(
+        textwrap.dedent("""
         id: f
         namespace: ns
         tasks:
@@ -246,9 +265,12 @@ def test_plugin_defaults_match_by_type_prefix_and_forced_overrides() -> None:
           - type: io.kestra.plugin.core.log
             values:
               level: DEBUG
-        """), "f.yaml")
+        """),
+        "f.yaml",
+    )
     assert [t.level for t in flow.tasks] == ["WARN", "DEBUG"]  # type: ignore[attr-defined]
-    forced = load_flow(textwrap.dedent("""
+    forced = load_flow(
+        textwrap.dedent("""
         id: f
         namespace: ns
         tasks:
@@ -261,27 +283,36 @@ def test_plugin_defaults_match_by_type_prefix_and_forced_overrides() -> None:
             forced: true
             values:
               level: ERROR
-        """), "f.yaml")
+        """),
+        "f.yaml",
+    )
     assert forced.tasks[0].level == "ERROR"  # type: ignore[attr-defined]
 
 
 def test_labels_as_map_or_list() -> None:
     for labels in ("labels:\n  team: data\n", "labels:\n  - key: team\n    value: data\n"):
-        flow = load_flow("id: f\nnamespace: ns\n" + labels +
-                         "tasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
-                         "    message: hi\n", "f.yaml")
+        flow = load_flow(
+            "id: f\nnamespace: ns\n"
+            + labels
+            + "tasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+            "    message: hi\n",
+            "f.yaml",
+        )
         assert flow.labels == {"team": "data"}
 
 
 def test_templated_property_is_type_checked_only_when_not_a_template() -> None:
-    flow = load_flow(textwrap.dedent("""
+    flow = load_flow(
+        textwrap.dedent("""
         id: f
         namespace: ns
         tasks:
           - id: a
             type: io.kestra.plugin.core.flow.Sleep
             duration: "{{ inputs.wait }}"
-        """), "f.yaml")
+        """),
+        "f.yaml",
+    )
     assert flow.tasks[0].duration == "{{ inputs.wait }}"  # type: ignore[attr-defined]
 
 
@@ -298,8 +329,10 @@ def test_trigger_with_bad_cron_is_a_load_error() -> None:
             type: io.kestra.plugin.core.trigger.Schedule
             cron: "0 10 * *"
         """)
-    assert message == ("f.yaml:10:11: triggers[0].cron: cron expression has 4 fields, expected 5 "
-                       "(minute hour day-of-month month day-of-week) (got '0 10 * *')")
+    assert message == (
+        "f.yaml:10:11: triggers[0].cron: cron expression has 4 fields, expected 5 "
+        "(minute hour day-of-month month day-of-week) (got '0 10 * *')"
+    )
 
 
 def test_an_empty_file_and_a_list_are_not_flows() -> None:
@@ -327,14 +360,22 @@ def test_registry_lists_every_shipped_task_under_its_kestra_name() -> None:
     from daemon.registry import default_plugins
 
     plugins: Plugins = default_plugins()
-    for name in ("io.kestra.plugin.core.log.Log", "io.kestra.plugin.core.debug.Return",
-                 "io.kestra.plugin.core.flow.Sleep", "io.kestra.plugin.core.execution.Fail",
-                 "io.kestra.plugin.core.execution.Labels",
-                 "io.kestra.plugin.core.output.OutputValues",
-                 "io.kestra.plugin.core.execution.Exit", "io.kestra.plugin.core.flow.Sequential",
-                 "io.kestra.plugin.core.flow.Parallel", "io.kestra.plugin.core.flow.Dag",
-                 "io.kestra.plugin.core.flow.If", "io.kestra.plugin.core.flow.Switch",
-                 "io.kestra.plugin.core.flow.ForEach", "io.kestra.plugin.core.flow.AllowFailure",
-                 "io.kestra.plugin.core.flow.Subflow"):
+    for name in (
+        "io.kestra.plugin.core.log.Log",
+        "io.kestra.plugin.core.debug.Return",
+        "io.kestra.plugin.core.flow.Sleep",
+        "io.kestra.plugin.core.execution.Fail",
+        "io.kestra.plugin.core.execution.Labels",
+        "io.kestra.plugin.core.output.OutputValues",
+        "io.kestra.plugin.core.execution.Exit",
+        "io.kestra.plugin.core.flow.Sequential",
+        "io.kestra.plugin.core.flow.Parallel",
+        "io.kestra.plugin.core.flow.Dag",
+        "io.kestra.plugin.core.flow.If",
+        "io.kestra.plugin.core.flow.Switch",
+        "io.kestra.plugin.core.flow.ForEach",
+        "io.kestra.plugin.core.flow.AllowFailure",
+        "io.kestra.plugin.core.flow.Subflow",
+    ):
         assert name in plugins.tasks
     assert "io.kestra.plugin.core.trigger.Schedule" in plugins.triggers

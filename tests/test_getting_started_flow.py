@@ -17,23 +17,31 @@ from aiohttp import web
 from daemon.state import State
 from tests.harness import Harness, task_states
 
-FLOW = (Path(__file__).resolve().parent.parent / "flows"
-        / "03_getting_started_data_pipeline.yaml").read_text()
+FLOW = (
+    Path(__file__).resolve().parent.parent / "flows" / "03_getting_started_data_pipeline.yaml"
+).read_text()
 
-PRODUCTS = {"products": [
-    {"id": 1, "title": "iPhone", "brand": "Apple", "price": 10, "rating": 4.5},
-    {"id": 2, "title": "MacBook", "brand": "Apple", "price": 20.5, "rating": 4.1},
-    {"id": 3, "title": "Mascara", "brand": "Essence", "price": 9.99, "rating": 4.9},
-    {"id": 4, "title": "Galaxy", "brand": "Samsung", "price": 100, "rating": 3.2},
-    {"id": 5, "title": "Galaxy S", "brand": "Samsung", "price": 200, "rating": 3.8},
-    {"id": 6, "title": "Galaxy Z", "brand": "Samsung", "price": 301, "rating": 4.0},
-    {"id": 7, "title": "Apple pie", "price": 5, "rating": 5.0},
-], "total": 7, "skip": 0, "limit": 30}
+PRODUCTS = {
+    "products": [
+        {"id": 1, "title": "iPhone", "brand": "Apple", "price": 10, "rating": 4.5},
+        {"id": 2, "title": "MacBook", "brand": "Apple", "price": 20.5, "rating": 4.1},
+        {"id": 3, "title": "Mascara", "brand": "Essence", "price": 9.99, "rating": 4.9},
+        {"id": 4, "title": "Galaxy", "brand": "Samsung", "price": 100, "rating": 3.2},
+        {"id": 5, "title": "Galaxy S", "brand": "Samsung", "price": 200, "rating": 3.8},
+        {"id": 6, "title": "Galaxy Z", "brand": "Samsung", "price": 301, "rating": 4.0},
+        {"id": 7, "title": "Apple pie", "price": 5, "rating": 5.0},
+    ],
+    "total": 7,
+    "skip": 0,
+    "limit": 30,
+}
 
-AVERAGES = ('{brand:"Samsung",avg_price:200.33e0}\n'
-            '{brand:"Apple",avg_price:15.25e0}\n'
-            '{brand:"Essence",avg_price:9.99e0}\n'
-            '{brand:"N/A",avg_price:5.0e0}\n')
+AVERAGES = (
+    '{brand:"Samsung",avg_price:200.33e0}\n'
+    '{brand:"Apple",avg_price:15.25e0}\n'
+    '{brand:"Essence",avg_price:9.99e0}\n'
+    '{brand:"N/A",avg_price:5.0e0}\n'
+)
 
 
 @pytest.fixture
@@ -58,8 +66,7 @@ async def read(h: Harness, uri: str) -> str:
 async def test_pipeline_stores_the_average_price_per_brand(h: Harness, products_url: str) -> None:
     ex = await h.run(FLOW, {"products_url": products_url})
     assert ex.state.current == State.SUCCESS, await h.logs(ex)
-    assert task_states(ex) == {"extract": "SUCCESS", "transform": "SUCCESS",
-                               "query": "SUCCESS"}
+    assert task_states(ex) == {"extract": "SUCCESS", "transform": "SUCCESS", "query": "SUCCESS"}
     extract, transform, query = (tr.outputs for tr in ex.task_runs)
     assert extract["code"] == 200
     assert json.loads(await read(h, extract["uri"])) == PRODUCTS
@@ -72,8 +79,9 @@ async def test_pipeline_stores_the_average_price_per_brand(h: Harness, products_
 
 
 async def test_pipeline_keeps_the_columns_given_as_input(h: Harness, products_url: str) -> None:
-    ex = await h.run(FLOW, {"products_url": products_url,
-                            "columns_to_keep": '["title", "brand", "price"]'})
+    ex = await h.run(
+        FLOW, {"products_url": products_url, "columns_to_keep": '["title", "brand", "price"]'}
+    )
     assert ex.state.current == State.SUCCESS, await h.logs(ex)
     transform, query = ex.task_runs[1].outputs, ex.task_runs[2].outputs
     kept = json.loads(await read(h, transform["outputFiles"]["products.json"]))
@@ -99,4 +107,5 @@ async def test_pipeline_fails_at_extract_when_the_api_is_down(h: Harness) -> Non
     assert ex.state.current == State.FAILED
     assert task_states(ex) == {"extract": "FAILED"}
     assert await h.logs(ex, "ERROR") == [
-        f"GET {url} failed with response code 503 and body:\nmaintenance"]
+        f"GET {url} failed with response code 503 and body:\nmaintenance"
+    ]

@@ -75,18 +75,23 @@ KEY = "m3tr1csK3y"
 
 # -- reading a scrape ------------------------------------------------------------------------
 
+
 def parse(text: str) -> dict[Series, float]:
     """Every sample by name and labels, through prometheus_client's own parser."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict[Series, float], metric: str, /, **labels: str) -> float:
     return samples.get((metric, frozenset(labels.items())), 0.0)
 
 
-def moved(before: dict[Series, float], after: dict[Series, float], *names: str
-          ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def moved(
+    before: dict[Series, float], after: dict[Series, float], *names: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The series of `names` whose value changed, by how much."""
     out = {}
     for (name, labels), now in after.items():
@@ -109,17 +114,23 @@ def lint(text: str) -> list[str]:
         if not family.documentation:
             problems.append(f"{name}: no HELP text")
         if family.type == "counter":
-            problems += [f"{s.name}: counter sample without _total" for s in family.samples
-                         if not s.name.endswith("_total")]
+            problems += [
+                f"{s.name}: counter sample without _total"
+                for s in family.samples
+                if not s.name.endswith("_total")
+            ]
         elif name.endswith("_total"):
             problems.append(f"{name}: _total on a {family.type}")
-        if ("duration" in name or family.type in ("histogram", "summary")) \
-                and not name.endswith("_seconds"):
+        if ("duration" in name or family.type in ("histogram", "summary")) and not name.endswith(
+            "_seconds"
+        ):
             problems.append(f"{name}: a duration without its unit (_seconds)")
         for sample in family.samples:
-            problems += [f"{sample.name}: bad label name {label!r}" for label in sample.labels
-                         if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label)
-                         or label.startswith("__")]
+            problems += [
+                f"{sample.name}: bad label name {label!r}"
+                for label in sample.labels
+                if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__")
+            ]
         if family.type == "histogram":
             problems += histogram_problems(name, family.samples)
     return problems
@@ -146,11 +157,15 @@ def histogram_problems(name: str, samples: list[Any]) -> list[str]:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool") or shutil.which("promtool", path=str(
-        Path(sys.executable).parent))
+    found = shutil.which("promtool") or shutil.which(
+        "promtool", path=str(Path(sys.executable).parent)
+    )
     if found is None:
-        pytest.fail("promtool not found: run `bash .ci/ensure-packages` (it extracts it from "
-                    "Debian's `prometheus` package into .venv/bin)", pytrace=False)
+        pytest.fail(
+            "promtool not found: run `bash .ci/ensure-packages` (it extracts it from "
+            "Debian's `prometheus` package into .venv/bin)",
+            pytrace=False,
+        )
     return found
 
 
@@ -158,8 +173,13 @@ async def promtool_check(text: str) -> str:
     """promtool's verdict on a scrape: "" when it has nothing to say."""
     binary = await asyncio.to_thread(promtool)
     proc = await asyncio.create_subprocess_exec(
-        binary, "check", "metrics", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        binary,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate(text.encode())
     return "" if proc.returncode == 0 else f"exit {proc.returncode}: {out.decode()}"
 
@@ -182,6 +202,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20) 
 
 # -- executions and task runs ----------------------------------------------------------------
 
+
 async def test_a_burst_of_executions_moves_the_counters_by_exactly_its_size(h: Harness) -> None:
     ok, bad, meh = await h.flow(OK), await h.flow(BAD), await h.flow(MEH)
     async with serving(h) as url:
@@ -191,22 +212,26 @@ async def test_a_burst_of_executions_moves_the_counters_by_exactly_its_size(h: H
         started = [await h.start(ok) for _ in range(6)] + [await h.start(bad) for _ in range(3)]
         started += [await h.start(meh) for _ in range(2)]
         ended = [await h.runtime.wait(e.id) for e in started]
-        assert [e.state.current for e in ended] == \
-            [State.SUCCESS] * 6 + [State.FAILED] * 3 + [State.WARNING] * 2
+        assert [e.state.current for e in ended] == [State.SUCCESS] * 6 + [State.FAILED] * 3 + [
+            State.WARNING
+        ] * 2
         after = await scrape(url)
     ns = ("namespace", "metrics.test")
-    assert moved(before, after, "podium_executions_started_total",
-                 "podium_executions_ended_total") == {
+    assert moved(
+        before, after, "podium_executions_started_total", "podium_executions_ended_total"
+    ) == {
         ("podium_executions_started_total", (("flow", "ok"), ns)): 6,
         ("podium_executions_started_total", (("flow", "bad"), ns)): 3,
         ("podium_executions_started_total", (("flow", "meh"), ns)): 2,
         ("podium_executions_ended_total", (("flow", "ok"), ns, ("state", "SUCCESS"))): 6,
         ("podium_executions_ended_total", (("flow", "bad"), ns, ("state", "FAILED"))): 3,
-        ("podium_executions_ended_total", (("flow", "meh"), ns, ("state", "WARNING"))): 2}
+        ("podium_executions_ended_total", (("flow", "meh"), ns, ("state", "WARNING"))): 2,
+    }
     assert moved(before, after, "podium_task_run_duration_seconds_count") == {
         ("podium_task_run_duration_seconds_count", (("state", "SUCCESS"), ("type", LOG))): 9,
         ("podium_task_run_duration_seconds_count", (("state", "FAILED"), ("type", FAIL))): 3,
-        ("podium_task_run_duration_seconds_count", (("state", "WARNING"), ("type", FAIL))): 2}
+        ("podium_task_run_duration_seconds_count", (("state", "WARNING"), ("type", FAIL))): 2,
+    }
     assert value(after, "podium_executions_running") == 0
     assert value(after, "podium_executions_queued") == 0
     assert value(after, "podium_store_up") == 1
@@ -226,8 +251,7 @@ tasks:
 """
 
 
-async def test_queue_depth_and_running_are_read_from_the_runtime_when_scraped(
-        h: Harness) -> None:
+async def test_queue_depth_and_running_are_read_from_the_runtime_when_scraped(h: Harness) -> None:
     flow = await h.flow(PAUSED_ONE_AT_A_TIME)
     paused = asyncio.Queue[str]()
 
@@ -240,22 +264,30 @@ async def test_queue_depth_and_running_are_read_from_the_runtime_when_scraped(
         executions = [await h.start(flow) for _ in range(3)]
         first = await asyncio.wait_for(paused.get(), 20)
         now = await scrape(url)
-        assert (value(now, "podium_executions_running"),
-                value(now, "podium_executions_queued")) == (1, 2)
-        assert value(now, "podium_executions_started_total", namespace="metrics.test",
-                     flow="gate") == 1
+        assert (
+            value(now, "podium_executions_running"),
+            value(now, "podium_executions_queued"),
+        ) == (1, 2)
+        assert (
+            value(now, "podium_executions_started_total", namespace="metrics.test", flow="gate")
+            == 1
+        )
         assert await h.runtime.resume(first, {})
         for _ in range(2):
             assert await h.runtime.resume(await asyncio.wait_for(paused.get(), 20), {})
-        assert [(await h.runtime.wait(e.id)).state.current for e in executions] == \
-            [State.SUCCESS] * 3
+        assert [(await h.runtime.wait(e.id)).state.current for e in executions] == [
+            State.SUCCESS
+        ] * 3
         done = await scrape(url)
     unsubscribe()
-    assert (value(done, "podium_executions_running"),
-            value(done, "podium_executions_queued")) == (0, 0)
+    assert (value(done, "podium_executions_running"), value(done, "podium_executions_queued")) == (
+        0,
+        0,
+    )
     # resuming a paused execution is not a second start
-    assert value(done, "podium_executions_started_total", namespace="metrics.test",
-                 flow="gate") == 3
+    assert (
+        value(done, "podium_executions_started_total", namespace="metrics.test", flow="gate") == 3
+    )
 
 
 async def test_counts_of_two_runtimes_never_mix(h: Harness, tmp_path: Path) -> None:
@@ -299,10 +331,18 @@ async def test_script_metrics_appear_with_their_tags(h: Harness) -> None:
         assert execution.state.current == State.SUCCESS
         after = await scrape(url)
     where = {"namespace": "metrics.test", "flow": "etl", "task": "load"}
-    assert value(after, "podium_task_metric_total", **where, name="rows", tag_table="trips",
-                 tag_bad_key_x="1") == 7
-    assert value(after, "podium_task_metric_total", **where, name="rows",
-                 tag_table="zones") == 1
+    assert (
+        value(
+            after,
+            "podium_task_metric_total",
+            **where,
+            name="rows",
+            tag_table="trips",
+            tag_bad_key_x="1",
+        )
+        == 7
+    )
+    assert value(after, "podium_task_metric_total", **where, name="rows", tag_table="zones") == 1
     assert value(after, "podium_task_timer_seconds_count", **where, name="took") == 2
     assert value(after, "podium_task_timer_seconds_sum", **where, name="took") == 2.0
     assert value(after, "podium_task_metric_value", **where, name="left") == -2
@@ -310,7 +350,8 @@ async def test_script_metrics_appear_with_their_tags(h: Harness) -> None:
 
 
 async def test_task_metric_series_past_the_limit_are_dropped_and_counted(
-        h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(daemon.metrics, "MAX_TASK_METRIC_SERIES", 2)
     async with serving(h) as url:
         await h.run(SCRIPT)  # 4 series: rows/trips, took, left, rows/zones
@@ -321,7 +362,8 @@ async def test_task_metric_series_past_the_limit_are_dropped_and_counted(
     assert [r.getMessage() for r in caplog.records if r.name == "daemon.metrics"] == [
         "task metrics: 2 series are exported already; new ones (such as left of "
         "metrics.test.etl) are dropped: a tag whose value changes every run makes a series "
-        "per run"]
+        "per run"
+    ]
 
 
 async def test_execution_metrics_api_answers_kestras_metric_entries(h: Harness) -> None:
@@ -334,25 +376,40 @@ async def test_execution_metrics_api_answers_kestras_metric_entries(h: Harness) 
         assert page["total"] == 6
         assert [(m["name"], m["type"], m["value"], m["tags"]) for m in page["results"]] == [
             ("rows", "counter", 5.0, {"table": "trips", "bad-key.x": "1"}),
-            ("took", "timer", 1.5, {}), ("left", "gauge", -2.0, {}),
+            ("took", "timer", 1.5, {}),
+            ("left", "gauge", -2.0, {}),
             ("rows", "counter", 2.0, {"table": "trips", "bad-key.x": "1"}),
-            ("rows", "counter", 1.0, {"table": "zones"}), ("took", "timer", 0.5, {})]
+            ("rows", "counter", 1.0, {"table": "zones"}),
+            ("took", "timer", 0.5, {}),
+        ]
         first = page["results"][0]
-        assert {k: first[k] for k in ("namespace", "flowId", "executionId", "taskId",
-                                      "taskRunId")} == {
-            "namespace": "metrics.test", "flowId": "etl", "executionId": execution.id,
-            "taskId": "load", "taskRunId": run.id}
+        assert {
+            k: first[k] for k in ("namespace", "flowId", "executionId", "taskId", "taskRunId")
+        } == {
+            "namespace": "metrics.test",
+            "flowId": "etl",
+            "executionId": execution.id,
+            "taskId": "load",
+            "taskRunId": run.id,
+        }
         status, page, _ = await call("GET", f"{base}?page=2&size=2&taskRunId={run.id}")
-        assert (status, page["total"], [m["name"] for m in page["results"]]) == \
-            (200, 6, ["left", "rows"])
+        assert (status, page["total"], [m["name"] for m in page["results"]]) == (
+            200,
+            6,
+            ["left", "rows"],
+        )
         status, page, _ = await call("GET", f"{base}?taskId=other")
         assert (status, page) == (200, {"results": [], "total": 0})
         status, body, _ = await call("GET", f"{base}?size=0")
-        assert (status, body) == (400, {"message": "Bad Request: size must be a number from "
-                                                   "1 to 1000, not '0'"})
+        assert (status, body) == (
+            400,
+            {"message": "Bad Request: size must be a number from 1 to 1000, not '0'"},
+        )
         status, body, _ = await call("GET", f"{base}?page=x")
-        assert (status, body) == (400, {"message": "Bad Request: page must be a number from "
-                                                   "1 to 1000000, not 'x'"})
+        assert (status, body) == (
+            400,
+            {"message": "Bad Request: page must be a number from 1 to 1000000, not 'x'"},
+        )
         status, body, _ = await call("GET", f"{url}/api/v1/metrics/nope")
         assert (status, body) == (404, {"message": "Not Found: execution nope not found"})
 
@@ -395,7 +452,8 @@ triggers:
 
 
 async def test_webhook_events_count_as_received_or_rejected_under_the_webhook_type(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     root = tmp_path / "flows"
     await asyncio.to_thread(root.mkdir)
     await asyncio.to_thread((root / "hook.yaml").write_text, HOOK)
@@ -407,20 +465,27 @@ async def test_webhook_events_count_as_received_or_rejected_under_the_webhook_ty
         for n in (1, 2):
             status, body, _ = await call("POST", f"{hooks}/hook/{KEY}", json={"n": n})
             assert status == 200, body
-        refusals = [("POST", f"{hooks}/hook/wrong-key", {"json": {"n": 1}}, 404),
-                    ("POST", f"{hooks}/nosuchflow/{KEY}", {"json": {"n": 1}}, 404),
-                    ("POST", f"{hooks}/hook/{KEY}", {"json": {"n": "x" * 200}}, 413),
-                    ("POST", f"{hooks}/hook/{KEY}", {"json": {"n": "abc"}}, 422),
-                    ("GET", f"{hooks}/past/{KEY}", {}, 204)]
+        refusals = [
+            ("POST", f"{hooks}/hook/wrong-key", {"json": {"n": 1}}, 404),
+            ("POST", f"{hooks}/nosuchflow/{KEY}", {"json": {"n": 1}}, 404),
+            ("POST", f"{hooks}/hook/{KEY}", {"json": {"n": "x" * 200}}, 413),
+            ("POST", f"{hooks}/hook/{KEY}", {"json": {"n": "abc"}}, 422),
+            ("GET", f"{hooks}/past/{KEY}", {}, 204),
+        ]
         for method, target, options, expected in refusals:
             status, body, _ = await call(method, target, **options)
             assert status == expected, (target, body)
         after = await scrape(server.url)
     assert Webhook.types[0] == daemon.metrics.WEBHOOK_TRIGGER_TYPE == WEBHOOK
-    assert moved(before, after, "podium_trigger_events_received_total",
-                 "podium_trigger_events_rejected_total") == {
+    assert moved(
+        before,
+        after,
+        "podium_trigger_events_received_total",
+        "podium_trigger_events_rejected_total",
+    ) == {
         ("podium_trigger_events_received_total", (("type", WEBHOOK),)): 2,
-        ("podium_trigger_events_rejected_total", (("type", WEBHOOK),)): 5}
+        ("podium_trigger_events_rejected_total", (("type", WEBHOOK),)): 5,
+    }
 
 
 def realtime(broker: Mosquitto, name: str) -> str:
@@ -443,23 +508,43 @@ def realtime(broker: Mosquitto, name: str) -> str:
 
 async def publish(broker: Mosquitto, topic: str, message: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
-        "-m", message, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "mosquitto_pub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-t",
+        topic,
+        "-m",
+        message,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
 
 
 async def test_mqtt_connection_state_follows_the_broker_and_bad_payloads_are_rejected(
-        h: Harness, mosquitto: Mosquitto) -> None:
+    h: Harness, mosquitto: Mosquitto
+) -> None:
     name = f"m{uuid.uuid4().hex[:12]}"
-    connection = {"type": "io.kestra.plugin.mqtt.RealtimeTrigger",
-                  "namespace": "metrics.test", "flow": name, "trigger": "mqtt"}
+    connection = {
+        "type": "io.kestra.plugin.mqtt.RealtimeTrigger",
+        "namespace": "metrics.test",
+        "flow": name,
+        "trigger": "mqtt",
+    }
     kind = {"type": "io.kestra.plugin.mqtt.RealtimeTrigger"}
     async with serving(h) as url:
+
         def up_is(wanted: float) -> Callable[[], Awaitable[bool]]:
             async def check() -> bool:
-                return value(await scrape(url), "podium_trigger_connection_up",
-                             **connection) == wanted
+                return (
+                    value(await scrape(url), "podium_trigger_connection_up", **connection) == wanted
+                )
+
             return check
 
         try:
@@ -491,6 +576,7 @@ async def _stored(h: Harness, key: str) -> bool:
 
 # -- the store -----------------------------------------------------------------------------------
 
+
 async def test_store_up_is_what_a_read_answers_at_the_scrape(tmp_path: Path) -> None:
     store = open_store(tmp_path / "data")
     await store.open()
@@ -504,7 +590,8 @@ async def test_store_up_is_what_a_read_answers_at_the_scrape(tmp_path: Path) -> 
 
 
 async def test_a_failing_write_observer_never_stops_the_store_writer(
-        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(what: str, seconds: float) -> None:
         raise RuntimeError("observer bug")
 
@@ -519,24 +606,36 @@ async def test_a_failing_write_observer_never_stops_the_store_writer(
 
 # -- the endpoint ----------------------------------------------------------------------------------
 
-async def test_metrics_need_the_credentials_and_speak_openmetrics_when_asked(
-        h: Harness) -> None:
-    settings = Settings(data_dir=h.runtime.data_dir,
-                        basic_auth=BasicAuth(username="ada", password="pa55word"))
+
+async def test_metrics_need_the_credentials_and_speak_openmetrics_when_asked(h: Harness) -> None:
+    settings = Settings(
+        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username="ada", password="pa55word")
+    )
     async with serving(h, settings) as url:
         status, body, response = await call("GET", f"{url}/metrics")
         assert (status, body, response.headers["WWW-Authenticate"]) == (
-            401, {"message": "Unauthorized"}, 'Basic realm="podium"')
+            401,
+            {"message": "Unauthorized"},
+            'Basic realm="podium"',
+        )
         await h.run(OK)
         auth = basic("ada", "pa55word")
         classic = await scrape(url, headers=auth)
-        async with aiohttp.ClientSession() as session, session.get(
-                f"{url}/metrics", headers={**auth, "Accept": "application/openmetrics-text; "
-                                           "version=1.0.0; charset=utf-8"}) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{url}/metrics",
+                headers={
+                    **auth,
+                    "Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                },
+            ) as resp,
+        ):
             text = await resp.text()
             content_type = resp.headers["Content-Type"]
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     assert text.endswith("# EOF\n")
     assert 'podium_executions_started_total{flow="ok",namespace="metrics.test"} 1.0' in text
-    assert value(classic, "podium_executions_started_total", namespace="metrics.test",
-                 flow="ok") == 1
+    assert (
+        value(classic, "podium_executions_started_total", namespace="metrics.test", flow="ok") == 1
+    )

@@ -45,15 +45,28 @@ def name() -> str:
 
 async def run_cli(*argv: str, cwd: Path | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, f"{argv[0]} failed: {out.decode()}"
     return out.decode()
 
 
 async def pub(broker: Mosquitto, topic: str, message: str, *options: str) -> None:
-    await run_cli("mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1",
-                  "-t", topic, "-m", message, *options)
+    await run_cli(
+        "mosquitto_pub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-t",
+        topic,
+        "-m",
+        message,
+        *options,
+    )
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
@@ -80,8 +93,15 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> Callable[[], Awaitabl
     return check
 
 
-def realtime(broker: Mosquitto, name: str, topic: str, *, serde: str = "STRING",
-             message: str = "got {{ trigger.payload }}", extra: str = "") -> str:
+def realtime(
+    broker: Mosquitto,
+    name: str,
+    topic: str,
+    *,
+    serde: str = "STRING",
+    message: str = "got {{ trigger.payload }}",
+    extra: str = "",
+) -> str:
     return textwrap.dedent(f"""
         id: {name}
         namespace: mqtt.test
@@ -120,7 +140,8 @@ async def logs_of(h: Harness, executions: list[Execution]) -> list[str]:
 
 
 async def test_each_qos1_message_starts_one_execution_with_its_payload(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     async with running_triggers(h, realtime(mosquitto, name, f"{name}/in")) as th:
         await subscribed(h, th.flow)
         await pub(mosquitto, f"{name}/in", "first")
@@ -129,14 +150,22 @@ async def test_each_qos1_message_starts_one_execution_with_its_payload(
         assert await logs_of(h, executions) == ["got first", "got second"]
         trigger = variables(executions[0])
         assert {k: trigger[k] for k in ("topic", "qos", "retain", "payload")} == {
-            "topic": f"{name}/in", "qos": 1, "retain": False, "payload": "first"}
+            "topic": f"{name}/in",
+            "qos": 1,
+            "retain": False,
+            "payload": "first",
+        }
         assert isinstance(trigger["id"], int) and trigger["id"] > 0
 
 
-async def test_json_serde_gives_the_flow_a_map(h: Harness, mosquitto: Mosquitto,
-                                               name: str) -> None:
-    source = realtime(mosquitto, name, f"{name}/json", serde="JSON",
-                      message="{{ trigger.payload.sensor }}={{ trigger.payload.value }}")
+async def test_json_serde_gives_the_flow_a_map(h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    source = realtime(
+        mosquitto,
+        name,
+        f"{name}/json",
+        serde="JSON",
+        message="{{ trigger.payload.sensor }}={{ trigger.payload.value }}",
+    )
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
         await pub(mosquitto, f"{name}/json", '{"sensor": "cpu", "value": 0.5}')
@@ -145,20 +174,20 @@ async def test_json_serde_gives_the_flow_a_map(h: Harness, mosquitto: Mosquitto,
         assert variables(execution)["payload"] == {"sensor": "cpu", "value": 0.5}
 
 
-async def test_bytes_serde_gives_base64_text(h: Harness, mosquitto: Mosquitto,
-                                             name: str) -> None:
-    async with running_triggers(h, realtime(mosquitto, name, f"{name}/raw",
-                                            serde="BYTES")) as th:
+async def test_bytes_serde_gives_base64_text(h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    async with running_triggers(h, realtime(mosquitto, name, f"{name}/raw", serde="BYTES")) as th:
         await subscribed(h, th.flow)
         await pub(mosquitto, f"{name}/raw", "hi!")
         [execution] = await th.wait_for(1)
         assert await logs_of(h, [execution]) == ["got aGkh"]
 
 
-async def test_wildcard_topics_match_whole_levels(h: Harness, mosquitto: Mosquitto,
-                                                  name: str) -> None:
-    source = realtime(mosquitto, name, f"[{name}/+/temp, {name}/alarm/#]",
-                      message="{{ trigger.topic }}")
+async def test_wildcard_topics_match_whole_levels(
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
+    source = realtime(
+        mosquitto, name, f"[{name}/+/temp, {name}/alarm/#]", message="{{ trigger.topic }}"
+    )
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
         for topic in ("kitchen/temp", "kitchen/humidity", "alarm/door/front", "alarm"):
@@ -167,13 +196,17 @@ async def test_wildcard_topics_match_whole_levels(h: Harness, mosquitto: Mosquit
         await pub(mosquitto, f"{name}/sentinel/temp", "x")
         executions = await th.wait_for(4)
         assert await logs_of(h, executions) == [
-            f"{name}/kitchen/temp", f"{name}/alarm/door/front", f"{name}/alarm",
-            f"{name}/sentinel/temp"]
+            f"{name}/kitchen/temp",
+            f"{name}/alarm/door/front",
+            f"{name}/alarm",
+            f"{name}/sentinel/temp",
+        ]
 
 
 @pytest.mark.parametrize("version", ["V3", "V5"])
 async def test_messages_published_while_stopped_run_after_restart_and_none_twice(
-        h: Harness, mosquitto: Mosquitto, name: str, version: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str, version: str
+) -> None:
     source = realtime(mosquitto, name, f"{name}/q", extra=f"version: {version}\n")
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
@@ -189,12 +222,17 @@ async def test_messages_published_while_stopped_run_after_restart_and_none_twice
         await pub(mosquitto, f"{name}/q", "after second restart")
         executions = await th.wait_for(5)
         assert await logs_of(h, executions) == [
-            "got offline 0", "got offline 1", "got offline 2", "got sentinel",
-            "got after second restart"]
+            "got offline 0",
+            "got offline 1",
+            "got offline 2",
+            "got sentinel",
+            "got after second restart",
+        ]
 
 
 async def test_retained_message_is_not_run_again_when_the_trigger_restarts(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     await pub(mosquitto, f"{name}/config", "retained", "-r")
     async with running_triggers(h, realtime(mosquitto, name, f"{name}/config")) as th:
         [first] = await th.wait_for(1)
@@ -204,22 +242,36 @@ async def test_retained_message_is_not_run_again_when_the_trigger_restarts(
         await pub(mosquitto, f"{name}/config", "live")
         executions = await th.wait_for(2)
         assert await logs_of(h, executions) == ["got retained", "got live"]
-    await run_cli("mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-r", "-n",
-                  "-t", f"{name}/config")  # clears the retained message
+    await run_cli(
+        "mosquitto_pub",
+        "-h",
+        mosquitto.host,
+        "-p",
+        str(mosquitto.port),
+        "-r",
+        "-n",
+        "-t",
+        f"{name}/config",
+    )  # clears the retained message
 
 
-def crashing_trigger(h: Harness, flow: Flow,
-                     die: Callable[[Emit, Mapping[str, Any]], Awaitable[Execution]]
-                     ) -> asyncio.Task[None]:
+def crashing_trigger(
+    h: Harness, flow: Flow, die: Callable[[Emit, Mapping[str, Any]], Awaitable[Execution]]
+) -> asyncio.Task[None]:
     """The flow's trigger running as the daemon runs it, but with `die` around its emit."""
     settings = Settings(data_dir=h.runtime.data_dir)
     trigger = flow.triggers[0]
     emit = Triggers(h.runtime, settings, WebhookRegistry()).emitter(flow, trigger)
-    ctx = TriggerContext(h.runtime, flow, trigger.id, logging.getLogger(TRIGGER_LOG),
-                         settings, WebhookRegistry())
+    ctx = TriggerContext(
+        h.runtime, flow, trigger.id, logging.getLogger(TRIGGER_LOG), settings, WebhookRegistry()
+    )
 
-    async def dying_emit(inputs: Mapping[str, Any], variables: Mapping[str, Any], *,
-                         labels: Mapping[str, str] | None = None) -> Execution:
+    async def dying_emit(
+        inputs: Mapping[str, Any],
+        variables: Mapping[str, Any],
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> Execution:
         return await die(emit, variables)
 
     return asyncio.create_task(trigger.run(dying_emit, ctx))
@@ -227,8 +279,8 @@ def crashing_trigger(h: Harness, flow: Flow,
 
 @pytest.mark.parametrize("version", ["V3", "V5"])
 async def test_message_redelivered_after_a_crash_between_store_and_ack_runs_once(
-        h: Harness, mosquitto: Mosquitto, name: str, version: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str, version: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
     source = realtime(mosquitto, name, f"{name}/crash", extra=f"version: {version}\n")
     flow = await h.flow(source)
@@ -257,12 +309,16 @@ async def test_message_redelivered_after_a_crash_between_store_and_ack_runs_once
     docs, total = await h.store.search_executions(namespace="mqtt.test", flow_id=name)
     assert total == 2
     assert sorted(d["trigger"]["variables"]["payload"] for d in docs) == ["once", "sentinel"]
-    assert any("was delivered again; its execution" in r.getMessage() and "none is started"
-               in r.getMessage() for r in caplog.records)
+    assert any(
+        "was delivered again; its execution" in r.getMessage()
+        and "none is started" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_message_whose_execution_was_never_stored_is_delivered_again(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     source = realtime(mosquitto, name, f"{name}/lost")
     flow = await h.flow(source)
     received = asyncio.Event()
@@ -288,7 +344,8 @@ async def test_message_whose_execution_was_never_stored_is_delivered_again(
 
 
 async def test_trigger_reconnects_when_the_broker_restarts(
-        h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
     async with running_triggers(h, realtime(mosquitto, name, f"{name}/r")) as th:
         await subscribed(h, th.flow)
@@ -301,16 +358,22 @@ async def test_trigger_reconnects_when_the_broker_restarts(
     lost = [r.getMessage() for r in caplog.records if "lost the connection" in r.getMessage()]
     assert lost and lost[0].startswith(
         f"mqtt.test.{name} trigger mqtt: lost the connection to "
-        f"tcp://{mosquitto.host}:{mosquitto.port} (")
+        f"tcp://{mosquitto.host}:{mosquitto.port} ("
+    )
     assert lost[0].endswith("); reconnecting, backing off up to 30s")
     assert len(lost) == 1
-    assert any(r.getMessage().startswith(
-        f"mqtt.test.{name} trigger mqtt: connected to tcp://{mosquitto.host}:{mosquitto.port} "
-        "again after ") for r in caplog.records)
+    assert any(
+        r.getMessage().startswith(
+            f"mqtt.test.{name} trigger mqtt: connected to tcp://{mosquitto.host}:{mosquitto.port} "
+            "again after "
+        )
+        for r in caplog.records
+    )
 
 
 async def test_broker_unreachable_at_start_is_retried_until_it_is_up(
-        h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
     await asyncio.to_thread(mosquitto.stop)
     try:
@@ -325,12 +388,15 @@ async def test_broker_unreachable_at_start_is_retried_until_it_is_up(
         if not mosquitto.running:
             await asyncio.to_thread(mosquitto.start)
     [refused] = [r.getMessage() for r in caplog.records if "cannot connect to" in r.getMessage()]
-    assert refused.startswith(f"mqtt.test.{name} trigger mqtt: cannot connect to "
-                              f"tcp://{mosquitto.host}:{mosquitto.port} (")
+    assert refused.startswith(
+        f"mqtt.test.{name} trigger mqtt: cannot connect to "
+        f"tcp://{mosquitto.host}:{mosquitto.port} ("
+    )
 
 
 async def test_malformed_json_payload_starts_no_execution_and_is_logged(
-        h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
     async with running_triggers(h, realtime(mosquitto, name, f"{name}/j", serde="JSON")) as th:
         await subscribed(h, th.flow)
@@ -342,17 +408,24 @@ async def test_malformed_json_payload_starts_no_execution_and_is_logged(
     assert errors == [
         f"mqtt.test.{name} trigger mqtt: the payload of a message on topic '{name}/j' is not "
         "valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
-        "(char 1)); no execution started"]
+        "(char 1)); no execution started"
+    ]
 
 
 async def test_message_outside_the_trigger_conditions_starts_no_execution(
-        h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
-    source = realtime(mosquitto, name, f"{name}/c", extra="""
+    source = realtime(
+        mosquitto,
+        name,
+        f"{name}/c",
+        extra="""
         conditions:
           - type: io.kestra.plugin.core.condition.DateTimeBetween
             before: "2000-01-01T00:00:00Z"
-        """)
+        """,
+    )
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
         await pub(mosquitto, f"{name}/c", "too late")
@@ -360,7 +433,8 @@ async def test_message_outside_the_trigger_conditions_starts_no_execution(
         assert th.executions == []
     assert [r.getMessage() for r in caplog.records if "conditions" in r.getMessage()] == [
         f"mqtt.test.{name} trigger mqtt: the trigger's conditions do not hold; the message "
-        f"on topic '{name}/c' starts no execution"]
+        f"on topic '{name}/c' starts no execution"
+    ]
 
 
 # -- the batching Trigger ----------------------------------------------------------------
@@ -389,7 +463,8 @@ async def batch_records(h: Harness, execution: Execution) -> list[dict[str, obje
 
 
 async def test_batch_trigger_starts_one_execution_per_max_records_messages(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     async with running_triggers(h, batch(mosquitto, name, "maxRecords: 3\n")) as th:
         await subscribed(h, th.flow)
         for n in range(7):
@@ -408,7 +483,8 @@ async def test_batch_trigger_starts_one_execution_per_max_records_messages(
 
 
 async def test_batch_redelivered_after_a_crash_between_store_and_ack_runs_once(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     source = batch(mosquitto, name, "maxRecords: 2\n")
     flow = await h.flow(source)
     stored = asyncio.Event()
@@ -440,7 +516,8 @@ async def test_batch_redelivered_after_a_crash_between_store_and_ack_runs_once(
 
 
 async def test_batch_closes_max_duration_after_its_first_message(
-        tmp_path: Path, mosquitto: Mosquitto, name: str) -> None:
+    tmp_path: Path, mosquitto: Mosquitto, name: str
+) -> None:
     clock = FakeClock()
     h = await Harness.open(tmp_path, clock=clock)
     try:
@@ -472,13 +549,42 @@ async def test_batch_closes_max_duration_after_its_first_message(
 
 async def make_session(broker: Mosquitto, client_id: str, topic: str) -> None:
     """A persistent mosquitto_sub session, so what is published next waits for it."""
-    await run_cli("mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1",
-                  "-c", "-i", client_id, "-t", topic, "-E")
+    await run_cli(
+        "mosquitto_sub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-c",
+        "-i",
+        client_id,
+        "-t",
+        topic,
+        "-E",
+    )
 
 
 async def drain_session(broker: Mosquitto, client_id: str, topic: str, count: int) -> list[str]:
-    out = await run_cli("mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1",
-                        "-c", "-i", client_id, "-t", topic, "-C", str(count), "-W", "20")
+    out = await run_cli(
+        "mosquitto_sub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-c",
+        "-i",
+        client_id,
+        "-t",
+        topic,
+        "-C",
+        str(count),
+        "-W",
+        "20",
+    )
     return out.splitlines()
 
 
@@ -496,38 +602,56 @@ def publish_flow(broker: Mosquitto, name: str, properties: str) -> str:
 
 
 async def test_publish_map_list_and_text_reach_a_subscriber(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     topic = f"{name}/{name}"
     await make_session(mosquitto, f"{name}-sub", topic)
-    ex = await h.run(publish_flow(mosquitto, name, """
+    ex = await h.run(
+        publish_flow(
+            mosquitto,
+            name,
+            """
         serdeType: JSON
         from:
           - {"sensor": "cpu", "value": "{{ 1 + 1 }}"}
           - [1, 2]
           - plain
-        """))
+        """,
+        )
+    )
     assert ex.state.current == State.SUCCESS, await h.logs(ex)
     assert ex.task_runs[0].outputs == {"messagesCount": 3}
     assert await drain_session(mosquitto, f"{name}-sub", topic, 3) == [
-        '{"sensor": "cpu", "value": "2"}', "[1, 2]", '"plain"']
+        '{"sensor": "cpu", "value": "2"}',
+        "[1, 2]",
+        '"plain"',
+    ]
 
     # mosquitto_sub -C may leave before acknowledging its last messages: a fresh session
     await make_session(mosquitto, f"{name}-sub2", topic)
-    ex = await h.run(publish_flow(mosquitto, name, """
+    ex = await h.run(
+        publish_flow(
+            mosquitto,
+            name,
+            """
         serdeType: STRING
         from: "hello {{ flow.namespace }}"
-        """))
+        """,
+        )
+    )
     assert ex.task_runs[0].outputs == {"messagesCount": 1}
     assert await drain_session(mosquitto, f"{name}-sub2", topic, 1) == ["hello mqtt.test"]
 
 
 async def test_publish_sends_each_line_of_a_stored_file(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
     topic = f"{name}/{name}"
     await make_session(mosquitto, f"{name}-sub", topic)
     lines = '{"n": 1}\n"two"\n\n3\n'
-    uri = await asyncio.to_thread(h.runtime.storage.put, lines.encode(), prefix="/x",
-                                  name="rows.ion")
+    uri = await asyncio.to_thread(
+        h.runtime.storage.put, lines.encode(), prefix="/x", name="rows.ion"
+    )
     ex = await h.run(publish_flow(mosquitto, name, f"serdeType: STRING\nfrom: '{uri}'\n"))
     assert ex.state.current == State.SUCCESS, await h.logs(ex)
     assert ex.task_runs[0].outputs == {"messagesCount": 3}
@@ -535,27 +659,40 @@ async def test_publish_sends_each_line_of_a_stored_file(
 
 
 async def test_published_messages_round_trip_into_a_trigger(
-        h: Harness, mosquitto: Mosquitto, name: str) -> None:
-    source = realtime(mosquitto, name, f"{name}-pub/{name}-pub", serde="JSON",
-                      message="{{ trigger.payload.greeting }}")
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
+    source = realtime(
+        mosquitto,
+        name,
+        f"{name}-pub/{name}-pub",
+        serde="JSON",
+        message="{{ trigger.payload.greeting }}",
+    )
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
-        ex = await h.run(publish_flow(mosquitto, f"{name}-pub", """
+        ex = await h.run(
+            publish_flow(
+                mosquitto,
+                f"{name}-pub",
+                """
             serdeType: JSON
             retain: false
             qos: 2
             from: {"greeting": "hello from podium"}
-            """))
+            """,
+            )
+        )
         assert ex.state.current == State.SUCCESS, await h.logs(ex)
         [execution] = await th.wait_for(1)
         assert await logs_of(h, [execution]) == ["hello from podium"]
 
 
-async def test_publish_of_a_file_with_a_line_that_is_not_json_fails(
-        h: Harness, name: str) -> None:
-    uri = await asyncio.to_thread(h.runtime.storage.put, b'{"ok": 1}\nnot json\n',
-                                  prefix="/x", name="rows.ion")
-    ex = await h.run(textwrap.dedent(f"""
+async def test_publish_of_a_file_with_a_line_that_is_not_json_fails(h: Harness, name: str) -> None:
+    uri = await asyncio.to_thread(
+        h.runtime.storage.put, b'{"ok": 1}\nnot json\n', prefix="/x", name="rows.ion"
+    )
+    ex = await h.run(
+        textwrap.dedent(f"""
         id: {name}
         namespace: mqtt.test
         tasks:
@@ -565,14 +702,17 @@ async def test_publish_of_a_file_with_a_line_that_is_not_json_fails(
             topic: a
             serdeType: JSON
             from: "{uri}"
-        """))
+        """)
+    )
     assert ex.state.current == State.FAILED
     assert await h.logs(ex, level="ERROR") == [
-        f"line 2 of {uri} is not JSON (Expecting value: line 1 column 1 (char 0))"]
+        f"line 2 of {uri} is not JSON (Expecting value: line 1 column 1 (char 0))"
+    ]
 
 
 async def test_publish_bytes_needs_base64_text(h: Harness, name: str) -> None:
-    ex = await h.run(textwrap.dedent(f"""
+    ex = await h.run(
+        textwrap.dedent(f"""
         id: {name}
         namespace: mqtt.test
         tasks:
@@ -582,17 +722,19 @@ async def test_publish_bytes_needs_base64_text(h: Harness, name: str) -> None:
             topic: a
             serdeType: BYTES
             from: "not base64!"
-        """))
+        """)
+    )
     assert ex.state.current == State.FAILED
     assert await h.logs(ex, level="ERROR") == [
-        "serdeType BYTES needs base64 text, got 'not base64!'"]
+        "serdeType BYTES needs base64 text, got 'not base64!'"
+    ]
 
 
-async def test_publish_to_an_unreachable_broker_fails_the_task(
-        h: Harness, name: str) -> None:
+async def test_publish_to_an_unreachable_broker_fails_the_task(h: Harness, name: str) -> None:
     from services import free_port
 
-    ex = await h.run(textwrap.dedent(f"""
+    ex = await h.run(
+        textwrap.dedent(f"""
         id: {name}
         namespace: mqtt.test
         tasks:
@@ -603,7 +745,8 @@ async def test_publish_to_an_unreachable_broker_fails_the_task(
             topic: a
             serdeType: STRING
             from: x
-        """))
+        """)
+    )
     assert ex.state.current == State.FAILED
     [message] = await h.logs(ex, level="ERROR")
     assert message.startswith("cannot publish to tcp://127.0.0.1:")
@@ -628,23 +771,70 @@ async def tls_broker(tmp_path: Path) -> AsyncIterator[TlsBroker]:
     await asyncio.to_thread(certs.mkdir)
     await asyncio.to_thread((certs / "san.ext").write_text, "subjectAltName=IP:127.0.0.1\n")
     for argv in (
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-             "-out", "ca.crt", "-days", "2", "-subj", "/CN=podium test CA"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
-            ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"]):
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=podium test CA",
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    ):
         await run_cli("openssl", *argv, cwd=certs)
     port = free_port()
-    conf = [f"listener {port} 127.0.0.1", "allow_anonymous true",
-            f"cafile {certs / 'ca.crt'}", f"certfile {certs / 'server.crt'}",
-            f"keyfile {certs / 'server.key'}"]
+    conf = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        f"cafile {certs / 'ca.crt'}",
+        f"certfile {certs / 'server.crt'}",
+        f"keyfile {certs / 'server.key'}",
+    ]
     if os.geteuid() == 0:
         conf.append("user root")  # else it drops to `mosquitto`, who cannot read tmp_path
     await asyncio.to_thread((tmp_path / "tls.conf").write_text, "\n".join(conf) + "\n")
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto", "-c", str(tmp_path / "tls.conf"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        "mosquitto",
+        "-c",
+        str(tmp_path / "tls.conf"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
     async def listening() -> bool:
         try:
@@ -664,7 +854,8 @@ async def tls_broker(tmp_path: Path) -> AsyncIterator[TlsBroker]:
 
 
 async def test_trigger_and_publish_work_over_tls_with_a_private_ca(
-        h: Harness, tls_broker: TlsBroker, name: str) -> None:
+    h: Harness, tls_broker: TlsBroker, name: str
+) -> None:
     source = textwrap.dedent(f"""
         id: {name}
         namespace: mqtt.test
@@ -684,11 +875,24 @@ async def test_trigger_and_publish_work_over_tls_with_a_private_ca(
     pem = await asyncio.to_thread(tls_broker.ca.read_text)
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
-        await run_cli("mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls_broker.port),
-                      "--cafile", str(tls_broker.ca), "-q", "1", "-t", f"{name}/tls",
-                      "-m", "from the cli")
+        await run_cli(
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(tls_broker.port),
+            "--cafile",
+            str(tls_broker.ca),
+            "-q",
+            "1",
+            "-t",
+            f"{name}/tls",
+            "-m",
+            "from the cli",
+        )
         await th.wait_for(1)
-        ex = await h.run(textwrap.dedent(f"""
+        ex = await h.run(
+            textwrap.dedent(f"""
             id: {name}-pub
             namespace: mqtt.test
             inputs:
@@ -703,7 +907,9 @@ async def test_trigger_and_publish_work_over_tls_with_a_private_ca(
                 topic: {name}/tls
                 serdeType: STRING
                 from: from the task
-            """), {"ca": pem})
+            """),
+            {"ca": pem},
+        )
         assert ex.state.current == State.SUCCESS, await h.logs(ex)
         executions = await th.wait_for(2)
         assert await logs_of(h, executions) == ["from the cli", "from the task"]
@@ -714,8 +920,8 @@ async def test_trigger_and_publish_work_over_tls_with_a_private_ca(
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_tls_against_an_unknown_ca_is_refused_and_retried(
-        h: Harness, tls_broker: TlsBroker, name: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, tls_broker: TlsBroker, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
     source = textwrap.dedent(f"""
         id: {name}
@@ -767,38 +973,55 @@ def trigger_problems(props: str, kind: str = "RealtimeTrigger") -> list[str]:
 def test_bad_server_url_is_a_load_error() -> None:
     assert trigger_problems("server: http://broker:1883\ntopic: a") == [
         "f.yaml:10:13: triggers[0].server: must be tcp://host:port or ssl://host:port "
-        "(got 'http://broker:1883')"]
+        "(got 'http://broker:1883')"
+    ]
     assert trigger_problems("server: tcp://broker:99999\ntopic: a") == [
         "f.yaml:10:13: triggers[0].server: the port must be a number from 1 to 65535 "
-        "(got 'tcp://broker:99999')"]
+        "(got 'tcp://broker:99999')"
+    ]
     assert trigger_problems("server: tcp://:1883\ntopic: a") == [
-        "f.yaml:10:13: triggers[0].server: the server URL has no host (got 'tcp://:1883')"]
+        "f.yaml:10:13: triggers[0].server: the server URL has no host (got 'tcp://:1883')"
+    ]
 
 
 def test_qos_serde_version_and_topic_are_checked_at_load() -> None:
     assert trigger_problems(
-        "server: tcp://h\ntopic: [ok/+, a/#/b, x+]\nqos: 3\nserdeType: XML\nversion: V4") == [
+        "server: tcp://h\ntopic: [ok/+, a/#/b, x+]\nqos: 3\nserdeType: XML\nversion: V4"
+    ) == [
         "f.yaml:11:19: triggers[0].topic[1]: '#' must be a whole level and the last one "
         "(got 'a/#/b')",
         "f.yaml:11:26: triggers[0].topic[2]: '+' must be a whole level (got 'x+')",
         "f.yaml:12:10: triggers[0].qos: Input should be 0, 1 or 2 (got 3)",
         "f.yaml:13:16: triggers[0].serdeType: Input should be 'STRING', 'JSON' or 'BYTES' "
         "(got 'XML')",
-        "f.yaml:14:14: triggers[0].version: Input should be 'V3' or 'V5' (got 'V4')"]
+        "f.yaml:14:14: triggers[0].version: Input should be 'V3' or 'V5' (got 'V4')",
+    ]
     assert trigger_problems("server: tcp://h\ntopic: []", kind="Trigger") == [
-        "f.yaml:11:12: triggers[0].topic: at least one topic is needed (got [])"]
+        "f.yaml:11:12: triggers[0].topic: at least one topic is needed (got [])"
+    ]
     assert trigger_problems("server: tcp://h\ntopic: a\nmaxRecords: 0", kind="Trigger") == [
-        "f.yaml:12:17: triggers[0].maxRecords: Input should be greater than or equal to 1 "
-        "(got 0)"]
+        "f.yaml:12:17: triggers[0].maxRecords: Input should be greater than or equal to 1 (got 0)"
+    ]
 
 
 def test_kestra_names_and_defaults_load() -> None:
-    flow = load_flow(TRIGGER.format(kind="Trigger", props=(
-        "server: ssl://broker\n        clientId: c\n        topic: a/+\n"
-        "        mqttVersion: V3\n        maxRecords: 10\n        maxDuration: PT5S")), "f.yaml")
+    flow = load_flow(
+        TRIGGER.format(
+            kind="Trigger",
+            props=(
+                "server: ssl://broker\n        clientId: c\n        topic: a/+\n"
+                "        mqttVersion: V3\n        maxRecords: 10\n        maxDuration: PT5S"
+            ),
+        ),
+        "f.yaml",
+    )
     trigger = flow.triggers[0]
     assert trigger.model_dump(include={"version", "qos", "serde_type", "topic"}) == {
-        "version": "V3", "qos": 1, "serde_type": "JSON", "topic": ["a/+"]}
+        "version": "V3",
+        "qos": 1,
+        "serde_type": "JSON",
+        "topic": ["a/+"],
+    }
 
 
 def test_publish_with_bad_properties_is_a_load_error() -> None:
@@ -819,16 +1042,17 @@ def test_publish_with_bad_properties_is_a_load_error() -> None:
         "f.yaml:7:12: tasks[0].topic: a published topic cannot hold the wildcards '+' or '#' "
         "(got 'a/+')",
         "f.yaml:8:10: tasks[0].qos: Input should be 0, 1 or 2 (got 3)",
-        "f.yaml:9:16: tasks[0].serdeType: Input should be 'STRING', 'JSON' or 'BYTES' "
-        "(got 'AVRO')"]
+        "f.yaml:9:16: tasks[0].serdeType: Input should be 'STRING', 'JSON' or 'BYTES' (got 'AVRO')",
+    ]
 
 
 # -- shared subscriptions and cluster nodes -------------------------------------------------
 
 
 def test_shared_subscriptions_are_checked_at_load() -> None:
-    assert trigger_problems("server: tcp://h\ntopic: [$share/g/a/+, $share//a, $share/g+/a, "
-                            "$share/g, $share/g/a/#/b]") == [
+    assert trigger_problems(
+        "server: tcp://h\ntopic: [$share/g/a/+, $share//a, $share/g+/a, $share/g, $share/g/a/#/b]"
+    ) == [
         "f.yaml:11:27: triggers[0].topic[1]: a shared subscription is $share/<group>/<filter>, "
         "with a group name that holds neither '+' nor '#' (got '$share//a')",
         "f.yaml:11:38: triggers[0].topic[2]: a shared subscription is $share/<group>/<filter>, "
@@ -836,13 +1060,15 @@ def test_shared_subscriptions_are_checked_at_load() -> None:
         "f.yaml:11:51: triggers[0].topic[3]: a shared subscription is $share/<group>/<filter>: "
         "the filter is missing (got '$share/g')",
         "f.yaml:11:61: triggers[0].topic[4]: '#' must be a whole level and the last one "
-        "(got '$share/g/a/#/b')"]
+        "(got '$share/g/a/#/b')",
+    ]
 
 
 def test_only_a_trigger_on_shared_subscriptions_alone_may_run_on_every_node() -> None:
     def exclusive(topics: str, kind: str = "RealtimeTrigger") -> bool:
-        flow = load_flow(TRIGGER.format(kind=kind, props=f"server: tcp://h\n        "
-                                                        f"topic: {topics}"), "f.yaml")
+        flow = load_flow(
+            TRIGGER.format(kind=kind, props=f"server: tcp://h\n        topic: {topics}"), "f.yaml"
+        )
         return flow.triggers[0].exclusive()
 
     assert exclusive("a/b") is True
@@ -859,7 +1085,8 @@ async def shared_node(tmp_path: Path, node_id: str) -> Harness:
 
 @pytest.mark.parametrize("version", ["V3", "V5"])
 async def test_a_shared_subscription_splits_messages_between_nodes_none_twice(
-        tmp_path: Path, mosquitto: Mosquitto, name: str, version: str) -> None:
+    tmp_path: Path, mosquitto: Mosquitto, name: str, version: str
+) -> None:
     source = textwrap.dedent(f"""
         id: {name}
         namespace: mqtt.test
@@ -877,8 +1104,7 @@ async def test_a_shared_subscription_splits_messages_between_nodes_none_twice(
         """)
     nodes = [await shared_node(tmp_path, "node-a"), await shared_node(tmp_path, "node-b")]
     try:
-        async with running_triggers(nodes[0], source) as a, \
-                running_triggers(nodes[1], source) as b:
+        async with running_triggers(nodes[0], source) as a, running_triggers(nodes[1], source) as b:
             for node in nodes:
                 key = f"trigger:mqtt.test:{name}:mqtt:session:{node.runtime.node_id}"
                 await eventually(lambda node=node, key=key: has_state(node, key))
@@ -912,7 +1138,8 @@ async def has_state(h: Harness, key: str) -> bool:
 
 
 async def test_an_exclusive_trigger_keeps_its_client_id_on_a_cluster_node(
-        tmp_path: Path, mosquitto: Mosquitto, name: str) -> None:
+    tmp_path: Path, mosquitto: Mosquitto, name: str
+) -> None:
     """One node at a time runs it: the same client id wherever it runs keeps the session,
     and with it the messages queued while it moved."""
     node = await shared_node(tmp_path, "node-a")
@@ -946,14 +1173,17 @@ async def password_broker(tmp_path: Path) -> AsyncIterator[PasswordBroker]:
     port, user, password = free_port(), "podium", f"pw-{uuid.uuid4().hex}"
     passwords = tmp_path / "passwords"
     await run_cli("mosquitto_passwd", "-c", "-b", str(passwords), user, password)
-    conf = [f"listener {port} 127.0.0.1", "allow_anonymous false",
-            f"password_file {passwords}"]
+    conf = [f"listener {port} 127.0.0.1", "allow_anonymous false", f"password_file {passwords}"]
     if os.geteuid() == 0:
         conf.append("user root")
     await asyncio.to_thread((tmp_path / "auth.conf").write_text, "\n".join(conf) + "\n")
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto", "-c", str(tmp_path / "auth.conf"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        "mosquitto",
+        "-c",
+        str(tmp_path / "auth.conf"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
     async def listening() -> bool:
         try:
@@ -977,8 +1207,8 @@ def secret_env(monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
 
 
 async def test_trigger_renders_server_username_and_password_from_secrets(
-        h: Harness, password_broker: PasswordBroker, name: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, password_broker: PasswordBroker, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret_env(monkeypatch, "MQTT_HOST", "127.0.0.1")
     secret_env(monkeypatch, "MQTT_USER", password_broker.user)
     secret_env(monkeypatch, "MQTT_PASSWORD", password_broker.password)
@@ -1001,22 +1231,47 @@ async def test_trigger_renders_server_username_and_password_from_secrets(
         """)
     async with running_triggers(h, source) as th:
         await subscribed(h, th.flow)
-        await run_cli("mosquitto_pub", "-h", "127.0.0.1", "-p", str(password_broker.port),
-                      "-u", password_broker.user, "-P", password_broker.password, "-q", "1",
-                      "-t", f"{name}/auth", "-m", "let in")
+        await run_cli(
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(password_broker.port),
+            "-u",
+            password_broker.user,
+            "-P",
+            password_broker.password,
+            "-q",
+            "1",
+            "-t",
+            f"{name}/auth",
+            "-m",
+            "let in",
+        )
         [execution] = await th.wait_for(1)
         assert await logs_of(h, [execution]) == ["let in"]
     assert h.runtime.mask(f"pw is {password_broker.password}") == "pw is ******"
 
 
-@pytest.mark.parametrize(("secret", "reason"), [
-    ("http://broker", "invalid property after rendering: server: must be tcp://host:port or "
-                      "ssl://host:port (got 'http://broker')"),
-    (None, "secret 'MQTT_URL' is not set"),
-])
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (
+            "http://broker",
+            "invalid property after rendering: server: must be tcp://host:port or "
+            "ssl://host:port (got 'http://broker')",
+        ),
+        (None, "secret 'MQTT_URL' is not set"),
+    ],
+)
 async def test_a_templated_server_that_does_not_render_to_an_address_stops_the_trigger(
-        h: Harness, name: str, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture, secret: str | None, reason: str) -> None:
+    h: Harness,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    secret: str | None,
+    reason: str,
+) -> None:
     caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
     if secret is not None:
         secret_env(monkeypatch, "MQTT_URL", secret)

@@ -33,6 +33,7 @@ PUBLIC_URL = "http://podium.example:8080"
 
 # -- a stand-in for Slack / Discord / Teams ---------------------------------------------------
 
+
 @dataclass
 class Hook:
     """What the webhook server received, per path, and how each path answers."""
@@ -118,10 +119,15 @@ async def errors_of(h: Harness, execution: Execution) -> list[str]:
 
 # -- the ExecutionAlert forms ----------------------------------------------------------------
 
+
 async def test_slack_execution_in_errors_names_the_flow_the_failed_task_and_its_error(
-        h: Harness, hook: Hook) -> None:
+    h: Harness, hook: Hook
+) -> None:
     h.runtime.public_url = PUBLIC_URL  # type: ignore[attr-defined]  # set by podium serve
-    ex = await h.run(flow(FAILING + f"""
+    ex = await h.run(
+        flow(
+            FAILING
+            + f"""
     errors:
       - id: tell_slack
         type: io.kestra.plugin.notifications.slack.SlackExecution
@@ -130,14 +136,18 @@ async def test_slack_execution_in_errors_names_the_flow_the_failed_task_and_its_
         customMessage: "the nightly load broke"
         customFields:
           owner: data-team
-    """))
+    """
+        )
+    )
     assert ex.state.current == State.FAILED
     assert task_states(ex) == {"extract": "SUCCESS", "load": "FAILED", "tell_slack": "SUCCESS"}
     (message,) = hook.posts("/services/T0/B0/secret")
     link = f"{PUBLIC_URL}/ui/executions/company.team/alerting/{ex.id}"
     assert message["channel"] == "#alerts"
-    assert message["text"] == (f"*<{link}|[company.team] alerting ➛ FAILED>*\n"
-                               "> Failed on task load after " + message["text"].rsplit(" ", 1)[1])
+    assert message["text"] == (
+        f"*<{link}|[company.team] alerting ➛ FAILED>*\n"
+        "> Failed on task load after " + message["text"].rsplit(" ", 1)[1]
+    )
     fields = {f["title"]: f["value"] for f in message["attachments"][0]["fields"]}
     assert fields["Flow"] == "alerting"
     assert fields["Namespace"] == "company.team"
@@ -153,9 +163,11 @@ async def test_slack_execution_in_errors_names_the_flow_the_failed_task_and_its_
 
 
 async def test_execution_alert_about_another_execution_reads_it_from_the_store(
-        h: Harness, hook: Hook) -> None:
+    h: Harness, hook: Hook
+) -> None:
     failed = await h.run(flow(FAILING))
-    report = await h.run(f"""
+    report = await h.run(
+        f"""
         id: reporter
         namespace: company.ops
         inputs:
@@ -171,7 +183,9 @@ async def test_execution_alert_about_another_execution_reads_it_from_the_store(
             type: io.kestra.plugin.notifications.teams.TeamsExecution
             url: {hook.url}/teams
             executionId: "{{{{ inputs.about }}}}"
-        """, {"about": failed.id})
+        """,
+        {"about": failed.id},
+    )
     assert report.state.current == State.SUCCESS, await errors_of(h, report)
     (discord,) = hook.posts("/discord")
     assert discord["username"] == "podium"
@@ -190,21 +204,25 @@ async def test_execution_alert_about_another_execution_reads_it_from_the_store(
 
 
 async def test_execution_alert_about_an_unknown_execution_fails_the_task(
-        h: Harness, hook: Hook) -> None:
-    ex = await h.run(flow(f"""
+    h: Harness, hook: Hook
+) -> None:
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackExecution
         url: {hook.url}/hook
         executionId: nope
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert await errors_of(h, ex) == ["execution 'nope' not found"]
     assert hook.posts("/hook") == []
 
 
 async def test_succeeded_execution_is_reported_as_such(h: Harness, hook: Hook) -> None:
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: work
         type: io.kestra.plugin.core.log.Log
@@ -213,7 +231,8 @@ async def test_succeeded_execution_is_reported_as_such(h: Harness, hook: Hook) -
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackExecution
         url: {hook.url}/hook
-    """))
+    """)
+    )
     assert ex.state.current == State.SUCCESS
     (message,) = hook.posts("/hook")
     assert message["text"].startswith("*[company.team] alerting ➛ SUCCESS*\n> Succeeded after ")
@@ -223,8 +242,10 @@ async def test_succeeded_execution_is_reported_as_such(h: Harness, hook: Hook) -
 
 # -- webhooks written by the flow ----------------------------------------------------------
 
+
 async def test_incoming_webhooks_post_the_rendered_payload(h: Harness, hook: Hook) -> None:
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: slack_json
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
@@ -244,23 +265,28 @@ async def test_incoming_webhooks_post_the_rendered_payload(h: Harness, hook: Hoo
         type: io.kestra.plugin.notifications.teams.TeamsIncomingWebhook
         url: {hook.url}/teams
         payload: '{{"text": "done"}}'
-    """))
+    """)
+    )
     assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
-    assert hook.posts("/slack") == [{"text": "Failure alert for flow company.team.alerting"},
-                                    {"text": "hello from alerting"}]
+    assert hook.posts("/slack") == [
+        {"text": "Failure alert for flow company.team.alerting"},
+        {"text": "hello from alerting"},
+    ]
     assert hook.posts("/discord") == [{"content": f"run {ex.id}"}]
     assert hook.posts("/teams") == [{"text": "done"}]
 
 
 async def test_5xx_and_429_are_retried_until_delivered(h: Harness, hook: Hook) -> None:
     hook.answers["/flaky"] = [502, 429, 200]
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         url: {hook.url}/flaky
         messageText: hi
-    """))
+    """)
+    )
     assert ex.state.current == State.SUCCESS
     assert len(hook.posts("/flaky")) == 3
     warnings = [m for m in await h.logs(ex, "WARN") if m.startswith("sending")]
@@ -268,61 +294,73 @@ async def test_5xx_and_429_are_retried_until_delivered(h: Harness, hook: Hook) -
         "sending the Slack message failed (attempt 1 of 3): response code 502 and body: "
         "refused with 502: invalid_payload; retrying in 0.01s",
         "sending the Slack message failed (attempt 2 of 3): response code 429 and body: "
-        "slow down; retrying in 0.02s"]
+        "slow down; retrying in 0.02s",
+    ]
 
 
 async def test_endpoint_answering_500_fails_the_task_after_the_retries(
-        h: Harness, hook: Hook) -> None:
+    h: Harness, hook: Hook
+) -> None:
     hook.answers["/down"] = [500]
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         url: {hook.url}/down
         messageText: hi
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert len(hook.posts("/down")) == delivery.SEND_ATTEMPTS == 3
     assert await errors_of(h, ex) == [
         "cannot send the Slack message after 3 attempts: response code 500 and body: "
-        "refused with 500: invalid_payload"]
+        "refused with 500: invalid_payload"
+    ]
 
 
 async def test_a_4xx_answer_is_not_retried(h: Harness, hook: Hook) -> None:
     hook.answers["/bad"] = [400]
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.teams.TeamsIncomingWebhook
         url: {hook.url}/bad
         payload: '{{"text": "x"}}'
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert len(hook.posts("/bad")) == 1
     assert await errors_of(h, ex) == [
         "cannot send the Teams message: response code 400 and body: "
-        "refused with 400: invalid_payload"]
+        "refused with 400: invalid_payload"
+    ]
 
 
 async def test_unreachable_endpoint_fails_with_the_reason_and_no_url_path(h: Harness) -> None:
     port = closed_port()
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.discord.DiscordIncomingWebhook
         url: http://127.0.0.1:{port}/api/webhooks/123/very-secret-token
         payload: '{{"content": "x"}}'
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert await errors_of(h, ex) == [
         f"cannot send the Discord message after 3 attempts: cannot connect to "
-        f"http://127.0.0.1:{port}/…: connection refused"]
+        f"http://127.0.0.1:{port}/…: connection refused"
+    ]
     logs = " ".join(await h.logs(ex))
     assert "very-secret-token" not in logs
 
 
 async def test_endpoint_that_does_not_answer_times_out(h: Harness, hook: Hook) -> None:
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
@@ -330,51 +368,60 @@ async def test_endpoint_that_does_not_answer_times_out(h: Harness, hook: Hook) -
         messageText: hi
         options:
           readTimeout: PT0.2S
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert len(hook.posts("/slow")) == 3
     assert await errors_of(h, ex) == [
-        f"cannot send the Slack message after 3 attempts: no answer from "
-        f"{hook.url}/… within PT0.2S"]
+        f"cannot send the Slack message after 3 attempts: no answer from {hook.url}/… within PT0.2S"
+    ]
 
 
 async def test_webhook_url_from_a_secret_never_reaches_the_logs(
-        h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret_url = f"{hook.url}/services/T1/B1/xoxsecret"
     monkeypatch.setenv("SECRET_SLACK_WEBHOOK", base64.b64encode(secret_url.encode()).decode())
     hook.answers["/services/T1/B1/xoxsecret"] = [503]
-    ex = await h.run(flow("""
+    ex = await h.run(
+        flow("""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         url: "{{ secret('SLACK_WEBHOOK') }}"
         messageText: "hello"
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert len(hook.posts("/services/T1/B1/xoxsecret")) == 3
     assert await errors_of(h, ex) == [
         "cannot send the Slack message after 3 attempts: response code 503 and body: "
-        "refused with 503: invalid_payload"]
+        "refused with 503: invalid_payload"
+    ]
     everything = " ".join(await h.logs(ex)) + json.dumps(await h.stored(ex))
     assert "xoxsecret" not in everything
 
 
 async def test_payload_that_is_not_json_fails_without_sending(h: Harness, hook: Hook) -> None:
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         url: {hook.url}/hook
         payload: "{{not json"
-    """))
+    """)
+    )
     assert ex.state.current == State.FAILED
     assert await errors_of(h, ex) == [
         "the Slack payload is not JSON: Expecting property name enclosed in double quotes: "
-        "line 1 column 2 (char 1)"]
+        "line 1 column 2 (char 1)"
+    ]
     assert hook.posts("/hook") == []
 
 
 # -- malformed properties: load errors -----------------------------------------------------
+
 
 def problems(body: str) -> list[str]:
     with pytest.raises(FlowError) as info:
@@ -388,9 +435,11 @@ def test_webhook_without_url_or_message_is_a_load_error() -> None:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         messageTxt: hi
-    """) == ["f.yaml:5:5: tasks[0]: missing required property 'url'",
-             "f.yaml:7:17: tasks[0].messageTxt: unknown property 'messageTxt'; "
-             "did you mean 'messageText'?"]
+    """) == [
+        "f.yaml:5:5: tasks[0]: missing required property 'url'",
+        "f.yaml:7:17: tasks[0].messageTxt: unknown property 'messageTxt'; "
+        "did you mean 'messageText'?",
+    ]
     assert problems("""
     tasks:
       - id: tell
@@ -419,25 +468,32 @@ def test_mail_properties_are_checked_at_load() -> None:
     """) == [
         "f.yaml:8:11: tasks[0].from: 'not-an-address' is not an email address "
         "(got 'not-an-address')",
-        "f.yaml:9:9: tasks[0].to: 'nobody' is not an email address "
-        "(got 'ops@example.com; nobody')",
+        "f.yaml:9:9: tasks[0].to: 'nobody' is not an email address (got 'ops@example.com; nobody')",
         "f.yaml:10:24: tasks[0].transportStrategy: Input should be 'SMTP', 'SMTPS' or "
         "'SMTP_TLS' (got 'SMTP_OAUTH2')",
-        "f.yaml:11:11: tasks[0].port: Input should be less than or equal to 65535 (got 70000)"]
+        "f.yaml:11:11: tasks[0].port: Input should be less than or equal to 65535 (got 70000)",
+    ]
     assert problems("""
     tasks:
       - id: mail
         type: io.kestra.plugin.notifications.mail.MailExecution
         to: ops@example.com
-    """) == ["f.yaml:5:5: tasks[0]: missing required property 'host'",
-             "f.yaml:5:5: tasks[0]: missing required property 'from'"]
+    """) == [
+        "f.yaml:5:5: tasks[0]: missing required property 'host'",
+        "f.yaml:5:5: tasks[0]: missing required property 'from'",
+    ]
 
 
 # -- afterExecution ------------------------------------------------------------------------
 
+
 async def test_after_execution_sees_the_final_state_and_finally_does_not(
-        h: Harness, hook: Hook) -> None:
-    ex = await h.run(flow(FAILING + f"""
+    h: Harness, hook: Hook
+) -> None:
+    ex = await h.run(
+        flow(
+            FAILING
+            + f"""
     finally:
       - id: during
         type: io.kestra.plugin.core.log.Log
@@ -456,7 +512,9 @@ async def test_after_execution_sees_the_final_state_and_finally_does_not(
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         url: {hook.url}/failed
         messageText: "{{{{ flow.id }}}} failed"
-    """))
+    """
+        )
+    )
     assert ex.state.current == State.FAILED
     logs = await h.logs(ex, "INFO")
     assert "finally sees RUNNING" in logs
@@ -466,13 +524,18 @@ async def test_after_execution_sees_the_final_state_and_finally_does_not(
     assert hook.posts("/failed") == [{"text": "alerting failed"}]
     stored = await h.stored(ex)
     assert stored["state"]["current"] == "FAILED"
-    assert [t["taskId"] for t in stored["taskRunList"]][-3:] == ["after", "on_success",
-                                                                 "on_failure"]
+    assert [t["taskId"] for t in stored["taskRunList"]][-3:] == [
+        "after",
+        "on_success",
+        "on_failure",
+    ]
 
 
 async def test_a_failing_after_execution_task_never_changes_the_final_state(
-        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    ex = await h.run(flow("""
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    ex = await h.run(
+        flow("""
     tasks:
       - id: work
         type: io.kestra.plugin.core.log.Log
@@ -484,14 +547,17 @@ async def test_a_failing_after_execution_task_never_changes_the_final_state(
       - id: never
         type: io.kestra.plugin.core.log.Log
         message: not reached
-    """))
+    """)
+    )
     assert ex.state.current == State.SUCCESS
     assert task_states(ex) == {"work": "SUCCESS", "broken": "FAILED"}
     assert ex.error is None
     assert (await h.stored(ex))["state"]["current"] == "SUCCESS"
     assert await errors_of(h, ex) == ["cannot notify"]
-    assert (f"execution {ex.id} of company.team.alerting: an afterExecution task failed; "
-            "the execution stays SUCCESS") in caplog.text
+    assert (
+        f"execution {ex.id} of company.team.alerting: an afterExecution task failed; "
+        "the execution stays SUCCESS"
+    ) in caplog.text
 
 
 def test_after_execution_task_ids_are_checked_with_the_others() -> None:
@@ -517,14 +583,33 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     """A self-signed certificate for 127.0.0.1, made with the openssl command."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.fail("the openssl command is needed to make a test certificate: "
-                    "apt-get install openssl")
+        pytest.fail(
+            "the openssl command is needed to make a test certificate: apt-get install openssl"
+        )
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     yield cert, key
 
 
@@ -540,8 +625,12 @@ class Received:
 class MailServer:
     """aiosmtpd on a free local port, in its own thread, keeping what it receives."""
 
-    def __init__(self, tls: Tls = "none", certificate: tuple[Path, Path] | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tls: Tls = "none",
+        certificate: tuple[Path, Path] | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.tls = tls
         self.certificate = certificate
         self.login = login
@@ -553,18 +642,24 @@ class MailServer:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         tls = server.transport.get_extra_info("ssl_object") is not None
-        self.inbox.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, tls,
-                                   session.auth_data))
+        self.inbox.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), message, tls, session.auth_data)
+        )
         return "250 OK"
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                      auth_data: Any) -> Any:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
-        ok = (isinstance(auth_data, LoginPassword) and self.login is not None
-              and (auth_data.login.decode(), auth_data.password.decode()) == self.login)
-        return AuthResult(success=ok, handled=False,
-                          auth_data=auth_data.login.decode() if ok else None)
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and self.login is not None
+            and (auth_data.login.decode(), auth_data.password.decode()) == self.login
+        )
+        return AuthResult(
+            success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None
+        )
 
     async def __aenter__(self) -> MailServer:
         import ssl
@@ -593,7 +688,8 @@ class MailServer:
 
 
 def mail_flow(port: int, strategy: str, extra: str = "") -> str:
-    return flow(f"""
+    return flow(
+        f"""
     tasks:
       - id: mail
         type: io.kestra.plugin.notifications.mail.MailSend
@@ -606,7 +702,9 @@ def mail_flow(port: int, strategy: str, extra: str = "") -> str:
         subject: "Report for {{{{ flow.id }}}}"
         htmlTextContent: "<p>All <b>good</b> in {{{{ flow.namespace }}}}</p>"
         plainTextContent: "All good in {{{{ flow.namespace }}}}"
-    """ + textwrap.indent(textwrap.dedent(extra), "        "))
+    """
+        + textwrap.indent(textwrap.dedent(extra), "        ")
+    )
 
 
 def parts(message: EmailMessage) -> dict[str, str]:
@@ -620,13 +718,20 @@ def parts(message: EmailMessage) -> dict[str, str]:
 
 
 async def test_mail_send_with_starttls_and_login_is_delivered_and_read_back(
-        h: Harness, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test's own CA
     async with MailServer("starttls", certificate, ("mailer", "s3cret-pw")) as server:
-        ex = await h.run(mail_flow(server.port, "SMTP_TLS", """
+        ex = await h.run(
+            mail_flow(
+                server.port,
+                "SMTP_TLS",
+                """
             username: mailer
             password: "{{ 's3cret' ~ '-pw' }}"
-        """))
+        """,
+            )
+        )
     assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
     (got,) = server.inbox
     assert got.tls and got.login == "mailer"
@@ -637,13 +742,16 @@ async def test_mail_send_with_starttls_and_login_is_delivered_and_read_back(
     assert message["To"] == "ops@example.com, Data Team <data@example.com>"
     assert message["Cc"] == "boss@example.com"
     assert message["From"] == "podium@example.com"
-    assert parts(message) == {"text/plain": "All good in company.team",
-                              "text/html": "<p>All <b>good</b> in company.team</p>"}
+    assert parts(message) == {
+        "text/plain": "All good in company.team",
+        "text/html": "<p>All <b>good</b> in company.team</p>",
+    }
     assert "s3cret-pw" not in " ".join(await h.logs(ex))
 
 
-async def test_mail_send_over_smtps(h: Harness, certificate: tuple[Path, Path],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_mail_send_over_smtps(
+    h: Harness, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     async with MailServer("smtps", certificate) as server:
         ex = await h.run(mail_flow(server.port, "SMTPS"))
@@ -654,29 +762,39 @@ async def test_mail_send_over_smtps(h: Harness, certificate: tuple[Path, Path],
 
 
 async def test_smtps_against_an_untrusted_certificate_fails_once_with_the_reason(
-        h: Harness, certificate: tuple[Path, Path]) -> None:
+    h: Harness, certificate: tuple[Path, Path]
+) -> None:
     async with MailServer("smtps", certificate) as server:
         ex = await h.run(mail_flow(server.port, "SMTPS"))
     assert ex.state.current == State.FAILED
     assert await errors_of(h, ex) == [
         "cannot send the mail to ops@example.com, Data Team <data@example.com>: TLS with "
-        f"127.0.0.1:{server.port} failed: certificate verify failed: self-signed certificate"]
+        f"127.0.0.1:{server.port} failed: certificate verify failed: self-signed certificate"
+    ]
     assert server.inbox == []
 
 
 async def test_wrong_password_fails_with_the_smtp_reply_and_is_not_retried(
-        h: Harness, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    h: Harness, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     async with MailServer("starttls", certificate, ("mailer", "right")) as server:
-        ex = await h.run(mail_flow(server.port, "SMTP", """
+        ex = await h.run(
+            mail_flow(
+                server.port,
+                "SMTP",
+                """
             username: mailer
             password: wrong-password
-        """))
+        """,
+            )
+        )
     assert ex.state.current == State.FAILED
     assert await errors_of(h, ex) == [
         f"cannot send the mail to ops@example.com, Data Team <data@example.com>: "
         f"127.0.0.1:{server.port} refused the login: 535 5.7.8 Authentication credentials "
-        "invalid"]
+        "invalid"
+    ]
     assert server.inbox == []
 
 
@@ -685,14 +803,19 @@ async def test_unreachable_smtp_server_fails_after_the_retries(h: Harness) -> No
     ex = await h.run(mail_flow(port, "SMTP"))
     assert ex.state.current == State.FAILED
     (error,) = await errors_of(h, ex)
-    assert error == ("cannot send the mail to ops@example.com, Data Team <data@example.com> "
-                     f"after 3 attempts: cannot connect to 127.0.0.1:{port}: connection refused")
+    assert error == (
+        "cannot send the mail to ops@example.com, Data Team <data@example.com> "
+        f"after 3 attempts: cannot connect to 127.0.0.1:{port}: connection refused"
+    )
 
 
 async def test_mail_execution_in_errors_sends_the_summary(h: Harness) -> None:
     h.runtime.public_url = PUBLIC_URL  # type: ignore[attr-defined]
     async with MailServer() as server:
-        ex = await h.run(flow(FAILING + f"""
+        ex = await h.run(
+            flow(
+                FAILING
+                + f"""
     errors:
       - id: mail
         type: io.kestra.plugin.notifications.mail.MailExecution
@@ -702,7 +825,9 @@ async def test_mail_execution_in_errors_sends_the_summary(h: Harness) -> None:
         from: podium@example.com
         to: ops@example.com
         customMessage: "look at <this>"
-    """))
+    """
+            )
+        )
     assert ex.state.current == State.FAILED
     assert task_states(ex)["mail"] == "SUCCESS", await errors_of(h, ex)
     (got,) = server.inbox
@@ -710,8 +835,9 @@ async def test_mail_execution_in_errors_sends_the_summary(h: Harness) -> None:
     assert message["Subject"] == "[company.team] alerting ➛ FAILED"
     body = parts(message)
     link = f"{PUBLIC_URL}/ui/executions/company.team/alerting/{ex.id}"
-    assert body["text/plain"].startswith("[company.team] alerting ➛ FAILED\n"
-                                         "Failed on task load after ")
+    assert body["text/plain"].startswith(
+        "[company.team] alerting ➛ FAILED\nFailed on task load after "
+    )
     assert "Error: disk full on /data" in body["text/plain"]
     assert body["text/plain"].endswith(link)
     html = body["text/html"]
@@ -723,7 +849,8 @@ async def test_mail_execution_in_errors_sends_the_summary(h: Harness) -> None:
 
 async def test_mail_attachment_from_storage(h: Harness) -> None:
     async with MailServer() as server:
-        ex = await h.run(flow(f"""
+        ex = await h.run(
+            flow(f"""
         tasks:
           - id: file
             type: io.kestra.plugin.scripts.shell.Commands
@@ -744,7 +871,8 @@ async def test_mail_attachment_from_storage(h: Harness) -> None:
               - name: report.csv
                 uri: "{{{{ outputs.file.outputFiles['report.csv'] }}}}"
                 contentType: text/csv
-        """))
+        """)
+        )
     assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
     (got,) = server.inbox
     (attachment,) = list(got.message.iter_attachments())

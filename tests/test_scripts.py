@@ -37,8 +37,7 @@ VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '
 
 def flow(*tasks: str, inputs: str = "") -> str:
     """A flow of the given task YAML blocks (each written at column 0)."""
-    body = "".join(textwrap.indent(textwrap.dedent(t).strip("\n"), "  ") + "\n"
-                   for t in tasks)
+    body = "".join(textwrap.indent(textwrap.dedent(t).strip("\n"), "  ") + "\n" for t in tasks)
     return f"id: f\nnamespace: ns\n{inputs}tasks:\n{body}"
 
 
@@ -46,8 +45,10 @@ def shell(*commands: str, task_id: str = "sh", extra: str = "") -> str:
     lines = "".join(f"  - {json.dumps(c)}\n" for c in commands)
     block = textwrap.dedent(extra).strip("\n")
     properties = textwrap.indent(block + "\n", "  ") if block else ""
-    return (f"- id: {task_id}\n  type: io.kestra.plugin.scripts.shell.Commands\n"
-            f"{properties}  commands:\n{lines}")
+    return (
+        f"- id: {task_id}\n  type: io.kestra.plugin.scripts.shell.Commands\n"
+        f"{properties}  commands:\n{lines}"
+    )
 
 
 async def messages(h: Harness, ex: Execution) -> list[tuple[str, str]]:
@@ -72,21 +73,32 @@ def processes_with(marker: str) -> list[str]:
 
 # -- running commands and scripts -------------------------------------------------------
 
-async def test_commands_are_rendered_and_run_after_before_commands_with_env(h: Harness
-                                                                            ) -> None:
-    ex = await h.run(flow(shell('echo "main $GREETING {{ inputs.who }} $PORT"',
-                                extra="""
+
+async def test_commands_are_rendered_and_run_after_before_commands_with_env(h: Harness) -> None:
+    ex = await h.run(
+        flow(
+            shell(
+                'echo "main $GREETING {{ inputs.who }} $PORT"',
+                extra="""
                                 beforeCommands:
                                   - echo before
                                 env:
                                   GREETING: "hello {{ inputs.who }}"
                                   PORT: 8080
-                                """),
-                          inputs="inputs:\n  - id: who\n    type: STRING\n"), {"who": "Ada"})
+                                """,
+            ),
+            inputs="inputs:\n  - id: who\n    type: STRING\n",
+        ),
+        {"who": "Ada"},
+    )
     assert ex.state.current == State.SUCCESS
     assert await messages(h, ex) == [("INFO", "before"), ("INFO", "main hello Ada Ada 8080")]
-    assert ex.task_runs[0].outputs == {"vars": {}, "exitCode": 0, "stdOutLineCount": 2,
-                                       "stdErrLineCount": 0}
+    assert ex.task_runs[0].outputs == {
+        "vars": {},
+        "exitCode": 0,
+        "stdOutLineCount": 2,
+        "stdErrLineCount": 0,
+    }
 
 
 async def test_stdout_is_info_and_stderr_is_warn(h: Harness) -> None:
@@ -96,40 +108,53 @@ async def test_stdout_is_info_and_stderr_is_warn(h: Harness) -> None:
 
 
 async def test_interpreter_runs_the_commands(h: Harness) -> None:
-    ex = await h.run(flow(shell('words=(a b c); echo "${#words[@]} words"',
-                                extra='interpreter: ["/bin/bash", "-c"]\n')))
+    ex = await h.run(
+        flow(
+            shell(
+                'words=(a b c); echo "${#words[@]} words"',
+                extra='interpreter: ["/bin/bash", "-c"]\n',
+            )
+        )
+    )
     assert ex.state.current == State.SUCCESS
     assert await messages(h, ex) == [("INFO", "3 words")]
 
 
 async def test_shell_script_runs_as_a_file_with_the_interpreters_shell(h: Harness) -> None:
-    ex = await h.run(flow("""
+    ex = await h.run(
+        flow("""
         - id: script
           type: io.kestra.plugin.scripts.shell.Script
           interpreter: ["/bin/bash", "-c"]
           script: |
             name="{{ flow.id }}"
             echo "$0 runs ${name^^}"
-        """))
+        """)
+    )
     assert ex.state.current == State.SUCCESS
     assert await messages(h, ex) == [("INFO", ".script.sh runs F")]
 
 
 async def test_python_script_and_commands_run_with_python(h: Harness) -> None:
-    ex = await h.run(flow("""
+    ex = await h.run(
+        flow(
+            """
         - id: script
           type: io.kestra.plugin.scripts.python.Script
           script: |
             import os
             print("sum", sum(range({{ 4 }})), os.getcwd() == "{{ workingDir }}")
-        """, """
+        """,
+            """
         - id: commands
           type: io.kestra.plugin.scripts.python.Commands
           inputFiles:
             main.py: print("from main.py")
           commands:
             - python main.py
-        """))
+        """,
+        )
+    )
     assert ex.state.current == State.SUCCESS
     assert await messages(h, ex) == [("INFO", "sum 6 True"), ("INFO", "from main.py")]
 
@@ -158,8 +183,11 @@ async def test_lines_reach_the_logs_while_the_script_still_runs(h: Harness) -> N
 
     unsubscribe = h.runtime.subscribe(listener)
     try:
-        ex = await h.start(flow(shell("echo waiting for go",
-                                      "while [ ! -f go ]; do sleep 0.02; done", "echo went")))
+        ex = await h.start(
+            flow(
+                shell("echo waiting for go", "while [ ! -f go ]; do sleep 0.02; done", "echo went")
+            )
+        )
         tr = await asyncio.wait_for(seen, 20)
         go = h.runtime.data_dir / "tmp" / ex.id / tr.id / "go"
         await asyncio.to_thread(go.touch)
@@ -171,8 +199,7 @@ async def test_lines_reach_the_logs_while_the_script_still_runs(h: Harness) -> N
 
 
 async def test_ten_thousand_lines_all_reach_the_logs_in_order(h: Harness) -> None:
-    ex = await h.run(flow(shell("seq 1 10000", "seq 1 10000 >&2",
-                                extra="warningOnStdErr: false")))
+    ex = await h.run(flow(shell("seq 1 10000", "seq 1 10000 >&2", extra="warningOnStdErr: false")))
     assert ex.state.current == State.SUCCESS
     logs = await messages(h, ex)
     assert [m for level, m in logs if level == "INFO"] == [str(i) for i in range(1, 10001)]
@@ -181,13 +208,15 @@ async def test_ten_thousand_lines_all_reach_the_logs_in_order(h: Harness) -> Non
 
 
 async def test_a_very_long_line_is_split_not_lost(h: Harness) -> None:
-    ex = await h.run(flow("""
+    ex = await h.run(
+        flow("""
         - id: long
           type: io.kestra.plugin.scripts.python.Script
           script: |
             import sys
             sys.stdout.write("é" * 1_500_000 + "\\nend\\n")
-        """))
+        """)
+    )
     assert ex.state.current == State.SUCCESS
     logs = [m for _, m in await messages(h, ex)]
     assert len(logs) > 2
@@ -208,9 +237,19 @@ def test_line_splitter_cuts_on_character_boundaries_and_keeps_the_last_line() ->
 
 # -- failures, timeouts, kills ----------------------------------------------------------
 
+
 async def test_exit_code_fails_the_task_with_the_last_lines_of_stderr(h: Harness) -> None:
-    ex = await h.run(flow(shell("echo fine", "echo 'first problem' >&2",
-                                "echo 'second problem' >&2", "exit 3", task_id="fail")))
+    ex = await h.run(
+        flow(
+            shell(
+                "echo fine",
+                "echo 'first problem' >&2",
+                "echo 'second problem' >&2",
+                "exit 3",
+                task_id="fail",
+            )
+        )
+    )
     assert ex.state.current == State.FAILED
     error = "command failed with exit code 3; last lines of stderr:\nfirst problem\nsecond problem"
     assert ex.error == f"task 'fail': {error}"
@@ -219,8 +258,10 @@ async def test_exit_code_fails_the_task_with_the_last_lines_of_stderr(h: Harness
 
 async def test_only_the_last_ten_stderr_lines_are_quoted(h: Harness) -> None:
     ex = await h.run(flow(shell("seq 1 25 >&2", "exit 1", task_id="fail")))
-    assert ex.error == ("task 'fail': command failed with exit code 1; last lines of stderr:\n"
-                        + "\n".join(str(i) for i in range(16, 26)))
+    assert ex.error == (
+        "task 'fail': command failed with exit code 1; last lines of stderr:\n"
+        + "\n".join(str(i) for i in range(16, 26))
+    )
 
 
 async def test_exit_code_without_stderr_says_so(h: Harness) -> None:
@@ -229,16 +270,24 @@ async def test_exit_code_without_stderr_says_so(h: Harness) -> None:
 
 
 async def test_a_missing_interpreter_fails_with_its_name(h: Harness) -> None:
-    ex = await h.run(flow(shell("true", task_id="fail",
-                                extra='interpreter: ["/no/such/shell", "-c"]\n')))
+    ex = await h.run(
+        flow(shell("true", task_id="fail", extra='interpreter: ["/no/such/shell", "-c"]\n'))
+    )
     assert ex.error == "task 'fail': cannot start '/no/such/shell': No such file or directory"
 
 
 async def test_never_ending_script_times_out_and_leaves_no_process(h: Harness) -> None:
     marker = f"1{uuid.uuid4().int % 10**8:08d}"  # a sleep length that names these processes
-    ex = await h.run(flow(shell(
-        f"sh -c 'trap \"\" TERM; sleep {marker}' &",  # a child that ignores SIGTERM
-        f"sleep {marker}", task_id="forever", extra="timeout: PT2S")))
+    ex = await h.run(
+        flow(
+            shell(
+                f"sh -c 'trap \"\" TERM; sleep {marker}' &",  # a child that ignores SIGTERM
+                f"sleep {marker}",
+                task_id="forever",
+                extra="timeout: PT2S",
+            )
+        )
+    )
     assert ex.state.current == State.FAILED
     assert ex.error == "task 'forever': timed out after PT2S"
     assert await asyncio.to_thread(processes_with, marker) == []
@@ -254,8 +303,9 @@ async def test_killing_the_execution_kills_the_process_group(h: Harness) -> None
 
     unsubscribe = h.runtime.subscribe(listener)
     try:
-        ex = await h.start(flow(shell(f"sleep {marker} &", f"sh -c 'sleep {marker}' &",
-                                      "echo started", "wait")))
+        ex = await h.start(
+            flow(shell(f"sleep {marker} &", f"sh -c 'sleep {marker}' &", "echo started", "wait"))
+        )
         await asyncio.wait_for(started.wait(), 20)
         assert len(await asyncio.to_thread(processes_with, marker)) >= 2
         assert await h.runtime.kill(ex.id)
@@ -276,15 +326,25 @@ async def test_background_processes_left_by_a_finished_command_are_stopped(h: Ha
 
 # -- Kestra's output protocol -----------------------------------------------------------
 
+
 async def test_protocol_lines_set_vars_metrics_and_logs_and_are_not_logged(h: Harness) -> None:
-    ex = await h.run(flow(shell(
-        """echo '::{"outputs":{"a":1,"nested":{"b":[1,2]}}}::'""",
-        """echo '::{"outputs":{"c":"three","a":2}}::'""",
-        """echo '::{"metrics":[{"name":"rows","type":"counter","value":5,"tags":{"t":"x"}},"""
-        """{"name":"took","type":"timer","value":1.5},{"name":"g","type":"gauge","value":-2}]}::'""",
-        """echo '::{"logs":[{"level":"ERROR","message":"bad thing"},"""
-        """{"level":"DEBUG","message":"detail"}]}::' >&2""",
-        "echo plain", task_id="proto", extra="warningOnStdErr: false")))
+    ex = await h.run(
+        flow(
+            shell(
+                """echo '::{"outputs":{"a":1,"nested":{"b":[1,2]}}}::'""",
+                """echo '::{"outputs":{"c":"three","a":2}}::'""",
+                """echo '::{"metrics":[{"name":"rows","type":"counter","value":5,"""
+                """"tags":{"t":"x"}},"""
+                """{"name":"took","type":"timer","value":1.5},"""
+                """{"name":"g","type":"gauge","value":-2}]}::'""",
+                """echo '::{"logs":[{"level":"ERROR","message":"bad thing"},"""
+                """{"level":"DEBUG","message":"detail"}]}::' >&2""",
+                "echo plain",
+                task_id="proto",
+                extra="warningOnStdErr: false",
+            )
+        )
+    )
     assert ex.state.current == State.SUCCESS
     outputs = ex.task_runs[0].outputs
     assert outputs["vars"] == {"a": 2, "nested": {"b": [1, 2]}, "c": "three"}
@@ -293,25 +353,42 @@ async def test_protocol_lines_set_vars_metrics_and_logs_and_are_not_logged(h: Ha
     logs = await messages(h, ex)
     assert sorted(logs) == [("DEBUG", "detail"), ("ERROR", "bad thing"), ("INFO", "plain")]
     assert logs.index(("ERROR", "bad thing")) < logs.index(("DEBUG", "detail"))
-    metrics = [(m["name"], m["type"], m["value"], m["tags"], m["taskId"])
-               for m in await h.store.metrics(ex.id)]
-    assert metrics == [("rows", "counter", 5.0, {"t": "x"}, "proto"),
-                       ("took", "timer", 1.5, {}, "proto"), ("g", "gauge", -2.0, {}, "proto")]
+    metrics = [
+        (m["name"], m["type"], m["value"], m["tags"], m["taskId"])
+        for m in await h.store.metrics(ex.id)
+    ]
+    assert metrics == [
+        ("rows", "counter", 5.0, {"t": "x"}, "proto"),
+        ("took", "timer", 1.5, {}, "proto"),
+        ("g", "gauge", -2.0, {}, "proto"),
+    ]
 
 
 async def test_vars_are_read_by_later_tasks(h: Harness) -> None:
-    ex = await h.run(flow(shell("""echo '::{"outputs":{"count":42}}::'""", task_id="make"), """
+    ex = await h.run(
+        flow(
+            shell("""echo '::{"outputs":{"count":42}}::'""", task_id="make"),
+            """
         - id: use
           type: io.kestra.plugin.core.debug.Return
           format: "{{ outputs.make.vars.count + 1 }}"
-        """))
+        """,
+        )
+    )
     assert ex.task_runs[1].outputs == {"value": "43"}
 
 
 async def test_a_malformed_protocol_line_is_logged_as_text_with_a_warning(h: Harness) -> None:
     histogram = """echo '::{"metrics":[{"name":"m","type":"histogram","value":1}]}::'"""
-    ex = await h.run(flow(shell("""echo '::{"outputs": {"a": }}::'""", histogram,
-                                """echo '::{"outputs":{"after":true}}::'""")))
+    ex = await h.run(
+        flow(
+            shell(
+                """echo '::{"outputs": {"a": }}::'""",
+                histogram,
+                """echo '::{"outputs":{"after":true}}::'""",
+            )
+        )
+    )
     assert ex.state.current == State.SUCCESS
     assert ex.task_runs[0].outputs["vars"] == {"after": True}
     why = "the line above looks like a Kestra output line (::{...}::) but was not used: "
@@ -324,25 +401,38 @@ async def test_a_malformed_protocol_line_is_logged_as_text_with_a_warning(h: Har
     assert await h.store.metrics(ex.id) == []
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("[1]", "expected a JSON object, got a list"),
-    ('{"outputs": [1]}', "'outputs' must be an object, got a list"),
-    ('{"metrics": {}}', "'metrics' must be a list, got an object"),
-    ('{"metrics": [3]}', "metrics[0] must be an object, got a number"),
-    ('{"metrics": [{"type": "counter", "value": 1}]}', "metrics[0]: 'name' must be a non-empty "
-     "string"),
-    ('{"metrics": [{"name": "n", "type": "counter", "value": "1"}]}',
-     "metrics[0] 'n': 'value' must be a finite number, got '1'"),
-    ('{"metrics": [{"name": "n", "type": "counter", "value": true}]}',
-     "metrics[0] 'n': 'value' must be a finite number, got True"),
-    ('{"metrics": [{"name": "n", "type": "gauge", "value": 1, "tags": [1]}]}',
-     "metrics[0] 'n': 'tags' must be an object, got a list"),
-    ('{"logs": "x"}', "'logs' must be a list, got a string"),
-    ('{"logs": [{"level": "LOUD", "message": "m"}]}',
-     "logs[0]: 'level' must be one of TRACE, DEBUG, INFO, WARN, ERROR, got 'LOUD'"),
-    ('{"logs": [{"level": "INFO"}]}', "logs[0]: 'message' must be a string, got null"),
-    ('{"outputs": ', "not JSON: Expecting value: line 1 column 13 (char 12)"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[1]", "expected a JSON object, got a list"),
+        ('{"outputs": [1]}', "'outputs' must be an object, got a list"),
+        ('{"metrics": {}}', "'metrics' must be a list, got an object"),
+        ('{"metrics": [3]}', "metrics[0] must be an object, got a number"),
+        (
+            '{"metrics": [{"type": "counter", "value": 1}]}',
+            "metrics[0]: 'name' must be a non-empty string",
+        ),
+        (
+            '{"metrics": [{"name": "n", "type": "counter", "value": "1"}]}',
+            "metrics[0] 'n': 'value' must be a finite number, got '1'",
+        ),
+        (
+            '{"metrics": [{"name": "n", "type": "counter", "value": true}]}',
+            "metrics[0] 'n': 'value' must be a finite number, got True",
+        ),
+        (
+            '{"metrics": [{"name": "n", "type": "gauge", "value": 1, "tags": [1]}]}',
+            "metrics[0] 'n': 'tags' must be an object, got a list",
+        ),
+        ('{"logs": "x"}', "'logs' must be a list, got a string"),
+        (
+            '{"logs": [{"level": "LOUD", "message": "m"}]}',
+            "logs[0]: 'level' must be one of TRACE, DEBUG, INFO, WARN, ERROR, got 'LOUD'",
+        ),
+        ('{"logs": [{"level": "INFO"}]}', "logs[0]: 'message' must be a string, got null"),
+        ('{"outputs": ', "not JSON: Expecting value: line 1 column 13 (char 12)"),
+    ],
+)
 def test_protocol_refuses_what_does_not_fit_with_the_reason(text: str, error: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse(text)
@@ -350,15 +440,18 @@ def test_protocol_refuses_what_does_not_fit_with_the_reason(text: str, error: st
 
 
 def test_protocol_ignores_unknown_keys_and_stringifies_tags() -> None:
-    message = parse('{"assets": {}, "metrics": [{"name": "n", "type": "timer", "value": 2, '
-                    '"tags": {"k": 1}}], "logs": [{"level": "WARNING", "message": "w"}]}')
+    message = parse(
+        '{"assets": {}, "metrics": [{"name": "n", "type": "timer", "value": 2, '
+        '"tags": {"k": 1}}], "logs": [{"level": "WARNING", "message": "w"}]}'
+    )
     assert message.outputs == {}
     assert [(m.name, m.value, m.tags) for m in message.metrics] == [("n", 2.0, {"k": "1"})]
     assert [(log.level, log.message) for log in message.logs] == [("WARN", "w")]
 
 
 async def test_the_real_kestra_package_works_unchanged(h: Harness) -> None:
-    ex = await h.run(flow(f"""
+    ex = await h.run(
+        flow(f"""
         - id: py
           type: io.kestra.plugin.scripts.python.Script
           warningOnStdErr: false
@@ -373,13 +466,17 @@ async def test_the_real_kestra_package_works_unchanged(h: Harness) -> None:
             log = Kestra.logger()
             log.info("info via logger")
             log.warning("warning via logger")
-        """))
+        """)
+    )
     assert ex.state.current == State.SUCCESS, ex.error
     assert ex.task_runs[0].outputs["vars"] == {"n": 3, "name": "x"}
-    assert [(m["name"], m["type"], m["value"], m["tags"]) for m in
-            await h.store.metrics(ex.id)] == [("rows", "counter", 10.0, {"table": "t"}),
-                                              ("took", "timer", 1.5, {}),
-                                              ("ratio", "gauge", 0.25, {})]
+    assert [
+        (m["name"], m["type"], m["value"], m["tags"]) for m in await h.store.metrics(ex.id)
+    ] == [
+        ("rows", "counter", 10.0, {"table": "t"}),
+        ("took", "timer", 1.5, {}),
+        ("ratio", "gauge", 0.25, {}),
+    ]
     logs = await messages(h, ex)
     assert [level for level, _ in logs] == ["INFO", "WARN"]
     assert logs[0][1].endswith("Z - info via logger")
@@ -387,8 +484,11 @@ async def test_the_real_kestra_package_works_unchanged(h: Harness) -> None:
 
 
 async def test_execution_context_file_is_read_by_the_kestra_package_then_removed(
-        h: Harness) -> None:
-    ex = await h.run(flow(f"""
+    h: Harness,
+) -> None:
+    ex = await h.run(
+        flow(
+            f"""
         - id: py
           type: io.kestra.plugin.scripts.python.Script
           executionContext: true
@@ -399,8 +499,11 @@ async def test_execution_context_file_is_read_by_the_kestra_package_then_removed
             from kestra import context
             print(context.inputs.who, context.flow.id, context.taskrun.id == "{{{{ taskrun.id }}}}",
                   context.labels.team, "envs" in context)
-        """, inputs="labels:\n  team: data\ninputs:\n  - id: who\n    type: STRING\n"),
-        {"who": "Ada"})
+        """,
+            inputs="labels:\n  team: data\ninputs:\n  - id: who\n    type: STRING\n",
+        ),
+        {"who": "Ada"},
+    )
     assert ex.state.current == State.SUCCESS, ex.error
     assert await messages(h, ex) == [("INFO", "Ada f True data False")]
     assert ex.task_runs[0].outputs["outputFiles"] == {}
@@ -408,9 +511,11 @@ async def test_execution_context_file_is_read_by_the_kestra_package_then_removed
 
 # -- files in and out -------------------------------------------------------------------
 
+
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
     """A local HTTP server: /data.csv.gz (gzip) and /repo ({"pull_count": 1234})."""
+
     async def data(request: web.Request) -> web.Response:
         return web.Response(body=gzip.compress(b"id,name\n1,ada\n2,grace\n"))
 
@@ -432,14 +537,25 @@ async def server() -> AsyncIterator[str]:
 
 
 async def test_downloaded_gzip_becomes_an_output_file_a_later_task_reads(
-        h: Harness, server: str) -> None:
-    ex = await h.run(flow(shell("curl -sSf {{ inputs.url }}/data.csv.gz | gunzip > data.csv",
-                                "echo other > notes.txt", task_id="extract",
-                                extra='outputFiles: ["*.csv"]\n'), """
+    h: Harness, server: str
+) -> None:
+    ex = await h.run(
+        flow(
+            shell(
+                "curl -sSf {{ inputs.url }}/data.csv.gz | gunzip > data.csv",
+                "echo other > notes.txt",
+                task_id="extract",
+                extra='outputFiles: ["*.csv"]\n',
+            ),
+            """
         - id: use
           type: io.kestra.plugin.core.debug.Return
           format: "{{ read(outputs.extract.outputFiles['data.csv']) }}"
-        """, inputs="inputs:\n  - id: url\n    type: STRING\n"), {"url": server})
+        """,
+            inputs="inputs:\n  - id: url\n    type: STRING\n",
+        ),
+        {"url": server},
+    )
     assert ex.state.current == State.SUCCESS, ex.error
     files = ex.task_runs[0].outputs["outputFiles"]
     assert list(files) == ["data.csv"]
@@ -448,17 +564,36 @@ async def test_downloaded_gzip_becomes_an_output_file_a_later_task_reads(
 
 
 async def test_output_file_globs_follow_kestra(h: Harness) -> None:
-    ex = await h.run(flow(shell("mkdir -p sub/deep", "touch a.csv b.txt sub/c.csv sub/deep/d.csv",
-                                task_id="make",
-                                extra='outputFiles: ["*.csv", "sub/**.csv", "{b,z}.txt"]\n')))
+    ex = await h.run(
+        flow(
+            shell(
+                "mkdir -p sub/deep",
+                "touch a.csv b.txt sub/c.csv sub/deep/d.csv",
+                task_id="make",
+                extra='outputFiles: ["*.csv", "sub/**.csv", "{b,z}.txt"]\n',
+            )
+        )
+    )
     assert sorted(ex.task_runs[0].outputs["outputFiles"]) == [
-        "a.csv", "b.txt", "sub/c.csv", "sub/deep/d.csv"]
+        "a.csv",
+        "b.txt",
+        "sub/c.csv",
+        "sub/deep/d.csv",
+    ]
 
 
 async def test_symbolic_links_are_never_collected(h: Harness) -> None:
-    ex = await h.run(flow(shell("ln -s /etc/hostname leak.txt", "ln -s /etc etc",
-                                "touch real.txt", task_id="make",
-                                extra='outputFiles: ["**"]\n')))
+    ex = await h.run(
+        flow(
+            shell(
+                "ln -s /etc/hostname leak.txt",
+                "ln -s /etc etc",
+                "touch real.txt",
+                task_id="make",
+                extra='outputFiles: ["**"]\n',
+            )
+        )
+    )
     assert ex.task_runs[0].outputs["outputFiles"].keys() == {"real.txt"}
 
 
@@ -471,25 +606,45 @@ def test_glob_patterns_translate_java_syntax() -> None:
 
 
 async def test_input_files_are_written_or_copied_from_storage(h: Harness) -> None:
-    ex = await h.run(flow(shell("printf 'stored text' > out.txt", task_id="make",
-                                extra='outputFiles: ["out.txt"]\n'),
-                          shell("cat in/stored.txt", "echo", "cat inline.txt", task_id="use",
-                                extra="""
+    ex = await h.run(
+        flow(
+            shell(
+                "printf 'stored text' > out.txt", task_id="make", extra='outputFiles: ["out.txt"]\n'
+            ),
+            shell(
+                "cat in/stored.txt",
+                "echo",
+                "cat inline.txt",
+                task_id="use",
+                extra="""
                                 inputFiles:
                                   in/stored.txt: "{{ outputs.make.outputFiles['out.txt'] }}"
                                   inline.txt: "hello {{ flow.id }}"
-                                """)))
+                                """,
+            ),
+        )
+    )
     assert ex.state.current == State.SUCCESS, ex.error
     assert [m for _, m in await messages(h, ex)] == ["stored text", "hello f"]
 
 
 async def test_an_input_file_outside_the_working_dir_is_refused(h: Harness) -> None:
-    ex = await h.run(flow(shell("true", task_id="bad", extra="""
+    ex = await h.run(
+        flow(
+            shell(
+                "true",
+                task_id="bad",
+                extra="""
         inputFiles:
           ../escape.txt: nope
-        """)))
-    assert ex.error == ("task 'bad': inputFiles: '../escape.txt' is not a relative path inside "
-                        "the working directory")
+        """,
+            )
+        )
+    )
+    assert ex.error == (
+        "task 'bad': inputFiles: '../escape.txt' is not a relative path inside "
+        "the working directory"
+    )
 
 
 async def test_namespace_files_are_copied_with_include_and_exclude(h: Harness) -> None:
@@ -501,20 +656,30 @@ async def test_namespace_files_are_copied_with_include_and_exclude(h: Harness) -
             (root / rel).write_text(rel)
 
     await asyncio.to_thread(write)
-    ex = await h.run(flow(shell("find . -type f -not -name '.*' | sort", extra="""
+    ex = await h.run(
+        flow(
+            shell(
+                "find . -type f -not -name '.*' | sort",
+                extra="""
         namespaceFiles:
           enabled: true
           include: ["etl.py", "scripts/**"]
           exclude: ["**.sql"]
-        """)))
+        """,
+            )
+        )
+    )
     assert ex.state.current == State.SUCCESS, ex.error
-    assert [m for _, m in await messages(h, ex)] == ["./etl.py", "./other/etl.py",
-                                                     "./scripts/a.py"]
+    assert [m for _, m in await messages(h, ex)] == ["./etl.py", "./other/etl.py", "./scripts/a.py"]
 
 
 async def test_working_dir_is_fresh_per_task_run_and_removed_afterwards(h: Harness) -> None:
-    ex = await h.run(flow(shell("ls -A", "echo $WORKING_DIR", "touch left.txt", task_id="one"),
-                          shell("ls -A", task_id="two")))
+    ex = await h.run(
+        flow(
+            shell("ls -A", "echo $WORKING_DIR", "touch left.txt", task_id="one"),
+            shell("ls -A", task_id="two"),
+        )
+    )
     assert ex.state.current == State.SUCCESS
     one, two = (h.runtime.data_dir / "tmp" / ex.id / tr.id for tr in ex.task_runs)
     assert [m for _, m in await messages(h, ex)] == [str(one)]
@@ -531,6 +696,7 @@ async def test_working_dir_is_kept_when_configured(h: Harness) -> None:
 
 # -- properties and loading -------------------------------------------------------------
 
+
 def test_unknown_task_runner_type_is_a_load_error() -> None:
     with pytest.raises(FlowError) as info:
         load_flow(flow(shell("true", extra="taskRunner:\n  type: io.kestra.Nope\n")), "f.yaml")
@@ -539,7 +705,8 @@ def test_unknown_task_runner_type_is_a_load_error() -> None:
 
 
 def test_kestra_property_names_load_and_typos_do_not() -> None:
-    loaded = load_flow(flow("""
+    loaded = load_flow(
+        flow("""
         - id: py
           type: io.kestra.plugin.scripts.python.Commands
           taskRunner:
@@ -555,7 +722,9 @@ def test_kestra_property_names_load_and_typos_do_not() -> None:
           namespaceFiles: {enabled: true, ifExists: WARN, folderPerNamespace: true}
           outputFiles: ["*.csv"]
           commands: [python main.py]
-        """), "f.yaml")
+        """),
+        "f.yaml",
+    )
     assert loaded.tasks[0].type == "io.kestra.plugin.scripts.python.Commands"
     with pytest.raises(FlowError) as info:
         load_flow(flow(shell("true", extra="warningOnStdError: false\n")), "f.yaml")
@@ -575,18 +744,24 @@ async def test_stderr_output_makes_the_task_a_warning(h: Harness) -> None:
 
 # -- cached virtual environments --------------------------------------------------------
 
+
 def build_wheel(directory: Path, name: str, value: int) -> Path:
     """A minimal pure-Python wheel, so that installing dependencies needs no index."""
-    files = {f"{name}/__init__.py": f"VALUE = {value}\n",
-             f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\n"
-                                               "Version: 1.0\n",
-             f"{name}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: podium-tests\n"
-                                            "Root-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = [f"{path},sha256="
-              f"{base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()}"
-              f",{len(text.encode())}" for path, text in files.items()]
-    files[f"{name}-1.0.dist-info/RECORD"] = "\n".join(
-        [*record, f"{name}-1.0.dist-info/RECORD,,"]) + "\n"
+    files = {
+        f"{name}/__init__.py": f"VALUE = {value}\n",
+        f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{name}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: podium-tests\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        f"{path},sha256="
+        f"{base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()}"
+        f",{len(text.encode())}"
+        for path, text in files.items()
+    ]
+    files[f"{name}-1.0.dist-info/RECORD"] = (
+        "\n".join([*record, f"{name}-1.0.dist-info/RECORD,,"]) + "\n"
+    )
     wheel = directory / f"{name}-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for path, text in files.items():
@@ -614,8 +789,9 @@ def installs(logs: list[tuple[str, str]]) -> int:
 
 
 @pytest.mark.parametrize("manager", ["PIP", "UV"])
-async def test_dependencies_install_once_into_a_cached_venv(h: Harness, tmp_path: Path,
-                                                            manager: str) -> None:
+async def test_dependencies_install_once_into_a_cached_venv(
+    h: Harness, tmp_path: Path, manager: str
+) -> None:
     wheel = await asyncio.to_thread(build_wheel, tmp_path, f"tiny_{manager.lower()}", 7)
     first = await h.run(flow(uses(wheel, manager)))
     assert first.state.current == State.SUCCESS, first.error
@@ -625,15 +801,15 @@ async def test_dependencies_install_once_into_a_cached_venv(h: Harness, tmp_path
     assert logs[-1] == ("INFO", "value 7 True")
     second = await h.run(flow(uses(wheel, manager)))
     assert await messages(h, second) == [("INFO", "value 7 True")]
-    venvs = await asyncio.to_thread(lambda: sorted(
-        p.name for p in (h.runtime.data_dir / "venvs").iterdir() if p.is_dir()))
+    venvs = await asyncio.to_thread(
+        lambda: sorted(p.name for p in (h.runtime.data_dir / "venvs").iterdir() if p.is_dir())
+    )
     assert len(venvs) == 1
     if manager == "UV":
         assert await asyncio.to_thread((h.runtime.data_dir / "cache" / "uv").is_dir)
 
 
-async def test_two_executions_needing_a_new_venv_build_it_once(h: Harness,
-                                                               tmp_path: Path) -> None:
+async def test_two_executions_needing_a_new_venv_build_it_once(h: Harness, tmp_path: Path) -> None:
     wheel = await asyncio.to_thread(build_wheel, tmp_path, "tiny_shared", 9)
     source = await h.flow(flow(uses(wheel, "PIP")))
     started = [await h.start(source), await h.start(source)]
@@ -655,7 +831,8 @@ with open(sys.argv[1], "w") as lock:
 
 
 async def test_a_venv_another_process_is_building_is_waited_for_not_rebuilt(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     wheel = await asyncio.to_thread(build_wheel, tmp_path, "tiny_locked", 5)
     source = await h.flow(flow(uses(wheel, "UV")))
     assert (await h.run(source)).state.current == State.SUCCESS
@@ -670,8 +847,14 @@ async def test_a_venv_another_process_is_building_is_waited_for_not_rebuilt(
             waiting.set()
 
     other = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLD_LOCK, str(venvs / f"{venv.name}.lock"), str(marker),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        HOLD_LOCK,
+        str(venvs / f"{venv.name}.lock"),
+        str(marker),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     assert other.stdin is not None and other.stdout is not None
     unsubscribe = h.runtime.subscribe(listener)
     try:
@@ -693,8 +876,7 @@ async def test_a_venv_another_process_is_building_is_waited_for_not_rebuilt(
     assert logs[-1] == ("INFO", "value 5 True")
 
 
-async def test_without_dependency_cache_the_venv_is_thrown_away(h: Harness,
-                                                                tmp_path: Path) -> None:
+async def test_without_dependency_cache_the_venv_is_thrown_away(h: Harness, tmp_path: Path) -> None:
     wheel = await asyncio.to_thread(build_wheel, tmp_path, "tiny_once", 1)
     ex = await h.run(flow(uses(wheel, "UV", extra="dependencyCacheEnabled: false\n")))
     assert ex.state.current == State.SUCCESS, ex.error
@@ -704,21 +886,26 @@ async def test_without_dependency_cache_the_venv_is_thrown_away(h: Harness,
 
 
 async def test_a_failed_install_fails_the_task_with_the_installers_words(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     missing = tmp_path / "absent-1.0-py3-none-any.whl"
     ex = await h.run(flow(uses(missing, "UV", task_id="deps")))
     assert ex.state.current == State.FAILED
     using = next(m for _, m in await messages(h, ex) if m.startswith("Using Python"))
-    assert ex.error == (f"task 'deps': installing the dependencies failed: uv exited with code "
-                        f"1:\n{using}\nerror: Distribution not found at: {missing.as_uri()}")
+    assert ex.error == (
+        f"task 'deps': installing the dependencies failed: uv exited with code "
+        f"1:\n{using}\nerror: Distribution not found at: {missing.as_uri()}"
+    )
     venvs = h.runtime.data_dir / "venvs"
     assert await asyncio.to_thread(lambda: [p.name for p in venvs.iterdir() if p.is_dir()]) == []
 
 
 # -- the seed's Python flow -------------------------------------------------------------
 
+
 async def test_seed_python_flow_reports_downloads_with_the_kestra_package(
-        h: Harness, server: str) -> None:
+    h: Harness, server: str
+) -> None:
     """flows/02_python.yaml as written, but on the Process runner: requests and kestra come
     from PyPI into the cached venv (PyPI is reachable here; the script's URL is local)."""
     source = await asyncio.to_thread((FLOWS / "02_python.yaml").read_text)

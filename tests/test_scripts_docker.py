@@ -75,8 +75,9 @@ async def ctx(h: Harness) -> AsyncIterator[RunContext]:
     """)
     execution = await h.run(flow)
     task_run = execution.task_runs[0]
-    context = RunContext(h.runtime, flow, execution, task_run, {},
-                         TaskLogger(h.runtime, execution, task_run))
+    context = RunContext(
+        h.runtime, flow, execution, task_run, {}, TaskLogger(h.runtime, execution, task_run)
+    )
     yield context
     await context.cleanup()
 
@@ -104,8 +105,14 @@ class Lines:
 
 async def make_job(ctx: RunContext, script: str, lines: Lines, **kwargs: Any) -> ScriptJob:
     kwargs.setdefault("image", "localhost/python:test")
-    return ScriptJob(working_dir=await ctx.working_dir(), interpreter=["python3", "-c"],
-                     commands=[script], env=kwargs.pop("env", {}), on_line=lines, **kwargs)
+    return ScriptJob(
+        working_dir=await ctx.working_dir(),
+        interpreter=["python3", "-c"],
+        commands=[script],
+        env=kwargs.pop("env", {}),
+        on_line=lines,
+        **kwargs,
+    )
 
 
 def runner(**properties: Any) -> Docker:
@@ -120,8 +127,9 @@ async def podium_containers(docker_host: str) -> list[dict[str, Any]]:
 
 async def running_container(docker_host: str, execution_id: str) -> dict[str, Any]:
     async with aiodocker.Docker(url=docker_host) as client:
-        found = await client.containers.list(filters=json.dumps(
-            {"label": [f"{EXECUTION_LABEL}={execution_id}"]}))
+        found = await client.containers.list(
+            filters=json.dumps({"label": [f"{EXECUTION_LABEL}={execution_id}"]})
+        )
         assert len(found) == 1, found
         return await found[0].show()
 
@@ -129,21 +137,32 @@ async def running_container(docker_host: str, execution_id: str) -> dict[str, An
 # --- running scripts -------------------------------------------------------------------
 
 
-async def test_script_lines_stream_by_stream_and_exit_code_zero(engine: str, ctx: RunContext
-                                                                ) -> None:
+async def test_script_lines_stream_by_stream_and_exit_code_zero(
+    engine: str, ctx: RunContext
+) -> None:
     lines = Lines()
-    job = await make_job(ctx, "\n".join([
-        "import sys",
-        "print('one')",
-        "print('problem', file=sys.stderr)",
-        "print('two')",
-        "print('::{\"outputs\": {\"downloads\": 3}}::')",
-        "print('no newline at the end', end='')",
-    ]), lines)
+    job = await make_job(
+        ctx,
+        "\n".join(
+            [
+                "import sys",
+                "print('one')",
+                "print('problem', file=sys.stderr)",
+                "print('two')",
+                'print(\'::{"outputs": {"downloads": 3}}::\')',
+                "print('no newline at the end', end='')",
+            ]
+        ),
+        lines,
+    )
     result = await runner().run(job, ctx)
     assert result.exit_code == 0
-    assert lines.of("stdout") == ["one", "two", '::{"outputs": {"downloads": 3}}::',
-                                  "no newline at the end"]
+    assert lines.of("stdout") == [
+        "one",
+        "two",
+        '::{"outputs": {"downloads": 3}}::',
+        "no newline at the end",
+    ]
     assert lines.of("stderr") == ["problem"]
     assert await podium_containers(engine) == []
 
@@ -161,12 +180,20 @@ async def test_working_dir_is_mounted_at_the_same_path(engine: str, ctx: RunCont
     lines = Lines()
     workdir = await ctx.working_dir()
     await asyncio.to_thread((workdir / "input.txt").write_text, "from the host\n")
-    job = await make_job(ctx, "\n".join([
-        "import os",
-        "print(os.getcwd())",
-        "print(open('input.txt').read().strip())",
-        "open(os.path.join(os.environ['WORKING_DIR'], 'out.txt'), 'w').write('from the box')",
-    ]), lines, env={"WORKING_DIR": str(workdir)})
+    job = await make_job(
+        ctx,
+        "\n".join(
+            [
+                "import os",
+                "print(os.getcwd())",
+                "print(open('input.txt').read().strip())",
+                "open(os.path.join(os.environ['WORKING_DIR'], 'out.txt'), "
+                "'w').write('from the box')",
+            ]
+        ),
+        lines,
+        env={"WORKING_DIR": str(workdir)},
+    )
     assert (await runner().run(job, ctx)).exit_code == 0
     assert lines.of("stdout") == [str(workdir), "from the host"]
     assert await asyncio.to_thread((workdir / "out.txt").read_text) == "from the box"
@@ -181,15 +208,27 @@ async def test_ten_thousand_lines_all_arrive_in_order(engine: str, ctx: RunConte
 
 async def test_env_user_network_and_limits_are_applied(engine: str, ctx: RunContext) -> None:
     lines = Lines()
-    job = await make_job(ctx, "\n".join([
-        "import os, time",
-        "print(os.environ['GREETING'], os.getuid())",
-        "open('written-by-the-user', 'w').write('ok')",
-        "print('ready', flush=True)",
-        "while not os.path.exists('stop'): time.sleep(0.05)",
-    ]), lines, env={"GREETING": "hello"})
-    docker = runner(user="65534", networkMode="none", cpu={"cpus": 0.5},
-                    memory={"memory": "64Mb", "memorySwap": "128MB"}, shmSize="32MB")
+    job = await make_job(
+        ctx,
+        "\n".join(
+            [
+                "import os, time",
+                "print(os.environ['GREETING'], os.getuid())",
+                "open('written-by-the-user', 'w').write('ok')",
+                "print('ready', flush=True)",
+                "while not os.path.exists('stop'): time.sleep(0.05)",
+            ]
+        ),
+        lines,
+        env={"GREETING": "hello"},
+    )
+    docker = runner(
+        user="65534",
+        networkMode="none",
+        cpu={"cpus": 0.5},
+        memory={"memory": "64Mb", "memorySwap": "128MB"},
+        shmSize="32MB",
+    )
     run = asyncio.create_task(docker.run(job, ctx))
     await lines.wait_for("ready")
     info = await running_container(engine, ctx.execution.id)
@@ -201,26 +240,29 @@ async def test_env_user_network_and_limits_are_applied(engine: str, ctx: RunCont
     assert info["Config"]["Labels"][MANAGED_LABEL] == "true"
     assert info["Config"]["Labels"][TASKRUN_LABEL] == ctx.task_run.id
     host = info["HostConfig"]
-    assert (host["NetworkMode"], host["NanoCpus"], host["Memory"], host["MemorySwap"],
-            host["ShmSize"]) == ("none", 500_000_000, 64 << 20, 128 << 20, 32 << 20)
+    assert (
+        host["NetworkMode"],
+        host["NanoCpus"],
+        host["Memory"],
+        host["MemorySwap"],
+        host["ShmSize"],
+    ) == ("none", 500_000_000, 64 << 20, 128 << 20, 32 << 20)
 
 
-async def test_timeout_removes_the_never_ending_container(engine: str, ctx: RunContext
-                                                          ) -> None:
+async def test_timeout_removes_the_never_ending_container(engine: str, ctx: RunContext) -> None:
     lines = Lines()
-    job = await make_job(ctx, "import time\nprint('started', flush=True)\ntime.sleep(3600)",
-                         lines)
+    job = await make_job(ctx, "import time\nprint('started', flush=True)\ntime.sleep(3600)", lines)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(2):
             await runner().run(job, ctx)
     assert await podium_containers(engine) == []
 
 
-async def test_kill_removes_the_running_container_and_reraises(engine: str, ctx: RunContext
-                                                               ) -> None:
+async def test_kill_removes_the_running_container_and_reraises(
+    engine: str, ctx: RunContext
+) -> None:
     lines = Lines()
-    job = await make_job(ctx, "import time\nprint('started', flush=True)\ntime.sleep(3600)",
-                         lines)
+    job = await make_job(ctx, "import time\nprint('started', flush=True)\ntime.sleep(3600)", lines)
     run = asyncio.create_task(runner(killGracePeriod="PT1S").run(job, ctx))
     await lines.wait_for("started")
     assert len(await podium_containers(engine)) == 1
@@ -230,8 +272,7 @@ async def test_kill_removes_the_running_container_and_reraises(engine: str, ctx:
     assert await podium_containers(engine) == []
 
 
-async def test_entry_point_replaces_the_interpreter_launcher(engine: str, ctx: RunContext
-                                                            ) -> None:
+async def test_entry_point_replaces_the_interpreter_launcher(engine: str, ctx: RunContext) -> None:
     lines = Lines()
     job = await make_job(ctx, "print('unused')", lines)
     job.interpreter = ["-c"]
@@ -242,7 +283,8 @@ async def test_entry_point_replaces_the_interpreter_launcher(engine: str, ctx: R
 
 
 async def test_a_missing_interpreter_fails_the_start_with_the_engines_words(
-        engine: str, ctx: RunContext) -> None:
+    engine: str, ctx: RunContext
+) -> None:
     job = await make_job(ctx, "print(1)", Lines())
     job.interpreter = ["podium-no-such-interpreter"]
     with pytest.raises(TaskFailed) as failed:
@@ -255,8 +297,9 @@ async def test_a_missing_interpreter_fails_the_start_with_the_engines_words(
 async def test_templated_runner_properties_are_rendered(engine: str, ctx: RunContext) -> None:
     lines = Lines()
     job = await make_job(ctx, "import os; print(os.getuid())", lines)
-    docker = Docker.model_validate({"type": RUNNER, "user": "{{ 60000 + 1 }}"},
-                                   context={"defer_templates": True})
+    docker = Docker.model_validate(
+        {"type": RUNNER, "user": "{{ 60000 + 1 }}"}, context={"defer_templates": True}
+    )
     assert docker.user == "{{ 60000 + 1 }}"
     assert (await docker.run(job, ctx)).exit_code == 0
     assert lines.of("stdout") == ["60001"]
@@ -265,18 +308,21 @@ async def test_templated_runner_properties_are_rendered(engine: str, ctx: RunCon
 # --- images and the engine -------------------------------------------------------------
 
 
-async def test_pull_policy_never_with_a_missing_image_fails_clearly(engine: str,
-                                                                    ctx: RunContext) -> None:
+async def test_pull_policy_never_with_a_missing_image_fails_clearly(
+    engine: str, ctx: RunContext
+) -> None:
     job = await make_job(ctx, "print(1)", Lines(), image=MISSING_IMAGE)
     with pytest.raises(TaskFailed) as failed:
         await runner(pullPolicy="NEVER").run(job, ctx)
-    assert str(failed.value) == (f"image {MISSING_IMAGE} is not on the Docker engine at "
-                                 f"{engine} and pullPolicy is NEVER")
+    assert str(failed.value) == (
+        f"image {MISSING_IMAGE} is not on the Docker engine at {engine} and pullPolicy is NEVER"
+    )
     assert failed.value.non_retryable
 
 
-async def test_a_failed_pull_names_the_image_and_is_logged(engine: str, h: Harness,
-                                                           ctx: RunContext) -> None:
+async def test_a_failed_pull_names_the_image_and_is_logged(
+    engine: str, h: Harness, ctx: RunContext
+) -> None:
     job = await make_job(ctx, "print(1)", Lines(), image=MISSING_IMAGE)
     with pytest.raises(TaskFailed) as failed:
         await runner().run(job, ctx)
@@ -285,35 +331,39 @@ async def test_a_failed_pull_names_the_image_and_is_logged(engine: str, h: Harne
     assert await podium_containers(engine) == []
 
 
-async def test_pull_policy_always_pulls_even_a_present_image(engine: str,
-                                                             ctx: RunContext) -> None:
+async def test_pull_policy_always_pulls_even_a_present_image(engine: str, ctx: RunContext) -> None:
     """localhost/python:test exists only locally, so a pull must be attempted and fail."""
     job = await make_job(ctx, "print(1)", Lines())
     with pytest.raises(TaskFailed, match=r"^cannot pull image localhost/python:test: "):
         await runner(pullPolicy="ALWAYS").run(job, ctx)
 
 
-async def test_unreachable_engine_names_docker_host(tmp_path: Path, ctx: RunContext,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unreachable_engine_names_docker_host(
+    tmp_path: Path, ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     socket = f"unix://{tmp_path}/none.sock"
     monkeypatch.setenv("DOCKER_HOST", socket)
     job = await make_job(ctx, "print(1)", Lines())
     with pytest.raises(TaskFailed) as failed:
         await runner().run(job, ctx)
-    assert str(failed.value) == (f"cannot reach a Docker engine at {socket} (from DOCKER_HOST): "
-                                 "No such file or directory")
+    assert str(failed.value) == (
+        f"cannot reach a Docker engine at {socket} (from DOCKER_HOST): No such file or directory"
+    )
 
 
 async def test_unreachable_default_socket_says_docker_host_is_not_set(
-        tmp_path: Path, ctx: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     socket = f"unix://{tmp_path}/docker.sock"
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setattr(docker_runner, "DEFAULT_HOST", socket)
     job = await make_job(ctx, "print(1)", Lines())
     with pytest.raises(TaskFailed) as failed:
         await runner().run(job, ctx)
-    assert str(failed.value) == (f"cannot reach a Docker engine at {socket} "
-                                 "(DOCKER_HOST is not set): No such file or directory")
+    assert str(failed.value) == (
+        f"cannot reach a Docker engine at {socket} "
+        "(DOCKER_HOST is not set): No such file or directory"
+    )
 
 
 async def test_unreachable_host_property_is_named(ctx: RunContext) -> None:
@@ -321,32 +371,32 @@ async def test_unreachable_host_property_is_named(ctx: RunContext) -> None:
     job = await make_job(ctx, "print(1)", Lines())
     with pytest.raises(TaskFailed) as failed:
         await runner(host=f"tcp://127.0.0.1:{port}").run(job, ctx)
-    assert str(failed.value) == (f"cannot reach a Docker engine at tcp://127.0.0.1:{port} "
-                                 f"(the runner's host property): Connect call failed "
-                                 f"('127.0.0.1', {port})")
+    assert str(failed.value) == (
+        f"cannot reach a Docker engine at tcp://127.0.0.1:{port} "
+        f"(the runner's host property): Connect call failed "
+        f"('127.0.0.1', {port})"
+    )
 
 
-async def test_volumes_are_refused_until_settings_allow_them(engine: str,
-                                                             ctx: RunContext) -> None:
+async def test_volumes_are_refused_until_settings_allow_them(engine: str, ctx: RunContext) -> None:
     job = await make_job(ctx, "print(1)", Lines())
     with pytest.raises(TaskFailed) as failed:
         await runner(volumes=["/srv/data:/data"]).run(job, ctx)
     assert str(failed.value) == (
         "volumes are not allowed: mounting host paths into containers needs "
         "`docker-volumes-allowed: true` in podium's settings, which this podium does not "
-        "have yet")
+        "have yet"
+    )
 
 
 async def test_no_image_at_all_is_an_error(engine: str, ctx: RunContext) -> None:
     job = await make_job(ctx, "print(1)", Lines(), image=None)
     with pytest.raises(TaskFailed) as failed:
         await runner().run(job, ctx)
-    assert str(failed.value) == ("the Docker runner needs an image: set containerImage on "
-                                 "the task")
+    assert str(failed.value) == ("the Docker runner needs an image: set containerImage on the task")
 
 
-async def test_runner_image_is_used_without_container_image(engine: str,
-                                                            ctx: RunContext) -> None:
+async def test_runner_image_is_used_without_container_image(engine: str, ctx: RunContext) -> None:
     lines = Lines()
     job = await make_job(ctx, "print('ok')", lines, image=None)
     assert (await runner(image="localhost/python:test").run(job, ctx)).exit_code == 0
@@ -357,11 +407,14 @@ async def test_runner_image_is_used_without_container_image(engine: str,
 
 
 async def test_reap_orphans_removes_only_labelled_containers_of_ended_executions(
-        docker_host: str, python_image: str) -> None:
+    docker_host: str, python_image: str
+) -> None:
     async with aiodocker.Docker(url=docker_host) as client:
+
         async def create(labels: dict[str, str]) -> str:
-            container = await client.containers.create(config={
-                "Image": python_image, "Cmd": ["sleep", "3600"], "Labels": labels})
+            container = await client.containers.create(
+                config={"Image": python_image, "Cmd": ["sleep", "3600"], "Labels": labels}
+            )
             await container.start()
             return container.id
 
@@ -397,9 +450,24 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     """
     root = tmp_path_factory.mktemp("index")
     download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-         "--python-version", "3.11", "-d", str(root), *WHEELS],
-        capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "-d",
+            str(root),
+            *WHEELS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if download.returncode != 0:
         pytest.fail(f"pip download failed:\n{download.stderr[-3000:]}", pytrace=False)
     for wheel in root.glob("*.whl"):
@@ -430,18 +498,22 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-KESTRA_SCRIPT = "\n".join([
-    "import requests",
-    "from kestra import Kestra",
-    "Kestra.outputs({'requests': requests.__name__})",
-])
+KESTRA_SCRIPT = "\n".join(
+    [
+        "import requests",
+        "from kestra import Kestra",
+        "Kestra.outputs({'requests': requests.__name__})",
+    ]
+)
 
 
 async def test_pip_dependencies_are_installed_before_the_script(
-        engine: str, ctx: RunContext, package_index: dict[str, str]) -> None:
+    engine: str, ctx: RunContext, package_index: dict[str, str]
+) -> None:
     lines = Lines()
-    job = await make_job(ctx, KESTRA_SCRIPT, lines, dependencies=["kestra", "requests"],
-                         env=package_index)
+    job = await make_job(
+        ctx, KESTRA_SCRIPT, lines, dependencies=["kestra", "requests"], env=package_index
+    )
     result = await runner(networkMode="host").run(job, ctx)
     assert result.exit_code == 0, lines.seen
     assert lines.of("stdout")[-1] == '::{"outputs": {"requests": "requests"}}::'
@@ -449,11 +521,19 @@ async def test_pip_dependencies_are_installed_before_the_script(
 
 
 async def test_uv_dependencies_install_as_a_user_without_a_home(
-        engine: str, ctx: RunContext, package_index: dict[str, str]) -> None:
+    engine: str, ctx: RunContext, package_index: dict[str, str]
+) -> None:
     """uv reports progress on stderr: it must come out as plain output, not warnings."""
     lines = Lines()
-    job = await make_job(ctx, KESTRA_SCRIPT, lines, dependencies=["kestra", "requests"],
-                         package_manager="UV", python_version="3.11", env=package_index)
+    job = await make_job(
+        ctx,
+        KESTRA_SCRIPT,
+        lines,
+        dependencies=["kestra", "requests"],
+        package_manager="UV",
+        python_version="3.11",
+        env=package_index,
+    )
     result = await runner(networkMode="host", user="65534").run(job, ctx)
     assert result.exit_code == 0, lines.seen
     assert lines.of("stdout")[-1] == '::{"outputs": {"requests": "requests"}}::'
@@ -462,10 +542,12 @@ async def test_uv_dependencies_install_as_a_user_without_a_home(
 
 
 async def test_failed_install_repeats_the_installers_last_lines_on_stderr(
-        engine: str, ctx: RunContext, package_index: dict[str, str]) -> None:
+    engine: str, ctx: RunContext, package_index: dict[str, str]
+) -> None:
     lines = Lines()
-    job = await make_job(ctx, "print('never')", lines, dependencies=["podium-no-such-package"],
-                         env=package_index)
+    job = await make_job(
+        ctx, "print('never')", lines, dependencies=["podium-no-such-package"], env=package_index
+    )
     result = await runner(networkMode="host").run(job, ctx)
     assert result.exit_code == 1
     assert "never" not in lines.of("stdout")
@@ -474,14 +556,17 @@ async def test_failed_install_repeats_the_installers_last_lines_on_stderr(
     assert stderr[-1] == "ERROR: No matching distribution found for podium-no-such-package"
 
 
-async def test_python_version_missing_from_the_image_fails_with_127(engine: str,
-                                                                   ctx: RunContext) -> None:
+async def test_python_version_missing_from_the_image_fails_with_127(
+    engine: str, ctx: RunContext
+) -> None:
     lines = Lines()
-    job = await make_job(ctx, "print('never')", lines, dependencies=["kestra"],
-                         python_version="3.99")
+    job = await make_job(
+        ctx, "print('never')", lines, dependencies=["kestra"], python_version="3.99"
+    )
     assert (await runner().run(job, ctx)).exit_code == 127
     assert lines.of("stderr") == [
-        "podium: the image has no python3.99 to install dependencies with"]
+        "podium: the image has no python3.99 to install dependencies with"
+    ]
 
 
 # --- script tasks under the Docker runner ---------------------------------------------------
@@ -493,10 +578,21 @@ def python_alias_image(docker_host: str, python_image: str) -> str:
     python3-minimal does not provide), committed on the private podman once a session."""
     name = f"podium-alias-{uuid.uuid4().hex[:8]}"
     podman = ["podman", "--url", docker_host]
-    for argv in ([*podman, "run", "--name", name, python_image,
-                  "ln", "-s", "/usr/bin/python3", "/usr/local/bin/python"],
-                 [*podman, "commit", "--quiet", name, PYTHON_ALIAS_IMAGE],
-                 [*podman, "rm", name]):
+    for argv in (
+        [
+            *podman,
+            "run",
+            "--name",
+            name,
+            python_image,
+            "ln",
+            "-s",
+            "/usr/bin/python3",
+            "/usr/local/bin/python",
+        ],
+        [*podman, "commit", "--quiet", name, PYTHON_ALIAS_IMAGE],
+        [*podman, "rm", name],
+    ):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(argv)} failed:\n{done.stderr}", pytrace=False)
@@ -506,6 +602,7 @@ def python_alias_image(docker_host: str, python_image: str) -> str:
 @pytest.fixture
 async def stats_server() -> AsyncIterator[str]:
     """Stands in for Docker Hub's repository API that the seed's flow reads."""
+
     async def repository(request: web.Request) -> web.Response:
         return web.json_response({"name": "kestra", "pull_count": 4242})
 
@@ -536,8 +633,12 @@ def seed_python_flow(image: str, env: dict[str, str]) -> str:
 
 
 async def test_seed_python_flow_ends_success_under_the_docker_runner(
-        engine: str, h: Harness, python_alias_image: str, package_index: dict[str, str],
-        stats_server: str) -> None:
+    engine: str,
+    h: Harness,
+    python_alias_image: str,
+    package_index: dict[str, str],
+    stats_server: str,
+) -> None:
     source = await asyncio.to_thread(seed_python_flow, python_alias_image, package_index)
     ex = await h.run(source, {"url": stats_server})
     assert ex.state.current == State.SUCCESS, (ex.error, await h.logs(ex))
@@ -548,7 +649,8 @@ async def test_seed_python_flow_ends_success_under_the_docker_runner(
 
 
 async def test_shell_commands_write_into_working_dir_as_rendered_for_the_flow(
-        engine: str, h: Harness, python_image: str) -> None:
+    engine: str, h: Harness, python_image: str
+) -> None:
     ex = await h.run(f"""
         id: docker_shell
         namespace: test
@@ -575,7 +677,8 @@ async def test_shell_commands_write_into_working_dir_as_rendered_for_the_flow(
 
 
 async def test_python_task_under_a_timeout_leaves_no_container(
-        engine: str, h: Harness, python_alias_image: str) -> None:
+    engine: str, h: Harness, python_alias_image: str
+) -> None:
     ex = await h.run(f"""
         id: docker_forever
         namespace: test
@@ -596,7 +699,8 @@ async def test_python_task_under_a_timeout_leaves_no_container(
 
 
 async def test_a_failing_container_fails_the_task_with_its_stderr(
-        engine: str, h: Harness, python_alias_image: str) -> None:
+    engine: str, h: Harness, python_alias_image: str
+) -> None:
     ex = await h.run(f"""
         id: docker_fail
         namespace: test
@@ -611,8 +715,9 @@ async def test_a_failing_container_fails_the_task_with_its_stderr(
               sys.exit("no figures today")
     """)
     assert ex.state.current == State.FAILED
-    assert ex.error == ("task 'boom': command failed with exit code 1; last lines of stderr:\n"
-                        "no figures today")
+    assert ex.error == (
+        "task 'boom': command failed with exit code 1; last lines of stderr:\nno figures today"
+    )
     assert await podium_containers(engine) == []
 
 
@@ -627,8 +732,9 @@ def test_sizes_in_kestra_notation() -> None:
     assert parse_size(1024) == 1024
     with pytest.raises(ValueError) as failed:
         parse_size("lots")
-    assert str(failed.value) == ("invalid size 'lots': expected bytes or a number with KB, "
-                                 "MB or GB")
+    assert str(failed.value) == (
+        "invalid size 'lots': expected bytes or a number with KB, MB or GB"
+    )
 
 
 def test_invalid_memory_is_a_load_error_naming_the_property() -> None:
@@ -639,25 +745,43 @@ def test_invalid_memory_is_a_load_error_naming_the_property() -> None:
 def test_port_bindings_in_docker_run_notation() -> None:
     assert port_bindings(["8080:80/udp", "127.0.0.1:8081:81", "82"]) == (
         {"80/udp": {}, "81/tcp": {}, "82/tcp": {}},
-        {"80/udp": [{"HostIp": "", "HostPort": "8080"}],
-         "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8081"}],
-         "82/tcp": [{"HostIp": "", "HostPort": ""}]})
+        {
+            "80/udp": [{"HostIp": "", "HostPort": "8080"}],
+            "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8081"}],
+            "82/tcp": [{"HostIp": "", "HostPort": ""}],
+        },
+    )
     with pytest.raises(TaskFailed) as failed:
         port_bindings(["http:80"])
-    assert str(failed.value) == ("invalid port binding 'http:80': expected "
-                                 "[[ip:]hostPort:]containerPort[/protocol]")
+    assert str(failed.value) == (
+        "invalid port binding 'http:80': expected [[ip:]hostPort:]containerPort[/protocol]"
+    )
 
 
 def test_registry_auth_from_credentials_and_from_a_docker_config() -> None:
     creds = runner(credentials={"registry": "ghcr.io", "username": "u", "password": "p"})
     assert registry_auth("ghcr.io/org/img:1", creds.credentials, None) == {
-        "username": "u", "password": "p", "serveraddress": "ghcr.io"}
-    config = json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": "dTpw"},
-                                   "ghcr.io": {"identitytoken": "tok"}}})
+        "username": "u",
+        "password": "p",
+        "serveraddress": "ghcr.io",
+    }
+    config = json.dumps(
+        {
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": "dTpw"},
+                "ghcr.io": {"identitytoken": "tok"},
+            }
+        }
+    )
     assert registry_auth("python:3.11-slim", None, config) == {
-        "username": "u", "password": "p", "serveraddress": "docker.io"}
+        "username": "u",
+        "password": "p",
+        "serveraddress": "docker.io",
+    }
     assert registry_auth("ghcr.io/kestra-io/kestrapy", None, config) == {
-        "identitytoken": "tok", "serveraddress": "ghcr.io"}
+        "identitytoken": "tok",
+        "serveraddress": "ghcr.io",
+    }
     assert registry_auth("quay.io/x/y", None, config) is None
     with pytest.raises(TaskFailed) as failed:
         registry_auth("python", None, "{not json")
@@ -676,15 +800,26 @@ def test_pull_progress_is_one_line_per_layer_and_state() -> None:
         {"status": "Status: Downloaded newer image for python:3.11-slim"},
     ]
     lines = [line for p in progress if (line := pull_progress_line(p, shown))]
-    assert lines == ["3.11-slim: Pulling from library/python", "a1: Downloading",
-                     "a1: Pull complete", "Copying blob sha256:b2",
-                     "Status: Downloaded newer image for python:3.11-slim"]
+    assert lines == [
+        "3.11-slim: Pulling from library/python",
+        "a1: Downloading",
+        "a1: Pull complete",
+        "Copying blob sha256:b2",
+        "Status: Downloaded newer image for python:3.11-slim",
+    ]
 
 
 def test_image_registry() -> None:
-    assert [image_registry(i) for i in ("python", "library/python", "ghcr.io/a/b",
-                                        "localhost/python:test", "127.0.0.1:5000/x")] == [
-        "docker.io", "docker.io", "ghcr.io", "localhost", "127.0.0.1:5000"]
+    assert [
+        image_registry(i)
+        for i in (
+            "python",
+            "library/python",
+            "ghcr.io/a/b",
+            "localhost/python:test",
+            "127.0.0.1:5000/x",
+        )
+    ] == ["docker.io", "docker.io", "ghcr.io", "localhost", "127.0.0.1:5000"]
 
 
 def test_unknown_runner_property_is_a_load_error() -> None:

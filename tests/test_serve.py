@@ -47,8 +47,9 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     return flows, data
 
 
-def test_serve_notifies_ready_and_stopping_and_exits_0(tmp_path: Path,
-                                                       dirs: tuple[Path, Path]) -> None:
+def test_serve_notifies_ready_and_stopping_and_exits_0(
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     flows, data = dirs
     (flows / "hello.yaml").write_text(LOG_FLOW.format(id="hello", message="hi"))
     daemon = ServeProcess(tmp_path, flows, data).start()
@@ -61,8 +62,9 @@ def test_serve_notifies_ready_and_stopping_and_exits_0(tmp_path: Path,
     assert daemon.lines[-1] == "INFO podium: stopped: 0 executions done, 0 failed, 0 cancelled"
 
 
-def test_flow_files_added_changed_and_removed_while_serving(tmp_path: Path,
-                                                            dirs: tuple[Path, Path]) -> None:
+def test_flow_files_added_changed_and_removed_while_serving(
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     flows, data = dirs
     (flows / "a.yaml").write_text(LOG_FLOW.format(id="a", message="v1"))
     daemon = ServeProcess(tmp_path, flows, data).start()
@@ -79,15 +81,17 @@ def test_flow_files_added_changed_and_removed_while_serving(tmp_path: Path,
         assert done["flowRevision"] == 2
         (sub / "b.yaml").unlink()
         daemon.wait_line("unloaded flow test.b", after=mark)
-        status, _ = daemon.request("POST", "/api/v1/executions/test/b", b"",
-                                   {"Content-Type": "application/json"})
+        status, _ = daemon.request(
+            "POST", "/api/v1/executions/test/b", b"", {"Content-Type": "application/json"}
+        )
         assert status == 404
     finally:
         assert daemon.stop() == 0
 
 
 def test_invalid_flow_file_is_logged_and_previous_revision_keeps_running(
-        tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     flows, data = dirs
     path = flows / "a.yaml"
     path.write_text(LOG_FLOW.format(id="a", message="good"))
@@ -97,9 +101,11 @@ def test_invalid_flow_file_is_logged_and_previous_revision_keeps_running(
         path.write_text(LOG_FLOW.format(id="a", message="bad").replace("log.Log", "log.Lgo"))
         daemon.wait_line("does not validate", after=mark)
         detail = daemon.wait_line("unknown task type", after=mark)
-        assert detail.strip() == (f"{path}:5:11: tasks[0].type: unknown task type "
-                                  "'io.kestra.plugin.core.log.Lgo'; did you mean "
-                                  "io.kestra.plugin.core.log.Log?")
+        assert detail.strip() == (
+            f"{path}:5:11: tasks[0].type: unknown task type "
+            "'io.kestra.plugin.core.log.Lgo'; did you mean "
+            "io.kestra.plugin.core.log.Log?"
+        )
         assert "test.a keeps its previous revision" in daemon.output()
         execution = daemon.create_execution("test", "a")
         assert daemon.wait_execution(execution["id"], {"SUCCESS"})["flowRevision"] == 1
@@ -121,7 +127,8 @@ def test_sighup_reloads_flows(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
 
 
 def test_kill_9_during_a_flow_resumes_without_rerunning_finished_tasks(
-        tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     flows, data = dirs
     (flows / "three.yaml").write_text(THREE_TASKS)
     daemon = ServeProcess(tmp_path, flows, data).start()
@@ -148,19 +155,27 @@ def test_kill_9_during_a_flow_resumes_without_rerunning_finished_tasks(
 
 
 def test_sigterm_kills_executions_still_running_after_the_grace_period(
-        tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     flows, data = dirs
-    (flows / "long.yaml").write_text("id: long\nnamespace: test\ntasks:\n  - id: nap\n"
-                                     "    type: io.kestra.plugin.core.flow.Sleep\n"
-                                     "    duration: PT120S\n")
+    (flows / "long.yaml").write_text(
+        "id: long\nnamespace: test\ntasks:\n  - id: nap\n"
+        "    type: io.kestra.plugin.core.flow.Sleep\n"
+        "    duration: PT120S\n"
+    )
     daemon = ServeProcess(tmp_path, flows, data, env={"PODIUM_SHUTDOWN_GRACE": "PT0.5S"}).start()
     execution_id = daemon.create_execution("test", "long")["id"]
     daemon.wait_execution(execution_id, {"RUNNING"})
     assert daemon.stop() == 0
     assert "grace period over: killing 1 running executions" in daemon.output()
     assert daemon.lines[-1] == "INFO podium: stopped: 0 executions done, 0 failed, 1 cancelled"
-    shown = subprocess.run([sys.executable, "-m", "daemon", "executions", "list", "--data-dir",
-                            str(data)], capture_output=True, text=True, cwd=ROOT, check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "daemon", "executions", "list", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     assert f"{execution_id}  test  long  KILLED" in shown.stdout
 
 
@@ -168,14 +183,30 @@ def test_bad_settings_file_is_a_clear_error(tmp_path: Path, dirs: tuple[Path, Pa
     flows, data = dirs
     config = tmp_path / "podium.yaml"
     config.write_text("port: lots\nmax-concurrent-tasks: -1\n")
-    result = subprocess.run([sys.executable, "-m", "daemon", "serve", "--config", str(config),
-                             "--flows", str(flows), "--data-dir", str(data)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daemon",
+            "serve",
+            "--config",
+            str(config),
+            "--flows",
+            str(flows),
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"podium: invalid settings ({config}): port: Input should be a valid integer, unable "
         "to parse string as an integer; max-concurrent-tasks: Input should be greater than "
-        "or equal to 0")
+        "or equal to 0"
+    )
 
 
 def test_shutdown_stages_fit_in_timeout_stop_sec() -> None:
@@ -191,8 +222,9 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert analyze, "systemd-analyze is missing: apt-get install systemd"
     unit = (ROOT / "systemd" / "podium.service").read_text()
     local = tmp_path / "podium.service"
-    local.write_text(unit.replace("/opt/podium/.venv/bin/podium",
-                                  str(ROOT / ".venv" / "bin" / "podium")))
+    local.write_text(
+        unit.replace("/opt/podium/.venv/bin/podium", str(ROOT / ".venv" / "bin" / "podium"))
+    )
     result = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit

@@ -85,8 +85,7 @@ tasks:
 
 def call(daemon: ServeProcess, method: str, path: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    status, doc = daemon.request(method, path, data,
-                                 {**AUTH, "Content-Type": "application/json"})
+    status, doc = daemon.request(method, path, data, {**AUTH, "Content-Type": "application/json"})
     assert status == 200, (status, doc)
     return doc
 
@@ -102,8 +101,13 @@ def wait_state(daemon: ServeProcess, execution_id: str, state: str) -> dict[str,
 
 
 class Served:
-    def __init__(self, daemon: ServeProcess, slow: dict[str, Any], broken: dict[str, Any],
-                 hooked: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        daemon: ServeProcess,
+        slow: dict[str, Any],
+        broken: dict[str, Any],
+        hooked: dict[str, Any],
+    ) -> None:
         self.daemon = daemon
         self.url = f"http://127.0.0.1:{daemon.port}"
         self.slow = slow
@@ -118,15 +122,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     flows.mkdir()
     for name, source in FLOWS.items():
         (flows / f"{name}.yaml").write_text(source)
-    daemon = ServeProcess(root, flows, data,
-                          env={**CREDENTIALS, "PODIUM_SHUTDOWN_GRACE": "PT0S"}).start()
+    daemon = ServeProcess(
+        root, flows, data, env={**CREDENTIALS, "PODIUM_SHUTDOWN_GRACE": "PT0S"}
+    ).start()
     try:
         broken = call(daemon, "POST", "/api/v1/executions/status.test/broken", {})
         broken = wait_state(daemon, broken["id"], "FAILED")
         slow = call(daemon, "POST", "/api/v1/executions/status.test/slow", {})
         slow = wait_state(daemon, slow["id"], "RUNNING")
-        status, hooked = daemon.request("POST", f"/api/v1/executions/webhook/status.test/hook/"
-                                                f"{KEY}", b"{}")
+        status, hooked = daemon.request(
+            "POST", f"/api/v1/executions/webhook/status.test/hook/{KEY}", b"{}"
+        )
         assert status == 200, hooked
         wait_state(daemon, hooked["id"], "SUCCESS")
         yield Served(daemon, slow, broken, hooked)
@@ -134,40 +140,65 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         daemon.stop()
 
 
-def podium_status(*args: str, env: dict[str, str] | None = None
-                  ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("PODIUM_BASIC_AUTH_")}
-    return subprocess.run([sys.executable, "-m", "daemon", "status", *args],
-                          capture_output=True, text=True, timeout=60, env={**clean, **(env or {})},
-                          cwd=Path(__file__).resolve().parent.parent)
+def podium_status(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_BASIC_AUTH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "status", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
 
-def test_json_names_flows_triggers_running_executions_and_last_failures(
-        served: Served) -> None:
+def test_json_names_flows_triggers_running_executions_and_last_failures(served: Served) -> None:
     done = podium_status("--url", served.url, "--json", env=CREDENTIALS)
     assert (done.returncode, done.stderr) == (0, "")
     status = json.loads(done.stdout)
-    assert set(status) == {"url", "status", "version", "flows", "triggers", "running",
-                           "failures"}
+    assert set(status) == {"url", "status", "version", "flows", "triggers", "running", "failures"}
     assert (status["url"], status["status"]) == (served.url, "UP")
     assert status["flows"] == {"count": 5, "disabled": ["status.test.off"]}
     triggers = {t["triggerId"]: t for t in status["triggers"]}
     assert set(triggers) == {"at_three", "web"}
     nightly, web = triggers["at_three"], triggers["web"]
     assert (nightly["flowId"], nightly["type"], nightly["disabled"]) == (
-        "nightly", "io.kestra.plugin.core.trigger.Schedule", False)
+        "nightly",
+        "io.kestra.plugin.core.trigger.Schedule",
+        False,
+    )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT03:00:00(\.0+)?Z", nightly["nextExecutionDate"])
     assert (nightly["lastEventDate"], nightly["lastExecutionId"]) == (None, None)
     assert (web["flowId"], web["nextExecutionDate"], web["lastExecutionId"]) == (
-        "hook", None, served.hooked["id"])
+        "hook",
+        None,
+        served.hooked["id"],
+    )
     assert web["lastEventDate"] is not None
-    assert status["running"] == {"count": 1, "executions": [{
-        "id": served.slow["id"], "namespace": "status.test", "flowId": "slow",
-        "state": "RUNNING", "startDate": served.slow["state"]["startDate"]}]}
-    assert status["failures"] == [{
-        "id": served.broken["id"], "namespace": "status.test", "flowId": "broken",
-        "taskId": "boom", "error": "disk full", "date": served.broken["state"]["endDate"]}]
+    assert status["running"] == {
+        "count": 1,
+        "executions": [
+            {
+                "id": served.slow["id"],
+                "namespace": "status.test",
+                "flowId": "slow",
+                "state": "RUNNING",
+                "startDate": served.slow["state"]["startDate"],
+            }
+        ],
+    }
+    assert status["failures"] == [
+        {
+            "id": served.broken["id"],
+            "namespace": "status.test",
+            "flowId": "broken",
+            "taskId": "boom",
+            "error": "disk full",
+            "date": served.broken["state"]["endDate"],
+        }
+    ]
 
 
 def test_text_is_one_screen_with_the_same_facts(served: Served) -> None:
@@ -179,25 +210,37 @@ def test_text_is_one_screen_with_the_same_facts(served: Served) -> None:
     assert lines[1] == "Flows: 5 (1 disabled: status.test.off)"
     assert lines[2] == "Triggers: 2"
     at = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
-    assert re.fullmatch(rf"  status\.test\.hook web \(Webhook\): last event {at} \(\d+[smh] ago\)",
-                        lines[3]), lines[3]
-    assert re.fullmatch(r"  status\.test\.nightly at_three \(Schedule\): next "
-                        r"\d{4}-\d\d-\d\d 03:00:00Z \(in \d+[smh]\)", lines[4]), lines[4]
+    assert re.fullmatch(
+        rf"  status\.test\.hook web \(Webhook\): last event {at} \(\d+[smh] ago\)", lines[3]
+    ), lines[3]
+    assert re.fullmatch(
+        r"  status\.test\.nightly at_three \(Schedule\): next "
+        r"\d{4}-\d\d-\d\d 03:00:00Z \(in \d+[smh]\)",
+        lines[4],
+    ), lines[4]
     assert lines[5] == "Running executions: 1"
-    assert re.fullmatch(rf"  {served.slow['id']}  status\.test\.slow  RUNNING since {at} "
-                        r"\(\d+[smh] ago\)", lines[6]), lines[6]
+    assert re.fullmatch(
+        rf"  {served.slow['id']}  status\.test\.slow  RUNNING since {at} "
+        r"\(\d+[smh] ago\)",
+        lines[6],
+    ), lines[6]
     assert lines[7] == "Last failures:"
-    assert re.fullmatch(rf"  {at} \(\d+[smh] ago\)  status\.test\.broken  task boom: disk full  "
-                        rf"\({served.broken['id']}\)", lines[8]), lines[8]
+    assert re.fullmatch(
+        rf"  {at} \(\d+[smh] ago\)  status\.test\.broken  task boom: disk full  "
+        rf"\({served.broken['id']}\)",
+        lines[8],
+    ), lines[8]
     assert len(lines) == 9
 
 
 def test_without_credentials_one_line_says_what_to_set(served: Served) -> None:
     done = podium_status("--url", served.url)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == (f"podium: the daemon at {served.url} wants credentials: set "
-                           "PODIUM_BASIC_AUTH_USERNAME and PODIUM_BASIC_AUTH_PASSWORD, or pass "
-                           "--user and --password\n")
+    assert done.stderr == (
+        f"podium: the daemon at {served.url} wants credentials: set "
+        "PODIUM_BASIC_AUTH_USERNAME and PODIUM_BASIC_AUTH_PASSWORD, or pass "
+        "--user and --password\n"
+    )
     wrong = podium_status("--url", served.url, "--user", USER, "--password", "nope")
     assert (wrong.returncode, wrong.stderr) == (1, done.stderr)
 
@@ -212,8 +255,10 @@ def test_an_unreachable_daemon_is_one_line_and_exit_1() -> None:
     port = free_port()
     done = podium_status("--url", f"http://127.0.0.1:{port}")
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == (f"podium: cannot reach the daemon at http://127.0.0.1:{port} "
-                           "([Errno 111] Connection refused)\n")
+    assert done.stderr == (
+        f"podium: cannot reach the daemon at http://127.0.0.1:{port} "
+        "([Errno 111] Connection refused)\n"
+    )
 
 
 class _NotPodium(http.server.BaseHTTPRequestHandler):
@@ -240,5 +285,6 @@ def test_a_server_that_is_not_podium_is_named_as_such() -> None:
         server.shutdown()
         server.server_close()
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == (f"podium: {url} does not look like podium: GET /health did not "
-                           "answer JSON\n")
+    assert done.stderr == (
+        f"podium: {url} does not look like podium: GET /health did not answer JSON\n"
+    )

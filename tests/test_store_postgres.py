@@ -190,7 +190,7 @@ async def test_wrong_password_is_a_clear_error(private: services.PostgresServer)
     with pytest.raises(StoreError) as info:
         await PostgresStore(f"postgresql://alice:wrong@{where}", reconnect_timeout=5).open()
     assert str(info.value) == (
-        f'PostgreSQL at postgresql://alice@{where}: cannot open:'
+        f"PostgreSQL at postgresql://alice@{where}: cannot open:"
         ' password authentication failed for user "alice"'
     )
     async with PostgresStore(f"postgresql://alice:right@{where}") as store:
@@ -253,9 +253,7 @@ async def test_saves_never_touch_the_owner(dsn: str) -> None:
             ("e1", "node-a", "SUCCESS"),
             ("e2", None, "RUNNING"),
         ]
-        await store.pool.execute(
-            "INSERT INTO nodes VALUES ('node-a', 'host', 42, now(), now())"
-        )
+        await store.pool.execute("INSERT INTO nodes VALUES ('node-a', 'host', 42, now(), now())")
         assert await store.pool.fetchval("SELECT pid FROM nodes") == 42
 
 

@@ -27,9 +27,13 @@ MONTHS = {"yellow": ("2019-01", "2019-02", "2019-03"), "green": ("2019-01", "201
 @pytest.fixture(scope="session")
 def taxi_files() -> dict[str, bytes]:
     """`<colour>/<colour>_tripdata_<month>.csv.gz` -> gzipped CSV, as the release serves them."""
-    return {f"{colour}/{colour}_tripdata_{month}.csv.gz":
-            taxi_csv.csv_bytes(colour, month, ROWS, gzipped=True)
-            for colour, months in MONTHS.items() for month in months}
+    return {
+        f"{colour}/{colour}_tripdata_{month}.csv.gz": taxi_csv.csv_bytes(
+            colour, month, ROWS, gzipped=True
+        )
+        for colour, months in MONTHS.items()
+        for month in months
+    }
 
 
 @pytest.fixture
@@ -66,8 +70,7 @@ def pg_env(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
 
 
-TABLES = ("yellow_tripdata", "yellow_tripdata_staging", "green_tripdata",
-          "green_tripdata_staging")
+TABLES = ("yellow_tripdata", "yellow_tripdata_staging", "green_tripdata", "green_tripdata_staging")
 
 
 @pytest.fixture
@@ -115,7 +118,8 @@ async def count(db: asyncpg.Connection, table: str, where: str = "true", *args: 
 
 @pytest.mark.parametrize("taxi", ["yellow", "green"])
 async def test_a_month_loads_once_and_months_add_up(
-        h: Harness, db: asyncpg.Connection, base_url: str, taxi: str) -> None:
+    h: Harness, db: asyncpg.Connection, base_url: str, taxi: str
+) -> None:
     flow = await h.flow(await flow_text("04_postgres_taxi.yaml"))
 
     async def load(month: str) -> Execution:
@@ -130,9 +134,13 @@ async def test_a_month_loads_once_and_months_add_up(
     table, staging = f"{taxi}_tripdata", f"{taxi}_tripdata_staging"
     assert task_states(first)["extract"] == "SUCCESS"
     assert [t for t in ran(first) if t.startswith(taxi)] == [
-        f"{taxi}_create_table", f"{taxi}_create_staging_table", f"{taxi}_truncate_staging_table",
-        f"{taxi}_copy_in_to_staging_table", f"{taxi}_add_unique_id_and_filename",
-        f"{taxi}_merge_data"]
+        f"{taxi}_create_table",
+        f"{taxi}_create_staging_table",
+        f"{taxi}_truncate_staging_table",
+        f"{taxi}_copy_in_to_staging_table",
+        f"{taxi}_add_unique_id_and_filename",
+        f"{taxi}_merge_data",
+    ]
     assert ran(first)[-1] == "purge_files"
     assert first.labels == {"file": f"{taxi}_tripdata_2019-01.csv", "taxi": taxi}
     copied = next(tr for tr in first.task_runs if tr.task_id.endswith("_copy_in_to_staging_table"))
@@ -157,10 +165,12 @@ async def test_a_month_loads_once_and_months_add_up(
 
 
 async def test_a_malformed_row_fails_the_load_and_leaves_the_table_as_it_was(
-        h: Harness, db: asyncpg.Connection, base_url: str, taxi_files: dict[str, bytes]) -> None:
+    h: Harness, db: asyncpg.Connection, base_url: str, taxi_files: dict[str, bytes]
+) -> None:
     flow = await h.flow(await flow_text("04_postgres_taxi.yaml"))
-    good = await h.runtime.submit(flow, {"taxi": "yellow", "year": "2019", "month": "01",
-                                         "base_url": base_url})
+    good = await h.runtime.submit(
+        flow, {"taxi": "yellow", "year": "2019", "month": "01", "base_url": base_url}
+    )
     assert (await h.runtime.wait(good.id)).state.current.value == "SUCCESS"
 
     lines = gzip.decompress(taxi_files["yellow/yellow_tripdata_2019-02.csv.gz"]).split(b"\n")
@@ -179,18 +189,25 @@ async def test_a_malformed_row_fails_the_load_and_leaves_the_table_as_it_was(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        bad = await h.runtime.submit(flow, {
-            "taxi": "yellow", "year": "2019", "month": "02",
-            "base_url": f"http://127.0.0.1:{runner.addresses[0][1]}"})
+        bad = await h.runtime.submit(
+            flow,
+            {
+                "taxi": "yellow",
+                "year": "2019",
+                "month": "02",
+                "base_url": f"http://127.0.0.1:{runner.addresses[0][1]}",
+            },
+        )
         ended = await h.runtime.wait(bad.id)
     finally:
         await runner.cleanup()
     assert ended.state.current.value == "FAILED"
     assert ended.error == (
         "task 'yellow_copy_in_to_staging_table': CopyIn into public.yellow_tripdata_staging "
-        "failed at line 5001 (data row 5000): invalid input syntax for type integer: \"two\" "
+        'failed at line 5001 (data row 5000): invalid input syntax for type integer: "two" '
         "(SQLSTATE 22P02); context: COPY yellow_tripdata_staging, line 5001, column "
-        "passenger_count: \"two\"")
+        'passenger_count: "two"'
+    )
     assert await count(db, "yellow_tripdata") == ROWS
     assert await count(db, "yellow_tripdata_staging") == 0
 
@@ -199,13 +216,17 @@ async def scheduled_flow(base_url: str) -> str:
     """05 as shipped, with the backfill its comments describe set on the yellow trigger."""
     doc: dict[str, Any] = yaml.safe_load(await flow_text("05_postgres_taxi_scheduled.yaml"))
     yellow = next(t for t in doc["triggers"] if t["id"] == "yellow_schedule")
-    yellow["backfill"] = {"start": "2019-01-01T00:00:00Z", "end": "2019-03-31T00:00:00Z",
-                          "inputs": {"base_url": base_url}}
+    yellow["backfill"] = {
+        "start": "2019-01-01T00:00:00Z",
+        "end": "2019-03-31T00:00:00Z",
+        "inputs": {"base_url": base_url},
+    }
     return yaml.safe_dump(doc, sort_keys=False)
 
 
 async def test_backfill_of_three_months_runs_three_executions_one_at_a_time(
-        h: Harness, db: asyncpg.Connection, base_url: str) -> None:
+    h: Harness, db: asyncpg.Connection, base_url: str
+) -> None:
     running: set[str] = set()
     most = 0
 
@@ -229,7 +250,9 @@ async def test_backfill_of_three_months_runs_three_executions_one_at_a_time(
     assert len(ended) == 3
     assert [task_states(e)["purge_files"] for e in ended] == ["SUCCESS"] * 3
     assert [e.labels["file"] for e in ended] == [
-        "yellow_tripdata_2019-01.csv", "yellow_tripdata_2019-02.csv",
-        "yellow_tripdata_2019-03.csv"]
+        "yellow_tripdata_2019-01.csv",
+        "yellow_tripdata_2019-02.csv",
+        "yellow_tripdata_2019-03.csv",
+    ]
     assert most == 1
     assert await count(db, "yellow_tripdata") == 3 * ROWS

@@ -38,7 +38,8 @@ UPSTREAM = """
 
 def downstream(trigger: str) -> str:
     """Flow `b`, which logs what its trigger saw; `trigger` is YAML at the trigger's indent."""
-    return textwrap.dedent("""
+    return (
+        textwrap.dedent("""
         id: b
         namespace: test
         inputs:
@@ -52,7 +53,10 @@ def downstream(trigger: str) -> str:
         triggers:
           - id: upstream
             type: io.kestra.plugin.core.trigger.Flow
-    """) + textwrap.indent(textwrap.dedent(trigger).strip(), "    ") + "\n"
+    """)
+        + textwrap.indent(textwrap.dedent(trigger).strip(), "    ")
+        + "\n"
+    )
 
 
 ON_A_SUCCESS = """
@@ -96,8 +100,7 @@ def trigger_of(execution: Execution) -> dict[str, object]:
     return found
 
 
-async def test_flow_trigger_starts_once_per_upstream_success_and_not_on_failure(
-        h: Harness) -> None:
+async def test_flow_trigger_starts_once_per_upstream_success_and_not_on_failure(h: Harness) -> None:
     a = await upstream(h)
     async with running_triggers(h, downstream(ON_A_SUCCESS)) as th:
         await settle()  # the trigger is listening
@@ -118,8 +121,12 @@ async def test_trigger_outputs_carry_upstream_outputs_into_the_log(h: Harness) -
     assert await h.logs(execution) == ["a SUCCESS hello from a"]
     assert execution.inputs == {"greeting": "hello from a"}
     assert trigger_of(execution) == {
-        "executionId": upstream_run.id, "namespace": "test", "flowId": "a",
-        "flowRevision": upstream_run.flow_revision, "state": "SUCCESS", "executionLabels": {},
+        "executionId": upstream_run.id,
+        "namespace": "test",
+        "flowId": "a",
+        "flowRevision": upstream_run.flow_revision,
+        "state": "SUCCESS",
+        "executionLabels": {},
         "startDate": upstream_run.state.start_iso,
         "endDate": upstream_run.state.to_json()["endDate"],
         "outputs": {"greeting": "hello from a"},
@@ -142,7 +149,8 @@ async def test_execution_status_not_in_skips_the_listed_states(h: Harness) -> No
 
 
 async def test_flow_trigger_without_conditions_fires_for_other_flows_but_never_its_own(
-        h: Harness) -> None:
+    h: Harness,
+) -> None:
     a, c = await upstream(h, "a"), await upstream(h, "c")
     async with running_triggers(h, downstream("")) as th:
         await settle()
@@ -151,7 +159,9 @@ async def test_flow_trigger_without_conditions_fires_for_other_flows_but_never_i
         await run(h, c, fail=True)
         ended = await started(h, th, 2)
     assert [(trigger_of(e)["flowId"], trigger_of(e)["state"]) for e in ended] == [
-        ("a", "SUCCESS"), ("c", "FAILED")]
+        ("a", "SUCCESS"),
+        ("c", "FAILED"),
+    ]
 
 
 async def test_preconditions_and_states_select_upstream_executions(h: Harness) -> None:
@@ -185,7 +195,8 @@ async def test_trigger_states_limit_which_ends_count(h: Harness) -> None:
 
 
 async def test_inputs_that_do_not_render_skip_that_execution_only(
-        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     a = await upstream(h)
     plain = await h.flow("""
         id: plain
@@ -209,7 +220,8 @@ async def test_inputs_that_do_not_render_skip_that_execution_only(
     (record,) = [r for r in caplog.records if "not started" in r.getMessage()]
     assert record.getMessage().startswith(
         f"test.b trigger upstream: not started after execution {skipped.id} of test.plain: "
-        'cannot render "{{ trigger.outputs.greeting }}"')
+        'cannot render "{{ trigger.outputs.greeting }}"'
+    )
 
 
 def load_error(trigger: str) -> list[str]:
@@ -218,34 +230,50 @@ def load_error(trigger: str) -> list[str]:
     return [str(problem) for problem in caught.value.problems]
 
 
-@pytest.mark.parametrize(("trigger", "message"), [
-    ("conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionStatus\n    in: [DONE]",
-     "b.yaml:17:14: triggers[0].conditions[0].in[0]: Input should be 'CREATED', 'QUEUED', "
-     "'RUNNING', 'PAUSED', 'RETRYING', 'SUCCESS', 'WARNING', 'FAILED', 'KILLING', 'KILLED', "
-     "'CANCELLED', 'SKIPPED' or 'RESTARTED' (got 'DONE')"),
-    ("conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionFlow\n    flowId: a",
-     "b.yaml:16:9: triggers[0].conditions[0]: missing required property 'namespace'"),
-    ("preconditions:\n  flows:\n    - flowId: a\n    - flowId: c",
-     "b.yaml:17:9: triggers[0].preconditions.flows: preconditions on several flows (all of "
-     "them within a time window) are not supported yet: list one flow (got [{'flowId': 'a'}, "
-     "{'flowId': 'c'}])"),
-])
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        (
+            "conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionStatus\n    "
+            "in: [DONE]",
+            "b.yaml:17:14: triggers[0].conditions[0].in[0]: Input should be 'CREATED', 'QUEUED', "
+            "'RUNNING', 'PAUSED', 'RETRYING', 'SUCCESS', 'WARNING', 'FAILED', 'KILLING', 'KILLED', "
+            "'CANCELLED', 'SKIPPED' or 'RESTARTED' (got 'DONE')",
+        ),
+        (
+            "conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionFlow\n    flowId: a",
+            "b.yaml:16:9: triggers[0].conditions[0]: missing required property 'namespace'",
+        ),
+        (
+            "preconditions:\n  flows:\n    - flowId: a\n    - flowId: c",
+            "b.yaml:17:9: triggers[0].preconditions.flows: preconditions on several flows (all of "
+            "them within a time window) are not supported yet: list one flow (got "
+            "[{'flowId': 'a'}, "
+            "{'flowId': 'c'}])",
+        ),
+    ],
+)
 def test_bad_flow_trigger_is_a_load_error_with_its_place(trigger: str, message: str) -> None:
     assert load_error(trigger) == [message]
 
 
-@pytest.mark.parametrize(("condition", "holds"), [
-    ({"namespace": "company.team"}, True),
-    ({"namespace": "company"}, False),
-    ({"namespace": "company", "prefix": True}, True),
-    ({"namespace": "company", "comparison": "PREFIX"}, True),
-    ({"namespace": ".team", "comparison": "SUFFIX"}, True),
-    ({"namespace": "company", "comparison": "EQUALS", "prefix": True}, False),
-])
+@pytest.mark.parametrize(
+    ("condition", "holds"),
+    [
+        ({"namespace": "company.team"}, True),
+        ({"namespace": "company"}, False),
+        ({"namespace": "company", "prefix": True}, True),
+        ({"namespace": "company", "comparison": "PREFIX"}, True),
+        ({"namespace": ".team", "comparison": "SUFFIX"}, True),
+        ({"namespace": "company", "comparison": "EQUALS", "prefix": True}, False),
+    ],
+)
 def test_execution_namespace_compares_equal_prefix_or_suffix(
-        condition: dict[str, object], holds: bool) -> None:
+    condition: dict[str, object], holds: bool
+) -> None:
     checked = ExecutionNamespace.model_validate(
-        {"type": "io.kestra.plugin.core.condition.ExecutionNamespace", **condition})
+        {"type": "io.kestra.plugin.core.condition.ExecutionNamespace", **condition}
+    )
     ended = {"namespace": "company.team", "flowId": "a", "state": {"current": "SUCCESS"}}
     assert checked.test(ConditionContext("test", "b", execution=ended)) is holds
     assert checked.test(ConditionContext("test", "b")) is True  # nothing to look at: ignored

@@ -24,7 +24,8 @@ from tests.harness import Harness, TriggerHarness, running_triggers
 # watchdog warns (from its own thread) when `mkdir -p` makes it watch a new directory twice;
 # harmless, and pytest's warnings-as-errors would kill that thread.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Callback with id .* already exists for watch:RuntimeWarning")
+    "ignore:Callback with id .* already exists for watch:RuntimeWarning"
+)
 
 TASKS = """
 tasks:
@@ -48,13 +49,18 @@ def flow(trigger: str, tasks: str = TASKS, head: str = "") -> str:
 
 
 def realtime(inbox: Path, extra: str = "") -> str:
-    return flow(f"type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: {inbox}\n"
-                f"stableFor: PT0.3S\n{textwrap.dedent(extra)}")
+    return flow(
+        f"type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: {inbox}\n"
+        f"stableFor: PT0.3S\n{textwrap.dedent(extra)}"
+    )
 
 
 def polling(inbox: Path, extra: str = "") -> str:
-    return flow(f"type: io.kestra.plugin.fs.local.Trigger\nfrom: {inbox}\nstableFor: PT0.3S\n"
-                f"{textwrap.dedent(extra)}", BATCH_TASKS)
+    return flow(
+        f"type: io.kestra.plugin.fs.local.Trigger\nfrom: {inbox}\nstableFor: PT0.3S\n"
+        f"{textwrap.dedent(extra)}",
+        BATCH_TASKS,
+    )
 
 
 @pytest.fixture
@@ -66,8 +72,9 @@ def inbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "in",
-                                                               tmp_path / "archive"])
+    return Settings(
+        data_dir=tmp_path / "data", allowed_paths=[tmp_path / "in", tmp_path / "archive"]
+    )
 
 
 async def write(path: Path, data: str | bytes) -> None:
@@ -110,8 +117,9 @@ def lines() -> Iterator[Lines]:
 
 
 @asynccontextmanager
-async def watching(h: Harness, source: str, settings: Settings, lines: Lines
-                   ) -> AsyncIterator[TriggerHarness]:
+async def watching(
+    h: Harness, source: str, settings: Settings, lines: Lines
+) -> AsyncIterator[TriggerHarness]:
     """The flow's trigger, once it watches: what happens from then on is seen by events."""
     before = sum(": watching " in line for line in lines.lines)
     async with running_triggers(h, source, settings) as th:
@@ -148,7 +156,8 @@ def slow_write(path: Path, chunks: int, size: int, pause: float) -> None:
 
 
 async def test_slow_copy_fires_once_after_the_last_byte_with_its_full_size(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     async with watching(h, realtime(inbox), settings, lines) as th:
         # pauses longer than stableFor: only the close says the copy is over
         await asyncio.to_thread(slow_write, inbox / "big.csv", 5, 1000, 0.45)
@@ -161,7 +170,8 @@ async def test_slow_copy_fires_once_after_the_last_byte_with_its_full_size(
 
 
 async def test_zero_stable_for_fires_on_close_not_on_create(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     source = realtime(inbox).replace("stableFor: PT0.3S", "stableFor: PT0S")
     async with watching(h, source, settings, lines) as th:
         await asyncio.to_thread(slow_write, inbox / "a.csv", 5, 100, 0.1)
@@ -175,7 +185,8 @@ async def test_zero_stable_for_fires_on_close_not_on_create(
 
 
 async def test_same_content_dropped_again_starts_nothing_and_changed_content_starts_one(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     async with watching(h, realtime(inbox), settings, lines) as th:
         await write(inbox / "a.csv", "x,y\n1,2\n")
         (first,) = await th.wait_for(1)
@@ -195,7 +206,8 @@ async def test_same_content_dropped_again_starts_nothing_and_changed_content_sta
 
 
 async def test_files_present_at_start_are_processed_once_across_restarts(
-        tmp_path: Path, inbox: Path, settings: Settings, lines: Lines) -> None:
+    tmp_path: Path, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     await write(inbox / "a.csv", "a")
     await write(inbox / "b.csv", "b")
     h = await Harness.open(tmp_path / "data")
@@ -219,9 +231,12 @@ async def test_files_present_at_start_are_processed_once_across_restarts(
 
 
 async def test_file_whose_execution_cannot_be_created_is_retried_by_the_fixed_flow(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
-    broken = flow(f"type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: {inbox}\n"
-                  "stableFor: PT0.3S\n", head="inputs:\n  - id: needed\n    type: STRING\n")
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    broken = flow(
+        f"type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: {inbox}\nstableFor: PT0.3S\n",
+        head="inputs:\n  - id: needed\n    type: STRING\n",
+    )
     await write(inbox / "a.csv", "a")
     async with watching(h, broken, settings, lines) as th:
         (line,) = await lines.wait_for("no execution for")
@@ -245,9 +260,12 @@ tasks:
 
 
 async def test_trigger_files_carry_kestras_file_fields_and_a_readable_stored_copy(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
-    source = flow(f"type: io.kestra.plugin.fs.local.Trigger\nfrom: {inbox}\n"
-                  "stableFor: PT0.3S\n", READ_FIRST_FILE)
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    source = flow(
+        f"type: io.kestra.plugin.fs.local.Trigger\nfrom: {inbox}\nstableFor: PT0.3S\n",
+        READ_FIRST_FILE,
+    )
     async with watching(h, source, settings, lines) as th:
         await write(inbox / "a.csv", "hello")
         await th.wait_for(1)
@@ -265,7 +283,8 @@ async def test_trigger_files_carry_kestras_file_fields_and_a_readable_stored_cop
 
 
 async def test_move_action_moves_each_file_after_its_execution_exists(
-        h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     archive = tmp_path / "archive"
     source = polling(inbox, f"action: MOVE\nmoveDirectory: {archive}\n")
     async with watching(h, source, settings, lines) as th:
@@ -279,13 +298,20 @@ async def test_move_action_moves_each_file_after_its_execution_exists(
     assert [names_in(e) for e in executions] == [["a.csv"], ["b.csv"]]
     assert await asyncio.to_thread(os.listdir, inbox) == []
     assert await asyncio.to_thread(lambda: sorted(os.listdir(archive))) == [
-        "a-1.csv", "a.csv", "b.csv"]
+        "a-1.csv",
+        "a.csv",
+        "b.csv",
+    ]
 
 
 async def test_delete_action_removes_the_file_and_the_flow_still_reads_its_copy(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
-    source = flow(f"type: io.kestra.plugin.fs.local.Trigger\nfrom: {inbox}\n"
-                  "stableFor: PT0.3S\naction: DELETE\n", READ_FIRST_FILE)
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    source = flow(
+        f"type: io.kestra.plugin.fs.local.Trigger\nfrom: {inbox}\n"
+        "stableFor: PT0.3S\naction: DELETE\n",
+        READ_FIRST_FILE,
+    )
     async with watching(h, source, settings, lines) as th:
         await write(inbox / "a.csv", "content")
         await lines.wait_for(f"deleted {inbox / 'a.csv'}")
@@ -295,7 +321,8 @@ async def test_delete_action_removes_the_file_and_the_flow_still_reads_its_copy(
 
 
 async def test_max_files_splits_a_batch_into_several_executions(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     for i in range(5):
         await write(inbox / f"{i}.csv", str(i))
     async with watching(h, polling(inbox, "maxFiles: 2\n"), settings, lines) as th:
@@ -305,7 +332,8 @@ async def test_max_files_splits_a_batch_into_several_executions(
 
 
 async def test_not_recursive_ignores_subdirectories(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     async with watching(h, realtime(inbox), settings, lines) as th:
         await write(inbox / "sub" / "deep.csv", "deep")
         await write(inbox / "top.csv", "top")
@@ -314,7 +342,8 @@ async def test_not_recursive_ignores_subdirectories(
 
 
 async def test_recursive_sees_files_in_new_and_existing_subdirectories(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     await write(inbox / "old" / "present.csv", "p")
     async with watching(h, realtime(inbox, "recursive: true\n"), settings, lines) as th:
         (first,) = await th.wait_for(1)
@@ -325,7 +354,8 @@ async def test_recursive_sees_files_in_new_and_existing_subdirectories(
 
 
 async def test_glob_filter_keeps_only_matching_names(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     async with watching(h, realtime(inbox, 'filter: "*.csv"\n'), settings, lines) as th:
         await write(inbox / "notes.txt", "skip")
         await write(inbox / "data.csv", "keep")
@@ -334,7 +364,8 @@ async def test_glob_filter_keeps_only_matching_names(
 
 
 async def test_realtime_reg_exp_matches_the_whole_path(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     source = realtime(inbox, "regExp: '.*/in/keep-[0-9]+\\.csv'\n")
     async with watching(h, source, settings, lines) as th:
         await write(inbox / "keep-x.csv", "skip")
@@ -344,7 +375,8 @@ async def test_realtime_reg_exp_matches_the_whole_path(
 
 
 async def test_polling_reg_exp_matches_the_file_name(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     source = polling(inbox, "regExp: 'keep-[0-9]+\\.csv'\n")
     async with watching(h, source, settings, lines) as th:
         await write(inbox / "keep-x.csv", "skip")
@@ -354,18 +386,22 @@ async def test_polling_reg_exp_matches_the_file_name(
 
 
 async def test_realtime_on_delete_fires_once_per_deleted_file(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     async with watching(h, realtime(inbox, "on: DELETE\n"), settings, lines) as th:
         await write(inbox / "gone.csv", "data")
         await asyncio.to_thread((inbox / "gone.csv").unlink)
         (execution,) = await th.wait_for(1)
     assert variables(execution)["changeType"] == "DELETE"
     assert (file_of(execution)["path"], file_of(execution)["size"]) == (
-        str(inbox / "gone.csv"), None)
+        str(inbox / "gone.csv"),
+        None,
+    )
 
 
 async def test_file_names_reach_the_flow_as_data_not_as_templates(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     async with watching(h, realtime(inbox), settings, lines) as th:
         await write(inbox / "{{ 7*7 }}.csv", "x")
         await th.wait_for(1)
@@ -386,40 +422,48 @@ async def stopped(h: Harness, source: str, settings: Settings, lines: Lines) -> 
 
 
 async def test_directory_outside_the_allowed_paths_stops_the_trigger(
-        h: Harness, tmp_path: Path, lines: Lines) -> None:
+    h: Harness, tmp_path: Path, lines: Lines
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     await asyncio.to_thread(elsewhere.mkdir)
     settings = Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "in", "/data"])
     assert await stopped(h, realtime(elsewhere), settings, lines) == (
         f"ns.f trigger w stopped: directory {elsewhere} is not under the allowed paths "
         f"({tmp_path / 'in'}, /data); add it to allowed-paths in podium.yaml or "
-        "PODIUM_ALLOWED_PATHS")
+        "PODIUM_ALLOWED_PATHS"
+    )
 
 
 async def test_no_allowed_paths_at_all_stops_the_trigger(
-        h: Harness, tmp_path: Path, inbox: Path, lines: Lines) -> None:
+    h: Harness, tmp_path: Path, inbox: Path, lines: Lines
+) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     assert await stopped(h, realtime(inbox), settings, lines) == (
         f"ns.f trigger w stopped: directory {inbox} is not under the allowed paths (none are "
-        "configured); add it to allowed-paths in podium.yaml or PODIUM_ALLOWED_PATHS")
+        "configured); add it to allowed-paths in podium.yaml or PODIUM_ALLOWED_PATHS"
+    )
 
 
 async def test_move_directory_outside_the_allowed_paths_stops_the_trigger(
-        h: Harness, tmp_path: Path, inbox: Path, lines: Lines) -> None:
+    h: Harness, tmp_path: Path, inbox: Path, lines: Lines
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", allowed_paths=[inbox])
     source = polling(inbox, f"action: MOVE\nmoveDirectory: {tmp_path / 'archive'}\n")
     assert await stopped(h, source, settings, lines) == (
         f"ns.f trigger w stopped: moveDirectory {tmp_path / 'archive'} is not under the "
         f"allowed paths ({inbox}); add it to allowed-paths in podium.yaml or "
-        "PODIUM_ALLOWED_PATHS")
+        "PODIUM_ALLOWED_PATHS"
+    )
 
 
 async def test_missing_directory_stops_the_trigger_and_says_how_to_fix_it(
-        h: Harness, tmp_path: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, tmp_path: Path, settings: Settings, lines: Lines
+) -> None:
     missing = tmp_path / "in" / "nope"
     assert await stopped(h, realtime(missing), settings, lines) == (
         f"ns.f trigger w stopped: directory {missing} does not exist; create it, then save "
-        "the flow again or restart podium (watched directories are not created)")
+        "the flow again or restart podium (watched directories are not created)"
+    )
 
 
 # -- load-time errors --------------------------------------------------------------------------
@@ -435,12 +479,15 @@ def test_move_without_move_directory_is_a_load_error() -> None:
     source = flow("type: io.kestra.plugin.fs.local.Trigger\nfrom: /srv/in\naction: MOVE\n")
     assert problems(source) == [
         "f.yaml:13:13: triggers[0].action: MOVE needs 'moveDirectory', the directory files "
-        "are moved to (got 'MOVE')"]
+        "are moved to (got 'MOVE')"
+    ]
 
 
 def test_unknown_on_value_bad_duration_and_relative_path_are_load_errors() -> None:
-    source = flow("type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: in\non: MODIFY\n"
-                  "stableFor: soon\nregExp: '(['\n")
+    source = flow(
+        "type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: in\non: MODIFY\n"
+        "stableFor: soon\nregExp: '(['\n"
+    )
     assert problems(source) == [
         "f.yaml:12:11: triggers[0].from: must be an absolute directory path (got 'in')",
         "f.yaml:13:9: triggers[0].on: Input should be 'CREATE', 'UPDATE', 'DELETE' or "
@@ -453,8 +500,10 @@ def test_unknown_on_value_bad_duration_and_relative_path_are_load_errors() -> No
 
 
 def test_polling_limits_are_load_errors() -> None:
-    source = flow("type: io.kestra.plugin.fs.local.Trigger\nfrom: /srv/in\ninterval: PT0S\n"
-                  "maxFiles: 0\nstableFor: -PT1S\naction: ARCHIVE\n")
+    source = flow(
+        "type: io.kestra.plugin.fs.local.Trigger\nfrom: /srv/in\ninterval: PT0S\n"
+        "maxFiles: 0\nstableFor: -PT1S\naction: ARCHIVE\n"
+    )
     assert problems(source) == [
         "f.yaml:13:15: triggers[0].interval: must be positive (got 'PT0S')",
         "f.yaml:14:15: triggers[0].maxFiles: Input should be greater than or equal to 1 (got 0)",
@@ -465,8 +514,9 @@ def test_polling_limits_are_load_errors() -> None:
 
 
 def test_realtime_trigger_has_no_interval_as_in_kestra() -> None:
-    source = flow("type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: /srv/in\n"
-                  "interval: PT10S\n")
+    source = flow(
+        "type: io.kestra.plugin.fs.local.RealtimeTrigger\nfrom: /srv/in\ninterval: PT10S\n"
+    )
     assert problems(source) == ["f.yaml:13:15: triggers[0].interval: unknown property 'interval'"]
 
 
@@ -493,11 +543,15 @@ def test_kestra_example_loads_unchanged() -> None:
         """)
     trigger = load_flow(source, "f.yaml").triggers[0]
     assert trigger.model_dump(include={"from_", "move_directory", "recursive"}) == {
-        "from_": "/home/dev/kestra", "move_directory": "/home/dev/archive", "recursive": True}
+        "from_": "/home/dev/kestra",
+        "move_directory": "/home/dev/archive",
+        "recursive": True,
+    }
 
 
 async def test_on_update_fires_only_for_changed_content(
-        h: Harness, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     await write(inbox / "a.csv", "first")
     async with watching(h, realtime(inbox, "on: UPDATE\n"), settings, lines) as th:
         await lines.wait_for(f"{inbox / 'a.csv'} is a CREATE, not fired (on: UPDATE)")
@@ -508,7 +562,8 @@ async def test_on_update_fires_only_for_changed_content(
 
 
 async def test_symlinks_are_not_followed_out_of_the_watched_directory(
-        h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines) -> None:
+    h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines
+) -> None:
     await write(tmp_path / "secret.csv", "secret")
     async with watching(h, realtime(inbox), settings, lines) as th:
         await asyncio.to_thread((inbox / "link.csv").symlink_to, tmp_path / "secret.csv")

@@ -37,8 +37,9 @@ class WatchedClock(FakeClock):
 
 
 @asynccontextmanager
-async def harness(data_dir: Path, start: datetime = T0
-                  ) -> AsyncIterator[tuple[Harness, WatchedClock]]:
+async def harness(
+    data_dir: Path, start: datetime = T0
+) -> AsyncIterator[tuple[Harness, WatchedClock]]:
     clock = WatchedClock(start)
     h = await Harness.open(data_dir, clock=clock)
     try:
@@ -49,11 +50,15 @@ async def harness(data_dir: Path, start: datetime = T0
 
 def flow(trigger: str, message: str = "{{ trigger.date }}", inputs: str = "") -> str:
     """A flow that logs `message`, with one trigger (YAML written at the trigger's indent)."""
-    return ("id: scheduled\nnamespace: test\n" + inputs
-            + f'tasks:\n  - id: log\n    type: io.kestra.plugin.core.log.Log\n'
-            f'    message: "{message}"\n'
-            + "triggers:\n  - id: schedule\n    type: io.kestra.plugin.core.trigger.Schedule\n"
-            + textwrap.indent(textwrap.dedent(trigger).strip(), "    ") + "\n")
+    return (
+        "id: scheduled\nnamespace: test\n"
+        + inputs
+        + f"tasks:\n  - id: log\n    type: io.kestra.plugin.core.log.Log\n"
+        f'    message: "{message}"\n'
+        + "triggers:\n  - id: schedule\n    type: io.kestra.plugin.core.trigger.Schedule\n"
+        + textwrap.indent(textwrap.dedent(trigger).strip(), "    ")
+        + "\n"
+    )
 
 
 EVERY_SECOND = """
@@ -101,9 +106,11 @@ async def test_with_seconds_schedule_fires_once_per_slot(tmp_path: Path) -> None
         await clock.advance(3)  # a jump over several slots runs each of them
         await caught_up(h, clock)
         assert dates(th) == seconds(1, 2, 3, 4, 5, 6)
-        assert variables(th.executions[0]) == {"date": "2026-01-01T00:00:01Z",
-                                               "next": "2026-01-01T00:00:02Z",
-                                               "previous": "2026-01-01T00:00:00Z"}
+        assert variables(th.executions[0]) == {
+            "date": "2026-01-01T00:00:01Z",
+            "next": "2026-01-01T00:00:02Z",
+            "previous": "2026-01-01T00:00:00Z",
+        }
         assert [e.state.current for e in await th.finished()] == [State.SUCCESS] * 6
 
 
@@ -113,8 +120,10 @@ async def test_daily_cron_fires_at_ten_in_its_time_zone_across_dst(tmp_path: Pat
         timezone: Europe/Paris
     """
     # Paris moves from UTC+1 to UTC+2 on 2026-03-29.
-    async with harness(tmp_path, datetime(2026, 3, 27, 12, tzinfo=UTC)) as (h, clock), \
-            running_triggers(h, flow(trigger)) as th:
+    async with (
+        harness(tmp_path, datetime(2026, 3, 27, 12, tzinfo=UTC)) as (h, clock),
+        running_triggers(h, flow(trigger)) as th,
+    ):
         await caught_up(h, clock)
         await clock.advance(21 * 3600)  # 2026-03-28T09:00Z
         await caught_up(h, clock)
@@ -122,7 +131,9 @@ async def test_daily_cron_fires_at_ten_in_its_time_zone_across_dst(tmp_path: Pat
         await caught_up(h, clock)
         assert dates(th) == ["2026-03-28T10:00:00+01:00", "2026-03-29T10:00:00+02:00"]
         assert [e.start_date for e in th.executions] == [
-            datetime(2026, 3, 28, 9, tzinfo=UTC), datetime(2026, 3, 29, 8, tzinfo=UTC)]
+            datetime(2026, 3, 28, 9, tzinfo=UTC),
+            datetime(2026, 3, 29, 8, tzinfo=UTC),
+        ]
         assert variables(th.executions[1])["previous"] == "2026-03-28T10:00:00+01:00"
 
 
@@ -136,13 +147,17 @@ async def test_trigger_date_renders_through_the_date_filter_in_a_log(tmp_path: P
         assert await h.logs(execution) == ["2026-01"]
 
 
-@pytest.mark.parametrize(("policy", "recovered"), [
-    ("ALL", seconds(2, 3, 4, 5, 6, 7, 8, 9, 10, 11)),
-    ("LAST", seconds(11)),
-    ("NONE", []),
-])
+@pytest.mark.parametrize(
+    ("policy", "recovered"),
+    [
+        ("ALL", seconds(2, 3, 4, 5, 6, 7, 8, 9, 10, 11)),
+        ("LAST", seconds(11)),
+        ("NONE", []),
+    ],
+)
 async def test_restart_runs_missed_slots_per_recover_missed_schedules(
-        tmp_path: Path, policy: str, recovered: list[str]) -> None:
+    tmp_path: Path, policy: str, recovered: list[str]
+) -> None:
     source = flow(textwrap.dedent(EVERY_SECOND) + f"recoverMissedSchedules: {policy}\n")
     async with harness(tmp_path) as (h, clock):
         async with running_triggers(h, source) as th:
@@ -159,7 +174,8 @@ async def test_restart_runs_missed_slots_per_recover_missed_schedules(
 
 
 async def test_no_slot_runs_twice_across_restarts_even_when_the_clock_goes_back(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     source = flow(EVERY_SECOND)
     async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
         await caught_up(h, clock)
@@ -193,8 +209,11 @@ async def test_backfill_runs_each_slot_once_before_the_live_schedule(tmp_path: P
     async with harness(tmp_path, T0 + timedelta(seconds=30)) as (h, clock):
         async with running_triggers(h, source) as th:
             await caught_up(h, clock)
-            assert dates(th) == ["2025-12-31T21:00:00Z", "2025-12-31T22:00:00Z",
-                                 "2025-12-31T23:00:00Z"]
+            assert dates(th) == [
+                "2025-12-31T21:00:00Z",
+                "2025-12-31T22:00:00Z",
+                "2025-12-31T23:00:00Z",
+            ]
             assert [e.inputs for e in th.executions] == [{"taxi": "green"}] * 3
         async with running_triggers(h, source) as th:
             await caught_up(h, clock)
@@ -214,8 +233,11 @@ async def test_backfill_without_end_stops_where_it_was_first_seen(tmp_path: Path
     async with harness(tmp_path, T0 + timedelta(seconds=30)) as (h, clock):
         async with running_triggers(h, source) as th:
             await caught_up(h, clock)
-            assert dates(th) == ["2025-12-31T22:00:00Z", "2025-12-31T23:00:00Z",
-                                 "2026-01-01T00:00:00Z"]
+            assert dates(th) == [
+                "2025-12-31T22:00:00Z",
+                "2025-12-31T23:00:00Z",
+                "2026-01-01T00:00:00Z",
+            ]
         await clock.advance(2 * 3600)  # down over 01:00 and 02:00, no live slot run yet
         async with running_triggers(h, source) as th:
             await caught_up(h, clock)
@@ -240,7 +262,9 @@ async def test_late_maximum_delay_skips_slots_that_are_too_late(tmp_path: Path) 
         async with running_triggers(h, source) as th:
             await caught_up(h, clock)
             assert dates(th) == [f"2026-01-01T00:{m}:00Z" for m in range(56, 60)] + [
-                "2026-01-01T01:00:00Z", "2026-01-01T01:01:00Z"]
+                "2026-01-01T01:00:00Z",
+                "2026-01-01T01:01:00Z",
+            ]
 
 
 async def test_day_week_condition_skips_other_days(tmp_path: Path) -> None:
@@ -256,8 +280,10 @@ async def test_day_week_condition_skips_other_days(tmp_path: Path) -> None:
         await caught_up(h, clock)
         assert dates(th) == ["2026-01-05T10:00:00Z", "2026-01-12T10:00:00Z"]
         first = variables(th.executions[0])
-        assert (first["previous"], first["next"]) == ("2025-12-29T10:00:00Z",
-                                                      "2026-01-12T10:00:00Z")
+        assert (first["previous"], first["next"]) == (
+            "2025-12-29T10:00:00Z",
+            "2026-01-12T10:00:00Z",
+        )
 
 
 async def test_date_time_between_condition_skips_slots_outside(tmp_path: Path) -> None:
@@ -272,8 +298,7 @@ async def test_date_time_between_condition_skips_slots_outside(tmp_path: Path) -
         await caught_up(h, clock)
         await clock.advance(6 * 3600)
         await caught_up(h, clock)
-        assert dates(th) == ["2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z",
-                             "2026-01-01T04:00:00Z"]
+        assert dates(th) == ["2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z", "2026-01-01T04:00:00Z"]
 
 
 def slots(cron: str, count: int, start: datetime = T0) -> list[str]:
@@ -288,30 +313,52 @@ def slots(cron: str, count: int, start: datetime = T0) -> list[str]:
 
 
 def test_weekday_range_counts_monday_as_one() -> None:
-    assert slots("0 9 * * 1-5", 6) == ["Thu 01 09:00", "Fri 02 09:00", "Mon 05 09:00",
-                                       "Tue 06 09:00", "Wed 07 09:00", "Thu 08 09:00"]
+    assert slots("0 9 * * 1-5", 6) == [
+        "Thu 01 09:00",
+        "Fri 02 09:00",
+        "Mon 05 09:00",
+        "Tue 06 09:00",
+        "Wed 07 09:00",
+        "Thu 08 09:00",
+    ]
 
 
 def test_sunday_is_zero_and_seven_with_steps_and_names() -> None:
-    assert slots("*/15 * * * 0", 5) == ["Sun 04 00:00", "Sun 04 00:15", "Sun 04 00:30",
-                                        "Sun 04 00:45", "Sun 04 01:00"]
+    assert slots("*/15 * * * 0", 5) == [
+        "Sun 04 00:00",
+        "Sun 04 00:15",
+        "Sun 04 00:30",
+        "Sun 04 00:45",
+        "Sun 04 01:00",
+    ]
     assert slots("0 0 * * 7", 2) == ["Sun 04 00:00", "Sun 11 00:00"]
     assert slots("0 0 * * SAT-SUN", 3) == ["Sat 03 00:00", "Sun 04 00:00", "Sat 10 00:00"]
-    assert slots("0 0 * * 5-0", 4) == ["Fri 02 00:00", "Sat 03 00:00", "Sun 04 00:00",
-                                       "Fri 09 00:00"]
-    assert slots("0 0 * * */2", 4) == ["Sat 03 00:00", "Sun 04 00:00", "Tue 06 00:00",
-                                       "Thu 08 00:00"]
+    assert slots("0 0 * * 5-0", 4) == [
+        "Fri 02 00:00",
+        "Sat 03 00:00",
+        "Sun 04 00:00",
+        "Fri 09 00:00",
+    ]
+    assert slots("0 0 * * */2", 4) == [
+        "Sat 03 00:00",
+        "Sun 04 00:00",
+        "Tue 06 00:00",
+        "Thu 08 00:00",
+    ]
 
 
 def test_day_of_month_and_day_of_week_both_set_fire_on_either_as_in_cron() -> None:
     """POSIX crontab(5): "Friday the 13th" style entries run on every Friday AND on
     every 13th, not only when both hold."""
-    assert slots("0 9 13 * 5", 4) == ["Fri 02 09:00", "Fri 09 09:00", "Tue 13 09:00",
-                                      "Fri 16 09:00"]
+    assert slots("0 9 13 * 5", 4) == [
+        "Fri 02 09:00",
+        "Fri 09 09:00",
+        "Tue 13 09:00",
+        "Fri 16 09:00",
+    ]
     assert slots("0 9 13 * *", 2) == ["Tue 13 09:00", "Fri 13 09:00"]
     union = CronSlots("0 9 13 * 5", False, "Etc/UTC")
-    assert union.before(datetime(2026, 1, 14, tzinfo=UTC)) == datetime(2026, 1, 13, 9,
-                                                                       tzinfo=UTC)
+    assert union.before(datetime(2026, 1, 14, tzinfo=UTC)) == datetime(2026, 1, 13, 9, tzinfo=UTC)
 
 
 def test_nicknames_and_previous_slot() -> None:
@@ -328,41 +375,68 @@ def load_error(trigger: str) -> list[str]:
     return [str(problem) for problem in caught.value.problems]
 
 
-@pytest.mark.parametrize(("trigger", "message"), [
-    ('cron: "61 * * * *"',
-     "t.yaml:10:11: triggers[0].cron: invalid cron expression: minute '61': the last value "
-     "(61) is higher than the maximum value (59) (got '61 * * * *')"),
-    ('cron: "0 9 * * MON#2"',
-     "t.yaml:10:11: triggers[0].cron: invalid cron expression: day-of-week 'MON#2': use 0-7 "
-     "(0 and 7 are Sunday) or SUN-SAT, with ranges, lists and steps (got '0 9 * * MON#2')"),
-    ('cron: "@often"',
-     "t.yaml:10:11: triggers[0].cron: invalid cron expression: unknown nickname; use one of "
-     "@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly (got '@often')"),
-    ('cron: "0 0 31 2 *"',
-     "t.yaml:10:11: triggers[0].cron: invalid cron expression: it never matches a date "
-     "(got '0 0 31 2 *')"),
-    ('cron: "0 0 9 * * *"',
-     "t.yaml:10:11: triggers[0].cron: cron expression has 6 fields, expected 5 (minute hour "
-     "day-of-month month day-of-week); set withSeconds: true for 6 (got '0 0 9 * * *')"),
-    ('cron: "0 9 * * *"\nwithSeconds: true',
-     "t.yaml:10:11: triggers[0].cron: cron expression has 5 fields; withSeconds: true needs 6 "
-     "(second minute hour day-of-month month day-of-week) (got '0 9 * * *')"),
-    ('cron: "0 9 * * *"\ntimezone: Mars/Olympus',
-     "t.yaml:11:15: triggers[0].timezone: unknown time zone: use an IANA name such as "
-     "Europe/Paris (got 'Mars/Olympus')"),
-    ('cron: "0 9 * * *"\nrecoverMissedSchedules: SOME',
-     "t.yaml:11:29: triggers[0].recoverMissedSchedules: Input should be 'ALL', 'LAST' or "
-     "'NONE' (got 'SOME')"),
-    ('cron: "0 9 * * *"\nbackfill:\n  end: "2026-01-01T00:00:00Z"',
-     "t.yaml:12:7: triggers[0].backfill: missing required property 'start'"),
-    ('cron: "0 9 * * *"\nconditions:\n  - type: io.kestra.plugin.core.condition.DayWeek\n'
-     '    dayOfWeek: FUNDAY',
-     "t.yaml:13:20: triggers[0].conditions[0].dayOfWeek: Input should be 'MONDAY', 'TUESDAY', "
-     "'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY' or 'SUNDAY' (got 'FUNDAY')"),
-    ('cron: "0 9 * * *"\nconditions:\n  - type: io.kestra.plugin.core.condition.DayWeek\n'
-     '    dayOfWeek: MONDAY\n    date: "{{ execution.startDate }}"',
-     "t.yaml:14:15: triggers[0].conditions[0].date: date must be '{{ trigger.date }}' or an "
-     "ISO-8601 date (got '{{ execution.startDate }}')"),
-])
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        (
+            'cron: "61 * * * *"',
+            "t.yaml:10:11: triggers[0].cron: invalid cron expression: minute '61': the last value "
+            "(61) is higher than the maximum value (59) (got '61 * * * *')",
+        ),
+        (
+            'cron: "0 9 * * MON#2"',
+            "t.yaml:10:11: triggers[0].cron: invalid cron expression: day-of-week 'MON#2': use 0-7 "
+            "(0 and 7 are Sunday) or SUN-SAT, with ranges, lists and steps (got '0 9 * * MON#2')",
+        ),
+        (
+            'cron: "@often"',
+            "t.yaml:10:11: triggers[0].cron: invalid cron expression: unknown nickname; use one of "
+            "@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly (got '@often')",
+        ),
+        (
+            'cron: "0 0 31 2 *"',
+            "t.yaml:10:11: triggers[0].cron: invalid cron expression: it never matches a date "
+            "(got '0 0 31 2 *')",
+        ),
+        (
+            'cron: "0 0 9 * * *"',
+            "t.yaml:10:11: triggers[0].cron: cron expression has 6 fields, expected 5 (minute hour "
+            "day-of-month month day-of-week); set withSeconds: true for 6 (got '0 0 9 * * *')",
+        ),
+        (
+            'cron: "0 9 * * *"\nwithSeconds: true',
+            "t.yaml:10:11: triggers[0].cron: cron expression has 5 fields; withSeconds: "
+            "true needs 6 "
+            "(second minute hour day-of-month month day-of-week) (got '0 9 * * *')",
+        ),
+        (
+            'cron: "0 9 * * *"\ntimezone: Mars/Olympus',
+            "t.yaml:11:15: triggers[0].timezone: unknown time zone: use an IANA name such as "
+            "Europe/Paris (got 'Mars/Olympus')",
+        ),
+        (
+            'cron: "0 9 * * *"\nrecoverMissedSchedules: SOME',
+            "t.yaml:11:29: triggers[0].recoverMissedSchedules: Input should be 'ALL', 'LAST' or "
+            "'NONE' (got 'SOME')",
+        ),
+        (
+            'cron: "0 9 * * *"\nbackfill:\n  end: "2026-01-01T00:00:00Z"',
+            "t.yaml:12:7: triggers[0].backfill: missing required property 'start'",
+        ),
+        (
+            'cron: "0 9 * * *"\nconditions:\n  - type: io.kestra.plugin.core.condition.DayWeek\n'
+            "    dayOfWeek: FUNDAY",
+            "t.yaml:13:20: triggers[0].conditions[0].dayOfWeek: Input should be 'MONDAY', "
+            "'TUESDAY', "
+            "'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY' or 'SUNDAY' (got 'FUNDAY')",
+        ),
+        (
+            'cron: "0 9 * * *"\nconditions:\n  - type: io.kestra.plugin.core.condition.DayWeek\n'
+            '    dayOfWeek: MONDAY\n    date: "{{ execution.startDate }}"',
+            "t.yaml:14:15: triggers[0].conditions[0].date: date must be '{{ trigger.date }}' or an "
+            "ISO-8601 date (got '{{ execution.startDate }}')",
+        ),
+    ],
+)
 def test_bad_schedule_is_a_load_error_with_its_place(trigger: str, message: str) -> None:
     assert load_error(trigger) == [message]

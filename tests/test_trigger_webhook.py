@@ -42,16 +42,20 @@ triggers:
 
 
 @asynccontextmanager
-async def webhook_server(h: Harness, source: str, settings: Settings | None = None
-                         ) -> AsyncIterator[tuple[TriggerHarness, str]]:
+async def webhook_server(
+    h: Harness, source: str, settings: Settings | None = None
+) -> AsyncIterator[tuple[TriggerHarness, str]]:
     """The flow's triggers running and the API serving; yields the flow's webhook base URL."""
     settings = settings or Settings(data_dir=h.runtime.data_dir)
-    async with running_triggers(h, source, settings) as th, \
-            serving(h, settings, th.webhooks) as url:
+    async with (
+        running_triggers(h, source, settings) as th,
+        serving(h, settings, th.webhooks) as url,
+    ):
         flow = th.flow
         await settle()  # the trigger attaches as soon as its task first runs
-        assert any(th.webhooks.find(flow.namespace, flow.id, key)
-                   for key in (KEY, f"{flow.id}-key"))
+        assert any(
+            th.webhooks.find(flow.namespace, flow.id, key) for key in (KEY, f"{flow.id}-key")
+        )
         yield th, f"{url}/api/v1/executions/webhook/{flow.namespace}/{flow.id}"
 
 
@@ -70,9 +74,18 @@ async def messages(h: Harness, execution_id: str) -> list[str]:
 async def test_curl_post_with_a_json_body_logs_a_field_of_it(h: Harness) -> None:
     async with webhook_server(h, HOOK) as (_, base):
         proc = await asyncio.create_subprocess_exec(
-            "curl", "-s", "-X", "POST", "-H", "Content-Type: application/json",
-            "-d", '{"user": {"name": "Ada"}}', f"{base}/{KEY}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"user": {"name": "Ada"}}',
+            f"{base}/{KEY}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await proc.communicate()
     assert proc.returncode == 0, err
     answer = json.loads(out)
@@ -81,14 +94,23 @@ async def test_curl_post_with_a_json_body_logs_a_field_of_it(h: Harness) -> None
     assert await messages(h, answer["id"]) == ["Hello, Ada"]
 
 
-async def test_response_has_kestras_webhook_shape_after_the_execution_is_stored(
-        h: Harness) -> None:
+async def test_response_has_kestras_webhook_shape_after_the_execution_is_stored(h: Harness) -> None:
     async with webhook_server(h, HOOK) as (_, base):
-        status, doc, _ = await call("POST", f"{base}/{KEY}?source=ci",
-                                    json={"user": {"name": "Ada"}})
+        status, doc, _ = await call(
+            "POST", f"{base}/{KEY}?source=ci", json={"user": {"name": "Ada"}}
+        )
     assert status == 200, doc
-    assert set(doc) == {"id", "namespace", "flowId", "flowRevision", "trigger", "outputs",
-                        "labels", "state", "url"}
+    assert set(doc) == {
+        "id",
+        "namespace",
+        "flowId",
+        "flowRevision",
+        "trigger",
+        "outputs",
+        "labels",
+        "state",
+        "url",
+    }
     assert doc["trigger"]["id"] == "webhook"
     assert doc["trigger"]["type"] == "io.kestra.plugin.core.trigger.Webhook"
     assert doc["trigger"]["variables"]["body"] == {"user": {"name": "Ada"}}
@@ -104,8 +126,9 @@ async def test_wrong_key_and_wrong_flow_are_the_same_404(h: Harness) -> None:
         wrong_key = await call("POST", f"{base}/not-the-key", json={})
         wrong_flow = await call("POST", base.replace("/hook", "/other") + f"/{KEY}", json={})
         wrong_namespace = await call("GET", base.replace("/ns/", "/nx/") + f"/{KEY}")
-        assert [(s, d) for s, d, _ in (wrong_key, wrong_flow, wrong_namespace)] == \
-            [(404, NOT_FOUND)] * 3
+        assert [(s, d) for s, d, _ in (wrong_key, wrong_flow, wrong_namespace)] == [
+            (404, NOT_FOUND)
+        ] * 3
         assert th.executions == []
 
 
@@ -113,8 +136,10 @@ async def test_body_over_the_limit_is_413(h: Harness) -> None:
     settings = Settings(data_dir=h.runtime.data_dir, webhook_max_body=100)
     async with webhook_server(h, HOOK, settings) as (th, base):
         status, doc, _ = await call("POST", f"{base}/{KEY}", data=b"x" * 101)
-        assert (status, doc) == (413, {"message": "Request Entity Too Large: the request body "
-                                                  "is larger than 100 bytes"})
+        assert (status, doc) == (
+            413,
+            {"message": "Request Entity Too Large: the request body is larger than 100 bytes"},
+        )
 
         async def streamed() -> AsyncIterator[bytes]:  # no Content-Length to refuse up front
             for _ in range(3):
@@ -153,8 +178,9 @@ async def test_malformed_json_body_is_kept_as_raw_text(h: Harness) -> None:
     """Kestra parses the body as JSON when it can and keeps the text otherwise."""
     source = HOOK.replace("Hello, {{ trigger.body.user.name }}", "got {{ trigger.body }}")
     async with webhook_server(h, source) as (_, base):
-        status, doc, _ = await call("POST", f"{base}/{KEY}", data=b'{"user": ',
-                                    headers={"Content-Type": "application/json"})
+        status, doc, _ = await call(
+            "POST", f"{base}/{KEY}", data=b'{"user": ', headers={"Content-Type": "application/json"}
+        )
     assert status == 200, doc
     assert doc["trigger"]["variables"]["body"] == '{"user": '
     assert await messages(h, doc["id"]) == ['got {"user": ']
@@ -162,21 +188,26 @@ async def test_malformed_json_body_is_kept_as_raw_text(h: Harness) -> None:
 
 async def test_expression_in_the_body_is_logged_literally(h: Harness) -> None:
     async with webhook_server(h, HOOK) as (_, base):
-        status, doc, _ = await call("POST", f"{base}/{KEY}",
-                                    json={"user": {"name": "{{ 7*7 }}{% if true %}x{% endif %}"}})
+        status, doc, _ = await call(
+            "POST", f"{base}/{KEY}", json={"user": {"name": "{{ 7*7 }}{% if true %}x{% endif %}"}}
+        )
     assert status == 200, doc
     assert await messages(h, doc["id"]) == ["Hello, {{ 7*7 }}{% if true %}x{% endif %}"]
 
 
 async def test_get_and_put_trigger_too_with_text_and_binary_bodies(h: Harness) -> None:
-    source = HOOK.replace("Hello, {{ trigger.body.user.name }}",
-                          "{{ trigger.body ?? 'nothing' }}")
+    source = HOOK.replace("Hello, {{ trigger.body.user.name }}", "{{ trigger.body ?? 'nothing' }}")
     async with webhook_server(h, source) as (_, base):
         got = await call("GET", f"{base}/{KEY}?a=1&a=2")
-        put = await call("PUT", f"{base}/{KEY}", data=b"plain words",
-                         headers={"Content-Type": "text/plain"})
-        binary = await call("POST", f"{base}/{KEY}", data=b"\x00\x01",
-                            headers={"Content-Type": "application/octet-stream"})
+        put = await call(
+            "PUT", f"{base}/{KEY}", data=b"plain words", headers={"Content-Type": "text/plain"}
+        )
+        binary = await call(
+            "POST",
+            f"{base}/{KEY}",
+            data=b"\x00\x01",
+            headers={"Content-Type": "application/octet-stream"},
+        )
     assert [status for status, _, _ in (got, put, binary)] == [200, 200, 200]
     variables = [doc["trigger"]["variables"] for _, doc, _ in (got, put, binary)]
     assert [v["body"] for v in variables] == [None, "plain words", "AAE="]
@@ -187,9 +218,16 @@ async def test_get_and_put_trigger_too_with_text_and_binary_bodies(h: Harness) -
 async def test_headers_are_lists_and_credentials_are_masked(h: Harness) -> None:
     async with webhook_server(h, HOOK) as (_, base):
         status, doc, _ = await call(
-            "POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}},
-            headers=[("X-Event", "push"), ("X-Event", "tag"),
-                     ("Authorization", "Bearer abc"), ("Cookie", "session=xyz")])
+            "POST",
+            f"{base}/{KEY}",
+            json={"user": {"name": "Ada"}},
+            headers=[
+                ("X-Event", "push"),
+                ("X-Event", "tag"),
+                ("Authorization", "Bearer abc"),
+                ("Cookie", "session=xyz"),
+            ],
+        )
     assert status == 200, doc
     headers = doc["trigger"]["variables"]["headers"]
     assert headers["X-Event"] == ["push", "tag"]
@@ -269,9 +307,13 @@ async def test_webhook_inputs_are_rendered_from_the_request(h: Harness) -> None:
         assert status == 200, doc
         assert await messages(h, doc["id"]) == ["count is 42"]
         status, doc, _ = await call("POST", f"{base}/{KEY}", json={"n": "many"})
-        assert (status, doc) == (422, {
-            "message": "Invalid entity: input 'count': 'many' is not an INT",
-            "_embedded": {"errors": [{"message": "input 'count': 'many' is not an INT"}]}})
+        assert (status, doc) == (
+            422,
+            {
+                "message": "Invalid entity: input 'count': 'many' is not an INT",
+                "_embedded": {"errors": [{"message": "input 'count': 'many' is not an INT"}]},
+            },
+        )
         status, doc, _ = await call("POST", f"{base}/{KEY}", json={"m": 1})
         assert status == 422
         assert doc["message"].startswith('Invalid entity: cannot render "{{ trigger.body.n }}"')
@@ -299,7 +341,9 @@ async def test_webhook_cannot_pass_a_server_path_to_a_file_input(h: Harness) -> 
     async with webhook_server(h, textwrap.dedent(source)) as (_, base):
         status, doc, _ = await call("POST", f"{base}/{KEY}", json={"path": "/etc/passwd"})
     assert (status, doc["message"]) == (
-        422, "Invalid entity: input 'f': a webhook passes a FILE input as a kestra:// URI only")
+        422,
+        "Invalid entity: input 'f': a webhook passes a FILE input as a kestra:// URI only",
+    )
 
 
 async def test_templated_key_is_rendered_when_the_trigger_starts(h: Harness) -> None:
@@ -311,8 +355,9 @@ async def test_templated_key_is_rendered_when_the_trigger_starts(h: Harness) -> 
 
 
 async def test_webhook_stays_open_when_the_api_needs_credentials(h: Harness) -> None:
-    settings = Settings(data_dir=h.runtime.data_dir,
-                        basic_auth=BasicAuth(username="ada", password="pw"))
+    settings = Settings(
+        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username="ada", password="pw")
+    )
     async with webhook_server(h, HOOK, settings) as (_, base):
         status, doc, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}})
     assert status == 200, doc
@@ -329,19 +374,22 @@ class Never(Condition):
 
 async def test_conditions_not_met_answer_204_without_an_execution(h: Harness) -> None:
     flow = await h.flow(HOOK)
-    trigger = Webhook(id="webhook", type=Webhook.types[0], key=KEY,
-                      conditions=[Never(type="test.Never")])
+    trigger = Webhook(
+        id="webhook", type=Webhook.types[0], key=KEY, conditions=[Never(type="test.Never")]
+    )
     settings = Settings(data_dir=h.runtime.data_dir)
     webhooks = WebhookRegistry()
-    ctx = TriggerContext(h.runtime, flow, trigger.id, logging.getLogger("test"), settings,
-                         webhooks)
+    ctx = TriggerContext(h.runtime, flow, trigger.id, logging.getLogger("test"), settings, webhooks)
     emit = Triggers(h.runtime, settings, webhooks).emitter(flow, trigger)
     running = asyncio.create_task(trigger.run(emit, ctx))
     try:
         async with serving(h, settings, webhooks) as url:
             await settle()
-            status, body, _ = await call("POST", f"{url}/api/v1/executions/webhook/ns/hook/{KEY}",
-                                         json={"user": {"name": "Ada"}})
+            status, body, _ = await call(
+                "POST",
+                f"{url}/api/v1/executions/webhook/ns/hook/{KEY}",
+                json={"user": {"name": "Ada"}},
+            )
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
@@ -350,10 +398,13 @@ async def test_conditions_not_met_answer_204_without_an_execution(h: Harness) ->
     assert (await h.store.search_executions())[1] == 0
 
 
-@pytest.mark.parametrize(("key", "message"), [
-    ("a/b", "key must not contain '/': it is one segment of the webhook URL (got 'a/b')"),
-    ('""', "key must not be empty (got '')"),
-])
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("a/b", "key must not contain '/': it is one segment of the webhook URL (got 'a/b')"),
+        ('""', "key must not be empty (got '')"),
+    ],
+)
 def test_invalid_key_is_a_load_error(key: str, message: str) -> None:
     with pytest.raises(FlowError) as caught:
         load_flow(HOOK.replace(f"key: {KEY}", f"key: {key}"), "hook.yaml")
@@ -364,7 +415,8 @@ def test_key_longer_than_256_characters_is_a_load_error() -> None:
     with pytest.raises(FlowError) as caught:
         load_flow(HOOK.replace(KEY, "k" * 257), "hook.yaml")
     assert str(caught.value).startswith(
-        "hook.yaml:11:10: triggers[0].key: key is 257 characters long; at most 256 are allowed")
+        "hook.yaml:11:10: triggers[0].key: key is 257 characters long; at most 256 are allowed"
+    )
     load_flow(HOOK.replace(KEY, "k" * 256), "hook.yaml")
 
 
@@ -379,16 +431,31 @@ def test_missing_key_and_unknown_property_are_load_errors() -> None:
     ]
 
 
-async def test_a_retried_post_with_the_same_idempotency_key_makes_one_execution(
-        h: Harness) -> None:
+async def test_a_retried_post_with_the_same_idempotency_key_makes_one_execution(h: Harness) -> None:
     async with webhook_server(h, HOOK) as (_, base):
-        answers = await asyncio.gather(*(
-            call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}},
-                 headers={"Idempotency-Key": "order-42"}) for _ in range(3)))
-        later = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Bob"}},
-                           headers={"Idempotency-Key": "order-42"})
-        other = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Cy"}},
-                           headers={"Idempotency-Key": "order-43"})
+        answers = await asyncio.gather(
+            *(
+                call(
+                    "POST",
+                    f"{base}/{KEY}",
+                    json={"user": {"name": "Ada"}},
+                    headers={"Idempotency-Key": "order-42"},
+                )
+                for _ in range(3)
+            )
+        )
+        later = await call(
+            "POST",
+            f"{base}/{KEY}",
+            json={"user": {"name": "Bob"}},
+            headers={"Idempotency-Key": "order-42"},
+        )
+        other = await call(
+            "POST",
+            f"{base}/{KEY}",
+            json={"user": {"name": "Cy"}},
+            headers={"Idempotency-Key": "order-43"},
+        )
     ids = {doc["id"] for status, doc, _ in [*answers, later] if status == 200}
     assert len(ids) == 1 and all(status == 200 for status, _, _ in [*answers, later])
     (execution_id,) = ids
@@ -401,8 +468,9 @@ async def test_a_retried_post_with_the_same_idempotency_key_makes_one_execution(
 @pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
 async def test_a_malformed_idempotency_key_is_refused(h: Harness, key: str) -> None:
     async with webhook_server(h, HOOK) as (_, base):
-        status, doc, _ = await call("POST", f"{base}/{KEY}", json={},
-                                    headers={"Idempotency-Key": key})
+        status, doc, _ = await call(
+            "POST", f"{base}/{KEY}", json={}, headers={"Idempotency-Key": key}
+        )
     assert status == 400
     assert doc == {"message": "Idempotency-Key must be 1 to 255 printable ASCII characters"}
     _, total = await h.store.search_executions(flow_id="hook")

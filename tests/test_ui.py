@@ -50,24 +50,37 @@ def blockbuster() -> Iterator[BlockBuster]:
 
 # -- topology layout ------------------------------------------------------------------------
 
+
 def graph_of(source: str) -> Graph:
     return flow_graph(load_flow(textwrap.dedent(source)))
 
 
 def boxes_overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return bool(a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] \
-        and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+    return bool(
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
 
 
 def inside(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
-    return bool(outer["x"] <= inner["x"] and inner["x"] + inner["w"] <= outer["x"] + outer["w"] \
-        and outer["y"] <= inner["y"] and inner["y"] + inner["h"] <= outer["y"] + outer["h"])
+    return bool(
+        outer["x"] <= inner["x"]
+        and inner["x"] + inner["w"] <= outer["x"] + outer["w"]
+        and outer["y"] <= inner["y"]
+        and inner["y"] + inner["h"] <= outer["y"] + outer["h"]
+    )
 
 
 def segment_cuts_box(p: list[float], q: list[float], box: dict[str, Any]) -> bool:
     """Does the segment p-q pass through the inside of the box (its border excluded)?"""
-    x0, y0, x1, y1 = box["x"] + 0.5, box["y"] + 0.5, box["x"] + box["w"] - 0.5, \
-        box["y"] + box["h"] - 0.5
+    x0, y0, x1, y1 = (
+        box["x"] + 0.5,
+        box["y"] + 0.5,
+        box["x"] + box["w"] - 0.5,
+        box["y"] + box["h"] - 0.5,
+    )
     low, high = 0.0, 1.0
     for delta, start, near, far in ((q[0] - p[0], p[0], x0, x1), (q[1] - p[1], p[1], y0, y1)):
         if delta == 0:
@@ -95,8 +108,10 @@ tasks:
 
 def log(task_id: str, indent: int, depends: list[str] | None = None) -> str:
     pad = " " * indent
-    text = f"{pad}- id: {task_id}\n{pad}  type: io.kestra.plugin.core.log.Log\n" \
-           f"{pad}  message: {task_id}\n"
+    text = (
+        f"{pad}- id: {task_id}\n{pad}  type: io.kestra.plugin.core.log.Log\n"
+        f"{pad}  message: {task_id}\n"
+    )
     if depends:
         text += f"{pad}  dependsOn: [{', '.join(depends)}]\n"
     return text
@@ -111,21 +126,29 @@ def big_flow() -> str:
     for i, task in enumerate(dag):
         deps = [dag[j] for j in (i - 1, i - 3, i - 11) if j >= 0 and (i % 4 or j == i - 1)]
         out.append(log(task, 2, deps))
-    out.append("  - id: fan\n    type: io.kestra.plugin.core.flow.Parallel\n"
-               f"    dependsOn: [{dag[-1]}]\n    tasks:\n")
+    out.append(
+        "  - id: fan\n    type: io.kestra.plugin.core.flow.Parallel\n"
+        f"    dependsOn: [{dag[-1]}]\n    tasks:\n"
+    )
     out += [log(next(ids), 6) for _ in range(12)]
-    out.append("  - id: pick\n    type: io.kestra.plugin.core.flow.If\n    condition: 'true'\n"
-               "    dependsOn: [fan]\n    then:\n")
+    out.append(
+        "  - id: pick\n    type: io.kestra.plugin.core.flow.If\n    condition: 'true'\n"
+        "    dependsOn: [fan]\n    then:\n"
+    )
     out += [log(next(ids), 6) for _ in range(8)]
-    out.append("    else:\n      - id: inner\n        type: io.kestra.plugin.core.flow.Switch\n"
-               "        value: a\n        cases:\n")
+    out.append(
+        "    else:\n      - id: inner\n        type: io.kestra.plugin.core.flow.Switch\n"
+        "        value: a\n        cases:\n"
+    )
     for case in "abc":
         out.append(f"          {case}:\n")
         out += [log(next(ids), 12) for _ in range(4)]
     out.append("    errors:\n")
     out += [log(next(ids), 6) for _ in range(3)]
-    out.append("  - id: each\n    type: io.kestra.plugin.core.flow.ForEach\n"
-               "    values: [1, 2]\n    dependsOn: [pick]\n    tasks:\n")
+    out.append(
+        "  - id: each\n    type: io.kestra.plugin.core.flow.ForEach\n"
+        "    values: [1, 2]\n    dependsOn: [pick]\n    tasks:\n"
+    )
     out += [log(next(ids), 6) for _ in range(10)]
     out.append("errors:\n")
     out += [log(next(ids), 2) for _ in range(5)]
@@ -217,12 +240,19 @@ def test_topology_draws_depends_on_branches_handlers_and_triggers() -> None:
     edges = {(e["from"], e["to"], e["kind"]) for e in graph["edges"]}
     assert edges == {
         ("trigger:daily", "extract", "trigger"),
-        ("extract", "check", "dependsOn"), ("extract", "side", "dependsOn"),
-        ("check", "both", "dependsOn"), ("side", "both", "dependsOn"),
-        ("both", "alert", "errors"), ("both", "cleanup", "finally"),
+        ("extract", "check", "dependsOn"),
+        ("extract", "side", "dependsOn"),
+        ("check", "both", "dependsOn"),
+        ("side", "both", "dependsOn"),
+        ("both", "alert", "errors"),
+        ("both", "cleanup", "finally"),
     }
     assert [(lane["label"], lane["kind"]) for lane in graph["lanes"]] == [
-        ("then", "branch"), ("else", "branch"), ("errors", "errors"), ("finally", "finally")]
+        ("then", "branch"),
+        ("else", "branch"),
+        ("errors", "errors"),
+        ("finally", "finally"),
+    ]
     nodes = {n["id"]: n for n in graph["nodes"]}
     assert nodes["p1"]["y"] == nodes["p2"]["y"]  # a Parallel's tasks side by side
     assert nodes["load"]["y"] == nodes["skip"]["y"]
@@ -249,8 +279,9 @@ def test_topology_of_a_sequence_is_one_centred_column() -> None:
     centres = {n["x"] + n["w"] / 2 for n in graph["nodes"]}
     assert len(centres) == 1
     assert [(e["from"], e["to"], e["kind"]) for e in graph["edges"]] == [
-        ("a", "a_much_longer_task_identifier", "next"), ("a_much_longer_task_identifier", "c",
-                                                         "next")]
+        ("a", "a_much_longer_task_identifier", "next"),
+        ("a_much_longer_task_identifier", "c", "next"),
+    ]
 
 
 # -- the pages, in the browser -------------------------------------------------------------
@@ -310,9 +341,10 @@ outputs:
     type: STRING
     value: "{{ outputs.shout.value }}"
 """
-BROKEN = FLOW.replace("    message: \"Hello", "    mesage: \"Hello")
-BROKEN_LINE = BROKEN.splitlines().index(next(line for line in BROKEN.splitlines()
-                                             if "mesage:" in line)) + 1
+BROKEN = FLOW.replace('    message: "Hello', '    mesage: "Hello')
+BROKEN_LINE = (
+    BROKEN.splitlines().index(next(line for line in BROKEN.splitlines() if "mesage:" in line)) + 1
+)
 UPLOAD = b"id,city\n1,Lisbon\n2,Porto\n"
 
 SCHEDULED = """\
@@ -361,8 +393,9 @@ def test_kestras_execution_url_leads_to_the_execution_page(server: UiServer) -> 
     host, port = server.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    connection.request("GET", "/ui/executions/ui.test/nightly/abc123",
-                       headers={"Authorization": f"Basic {token}"})
+    connection.request(
+        "GET", "/ui/executions/ui.test/nightly/abc123", headers={"Authorization": f"Basic {token}"}
+    )
     response = connection.getresponse()
     assert (response.status, response.getheader("Location")) == (302, "/ui/executions/abc123")
     connection.close()
@@ -377,21 +410,26 @@ def test_ui_pages_ask_the_browser_for_basic_auth(server: UiServer) -> None:
 
 def test_topology_endpoint_refuses_unknown_flows_and_bad_revisions(server: UiServer) -> None:
     status, _, body = get(server, "/ui/api/flows/ui.test/missing/graph")
-    assert (status, json.loads(body)) == (404, {"message":
-                                                "Not Found: flow ui.test.missing not found"})
+    assert (status, json.loads(body)) == (
+        404,
+        {"message": "Not Found: flow ui.test.missing not found"},
+    )
     status, _, body = get(server, "/ui/api/flows/ui.test/nightly/graph?revision=abc")
     assert (status, json.loads(body)) == (
-        400, {"message": "Bad Request: revision must be a positive number, not 'abc'"})
+        400,
+        {"message": "Bad Request: revision must be a positive number, not 'abc'"},
+    )
     status, _, body = get(server, "/ui/api/flows/ui.test/nightly/graph?revision=9")
     assert (status, json.loads(body)) == (
-        404, {"message": "Not Found: flow ui.test.nightly revision 9 not found"})
+        404,
+        {"message": "Not Found: flow ui.test.nightly revision 9 not found"},
+    )
     status, _, body = get(server, "/ui/api/flows/ui.test/nightly/graph?revision=1")
     assert status == 200
     assert [n["id"] for n in json.loads(body)["nodes"]] == ["trigger:at_one", "only"]
 
 
-def test_static_files_are_served_with_their_type_and_unknown_ones_are_404(
-        server: UiServer) -> None:
+def test_static_files_are_served_with_their_type_and_unknown_ones_are_404(server: UiServer) -> None:
     status, headers, body = get(server, "/ui/static/podium.js")
     assert (status, headers["Content-Type"]) == (200, "text/javascript; charset=utf-8")
     assert b"export async function api" in body
@@ -404,8 +442,9 @@ def editor_text(page: Page, text: str) -> None:
     page.locator("#editor textarea").fill(text)
 
 
-def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Browser,
-                                                   tmp_path: Path) -> None:
+def test_write_run_and_watch_a_flow_in_the_browser(
+    server: UiServer, chrome: Browser, tmp_path: Path
+) -> None:
     console, screens = Console(), Screens(tmp_path)
     page = new_page(chrome, console, DESKTOP)
 
@@ -423,7 +462,8 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
     expect(problem.locator(".where")).to_contain_text(f"Line {BROKEN_LINE}, column ")
     expect(page.locator(f'.gutter .ln[data-line="{BROKEN_LINE}"]')).to_have_class("ln error")
     expect(page.locator(f'#problems li[data-line="{BROKEN_LINE - 2}"]')).to_contain_text(
-        "tasks[0]missing required property 'message'")  # the task, two lines up
+        "tasks[0]missing required property 'message'"
+    )  # the task, two lines up
     expect(page.locator(".gutter .ln.error")).to_have_count(2)
     expect(page.locator("#editor-status")).to_have_text("Not saved: 2 problems")
     screens.shoot(page, "editor-error")
@@ -436,7 +476,8 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
     editor_text(page, FLOW.replace("id: greet", "id: renamed", 1))
     page.get_by_role("button", name="Save").click()
     expect(page.locator('#problems li[data-line="1"]')).to_contain_text(
-        "the id of a saved flow cannot change (it is 'greet')")
+        "the id of a saved flow cannot change (it is 'greet')"
+    )
     editor_text(page, FLOW)
     page.get_by_role("tab", name="Topology").click()
     expect(page.locator('svg.graph g.node[data-id="both"]')).to_have_class("node node-group")
@@ -444,7 +485,8 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
     screens.shoot(page, "flow-topology")
     page.get_by_role("tab", name="Overview").click()
     expect(page.locator('[data-panel="overview"]')).to_contain_text(
-        "Greets someone and keeps the file it was given")
+        "Greets someone and keeps the file it was given"
+    )
     screens.shoot(page, "flow-overview")
 
     # Run: a refused input is shown beside its field; then a good run.
@@ -459,11 +501,13 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
     dialog.locator("#input-colour").select_option("yellow")
     dialog.locator("#input-day").fill("2024-03-01")
     dialog.locator("#input-data").set_input_files(
-        files=[FilePayload(name="cities.csv", mimeType="text/csv", buffer=UPLOAD)])
+        files=[FilePayload(name="cities.csv", mimeType="text/csv", buffer=UPLOAD)]
+    )
     console.allow("the server responded with a status of 422")
     dialog.get_by_role("button", name="Execute").click()
     expect(dialog.locator('.field[data-input="times"] .field-error')).to_have_text(
-        "'0' is less than 1 (min)")
+        "'0' is less than 1 (min)"
+    )
     expect(dialog.locator(".field-error:visible")).to_have_count(1)
     screens.shoot(page, "run-dialog-refused")
     dialog.locator("#input-times").fill("3")
@@ -479,18 +523,22 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
     for task in ("hello", "flaky", "both", "wait", "shout", "keep"):
         expect(gantt.locator(f'.gantt-row[data-task="{task}"] .seg').first).to_be_visible()
     expect(gantt.locator('.gantt-row[data-task="flaky"] .attempts')).to_have_text(
-        " \u00d72 attempts")
+        " \u00d72 attempts"
+    )
     expect(gantt.locator('.gantt-row[data-task="flaky"] .attempt')).to_have_count(2)
     screens.shoot(page, "execution-gantt")
 
     page.get_by_role("tab", name="Logs").click()
-    expect(page.locator("#logs .log", has_text="Hello, Grace x3 (yellow, 2024-03-01)")
-           ).to_be_visible()
+    expect(
+        page.locator("#logs .log", has_text="Hello, Grace x3 (yellow, 2024-03-01)")
+    ).to_be_visible()
     page.locator("#log-level").select_option("WARN")
     warnings = page.locator("#logs .log:visible")
     expect(warnings.first).to_contain_text("attempt 1 failed")
     assert set(warnings.evaluate_all("lines => lines.map(l => l.dataset.level)")) <= {
-        "WARN", "ERROR"}
+        "WARN",
+        "ERROR",
+    }
     page.locator("#log-level").select_option("INFO")
     page.locator("#log-task").select_option("hello")
     expect(page.locator("#logs .log:visible")).to_have_count(1)
@@ -499,7 +547,8 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
     page.get_by_role("tab", name="Outputs").click()
     outputs = page.locator("#outputs")
     expect(outputs.locator('details[data-task="shout"] li[data-key="value"]')).to_have_text(
-        'value: "GRACE-3"')
+        'value: "GRACE-3"'
+    )
     expect(outputs.locator(".flow-outputs")).to_contain_text('greeting: "GRACE-3"')
     with page.expect_download() as download:
         outputs.locator('details[data-task="keep"] a.download').click()
@@ -509,7 +558,8 @@ def test_write_run_and_watch_a_flow_in_the_browser(server: UiServer, chrome: Bro
 
     page.get_by_role("tab", name="Topology").click()
     expect(page.locator('svg.graph g.node[data-id="shout"]')).to_have_attribute(
-        "data-state", "SUCCESS")
+        "data-state", "SUCCESS"
+    )
     expect(page.locator("svg.graph g.node.state-success")).to_have_count(6)
     screens.shoot(page, "execution-topology")
 
@@ -547,7 +597,8 @@ tasks:
 
 
 def test_kill_restart_and_replay_buttons_act_on_the_live_execution(
-        server: UiServer, chrome: Browser, tmp_path: Path) -> None:
+    server: UiServer, chrome: Browser, tmp_path: Path
+) -> None:
     console, screens = Console(), Screens(tmp_path)
     page = new_page(chrome, console, DESKTOP)
     (server.flows_dir / "slow.yaml").write_text(SLOW)
@@ -579,8 +630,7 @@ def test_kill_restart_and_replay_buttons_act_on_the_live_execution(
     page.get_by_role("button", name="Replay").click()
     page.wait_for_url(lambda url: execution.id not in url)
     expect(page.locator('.gantt-row[data-task="nap"]')).to_have_attribute("data-state", "RUNNING")
-    expect(page.locator('.gantt-row[data-task="first"]')).to_have_attribute("data-state",
-                                                                            "SUCCESS")
+    expect(page.locator('.gantt-row[data-task="first"]')).to_have_attribute("data-state", "SUCCESS")
     page.get_by_role("button", name="Kill").click()
     expect(state).to_have_text("KILLED")
     assert console.unexpected() == []
@@ -594,13 +644,14 @@ def test_pages_fit_a_phone_screen(server: UiServer, chrome: Browser, tmp_path: P
     execution = server.run(runtime.submit_by_id("ui.test", "nightly"))
     server.run(runtime.wait(execution.id))
     for name, path, ready in (
-            ("phone-execution", f"/ui/executions/{execution.id}", ".gantt-row .seg"),
-            ("phone-logs", f"/ui/executions/{execution.id}#logs", "#logs .log"),
-            ("phone-flows", "/ui/flows", 'tr[data-flow="ui.test/nightly"]'),
-            ("phone-flow", "/ui/flows/ui.test/nightly#topology", "svg.graph"),
-            ("phone-editor", "/ui/flows/ui.test/nightly#editor", ".gutter .ln"),
-            ("phone-triggers", "/ui/flows/ui.test/nightly#triggers", 'tr[data-trigger="at_one"]'),
-            ("phone-executions", "/ui/executions", ".executions-table")):
+        ("phone-execution", f"/ui/executions/{execution.id}", ".gantt-row .seg"),
+        ("phone-logs", f"/ui/executions/{execution.id}#logs", "#logs .log"),
+        ("phone-flows", "/ui/flows", 'tr[data-flow="ui.test/nightly"]'),
+        ("phone-flow", "/ui/flows/ui.test/nightly#topology", "svg.graph"),
+        ("phone-editor", "/ui/flows/ui.test/nightly#editor", ".gutter .ln"),
+        ("phone-triggers", "/ui/flows/ui.test/nightly#triggers", 'tr[data-trigger="at_one"]'),
+        ("phone-executions", "/ui/executions", ".executions-table"),
+    ):
         page.goto(server.url + path)
         expect(page.locator(ready).first).to_be_visible()
         width = page.evaluate("document.documentElement.scrollWidth")

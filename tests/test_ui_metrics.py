@@ -72,7 +72,8 @@ def chrome(chromium: Chromium) -> Iterator[Browser]:
 
 
 def test_metrics_tab_lists_each_task_runs_metrics_with_type_value_and_tags(
-        server: UiServer, chrome: Browser, tmp_path: Path) -> None:
+    server: UiServer, chrome: Browser, tmp_path: Path
+) -> None:
     assert server.harness is not None
     execution = server.run(server.harness.run(REPORTING))
     assert execution.state.current == State.SUCCESS
@@ -82,13 +83,19 @@ def test_metrics_tab_lists_each_task_runs_metrics_with_type_value_and_tags(
     page.get_by_role("tab", name="Metrics").click()
     rows = page.locator("table.metrics tbody tr")
     expect(rows).to_have_count(4)
-    cells = [([cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()[:4]],
-              rows.nth(i).locator("td .chip").all_inner_texts()) for i in range(4)]
+    cells = [
+        (
+            [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()[:4]],
+            rows.nth(i).locator("td .chip").all_inner_texts(),
+        )
+        for i in range(4)
+    ]
     assert cells == [
         (["load", "rows", "counter", "1200"], ["table: trips", "month: 2019-01"]),
         (["load", "took", "timer", "1.25 s"], []),
         (["part [a]", "parts", "gauge", "0.333333"], ["part: a"]),
-        (["part [b]", "parts", "gauge", "0.333333"], ["part: b"])]
+        (["part [b]", "parts", "gauge", "0.333333"], ["part: b"]),
+    ]
     expect(rows.nth(1).locator("td").last).to_have_text("none")
     assert page.url.endswith("#metrics")
     screens.shoot(page, "metrics")
@@ -99,14 +106,14 @@ def test_metrics_tab_lists_each_task_runs_metrics_with_type_value_and_tags(
     assert console.unexpected() == []
 
 
-def test_metrics_tab_says_so_when_no_task_reported_any(server: UiServer, chrome: Browser
-                                                        ) -> None:
+def test_metrics_tab_says_so_when_no_task_reported_any(server: UiServer, chrome: Browser) -> None:
     assert server.harness is not None
     execution = server.run(server.harness.run(QUIET))
     console = Console()
     page = new_page(chrome, console, DESKTOP)
     page.goto(f"{server.url}/ui/executions/{execution.id}#metrics")
     expect(page.locator("#metrics")).to_have_text(
-        'No metrics. A script task reports them with Kestra.counter() or Kestra.timer() '
-        '(a ::{"metrics": [...]}:: line).')
+        "No metrics. A script task reports them with Kestra.counter() or Kestra.timer() "
+        '(a ::{"metrics": [...]}:: line).'
+    )
     assert console.unexpected() == []

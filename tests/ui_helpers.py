@@ -78,8 +78,7 @@ class UiServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         h = self.harness = await Harness.open(self.data_dir)
-        settings = Settings(data_dir=self.data_dir, flows_dir=self.flows_dir,
-                            basic_auth=self.auth)
+        settings = Settings(data_dir=self.data_dir, flows_dir=self.flows_dir, basic_auth=self.auth)
         webhooks = WebhookRegistry()
         triggers = Triggers(h.runtime, settings, webhooks)
         await triggers.restore()
@@ -153,20 +152,23 @@ def browser(chromium: Chromium) -> Iterator[Browser]:
     """Debian's Chromium, headless, driven by Playwright (its own browsers are never used)."""
     flags = [flag for flag in chromium.flags if flag != "--headless"]
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium.path, headless=True,
-                                              args=flags)
+        launched = playwright.chromium.launch(
+            executable_path=chromium.path, headless=True, args=flags
+        )
         try:
             yield launched
         finally:
             launched.close()
 
 
-def new_page(chrome: Browser, console: Console, viewport: ViewportSize,
-             auth: bool = True) -> Page:
+def new_page(chrome: Browser, console: Console, viewport: ViewportSize, auth: bool = True) -> Page:
     context = chrome.new_context(
-        viewport=viewport, accept_downloads=True,
+        viewport=viewport,
+        accept_downloads=True,
         http_credentials={"username": USER, "password": PASSWORD} if auth else None,
-        is_mobile=viewport["width"] < 600, has_touch=viewport["width"] < 600)
+        is_mobile=viewport["width"] < 600,
+        has_touch=viewport["width"] < 600,
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.on("console", console.record)

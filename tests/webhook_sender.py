@@ -22,8 +22,9 @@ from typing import Any
 import aiohttp
 
 
-async def send_all(urls: list[str], path: str, count: int, concurrency: int,
-                   deadline: float, prefix: str) -> dict[str, Any]:
+async def send_all(
+    urls: list[str], path: str, count: int, concurrency: int, deadline: float, prefix: str
+) -> dict[str, Any]:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
@@ -50,8 +51,9 @@ async def send_all(urls: list[str], path: str, count: int, concurrency: int,
                 if key not in sent_at:
                     sent_at[key] = time.time()
                 try:
-                    async with session.post(url, json={"n": i},
-                                            headers={"Idempotency-Key": key}) as response:
+                    async with session.post(
+                        url, json={"n": i}, headers={"Idempotency-Key": key}
+                    ) as response:
                         await response.read()
                         if response.status == 200:
                             break
@@ -67,8 +69,13 @@ async def send_all(urls: list[str], path: str, count: int, concurrency: int,
 
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return {"sent": count - len(failed), "failed": failed, "retries": retries,
-            "seconds": time.monotonic() - started, "sent_at": sent_at}
+    return {
+        "sent": count - len(failed),
+        "failed": failed,
+        "retries": retries,
+        "seconds": time.monotonic() - started,
+        "sent_at": sent_at,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -80,8 +87,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--deadline", type=float, default=600.0)
     parser.add_argument("--prefix", default="event-", help="Idempotency-Key prefix")
     args = parser.parse_args(argv)
-    result = asyncio.run(send_all([u.rstrip("/") for u in args.urls], args.path, args.count,
-                                  args.concurrency, args.deadline, args.prefix))
+    result = asyncio.run(
+        send_all(
+            [u.rstrip("/") for u in args.urls],
+            args.path,
+            args.count,
+            args.concurrency,
+            args.deadline,
+            args.prefix,
+        )
+    )
     print(json.dumps(result))
     return 0 if not result["failed"] else 1
 

@@ -26,8 +26,15 @@ _CORE = "io.kestra.plugin.core.condition."
 _TRIGGER_DATE = re.compile(r"^\{\{\s*trigger\.date\s*\}\}$")
 
 Weekday = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
-_WEEKDAYS: tuple[Weekday, ...] = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY",
-                                  "SATURDAY", "SUNDAY")
+_WEEKDAYS: tuple[Weekday, ...] = (
+    "MONDAY",
+    "TUESDAY",
+    "WEDNESDAY",
+    "THURSDAY",
+    "FRIDAY",
+    "SATURDAY",
+    "SUNDAY",
+)
 
 
 def _types(name: str) -> tuple[str, ...]:
@@ -108,8 +115,9 @@ class ExecutionFlow(Condition):
         execution = ctx.execution
         if execution is None:
             return True
-        return bool(execution.get("namespace") == self.namespace
-                    and execution.get("flowId") == self.flow_id)
+        return bool(
+            execution.get("namespace") == self.namespace and execution.get("flowId") == self.flow_id
+        )
 
 
 class ExecutionStatus(Condition):

@@ -58,8 +58,10 @@ class Preconditions(Model):
     @classmethod
     def _one_flow(cls, value: list[UpstreamFlow]) -> list[UpstreamFlow]:
         if len(value) > 1:
-            raise ValueError("preconditions on several flows (all of them within a time "
-                             "window) are not supported yet: list one flow")
+            raise ValueError(
+                "preconditions on several flows (all of them within a time "
+                "window) are not supported yet: list one flow"
+            )
         return value
 
 
@@ -94,11 +96,15 @@ class FlowTrigger(Trigger):
         own = (ctx.flow.namespace, ctx.flow.id)
         states = frozenset(self.states)
 
-        def listener(kind: str, execution: Execution, task_run: TaskRun | None,
-                     extra: dict[str, Any] | None) -> None:
+        def listener(
+            kind: str, execution: Execution, task_run: TaskRun | None, extra: dict[str, Any] | None
+        ) -> None:
             state = execution.state.current
-            if kind != "execution" or state not in states or \
-                    (execution.namespace, execution.flow_id) == own:
+            if (
+                kind != "execution"
+                or state not in states
+                or (execution.namespace, execution.flow_id) == own
+            ):
                 return
             key = (execution.id, state)
             if key in seen:
@@ -121,8 +127,9 @@ class FlowTrigger(Trigger):
         doc = ended.doc
         end = doc["state"].get("endDate")
         when = datetime.fromisoformat(end) if end else ctx.clock.now()
-        if not self.conditions_hold(ConditionContext(ctx.flow.namespace, ctx.flow.id,
-                                                     date=when, execution=doc)):
+        if not self.conditions_hold(
+            ConditionContext(ctx.flow.namespace, ctx.flow.id, date=when, execution=doc)
+        ):
             return False
         return self.preconditions is None or self.preconditions.flows[0].matches(doc)
 
@@ -145,16 +152,25 @@ class FlowTrigger(Trigger):
         try:
             if has_template(inputs):
                 inputs = ctx.runtime.renderer.render_value(
-                    inputs, _render_variables(ended, variables, ctx), ctx.runtime.functions(None))
+                    inputs, _render_variables(ended, variables, ctx), ctx.runtime.functions(None)
+                )
             await emit(inputs, variables)
         except (InputError, TemplateError) as exc:
-            ctx.logger.error("%s.%s trigger %s: not started after execution %s of %s.%s: %s",
-                             ctx.flow.namespace, ctx.flow.id, self.id, doc["id"],
-                             doc["namespace"], doc["flowId"], exc)
+            ctx.logger.error(
+                "%s.%s trigger %s: not started after execution %s of %s.%s: %s",
+                ctx.flow.namespace,
+                ctx.flow.id,
+                self.id,
+                doc["id"],
+                doc["namespace"],
+                doc["flowId"],
+                exc,
+            )
 
 
-def _render_variables(ended: _Ended, trigger: dict[str, Any], ctx: TriggerContext
-                      ) -> dict[str, Any]:
+def _render_variables(
+    ended: _Ended, trigger: dict[str, Any], ctx: TriggerContext
+) -> dict[str, Any]:
     """What the trigger's `inputs` render with, as in Kestra: this flow, the ended execution.
 
     The ended execution's values are variables here, never templates: only the flow
@@ -164,8 +180,11 @@ def _render_variables(ended: _Ended, trigger: dict[str, Any], ctx: TriggerContex
     return {
         "trigger": trigger,
         "flow": {"id": ctx.flow.id, "namespace": ctx.flow.namespace},
-        "execution": {"id": doc["id"], "startDate": doc["state"].get("startDate"),
-                      "state": doc["state"]["current"]},
+        "execution": {
+            "id": doc["id"],
+            "startDate": doc["state"].get("startDate"),
+            "state": doc["state"]["current"],
+        },
         "inputs": doc.get("inputs") or {},
         "outputs": ended.task_outputs,
         "labels": _labels(doc),

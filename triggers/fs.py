@@ -114,8 +114,9 @@ class _LocalFiles(Trigger):
     def variables(self, docs: list[dict[str, Any]]) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def after(self, paths: list[str], log: logging.Logger, where: str,
-                    move_to: Path | None) -> None:
+    async def after(
+        self, paths: list[str], log: logging.Logger, where: str, move_to: Path | None
+    ) -> None:
         """Runs once files are settled (fired now, or before); the polling trigger's action."""
 
     def move_directory_path(self) -> str | None:
@@ -142,12 +143,22 @@ class _LocalFiles(Trigger):
 
         where = f"{ctx.flow.namespace}.{ctx.flow.id} trigger {self.id}"
         delivery = _Delivery(self, emit, ctx, where, move_to)
-        watcher = Watcher(root, self.recursive, wanted, self.stable_for, self.rescan_period(),
-                          ctx.clock, changes=self.watches_changes())
+        watcher = Watcher(
+            root,
+            self.recursive,
+            wanted,
+            self.stable_for,
+            self.rescan_period(),
+            ctx.clock,
+            changes=self.watches_changes(),
+        )
         subdirectories = " and its subdirectories" if self.recursive else ""
         async with watcher.observing():
-            await watcher.run(delivery.settled, delivery.deleted, lambda: ctx.logger.info(
-                "%s: watching %s%s", where, root, subdirectories))
+            await watcher.run(
+                delivery.settled,
+                delivery.deleted,
+                lambda: ctx.logger.info("%s: watching %s%s", where, root, subdirectories),
+            )
 
     def _directories(self, ctx: TriggerContext) -> tuple[Path | None, Path]:
         """Check the watched (and move) directory against the allowed paths; blocking.
@@ -161,16 +172,19 @@ class _LocalFiles(Trigger):
         if not settings.allows(root):
             raise WatchError(f"directory {root} is not under the allowed paths ({allowed}); {fix}")
         if not root.exists():
-            raise WatchError(f"directory {root} does not exist; create it, then save the flow "
-                             "again or restart podium (watched directories are not created)")
+            raise WatchError(
+                f"directory {root} does not exist; create it, then save the flow "
+                "again or restart podium (watched directories are not created)"
+            )
         if not root.is_dir():
             raise WatchError(f"{root} is not a directory")
         move_to = None
         if (target := self.move_directory_path()) is not None:
             move_to = Path(target)
             if not settings.allows(move_to):
-                raise WatchError(f"moveDirectory {move_to} is not under the allowed paths "
-                                 f"({allowed}); {fix}")
+                raise WatchError(
+                    f"moveDirectory {move_to} is not under the allowed paths ({allowed}); {fix}"
+                )
             try:
                 move_to.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -220,8 +234,9 @@ class LocalFileTrigger(_LocalFiles):
     def variables(self, docs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"files": docs, "count": len(docs)}
 
-    async def after(self, paths: list[str], log: logging.Logger, where: str,
-                    move_to: Path | None) -> None:
+    async def after(
+        self, paths: list[str], log: logging.Logger, where: str, move_to: Path | None
+    ) -> None:
         for path in paths:
             try:
                 if self.action == "DELETE":
@@ -268,8 +283,14 @@ class _Claimed:
 class _Delivery:
     """From settled files to executions: hash, claim, store a copy, emit, then the action."""
 
-    def __init__(self, trigger: _LocalFiles, emit: Emit, ctx: TriggerContext, where: str,
-                 move_to: Path | None) -> None:
+    def __init__(
+        self,
+        trigger: _LocalFiles,
+        emit: Emit,
+        ctx: TriggerContext,
+        where: str,
+        move_to: Path | None,
+    ) -> None:
         self.trigger = trigger
         self.emit = emit
         self.ctx = ctx
@@ -297,13 +318,16 @@ class _Delivery:
         if not self.trigger.fires_on("DELETE"):
             return
         try:
-            await self.emit({}, self.trigger.variables([{**_file_doc(path, None, None, None),
-                                                         "changeType": "DELETE"}]))
+            await self.emit(
+                {},
+                self.trigger.variables(
+                    [{**_file_doc(path, None, None, None), "changeType": "DELETE"}]
+                ),
+            )
         except PodiumError as exc:
             self.ctx.logger.error("%s: no execution for deleted %s: %s", self.where, path, exc)
 
-    async def _claim_and_emit(self, hashed: list[tuple[str, os.stat_result, str]]
-                              ) -> set[str]:
+    async def _claim_and_emit(self, hashed: list[tuple[str, os.stat_result, str]]) -> set[str]:
         settled: list[str] = []
         again: set[str] = set()
         fire: list[_Claimed] = []
@@ -312,15 +336,20 @@ class _Delivery:
             if claimed is None:
                 self.ctx.logger.debug("%s: %s was processed before", self.where, path)
             elif not self.trigger.fires_on(claimed.change):
-                self.ctx.logger.debug("%s: %s is a %s, not fired (on: %s)", self.where, path,
-                                      claimed.change, self.trigger.on)
+                self.ctx.logger.debug(
+                    "%s: %s is a %s, not fired (on: %s)",
+                    self.where,
+                    path,
+                    claimed.change,
+                    self.trigger.on,
+                )
             else:
                 fire.append(claimed)
                 continue
             settled.append(path)
         size = self.trigger.batch_size()
         for start in range(0, len(fire), size):
-            chunk = fire[start:start + size]
+            chunk = fire[start : start + size]
             outcome = await self._emit(chunk)
             if outcome is True:
                 settled.extend(c.path for c in chunk)
@@ -354,33 +383,60 @@ class _Delivery:
             await self.emit({}, self.trigger.variables(docs))
         except Exception as exc:
             for c in chunk:
-                await store.set_state(key("failed", c.path, c.digest), {
-                    "retry": True, "attempt": c.attempt + 1, "changeType": c.change,
-                    "error": str(exc)})
+                await store.set_state(
+                    key("failed", c.path, c.digest),
+                    {
+                        "retry": True,
+                        "attempt": c.attempt + 1,
+                        "changeType": c.change,
+                        "error": str(exc),
+                    },
+                )
             if not isinstance(exc, PodiumError | OSError):
                 raise
             names = ", ".join(c.path for c in chunk)
             if not isinstance(exc, InputError | FlowDisabled):
-                self.ctx.logger.error("%s: no execution for %s: %s; it is retried at the next "
-                                      "scan (%s)", self.where, names, exc,
-                                      format_duration(self.trigger.rescan_period()))
+                self.ctx.logger.error(
+                    "%s: no execution for %s: %s; it is retried at the next scan (%s)",
+                    self.where,
+                    names,
+                    exc,
+                    format_duration(self.trigger.rescan_period()),
+                )
                 return "again"
-            self.ctx.logger.error("%s: no execution for %s: %s; it is retried when the trigger "
-                                  "restarts or the file changes", self.where, names, exc)
+            self.ctx.logger.error(
+                "%s: no execution for %s: %s; it is retried when the trigger "
+                "restarts or the file changes",
+                self.where,
+                names,
+                exc,
+            )
             return False
         for c in chunk:
             if c.attempt:
-                await store.set_state(key("failed", c.path, c.digest), {
-                    "retry": False, "attempt": c.attempt, "changeType": c.change})
+                await store.set_state(
+                    key("failed", c.path, c.digest),
+                    {"retry": False, "attempt": c.attempt, "changeType": c.change},
+                )
         return True
 
     async def _stored(self, claimed: _Claimed) -> dict[str, Any]:
         ctx = self.ctx
-        prefix = "/".join(("", *ctx.flow.namespace.split("."), ctx.flow.id, "triggers",
-                           self.trigger.id, claimed.digest))
+        prefix = "/".join(
+            (
+                "",
+                *ctx.flow.namespace.split("."),
+                ctx.flow.id,
+                "triggers",
+                self.trigger.id,
+                claimed.digest,
+            )
+        )
         uri = await asyncio.to_thread(_store_copy, ctx.runtime.storage, claimed, prefix)
-        return {**_file_doc(claimed.path, claimed.st, uri, claimed.digest),
-                "changeType": claimed.change}
+        return {
+            **_file_doc(claimed.path, claimed.st, uri, claimed.digest),
+            "changeType": claimed.change,
+        }
 
 
 # -- blocking helpers (run through asyncio.to_thread) ---------------------------------------
@@ -411,18 +467,32 @@ def _instant(seconds: float) -> str | None:
     return iso(datetime.fromtimestamp(seconds, UTC))
 
 
-def _file_doc(path: str, st: os.stat_result | None, uri: str | None, digest: str | None
-              ) -> dict[str, Any]:
+def _file_doc(
+    path: str, st: os.stat_result | None, uri: str | None, digest: str | None
+) -> dict[str, Any]:
     """Kestra's local file object (`localPath`, `modifiedDate`...) plus `path`, `lastModified`
     and `sha256`; `uri` is podium's stored copy."""
-    doc: dict[str, Any] = {"path": path, "localPath": path, "name": os.path.basename(path),
-                           "parent": os.path.dirname(path), "uri": uri, "size": None,
-                           "lastModified": None, "modifiedDate": None, "createdDate": None,
-                           "accessedDate": None, "sha256": digest}
+    doc: dict[str, Any] = {
+        "path": path,
+        "localPath": path,
+        "name": os.path.basename(path),
+        "parent": os.path.dirname(path),
+        "uri": uri,
+        "size": None,
+        "lastModified": None,
+        "modifiedDate": None,
+        "createdDate": None,
+        "accessedDate": None,
+        "sha256": digest,
+    }
     if st is not None:
         modified = _instant(st.st_mtime)
         created = getattr(st, "st_birthtime", None)  # Linux has none: Java reports mtime too
-        doc.update(size=st.st_size, lastModified=modified, modifiedDate=modified,
-                   createdDate=modified if created is None else _instant(created),
-                   accessedDate=_instant(st.st_atime))
+        doc.update(
+            size=st.st_size,
+            lastModified=modified,
+            modifiedDate=modified,
+            createdDate=modified if created is None else _instant(created),
+            accessedDate=_instant(st.st_atime),
+        )
     return doc

@@ -57,9 +57,17 @@ class Watcher:
     `changes=False` is the deletion mode: no scans, no stability waits, only deletions.
     """
 
-    def __init__(self, root: str, recursive: bool, wanted: Callable[[str], bool],
-                 stable_for: timedelta, rescan: timedelta, clock: Clock, *, changes: bool
-                 ) -> None:
+    def __init__(
+        self,
+        root: str,
+        recursive: bool,
+        wanted: Callable[[str], bool],
+        stable_for: timedelta,
+        rescan: timedelta,
+        clock: Clock,
+        *,
+        changes: bool,
+    ) -> None:
         self.root = root
         self.recursive = recursive
         self.wanted = wanted
@@ -83,9 +91,12 @@ class Watcher:
         finally:
             await asyncio.to_thread(_stop, observer)
 
-    async def run(self, settled: Callable[[Settled], Awaitable[set[str]]],
-                  deleted: Callable[[str], Awaitable[None]], caught_up: Callable[[], None]
-                  ) -> None:
+    async def run(
+        self,
+        settled: Callable[[Settled], Awaitable[set[str]]],
+        deleted: Callable[[str], Awaitable[None]],
+        caught_up: Callable[[], None],
+    ) -> None:
         """Forever: catch up with what is there (then `caught_up()`), hand over files as they
         settle. A file found by a scan has no known writer: only `stable_for` holds it.
         `settled` returns the paths to offer again at the next scan (their execution could
@@ -133,8 +144,14 @@ class Watcher:
                     loop.call_soon_threadsafe(on_event, event)
 
         observer = Observer()
-        kinds = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
-                 FileDeletedEvent, DirCreatedEvent]
+        kinds = [
+            FileCreatedEvent,
+            FileModifiedEvent,
+            FileClosedEvent,
+            FileMovedEvent,
+            FileDeletedEvent,
+            DirCreatedEvent,
+        ]
         observer.schedule(Relay(), self.root, recursive=self.recursive, event_filter=kinds)
         return observer
 
@@ -154,8 +171,7 @@ class Watcher:
         elif kind == "created":
             # In a directory that has just appeared, watchdog reports the files it finds
             # there as created; their writers may be long gone, and no close will follow.
-            self._touch(src, writing=_CLOSE_REPORTED and os.path.dirname(src) not in
-                        self.new_dirs)
+            self._touch(src, writing=_CLOSE_REPORTED and os.path.dirname(src) not in self.new_dirs)
         else:
             self._touch(src, writing=_CLOSE_REPORTED)
 

@@ -94,13 +94,16 @@ def check_filter(topic: str) -> str:
         raise ValueError("a topic cannot be empty")
     topic_filter = topic
     if topic.startswith(SHARED_PREFIX):
-        group, _, topic_filter = topic[len(SHARED_PREFIX):].partition("/")
+        group, _, topic_filter = topic[len(SHARED_PREFIX) :].partition("/")
         if not group or "+" in group or "#" in group:
-            raise ValueError("a shared subscription is $share/<group>/<filter>, with a group "
-                             "name that holds neither '+' nor '#'")
+            raise ValueError(
+                "a shared subscription is $share/<group>/<filter>, with a group "
+                "name that holds neither '+' nor '#'"
+            )
         if not topic_filter:
-            raise ValueError("a shared subscription is $share/<group>/<filter>: the filter "
-                             "is missing")
+            raise ValueError(
+                "a shared subscription is $share/<group>/<filter>: the filter is missing"
+            )
     levels = topic_filter.split("/")
     for index, level in enumerate(levels):
         if "#" in level and (level != "#" or index != len(levels) - 1):
@@ -138,8 +141,12 @@ class Session(Protocol):
 
     async def __aenter__(self) -> Session: ...
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
     async def subscribe(self, topic: list[tuple[str, int]]) -> Any: ...
 
@@ -166,15 +173,28 @@ def _session_class() -> Callable[..., Session]:
             self._client.connect_timeout = connect_timeout
             self._iterator = self.messages
 
-        def _on_connect(self, client: paho.Client, userdata: Any, flags: paho.ConnectFlags,
-                        reason_code: Any, properties: Any = None) -> None:
+        def _on_connect(
+            self,
+            client: paho.Client,
+            userdata: Any,
+            flags: paho.ConnectFlags,
+            reason_code: Any,
+            properties: Any = None,
+        ) -> None:
             self.session_present = bool(flags.session_present)
             super()._on_connect(client, userdata, flags, reason_code, properties)
 
-        def _on_message(self, client: paho.Client, userdata: Any,
-                        message: paho.MQTTMessage) -> None:
-            item = Received(message.topic, bytes(message.payload), message.qos,
-                            bool(message.retain), message.mid, bool(message.dup))
+        def _on_message(
+            self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
+        ) -> None:
+            item = Received(
+                message.topic,
+                bytes(message.payload),
+                message.qos,
+                bool(message.retain),
+                message.mid,
+                bool(message.dup),
+            )
             self._queue.put_nowait(item)  # type: ignore[arg-type]
 
         def next_message(self) -> Awaitable[Received]:
@@ -196,7 +216,8 @@ class MqttTrigger(Trigger):
     username: Annotated[str | None, Dynamic] = None
     password: Annotated[str | None, Dynamic] = None
     version: Literal["V3", "V5"] = Field(
-        default="V5", validation_alias=AliasChoices("version", "mqttVersion"))
+        default="V5", validation_alias=AliasChoices("version", "mqttVersion")
+    )
     connection_timeout: Duration | None = None
     crt: Annotated[str | None, Dynamic] = None
     https_hostname_verification_enabled: bool | None = None
@@ -252,8 +273,9 @@ class MqttTrigger(Trigger):
         context = None
         if endpoint.tls:
             try:
-                context = await asyncio.to_thread(tls_context, self.crt,
-                                                   self.https_hostname_verification_enabled)
+                context = await asyncio.to_thread(
+                    tls_context, self.crt, self.https_hostname_verification_enabled
+                )
             except (OSError, ssl.SSLError) as exc:
                 raise PodiumError(f"cannot load the CA certificate (crt): {exc}") from None
         password = self.password or endpoint.password
@@ -261,8 +283,9 @@ class MqttTrigger(Trigger):
             ctx.runtime.add_secret(password)
         delay, connected_once = 1.0, False
         down_since: datetime | None = None  # one line when an outage starts, one when it ends
-        connected = partial(trigger_connection, ctx.runtime, self.types[0], ctx.flow.namespace,
-                            ctx.flow.id, self.id)
+        connected = partial(
+            trigger_connection, ctx.runtime, self.types[0], ctx.flow.namespace, ctx.flow.id, self.id
+        )
         connected(False)
         while True:
             session = self._session(endpoint, client_id, context)
@@ -271,8 +294,9 @@ class MqttTrigger(Trigger):
                     connected(True)
                     if down_since is not None:
                         seconds = (ctx.clock.now() - down_since).total_seconds()
-                        ctx.logger.info("%s: connected to %s again after %.0fs", where,
-                                        endpoint, seconds)
+                        ctx.logger.info(
+                            "%s: connected to %s again after %.0fs", where, endpoint, seconds
+                        )
                     delay, down_since, connected_once = 1.0, None, True
                     await self._subscribe(session, ctx, client_id, where)
                     await self._consume(session, emit, ctx, client_id, where)
@@ -281,34 +305,55 @@ class MqttTrigger(Trigger):
                 if down_since is None:
                     down_since = ctx.clock.now()
                     what = "lost the connection to" if connected_once else "cannot connect to"
-                    ctx.logger.warning("%s: %s %s (%s); reconnecting, backing off up to %.0fs",
-                                       where, what, endpoint, exc, MAX_RECONNECT_DELAY)
+                    ctx.logger.warning(
+                        "%s: %s %s (%s); reconnecting, backing off up to %.0fs",
+                        where,
+                        what,
+                        endpoint,
+                        exc,
+                        MAX_RECONNECT_DELAY,
+                    )
             await ctx.clock.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
-    def _session(self, endpoint: Endpoint, client_id: str,
-                 context: ssl.SSLContext | None) -> Session:
+    def _session(
+        self, endpoint: Endpoint, client_id: str, context: ssl.SSLContext | None
+    ) -> Session:
         import aiomqtt
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        timeout = (self.connection_timeout.total_seconds() if self.connection_timeout
-                   else DEFAULT_CONNECTION_TIMEOUT)
+        timeout = (
+            self.connection_timeout.total_seconds()
+            if self.connection_timeout
+            else DEFAULT_CONNECTION_TIMEOUT
+        )
         options: dict[str, Any]
         if self.version == "V5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY
-            options = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False,
-                       "properties": properties}
+            options = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": properties,
+            }
         else:
             options = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
-        return _session_class()(endpoint.host, endpoint.port, identifier=client_id,
-                                username=self.username or endpoint.username,
-                                password=self.password or endpoint.password, timeout=timeout,
-                                connect_timeout=timeout, tls_context=context, **options)
+        return _session_class()(
+            endpoint.host,
+            endpoint.port,
+            identifier=client_id,
+            username=self.username or endpoint.username,
+            password=self.password or endpoint.password,
+            timeout=timeout,
+            connect_timeout=timeout,
+            tls_context=context,
+            **options,
+        )
 
-    async def _subscribe(self, session: Session, ctx: TriggerContext, client_id: str,
-                         where: str) -> None:
+    async def _subscribe(
+        self, session: Session, ctx: TriggerContext, client_id: str, where: str
+    ) -> None:
         """Subscribe what the session lacks: re-subscribing would make the broker send its
         retained messages again, and start their executions again on every restart."""
         store = ctx.runtime.store
@@ -317,8 +362,11 @@ class MqttTrigger(Trigger):
         qos: int = min(self.qos, 1)
         previous = await store.get_state(key) or {}
         known: list[str] = []
-        if session.session_present and previous.get("clientId") == client_id \
-                and previous.get("qos") == qos:
+        if (
+            session.session_present
+            and previous.get("clientId") == client_id
+            and previous.get("qos") == qos
+        ):
             known = list(previous.get("topics") or [])
         removed = [topic for topic in known if topic not in self.topic]
         if removed:
@@ -330,53 +378,85 @@ class MqttTrigger(Trigger):
             for (topic, _), code in zip(added, granted, strict=True):
                 if getattr(code, "is_failure", False):
                     refused.append(topic)
-                    ctx.logger.error("%s: the broker refused the subscription to '%s' (%s)",
-                                     where, topic, code)
+                    ctx.logger.error(
+                        "%s: the broker refused the subscription to '%s' (%s)", where, topic, code
+                    )
         if removed or added:
-            await store.set_state(key, {"clientId": client_id, "qos": qos, "topics": [
-                topic for topic in self.topic if topic not in refused]})
+            await store.set_state(
+                key,
+                {
+                    "clientId": client_id,
+                    "qos": qos,
+                    "topics": [topic for topic in self.topic if topic not in refused],
+                },
+            )
 
-    async def _consume(self, session: Session, emit: Emit, ctx: TriggerContext,
-                       client_id: str, where: str) -> None:
+    async def _consume(
+        self, session: Session, emit: Emit, ctx: TriggerContext, client_id: str, where: str
+    ) -> None:
         raise NotImplementedError
 
     # -- one message -------------------------------------------------------------------
 
-    async def _read(self, item: Received, session: Session, ctx: TriggerContext,
-                    client_id: str, where: str) -> tuple[Any, str] | None:
+    async def _read(
+        self, item: Received, session: Session, ctx: TriggerContext, client_id: str, where: str
+    ) -> tuple[Any, str] | None:
         """The decoded payload and the message's digest; None when there is nothing to do
         (malformed, conditions not met, or a redelivery whose execution exists): the
         message is acknowledged here then."""
         try:
             payload, digest = await asyncio.to_thread(_decode_and_digest, item, self.serde_type)
         except (ValueError, RecursionError) as exc:
-            ctx.logger.error("%s: the payload of a message on topic '%s' is not valid JSON "
-                             "(%s); no execution started", where, item.topic, exc)
+            ctx.logger.error(
+                "%s: the payload of a message on topic '%s' is not valid JSON "
+                "(%s); no execution started",
+                where,
+                item.topic,
+                exc,
+            )
             trigger_event(ctx.runtime, self.types[0], rejected=True)
             session.ack(item)
             return None
         moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
         if not self.conditions_hold(moment):
-            ctx.logger.info("%s: the trigger's conditions do not hold; the message on topic "
-                            "'%s' starts no execution", where, item.topic)
+            ctx.logger.info(
+                "%s: the trigger's conditions do not hold; the message on topic "
+                "'%s' starts no execution",
+                where,
+                item.topic,
+            )
             trigger_event(ctx.runtime, self.types[0], rejected=True)
             session.ack(item)
             return None
         if item.dup and item.qos:
             started = await _started_by(ctx, _marker_key(ctx, client_id, item), digest)
             if started is not None:
-                ctx.logger.info("%s: message %d on topic '%s' was delivered again; its "
-                                "execution %s exists, so none is started", where, item.mid,
-                                item.topic, started)
+                ctx.logger.info(
+                    "%s: message %d on topic '%s' was delivered again; its "
+                    "execution %s exists, so none is started",
+                    where,
+                    item.mid,
+                    item.topic,
+                    started,
+                )
                 session.ack(item)
                 return None
         return payload, digest
 
-    async def _mark(self, ctx: TriggerContext, client_id: str, item: Received, digest: str,
-                    since: datetime, match: Mapping[str, Any]) -> None:
+    async def _mark(
+        self,
+        ctx: TriggerContext,
+        client_id: str,
+        item: Received,
+        digest: str,
+        since: datetime,
+        match: Mapping[str, Any],
+    ) -> None:
         if item.qos:
-            await ctx.runtime.store.set_state(_marker_key(ctx, client_id, item), {
-                "digest": digest, "since": iso(since), "match": dict(match)})
+            await ctx.runtime.store.set_state(
+                _marker_key(ctx, client_id, item),
+                {"digest": digest, "since": iso(since), "match": dict(match)},
+            )
 
 
 def _decode_and_digest(item: Received, serde: SerdeType) -> tuple[Any, str]:
@@ -399,13 +479,20 @@ async def _started_by(ctx: TriggerContext, key: str, digest: str) -> str | None:
     page = 1
     while True:
         docs, total = await store.search_executions(
-            namespace=ctx.flow.namespace, flow_id=ctx.flow.id, start_after=marker["since"],
-            page=page, size=_SEARCH_PAGE)
+            namespace=ctx.flow.namespace,
+            flow_id=ctx.flow.id,
+            start_after=marker["since"],
+            page=page,
+            size=_SEARCH_PAGE,
+        )
         for doc in docs:
             trigger = doc.get("trigger") or {}
             variables = trigger.get("variables") or {}
-            if doc.get("namespace") == ctx.flow.namespace and trigger.get("id") == ctx.trigger_id \
-                    and all(variables.get(k) == v for k, v in match.items()):
+            if (
+                doc.get("namespace") == ctx.flow.namespace
+                and trigger.get("id") == ctx.trigger_id
+                and all(variables.get(k) == v for k, v in match.items())
+            ):
                 return str(doc["id"])
         if page * _SEARCH_PAGE >= total:
             return None
@@ -417,18 +504,28 @@ class RealtimeTrigger(MqttTrigger):
 
     types = ("io.kestra.plugin.mqtt.RealtimeTrigger",)
 
-    async def _consume(self, session: Session, emit: Emit, ctx: TriggerContext,
-                       client_id: str, where: str) -> None:
+    async def _consume(
+        self, session: Session, emit: Emit, ctx: TriggerContext, client_id: str, where: str
+    ) -> None:
         while True:
             item = await session.next_message()
             read = await self._read(item, session, ctx, client_id, where)
             if read is None:
                 continue
             payload, digest = read
-            await self._mark(ctx, client_id, item, digest, ctx.clock.now(),
-                             {"topic": item.topic, "id": item.mid})
-            await emit({}, {"id": item.mid, "topic": item.topic, "qos": item.qos,
-                            "retain": item.retain, "payload": payload})
+            await self._mark(
+                ctx, client_id, item, digest, ctx.clock.now(), {"topic": item.topic, "id": item.mid}
+            )
+            await emit(
+                {},
+                {
+                    "id": item.mid,
+                    "topic": item.topic,
+                    "qos": item.qos,
+                    "retain": item.retain,
+                    "payload": payload,
+                },
+            )
             session.ack(item)
 
 
@@ -451,8 +548,9 @@ class MqttBatchTrigger(MqttTrigger):
     max_records: int | None = Field(default=None, ge=1)
     max_duration: Duration | None = None
 
-    async def _consume(self, session: Session, emit: Emit, ctx: TriggerContext,
-                       client_id: str, where: str) -> None:
+    async def _consume(
+        self, session: Session, emit: Emit, ctx: TriggerContext, client_id: str, where: str
+    ) -> None:
         batch: list[tuple[Received, Any, str]] = []
         deadline: datetime | None = None
         limit = self.max_duration or (None if self.max_records else self.interval)
@@ -487,20 +585,38 @@ class MqttBatchTrigger(MqttTrigger):
             if incoming is not None:
                 incoming.cancel()
 
-    async def _flush(self, batch: list[tuple[Received, Any, str]], session: Session,
-                     emit: Emit, ctx: TriggerContext, client_id: str, where: str) -> None:
-        records = [{"id": item.mid, "topic": item.topic, "qos": item.qos, "payload": payload,
-                    "retain": item.retain} for item, payload, _ in batch]
+    async def _flush(
+        self,
+        batch: list[tuple[Received, Any, str]],
+        session: Session,
+        emit: Emit,
+        ctx: TriggerContext,
+        client_id: str,
+        where: str,
+    ) -> None:
+        records = [
+            {
+                "id": item.mid,
+                "topic": item.topic,
+                "qos": item.qos,
+                "payload": payload,
+                "retain": item.retain,
+            }
+            for item, payload, _ in batch
+        ]
         uri = await self._stored(records, ctx, where)
         since = ctx.clock.now()
-        await asyncio.gather(*(self._mark(ctx, client_id, item, digest, since, {"uri": uri})
-                               for item, _, digest in batch))
+        await asyncio.gather(
+            *(
+                self._mark(ctx, client_id, item, digest, since, {"uri": uri})
+                for item, _, digest in batch
+            )
+        )
         await emit({}, {"uri": uri, "messagesCount": len(batch)})
         for item, _, _ in batch:
             session.ack(item)
 
-    async def _stored(self, records: list[dict[str, Any]], ctx: TriggerContext,
-                      where: str) -> str:
+    async def _stored(self, records: list[dict[str, Any]], ctx: TriggerContext, where: str) -> str:
         """The batch's file. While the storage refuses it (a full disk) its messages wait
         unacknowledged, the broker keeping them, and storing is tried again, backing off."""
         flow = ctx.flow
@@ -508,16 +624,21 @@ class MqttBatchTrigger(MqttTrigger):
         delay = 1.0
         while True:
             try:
-                return await asyncio.to_thread(_store_batch, ctx, records, prefix,
-                                               f"{new_id()}.ion")
+                return await asyncio.to_thread(
+                    _store_batch, ctx, records, prefix, f"{new_id()}.ion"
+                )
             except StorageError as exc:
-                ctx.logger.error("%s: %s; the batch of %d messages waits unacknowledged, "
-                                 "stored again in %.0fs", where, exc, len(records), delay)
+                ctx.logger.error(
+                    "%s: %s; the batch of %d messages waits unacknowledged, stored again in %.0fs",
+                    where,
+                    exc,
+                    len(records),
+                    delay,
+                )
             await ctx.clock.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
 
-def _store_batch(ctx: TriggerContext, records: list[dict[str, Any]], prefix: str,
-                 name: str) -> str:
+def _store_batch(ctx: TriggerContext, records: list[dict[str, Any]], prefix: str, name: str) -> str:
     data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     return ctx.runtime.storage.put(data.encode(), prefix=prefix, name=name)

@@ -21,11 +21,23 @@ from daemon.errors import InputError, TemplateError
 from daemon.plugin import ConditionContext, Emit, Model, Trigger, has_template
 from daemon.state import iso
 
-_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-            "@hourly": "0 * * * *"}
-_FIELD_LABELS = {"second": "second", "minute": "minute", "hour": "hour", "day": "day-of-month",
-                 "month": "month", "day_of_week": "day-of-week"}
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FIELD_LABELS = {
+    "second": "second",
+    "minute": "minute",
+    "hour": "hour",
+    "day": "day-of-month",
+    "month": "month",
+    "day_of_week": "day-of-week",
+}
 _WEEKDAY_NUMBERS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 _TICK = timedelta(microseconds=1)
 _RESOLUTION = timedelta(seconds=1)  # cron slots fall on whole seconds
@@ -51,8 +63,10 @@ class Backfill(Model):
 class Schedule(Trigger):
     """Kestra's Schedule: a cron expression (5 fields, 6 with `withSeconds`) in a time zone."""
 
-    types = ("io.kestra.plugin.core.trigger.Schedule",
-             "io.kestra.core.models.triggers.types.Schedule")
+    types = (
+        "io.kestra.plugin.core.trigger.Schedule",
+        "io.kestra.core.models.triggers.types.Schedule",
+    )
 
     # Declared before `cron`, whose check reads them.
     with_seconds: bool = False
@@ -93,8 +107,9 @@ class Schedule(Trigger):
 class _Scheduler:
     """One run of a Schedule trigger: backfill, then missed slots, then the live schedule."""
 
-    def __init__(self, trigger: Schedule, slots: CronSlots, emit: Emit,
-                 ctx: TriggerContext) -> None:
+    def __init__(
+        self, trigger: Schedule, slots: CronSlots, emit: Emit, ctx: TriggerContext
+    ) -> None:
         self.trigger = trigger
         self.slots = slots
         self.emit = emit
@@ -157,23 +172,31 @@ class _Scheduler:
             late = self.ctx.clock.now() - slot
             limit = self.trigger.late_maximum_delay
             if kind == "slot" and limit is not None and late > limit:
-                self.ctx.logger.info("%s: slot %s skipped, %s late (lateMaximumDelay %s)",
-                                     self.where, self._local(slot), late, limit)
+                self.ctx.logger.info(
+                    "%s: slot %s skipped, %s late (lateMaximumDelay %s)",
+                    self.where,
+                    self._local(slot),
+                    late,
+                    limit,
+                )
             elif self._holds(slot):
                 await self._emit(slot, inputs)
         if kind == "slot":
             await self.store.set_state(self.ctx.state_key("last"), {"date": _utc(slot)})
 
     async def _emit(self, slot: datetime, inputs: Mapping[str, Any]) -> None:
-        variables = {"date": self._local(slot),
-                     "next": self._local(self._neighbour(slot, forward=True)),
-                     "previous": self._local(self._neighbour(slot, forward=False))}
+        variables = {
+            "date": self._local(slot),
+            "next": self._local(self._neighbour(slot, forward=True)),
+            "previous": self._local(self._neighbour(slot, forward=False)),
+        }
         try:
             if has_template(inputs):
                 runtime = self.ctx.runtime
                 flow = {"id": self.ctx.flow.id, "namespace": self.ctx.flow.namespace}
                 inputs = runtime.renderer.render_value(
-                    inputs, {"trigger": variables, "flow": flow}, runtime.functions(None))
+                    inputs, {"trigger": variables, "flow": flow}, runtime.functions(None)
+                )
             await self.emit(inputs, variables)
         except (InputError, TemplateError) as exc:
             self.ctx.logger.error("%s: slot %s not run: %s", self.where, variables["date"], exc)
@@ -181,7 +204,8 @@ class _Scheduler:
     def _holds(self, slot: datetime) -> bool:
         flow = self.ctx.flow
         return self.trigger.conditions_hold(
-            ConditionContext(flow.namespace, flow.id, date=slot.astimezone(self.slots.zone)))
+            ConditionContext(flow.namespace, flow.id, date=slot.astimezone(self.slots.zone))
+        )
 
     def _neighbour(self, slot: datetime, *, forward: bool) -> datetime | None:
         """`trigger.next` / `trigger.previous`: the nearest slot whose conditions hold."""
@@ -211,20 +235,25 @@ class CronSlots:
             try:
                 CronTrigger.FIELDS_MAP[name](name, value)
             except ValueError as exc:
-                raise ValueError(f"invalid cron expression: {_FIELD_LABELS[name]} {value!r}: "
-                                 f"{_reason(exc)}") from None
+                raise ValueError(
+                    f"invalid cron expression: {_FIELD_LABELS[name]} {value!r}: {_reason(exc)}"
+                ) from None
         if fields["day"] != "*" and fields["day_of_week"] != "*":
             # Cron (POSIX, Vixie) fires when EITHER day field matches once both are
             # restricted; APScheduler needs both: one trigger per field, the earlier wins.
-            self._triggers = [CronTrigger(timezone=self.zone, **{**fields, "day": "*"}),
-                              CronTrigger(timezone=self.zone, **{**fields,
-                                                                 "day_of_week": "*"})]
+            self._triggers = [
+                CronTrigger(timezone=self.zone, **{**fields, "day": "*"}),
+                CronTrigger(timezone=self.zone, **{**fields, "day_of_week": "*"}),
+            ]
         else:
             self._triggers = [CronTrigger(timezone=self.zone, **fields)]
 
     def at_or_after(self, moment: datetime) -> datetime | None:
-        fires = [fire for trigger in self._triggers
-                 if (fire := trigger.get_next_fire_time(None, moment)) is not None]
+        fires = [
+            fire
+            for trigger in self._triggers
+            if (fire := trigger.get_next_fire_time(None, moment)) is not None
+        ]
         return min(fires).astimezone(UTC) if fires else None
 
     def after(self, moment: datetime) -> datetime | None:
@@ -269,24 +298,35 @@ def _cron_fields(expression: str, with_seconds: bool) -> dict[str, str]:
     if text.startswith("@"):
         alias = _ALIASES.get(text.lower())
         if alias is None:
-            raise ValueError(f"invalid cron expression: unknown nickname; use one of "
-                             f"{', '.join(_ALIASES)}")
+            raise ValueError(
+                f"invalid cron expression: unknown nickname; use one of {', '.join(_ALIASES)}"
+            )
         parts = ["0", *alias.split()]
     else:
         parts = text.split()
         if with_seconds and len(parts) != 6:
-            raise ValueError(f"cron expression has {len(parts)} fields; withSeconds: true "
-                             "needs 6 (second minute hour day-of-month month day-of-week)")
+            raise ValueError(
+                f"cron expression has {len(parts)} fields; withSeconds: true "
+                "needs 6 (second minute hour day-of-month month day-of-week)"
+            )
         if not with_seconds and len(parts) != 5:
             hint = "; set withSeconds: true for 6" if len(parts) == 6 else ""
-            raise ValueError(f"cron expression has {len(parts)} fields, expected 5 "
-                             f"(minute hour day-of-month month day-of-week){hint}")
+            raise ValueError(
+                f"cron expression has {len(parts)} fields, expected 5 "
+                f"(minute hour day-of-month month day-of-week){hint}"
+            )
         if not with_seconds:
             parts = ["0", *parts]
     second, minute, hour, day, month, day_of_week = parts
     day = {"?": "*", "L": "last"}.get(day.upper(), day)
-    return {"second": second, "minute": minute, "hour": hour, "day": day, "month": month,
-            "day_of_week": _day_of_week(day_of_week)}
+    return {
+        "second": second,
+        "minute": minute,
+        "hour": hour,
+        "day": day,
+        "month": month,
+        "day_of_week": _day_of_week(day_of_week),
+    }
 
 
 def _day_of_week(field: str) -> str:
@@ -297,8 +337,9 @@ def _day_of_week(field: str) -> str:
     for part in field.split(","):
         base, slash, step_text = part.partition("/")
         if slash and not (step_text.isdigit() and int(step_text) > 0):
-            raise ValueError(f"invalid cron expression: day-of-week {part!r}: the step must be "
-                             "a positive number")
+            raise ValueError(
+                f"invalid cron expression: day-of-week {part!r}: the step must be a positive number"
+            )
         step = int(step_text) if slash else 1
         if base in ("*", "?"):
             first, last = 0, 7
@@ -309,8 +350,9 @@ def _day_of_week(field: str) -> str:
             first = _weekday(base, part)
             last = 7 if slash else first
         if first > last:
-            raise ValueError(f"invalid cron expression: day-of-week {part!r}: the range runs "
-                             "backwards")
+            raise ValueError(
+                f"invalid cron expression: day-of-week {part!r}: the range runs backwards"
+            )
         days.update(day % 7 for day in range(first, last + 1, step))
     return ",".join(str(day) for day in sorted((day + 6) % 7 for day in days))
 
@@ -318,13 +360,16 @@ def _day_of_week(field: str) -> str:
 def _weekday(text: str, part: str) -> int:
     if text.isdigit():
         if int(text) > 7:
-            raise ValueError(f"invalid cron expression: day-of-week {part!r}: {text} is out of "
-                             "range 0-7")
+            raise ValueError(
+                f"invalid cron expression: day-of-week {part!r}: {text} is out of range 0-7"
+            )
         return int(text)
     number = _WEEKDAY_NUMBERS.get(text.lower())
     if number is None:
-        raise ValueError(f"invalid cron expression: day-of-week {part!r}: use 0-7 (0 and 7 are "
-                         "Sunday) or SUN-SAT, with ranges, lists and steps")
+        raise ValueError(
+            f"invalid cron expression: day-of-week {part!r}: use 0-7 (0 and 7 are "
+            "Sunday) or SUN-SAT, with ranges, lists and steps"
+        )
     return number
 
 

@@ -41,8 +41,7 @@ def _check_key(key: str) -> str:
     if not key:
         raise ValueError("key must not be empty")
     if len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"key is {len(key)} characters long; at most {MAX_KEY_LENGTH} "
-                         "are allowed")
+        raise ValueError(f"key is {len(key)} characters long; at most {MAX_KEY_LENGTH} are allowed")
     if "/" in key:
         raise ValueError("key must not contain '/': it is one segment of the webhook URL")
     return key
@@ -56,8 +55,10 @@ class Webhook(Trigger):
     map each name to its list of values.
     """
 
-    types = ("io.kestra.plugin.core.trigger.Webhook",
-             "io.kestra.core.models.triggers.types.Webhook")
+    types = (
+        "io.kestra.plugin.core.trigger.Webhook",
+        "io.kestra.core.models.triggers.types.Webhook",
+    )
 
     key: Annotated[str, Dynamic]
     wait: bool = False
@@ -82,8 +83,9 @@ class Webhook(Trigger):
             detach = ctx.webhooks.attach(flow.namespace, flow.id, key, handle)
         except ValueError:
             # The registry's message names the key, and keys are secrets.
-            raise PodiumError(f"another webhook of {flow.namespace}.{flow.id} already uses "
-                              "the same key") from None
+            raise PodiumError(
+                f"another webhook of {flow.namespace}.{flow.id} already uses the same key"
+            ) from None
         try:
             await asyncio.Event().wait()  # until cancelled
         finally:
@@ -91,17 +93,24 @@ class Webhook(Trigger):
 
     def _rendered_key(self, ctx: TriggerContext) -> str:
         """A templated key (e.g. from `envs`) is rendered once, when the trigger starts."""
-        variables = {"flow": {"id": ctx.flow.id, "namespace": ctx.flow.namespace,
-                              "revision": ctx.flow.revision},
-                     "envs": ctx.runtime.envs, "labels": ctx.flow.labels}
+        variables = {
+            "flow": {
+                "id": ctx.flow.id,
+                "namespace": ctx.flow.namespace,
+                "revision": ctx.flow.revision,
+            },
+            "envs": ctx.runtime.envs,
+            "labels": ctx.flow.labels,
+        }
         key = ctx.runtime.renderer.render(self.key, variables, ctx.runtime.functions(None))
         try:
             return _check_key(key.strip())
         except ValueError as exc:
             raise PodiumError(f"webhook trigger {self.id}: {exc}") from None
 
-    async def _handle(self, request: web.Request, emit: Emit, ctx: TriggerContext
-                      ) -> web.StreamResponse:
+    async def _handle(
+        self, request: web.Request, emit: Emit, ctx: TriggerContext
+    ) -> web.StreamResponse:
         """Answers only once the execution is stored (and, with `wait`, has ended)."""
         from aiohttp import web
 
@@ -113,8 +122,9 @@ class Webhook(Trigger):
         idempotency = request.headers.get("Idempotency-Key")
         if idempotency is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency):
             trigger_event(ctx.runtime, self.types[0], rejected=True)
-            return _json({"message": "Idempotency-Key must be 1 to 255 printable ASCII "
-                          "characters"}, 400)
+            return _json(
+                {"message": "Idempotency-Key must be 1 to 255 printable ASCII characters"}, 400
+            )
         try:
             inputs = self._inputs(variables, ctx)
         except InputError:  # what `emit` refuses, the emitter counts
@@ -138,22 +148,33 @@ class Webhook(Trigger):
         template, whatever the caller sent stays data."""
         if not self.inputs:
             return {}
-        context = {"trigger": variables, "envs": ctx.runtime.envs,
-                   "flow": {"id": ctx.flow.id, "namespace": ctx.flow.namespace,
-                            "revision": ctx.flow.revision}}
+        context = {
+            "trigger": variables,
+            "envs": ctx.runtime.envs,
+            "flow": {
+                "id": ctx.flow.id,
+                "namespace": ctx.flow.namespace,
+                "revision": ctx.flow.revision,
+            },
+        }
         inputs: dict[str, Any] = ctx.runtime.renderer.render_value(
-            self.inputs, context, ctx.runtime.functions(None))
+            self.inputs, context, ctx.runtime.functions(None)
+        )
         # Runtime.submit copies a local path given to a FILE input: never from a caller.
-        problems = [f"input '{spec.id}': a webhook passes a FILE input as a kestra:// URI only"
-                    for spec in ctx.flow.inputs
-                    if spec.type == "FILE" and isinstance(inputs.get(spec.id), str)
-                    and not inputs[spec.id].startswith("kestra://")]
+        problems = [
+            f"input '{spec.id}': a webhook passes a FILE input as a kestra:// URI only"
+            for spec in ctx.flow.inputs
+            if spec.type == "FILE"
+            and isinstance(inputs.get(spec.id), str)
+            and not inputs[spec.id].startswith("kestra://")
+        ]
         if problems:
             raise InputError(problems)
         return inputs
 
-    def _response(self, execution: Execution, variables: Mapping[str, Any],
-                  ctx: TriggerContext) -> dict[str, Any]:
+    def _response(
+        self, execution: Execution, variables: Mapping[str, Any], ctx: TriggerContext
+    ) -> dict[str, Any]:
         """Kestra's WebhookResponse: the execution's identity, trigger, outputs and state."""
         return {
             "id": execution.id,
@@ -174,8 +195,9 @@ async def _request_variables(request: web.Request) -> dict[str, Any]:
     headers: dict[str, list[str]] = {}
     for name_bytes, value_bytes in request.raw_headers:
         name = name_bytes.decode("utf-8", "replace")
-        value = "******" if name.lower() in MASKED_HEADERS else value_bytes.decode("utf-8",
-                                                                                    "replace")
+        value = (
+            "******" if name.lower() in MASKED_HEADERS else value_bytes.decode("utf-8", "replace")
+        )
         headers.setdefault(name, []).append(value)
     parameters: dict[str, list[str]] = {}
     for name, value in request.query.items():
@@ -212,5 +234,8 @@ def _is_text(content_type: str) -> bool:
 def _json(data: Any, status: int) -> web.Response:
     from aiohttp import web
 
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )

@@ -27,19 +27,45 @@ from daemon.flowdir import FlowDirectory
 from daemon.runtime import Runtime
 from daemon.webhooks import WebhookRegistry
 
-__all__ = ["FLOWS", "READY", "ROUTE_TABLES", "RUNTIME", "SETTINGS", "WEBHOOKS",
-           "WEBHOOK_NOT_FOUND", "WEBHOOK_PATH", "HttpError", "create_app", "json_response",
-           "loggable_path"]
+__all__ = [
+    "FLOWS",
+    "READY",
+    "ROUTE_TABLES",
+    "RUNTIME",
+    "SETTINGS",
+    "WEBHOOKS",
+    "WEBHOOK_NOT_FOUND",
+    "WEBHOOK_PATH",
+    "HttpError",
+    "create_app",
+    "json_response",
+    "loggable_path",
+]
 
 # Literal routes before the parameterised ones they would otherwise be taken for.
-ROUTE_TABLES = (misc.health_routes, openapi.routes, events.execution_routes, executions.routes,
-                events.log_routes, logs.routes, flows.routes, triggers.routes, kv.routes,
-                metrics.routes, misc.webhook_routes)
+ROUTE_TABLES = (
+    misc.health_routes,
+    openapi.routes,
+    events.execution_routes,
+    executions.routes,
+    events.log_routes,
+    logs.routes,
+    flows.routes,
+    triggers.routes,
+    kv.routes,
+    metrics.routes,
+    misc.webhook_routes,
+)
 
 
-def create_app(runtime: Runtime, settings: Settings, webhooks: WebhookRegistry, *,
-               flows: FlowDirectory | None = None,
-               ready: Callable[[], bool] = lambda: True) -> web.Application:
+def create_app(
+    runtime: Runtime,
+    settings: Settings,
+    webhooks: WebhookRegistry,
+    *,
+    flows: FlowDirectory | None = None,
+    ready: Callable[[], bool] = lambda: True,
+) -> web.Application:
     """The API application; run it with `web.AppRunner(app, access_log=None)`.
 
     aiohttp's own access log would print webhook keys in clear: this app logs each
@@ -48,8 +74,9 @@ def create_app(runtime: Runtime, settings: Settings, webhooks: WebhookRegistry, 
     directory, which also runs the triggers) flows can be read but not changed, and the
     trigger endpoints answer 409.
     """
-    app = web.Application(middlewares=[access_log, errors, basic_auth],
-                          client_max_size=settings.webhook_max_body)
+    app = web.Application(
+        middlewares=[access_log, errors, basic_auth], client_max_size=settings.webhook_max_body
+    )
     app[RUNTIME] = runtime
     app[SETTINGS] = settings
     app[WEBHOOKS] = webhooks

@@ -41,22 +41,31 @@ class HttpError(Exception):
         self.message = message
 
 
-def json_response(data: Any, status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """orjson, because execution documents may hold dates that the json module refuses."""
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 def flows_dir(request: web.Request) -> FlowDirectory:
     flows = request.app[FLOWS]
     if flows is None:
-        raise HttpError(409, "Illegal state: this server has no flows directory, so flows and "
-                             "triggers cannot be changed through the API")
+        raise HttpError(
+            409,
+            "Illegal state: this server has no flows directory, so flows and "
+            "triggers cannot be changed through the API",
+        )
     return flows
 
 
 # -- OpenAPI declarations -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Param:
@@ -107,15 +116,32 @@ class Routes(web.RouteTableDef):
         self.tag = tag
         self.operations: list[Operation] = []
 
-    def operation(self, method: str, path: str, summary: str, *,
-                  params: Iterable[Param] = (), body: Body | None = None,
-                  replies: Mapping[int, Reply], public: bool = False
-                  ) -> Callable[[Handler], Handler]:
+    def operation(
+        self,
+        method: str,
+        path: str,
+        summary: str,
+        *,
+        params: Iterable[Param] = (),
+        body: Body | None = None,
+        replies: Mapping[int, Reply],
+        public: bool = False,
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.route(method, path)(handler)
-            self.operations.append(Operation(getattr(handler, "__name__", path), method, path,
-                                             self.tag, summary,
-                                             tuple(params), body, replies, public))
+            self.operations.append(
+                Operation(
+                    getattr(handler, "__name__", path),
+                    method,
+                    path,
+                    self.tag,
+                    summary,
+                    tuple(params),
+                    body,
+                    replies,
+                    public,
+                )
+            )
             return handler
 
         return register
@@ -128,21 +154,27 @@ def ref(name: str) -> JSON:
 def ok(name: str | None, description: str = "OK", *, array: bool = False) -> Reply:
     """A JSON reply whose schema is the named component (or any JSON when None)."""
     schema: JSON = {} if name is None else ref(name)
-    return Reply(description, "application/json",
-                 {"type": "array", "items": schema} if array else schema)
+    return Reply(
+        description, "application/json", {"type": "array", "items": schema} if array else schema
+    )
 
 
 def error(description: str) -> Reply:
     return Reply(description, "application/json", ref("Error"))
 
 
-PAGE = Param("page", "The page, from 1", {"type": "integer", "minimum": 1,
-                                          "maximum": MAX_PAGE, "default": 1})
-SIZE = Param("size", "Results per page", {"type": "integer", "minimum": 1,
-                                          "maximum": MAX_SIZE, "default": 10})
+PAGE = Param(
+    "page", "The page, from 1", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}
+)
+SIZE = Param(
+    "size",
+    "Results per page",
+    {"type": "integer", "minimum": 1, "maximum": MAX_SIZE, "default": 10},
+)
 
 
 # -- request parsing ------------------------------------------------------------------------
+
 
 async def stored_execution(request: web.Request) -> dict[str, Any]:
     execution_id = request.match_info["executionId"]
@@ -183,8 +215,9 @@ def number(query: Mapping[str, str], name: str, default: int, highest: int) -> i
     if value is None:
         return default
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= highest:
-        raise HttpError(400, f"Bad Request: {name} must be a number from 1 to {highest}, "
-                             f"not {value!r}")
+        raise HttpError(
+            400, f"Bad Request: {name} must be a number from 1 to {highest}, not {value!r}"
+        )
     return int(value)
 
 
@@ -201,10 +234,14 @@ def date_param(query: Mapping[str, str], name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise HttpError(400, f"Bad Request: {name} {value!r} is not an ISO-8601 date-time "
-                             "(e.g. 2024-01-31T10:00:00Z)") from None
-    return in_utc_range(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC),
-                        f"{name} {value!r}")
+        raise HttpError(
+            400,
+            f"Bad Request: {name} {value!r} is not an ISO-8601 date-time "
+            "(e.g. 2024-01-31T10:00:00Z)",
+        ) from None
+    return in_utc_range(
+        moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC), f"{name} {value!r}"
+    )
 
 
 def in_utc_range(moment: datetime, what: str) -> datetime:
@@ -223,19 +260,21 @@ def parse_json(body: bytes | str) -> Any:
     try:
         data = json.loads(body)
     except RecursionError:
-        raise HttpError(400, "Bad Request: the body is not valid JSON: it is nested too "
-                             "deeply") from None
+        raise HttpError(
+            400, "Bad Request: the body is not valid JSON: it is nested too deeply"
+        ) from None
     except ValueError as exc:  # UnicodeDecodeError included
         raise HttpError(400, f"Bad Request: the body is not valid JSON: {exc}") from None
     try:
         orjson.dumps(data)
     except orjson.JSONEncodeError as exc:
-        raise HttpError(400, f"Bad Request: the body holds a value podium cannot store: "
-                             f"{exc}") from None
+        raise HttpError(
+            400, f"Bad Request: the body holds a value podium cannot store: {exc}"
+        ) from None
     return data
 
 
 def page_of(items: list[Any], page: int, size: int) -> dict[str, Any]:
     """Kestra's paged shape over a list already in memory."""
     start = (page - 1) * size
-    return {"results": items[start:start + size], "total": len(items)}
+    return {"results": items[start : start + size], "total": len(items)}

@@ -34,6 +34,8 @@ log_routes = Routes("Logs")
 
 STREAMS: web.AppKey[Streams] = web.AppKey("streams")
 _END = object()  # queued to end a stream
+
+
 @dataclass(frozen=True)
 class Ended:
     """Queued once the execution has ended: the log stream says so and closes."""
@@ -42,11 +44,20 @@ class Ended:
 
 
 # In OpenAPI 3.1 the schema of an event stream describes one event, not the whole text.
-_EVENTS = Reply("Server-sent events, each `data` one JSON document", "text/event-stream", {
-    "type": "object", "required": ["data"], "properties": {
-        "data": {"type": "string", "contentMediaType": "application/json"},
-        "event": {"type": "string"}, "id": {"type": "string"},
-        "retry": {"type": "integer", "minimum": 0}}})
+_EVENTS = Reply(
+    "Server-sent events, each `data` one JSON document",
+    "text/event-stream",
+    {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    },
+)
 
 
 class Streams:
@@ -63,9 +74,13 @@ class EventStream:
     def __init__(self, request: web.Request) -> None:
         self.request = request
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no"})
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
 
     async def __aenter__(self) -> EventStream:
         await self.response.prepare(self.request)
@@ -75,8 +90,12 @@ class EventStream:
             self.end()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         self.request.app[STREAMS].open.discard(self)
         with contextlib.suppress(ConnectionError):
             await self.response.write_eof()
@@ -87,8 +106,9 @@ class EventStream:
 
     async def send(self, data: Any, *, event: str | None = None, id: str | None = None) -> None:
         head = (f"id: {id}\n" if id else "") + (f"event: {event}\n" if event else "")
-        await self.response.write(head.encode() + b"data: " + orjson.dumps(
-            data, option=orjson.OPT_NON_STR_KEYS) + b"\n\n")
+        await self.response.write(
+            head.encode() + b"data: " + orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS) + b"\n\n"
+        )
 
     async def items(self) -> Any:
         """What was queued, in order, until `end()`; heartbeats in the quiet moments."""
@@ -113,18 +133,21 @@ async def close_streams(app: web.Application) -> None:
         stream.end()
 
 
-@execution_routes.operation("GET", "/api/v1/executions/{executionId}/follow",
-                            "Every change of the execution as it happens (`id: progress`), "
-                            "the last one with `id: end`",
-                            replies={200: _EVENTS, 404: error("No such execution")})
+@execution_routes.operation(
+    "GET",
+    "/api/v1/executions/{executionId}/follow",
+    "Every change of the execution as it happens (`id: progress`), the last one with `id: end`",
+    replies={200: _EVENTS, 404: error("No such execution")},
+)
 async def follow_execution(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     target = request.match_info["executionId"]
     snapshots: list[dict[str, Any]] = []
     stream: EventStream | None = None
 
-    def changed(kind: str, execution: Execution, task_run: TaskRun | None,
-                extra: dict[str, Any] | None) -> None:
+    def changed(
+        kind: str, execution: Execution, task_run: TaskRun | None, extra: dict[str, Any] | None
+    ) -> None:
         if execution.id != target or kind not in ("execution", "taskrun"):
             return
         doc = execution.to_json()  # now: the object keeps changing after this event
@@ -155,8 +178,7 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
     return stream.response
 
 
-async def _poll_execution(request: web.Request, stream: EventStream,
-                          last: dict[str, Any]) -> None:
+async def _poll_execution(request: web.Request, stream: EventStream, last: dict[str, Any]) -> None:
     """A cluster node follows an execution another node runs through the store: its
     events are published on that node only."""
     runtime = request.app[RUNTIME]
@@ -174,12 +196,14 @@ async def _poll_execution(request: web.Request, stream: EventStream,
             stream.queue.put_nowait(doc)
 
 
-@log_routes.operation("GET", "/api/v1/logs/{executionId}/follow",
-                      "The execution's log lines, stored ones first then new ones as they "
-                      "come; `event: end` once the execution has ended",
-                      params=(MIN_LEVEL, TASK_RUN),
-                      replies={200: _EVENTS, 400: error("A malformed filter"),
-                               404: error("No such execution")})
+@log_routes.operation(
+    "GET",
+    "/api/v1/logs/{executionId}/follow",
+    "The execution's log lines, stored ones first then new ones as they "
+    "come; `event: end` once the execution has ended",
+    params=(MIN_LEVEL, TASK_RUN),
+    replies={200: _EVENTS, 400: error("A malformed filter"), 404: error("No such execution")},
+)
 async def follow_logs(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     store = runtime.store
@@ -190,13 +214,15 @@ async def follow_logs(request: web.Request) -> web.StreamResponse:
     pending: list[Any] = []
     stream: EventStream | None = None
 
-    def seen(kind: str, execution: Execution, task_run: TaskRun | None,
-             extra: dict[str, Any] | None) -> None:
+    def seen(
+        kind: str, execution: Execution, task_run: TaskRun | None, extra: dict[str, Any] | None
+    ) -> None:
         if execution.id != target:
             return
         if kind == "log" and extra is not None:
-            if LEVELS.get(extra.get("level", "INFO"), 0) < lowest or \
-                    (task_run_id is not None and extra.get("taskRunId") != task_run_id):
+            if LEVELS.get(extra.get("level", "INFO"), 0) < lowest or (
+                task_run_id is not None and extra.get("taskRunId") != task_run_id
+            ):
                 return
             item: Any = extra
         elif kind == "execution" and execution.state.current.terminated:

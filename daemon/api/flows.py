@@ -46,8 +46,10 @@ YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yam
 _YAML = Body(YAML_TYPES, {"type": "string"})
 _SEPARATOR = re.compile(r"^---[ \t]*(#.*)?$")
 _NOT_FOUND = error("No such flow")
-_INVALID = error("The YAML is not a valid flow; `_embedded.errors` has each error's line, "
-                 "column, path and message")
+_INVALID = error(
+    "The YAML is not a valid flow; `_embedded.errors` has each error's line, "
+    "column, path and message"
+)
 
 
 @lru_cache(maxsize=512)
@@ -71,8 +73,11 @@ def flow_json(source: str, revision: int | None, *, with_source: bool) -> dict[s
 
 async def _yaml_body(request: web.Request) -> str:
     if request.content_type not in YAML_TYPES:
-        raise HttpError(415, "Unsupported Media Type: send the flow as application/x-yaml, "
-                             f"not {request.content_type}")
+        raise HttpError(
+            415,
+            "Unsupported Media Type: send the flow as application/x-yaml, "
+            f"not {request.content_type}",
+        )
     try:
         return (await request.read()).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -103,8 +108,11 @@ async def _save(request: web.Request, flow: Flow, path: Path) -> web.Response:
     await flows_dir(request).reload(path)
     loaded = runtime.flows.get(flow.uid)
     if loaded is None or loaded.source != flow.source:
-        raise HttpError(409, f"Illegal state: {path} was written but the flows directory did "
-                             f"not load {flow.namespace}.{flow.id}; see the daemon's log")
+        raise HttpError(
+            409,
+            f"Illegal state: {path} was written but the flows directory did "
+            f"not load {flow.namespace}.{flow.id}; see the daemon's log",
+        )
     return json_response(flow_json(loaded.source, loaded.revision, with_source=True))
 
 
@@ -115,41 +123,62 @@ def _loaded(runtime: Runtime, namespace: str, flow_id: str) -> Flow:
     return flow
 
 
-@routes.operation("GET", "/api/v1/flows/search", "Search the loaded flows", params=(
+@routes.operation(
+    "GET",
+    "/api/v1/flows/search",
+    "Search the loaded flows",
+    params=(
         Param("namespace", "This namespace and the ones under it"),
         Param("q", "Text found in the id, namespace or description (any case)"),
-        PAGE, SIZE),
-    replies={200: ok("FlowPage"), 400: error("A malformed filter")})
+        PAGE,
+        SIZE,
+    ),
+    replies={200: ok("FlowPage"), 400: error("A malformed filter")},
+)
 async def search_flows(request: web.Request) -> web.Response:
     page, size = paging(request.query)
     namespace = request.query.get("namespace")
     text = request.query.get("q", "").lower()
-    found = [flow_json(f.source, f.revision, with_source=False)
-             for f in sorted(request.app[RUNTIME].flows.values(), key=lambda f: f.uid)
-             if (namespace is None or f.namespace == namespace
-                 or f.namespace.startswith(namespace + "."))
-             and (not text or any(text in (v or "").lower()
-                                  for v in (f.id, f.namespace, f.description)))]
+    found = [
+        flow_json(f.source, f.revision, with_source=False)
+        for f in sorted(request.app[RUNTIME].flows.values(), key=lambda f: f.uid)
+        if (
+            namespace is None or f.namespace == namespace or f.namespace.startswith(namespace + ".")
+        )
+        and (not text or any(text in (v or "").lower() for v in (f.id, f.namespace, f.description)))
+    ]
     return json_response(page_of(found, page, size))
 
 
-@routes.operation("POST", "/api/v1/flows/validate",
-                  "Validate flows (several YAML documents separated by ---) without saving",
-                  body=_YAML, replies={200: ok("Validation", array=True),
-                                       415: error("Not YAML")})
+@routes.operation(
+    "POST",
+    "/api/v1/flows/validate",
+    "Validate flows (several YAML documents separated by ---) without saving",
+    body=_YAML,
+    replies={200: ok("Validation", array=True), 415: error("Not YAML")},
+)
 async def validate_flows(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     results = []
     for index, (offset, text) in enumerate(_documents(await _yaml_body(request))):
-        result: dict[str, Any] = {"index": index, "flow": None, "namespace": None,
-                                  "outdated": False, "deprecationPaths": [], "warnings": [],
-                                  "infos": []}
+        result: dict[str, Any] = {
+            "index": index,
+            "flow": None,
+            "namespace": None,
+            "outdated": False,
+            "deprecationPaths": [],
+            "warnings": [],
+            "infos": [],
+        }
         try:
             flow = await _validated(runtime, text)
         except FlowError as exc:
             problems = [replace(p, line=p.line + offset) for p in exc.problems]
-            result.update(_named(text), constraints="\n".join(map(problem_text, problems)),
-                          errors=[problem_json(p) for p in problems])
+            result.update(
+                _named(text),
+                constraints="\n".join(map(problem_text, problems)),
+                errors=[problem_json(p) for p in problems],
+            )
         else:
             result.update(flow=flow.id, namespace=flow.namespace, errors=[])
         results.append(result)
@@ -177,13 +206,25 @@ def _named(text: str) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         return {}
-    return {k: v for k in ("flow", "namespace")
-            if isinstance(v := raw.get("id" if k == "flow" else k), str)}
+    return {
+        k: v
+        for k in ("flow", "namespace")
+        if isinstance(v := raw.get("id" if k == "flow" else k), str)
+    }
 
 
-@routes.operation("POST", "/api/v1/flows", "Create a flow from its YAML",
-                  body=_YAML, replies={200: ok("FlowWithSource"), 409: error("Cannot be saved"),
-                                       415: error("Not YAML"), 422: _INVALID})
+@routes.operation(
+    "POST",
+    "/api/v1/flows",
+    "Create a flow from its YAML",
+    body=_YAML,
+    replies={
+        200: ok("FlowWithSource"),
+        409: error("Cannot be saved"),
+        415: error("Not YAML"),
+        422: _INVALID,
+    },
+)
 async def create_flow(request: web.Request) -> web.Response:
     flows = flows_dir(request)
     runtime = request.app[RUNTIME]
@@ -191,23 +232,28 @@ async def create_flow(request: web.Request) -> web.Response:
     async with request.app[FLOW_LOCK]:
         flow = await _validated(runtime, text)
         if flow.uid in runtime.flows:
-            raise HttpError(422, f"Invalid entity: flow {flow.namespace}.{flow.id} already "
-                                 "exists")
+            raise HttpError(422, f"Invalid entity: flow {flow.namespace}.{flow.id} already exists")
         path = flows.root / flow.namespace / f"{flow.id}.yaml"
         owner = next((f for f in runtime.flows.values() if _file_of(flows, f) == path), None)
         if owner is not None:
-            raise HttpError(409, f"Illegal state: {path} already defines "
-                                 f"{owner.namespace}.{owner.id}")
+            raise HttpError(
+                409, f"Illegal state: {path} already defines {owner.namespace}.{owner.id}"
+            )
         return await _save(request, flow, path)
 
 
-@routes.operation("GET", "/api/v1/flows/{namespace}/{id}", "A flow, as JSON",
-                  params=(Param("source", "Add the YAML source as `source`",
-                                {"type": "boolean", "default": False}),
-                          Param("revision", "This revision rather than the latest",
-                                {"type": "integer", "minimum": 1})),
-                  replies={200: ok("FlowWithSource"), 400: error("A malformed parameter"),
-                           404: _NOT_FOUND})
+@routes.operation(
+    "GET",
+    "/api/v1/flows/{namespace}/{id}",
+    "A flow, as JSON",
+    params=(
+        Param("source", "Add the YAML source as `source`", {"type": "boolean", "default": False}),
+        Param(
+            "revision", "This revision rather than the latest", {"type": "integer", "minimum": 1}
+        ),
+    ),
+    replies={200: ok("FlowWithSource"), 400: error("A malformed parameter"), 404: _NOT_FOUND},
+)
 async def get_flow(request: web.Request) -> web.Response:
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
     with_source = flag(request.query, "source")
@@ -215,23 +261,32 @@ async def get_flow(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if revision is None and (flow := runtime.flows.get((namespace, flow_id))) is not None:
         return json_response(flow_json(flow.source, flow.revision, with_source=with_source))
-    if revision is not None and not (revision.isascii() and revision.isdigit()
-                                     and 0 < int(revision) < 2**31):
-        raise HttpError(400, f"Bad Request: revision must be a positive number, not "
-                             f"{revision!r}")
-    stored = await runtime.store.get_flow(namespace, flow_id,
-                                          int(revision) if revision is not None else None)
+    if revision is not None and not (
+        revision.isascii() and revision.isdigit() and 0 < int(revision) < 2**31
+    ):
+        raise HttpError(400, f"Bad Request: revision must be a positive number, not {revision!r}")
+    stored = await runtime.store.get_flow(
+        namespace, flow_id, int(revision) if revision is not None else None
+    )
     if stored is None:
         which = f" revision {revision}" if revision is not None else ""
         raise NotFound(f"flow {namespace}.{flow_id}{which} not found")
     return json_response(flow_json(stored[1], stored[0], with_source=with_source))
 
 
-@routes.operation("PUT", "/api/v1/flows/{namespace}/{id}",
-                  "Replace a flow's YAML; its id and namespace cannot change",
-                  body=_YAML, replies={200: ok("FlowWithSource"), 404: _NOT_FOUND,
-                                       409: error("Cannot be saved"), 415: error("Not YAML"),
-                                       422: _INVALID})
+@routes.operation(
+    "PUT",
+    "/api/v1/flows/{namespace}/{id}",
+    "Replace a flow's YAML; its id and namespace cannot change",
+    body=_YAML,
+    replies={
+        200: ok("FlowWithSource"),
+        404: _NOT_FOUND,
+        409: error("Cannot be saved"),
+        415: error("Not YAML"),
+        422: _INVALID,
+    },
+)
 async def update_flow(request: web.Request) -> web.Response:
     flows = flows_dir(request)
     runtime = request.app[RUNTIME]
@@ -241,16 +296,25 @@ async def update_flow(request: web.Request) -> web.Response:
         current = _loaded(runtime, namespace, flow_id)
         flow = await _validated(runtime, text)
         if flow.uid != current.uid:
-            raise HttpError(422, f"Invalid entity: the id and namespace of a flow cannot change "
-                                 f"({namespace}.{flow_id}, not {flow.namespace}.{flow.id})")
+            raise HttpError(
+                422,
+                f"Invalid entity: the id and namespace of a flow cannot change "
+                f"({namespace}.{flow_id}, not {flow.namespace}.{flow.id})",
+            )
         path = _file_of(flows, current) or flows.root / namespace / f"{flow_id}.yaml"
         return await _save(request, flow, path)
 
 
-@routes.operation("DELETE", "/api/v1/flows/{namespace}/{id}",
-                  "Delete a flow: its file is removed and its triggers stop",
-                  replies={204: Reply("Deleted"), 404: _NOT_FOUND,
-                           409: error("Not defined by a file of the flows directory")})
+@routes.operation(
+    "DELETE",
+    "/api/v1/flows/{namespace}/{id}",
+    "Delete a flow: its file is removed and its triggers stop",
+    replies={
+        204: Reply("Deleted"),
+        404: _NOT_FOUND,
+        409: error("Not defined by a file of the flows directory"),
+    },
+)
 async def delete_flow(request: web.Request) -> web.Response:
     flows = flows_dir(request)
     runtime = request.app[RUNTIME]
@@ -259,16 +323,22 @@ async def delete_flow(request: web.Request) -> web.Response:
         flow = _loaded(runtime, namespace, flow_id)
         path = _file_of(flows, flow)
         if path is None:
-            raise HttpError(409, f"Illegal state: flow {namespace}.{flow_id} is not defined by "
-                                 "a file of the flows directory")
+            raise HttpError(
+                409,
+                f"Illegal state: flow {namespace}.{flow_id} is not defined by "
+                "a file of the flows directory",
+            )
         await asyncio.to_thread(path.unlink, True)
         await flows.reload(path)
     return web.Response(status=204)
 
 
-@routes.operation("GET", "/api/v1/flows/{namespace}/{id}/revisions",
-                  "Every stored revision of a flow, oldest first, with its source",
-                  replies={200: ok("FlowWithSource", array=True), 404: _NOT_FOUND})
+@routes.operation(
+    "GET",
+    "/api/v1/flows/{namespace}/{id}/revisions",
+    "Every stored revision of a flow, oldest first, with its source",
+    replies={200: ok("FlowWithSource", array=True), 404: _NOT_FOUND},
+)
 async def flow_revisions(request: web.Request) -> web.Response:
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
     store = request.app[RUNTIME].store

@@ -39,8 +39,7 @@ _INVALID = error("A malformed namespace, key, value or ttl")
 def _where(request: web.Request, *, with_key: bool = True) -> tuple[str, str]:
     namespace = request.match_info["namespace"]
     if not _NAMESPACE.match(namespace):
-        raise HttpError(400, f"Bad Request: namespace {namespace!r} must match "
-                             f"{NAMESPACE_PATTERN}")
+        raise HttpError(400, f"Bad Request: namespace {namespace!r} must match {NAMESPACE_PATTERN}")
     key = request.match_info.get("key", "") if with_key else ""
     if with_key and not _KEY.match(key):
         raise HttpError(400, f"Bad Request: key {key!r} must match {KEY_PATTERN}")
@@ -56,18 +55,34 @@ def kv_type(value: Any) -> str:
     return "STRING" if isinstance(value, str) else "JSON"
 
 
-@routes.operation("GET", "/api/v1/namespaces/{namespace}/kv", "The live keys of a namespace",
-                  replies={200: ok("KVEntry", array=True), 400: _INVALID})
+@routes.operation(
+    "GET",
+    "/api/v1/namespaces/{namespace}/kv",
+    "The live keys of a namespace",
+    replies={200: ok("KVEntry", array=True), 400: _INVALID},
+)
 async def list_keys(request: web.Request) -> web.Response:
     namespace, _ = _where(request, with_key=False)
     entries = await request.app[RUNTIME].store.kv_list(namespace)
-    return json_response([{"key": e["key"], "description": None, "updateDate": e["updated"],
-                           "expirationDate": e["expiresAt"]} for e in entries])
+    return json_response(
+        [
+            {
+                "key": e["key"],
+                "description": None,
+                "updateDate": e["updated"],
+                "expirationDate": e["expiresAt"],
+            }
+            for e in entries
+        ]
+    )
 
 
-@routes.operation("GET", "/api/v1/namespaces/{namespace}/kv/{key}", "A value and its type",
-                  replies={200: ok("TypedValue"), 400: _INVALID,
-                           404: error("No such key (or it expired)")})
+@routes.operation(
+    "GET",
+    "/api/v1/namespaces/{namespace}/kv/{key}",
+    "A value and its type",
+    replies={200: ok("TypedValue"), 400: _INVALID, 404: error("No such key (or it expired)")},
+)
 async def get_value(request: web.Request) -> web.Response:
     namespace, key = _where(request)
     found, value = await request.app[RUNTIME].store.kv_get(namespace, key)
@@ -76,12 +91,14 @@ async def get_value(request: web.Request) -> web.Response:
     return json_response({"type": kv_type(value), "value": value})
 
 
-@routes.operation("PUT", "/api/v1/namespaces/{namespace}/kv/{key}",
-                  "Set a value: the body is JSON, or text kept as a string",
-                  params=(Param("ttl", "How long the value lives, ISO-8601 (PT1H)",
-                                where="header"),),
-                  body=Body(("application/json", "text/plain"), {}),
-                  replies={204: Reply("Stored"), 400: _INVALID})
+@routes.operation(
+    "PUT",
+    "/api/v1/namespaces/{namespace}/kv/{key}",
+    "Set a value: the body is JSON, or text kept as a string",
+    params=(Param("ttl", "How long the value lives, ISO-8601 (PT1H)", where="header"),),
+    body=Body(("application/json", "text/plain"), {}),
+    replies={204: Reply("Stored"), 400: _INVALID},
+)
 async def set_value(request: web.Request) -> web.Response:
     namespace, key = _where(request)
     runtime = request.app[RUNTIME]
@@ -117,9 +134,12 @@ async def set_value(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.operation("DELETE", "/api/v1/namespaces/{namespace}/kv/{key}",
-                  "Delete a key: true if a live key was there",
-                  replies={200: ok(None, "Whether the key was there"), 400: _INVALID})
+@routes.operation(
+    "DELETE",
+    "/api/v1/namespaces/{namespace}/kv/{key}",
+    "Delete a key: true if a live key was there",
+    replies={200: ok(None, "Whether the key was there"), 400: _INVALID},
+)
 async def delete_value(request: web.Request) -> web.Response:
     namespace, key = _where(request)
     return json_response(await request.app[RUNTIME].store.kv_delete(namespace, key))

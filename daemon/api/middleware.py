@@ -33,20 +33,27 @@ def loggable_path(path: str) -> str:
     """The path without the webhook key (everything after the flow id is masked)."""
     if not path.startswith(_WEBHOOK_PREFIX):
         return path
-    parts = path[len(_WEBHOOK_PREFIX):].split("/", 2)
+    parts = path[len(_WEBHOOK_PREFIX) :].split("/", 2)
     return _WEBHOOK_PREFIX + "/".join([*parts[:2], "***"]) if len(parts) > 2 else path
 
 
 def problem_text(problem: Problem) -> str:
     """A flow problem without its file name: API callers sent the text, not a file."""
     where = f"{problem.line}:{problem.column}"
-    return f"{where}: {problem.path}: {problem.message}" if problem.path else \
-        f"{where}: {problem.message}"
+    return (
+        f"{where}: {problem.path}: {problem.message}"
+        if problem.path
+        else f"{where}: {problem.message}"
+    )
 
 
 def problem_json(problem: Problem) -> dict[str, object]:
-    return {"line": problem.line, "column": problem.column, "path": problem.path,
-            "message": problem.message}
+    return {
+        "line": problem.line,
+        "column": problem.column,
+        "path": problem.path,
+        "message": problem.message,
+    }
 
 
 @web.middleware
@@ -60,8 +67,14 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
     finally:
         level = logging.DEBUG if request.path == "/health" else logging.INFO
-        log.log(level, "%s %s %s %.1fms", request.method, loggable_path(request.rel_url.raw_path),
-                status, (time.perf_counter() - started) * 1000)
+        log.log(
+            level,
+            "%s %s %s %.1fms",
+            request.method,
+            loggable_path(request.rel_url.raw_path),
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
 
 
 @web.middleware
@@ -76,21 +89,33 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         if exc.status == 413:
             limit = request.app[SETTINGS].webhook_max_body
-            return json_response({"message": "Request Entity Too Large: the request body is "
-                                              f"larger than {limit} bytes"}, 413)
-        kept = {k: v for k, v in exc.headers.items() if k not in ("Content-Type",
-                                                                   "Content-Length")}
+            return json_response(
+                {
+                    "message": "Request Entity Too Large: the request body is "
+                    f"larger than {limit} bytes"
+                },
+                413,
+            )
+        kept = {k: v for k, v in exc.headers.items() if k not in ("Content-Type", "Content-Length")}
         detail = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else None
         message = f"{exc.reason}: {detail}" if detail else exc.reason
         return json_response({"message": message}, exc.status, kept)
     except InputError as exc:
-        return json_response({"message": f"Invalid entity: {exc}",
-                              "_embedded": {"errors": [{"message": m} for m in exc.messages]}},
-                             422)
+        return json_response(
+            {
+                "message": f"Invalid entity: {exc}",
+                "_embedded": {"errors": [{"message": m} for m in exc.messages]},
+            },
+            422,
+        )
     except FlowError as exc:
         return json_response(
-            {"message": "Invalid entity: " + "; ".join(problem_text(p) for p in exc.problems),
-             "_embedded": {"errors": [problem_json(p) for p in exc.problems]}}, 422)
+            {
+                "message": "Invalid entity: " + "; ".join(problem_text(p) for p in exc.problems),
+                "_embedded": {"errors": [problem_json(p) for p in exc.problems]},
+            },
+            422,
+        )
     except NotFound as exc:
         return json_response({"message": f"Not Found: {exc}"}, 404)
     except (FlowDisabled, RestartRefused) as exc:
@@ -124,8 +149,9 @@ async def basic_auth(request: web.Request, handler: Handler) -> web.StreamRespon
         password_ok = hmac.compare_digest(given[1], credentials.password.encode())
         if user_ok & password_ok:
             return await handler(request)
-    return json_response({"message": "Unauthorized"}, 401,
-                         {"WWW-Authenticate": 'Basic realm="podium"'})
+    return json_response(
+        {"message": "Unauthorized"}, 401, {"WWW-Authenticate": 'Basic realm="podium"'}
+    )
 
 
 def _credentials(header: str) -> tuple[bytes, bytes] | None:

@@ -32,16 +32,26 @@ webhook_routes = Routes("Webhooks")
 WEBHOOK_NOT_FOUND = "Not Found: webhook not found"
 
 
-@health_routes.operation("GET", "/health", "UP once the flows are loaded", public=True,
-                         replies={200: Reply("Up", "application/json", {"type": "object"}),
-                                  503: Reply("Starting", "application/json",
-                                             {"type": "object"})})
+@health_routes.operation(
+    "GET",
+    "/health",
+    "UP once the flows are loaded",
+    public=True,
+    replies={
+        200: Reply("Up", "application/json", {"type": "object"}),
+        503: Reply("Starting", "application/json", {"type": "object"}),
+    },
+)
 async def health(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     up = request.app[READY]()
-    body = {"status": "UP" if up else "DOWN", "name": "podium",
-            "version": await asyncio.to_thread(version),
-            "runningExecutions": runtime.running, "flows": len(runtime.flows)}
+    body = {
+        "status": "UP" if up else "DOWN",
+        "name": "podium",
+        "version": await asyncio.to_thread(version),
+        "runningExecutions": runtime.running,
+        "flows": len(runtime.flows),
+    }
     return json_response(body, 200 if up else 503)
 
 
@@ -53,10 +63,12 @@ def version() -> str:
         return "unknown"
 
 
-_WEBHOOK_REPLIES = {200: Reply("What the flow's Webhook trigger answers (the execution)",
-                               "application/json", {}),
-                    404: error("No such webhook"), 413: error("The body is too large"),
-                    422: error("The event does not fit the flow")}
+_WEBHOOK_REPLIES = {
+    200: Reply("What the flow's Webhook trigger answers (the execution)", "application/json", {}),
+    404: error("No such webhook"),
+    413: error("The body is too large"),
+    422: error("The event does not fit the flow"),
+}
 
 
 async def webhook(request: web.Request) -> web.StreamResponse:
@@ -82,7 +94,12 @@ async def webhook(request: web.Request) -> web.StreamResponse:
 
 for _method in ("GET", "POST", "PUT"):
     webhook_routes.operation(
-        _method, WEBHOOK_PATH, f"Start an execution by {_method} webhook", public=True,
-        body=None if _method == "GET" else Body(("application/json", "text/plain"), {},
-                                                required=False),
-        replies=_WEBHOOK_REPLIES)(webhook)
+        _method,
+        WEBHOOK_PATH,
+        f"Start an execution by {_method} webhook",
+        public=True,
+        body=None
+        if _method == "GET"
+        else Body(("application/json", "text/plain"), {}, required=False),
+        replies=_WEBHOOK_REPLIES,
+    )(webhook)

@@ -25,8 +25,11 @@ _NULLABLE_TEXT = {"type": ["string", "null"]}
 
 
 def _page(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": ["results", "total"], "properties": {
-        "results": {"type": "array", "items": item}, "total": {"type": "integer"}}}
+    return {
+        "type": "object",
+        "required": ["results", "total"],
+        "properties": {"results": {"type": "array", "items": item}, "total": {"type": "integer"}},
+    }
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -34,51 +37,141 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 SCHEMAS: dict[str, Any] = {
-    "Error": {"type": "object", "required": ["message"], "properties": {
-        "message": _TEXT, "_embedded": {"type": "object", "properties": {"errors": {
-            "type": "array", "items": {"type": "object", "properties": {
-                "message": _TEXT, "line": {"type": "integer"}, "column": {"type": "integer"},
-                "path": _TEXT}}}}}}},
-    "Label": {"type": "object", "required": ["key", "value"], "additionalProperties": False,
-              "properties": {"key": {"type": "string", "minLength": 1}, "value": _TEXT}},
-    "State": {"type": "object", "required": ["current", "histories"], "properties": {
-        "current": {"type": "string", "enum": [s.value for s in State]},
-        "histories": {"type": "array", "items": _OBJECT},
-        "startDate": _TEXT, "endDate": _TEXT, "duration": _TEXT}},
-    "Execution": {"type": "object", "required": ["id", "namespace", "flowId", "state"],
-                  "properties": {
-                      "id": _TEXT, "namespace": _TEXT, "flowId": _TEXT,
-                      "flowRevision": {"type": "integer"}, "inputs": _OBJECT,
-                      "labels": {"type": "array", "items": _ref("Label")},
-                      "state": _ref("State"), "outputs": {"type": ["object", "null"]},
-                      "taskRunList": {"type": "array", "items": _OBJECT}}},
+    "Error": {
+        "type": "object",
+        "required": ["message"],
+        "properties": {
+            "message": _TEXT,
+            "_embedded": {
+                "type": "object",
+                "properties": {
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "message": _TEXT,
+                                "line": {"type": "integer"},
+                                "column": {"type": "integer"},
+                                "path": _TEXT,
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+    "Label": {
+        "type": "object",
+        "required": ["key", "value"],
+        "additionalProperties": False,
+        "properties": {"key": {"type": "string", "minLength": 1}, "value": _TEXT},
+    },
+    "State": {
+        "type": "object",
+        "required": ["current", "histories"],
+        "properties": {
+            "current": {"type": "string", "enum": [s.value for s in State]},
+            "histories": {"type": "array", "items": _OBJECT},
+            "startDate": _TEXT,
+            "endDate": _TEXT,
+            "duration": _TEXT,
+        },
+    },
+    "Execution": {
+        "type": "object",
+        "required": ["id", "namespace", "flowId", "state"],
+        "properties": {
+            "id": _TEXT,
+            "namespace": _TEXT,
+            "flowId": _TEXT,
+            "flowRevision": {"type": "integer"},
+            "inputs": _OBJECT,
+            "labels": {"type": "array", "items": _ref("Label")},
+            "state": _ref("State"),
+            "outputs": {"type": ["object", "null"]},
+            "taskRunList": {"type": "array", "items": _OBJECT},
+        },
+    },
     "ExecutionPage": _page(_ref("Execution")),
-    "LogEntry": {"type": "object", "required": ["executionId", "level"], "properties": {
-        "executionId": _TEXT, "taskRunId": _NULLABLE_TEXT, "taskId": _NULLABLE_TEXT,
-        "level": _TEXT, "timestamp": _TEXT, "message": _NULLABLE_TEXT}},
-    "FlowWithSource": {"type": "object", "required": ["id", "namespace"], "properties": {
-        "id": _TEXT, "namespace": _TEXT, "revision": {"type": ["integer", "null"]},
-        "tasks": {"type": "array", "items": _OBJECT}, "disabled": {"type": "boolean"},
-        "deleted": {"type": "boolean"}, "source": _TEXT}},
+    "LogEntry": {
+        "type": "object",
+        "required": ["executionId", "level"],
+        "properties": {
+            "executionId": _TEXT,
+            "taskRunId": _NULLABLE_TEXT,
+            "taskId": _NULLABLE_TEXT,
+            "level": _TEXT,
+            "timestamp": _TEXT,
+            "message": _NULLABLE_TEXT,
+        },
+    },
+    "FlowWithSource": {
+        "type": "object",
+        "required": ["id", "namespace"],
+        "properties": {
+            "id": _TEXT,
+            "namespace": _TEXT,
+            "revision": {"type": ["integer", "null"]},
+            "tasks": {"type": "array", "items": _OBJECT},
+            "disabled": {"type": "boolean"},
+            "deleted": {"type": "boolean"},
+            "source": _TEXT,
+        },
+    },
     "FlowPage": _page(_ref("FlowWithSource")),
-    "Validation": {"type": "object", "required": ["index"], "properties": {
-        "index": {"type": "integer"}, "flow": _NULLABLE_TEXT, "namespace": _NULLABLE_TEXT,
-        "constraints": _NULLABLE_TEXT, "errors": {"type": "array", "items": _OBJECT}}},
-    "KVEntry": {"type": "object", "required": ["key"], "properties": {
-        "key": _TEXT, "updateDate": _NULLABLE_TEXT, "expirationDate": _NULLABLE_TEXT}},
-    "TypedValue": {"type": "object", "required": ["type", "value"], "properties": {
-        "type": {"type": "string", "enum": ["STRING", "NUMBER", "BOOLEAN", "JSON"]},
-        "value": {}}},
-    "TriggerContext": {"type": "object", "required": ["namespace", "flowId", "triggerId"],
-                       "properties": {
-                           "namespace": _TEXT, "flowId": _TEXT, "triggerId": _TEXT,
-                           "disabled": {"type": "boolean"}, "date": _NULLABLE_TEXT,
-                           "executionId": _NULLABLE_TEXT, "nextExecutionDate": _NULLABLE_TEXT,
-                           "backfill": {"type": ["object", "null"]}}},
+    "Validation": {
+        "type": "object",
+        "required": ["index"],
+        "properties": {
+            "index": {"type": "integer"},
+            "flow": _NULLABLE_TEXT,
+            "namespace": _NULLABLE_TEXT,
+            "constraints": _NULLABLE_TEXT,
+            "errors": {"type": "array", "items": _OBJECT},
+        },
+    },
+    "KVEntry": {
+        "type": "object",
+        "required": ["key"],
+        "properties": {
+            "key": _TEXT,
+            "updateDate": _NULLABLE_TEXT,
+            "expirationDate": _NULLABLE_TEXT,
+        },
+    },
+    "TypedValue": {
+        "type": "object",
+        "required": ["type", "value"],
+        "properties": {
+            "type": {"type": "string", "enum": ["STRING", "NUMBER", "BOOLEAN", "JSON"]},
+            "value": {},
+        },
+    },
+    "TriggerContext": {
+        "type": "object",
+        "required": ["namespace", "flowId", "triggerId"],
+        "properties": {
+            "namespace": _TEXT,
+            "flowId": _TEXT,
+            "triggerId": _TEXT,
+            "disabled": {"type": "boolean"},
+            "date": _NULLABLE_TEXT,
+            "executionId": _NULLABLE_TEXT,
+            "nextExecutionDate": _NULLABLE_TEXT,
+            "backfill": {"type": ["object", "null"]},
+        },
+    },
     "TriggerContextPage": _page(_ref("TriggerContext")),
-    "TriggerPage": _page({"type": "object", "properties": {
-        "abstractTrigger": {"type": ["object", "null"]},
-        "triggerContext": _ref("TriggerContext")}}),
+    "TriggerPage": _page(
+        {
+            "type": "object",
+            "properties": {
+                "abstractTrigger": {"type": ["object", "null"]},
+                "triggerContext": _ref("TriggerContext"),
+            },
+        }
+    ),
 }
 
 # What any operation may answer besides its own replies.
@@ -98,11 +191,16 @@ def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
             paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, name)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "podium", "version": api_version,
-                 "description": "Kestra's API paths and JSON shapes, served by podium."},
+        "info": {
+            "title": "podium",
+            "version": api_version,
+            "description": "Kestra's API paths and JSON shapes, served by podium.",
+        },
         "paths": paths,
-        "components": {"schemas": SCHEMAS,
-                       "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}}},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+        },
         "security": [{"basicAuth": []}],
     }
 
@@ -110,12 +208,20 @@ def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
 def _operation(op: Operation, name: str) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-        for p in re.findall(r"{(\w+)}", op.path)]
+        for p in re.findall(r"{(\w+)}", op.path)
+    ]
     for param in op.params:
         schema = {"type": "array", "items": param.schema} if param.repeated else param.schema
-        parameters.append({"name": param.name, "in": param.where, "required": param.required,
-                           "description": param.description, "schema": schema,
-                           **({"style": "form", "explode": True} if param.repeated else {})})
+        parameters.append(
+            {
+                "name": param.name,
+                "in": param.where,
+                "required": param.required,
+                "description": param.description,
+                "schema": schema,
+                **({"style": "form", "explode": True} if param.repeated else {}),
+            }
+        )
     replies: dict[int, Reply] = {**op.replies, 503: _STORE_DOWN}
     if not op.public:
         replies[401] = _UNAUTHORIZED
@@ -123,13 +229,17 @@ def _operation(op: Operation, name: str) -> dict[str, Any]:
         replies.setdefault(400, _MALFORMED)
         replies.setdefault(413, _TOO_LARGE)
     out: dict[str, Any] = {
-        "operationId": name, "tags": [op.tag], "summary": op.summary,
+        "operationId": name,
+        "tags": [op.tag],
+        "summary": op.summary,
         "parameters": parameters,
         "responses": {str(status): _reply(reply) for status, reply in sorted(replies.items())},
     }
     if op.body is not None:
-        out["requestBody"] = {"required": op.body.required, "content": {
-            media: {"schema": op.body.schema} for media in op.body.media}}
+        out["requestBody"] = {
+            "required": op.body.required,
+            "content": {media: {"schema": op.body.schema} for media in op.body.media},
+        }
     if op.public:
         out["security"] = []
     return out
@@ -142,8 +252,12 @@ def _reply(reply: Reply) -> dict[str, Any]:
     return out
 
 
-@routes.operation("GET", "/api/v1/openapi.json", "This document",
-                  replies={200: ok(None, "The OpenAPI 3.1 document")})
+@routes.operation(
+    "GET",
+    "/api/v1/openapi.json",
+    "This document",
+    replies={200: ok(None, "The OpenAPI 3.1 document")},
+)
 async def openapi(request: web.Request) -> web.Response:
     tables: tuple[Routes, ...] = request.app[TABLES]
     return json_response(document(tables, await asyncio.to_thread(version)))

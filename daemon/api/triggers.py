@@ -32,22 +32,44 @@ from daemon.flow import Flow
 
 routes = Routes("Triggers")
 
-_UPDATE = {"type": "object", "required": ["namespace", "flowId", "triggerId"], "properties": {
-    "namespace": {"type": "string"}, "flowId": {"type": "string"},
-    "triggerId": {"type": "string"}, "disabled": {"type": "boolean"},
-    "backfill": {"type": "object", "required": ["start"], "properties": {
-        "start": {"type": "string", "format": "date-time"},
-        "end": {"type": "string", "format": "date-time"},
-        "inputs": {"type": "object"}}}}}
+_UPDATE = {
+    "type": "object",
+    "required": ["namespace", "flowId", "triggerId"],
+    "properties": {
+        "namespace": {"type": "string"},
+        "flowId": {"type": "string"},
+        "triggerId": {"type": "string"},
+        "disabled": {"type": "boolean"},
+        "backfill": {
+            "type": "object",
+            "required": ["start"],
+            "properties": {
+                "start": {"type": "string", "format": "date-time"},
+                "end": {"type": "string", "format": "date-time"},
+                "inputs": {"type": "object"},
+            },
+        },
+    },
+}
 
 
-@routes.operation("GET", "/api/v1/triggers/search", "The triggers of the loaded flows",
-                  params=(Param("namespace", "This namespace and the ones under it"),
-                          Param("flowId", "Triggers of this flow"),
-                          Param("q", "Text found in the trigger id or flow id (any case)"),
-                          PAGE, SIZE),
-                  replies={200: ok("TriggerPage"), 400: error("A malformed filter"),
-                           409: error("No flows directory")})
+@routes.operation(
+    "GET",
+    "/api/v1/triggers/search",
+    "The triggers of the loaded flows",
+    params=(
+        Param("namespace", "This namespace and the ones under it"),
+        Param("flowId", "Triggers of this flow"),
+        Param("q", "Text found in the trigger id or flow id (any case)"),
+        PAGE,
+        SIZE,
+    ),
+    replies={
+        200: ok("TriggerPage"),
+        400: error("A malformed filter"),
+        409: error("No flows directory"),
+    },
+)
 async def search_triggers(request: web.Request) -> web.Response:
     triggers = flows_dir(request).triggers
     query = request.query
@@ -56,8 +78,11 @@ async def search_triggers(request: web.Request) -> web.Response:
     text = query.get("q", "").lower()
     found = []
     for flow in sorted(request.app[RUNTIME].flows.values(), key=lambda f: f.uid):
-        if namespace is not None and flow.namespace != namespace and \
-                not flow.namespace.startswith(namespace + "."):
+        if (
+            namespace is not None
+            and flow.namespace != namespace
+            and not flow.namespace.startswith(namespace + ".")
+        ):
             continue
         if flow_id is not None and flow.id != flow_id:
             continue
@@ -65,8 +90,9 @@ async def search_triggers(request: web.Request) -> web.Response:
         for context in await triggers.contexts(flow):
             if text and text not in context["triggerId"].lower() and text not in flow.id.lower():
                 continue
-            found.append({"abstractTrigger": sources.get(context["triggerId"]),
-                          "triggerContext": context})
+            found.append(
+                {"abstractTrigger": sources.get(context["triggerId"]), "triggerContext": context}
+            )
     return json_response(page_of(found, page, size))
 
 
@@ -75,32 +101,54 @@ def _source_triggers(flow: Flow) -> list[dict[str, Any]]:
     return [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
 
 
-@routes.operation("GET", "/api/v1/triggers/{namespace}/{flowId}", "The triggers of one flow",
-                  params=(PAGE, SIZE),
-                  replies={200: ok("TriggerContextPage"), 400: error("A malformed parameter"),
-                           404: error("No such flow"), 409: error("No flows directory")})
+@routes.operation(
+    "GET",
+    "/api/v1/triggers/{namespace}/{flowId}",
+    "The triggers of one flow",
+    params=(PAGE, SIZE),
+    replies={
+        200: ok("TriggerContextPage"),
+        400: error("A malformed parameter"),
+        404: error("No such flow"),
+        409: error("No flows directory"),
+    },
+)
 async def flow_triggers(request: web.Request) -> web.Response:
     triggers = flows_dir(request).triggers
     page, size = paging(request.query)
-    flow = await request.app[RUNTIME].find_flow(request.match_info["namespace"],
-                                                request.match_info["flowId"])
+    flow = await request.app[RUNTIME].find_flow(
+        request.match_info["namespace"], request.match_info["flowId"]
+    )
     return json_response(page_of(await triggers.contexts(flow), page, size))
 
 
-@routes.operation("PUT", "/api/v1/triggers",
-                  "Disable or enable a trigger (`disabled`), or start a backfill of a "
-                  "Schedule (`backfill`: start, end, inputs)",
-                  body=Body(("application/json",), _UPDATE),
-                  replies={200: ok("TriggerContext"), 400: error("A malformed update"),
-                           404: error("No such flow or trigger"),
-                           409: error("The trigger is disabled, or no flows directory"),
-                           415: error("Not JSON"), 422: error("Backfill inputs that do not fit")})
+@routes.operation(
+    "PUT",
+    "/api/v1/triggers",
+    "Disable or enable a trigger (`disabled`), or start a backfill of a "
+    "Schedule (`backfill`: start, end, inputs)",
+    body=Body(("application/json",), _UPDATE),
+    replies={
+        200: ok("TriggerContext"),
+        400: error("A malformed update"),
+        404: error("No such flow or trigger"),
+        409: error("The trigger is disabled, or no flows directory"),
+        415: error("Not JSON"),
+        422: error("Backfill inputs that do not fit"),
+    },
+)
 async def update_trigger(request: web.Request) -> web.Response:
     triggers = flows_dir(request).triggers
     body = await _json_object(bounded(request))
     namespace, flow_id, trigger_id = (body.get(k) for k in ("namespace", "flowId", "triggerId"))
-    if not (isinstance(namespace, str) and isinstance(flow_id, str)
-            and isinstance(trigger_id, str) and namespace and flow_id and trigger_id):
+    if not (
+        isinstance(namespace, str)
+        and isinstance(flow_id, str)
+        and isinstance(trigger_id, str)
+        and namespace
+        and flow_id
+        and trigger_id
+    ):
         raise HttpError(400, "Bad Request: namespace, flowId and triggerId are required")
     flow = request.app[RUNTIME].flows.get((namespace, flow_id))
     if flow is None:
@@ -118,20 +166,24 @@ async def update_trigger(request: web.Request) -> web.Response:
             raise HttpError(409, f"Illegal state: {where} is disabled in the flow's source")
         await triggers.set_disabled(flow, trigger_id, disabled)
     else:
-        raise HttpError(400, "Bad Request: send disabled (true or false) or backfill "
-                             "({start, end, inputs})")
-    return json_response(next(c for c in await triggers.contexts(flow)
-                              if c["triggerId"] == trigger_id))
+        raise HttpError(
+            400, "Bad Request: send disabled (true or false) or backfill ({start, end, inputs})"
+        )
+    return json_response(
+        next(c for c in await triggers.contexts(flow) if c["triggerId"] == trigger_id)
+    )
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise HttpError(415, "Unsupported Media Type: send the trigger as application/json, "
-                             f"not {request.content_type}")
+        raise HttpError(
+            415,
+            "Unsupported Media Type: send the trigger as application/json, "
+            f"not {request.content_type}",
+        )
     data = parse_json(await request.read())
     if not isinstance(data, dict):
-        raise HttpError(400, f"Bad Request: the body must be a JSON object, not "
-                             f"{json_kind(data)}")
+        raise HttpError(400, f"Bad Request: the body must be a JSON object, not {json_kind(data)}")
     return data
 
 
@@ -140,8 +192,7 @@ def _backfill(raw: Any) -> tuple[datetime, datetime | None, dict[str, Any]]:
         raise HttpError(400, f"Bad Request: backfill must be an object, not {json_kind(raw)}")
     unknown = sorted(set(raw) - {"start", "end", "inputs"})
     if unknown:
-        raise HttpError(400, f"Bad Request: backfill has unknown properties: "
-                             f"{', '.join(unknown)}")
+        raise HttpError(400, f"Bad Request: backfill has unknown properties: {', '.join(unknown)}")
     start = _moment(raw.get("start"), "start")
     if start is None:
         raise HttpError(400, "Bad Request: backfill.start is required")
@@ -150,8 +201,9 @@ def _backfill(raw: Any) -> tuple[datetime, datetime | None, dict[str, Any]]:
         raise HttpError(400, "Bad Request: backfill.end is before backfill.start")
     inputs = raw.get("inputs") or {}
     if not isinstance(inputs, dict):
-        raise HttpError(400, f"Bad Request: backfill.inputs must be an object, not "
-                             f"{json_kind(inputs)}")
+        raise HttpError(
+            400, f"Bad Request: backfill.inputs must be an object, not {json_kind(inputs)}"
+        )
     return start, end, inputs
 
 
@@ -163,7 +215,8 @@ def _moment(value: Any, name: str) -> datetime | None:
     except ValueError:
         moment = None
     if moment is None:
-        raise HttpError(400, f"Bad Request: backfill.{name} {value!r} is not an ISO-8601 "
-                             "date-time")
-    return in_utc_range(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC),
-                        f"backfill.{name} {value!r}")
+        raise HttpError(400, f"Bad Request: backfill.{name} {value!r} is not an ISO-8601 date-time")
+    return in_utc_range(
+        moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC),
+        f"backfill.{name} {value!r}",
+    )

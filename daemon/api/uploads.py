@@ -41,16 +41,19 @@ async def read_inputs(request: web.Request, uploads: Uploads) -> dict[str, Any]:
         try:
             return await _multipart_inputs(request, uploads)
         except HttpProcessingError as exc:
-            raise HttpError(400, "Bad Request: the multipart body is malformed "
-                                 f"({type(exc).__name__})") from None
+            raise HttpError(
+                400, f"Bad Request: the multipart body is malformed ({type(exc).__name__})"
+            ) from None
     if ctype == "application/json" or ctype.endswith("+json"):
         body = await request.read()
         if not body.strip():
             return {}
         data = parse_json(body)
         if not isinstance(data, dict):
-            raise HttpError(400, "Bad Request: the JSON body must be an object of inputs, "
-                                 f"not {json_kind(data)}")
+            raise HttpError(
+                400,
+                f"Bad Request: the JSON body must be an object of inputs, not {json_kind(data)}",
+            )
         return data
     if ctype == "application/x-www-form-urlencoded":
         try:
@@ -58,8 +61,11 @@ async def read_inputs(request: web.Request, uploads: Uploads) -> dict[str, Any]:
         except UnicodeDecodeError as exc:
             raise HttpError(400, f"Bad Request: the form is not UTF-8: {exc}") from None
     if await request.read():
-        raise HttpError(415, "Unsupported Media Type: send inputs as multipart/form-data, "
-                             f"application/json or application/x-www-form-urlencoded, not {ctype}")
+        raise HttpError(
+            415,
+            "Unsupported Media Type: send inputs as multipart/form-data, "
+            f"application/json or application/x-www-form-urlencoded, not {ctype}",
+        )
     return {}
 
 
@@ -102,8 +108,14 @@ def _grouped(fields: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 def json_kind(value: Any) -> str:
     if value is None:
         return "null"
-    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "an array", dict: "an object"}
+    kinds = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 
@@ -113,12 +125,15 @@ def refuse_server_paths(flow: Flow, inputs: Mapping[str, Any], uploads: Uploads)
     `Runtime.submit` copies any local path it is given into storage: from a remote caller
     that would read arbitrary files of the daemon.
     """
-    problems = [f"input '{spec.id}': a FILE input takes a file part or a kestra:// URI, "
-                f"not a path on the server"
-                for spec in flow.inputs
-                if spec.type == "FILE" and isinstance(inputs.get(spec.id), str)
-                and not inputs[spec.id].startswith("kestra://")
-                and not uploads.holds(inputs[spec.id])]
+    problems = [
+        f"input '{spec.id}': a FILE input takes a file part or a kestra:// URI, "
+        f"not a path on the server"
+        for spec in flow.inputs
+        if spec.type == "FILE"
+        and isinstance(inputs.get(spec.id), str)
+        and not inputs[spec.id].startswith("kestra://")
+        and not uploads.holds(inputs[spec.id])
+    ]
     if problems:
         raise InputError(problems)
 
@@ -174,5 +189,5 @@ def _file_name(name: str) -> str:
         return base
     stem, dot, suffix = base.rpartition(".")
     tail = dot + suffix if stem and len(suffix.encode()) <= 16 else ""
-    head = base[:len(base) - len(tail)].encode()[:_MAX_NAME - len(tail.encode())]
+    head = base[: len(base) - len(tail)].encode()[: _MAX_NAME - len(tail.encode())]
     return head.decode("utf-8", "ignore") + tail

@@ -91,9 +91,7 @@ def _log_params(line: Mapping[str, Any], row: LogRow) -> tuple[Any, ...]:
     message, doc = row.message, row.doc
     if message is not None and "\x00" in message:
         message, doc = None, to_json(line, f"log line of execution {row.execution_id!r}")
-    return (
-        row.execution_id, _text(row.task_run_id), row.level, _text(row.timestamp), message, doc
-    )
+    return (row.execution_id, _text(row.task_run_id), row.level, _text(row.timestamp), message, doc)
 
 
 def _flow_lock(namespace: str, flow_id: str) -> tuple[int, str]:

@@ -109,7 +109,5 @@ async def migrate(conn: Any, clock: Clock, where: str) -> None:
         for version in range(current + 1, latest + 1):
             for statement in MIGRATIONS[version - 1]:
                 await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO schema_version VALUES ($1, $2)", version, clock.now()
-            )
+            await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", version, clock.now())
             logger.info("store: %s migrated to schema version %d", where, version)

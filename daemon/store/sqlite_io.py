@@ -119,8 +119,13 @@ def schema_version(conn: sqlite3.Connection) -> int:
 class SqliteIO:
     """The file's connections: the writer thread behind its queue, and a pool of readers."""
 
-    def __init__(self, path: Path, clock: Clock, timeout: float,
-                 on_commit: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock,
+        timeout: float,
+        on_commit: Callable[[float], None] | None = None,
+    ) -> None:
         self.path = path
         self.commits = 0
         """Transactions committed by the writer; bench/store.py shows the grouping with it."""

@@ -35,9 +35,12 @@ class _Assets:
 
     def __init__(self) -> None:
         # Our own templates only; values from outside are data, escaped on output.
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                                      autoescape=True, auto_reload=False,
-                                      undefined=jinja2.StrictUndefined)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            auto_reload=False,
+            undefined=jinja2.StrictUndefined,
+        )
         self.templates: dict[str, jinja2.Template] = {}
         self.static: dict[str, tuple[bytes, str, str]] = {}
         self.graphs: OrderedDict[tuple[str, str, int], dict[str, Any]] = OrderedDict()
@@ -45,8 +48,11 @@ class _Assets:
     async def page(self, name: str, **context: Any) -> web.Response:
         if not self.templates:
             self.templates = await asyncio.to_thread(self._load_templates)
-        return web.Response(text=self.templates[name].render(**context), content_type="text/html",
-                            headers={"Cache-Control": "no-cache"})
+        return web.Response(
+            text=self.templates[name].render(**context),
+            content_type="text/html",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     def _load_templates(self) -> dict[str, jinja2.Template]:
         """All at once: a page's `extends` and `include` then come from Jinja's cache, with
@@ -98,39 +104,58 @@ routes = web.RouteTableDef()
 
 @routes.get("/ui/flows")
 async def flows_page(request: web.Request) -> web.Response:
-    return await request.app[ASSETS].page("flows.html", title="Flows", section="flows",
-                                          script="flows.js", data={})
+    return await request.app[ASSETS].page(
+        "flows.html", title="Flows", section="flows", script="flows.js", data={}
+    )
 
 
 @routes.get("/ui/flows/new")
 async def new_flow_page(request: web.Request) -> web.Response:
-    return await request.app[ASSETS].page("flow.html", title="New flow", section="flows",
-                                          script="flow.js", data={"new": "true"},
-                                          namespace="", flow_id="", new=True)
+    return await request.app[ASSETS].page(
+        "flow.html",
+        title="New flow",
+        section="flows",
+        script="flow.js",
+        data={"new": "true"},
+        namespace="",
+        flow_id="",
+        new=True,
+    )
 
 
 @routes.get("/ui/flows/{namespace}/{id}")
 async def flow_page(request: web.Request) -> web.Response:
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
     return await request.app[ASSETS].page(
-        "flow.html", title=f"{namespace}.{flow_id}", section="flows", script="flow.js",
-        data={"namespace": namespace, "flow": flow_id}, namespace=namespace, flow_id=flow_id,
-        new=False)
+        "flow.html",
+        title=f"{namespace}.{flow_id}",
+        section="flows",
+        script="flow.js",
+        data={"namespace": namespace, "flow": flow_id},
+        namespace=namespace,
+        flow_id=flow_id,
+        new=False,
+    )
 
 
 @routes.get("/ui/executions")
 async def executions_page(request: web.Request) -> web.Response:
-    return await request.app[ASSETS].page("executions.html", title="Executions",
-                                          section="executions", script="executions.js",
-                                          data={})
+    return await request.app[ASSETS].page(
+        "executions.html", title="Executions", section="executions", script="executions.js", data={}
+    )
 
 
 @routes.get("/ui/executions/{executionId}")
 async def execution_page(request: web.Request) -> web.Response:
     execution_id = request.match_info["executionId"]
     return await request.app[ASSETS].page(
-        "execution.html", title=f"Execution {execution_id}", section="executions",
-        script="execution.js", data={"execution": execution_id}, execution_id=execution_id)
+        "execution.html",
+        title=f"Execution {execution_id}",
+        section="executions",
+        script="execution.js",
+        data={"execution": execution_id},
+        execution_id=execution_id,
+    )
 
 
 @routes.get("/ui/static/{name}")
@@ -149,15 +174,16 @@ async def flow_topology(request: web.Request) -> web.Response:
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
     runtime = request.app[RUNTIME]
     revision = request.query.get("revision")
-    if revision is not None and not (revision.isascii() and revision.isdigit()
-                                     and 0 < int(revision) < 2**31):
-        raise HttpError(400, f"Bad Request: revision must be a positive number, not "
-                             f"{revision!r}")
+    if revision is not None and not (
+        revision.isascii() and revision.isdigit() and 0 < int(revision) < 2**31
+    ):
+        raise HttpError(400, f"Bad Request: revision must be a positive number, not {revision!r}")
     loaded = runtime.flows.get((namespace, flow_id))
     if revision is None and loaded is not None:
         return json_response(await _cached_graph(request.app[ASSETS], loaded))
-    stored = await runtime.store.get_flow(namespace, flow_id,
-                                          int(revision) if revision is not None else None)
+    stored = await runtime.store.get_flow(
+        namespace, flow_id, int(revision) if revision is not None else None
+    )
     if stored is None:
         which = f" revision {revision}" if revision is not None else ""
         raise NotFound(f"flow {namespace}.{flow_id}{which} not found")
@@ -166,9 +192,9 @@ async def flow_topology(request: web.Request) -> web.Response:
     key = (namespace, flow_id, stored[0])
     graph = request.app[ASSETS].graphs.get(key)
     if graph is None:
-        flow = await asyncio.to_thread(load_flow, stored[1],
-                                       f"<{namespace}.{flow_id} revision {stored[0]}>",
-                                       runtime.plugins)
+        flow = await asyncio.to_thread(
+            load_flow, stored[1], f"<{namespace}.{flow_id} revision {stored[0]}>", runtime.plugins
+        )
         flow.revision = stored[0]
         graph = await _cached_graph(request.app[ASSETS], flow)
     return json_response(graph)

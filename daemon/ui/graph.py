@@ -51,8 +51,13 @@ class Graph:
     edges: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"width": self.width, "height": self.height, "nodes": self.nodes,
-                "lanes": self.lanes, "edges": self.edges}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "nodes": self.nodes,
+            "lanes": self.lanes,
+            "edges": self.edges,
+        }
 
 
 def flow_graph(flow: Flow) -> Graph:
@@ -60,12 +65,23 @@ def flow_graph(flow: Flow) -> Graph:
     `afterExecution`."""
     graph = Graph()
     bands: list[list[_Lane]] = []
-    triggers = _Lane("triggers", "triggers", [_Leaf(_trigger_node(t)) for t in flow.triggers],
-                     [], show_label=False)
+    triggers = _Lane(
+        "triggers",
+        "triggers",
+        [_Leaf(_trigger_node(t)) for t in flow.triggers],
+        [],
+        show_label=False,
+    )
     main = _lane("tasks", "tasks", flow.tasks, show_label=False)
-    handlers = [_lane(name, name, tasks)
-                for name, tasks in (("errors", flow.errors), ("finally", flow.finally_),
-                                    ("afterExecution", flow.after_execution)) if tasks]
+    handlers = [
+        _lane(name, name, tasks)
+        for name, tasks in (
+            ("errors", flow.errors),
+            ("finally", flow.finally_),
+            ("afterExecution", flow.after_execution),
+        )
+        if tasks
+    ]
     if triggers.items:
         bands.append([triggers])
     bands.append([main])
@@ -92,6 +108,7 @@ def flow_graph(flow: Flow) -> Graph:
 
 
 # -- blocks -------------------------------------------------------------------------------
+
 
 class _Block:
     """Something a lane lays out: a task box or a group box. Measured, then placed."""
@@ -139,8 +156,12 @@ class _Group(_Block):
         header = (len(self.node["label"]) + len(_short(self.node["type"])) + 3) * CHAR_W
         inner = max([_band_width(band) for band in self.bands] + [header])
         self.w = inner + 2 * PAD
-        self.h = HEADER_H + PAD + sum(max(lane.h for lane in band) for band in self.bands) \
+        self.h = (
+            HEADER_H
+            + PAD
+            + sum(max(lane.h for lane in band) for band in self.bands)
             + GAP_Y * max(len(self.bands) - 1, 0)
+        )
 
     def place(self, x: float, y: float, graph: Graph) -> None:
         self.x, self.y = x, y
@@ -172,8 +193,15 @@ class _Slot:
 class _Lane:
     """A list of sibling blocks in layers: each block one layer below what it follows."""
 
-    def __init__(self, label: str, kind: str, items: list[_Block],
-                 edges: list[tuple[int, int, str]], *, show_label: bool = True) -> None:
+    def __init__(
+        self,
+        label: str,
+        kind: str,
+        items: list[_Block],
+        edges: list[tuple[int, int, str]],
+        *,
+        show_label: bool = True,
+    ) -> None:
         self.label = label
         self.kind = kind
         self.items = items
@@ -250,16 +278,18 @@ class _Lane:
             wanted = []
             for slot in layer:
                 near = ups.get(id(slot)) if index else None
-                wanted.append(sum(n.centre for n in near) / len(near) - slot.w / 2
-                              if near else None)
+                wanted.append(
+                    sum(n.centre for n in near) / len(near) - slot.w / 2 if near else None
+                )
             edge = None
             for slot, want in zip(layer, wanted, strict=True):
                 slot.x = want if want is not None else (edge if edge is not None else 0.0)
                 if edge is not None and slot.x < edge:
                     slot.x = edge
                 edge = slot.x + slot.w + GAP_X
-            moved = [slot.x - want for slot, want in zip(layer, wanted, strict=True)
-                     if want is not None]
+            moved = [
+                slot.x - want for slot, want in zip(layer, wanted, strict=True) if want is not None
+            ]
             if moved:
                 shift = sum(moved) / len(moved)
                 for slot in layer:
@@ -272,8 +302,9 @@ class _Lane:
     def place(self, x: float, y: float, graph: Graph) -> None:
         self.x, self.y = x, y
         if self.show_label:
-            graph.lanes.append({"label": self.label, "kind": self.kind, "x": x, "y": y,
-                                "w": self.w, "h": self.h})
+            graph.lanes.append(
+                {"label": self.label, "kind": self.kind, "x": x, "y": y, "w": self.w, "h": self.h}
+            )
         for index, layer in enumerate(self.layers):
             for slot in layer:
                 if slot.block is not None:
@@ -284,17 +315,20 @@ class _Lane:
             for slot in path[:-1]:
                 i = level[id(slot)]
                 bottom = y + self.layer_y[i] + self.layer_h[i]
-                start = slot.block.y + slot.block.h if slot.block is not None \
-                    else y + self.layer_y[i]
+                start = (
+                    slot.block.y + slot.block.h if slot.block is not None else y + self.layer_y[i]
+                )
                 points += [(x + slot.centre, start), (x + slot.centre, bottom)]
             end = self.items[b]
             points.append((end.x + end.w / 2, end.y))
-            graph.edges.append({"from": self.items[a].id, "to": end.id, "kind": kind,
-                                "points": _dedupe(points)})
+            graph.edges.append(
+                {"from": self.items[a].id, "to": end.id, "kind": kind, "points": _dedupe(points)}
+            )
 
     def roots(self) -> list[_Block]:
-        return [slot.block for slot in self.layers[0] if slot.block is not None] \
-            if self.layers else []
+        return (
+            [slot.block for slot in self.layers[0] if slot.block is not None] if self.layers else []
+        )
 
     def sinks_at_bottom(self) -> list[tuple[_Block, float]]:
         """The blocks of the last layer, with the lane's bottom edges leave from."""
@@ -326,14 +360,16 @@ def _band_width(band: Sequence[_Lane]) -> float:
     return sum(lane.w for lane in band) + GAP_X * max(len(band) - 1, 0)
 
 
-def _join(graph: Graph, sources: list[tuple[_Block, float]], targets: list[_Block],
-          kind: str) -> None:
+def _join(
+    graph: Graph, sources: list[tuple[_Block, float]], targets: list[_Block], kind: str
+) -> None:
     for source, bottom in sources:
         sx = source.x + source.w / 2
         for target in targets:
             points = [(sx, source.y + source.h), (sx, bottom), (target.x + target.w / 2, target.y)]
-            graph.edges.append({"from": source.id, "to": target.id, "kind": kind,
-                                "points": _dedupe(points)})
+            graph.edges.append(
+                {"from": source.id, "to": target.id, "kind": kind, "points": _dedupe(points)}
+            )
 
 
 def _dedupe(points: list[Point]) -> list[list[float]]:
@@ -346,16 +382,27 @@ def _dedupe(points: list[Point]) -> list[list[float]]:
 
 # -- from the flow model to blocks ------------------------------------------------------
 
-def _lane(label: str, kind: str, tasks: Sequence[Task], *, show_label: bool = True,
-          side_by_side: bool = False) -> _Lane:
+
+def _lane(
+    label: str,
+    kind: str,
+    tasks: Sequence[Task],
+    *,
+    show_label: bool = True,
+    side_by_side: bool = False,
+) -> _Lane:
     """Tasks of one list: in order, or by `dependsOn` when any of them declares it (as the
     executor runs them); `side_by_side` for the children of a task that runs them at once."""
     items = [_block(task) for task in tasks]
     index = {task.id: i for i, task in enumerate(tasks)}
     edges: list[tuple[int, int, str]] = []
     if any(task.depends_on for task in tasks):
-        edges = [(index[dep], i, "dependsOn") for i, task in enumerate(tasks)
-                 for dep in task.depends_on if dep in index]
+        edges = [
+            (index[dep], i, "dependsOn")
+            for i, task in enumerate(tasks)
+            for dep in task.depends_on
+            if dep in index
+        ]
     elif not side_by_side:
         edges = [(i, i + 1, "next") for i in range(len(tasks) - 1)]
     return _Lane(label, kind, items, edges, show_label=show_label)
@@ -365,14 +412,23 @@ def _dag_lane(label: str, entries: Sequence[BaseModel]) -> _Lane:
     """Entries that pair a task with the ids it depends on (Kestra's Dag)."""
     tasks = [_entry_task(entry) for entry in entries]
     index = {task.id: i for i, task in enumerate(tasks)}
-    edges = [(index[dep], i, "dependsOn") for i, entry in enumerate(entries)
-             for dep in getattr(entry, "depends_on", None) or [] if dep in index]
+    edges = [
+        (index[dep], i, "dependsOn")
+        for i, entry in enumerate(entries)
+        for dep in getattr(entry, "depends_on", None) or []
+        if dep in index
+    ]
     return _Lane(label, "tasks", [_block(task) for task in tasks], edges, show_label=False)
 
 
 def _block(task: Task) -> _Block:
-    node = {"id": task.id, "kind": "task", "label": task.id, "type": task.type,
-            "disabled": task.disabled}
+    node = {
+        "id": task.id,
+        "kind": "task",
+        "label": task.id,
+        "type": task.type,
+        "disabled": task.disabled,
+    }
     if not isinstance(task, FlowableTask):
         return _Leaf(node)
     node["kind"] = "group"
@@ -400,8 +456,11 @@ def _lanes_of(alias: str, value: Any, parallel: bool) -> list[_Lane]:
         return [_lane(alias, "branch", value, side_by_side=parallel)]
     if isinstance(value, list) and value and all(_entry_task(v) is not None for v in value):
         return [_dag_lane(alias, value)]
-    if isinstance(value, dict) and value and all(
-            isinstance(v, list) and all(isinstance(t, Task) for t in v) for v in value.values()):
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, list) and all(isinstance(t, Task) for t in v) for v in value.values())
+    ):
         return [_lane(str(key), "branch", tasks) for key, tasks in value.items() if tasks]
     return []
 
@@ -409,13 +468,24 @@ def _lanes_of(alias: str, value: Any, parallel: bool) -> list[_Lane]:
 def _entry_task(value: Any) -> Any:
     if not isinstance(value, BaseModel) or isinstance(value, Task):
         return None
-    return next((getattr(value, n) for n in type(value).model_fields
-                 if isinstance(getattr(value, n), Task)), None)
+    return next(
+        (
+            getattr(value, n)
+            for n in type(value).model_fields
+            if isinstance(getattr(value, n), Task)
+        ),
+        None,
+    )
 
 
 def _trigger_node(trigger: Trigger) -> dict[str, Any]:
-    return {"id": f"trigger:{trigger.id}", "kind": "trigger", "label": trigger.id,
-            "type": trigger.type, "disabled": trigger.disabled}
+    return {
+        "id": f"trigger:{trigger.id}",
+        "kind": "trigger",
+        "label": trigger.id,
+        "type": trigger.type,
+        "disabled": trigger.disabled,
+    }
 
 
 def _short(type_name: str) -> str:

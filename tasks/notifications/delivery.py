@@ -39,16 +39,16 @@ Note = Callable[[str], None]
 class SendError(Exception):
     """One attempt that did not deliver; `retryable` when another attempt may."""
 
-    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None
-                 ) -> None:
+    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
 
 
-async def deliver(what: str, attempt: Callable[[], Awaitable[None]], *, clock: Clock,
-                  note: Note) -> None:
+async def deliver(
+    what: str, attempt: Callable[[], Awaitable[None]], *, clock: Clock, note: Note
+) -> None:
     """Run `attempt` until it delivers, at most SEND_ATTEMPTS times; TaskFailed otherwise."""
     for number in range(1, SEND_ATTEMPTS + 1):
         try:
@@ -61,8 +61,10 @@ async def deliver(what: str, attempt: Callable[[], Awaitable[None]], *, clock: C
             delay = RETRY_DELAY * 2 ** (number - 1)
             if exc.retry_after is not None:
                 delay = min(max(delay, exc.retry_after), MAX_RETRY_AFTER)
-            note(f"sending {what} failed (attempt {number} of {SEND_ATTEMPTS}): {exc.reason}; "
-                 f"retrying in {delay:g}s")
+            note(
+                f"sending {what} failed (attempt {number} of {SEND_ATTEMPTS}): {exc.reason}; "
+                f"retrying in {delay:g}s"
+            )
             await clock.sleep(delay)
 
 
@@ -106,8 +108,9 @@ def shown_url(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}{port}{rest}"
 
 
-async def post_json(what: str, url: str, payload: Any, options: RequestOptions, *,
-                    clock: Clock, note: Note) -> None:
+async def post_json(
+    what: str, url: str, payload: Any, options: RequestOptions, *, clock: Clock, note: Note
+) -> None:
     """POST a JSON document to a webhook, retrying network errors, 5xx and 429."""
     import aiohttp
     import orjson
@@ -119,14 +122,19 @@ async def post_json(what: str, url: str, payload: Any, options: RequestOptions, 
     except ValueError:
         target = URL()
     if target.scheme not in ("http", "https") or not target.host:
-        raise TaskFailed(f"cannot send {what}: the url must be an absolute http:// or "
-                         f"https:// URL (got {shown})", non_retryable=True)
+        raise TaskFailed(
+            f"cannot send {what}: the url must be an absolute http:// or "
+            f"https:// URL (got {shown})",
+            non_retryable=True,
+        )
     if isinstance(payload, str):
         body = payload.encode(options.default_charset)
     else:
         body = orjson.dumps(payload)
-    headers = {"Content-Type": f"application/json; charset={options.default_charset}",
-               **(options.headers or {})}
+    headers = {
+        "Content-Type": f"application/json; charset={options.default_charset}",
+        **(options.headers or {}),
+    }
     # sock_read bounds each wait for data; total also stops an answer that trickles in.
     connect, read = options.connect.total_seconds(), options.read_timeout.total_seconds()
     timeout = aiohttp.ClientTimeout(total=connect + read, sock_connect=connect, sock_read=read)
@@ -139,9 +147,10 @@ async def post_json(what: str, url: str, payload: Any, options: RequestOptions, 
                         return
                     raise await _refused(response)
             except TimeoutError:
-                raise SendError(f"no answer from {shown} within "
-                                f"{format_duration(options.read_timeout)}",
-                                retryable=True) from None
+                raise SendError(
+                    f"no answer from {shown} within {format_duration(options.read_timeout)}",
+                    retryable=True,
+                ) from None
             except aiohttp.ClientError as exc:
                 raise SendError(_network_reason(exc, shown), retryable=True) from None
 
@@ -155,8 +164,9 @@ async def _refused(response: aiohttp.ClientResponse) -> SendError:
         text = text[:BODY_EXCERPT] + "…"
     reason = f"response code {response.status}" + (f" and body: {text}" if text else "")
     status = response.status
-    return SendError(reason, retryable=status >= 500 or status == 429,
-                     retry_after=_retry_after(response.headers))
+    return SendError(
+        reason, retryable=status >= 500 or status == 429, retry_after=_retry_after(response.headers)
+    )
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -177,8 +187,11 @@ def _network_reason(exc: aiohttp.ClientError, shown: str) -> str:
         return f"cannot connect to {shown}: TLS certificate refused ({exc.certificate_error})"
     if isinstance(exc, aiohttp.ClientConnectorError):
         os_error = exc.os_error
-        reason = "connection refused" if os_error.errno == errno.ECONNREFUSED \
+        reason = (
+            "connection refused"
+            if os_error.errno == errno.ECONNREFUSED
             else (os_error.strerror or str(os_error))
+        )
         return f"cannot connect to {shown}: {reason}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return f"{shown} closed the connection without answering"
@@ -210,8 +223,15 @@ class IncomingWebhook(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         payload = self.message()
-        ctx.logger.debug(f"{self.service} webhook payload: "
-                         f"{json.dumps(payload, ensure_ascii=False)}")
-        await post_json(f"the {self.service} message", self.url, payload, self.options,
-                        clock=ctx.clock, note=ctx.logger.warning)
+        ctx.logger.debug(
+            f"{self.service} webhook payload: {json.dumps(payload, ensure_ascii=False)}"
+        )
+        await post_json(
+            f"the {self.service} message",
+            self.url,
+            payload,
+            self.options,
+            clock=ctx.clock,
+            note=ctx.logger.warning,
+        )
         return None

@@ -27,7 +27,7 @@ class DiscordIncomingWebhook(IncomingWebhook):
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def discord_message(summary: ExecutionSummary) -> dict[str, Any]:
@@ -40,8 +40,10 @@ def discord_message(summary: ExecutionSummary) -> dict[str, Any]:
         "title": _cut(summary.title, 256),
         "description": _cut(description, _DESCRIPTION_MAX),
         "color": _COLOURS[summary.color],
-        "fields": [{"name": name, "value": _cut(value or "-", _FIELD_MAX), "inline": True}
-                   for name, value in summary.facts()],
+        "fields": [
+            {"name": name, "value": _cut(value or "-", _FIELD_MAX), "inline": True}
+            for name, value in summary.facts()
+        ],
         "timestamp": summary.start.isoformat(),
     }
     if summary.link:
@@ -61,12 +63,15 @@ class DiscordExecution(ExecutionAlert):
     content: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
-                           ) -> None:
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
         message = discord_message(summary)
-        for key, value in (("username", self.username), ("avatar_url", self.avatar_url),
-                           ("content", self.content)):
+        for key, value in (
+            ("username", self.username),
+            ("avatar_url", self.avatar_url),
+            ("content", self.content),
+        ):
             if value is not None:
                 message[key] = value
-        await post_json("the Discord message", self.url, message, self.options,
-                        clock=runtime.clock, note=note)
+        await post_json(
+            "the Discord message", self.url, message, self.options, clock=runtime.clock, note=note
+        )

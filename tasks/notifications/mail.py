@@ -86,8 +86,9 @@ class MailSend(Task):
         return value
 
     async def run(self, ctx: RunContext) -> Output:
-        message = await self._message(ctx.runtime, self.subject, self.html_text_content,
-                                      self.plain_text_content)
+        message = await self._message(
+            ctx.runtime, self.subject, self.html_text_content, self.plain_text_content
+        )
         await self._send(message, ctx.runtime, ctx.logger.warning)
         ctx.logger.info(f"mail sent to {', '.join(self.to)} through {self._server}")
         return None
@@ -96,8 +97,9 @@ class MailSend(Task):
     def _server(self) -> str:
         return f"{self.host}:{self.port or DEFAULT_PORTS[self.transport_strategy]}"
 
-    async def _message(self, runtime: Runtime, subject: str | None, html: str | None,
-                       text: str | None) -> EmailMessage:
+    async def _message(
+        self, runtime: Runtime, subject: str | None, html: str | None, text: str | None
+    ) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.from_
         message["To"] = ", ".join(self.to)
@@ -119,11 +121,16 @@ class MailSend(Task):
                 path = await asyncio.to_thread(runtime.storage.path, attachment.uri)
                 data = await asyncio.to_thread(path.read_bytes)
             except Exception as exc:
-                raise TaskFailed(f"attachment '{attachment.name}': {exc}",
-                                 non_retryable=True) from None
+                raise TaskFailed(
+                    f"attachment '{attachment.name}': {exc}", non_retryable=True
+                ) from None
             maintype, _, subtype = attachment.content_type.partition("/")
-            message.add_attachment(data, maintype=maintype or "application",
-                                   subtype=subtype or "octet-stream", filename=attachment.name)
+            message.add_attachment(
+                data,
+                maintype=maintype or "application",
+                subtype=subtype or "octet-stream",
+                filename=attachment.name,
+            )
         return message
 
     async def _send(self, message: EmailMessage, runtime: Runtime, note: Note) -> None:
@@ -138,22 +145,28 @@ class MailSend(Task):
         async def attempt() -> None:
             try:
                 await aiosmtplib.send(
-                    message, hostname=self.host, port=port,
-                    username=self.username or None, password=self.password or None,
+                    message,
+                    hostname=self.host,
+                    port=port,
+                    username=self.username or None,
+                    password=self.password or None,
                     use_tls=strategy == "SMTPS",
-                    start_tls=True if strategy == "SMTP_TLS" else (
-                        False if strategy == "SMTPS" else None),
-                    timeout=self.session_timeout / 1000, tls_context=context)
+                    start_tls=True
+                    if strategy == "SMTP_TLS"
+                    else (False if strategy == "SMTPS" else None),
+                    timeout=self.session_timeout / 1000,
+                    tls_context=context,
+                )
             except aiosmtplib.SMTPException as exc:
                 raise _smtp_failure(exc, server) from None
             except ssl.SSLError as exc:
                 raise _tls_failure(exc, server) from None
             except OSError as exc:
-                raise SendError(f"cannot connect to {server}: {exc.strerror or exc}",
-                                retryable=True) from None
+                raise SendError(
+                    f"cannot connect to {server}: {exc.strerror or exc}", retryable=True
+                ) from None
 
-        await deliver(f"the mail to {', '.join(self.to)}", attempt, clock=runtime.clock,
-                      note=note)
+        await deliver(f"the mail to {', '.join(self.to)}", attempt, clock=runtime.clock, note=note)
 
 
 def _smtp_failure(exc: Exception, server: str) -> SendError:
@@ -165,18 +178,25 @@ def _smtp_failure(exc: Exception, server: str) -> SendError:
         temporary = all(400 <= r.code < 500 for r in exc.recipients)
         return SendError(f"{server} refused the recipients ({refused})", retryable=temporary)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        what = "refused the login" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) \
+        what = (
+            "refused the login"
+            if isinstance(exc, aiosmtplib.SMTPAuthenticationError)
             else "replied"
-        return SendError(f"{server} {what}: {exc.code} {exc.message}",
-                         retryable=400 <= exc.code < 500)
+        )
+        return SendError(
+            f"{server} {what}: {exc.code} {exc.message}", retryable=400 <= exc.code < 500
+        )
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return SendError(f"no answer from {server} in time: {exc}", retryable=True)
     if isinstance(exc.__cause__, ssl.SSLError):
         return _tls_failure(exc.__cause__, server)
     if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(exc.__cause__, OSError):
         cause = exc.__cause__
-        reason = "connection refused" if cause.errno == errno.ECONNREFUSED \
+        reason = (
+            "connection refused"
+            if cause.errno == errno.ECONNREFUSED
             else (cause.strerror or str(cause))
+        )
         return SendError(f"cannot connect to {server}: {reason}", retryable=True)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return SendError(f"{server}: {exc}", retryable=False)
@@ -202,10 +222,11 @@ class MailExecution(MailSend, ExecutionAlert):
     async def run(self, ctx: RunContext) -> Output:
         return await ExecutionAlert.run(self, ctx)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
-                           ) -> None:
-        message = await self._message(runtime, self.subject or summary.title,
-                                      self.html_text_content or summary.html(),
-                                      self.plain_text_content or summary.text())
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+        message = await self._message(
+            runtime,
+            self.subject or summary.title,
+            self.html_text_content or summary.html(),
+            self.plain_text_content or summary.text(),
+        )
         await self._send(message, runtime, note)
-

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 class SlackIncomingWebhook(IncomingWebhook):
     """Post `payload` (Slack's JSON, as text or a mapping) or plain `messageText`."""
 
-    types = ("io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
-             "io.kestra.plugin.slack.notifications.SlackIncomingWebhook",
-             "io.kestra.plugin.slack.SlackIncomingWebhook")
+    types = (
+        "io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
+        "io.kestra.plugin.slack.notifications.SlackIncomingWebhook",
+        "io.kestra.plugin.slack.SlackIncomingWebhook",
+    )
     service = "Slack"
 
     # Slack alone takes `messageText` instead of a payload.
@@ -52,17 +54,25 @@ def slack_message(summary: ExecutionSummary) -> dict[str, Any]:
     text = f"{heading}\n> {_escape(summary.headline)}"
     blocks: list[dict[str, Any]] = []
     if summary.custom_message:
-        blocks.append({"type": "section",
-                       "text": {"type": "mrkdwn", "text": _escape(summary.custom_message)}})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _escape(summary.custom_message)}}
+        )
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if summary.error:
-        blocks.append({"type": "section",
-                       "text": {"type": "mrkdwn", "text": f"```{_escape(summary.error)}```"}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"```{_escape(summary.error)}```"},
+            }
+        )
     fields = [{"title": name, "value": value, "short": True} for name, value in summary.facts()]
     if summary.error:
         fields.append({"title": "Error", "value": summary.error, "short": False})
-    attachment: dict[str, Any] = {"color": summary.color, "fields": fields,
-                                  "ts": int(summary.start.timestamp())}
+    attachment: dict[str, Any] = {
+        "color": summary.color,
+        "fields": fields,
+        "ts": int(summary.start.timestamp()),
+    }
     if summary.link:
         attachment["title_link"] = summary.link
     return {"text": text, "blocks": blocks, "attachments": [attachment]}
@@ -71,9 +81,11 @@ def slack_message(summary: ExecutionSummary) -> dict[str, Any]:
 class SlackExecution(ExecutionAlert):
     """Kestra's SlackExecution: the execution's flow, state, failed task, error and link."""
 
-    types = ("io.kestra.plugin.notifications.slack.SlackExecution",
-             "io.kestra.plugin.slack.notifications.SlackExecution",
-             "io.kestra.plugin.slack.SlackExecution")
+    types = (
+        "io.kestra.plugin.notifications.slack.SlackExecution",
+        "io.kestra.plugin.slack.notifications.SlackExecution",
+        "io.kestra.plugin.slack.SlackExecution",
+    )
     alert_channel: ClassVar[str] = "slack"
 
     url: Annotated[str, Dynamic] = Field(min_length=1)
@@ -83,12 +95,16 @@ class SlackExecution(ExecutionAlert):
     icon_emoji: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
-                           ) -> None:
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
         message = slack_message(summary)
-        for key, value in (("channel", self.channel), ("username", self.username),
-                           ("icon_url", self.icon_url), ("icon_emoji", self.icon_emoji)):
+        for key, value in (
+            ("channel", self.channel),
+            ("username", self.username),
+            ("icon_url", self.icon_url),
+            ("icon_emoji", self.icon_emoji),
+        ):
             if value is not None:
                 message[key] = value
-        await post_json("the Slack message", self.url, message, self.options,
-                        clock=runtime.clock, note=note)
+        await post_json(
+            "the Slack message", self.url, message, self.options, clock=runtime.clock, note=note
+        )

@@ -62,13 +62,18 @@ class ExecutionSummary:
 
     def facts(self) -> list[tuple[str, str]]:
         """Name/value pairs every channel shows, the user's customFields last."""
-        out = [("Namespace", self.namespace), ("Flow", self.flow_id),
-               ("Execution", self.id), ("State", self.state),
-               ("Duration", human_duration(self.duration))]
+        out = [
+            ("Namespace", self.namespace),
+            ("Flow", self.flow_id),
+            ("Execution", self.id),
+            ("State", self.state),
+            ("Duration", human_duration(self.duration)),
+        ]
         if self.failed_task is not None:
             out.append(("Failed task", self.failed_task))
-        out += [(str(k), v if isinstance(v, str) else _text(v))
-                for k, v in self.custom_fields.items()]
+        out += [
+            (str(k), v if isinstance(v, str) else _text(v)) for k, v in self.custom_fields.items()
+        ]
         return out
 
     def text(self) -> str:
@@ -88,18 +93,21 @@ class ExecutionSummary:
         """The HTML form (mail): everything escaped, no remote images."""
         colour = {"good": "#2e7d32", "warning": "#ef6c00"}.get(self.color, "#c62828")
         e = html.escape
-        rows = "".join(f"<tr><th align=\"left\">{e(n)}</th><td>{e(v)}</td></tr>"
-                       for n, v in self.facts())
-        parts = [f"<h2>[{e(self.namespace)}] {e(self.flow_id)} ➛ "
-                 f"<span style=\"color:{colour}\">{e(self.state)}</span></h2>",
-                 f"<p>{e(self.headline)}</p>"]
+        rows = "".join(
+            f'<tr><th align="left">{e(n)}</th><td>{e(v)}</td></tr>' for n, v in self.facts()
+        )
+        parts = [
+            f"<h2>[{e(self.namespace)}] {e(self.flow_id)} ➛ "
+            f'<span style="color:{colour}">{e(self.state)}</span></h2>',
+            f"<p>{e(self.headline)}</p>",
+        ]
         if self.custom_message:
             parts.append(f"<p>{e(self.custom_message)}</p>")
         parts.append(f"<table>{rows}</table>")
         if self.error:
             parts.append(f"<pre>{e(self.error)}</pre>")
         if self.link:
-            parts.append(f"<p><a href=\"{e(self.link)}\">See the execution</a></p>")
+            parts.append(f'<p><a href="{e(self.link)}">See the execution</a></p>')
         return "<!doctype html><html><body>" + "".join(parts) + "</body></html>"
 
 
@@ -127,14 +135,20 @@ def execution_link(public_url: str | None, execution: Execution) -> str | None:
     return f"{public_url.rstrip('/')}/ui/executions/{ex.namespace}/{ex.flow_id}/{ex.id}"
 
 
-async def summarize(runtime: Runtime, execution: Execution, public_url: str | None, *,
-                    custom_message: str | None = None,
-                    custom_fields: dict[str, Any] | None = None) -> ExecutionSummary:
+async def summarize(
+    runtime: Runtime,
+    execution: Execution,
+    public_url: str | None,
+    *,
+    custom_message: str | None = None,
+    custom_fields: dict[str, Any] | None = None,
+) -> ExecutionSummary:
     state = execution.state.current
     runs = execution.task_runs
     failed = _first_failed_leaf(runs)
-    if not state.terminated and any(r.state.current == State.FAILED
-                                    for r in runs if r.parent_task_run_id is None):
+    if not state.terminated and any(
+        r.state.current == State.FAILED for r in runs if r.parent_task_run_id is None
+    ):
         state = State.FAILED
     error = await _error_of(runtime, execution, failed) if failed is not None else None
     if error is None and state.failed:
@@ -143,18 +157,24 @@ async def summarize(runtime: Runtime, execution: Execution, public_url: str | No
         error = error[:ERROR_EXCERPT] + "…"
     end = execution.state.end or runtime.clock.now()
     return ExecutionSummary(
-        id=execution.id, namespace=execution.namespace, flow_id=execution.flow_id,
-        state=state.value, start=execution.state.start, duration=end - execution.state.start,
+        id=execution.id,
+        namespace=execution.namespace,
+        flow_id=execution.flow_id,
+        state=state.value,
+        start=execution.state.start,
+        duration=end - execution.state.start,
         link=execution_link(public_url, execution),
-        failed_task=failed.task_id if failed is not None else None, error=error,
-        custom_message=custom_message, custom_fields=dict(custom_fields or {}))
+        failed_task=failed.task_id if failed is not None else None,
+        error=error,
+        custom_message=custom_message,
+        custom_fields=dict(custom_fields or {}),
+    )
 
 
 def _first_failed_leaf(runs: list[TaskRun]) -> TaskRun | None:
     """The task that failed first (a flowable around it fails after it, and is no news)."""
     parents = {r.parent_task_run_id for r in runs if r.parent_task_run_id}
-    return next((r for r in runs if r.state.current == State.FAILED and r.id not in parents),
-                None)
+    return next((r for r in runs if r.state.current == State.FAILED and r.id not in parents), None)
 
 
 async def _error_of(runtime: Runtime, execution: Execution, run: TaskRun) -> str | None:
@@ -181,24 +201,34 @@ class ExecutionAlert(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         execution = await self._execution(ctx)
-        summary = await summarize(ctx.runtime, execution, ctx.runtime.public_url,
-                                  custom_message=self.custom_message,
-                                  custom_fields=self.custom_fields)
+        summary = await summarize(
+            ctx.runtime,
+            execution,
+            ctx.runtime.public_url,
+            custom_message=self.custom_message,
+            custom_fields=self.custom_fields,
+        )
         await self.send_summary(summary, ctx.runtime, ctx.logger.warning)
-        ctx.logger.info(f"sent a {self.alert_channel} notification about execution "
-                        f"{summary.id} ({summary.state})")
+        ctx.logger.info(
+            f"sent a {self.alert_channel} notification about execution "
+            f"{summary.id} ({summary.state})"
+        )
         return None
 
-    async def alert(self, runtime: Runtime, execution: Execution, public_url: str | None,
-                    note: Note) -> None:
+    async def alert(
+        self, runtime: Runtime, execution: Execution, public_url: str | None, note: Note
+    ) -> None:
         """Send about an ended execution, outside any task run (daemon/alerts.py)."""
-        summary = await summarize(runtime, execution, public_url,
-                                  custom_message=self.custom_message,
-                                  custom_fields=self.custom_fields)
+        summary = await summarize(
+            runtime,
+            execution,
+            public_url,
+            custom_message=self.custom_message,
+            custom_fields=self.custom_fields,
+        )
         await self.send_summary(summary, runtime, note)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
-                           ) -> None:
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement send_summary()")
 
     async def _execution(self, ctx: RunContext) -> Execution:

@@ -23,8 +23,12 @@ class TeamsIncomingWebhook(IncomingWebhook):
     service = "Teams"
 
 
-def teams_card(summary: ExecutionSummary, theme_color: str | None, activity_title: str | None,
-               activity_subtitle: str | None) -> dict[str, Any]:
+def teams_card(
+    summary: ExecutionSummary,
+    theme_color: str | None,
+    activity_title: str | None,
+    activity_subtitle: str | None,
+) -> dict[str, Any]:
     """A MessageCard, the format Teams' incoming webhooks (and Kestra's template) use."""
     section: dict[str, Any] = {
         "activityTitle": activity_title or summary.title,
@@ -45,8 +49,13 @@ def teams_card(summary: ExecutionSummary, theme_color: str | None, activity_titl
         "sections": [section],
     }
     if summary.link:
-        card["potentialAction"] = [{"@type": "OpenUri", "name": "See the execution",
-                                    "targets": [{"os": "default", "uri": summary.link}]}]
+        card["potentialAction"] = [
+            {
+                "@type": "OpenUri",
+                "name": "See the execution",
+                "targets": [{"os": "default", "uri": summary.link}],
+            }
+        ]
     return card
 
 
@@ -62,9 +71,8 @@ class TeamsExecution(ExecutionAlert):
     activity_subtitle: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note
-                           ) -> None:
-        card = teams_card(summary, self.theme_color, self.activity_title,
-                          self.activity_subtitle)
-        await post_json("the Teams message", self.url, card, self.options,
-                        clock=runtime.clock, note=note)
+    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+        card = teams_card(summary, self.theme_color, self.activity_title, self.activity_subtitle)
+        await post_json(
+            "the Teams message", self.url, card, self.options, clock=runtime.clock, note=note
+        )

@@ -37,8 +37,17 @@ TaskRunner = Annotated[Process | Docker, Field(discriminator="type")]
 CONTEXT_FILE = ".kestra-execution-context.json"
 STDERR_TAIL = 10  # stderr lines quoted in the error of a failed command
 # The variables the `kestra` package's `context` exposes; envs and secrets stay out.
-CONTEXT_KEYS = ("inputs", "outputs", "labels", "vars", "trigger", "flow", "execution", "task",
-                "taskrun")
+CONTEXT_KEYS = (
+    "inputs",
+    "outputs",
+    "labels",
+    "vars",
+    "trigger",
+    "flow",
+    "execution",
+    "task",
+    "taskrun",
+)
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -56,8 +65,10 @@ class NamespaceFiles(Model):
 def _text_values(value: Any) -> Any:
     """`env: {PORT: 8080}` means the text "8080", as in Kestra."""
     if isinstance(value, dict):
-        return {k: v if isinstance(v, str) or v is None or isinstance(v, dict | list)
-                else json.dumps(v) for k, v in value.items()}
+        return {
+            k: v if isinstance(v, str) or v is None or isinstance(v, dict | list) else json.dumps(v)
+            for k, v in value.items()
+        }
     return value
 
 
@@ -66,7 +77,8 @@ class ScriptTask(Task):
 
     before_commands: Annotated[list[str] | None, Dynamic, JsonText] = None
     interpreter: Annotated[list[str], Dynamic, JsonText] = Field(
-        default_factory=lambda: ["/bin/sh", "-c"], min_length=1)
+        default_factory=lambda: ["/bin/sh", "-c"], min_length=1
+    )
     env: Annotated[dict[str, str] | None, Dynamic, BeforeValidator(_text_values), JsonText] = None
     input_files: Annotated[dict[str, str] | None, Dynamic, JsonText] = None
     output_files: Annotated[list[str] | None, Dynamic, JsonText] = None
@@ -102,26 +114,32 @@ class ScriptTask(Task):
         job = ScriptJob(
             working_dir=working_dir,
             interpreter=self.interpreter,
-            commands=[*(["set -e"] if self.fail_fast else []), *(self.before_commands or []),
-                      *await self.main_commands(working_dir)],
+            commands=[
+                *(["set -e"] if self.fail_fast else []),
+                *(self.before_commands or []),
+                *await self.main_commands(working_dir),
+            ],
             env={"WORKING_DIR": str(working_dir), **self.default_env(), **(self.env or {})},
             on_line=lines,
             image=self.container_image,
-            labels={"podium.execution-id": ctx.execution.id,
-                    "podium.taskrun-id": ctx.task_run.id},
+            labels={"podium.execution-id": ctx.execution.id, "podium.taskrun-id": ctx.task_run.id},
             **self.job_options(),
         )
         try:
             result = await self.task_runner.run(job, ctx)
         finally:
             if self.execution_context:
-                await asyncio.shield(asyncio.to_thread(
-                    (working_dir / CONTEXT_FILE).unlink, missing_ok=True))
+                await asyncio.shield(
+                    asyncio.to_thread((working_dir / CONTEXT_FILE).unlink, missing_ok=True)
+                )
         if result.exit_code != 0:
             raise TaskFailed(lines.failure(result.exit_code))
-        outputs: dict[str, Any] = {"vars": lines.vars, "exitCode": result.exit_code,
-                                   "stdOutLineCount": lines.counts["stdout"],
-                                   "stdErrLineCount": lines.counts["stderr"]}
+        outputs: dict[str, Any] = {
+            "vars": lines.vars,
+            "exitCode": result.exit_code,
+            "stdOutLineCount": lines.counts["stdout"],
+            "stdErrLineCount": lines.counts["stderr"],
+        }
         if self.output_files:
             outputs["outputFiles"] = await self._collect(ctx, working_dir)
         if self.warning_on_std_err and lines.counts["stderr"]:
@@ -134,8 +152,9 @@ class ScriptTask(Task):
             target = _inside(working_dir, name, "inputFiles")
             source = await ctx.file_path(content) if content.startswith("kestra://") else None
 
-            def write(target: Path = target, content: str = content,
-                      source: Path | None = source) -> None:
+            def write(
+                target: Path = target, content: str = content, source: Path | None = source
+            ) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if source is not None:
                     shutil.copyfile(source, target)
@@ -157,13 +176,19 @@ class ScriptTask(Task):
                 for name in names:
                     path = Path(directory) / name
                     rel = path.relative_to(working_dir).as_posix()
-                    if rel not in internal and not path.is_symlink() and path.is_file() and \
-                            any(p.match("/" + rel) for p in patterns):
+                    if (
+                        rel not in internal
+                        and not path.is_symlink()
+                        and path.is_file()
+                        and any(p.match("/" + rel) for p in patterns)
+                    ):
                         found.append(rel)
             return sorted(found)
 
-        return {rel: await ctx.put_file(working_dir / rel, rel)
-                for rel in await asyncio.to_thread(matching)}
+        return {
+            rel: await ctx.put_file(working_dir / rel, rel)
+            for rel in await asyncio.to_thread(matching)
+        }
 
 
 class LineHandler:
@@ -185,8 +210,10 @@ class LineHandler:
             message = parse(text)
         except ProtocolError as exc:
             self._log(stream, line)
-            self.ctx.logger.warning(f"the line above looks like a Kestra output line "
-                                    f"(::{{...}}::) but was not used: {exc}")
+            self.ctx.logger.warning(
+                f"the line above looks like a Kestra output line "
+                f"(::{{...}}::) but was not used: {exc}"
+            )
             return
         self.vars.update(message.outputs)
         for metric in message.metrics:
@@ -224,8 +251,10 @@ def _inside(root: Path, name: str, what: str) -> Path:
     the name itself: the working directory is fresh, nothing in it links elsewhere)."""
     parts = PurePosixPath(name).parts
     if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
-        raise TaskFailed(f"{what}: {name!r} is not a relative path inside the working "
-                         "directory", non_retryable=True)
+        raise TaskFailed(
+            f"{what}: {name!r} is not a relative path inside the working directory",
+            non_retryable=True,
+        )
     return root.joinpath(*parts)
 
 
@@ -254,7 +283,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out.append("|")
         elif char == "[" and pattern.find("]", i + 2) > 0:
             end = pattern.find("]", i + 2)
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             negate = body.startswith("!")
             body = re.escape(body[1:] if negate else body).replace("\\-", "-")
             out.append(f"[{'^' if negate else ''}{body}]")
@@ -265,8 +294,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_dir: Path
-                                ) -> None:
+async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_dir: Path) -> None:
     """Namespace files (under `<data_dir>/namespaces/<ns>/files/`) into the working directory.
 
     Patterns without a leading `/` or wildcard match at any depth (`etl.py` is `**/etl.py`),
@@ -275,8 +303,9 @@ async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_d
     namespaces = spec.namespaces or [ctx.execution.namespace]
     for namespace in namespaces:
         if not _NAMESPACE.match(namespace):
-            raise TaskFailed(f"namespaceFiles: {namespace!r} is not a namespace",
-                             non_retryable=True)
+            raise TaskFailed(
+                f"namespaceFiles: {namespace!r} is not a namespace", non_retryable=True
+            )
 
     def kestra_pattern(p: str) -> re.Pattern[str]:
         return glob_regex(("**/" + p) if re.match(r"\w", p) else p)
@@ -298,12 +327,14 @@ async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_d
                 rel = path.relative_to(root).as_posix()
                 if not path.is_file() or not wanted(rel):
                     continue
-                target = working_dir / (f"{namespace}/{rel}" if spec.folder_per_namespace
-                                        else rel)
+                target = working_dir / (f"{namespace}/{rel}" if spec.folder_per_namespace else rel)
                 if target.exists() and spec.if_exists != "OVERWRITE":
                     if spec.if_exists == "FAIL":
-                        raise TaskFailed(f"namespaceFiles: {rel} already exists in the working "
-                                         "directory (ifExists: FAIL)", non_retryable=True)
+                        raise TaskFailed(
+                            f"namespaceFiles: {rel} already exists in the working "
+                            "directory (ifExists: FAIL)",
+                            non_retryable=True,
+                        )
                     if spec.if_exists == "WARN":
                         kept.append(rel)
                     continue
@@ -312,8 +343,10 @@ async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_d
         return kept
 
     for rel in await asyncio.to_thread(copy):
-        ctx.logger.warning(f"namespaceFiles: {rel} already exists in the working directory; "
-                           "kept the existing file (ifExists: WARN)")
+        ctx.logger.warning(
+            f"namespaceFiles: {rel} already exists in the working directory; "
+            "kept the existing file (ifExists: WARN)"
+        )
 
 
 async def _write_context(ctx: RunContext, working_dir: Path) -> None:

@@ -114,8 +114,7 @@ class Docker(ScriptRunner):
     network_mode: Annotated[str | None, Dynamic] = None
     port_bindings: Annotated[list[str] | None, Dynamic] = None
     volumes: Annotated[list[str] | None, Dynamic] = None
-    pull_policy: Annotated[Literal["IF_NOT_PRESENT", "ALWAYS", "NEVER"], Dynamic] = \
-        "IF_NOT_PRESENT"
+    pull_policy: Annotated[Literal["IF_NOT_PRESENT", "ALWAYS", "NEVER"], Dynamic] = "IF_NOT_PRESENT"
     cpu: Annotated[Cpu | None, Dynamic] = None
     memory: Annotated[Memory | None, Dynamic] = None
     shm_size: Annotated[Bytes | None, Dynamic] = None
@@ -128,13 +127,17 @@ class Docker(ScriptRunner):
         runner = self._rendered(ctx, job.working_dir)
         image = job.image or runner.image
         if not image:
-            raise TaskFailed("the Docker runner needs an image: set containerImage on the task",
-                             non_retryable=True)
+            raise TaskFailed(
+                "the Docker runner needs an image: set containerImage on the task",
+                non_retryable=True,
+            )
         if runner.volumes:
             raise TaskFailed(
                 "volumes are not allowed: mounting host paths into containers needs "
                 "`docker-volumes-allowed: true` in podium's settings, which this podium "
-                "does not have yet", non_retryable=True)
+                "does not have yet",
+                non_retryable=True,
+            )
         if runner.user:
             # The container user must be able to write its outputs into the mounted directory.
             await asyncio.to_thread(job.working_dir.chmod, 0o777)
@@ -146,12 +149,17 @@ class Docker(ScriptRunner):
         try:
             await runner._ensure_image(docker, image, url, origin, ctx)
             if job.dependencies:
-                ctx.logger.info(f"installing {', '.join(job.dependencies)} in the container "
-                                f"with {job.package_manager.lower()}")
+                ctx.logger.info(
+                    f"installing {', '.join(job.dependencies)} in the container "
+                    f"with {job.package_manager.lower()}"
+                )
             config = runner._container_config(job, ctx, image)
             container = await _engine_call(
-                docker.containers.create(config=config, name=name), url, origin,
-                f"cannot create a container from {image}")
+                docker.containers.create(config=config, name=name),
+                url,
+                origin,
+                f"cannot create a container from {image}",
+            )
             exit_code = await _run_to_exit(docker, container, job.on_line, url, origin)
             exited = True
             if exit_code != 0:
@@ -170,8 +178,9 @@ class Docker(ScriptRunner):
         rendered = ctx.render(templated, {"workingDir": str(working_dir)})
         return with_rendered(self, rendered, "taskRunner.")
 
-    async def _ensure_image(self, docker: DockerClient, image: str, url: str, origin: str,
-                            ctx: RunContext) -> None:
+    async def _ensure_image(
+        self, docker: DockerClient, image: str, url: str, origin: str, ctx: RunContext
+    ) -> None:
         from aiodocker import DockerError
 
         if self.pull_policy != "ALWAYS":
@@ -184,8 +193,10 @@ class Docker(ScriptRunner):
                 if exc.status != 404:
                     raise TaskFailed(f"cannot inspect image {image}: {exc.message}") from None
             if self.pull_policy == "NEVER":
-                raise TaskFailed(f"image {image} is not on the Docker engine at {url} and "
-                                 "pullPolicy is NEVER", non_retryable=True)
+                raise TaskFailed(
+                    f"image {image} is not on the Docker engine at {url} and pullPolicy is NEVER",
+                    non_retryable=True,
+                )
         ctx.logger.info(f"pulling image {image}")
         auth = registry_auth(image, self.credentials, self.config)
         shown: dict[str, str] = {}
@@ -199,12 +210,10 @@ class Docker(ScriptRunner):
                 raise engine_failure(exc, url, origin) from None
             raise TaskFailed(f"cannot pull image {image}: {exc.message}") from None
 
-    def _container_config(self, job: ScriptJob, ctx: RunContext, image: str
-                          ) -> dict[str, Any]:
+    def _container_config(self, job: ScriptJob, ctx: RunContext, image: str) -> dict[str, Any]:
         workdir = str(job.working_dir)
         host: dict[str, Any] = {
-            "Mounts": [{"Type": "bind", "Source": workdir, "Target": workdir,
-                        "ReadOnly": False}],
+            "Mounts": [{"Type": "bind", "Source": workdir, "Target": workdir, "ReadOnly": False}],
         }
         if self.network_mode:
             host["NetworkMode"] = self.network_mode
@@ -213,12 +222,20 @@ class Docker(ScriptRunner):
         if self.cpu:
             host["NanoCpus"] = int(self.cpu.cpus * 1_000_000_000)
         if self.memory:
-            host.update({key: value for key, value in (
-                ("Memory", self.memory.memory), ("MemorySwap", self.memory.memory_swap),
-                ("MemorySwappiness", self.memory.memory_swappiness),
-                ("MemoryReservation", self.memory.memory_reservation),
-                ("KernelMemory", self.memory.kernel_memory),
-                ("OomKillDisable", self.memory.oom_kill_disable)) if value is not None})
+            host.update(
+                {
+                    key: value
+                    for key, value in (
+                        ("Memory", self.memory.memory),
+                        ("MemorySwap", self.memory.memory_swap),
+                        ("MemorySwappiness", self.memory.memory_swappiness),
+                        ("MemoryReservation", self.memory.memory_reservation),
+                        ("KernelMemory", self.memory.kernel_memory),
+                        ("OomKillDisable", self.memory.oom_kill_disable),
+                    )
+                    if value is not None
+                }
+            )
         if self.shm_size:
             host["ShmSize"] = self.shm_size
         config: dict[str, Any] = {
@@ -228,8 +245,12 @@ class Docker(ScriptRunner):
             "Entrypoint": list(self.entry_point) if self.entry_point is not None else [""],
             "Env": [f"{key}={value}" for key, value in job.env.items()],
             "WorkingDir": workdir,
-            "Labels": {**job.labels, MANAGED_LABEL: "true",
-                       EXECUTION_LABEL: ctx.execution.id, TASKRUN_LABEL: ctx.task_run.id},
+            "Labels": {
+                **job.labels,
+                MANAGED_LABEL: "true",
+                EXECUTION_LABEL: ctx.execution.id,
+                TASKRUN_LABEL: ctx.task_run.id,
+            },
             "AttachStdout": True,
             "AttachStderr": True,
             "HostConfig": host,
@@ -329,27 +350,29 @@ def install_script(job: ScriptJob) -> str:
             f'"$UV" pip install --python "$PY" --target {DEPS_DIR} {deps}',
         ]
     else:
-        install = [f'"$PY" -m pip install --cache-dir {CACHE_DIR}/pip --target {DEPS_DIR} '
-                   f"{deps}"]
+        install = [f'"$PY" -m pip install --cache-dir {CACHE_DIR}/pip --target {DEPS_DIR} {deps}']
     found = " || ".join(f"command -v {p}" for p in pythons)
-    return "\n".join([
-        f"PY=$({found}) || {{ echo \"podium: the image has no {' or '.join(pythons)} to "
-        'install dependencies with" >&2; exit 127; }',
-        f"mkdir -p {CACHE_DIR}",
-        "{ {",
-        "export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "
-        "PIP_NO_WARN_SCRIPT_LOCATION=1",
-        *install, f"}} 2>&1; echo $? > {CACHE_DIR}/rc; }} | tee {CACHE_DIR}/install.log",
-        f"rc=$(cat {CACHE_DIR}/rc)",
-        'if [ "$rc" != 0 ]; then',
-        f'  echo "podium: installing the dependencies with {manager} failed (exit $rc):" >&2',
-        f"  tail -n {INSTALL_TAIL} {CACHE_DIR}/install.log >&2",
-        '  exit "$rc"',
-        "fi",
-        f'export PYTHONPATH="{DEPS_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"',
-        f'export PATH="{DEPS_DIR}/bin:$PATH"',
-        'exec "$@"',
-    ])
+    return "\n".join(
+        [
+            f'PY=$({found}) || {{ echo "podium: the image has no {" or ".join(pythons)} to '
+            'install dependencies with" >&2; exit 127; }',
+            f"mkdir -p {CACHE_DIR}",
+            "{ {",
+            "export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "
+            "PIP_NO_WARN_SCRIPT_LOCATION=1",
+            *install,
+            f"}} 2>&1; echo $? > {CACHE_DIR}/rc; }} | tee {CACHE_DIR}/install.log",
+            f"rc=$(cat {CACHE_DIR}/rc)",
+            'if [ "$rc" != 0 ]; then',
+            f'  echo "podium: installing the dependencies with {manager} failed (exit $rc):" >&2',
+            f"  tail -n {INSTALL_TAIL} {CACHE_DIR}/install.log >&2",
+            '  exit "$rc"',
+            "fi",
+            f'export PYTHONPATH="{DEPS_DIR}${{PYTHONPATH:+:$PYTHONPATH}}"',
+            f'export PATH="{DEPS_DIR}/bin:$PATH"',
+            'exec "$@"',
+        ]
+    )
 
 
 def port_bindings(specs: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -362,16 +385,19 @@ def port_bindings(specs: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]
         parts = ports.split(":")
         host_ip, host_port, port = ["", "", *parts][-3:]
         if len(parts) > 3 or not port.isdigit() or (host_port and not host_port.isdigit()):
-            raise TaskFailed(f"invalid port binding {spec!r}: expected "
-                             "[[ip:]hostPort:]containerPort[/protocol]", non_retryable=True)
+            raise TaskFailed(
+                f"invalid port binding {spec!r}: expected [[ip:]hostPort:]containerPort[/protocol]",
+                non_retryable=True,
+            )
         key = f"{port}/{protocol or 'tcp'}"
         exposed[key] = {}
         bindings.setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
     return exposed, bindings
 
 
-def registry_auth(image: str, credentials: Credentials | None,
-                  config: str | dict[str, Any] | None) -> dict[str, str] | None:
+def registry_auth(
+    image: str, credentials: Credentials | None, config: str | dict[str, Any] | None
+) -> dict[str, str] | None:
     """The X-Registry-Auth document for pulling `image`: the credentials, else the entry
     for the image's registry in a docker config.json's `auths`."""
     if credentials is not None:
@@ -381,16 +407,25 @@ def registry_auth(image: str, credentials: Credentials | None,
     try:
         parsed = json.loads(config) if isinstance(config, str) else config
     except json.JSONDecodeError as exc:
-        raise TaskFailed(f"taskRunner.config is not valid JSON: {exc}",
-                         non_retryable=True) from None
+        raise TaskFailed(
+            f"taskRunner.config is not valid JSON: {exc}", non_retryable=True
+        ) from None
     registry = image_registry(image)
     auths = parsed.get("auths") if isinstance(parsed, dict) else None
     for key, entry in (auths or {}).items():
         if _registry_key(key) == registry and isinstance(entry, dict):
-            return _auth_document(Credentials(
-                registry=registry, username=entry.get("username"),
-                password=entry.get("password"), auth=entry.get("auth"),
-                identity_token=entry.get("identitytoken"))) or None
+            return (
+                _auth_document(
+                    Credentials(
+                        registry=registry,
+                        username=entry.get("username"),
+                        password=entry.get("password"),
+                        auth=entry.get("auth"),
+                        identity_token=entry.get("identitytoken"),
+                    )
+                )
+                or None
+            )
     return None
 
 
@@ -400,14 +435,17 @@ def _auth_document(credentials: Credentials) -> dict[str, str]:
         try:
             user, _, password = b64decode(credentials.auth).decode().partition(":")
         except ValueError:
-            raise TaskFailed("registry credentials: auth is not base64 of username:password",
-                             non_retryable=True) from None
+            raise TaskFailed(
+                "registry credentials: auth is not base64 of username:password", non_retryable=True
+            ) from None
         auth.update(username=user, password=password)
-    for key, value in (("username", credentials.username),
-                       ("password", credentials.password),
-                       ("identitytoken", credentials.identity_token),
-                       ("registrytoken", credentials.registry_token),
-                       ("serveraddress", credentials.registry)):
+    for key, value in (
+        ("username", credentials.username),
+        ("password", credentials.password),
+        ("identitytoken", credentials.identity_token),
+        ("registrytoken", credentials.registry_token),
+        ("serveraddress", credentials.registry),
+    ):
         if value:
             auth[key] = value
     return auth
@@ -439,8 +477,13 @@ def pull_progress_line(progress: Mapping[str, Any], shown: dict[str, str]) -> st
     return f"{layer}: {status.strip()}" if layer else status.strip()
 
 
-async def _run_to_exit(docker: DockerClient, container: DockerContainer,
-                       on_line: Callable[[Stream, str], None], url: str, origin: str) -> int:
+async def _run_to_exit(
+    docker: DockerClient,
+    container: DockerContainer,
+    on_line: Callable[[Stream, str], None],
+    url: str,
+    origin: str,
+) -> int:
     """Start the container and stream its output until it exits; its exit code.
 
     The exit wait and the attach are both in place before the start, as the docker CLI
@@ -453,8 +496,12 @@ async def _run_to_exit(docker: DockerClient, container: DockerContainer,
 
     splitters = {stream: LineSplitter() for stream in STREAMS}
     try:
-        async with docker._query(f"containers/{container.id}/wait", method="POST",
-                                 params={"condition": "next-exit"}, timeout=None) as exited:
+        async with docker._query(
+            f"containers/{container.id}/wait",
+            method="POST",
+            params={"condition": "next-exit"},
+            timeout=None,
+        ) as exited:
             # The response too is a context: unread (a failed start), it must still be let go.
             async with exited, container.attach(stdout=True, stderr=True) as output:
                 await container.start()
@@ -482,12 +529,19 @@ async def _explain_exit(container: DockerContainer, exit_code: int, ctx: RunCont
     except DockerError:
         return
     if state.get("OOMKilled"):
-        ctx.logger.error(f"the container was killed (exit {exit_code}) for going over its "
-                         "memory limit")
+        ctx.logger.error(
+            f"the container was killed (exit {exit_code}) for going over its memory limit"
+        )
 
 
-async def _cleanup(docker: DockerClient, container: DockerContainer | None, name: str,
-                   url: str, grace: timedelta, ctx: RunContext) -> None:
+async def _cleanup(
+    docker: DockerClient,
+    container: DockerContainer | None,
+    name: str,
+    url: str,
+    grace: timedelta,
+    ctx: RunContext,
+) -> None:
     """Stop (within the grace period) and remove the container, then close the client.
 
     Shielded by the caller: a kill or timeout must not leave a container running.
@@ -508,8 +562,10 @@ async def _cleanup(docker: DockerClient, container: DockerContainer | None, name
         if exc.status != 404:
             ctx.logger.warning(f"could not remove container {name}: {exc.message}")
     except TimeoutError:
-        ctx.logger.warning(f"could not remove container {name} within "
-                           f"{CLEANUP_TIMEOUT:.0f}s; podium removes it at its next start")
+        ctx.logger.warning(
+            f"could not remove container {name} within "
+            f"{CLEANUP_TIMEOUT:.0f}s; podium removes it at its next start"
+        )
     finally:
         if docker.api_version != "auto":
             _api_versions[url] = docker.api_version
@@ -533,7 +589,8 @@ async def reap_orphans(docker_host: str | None, running_execution_ids: set[str])
     removed = 0
     try:
         containers = await docker.containers.list(
-            all=True, filters=json.dumps({"label": [f"{MANAGED_LABEL}=true"]}))
+            all=True, filters=json.dumps({"label": [f"{MANAGED_LABEL}=true"]})
+        )
         for container in containers:
             labels = container["Labels"] or {}
             if labels.get(EXECUTION_LABEL) in running_execution_ids:
@@ -544,8 +601,11 @@ async def reap_orphans(docker_host: str | None, running_execution_ids: set[str])
                 if exc.status != 404:
                     raise
             removed += 1
-            log.info("removed container %s left by execution %s", container.id[:12],
-                     labels.get(EXECUTION_LABEL))
+            log.info(
+                "removed container %s left by execution %s",
+                container.id[:12],
+                labels.get(EXECUTION_LABEL),
+            )
     except DockerError as exc:
         if exc.status != 900:
             raise

@@ -47,9 +47,10 @@ OnLine = Callable[[Stream, str], None]
 class Process(ScriptRunner):
     """Run the commands as a child process of podium, with the task's working directory."""
 
-    type: Literal["io.kestra.plugin.core.runner.Process",
-                  "io.kestra.core.models.tasks.runners.types.ProcessTaskRunner"
-                  ] = "io.kestra.plugin.core.runner.Process"
+    type: Literal[
+        "io.kestra.plugin.core.runner.Process",
+        "io.kestra.core.models.tasks.runners.types.ProcessTaskRunner",
+    ] = "io.kestra.plugin.core.runner.Process"
 
     async def run(self, job: ScriptJob, ctx: RunContext) -> ScriptResult:
         env = {**os.environ, **job.env}
@@ -57,14 +58,17 @@ class Process(ScriptRunner):
             return ScriptResult(await run_streaming(job.argv(), job.working_dir, env, job.on_line))
         if job.dependency_cache:
             venv = await venv_for(job, ctx)
-            return ScriptResult(await run_streaming(job.argv(), job.working_dir,
-                                                    _activate(env, venv), job.on_line))
+            return ScriptResult(
+                await run_streaming(job.argv(), job.working_dir, _activate(env, venv), job.on_line)
+            )
         venv = ctx.runtime.data_dir / "venvs" / f"run-{ctx.task_run.id}"
         try:
-            await _build(job, ctx, venv, await _base_python(job.python_version),
-                         await _manager(job, ctx))
-            return ScriptResult(await run_streaming(job.argv(), job.working_dir,
-                                                    _activate(env, venv), job.on_line))
+            await _build(
+                job, ctx, venv, await _base_python(job.python_version), await _manager(job, ctx)
+            )
+            return ScriptResult(
+                await run_streaming(job.argv(), job.working_dir, _activate(env, venv), job.on_line)
+            )
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, venv, True))
 
@@ -79,8 +83,10 @@ def _activate(env: Mapping[str, str], venv: Path) -> dict[str, str]:
 
 # -- running a process ------------------------------------------------------------------
 
-async def run_streaming(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
-                        on_line: OnLine) -> int:
+
+async def run_streaming(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], on_line: OnLine
+) -> int:
     """Run `argv` in a new session, every output line to `on_line` as it comes; the exit code.
 
     When the command ends, whatever it left running in its process group is killed (it would
@@ -91,8 +97,15 @@ async def run_streaming(argv: Sequence[str], cwd: Path, env: Mapping[str, str],
     lines = _Lines(on_line, loop)
     try:
         transport, _ = await loop.subprocess_exec(
-            lambda: lines, *argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            lambda: lines,
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
     except OSError as exc:
         raise TaskFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     pgid = transport.get_pid()
@@ -120,7 +133,9 @@ class _Lines(asyncio.SubprocessProtocol):
     def __init__(self, on_line: OnLine, loop: asyncio.AbstractEventLoop) -> None:
         self.on_line = on_line
         self.splitters: dict[int, tuple[Stream, LineSplitter]] = {
-            1: ("stdout", LineSplitter()), 2: ("stderr", LineSplitter())}
+            1: ("stdout", LineSplitter()),
+            2: ("stderr", LineSplitter()),
+        }
         self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.failed: asyncio.Future[None] = loop.create_future()
@@ -172,8 +187,9 @@ async def _terminate(pgid: int, lines: _Lines) -> None:
 
 # -- cached virtual environments --------------------------------------------------------
 
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = \
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
+)
 _pythons: dict[str | None, tuple[str, str]] = {}
 
 
@@ -197,6 +213,7 @@ async def venv_for(job: ScriptJob, ctx: RunContext) -> Path:
 @contextlib.asynccontextmanager
 async def _file_lock(path: Path, ctx: RunContext) -> AsyncIterator[None]:
     """An exclusive fcntl lock, polled so that waiting for it stays cancellable."""
+
     def open_lock() -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
@@ -210,8 +227,9 @@ async def _file_lock(path: Path, ctx: RunContext) -> AsyncIterator[None]:
                 break
             except BlockingIOError:
                 if not told:
-                    ctx.logger.info("waiting for another podium process building the same "
-                                    "virtual environment")
+                    ctx.logger.info(
+                        "waiting for another podium process building the same virtual environment"
+                    )
                     told = True
                 await asyncio.sleep(LOCK_POLL)
         yield
@@ -221,32 +239,45 @@ async def _file_lock(path: Path, ctx: RunContext) -> AsyncIterator[None]:
 
 async def _manager(job: ScriptJob, ctx: RunContext) -> Literal["PIP", "UV"]:
     if job.package_manager == "UV" and await _uv() is None:
-        ctx.logger.warning("uv is not installed (neither on PATH nor beside podium's python); "
-                           "installing the dependencies with pip")
+        ctx.logger.warning(
+            "uv is not installed (neither on PATH nor beside podium's python); "
+            "installing the dependencies with pip"
+        )
         return "PIP"
     return job.package_manager
 
 
-async def _build(job: ScriptJob, ctx: RunContext, venv: Path, base: tuple[str, str],
-                 manager: Literal["PIP", "UV"]) -> None:
+async def _build(
+    job: ScriptJob,
+    ctx: RunContext,
+    venv: Path,
+    base: tuple[str, str],
+    manager: Literal["PIP", "UV"],
+) -> None:
     await asyncio.to_thread(shutil.rmtree, venv, True)  # what a cut-short build left
     await asyncio.to_thread(venv.parent.mkdir, parents=True, exist_ok=True)
     deps = list(job.dependencies)
-    ctx.logger.info(f"installing {', '.join(deps)} with {manager.lower()} into a new virtual "
-                    f"environment (Python {base[1]})")
+    ctx.logger.info(
+        f"installing {', '.join(deps)} with {manager.lower()} into a new virtual "
+        f"environment (Python {base[1]})"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
     python = str(venv / "bin" / "python")
     if manager == "UV":
         uv = await _uv()
         assert uv is not None
-        env.update(UV_CACHE_DIR=str(ctx.runtime.data_dir / "cache" / "uv"),
-                   UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
-        steps = [[uv, "venv", "--python", base[0], str(venv)],
-                 [uv, "pip", "install", "--python", python, *deps]]
+        env.update(
+            UV_CACHE_DIR=str(ctx.runtime.data_dir / "cache" / "uv"),
+            UV_PYTHON_DOWNLOADS="never",
+            UV_NO_PROGRESS="1",
+        )
+        steps = [
+            [uv, "venv", "--python", base[0], str(venv)],
+            [uv, "pip", "install", "--python", python, *deps],
+        ]
     else:
         env.update(PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_PROGRESS_BAR="off")
-        steps = [[base[0], "-m", "venv", str(venv)],
-                 [python, "-m", "pip", "install", *deps]]
+        steps = [[base[0], "-m", "venv", str(venv)], [python, "-m", "pip", "install", *deps]]
     for argv in steps:
         tail: deque[str] = deque(maxlen=INSTALL_TAIL)
 
@@ -258,8 +289,10 @@ async def _build(job: ScriptJob, ctx: RunContext, venv: Path, base: tuple[str, s
         if code != 0:
             await asyncio.to_thread(shutil.rmtree, venv, True)
             last = "\n".join(tail)
-            raise TaskFailed(f"installing the dependencies failed: {Path(argv[0]).name} "
-                             f"exited with code {code}" + (f":\n{last}" if last else ""))
+            raise TaskFailed(
+                f"installing the dependencies failed: {Path(argv[0]).name} "
+                f"exited with code {code}" + (f":\n{last}" if last else "")
+            )
     await asyncio.to_thread((venv / READY_MARKER).write_text, "")
 
 
@@ -275,7 +308,10 @@ async def _base_python(version: str | None) -> tuple[str, str]:
         lines: list[str] = []
         code = await run_streaming(
             [name, "-c", "import sys; print(sys.executable); print(sys.version.split()[0])"],
-            Path("/"), os.environ, lambda _, line: lines.append(line))
+            Path("/"),
+            os.environ,
+            lambda _, line: lines.append(line),
+        )
         if code != 0 or len(lines) < 2:
             raise TaskFailed(f"{name} cannot run (exit code {code}): {' '.join(lines)[-300:]}")
         found = _pythons[version] = (lines[-2], lines[-1])
@@ -284,6 +320,7 @@ async def _base_python(version: str | None) -> tuple[str, str]:
 
 async def _uv() -> str | None:
     """uv on PATH, or installed beside podium's own python (`pip install uv`)."""
+
     def find() -> str | None:
         beside = Path(sys.executable).parent / "uv"
         return shutil.which("uv") or (str(beside) if beside.is_file() else None)

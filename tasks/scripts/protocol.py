@@ -87,11 +87,11 @@ def _metric(index: int, item: Any) -> Metric:
         raise ProtocolError(f"{where}: 'name' must be a non-empty string")
     kind = item.get("type")
     if kind not in METRIC_TYPES:
-        raise ProtocolError(f"{where} '{name}': 'type' must be counter, timer or gauge, "
-                            f"got {kind!r}")
+        raise ProtocolError(
+            f"{where} '{name}': 'type' must be counter, timer or gauge, got {kind!r}"
+        )
     value = item.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ProtocolError(f"{where} '{name}': 'value' must be a finite number, got {value!r}")
     tags = item.get("tags") or {}
     if not isinstance(tags, dict):
@@ -110,8 +110,9 @@ def _log(index: int, item: Any) -> LogLine:
     level = item.get("level")
     level = "WARN" if level == "WARNING" else level
     if level not in LOG_LEVELS:
-        raise ProtocolError(f"{where}: 'level' must be one of {', '.join(LOG_LEVELS)}, "
-                            f"got {item.get('level')!r}")
+        raise ProtocolError(
+            f"{where}: 'level' must be one of {', '.join(LOG_LEVELS)}, got {item.get('level')!r}"
+        )
     text = item.get("message")
     if not isinstance(text, str):
         raise ProtocolError(f"{where}: 'message' must be a string, got {_kind(text)}")
@@ -119,6 +120,13 @@ def _log(index: int, item: Any) -> LogLine:
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -29,10 +29,12 @@ class PythonTask(ScriptTask):
     container_image: Annotated[str | None, Dynamic] = DEFAULT_IMAGE
 
     def job_options(self) -> dict[str, Any]:
-        return {"dependencies": list(self.dependencies or []),
-                "package_manager": self.package_manager,
-                "python_version": self.python_version,
-                "dependency_cache": self.dependency_cache_enabled}
+        return {
+            "dependencies": list(self.dependencies or []),
+            "package_manager": self.package_manager,
+            "python_version": self.python_version,
+            "dependency_cache": self.dependency_cache_enabled,
+        }
 
     def default_env(self) -> dict[str, str]:
         # print() into a pipe is block-buffered: lines would reach the logs only at the end.
@@ -48,8 +50,9 @@ class Script(PythonTask):
     script: Annotated[str, Dynamic]
 
     async def main_commands(self, working_dir: Path) -> list[str]:
-        await asyncio.to_thread((working_dir / SCRIPT_FILE).write_text, self.script,
-                                encoding="utf-8")
+        await asyncio.to_thread(
+            (working_dir / SCRIPT_FILE).write_text, self.script, encoding="utf-8"
+        )
         return [f"python {SCRIPT_FILE}"]
 
 

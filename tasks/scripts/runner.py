@@ -86,7 +86,7 @@ class LineSplitter:
             if end < 0:
                 break
             lines.append(_text(self._buffer[:end]))
-            del self._buffer[:end + 1]
+            del self._buffer[: end + 1]
         while len(self._buffer) > self._max:
             cut = self._max
             while cut > 0 and (self._buffer[cut] & 0xC0) == 0x80:  # cut at a character's start

@@ -37,6 +37,7 @@ class Script(ScriptTask):
     container_image: Annotated[str | None, Dynamic] = "ubuntu"
 
     async def main_commands(self, working_dir: Path) -> list[str]:
-        await asyncio.to_thread((working_dir / SCRIPT_FILE).write_text, self.script,
-                                encoding="utf-8")
+        await asyncio.to_thread(
+            (working_dir / SCRIPT_FILE).write_text, self.script, encoding="utf-8"
+        )
         return [f"{shlex.quote(self.interpreter[0])} {SCRIPT_FILE}"]

@@ -106,8 +106,11 @@ def to_ion(value: Any) -> str:
 def _plain(value: Any) -> Any:
     """A DuckDB value as JSON can hold it, for FETCH and FETCH_ONE outputs."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and \
-            value.as_tuple().exponent >= 0 else float(value)  # type: ignore[operator]
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.as_tuple().exponent >= 0
+            else float(value)
+        )  # type: ignore[operator]
     if isinstance(value, datetime):
         return value.isoformat() if value.tzinfo is None else iso(value)
     if isinstance(value, date | time):
@@ -126,6 +129,7 @@ def _plain(value: Any) -> Any:
 
 
 # -- one DuckDB session, run in a worker thread --------------------------------------------
+
 
 @dataclass
 class _Result:
@@ -189,8 +193,14 @@ class _Session:
                 self._connection = None
             con.close()
 
-    def _execute(self, con: duckdb.DuckDBPyConnection, statement: duckdb.Statement,
-                 number: int, *, fetch: bool) -> None:
+    def _execute(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        statement: duckdb.Statement,
+        number: int,
+        *,
+        fetch: bool,
+    ) -> None:
         import duckdb
 
         if self._cancelled:
@@ -198,8 +208,9 @@ class _Session:
         install = _INSTALL.match(statement.query)
         if install and _installed(con, install.group(1)):
             # DuckDB 2 tries to download even an extension built into the library.
-            self.notes.append(f"extension {install.group(1)} is built in: skipped "
-                              f"'{statement.query.strip()}'")
+            self.notes.append(
+                f"extension {install.group(1)} is built in: skipped '{statement.query.strip()}'"
+            )
             return
         try:
             con.execute(statement)
@@ -229,8 +240,9 @@ def _store(con: duckdb.DuckDBPyConnection, columns: list[str], out: IO[str]) -> 
     names = [_field(c) for c in columns]
     while batch := con.fetchmany(BATCH):
         for row in batch:
-            out.write("{" + ",".join(f"{n}:{to_ion(v)}" for n, v in zip(names, row, strict=True))
-                      + "}\n")
+            out.write(
+                "{" + ",".join(f"{n}:{to_ion(v)}" for n, v in zip(names, row, strict=True)) + "}\n"
+            )
         size += len(batch)
     return size
 
@@ -249,8 +261,9 @@ def _has_result_set(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement)
 
 
 def _installed(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute("SELECT installed FROM duckdb_extensions() WHERE extension_name = ?",
-                      [name.lower()]).fetchone()
+    row = con.execute(
+        "SELECT installed FROM duckdb_extensions() WHERE extension_name = ?", [name.lower()]
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -259,6 +272,7 @@ def _literal(text: str) -> str:
 
 
 # -- the tasks -----------------------------------------------------------------------------
+
 
 class _DuckDb(Task):
     """Kestra's DuckDB properties. `sql` is rendered by the task itself (see module doc)."""
@@ -285,18 +299,27 @@ class _DuckDb(Task):
         outputs = {key: str(directory / key) for key in self.output_files or ()}
         for key in outputs:
             if not _SAFE_NAME.match(key):
-                raise TaskFailed(f"invalid outputFiles key '{key}': use letters, digits, "
-                                 "'.', '_' and '-'", non_retryable=True)
+                raise TaskFailed(
+                    f"invalid outputFiles key '{key}': use letters, digits, '.', '_' and '-'",
+                    non_retryable=True,
+                )
         local = not database.startswith("md:")
         if self.output_db_file and not local:
-            raise TaskFailed("outputDbFile needs a local database file, not MotherDuck",
-                             non_retryable=True)
+            raise TaskFailed(
+                "outputDbFile needs a local database file, not MotherDuck", non_retryable=True
+            )
         extra: dict[str, Any] = {"workingDir": str(directory), "outputFiles": outputs}
         if local:
             extra["dbFilePath"] = database
-        session = _Session(database, directory, lambda: ctx.render(self.sql, extra),
-                           self.fetch_type, self.keep, self.in_transaction,
-                           self.time_zone_id)
+        session = _Session(
+            database,
+            directory,
+            lambda: ctx.render(self.sql, extra),
+            self.fetch_type,
+            self.keep,
+            self.in_transaction,
+            self.time_zone_id,
+        )
         await _in_thread(session)
         for note in session.notes:
             ctx.logger.debug(note)
@@ -324,8 +347,11 @@ class _DuckDb(Task):
             for name, source in files.items():
                 target = (root / name).resolve()
                 if root not in target.parents:
-                    raise TaskFailed(f"invalid inputFiles name '{name}': it must stay inside "
-                                     "the working directory", non_retryable=True)
+                    raise TaskFailed(
+                        f"invalid inputFiles name '{name}': it must stay inside "
+                        "the working directory",
+                        non_retryable=True,
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(source, Path):
                     shutil.copyfile(source, target)
@@ -339,21 +365,24 @@ class _DuckDb(Task):
         fresh file in the working directory (so that `outputDbFile` can store it)."""
         local = directory / DATABASE_FILE
         if self.database_uri is not None:
-            await asyncio.to_thread(shutil.copyfile, await ctx.file_path(self.database_uri),
-                                    local)
+            await asyncio.to_thread(shutil.copyfile, await ctx.file_path(self.database_uri), local)
             return str(local)
         if not self.url.startswith(SCHEME):
-            raise TaskFailed(f"invalid url '{self.url}': expected {SCHEME} or "
-                             f"{SCHEME}/absolute/path/to/file.db", non_retryable=True)
-        target = self.url[len(SCHEME):]
+            raise TaskFailed(
+                f"invalid url '{self.url}': expected {SCHEME} or {SCHEME}/absolute/path/to/file.db",
+                non_retryable=True,
+            )
+        target = self.url[len(SCHEME) :]
         if target in ("", ":memory:"):
             return str(local)
         if target.startswith("md:"):
             return target
         path = Path(target)
         if not path.is_absolute():
-            raise TaskFailed(f"invalid url '{self.url}': the database file path must be "
-                             "absolute", non_retryable=True)
+            raise TaskFailed(
+                f"invalid url '{self.url}': the database file path must be absolute",
+                non_retryable=True,
+            )
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         return str(path)
 
@@ -373,8 +402,10 @@ class _DuckDb(Task):
         uploaded = {}
         for key, path in outputs.items():
             if not await asyncio.to_thread(Path(path).is_file):
-                raise TaskFailed(f"output file '{key}' was not written by the SQL "
-                                 f"(expected at {{{{ outputFiles.{key} }}}})")
+                raise TaskFailed(
+                    f"output file '{key}' was not written by the SQL "
+                    f"(expected at {{{{ outputFiles.{key} }}}})"
+                )
             uploaded[key] = await ctx.put_file(Path(path))
         return uploaded
 

@@ -29,13 +29,15 @@ _FLOATS = {"float4", "float8"}
 _TEXTS = {"text", "varchar", "bpchar", "name", "char", "unknown"}
 
 
-def arguments(statement: PreparedStatement, names: list[str], values: dict[str, Any]
-              ) -> list[Any]:
+def arguments(statement: PreparedStatement, names: list[str], values: dict[str, Any]) -> list[Any]:
     """The values for `$1..$n` (`names` in placeholder order), each fitted to its type."""
     missing = [name for name in names if name not in values]
     if missing:
-        raise TaskFailed(f"the SQL uses :{missing[0]}, which is not in parameters "
-                         f"({', '.join(sorted(values)) or 'none given'})", non_retryable=True)
+        raise TaskFailed(
+            f"the SQL uses :{missing[0]}, which is not in parameters "
+            f"({', '.join(sorted(values)) or 'none given'})",
+            non_retryable=True,
+        )
     types = statement.get_parameters()
     return [_coerce(name, values[name], types[i].name) for i, name in enumerate(names)]
 
@@ -51,8 +53,9 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
         if type_name == "numeric" and isinstance(value, str | int | float):
             return Decimal(str(value))
         if type_name == "bool" and isinstance(value, str):
-            return {"true": True, "t": True, "1": True, "false": False, "f": False,
-                    "0": False}[value.strip().lower()]
+            return {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}[
+                value.strip().lower()
+            ]
         if type_name in _TEXTS and not isinstance(value, str):
             return json.dumps(value) if isinstance(value, dict | list) else str(value)
         if type_name in ("json", "jsonb") and not isinstance(value, str):
@@ -67,8 +70,9 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
         if type_name == "uuid" and isinstance(value, str):
             return UUID(value)
     except (ValueError, KeyError):
-        raise TaskFailed(f"parameter :{name} is {value!r}, which is not a valid {type_name}",
-                         non_retryable=True) from None
+        raise TaskFailed(
+            f"parameter :{name} is {value!r}, which is not a valid {type_name}", non_retryable=True
+        ) from None
     return value
 
 
@@ -78,11 +82,12 @@ def _whole(value: float) -> int:
     return int(value)
 
 
-
 def json_row(statement: PreparedStatement, record: asyncpg.Record) -> dict[str, Any]:
     """A row as Kestra hands it on: column label -> JSON value (a repeated label: the last)."""
-    return {attr.name: _jsonable(record[i], attr.type.name)
-            for i, attr in enumerate(statement.get_attributes())}
+    return {
+        attr.name: _jsonable(record[i], attr.type.name)
+        for i, attr in enumerate(statement.get_attributes())
+    }
 
 
 def _jsonable(value: Any, type_name: str) -> Any:

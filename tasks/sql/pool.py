@@ -33,10 +33,19 @@ _SCHEMES = ("postgresql://", "postgres://")
 _EXPECTED = "expected jdbc:postgresql://host:port/database or postgresql://host:port/database"
 # JDBC url parameters with a libpq/asyncpg meaning; the driver's other tuning knobs
 # (prepareThreshold, tcpKeepAlive, loggerLevel...) mean nothing here and are dropped.
-_JDBC_PARAMETERS = {"user": "user", "password": "password", "sslmode": "sslmode",
-                    "sslrootcert": "sslrootcert", "sslcert": "sslcert", "sslkey": "sslkey"}
-_JDBC_SETTINGS = {"currentSchema": "search_path", "ApplicationName": "application_name",
-                  "options": "options"}
+_JDBC_PARAMETERS = {
+    "user": "user",
+    "password": "password",
+    "sslmode": "sslmode",
+    "sslrootcert": "sslrootcert",
+    "sslcert": "sslcert",
+    "sslkey": "sslkey",
+}
+_JDBC_SETTINGS = {
+    "currentSchema": "search_path",
+    "ApplicationName": "application_name",
+    "options": "options",
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,13 @@ class Target:
         return self.user or "the default user"
 
 
-def parse_target(url: str, username: str | None, password: str | None,
-                 ssl: bool | None = None, ssl_mode: str | None = None) -> Target:
+def parse_target(
+    url: str,
+    username: str | None,
+    password: str | None,
+    ssl: bool | None = None,
+    ssl_mode: str | None = None,
+) -> Target:
     """A Kestra `url` (JDBC or libpq form) plus the task's credentials and TLS choice.
 
     `username`/`password` properties win over credentials written in the url.
@@ -71,11 +85,12 @@ def parse_target(url: str, username: str | None, password: str | None,
     text = url.strip()
     jdbc = text.startswith(_JDBC)
     if jdbc:
-        rest = text[len(_JDBC):]
+        rest = text[len(_JDBC) :]
         text = "postgresql:" + (rest if rest.startswith("//") else "//localhost:5432/" + rest)
     if not text.startswith(_SCHEMES):
-        raise TaskFailed(f"invalid PostgreSQL url '{_without_credentials(url)}': {_EXPECTED}",
-                         non_retryable=True)
+        raise TaskFailed(
+            f"invalid PostgreSQL url '{_without_credentials(url)}': {_EXPECTED}", non_retryable=True
+        )
     parts = urlsplit(text)
     query: list[tuple[str, str]] = []
     settings: list[tuple[str, str]] = []
@@ -97,12 +112,17 @@ def parse_target(url: str, username: str | None, password: str | None,
         if name == "user":
             url_user = value
     dsn = parts._replace(query=urlencode(query)).geturl()
-    mode = (ssl_mode or ("require" if ssl else None))
+    mode = ssl_mode or ("require" if ssl else None)
     database = parts.path.lstrip("/") or (username or url_user or "")
-    return Target(dsn=dsn, user=username or url_user, password=password or None,
-                  ssl=mode.lower().replace("_", "-") if mode else None,
-                  server_settings=tuple(settings), timeout=timeout,
-                  where=f"{hosts or 'localhost'}/{database}")
+    return Target(
+        dsn=dsn,
+        user=username or url_user,
+        password=password or None,
+        ssl=mode.lower().replace("_", "-") if mode else None,
+        server_settings=tuple(settings),
+        timeout=timeout,
+        where=f"{hosts or 'localhost'}/{database}",
+    )
 
 
 def _without_credentials(url: str) -> str:
@@ -114,8 +134,9 @@ def _without_credentials(url: str) -> str:
 
 
 # Pools belong to the event loop that made them (tests run one loop each).
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
-                                  dict[tuple[Any, ...], asyncio.Task[asyncpg.Pool]]]
+_pools: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Task[asyncpg.Pool]]
+]
 _pools = weakref.WeakKeyDictionary()
 
 
@@ -125,9 +146,15 @@ async def _create(target: Target) -> asyncpg.Pool:
     # min_size 0: creating a pool connects nowhere, so a bad target fails on acquire,
     # where the error names it.
     return await asyncpg.create_pool(
-        target.dsn, user=target.user, password=target.password, ssl=target.ssl,
-        server_settings=dict(target.server_settings) or None, timeout=target.timeout,
-        min_size=0, max_size=POOL_MAX_SIZE)
+        target.dsn,
+        user=target.user,
+        password=target.password,
+        ssl=target.ssl,
+        server_settings=dict(target.server_settings) or None,
+        timeout=target.timeout,
+        min_size=0,
+        max_size=POOL_MAX_SIZE,
+    )
 
 
 async def pool_for(target: Target) -> asyncpg.Pool:
@@ -148,8 +175,11 @@ async def pool_for(target: Target) -> asyncpg.Pool:
 def open_pools() -> list[asyncpg.Pool]:
     """The pools of the running loop that are ready (for tests and diagnostics)."""
     pools = _pools.get(asyncio.get_running_loop(), {})
-    return [task.result() for task in pools.values()
-            if task.done() and not task.cancelled() and task.exception() is None]
+    return [
+        task.result()
+        for task in pools.values()
+        if task.done() and not task.cancelled() and task.exception() is None
+    ]
 
 
 @asynccontextmanager
@@ -187,14 +217,19 @@ def connect_error(target: Target, exc: BaseException) -> TaskFailed:
     import asyncpg
 
     non_retryable = False
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
-                  | asyncpg.InvalidCatalogNameError):
+    if isinstance(
+        exc,
+        asyncpg.InvalidAuthorizationSpecificationError
+        | asyncpg.InvalidPasswordError
+        | asyncpg.InvalidCatalogNameError,
+    ):
         reason, non_retryable = str(exc), True
     elif isinstance(exc, asyncpg.PostgresError):
         reason = str(exc)
     elif isinstance(exc, ConnectionRefusedError) or (
-            isinstance(exc, OSError) and (exc.errno == errno.ECONNREFUSED
-                                          or "Connect call failed" in str(exc))):
+        isinstance(exc, OSError)
+        and (exc.errno == errno.ECONNREFUSED or "Connect call failed" in str(exc))
+    ):
         reason = "connection refused (is PostgreSQL running and listening there?)"
     elif isinstance(exc, socket.gaierror):
         reason = f"unknown host ({exc.strerror})"
@@ -204,5 +239,7 @@ def connect_error(target: Target, exc: BaseException) -> TaskFailed:
         reason, non_retryable = f"invalid connection settings: {exc}", True
     else:
         reason = f"{type(exc).__name__}: {exc}"
-    return TaskFailed(f"cannot connect to PostgreSQL at {target.where} as {target.who}: {reason}",
-                      non_retryable=non_retryable)
+    return TaskFailed(
+        f"cannot connect to PostgreSQL at {target.where} as {target.who}: {reason}",
+        non_retryable=non_retryable,
+    )

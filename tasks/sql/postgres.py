@@ -74,8 +74,12 @@ class _Statements(PostgresTask):
             return "STORE"
         return self.fetch_type
 
-    async def _run_all(self, ctx: RunContext, conn: asyncpg.Connection, statements: list[str],
-                       ) -> list[dict[str, Any]]:
+    async def _run_all(
+        self,
+        ctx: RunContext,
+        conn: asyncpg.Connection,
+        statements: list[str],
+    ) -> list[dict[str, Any]]:
         """Each statement in order; one output per statement that returns rows."""
         import asyncpg
 
@@ -83,8 +87,9 @@ class _Statements(PostgresTask):
         outputs: list[dict[str, Any]] = []
         for index, statement in enumerate(statements):
             try:
-                output = await _run_statement(ctx, conn, statement, self.parameters or {},
-                                              fetch_type, self.fetch_size, index)
+                output = await _run_statement(
+                    ctx, conn, statement, self.parameters or {}, fetch_type, self.fetch_size, index
+                )
             except asyncpg.PostgresError as exc:
                 raise TaskFailed(_statement_error(exc, index, statements)) from None
             if output is not None:
@@ -123,8 +128,11 @@ class Query(_Statements):
     async def run(self, ctx: RunContext) -> Output:
         statements = split_statements(self.sql)
         if len(statements) > 1:
-            raise TaskFailed("Query task support only a single SQL statement. Use the Queries "
-                             "task to run multiple statements.", non_retryable=True)
+            raise TaskFailed(
+                "Query task support only a single SQL statement. Use the Queries "
+                "task to run multiple statements.",
+                non_retryable=True,
+            )
         after = split_statements(self.after_sql or "")
         async with self.connect(ctx) as conn:
             if after:
@@ -152,9 +160,15 @@ class _Copy(PostgresTask):
 
     def copy_options(self) -> dict[str, Any]:
         """asyncpg's COPY options; unset ones are left to PostgreSQL's defaults."""
-        return {"format": None if self.format == "TEXT" else self.format.lower(),
-                "header": self.header, "delimiter": self.delimiter, "null": self.null_string,
-                "quote": self.quote, "escape": self.escape, "encoding": self.encoding}
+        return {
+            "format": None if self.format == "TEXT" else self.format.lower(),
+            "header": self.header,
+            "delimiter": self.delimiter,
+            "null": self.null_string,
+            "quote": self.quote,
+            "escape": self.escape,
+            "encoding": self.encoding,
+        }
 
 
 class CopyIn(_Copy):
@@ -174,16 +188,22 @@ class CopyIn(_Copy):
 
         path = await _source_path(ctx, self.from_)
         schema, table = _qualified(self.table)
-        options = {**self.copy_options(), "freeze": self.freeze,
-                   "force_not_null": _folded_list(self.force_not_null),
-                   "force_null": _folded_list(self.force_null)}
+        options = {
+            **self.copy_options(),
+            "freeze": self.freeze,
+            "force_not_null": _folded_list(self.force_not_null),
+            "force_null": _folded_list(self.force_null),
+        }
         source = await asyncio.to_thread(path.open, "rb")
         try:
-            async with self.connect(ctx) as conn, \
-                    aclosing(_read_ahead(source)) as chunks:
+            async with self.connect(ctx) as conn, aclosing(_read_ahead(source)) as chunks:
                 status = await conn.copy_to_table(
-                    table, schema_name=schema, source=chunks,
-                    columns=_folded_list(self.columns), **options)
+                    table,
+                    schema_name=schema,
+                    source=chunks,
+                    columns=_folded_list(self.columns),
+                    **options,
+                )
         except asyncpg.PostgresError as exc:
             raise TaskFailed(_copy_error(exc, self.table, bool(self.header))) from None
         finally:
@@ -215,14 +235,21 @@ class CopyOut(_Copy):
             async with self.connect(ctx) as conn:
                 if self.sql is not None:
                     status = await conn.copy_from_query(
-                        self.sql, output=sink.write, force_quote=_folded_list(self.force_quote),
-                        **options)
+                        self.sql,
+                        output=sink.write,
+                        force_quote=_folded_list(self.force_quote),
+                        **options,
+                    )
                 else:
                     schema, table = _qualified(self.table or "")
                     status = await conn.copy_from_table(
-                        table, schema_name=schema, output=sink.write,
+                        table,
+                        schema_name=schema,
+                        output=sink.write,
                         columns=_folded_list(self.columns),
-                        force_quote=_folded_list(self.force_quote), **options)
+                        force_quote=_folded_list(self.force_quote),
+                        **options,
+                    )
         except asyncpg.PostgresError as exc:
             raise TaskFailed(f"CopyOut failed: {_describe(exc)}") from None
         finally:
@@ -235,9 +262,15 @@ class CopyOut(_Copy):
 # -- running statements -----------------------------------------------------------------
 
 
-async def _run_statement(ctx: RunContext, conn: asyncpg.Connection, sql: str,
-                         parameters: dict[str, Any], fetch_type: FetchType, fetch_size: int,
-                         index: int) -> dict[str, Any] | None:
+async def _run_statement(
+    ctx: RunContext,
+    conn: asyncpg.Connection,
+    sql: str,
+    parameters: dict[str, Any],
+    fetch_type: FetchType,
+    fetch_size: int,
+    index: int,
+) -> dict[str, Any] | None:
     """One statement; its output when it returns rows and `fetch_type` asks for them."""
     if fetch_type == "NONE" and not parameters:
         ctx.logger.info(await conn.execute(sql))  # the simple protocol: no round trip to prepare
@@ -253,16 +286,24 @@ async def _run_statement(ctx: RunContext, conn: asyncpg.Connection, sql: str,
         return None
     if fetch_type == "FETCH_ONE":
         first = await statement.fetchrow(*args)
-        return {"row": json_row(statement, first) if first is not None else None,
-                "size": 0 if first is None else 1}
+        return {
+            "row": json_row(statement, first) if first is not None else None,
+            "size": 0 if first is None else 1,
+        }
     if fetch_type == "FETCH":
         rows = [json_row(statement, record) for record in await statement.fetch(*args)]
         return {"rows": rows, "size": len(rows)}
     return await _store(ctx, conn, statement, args, fetch_size, index)
 
 
-async def _store(ctx: RunContext, conn: asyncpg.Connection, statement: PreparedStatement,
-                 args: list[Any], fetch_size: int, index: int) -> dict[str, Any]:
+async def _store(
+    ctx: RunContext,
+    conn: asyncpg.Connection,
+    statement: PreparedStatement,
+    args: list[Any],
+    fetch_size: int,
+    index: int,
+) -> dict[str, Any]:
     """Rows streamed through a cursor into a file of JSON lines, `fetch_size` at a time."""
     import orjson
 
@@ -288,8 +329,12 @@ async def _store(ctx: RunContext, conn: asyncpg.Connection, statement: PreparedS
 
 def _count(ctx: RunContext, fetch_type: FetchType, outputs: list[dict[str, Any]]) -> None:
     fetched = fetch_type in ("FETCH", "FETCH_ONE")
-    ctx.metric("fetch.size", "counter", sum(o.get("size") or 0 for o in outputs),
-               {"fetch": str(fetched).lower(), "store": str(fetch_type == "STORE").lower()})
+    ctx.metric(
+        "fetch.size",
+        "counter",
+        sum(o.get("size") or 0 for o in outputs),
+        {"fetch": str(fetched).lower(), "store": str(fetch_type == "STORE").lower()},
+    )
 
 
 # -- files and COPY ---------------------------------------------------------------------
@@ -366,8 +411,9 @@ def _folded(name: str) -> list[str]:
 def _qualified(name: str) -> tuple[str | None, str]:
     parts = _folded(name)
     if len(parts) > 2:
-        raise TaskFailed(f"invalid table name {name!r}: expected table or schema.table",
-                         non_retryable=True)
+        raise TaskFailed(
+            f"invalid table name {name!r}: expected table or schema.table", non_retryable=True
+        )
     return (parts[0] if len(parts) == 2 else None), parts[-1]
 
 
@@ -407,7 +453,7 @@ def _describe(exc: asyncpg.PostgresError) -> str:
 def _statement_error(exc: asyncpg.PostgresError, index: int, statements: list[str]) -> str:
     shown = " ".join(statements[index].split())
     if len(shown) > SHOWN_SQL:
-        shown = shown[:SHOWN_SQL - 3] + "..."
+        shown = shown[: SHOWN_SQL - 3] + "..."
     where = "query" if len(statements) == 1 else f"statement {index + 1} of {len(statements)}"
     return f"{where} failed: {_describe(exc)}; statement: {shown}"
 
@@ -423,5 +469,7 @@ def _copy_error(exc: asyncpg.PostgresError, table: str, header: bool) -> str:
         return f"CopyIn into {table} failed: {_describe(exc)}"
     line = int(found.group(1))
     row = f" (data row {line - 1})" if header and line > 1 else ""
-    return (f"CopyIn into {table} failed at line {line}{row}: {exc} (SQLSTATE {exc.sqlstate}); "
-            f"context: {context}")
+    return (
+        f"CopyIn into {table} failed at line {line}{row}: {exc} (SQLSTATE {exc.sqlstate}); "
+        f"context: {context}"
+    )

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 # Where something other than plain SQL code starts. A quote right after an identifier
 # character is no E'' string (`date'2019-01-01'` is a typed literal: a plain string), and
 # `$` after one belongs to an identifier such as `a$b`, not to a dollar quote.
-_OPENING = re.compile(r"--|/\*|(?<![A-Za-z0-9_$])[eE]'|'|\"|"
-                      r"(?<![A-Za-z0-9_$])\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+_OPENING = re.compile(
+    r"--|/\*|(?<![A-Za-z0-9_$])[eE]'|'|\"|"
+    r"(?<![A-Za-z0-9_$])\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$"
+)
 _COMMENT_EDGE = re.compile(r"/\*|\*/")
 _E_STRING = re.compile(r"(?:[^'\\]|\\.|'')*'", re.S)
 _PLAIN_STRING = re.compile(r"(?:[^']|'')*'")
@@ -36,10 +38,10 @@ def _spans(sql: str) -> Iterator[tuple[str, bool]]:
             yield sql[pos:], True
             return
         if found.start() > pos:
-            yield sql[pos:found.start()], True
+            yield sql[pos : found.start()], True
         opening = found.group()
         end = _closing(sql, found.end(), opening)
-        yield sql[found.start():end], False
+        yield sql[found.start() : end], False
         pos = end
 
 
