@@ -21,9 +21,9 @@ from aiohttp import web
 
 from daemon.api import create_app
 from daemon.config import Settings
-from daemon.model import Execution, TaskRun, new_id
 from daemon.runtime import Runtime
-from daemon.state import State, StateHistory
+from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.state import State, StateHistory
 from daemon.store import open_store
 from daemon.store.base import Store
 from daemon.webhooks import WebhookRegistry

@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.model import derived_id  # noqa: E402
+from daemon.sdk.execution import derived_id  # noqa: E402
 from daemon.store import open_store  # noqa: E402
 from tests import services  # noqa: E402  (the tests' private PostgreSQL)
 from tests.cluster_helpers import fresh_database  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from daemon.flow import load_flow  # noqa: E402
 from daemon.runtime import Runtime  # noqa: E402
-from daemon.state import State  # noqa: E402
+from daemon.sdk.state import State  # noqa: E402
 from daemon.store import open_store  # noqa: E402
 
 RUNS = 30

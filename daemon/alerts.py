@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from pydantic import ValidationError
 
 from daemon.config import AlertRule, ConfigError, Settings
-from daemon.errors import PodiumError
-from daemon.model import Execution, TaskRun
-from daemon.plugin import Task, templated_values, with_rendered
+from daemon.sdk.errors import PodiumError
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.plugin import Task
+from daemon.sdk.properties import templated_values, with_rendered
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,11 +15,24 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from daemon.config import default_data_dir
-from daemon.errors import FlowError, InputError, PodiumError
-from daemon.model import Execution, TaskRun, summary_line
-from daemon.state import State
+from daemon.sdk.errors import FlowError, InputError, PodiumError
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.state import State
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
+
+
+def summary_line(doc: dict[str, Any]) -> str:
+    """One line per execution: id, namespace, flow, state, start, duration."""
+    state = doc["state"]
+    start = state.get("startDate") or ""
+    duration = state.get("duration") or "-"
+    if duration.startswith("PT") and duration.endswith("S"):
+        duration = f"{float(duration[2:-1]):.2f}s"
+    return (
+        f"{doc['id']}  {doc['namespace']}  {doc['flowId']}  {state['current']:<9}  "
+        f"{start}  {duration}"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from daemon.errors import PodiumError
 from daemon.flow import Flow, load_flow
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.errors import PodiumError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from daemon.store.postgres_schema import UNOWNED_UNFINISHED
 
 if TYPE_CHECKING:
@@ -633,7 +633,7 @@ class Cluster:
         current = self.runtime.flows.get((namespace, flow_id))
         if current is not None and (current.revision == revision or current.source == source):
             return
-        from daemon.errors import FlowError
+        from daemon.sdk.errors import FlowError
 
         try:
             flow: Flow = await asyncio.to_thread(

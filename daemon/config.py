@@ -16,9 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from daemon.durations import Duration
-from daemon.errors import PodiumError
-from daemon.state import State
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import PodiumError
+from daemon.sdk.state import State
 
 
 class ConfigError(PodiumError):

@@ -13,26 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.clock import Clock
-from daemon.state import State, iso
+from daemon.sdk.clock import Clock
+from daemon.sdk.state import State, iso
 
 if TYPE_CHECKING:
     from daemon.config import Settings
     from daemon.flow import Flow
-    from daemon.inputs import InputSpec
-    from daemon.model import Execution, TaskRun
     from daemon.runtime import Runtime
+    from daemon.sdk.execution import Execution, TaskRun
+    from daemon.sdk.inputs import InputSpec
     from daemon.webhooks import WebhookRegistry
 
 LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40}
-
-
-class ExitRequested(Exception):
-    """Raised by the Exit task: end the whole execution now, in `state`."""
-
-    def __init__(self, state: State) -> None:
-        super().__init__(state.value)
-        self.state = state
 
 
 class TaskLogger:

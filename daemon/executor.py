@@ -18,13 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from daemon.context import ExitRequested, RunContext, TaskLogger
-from daemon.durations import format_duration
-from daemon.errors import PodiumError, TaskFailed, TemplateError
-from daemon.model import Execution, TaskRun, new_id
-from daemon.plugin import Branch, FlowableTask, Task, templated_values, with_rendered
-from daemon.retry import RetryPolicy
-from daemon.state import State, StateHistory
+from daemon.context import RunContext, TaskLogger
+from daemon.sdk.durations import format_duration
+from daemon.sdk.errors import ExitRequested, PodiumError, TaskFailed, TemplateError
+from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.plugin import Branch, FlowableTask, Task
+from daemon.sdk.properties import templated_values, with_rendered
+from daemon.sdk.retry import RetryPolicy
+from daemon.sdk.state import State, StateHistory
 from daemon.store.base import StoreError
 
 if TYPE_CHECKING:

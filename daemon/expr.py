@@ -35,10 +35,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context
 
 from daemon import expr_limits, javadate
-from daemon.clock import Clock
-from daemon.errors import PodiumError, TemplateError
 from daemon.expr_filters import FILTERS, FUNCTIONS, TESTS, to_text
 from daemon.pebble import rewrite
+from daemon.sdk.clock import Clock
+from daemon.sdk.errors import PodiumError, TemplateError
 
 Functions = Mapping[str, Callable[..., Any]]
 

@@ -27,8 +27,8 @@ import regex  # type: ignore[import-untyped]
 from jinja2 import Undefined
 
 from daemon import javadate
-from daemon.errors import TemplateError
 from daemon.expr_limits import MAX_RANGE
+from daemon.sdk.errors import TemplateError
 
 P = ParamSpec("P")
 

@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.visitor import NodeTransformer
 
-from daemon.errors import TemplateError
+from daemon.sdk.errors import TemplateError
 
 MAX_RANGE = 100_000  # items of one range(), as Jinja's sandbox allows
 MAX_LENGTH = 10_000_000  # characters or items of one value an operator or filter makes

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError
 
-from daemon import yamlpos
-from daemon.errors import FlowError, Problem
-from daemon.inputs import InputSpec, validate_input_specs
-from daemon.plugin import Condition, Dynamic, Labels, Model, Task, Trigger
 from daemon.registry import Plugins, UnknownType, default_plugins
+from daemon.sdk import yamlpos
+from daemon.sdk.errors import FlowError, Problem
+from daemon.sdk.inputs import InputSpec, validate_input_specs
+from daemon.sdk.plugin import Condition, Task, Trigger
+from daemon.sdk.properties import Dynamic, Labels, Model
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"

@@ -10,9 +10,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import FlowError
 from daemon.flow import load_flow_file
 from daemon.runtime import Runtime
+from daemon.sdk.errors import FlowError
 from daemon.triggering import Triggers
 
 log = logging.getLogger(__name__)

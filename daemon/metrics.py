@@ -28,12 +28,12 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daemon.state import State
+from daemon.sdk.state import State
 
 if TYPE_CHECKING:
     from daemon.flow import Flow
-    from daemon.model import Execution, TaskRun
     from daemon.runtime import Runtime
+    from daemon.sdk.execution import Execution, TaskRun
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
-from daemon.plugin import Condition, Task, Trigger
+from daemon.sdk.plugin import Condition, Task, Trigger
 
 P = TypeVar("P", Task, Trigger, Condition)
 

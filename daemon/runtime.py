@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.clock import Clock
-from daemon.errors import NotFound, PodiumError
 from daemon.executor import ExecutionRunner
 from daemon.flow import Flow, load_flow
-from daemon.inputs import InputSpec, coerce_inputs
-from daemon.model import Execution, TaskRun, new_id
 from daemon.registry import Plugins, default_plugins
-from daemon.state import State, StateHistory
+from daemon.sdk.clock import Clock
+from daemon.sdk.errors import FlowDisabled, NotFound, PodiumError
+from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.inputs import InputSpec, coerce_inputs
+from daemon.sdk.state import State, StateHistory
 from daemon.storage import Storage
 
 if TYPE_CHECKING:
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, Execution, TaskRun | None, dict[str, Any] | None], None]
-
-
-class FlowDisabled(PodiumError):
-    """A disabled flow takes no new executions."""
 
 
 class RestartRefused(PodiumError):

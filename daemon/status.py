@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.errors import PodiumError
+from daemon.sdk.errors import PodiumError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT = 10.0  # seconds per request

@@ -11,9 +11,9 @@ import re
 import shutil
 from pathlib import Path
 
-from daemon.errors import NotFound, PodiumError
+from daemon.sdk.errors import NotFound
+from daemon.sdk.files import SCHEME, StorageError
 
-SCHEME = "kestra://"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -22,19 +22,6 @@ def _part(text: str) -> str:
     if cleaned in ("", ".", ".."):
         raise ValueError(f"{text!r} cannot name a stored file")
     return cleaned
-
-
-class StorageError(PodiumError):
-    """The storage directory refused a file: full, read-only, not ours to write...
-
-    A known condition of the machine, not a bug: the task (or trigger) that wanted the file
-    fails with one line naming the file and the system's reason, and the daemon goes on.
-    `errno` is the system's error number (e.g. `errno.ENOSPC`).
-    """
-
-    def __init__(self, message: str, errno: int | None) -> None:
-        super().__init__(message)
-        self.errno = errno
 
 
 def _refused(action: str, path: Path, exc: OSError) -> StorageError:

@@ -20,13 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from daemon.config import Settings
 from daemon.context import TriggerContext
-from daemon.errors import InputError, NotFound, PodiumError
 from daemon.flow import Flow
 from daemon.metrics import trigger_event
-from daemon.model import Execution, derived_id
-from daemon.plugin import Emit, Trigger
-from daemon.runtime import FlowDisabled, Runtime
-from daemon.state import iso
+from daemon.runtime import Runtime
+from daemon.sdk.errors import FlowDisabled, InputError, NotFound, PodiumError
+from daemon.sdk.execution import Execution, derived_id
+from daemon.sdk.plugin import Emit, Trigger
+from daemon.sdk.state import iso
 from daemon.store.base import StoreError
 from daemon.webhooks import WebhookRegistry
 

@@ -6,11 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from daemon.context import ExitRequested, RunContext
-from daemon.durations import Duration
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, JsonText, Output, Task
-from daemon.state import State
+from daemon.context import RunContext
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import ExitRequested, TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.state import State
 
 Level = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
 

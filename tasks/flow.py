@@ -6,13 +6,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from daemon.context import ExitRequested, RunContext
-from daemon.durations import Duration, format_duration
-from daemon.errors import TaskFailed
+from daemon.context import RunContext
 from daemon.flow import find_cycle
-from daemon.inputs import InputSpec
-from daemon.plugin import Branch, Children, Dynamic, FlowableTask, JsonText, Model, Output, Task
-from daemon.state import State
+from daemon.sdk.durations import Duration, format_duration
+from daemon.sdk.errors import ExitRequested, TaskFailed
+from daemon.sdk.inputs import InputSpec
+from daemon.sdk.plugin import Branch, Children, FlowableTask, Output, Task
+from daemon.sdk.properties import Dynamic, JsonText, Model
+from daemon.sdk.state import State
 
 
 class _WithHandlers(FlowableTask):

@@ -21,9 +21,10 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from daemon.context import RunContext, TaskLogger
-from daemon.durations import Duration, format_duration
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, JsonText, Model, Output, Task
+from daemon.sdk.durations import Duration, format_duration
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText, Model
 
 if TYPE_CHECKING:
     import aiohttp

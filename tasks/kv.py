@@ -12,10 +12,11 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from daemon.context import RunContext
-from daemon.durations import Duration, format_duration, parse_duration
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, Output, Task
-from daemon.state import iso
+from daemon.sdk.durations import Duration, format_duration, parse_duration
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic
+from daemon.sdk.state import iso
 
 KvType = Literal["STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON"]
 

@@ -22,10 +22,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AliasChoices, Field
 
 from daemon.context import RunContext
-from daemon.durations import Duration
-from daemon.endpoints import parse_endpoint, tls_context
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, Output, Task
+from daemon.sdk.brokers import parse_endpoint, tls_context
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic
 
 SerdeType = Literal["STRING", "JSON", "BYTES"]
 

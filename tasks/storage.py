@@ -15,9 +15,10 @@ from typing import IO, Annotated
 from pydantic import Field, model_validator
 
 from daemon.context import RunContext
-from daemon.errors import NotFound, TaskFailed
-from daemon.plugin import Dynamic, JsonText, Output, Task
-from daemon.storage import SCHEME
+from daemon.sdk.errors import NotFound, TaskFailed
+from daemon.sdk.files import SCHEME
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}

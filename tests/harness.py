@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemon.clock import Clock, FakeClock
 from daemon.config import Settings
 from daemon.flow import Flow, load_flow
-from daemon.model import Execution
 from daemon.registry import default_plugins
 from daemon.runtime import Runtime
+from daemon.sdk.clock import Clock, FakeClock
+from daemon.sdk.execution import Execution
 from daemon.store import open_store
 from daemon.store.base import Store
 from daemon.triggering import Triggers

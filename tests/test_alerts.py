@@ -22,9 +22,9 @@ import tests.test_notifications as notifications
 from daemon.alerts import Alerts, build_rules, install
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.flow import load_flow_file
-from daemon.model import Execution
 from daemon.registry import default_plugins
-from daemon.state import State
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tests.daemon_process import ROOT, ServeProcess
 from tests.harness import Harness, running_triggers, settle
 from tests.test_notifications import Hook, MailServer

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from daemon.api import events as sse
-from daemon.model import Execution
-from daemon.state import State, StateHistory
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State, StateHistory
 from tests.api_helpers import Event, call, events, form, serving
 from tests.harness import Harness
 

@@ -14,13 +14,13 @@ import pytest
 import tasks.core
 import triggers.schedule
 import triggers.webhook
-from daemon.clock import FakeClock
 from daemon.config import BasicAuth, Settings
 from daemon.context import TriggerContext
-from daemon.model import Execution
-from daemon.plugin import Emit, Trigger
 from daemon.registry import Plugins
 from daemon.runtime import Runtime
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.execution import Execution
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.store import open_store
 from daemon.triggering import DISABLED_STATE
 from tests.api_helpers import FlowServer, basic, call, flow_server, serving

@@ -204,8 +204,8 @@ def test_default_data_dir_is_stated_in_help(tmp_path: Path) -> None:
 
 
 def test_executions_list_reads_a_postgresql_store(tmp_path: Path, postgres_dsn: str) -> None:
-    from daemon.model import Execution, new_id
-    from daemon.state import State, StateHistory
+    from daemon.sdk.execution import Execution, new_id
+    from daemon.sdk.state import State, StateHistory
     from daemon.store import open_store
     from tests.cluster_helpers import fresh_database
 

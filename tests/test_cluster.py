@@ -15,9 +15,9 @@ import pytest
 
 from daemon.cluster import UNFINISHED, lock_key
 from daemon.flow import load_flow
-from daemon.model import Execution, TaskRun, new_id
 from daemon.registry import Plugins, default_plugins
-from daemon.state import State, StateHistory
+from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.state import State, StateHistory
 from tests.cluster_helpers import Node, execution_rows, fresh_database
 
 pytestmark = pytest.mark.timeout(90)
@@ -508,7 +508,7 @@ tasks:
 async def test_an_execution_paused_on_one_node_is_resumed_from_another(
     nodes: Callable[..., Awaitable[Node]],
 ) -> None:
-    from daemon.errors import InputError
+    from daemon.sdk.errors import InputError
 
     a = await nodes("a")
     await add_flow(a, WAITING)

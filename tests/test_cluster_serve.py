@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from daemon.model import derived_id
+from daemon.sdk.execution import derived_id
 from tests import services
 from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess

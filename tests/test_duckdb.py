@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from daemon.errors import FlowError
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tasks.sql.duckdb import to_ion
 from tests.harness import Harness
 

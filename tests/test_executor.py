@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.clock import FakeClock
-from daemon.errors import InputError
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import InputError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tests.harness import Harness, drive, task_states
 
 
@@ -1001,7 +1001,7 @@ PAUSING = """
 
 
 async def test_pause_waits_until_resumed_with_inputs(h: Harness) -> None:
-    from daemon.errors import InputError
+    from daemon.sdk.errors import InputError
 
     ex = await h.start(PAUSING)
     for _ in range(200):

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from daemon.clock import FakeClock
-from daemon.errors import TemplateError
 from daemon.expr import Renderer
 from daemon.pebble import rewrite
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import TemplateError
 
 NOW = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 

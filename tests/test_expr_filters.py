@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from daemon.clock import FakeClock
-from daemon.errors import TemplateError
 from daemon.expr import Renderer
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import TemplateError
 
 VARS: dict[str, Any] = {
     "inputs": {

@@ -33,8 +33,8 @@ from services import Mosquitto
 
 from daemon.config import Settings
 from daemon.context import TriggerContext
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from daemon.triggering import Triggers
 from daemon.webhooks import WebhookRegistry
 from tests.daemon_process import ServeProcess

@@ -24,9 +24,9 @@ import pytest
 from aiohttp import web
 from services import Mosquitto
 
-from daemon.model import Execution
-from daemon.state import State
-from daemon.storage import StorageError
+from daemon.sdk.execution import Execution
+from daemon.sdk.files import StorageError
+from daemon.sdk.state import State
 from tests.daemon_process import ServeProcess
 from tests.harness import Harness, running_triggers
 

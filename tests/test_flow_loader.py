@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import FlowError
 from daemon.flow import load_flow, load_flow_file
-from daemon.plugin import Task
 from daemon.registry import Plugins, Registry
+from daemon.sdk.errors import FlowError
+from daemon.sdk.plugin import Task
 from tasks.core import Log
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"

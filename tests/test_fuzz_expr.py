@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon import expr_limits, javadate
-from daemon.clock import FakeClock
-from daemon.errors import TemplateError
 from daemon.expr import Renderer
 from daemon.expr_filters import FILTERS, FUNCTIONS
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import TemplateError
 
 FUZZ = settings(
     max_examples=400,

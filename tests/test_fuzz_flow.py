@@ -22,10 +22,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.errors import FlowError, InputError
 from daemon.flow import Flow, load_flow, load_flow_file
-from daemon.inputs import InputSpec, coerce_inputs
 from daemon.registry import default_plugins
+from daemon.sdk.errors import FlowError, InputError
+from daemon.sdk.inputs import InputSpec, coerce_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = sorted((ROOT / "flows").glob("*.yaml"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from daemon.state import State
+from daemon.sdk.state import State
 from tests.harness import Harness, task_states
 
 FLOW = (

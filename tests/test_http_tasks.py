@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.errors import FlowError
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tests.harness import Harness
 
 MIB = 1024 * 1024

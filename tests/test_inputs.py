@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from daemon.errors import InputError
-from daemon.inputs import InputSpec, coerce_inputs, validate_input_specs
+from daemon.sdk.errors import InputError
+from daemon.sdk.inputs import InputSpec, coerce_inputs, validate_input_specs
 
 
 def spec(**props: Any) -> InputSpec:

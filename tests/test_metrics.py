@@ -29,9 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import daemon.metrics
 from daemon.config import BasicAuth, Settings
 from daemon.metrics import metrics_of
-from daemon.model import Execution, TaskRun
 from daemon.runtime import Runtime
-from daemon.state import State
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.state import State
 from daemon.store import open_store
 from tests.api_helpers import basic, call, flow_server, serving
 from tests.harness import Harness, running_triggers

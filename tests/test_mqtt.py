@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 from services import Mosquitto
 
-from daemon.clock import FakeClock
 from daemon.config import Settings
 from daemon.context import TriggerContext
-from daemon.errors import FlowError
 from daemon.flow import Flow, load_flow
-from daemon.model import Execution
-from daemon.plugin import Emit
-from daemon.state import State
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.plugin import Emit
+from daemon.sdk.state import State
 from daemon.triggering import Triggers
 from daemon.webhooks import WebhookRegistry
 from tests.harness import Harness, running_triggers

@@ -22,10 +22,10 @@ import pytest
 from aiohttp import web
 
 import tasks.notifications.delivery as delivery
-from daemon.errors import FlowError
 from daemon.flow import load_flow
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tests.harness import Harness, task_states
 
 PUBLIC_URL = "http://podium.example:8080"

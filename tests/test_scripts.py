@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.errors import FlowError
 from daemon.flow import load_flow
-from daemon.model import Execution, TaskRun
-from daemon.state import State
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.state import State
 from tasks.scripts.base import glob_regex
 from tasks.scripts.protocol import ProtocolError, parse
 from tasks.scripts.runner import LineSplitter

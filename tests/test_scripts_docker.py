@@ -27,8 +27,8 @@ from aiohttp import web
 from services import free_port
 
 from daemon.context import RunContext, TaskLogger
-from daemon.errors import TaskFailed
-from daemon.state import State
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.state import State
 from tasks.scripts import docker as docker_runner
 from tasks.scripts.docker import (
     EXECUTION_LABEL,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from daemon.clock import FakeClock
-from daemon.errors import FlowError
-from daemon.model import Execution
 from daemon.registry import default_plugins
 from daemon.runtime import Runtime
-from daemon.state import State
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from daemon.store import open_store
 from tests.harness import Harness
 

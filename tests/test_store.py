@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from daemon.clock import FakeClock
-from daemon.state import iso
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.state import iso
 from daemon.store import SqliteStore, Store, StoreError, open_store
 from daemon.store.postgres import PostgresStore
 from daemon.store.sqlite_io import MIGRATIONS

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from daemon.clock import FakeClock
+from daemon.sdk.clock import FakeClock
 from daemon.store import StoreError, open_store
 from daemon.store.postgres import PostgresStore
 from daemon.store.postgres_schema import FLOWS_CHANNEL, MIGRATIONS, UNOWNED_UNFINISHED

@@ -16,7 +16,7 @@ from aiohttp import web
 from harness import Harness, running_triggers, task_states
 
 from bench import taxi_csv
-from daemon.model import Execution, TaskRun
+from daemon.sdk.execution import Execution, TaskRun
 from tasks.sql.pool import close_pools
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"

@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 
-from daemon.errors import FlowError
 from daemon.flow import Flow, load_flow
-from daemon.model import Execution
-from daemon.plugin import ConditionContext
-from daemon.state import State
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.plugin import ConditionContext
+from daemon.sdk.state import State
 from tests.harness import Harness, TriggerHarness, running_triggers, settle
 from triggers.conditions import ExecutionNamespace
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from daemon.config import Settings
-from daemon.errors import FlowError
 from daemon.flow import load_flow
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tests.harness import Harness, TriggerHarness, running_triggers
 
 # watchdog warns (from its own thread) when `mkdir -p` makes it watch a new directory twice;

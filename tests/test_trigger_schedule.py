@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from daemon.clock import FakeClock
-from daemon.errors import FlowError
 from daemon.flow import load_flow
-from daemon.model import Execution
-from daemon.state import State
+from daemon.sdk.clock import FakeClock
+from daemon.sdk.errors import FlowError
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 from tests.harness import Harness, TriggerHarness, running_triggers
 from triggers.schedule import CronSlots
 

@@ -15,9 +15,9 @@ import pytest
 
 from daemon.config import BasicAuth, Settings
 from daemon.context import TriggerContext
-from daemon.errors import FlowError
 from daemon.flow import load_flow
-from daemon.plugin import Condition, ConditionContext
+from daemon.sdk.errors import FlowError
+from daemon.sdk.plugin import Condition, ConditionContext
 from daemon.triggering import Triggers
 from daemon.webhooks import WebhookRegistry
 from tests.api_helpers import serving

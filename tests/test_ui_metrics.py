@@ -11,7 +11,7 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 from playwright.sync_api import Browser, expect
 
-from daemon.state import State
+from daemon.sdk.state import State
 from tests.services import Chromium
 from tests.ui_helpers import DESKTOP, PHONE, Console, Screens, UiServer, browser, new_page
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from daemon.plugin import Condition, ConditionContext
-from daemon.state import State
+from daemon.sdk.plugin import Condition, ConditionContext
+from daemon.sdk.state import State
 
 _LEGACY = "io.kestra.core.models.conditions.types."
 _CORE = "io.kestra.plugin.core.condition."

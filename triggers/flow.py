@@ -16,10 +16,11 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from daemon.context import TriggerContext
-from daemon.errors import InputError, TemplateError
-from daemon.model import Execution, TaskRun
-from daemon.plugin import ConditionContext, Emit, Model, Trigger, has_template
-from daemon.state import State
+from daemon.sdk.errors import InputError, TemplateError
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.properties import Model, has_template
+from daemon.sdk.state import State
 
 # (execution, state) pairs remembered, so that a state published twice starts one execution.
 _REMEMBERED = 10_000

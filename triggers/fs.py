@@ -39,11 +39,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from daemon.context import TriggerContext
-from daemon.durations import Duration, format_duration
-from daemon.errors import InputError, PodiumError
-from daemon.plugin import Emit, Trigger
-from daemon.runtime import FlowDisabled
-from daemon.state import iso
+from daemon.sdk.durations import Duration, format_duration
+from daemon.sdk.errors import FlowDisabled, InputError, PodiumError
+from daemon.sdk.plugin import Emit, Trigger
+from daemon.sdk.state import iso
 from daemon.storage import Storage
 from triggers.fs_watch import Settled, Watcher, WatchError, fingerprint, sha256_of
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from daemon.clock import Clock
-from daemon.errors import PodiumError
+from daemon.sdk.clock import Clock
+from daemon.sdk.errors import PodiumError
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent

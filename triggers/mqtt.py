@@ -52,22 +52,15 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import AfterValidator, AliasChoices, Field, field_validator
 
 from daemon.context import TriggerContext
-from daemon.durations import Duration
-from daemon.endpoints import Endpoint, parse_endpoint, tls_context
-from daemon.errors import PodiumError
 from daemon.metrics import trigger_connection, trigger_event
-from daemon.model import new_id
-from daemon.plugin import (
-    ConditionContext,
-    Dynamic,
-    Emit,
-    Trigger,
-    has_template,
-    templated_values,
-    with_rendered,
-)
-from daemon.state import iso
-from daemon.storage import StorageError
+from daemon.sdk.brokers import Endpoint, parse_endpoint, tls_context
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import PodiumError
+from daemon.sdk.execution import new_id
+from daemon.sdk.files import StorageError
+from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.properties import Dynamic, has_template, templated_values, with_rendered
+from daemon.sdk.state import iso
 
 SerdeType = Literal["STRING", "JSON", "BYTES"]
 

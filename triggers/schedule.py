@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
 from daemon.context import TriggerContext
-from daemon.durations import Duration
-from daemon.errors import InputError, TemplateError
-from daemon.plugin import ConditionContext, Emit, Model, Trigger, has_template
-from daemon.state import iso
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import InputError, TemplateError
+from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.properties import Model, has_template
+from daemon.sdk.state import iso
 
 _ALIASES = {
     "@yearly": "0 0 1 1 *",

@@ -18,14 +18,15 @@ import orjson
 from pydantic import Field, field_validator
 
 from daemon.context import TriggerContext
-from daemon.errors import InputError, PodiumError
 from daemon.metrics import trigger_event
-from daemon.plugin import ConditionContext, Dynamic, Emit, Trigger, has_template
+from daemon.sdk.errors import InputError, PodiumError
+from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.properties import Dynamic, has_template
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from daemon.model import Execution
+    from daemon.sdk.execution import Execution
 
 MAX_KEY_LENGTH = 256  # Kestra's @Size(max = 256)
 # Credentials a caller may send along: kept out of the stored trigger variables.

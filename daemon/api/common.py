@@ -15,9 +15,9 @@ import orjson
 from aiohttp import web
 
 from daemon.config import Settings
-from daemon.errors import NotFound
 from daemon.flowdir import FlowDirectory
 from daemon.runtime import Runtime
+from daemon.sdk.errors import NotFound
 from daemon.webhooks import Handler, WebhookRegistry
 
 RUNTIME = web.AppKey("runtime", Runtime)

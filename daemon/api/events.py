@@ -21,8 +21,8 @@ from aiohttp import web
 
 from daemon.api.common import RUNTIME, Reply, Routes, error, stored_execution
 from daemon.api.logs import MIN_LEVEL, TASK_RUN, min_level
-from daemon.model import Execution, TaskRun
-from daemon.state import State
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.state import State
 from daemon.store.base import LEVELS
 
 HEARTBEAT = 15.0  # seconds between comment lines that keep proxies open and find dead clients

@@ -36,10 +36,9 @@ from daemon.api.common import (
     stored_execution,
 )
 from daemon.api.uploads import Uploads, bounded, json_kind, read_inputs, refuse_server_paths
-from daemon.errors import NotFound
-from daemon.runtime import FlowDisabled
-from daemon.state import State
-from daemon.storage import SCHEME
+from daemon.sdk.errors import FlowDisabled, NotFound
+from daemon.sdk.files import SCHEME
+from daemon.sdk.state import State
 
 routes = Routes("Executions")
 

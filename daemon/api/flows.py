@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon import yamlpos
 from daemon.api.common import (
     PAGE,
     RUNTIME,
@@ -34,10 +33,11 @@ from daemon.api.common import (
     paging,
 )
 from daemon.api.middleware import problem_json, problem_text
-from daemon.errors import FlowError, NotFound
 from daemon.flow import Flow, load_flow
 from daemon.flowdir import FlowDirectory
 from daemon.runtime import Runtime
+from daemon.sdk import yamlpos
+from daemon.sdk.errors import FlowError, NotFound
 
 routes = Routes("Flows")
 

@@ -23,10 +23,10 @@ from daemon.api.common import (
     json_response,
     ok,
 )
-from daemon.durations import parse_duration
-from daemon.errors import NotFound
 from daemon.flow import NAMESPACE_PATTERN
-from daemon.state import iso
+from daemon.sdk.durations import parse_duration
+from daemon.sdk.errors import NotFound
+from daemon.sdk.state import iso
 
 routes = Routes("KV")
 

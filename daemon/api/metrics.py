@@ -36,13 +36,7 @@ from daemon.api.common import (
     paging,
     stored_execution,
 )
-from daemon.metrics import (
-    STORE_WRITE_BUCKETS,
-    TASK_RUN_BUCKETS,
-    Metrics,
-    TaskSeries,
-    metrics_of,
-)
+from daemon.metrics import STORE_WRITE_BUCKETS, TASK_RUN_BUCKETS, Metrics, TaskSeries, metrics_of
 
 routes = Routes("Metrics")
 

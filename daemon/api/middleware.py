@@ -15,9 +15,17 @@ import time
 from aiohttp import web
 
 from daemon.api.common import SETTINGS, HttpError, json_response
-from daemon.errors import FlowError, InputError, NotFound, PodiumError, Problem, TemplateError
-from daemon.runtime import FlowDisabled, RestartRefused
-from daemon.storage import StorageError
+from daemon.runtime import RestartRefused
+from daemon.sdk.errors import (
+    FlowDisabled,
+    FlowError,
+    InputError,
+    NotFound,
+    PodiumError,
+    Problem,
+    TemplateError,
+)
+from daemon.sdk.files import StorageError
 from daemon.store.base import StoreError
 from daemon.webhooks import Handler
 

@@ -24,7 +24,7 @@ from daemon.api.common import (
 from daemon.api.middleware import WEBHOOK_PATH
 from daemon.api.uploads import bounded
 from daemon.metrics import WEBHOOK_TRIGGER_TYPE, trigger_event
-from daemon.runtime import FlowDisabled
+from daemon.sdk.errors import FlowDisabled
 
 health_routes = Routes("Health")
 webhook_routes = Routes("Webhooks")

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from daemon.api.common import Operation, Reply, Routes, error, json_response, ok
 from daemon.api.misc import version
-from daemon.state import State
+from daemon.sdk.state import State
 
 routes = Routes("OpenAPI")
 

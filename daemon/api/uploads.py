@@ -15,8 +15,8 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.api.common import SETTINGS, HttpError, parse_json
-from daemon.errors import InputError
 from daemon.flow import Flow
+from daemon.sdk.errors import InputError
 
 _CHUNK = 256 * 1024
 # Bytes of an uploaded file's name as saved: file systems refuse names past 255.

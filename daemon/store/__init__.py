@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daemon.clock import Clock
+from daemon.sdk.clock import Clock
 from daemon.store.base import Store, StoreError
 from daemon.store.sqlite import SqliteStore
 

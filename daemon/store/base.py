@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Self
 
 import orjson
 
-from daemon.errors import PodiumError
+from daemon.sdk.errors import PodiumError
 
 LEVELS: dict[str, int] = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
 """Kestra's log levels; stored as numbers so `min_level` is one comparison."""

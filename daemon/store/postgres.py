@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from daemon.clock import Clock
-from daemon.state import iso
+from daemon.sdk.clock import Clock
+from daemon.sdk.state import iso
 from daemon.store.base import (
     ExecutionRow,
     LogRow,

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from daemon.clock import Clock
+from daemon.sdk.clock import Clock
 from daemon.store.base import StoreError
 from daemon.store.postgres_schema import migrate
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from daemon.clock import Clock
+from daemon.sdk.clock import Clock
 from daemon.store.base import StoreError
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from daemon.clock import Clock
-from daemon.state import iso
+from daemon.sdk.clock import Clock
+from daemon.sdk.state import iso
 from daemon.store.base import (
     Store,
     check_page,

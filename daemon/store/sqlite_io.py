@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemon.clock import Clock
-from daemon.state import iso
+from daemon.sdk.clock import Clock
+from daemon.sdk.state import iso
 from daemon.store.base import StoreError
 
 logger = logging.getLogger(__name__)

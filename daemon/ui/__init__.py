@@ -21,8 +21,8 @@ import jinja2
 from aiohttp import web
 
 from daemon.api.common import RUNTIME, HttpError, json_response
-from daemon.errors import NotFound
 from daemon.flow import Flow, load_flow
+from daemon.sdk.errors import NotFound
 from daemon.ui.graph import flow_graph
 
 HERE = Path(__file__).parent

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from daemon.flow import Flow
-from daemon.plugin import FlowableTask, Task, Trigger
+from daemon.sdk.plugin import FlowableTask, Task, Trigger
 
 NODE_H = 48
 NODE_MIN_W = 132

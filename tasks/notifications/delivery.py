@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import Field, field_validator
 
 from daemon.context import RunContext
-from daemon.durations import Duration, format_duration
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, Model, Output, Task
+from daemon.sdk.durations import Duration, format_duration
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, Model
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from daemon.clock import Clock
+    from daemon.sdk.clock import Clock
 
 SEND_ATTEMPTS = 3
 RETRY_DELAY = 1.0  # seconds before the second attempt, doubled before each next one

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from daemon.plugin import Dynamic
+from daemon.sdk.properties import Dynamic
 from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from daemon.context import RunContext
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, JsonText, Model, Output, Task
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText, Model
 from tasks.notifications.delivery import Note, SendError, deliver
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 

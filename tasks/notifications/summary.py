@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from daemon.context import RunContext
-from daemon.errors import NotFound, TaskFailed
-from daemon.model import Execution, TaskRun
-from daemon.plugin import Dynamic, JsonText, Output, Task
-from daemon.state import State
+from daemon.sdk.errors import NotFound, TaskFailed
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.state import State
 from tasks.notifications.delivery import Note
 
 if TYPE_CHECKING:

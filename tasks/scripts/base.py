@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field
 
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, JsonText, Model, Output, Task
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText, Model
 from tasks.scripts.docker import Docker
 from tasks.scripts.process import Process
 from tasks.scripts.protocol import ProtocolError, framed, parse

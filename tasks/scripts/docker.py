@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from daemon.durations import Duration
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, Model, templated_values, with_rendered
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.properties import Dynamic, Model, templated_values, with_rendered
 from tasks.scripts.runner import LineSplitter, ScriptJob, ScriptResult, ScriptRunner, Stream
 
 if TYPE_CHECKING:

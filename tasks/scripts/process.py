@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from daemon.errors import TaskFailed
+from daemon.sdk.errors import TaskFailed
 from tasks.scripts.runner import LineSplitter, ScriptJob, ScriptResult, ScriptRunner, Stream
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from daemon.plugin import Dynamic, JsonText
+from daemon.sdk.properties import Dynamic, JsonText
 from tasks.scripts.base import CONTEXT_FILE, ScriptTask
 
 SCRIPT_FILE = ".script.py"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from daemon.plugin import Model
+from daemon.sdk.properties import Model
 
 if TYPE_CHECKING:
     from daemon.context import RunContext

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from daemon.plugin import Dynamic, JsonText
+from daemon.sdk.properties import Dynamic, JsonText
 from tasks.scripts.base import CONTEXT_FILE, ScriptTask
 
 SCRIPT_FILE = ".script.sh"

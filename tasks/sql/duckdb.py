@@ -25,10 +25,11 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from daemon.context import RunContext
-from daemon.durations import format_duration
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, JsonText, Output, Task
-from daemon.state import iso
+from daemon.sdk.durations import format_duration
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.state import iso
 
 if TYPE_CHECKING:
     import duckdb

@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from daemon.durations import format_duration
-from daemon.errors import TaskFailed
+from daemon.sdk.durations import format_duration
+from daemon.sdk.errors import TaskFailed
 
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped]

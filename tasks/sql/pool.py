@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from daemon.errors import TaskFailed
+from daemon.sdk.errors import TaskFailed
 
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped]

@@ -18,8 +18,9 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from daemon.context import RunContext
-from daemon.errors import TaskFailed
-from daemon.plugin import Dynamic, JsonText, Output, Task
+from daemon.sdk.errors import TaskFailed
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText
 from tasks.sql.pgvalues import arguments, json_row
 from tasks.sql.pool import Target, close_pools, connection, parse_target
 from tasks.sql.sqltext import bind_named, split_statements

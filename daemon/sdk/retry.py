@@ -5,8 +5,31 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
-from daemon.plugin import RetryModel
+from pydantic import AliasChoices, Field
+
+from daemon.sdk.durations import Duration
+from daemon.sdk.properties import Model
+
+
+class RetryModel(Model):
+    """Kestra's `retry:` block; turned into a frozen `RetryPolicy` by the executor."""
+
+    type: Literal["constant", "exponential", "random"]
+    interval: Duration | None = None
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        alias="maxAttempt",
+        validation_alias=AliasChoices("maxAttempts", "maxAttempt"),
+    )
+    max_duration: Duration | None = None
+    max_interval: Duration | None = None
+    min_interval: Duration | None = None
+    delay_factor: float | None = None
+    warning_on_retry: bool = False
+    behavior: Literal["RETRY_FAILED_TASK", "CREATE_NEW_EXECUTION"] = "RETRY_FAILED_TASK"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.sdk.state import State
+
 
 class PodiumError(Exception):
     """Base of the errors podium expects and reports without a traceback."""
@@ -57,3 +59,15 @@ class TaskFailed(PodiumError):
 
 class NotFound(PodiumError):
     """A flow, execution or file that does not exist."""
+
+
+class FlowDisabled(PodiumError):
+    """A disabled flow takes no new executions."""
+
+
+class ExitRequested(Exception):
+    """Raised by the Exit task: end the whole execution now, in `state`."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(state.value)
+        self.state = state

@@ -7,26 +7,41 @@ reports every bad input at once so that a person fixes a form in one go.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import orjson
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from daemon import yamlpos
-from daemon.durations import format_duration, parse_duration
-from daemon.errors import InputError
-from daemon.plugin import Model
+from daemon.sdk.durations import format_duration
+from daemon.sdk.errors import InputError
+from daemon.sdk.input_parsers import (
+    as_text,
+    check_storable,
+    dump_datetime,
+    parse_date,
+    parse_datetime,
+    parse_duration_value,
+    parse_email,
+    parse_file_uri,
+    parse_float,
+    parse_int,
+    parse_json,
+    parse_structured,
+    parse_time,
+    parse_uri,
+    parse_yaml,
+    show_value,
+)
+from daemon.sdk.properties import Model
 
 # Kestra's id rule; a dot makes a nested input (`nested.string` -> inputs.nested.string).
 INPUT_ID_PATTERN = r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$"
+
 
 InputType = Literal[
     "STRING",
@@ -49,13 +64,21 @@ InputType = Literal[
     "FILE",
     "SECRET",
 ]
+
+
 Path = tuple[str | int, ...]
+
+
 StoreFile = Callable[[str, Any], str]
+
+
 Problems = list[tuple[tuple[int, ...], str]]  # (index path inside the value, message)
 
-_FILE_SCHEMES = ("kestra", "nsfile", "file")
+
 _NOT_ITEM_TYPES = ("ARRAY", "MULTISELECT", "SELECT", "ENUM", "FILE")
 # Type-specific properties and the types they belong to; anywhere else they are a mistake.
+
+
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "validator": ("STRING", "SECRET"),
     "min": ("INT", "FLOAT", "DURATION"),
@@ -75,19 +98,6 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
 def _spec_error(message: str) -> PydanticCustomError:
     """A load-time error whose text reaches the user as written (no "Value error, ")."""
     return PydanticCustomError("input_spec", message)
-
-
-def _as_text(value: Any) -> Any:
-    """YAML reads `- yes` as True and `- 2024` as 2024; Kestra compares choices as text."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {k: _as_text(v) for k, v in value.items()}
-    return value
 
 
 class ValueOption(Model):
@@ -120,7 +130,7 @@ class InputSpec(Model):
     max: int | float | str | None = None
     after: str | None = None
     before: str | None = None
-    values: list[Annotated[str | ValueOption, BeforeValidator(_as_text)]] | None = None
+    values: list[Annotated[str | ValueOption, BeforeValidator(as_text)]] | None = None
     expression: str | None = None
     allow_custom_value: bool = False
     auto_select_first: bool = False
@@ -151,7 +161,7 @@ class InputSpec(Model):
             try:
                 return _KINDS[kind].dump(parse_bound(value))
             except ValueError as exc:
-                raise _spec_error(f"{_show(value)} {exc}") from None
+                raise _spec_error(f"{show_value(value)} {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -179,36 +189,6 @@ class _Invalid(Exception):
         self.problems = problems
 
 
-def _show(value: Any, secret: bool = False) -> str:
-    text = "'******'" if secret else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,20}", value.strip()):
-        return int(value)
-    raise ValueError("is not an INT")
-
-
-def _float(value: Any) -> float:
-    number = math.nan
-    if isinstance(value, float) or (
-        isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() <= 1024
-    ):
-        number = float(value)
-    elif isinstance(value, str) and re.fullmatch(
-        r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value.strip()
-    ):
-        number = float(value)
-    if not math.isfinite(number):
-        raise ValueError("is not a FLOAT")
-    return number
-
-
 def _bool(value: Any, spec: InputSpec) -> bool:
     if isinstance(value, bool):
         return value
@@ -217,66 +197,10 @@ def _bool(value: Any, spec: InputSpec) -> bool:
     raise ValueError(f"is not a {spec.type} (expected true or false)")
 
 
-def _datetime(value: Any) -> datetime:
-    parsed = value if isinstance(value, datetime) else None
-    if isinstance(value, str) and len(value.strip()) > len("2042-04-02"):  # a time is required
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            parsed = None
-    if parsed is None:
-        raise ValueError("is not a DATETIME (expected ISO-8601, e.g. 2042-04-02T04:20:42Z)")
-    try:
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range once in UTC") from None
-
-
-def _date(value: Any) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    try:
-        return date.fromisoformat(value.strip())
-    except (AttributeError, ValueError):
-        raise ValueError("is not a DATE (expected e.g. 2042-12-03)") from None
-
-
-def _time(value: Any) -> time:
-    """An int is seconds since midnight: YAML 1.1 reads an unquoted 14:19:00 as 51540."""
-    parsed = value if isinstance(value, time) else None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 86400:
-        parsed = (datetime.min + timedelta(seconds=value)).time()
-    elif isinstance(value, str):
-        try:
-            parsed = time.fromisoformat(value.strip())
-        except ValueError:
-            parsed = None
-    if parsed is None or parsed.tzinfo is not None:
-        raise ValueError("is not a TIME (expected e.g. 10:15:30, without a time zone)")
-    return parsed
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return timedelta(seconds=value)
-        return parse_duration(value.strip())
-    except OverflowError:
-        raise ValueError("is a DURATION out of range (at most 999999999 days)") from None
-    except (AttributeError, ValueError):
-        raise ValueError("is not a DURATION (expected ISO-8601, e.g. PT5M6S)") from None
-
-
-def _dump_datetime(value: datetime) -> str:
-    return f"{value.replace(tzinfo=None).isoformat()}Z"
-
-
 def _string(value: Any, spec: InputSpec) -> str:
     if not isinstance(value, bool | int | float | str | date | time):
         raise ValueError(f"is not a {spec.type}")
-    text = str(_as_text(value))
+    text = str(as_text(value))
     if spec.validator is not None and not re.fullmatch(spec.validator, text):
         raise ValueError(f"does not match the validator {spec.validator!r}")
     return text
@@ -284,7 +208,7 @@ def _string(value: Any, spec: InputSpec) -> str:
 
 def _choice(value: Any, spec: InputSpec) -> str:
     """Values computed by `expression` are only known to the renderer, so any text passes."""
-    text = _as_text(value)
+    text = as_text(value)
     if not isinstance(text, str):
         raise ValueError("is not text")
     open_ended = spec.allow_custom_value or (spec.values is None and spec.expression is not None)
@@ -292,26 +216,6 @@ def _choice(value: Any, spec: InputSpec) -> str:
         shown = ", ".join(spec.choices[:10]) + (", ..." if len(spec.choices) > 10 else "")
         raise ValueError(f"is not one of {shown}")
     return text
-
-
-def _structured(text: str) -> Any:
-    """JSON first, which keeps "10:00:00" text; then YAML, which Kestra also takes for lists."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("is nested too deeply") from None
-    except json.JSONDecodeError:
-        pass
-    try:
-        return _yaml_value(text)
-    except yamlpos.YamlProblem:
-        return None
-
-
-def _yaml_value(text: str) -> Any:
-    """The flow loader's YAML reader, which bounds nesting and aliases: a value from a
-    caller is no more trusted than a flow file (an alias bomb must not hang the daemon)."""
-    return yamlpos.load(text, core_schema=False)[0]
 
 
 def _list(value: Any, spec: InputSpec) -> list[Any]:
@@ -325,7 +229,7 @@ def _list(value: Any, spec: InputSpec) -> list[Any]:
         if spec.type == "MULTISELECT" and not value.strip().startswith("["):
             items = [part.strip() for part in value.split(",") if part.strip()]
         else:
-            items = _structured(value)
+            items = parse_structured(value)
     if not isinstance(items, list | tuple):
         raise ValueError(
             f"is not {'a MULTISELECT' if spec.type == 'MULTISELECT' else 'an ARRAY'} "
@@ -343,58 +247,6 @@ def _list(value: Any, spec: InputSpec) -> list[Any]:
     if problems:
         raise _Invalid(problems)
     return out
-
-
-def _plain(value: Any) -> Any:
-    """YAML gives dates and non-text keys; executions store JSON."""
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
-
-
-def _json(value: Any) -> Any:
-    try:
-        return json.loads(value) if isinstance(value, str) else value
-    except RecursionError:
-        raise ValueError("is not valid JSON (nested too deeply)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-
-
-def _yaml(value: Any) -> Any:
-    try:
-        return _plain(_yaml_value(value) if isinstance(value, str) else value)
-    except yamlpos.YamlProblem as exc:
-        raise ValueError(
-            f"is not valid YAML ({exc.message.removeprefix('invalid YAML: ')} "
-            f"at line {exc.line} column {exc.column})"
-        ) from None
-
-
-def _uri(value: Any) -> str:
-    text = value.strip() if isinstance(value, str) else ""
-    parts = urlsplit(text) if text and not re.search(r"\s", text) else None
-    if parts is None or not parts.scheme or not (parts.netloc or parts.scheme in _FILE_SCHEMES):
-        raise ValueError("is not a URI (expected e.g. https://example.com/data.csv)")
-    return text
-
-
-def _email(value: Any) -> str:
-    text = value.strip() if isinstance(value, str) else ""
-    if not re.fullmatch(r"[A-Za-z0-9_!#$%&'*+/=?`{|}~^.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", text):
-        raise ValueError("is not an email address")
-    return text
-
-
-def _file_uri(value: Any) -> str:
-    """A FILE value already stored, or a default naming a namespace or local file."""
-    if isinstance(value, str) and urlsplit(value).scheme in _FILE_SCHEMES:
-        return value
-    raise ValueError("is not a file URI (expected kestra:///..., nsfile:///... or file:///...)")
 
 
 @dataclass(frozen=True)
@@ -418,25 +270,27 @@ def _simple(parse: Callable[[Any], Any]) -> _Kind:
 _KINDS: dict[str, _Kind] = {
     "STRING": _Kind(_string, empty_is_value=True),
     "SECRET": _Kind(_string, empty_is_value=True),
-    "INT": _bounded(_int),
-    "FLOAT": _bounded(_float),
+    "INT": _bounded(parse_int),
+    "FLOAT": _bounded(parse_float),
     "BOOLEAN": _Kind(_bool),
     "BOOL": _Kind(_bool),
-    "DATETIME": _bounded(_datetime, _dump_datetime),
-    "DATE": _bounded(_date, date.isoformat),
-    "TIME": _bounded(_time, time.isoformat),
-    "DURATION": _bounded(_duration, format_duration),
+    "DATETIME": _bounded(parse_datetime, dump_datetime),
+    "DATE": _bounded(parse_date, date.isoformat),
+    "TIME": _bounded(parse_time, time.isoformat),
+    "DURATION": _bounded(parse_duration_value, format_duration),
     "SELECT": _Kind(_choice),
     "ENUM": _Kind(_choice),
     "MULTISELECT": _Kind(_list),
     "ARRAY": _Kind(_list),
-    "JSON": _simple(_json),
-    "YAML": _simple(_yaml),
-    "URI": _simple(_uri),
-    "EMAIL": _simple(_email),
-    "FILE": _simple(_file_uri),
+    "JSON": _simple(parse_json),
+    "YAML": _simple(parse_yaml),
+    "URI": _simple(parse_uri),
+    "EMAIL": _simple(parse_email),
+    "FILE": _simple(parse_file_uri),
 }
 # (lower bound, upper bound, words for a value below / above them)
+
+
 _BOUNDS = (
     ("min", "max", "less than", "greater than"),
     ("after", "before", "earlier than", "later than"),
@@ -455,20 +309,11 @@ def _coerce(spec: InputSpec, value: Any) -> Any:
             if kind.parse_bound and highest is not None and parsed > kind.parse_bound(highest):
                 raise ValueError(f"is {above} {highest} ({high})")
         dumped = kind.dump(parsed)
-        _storable(dumped)
+        check_storable(dumped)
     except ValueError as exc:
         secret = "SECRET" in (spec.type, spec.item_type)
-        raise _Invalid([((), f"{_show(value, secret)} {exc}")]) from None
+        raise _Invalid([((), f"{show_value(value, secret)} {exc}")]) from None
     return dumped
-
-
-def _storable(value: Any) -> None:
-    """Executions are stored as JSON by orjson: a number past 64 bits or a lone surrogate
-    (from a command line in another encoding) is refused here, not by the store."""
-    try:
-        orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:
-        raise ValueError(f"holds a value podium cannot store ({exc})") from None
 
 
 def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: bool) -> str | None:
@@ -476,9 +321,9 @@ def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: boo
     if isinstance(value, str) and value.startswith("kestra://"):
         return _check_extension(spec, value, value)
     if store_file is None:
-        raise _Invalid(
-            [((), f"FILE input needs a file (an upload or a kestra:// URI), not {_show(value)}")]
-        )
+        shown = show_value(value)
+        message = f"FILE input needs a file (an upload or a kestra:// URI), not {shown}"
+        raise _Invalid([((), message)])
     name = value if isinstance(value, str) else getattr(value, "filename", None)
     if isinstance(name, str):
         _check_extension(spec, name, value)
@@ -487,7 +332,7 @@ def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: boo
     try:
         uri = store_file(spec.id, value)
     except (OSError, ValueError) as exc:
-        raise _Invalid([((), f"cannot store {_show(value)}: {exc}")]) from None
+        raise _Invalid([((), f"cannot store {show_value(value)}: {exc}")]) from None
     return _check_extension(spec, uri, value)
 
 
@@ -498,7 +343,7 @@ def _check_extension(spec: InputSpec, name: str, value: Any) -> str:
             [
                 (
                     (),
-                    f"{_show(value)} has none of the extensions {', '.join(allowed)} "
+                    f"{show_value(value)} has none of the extensions {', '.join(allowed)} "
                     "(allowedFileExtensions)",
                 )
             ]

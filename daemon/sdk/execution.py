@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from daemon.state import State, StateHistory, iso
+from daemon.sdk.state import StateHistory
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -143,17 +143,4 @@ class Execution:
         )
 
 
-def summary_line(doc: dict[str, Any]) -> str:
-    """One line per execution: id, namespace, flow, state, start, duration."""
-    state = doc["state"]
-    start = state.get("startDate") or ""
-    duration = state.get("duration") or "-"
-    if duration.startswith("PT") and duration.endswith("S"):
-        duration = f"{float(duration[2:-1]):.2f}s"
-    return (
-        f"{doc['id']}  {doc['namespace']}  {doc['flowId']}  {state['current']:<9}  "
-        f"{start}  {duration}"
-    )
-
-
-__all__ = ["Execution", "State", "StateHistory", "TaskRun", "iso", "new_id", "summary_line"]
+__all__ = ["Execution", "TaskRun", "derived_id", "new_id"]
