@@ -19,14 +19,14 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from daemon.api import create_app
-from daemon.config import Settings
-from daemon.runtime import Runtime
+from daemon.api.server import create_app
+from daemon.config.settings import Settings
+from daemon.engine.core import Engine
+from daemon.engine.webhooks import WebhookRegistry
 from daemon.sdk.execution import Execution, TaskRun, new_id
 from daemon.sdk.state import State, StateHistory
 from daemon.store import open_store
 from daemon.store.base import Store
-from daemon.webhooks import WebhookRegistry
 
 FLOWS = ("extract", "transform", "load", "report")
 STATES = (State.SUCCESS, State.SUCCESS, State.SUCCESS, State.FAILED, State.WARNING)
@@ -110,8 +110,8 @@ async def main(count: int, requests: int) -> None:
             f"stored {count} executions with {count * TASKS_PER_EXECUTION} task runs in "
             f"{time.perf_counter() - began:.1f} s"
         )
-        runtime = Runtime(data, store)
-        app = create_app(runtime, Settings(data_dir=data), WebhookRegistry())
+        engine = Engine(data, store)
+        app = create_app(engine, Settings(data_dir=data), WebhookRegistry())
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

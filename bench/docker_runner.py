@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import services  # noqa: E402
 
-from daemon.context import RunContext, TaskLogger  # noqa: E402
+from daemon.sdk.context import RunContext  # noqa: E402
 from tasks.scripts.docker import Docker  # noqa: E402
 from tasks.scripts.runner import ScriptJob  # noqa: E402
 from tests.harness import Harness  # noqa: E402
@@ -82,9 +82,7 @@ async def context(h: Harness) -> RunContext:
     """)
     execution = await h.run(flow)
     task_run = execution.task_runs[0]
-    return RunContext(
-        h.runtime, flow, execution, task_run, {}, TaskLogger(h.runtime, execution, task_run)
-    )
+    return h.task_context(flow, execution, task_run)
 
 
 async def measure(docker_host: str, image: str, runs: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import compileall
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.flow import load_flow  # noqa: E402
-from daemon.runtime import Runtime  # noqa: E402
+from bench._peak import measured  # noqa: E402
+from daemon.engine.core import Engine  # noqa: E402
+from daemon.flows.loader import load_flow  # noqa: E402
 from daemon.sdk.state import State  # noqa: E402
 from daemon.store import open_store  # noqa: E402
 
@@ -51,26 +51,27 @@ def parallel_flow() -> str:
 async def throughput(source: str, executions: int, data_dir: Path) -> tuple[float, float]:
     store = open_store(data_dir)
     await store.open()
-    runtime = Runtime(data_dir, store)
+    engine = Engine(data_dir, store)
     flow = load_flow(source, "bench.yaml")
     try:
         # warm up: revision saved, templates compiled
-        warm = await runtime.submit(flow)
-        await runtime.wait(warm.id)
+        warm = await engine.submit(flow)
+        await engine.wait(warm.id)
         started = time.perf_counter()
-        ids = [(await runtime.submit(flow)).id for _ in range(executions)]
-        finals = await asyncio.gather(*(runtime.wait(i) for i in ids))
+        ids = [(await engine.submit(flow)).id for _ in range(executions)]
+        finals = await asyncio.gather(*(engine.wait(i) for i in ids))
         elapsed = time.perf_counter() - started
         assert all(f.state.current == State.SUCCESS for f in finals)
         runs = sum(len(f.task_runs) for f in finals)
     finally:
-        await runtime.close()
+        await engine.close()
         await store.close()
     return runs / elapsed, elapsed / runs * 1000
 
 
 def podium_run(flow: Path, data_dir: Path, runs: int) -> tuple[float, float, int]:
-    """Best-of-N wall time and the largest peak RSS of `podium run` as a user starts it.
+    """Best-of-N wall time and the largest peak RSS of `podium run` as a user starts it (a
+    fresh process: see bench/_peak.py).
 
     A user's install has byte-code compiled (pip compiles site-packages; Python writes
     __pycache__ for podium's own source on first run); this sandbox sets
@@ -78,17 +79,12 @@ def podium_run(flow: Path, data_dir: Path, runs: int) -> tuple[float, float, int
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     best, rss, code = float("inf"), 0.0, 0
+    podium = str(ROOT / ".venv" / "bin" / "podium")
     for _ in range(runs):
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "podium"), "run", str(flow), "--data-dir", str(data_dir)],
-            stdout=subprocess.DEVNULL,
-            env=env,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        best = min(best, time.perf_counter() - started)
-        rss = max(rss, usage.ru_maxrss / 1024)
-        code = code or os.waitstatus_to_exitcode(status)
+        run = measured([podium, "run", str(flow), "--data-dir", str(data_dir)], env=env)
+        best = min(best, run.wall)
+        rss = max(rss, run.peak_mb)
+        code = code or run.exit_code
     return best, rss, code
 
 

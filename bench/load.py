@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._peak import measured  # noqa: E402
 from bench.taxi_csv import YELLOW_COLUMNS, generate  # noqa: E402
 from daemon.store import open_store  # noqa: E402
 from tests import services  # noqa: E402  (the tests' private PostgreSQL)
@@ -76,25 +77,18 @@ def psql(dsn: str, command: str) -> float:
 def podium_run(
     flow: Path, data_dir: Path, env: dict[str, str], *inputs: str
 ) -> tuple[dict[str, Any], float, float]:
-    """`podium run --json` in a child process: the stored execution, wall seconds, peak RSS
-    in MB (from the child's rusage)."""
+    """`podium run --json` in a fresh process: the stored execution, wall seconds, peak RSS
+    in MB (bench/_peak.py)."""
     argv = [sys.executable, "-m", "daemon", "run", "--json", "--data-dir", str(data_dir), str(flow)]
     for value in inputs:
         argv += ["-i", value]
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    assert child.stdout is not None
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
+    run = measured(argv, env=env, cwd=ROOT)
+    seconds, out = run.wall, run.stdout
     execution_id = json.loads(out)["id"]
     stored = asyncio.run(stored_execution(data_dir, execution_id))
     if stored["state"]["current"] != "SUCCESS":
         raise SystemExit(f"{flow.name} ended {stored['state']['current']}: {stored.get('error')}")
-    return stored, seconds, usage.ru_maxrss / 1024
+    return stored, seconds, run.peak_mb
 
 
 async def stored_execution(data_dir: Path, execution_id: str) -> dict[str, Any]:

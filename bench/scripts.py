@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.flow import load_flow  # noqa: E402
-from daemon.runtime import Runtime  # noqa: E402
+from daemon.engine.core import Engine  # noqa: E402
+from daemon.flows.loader import load_flow  # noqa: E402
 from daemon.sdk.state import State  # noqa: E402
 from daemon.store import open_store  # noqa: E402
 
@@ -48,12 +48,12 @@ async def direct(*argv: str) -> None:
         raise SystemExit(f"{argv} failed")
 
 
-def execution(runtime: Runtime, source: str) -> Callable[[], Awaitable[object]]:
+def execution(engine: Engine, source: str) -> Callable[[], Awaitable[object]]:
     flow = load_flow(source, "bench.yaml")
-    runtime.add_flow(flow)
+    engine.catalog.add(flow)
 
     async def run() -> None:
-        ex = await runtime.wait((await runtime.submit(flow)).id)
+        ex = await engine.wait((await engine.submit(flow)).id)
         if ex.state.current != State.SUCCESS:
             raise SystemExit(f"bench flow ended {ex.state.current.value}: {ex.error}")
 
@@ -107,10 +107,10 @@ async def main() -> None:
         data_dir = Path(tmp)
         store = open_store(data_dir)
         await store.open()
-        runtime = Runtime(data_dir, store)
+        engine = Engine(data_dir, store)
         try:
             bash = await median_ms(lambda: direct("bash", "-c", "true"))
-            task = await median_ms(execution(runtime, SHELL_FLOW))
+            task = await median_ms(execution(engine, SHELL_FLOW))
             print(
                 f"shell task: {task:6.1f} ms, bash -c directly: {bash:6.1f} ms, "
                 f"overhead {task - bash:+6.1f} ms (target <= 15 ms)"
@@ -118,7 +118,7 @@ async def main() -> None:
 
             wheel = tiny_wheel(data_dir)
             print("building the cached venv (pip, once)...", flush=True)
-            python_task = await median_ms(execution(runtime, python_flow(wheel)))
+            python_task = await median_ms(execution(engine, python_flow(wheel)))
             venv = next(p for p in (data_dir / "venvs").iterdir() if p.is_dir())
             python = await median_ms(
                 lambda: direct(str(venv / "bin" / "python"), "-c", "import benchdep")
@@ -133,7 +133,7 @@ async def main() -> None:
             # Left for the Docker runner's author: time a one-task flow on the Docker runner
             # against `podman run --rm <image> <command>` and print the ratio (target <= 1.2x).
         finally:
-            await runtime.close()
+            await engine.close()
             await store.close()
 
 

@@ -1,0 +1,1 @@
+"""podium: an event-driven, reactive pipeline daemon that runs Kestra-syntax YAML flows."""

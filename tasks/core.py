@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import ExitRequested, TaskFailed
 from daemon.sdk.plugin import Output, Task

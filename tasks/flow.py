@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from daemon.context import RunContext
-from daemon.flow import find_cycle
+from daemon.sdk.context import RunContext
+from daemon.sdk.dag import find_cycle
 from daemon.sdk.durations import Duration, format_duration
 from daemon.sdk.errors import ExitRequested, TaskFailed
 from daemon.sdk.inputs import InputSpec
@@ -197,6 +197,10 @@ class Pause(Task):
     )
     behavior: Literal["RESUME", "WARN", "CANCEL", "FAIL"] = "RESUME"
     on_resume: list[InputSpec] = Field(default_factory=list)
+
+    def resume_inputs(self) -> list[InputSpec]:
+        """The form a person resumes it with (the Resumable capability)."""
+        return self.on_resume
 
     async def run(self, ctx: RunContext) -> Output:
         seconds = self.pause_duration.total_seconds() if self.pause_duration else None

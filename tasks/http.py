@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from daemon.context import RunContext, TaskLogger
+from daemon.sdk.context import RunContext, TaskLogger
 from daemon.sdk.durations import Duration, format_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
@@ -148,7 +148,7 @@ class _Http(Task):
         from yarl import URL
 
         text = self.uri.strip().replace(" ", "%20")
-        shown = ctx.runtime.mask(safe_url(text))
+        shown = ctx.secrets.mask(safe_url(text))
         try:
             url = URL(text)
         except ValueError as exc:
@@ -161,7 +161,7 @@ class _Http(Task):
         headers: dict[str, str] = {}
         kwargs: dict[str, Any] = {}
         bare = url.with_user(None)  # URL credentials become a header, never shown
-        prepared = _Prepared(bare, ctx.runtime.mask(str(bare)), kwargs)
+        prepared = _Prepared(bare, ctx.secrets.mask(str(bare)), kwargs)
         if self.form_data:
             kwargs["data"] = await self._form(ctx, prepared)
         elif self.body is not None:
@@ -278,7 +278,7 @@ class _Http(Task):
         message = f"{self.method} {shown} failed with response code {response.status}"
         if text:
             message += f" and body:\n{text}"
-        return TaskFailed(ctx.runtime.mask(message))
+        return TaskFailed(ctx.secrets.mask(message))
 
 
 def _basic(user: str, password: str) -> str:

@@ -11,7 +11,7 @@ import json
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration, format_duration, parse_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
@@ -79,17 +79,16 @@ class Set(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         namespace = self.namespace or ctx.execution.namespace
-        store = ctx.runtime.store
         value = typed_value(self.value, self.kv_type)
         if not self.overwrite:
-            found, _ = await store.kv_get(namespace, self.key)
+            found, _ = await ctx.kv.get(namespace, self.key)
             if found:
                 raise TaskFailed(
                     f"Cannot set value for key '{self.key}' in namespace "
                     f"'{namespace}': it already exists and `overwrite` is false"
                 )
-        expires_at = iso(ctx.clock.now() + self.ttl) if self.ttl is not None else None
-        await store.kv_set(namespace, self.key, value, expires_at=expires_at)
+        expires_at = ctx.clock.now() + self.ttl if self.ttl is not None else None
+        await ctx.kv.set(namespace, self.key, value, expires_at=expires_at)
         return None
 
 
@@ -104,7 +103,7 @@ class Get(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         namespace = self.namespace or ctx.execution.namespace
-        found, value = await ctx.runtime.store.kv_get(namespace, self.key)
+        found, value = await ctx.kv.get(namespace, self.key)
         if not found and self.error_on_missing:
             raise TaskFailed(_missing(self.key, namespace))
         return {"value": value}
@@ -121,7 +120,7 @@ class Delete(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         namespace = self.namespace or ctx.execution.namespace
-        deleted = await ctx.runtime.store.kv_delete(namespace, self.key)
+        deleted = await ctx.kv.delete(namespace, self.key)
         if not deleted and self.error_on_missing:
             raise TaskFailed(_missing(self.key, namespace))
         return {"deleted": deleted}

@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, Field
 
-from daemon.context import RunContext
 from daemon.sdk.brokers import parse_endpoint, tls_context
+from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
@@ -118,7 +118,7 @@ class Publish(Task):
         where = str(endpoint)
         password = self.password or endpoint.password
         if password:
-            ctx.runtime.add_secret(password)
+            ctx.secrets.add(password)
         messages = await self._messages(ctx)
         context = None
         if tls:

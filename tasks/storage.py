@@ -14,8 +14,8 @@ from typing import IO, Annotated
 
 from pydantic import Field, model_validator
 
-from daemon.context import RunContext
-from daemon.sdk.errors import NotFound, TaskFailed
+from daemon.sdk.context import RunContext
+from daemon.sdk.errors import TaskFailed
 from daemon.sdk.files import SCHEME
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
@@ -206,13 +206,7 @@ class Delete(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         uri = _storage_uri(self.uri)
-        try:
-            path = await ctx.file_path(uri)
-        except NotFound:
-            deleted = False
-        else:
-            await asyncio.to_thread(path.unlink, True)
-            deleted = True
+        deleted = await ctx.files.delete(uri)
         if not deleted and self.error_on_missing:
             raise TaskFailed(f"Unable to find file '{uri}'")
         return {"uri": uri, "deleted": deleted}
@@ -228,16 +222,8 @@ class PurgeCurrentExecutionFiles(Task):
     )
 
     async def run(self, ctx: RunContext) -> Output:
-        storage = ctx.runtime.storage
         ex = ctx.execution
-        prefix = storage.execution_prefix(ex.namespace, ex.flow_id, ex.id)
-
-        def purge() -> list[str]:
-            root = storage.root.resolve()
-            files = sorted(p for p in (root / prefix.lstrip("/")).rglob("*") if p.is_file())
-            storage.delete_prefix(prefix)
-            return [f"{SCHEME}/{p.relative_to(root).as_posix()}" for p in files]
-
-        uris = await asyncio.to_thread(purge)
+        prefix = ctx.files.execution_prefix(ex.namespace, ex.flow_id, ex.id)
+        uris = await ctx.files.delete_prefix(prefix)
         ctx.logger.info(f"purged {len(uris)} file(s) of execution {ex.id}")
         return {"uris": uris}

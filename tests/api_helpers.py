@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from daemon.api import create_app
-from daemon.config import Settings
-from daemon.flowdir import FlowDirectory
-from daemon.triggering import Triggers
-from daemon.webhooks import WebhookRegistry
+from daemon.api.server import create_app
+from daemon.config.settings import Settings
+from daemon.engine.supervisor import TriggerSupervisor
+from daemon.engine.webhooks import WebhookRegistry
+from daemon.flows.directory import FlowDirectory
 from tests.harness import Harness
 
 
@@ -29,10 +29,18 @@ async def serving(
     webhooks: WebhookRegistry | None = None,
     ready: Callable[[], bool] = lambda: True,
     flows: FlowDirectory | None = None,
+    supervisor: TriggerSupervisor | None = None,
 ) -> AsyncIterator[str]:
     """The app on 127.0.0.1 and a free port, as the daemon runs it; yields the base URL."""
-    settings = settings or Settings(data_dir=h.runtime.data_dir)
-    app = create_app(h.runtime, settings, webhooks or WebhookRegistry(), flows=flows, ready=ready)
+    settings = settings or Settings(data_dir=h.engine.data_dir)
+    app = create_app(
+        h.engine,
+        settings,
+        webhooks or WebhookRegistry(),
+        flows=flows,
+        supervisor=supervisor,
+        ready=ready,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -59,15 +67,16 @@ class FlowServer:
 async def flow_server(
     h: Harness, root: Path, settings: Settings | None = None
 ) -> AsyncIterator[FlowServer]:
-    settings = settings or Settings(data_dir=h.runtime.data_dir, flows_dir=root)
+    settings = settings or Settings(data_dir=h.engine.data_dir, flows_dir=root)
     await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
     webhooks = WebhookRegistry()
-    triggers = Triggers(h.runtime, settings, webhooks)
+    triggers = h.engine.supervisor(webhooks, settings.allowed_paths)
     await triggers.restore()
-    flows = FlowDirectory(root, h.runtime, triggers)
+    h.engine.catalog.listen(triggers.flow_changed)
+    flows = FlowDirectory(root, h.engine.catalog, h.engine.resources.plugins)
     await flows.load_all()
     try:
-        async with serving(h, settings, webhooks, flows=flows) as url:
+        async with serving(h, settings, webhooks, flows=flows, supervisor=triggers) as url:
             yield FlowServer(h, url, flows, root, settings, webhooks)
     finally:
         await triggers.stop_all()

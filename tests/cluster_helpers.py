@@ -1,7 +1,8 @@
 """Cluster nodes for tests: a fresh database per test, and in-process nodes on it.
 
-An in-process `Node` is what `podium serve` builds on a PostgreSQL store (runtime, cluster,
-triggers), minus HTTP and signals, with heartbeats fast enough for tests to see takeovers.
+An in-process `Node` is what `podium serve` builds on a PostgreSQL store (engine, cluster
+node, triggers), minus HTTP and signals, with heartbeats fast enough for tests to see
+takeovers.
 Process-level tests use `tests.daemon_process.ServeProcess` with `--store`.
 """
 
@@ -18,14 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from daemon.cluster import Cluster
-from daemon.config import Settings
-from daemon.registry import Plugins
-from daemon.runtime import Runtime
+from daemon.cluster.node import ClusterNode
+from daemon.engine.core import Engine
+from daemon.engine.resources import EngineOptions
+from daemon.engine.webhooks import WebhookRegistry
+from daemon.flows.registry import Plugins
 from daemon.store import open_store
 from daemon.store.base import Store
-from daemon.triggering import Triggers
-from daemon.webhooks import WebhookRegistry
 
 HEARTBEAT = timedelta(seconds=0.2)
 NODE_TIMEOUT = timedelta(seconds=1.5)
@@ -67,32 +67,33 @@ class Node:
     async def start(self) -> Node:
         self.store: Store = open_store(self.dsn)
         await self.store.open()
-        self.runtime = Runtime(
-            self.data_dir, self.store, plugins=self.plugins, max_executions=self.capacity
-        )
-        self.cluster = Cluster(
-            self.runtime,
+        self.cluster = ClusterNode(
             self.store,
             self.name,
             heartbeat_interval=HEARTBEAT,
             node_timeout=NODE_TIMEOUT,
             capacity=self.capacity,
         )
-        self.cluster.on_fenced = self.fenced.set
-        self.runtime.node_id = self.name
-        self.runtime.cluster = self.cluster
-        settings = Settings(data_dir=self.data_dir, flows_dir=self.data_dir / "flows")
-        self.triggers = Triggers(self.runtime, settings, WebhookRegistry())
-        self.cluster.triggers = self.triggers
-        await self.cluster.sync_flows()
-        await self.cluster.start()
+        self.cluster.membership.on_fenced = self.fenced.set
+        options = EngineOptions(max_executions=self.capacity, node_id=self.name)
+        self.engine = Engine(
+            self.data_dir,
+            self.store,
+            plugins=self.plugins,
+            options=options,
+            dispatcher=self.cluster.dispatcher,
+        )
+        self.triggers = self.engine.supervisor(WebhookRegistry(), leases=self.cluster.leases)
+        self.engine.catalog.listen(self.triggers.flow_changed)
+        await self.cluster.sync_flows(self.engine)
+        await self.cluster.start(self.engine)
         return self
 
     async def stop(self) -> None:
         """A clean shutdown, as on SIGTERM."""
         await self.triggers.stop_all()
         await self.cluster.stop_claiming()
-        await self.runtime.close()
+        await self.engine.close()
         await self.cluster.stop()
         await self.cluster.leave()
         await self.store.close()

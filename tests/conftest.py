@@ -11,10 +11,24 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import services
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from tests import services
 from tests.harness import Harness
+
+# Fixtures that start a real service (a private PostgreSQL, Mosquitto, podman, Chromium).
+SERVICE_FIXTURES = frozenset(
+    {"postgres_dsn", "mosquitto", "docker_host", "python_image", "chromium"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real service `services`, from the fixtures it uses
+    (directly or through others): `pytest -m "not services"` runs the rest, which need
+    nothing but Python."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -84,7 +98,7 @@ def chromium() -> Iterator[services.Chromium]:
 
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    """An in-process podium (runtime + SQLite store) with its data under tmp_path/data."""
+    """An in-process podium (engine + SQLite store) with its data under tmp_path/data."""
     harness = await Harness.open(tmp_path / "data")
     yield harness
     await harness.close()

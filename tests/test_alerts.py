@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 import tests.test_notifications as notifications
-from daemon.alerts import Alerts, build_rules, install
-from daemon.config import ConfigError, Settings, load_settings
-from daemon.flow import load_flow_file
-from daemon.registry import default_plugins
+from daemon.app.alerts import Alerts, build_rules, install
+from daemon.config.settings import ConfigError, Settings, load_settings
+from daemon.flows.loader import load_flow_file
+from daemon.flows.registry import default_plugins
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 from tests.daemon_process import ROOT, ServeProcess
@@ -104,7 +104,7 @@ async def test_alerts_flow_fires_once_per_failed_execution_and_never_for_its_own
         failures.append(await run(h, "company.team", "a", fail=True))
         await th.wait_for(3)
         ended = await th.finished()
-        await h.runtime.drain()
+        await h.engine.drain()
         await settle()
         assert len(th.executions) == 3
     assert [e.state.current for e in ended] == [State.FAILED] * 3
@@ -131,7 +131,7 @@ async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
     failing = await asyncio.to_thread(load_flow_file, FLOWS / "alert_on_failure.yaml")
     after = await asyncio.to_thread(load_flow_file, FLOWS / "after_execution_notify.yaml")
     for flow in (failing, after):
-        h.runtime.add_flow(flow)
+        h.engine.catalog.add(flow)
     source = await asyncio.to_thread((FLOWS / "failure_alerts.yaml").read_text)
     async with running_triggers(h, source) as th:
         await settle()
@@ -139,7 +139,7 @@ async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
         fine = await h.run(after)
         await th.wait_for(1)
         (alerted,) = await th.finished()
-        await h.runtime.drain()
+        await h.engine.drain()
         await settle()
     assert ex.state.current == State.FAILED
     assert fine.state.current == State.SUCCESS
@@ -165,7 +165,7 @@ async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
 @pytest.fixture
 async def alerts(h: Harness, hook: Hook) -> AsyncIterator[Alerts]:
     settings = Settings(
-        data_dir=h.runtime.data_dir,
+        data_dir=h.engine.data_dir,
         url="http://podium.example",
         alerts=[
             {
@@ -183,7 +183,7 @@ async def alerts(h: Harness, hook: Hook) -> AsyncIterator[Alerts]:
             },
         ],
     )
-    installed = install(h.runtime, settings)
+    installed = install(h.engine, settings)
     yield installed
     await installed.close()
 
@@ -219,10 +219,10 @@ async def test_an_execution_restarted_and_failing_again_is_alerted_again(
 ) -> None:
     first = await run(h, "prod", "flaky", fail=True)
     await alerts.idle()
-    await h.runtime.restart(first.id)
-    again = await h.runtime.wait(first.id)
+    await h.engine.restart(first.id)
+    again = await h.engine.wait(first.id)
     assert again.state.current == State.FAILED
-    await h.runtime.drain()
+    await h.engine.drain()
     await alerts.idle()
     assert [m["attachments"][0]["fields"][2]["value"] for m in hook.posts("/prod")] == [
         first.id,
@@ -232,9 +232,9 @@ async def test_an_execution_restarted_and_failing_again_is_alerted_again(
 
 async def test_a_slow_endpoint_never_holds_the_execution(h: Harness, hook: Hook) -> None:
     settings = Settings(
-        data_dir=h.runtime.data_dir, alerts=[{"channel": "discord", "url": f"{hook.url}/held"}]
+        data_dir=h.engine.data_dir, alerts=[{"channel": "discord", "url": f"{hook.url}/held"}]
     )
-    alerts = install(h.runtime, settings)
+    alerts = install(h.engine, settings)
     try:
         ex = await run(h, "any", "f", fail=True)  # ended and returned: the send is held
         await asyncio.wait_for(hook.arrived.wait(), 20)
@@ -255,11 +255,11 @@ async def test_an_alert_that_cannot_be_sent_is_logged_with_the_reason_and_no_sec
     monkeypatch.setenv("SECRET_ALERT_HOOK", base64.b64encode(secret_url.encode()).decode())
     hook.answers["/services/TT/BB/do-not-log-me"] = [500]
     settings = Settings(
-        data_dir=h.runtime.data_dir,
+        data_dir=h.engine.data_dir,
         alerts=[{"channel": "slack", "url": "{{ secret('ALERT_HOOK') }}"}],
     )
-    alerts = install(h.runtime, settings)
-    caplog.set_level(logging.INFO, logger="daemon.alerts")
+    alerts = install(h.engine, settings)
+    caplog.set_level(logging.INFO, logger="daemon.app.alerts")
     try:
         ex = await run(h, "any", "f", fail=True)
         await alerts.idle()
@@ -278,7 +278,7 @@ async def test_an_alert_that_cannot_be_sent_is_logged_with_the_reason_and_no_sec
 async def test_mail_alert_reaches_the_smtp_server(h: Harness) -> None:
     async with MailServer() as server:
         settings = Settings(
-            data_dir=h.runtime.data_dir,
+            data_dir=h.engine.data_dir,
             alerts=[
                 {
                     "channel": "mail",
@@ -291,7 +291,7 @@ async def test_mail_alert_reaches_the_smtp_server(h: Harness) -> None:
                 }
             ],
         )
-        alerts = install(h.runtime, settings)
+        alerts = install(h.engine, settings)
         try:
             ex = await run(h, "billing", "invoices", fail=True)
             await alerts.idle()
@@ -315,8 +315,10 @@ def bad(alerts: Any) -> str:
 
 
 def test_malformed_alert_rules_are_clear_errors() -> None:
+    # The channels are those the installed plug-ins declare: the settings name none.
     assert bad([{"channel": "sms", "url": "x"}]) == (
-        "invalid settings: alerts.0.channel: Input should be 'slack', 'discord', 'teams' or 'mail'"
+        "invalid alerts: alerts[0] (sms): no task sends on channel 'sms' "
+        "(channels: discord, mail, slack, teams)"
     )
     assert bad([{"channel": "slack", "url": "x", "states": ["RUNNING"]}]) == (
         "invalid settings: alerts.0.states: Value error, RUNNING is not a final state; alerts "

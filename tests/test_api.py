@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.api import loggable_path
-from daemon.config import BasicAuth, Settings
-from daemon.webhooks import WebhookRegistry
+from daemon.api.middleware import loggable_path
+from daemon.config.settings import BasicAuth, Settings
+from daemon.engine.webhooks import WebhookRegistry
 from tests.api_helpers import basic, call, form, serving
 from tests.harness import Harness
 
@@ -80,7 +80,7 @@ async def test_uploads_are_removed_once_the_execution_is_stored(h: Harness, api:
         data=form(name="Ada", f=("a.txt", b"x")),
     )
     assert status == 200, doc
-    uploads = h.runtime.data_dir / "uploads"
+    uploads = h.engine.data_dir / "uploads"
     assert await asyncio.to_thread(lambda: list(uploads.iterdir())) == []
 
 
@@ -91,7 +91,7 @@ async def test_create_execution_without_wait_answers_the_stored_execution(
     assert status == 200, doc
     assert doc["state"]["current"] in ("CREATED", "RUNNING")
     assert await h.store.get_execution(doc["id"]) is not None
-    ended = await h.runtime.wait(doc["id"])
+    ended = await h.engine.wait(doc["id"])
     assert ended.state.current == "SUCCESS"
 
 
@@ -120,7 +120,7 @@ async def test_bad_inputs_are_422_with_every_message(api: str) -> None:
 
 
 async def test_file_input_given_as_a_server_path_is_refused(h: Harness, api: str) -> None:
-    secret = h.runtime.data_dir / "secret.txt"
+    secret = h.engine.data_dir / "secret.txt"
     await asyncio.to_thread(secret.write_text, "do not leak")
     status, doc, _ = await call(
         "POST", f"{api}/api/v1/executions/ns/greet", data=form(name="Eve", f=str(secret))
@@ -187,7 +187,7 @@ async def test_malformed_label_is_400(api: str) -> None:
 
 async def test_body_over_the_limit_is_413(h: Harness) -> None:
     await h.flow(GREET)
-    async with serving(h, Settings(data_dir=h.runtime.data_dir, webhook_max_body=64)) as url:
+    async with serving(h, Settings(data_dir=h.engine.data_dir, webhook_max_body=64)) as url:
         status, doc, _ = await call(
             "POST", f"{url}/api/v1/executions/ns/greet", data=form(name="A" * 100)
         )
@@ -214,7 +214,7 @@ async def test_streamed_upload_over_the_limit_is_413(h: Harness) -> None:
             yield b"x" * 100
         yield b"\r\n--b--\r\n"
 
-    async with serving(h, Settings(data_dir=h.runtime.data_dir, webhook_max_body=500)) as url:
+    async with serving(h, Settings(data_dir=h.engine.data_dir, webhook_max_body=500)) as url:
         status, doc, _ = await call(
             "POST",
             f"{url}/api/v1/executions/ns/greet",
@@ -298,7 +298,7 @@ async def test_health_is_503_until_the_flows_are_loaded(h: Harness) -> None:
 async def test_basic_auth_guards_everything_but_health_and_webhooks(h: Harness) -> None:
     await h.flow(GREET)
     settings = Settings(
-        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username=USER, password=PASSWORD)
+        data_dir=h.engine.data_dir, basic_auth=BasicAuth(username=USER, password=PASSWORD)
     )
     async with serving(h, settings) as url:
         create = f"{url}/api/v1/executions/ns/greet"
@@ -379,7 +379,7 @@ async def test_kestra_python_client_runs_a_flow_and_reads_its_logs(
 
     await h.flow(GREET)
     settings = Settings(
-        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username=USER, password=PASSWORD)
+        data_dir=h.engine.data_dir, basic_auth=BasicAuth(username=USER, password=PASSWORD)
     )
     async with serving(h, settings) as url:
         monkeypatch.setenv("KESTRA_HOSTNAME", url)

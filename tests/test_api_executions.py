@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from daemon.api import events as sse
+from daemon.api import live as sse
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State, StateHistory
 from tests.api_helpers import Event, call, events, form, serving
@@ -220,10 +220,10 @@ async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(
     assert failed["state"]["current"] == "FAILED"
     one = next(t for t in failed["taskRunList"] if t["taskId"] == "one")
     url = f"{api}/api/v1/executions/{failed['id']}/restart"
-    await h.store.kv_set("ns", "ready", "yes")
+    await h.store.kv.set("ns", "ready", "yes")
     status, doc, _ = await call("POST", url)
     assert (status, doc["id"], doc["state"]["current"]) == (200, failed["id"], "RESTARTED")
-    done = await h.runtime.wait(failed["id"])
+    done = await h.engine.wait(failed["id"])
     assert done.state.current == State.SUCCESS
     kept = next(t for t in done.task_runs if t.task_id == "one")
     assert (kept.id, kept.outputs) == (one["id"], {"value": "computed once"})
@@ -242,7 +242,7 @@ async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(
 async def test_replay_from_a_task_run_is_a_new_execution_that_keeps_earlier_runs(
     h: Harness, api: str
 ) -> None:
-    await h.store.kv_set("ns", "ready", "yes")
+    await h.store.kv.set("ns", "ready", "yes")
     original = await ended(api, "flaky")
     two = next(t for t in original["taskRunList"] if t["taskId"] == "two")
     url = f"{api}/api/v1/executions/{original['id']}/replay"
@@ -250,7 +250,7 @@ async def test_replay_from_a_task_run_is_a_new_execution_that_keeps_earlier_runs
     assert status == 200, doc
     assert doc["id"] != original["id"]
     assert {"key": "system.replay", "value": "true"} in doc["labels"]
-    replayed = await h.runtime.wait(doc["id"])
+    replayed = await h.engine.wait(doc["id"])
     assert replayed.state.current == State.SUCCESS
     assert [(t.task_id, t.outputs) for t in replayed.task_runs if t.task_id == "one"] == [
         ("one", {"value": "computed once"})
@@ -269,7 +269,7 @@ async def test_delete_removes_an_ended_execution_and_refuses_a_running_one(
     status, body, _ = await call("DELETE", f"{api}/api/v1/executions/{done['id']}")
     assert (status, body) == (204, "")
     assert await h.store.get_execution(done["id"]) is None
-    folder = h.runtime.storage.root / "ns" / "files" / "executions" / done["id"]
+    folder = h.engine.resources.storage.root / "ns" / "files" / "executions" / done["id"]
     assert not await asyncio.to_thread(folder.exists)
     running = await started(api, "slow")
     status, doc, _ = await call("DELETE", f"{api}/api/v1/executions/{running['id']}")
@@ -348,7 +348,7 @@ async def test_resume_gives_the_pause_task_its_inputs(h: Harness, api: str) -> N
     )
     status, _, _ = await call("POST", url, data=form(approved="true"))
     assert status == 204
-    final = await h.runtime.wait(paused["id"])
+    final = await h.engine.wait(paused["id"])
     assert final.state.current == State.SUCCESS
     assert final.task_runs[-1].outputs == {"value": "approved=true"}
 
@@ -415,8 +415,8 @@ async def test_execution_follow_streams_changes_while_it_runs_and_ends_after_the
     def sleeping(event: Event) -> bool:
         tasks = {t["taskId"]: t["state"]["current"] for t in event.data.get("taskRunList", [])}
         if tasks.get("wait") == "RUNNING" and not kills:
-            running_when_seen.append(h.runtime.running == 1)
-            kills.append(asyncio.ensure_future(h.runtime.kill(execution["id"])))
+            running_when_seen.append(h.engine.local.running == 1)
+            kills.append(asyncio.ensure_future(h.engine.kill(execution["id"])))
         return False
 
     seen = await collect(f"{url}/follow", until=sleeping)
@@ -441,8 +441,8 @@ async def test_log_follow_delivers_lines_while_the_execution_runs(h: Harness, ap
 
     def line(event: Event) -> bool:
         if event.data.get("message") == "first line":
-            live.append(h.runtime.running == 1)
-            kills.append(asyncio.ensure_future(h.runtime.kill(execution["id"])))
+            live.append(h.engine.local.running == 1)
+            kills.append(asyncio.ensure_future(h.engine.kill(execution["id"])))
         return False
 
     seen = await collect(f"{api}/api/v1/logs/{execution['id']}/follow", until=line)
@@ -477,14 +477,18 @@ async def test_quiet_streams_get_heartbeats(
 ) -> None:
     monkeypatch.setattr(sse, "HEARTBEAT", 0.05)
     execution = await started(api, "slow")
+    seen: list[bytes] = []
     async with (
         asyncio.timeout(20),
         aiohttp.ClientSession() as session,
         session.get(f"{api}/api/v1/logs/{execution['id']}/follow") as resp,
     ):
+        assert resp.status == 200
         async for raw in resp.content:
+            seen.append(raw)
             if raw == b": heartbeat\n":
                 break
+    assert seen[-1] == b": heartbeat\n", "the stream ended without a heartbeat"
 
 
 async def test_open_streams_end_when_the_server_stops(h: Harness) -> None:
@@ -533,4 +537,4 @@ async def test_a_stream_whose_client_left_ends_at_the_next_heartbeat(
     finally:
         logger.removeHandler(answered)
         logger.setLevel(logging.NOTSET)
-    assert h.runtime.running == 1
+    assert h.engine.local.running == 1

@@ -65,7 +65,7 @@ async def test_create_writes_the_file_loads_it_and_answers_revision_one(
         {"id": "greet", "type": "io.kestra.plugin.core.log.Log", "message": "Hello"}
     ]
     assert await read(server.root / "team.data" / "hello.yaml") == HELLO
-    assert h.runtime.flows[("team.data", "hello")].revision == 1
+    assert h.engine.catalog[("team.data", "hello")].revision == 1
 
 
 async def test_get_answers_json_and_the_source_on_request(server: FlowServer) -> None:
@@ -219,7 +219,7 @@ async def test_update_with_an_invalid_flow_keeps_the_current_revision(
     assert status == 422
     assert doc["_embedded"]["errors"][0]["path"] == "tasks[0].type"
     assert await read(server.root / "team.data" / "hello.yaml") == HELLO
-    assert h.runtime.flows[("team.data", "hello")].revision == 1
+    assert h.engine.catalog[("team.data", "hello")].revision == 1
 
 
 async def test_delete_removes_the_file_and_unloads_the_flow(h: Harness, server: FlowServer) -> None:
@@ -227,7 +227,7 @@ async def test_delete_removes_the_file_and_unloads_the_flow(h: Harness, server: 
     status, body, _ = await call("DELETE", f"{server.url}/api/v1/flows/team.data/hello")
     assert (status, body) == (204, "")
     assert not await exists(server.root / "team.data" / "hello.yaml")
-    assert ("team.data", "hello") not in h.runtime.flows
+    assert ("team.data", "hello") not in h.engine.catalog
     status, _, _ = await call("GET", f"{server.url}/api/v1/flows/team.data/hello")
     assert status == 404
 

@@ -14,15 +14,16 @@ import pytest
 import tasks.core
 import triggers.schedule
 import triggers.webhook
-from daemon.config import BasicAuth, Settings
-from daemon.context import TriggerContext
-from daemon.registry import Plugins
-from daemon.runtime import Runtime
+from daemon.config.settings import BasicAuth, Settings
+from daemon.engine.core import Engine
+from daemon.engine.events import Event, ExecutionChanged
+from daemon.engine.supervisor import DISABLED_STATE
+from daemon.flows.registry import Plugins
 from daemon.sdk.clock import FakeClock
+from daemon.sdk.context import TriggerContext
 from daemon.sdk.execution import Execution
 from daemon.sdk.plugin import Emit, Trigger
 from daemon.store import open_store
-from daemon.triggering import DISABLED_STATE
 from tests.api_helpers import FlowServer, basic, call, flow_server, serving
 from tests.harness import Harness, settle
 
@@ -81,7 +82,7 @@ async def test_kv_values_keep_their_type(h: Harness) -> None:
             assert status == 204, key
             status, doc, _ = await call("GET", f"{base}/{key}")
             assert (status, doc) == (200, {"type": kind, "value": value})
-        assert await h.store.kv_get("team.data", "n") == (True, 42)
+        assert await h.store.kv.get("team.data", "n") == (True, 42)
 
 
 async def test_kv_list_ttl_and_delete(h: Harness) -> None:
@@ -187,7 +188,7 @@ async def test_a_trigger_disabled_at_run_time_stays_disabled_after_a_restart(
     )
     assert (status, doc["disabled"]) == (200, True)
     assert (await call("POST", hook, json={}))[0] == 404
-    assert await h.store.get_state(DISABLED_STATE) == {"triggers": [["ns", "timed", "hook"]]}
+    assert await h.store.state.get(DISABLED_STATE) == {"triggers": [["ns", "timed", "hook"]]}
     async with flow_server(h, tmp_path / "flows") as again:
         _, doc, _ = await call("GET", f"{again.url}/api/v1/triggers/ns/timed")
         assert context(doc, "hook")["disabled"] is True
@@ -203,13 +204,16 @@ async def test_backfill_runs_every_past_slot_of_a_schedule(h: Harness, server: F
     seen: list[Execution] = []
     enough = asyncio.Event()
 
-    def created(kind: str, execution: Execution, *_: Any) -> None:
-        if kind == "execution" and execution.trigger and execution not in seen:
+    def created(event: Event) -> None:
+        if not isinstance(event, ExecutionChanged):
+            return
+        execution = event.execution
+        if execution.trigger and execution not in seen:
             seen.append(execution)
             if len(seen) == 4:
                 enough.set()
 
-    unsubscribe = h.runtime.subscribe(created)
+    unsubscribe = h.engine.subscribe(created)
     backfill = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T03:00:00Z"}
     status, doc, _ = await call(
         "PUT",
@@ -317,7 +321,7 @@ async def test_next_fire_time_comes_from_triggers_that_know_it(tmp_path: Path) -
     store = open_store(tmp_path / "data")
     await store.open()
     clock = FakeClock(datetime(2024, 3, 1, 12, 0, tzinfo=UTC))
-    h = Harness(Runtime(tmp_path / "data", store, clock=clock, plugins=plugins), store)
+    h = Harness(Engine(tmp_path / "data", store, clock=clock, plugins=plugins), store)
     await write_flow(
         tmp_path / "flows",
         TIMED.replace(
@@ -340,7 +344,7 @@ async def test_basic_auth_guards_the_new_endpoints_and_stays_out_of_the_log(
     h: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(
-        data_dir=h.runtime.data_dir,
+        data_dir=h.engine.data_dir,
         flows_dir=tmp_path / "flows",
         basic_auth=BasicAuth(username="ada", password="pa55word"),
     )

@@ -13,12 +13,14 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from daemon.cluster import UNFINISHED, lock_key
-from daemon.flow import load_flow
-from daemon.registry import Plugins, default_plugins
+from daemon.cluster.leases import lock_key
+from daemon.flows.loader import load_flow
+from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.execution import Execution, TaskRun, new_id
 from daemon.sdk.state import State, StateHistory
+from daemon.store.postgres_cluster import UNFINISHED
 from tests.cluster_helpers import Node, execution_rows, fresh_database
+from tests.harness import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -80,19 +82,11 @@ async def add_flow(node: Node, source: str) -> None:
     await node.store.save_flow(flow.namespace, flow.id, flow.source)
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
-    """Poll `check`: these conditions are other nodes' doing, with no event to wait on."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 async def loaded(node: Node, flow_id: str) -> None:
     async def check() -> bool:
-        return ("cluster.test", flow_id) in node.runtime.flows
+        return ("cluster.test", flow_id) in node.engine.catalog
 
-    await until(check, f"{node.name} loads {flow_id}")
+    await eventually(check, f"{node.name} loads {flow_id}")
 
 
 async def test_executions_submitted_on_one_node_run_once_across_all(
@@ -106,10 +100,10 @@ async def test_executions_submitted_on_one_node_run_once_across_all(
     await add_flow(a, SLEEPY)
     for node in (a, b, c):
         await loaded(node, "sleepy")
-    flow = a.runtime.flows[("cluster.test", "sleepy")]
-    submitted = [await a.runtime.submit(flow, {"n": i}) for i in range(24)]
+    flow = a.engine.catalog[("cluster.test", "sleepy")]
+    submitted = [await a.engine.submit(flow, {"n": i}) for i in range(24)]
     # wait() answers on any node, whoever ran the execution
-    done = await asyncio.gather(*(c.runtime.wait(e.id) for e in submitted))
+    done = await asyncio.gather(*(c.engine.wait(e.id) for e in submitted))
     assert [e.state.current for e in done] == [State.SUCCESS] * 24
     rows = await execution_rows(dsn)
     assert len(rows) == 24 and {r["state"] for r in rows} == {"SUCCESS"}
@@ -128,15 +122,15 @@ async def test_an_idempotent_submit_creates_one_execution_cluster_wide(
     await add_flow(a, SLEEPY)
     await loaded(a, "sleepy")
     await loaded(b, "sleepy")
-    flows = [n.runtime.flows[("cluster.test", "sleepy")] for n in (a, b)]
+    flows = [n.engine.catalog[("cluster.test", "sleepy")] for n in (a, b)]
     same = "0000000000000000000001"
     first, second, third = await asyncio.gather(
-        a.runtime.submit(flows[0], {"n": 1}, execution_id=same),
-        b.runtime.submit(flows[1], {"n": 2}, execution_id=same),
-        a.runtime.submit(flows[0], {"n": 3}, execution_id=same),
+        a.engine.submit(flows[0], {"n": 1}, execution_id=same),
+        b.engine.submit(flows[1], {"n": 2}, execution_id=same),
+        a.engine.submit(flows[0], {"n": 3}, execution_id=same),
     )
     assert first.id == second.id == third.id == same
-    final = await b.runtime.wait(same)
+    final = await b.engine.wait(same)
     assert final.state.current == State.SUCCESS
     assert len(await execution_rows(dsn)) == 1
 
@@ -147,17 +141,17 @@ async def test_kill_reaches_the_node_that_runs_the_execution(
     a = await nodes("a")
     await add_flow(a, LONG)
     await loaded(a, "long")
-    execution = await a.runtime.submit(a.runtime.flows[("cluster.test", "long")])
+    execution = await a.engine.submit(a.engine.catalog[("cluster.test", "long")])
 
     async def running_on_a() -> bool:
-        return execution.id in a.runtime._running
+        return execution.id in a.engine.local._running
 
-    await until(running_on_a, "node a claims the execution")
+    await eventually(running_on_a, "node a claims the execution")
     b = await nodes("b")  # joins later: it never runs it, only asks for the kill
-    assert await b.runtime.kill(execution.id)
-    final = await b.runtime.wait(execution.id)
+    assert await b.engine.kill(execution.id)
+    final = await b.engine.wait(execution.id)
     assert final.state.current == State.KILLED
-    assert not await b.runtime.kill(execution.id), "an ended execution cannot be killed"
+    assert not await b.engine.kill(execution.id), "an ended execution cannot be killed"
 
 
 async def test_a_dead_nodes_execution_is_taken_over_keeping_finished_task_runs(
@@ -166,10 +160,10 @@ async def test_a_dead_nodes_execution_is_taken_over_keeping_finished_task_runs(
     a = await nodes("a")
     await add_flow(a, SLEEPY)
     await loaded(a, "sleepy")
-    flow = a.runtime.flows[("cluster.test", "sleepy")]
+    flow = a.engine.catalog[("cluster.test", "sleepy")]
     # What a node killed mid-execution leaves: its row with an old heartbeat, a RUNNING
     # execution it owns, its first task run finished, the second one interrupted.
-    now = a.runtime.clock.now()
+    now = a.engine.clock.now()
     execution = Execution(
         id=new_id(),
         namespace=flow.namespace,
@@ -209,7 +203,7 @@ async def test_a_dead_nodes_execution_is_taken_over_keeping_finished_task_runs(
         await a.store.save_task_run(nap.to_json())
         await a.store.save_task_run(out.to_json())
         await conn.execute("UPDATE executions SET owner = 'ghost' WHERE id = $1", execution.id)
-        final = await a.runtime.wait(execution.id)
+        final = await a.engine.wait(execution.id)
         assert final.state.current == State.SUCCESS
         stored = await a.store.get_execution(execution.id)
         assert stored is not None
@@ -241,6 +235,14 @@ async def test_a_node_declared_dead_stops_instead_of_running_on(
         await conn.close()
     async with asyncio.timeout(10):
         await a.fenced.wait()
+    # It stopped heartbeating instead of writing on, and did not register itself again.
+    (heartbeat,) = [t for t in a.cluster._tasks if t.get_name() == "cluster heartbeat"]
+    await asyncio.wait_for(heartbeat, 10)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM nodes WHERE id = 'a'") == 0
+    finally:
+        await conn.close()
 
 
 async def test_a_restarted_node_takes_back_what_it_left_queued(
@@ -249,14 +251,14 @@ async def test_a_restarted_node_takes_back_what_it_left_queued(
     a = await Node("a", dsn, tmp_path / "data", plugins, capacity=1).start()
     await add_flow(a, LONG)
     await loaded(a, "long")
-    flow = a.runtime.flows[("cluster.test", "long")]
-    first = await a.runtime.submit(flow)
+    flow = a.engine.catalog[("cluster.test", "long")]
+    first = await a.engine.submit(flow)
 
     async def claimed() -> bool:
-        return first.id in a.runtime._running
+        return first.id in a.engine.local._running
 
-    await until(claimed, "node a runs the first execution")
-    second = await a.runtime.submit(flow)
+    await eventually(claimed, "node a runs the first execution")
+    second = await a.engine.submit(flow)
     await a.stop()  # kills the first (KILLED); the second was never claimed
     rows = {r["id"]: r for r in await execution_rows(dsn)}
     assert rows[first.id]["state"] == "KILLED"
@@ -265,10 +267,10 @@ async def test_a_restarted_node_takes_back_what_it_left_queued(
     try:
 
         async def running_on_b() -> bool:
-            return second.id in b.runtime._running
+            return second.id in b.engine.local._running
 
-        await until(running_on_b, "node b claims the execution a left")
-        assert await b.runtime.kill(second.id)
+        await eventually(running_on_b, "node b claims the execution a left")
+        assert await b.engine.kill(second.id)
     finally:
         await b.stop()
 
@@ -281,7 +283,7 @@ async def test_a_trigger_lease_is_held_by_one_node_and_moves_when_it_goes(
     a_has_it = asyncio.Event()
 
     async def hold(node: Node, release: asyncio.Event) -> None:
-        async with node.cluster.lease("trigger", "ns", "flow", "t") as lost:
+        async with node.cluster.leases.lease("trigger", "ns", "flow", "t") as lost:
             holders.append(node.name)
             if node is a:
                 a_has_it.set()
@@ -295,18 +297,19 @@ async def test_a_trigger_lease_is_held_by_one_node_and_moves_when_it_goes(
     job_a = asyncio.create_task(hold(a, release_a))
     await asyncio.wait_for(a_has_it.wait(), 10)
     job_b = asyncio.create_task(hold(b, release_b))
-    await asyncio.sleep(0.5)
+    # What b's waiting loop tries, tried here: a holds the lock, so b cannot take it.
+    assert not await b.cluster.leases._try_lock(lock_key("trigger", "ns", "flow", "t"))
     assert holders == ["a"], "b must wait while a holds the lease"
     # a's lock connection dies (its process or machine went away): PostgreSQL frees the
     # lock, a learns it lost the lease, b takes it.
-    assert a.cluster._locks is not None
-    a.cluster._locks.terminate()
+    assert a.cluster.leases._conn is not None
+    a.cluster.leases._conn.terminate()
     await asyncio.wait_for(job_a, 10)
 
     async def b_holds() -> bool:
         return holders == ["a", "b"]
 
-    await until(b_holds, "b takes the lease over")
+    await eventually(b_holds, "b takes the lease over")
     release_b.set()
     await job_b
     assert lock_key("trigger", "ns", "flow", "t") == lock_key("trigger", "ns", "flow", "t")
@@ -321,36 +324,36 @@ async def test_flows_are_shared_through_the_database(nodes: Callable[..., Awaita
     await add_flow(a, changed)
 
     async def new_revision() -> bool:
-        flow = b.runtime.flows.get(("cluster.test", "sleepy"))
+        flow = b.engine.catalog.get("cluster.test", "sleepy")
         return flow is not None and flow.revision == 2
 
-    await until(new_revision, "b loads revision 2")
+    await eventually(new_revision, "b loads revision 2")
     await a.store.delete_flow("cluster.test", "sleepy")
 
     async def gone() -> bool:
-        return ("cluster.test", "sleepy") not in b.runtime.flows
+        return ("cluster.test", "sleepy") not in b.engine.catalog
 
-    await until(gone, "b unloads the deleted flow")
+    await eventually(gone, "b unloads the deleted flow")
     # A late joiner loads what the database holds at start.
     await add_flow(a, LONG)
     c = await nodes("c")
-    assert ("cluster.test", "long") in c.runtime.flows
-    assert ("cluster.test", "sleepy") not in c.runtime.flows
+    assert ("cluster.test", "long") in c.engine.catalog
+    assert ("cluster.test", "sleepy") not in c.engine.catalog
 
 
 async def test_a_malformed_control_message_is_ignored(
     nodes: Callable[..., Awaitable[Node]], caplog: pytest.LogCaptureFixture
 ) -> None:
     a = await nodes("a")
-    await a.cluster.notify("podium_control", "{not json")
-    await a.cluster.notify("podium_flows", '{"no": "keys"}')
+    await a.cluster.tables.notify("podium_control", "{not json")
+    await a.cluster.tables.notify("podium_flows", '{"no": "keys"}')
 
     async def logged() -> bool:
         text = caplog.text
         return "malformed control message" in text and "malformed flow notification" in text
 
-    await until(logged, "both are logged")
-    assert a.runtime.running == 0
+    await eventually(logged, "both are logged")
+    assert a.engine.local.running == 0
 
 
 def test_unfinished_states_are_the_non_terminal_ones() -> None:
@@ -392,10 +395,10 @@ async def test_a_schedule_slot_fires_once_however_many_nodes_run_the_trigger(
         _, total = await a.store.search_executions(flow_id="tick", size=100)
         return total >= 4
 
-    await until(some_slots, "four slots fired")
+    await eventually(some_slots, "four slots fired")
     for node in (a, b, c):
         await node.triggers.stop_all()
-    await a.runtime.drain()
+    await a.engine.drain()
     docs, _ = await a.store.search_executions(flow_id="tick", size=100)
     dates = [d["trigger"]["variables"]["date"] for d in docs]
     assert len(dates) == len(set(dates)), f"a slot fired twice: {sorted(dates)}"
@@ -424,8 +427,8 @@ async def test_a_flow_concurrency_limit_holds_across_the_cluster(
     submitted = []
     for i in range(6):
         node = (a, b, c)[i % 3]
-        submitted.append(await node.runtime.submit(node.runtime.flows[("cluster.test", "limited")]))
-    finals = [await b.runtime.wait(e.id) for e in submitted]
+        submitted.append(await node.engine.submit(node.engine.catalog[("cluster.test", "limited")]))
+    finals = [await b.engine.wait(e.id) for e in submitted]
     assert {f.state.current for f in finals} == {State.SUCCESS}
     spans = []
     for final in finals:
@@ -444,20 +447,20 @@ async def test_a_draining_node_keeps_its_executions(
     a = await nodes("a")
     await add_flow(a, SLEEPY.replace("PT0.3S", "PT3S"))  # longer than the node timeout
     await loaded(a, "sleepy")
-    execution = await a.runtime.submit(a.runtime.flows[("cluster.test", "sleepy")], {"n": 1})
+    execution = await a.engine.submit(a.engine.catalog[("cluster.test", "sleepy")], {"n": 1})
 
     async def running_on_a() -> bool:
-        return execution.id in a.runtime._running
+        return execution.id in a.engine.local._running
 
-    await until(running_on_a, "a runs it")
+    await eventually(running_on_a, "a runs it")
     b = await nodes("b")
     await a.cluster.stop_claiming()  # SIGTERM: no new work, the running one drains
-    await a.runtime.drain()
-    final = await a.runtime.wait(execution.id)
+    await a.engine.drain()
+    final = await a.engine.wait(execution.id)
     assert final.state.current == State.SUCCESS
     rows = await execution_rows(dsn)
     assert [r["owner"] for r in rows] == ["a"]
-    assert b.runtime.stats["SUCCESS"] == 0, "b did not take over a live, draining node"
+    assert b.engine.local.stats["SUCCESS"] == 0, "b did not take over a live, draining node"
 
 
 async def test_a_node_stopping_past_its_grace_hands_its_executions_over(
@@ -466,21 +469,21 @@ async def test_a_node_stopping_past_its_grace_hands_its_executions_over(
     a = await Node("a", dsn, tmp_path / "data", plugins).start()
     await add_flow(a, SLEEPY.replace("PT0.3S", "PT2S"))
     await loaded(a, "sleepy")
-    execution = await a.runtime.submit(a.runtime.flows[("cluster.test", "sleepy")], {"n": 5})
+    execution = await a.engine.submit(a.engine.catalog[("cluster.test", "sleepy")], {"n": 5})
 
     async def running_on_a() -> bool:
-        return execution.id in a.runtime._running
+        return execution.id in a.engine.local._running
 
-    await until(running_on_a, "a runs it")
+    await eventually(running_on_a, "a runs it")
     b = await nodes("b")
     # SIGTERM on a and its grace period over: interrupted, not stored KILLED; a leaves.
     await a.triggers.stop_all()
     await a.cluster.stop_claiming()
-    await a.runtime.close(hand_over=True)
+    await a.engine.close(hand_over=True)
     await a.cluster.stop()
     await a.cluster.leave()
     await a.store.close()
-    final = await b.runtime.wait(execution.id)
+    final = await b.engine.wait(execution.id)
     assert final.state.current == State.SUCCESS
     runs = {tr.task_id: tr for tr in final.task_runs}
     assert runs["out"].outputs == {"value": "5"}
@@ -513,22 +516,22 @@ async def test_an_execution_paused_on_one_node_is_resumed_from_another(
     a = await nodes("a")
     await add_flow(a, WAITING)
     await loaded(a, "waiting")
-    execution = await a.runtime.submit(a.runtime.flows[("cluster.test", "waiting")])
+    execution = await a.engine.submit(a.engine.catalog[("cluster.test", "waiting")])
 
     async def paused() -> bool:
         doc = await a.store.get_execution(execution.id)
         return doc is not None and doc["state"]["current"] == "PAUSED"
 
-    await until(paused, "the execution pauses on a")
+    await eventually(paused, "the execution pauses on a")
     b = await nodes("b")
     await loaded(b, "waiting")
     with pytest.raises(InputError) as bad:
-        await b.runtime.resume(execution.id, {"approved_by": "ada", "amount": "lots"})
+        await b.engine.resume(execution.id, {"approved_by": "ada", "amount": "lots"})
     assert "amount" in str(bad.value)
     assert await paused(), "bad inputs resume nothing"
-    assert await b.runtime.resume(execution.id, {"approved_by": "ada", "amount": "3"})
-    final = await b.runtime.wait(execution.id)
+    assert await b.engine.resume(execution.id, {"approved_by": "ada", "amount": "3"})
+    final = await b.engine.wait(execution.id)
     assert final.state.current == State.SUCCESS
     out = next(tr for tr in final.task_runs if tr.task_id == "out")
     assert out.outputs == {"value": "ada 3"}
-    assert not await b.runtime.resume(execution.id, {}), "an ended execution is not paused"
+    assert not await b.engine.resume(execution.id, {}), "an ended execution is not paused"

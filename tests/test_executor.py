@@ -28,7 +28,7 @@ async def fake(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeClock]]:
 async def run_on_fake_clock(h: Harness, clock: FakeClock, source: str, **inputs: str) -> Execution:
     """Run a flow, moving fake time forward whenever only sleepers are left."""
     execution = await h.start(source, inputs)
-    return await drive(h, clock, h.runtime.wait(execution.id))
+    return await drive(h, clock, h.engine.wait(execution.id))
 
 
 HELLO = (Path(__file__).resolve().parent.parent / "flows" / "01_hello_world.yaml").read_text()
@@ -450,8 +450,8 @@ async def test_kill_reaches_every_running_task(h: Harness) -> None:
         await asyncio.sleep(0.01)
         if sum(1 for t in ex.task_runs if t.state.current == State.RUNNING) == 3:
             break
-    assert await h.runtime.kill(ex.id)
-    final = await h.runtime.wait(ex.id)
+    assert await h.engine.kill(ex.id)
+    final = await h.engine.wait(ex.id)
     assert final.state.current == State.KILLED
     assert set(task_states(final).values()) == {"KILLED"}
     doc = await h.stored(final)
@@ -668,7 +668,7 @@ async def test_concurrency_limit_refuses_extra_executions(
     assert extra.state.current == second
     assert extra.error == "flow ns.limited has reached its concurrency limit of 1"
     assert (await h.stored(extra))["state"]["current"] == second.value
-    assert (await drive(h, clock, h.runtime.wait(first.id))).state.current == State.SUCCESS
+    assert (await drive(h, clock, h.engine.wait(first.id))).state.current == State.SUCCESS
 
 
 async def test_concurrency_queue_runs_the_next_when_one_ends(
@@ -679,8 +679,8 @@ async def test_concurrency_queue_runs_the_next_when_one_ends(
     first = await h.start(flow)
     queued = await h.start(flow)
     assert queued.state.current == State.QUEUED
-    assert (await drive(h, clock, h.runtime.wait(first.id))).state.current == State.SUCCESS
-    final = await drive(h, clock, h.runtime.wait(queued.id))
+    assert (await drive(h, clock, h.engine.wait(first.id))).state.current == State.SUCCESS
+    final = await drive(h, clock, h.engine.wait(queued.id))
     assert final.state.current == State.SUCCESS
     assert [s for s, _ in final.state.histories] == [
         State.CREATED,
@@ -798,8 +798,8 @@ RESUMABLE = """
 
 async def test_recover_resumes_an_interrupted_execution_where_it_stopped(h: Harness) -> None:
     execution_id = await interrupted_copy(h, RESUMABLE, keep=1)
-    assert await h.runtime.recover() == 1
-    final = await h.runtime.wait(execution_id)
+    assert await h.engine.lifecycle.recover() == 1
+    final = await h.engine.wait(execution_id)
     assert final.state.current == State.SUCCESS
     runs = {t.task_id: t for t in final.task_runs}
     assert [len(runs[t].attempts) for t in ("first", "second", "third")] == [1, 2, 1]
@@ -821,8 +821,8 @@ async def test_recover_fails_a_task_whose_retry_policy_is_spent(h: Harness) -> N
           maxAttempts: 1""",
     )
     execution_id = await interrupted_copy(h, source, keep=1)
-    await h.runtime.recover()
-    final = await h.runtime.wait(execution_id)
+    await h.engine.lifecycle.recover()
+    final = await h.engine.wait(execution_id)
     assert final.state.current == State.FAILED
     assert final.error == (
         "task 'second': attempt 1 was interrupted: podium stopped while it "
@@ -832,7 +832,7 @@ async def test_recover_fails_a_task_whose_retry_policy_is_spent(h: Harness) -> N
 
 async def test_daemon_wide_execution_cap_queues_the_rest(tmp_path: Path) -> None:
     h = await Harness.open(tmp_path)
-    h.runtime.max_executions = 1
+    h.engine.local.admission.max_executions = 1
     try:
         flow = await h.flow("""
             id: f
@@ -844,7 +844,7 @@ async def test_daemon_wide_execution_cap_queues_the_rest(tmp_path: Path) -> None
             """)
         first, second = await h.start(flow), await h.start(flow)
         assert second.state.current == State.QUEUED
-        final = await h.runtime.wait(second.id)
+        final = await h.engine.wait(second.id)
         assert final.state.current == State.SUCCESS
         assert final.state.histories[2][1] >= first.state.histories[-1][1]
     finally:
@@ -870,13 +870,12 @@ async def test_secret_is_read_from_base64_env_and_masked_in_logs(
     assert logs[0] == "password is ******"
     assert "s3cr3t" not in " ".join(logs)
     assert ex.error is not None and ex.error.endswith(
-        "secret 'NOPE' is not set (environment variable SECRET_NOPE, base64-encoded, or the "
-        'secrets file)"'
+        "secret 'NOPE' is not set (environment variable SECRET_NOPE, base64-encoded)\""
     )
 
 
 async def test_kv_function_reads_the_namespace_store(h: Harness) -> None:
-    await h.store.kv_set("ns", "threshold", 42)
+    await h.store.kv.set("ns", "threshold", 42)
     ex = await h.run("""
         id: f
         namespace: ns
@@ -912,9 +911,9 @@ FLAKY_ONCE = """
 async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(h: Harness) -> None:
     failed = await h.run(FLAKY_ONCE)
     assert failed.state.current == State.FAILED
-    await h.store.kv_set("ns", "broken", False)
-    restarted = await h.runtime.restart(failed.id)
-    final = await h.runtime.wait(restarted.id)
+    await h.store.kv.set("ns", "broken", False)
+    restarted = await h.engine.restart(failed.id)
+    final = await h.engine.wait(restarted.id)
     assert final.id == failed.id
     assert final.state.current == State.SUCCESS
     runs = {t.task_id: t for t in final.task_runs}
@@ -929,7 +928,7 @@ async def test_restart_runs_the_failed_task_again_and_keeps_finished_ones(h: Har
 
 
 async def test_restart_of_a_successful_execution_is_refused(h: Harness) -> None:
-    from daemon.runtime import RestartRefused
+    from daemon.engine.lifecycle import RestartRefused
 
     ok = await h.run("""
         id: ok
@@ -940,15 +939,15 @@ async def test_restart_of_a_successful_execution_is_refused(h: Harness) -> None:
             message: hi
         """)
     with pytest.raises(RestartRefused, match="is SUCCESS; only FAILED or KILLED executions"):
-        await h.runtime.restart(ok.id)
+        await h.engine.restart(ok.id)
 
 
 async def test_replay_from_a_task_keeps_earlier_runs_in_a_new_execution(h: Harness) -> None:
-    await h.store.kv_set("ns", "broken", False)
+    await h.store.kv.set("ns", "broken", False)
     original = await h.run(FLAKY_ONCE)
     check = next(t for t in original.task_runs if t.task_id == "check")
-    copy = await h.runtime.replay(original.id, check.id)
-    final = await h.runtime.wait(copy.id)
+    copy = await h.engine.replay(original.id, check.id)
+    final = await h.engine.wait(copy.id)
     assert final.id != original.id and final.state.current == State.SUCCESS
     runs = {t.task_id: t for t in final.task_runs}
     assert runs["first"].outputs == {"value": original.id}  # kept, not run again
@@ -1011,10 +1010,10 @@ async def test_pause_waits_until_resumed_with_inputs(h: Harness) -> None:
     assert ex.state.current == State.PAUSED
     assert (await h.stored(ex))["state"]["current"] == "PAUSED"
     with pytest.raises(InputError, match="input 'approved': 'maybe' is not a BOOLEAN"):
-        await h.runtime.resume(ex.id, {"approved": "maybe"})
+        await h.engine.resume(ex.id, {"approved": "maybe"})
     assert ex.state.current == State.PAUSED  # refused inputs resume nothing
-    assert await h.runtime.resume(ex.id, {"approved": "true"})
-    final = await h.runtime.wait(ex.id)
+    assert await h.engine.resume(ex.id, {"approved": "true"})
+    final = await h.engine.wait(ex.id)
     assert final.state.current == State.SUCCESS
     assert final.task_runs[-1].outputs == {"value": "true"}
     assert [s for s, _ in final.state.histories] == [
@@ -1024,7 +1023,7 @@ async def test_pause_waits_until_resumed_with_inputs(h: Harness) -> None:
         State.RUNNING,
         State.SUCCESS,
     ]
-    assert not await h.runtime.resume(ex.id, {"approved": "true"})  # nothing waits now
+    assert not await h.engine.resume(ex.id, {"approved": "true"})  # nothing waits now
 
 
 async def test_pause_duration_resumes_by_itself_or_fails_per_behavior(
@@ -1043,15 +1042,15 @@ async def test_pause_duration_resumes_by_itself_or_fails_per_behavior(
 
 
 async def test_an_execution_the_store_refuses_takes_no_concurrency_slot(tmp_path: Path) -> None:
-    from daemon.flow import load_flow
-    from daemon.registry import default_plugins
-    from daemon.runtime import Runtime
+    from daemon.engine.core import Engine
+    from daemon.flows.loader import load_flow
+    from daemon.flows.registry import default_plugins
     from daemon.store import open_store
     from daemon.store.base import StoreError
 
     store = open_store(tmp_path / "data")
     await store.open()
-    runtime = Runtime(tmp_path / "data", store, plugins=await asyncio.to_thread(default_plugins))
+    engine = Engine(tmp_path / "data", store, plugins=await asyncio.to_thread(default_plugins))
     flow = await asyncio.to_thread(
         load_flow,
         textwrap.dedent("""
@@ -1071,6 +1070,6 @@ async def test_an_execution_the_store_refuses_takes_no_concurrency_slot(tmp_path
     await store.close()
     for _ in range(2):  # the second would be QUEUED behind the first if its slot leaked
         with pytest.raises(StoreError):
-            await runtime.submit(flow)
-    assert (runtime.running, runtime.starting) == (0, 0)
-    assert runtime._active[flow.uid] == 0 and not runtime._ended
+            await engine.submit(flow)
+    assert (engine.local.running, engine.local.starting) == (0, 0)
+    assert engine.local.admission._active[flow.uid] == 0 and not engine.local._ended

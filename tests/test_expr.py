@@ -1,4 +1,4 @@
-"""Kestra (Pebble) expressions rendered by `daemon.expr.Renderer`."""
+"""Kestra (Pebble) expressions rendered by `daemon.expr.renderer.Renderer`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from daemon.expr import Renderer
-from daemon.pebble import rewrite
+from daemon.expr.pebble import rewrite
+from daemon.expr.renderer import Renderer
 from daemon.sdk.clock import FakeClock
 from daemon.sdk.errors import TemplateError
 

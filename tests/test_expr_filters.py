@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.expr import Renderer
+from daemon.expr.renderer import Renderer
 from daemon.sdk.clock import FakeClock
 from daemon.sdk.errors import TemplateError
 

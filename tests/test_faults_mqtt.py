@@ -23,24 +23,22 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from services import Mosquitto
 
-from daemon.config import Settings
-from daemon.context import TriggerContext
+from daemon.config.settings import Settings
+from daemon.engine.webhooks import WebhookRegistry
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
-from daemon.triggering import Triggers
-from daemon.webhooks import WebhookRegistry
 from tests.daemon_process import ServeProcess
-from tests.harness import Harness
+from tests.harness import Harness, eventually
+from tests.services import Mosquitto
 
-TRIGGER_LOG = "daemon.triggering"
+TRIGGER_LOG = "daemon.engine.supervisor"
 
 
 @pytest.fixture
@@ -76,12 +74,6 @@ async def pub(broker: Mosquitto, topic: str, message: str) -> None:
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - nothing to wait on but the condition
-            await asyncio.sleep(0.05)
 
 
 class Relay:
@@ -215,7 +207,7 @@ async def executions_reach(daemon: ServeProcess, flow_id: str, count: int) -> li
         found = await asyncio.to_thread(payloads, daemon, flow_id)
         return len(found) >= count
 
-    await eventually(reached)
+    await eventually(reached, timeout=60)
     return found
 
 
@@ -313,12 +305,11 @@ async def test_messages_in_flight_when_the_broker_restarts_run_once(
             version: {version}
         """)
     )
-    settings = Settings(data_dir=h.runtime.data_dir)
+    settings = Settings(data_dir=h.engine.data_dir)
     trigger = flow.triggers[0]
-    emit = Triggers(h.runtime, settings, WebhookRegistry()).emitter(flow, trigger)
-    ctx = TriggerContext(
-        h.runtime, flow, trigger.id, logging.getLogger(TRIGGER_LOG), settings, WebhookRegistry()
-    )
+    supervisor = h.engine.supervisor(WebhookRegistry(), settings.allowed_paths)
+    emit = supervisor.emitter(flow, trigger)
+    ctx = supervisor.context(flow, trigger)
     stored = asyncio.Event()
     restarted = asyncio.Event()
     started: list[Execution] = []
@@ -342,9 +333,9 @@ async def test_messages_in_flight_when_the_broker_restarts_run_once(
         key = f"trigger:faults:{name}:mqtt:session"
 
         async def subscribed() -> bool:
-            return await h.store.get_state(key) is not None
+            return await h.store.state.get(key) is not None
 
-        await eventually(subscribed)
+        await eventually(subscribed, timeout=60)
         for n in range(3):
             await pub(broker, f"{name}/f", f"in flight {n}")
         async with asyncio.timeout(30):
@@ -355,14 +346,14 @@ async def test_messages_in_flight_when_the_broker_restarts_run_once(
         async def reconnected() -> bool:
             return any("again after" in r.getMessage() for r in caplog.records)
 
-        await eventually(reconnected)
+        await eventually(reconnected, timeout=60)
         await pub(broker, f"{name}/f", "sentinel")
 
         async def all_four() -> bool:
             return len(started) >= 4
 
-        await eventually(all_four)
-        await h.runtime.drain()
+        await eventually(all_four, timeout=60)
+        await h.engine.drain()
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -16,19 +16,19 @@ import os
 import subprocess
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from services import Mosquitto
 
 from daemon.sdk.execution import Execution
 from daemon.sdk.files import StorageError
 from daemon.sdk.state import State
 from tests.daemon_process import ServeProcess
-from tests.harness import Harness, running_triggers
+from tests.harness import Harness, eventually, running_triggers
+from tests.services import Mosquitto
 
 NOSPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 READONLY = os.strerror(errno.EROFS)  # "Read-only file system"
@@ -121,8 +121,8 @@ async def files_server() -> AsyncIterator[str]:
 def stored_file(h: Harness, ex: Execution, task_id: str, name: str) -> Path:
     """Where the storage keeps `name` for the (only) run of `task_id`."""
     [run] = [tr for tr in ex.task_runs if tr.task_id == task_id]
-    prefix = h.runtime.storage.execution_prefix(ex.namespace, ex.flow_id, ex.id)
-    return h.runtime.storage.root / f"{prefix}/tasks/{task_id}/{run.id}/{name}".lstrip("/")
+    prefix = h.engine.resources.storage.execution_prefix(ex.namespace, ex.flow_id, ex.id)
+    return h.engine.resources.storage.root / f"{prefix}/tasks/{task_id}/{run.id}/{name}".lstrip("/")
 
 
 def leftovers(root: Path) -> list[str]:
@@ -213,7 +213,7 @@ async def test_concat_and_file_inputs_on_a_full_storage(
     await asyncio.to_thread(part.write_bytes, PAYLOAD)
     flow = await h.flow(CONCAT)
     stored = await h.start(flow, {"part": str(part)})  # the input fits, then the disk fills
-    assert (await h.runtime.wait(stored.id)).state.current == State.SUCCESS
+    assert (await h.engine.wait(stored.id)).state.current == State.SUCCESS
     await asyncio.to_thread(storage_disk.fill)
 
     ex = await h.run(flow, {"part": stored.inputs["part"]})
@@ -280,7 +280,7 @@ async def test_mqtt_batch_waits_unacknowledged_while_storage_is_full(
 ) -> None:
     """The batching MQTT trigger stores each batch as a file: on a full disk its messages
     stay with the broker, unacknowledged, and the batch is stored once there is room."""
-    caplog.set_level(logging.INFO, logger="daemon.triggering")
+    caplog.set_level(logging.INFO, logger="daemon.engine.supervisor")
     name = f"t{uuid.uuid4().hex[:12]}"
     source = textwrap.dedent(f"""
         id: {name}
@@ -300,10 +300,10 @@ async def test_mqtt_batch_waits_unacknowledged_while_storage_is_full(
     await asyncio.to_thread(storage_disk.fill)
     async with running_triggers(h, source) as th:
         key = f"trigger:faults:{name}:mqtt:session"
-        await eventually(lambda: _stored_state(h, key))
+        await eventually(lambda: _stored_state(h, key), timeout=30)
         for n in range(3):
             await _publish(mosquitto, f"{name}/b", json.dumps({"n": n}))
-        await eventually(lambda: _logged(caplog, "the batch of 3 messages waits"))
+        await eventually(lambda: _logged(caplog, "the batch of 3 messages waits"), timeout=30)
         [refusal] = [r.getMessage() for r in caplog.records if "waits" in r.getMessage()]
         assert refusal.startswith(
             f"faults.{name} trigger mqtt: cannot write "
@@ -322,13 +322,13 @@ async def test_mqtt_batch_waits_unacknowledged_while_storage_is_full(
         for execution in executions:
             assert execution.trigger is not None
             uri = execution.trigger["variables"]["uri"]
-            text = await asyncio.to_thread(h.runtime.storage.read_text, uri)
+            text = await asyncio.to_thread(h.engine.resources.storage.read_text, uri)
             payloads += [json.loads(line)["payload"]["n"] for line in text.splitlines()]
         assert payloads == [0, 1, 2, 3, 4, 5]
 
 
 async def _stored_state(h: Harness, key: str) -> bool:
-    return await h.store.get_state(key) is not None
+    return await h.store.state.get(key) is not None
 
 
 async def _publish(broker: Mosquitto, topic: str, message: str) -> None:
@@ -368,12 +368,6 @@ async def data_disk(tmp_path: Path) -> AsyncIterator[tuple[Harness, Disk]]:
         await asyncio.to_thread(disk.unmount)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - nothing to wait on but the condition
-            await asyncio.sleep(0.02)
-
-
 def fills_the_disk(disk: Disk) -> str:
     """A task that fills the data disk, as a runaway task does, and succeeds."""
     return textwrap.dedent(f"""
@@ -398,8 +392,8 @@ async def test_a_full_disk_under_the_store_fails_the_execution_and_the_daemon_go
     h, disk = data_disk
     caplog.set_level(logging.INFO)
     ex = await h.start(fills_the_disk(disk))
-    ended = asyncio.ensure_future(h.runtime.wait(ex.id))
-    await eventually(lambda: _logged(caplog, "cannot be stored"))
+    ended = asyncio.ensure_future(h.engine.wait(ex.id))
+    await eventually(lambda: _logged(caplog, "cannot be stored"), timeout=30)
     assert not ended.done()  # it waits for the store rather than vanish unrecorded
     await asyncio.to_thread(disk.free)
     async with asyncio.timeout(60):
@@ -592,7 +586,7 @@ async def test_a_file_that_found_the_storage_full_runs_once_there_is_room(
 ) -> None:
     """The file trigger copies each file into storage before its execution exists: on a
     full disk there is no execution yet, and the next scan tries the file again."""
-    from daemon.config import Settings
+    from daemon.config.settings import Settings
 
     caplog.set_level(logging.INFO)
     inbox = tmp_path / "inbox"
@@ -611,7 +605,7 @@ async def test_a_file_that_found_the_storage_full_runs_once_there_is_room(
             interval: PT0.2S
             stableFor: PT0S
         """)
-    settings = Settings(data_dir=h.runtime.data_dir, allowed_paths=[inbox])
+    settings = Settings(data_dir=h.engine.data_dir, allowed_paths=[inbox])
     await asyncio.to_thread(storage_disk.fill)
     async with running_triggers(h, source, settings) as th:
         await asyncio.to_thread((inbox / "big.csv").write_bytes, PAYLOAD)

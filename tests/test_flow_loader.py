@@ -7,19 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from daemon.flow import load_flow, load_flow_file
-from daemon.registry import Plugins, Registry
+from daemon.flows.loader import load_flow, load_flow_file
+from daemon.flows.registry import Plugins, Registry
 from daemon.sdk.errors import FlowError
 from daemon.sdk.plugin import Task
 from tasks.core import Log
+from tests.harness import problems
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
-
-
-def problems(source: str) -> list[str]:
-    with pytest.raises(FlowError) as info:
-        load_flow(textwrap.dedent(source).lstrip(), "f.yaml")
-    return [str(p) for p in info.value.problems]
 
 
 def test_every_example_flow_loads() -> None:
@@ -357,7 +352,7 @@ def test_registry_refuses_duplicate_types() -> None:
 
 
 def test_registry_lists_every_shipped_task_under_its_kestra_name() -> None:
-    from daemon.registry import default_plugins
+    from daemon.flows.registry import default_plugins
 
     plugins: Plugins = default_plugins()
     for name in (

@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon import expr_limits, javadate
-from daemon.expr import Renderer
-from daemon.expr_filters import FILTERS, FUNCTIONS
+from daemon.expr import javadate
+from daemon.expr import limits as expr_limits
+from daemon.expr.filters import FILTERS, FUNCTIONS
+from daemon.expr.renderer import Renderer
 from daemon.sdk.clock import FakeClock
 from daemon.sdk.errors import TemplateError
 

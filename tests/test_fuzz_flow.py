@@ -22,8 +22,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.flow import Flow, load_flow, load_flow_file
-from daemon.registry import default_plugins
+from daemon.flows.definition import Flow
+from daemon.flows.loader import load_flow, load_flow_file
+from daemon.flows.registry import default_plugins
 from daemon.sdk.errors import FlowError, InputError
 from daemon.sdk.inputs import InputSpec, coerce_inputs
 

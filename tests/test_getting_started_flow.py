@@ -60,7 +60,7 @@ async def products_url() -> AsyncIterator[str]:
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.runtime.storage.path(uri).read_text())
+    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
 
 
 async def test_pipeline_stores_the_average_price_per_brand(h: Harness, products_url: str) -> None:

@@ -26,15 +26,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import daemon.metrics
-from daemon.config import BasicAuth, Settings
-from daemon.metrics import metrics_of
-from daemon.runtime import Runtime
-from daemon.sdk.execution import Execution, TaskRun
+import daemon.engine.metrics
+from daemon.config.settings import BasicAuth, Settings
+from daemon.engine.core import Engine
+from daemon.engine.events import Event, ExecutionChanged
 from daemon.sdk.state import State
 from daemon.store import open_store
 from tests.api_helpers import basic, call, flow_server, serving
-from tests.harness import Harness, running_triggers
+from tests.harness import Harness, eventually, running_triggers
 from tests.services import Mosquitto
 from triggers.webhook import Webhook
 
@@ -193,13 +192,6 @@ async def scrape(url: str, **kwargs: Any) -> dict[Series, float]:
     return parse(text)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    """Wait (bounded) for what happens outside the loop's reach: a broker, a reconnect."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - nothing to wait on but the condition
-            await asyncio.sleep(0.02)
-
-
 # -- executions and task runs ----------------------------------------------------------------
 
 
@@ -211,7 +203,7 @@ async def test_a_burst_of_executions_moves_the_counters_by_exactly_its_size(h: H
         before = await scrape(url)
         started = [await h.start(ok) for _ in range(6)] + [await h.start(bad) for _ in range(3)]
         started += [await h.start(meh) for _ in range(2)]
-        ended = [await h.runtime.wait(e.id) for e in started]
+        ended = [await h.engine.wait(e.id) for e in started]
         assert [e.state.current for e in ended] == [State.SUCCESS] * 6 + [State.FAILED] * 3 + [
             State.WARNING
         ] * 2
@@ -255,11 +247,11 @@ async def test_queue_depth_and_running_are_read_from_the_runtime_when_scraped(h:
     flow = await h.flow(PAUSED_ONE_AT_A_TIME)
     paused = asyncio.Queue[str]()
 
-    def seen(kind: str, execution: Execution, task_run: TaskRun | None, extra: Any) -> None:
-        if kind == "execution" and execution.state.current == State.PAUSED:
-            paused.put_nowait(execution.id)
+    def seen(event: Event) -> None:
+        if isinstance(event, ExecutionChanged) and event.execution.state.current == State.PAUSED:
+            paused.put_nowait(event.execution.id)
 
-    unsubscribe = h.runtime.subscribe(seen)
+    unsubscribe = h.engine.subscribe(seen)
     async with serving(h) as url:
         executions = [await h.start(flow) for _ in range(3)]
         first = await asyncio.wait_for(paused.get(), 20)
@@ -272,10 +264,10 @@ async def test_queue_depth_and_running_are_read_from_the_runtime_when_scraped(h:
             value(now, "podium_executions_started_total", namespace="metrics.test", flow="gate")
             == 1
         )
-        assert await h.runtime.resume(first, {})
+        assert await h.engine.resume(first, {})
         for _ in range(2):
-            assert await h.runtime.resume(await asyncio.wait_for(paused.get(), 20), {})
-        assert [(await h.runtime.wait(e.id)).state.current for e in executions] == [
+            assert await h.engine.resume(await asyncio.wait_for(paused.get(), 20), {})
+        assert [(await h.engine.wait(e.id)).state.current for e in executions] == [
             State.SUCCESS
         ] * 3
         done = await scrape(url)
@@ -352,14 +344,14 @@ async def test_script_metrics_appear_with_their_tags(h: Harness) -> None:
 async def test_task_metric_series_past_the_limit_are_dropped_and_counted(
     h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(daemon.metrics, "MAX_TASK_METRIC_SERIES", 2)
+    monkeypatch.setattr(daemon.engine.metrics, "MAX_TASK_METRIC_SERIES", 2)
     async with serving(h) as url:
         await h.run(SCRIPT)  # 4 series: rows/trips, took, left, rows/zones
         after = await scrape(url)
     families = {name for name, _ in after}
     assert "podium_task_metric_value" not in families
     assert value(after, "podium_task_metric_series_dropped_total") == 2
-    assert [r.getMessage() for r in caplog.records if r.name == "daemon.metrics"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "daemon.engine.metrics"] == [
         "task metrics: 2 series are exported already; new ones (such as left of "
         "metrics.test.etl) are dropped: a tag whose value changes every run makes a series "
         "per run"
@@ -458,7 +450,7 @@ async def test_webhook_events_count_as_received_or_rejected_under_the_webhook_ty
     await asyncio.to_thread(root.mkdir)
     await asyncio.to_thread((root / "hook.yaml").write_text, HOOK)
     await asyncio.to_thread((root / "past.yaml").write_text, PAST)
-    settings = Settings(data_dir=h.runtime.data_dir, flows_dir=root, webhook_max_body=100)
+    settings = Settings(data_dir=h.engine.data_dir, flows_dir=root, webhook_max_body=100)
     async with flow_server(h, root, settings) as server:
         hooks = f"{server.url}/api/v1/executions/webhook/metrics.test"
         before = await scrape(server.url)
@@ -476,7 +468,7 @@ async def test_webhook_events_count_as_received_or_rejected_under_the_webhook_ty
             status, body, _ = await call(method, target, **options)
             assert status == expected, (target, body)
         after = await scrape(server.url)
-    assert Webhook.types[0] == daemon.metrics.WEBHOOK_TRIGGER_TYPE == WEBHOOK
+    assert Webhook.types[0] == WEBHOOK and Webhook.receives_webhooks
     assert moved(
         before,
         after,
@@ -555,7 +547,7 @@ async def test_mqtt_connection_state_follows_the_broker_and_bad_payloads_are_rej
                 await publish(mosquitto, f"{name}/in", "{not json")
                 await publish(mosquitto, f"{name}/in", '"fine"')
                 [execution] = await th.wait_for(1)
-                assert (await h.runtime.wait(execution.id)).state.current == State.SUCCESS
+                assert (await h.engine.wait(execution.id)).state.current == State.SUCCESS
                 counted = await scrape(url)
                 assert value(counted, "podium_trigger_events_rejected_total", **kind) == 1
                 assert value(counted, "podium_trigger_events_received_total", **kind) == 1
@@ -571,7 +563,7 @@ async def test_mqtt_connection_state_follows_the_broker_and_bad_payloads_are_rej
 
 
 async def _stored(h: Harness, key: str) -> bool:
-    return await h.store.get_state(key) is not None
+    return await h.store.state.get(key) is not None
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -580,8 +572,8 @@ async def _stored(h: Harness, key: str) -> bool:
 async def test_store_up_is_what_a_read_answers_at_the_scrape(tmp_path: Path) -> None:
     store = open_store(tmp_path / "data")
     await store.open()
-    runtime = Runtime(tmp_path / "data", store)
-    metrics = metrics_of(runtime)
+    engine = Engine(tmp_path / "data", store)
+    metrics = engine.metrics
     await metrics.probe_store()
     assert metrics.store_up == 1
     await store.close()
@@ -609,7 +601,7 @@ async def test_a_failing_write_observer_never_stops_the_store_writer(
 
 async def test_metrics_need_the_credentials_and_speak_openmetrics_when_asked(h: Harness) -> None:
     settings = Settings(
-        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username="ada", password="pa55word")
+        data_dir=h.engine.data_dir, basic_auth=BasicAuth(username="ada", password="pa55word")
     )
     async with serving(h, settings) as url:
         status, body, response = await call("GET", f"{url}/metrics")

@@ -20,21 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services import Mosquitto
 
-from daemon.config import Settings
-from daemon.context import TriggerContext
-from daemon.flow import Flow, load_flow
+from daemon.config.settings import Settings
+from daemon.engine.webhooks import WebhookRegistry
+from daemon.flows.definition import Flow
+from daemon.flows.loader import load_flow
 from daemon.sdk.clock import FakeClock
-from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
 from daemon.sdk.plugin import Emit
 from daemon.sdk.state import State
-from daemon.triggering import Triggers
-from daemon.webhooks import WebhookRegistry
-from tests.harness import Harness, running_triggers
+from tests.harness import Harness, eventually, problems, running_triggers
+from tests.services import Mosquitto
 
-TRIGGER_LOG = "daemon.triggering"
+TRIGGER_LOG = "daemon.engine.supervisor"
 
 
 @pytest.fixture
@@ -69,19 +67,12 @@ async def pub(broker: Mosquitto, topic: str, message: str, *options: str) -> Non
     )
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    """Wait (bounded) for a condition outside the loop's reach: the broker, the store."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - nothing to wait on but the condition
-            await asyncio.sleep(0.02)
-
-
 async def subscribed(h: Harness, flow: Flow, trigger_id: str = "mqtt") -> None:
     """Wait until the trigger's subscription is recorded, i.e. acknowledged by the broker."""
     key = f"trigger:{flow.namespace}:{flow.id}:{trigger_id}:session"
 
     async def recorded() -> bool:
-        return await h.store.get_state(key) is not None
+        return await h.store.state.get(key) is not None
 
     await eventually(recorded)
 
@@ -130,7 +121,7 @@ def variables(execution: Execution) -> dict[str, Any]:
 async def logs_of(h: Harness, executions: list[Execution]) -> list[str]:
     out = []
     for execution in executions:
-        ended = await h.runtime.wait(execution.id)
+        ended = await h.engine.wait(execution.id)
         assert ended.state.current == State.SUCCESS
         out += await h.logs(ended)
     return out
@@ -259,12 +250,11 @@ def crashing_trigger(
     h: Harness, flow: Flow, die: Callable[[Emit, Mapping[str, Any]], Awaitable[Execution]]
 ) -> asyncio.Task[None]:
     """The flow's trigger running as the daemon runs it, but with `die` around its emit."""
-    settings = Settings(data_dir=h.runtime.data_dir)
+    settings = Settings(data_dir=h.engine.data_dir)
     trigger = flow.triggers[0]
-    emit = Triggers(h.runtime, settings, WebhookRegistry()).emitter(flow, trigger)
-    ctx = TriggerContext(
-        h.runtime, flow, trigger.id, logging.getLogger(TRIGGER_LOG), settings, WebhookRegistry()
-    )
+    supervisor = h.engine.supervisor(WebhookRegistry(), settings.allowed_paths)
+    emit = supervisor.emitter(flow, trigger)
+    ctx = supervisor.context(flow, trigger)
 
     async def dying_emit(
         inputs: Mapping[str, Any],
@@ -300,7 +290,7 @@ async def test_message_redelivered_after_a_crash_between_store_and_ack_runs_once
     crashing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await crashing
-    await h.runtime.drain()  # the stored execution ends before the trigger comes back
+    await h.engine.drain()  # the stored execution ends before the trigger comes back
 
     async with running_triggers(h, source) as th:
         await pub(mosquitto, f"{name}/crash", "sentinel")
@@ -458,7 +448,9 @@ def batch(broker: Mosquitto, name: str, extra: str) -> str:
 
 
 async def batch_records(h: Harness, execution: Execution) -> list[dict[str, object]]:
-    text = await asyncio.to_thread(h.runtime.storage.read_text, variables(execution)["uri"])
+    text = await asyncio.to_thread(
+        h.engine.resources.storage.read_text, variables(execution)["uri"]
+    )
     return [json.loads(line) for line in text.splitlines()]
 
 
@@ -504,7 +496,7 @@ async def test_batch_redelivered_after_a_crash_between_store_and_ack_runs_once(
     crashing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await crashing
-    await h.runtime.drain()
+    await h.engine.drain()
 
     async with running_triggers(h, source) as th:
         await pub(mosquitto, f"{name}/b", "3")
@@ -650,7 +642,7 @@ async def test_publish_sends_each_line_of_a_stored_file(
     await make_session(mosquitto, f"{name}-sub", topic)
     lines = '{"n": 1}\n"two"\n\n3\n'
     uri = await asyncio.to_thread(
-        h.runtime.storage.put, lines.encode(), prefix="/x", name="rows.ion"
+        h.engine.resources.storage.put, lines.encode(), prefix="/x", name="rows.ion"
     )
     ex = await h.run(publish_flow(mosquitto, name, f"serdeType: STRING\nfrom: '{uri}'\n"))
     assert ex.state.current == State.SUCCESS, await h.logs(ex)
@@ -689,7 +681,7 @@ async def test_published_messages_round_trip_into_a_trigger(
 
 async def test_publish_of_a_file_with_a_line_that_is_not_json_fails(h: Harness, name: str) -> None:
     uri = await asyncio.to_thread(
-        h.runtime.storage.put, b'{"ok": 1}\nnot json\n', prefix="/x", name="rows.ion"
+        h.engine.resources.storage.put, b'{"ok": 1}\nnot json\n', prefix="/x", name="rows.ion"
     )
     ex = await h.run(
         textwrap.dedent(f"""
@@ -946,12 +938,6 @@ async def test_tls_against_an_unknown_ca_is_refused_and_retried(
 # -- configuration errors ----------------------------------------------------------------
 
 
-def problems(source: str) -> list[str]:
-    with pytest.raises(FlowError) as info:
-        load_flow(textwrap.dedent(source).lstrip(), "f.yaml")
-    return [str(p) for p in info.value.problems]
-
-
 TRIGGER = """
     id: f
     namespace: ns
@@ -1079,7 +1065,7 @@ def test_only_a_trigger_on_shared_subscriptions_alone_may_run_on_every_node() ->
 
 async def shared_node(tmp_path: Path, node_id: str) -> Harness:
     harness = await Harness.open(tmp_path / node_id)
-    harness.runtime.node_id = node_id
+    harness.engine.options.node_id = node_id
     return harness
 
 
@@ -1106,7 +1092,7 @@ async def test_a_shared_subscription_splits_messages_between_nodes_none_twice(
     try:
         async with running_triggers(nodes[0], source) as a, running_triggers(nodes[1], source) as b:
             for node in nodes:
-                key = f"trigger:mqtt.test:{name}:mqtt:session:{node.runtime.node_id}"
+                key = f"trigger:mqtt.test:{name}:mqtt:session:{node.engine.options.node_id}"
                 await eventually(lambda node=node, key=key: has_state(node, key))
 
             async def reached(total: int) -> bool:
@@ -1134,7 +1120,7 @@ async def test_a_shared_subscription_splits_messages_between_nodes_none_twice(
 
 
 async def has_state(h: Harness, key: str) -> bool:
-    return await h.store.get_state(key) is not None
+    return await h.store.state.get(key) is not None
 
 
 async def test_an_exclusive_trigger_keeps_its_client_id_on_a_cluster_node(
@@ -1250,7 +1236,7 @@ async def test_trigger_renders_server_username_and_password_from_secrets(
         )
         [execution] = await th.wait_for(1)
         assert await logs_of(h, [execution]) == ["let in"]
-    assert h.runtime.mask(f"pw is {password_broker.password}") == "pw is ******"
+    assert h.engine.resources.secrets.mask(f"pw is {password_broker.password}") == "pw is ******"
 
 
 @pytest.mark.parametrize(

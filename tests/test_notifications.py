@@ -22,11 +22,9 @@ import pytest
 from aiohttp import web
 
 import tasks.notifications.delivery as delivery
-from daemon.flow import load_flow
-from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
-from tests.harness import Harness, task_states
+from tests.harness import Harness, problems, task_states
 
 PUBLIC_URL = "http://podium.example:8080"
 
@@ -123,7 +121,7 @@ async def errors_of(h: Harness, execution: Execution) -> list[str]:
 async def test_slack_execution_in_errors_names_the_flow_the_failed_task_and_its_error(
     h: Harness, hook: Hook
 ) -> None:
-    h.runtime.public_url = PUBLIC_URL  # type: ignore[attr-defined]  # set by podium serve
+    h.engine.options.public_url = PUBLIC_URL  # type: ignore[attr-defined]  # set by podium serve
     ex = await h.run(
         flow(
             FAILING
@@ -423,40 +421,41 @@ async def test_payload_that_is_not_json_fails_without_sending(h: Harness, hook: 
 # -- malformed properties: load errors -----------------------------------------------------
 
 
-def problems(body: str) -> list[str]:
-    with pytest.raises(FlowError) as info:
-        load_flow(flow(body), "f.yaml")
-    return [str(p) for p in info.value.problems]
-
-
 def test_webhook_without_url_or_message_is_a_load_error() -> None:
-    assert problems("""
+    assert problems(
+        flow("""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         messageTxt: hi
-    """) == [
+    """)
+    ) == [
         "f.yaml:5:5: tasks[0]: missing required property 'url'",
         "f.yaml:7:17: tasks[0].messageTxt: unknown property 'messageTxt'; "
         "did you mean 'messageText'?",
     ]
-    assert problems("""
+    assert problems(
+        flow("""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.slack.SlackIncomingWebhook
         url: http://x
-    """) == ["f.yaml:5:5: tasks[0]: give 'payload' (Slack's JSON message) or 'messageText'"]
-    assert problems("""
+    """)
+    ) == ["f.yaml:5:5: tasks[0]: give 'payload' (Slack's JSON message) or 'messageText'"]
+    assert problems(
+        flow("""
     tasks:
       - id: tell
         type: io.kestra.plugin.notifications.discord.DiscordIncomingWebhook
         url: ""
         payload: "{}"
-    """) == ["f.yaml:7:10: tasks[0].url: String should have at least 1 character (got '')"]
+    """)
+    ) == ["f.yaml:7:10: tasks[0].url: String should have at least 1 character (got '')"]
 
 
 def test_mail_properties_are_checked_at_load() -> None:
-    assert problems("""
+    assert problems(
+        flow("""
     tasks:
       - id: mail
         type: io.kestra.plugin.notifications.mail.MailSend
@@ -465,7 +464,8 @@ def test_mail_properties_are_checked_at_load() -> None:
         to: ops@example.com; nobody
         transportStrategy: SMTP_OAUTH2
         port: 70000
-    """) == [
+    """)
+    ) == [
         "f.yaml:8:11: tasks[0].from: 'not-an-address' is not an email address "
         "(got 'not-an-address')",
         "f.yaml:9:9: tasks[0].to: 'nobody' is not an email address (got 'ops@example.com; nobody')",
@@ -473,12 +473,14 @@ def test_mail_properties_are_checked_at_load() -> None:
         "'SMTP_TLS' (got 'SMTP_OAUTH2')",
         "f.yaml:11:11: tasks[0].port: Input should be less than or equal to 65535 (got 70000)",
     ]
-    assert problems("""
+    assert problems(
+        flow("""
     tasks:
       - id: mail
         type: io.kestra.plugin.notifications.mail.MailExecution
         to: ops@example.com
-    """) == [
+    """)
+    ) == [
         "f.yaml:5:5: tasks[0]: missing required property 'host'",
         "f.yaml:5:5: tasks[0]: missing required property 'from'",
     ]
@@ -561,7 +563,8 @@ async def test_a_failing_after_execution_task_never_changes_the_final_state(
 
 
 def test_after_execution_task_ids_are_checked_with_the_others() -> None:
-    assert problems("""
+    assert problems(
+        flow("""
     tasks:
       - id: work
         type: io.kestra.plugin.core.log.Log
@@ -570,7 +573,8 @@ def test_after_execution_task_ids_are_checked_with_the_others() -> None:
       - id: work
         type: io.kestra.plugin.core.log.Log
         message: y
-    """) == ["f.yaml:9:9: afterExecution[0].id: duplicate task id 'work'"]
+    """)
+    ) == ["f.yaml:9:9: afterExecution[0].id: duplicate task id 'work'"]
 
 
 # -- mail ----------------------------------------------------------------------------------
@@ -810,7 +814,7 @@ async def test_unreachable_smtp_server_fails_after_the_retries(h: Harness) -> No
 
 
 async def test_mail_execution_in_errors_sends_the_summary(h: Harness) -> None:
-    h.runtime.public_url = PUBLIC_URL  # type: ignore[attr-defined]
+    h.engine.options.public_url = PUBLIC_URL  # type: ignore[attr-defined]
     async with MailServer() as server:
         ex = await h.run(
             flow(

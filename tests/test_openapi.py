@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.api import create_app
-from daemon.config import BasicAuth, Settings
-from daemon.webhooks import WebhookRegistry
+from daemon.api.server import create_app
+from daemon.config.settings import BasicAuth, Settings
+from daemon.engine.webhooks import WebhookRegistry
 from tests.api_helpers import basic, call, flow_server, form, yaml_body
 from tests.harness import Harness
 
@@ -53,8 +53,8 @@ def document_operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 async def test_every_route_is_in_the_document_and_every_operation_is_routed(h: Harness) -> None:
-    app = create_app(h.runtime, Settings(data_dir=h.runtime.data_dir), WebhookRegistry())
-    async with flow_server(h, h.runtime.data_dir / "flows") as server:
+    app = create_app(h.engine, Settings(data_dir=h.engine.data_dir), WebhookRegistry())
+    async with flow_server(h, h.engine.data_dir / "flows") as server:
         status, doc, _ = await call("GET", f"{server.url}/api/v1/openapi.json")
     assert status == 200
     assert doc["openapi"] == "3.1.0"
@@ -65,7 +65,7 @@ async def test_every_route_is_in_the_document_and_every_operation_is_routed(h: H
 
 
 async def test_the_document_names_the_parameters_of_each_path(h: Harness) -> None:
-    async with flow_server(h, h.runtime.data_dir / "flows") as server:
+    async with flow_server(h, h.engine.data_dir / "flows") as server:
         _, doc, _ = await call("GET", f"{server.url}/api/v1/openapi.json")
     search = doc["paths"]["/api/v1/executions/search"]["get"]
     assert [p["name"] for p in search["parameters"]] == [
@@ -96,7 +96,7 @@ async def test_schemathesis_finds_no_server_error_in_any_operation(
     404s), taken from real objects (the handlers' own parsing), and with requests that break
     the schema (negative mode: wrong types, missing fields, bodies of the wrong shape)."""
     settings = Settings(
-        data_dir=h.runtime.data_dir,
+        data_dir=h.engine.data_dir,
         flows_dir=tmp_path / "flows",
         basic_auth=BasicAuth(username="ada", password="pa55word"),
     )
@@ -112,7 +112,7 @@ async def test_schemathesis_finds_no_server_error_in_any_operation(
             "POST", f"{server.url}/api/v1/executions/ns/hello?wait=true", headers=AUTH, json={}
         )
         assert status == 200, execution
-        await h.store.kv_set("ns", "key", {"a": 1})
+        await h.store.kv.set("ns", "key", {"a": 1})
         _, doc, _ = await call("GET", f"{server.url}/api/v1/openapi.json", headers=AUTH)
         real = {
             "namespace": "ns",

@@ -15,12 +15,12 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
-from daemon.flow import load_flow
+from daemon.engine.events import Event, LogAppended
+from daemon.flows.loader import load_flow
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.state import State
@@ -176,12 +176,16 @@ async def test_lines_reach_the_logs_while_the_script_still_runs(h: Harness) -> N
     line in the logs: had lines been collected at the end, this would never finish."""
     seen: asyncio.Future[TaskRun] = asyncio.get_running_loop().create_future()
 
-    def listener(kind: str, execution: Execution, tr: TaskRun | None, extra: Any) -> None:
-        if kind == "log" and extra["message"] == "waiting for go" and not seen.done():
-            assert tr is not None
-            seen.set_result(tr)
+    def listener(event: Event) -> None:
+        if (
+            isinstance(event, LogAppended)
+            and event.line["message"] == "waiting for go"
+            and not seen.done()
+        ):
+            assert event.task_run is not None
+            seen.set_result(event.task_run)
 
-    unsubscribe = h.runtime.subscribe(listener)
+    unsubscribe = h.engine.subscribe(listener)
     try:
         ex = await h.start(
             flow(
@@ -189,9 +193,9 @@ async def test_lines_reach_the_logs_while_the_script_still_runs(h: Harness) -> N
             )
         )
         tr = await asyncio.wait_for(seen, 20)
-        go = h.runtime.data_dir / "tmp" / ex.id / tr.id / "go"
+        go = h.engine.data_dir / "tmp" / ex.id / tr.id / "go"
         await asyncio.to_thread(go.touch)
-        ex = await asyncio.wait_for(h.runtime.wait(ex.id), 20)
+        ex = await asyncio.wait_for(h.engine.wait(ex.id), 20)
     finally:
         unsubscribe()
     assert ex.state.current == State.SUCCESS
@@ -297,21 +301,21 @@ async def test_killing_the_execution_kills_the_process_group(h: Harness) -> None
     marker = f"2{uuid.uuid4().int % 10**8:08d}"
     started = asyncio.Event()
 
-    def listener(kind: str, execution: Execution, tr: TaskRun | None, extra: Any) -> None:
-        if kind == "log" and extra["message"] == "started":
+    def listener(event: Event) -> None:
+        if isinstance(event, LogAppended) and event.line["message"] == "started":
             started.set()
 
-    unsubscribe = h.runtime.subscribe(listener)
+    unsubscribe = h.engine.subscribe(listener)
     try:
         ex = await h.start(
             flow(shell(f"sleep {marker} &", f"sh -c 'sleep {marker}' &", "echo started", "wait"))
         )
         await asyncio.wait_for(started.wait(), 20)
         assert len(await asyncio.to_thread(processes_with, marker)) >= 2
-        assert await h.runtime.kill(ex.id)
+        assert await h.engine.kill(ex.id)
     finally:
         unsubscribe()
-    ex = await h.runtime.wait(ex.id)
+    ex = await h.engine.wait(ex.id)
     assert ex.state.current == State.KILLED
     assert ex.task_runs[0].state.current == State.KILLED
     assert await asyncio.to_thread(processes_with, marker) == []
@@ -648,7 +652,7 @@ async def test_an_input_file_outside_the_working_dir_is_refused(h: Harness) -> N
 
 
 async def test_namespace_files_are_copied_with_include_and_exclude(h: Harness) -> None:
-    root = h.runtime.data_dir / "namespaces" / "ns" / "files"
+    root = h.engine.data_dir / "namespaces" / "ns" / "files"
 
     def write() -> None:
         for rel in ("etl.py", "scripts/a.py", "scripts/b.sql", "other/etl.py"):
@@ -681,16 +685,16 @@ async def test_working_dir_is_fresh_per_task_run_and_removed_afterwards(h: Harne
         )
     )
     assert ex.state.current == State.SUCCESS
-    one, two = (h.runtime.data_dir / "tmp" / ex.id / tr.id for tr in ex.task_runs)
+    one, two = (h.engine.data_dir / "tmp" / ex.id / tr.id for tr in ex.task_runs)
     assert [m for _, m in await messages(h, ex)] == [str(one)]
     assert not await asyncio.to_thread(one.exists)
     assert not await asyncio.to_thread(two.exists)
 
 
 async def test_working_dir_is_kept_when_configured(h: Harness) -> None:
-    h.runtime.keep_working_dirs = True
+    h.engine.options.keep_working_dirs = True
     ex = await h.run(flow(shell("touch left.txt")))
-    kept = h.runtime.data_dir / "tmp" / ex.id / ex.task_runs[0].id / "left.txt"
+    kept = h.engine.data_dir / "tmp" / ex.id / ex.task_runs[0].id / "left.txt"
     assert await asyncio.to_thread(kept.exists)
 
 
@@ -802,18 +806,18 @@ async def test_dependencies_install_once_into_a_cached_venv(
     second = await h.run(flow(uses(wheel, manager)))
     assert await messages(h, second) == [("INFO", "value 7 True")]
     venvs = await asyncio.to_thread(
-        lambda: sorted(p.name for p in (h.runtime.data_dir / "venvs").iterdir() if p.is_dir())
+        lambda: sorted(p.name for p in (h.engine.data_dir / "venvs").iterdir() if p.is_dir())
     )
     assert len(venvs) == 1
     if manager == "UV":
-        assert await asyncio.to_thread((h.runtime.data_dir / "cache" / "uv").is_dir)
+        assert await asyncio.to_thread((h.engine.data_dir / "cache" / "uv").is_dir)
 
 
 async def test_two_executions_needing_a_new_venv_build_it_once(h: Harness, tmp_path: Path) -> None:
     wheel = await asyncio.to_thread(build_wheel, tmp_path, "tiny_shared", 9)
     source = await h.flow(flow(uses(wheel, "PIP")))
     started = [await h.start(source), await h.start(source)]
-    ended = [await h.runtime.wait(ex.id) for ex in started]
+    ended = [await h.engine.wait(ex.id) for ex in started]
     assert [ex.state.current for ex in ended] == [State.SUCCESS, State.SUCCESS]
     logs = [await messages(h, ex) for ex in ended]
     assert sum(installs(one) for one in logs) == 1
@@ -836,14 +840,16 @@ async def test_a_venv_another_process_is_building_is_waited_for_not_rebuilt(
     wheel = await asyncio.to_thread(build_wheel, tmp_path, "tiny_locked", 5)
     source = await h.flow(flow(uses(wheel, "UV")))
     assert (await h.run(source)).state.current == State.SUCCESS
-    venvs = h.runtime.data_dir / "venvs"
+    venvs = h.engine.data_dir / "venvs"
     (venv,) = await asyncio.to_thread(lambda: [p for p in venvs.iterdir() if p.is_dir()])
     marker = venv / ".podium-ready"
     await asyncio.to_thread(marker.unlink)  # as if another daemon were still building it
     waiting = asyncio.Event()
 
-    def listener(kind: str, execution: Execution, tr: TaskRun | None, extra: Any) -> None:
-        if kind == "log" and extra["message"].startswith("waiting for another podium process"):
+    def listener(event: Event) -> None:
+        if isinstance(event, LogAppended) and event.line["message"].startswith(
+            "waiting for another podium process"
+        ):
             waiting.set()
 
     other = await asyncio.create_subprocess_exec(
@@ -856,7 +862,7 @@ async def test_a_venv_another_process_is_building_is_waited_for_not_rebuilt(
         stdout=asyncio.subprocess.PIPE,
     )
     assert other.stdin is not None and other.stdout is not None
-    unsubscribe = h.runtime.subscribe(listener)
+    unsubscribe = h.engine.subscribe(listener)
     try:
         assert await asyncio.wait_for(other.stdout.readline(), 20) == b"locked\n"
         ex = await h.start(source)
@@ -864,7 +870,7 @@ async def test_a_venv_another_process_is_building_is_waited_for_not_rebuilt(
         other.stdin.write(b"go\n")
         await other.stdin.drain()
         assert await asyncio.wait_for(other.wait(), 20) == 0
-        ex = await asyncio.wait_for(h.runtime.wait(ex.id), 20)
+        ex = await asyncio.wait_for(h.engine.wait(ex.id), 20)
     finally:
         unsubscribe()
         if other.returncode is None:
@@ -881,7 +887,7 @@ async def test_without_dependency_cache_the_venv_is_thrown_away(h: Harness, tmp_
     ex = await h.run(flow(uses(wheel, "UV", extra="dependencyCacheEnabled: false\n")))
     assert ex.state.current == State.SUCCESS, ex.error
     assert (await messages(h, ex))[-1] == ("INFO", "value 1 True")
-    venvs = h.runtime.data_dir / "venvs"
+    venvs = h.engine.data_dir / "venvs"
     assert await asyncio.to_thread(lambda: [p.name for p in venvs.iterdir() if p.is_dir()]) == []
 
 
@@ -896,7 +902,7 @@ async def test_a_failed_install_fails_the_task_with_the_installers_words(
         f"task 'deps': installing the dependencies failed: uv exited with code "
         f"1:\n{using}\nerror: Distribution not found at: {missing.as_uri()}"
     )
-    venvs = h.runtime.data_dir / "venvs"
+    venvs = h.engine.data_dir / "venvs"
     assert await asyncio.to_thread(lambda: [p.name for p in venvs.iterdir() if p.is_dir()]) == []
 
 

@@ -24,9 +24,8 @@ import aiodocker
 import pytest
 import yaml
 from aiohttp import web
-from services import free_port
 
-from daemon.context import RunContext, TaskLogger
+from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.state import State
 from tasks.scripts import docker as docker_runner
@@ -44,6 +43,7 @@ from tasks.scripts.docker import (
 )
 from tasks.scripts.runner import ScriptJob, Stream
 from tests.harness import Harness
+from tests.services import free_port
 
 RUNNER = "io.kestra.plugin.scripts.runner.docker.Docker"
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
@@ -75,9 +75,7 @@ async def ctx(h: Harness) -> AsyncIterator[RunContext]:
     """)
     execution = await h.run(flow)
     task_run = execution.task_runs[0]
-    context = RunContext(
-        h.runtime, flow, execution, task_run, {}, TaskLogger(h.runtime, execution, task_run)
-    )
+    context = h.task_context(flow, execution, task_run)
     yield context
     await context.cleanup()
 
@@ -671,7 +669,7 @@ async def test_shell_commands_write_into_working_dir_as_rendered_for_the_flow(
     """)
     assert ex.state.current == State.SUCCESS, ex.error
     logs = await h.logs(ex)
-    workdir = h.runtime.data_dir / "tmp" / ex.id / ex.task_runs[0].id
+    workdir = h.engine.data_dir / "tmp" / ex.id / ex.task_runs[0].id
     assert logs[0] == f"made in {workdir}"
     assert logs[1].startswith("kestra://")
 

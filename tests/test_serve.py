@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.serve import shutdown_budget
+from daemon.app.serve import shutdown_budget
 from tests.daemon_process import ROOT, ServeProcess
 
 LOG_FLOW = """id: {id}

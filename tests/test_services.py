@@ -11,7 +11,8 @@ import re
 import aiodocker
 import aiomqtt
 import asyncpg
-from services import Chromium, Mosquitto
+
+from tests.services import Chromium, Mosquitto
 
 
 async def test_postgres_is_15_or_newer_and_runs_merge(postgres_dsn: str) -> None:

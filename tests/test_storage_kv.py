@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from daemon.registry import default_plugins
-from daemon.runtime import Runtime
+from daemon.engine.core import Engine
+from daemon.flows.registry import default_plugins
 from daemon.sdk.clock import FakeClock
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
@@ -24,12 +24,12 @@ LINES = "".join(f"row {i} [{'even' if i % 2 == 0 else 'odd'}]\n" for i in range(
 
 @pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeClock]]:
-    """Runtime and store on one fake clock, so that a KV ttl can pass without waiting."""
+    """Engine and store on one fake clock, so that a KV ttl can pass without waiting."""
     clock = FakeClock()
     plugins = await asyncio.to_thread(default_plugins)
     store = open_store(tmp_path / "data", clock=clock)
     await store.open()
-    harness = Harness(Runtime(tmp_path / "data", store, clock=clock, plugins=plugins), store)
+    harness = Harness(Engine(tmp_path / "data", store, clock=clock, plugins=plugins), store)
     yield harness, clock
     await harness.close()
 
@@ -53,7 +53,7 @@ def flow(*tasks: str, file_input: bool = False) -> str:
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.runtime.storage.path(uri).read_text())
+    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
 
 
 async def error(h: Harness, ex: Execution) -> str:
@@ -243,7 +243,7 @@ async def test_kv_set_stores_typed_values_that_get_and_kv_read(
         )
     )
     assert ex.state.current == State.SUCCESS
-    assert await h.store.kv_get("ns", "k") == (True, stored)
+    assert await h.store.kv.get("ns", "k") == (True, stored)
     assert ex.task_runs[1].outputs == {"value": stored}
     assert json.loads(ex.task_runs[2].outputs["value"]) == stored
 
@@ -254,7 +254,7 @@ async def test_kv_set_keeps_a_yaml_map_as_it_is(h: Harness) -> None:
         "kv.Set\n    key: k\n    value:\n      name: '{{ flow.id }}'\n      n: 2\n"
     )
     assert ex.state.current == State.SUCCESS
-    assert await h.store.kv_get("ns", "k") == (True, {"name": "f", "n": 2})
+    assert await h.store.kv.get("ns", "k") == (True, {"name": "f", "n": 2})
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ async def test_kv_set_of_a_value_that_is_not_its_type_fails(
 ) -> None:
     ex = await h.run(flow(task("set", "kv.Set", key="k", value=value, kvType=kv_type)))
     assert await error(h, ex) == message
-    assert await h.store.kv_get("ns", "k") == (False, None)
+    assert await h.store.kv.get("ns", "k") == (False, None)
 
 
 async def test_kv_type_outside_the_list_is_a_load_error(h: Harness) -> None:
@@ -307,22 +307,22 @@ async def test_kv_pairs_are_scoped_by_namespace(h: Harness) -> None:
 
 
 async def test_kv_set_without_overwrite_refuses_an_existing_key(h: Harness) -> None:
-    await h.store.kv_set("ns", "k", "old")
+    await h.store.kv.set("ns", "k", "old")
     ex = await h.run(flow(task("set", "kv.Set", key="k", value="new", overwrite=False)))
     assert await error(h, ex) == (
         "Cannot set value for key 'k' in namespace 'ns': it already exists and `overwrite` is false"
     )
-    assert await h.store.kv_get("ns", "k") == (True, "old")
+    assert await h.store.kv.get("ns", "k") == (True, "old")
 
 
 async def test_kv_ttl_expires_the_pair(fake: tuple[Harness, FakeClock]) -> None:
     h, clock = fake
     ex = await h.run(flow(task("set", "kv.Set", key="k", value="v", ttl="PT1H")))
     assert ex.state.current == State.SUCCESS
-    [pair] = await h.store.kv_list("ns")
+    [pair] = await h.store.kv.list("ns")
     assert pair["expiresAt"] == "2026-01-01T01:00:00.000000Z"
     await clock.advance(3599)
-    assert await h.store.kv_get("ns", "k") == (True, "v")
+    assert await h.store.kv.get("ns", "k") == (True, "v")
     await clock.advance(2)
     later = await h.run(flow(task("get", "kv.Get", key="k")))
     assert later.task_runs[0].outputs == {"value": None}
@@ -337,6 +337,6 @@ async def test_kv_get_and_delete_with_error_on_missing_fail(h: Harness) -> None:
 
 
 async def test_kv_delete_reports_whether_the_key_was_there(h: Harness) -> None:
-    await h.store.kv_set("ns", "k", 1)
+    await h.store.kv.set("ns", "k", 1)
     ex = await h.run(flow(task("first", "kv.Delete", key="k"), task("again", "kv.Delete", key="k")))
     assert [tr.outputs for tr in ex.task_runs] == [{"deleted": True}, {"deleted": False}]

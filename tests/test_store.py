@@ -32,7 +32,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.services] if name == "postgresql" else [])
+        for name in sorted(IMPLEMENTATIONS)
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
     """The implementation, with its PostgreSQL server if it needs one.
 
@@ -422,51 +427,51 @@ async def test_metrics_round_trip_in_order(store: Store) -> None:
 
 @pytest.mark.parametrize("value", ["text", 42, 1.5, True, None, [1, "a"], {"deep": {"x": [1]}}])
 async def test_kv_keeps_the_type_of_the_value(store: Store, value: Any) -> None:
-    assert await store.kv_get("ns", "k") == (False, None)
-    await store.kv_set("ns", "k", value)
-    assert await store.kv_get("ns", "k") == (True, value)
+    assert await store.kv.get("ns", "k") == (False, None)
+    await store.kv.set("ns", "k", value)
+    assert await store.kv.get("ns", "k") == (True, value)
 
 
 async def test_kv_is_scoped_by_namespace_and_overwritten(store: Store) -> None:
-    await store.kv_set("a", "k", 1)
-    await store.kv_set("b", "k", 2)
-    await store.kv_set("a", "k", 3)
-    await store.kv_set("a", "j", "x")
-    assert await store.kv_get("a", "k") == (True, 3)
-    assert await store.kv_get("b", "k") == (True, 2)
-    assert [(e["key"], e["value"]) for e in await store.kv_list("a")] == [("j", "x"), ("k", 3)]
-    assert await store.kv_delete("a", "k") is True
-    assert await store.kv_delete("a", "k") is False
-    assert await store.kv_get("a", "k") == (False, None)
-    assert await store.kv_get("b", "k") == (True, 2)
+    await store.kv.set("a", "k", 1)
+    await store.kv.set("b", "k", 2)
+    await store.kv.set("a", "k", 3)
+    await store.kv.set("a", "j", "x")
+    assert await store.kv.get("a", "k") == (True, 3)
+    assert await store.kv.get("b", "k") == (True, 2)
+    assert [(e["key"], e["value"]) for e in await store.kv.list("a")] == [("j", "x"), ("k", 3)]
+    assert await store.kv.delete("a", "k") is True
+    assert await store.kv.delete("a", "k") is False
+    assert await store.kv.get("a", "k") == (False, None)
+    assert await store.kv.get("b", "k") == (True, 2)
 
 
 async def test_expired_kv_key_reads_as_missing(store: Store, clock: FakeClock) -> None:
     expiry = iso(clock.now() + timedelta(seconds=10))
     assert expiry is not None
-    await store.kv_set("ns", "short", "v", expires_at=expiry)
-    await store.kv_set("ns", "long", "w")
-    assert await store.kv_get("ns", "short") == (True, "v")
-    listed = await store.kv_list("ns")
+    await store.kv.set("ns", "short", "v", expires_at=expiry)
+    await store.kv.set("ns", "long", "w")
+    assert await store.kv.get("ns", "short") == (True, "v")
+    listed = await store.kv.list("ns")
     assert [e["key"] for e in listed] == ["long", "short"]
     assert listed[0]["expiresAt"] is None
     assert listed[1]["expiresAt"] is not None
     await clock.advance(10)
-    assert await store.kv_get("ns", "short") == (False, None)
-    assert [e["key"] for e in await store.kv_list("ns")] == ["long"]
-    assert await store.kv_delete("ns", "short") is False
-    await store.kv_set("ns", "short", "again")
-    assert await store.kv_get("ns", "short") == (True, "again")
+    assert await store.kv.get("ns", "short") == (False, None)
+    assert [e["key"] for e in await store.kv.list("ns")] == ["long"]
+    assert await store.kv.delete("ns", "short") is False
+    await store.kv.set("ns", "short", "again")
+    assert await store.kv.get("ns", "short") == (True, "again")
 
 
 # trigger state and claims
 
 
 async def test_state_round_trip(store: Store) -> None:
-    assert await store.get_state("schedule:ns.f.daily") is None
-    await store.set_state("schedule:ns.f.daily", {"last": "2026-01-01T00:00:00Z"})
-    await store.set_state("schedule:ns.f.daily", {"last": "2026-01-02T00:00:00Z", "n": 2})
-    assert await store.get_state("schedule:ns.f.daily") == {
+    assert await store.state.get("schedule:ns.f.daily") is None
+    await store.state.set("schedule:ns.f.daily", {"last": "2026-01-01T00:00:00Z"})
+    await store.state.set("schedule:ns.f.daily", {"last": "2026-01-02T00:00:00Z", "n": 2})
+    assert await store.state.get("schedule:ns.f.daily") == {
         "last": "2026-01-02T00:00:00Z",
         "n": 2,
     }
@@ -474,22 +479,24 @@ async def test_state_round_trip(store: Store) -> None:
 
 async def test_claim_is_true_once_even_across_restarts(make_store: Factory) -> None:
     async with make_store() as store:
-        assert await store.claim("file:/in/a.csv:abc") is True
-        assert await store.claim("file:/in/a.csv:abc") is False
-        assert await store.claim("file:/in/b.csv:def") is True
+        assert await store.state.claim("file:/in/a.csv:abc") is True
+        assert await store.state.claim("file:/in/a.csv:abc") is False
+        assert await store.state.claim("file:/in/b.csv:def") is True
     async with make_store() as store:
-        assert await store.claim("file:/in/a.csv:abc") is False
+        assert await store.state.claim("file:/in/a.csv:abc") is False
 
 
 async def test_concurrent_claims_have_one_winner(store: Store) -> None:
-    results = await asyncio.gather(*(store.claim("slot:2026-01-01T00:00Z") for _ in range(20)))
+    results = await asyncio.gather(
+        *(store.state.claim("slot:2026-01-01T00:00Z") for _ in range(20))
+    )
     assert sorted(results) == [False] * 19 + [True]
 
 
 async def test_claims_from_two_instances_have_one_winner_per_key(make_store: Factory) -> None:
     async with make_store() as one, make_store() as two:
         results = await asyncio.gather(*(
-            store.claim(f"slot:{key}") for key in range(10) for store in (one, two)
+            store.state.claim(f"slot:{key}") for key in range(10) for store in (one, two)
         ))  # fmt: skip
         assert [sorted(results[i : i + 2]) for i in range(0, 20, 2)] == [[False, True]] * 10
 
@@ -515,11 +522,11 @@ async def test_reopening_keeps_the_data(make_store: Factory) -> None:
     async with make_store() as store:
         await store.save_flow("ns", "f", "a")
         await store.save_execution(execution("e1"))
-        await store.kv_set("ns", "k", [1])
+        await store.kv.set("ns", "k", [1])
     async with make_store() as store:
         assert await store.get_flow("ns", "f") == (1, "a")
         assert await store.get_execution("e1") is not None
-        assert await store.kv_get("ns", "k") == (True, [1])
+        assert await store.kv.get("ns", "k") == (True, [1])
 
 
 async def test_a_store_that_is_not_open_says_so(make_store: Factory) -> None:
@@ -609,5 +616,5 @@ async def test_open_store_picks_the_file(tmp_path: Path, setting: str, expected:
     async with open_store(text) as store:
         assert isinstance(store, SqliteStore)
         assert str(store.path).endswith(expected)
-        assert await store.claim("x") is True
+        assert await store.state.claim("x") is True
     assert await asyncio.to_thread((tmp_path / expected).exists)

@@ -112,7 +112,7 @@ async def test_open_store_picks_postgresql_for_its_urls(dsn: str, scheme: str) -
         assert isinstance(store, PostgresStore)
         assert store.shared is True
         assert store.dsn == url
-        assert await store.claim("x") is True
+        assert await store.state.claim("x") is True
         assert await store.pool.fetchval("SELECT count(*) FROM claims") == 1
 
 
@@ -194,7 +194,7 @@ async def test_wrong_password_is_a_clear_error(private: services.PostgresServer)
         ' password authentication failed for user "alice"'
     )
     async with PostgresStore(f"postgresql://alice:right@{where}") as store:
-        assert await store.claim("x") is True
+        assert await store.state.claim("x") is True
 
 
 # schema
@@ -230,8 +230,8 @@ async def test_concurrent_first_opens_migrate_once(dsn: str) -> None:
     stores = [PostgresStore(dsn) for _ in range(6)]
     try:
         await asyncio.gather(*(store.open() for store in stores))
-        assert await stores[-1].claim("k") is True
-        assert await stores[0].claim("k") is False
+        assert await stores[-1].state.claim("k") is True
+        assert await stores[0].state.claim("k") is False
     finally:
         await asyncio.gather(*(store.close() for store in stores))
     versions = await fetch(dsn, "SELECT version FROM schema_version ORDER BY 1")
@@ -316,7 +316,7 @@ async def test_concurrent_saves_share_commits_and_each_commit_is_observed(dsn: s
         observed.clear()
         await store.flush()  # nothing queued: no transaction
         assert observed == []
-        await store.kv_set("ns", "k", 1)
+        await store.kv.set("ns", "k", 1)
         assert [what for what, _ in observed] == ["commit"]
 
 
@@ -328,7 +328,7 @@ async def test_a_failing_commit_observer_neither_fails_nor_repeats_a_write(
 
     async with PostgresStore(dsn) as store:
         store.observe_write = broken
-        assert await store.claim("once") is True
+        assert await store.state.claim("once") is True
         store.append_logs([log("one line")])
         await store.flush()
         assert [line["message"] for line in await store.logs("e1")] == ["one line"]
@@ -392,9 +392,9 @@ async def test_a_commit_whose_answer_is_lost_is_applied_once(
         proxied = urlunsplit(urlsplit(dsn)._replace(netloc=f"postgres@127.0.0.1:{cut.port}"))
         async with PostgresStore(proxied, reconnect_timeout=30) as store:
             cut.armed = True
-            assert await store.claim("file:a.csv") is True
+            assert await store.state.claim("file:a.csv") is True
             assert cut.cuts == 1
-            assert await store.claim("file:a.csv") is False
+            assert await store.state.claim("file:a.csv") is False
             cut.armed = True
             store.append_logs([log("once")])
             await store.flush()
@@ -420,7 +420,7 @@ async def test_saves_in_flight_across_a_server_restart_all_land_once(
             store.append_logs([log(f"line {i}") for i in batch])
             results = await asyncio.gather(
                 *(store.save_task_run(task_run(f"t{i:05}")) for i in batch),
-                *(store.claim(f"c{i}") for i in batch),
+                *(store.state.claim(f"c{i}") for i in batch),
             )
             claims += results[10:]
             n += 10

@@ -13,11 +13,12 @@ import asyncpg
 import pytest
 import yaml
 from aiohttp import web
-from harness import Harness, running_triggers, task_states
 
 from bench import taxi_csv
-from daemon.sdk.execution import Execution, TaskRun
+from daemon.engine.events import Event, ExecutionChanged
+from daemon.sdk.execution import Execution
 from tasks.sql.pool import close_pools
+from tests.harness import Harness, running_triggers, task_states
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 ROWS = 10_000
@@ -101,7 +102,7 @@ async def flow_text(name: str) -> str:
 
 
 async def stored_files(h: Harness, execution: Execution) -> list[Path]:
-    storage = h.runtime.storage
+    storage = h.engine.resources.storage
     prefix = storage.execution_prefix(execution.namespace, execution.flow_id, execution.id)
     root = storage.root / prefix.lstrip("/")
     return await asyncio.to_thread(lambda: [p for p in root.rglob("*") if p.is_file()])
@@ -125,7 +126,7 @@ async def test_a_month_loads_once_and_months_add_up(
     async def load(month: str) -> Execution:
         year, mm = month.split("-")
         inputs = {"taxi": taxi, "year": year, "month": mm, "base_url": base_url}
-        execution = await h.runtime.wait((await h.runtime.submit(flow, inputs)).id)
+        execution = await h.engine.wait((await h.engine.submit(flow, inputs)).id)
         assert execution.state.current.value == "SUCCESS", execution.error
         assert await stored_files(h, execution) == []  # purged at the end
         return execution
@@ -168,10 +169,10 @@ async def test_a_malformed_row_fails_the_load_and_leaves_the_table_as_it_was(
     h: Harness, db: asyncpg.Connection, base_url: str, taxi_files: dict[str, bytes]
 ) -> None:
     flow = await h.flow(await flow_text("04_postgres_taxi.yaml"))
-    good = await h.runtime.submit(
+    good = await h.engine.submit(
         flow, {"taxi": "yellow", "year": "2019", "month": "01", "base_url": base_url}
     )
-    assert (await h.runtime.wait(good.id)).state.current.value == "SUCCESS"
+    assert (await h.engine.wait(good.id)).state.current.value == "SUCCESS"
 
     lines = gzip.decompress(taxi_files["yellow/yellow_tripdata_2019-02.csv.gz"]).split(b"\n")
     cells = lines[5000].split(b",")
@@ -189,7 +190,7 @@ async def test_a_malformed_row_fails_the_load_and_leaves_the_table_as_it_was(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        bad = await h.runtime.submit(
+        bad = await h.engine.submit(
             flow,
             {
                 "taxi": "yellow",
@@ -198,7 +199,7 @@ async def test_a_malformed_row_fails_the_load_and_leaves_the_table_as_it_was(
                 "base_url": f"http://127.0.0.1:{runner.addresses[0][1]}",
             },
         )
-        ended = await h.runtime.wait(bad.id)
+        ended = await h.engine.wait(bad.id)
     finally:
         await runner.cleanup()
     assert ended.state.current.value == "FAILED"
@@ -230,9 +231,12 @@ async def test_backfill_of_three_months_runs_three_executions_one_at_a_time(
     running: set[str] = set()
     most = 0
 
-    def watch(kind: str, execution: Execution, task_run: TaskRun | None, extra: Any) -> None:
+    def watch(event: Event) -> None:
         nonlocal most
-        if kind != "execution" or execution.flow_id != "05_postgres_taxi_scheduled":
+        if not isinstance(event, ExecutionChanged):
+            return
+        execution = event.execution
+        if execution.flow_id != "05_postgres_taxi_scheduled":
             return
         if execution.state.current.value == "RUNNING":
             running.add(execution.id)
@@ -240,7 +244,7 @@ async def test_backfill_of_three_months_runs_three_executions_one_at_a_time(
             running.discard(execution.id)
         most = max(most, len(running))
 
-    unsubscribe = h.runtime.subscribe(watch)
+    unsubscribe = h.engine.subscribe(watch)
     try:
         async with running_triggers(h, await scheduled_flow(base_url)) as th:
             await th.wait_for(3)

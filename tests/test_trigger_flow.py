@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from daemon.flow import Flow, load_flow
+from daemon.flows.definition import Flow
+from daemon.flows.loader import load_flow
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
 from daemon.sdk.plugin import ConditionContext
@@ -85,7 +86,7 @@ async def started(h: Harness, th: TriggerHarness, count: int) -> list[Execution]
     """The downstream executions once `count` exist and all ended, checking no more came."""
     await th.wait_for(count)
     ended = await th.finished()
-    await h.runtime.drain()
+    await h.engine.drain()
     await settle()
     assert len(th.executions) == count
     return ended
@@ -212,7 +213,7 @@ async def test_inputs_that_do_not_render_skip_that_execution_only(
     """
     async with running_triggers(h, downstream(trigger)) as th:
         await settle()
-        with caplog.at_level(logging.ERROR, logger="daemon.triggering"):
+        with caplog.at_level(logging.ERROR, logger="daemon.engine.supervisor"):
             skipped = await h.run(plain)
             await run(h, a)
             (execution,) = await started(h, th, 1)

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from daemon.config import Settings
-from daemon.flow import load_flow
-from daemon.sdk.errors import FlowError
+from daemon.config.settings import Settings
+from daemon.flows.loader import load_flow
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
-from tests.harness import Harness, TriggerHarness, running_triggers
+from tests.harness import Harness, TriggerHarness, problems, running_triggers
 
 # watchdog warns (from its own thread) when `mkdir -p` makes it watch a new directory twice;
 # harmless, and pytest's warnings-as-errors would kill that thread.
@@ -107,7 +106,7 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def lines() -> Iterator[Lines]:
-    logger = logging.getLogger("daemon.triggering")
+    logger = logging.getLogger("daemon.engine.supervisor")
     handler, level = Lines(), logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
@@ -467,12 +466,6 @@ async def test_missing_directory_stops_the_trigger_and_says_how_to_fix_it(
 
 
 # -- load-time errors --------------------------------------------------------------------------
-
-
-def problems(source: str) -> list[str]:
-    with pytest.raises(FlowError) as info:
-        load_flow(source, "f.yaml")
-    return [str(p) for p in info.value.problems]
 
 
 def test_move_without_move_directory_is_a_load_error() -> None:

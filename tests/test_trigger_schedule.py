@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from daemon.flow import load_flow
+from daemon.flows.loader import load_flow
 from daemon.sdk.clock import FakeClock
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
@@ -77,7 +77,7 @@ async def caught_up(h: Harness, clock: WatchedClock) -> None:
         while clock.sleeping == 0:
             clock.slept.clear()
             await clock.slept.wait()
-    await h.runtime.drain()
+    await h.engine.drain()
 
 
 def variables(execution: Execution) -> dict[str, Any]:

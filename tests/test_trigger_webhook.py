@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,13 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from daemon.config import BasicAuth, Settings
-from daemon.context import TriggerContext
-from daemon.flow import load_flow
+from daemon.config.settings import BasicAuth, Settings
+from daemon.engine.webhooks import WebhookRegistry
+from daemon.flows.loader import load_flow
 from daemon.sdk.errors import FlowError
 from daemon.sdk.plugin import Condition, ConditionContext
-from daemon.triggering import Triggers
-from daemon.webhooks import WebhookRegistry
 from tests.api_helpers import serving
 from tests.harness import Harness, TriggerHarness, running_triggers, settle
 from triggers.webhook import Webhook
@@ -46,7 +43,7 @@ async def webhook_server(
     h: Harness, source: str, settings: Settings | None = None
 ) -> AsyncIterator[tuple[TriggerHarness, str]]:
     """The flow's triggers running and the API serving; yields the flow's webhook base URL."""
-    settings = settings or Settings(data_dir=h.runtime.data_dir)
+    settings = settings or Settings(data_dir=h.engine.data_dir)
     async with (
         running_triggers(h, source, settings) as th,
         serving(h, settings, th.webhooks) as url,
@@ -66,7 +63,7 @@ async def call(method: str, url: str, **kwargs: Any) -> tuple[int, Any, aiohttp.
 
 
 async def messages(h: Harness, execution_id: str) -> list[str]:
-    await h.runtime.wait(execution_id)
+    await h.engine.wait(execution_id)
     await h.store.flush()
     return [line["message"] for line in await h.store.logs(execution_id)]
 
@@ -133,7 +130,7 @@ async def test_wrong_key_and_wrong_flow_are_the_same_404(h: Harness) -> None:
 
 
 async def test_body_over_the_limit_is_413(h: Harness) -> None:
-    settings = Settings(data_dir=h.runtime.data_dir, webhook_max_body=100)
+    settings = Settings(data_dir=h.engine.data_dir, webhook_max_body=100)
     async with webhook_server(h, HOOK, settings) as (th, base):
         status, doc, _ = await call("POST", f"{base}/{KEY}", data=b"x" * 101)
         assert (status, doc) == (
@@ -356,7 +353,7 @@ async def test_templated_key_is_rendered_when_the_trigger_starts(h: Harness) -> 
 
 async def test_webhook_stays_open_when_the_api_needs_credentials(h: Harness) -> None:
     settings = Settings(
-        data_dir=h.runtime.data_dir, basic_auth=BasicAuth(username="ada", password="pw")
+        data_dir=h.engine.data_dir, basic_auth=BasicAuth(username="ada", password="pw")
     )
     async with webhook_server(h, HOOK, settings) as (_, base):
         status, doc, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}})
@@ -377,10 +374,11 @@ async def test_conditions_not_met_answer_204_without_an_execution(h: Harness) ->
     trigger = Webhook(
         id="webhook", type=Webhook.types[0], key=KEY, conditions=[Never(type="test.Never")]
     )
-    settings = Settings(data_dir=h.runtime.data_dir)
+    settings = Settings(data_dir=h.engine.data_dir)
     webhooks = WebhookRegistry()
-    ctx = TriggerContext(h.runtime, flow, trigger.id, logging.getLogger("test"), settings, webhooks)
-    emit = Triggers(h.runtime, settings, webhooks).emitter(flow, trigger)
+    supervisor = h.engine.supervisor(webhooks, settings.allowed_paths)
+    ctx = supervisor.context(flow, trigger)
+    emit = supervisor.emitter(flow, trigger)
     running = asyncio.create_task(trigger.run(emit, ctx))
     try:
         async with serving(h, settings, webhooks) as url:

@@ -24,8 +24,8 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
-from daemon.flow import load_flow
-from daemon.ui.graph import Graph, flow_graph
+from daemon.api.ui.topology import Graph, flow_graph
+from daemon.flows.loader import load_flow
 from tests.services import Chromium
 from tests.ui_helpers import (
     DESKTOP,
@@ -603,9 +603,9 @@ def test_kill_restart_and_replay_buttons_act_on_the_live_execution(
     page = new_page(chrome, console, DESKTOP)
     (server.flows_dir / "slow.yaml").write_text(SLOW)
     assert server.harness is not None
-    runtime = server.harness.runtime
+    engine = server.harness.engine
     server.run(server.flows.reload(server.flows_dir / "slow.yaml"))
-    execution = server.run(runtime.submit_by_id("ui.test", "slow"))
+    execution = server.run(engine.submit_by_id("ui.test", "slow"))
     page.goto(f"{server.url}/ui/executions/{execution.id}")
     state = page.locator("#execution-state .badge")
     expect(page.locator('.gantt-row[data-task="nap"]')).to_have_attribute("data-state", "RUNNING")
@@ -623,7 +623,7 @@ def test_kill_restart_and_replay_buttons_act_on_the_live_execution(
     page.get_by_role("button", name="Kill").click()
     expect(state).to_have_text("KILLED")
 
-    stored = server.run(runtime.store.get_execution(execution.id))
+    stored = server.run(engine.store.get_execution(execution.id))
     assert stored is not None
     first_run = next(r for r in stored["taskRunList"] if r["taskId"] == "nap")
     page.locator("#replay-from").select_option(first_run["id"])
@@ -640,9 +640,9 @@ def test_pages_fit_a_phone_screen(server: UiServer, chrome: Browser, tmp_path: P
     console, screens = Console(), Screens(tmp_path)
     page = new_page(chrome, console, PHONE)
     assert server.harness is not None
-    runtime = server.harness.runtime
-    execution = server.run(runtime.submit_by_id("ui.test", "nightly"))
-    server.run(runtime.wait(execution.id))
+    engine = server.harness.engine
+    execution = server.run(engine.submit_by_id("ui.test", "nightly"))
+    server.run(engine.wait(execution.id))
     for name, path, ready in (
         ("phone-execution", f"/ui/executions/{execution.id}", ".gantt-row .seg"),
         ("phone-logs", f"/ui/executions/{execution.id}#logs", "#logs .log"),

@@ -20,12 +20,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, sync_playwright
 
-from daemon.api import create_app
-from daemon.config import BasicAuth, Settings
-from daemon.flowdir import FlowDirectory
-from daemon.triggering import Triggers
-from daemon.ui import setup_ui
-from daemon.webhooks import WebhookRegistry
+from daemon.api.server import create_app
+from daemon.config.settings import BasicAuth, Settings
+from daemon.engine.webhooks import WebhookRegistry
+from daemon.flows.directory import FlowDirectory
 from tests.harness import Harness
 from tests.services import Chromium
 
@@ -80,12 +78,14 @@ class UiServer:
         h = self.harness = await Harness.open(self.data_dir)
         settings = Settings(data_dir=self.data_dir, flows_dir=self.flows_dir, basic_auth=self.auth)
         webhooks = WebhookRegistry()
-        triggers = Triggers(h.runtime, settings, webhooks)
+        triggers = h.engine.supervisor(webhooks, settings.allowed_paths)
         await triggers.restore()
-        flows = self.flows = FlowDirectory(self.flows_dir, h.runtime, triggers)
+        h.engine.catalog.listen(triggers.flow_changed)
+        flows = self.flows = FlowDirectory(
+            self.flows_dir, h.engine.catalog, h.engine.resources.plugins
+        )
         await flows.load_all()
-        app = create_app(h.runtime, settings, webhooks, flows=flows)
-        setup_ui(app)  # a no-op once create_app sets the UI up itself
+        app = create_app(h.engine, settings, webhooks, flows=flows, supervisor=triggers)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:

@@ -1,13 +1,12 @@
 """Flow trigger: start this flow when an execution of another flow ends.
 
-The runtime calls listeners synchronously, from whatever changed the execution, so the
+The engine calls listeners synchronously, from whatever changed the execution, so the
 listener only filters and queues; conditions, rendering and `emit` happen in `run`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from daemon.context import TriggerContext
+from daemon.sdk.cache import BoundedCache
+from daemon.sdk.context import TriggerContext
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import ConditionContext, Emit, Trigger
@@ -93,29 +93,18 @@ class FlowTrigger(Trigger):
 
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         queue: asyncio.Queue[_Ended] = asyncio.Queue()
-        seen: OrderedDict[tuple[str, State], None] = OrderedDict()
+        seen: BoundedCache[tuple[str, State], bool] = BoundedCache(_REMEMBERED)
         own = (ctx.flow.namespace, ctx.flow.id)
         states = frozenset(self.states)
 
-        def listener(
-            kind: str, execution: Execution, task_run: TaskRun | None, extra: dict[str, Any] | None
-        ) -> None:
+        def listener(execution: Execution) -> None:
             state = execution.state.current
-            if (
-                kind != "execution"
-                or state not in states
-                or (execution.namespace, execution.flow_id) == own
-            ):
+            if state not in states or (execution.namespace, execution.flow_id) == own:
                 return
-            key = (execution.id, state)
-            if key in seen:
-                return
-            seen[key] = None
-            if len(seen) > _REMEMBERED:
-                seen.popitem(last=False)
-            queue.put_nowait(_Ended.of(execution))
+            if seen.add((execution.id, state), True):
+                queue.put_nowait(_Ended.of(execution))
 
-        detach = ctx.runtime.subscribe(listener)
+        detach = ctx.watch_executions(listener)
         try:
             while True:
                 ended = await queue.get()
@@ -152,9 +141,7 @@ class FlowTrigger(Trigger):
         inputs = self.inputs
         try:
             if has_template(inputs):
-                inputs = ctx.runtime.renderer.render_value(
-                    inputs, _render_variables(ended, variables, ctx), ctx.runtime.functions(None)
-                )
+                inputs = ctx.render(inputs, _render_variables(ended, variables, ctx))
             await emit(inputs, variables)
         except (InputError, TemplateError) as exc:
             ctx.logger.error(

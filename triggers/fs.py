@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,12 +39,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from daemon.context import TriggerContext
+from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration, format_duration
 from daemon.sdk.errors import FlowDisabled, InputError, PodiumError
 from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.state import iso
-from daemon.storage import Storage
 from triggers.fs_watch import Settled, Watcher, WatchError, fingerprint, sha256_of
 
 # RealtimeTrigger has no `interval`; it still rescans this often in case events were lost.
@@ -164,11 +164,11 @@ class _LocalFiles(Trigger):
 
         Returns the move directory (created if missing) and podium's data directory, whose
         files (stored copies) must never be taken for arrivals."""
-        settings = ctx.settings
-        allowed = ", ".join(str(p) for p in settings.allowed_paths) or "none are configured"
+        roots = ctx.allowed_paths
+        allowed = ", ".join(str(p) for p in roots) or "none are configured"
         fix = "add it to allowed-paths in podium.yaml or PODIUM_ALLOWED_PATHS"
         root = Path(self.from_)
-        if not settings.allows(root):
+        if not _allowed(root, roots):
             raise WatchError(f"directory {root} is not under the allowed paths ({allowed}); {fix}")
         if not root.exists():
             raise WatchError(
@@ -180,7 +180,7 @@ class _LocalFiles(Trigger):
         move_to = None
         if (target := self.move_directory_path()) is not None:
             move_to = Path(target)
-            if not settings.allows(move_to):
+            if not _allowed(move_to, roots):
                 raise WatchError(
                     f"moveDirectory {move_to} is not under the allowed paths ({allowed}); {fix}"
                 )
@@ -188,7 +188,7 @@ class _LocalFiles(Trigger):
                 move_to.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise WatchError(f"cannot create moveDirectory {move_to}: {exc}") from None
-        return move_to, Path(os.path.abspath(ctx.runtime.data_dir))
+        return move_to, Path(os.path.abspath(ctx.data_path()))
 
 
 class LocalFileTrigger(_LocalFiles):
@@ -360,15 +360,15 @@ class _Delivery:
 
     async def _claim(self, path: str, st: os.stat_result, digest: str) -> _Claimed | None:
         """The file to process now, or None when this content was processed before."""
-        store, key = self.ctx.runtime.store, self.ctx.state_key
-        if await store.claim(key("file", path, digest)):
-            first = await store.claim(key("path", path))
+        state, key = self.ctx.state, self.ctx.state_key
+        if await state.claim(key("file", path, digest)):
+            first = await state.claim(key("path", path))
             return _Claimed(path, st, digest, "CREATE" if first else "UPDATE", 0)
-        failure = await store.get_state(key("failed", path, digest))
+        failure = await state.get(key("failed", path, digest))
         if not failure or not failure.get("retry"):
             return None
         attempt = int(failure["attempt"])
-        if not await store.claim(key("file", path, digest, f"retry{attempt}")):
+        if not await state.claim(key("file", path, digest, f"retry{attempt}")):
             return None  # another daemon is retrying it
         return _Claimed(path, st, digest, str(failure["changeType"]), attempt)
 
@@ -376,13 +376,13 @@ class _Delivery:
         """Create one execution for `chunk`; on failure remember it so that it is retried:
         "again" when the reason may pass by itself (the next scan retries it), False when
         the flow has to change first."""
-        store, key = self.ctx.runtime.store, self.ctx.state_key
+        state, key = self.ctx.state, self.ctx.state_key
         try:
             docs = [await self._stored(c) for c in chunk]
             await self.emit({}, self.trigger.variables(docs))
         except Exception as exc:
             for c in chunk:
-                await store.set_state(
+                await state.set(
                     key("failed", c.path, c.digest),
                     {
                         "retry": True,
@@ -413,7 +413,7 @@ class _Delivery:
             return False
         for c in chunk:
             if c.attempt:
-                await store.set_state(
+                await state.set(
                     key("failed", c.path, c.digest),
                     {"retry": False, "attempt": c.attempt, "changeType": c.change},
                 )
@@ -431,7 +431,10 @@ class _Delivery:
                 claimed.digest,
             )
         )
-        uri = await asyncio.to_thread(_store_copy, ctx.runtime.storage, claimed, prefix)
+        await asyncio.to_thread(_still_the_same, claimed)
+        uri = await ctx.files.put(
+            Path(claimed.path), prefix=prefix, name=os.path.basename(claimed.path)
+        )
         return {
             **_file_doc(claimed.path, claimed.st, uri, claimed.digest),
             "changeType": claimed.change,
@@ -441,12 +444,17 @@ class _Delivery:
 # -- blocking helpers (run through asyncio.to_thread) ---------------------------------------
 
 
-def _store_copy(storage: Storage, claimed: _Claimed, prefix: str) -> str:
-    """Copy the file into storage, refusing it if it is no longer the file that was hashed."""
+def _still_the_same(claimed: _Claimed) -> None:
+    """Refuse a file that is no longer the one that was hashed (before storing it)."""
     st = os.lstat(claimed.path)
     if not stat.S_ISREG(st.st_mode) or fingerprint(st) != fingerprint(claimed.st):
         raise OSError(f"{claimed.path} changed before it could be stored")
-    return storage.put(Path(claimed.path), prefix=prefix, name=os.path.basename(claimed.path))
+
+
+def _allowed(path: Path, roots: Sequence[Path]) -> bool:
+    """Is `path` under one of the allowed paths (after resolving symlinks)?"""
+    resolved = path.resolve()
+    return any(resolved == root.resolve() or root.resolve() in resolved.parents for root in roots)
 
 
 def _move_into(source: Path, directory: Path) -> Path:

@@ -45,21 +45,21 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache, partial
+from functools import cache
 from types import TracebackType
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, AliasChoices, Field, field_validator
 
-from daemon.context import TriggerContext
-from daemon.metrics import trigger_connection, trigger_event
 from daemon.sdk.brokers import Endpoint, parse_endpoint, tls_context
+from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import PodiumError
 from daemon.sdk.execution import new_id
 from daemon.sdk.files import StorageError
 from daemon.sdk.plugin import ConditionContext, Emit, Trigger
 from daemon.sdk.properties import Dynamic, has_template, templated_values, with_rendered
+from daemon.sdk.retry import Backoff
 from daemon.sdk.state import iso
 
 SerdeType = Literal["STRING", "JSON", "BYTES"]
@@ -240,7 +240,7 @@ class MqttTrigger(Trigger):
 
     def _node(self, ctx: TriggerContext) -> str | None:
         """This node's id when its client must differ from the other nodes' (shared)."""
-        node = ctx.runtime.node_id
+        node = ctx.node_id
         return node if node and not self.exclusive() else None
 
     # -- the connection ------------------------------------------------------------------
@@ -273,12 +273,10 @@ class MqttTrigger(Trigger):
                 raise PodiumError(f"cannot load the CA certificate (crt): {exc}") from None
         password = self.password or endpoint.password
         if password:
-            ctx.runtime.add_secret(password)
-        delay, connected_once = 1.0, False
+            ctx.secrets.add(password)
+        backoff, connected_once = Backoff(1.0, MAX_RECONNECT_DELAY, clock=ctx.clock), False
         down_since: datetime | None = None  # one line when an outage starts, one when it ends
-        connected = partial(
-            trigger_connection, ctx.runtime, self.types[0], ctx.flow.namespace, ctx.flow.id, self.id
-        )
+        connected = ctx.connection
         connected(False)
         while True:
             session = self._session(endpoint, client_id, context)
@@ -290,7 +288,8 @@ class MqttTrigger(Trigger):
                         ctx.logger.info(
                             "%s: connected to %s again after %.0fs", where, endpoint, seconds
                         )
-                    delay, down_since, connected_once = 1.0, None, True
+                    down_since, connected_once = None, True
+                    backoff.reset()
                     await self._subscribe(session, ctx, client_id, where)
                     await self._consume(session, emit, ctx, client_id, where)
             except aiomqtt.MqttError as exc:
@@ -306,8 +305,7 @@ class MqttTrigger(Trigger):
                         exc,
                         MAX_RECONNECT_DELAY,
                     )
-            await ctx.clock.sleep(delay)
-            delay = min(delay * 2, MAX_RECONNECT_DELAY)
+            await backoff.sleep()
 
     def _session(
         self, endpoint: Endpoint, client_id: str, context: ssl.SSLContext | None
@@ -349,11 +347,11 @@ class MqttTrigger(Trigger):
     ) -> None:
         """Subscribe what the session lacks: re-subscribing would make the broker send its
         retained messages again, and start their executions again on every restart."""
-        store = ctx.runtime.store
+        state = ctx.state
         node = self._node(ctx)
         key = ctx.state_key("session", node) if node is not None else ctx.state_key("session")
         qos: int = min(self.qos, 1)
-        previous = await store.get_state(key) or {}
+        previous = await state.get(key) or {}
         known: list[str] = []
         if (
             session.session_present
@@ -375,7 +373,7 @@ class MqttTrigger(Trigger):
                         "%s: the broker refused the subscription to '%s' (%s)", where, topic, code
                     )
         if removed or added:
-            await store.set_state(
+            await state.set(
                 key,
                 {
                     "clientId": client_id,
@@ -407,7 +405,7 @@ class MqttTrigger(Trigger):
                 item.topic,
                 exc,
             )
-            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            ctx.count_rejected()
             session.ack(item)
             return None
         moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
@@ -418,7 +416,7 @@ class MqttTrigger(Trigger):
                 where,
                 item.topic,
             )
-            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            ctx.count_rejected()
             session.ack(item)
             return None
         if item.dup and item.qos:
@@ -446,7 +444,7 @@ class MqttTrigger(Trigger):
         match: Mapping[str, Any],
     ) -> None:
         if item.qos:
-            await ctx.runtime.store.set_state(
+            await ctx.state.set(
                 _marker_key(ctx, client_id, item),
                 {"digest": digest, "since": iso(since), "match": dict(match)},
             )
@@ -464,14 +462,14 @@ def _marker_key(ctx: TriggerContext, client_id: str, item: Received) -> str:
 async def _started_by(ctx: TriggerContext, key: str, digest: str) -> str | None:
     """The id of the execution this message already started, if its marker says it may
     have and the store confirms it."""
-    store = ctx.runtime.store
-    marker = await store.get_state(key)
+    state = ctx.state
+    marker = await state.get(key)
     if not marker or marker.get("digest") != digest:
         return None
     match: dict[str, Any] = marker["match"]
     page = 1
     while True:
-        docs, total = await store.search_executions(
+        docs, total = await ctx.executions.search(
             namespace=ctx.flow.namespace,
             flow_id=ctx.flow.id,
             start_after=marker["since"],
@@ -614,11 +612,11 @@ class MqttBatchTrigger(MqttTrigger):
         unacknowledged, the broker keeping them, and storing is tried again, backing off."""
         flow = ctx.flow
         prefix = f"/{flow.namespace.replace('.', '/')}/{flow.id}/triggers/{self.id}"
-        delay = 1.0
+        backoff = Backoff(1.0, MAX_RECONNECT_DELAY, clock=ctx.clock)
         while True:
             try:
-                return await asyncio.to_thread(
-                    _store_batch, ctx, records, prefix, f"{new_id()}.ion"
+                return await ctx.files.put(
+                    _batch_lines(records), prefix=prefix, name=f"{new_id()}.ion"
                 )
             except StorageError as exc:
                 ctx.logger.error(
@@ -626,12 +624,10 @@ class MqttBatchTrigger(MqttTrigger):
                     where,
                     exc,
                     len(records),
-                    delay,
+                    backoff.upcoming,
                 )
-            await ctx.clock.sleep(delay)
-            delay = min(delay * 2, MAX_RECONNECT_DELAY)
+            await backoff.sleep()
 
 
-def _store_batch(ctx: TriggerContext, records: list[dict[str, Any]], prefix: str, name: str) -> str:
-    data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    return ctx.runtime.storage.put(data.encode(), prefix=prefix, name=name)
+def _batch_lines(records: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode()

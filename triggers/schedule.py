@@ -13,9 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from daemon.context import TriggerContext
+from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.plugin import ConditionContext, Emit, Trigger
@@ -99,6 +106,16 @@ class Schedule(Trigger):
         """The first slot after `after` (blocking: zone files, APScheduler)."""
         return CronSlots(self.cron, self.with_seconds, self.timezone).after(after)
 
+    def with_backfill(
+        self, start: datetime, end: datetime | None, inputs: Mapping[str, Any]
+    ) -> Schedule:
+        """This schedule, set to run the slots of [start, end] first (Backfillable)."""
+        try:
+            backfill = Backfill.model_validate({"start": start, "end": end, "inputs": dict(inputs)})
+        except ValidationError as exc:
+            raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
+        return self.model_copy(update={"backfill": backfill})
+
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         # Reading the zone file and importing APScheduler are blocking: off the loop.
         slots = await asyncio.to_thread(CronSlots, self.cron, self.with_seconds, self.timezone)
@@ -115,7 +132,7 @@ class _Scheduler:
         self.slots = slots
         self.emit = emit
         self.ctx = ctx
-        self.store = ctx.runtime.store
+        self.state = ctx.state
         self.where = f"{ctx.flow.namespace}.{ctx.flow.id} trigger {trigger.id}"
 
     async def run(self) -> None:
@@ -139,19 +156,19 @@ class _Scheduler:
         """
         key = self.ctx.state_key("backfill")
         config = {"start": iso(backfill.start), "end": iso(backfill.end)}
-        stored = await self.store.get_state(key)
+        stored = await self.state.get(key)
         if stored is not None and all(stored.get(k) == v for k, v in config.items()):
             until = datetime.fromisoformat(stored["until"])
         else:
             until = min(backfill.end or now, now)
-            await self.store.set_state(key, {**config, "until": iso(until)})
+            await self.state.set(key, {**config, "until": iso(until)})
         inputs = {**self.trigger.inputs, **backfill.inputs}
         for slot in self.slots.between(backfill.start - _TICK, until):
             await self._handle(slot, "backfill", inputs)
 
     async def _recover(self, now: datetime) -> None:
         """Slots that passed while podium was down: all of them, the latest, or none."""
-        last_state = await self.store.get_state(self.ctx.state_key("last"))
+        last_state = await self.state.get(self.ctx.state_key("last"))
         policy = self.trigger.recover_missed_schedules
         if last_state is None or policy == "NONE":
             return
@@ -169,7 +186,7 @@ class _Scheduler:
         await asyncio.shield(self._once(slot, kind, inputs))
 
     async def _once(self, slot: datetime, kind: str, inputs: Mapping[str, Any]) -> None:
-        if await self.store.claim(self.ctx.state_key(kind, _utc(slot))):
+        if await self.state.claim(self.ctx.state_key(kind, _utc(slot))):
             late = self.ctx.clock.now() - slot
             limit = self.trigger.late_maximum_delay
             if kind == "slot" and limit is not None and late > limit:
@@ -183,7 +200,7 @@ class _Scheduler:
             elif self._holds(slot):
                 await self._emit(slot, inputs)
         if kind == "slot":
-            await self.store.set_state(self.ctx.state_key("last"), {"date": _utc(slot)})
+            await self.state.set(self.ctx.state_key("last"), {"date": _utc(slot)})
 
     async def _emit(self, slot: datetime, inputs: Mapping[str, Any]) -> None:
         variables = {
@@ -193,11 +210,8 @@ class _Scheduler:
         }
         try:
             if has_template(inputs):
-                runtime = self.ctx.runtime
                 flow = {"id": self.ctx.flow.id, "namespace": self.ctx.flow.namespace}
-                inputs = runtime.renderer.render_value(
-                    inputs, {"trigger": variables, "flow": flow}, runtime.functions(None)
-                )
+                inputs = self.ctx.render(inputs, {"trigger": variables, "flow": flow})
             await self.emit(inputs, variables)
         except (InputError, TemplateError) as exc:
             self.ctx.logger.error("%s: slot %s not run: %s", self.where, variables["date"], exc)

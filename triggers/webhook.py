@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from daemon.context import TriggerContext
-from daemon.metrics import trigger_event
+from daemon.sdk.context import TriggerContext
 from daemon.sdk.errors import InputError, PodiumError
 from daemon.sdk.plugin import ConditionContext, Emit, Trigger
 from daemon.sdk.properties import Dynamic, has_template
@@ -60,6 +59,7 @@ class Webhook(Trigger):
         "io.kestra.plugin.core.trigger.Webhook",
         "io.kestra.core.models.triggers.types.Webhook",
     )
+    receives_webhooks = True
 
     key: Annotated[str, Dynamic]
     wait: bool = False
@@ -94,16 +94,7 @@ class Webhook(Trigger):
 
     def _rendered_key(self, ctx: TriggerContext) -> str:
         """A templated key (e.g. from `envs`) is rendered once, when the trigger starts."""
-        variables = {
-            "flow": {
-                "id": ctx.flow.id,
-                "namespace": ctx.flow.namespace,
-                "revision": ctx.flow.revision,
-            },
-            "envs": ctx.runtime.envs,
-            "labels": ctx.flow.labels,
-        }
-        key = ctx.runtime.renderer.render(self.key, variables, ctx.runtime.functions(None))
+        key = str(ctx.render(self.key))
         try:
             return _check_key(key.strip())
         except ValueError as exc:
@@ -118,23 +109,23 @@ class Webhook(Trigger):
         variables = await _request_variables(request)
         when = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
         if not self.conditions_hold(when):
-            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            ctx.count_rejected()
             return web.Response(status=204)
         idempotency = request.headers.get("Idempotency-Key")
         if idempotency is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency):
-            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            ctx.count_rejected()
             return _json(
                 {"message": "Idempotency-Key must be 1 to 255 printable ASCII characters"}, 400
             )
         try:
             inputs = self._inputs(variables, ctx)
         except InputError:  # what `emit` refuses, the emitter counts
-            trigger_event(ctx.runtime, self.types[0], rejected=True)
+            ctx.count_rejected()
             raise
         execution = await emit(inputs, variables, key=idempotency)
         if not self.wait:
             return _json(self._response(execution, variables, ctx), 200)
-        execution = await ctx.runtime.wait(execution.id)
+        execution = await ctx.executions.wait(execution.id)
         status = self.response_code or (500 if execution.state.current.failed else 200)
         if not self.return_outputs:
             return _json(self._response(execution, variables, ctx), status)
@@ -149,19 +140,8 @@ class Webhook(Trigger):
         template, whatever the caller sent stays data."""
         if not self.inputs:
             return {}
-        context = {
-            "trigger": variables,
-            "envs": ctx.runtime.envs,
-            "flow": {
-                "id": ctx.flow.id,
-                "namespace": ctx.flow.namespace,
-                "revision": ctx.flow.revision,
-            },
-        }
-        inputs: dict[str, Any] = ctx.runtime.renderer.render_value(
-            self.inputs, context, ctx.runtime.functions(None)
-        )
-        # Runtime.submit copies a local path given to a FILE input: never from a caller.
+        inputs: dict[str, Any] = ctx.render(self.inputs, {"trigger": variables})
+        # The submitter copies a local path given to a FILE input: never from a caller.
         problems = [
             f"input '{spec.id}': a webhook passes a FILE input as a kestra:// URI only"
             for spec in ctx.flow.inputs

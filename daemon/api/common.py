@@ -14,17 +14,19 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from daemon.config import Settings
-from daemon.flowdir import FlowDirectory
-from daemon.runtime import Runtime
+from daemon.config.settings import Settings
+from daemon.engine.core import Engine
+from daemon.engine.supervisor import TriggerSupervisor
+from daemon.engine.webhooks import Handler, WebhookRegistry
+from daemon.flows.directory import FlowDirectory
 from daemon.sdk.errors import NotFound
-from daemon.webhooks import Handler, WebhookRegistry
 
-RUNTIME = web.AppKey("runtime", Runtime)
+ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
 WEBHOOKS = web.AppKey("webhooks", WebhookRegistry)
 READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 FLOWS: web.AppKey[FlowDirectory | None] = web.AppKey("flows")
+SUPERVISOR: web.AppKey[TriggerSupervisor | None] = web.AppKey("supervisor")
 
 MAX_PAGE = 1_000_000
 MAX_SIZE = 1000
@@ -51,6 +53,17 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def supervisor(request: web.Request) -> TriggerSupervisor:
+    found = request.app[SUPERVISOR]
+    if found is None:
+        raise HttpError(
+            409,
+            "Illegal state: this server runs no triggers, so they cannot be changed "
+            "through the API",
+        )
+    return found
 
 
 def flows_dir(request: web.Request) -> FlowDirectory:
@@ -178,7 +191,7 @@ SIZE = Param(
 
 async def stored_execution(request: web.Request) -> dict[str, Any]:
     execution_id = request.match_info["executionId"]
-    doc = await request.app[RUNTIME].store.get_execution(execution_id)
+    doc = await request.app[ENGINE].store.get_execution(execution_id)
     if doc is None:
         raise NotFound(f"execution {execution_id} not found")
     return doc

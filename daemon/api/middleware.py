@@ -15,7 +15,8 @@ import time
 from aiohttp import web
 
 from daemon.api.common import SETTINGS, HttpError, json_response
-from daemon.runtime import RestartRefused
+from daemon.engine.lifecycle import RestartRefused
+from daemon.engine.webhooks import Handler
 from daemon.sdk.errors import (
     FlowDisabled,
     FlowError,
@@ -27,7 +28,6 @@ from daemon.sdk.errors import (
 )
 from daemon.sdk.files import StorageError
 from daemon.store.base import StoreError
-from daemon.webhooks import Handler
 
 # One logger for the whole API, named as the module was before it became a package.
 log = logging.getLogger("daemon.api")

@@ -11,8 +11,8 @@ from importlib import metadata
 from aiohttp import web
 
 from daemon.api.common import (
+    ENGINE,
     READY,
-    RUNTIME,
     WEBHOOKS,
     Body,
     HttpError,
@@ -23,7 +23,7 @@ from daemon.api.common import (
 )
 from daemon.api.middleware import WEBHOOK_PATH
 from daemon.api.uploads import bounded
-from daemon.metrics import WEBHOOK_TRIGGER_TYPE, trigger_event
+from daemon.engine.core import Engine
 from daemon.sdk.errors import FlowDisabled
 
 health_routes = Routes("Health")
@@ -43,14 +43,14 @@ WEBHOOK_NOT_FOUND = "Not Found: webhook not found"
     },
 )
 async def health(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
+    engine = request.app[ENGINE]
     up = request.app[READY]()
     body = {
         "status": "UP" if up else "DOWN",
         "name": "podium",
         "version": await asyncio.to_thread(version),
-        "runningExecutions": runtime.running,
-        "flows": len(runtime.flows),
+        "runningExecutions": engine.local.running,
+        "flows": len(engine.catalog),
     }
     return json_response(body, 200 if up else 503)
 
@@ -81,15 +81,24 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     handler = request.app[WEBHOOKS].find(match["namespace"], match["flowId"], match["key"])
     if handler is None:
-        trigger_event(request.app[RUNTIME], WEBHOOK_TRIGGER_TYPE, rejected=True)
+        _refused(request.app[ENGINE])
         raise HttpError(404, WEBHOOK_NOT_FOUND)
     try:
         return await handler(bounded(request))
     except FlowDisabled:
         raise HttpError(404, WEBHOOK_NOT_FOUND) from None
     except web.HTTPRequestEntityTooLarge:
-        trigger_event(request.app[RUNTIME], WEBHOOK_TRIGGER_TYPE, rejected=True)
+        _refused(request.app[ENGINE])
         raise
+
+
+def _refused(engine: Engine) -> None:
+    """A request refused before any trigger saw it (unknown key, body too large) counts
+    as refused by the trigger type that receives webhooks."""
+    for cls in engine.resources.plugins.triggers.classes():
+        if cls.receives_webhooks:
+            engine.metrics.trigger_event(cls.types[0], rejected=True)
+            return
 
 
 for _method in ("GET", "POST", "PUT"):

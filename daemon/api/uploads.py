@@ -15,7 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.api.common import SETTINGS, HttpError, parse_json
-from daemon.flow import Flow
+from daemon.flows.definition import Flow
 from daemon.sdk.errors import InputError
 
 _CHUNK = 256 * 1024
@@ -122,7 +122,7 @@ def json_kind(value: Any) -> str:
 def refuse_server_paths(flow: Flow, inputs: Mapping[str, Any], uploads: Uploads) -> None:
     """A FILE input over HTTP is an upload or a kestra:// URI, never a path on this machine.
 
-    `Runtime.submit` copies any local path it is given into storage: from a remote caller
+    `Engine.submit` copies any local path it is given into storage: from a remote caller
     that would read arbitrary files of the daemon.
     """
     problems = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 
@@ -19,6 +21,12 @@ class Clock:
         delay = (when - self.now()).total_seconds()
         if delay > 0:
             await self.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def timeout(self, seconds: float) -> AsyncIterator[None]:
+        """`asyncio.timeout` on this clock: TimeoutError when the block runs `seconds`."""
+        async with asyncio.timeout(seconds):
+            yield
 
 
 class FakeClock(Clock):
@@ -68,3 +76,26 @@ class FakeClock(Clock):
                 await asyncio.sleep(0)
         self._now = target
         await asyncio.sleep(0)
+
+    @contextlib.asynccontextmanager
+    async def timeout(self, seconds: float) -> AsyncIterator[None]:
+        """The block is cancelled (TimeoutError) once fake time passes `seconds` from now."""
+        task = asyncio.current_task()
+        assert task is not None, "timeout() needs a running task"
+        fired = False
+
+        async def watchdog() -> None:
+            nonlocal fired
+            await self.sleep(seconds)
+            fired = True
+            task.cancel()
+
+        dog = asyncio.ensure_future(watchdog())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired and task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            dog.cancel()

@@ -13,17 +13,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, ModelWrapValidatorHandler, ValidationInfo, model_validator
 
 from daemon.sdk.durations import Duration
 from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model
 from daemon.sdk.retry import RetryModel
 
 if TYPE_CHECKING:
-    from daemon.context import RunContext, TriggerContext
+    from daemon.sdk.context import RunContext, TriggerContext
     from daemon.sdk.execution import Execution
 
 Output = Mapping[str, Any] | None
+PluginKind = Literal["task", "trigger", "condition"]
+
+
+def _by_type(kind: PluginKind, base: type[Any], cls: type[Any], data: Any,
+             handler: ModelWrapValidatorHandler[Any], info: ValidationInfo) -> Any:  # fmt: skip
+    """A property declared as the base class (a flow's `tasks`, a flowable's children, a
+    trigger's `conditions`) is built as the registered class its `type:` names, by the
+    flow loader, which passes itself in the validation context as `build_plugin`."""
+    build = (info.context or {}).get("build_plugin") if cls is base else None
+    if build is None:
+        return handler(data)
+    return build(kind, data, info.context)
 
 
 class Task(Model):
@@ -42,6 +54,13 @@ class Task(Model):
     depends_on: list[str] = Field(default_factory=list)
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] | None = None
     worker_group: Mapping[str, Any] | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _dispatch(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        return _by_type("task", Task, cls, data, handler, info)
 
     async def run(self, ctx: RunContext) -> Output:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
@@ -118,6 +137,13 @@ class Condition(Model):
 
     type: str
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _dispatch(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        return _by_type("condition", Condition, cls, data, handler, info)
+
     def test(self, ctx: ConditionContext) -> bool:
         raise NotImplementedError(f"{type(self).__name__} does not implement test()")
 
@@ -130,6 +156,8 @@ class Trigger(Model):
     """
 
     types: ClassVar[tuple[str, ...]] = ()
+    # The trigger type the API's webhook route serves (a capability: see capabilities.py).
+    receives_webhooks: ClassVar[bool] = False
 
     id: str = Field(pattern=ID_PATTERN)
     type: str
@@ -138,6 +166,13 @@ class Trigger(Model):
     conditions: list[Condition] = Field(default_factory=list)
     labels: Labels = Field(default_factory=dict)
     stop_after: list[str] | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _dispatch(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        return _by_type("trigger", Trigger, cls, data, handler, info)
 
     def conditions_hold(self, ctx: ConditionContext) -> bool:
         return all(condition.test(ctx) for condition in self.conditions)

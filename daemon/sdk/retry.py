@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,6 +10,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field
 
+from daemon.sdk.clock import Clock
 from daemon.sdk.durations import Duration
 from daemon.sdk.properties import Model
 
@@ -82,3 +84,44 @@ class RetryPolicy:
         ):
             return None
         return delay
+
+
+class Backoff:
+    """Growing pauses between attempts at something that keeps failing (a broker, a
+    database): `first`, then doubled (by `factor`) up to `maximum`, until `reset`."""
+
+    def __init__(
+        self, first: float, maximum: float, *, factor: float = 2.0, clock: Clock | None = None
+    ) -> None:
+        self.first = first
+        self.maximum = maximum
+        self.factor = factor
+        self._clock = clock
+        self._next = first
+        self.attempts = 0  # pauses taken since the last reset
+
+    @property
+    def upcoming(self) -> float:
+        """The pause the next `sleep` takes."""
+        return self._next
+
+    def next_delay(self) -> float:
+        """The pause to take now; the one after it grows."""
+        delay = self._next
+        self._next = min(self._next * self.factor, self.maximum)
+        self.attempts += 1
+        return delay
+
+    async def sleep(self, at_most: float | None = None) -> None:
+        delay = self.next_delay()
+        if at_most is not None:
+            delay = min(delay, at_most)
+        if self._clock is not None:
+            await self._clock.sleep(delay)
+        else:
+            await asyncio.sleep(delay)
+
+    def reset(self) -> None:
+        """It worked: the next failure starts from `first` again."""
+        self._next = self.first
+        self.attempts = 0

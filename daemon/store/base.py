@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 import orjson
 
+from daemon.sdk.context import LEVELS
 from daemon.sdk.errors import PodiumError
-
-LEVELS: dict[str, int] = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
-"""Kestra's log levels; stored as numbers so `min_level` is one comparison."""
 
 
 class StoreError(PodiumError):
@@ -195,6 +194,56 @@ def check_page(page: int, size: int) -> None:
         raise ValueError(f"page and size start at 1 (got page={page}, size={size})")
 
 
+@dataclass(frozen=True)
+class ExecutionQuery:
+    """A search's filters, checked and in the store's own forms (dates sortable text)."""
+
+    namespace: str | None
+    flow_id: str | None
+    states: list[str] | None
+    labels: dict[str, str]
+    start_after: str | None
+    start_before: str | None
+    limit: int
+    offset: int
+
+
+class KeyValueTable(ABC):
+    """Kestra's KV store, scoped by namespace."""
+
+    @abstractmethod
+    async def set(
+        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
+    ) -> None:
+        """Store any JSON value, None included; past `expires_at` the key reads as missing."""
+
+    @abstractmethod
+    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
+        """(found, value): a tuple because None is a value a flow may store."""
+
+    @abstractmethod
+    async def delete(self, namespace: str, key: str) -> bool:
+        """True if a live (unexpired) key was there."""
+
+    @abstractmethod
+    async def list(self, namespace: str) -> list[dict[str, Any]]:
+        """Live keys by name: key, value, expiresAt, updated."""
+
+
+class StateTable(ABC):
+    """Small durable state by key (triggers' markers), and exactly-once claims."""
+
+    @abstractmethod
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def set(self, key: str, value: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def claim(self, key: str) -> bool:
+        """True for the first caller ever, across restarts; committed before it returns."""
+
+
 class Store(ABC):
     """Durable home of flows, executions, task runs, logs, metrics, KV and trigger state.
 
@@ -207,6 +256,9 @@ class Store(ABC):
 
     # True for a store several daemons may share as a cluster (PostgreSQL).
     shared: bool = False
+    # Kestra's KV pairs, and the daemon's own small durable state (triggers' markers).
+    kv: KeyValueTable
+    state: StateTable
 
     # Called with (what, seconds) after each committed write transaction (a group commit
     # counts once); /metrics observes store write latency through it. Must not block.
@@ -286,7 +338,6 @@ class Store(ABC):
     async def get_execution(self, execution_id: str) -> dict[str, Any] | None:
         """The execution doc with "taskRunList" in creation order."""
 
-    @abstractmethod
     async def search_executions(
         self,
         *,
@@ -304,6 +355,24 @@ class Store(ABC):
         `namespace` also matches its sub-namespaces (as Kestra's filter does);
         the time window is half-open: start_after <= startDate < start_before.
         """
+        check_page(page, size)
+        if states is not None and not states:
+            return [], 0
+        query = ExecutionQuery(
+            namespace,
+            flow_id,
+            list(states) if states is not None else None,
+            dict(labels or {}),
+            sortable_time(start_after, "start_after"),
+            sortable_time(start_before, "start_before"),
+            size,
+            (page - 1) * size,
+        )
+        return await self._search(query)
+
+    @abstractmethod
+    async def _search(self, query: ExecutionQuery) -> tuple[list[dict[str, Any]], int]:
+        """`search_executions` in this store's SQL dialect, on checked filters."""
 
     @abstractmethod
     async def count_executions(self, namespace: str, flow_id: str, states: Sequence[str]) -> int:
@@ -326,35 +395,3 @@ class Store(ABC):
     @abstractmethod
     async def metrics(self, execution_id: str) -> list[dict[str, Any]]:
         """Metrics in the order they were appended."""
-
-    # KV, scoped by namespace
-
-    @abstractmethod
-    async def kv_set(
-        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
-    ) -> None:
-        """Store any JSON value, None included; past `expires_at` the key reads as missing."""
-
-    @abstractmethod
-    async def kv_get(self, namespace: str, key: str) -> tuple[bool, Any]:
-        """(found, value): a tuple because None is a value a flow may store."""
-
-    @abstractmethod
-    async def kv_delete(self, namespace: str, key: str) -> bool:
-        """True if a live (unexpired) key was there."""
-
-    @abstractmethod
-    async def kv_list(self, namespace: str) -> list[dict[str, Any]]:
-        """Live keys by name: key, value, expiresAt, updated."""
-
-    # trigger state and exactly-once markers
-
-    @abstractmethod
-    async def get_state(self, key: str) -> dict[str, Any] | None: ...
-
-    @abstractmethod
-    async def set_state(self, key: str, value: dict[str, Any]) -> None: ...
-
-    @abstractmethod
-    async def claim(self, key: str) -> bool:
-        """True for the first caller ever, across restarts; committed before it returns."""

@@ -17,10 +17,12 @@ import orjson
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
 from daemon.store.base import (
+    ExecutionQuery,
     ExecutionRow,
+    KeyValueTable,
     LogRow,
+    StateTable,
     Store,
-    check_page,
     execution_row,
     level_number,
     log_doc,
@@ -121,6 +123,8 @@ class PostgresStore(Store):
         self.dsn = dsn
         self._clock = clock or Clock()
         self._io = PostgresIO(self, dsn, self._clock, reconnect_timeout, pool_size)
+        self.kv = _PostgresKeyValue(self)
+        self.state = _PostgresState(self)
 
     @property
     def pool(self) -> Any:
@@ -267,21 +271,7 @@ class PostgresStore(Store):
 
         return await self._io.read(get, snapshot=True)
 
-    async def search_executions(
-        self,
-        *,
-        namespace: str | None = None,
-        flow_id: str | None = None,
-        states: Sequence[str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        start_after: str | None = None,
-        start_before: str | None = None,
-        page: int = 1,
-        size: int = 25,
-    ) -> tuple[list[dict[str, Any]], int]:
-        check_page(page, size)
-        if states is not None and not states:
-            return [], 0
+    async def _search(self, query: ExecutionQuery) -> tuple[list[dict[str, Any]], int]:
         where: list[str] = []
         params: list[Any] = []
 
@@ -289,20 +279,20 @@ class PostgresStore(Store):
             params.append(value)
             return f"${len(params)}"
 
-        if namespace is not None:
+        if (namespace := query.namespace) is not None:
             where.append(f"(namespace = {param(namespace)}"
                          f" OR starts_with(namespace, {param(namespace + '.')}))")  # fmt: skip
-        if flow_id is not None:
-            where.append(f"flow_id = {param(flow_id)}")
-        if states is not None:
-            where.append(f"state = ANY({param(list(states))}::text[])")
-        if labels:
-            wanted = [{"key": k, "value": v} for k, v in labels.items()]
+        if query.flow_id is not None:
+            where.append(f"flow_id = {param(query.flow_id)}")
+        if query.states is not None:
+            where.append(f"state = ANY({param(query.states)}::text[])")
+        if query.labels:
+            wanted = [{"key": k, "value": v} for k, v in query.labels.items()]
             where.append(f"labels @> {param(to_json(wanted, 'labels'))}::jsonb")
-        if start_after is not None:
-            where.append(f"start_date >= {param(_when(sortable_time(start_after, 'start_after')))}")
-        if start_before is not None:
-            before = _when(sortable_time(start_before, "start_before"))
+        if query.start_after is not None:
+            where.append(f"start_date >= {param(_when(query.start_after))}")
+        if query.start_before is not None:
+            before = _when(query.start_before)
             where.append(f"start_date < {param(before)}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         page_sql = (
@@ -313,7 +303,7 @@ class PostgresStore(Store):
 
         async def search(conn: Any) -> tuple[list[dict[str, Any]], int]:
             total = await conn.fetchval(f"SELECT count(*) FROM executions{clause}", *params)
-            rows = await conn.fetch(page_sql, *params, size, (page - 1) * size)
+            rows = await conn.fetch(page_sql, *params, query.limit, query.offset)
             return [orjson.loads(row["doc"]) for row in rows], int(total)
 
         return await self._io.read(search, snapshot=True)
@@ -360,7 +350,20 @@ class PostgresStore(Store):
 
     # KV
 
-    async def kv_set(
+
+async def _notify_flow(
+    conn: Any, namespace: str, flow_id: str, revision: int, *, deleted: bool
+) -> None:
+    """Sent inside the change's transaction: listeners hear of it only once it commits."""
+    payload = {"namespace": namespace, "id": flow_id, "revision": revision, "deleted": deleted}
+    await conn.execute("SELECT pg_notify($1, $2)", FLOWS_CHANNEL, orjson.dumps(payload).decode())
+
+
+class _PostgresKeyValue(KeyValueTable):
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def set(
         self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
     ) -> None:
         row = (
@@ -368,17 +371,17 @@ class PostgresStore(Store):
             key,
             to_json(value, f"KV value {namespace}/{key}"),
             _when(sortable_time(expires_at, "expires_at")),
-            self._clock.now(),
+            self._store._clock.now(),
         )
-        await self._upsert(f"KV {namespace}/{key}", _UPSERT_KV, row, True)
+        await self._store._upsert(f"KV {namespace}/{key}", _UPSERT_KV, row, True)
 
-    async def kv_get(self, namespace: str, key: str) -> tuple[bool, Any]:
+    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
         sql = f"SELECT value FROM kv WHERE namespace = $1 AND key = $2 AND {_live('$3')}"
-        row = await self._fetch_row(sql, namespace, key, self._clock.now())
+        row = await self._store._fetch_row(sql, namespace, key, self._store._clock.now())
         return (False, None) if row is None else (True, orjson.loads(row["value"]))
 
-    async def kv_delete(self, namespace: str, key: str) -> bool:
-        now = self._clock.now()
+    async def delete(self, namespace: str, key: str) -> bool:
+        now = self._store._clock.now()
 
         async def delete(conn: Any) -> bool:
             live = await conn.fetchval(
@@ -388,9 +391,9 @@ class PostgresStore(Store):
             )  # fmt: skip
             return bool(live)
 
-        return bool(await self._write(f"KV {namespace}/{key}", delete))
+        return bool(await self._store._write(f"KV {namespace}/{key}", delete))
 
-    async def kv_list(self, namespace: str) -> list[dict[str, Any]]:
+    async def list(self, namespace: str) -> list[dict[str, Any]]:
         sql = (
             "SELECT key, value, expires_at, updated FROM kv"
             f" WHERE namespace = $1 AND {_live('$2')} ORDER BY key {_C}"
@@ -402,33 +405,28 @@ class PostgresStore(Store):
                 "expiresAt": _sortable(row["expires_at"]),
                 "updated": iso(row["updated"]),
             }
-            for row in await self._fetch_all(sql, namespace, self._clock.now())
+            for row in await self._store._fetch_all(sql, namespace, self._store._clock.now())
         ]
 
-    # trigger state and exactly-once markers
 
-    async def get_state(self, key: str) -> dict[str, Any] | None:
-        row = await self._fetch_row("SELECT value FROM state WHERE key = $1", key)
+class _PostgresState(StateTable):
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        row = await self._store._fetch_row("SELECT value FROM state WHERE key = $1", key)
         return None if row is None else dict(orjson.loads(row["value"]))
 
-    async def set_state(self, key: str, value: dict[str, Any]) -> None:
-        row = (key, to_json(value, f"state {key}"), self._clock.now())
-        await self._upsert(f"state {key}", _UPSERT_STATE, row, True)
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        row = (key, to_json(value, f"state {key}"), self._store._clock.now())
+        await self._store._upsert(f"state {key}", _UPSERT_STATE, row, True)
 
     async def claim(self, key: str) -> bool:
-        now = self._clock.now()
+        now = self._store._clock.now()
 
         async def claim(conn: Any) -> bool:
             # no row back when the key was already there: someone claimed it first
             sql = "INSERT INTO claims VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
             return await conn.fetchval(sql, key, now) is not None
 
-        return bool(await self._write(f"claim {key}", claim))
-
-
-async def _notify_flow(
-    conn: Any, namespace: str, flow_id: str, revision: int, *, deleted: bool
-) -> None:
-    """Sent inside the change's transaction: listeners hear of it only once it commits."""
-    payload = {"namespace": namespace, "id": flow_id, "revision": revision, "deleted": deleted}
-    await conn.execute("SELECT pg_notify($1, $2)", FLOWS_CHANNEL, orjson.dumps(payload).decode())
+        return bool(await self._store._write(f"claim {key}", claim))

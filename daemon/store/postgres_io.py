@@ -17,18 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
 from daemon.sdk.clock import Clock
+from daemon.sdk.retry import Backoff
 from daemon.store.base import StoreError
+from daemon.store.postgres_errors import check_dsn, connection_lost, is_closed, reason, redact
 from daemon.store.postgres_schema import migrate
 
 if TYPE_CHECKING:
@@ -46,72 +46,6 @@ BACKOFF_FIRST = 0.1  # seconds before the first retry after a lost connection
 BACKOFF_MAX = 2.0  # longest pause between retries
 CONNECT_TIMEOUT = 10.0  # seconds one connection attempt may take
 CLOSE_TIMEOUT = 5.0  # seconds the pool may take to close before its connections are cut
-
-_LOST = (
-    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
-    asyncpg.CannotConnectNowError,  # starting up or shutting down
-    asyncpg.AdminShutdownError,  # a fast shutdown ends our session
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    OSError,  # refused, reset, unknown host, connect timeout
-)
-
-
-def connection_lost(exc: BaseException) -> bool:
-    """Errors worth waiting out: the server is (re)starting or out of reach.
-
-    A pooled connection that dies is handed back to the pool at once, so using it
-    afterwards says "released back to the pool" rather than "closed".
-    """
-    if isinstance(exc, _LOST):
-        return True
-    return isinstance(exc, asyncpg.InterfaceError) and any(
-        words in str(exc) for words in ("connection is closed", "released back to the pool")
-    )
-
-
-def _closed(conn: Any) -> bool:
-    try:
-        return bool(conn.is_closed())
-    except asyncpg.InterfaceError:  # it died and the pool took it back
-        return True
-
-
-def redact(dsn: str) -> str:
-    """The DSN to show in messages: the password removed from user info and query."""
-    scheme, sep, rest = dsn.partition("://")
-    if not sep:
-        return dsn
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    user = userinfo.partition(":")[0]
-    path, question, query = tail.partition("?")
-    if question:
-        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "password"]
-        query = urlencode(kept)
-        question = "?" if kept else ""
-    return f"{scheme}://{user}{at}{hosts}{slash}{path}{question}{query}"
-
-
-def reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc):
-        return "connection refused (is PostgreSQL running and listening there?)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    if isinstance(exc, TimeoutError):
-        return "no answer (timed out)"
-    return str(exc) or type(exc).__name__
-
-
-def check_dsn(dsn: str) -> None:
-    """Refuse what asyncpg would only refuse later with a bare `ValueError`."""
-    try:
-        parts = urlsplit(dsn)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError("expected postgresql://user@host:port/database")
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError as exc:
-        raise StoreError(f"invalid PostgreSQL URL {redact(dsn)!r}: {exc}") from None
 
 
 class _InDoubt(Exception):
@@ -244,7 +178,7 @@ class PostgresIO:
         """Run `attempt` until it gets through; a lost connection is retried with backoff."""
         loop = asyncio.get_running_loop()
         deadline: float | None = None
-        delay = BACKOFF_FIRST
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX)
         while True:
             try:
                 result = await attempt()
@@ -260,8 +194,7 @@ class PostgresIO:
                         f"PostgreSQL at {self.where}: cannot connect: {reason(exc)};"
                         f" gave up after {self.reconnect_timeout:g}s"
                     ) from exc
-                await asyncio.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, BACKOFF_MAX)
+                await backoff.sleep(at_most=deadline - now)
                 continue
             if not self._up:
                 self._up = True
@@ -448,7 +381,7 @@ class PostgresIO:
         """The writer keeps one connection: handing it back after every batch would cost
         the pool's reset query, a round trip per commit."""
         conn = self._writer_conn
-        if conn is not None and _closed(conn):
+        if conn is not None and is_closed(conn):
             await self._drop_writer_connection()
             conn = None
         if conn is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ from typing import Any
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
 from daemon.store.base import (
+    ExecutionQuery,
+    KeyValueTable,
+    StateTable,
     Store,
-    check_page,
     execution_row,
     level_number,
     log_doc,
@@ -75,6 +77,8 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._clock = clock or Clock()
         self._io = SqliteIO(self.path, self._clock, timeout, self._committed)
+        self.kv = _SqliteKeyValue(self)
+        self.state = _SqliteState(self)
 
     @property
     def commits(self) -> int:
@@ -197,42 +201,28 @@ class SqliteStore(Store):
 
         return await self._io.read(get)
 
-    async def search_executions(
-        self,
-        *,
-        namespace: str | None = None,
-        flow_id: str | None = None,
-        states: Sequence[str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        start_after: str | None = None,
-        start_before: str | None = None,
-        page: int = 1,
-        size: int = 25,
-    ) -> tuple[list[dict[str, Any]], int]:
-        check_page(page, size)
-        if states is not None and not states:
-            return [], 0
+    async def _search(self, query: ExecutionQuery) -> tuple[list[dict[str, Any]], int]:
         where: list[str] = []
         params: list[Any] = []
-        if namespace is not None:
+        if query.namespace is not None:
             # "a.b" or anything under "a.b."; '/' is the character after '.'
             where.append("(namespace = ? OR (namespace >= ? AND namespace < ?))")
-            params += [namespace, namespace + ".", namespace + "/"]
-        if flow_id is not None:
+            params += [query.namespace, query.namespace + ".", query.namespace + "/"]
+        if query.flow_id is not None:
             where.append("flow_id = ?")
-            params.append(flow_id)
-        if states is not None:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params += list(states)
-        for key, value in (labels or {}).items():
+            params.append(query.flow_id)
+        if query.states is not None:
+            where.append(f"state IN ({', '.join('?' * len(query.states))})")
+            params += query.states
+        for key, value in query.labels.items():
             where.append(_LABEL_MATCH)
             params += [key, value]
-        if start_after is not None:
+        if query.start_after is not None:
             where.append("start_date >= ?")
-            params.append(sortable_time(start_after, "start_after"))
-        if start_before is not None:
+            params.append(query.start_after)
+        if query.start_before is not None:
             where.append("start_date < ?")
-            params.append(sortable_time(start_before, "start_before"))
+            params.append(query.start_before)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
 
         def search(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
@@ -240,7 +230,7 @@ class SqliteStore(Store):
             rows = conn.execute(
                 f"SELECT doc FROM executions{clause}"
                 " ORDER BY start_date DESC, seq DESC LIMIT ? OFFSET ?",
-                [*params, size, (page - 1) * size],
+                [*params, query.limit, query.offset],
             )
             return [json.loads(r[0]) for r in rows], int(total)
 
@@ -288,7 +278,12 @@ class SqliteStore(Store):
 
     # KV
 
-    async def kv_set(
+
+class _SqliteKeyValue(KeyValueTable):
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def set(
         self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
     ) -> None:
         params = (
@@ -296,18 +291,18 @@ class SqliteStore(Store):
             key,
             to_json(value, f"KV value {namespace}/{key}"),
             sortable_time(expires_at, "expires_at"),
-            iso(self._clock.now()),
+            iso(self._store._clock.now()),
         )
         sql = "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?)"
-        await self._io.write(partial(_execute, sql, params), f"KV {namespace}/{key}")
+        await self._store._io.write(partial(_execute, sql, params), f"KV {namespace}/{key}")
 
-    async def kv_get(self, namespace: str, key: str) -> tuple[bool, Any]:
+    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
         sql = f"SELECT value FROM kv WHERE namespace = ? AND key = ? AND {_LIVE_KV}"
-        row = await self._fetch_one(sql, namespace, key, self._now())
+        row = await self._store._fetch_one(sql, namespace, key, self._store._now())
         return (False, None) if row is None else (True, json.loads(row[0]))
 
-    async def kv_delete(self, namespace: str, key: str) -> bool:
-        now = self._now()
+    async def delete(self, namespace: str, key: str) -> bool:
+        now = self._store._now()
 
         def delete(conn: sqlite3.Connection) -> bool:
             live = conn.execute(
@@ -317,32 +312,35 @@ class SqliteStore(Store):
             conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
             return live is not None
 
-        return bool(await self._io.write(delete, f"KV {namespace}/{key}"))
+        return bool(await self._store._io.write(delete, f"KV {namespace}/{key}"))
 
-    async def kv_list(self, namespace: str) -> list[dict[str, Any]]:
+    async def list(self, namespace: str) -> list[dict[str, Any]]:
         sql = (
             "SELECT key, value, expires_at, updated FROM kv"
             f" WHERE namespace = ? AND {_LIVE_KV} ORDER BY key"
         )
         return [
             {"key": k, "value": json.loads(v), "expiresAt": e, "updated": u}
-            for k, v, e, u in await self._fetch_all(sql, namespace, self._now())
+            for k, v, e, u in await self._store._fetch_all(sql, namespace, self._store._now())
         ]
 
-    # trigger state and exactly-once markers
 
-    async def get_state(self, key: str) -> dict[str, Any] | None:
-        row = await self._fetch_one("SELECT value FROM state WHERE key = ?", key)
+class _SqliteState(StateTable):
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        row = await self._store._fetch_one("SELECT value FROM state WHERE key = ?", key)
         return None if row is None else dict(json.loads(row[0]))
 
-    async def set_state(self, key: str, value: dict[str, Any]) -> None:
-        params = (key, to_json(value, f"state {key}"), iso(self._clock.now()))
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        params = (key, to_json(value, f"state {key}"), iso(self._store._clock.now()))
         sql = "INSERT OR REPLACE INTO state VALUES (?, ?, ?)"
-        await self._io.write(partial(_execute, sql, params), f"state {key}")
+        await self._store._io.write(partial(_execute, sql, params), f"state {key}")
 
     async def claim(self, key: str) -> bool:
         sql = "INSERT OR IGNORE INTO claims VALUES (?, ?)"
-        params = (key, iso(self._clock.now()))
+        params = (key, iso(self._store._clock.now()))
         # rowcount is 0 when the key was already there: someone claimed it first
         claim: Write = lambda conn: conn.execute(sql, params).rowcount == 1  # noqa: E731
-        return bool(await self._io.write(claim, f"claim {key}"))
+        return bool(await self._store._io.write(claim, f"claim {key}"))

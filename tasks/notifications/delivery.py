@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration, format_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task

@@ -11,7 +11,7 @@ from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, 
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
-    from daemon.runtime import Runtime
+    from daemon.sdk.services import AlertServices
 
 _COLOURS = {"good": 0x2E7D32, "warning": 0xEF6C00, "danger": 0xC62828}
 # Discord refuses longer embed texts with a 400.
@@ -63,7 +63,9 @@ class DiscordExecution(ExecutionAlert):
     content: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+    async def send_summary(
+        self, summary: ExecutionSummary, services: AlertServices, note: Note
+    ) -> None:
         message = discord_message(summary)
         for key, value in (
             ("username", self.username),
@@ -73,5 +75,5 @@ class DiscordExecution(ExecutionAlert):
             if value is not None:
                 message[key] = value
         await post_json(
-            "the Discord message", self.url, message, self.options, clock=runtime.clock, note=note
+            "the Discord message", self.url, message, self.options, clock=services.clock, note=note
         )

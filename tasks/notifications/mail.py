@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText, Model
@@ -24,7 +24,7 @@ from tasks.notifications.delivery import Note, SendError, deliver
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
-    from daemon.runtime import Runtime
+    from daemon.sdk.services import AlertServices
 
 Strategy = Literal["SMTP", "SMTPS", "SMTP_TLS"]
 DEFAULT_PORTS: dict[str, int] = {"SMTP": 25, "SMTPS": 465, "SMTP_TLS": 587}
@@ -88,9 +88,9 @@ class MailSend(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         message = await self._message(
-            ctx.runtime, self.subject, self.html_text_content, self.plain_text_content
+            ctx, self.subject, self.html_text_content, self.plain_text_content
         )
-        await self._send(message, ctx.runtime, ctx.logger.warning)
+        await self._send(message, ctx, ctx.logger.warning)
         ctx.logger.info(f"mail sent to {', '.join(self.to)} through {self._server}")
         return None
 
@@ -99,7 +99,7 @@ class MailSend(Task):
         return f"{self.host}:{self.port or DEFAULT_PORTS[self.transport_strategy]}"
 
     async def _message(
-        self, runtime: Runtime, subject: str | None, html: str | None, text: str | None
+        self, services: AlertServices, subject: str | None, html: str | None, text: str | None
     ) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.from_
@@ -108,7 +108,7 @@ class MailSend(Task):
             message["Cc"] = ", ".join(self.cc)
         if subject is not None:
             message["Subject"] = subject
-        message["Date"] = format_datetime(runtime.clock.now())
+        message["Date"] = format_datetime(services.clock.now())
         # An explicit domain: make_msgid would otherwise ask DNS for this host's name.
         domain = getaddresses([self.from_])[0][1].rpartition("@")[2] or "podium.local"
         message["Message-ID"] = make_msgid(domain=domain)
@@ -119,7 +119,7 @@ class MailSend(Task):
             message.add_alternative(html, subtype="html")
         for attachment in self.attachments or []:
             try:
-                path = await asyncio.to_thread(runtime.storage.path, attachment.uri)
+                path = await services.files.path(attachment.uri)
                 data = await asyncio.to_thread(path.read_bytes)
             except Exception as exc:
                 raise TaskFailed(
@@ -134,7 +134,7 @@ class MailSend(Task):
             )
         return message
 
-    async def _send(self, message: EmailMessage, runtime: Runtime, note: Note) -> None:
+    async def _send(self, message: EmailMessage, services: AlertServices, note: Note) -> None:
         import aiosmtplib
 
         strategy = self.transport_strategy
@@ -167,7 +167,7 @@ class MailSend(Task):
                     f"cannot connect to {server}: {exc.strerror or exc}", retryable=True
                 ) from None
 
-        await deliver(f"the mail to {', '.join(self.to)}", attempt, clock=runtime.clock, note=note)
+        await deliver(f"the mail to {', '.join(self.to)}", attempt, clock=services.clock, note=note)
 
 
 def _smtp_failure(exc: Exception, server: str) -> SendError:
@@ -223,11 +223,13 @@ class MailExecution(MailSend, ExecutionAlert):
     async def run(self, ctx: RunContext) -> Output:
         return await ExecutionAlert.run(self, ctx)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+    async def send_summary(
+        self, summary: ExecutionSummary, services: AlertServices, note: Note
+    ) -> None:
         message = await self._message(
-            runtime,
+            services,
             self.subject or summary.title,
             self.html_text_content or summary.html(),
             self.plain_text_content or summary.text(),
         )
-        await self._send(message, runtime, note)
+        await self._send(message, services, note)

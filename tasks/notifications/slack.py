@@ -14,7 +14,7 @@ from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, 
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
-    from daemon.runtime import Runtime
+    from daemon.sdk.services import AlertServices
 
 
 class SlackIncomingWebhook(IncomingWebhook):
@@ -95,7 +95,9 @@ class SlackExecution(ExecutionAlert):
     icon_emoji: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+    async def send_summary(
+        self, summary: ExecutionSummary, services: AlertServices, note: Note
+    ) -> None:
         message = slack_message(summary)
         for key, value in (
             ("channel", self.channel),
@@ -106,5 +108,5 @@ class SlackExecution(ExecutionAlert):
             if value is not None:
                 message[key] = value
         await post_json(
-            "the Slack message", self.url, message, self.options, clock=runtime.clock, note=note
+            "the Slack message", self.url, message, self.options, clock=services.clock, note=note
         )

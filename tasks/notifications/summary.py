@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.errors import NotFound, TaskFailed
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import Output, Task
@@ -22,7 +22,7 @@ from daemon.sdk.state import State
 from tasks.notifications.delivery import Note
 
 if TYPE_CHECKING:
-    from daemon.runtime import Runtime
+    from daemon.sdk.services import AlertServices
 
 ERROR_EXCERPT = 1000  # characters of a task's error a message carries
 
@@ -137,9 +137,8 @@ def execution_link(public_url: str | None, execution: Execution) -> str | None:
 
 
 async def summarize(
-    runtime: Runtime,
+    services: AlertServices,
     execution: Execution,
-    public_url: str | None,
     *,
     custom_message: str | None = None,
     custom_fields: dict[str, Any] | None = None,
@@ -151,12 +150,12 @@ async def summarize(
         r.state.current == State.FAILED for r in runs if r.parent_task_run_id is None
     ):
         state = State.FAILED
-    error = await _error_of(runtime, execution, failed) if failed is not None else None
+    error = await _error_of(services, execution, failed) if failed is not None else None
     if error is None and state.failed:
         error = execution.error
     if error is not None and len(error) > ERROR_EXCERPT:
         error = error[:ERROR_EXCERPT] + "…"
-    end = execution.state.end or runtime.clock.now()
+    end = execution.state.end or services.clock.now()
     return ExecutionSummary(
         id=execution.id,
         namespace=execution.namespace,
@@ -164,7 +163,7 @@ async def summarize(
         state=state.value,
         start=execution.state.start,
         duration=end - execution.state.start,
-        link=execution_link(public_url, execution),
+        link=execution_link(services.public_url, execution),
         failed_task=failed.task_id if failed is not None else None,
         error=error,
         custom_message=custom_message,
@@ -178,10 +177,9 @@ def _first_failed_leaf(runs: list[TaskRun]) -> TaskRun | None:
     return next((r for r in runs if r.state.current == State.FAILED and r.id not in parents), None)
 
 
-async def _error_of(runtime: Runtime, execution: Execution, run: TaskRun) -> str | None:
+async def _error_of(services: AlertServices, execution: Execution, run: TaskRun) -> str | None:
     """The last ERROR line of a task run: the executor logs why it failed there."""
-    await runtime.store.flush()
-    lines = await runtime.store.logs(execution.id, task_run_id=run.id, min_level="ERROR")
+    lines = await services.executions.logs(execution.id, task_run_id=run.id, min_level="ERROR")
     return str(lines[-1]["message"]) if lines else None
 
 
@@ -203,33 +201,32 @@ class ExecutionAlert(Task):
     async def run(self, ctx: RunContext) -> Output:
         execution = await self._execution(ctx)
         summary = await summarize(
-            ctx.runtime,
+            ctx,
             execution,
-            ctx.runtime.public_url,
             custom_message=self.custom_message,
             custom_fields=self.custom_fields,
         )
-        await self.send_summary(summary, ctx.runtime, ctx.logger.warning)
+        await self.send_summary(summary, ctx, ctx.logger.warning)
         ctx.logger.info(
             f"sent a {self.alert_channel} notification about execution "
             f"{summary.id} ({summary.state})"
         )
         return None
 
-    async def alert(
-        self, runtime: Runtime, execution: Execution, public_url: str | None, note: Note
-    ) -> None:
-        """Send about an ended execution, outside any task run (daemon/alerts.py)."""
+    async def alert(self, services: AlertServices, execution: Execution, note: Note) -> None:
+        """Send about an ended execution, outside any task run: the daemon's `alerts:`
+        (this is the AlertChannel capability)."""
         summary = await summarize(
-            runtime,
+            services,
             execution,
-            public_url,
             custom_message=self.custom_message,
             custom_fields=self.custom_fields,
         )
-        await self.send_summary(summary, runtime, note)
+        await self.send_summary(summary, services, note)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+    async def send_summary(
+        self, summary: ExecutionSummary, services: AlertServices, note: Note
+    ) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement send_summary()")
 
     async def _execution(self, ctx: RunContext) -> Execution:
@@ -237,6 +234,6 @@ class ExecutionAlert(Task):
         if wanted == ctx.execution.id:
             return ctx.execution
         try:
-            return await ctx.runtime.wait(wanted)
+            return await ctx.executions.wait(wanted)
         except NotFound:
             raise TaskFailed(f"execution '{wanted}' not found", non_retryable=True) from None

@@ -11,7 +11,7 @@ from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, 
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
 if TYPE_CHECKING:
-    from daemon.runtime import Runtime
+    from daemon.sdk.services import AlertServices
 
 _COLOURS = {"good": "2E7D32", "warning": "EF6C00", "danger": "C62828"}
 
@@ -71,8 +71,10 @@ class TeamsExecution(ExecutionAlert):
     activity_subtitle: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
-    async def send_summary(self, summary: ExecutionSummary, runtime: Runtime, note: Note) -> None:
+    async def send_summary(
+        self, summary: ExecutionSummary, services: AlertServices, note: Note
+    ) -> None:
         card = teams_card(summary, self.theme_color, self.activity_title, self.activity_subtitle)
         await post_json(
-            "the Teams message", self.url, card, self.options, clock=runtime.clock, note=note
+            "the Teams message", self.url, card, self.options, clock=services.clock, note=note
         )

@@ -30,7 +30,7 @@ from tasks.scripts.protocol import ProtocolError, framed, parse
 from tasks.scripts.runner import ScriptJob, Stream
 
 if TYPE_CHECKING:
-    from daemon.context import RunContext
+    from daemon.sdk.context import RunContext
 
 # `taskRunner:`, chosen by its `type:`; a new runner is one more member of this union.
 TaskRunner = Annotated[Process | Docker, Field(discriminator="type")]
@@ -323,7 +323,7 @@ async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_d
     def copy() -> list[str]:
         kept: list[str] = []
         for namespace in namespaces:
-            root = ctx.runtime.data_dir / "namespaces" / namespace / "files"
+            root = ctx.data_path("namespaces", namespace, "files")
             for path in sorted(root.rglob("*")) if root.is_dir() else []:
                 rel = path.relative_to(root).as_posix()
                 if not path.is_file() or not wanted(rel):

@@ -37,8 +37,7 @@ if TYPE_CHECKING:
     from aiodocker import Docker as DockerClient
     from aiodocker.containers import DockerContainer
 
-    from daemon.context import RunContext
-    from daemon.runtime import Runtime
+    from daemon.sdk.context import RunContext, StartupContext
 
 log = logging.getLogger(__name__)
 
@@ -615,7 +614,7 @@ async def reap_orphans(docker_host: str | None, running_execution_ids: set[str])
     return removed
 
 
-async def on_daemon_start(runtime: Runtime) -> None:
+async def on_daemon_start(ctx: StartupContext) -> None:
     """Containers a crashed podium left behind: every execution it ran is either over or
     resumed in new containers, so none of the old ones is still wanted."""
     await reap_orphans(None, set())

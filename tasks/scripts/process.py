@@ -32,7 +32,7 @@ from daemon.sdk.errors import TaskFailed
 from tasks.scripts.runner import LineSplitter, ScriptJob, ScriptResult, ScriptRunner, Stream
 
 if TYPE_CHECKING:
-    from daemon.context import RunContext
+    from daemon.sdk.context import RunContext
 
 # Real seconds (not the flow clock): a process ignoring SIGTERM gets this long before SIGKILL.
 KILL_GRACE = 2.0
@@ -61,7 +61,7 @@ class Process(ScriptRunner):
             return ScriptResult(
                 await run_streaming(job.argv(), job.working_dir, _activate(env, venv), job.on_line)
             )
-        venv = ctx.runtime.data_dir / "venvs" / f"run-{ctx.task_run.id}"
+        venv = ctx.data_path("venvs", f"run-{ctx.task_run.id}")
         try:
             await _build(
                 job, ctx, venv, await _base_python(job.python_version), await _manager(job, ctx)
@@ -199,7 +199,7 @@ async def venv_for(job: ScriptJob, ctx: RunContext) -> Path:
     manager = await _manager(job, ctx)
     key = hashlib.sha256(json.dumps([*base, manager, sorted(job.dependencies)]).encode())
     name = key.hexdigest()[:16]
-    root = ctx.runtime.data_dir / "venvs"
+    root = ctx.data_path("venvs")
     venv = root / name
     if await asyncio.to_thread((venv / READY_MARKER).exists):
         return venv
@@ -267,7 +267,7 @@ async def _build(
         uv = await _uv()
         assert uv is not None
         env.update(
-            UV_CACHE_DIR=str(ctx.runtime.data_dir / "cache" / "uv"),
+            UV_CACHE_DIR=str(ctx.data_path("cache", "uv")),
             UV_PYTHON_DOWNLOADS="never",
             UV_NO_PROGRESS="1",
         )

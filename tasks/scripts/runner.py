@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from daemon.sdk.properties import Model
 
 if TYPE_CHECKING:
-    from daemon.context import RunContext
+    from daemon.sdk.context import RunContext
 
 Stream = Literal["stdout", "stderr"]
 

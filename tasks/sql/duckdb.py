@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task

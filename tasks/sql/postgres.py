@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
-from daemon.context import RunContext
+from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
@@ -52,7 +52,7 @@ class PostgresTask(Task):
 
     def connect(self, ctx: RunContext) -> AbstractAsyncContextManager[Any]:
         """A pooled connection; the pools close with the daemon."""
-        ctx.runtime.on_close("postgresql pools", close_pools)
+        ctx.on_close("postgresql pools", close_pools)
         return connection(self.target())
 
 

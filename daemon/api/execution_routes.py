@@ -1,0 +1,335 @@
+"""Kestra's execution endpoints: create, read, search, kill, restart, replay, delete, labels,
+resume and output-file download.
+
+Routes with a literal last segment (`/{executionId}/restart`) are declared before the
+create route `/{namespace}/{flowId}`, which would match them too: aiohttp tries routes in
+the order they were added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from daemon.api.common import (
+    ENGINE,
+    PAGE,
+    SIZE,
+    Body,
+    HttpError,
+    Param,
+    Reply,
+    Routes,
+    date_param,
+    error,
+    flag,
+    json_response,
+    label_pairs,
+    ok,
+    paging,
+    parse_json,
+    settable_labels,
+    stored_execution,
+)
+from daemon.api.uploads import Uploads, bounded, json_kind, read_inputs, refuse_server_paths
+from daemon.sdk.errors import FlowDisabled, NotFound
+from daemon.sdk.files import SCHEME
+from daemon.sdk.state import State
+
+routes = Routes("Executions")
+
+STATES = tuple(state.value for state in State)
+_NOT_FOUND = error("No such execution")
+_STATE_CONFLICT = error("The execution is not in a state that allows this")
+_LABEL_LIST = {"type": "array", "items": {"$ref": "#/components/schemas/Label"}}
+
+
+def _terminated(doc: dict[str, Any]) -> bool:
+    return State(doc["state"]["current"]).terminated
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/executions/search",
+    "Search executions, newest first",
+    params=(
+        Param("namespace", "This namespace and the ones under it"),
+        Param("flowId", "Executions of this flow"),
+        Param(
+            "state",
+            "Executions in one of these states",
+            {"type": "string", "enum": list(STATES)},
+            repeated=True,
+        ),
+        Param("labels", "Labels as key:value, all of them must match", repeated=True),
+        Param("startDate", "Started at or after", {"type": "string", "format": "date-time"}),
+        Param("endDate", "Started before", {"type": "string", "format": "date-time"}),
+        PAGE,
+        SIZE,
+    ),
+    replies={200: ok("ExecutionPage"), 400: error("A malformed filter")},
+)
+async def search_executions(request: web.Request) -> web.Response:
+    query = request.query
+    page, size = paging(query)
+    states = query.getall("state", [])
+    for state in states:
+        if state not in STATES:
+            raise HttpError(400, f"Bad Request: state {state!r} is not one of {', '.join(STATES)}")
+    start, end = date_param(query, "startDate"), date_param(query, "endDate")
+    results, total = await request.app[ENGINE].store.search_executions(
+        namespace=query.get("namespace"),
+        flow_id=query.get("flowId"),
+        states=states or None,
+        labels=label_pairs(query.getall("labels", [])) or None,
+        start_after=start.isoformat() if start else None,
+        start_before=end.isoformat() if end else None,
+        page=page,
+        size=size,
+    )
+    return json_response({"results": results, "total": total})
+
+
+@routes.operation(
+    "DELETE",
+    "/api/v1/executions/{executionId}/kill",
+    "Kill a running execution; it ends KILLED",
+    replies={
+        202: ok("Execution", "Killed"),
+        404: _NOT_FOUND,
+        409: error("The execution has ended, or is not running here"),
+    },
+)
+async def kill_execution(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    doc = await stored_execution(request)
+    if _terminated(doc):
+        raise HttpError(
+            409,
+            f"Illegal state: execution {doc['id']} has already ended ({doc['state']['current']})",
+        )
+    if not await engine.kill(doc["id"]):
+        raise HttpError(
+            409,
+            f"Illegal state: execution {doc['id']} is "
+            f"{doc['state']['current']} and not running in this process",
+        )
+    return json_response(await stored_execution(request), 202)
+
+
+@routes.operation(
+    "POST",
+    "/api/v1/executions/{executionId}/restart",
+    "Run a FAILED or KILLED execution again from its failed task runs",
+    replies={200: ok("Execution"), 404: _NOT_FOUND, 409: _STATE_CONFLICT},
+)
+async def restart_execution(request: web.Request) -> web.Response:
+    execution = await request.app[ENGINE].restart(request.match_info["executionId"])
+    return json_response(execution.to_json())
+
+
+@routes.operation(
+    "POST",
+    "/api/v1/executions/{executionId}/replay",
+    "A new execution of the same flow revision and inputs, from a chosen task run",
+    params=(Param("taskRunId", "Run again from this task run's task; every task when absent"),),
+    replies={
+        200: ok("Execution", "The new execution"),
+        404: error("No such execution or task run"),
+    },
+)
+async def replay_execution(request: web.Request) -> web.Response:
+    execution = await request.app[ENGINE].replay(
+        request.match_info["executionId"], request.query.get("taskRunId")
+    )
+    return json_response(execution.to_json())
+
+
+@routes.operation(
+    "POST",
+    "/api/v1/executions/{executionId}/labels",
+    "Set labels of an ended execution (added to or replacing its labels)",
+    body=Body(("application/json",), _LABEL_LIST),
+    replies={200: ok("Execution"), 404: _NOT_FOUND, 409: _STATE_CONFLICT, 415: error("Not JSON")},
+)
+async def set_labels(request: web.Request) -> web.Response:
+    labels = settable_labels(await _label_body(bounded(request)))
+    doc = await stored_execution(request)
+    if not _terminated(doc):
+        raise HttpError(
+            409,
+            f"Illegal state: execution {doc['id']} is "
+            f"{doc['state']['current']}; labels can be set once it has ended",
+        )
+    merged = {label["key"]: label["value"] for label in doc.get("labels") or []}
+    merged.update(labels)
+    doc["labels"] = [{"key": k, "value": v} for k, v in merged.items()]
+    await request.app[ENGINE].store.save_execution(doc)
+    return json_response(doc)
+
+
+async def _label_body(request: web.Request) -> dict[str, str]:
+    if request.content_type != "application/json":
+        raise HttpError(
+            415,
+            f"Unsupported Media Type: send labels as application/json, not {request.content_type}",
+        )
+    data = parse_json(await request.read())
+    shape = 'labels must be a JSON array of {"key": "...", "value": "..."} objects'
+    if not isinstance(data, list):
+        raise HttpError(400, f"Bad Request: {shape}, not {json_kind(data)}")
+    labels: dict[str, str] = {}
+    for index, item in enumerate(data):
+        if not (
+            isinstance(item, dict)
+            and set(item) == {"key", "value"}
+            and isinstance(item["key"], str)
+            and item["key"]
+            and isinstance(item["value"], str)
+        ):
+            raise HttpError(400, f"Bad Request: {shape}; item {index} is not")
+        labels[item["key"]] = item["value"]
+    return labels
+
+
+@routes.operation(
+    "POST",
+    "/api/v1/executions/{executionId}/resume",
+    "Resume a PAUSED execution",
+    replies={
+        204: Reply("Resumed"),
+        404: _NOT_FOUND,
+        409: error("The execution is not PAUSED"),
+        422: error("The inputs do not fit the Pause task's onResume"),
+    },
+)
+async def resume_execution(request: web.Request) -> web.Response:
+    """The Pause task's `onResume` inputs as form fields or a JSON object."""
+    engine = request.app[ENGINE]
+    doc = await stored_execution(request)
+    if doc["state"]["current"] != State.PAUSED:
+        raise HttpError(409, f"Illegal state: execution {doc['id']} is not PAUSED")
+    async with Uploads(engine.data_dir / "uploads") as uploads:
+        inputs = await read_inputs(bounded(request), uploads)
+        if not await engine.resume(doc["id"], inputs):
+            raise HttpError(
+                409, f"Illegal state: execution {doc['id']} is not waiting in this daemon"
+            )
+    return web.Response(status=204)
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/executions/{executionId}/file",
+    "Download a file of the execution by its kestra:// URI",
+    params=(Param("path", "The file's URI, kestra:///...", required=True),),
+    replies={
+        200: Reply("The file", "application/octet-stream", {"type": "string", "format": "binary"}),
+        400: error("No path, or not a kestra:// URI"),
+        403: error("The file is not one of this execution"),
+        404: error("No such execution or file"),
+    },
+)
+async def download_file(request: web.Request) -> web.StreamResponse:
+    uri = request.query.get("path")
+    if not uri:
+        raise HttpError(400, "Bad Request: path is required (a kestra:/// URI)")
+    if not uri.startswith(SCHEME):
+        raise HttpError(400, f"Bad Request: path {uri!r} is not a kestra:/// URI")
+    doc = await stored_execution(request)
+    storage = request.app[ENGINE].resources.storage
+    prefix = storage.execution_prefix(doc["namespace"], doc["flowId"], doc["id"])
+    key = uri[len(SCHEME) :]
+    if (
+        "\\" in key
+        or "\x00" in key
+        or not posixpath.normpath(key).startswith(prefix + "/")
+        or ".." in key.split("/")
+    ):
+        raise HttpError(403, f"Forbidden: {uri} is not a file of execution {doc['id']}")
+    try:
+        path = await asyncio.to_thread(storage.path, uri)
+    except NotFound:
+        raise HttpError(404, f"Not Found: no file {uri} in execution {doc['id']}") from None
+    name = Path(path).name.replace('"', "")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+
+
+@routes.operation(
+    "POST",
+    "/api/v1/executions/{namespace}/{flowId}",
+    "Create an execution: inputs as form fields (files as file parts) or JSON",
+    params=(
+        Param("labels", "Labels as key:value", repeated=True),
+        Param("wait", "Answer once the execution has ended", {"type": "boolean", "default": False}),
+    ),
+    body=Body(
+        ("multipart/form-data", "application/json", "application/x-www-form-urlencoded"),
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        required=False,
+    ),
+    replies={
+        200: ok("Execution"),
+        404: error("No such flow"),
+        409: error("The flow is disabled"),
+        415: error("Unknown body type"),
+        422: error("Inputs that do not fit the flow"),
+    },
+)
+async def create_execution(request: web.Request) -> web.Response:
+    """Kestra's create call: inputs as form fields (files as file parts), labels and wait."""
+    engine = request.app[ENGINE]
+    request = bounded(request)
+    flow = await engine.catalog.find(request.match_info["namespace"], request.match_info["flowId"])
+    if flow.disabled:
+        raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
+    labels = settable_labels(label_pairs(request.query.getall("labels", [])))
+    wait = flag(request.query, "wait")
+    async with Uploads(engine.data_dir / "uploads") as uploads:
+        inputs = await read_inputs(request, uploads)
+        refuse_server_paths(flow, inputs, uploads)
+        execution = await engine.submit(flow, inputs, labels=labels)
+    if wait:
+        execution = await engine.wait(execution.id)
+    return json_response(execution.to_json())
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/executions/{executionId}",
+    "An execution with its task runs",
+    replies={200: ok("Execution"), 404: _NOT_FOUND},
+)
+async def get_execution(request: web.Request) -> web.Response:
+    return json_response(await stored_execution(request))
+
+
+@routes.operation(
+    "DELETE",
+    "/api/v1/executions/{executionId}",
+    "Delete an ended execution with its task runs, logs, metrics and files",
+    replies={204: Reply("Deleted"), 404: _NOT_FOUND, 409: error("The execution has not ended")},
+)
+async def delete_execution(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    doc = await stored_execution(request)
+    if not _terminated(doc):
+        raise HttpError(
+            409,
+            f"Illegal state: execution {doc['id']} is "
+            f"{doc['state']['current']}; kill it before deleting it",
+        )
+    await engine.store.delete_execution(doc["id"])
+    prefix = engine.resources.storage.execution_prefix(doc["namespace"], doc["flowId"], doc["id"])
+    await asyncio.to_thread(engine.resources.storage.delete_prefix, prefix)
+    return web.Response(status=204)

@@ -1,0 +1,106 @@
+"""The API application: every area's routes applied in order, the middlewares, the UI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+from daemon.api import (
+    execution_routes,
+    flow_routes,
+    kv_routes,
+    live,
+    log_routes,
+    misc,
+    openapi,
+    prometheus,
+    trigger_routes,
+)
+from daemon.api.common import (
+    ENGINE,
+    FLOWS,
+    READY,
+    SETTINGS,
+    SUPERVISOR,
+    WEBHOOKS,
+    HttpError,
+    json_response,
+)
+from daemon.api.flow_routes import FLOW_LOCK
+from daemon.api.middleware import WEBHOOK_PATH, access_log, basic_auth, errors, loggable_path
+from daemon.api.misc import WEBHOOK_NOT_FOUND
+from daemon.api.ui import setup_ui
+from daemon.config.settings import Settings
+from daemon.engine.core import Engine
+from daemon.engine.supervisor import TriggerSupervisor
+from daemon.engine.webhooks import WebhookRegistry
+from daemon.flows.directory import FlowDirectory
+
+__all__ = [
+    "ENGINE",
+    "FLOWS",
+    "READY",
+    "ROUTE_TABLES",
+    "SETTINGS",
+    "WEBHOOKS",
+    "WEBHOOK_NOT_FOUND",
+    "WEBHOOK_PATH",
+    "HttpError",
+    "create_app",
+    "json_response",
+    "loggable_path",
+]
+
+# Literal routes before the parameterised ones they would otherwise be taken for.
+ROUTE_TABLES = (
+    misc.health_routes,
+    openapi.routes,
+    live.execution_routes,
+    execution_routes.routes,
+    live.log_routes,
+    log_routes.routes,
+    flow_routes.routes,
+    trigger_routes.routes,
+    kv_routes.routes,
+    prometheus.routes,
+    misc.webhook_routes,
+)
+
+
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    webhooks: WebhookRegistry,
+    *,
+    flows: FlowDirectory | None = None,
+    supervisor: TriggerSupervisor | None = None,
+    ready: Callable[[], bool] = lambda: True,
+) -> web.Application:
+    """The API application; run it with `web.AppRunner(app, access_log=None)`.
+
+    aiohttp's own access log would print webhook keys in clear: this app logs each
+    request itself, key masked. `settings` is read per request, so a reload of the
+    credentials or of the body limit takes effect at once. Without `flows` (the flows
+    directory) flows can be read but not changed; without `supervisor` (the triggers'
+    supervisor) the trigger endpoints answer 409.
+    """
+    app = web.Application(
+        middlewares=[access_log, errors, basic_auth], client_max_size=settings.webhook_max_body
+    )
+    app[ENGINE] = engine
+    app[SETTINGS] = settings
+    app[WEBHOOKS] = webhooks
+    app[READY] = ready
+    app[FLOWS] = flows
+    app[SUPERVISOR] = supervisor
+    app[FLOW_LOCK] = asyncio.Lock()
+    app[live.STREAMS] = live.Streams()
+    app[openapi.TABLES] = ROUTE_TABLES
+    app.on_shutdown.append(live.close_streams)
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
+    prometheus.setup_metrics(app)
+    setup_ui(app)
+    return app

@@ -1,0 +1,111 @@
+"""The engine's dispatcher in a cluster: executions are stored without an owner and some
+node claims them; waiting, killing and resuming reach whichever node runs one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.cluster.channels import Channels
+from daemon.engine.dispatcher import wait_here_or_stored
+from daemon.engine.local import LocalExecutions
+from daemon.engine.pauses import Pauses, resume_inputs
+from daemon.engine.resources import Resources
+from daemon.flows.catalog import FlowCatalog
+from daemon.flows.definition import Flow
+from daemon.sdk.execution import Execution
+from daemon.sdk.inputs import coerce_inputs
+from daemon.sdk.state import State
+from daemon.store.postgres_cluster import ClusterTables
+
+
+class ClusterDispatcher:
+    def __init__(
+        self,
+        resources: Resources,
+        local: LocalExecutions,
+        pauses: Pauses,
+        catalog: FlowCatalog,
+        tables: ClusterTables,
+        channels: Channels,
+    ) -> None:
+        self._resources = resources
+        self._local = local
+        self._pauses = pauses
+        self._catalog = catalog
+        self._tables = tables
+        self._channels = channels
+        local.on_finished(channels.ended)
+        channels.handle(control=self._control)
+
+    async def existing(self, execution_id: str) -> Execution | None:
+        return None  # `create` inserts only if absent: one statement decides
+
+    async def create(self, flow: Flow, execution: Execution, *, idempotent: bool) -> Execution:
+        store = self._resources.store
+        doc = execution.to_json(task_runs=False)
+        if idempotent:
+            if not await store.create_execution(doc):
+                existing = await store.get_execution(execution.id)
+                if existing is not None:
+                    return Execution.from_json(existing)
+        else:
+            await store.save_execution(doc)
+        self._resources.events.execution(execution)
+        self._channels.offer()
+        return execution
+
+    def prepare(self, execution: Execution) -> None:
+        pass  # whichever node claims it waits for it
+
+    async def rerun(self, flow: Flow, execution: Execution, *, restarted: bool) -> None:
+        if restarted:
+            await self._tables.release(execution.id)
+        else:
+            await self._resources.store.flush()  # its task runs are read by the claimer
+        self._channels.offer()
+
+    async def wait(self, execution_id: str) -> Execution:
+        if self._local.waiter(execution_id) is None:
+            await self._channels.wait_ended(execution_id)
+        return await wait_here_or_stored(self._resources, self._local, execution_id)
+
+    async def kill(self, execution_id: str) -> bool:
+        """Kill an execution whichever node runs it (or none yet)."""
+        if await self._local.kill(execution_id):
+            return True
+        store = self._resources.store
+        doc = await store.get_execution(execution_id)
+        if doc is None or State(doc["state"]["current"]).terminated:
+            return False
+        if await self._tables.claim_one(execution_id):
+            execution = Execution.from_json(doc)
+            execution.state.set(State.KILLED, self._resources.clock.now())
+            await store.save_execution(execution.to_json(task_runs=False))
+            self._local.ended_unstarted(execution)
+            return True
+        owner = await self._tables.owner(execution_id)
+        await self._channels.control("kill", execution_id, owner)
+        return True
+
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        """An execution paused on another node is resumed by that node; its inputs are
+        checked here too, so that the caller hears about bad ones."""
+        if self._pauses.holds(execution_id):
+            return await self._pauses.resume(execution_id, inputs)
+        doc = await self._resources.store.get_execution(execution_id)
+        if doc is None or doc["state"]["current"] != State.PAUSED.value:
+            return False
+        stored = Execution.from_json(doc)
+        flow = await self._catalog.at(stored.namespace, stored.flow_id, stored.flow_revision)
+        await asyncio.to_thread(coerce_inputs, resume_inputs(flow, doc), inputs)
+        owner = await self._tables.owner(execution_id)
+        await self._channels.control("resume", execution_id, owner, inputs=dict(inputs))
+        return True
+
+    async def _control(self, action: str, execution_id: str, message: dict[str, Any]) -> None:
+        if action == "kill":
+            await self._local.kill(execution_id)
+        elif action == "resume":
+            await self._pauses.resume(execution_id, message.get("inputs") or {})

@@ -1,0 +1,1 @@
+"""Settings of the daemon: podium.yaml, PODIUM_* environment variables, flags."""

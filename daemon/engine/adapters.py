@@ -1,0 +1,94 @@
+"""The SDK's services (files, KV, executions) over the store and the storage.
+
+File storage is blocking (disk today, object storage later): every call goes through a
+thread here, so that no plug-in has to remember to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.sdk.execution import Execution
+from daemon.sdk.state import iso
+from daemon.store.base import Store
+from daemon.store.local_files import Storage
+
+
+class StorageFiles:
+    """`sdk.services.Files` over the daemon's storage directory."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def execution_prefix(self, namespace: str, flow_id: str, execution_id: str) -> str:
+        return self._storage.execution_prefix(namespace, flow_id, execution_id)
+
+    async def put(self, source: Path | bytes, *, prefix: str, name: str) -> str:
+        return await asyncio.to_thread(self._storage.put, source, prefix=prefix, name=name)
+
+    async def path(self, uri: str) -> Path:
+        return await asyncio.to_thread(self._storage.path, uri)
+
+    async def read_text(self, uri: str) -> str:
+        return await asyncio.to_thread(self._storage.read_text, uri)
+
+    async def delete(self, uri: str) -> bool:
+        return await asyncio.to_thread(self._storage.delete, uri)
+
+    async def delete_prefix(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self._storage.delete_prefix, prefix)
+
+
+class StoreKeyValue:
+    """`sdk.services.KeyValueStore` over the store's KV table (expiry as a datetime)."""
+
+    def __init__(self, store: Store) -> None:
+        self._kv = store.kv
+
+    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
+        return await self._kv.get(namespace, key)
+
+    async def set(
+        self, namespace: str, key: str, value: Any, *, expires_at: datetime | None = None
+    ) -> None:
+        await self._kv.set(namespace, key, value, expires_at=iso(expires_at))
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        return await self._kv.delete(namespace, key)
+
+    async def list(self, namespace: str) -> list[dict[str, Any]]:
+        return await self._kv.list(namespace)
+
+
+class StoreExecutions:
+    """`sdk.services.ExecutionQueries`: stored executions, and waiting for one to end."""
+
+    def __init__(self, store: Store, wait: Callable[[str], Awaitable[Execution]]) -> None:
+        self._store = store
+        self._wait = wait
+
+    async def wait(self, execution_id: str) -> Execution:
+        return await self._wait(execution_id)
+
+    async def logs(
+        self, execution_id: str, *, task_run_id: str | None = None, min_level: str | None = None
+    ) -> list[dict[str, Any]]:
+        await self._store.flush()
+        return await self._store.logs(execution_id, task_run_id=task_run_id, min_level=min_level)
+
+    async def search(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        start_after: str | None = None,
+        page: int = 1,
+        size: int = 100,
+    ) -> tuple[list[dict[str, Any]], int]:
+        return await self._store.search_executions(
+            namespace=namespace, flow_id=flow_id, start_after=start_after, page=page, size=size
+        )

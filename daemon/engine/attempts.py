@@ -1,0 +1,244 @@
+"""One task run of an execution: its properties rendered, its attempts run under the retry
+policy and the timeout, its state and outputs stored, its failure described in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from daemon.engine.contexts import ExecutionLog, Launcher, TaskContext
+from daemon.engine.events import TaskRunChanged
+from daemon.engine.functions import BLOCKING_FUNCTIONS
+from daemon.engine.pauses import Pauses
+from daemon.engine.resources import Resources
+from daemon.engine.variables import Scope, execution_variables, set_output, task_variables
+from daemon.flows.definition import Flow
+from daemon.sdk.context import TaskLogger
+from daemon.sdk.durations import format_duration
+from daemon.sdk.errors import ExitRequested, PodiumError, TaskFailed, TemplateError
+from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.plugin import Task
+from daemon.sdk.properties import templated_values, with_rendered
+from daemon.sdk.retry import RetryPolicy
+from daemon.sdk.state import State, StateHistory
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=Task)
+# Errors of a disk (full, read-only, refused) that fail a task without a traceback.
+DISK_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+
+
+@dataclass
+class RunState:
+    """What the task runs of one execution share while it runs."""
+
+    flow: Flow
+    execution: Execution
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # Task runs of an execution resumed after a restart, found again by where they sit.
+    earlier: dict[tuple[str, str | None, str | None], TaskRun] = field(default_factory=dict)
+    first_failure: str | None = None
+    unsaved: bool = False  # the store refused a write: save every task run at the end
+
+    def __post_init__(self) -> None:
+        self.earlier = {
+            (tr.task_id, tr.value, tr.parent_task_run_id): tr for tr in self.execution.task_runs
+        }
+
+
+class TaskRuns:
+    """Runs the task runs of one execution."""
+
+    def __init__(
+        self, resources: Resources, launcher: Launcher, pauses: Pauses, state: RunState
+    ) -> None:
+        self._resources = resources
+        self._launcher = launcher
+        self._pauses = pauses
+        self.state = state
+        self._tmp = str(resources.data_dir / "tmp" / state.execution.id)
+
+    def find_or_create(self, task: Task, scope: Scope) -> TaskRun:
+        """This task's run at this place: the one a previous process left, or a new one."""
+        key = (task.id, scope.value, scope.parent.id if scope.parent else None)
+        tr = self.state.earlier.pop(key, None)
+        if tr is not None:
+            return tr
+        ex = self.state.execution
+        tr = TaskRun(
+            id=new_id(),
+            execution_id=ex.id,
+            namespace=ex.namespace,
+            flow_id=ex.flow_id,
+            task_id=task.id,
+            state=StateHistory(State.CREATED, self._resources.clock.now()),
+            parent_task_run_id=scope.parent.id if scope.parent else None,
+            value=scope.value,
+            iteration=scope.iteration,
+        )
+        ex.task_runs.append(tr)
+        return tr
+
+    def context(self, task: Task, tr: TaskRun, scope: Scope) -> TaskContext:
+        state, resources = self.state, self._resources
+        base = execution_variables(state.flow, state.execution, state.outputs, resources.envs)
+        variables = task_variables(base, task, tr, scope, f"{self._tmp}/{tr.id}")
+        logger = ExecutionLog(resources, state.execution, tr, task.log_level)
+        return TaskContext(
+            resources, self._launcher, self._pauses, state.flow, state.execution, tr, variables,
+            logger,
+        )  # fmt: skip
+
+    async def render(self, task: T, ctx: TaskContext) -> T:
+        """The task with its dynamic properties rendered and type-checked, per attempt."""
+        templated = templated_values(task)
+        if not templated:
+            return task
+        if any(name in repr(templated) for name in BLOCKING_FUNCTIONS):
+            # read() opens stored files, kv() waits for the store: render off the loop.
+            rendered = await asyncio.to_thread(ctx.render, templated)
+        else:
+            rendered = ctx.render(templated)
+        return with_rendered(task, rendered)
+
+    async def run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
+        clock = self._resources.clock
+        policy = RetryPolicy.from_model(task.retry) if task.retry else None
+        started = clock.now()
+        if tr.attempts and not tr.attempts[-1].current.terminated:
+            reason = self._interrupted(tr, policy)
+            if reason is not None:
+                return await self.fail(task, tr, ctx.logger, reason)
+        while True:
+            attempt = StateHistory(State.RUNNING, clock.now())
+            tr.attempts.append(attempt)
+            ctx.variables["taskrun"]["attemptsCount"] = len(tr.attempts)
+            ctx.warning = False
+            self.set_state(tr, State.RUNNING)
+            await self.save(tr, wait=False)
+            try:
+                outputs = await self._attempt(await self.render(task, ctx), ctx)
+            except asyncio.CancelledError:
+                if not self._resources.options.handing_over:
+                    attempt.set(State.KILLED, clock.now())
+                    self.set_state(tr, State.KILLED)
+                    await asyncio.shield(self.save(tr))
+                await asyncio.shield(ctx.cleanup())
+                raise
+            except ExitRequested as exit_:
+                attempt.set(State.SUCCESS, clock.now())
+                await self.end(tr, State.SUCCESS)
+                await ctx.cleanup()
+                raise exit_ from None
+            except Exception as exc:
+                attempt.set(State.FAILED, clock.now())
+                message = self._describe(task, exc, ctx)
+                retryable = not isinstance(exc, TemplateError) and not (
+                    isinstance(exc, TaskFailed) and exc.non_retryable
+                )
+                delay = (
+                    policy.next_delay(len(tr.attempts), clock.now() - started)
+                    if policy and retryable
+                    else None
+                )
+                if delay is None:
+                    await ctx.cleanup()
+                    return await self.fail(task, tr, ctx.logger, message)
+                ctx.logger.warning(
+                    f"{message}; attempt {len(tr.attempts)} failed, retrying in {delay:g}s"
+                )
+                await ctx.cleanup()  # each attempt starts from a fresh working directory
+                self.set_state(tr, State.RETRYING)
+                await self.save(tr, wait=False)
+                await clock.sleep(delay)
+                continue
+            attempt.set(State.SUCCESS, clock.now())
+            await ctx.cleanup()
+            if outputs:
+                tr.outputs = dict(outputs)
+                set_output(self.state.outputs, task.id, scope.values, tr.outputs)
+            final = State.SUCCESS
+            if ctx.warning or (policy and policy.warning_on_retry and len(tr.attempts) > 1):
+                final = State.WARNING
+            return await self.end(tr, final)
+
+    def _interrupted(self, tr: TaskRun, policy: RetryPolicy | None) -> str | None:
+        """An attempt cut short by a crash: retried per the retry policy, once without one.
+
+        Returns why it is not retried, or None to run another attempt.
+        """
+        now = self._resources.clock.now()
+        tr.attempts[-1].set(State.FAILED, now)
+        attempts = len(tr.attempts)
+        message = f"attempt {attempts} was interrupted: podium stopped while it ran"
+        if policy is None:
+            if attempts > 1:
+                return f"{message}, and it had already been retried once"
+        elif policy.next_delay(attempts, now - tr.state.start) is None:
+            return f"{message}, and its retry policy allows no further attempt"
+        ExecutionLog(self._resources, self.state.execution, tr).warning(
+            f"{message}; running it again"
+        )
+        return None
+
+    async def _attempt(self, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
+        slots = self._resources.task_slots
+        if slots is None:
+            return await self._timed(task, ctx)
+        async with slots:
+            return await self._timed(task, ctx)
+
+    async def _timed(self, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
+        if task.timeout is None:
+            return await task.run(ctx)
+        try:
+            async with self._resources.clock.timeout(task.timeout.total_seconds()):
+                return await task.run(ctx)
+        except TimeoutError:
+            raise TaskFailed(f"timed out after {format_duration(task.timeout)}") from None
+
+    def _describe(self, task: Task, exc: BaseException, ctx: TaskContext) -> str:
+        if isinstance(exc, PodiumError):
+            return str(exc)
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            # The machine's condition, not a bug: one line, with the path. A write that fails
+            # half-way names no file; the task was most likely writing in its directory.
+            if exc.filename is not None:
+                return f"{exc.strerror}: {os.fsdecode(exc.filename)}"
+            return f"{exc.strerror} (in the task's working directory {ctx.working_dir_path})"
+        log.error(
+            "task %s of execution %s raised:\n%s",
+            task.id,
+            self.state.execution.id,
+            "".join(traceback.format_exception(exc)),
+        )
+        return f"{type(exc).__name__}: {exc}"
+
+    async def fail(self, task: Task, tr: TaskRun, logger: TaskLogger, message: str) -> State:
+        logger.error(message)
+        if task.allow_failure:
+            return await self.end(tr, State.WARNING)
+        if self.state.first_failure is None:
+            self.state.first_failure = f"task '{task.id}': {message}"
+        return await self.end(tr, State.FAILED)
+
+    def set_state(self, tr: TaskRun, state: State) -> None:
+        tr.state.set(state, self._resources.clock.now())
+        self._resources.events.publish(TaskRunChanged(self.state.execution, tr))
+
+    async def end(self, tr: TaskRun, state: State) -> State:
+        self.set_state(tr, state)
+        await self.save(tr)
+        return state
+
+    async def save(self, tr: TaskRun, *, wait: bool = True) -> None:
+        resources = self._resources
+        await resources.store.save_task_run(resources.masked(tr.to_json()), wait=wait)

@@ -1,0 +1,303 @@
+"""The engine's side of the SDK contexts: what `RunContext` and `TriggerContext` promise a
+plug-in, implemented over the store, the storage, the event bus and the pauses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from daemon.engine.adapters import StorageFiles, StoreExecutions, StoreKeyValue
+from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
+from daemon.engine.pauses import Pauses
+from daemon.engine.resources import Resources
+from daemon.sdk.context import LEVELS, RunContext, TaskLogger, TriggerContext
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.services import Closer, ExecutionListener, FlowRef, WebhookRoutes
+from daemon.sdk.state import State, iso
+
+if TYPE_CHECKING:
+    from daemon.engine.metrics import Metrics
+    from daemon.sdk.inputs import InputSpec
+
+
+class Launcher(Protocol):
+    """What a task may start and wait for: the engine's one way in."""
+
+    async def submit_by_id(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        parent: dict[str, Any] | None = None,
+    ) -> Execution: ...
+
+    async def wait(self, execution_id: str) -> Execution: ...
+
+
+class ExecutionLog(TaskLogger):
+    """Execution logs: every line goes to the store with its execution, task run and level."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        execution: Execution,
+        task_run: TaskRun | None,
+        min_level: str | None = None,
+    ) -> None:
+        self._resources = resources
+        self._execution = execution
+        self._task_run = task_run
+        self._min = LEVELS[min_level] if min_level else 0
+
+    def log(self, level: str, message: str) -> None:
+        level = "WARN" if level == "WARNING" else level
+        if LEVELS[level] < self._min:
+            return
+        tr, ex, resources = self._task_run, self._execution, self._resources
+        line = {
+            "executionId": ex.id,
+            "taskRunId": tr.id if tr else None,
+            "taskId": tr.task_id if tr else None,
+            "namespace": ex.namespace,
+            "flowId": ex.flow_id,
+            "level": level,
+            "timestamp": iso(resources.clock.now()),
+            "message": resources.secrets.mask(message),
+            "attemptNumber": max(len(tr.attempts) - 1, 0) if tr else 0,
+        }
+        resources.store.append_logs([line])
+        resources.events.publish(LogAppended(ex, tr, line))
+
+
+class TaskContext(RunContext):
+    """One task-run attempt's context."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        launcher: Launcher,
+        pauses: Pauses,
+        flow: FlowRef,
+        execution: Execution,
+        task_run: TaskRun,
+        variables: dict[str, Any],
+        logger: TaskLogger,
+    ) -> None:
+        self._resources = resources
+        self._launcher = launcher
+        self._pauses = pauses
+        self.flow = flow
+        self.execution = execution
+        self.task_run = task_run
+        self.variables = variables
+        self.logger = logger
+        self.clock = resources.clock
+        self.files = StorageFiles(resources.storage)
+        self.kv = StoreKeyValue(resources.store)
+        self.secrets = resources.secrets
+        self.executions = StoreExecutions(resources.store, launcher.wait)
+        self.public_url = resources.options.public_url
+        self.warning = False
+        self._working_dir: Path | None = None
+
+    def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        variables = {**self.variables, **extra} if extra else self.variables
+        return self._resources.render(value, variables, self.execution.namespace)
+
+    def render_bool(self, value: str | bool) -> bool:
+        return self._resources.renderer.evaluate_bool(
+            value, self.variables, self._resources.functions.table(self.execution.namespace)
+        )
+
+    @property
+    def working_dir_path(self) -> Path:
+        return self._resources.data_dir / "tmp" / self.execution.id / self.task_run.id
+
+    async def working_dir(self) -> Path:
+        if self._working_dir is None:
+            path = self.working_dir_path
+            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            self._working_dir = path
+        return self._working_dir
+
+    async def cleanup(self) -> None:
+        """Remove the working directory (kept with the `keep-working-dirs` setting)."""
+        if self._working_dir is not None and not self._resources.options.keep_working_dirs:
+            await asyncio.to_thread(shutil.rmtree, self._working_dir, True)
+            self._working_dir = None
+
+    def storage_prefix(self) -> str:
+        ex = self.execution
+        prefix = self.files.execution_prefix(ex.namespace, ex.flow_id, ex.id)
+        return f"{prefix}/tasks/{self.task_run.task_id}/{self.task_run.id}"
+
+    async def put_file(self, source: Path | bytes, name: str | None = None) -> str:
+        if name is None:
+            if isinstance(source, bytes):
+                raise ValueError("a name is needed to store bytes")
+            name = source.name
+        return await self.files.put(source, prefix=self.storage_prefix(), name=name)
+
+    async def file_path(self, uri: str) -> Path:
+        return await self.files.path(uri)
+
+    def data_path(self, *parts: str) -> Path:
+        return self._resources.data_dir.joinpath(*parts)
+
+    async def pause(
+        self, seconds: float | None, on_resume: Sequence[InputSpec]
+    ) -> dict[str, Any] | None:
+        ex, tr = self.execution, self.task_run
+        resumed = self._pauses.point(ex.id, on_resume)
+        await self._set_paused(State.PAUSED)
+        try:
+            if seconds is None:
+                return await resumed
+            timer: asyncio.Future[Any] = asyncio.ensure_future(self.clock.sleep(seconds))
+            waiting: list[asyncio.Future[Any]] = [resumed, timer]
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+            return resumed.result() if resumed.done() else None
+        finally:
+            self._pauses.release(ex.id)
+            resumed.cancel()
+            if tr.state.current == State.PAUSED:
+                await asyncio.shield(self._set_paused(State.RUNNING))
+
+    async def _set_paused(self, state: State) -> None:
+        resources = self._resources
+        now = self.clock.now()
+        self.task_run.state.set(state, now)
+        self.execution.state.set(state, now)
+        store = resources.store
+        await store.save_task_run(resources.masked(self.task_run.to_json()), wait=False)
+        await store.save_execution(resources.masked(self.execution.to_json(task_runs=False)))
+        resources.events.publish(TaskRunChanged(self.execution, self.task_run))
+        resources.events.publish(ExecutionChanged(self.execution))
+
+    def add_labels(self, labels: Mapping[str, str]) -> None:
+        self.execution.labels.update({k: str(v) for k, v in labels.items()})
+
+    def metric(
+        self, name: str, type_: str, value: float, tags: Mapping[str, str] | None = None
+    ) -> None:
+        metric = {
+            "executionId": self.execution.id,
+            "taskRunId": self.task_run.id,
+            "taskId": self.task_run.task_id,
+            "name": name,
+            "type": type_,
+            "value": value,
+            "tags": dict(tags or {}),
+            "timestamp": iso(self.clock.now()),
+        }
+        self._resources.store.append_metrics([metric])
+        self._resources.events.publish(MetricRecorded(self.execution, self.task_run, metric))
+
+    async def run_subflow(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any],
+        labels: Mapping[str, str],
+        wait: bool,
+    ) -> Execution:
+        parent = {
+            "executionId": self.execution.id,
+            "namespace": self.execution.namespace,
+            "flowId": self.execution.flow_id,
+            "taskRunId": self.task_run.id,
+        }
+        child = await self._launcher.submit_by_id(
+            namespace, flow_id, inputs, labels=labels, parent=parent
+        )
+        if wait:
+            return await self._launcher.wait(child.id)
+        return child
+
+    def on_close(self, key: str, closer: Closer) -> None:
+        self._resources.on_close(key, closer)
+
+
+class TriggerServices:
+    """What every trigger of the daemon shares: where webhooks attach, the allowed paths,
+    the counts for /metrics and the executions to wait for."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        webhooks: WebhookRoutes,
+        allowed_paths: Sequence[Path],
+        metrics: Callable[[], Metrics],
+        wait: Callable[[str], Any],
+    ) -> None:
+        self.resources = resources
+        self.webhooks = webhooks
+        self.allowed_paths = allowed_paths
+        self.metrics = metrics
+        self.wait = wait
+
+
+class FlowTriggerContext(TriggerContext):
+    """The context of one trigger of one loaded flow."""
+
+    def __init__(
+        self,
+        services: TriggerServices,
+        flow: FlowRef,
+        trigger_id: str,
+        trigger_type: str,
+        logger: logging.Logger,
+    ) -> None:
+        resources = services.resources
+        self._services = services
+        self._resources = resources
+        self._trigger_type = trigger_type
+        self.flow = flow
+        self.trigger_id = trigger_id
+        self.logger = logger
+        self.clock = resources.clock
+        self.files = StorageFiles(resources.storage)
+        self.state = resources.store.state
+        self.executions = StoreExecutions(resources.store, services.wait)
+        self.secrets = resources.secrets
+        self.webhooks = services.webhooks
+        self.node_id = resources.options.node_id
+        self.allowed_paths = services.allowed_paths
+
+    def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        flow = self.flow
+        variables = {
+            "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+            "envs": self._resources.envs,
+            "labels": flow.labels,
+            **(extra or {}),
+        }
+        return self._resources.render(value, variables, None)
+
+    def data_path(self, *parts: str) -> Path:
+        return self._resources.data_dir.joinpath(*parts)
+
+    def watch_executions(self, listener: ExecutionListener) -> Callable[[], None]:
+        def on_event(event: object) -> None:
+            if isinstance(event, ExecutionChanged):
+                listener(event.execution)
+
+        return self._resources.events.subscribe(on_event)
+
+    def count_rejected(self) -> None:
+        self._services.metrics().trigger_event(self._trigger_type, rejected=True)
+
+    def connection(self, up: bool) -> None:
+        flow = self.flow
+        self._services.metrics().trigger_connection(
+            self._trigger_type, flow.namespace, flow.id, self.trigger_id, up
+        )

@@ -1,0 +1,106 @@
+"""Where a new or re-run execution goes once it is built: the one seam between a single
+daemon and a cluster.
+
+On one node (`LocalDispatcher`) it is stored and started here, through admission. In a
+cluster (`daemon.cluster.node.dispatch.ClusterDispatcher`) it is stored without an owner and
+whichever node has room claims it; waiting, killing and resuming then reach whichever
+node runs it. The engine only ever talks to this interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from daemon.engine.local import LocalExecutions
+from daemon.engine.pauses import Pauses
+from daemon.engine.resources import Resources
+from daemon.flows.definition import Flow
+from daemon.sdk.errors import NotFound
+from daemon.sdk.execution import Execution
+
+
+class Dispatcher(Protocol):
+    async def existing(self, execution_id: str) -> Execution | None:
+        """An idempotent submission's execution, when an earlier attempt created it and
+        this dispatcher can tell before the inputs are even checked."""
+        ...
+
+    async def create(self, flow: Flow, execution: Execution, *, idempotent: bool) -> Execution:
+        """Store a new execution durably and have it run (or queue, or be refused by its
+        flow's limit). With `idempotent`, an execution stored under the same id meanwhile
+        is returned instead."""
+        ...
+
+    def prepare(self, execution: Execution) -> None:
+        """A restarted or replayed execution is about to be stored."""
+        ...
+
+    async def rerun(self, flow: Flow, execution: Execution, *, restarted: bool) -> None:
+        """Run a restarted or replayed execution, already stored with its task runs."""
+        ...
+
+    async def wait(self, execution_id: str) -> Execution:
+        """The execution once it has ended (as stored, when it runs nowhere)."""
+        ...
+
+    async def kill(self, execution_id: str) -> bool: ...
+
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool: ...
+
+
+class LocalDispatcher:
+    """Every execution of this daemon runs in this process."""
+
+    def __init__(self, resources: Resources, local: LocalExecutions, pauses: Pauses) -> None:
+        self._resources = resources
+        self._local = local
+        self._pauses = pauses
+
+    async def existing(self, execution_id: str) -> Execution | None:
+        doc = await self._resources.store.get_execution(execution_id)
+        return None if doc is None else Execution.from_json(doc)
+
+    async def create(self, flow: Flow, execution: Execution, *, idempotent: bool) -> Execution:
+        local = self._local
+        admitted = local.admit(flow, execution)
+        local.expect(execution)
+        try:
+            await self._resources.store.save_execution(execution.to_json(task_runs=False))
+        except BaseException:
+            local.withdraw(flow, execution, admitted)  # never stored: it never happened
+            raise
+        self._resources.events.execution(execution)
+        if admitted:
+            local.start(flow, execution)
+        return execution
+
+    def prepare(self, execution: Execution) -> None:
+        self._local.expect(execution)
+
+    async def rerun(self, flow: Flow, execution: Execution, *, restarted: bool) -> None:
+        if self._local.admit(flow, execution):
+            self._local.start(flow, execution)
+
+    async def wait(self, execution_id: str) -> Execution:
+        return await wait_here_or_stored(self._resources, self._local, execution_id)
+
+    async def kill(self, execution_id: str) -> bool:
+        return await self._local.kill(execution_id)
+
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        return await self._pauses.resume(execution_id, inputs)
+
+
+async def wait_here_or_stored(
+    resources: Resources, local: LocalExecutions, execution_id: str
+) -> Execution:
+    """The end of an execution queued or running here, else the execution as stored."""
+    ended = local.waiter(execution_id)
+    if ended is not None:
+        return await asyncio.shield(ended)
+    doc = await resources.store.get_execution(execution_id)
+    if doc is None:
+        raise NotFound(f"execution {execution_id} not found")
+    return Execution.from_json(doc)

@@ -1,0 +1,370 @@
+"""Runs one execution: the task graph, as concurrently as its dependencies allow.
+
+Sequential lists run in order (Kestra semantics); a list in which any task has
+`dependsOn` runs as a DAG; flowable tasks hand back branches that run here.
+Every state change goes to the store; a task's terminal state is committed
+before anything that depends on it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import graphlib
+import logging
+from collections.abc import Mapping, Sequence
+
+from daemon.engine.attempts import RunState, TaskRuns
+from daemon.engine.contexts import ExecutionLog, Launcher, TaskContext
+from daemon.engine.events import ExecutionChanged, TaskRunChanged
+from daemon.engine.pauses import Pauses
+from daemon.engine.resources import Resources
+from daemon.engine.variables import Scope, execution_variables, set_output, value_text
+from daemon.flows.definition import Flow
+from daemon.sdk.errors import ExitRequested, TaskFailed, TemplateError
+from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.plugin import Branch, FlowableTask, Task
+from daemon.sdk.retry import Backoff
+from daemon.sdk.state import State
+from daemon.store.base import StoreError
+
+log = logging.getLogger(__name__)
+# An execution's final state that the store refuses is offered again after 1 s, 2 s, 4 s...
+MAX_STORE_RETRY_DELAY = 30.0
+
+_RANK = {
+    State.SUCCESS: 0,
+    State.SKIPPED: 0,
+    State.WARNING: 1,
+    State.CANCELLED: 1,
+    State.FAILED: 2,
+    State.KILLED: 3,
+}
+
+
+def worst(*states: State) -> State:
+    return max(states, key=lambda s: _RANK.get(s, 0), default=State.SUCCESS)
+
+
+class ExecutionRunner:
+    """The run of one execution of one flow, from RUNNING to its final state."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        launcher: Launcher,
+        pauses: Pauses,
+        flow: Flow,
+        execution: Execution,
+    ) -> None:
+        self._resources = resources
+        self.flow = flow
+        self.execution = execution
+        self.state = RunState(flow, execution)
+        self.tasks = TaskRuns(resources, launcher, pauses, self.state)
+
+    # -- the execution ------------------------------------------------------------------
+
+    async def run(self) -> Execution:
+        ex, flow = self.execution, self.flow
+        resources = self._resources
+        if ex.state.current != State.RUNNING:
+            ex.state.set(State.RUNNING, resources.clock.now())
+        await resources.store.save_execution(ex.to_json(task_runs=False), wait=False)
+        resources.events.publish(ExecutionChanged(ex))
+        try:
+            state = await self.run_list(flow.tasks, Scope())
+            if state.failed and flow.errors:
+                await self.run_list(flow.errors, Scope())
+            if flow.finally_:
+                await self.run_list(flow.finally_, Scope())
+        except ExitRequested as exit_:
+            state = exit_.state
+            await self._kill_unfinished()
+        except asyncio.CancelledError:
+            if resources.options.handing_over:
+                # Left as a crash would leave it: another node resumes it, retrying the
+                # interrupted task run per its policy.
+                await asyncio.shield(resources.store.flush())
+                raise
+            await asyncio.shield(self._finish_killed())
+            raise
+        except StoreError as exc:
+            state = self._store_refused(exc)
+        else:
+            state = self._final_state(state)
+        if state in (State.SUCCESS, State.WARNING) and flow.outputs:
+            state = self._flow_outputs(state)
+        if state.failed and self.state.first_failure and not ex.error:
+            ex.error = self.state.first_failure
+        ex.state.set(state, resources.clock.now())
+        if flow.after_execution:
+            await self._after_execution(state)
+        await self._store_final()
+        return ex
+
+    async def _after_execution(self, final: State) -> None:
+        """Kestra's `afterExecution`: tasks that see the final state as `execution.state`.
+
+        As in Kestra, their failure is logged and never changes that state, so flows
+        triggered on the state see it once, after these tasks have run.
+        """
+        ex = self.execution
+        try:
+            result = await self.run_list(self.flow.after_execution, Scope())
+        except ExitRequested:
+            result = State.SUCCESS  # the execution has ended already: nothing left to exit
+        except StoreError as exc:
+            log.error(
+                "execution %s of %s.%s: afterExecution stopped, the store refused a write: %s",
+                ex.id,
+                ex.namespace,
+                ex.flow_id,
+                exc,
+            )
+            self.state.unsaved = True
+            result = State.FAILED
+        except asyncio.CancelledError:
+            if not self._resources.options.handing_over:
+                await asyncio.shield(self._save_final())
+            raise
+        if ex.state.current != final:  # a Pause in there moved it; the final state stands
+            ex.state.set(final, self._resources.clock.now())
+        if result.failed:
+            log.warning(
+                "execution %s of %s.%s: an afterExecution task failed; the execution stays %s",
+                ex.id,
+                ex.namespace,
+                ex.flow_id,
+                final.value,
+            )
+
+    def _final_state(self, state: State) -> State:
+        if state.failed:
+            return State.FAILED if state == State.FAILED else state
+        if any(tr.state.current == State.WARNING for tr in self.execution.task_runs):
+            return State.WARNING
+        return State.SUCCESS
+
+    async def _save_final(self) -> None:
+        resources = self._resources
+        doc = resources.masked(self.execution.to_json(task_runs=False))
+        await resources.store.save_execution(doc)
+        resources.events.publish(ExecutionChanged(self.execution))
+
+    def _store_refused(self, exc: StoreError) -> State:
+        """A write the store refused (its disk full) ends the execution FAILED: going on
+        with nothing recorded would be lost at the next restart, or run twice."""
+        ex = self.execution
+        log.error("execution %s of %s.%s fails: %s", ex.id, ex.namespace, ex.flow_id, exc)
+        now = self._resources.clock.now()
+        for tr in ex.task_runs:
+            if not tr.state.current.terminated:
+                if tr.attempts and not tr.attempts[-1].current.terminated:
+                    tr.attempts[-1].set(State.FAILED, now)
+                tr.state.set(State.FAILED, now)
+        if self.state.first_failure is None:
+            self.state.first_failure = f"the store refused a write: {exc}"
+        self.state.unsaved = True
+        return State.FAILED
+
+    async def _store_final(self) -> None:
+        """The final state, offered to the store until it takes it: an execution must not
+        stay RUNNING in the store because the disk was full for a while. After a refusal
+        the task runs go again too, since their writes may have been refused as well."""
+        ex = self.execution
+        backoff = Backoff(1.0, MAX_STORE_RETRY_DELAY, clock=self._resources.clock)
+        while True:
+            try:
+                if self.state.unsaved:
+                    await asyncio.shield(
+                        asyncio.gather(*(self.tasks.save(tr) for tr in ex.task_runs))
+                    )
+                await asyncio.shield(self._save_final())
+            except StoreError as exc:
+                if backoff.attempts == 0:
+                    log.error(
+                        "execution %s of %s.%s: its final state %s cannot be stored (%s); "
+                        "trying again, backing off up to %.0fs",
+                        ex.id,
+                        ex.namespace,
+                        ex.flow_id,
+                        ex.state.current.value,
+                        exc,
+                        MAX_STORE_RETRY_DELAY,
+                    )
+                self.state.unsaved = True
+            else:
+                if backoff.attempts:
+                    log.info(
+                        "execution %s: its final state %s is stored", ex.id, ex.state.current.value
+                    )
+                return
+            await backoff.sleep()
+
+    async def _finish_killed(self) -> None:
+        await self._kill_unfinished()
+        self.execution.state.set(State.KILLED, self._resources.clock.now())
+        await self._save_final()
+
+    async def _kill_unfinished(self) -> None:
+        resources = self._resources
+        now = resources.clock.now()
+        for tr in self.execution.task_runs:
+            if not tr.state.current.terminated:
+                if tr.attempts and not tr.attempts[-1].current.terminated:
+                    tr.attempts[-1].set(State.KILLED, now)
+                tr.state.set(State.KILLED, now)
+                await self.tasks.save(tr, wait=False)
+                resources.events.publish(TaskRunChanged(self.execution, tr))
+        await resources.store.flush()
+
+    def _flow_outputs(self, state: State) -> State:
+        resources = self._resources
+        variables = execution_variables(
+            self.flow, self.execution, self.state.outputs, resources.envs
+        )
+        out: dict[str, object] = {}
+        for output in self.flow.outputs:
+            try:
+                out[output.id] = resources.render(output.value, variables, None)
+            except TemplateError as exc:
+                self.state.first_failure = f"flow output '{output.id}': {exc}"
+                ExecutionLog(resources, self.execution, None).error(self.state.first_failure)
+                return State.FAILED
+        self.execution.outputs = out
+        return state
+
+    # -- lists of tasks -----------------------------------------------------------------
+
+    async def run_list(
+        self,
+        tasks: Sequence[Task],
+        scope: Scope,
+        dag: Mapping[str, Sequence[str]] | None = None,
+    ) -> State:
+        active = [t for t in tasks if not t.disabled]
+        if dag is None and any(t.depends_on for t in active):
+            dag = {t.id: t.depends_on for t in active}
+        if dag is not None:
+            return await self._run_dag(active, dag, scope)
+        state = State.SUCCESS
+        for task in active:
+            result = await self.run_task(task, scope)
+            state = worst(state, result)
+            if result.failed:
+                break
+        return state
+
+    async def _run_dag(
+        self, tasks: Sequence[Task], deps: Mapping[str, Sequence[str]], scope: Scope
+    ) -> State:
+        """Every task whose dependencies ended starts at once (graphlib's ready set); after
+        a failure nothing more starts and what runs is let finish."""
+        ids = {t.id for t in tasks}
+        by_id = {t.id: t for t in tasks}
+        graph = graphlib.TopologicalSorter(
+            {t.id: [d for d in deps.get(t.id, ()) if d in ids] for t in tasks}
+        )
+        graph.prepare()
+        state = State.SUCCESS
+        running: dict[asyncio.Task[State], str] = {}
+        failed = False
+        try:
+            while True:
+                if not failed:
+                    for task_id in graph.get_ready():
+                        job = asyncio.create_task(self.run_task(by_id[task_id], scope))
+                        running[job] = task_id
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for job in done:
+                    task_id = running.pop(job)
+                    result = job.result()
+                    state = worst(state, result)
+                    if result.failed:
+                        failed = True
+                    graph.done(task_id)
+        finally:
+            for job in running:
+                job.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return state
+
+    async def _run_branches(
+        self, branches: Sequence[Branch], concurrency: int, parent: TaskRun, scope: Scope
+    ) -> State:
+        limit = asyncio.Semaphore(max(concurrency, 1)) if concurrency > 0 else None
+        parent_info = {"taskrun": {"id": parent.id, "value": parent.value}, "outputs": {}}
+
+        async def one(index: int, branch: Branch) -> State:
+            child_scope = Scope(
+                parent=parent,
+                values=scope.values + ((str(branch.value),) if branch.has_value else ()),
+                value=value_text(branch.value) if branch.has_value else scope.value,
+                iteration=index if branch.has_value else scope.iteration,
+                parents=(parent_info, *scope.parents),
+            )
+            if limit is None:
+                return await self.run_list(branch.tasks, child_scope, branch.dag)
+            async with limit:
+                return await self.run_list(branch.tasks, child_scope, branch.dag)
+
+        if len(branches) == 1 or concurrency == 1:
+            state = State.SUCCESS
+            for i, branch in enumerate(branches):
+                result = await one(i, branch)
+                state = worst(state, result)
+                if result.failed:
+                    break
+            return state
+        results = await asyncio.gather(*(one(i, b) for i, b in enumerate(branches)))
+        return worst(*results)
+
+    # -- one task -----------------------------------------------------------------------
+
+    async def run_task(self, task: Task, scope: Scope) -> State:
+        runs = self.tasks
+        tr = runs.find_or_create(task, scope)
+        if tr.state.current.terminated and not isinstance(task, FlowableTask):
+            # Finished before a restart: never run twice, but its outputs are needed.
+            if tr.outputs:
+                set_output(self.state.outputs, task.id, scope.values, tr.outputs)
+            return tr.state.current
+        ctx = runs.context(task, tr, scope)
+        try:
+            if task.run_if is not None and not ctx.render_bool(task.run_if):
+                return await runs.end(tr, State.SKIPPED)
+            if isinstance(task, FlowableTask):
+                flowable = await runs.render(task, ctx)
+        except (TemplateError, TaskFailed) as exc:
+            return await runs.fail(task, tr, ctx.logger, str(exc))
+        if isinstance(task, FlowableTask):
+            return await self._run_flowable(flowable, tr, ctx, scope)
+        return await runs.run_attempts(task, tr, ctx, scope)
+
+    async def _run_flowable(
+        self, task: FlowableTask, tr: TaskRun, ctx: TaskContext, scope: Scope
+    ) -> State:
+        runs = self.tasks
+        replay = tr.state.current.terminated  # ended before a restart: walk it for outputs
+        if not replay and tr.state.current != State.RUNNING:
+            runs.set_state(tr, State.RUNNING)
+            await runs.save(tr, wait=False)
+        try:
+            children = await task.children(ctx)
+        except (TaskFailed, TemplateError) as exc:
+            return await runs.fail(task, tr, ctx.logger, str(exc))
+        if children.branches:
+            tr.outputs = {"branches": len(children.branches)}
+        state = await self._run_branches(children.branches, children.concurrency, tr, scope)
+        if state.failed and children.errors:
+            await self.run_list(children.errors, scope.inside(tr))
+        if children.finally_:
+            await self.run_list(children.finally_, scope.inside(tr))
+        if state.failed and (children.failure_is_warning or task.allow_failure):
+            state = State.WARNING
+        if replay:
+            return tr.state.current
+        return await runs.end(tr, state)

@@ -1,0 +1,176 @@
+"""Executions after their first run: resumed after a crash, taken over from another node,
+restarted from their failed task runs, or replayed as a new execution."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from daemon.engine.dispatcher import Dispatcher
+from daemon.engine.local import LocalExecutions
+from daemon.engine.resources import Resources
+from daemon.flows.catalog import FlowCatalog
+from daemon.flows.definition import Flow
+from daemon.sdk.errors import NotFound, PodiumError
+from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.state import State, StateHistory
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = ["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING", "PAUSED", "RESTARTED"]
+RECOVERY_PAGE = 200
+
+
+class RestartRefused(PodiumError):
+    """Only a FAILED or KILLED execution can be restarted."""
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        resources: Resources,
+        catalog: FlowCatalog,
+        local: LocalExecutions,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self._resources = resources
+        self._catalog = catalog
+        self._local = local
+        self._dispatcher = dispatcher
+
+    async def flow_of(self, execution: Execution) -> Flow:
+        """The flow exactly as it was when the execution started."""
+        return await self._catalog.at(
+            execution.namespace, execution.flow_id, execution.flow_revision
+        )
+
+    async def recover(self) -> int:
+        """Resume what a previous process left unfinished; returns how many executions.
+
+        RUNNING ones continue where they stopped (finished task runs are not run again);
+        QUEUED ones queue again in the order they arrived.
+        """
+        store = self._resources.store
+        unfinished: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            docs, total = await store.search_executions(
+                states=UNFINISHED, page=page, size=RECOVERY_PAGE
+            )
+            unfinished.extend(docs)
+            if not docs or len(unfinished) >= total:
+                break
+            page += 1
+        unfinished.sort(key=lambda d: d["state"]["startDate"])
+        for summary in unfinished:
+            doc = await store.get_execution(summary["id"])
+            if doc is not None:
+                await self.adopt(Execution.from_json(doc))
+        return len(unfinished)
+
+    async def adopt(self, execution: Execution) -> None:
+        """Run a stored execution here: one a previous process left unfinished, or one this
+        node claimed in a cluster. CREATED and QUEUED ones pass admission; RUNNING ones
+        continue where they stopped (finished task runs are not run again)."""
+        if execution.state.current.terminated:
+            return
+        local = self._local
+        try:
+            flow = await self.flow_of(execution)
+        except PodiumError as exc:
+            execution.error = f"cannot resume: {exc}"
+            execution.state.set(State.FAILED, self._resources.clock.now())
+            await self._resources.store.save_execution(execution.to_json(task_runs=False))
+            log.error("execution %s: %s", execution.id, execution.error)
+            local.ended_unstarted(execution)
+            return
+        local.expect(execution)
+        if execution.state.current in (State.QUEUED, State.CREATED):
+            if local.admit(flow, execution):
+                local.start(flow, execution)
+            elif execution.state.current.terminated:  # refused by the flow's limit
+                await self._resources.store.save_execution(execution.to_json(task_runs=False))
+                local.ended_unstarted(execution)
+            return
+        local.resume(flow, execution)
+        log.info(
+            "resumed execution %s of %s.%s (%s)",
+            execution.id,
+            execution.namespace,
+            execution.flow_id,
+            execution.state.current.value,
+        )
+
+    async def restart(self, execution_id: str) -> Execution:
+        """Run a FAILED or KILLED execution again from its failed task runs.
+
+        Finished task runs keep their state and outputs and are not run again; each failed
+        one (and the flowable tasks around it) gets a new attempt.
+        """
+        store = self._resources.store
+        execution = await self._stored(execution_id)
+        if execution.state.current not in (State.FAILED, State.KILLED):
+            raise RestartRefused(
+                f"execution {execution_id} is {execution.state.current.value}; "
+                "only FAILED or KILLED executions can be restarted"
+            )
+        flow = await self.flow_of(execution)
+        now = self._resources.clock.now()
+        for run in execution.task_runs:
+            if run.state.current in (State.FAILED, State.KILLED):
+                run.state.set(State.RESTARTED, now)
+                await store.save_task_run(run.to_json(), wait=False)
+        execution.error = None
+        execution.state.set(State.RESTARTED, now)
+        self._dispatcher.prepare(execution)
+        await store.save_execution(execution.to_json(task_runs=False))
+        self._resources.events.execution(execution)
+        await self._dispatcher.rerun(flow, execution, restarted=True)
+        return execution
+
+    async def replay(self, execution_id: str, task_run_id: str | None = None) -> Execution:
+        """A new execution of the same flow revision and inputs, keeping the task runs that
+        ended before `task_run_id`'s task (all of them run again when it is None)."""
+        store = self._resources.store
+        original = await self._stored(execution_id)
+        flow = await self.flow_of(original)
+        order = [t.id for t in flow.all_tasks()]
+        cut = 0
+        if task_run_id is not None:
+            chosen = next((r for r in original.task_runs if r.id == task_run_id), None)
+            if chosen is None:
+                raise NotFound(f"task run {task_run_id} not found in execution {execution_id}")
+            cut = order.index(chosen.task_id) if chosen.task_id in order else 0
+        keep = set(order[:cut])
+        copy = Execution(
+            id=new_id(),
+            namespace=original.namespace,
+            flow_id=original.flow_id,
+            flow_revision=original.flow_revision,
+            state=StateHistory(State.CREATED, self._resources.clock.now()),
+            inputs=original.inputs,
+            labels={**original.labels, "system.replay": "true"},
+            trigger=original.trigger,
+            parent={"replayOf": original.id},
+        )
+        ids = {r.id: new_id() for r in original.task_runs}
+        for run in original.task_runs:
+            if run.task_id in keep and run.state.current.terminated:
+                clone = TaskRun.from_json(
+                    {**run.to_json(), "id": ids[run.id], "executionId": copy.id}
+                )
+                clone.parent_task_run_id = ids.get(run.parent_task_run_id or "")
+                copy.task_runs.append(clone)
+        self._dispatcher.prepare(copy)
+        await store.save_execution(copy.to_json(task_runs=False))
+        for run in copy.task_runs:
+            await store.save_task_run(run.to_json(), wait=False)
+        self._resources.events.execution(copy)
+        await self._dispatcher.rerun(flow, copy, restarted=False)
+        return copy
+
+    async def _stored(self, execution_id: str) -> Execution:
+        doc = await self._resources.store.get_execution(execution_id)
+        if doc is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return Execution.from_json(doc)

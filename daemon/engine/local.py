@@ -1,0 +1,145 @@
+"""The executions this process runs: admitted, started as asyncio tasks, waited for, killed.
+
+Whatever decided an execution should run here (a submission on a single node, a claim
+in a cluster, a recovery after a crash) hands it to `LocalExecutions`; admission decides
+when it starts. When one ends, the next in line starts and the listeners hear of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from daemon.engine.admission import Admission
+from daemon.engine.resources import Resources
+from daemon.flows.definition import Flow
+from daemon.sdk.execution import Execution
+
+Runner = Callable[[Flow, Execution], Coroutine[Any, Any, Execution]]
+
+
+class LocalExecutions:
+    def __init__(self, resources: Resources, run: Runner) -> None:
+        self._resources = resources
+        self._run = run
+        self.admission = Admission(resources.options.max_executions)
+        self._running: dict[str, asyncio.Task[Execution]] = {}
+        # Executions of this process not ended yet (queued or running), for `wait`.
+        self._ended: dict[str, asyncio.Future[Execution]] = {}
+        self._finish_listeners: list[Callable[[Execution], None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stats: dict[str, int] = defaultdict(int)
+
+    def on_finished(self, listener: Callable[[Execution], None]) -> None:
+        """Call `listener` with each execution that stops running here (its final state
+        stored), or that ends without having started (refused, killed while queued)."""
+        self._finish_listeners.append(listener)
+
+    # -- admission ----------------------------------------------------------------------
+
+    def expect(self, execution: Execution) -> None:
+        """The execution will run or queue here: `wait` waits for it from now on."""
+        if execution.id not in self._ended and not execution.state.current.terminated:
+            self._ended[execution.id] = asyncio.get_running_loop().create_future()
+
+    def admit(self, flow: Flow, execution: Execution) -> bool:
+        """Apply the limits (see Admission); True when it may start now."""
+        now = self._resources.clock.now()
+        return self.admission.admit(flow, execution, len(self._running), now)
+
+    def withdraw(self, flow: Flow, execution: Execution, admitted: bool) -> None:
+        """An execution that could not be stored never happened here."""
+        ended = self._ended.pop(execution.id, None)
+        if ended is not None:
+            ended.cancel()
+        self.admission.withdraw(flow, execution, admitted)
+
+    def start(self, flow: Flow, execution: Execution) -> None:
+        """Run an admitted execution now."""
+        self.admission.started()
+        self._idle.clear()
+        self.expect(execution)
+        job = asyncio.create_task(self._run(flow, execution), name=f"execution {execution.id}")
+        self._running[execution.id] = job
+        job.add_done_callback(lambda _: self._finished(flow, execution))
+
+    def resume(self, flow: Flow, execution: Execution) -> None:
+        """Continue an execution that was running when its process stopped."""
+        self.admission.resume(flow)
+        self.start(flow, execution)
+
+    def ended_unstarted(self, execution: Execution) -> None:
+        """An execution that ends without running here (refused by its flow's limit, killed
+        while queued): its waiters and listeners hear of it."""
+        ended = self._ended.pop(execution.id, None)
+        if ended is not None and not ended.done():
+            ended.set_result(execution)
+        self._resources.events.execution(execution)
+        self._tell(execution)
+
+    def _finished(self, flow: Flow, execution: Execution) -> None:
+        self._running.pop(execution.id, None)
+        ended = self._ended.pop(execution.id, None)
+        if ended is not None and not ended.done():
+            ended.set_result(execution)
+        self.stats[execution.state.current.value] += 1
+        if execution.state.current.terminated:
+            self._tell(execution)
+        for next_flow, next_execution in self.admission.finished(flow, len(self._running)):
+            self.start(next_flow, next_execution)
+        if not self._running:
+            self._idle.set()
+
+    def _tell(self, execution: Execution) -> None:
+        for listener in self._finish_listeners:
+            listener(execution)
+
+    # -- waiting and killing --------------------------------------------------------------
+
+    def waiter(self, execution_id: str) -> asyncio.Future[Execution] | None:
+        """A future of the execution's end, if it is queued or running here."""
+        return self._ended.get(execution_id)
+
+    async def kill(self, execution_id: str) -> bool:
+        """Cancel an execution running here (it is stored KILLED); False when none runs."""
+        job = self._running.get(execution_id)
+        if job is None:
+            return False
+        job.cancel()
+        await asyncio.wait([job])
+        return True
+
+    def runs_here(self, execution_id: str) -> bool:
+        """Queued or running in this process (in a cluster, another node may run it)."""
+        return execution_id in self._running or execution_id in self._ended
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def starting(self) -> int:
+        return self.admission.starting
+
+    async def drain(self) -> None:
+        """Wait until nothing is running (tests' "until idle" step)."""
+        await self._idle.wait()
+
+    async def close(self, *, hand_over: bool = False) -> None:
+        """Kill what runs (stored KILLED); queued executions stay QUEUED for the next start.
+
+        With `hand_over` (a cluster node shutting down) running executions are interrupted
+        without being stored KILLED, as a crash would leave them, so that another node
+        resumes them; the interrupted task runs are retried per their policy there.
+        """
+        self._resources.options.handing_over = hand_over
+        for job in list(self._running.values()):
+            job.cancel()
+        if self._running:
+            await asyncio.wait(list(self._running.values()))
+        for ended in self._ended.values():
+            ended.cancel()
+        self._ended.clear()

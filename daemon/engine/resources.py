@@ -1,0 +1,102 @@
+"""What every part of the engine shares in one process: the store, file storage, clock,
+event bus, secrets, expression renderer and plug-ins, and the resources plug-ins open
+(pools, clients) that close with the daemon.
+
+It does no job of its own: submission, admission, execution, lifecycle and pauses each
+live in their own module and take this in their constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon.engine.events import EventBus
+from daemon.engine.functions import ServiceFunctions
+from daemon.engine.secrets import SecretStore
+from daemon.flows.registry import Plugins
+from daemon.sdk.clock import Clock
+from daemon.store.base import Store
+from daemon.store.local_files import Storage
+
+if TYPE_CHECKING:
+    from daemon.expr.renderer import Renderer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineOptions:
+    """Settings the engine runs with (`podium serve` fills them from its Settings)."""
+
+    keep_working_dirs: bool = False
+    max_executions: int = 0  # executions running at once in this process (0: no cap)
+    max_tasks: int = 0  # task attempts running at once across executions (0: no cap)
+    public_url: str | None = None  # address of the UI, for links in notifications
+    node_id: str | None = None  # this node's name in a cluster
+    # While a cluster node stops: interrupted executions are left for another node.
+    handing_over: bool = False
+
+
+class Resources:
+    def __init__(
+        self,
+        data_dir: Path,
+        store: Store,
+        plugins: Plugins,
+        *,
+        clock: Clock | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.store = store
+        self.storage = Storage(data_dir / "storage")
+        self.clock = clock or Clock()
+        self.plugins = plugins
+        self.options = options or EngineOptions()
+        self.events = EventBus()
+        self.secrets = SecretStore()
+        self.envs = {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_")}
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
+        # Caps task attempts running at once across all executions (0: no cap).
+        max_tasks = self.options.max_tasks
+        self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None
+        self._renderer: Renderer | None = None
+        self._closers: dict[str, Callable[[], Awaitable[None]]] = {}
+
+    @property
+    def renderer(self) -> Renderer:
+        """Created on first use: a flow without expressions never pays for Jinja's import."""
+        if self._renderer is None:
+            from daemon.expr.renderer import Renderer
+
+            self._renderer = Renderer(clock=self.clock)
+        return self._renderer
+
+    def render(self, value: Any, variables: dict[str, Any], namespace: str | None) -> Any:
+        """Render a value with `variables` and the service functions of `namespace`."""
+        return self.renderer.render_value(value, variables, self.functions.table(namespace))
+
+    def masked(self, value: Any) -> Any:
+        return self.secrets.masked(value)
+
+    def on_close(self, key: str, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have `closer` run once when the engine closes; the first one under a key is kept."""
+        self._closers.setdefault(key, closer)
+
+    async def close(self) -> None:
+        closers, self._closers = self._closers, {}
+        for key, closer in closers.items():
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing %s failed", key)

@@ -1,0 +1,124 @@
+"""The one way in: every event (CLI, API, triggers, subflows) becomes an execution here.
+
+`submit` refuses a disabled flow, coerces the inputs against the flow's declarations
+(every bad one reported at once, before anything exists), builds the execution and hands
+it to the dispatcher, which stores it durably before anything starts. An execution id
+given by the caller makes the call idempotent: a client retrying a webhook gets the
+execution its first attempt created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from daemon.engine.dispatcher import Dispatcher
+from daemon.engine.resources import Resources
+from daemon.flows.catalog import FlowCatalog
+from daemon.flows.definition import Flow
+from daemon.sdk.errors import FlowDisabled
+from daemon.sdk.execution import Execution, new_id
+from daemon.sdk.inputs import coerce_inputs
+from daemon.sdk.state import State, StateHistory
+
+
+class Submitter:
+    def __init__(self, resources: Resources, catalog: FlowCatalog, dispatcher: Dispatcher) -> None:
+        self._resources = resources
+        self._catalog = catalog
+        self._dispatcher = dispatcher
+        # Idempotent submissions in progress here, by execution id.
+        self._submitting: dict[str, asyncio.Future[Execution]] = {}
+
+    async def submit(
+        self,
+        flow: Flow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        trigger: dict[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        parent: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> Execution:
+        """Create one execution of `flow`, durably, and start it (or queue/refuse it).
+
+        `trigger` is Kestra's execution trigger: `{"id", "type", "variables"}`; flows read
+        its variables as `trigger.*`. With an `execution_id`, when that execution exists
+        already it is returned and nothing starts.
+        """
+        if flow.disabled:
+            raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
+        if execution_id is None:
+            return await self._submit(flow, inputs, trigger, labels, parent, new_id(), False)
+        pending = self._submitting.get(execution_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
+        self._submitting[execution_id] = future
+        try:
+            execution = await self._submit(
+                flow, inputs, trigger, labels, parent, execution_id, True
+            )
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a concurrent duplicate may not be waiting
+            raise
+        else:
+            future.set_result(execution)
+            return execution
+        finally:
+            del self._submitting[execution_id]
+
+    async def submit_by_id(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Execution:
+        return await self.submit(await self._catalog.find(namespace, flow_id), inputs, **kwargs)
+
+    async def _submit(
+        self,
+        flow: Flow,
+        inputs: Mapping[str, Any] | None,
+        trigger: dict[str, Any] | None,
+        labels: Mapping[str, str] | None,
+        parent: dict[str, Any] | None,
+        execution_id: str,
+        idempotent: bool,
+    ) -> Execution:
+        if idempotent:
+            existing = await self._dispatcher.existing(execution_id)
+            if existing is not None:
+                return existing
+        storage = self._resources.storage
+        prefix = storage.execution_prefix(flow.namespace, flow.id, execution_id)
+
+        def store_file(name: str, value: Any) -> str:
+            source = Path(str(value))
+            if not source.is_file():
+                raise ValueError(f"no such file {str(value)!r}")
+            return storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
+
+        values = await asyncio.to_thread(
+            coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
+        )
+        if flow.revision is None:
+            flow.revision = await self._resources.store.save_flow(
+                flow.namespace, flow.id, flow.source
+            )
+        execution = Execution(
+            id=execution_id,
+            namespace=flow.namespace,
+            flow_id=flow.id,
+            flow_revision=flow.revision,
+            state=StateHistory(State.CREATED, self._resources.clock.now()),
+            inputs=values,
+            labels={**flow.labels, **(labels or {})},
+            trigger=trigger,
+            parent=parent,
+        )
+        return await self._dispatcher.create(flow, execution, idempotent=idempotent)

@@ -1,0 +1,118 @@
+"""The flow model: a loaded, valid Kestra flow and the pieces it is made of."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field
+
+from daemon.sdk import yamlpos
+from daemon.sdk.inputs import InputSpec
+from daemon.sdk.plugin import Task, Trigger
+from daemon.sdk.properties import Dynamic, Labels, Model
+
+FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
+NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+
+Path = yamlpos.Path
+
+
+class Concurrency(Model):
+    limit: int = Field(ge=1)
+    behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
+
+
+class PluginDefault(Model):
+    type: str
+    forced: bool = False
+    values: dict[str, Any]
+
+
+class FlowOutput(Model):
+    id: str
+    type: str = "STRING"
+    value: Annotated[Any, Dynamic]
+    description: str | None = None
+    display_name: str | None = None
+    required: bool = True
+
+
+class Flow(Model):
+    """A loaded, valid flow. `source` is the YAML text it came from."""
+
+    id: str = Field(pattern=FLOW_ID_PATTERN)
+    namespace: str = Field(pattern=NAMESPACE_PATTERN)
+    description: str | None = None
+    labels: Labels = Field(default_factory=dict)
+    inputs: list[InputSpec] = Field(default_factory=list)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[Task] = Field(min_length=1)
+    errors: list[Task] = Field(default_factory=list)
+    finally_: list[Task] = Field(default_factory=list, alias="finally")
+    # Kestra 1.x: run once the final state is known; they never change it.
+    after_execution: list[Task] = Field(default_factory=list)
+    outputs: list[FlowOutput] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
+    concurrency: Concurrency | None = None
+    plugin_defaults: list[PluginDefault] = Field(
+        default_factory=list, validation_alias=AliasChoices("pluginDefaults", "taskDefaults")
+    )
+    disabled: bool = False
+    revision: int | None = None
+    source: str = Field(default="", exclude=True)
+    path: str = Field(default="", exclude=True)
+
+    @property
+    def uid(self) -> tuple[str, str]:
+        return (self.namespace, self.id)
+
+    def all_tasks(self) -> Iterator[Task]:
+        """Every task of the flow, nested ones included."""
+        for tasks, _ in task_lists(self):
+            yield from tasks
+
+    def task_by_id(self, task_id: str) -> Task | None:
+        return next((t for t in self.all_tasks() if t.id == task_id), None)
+
+
+def _mentions(annotation: Any, target: type | tuple[type, ...]) -> bool:
+    """Does a type annotation contain `target` (Task, Condition) anywhere inside it?"""
+    if isinstance(annotation, type) and issubclass(annotation, target):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_mentions(f.annotation, target) for f in annotation.model_fields.values())
+    return any(_mentions(arg, target) for arg in typing.get_args(annotation))
+
+
+def task_lists(flow: Flow) -> Iterator[tuple[Sequence[Task], Path]]:
+    """Every list of sibling tasks in the flow, nested ones included, with its property path."""
+    for tasks, path in (
+        (flow.tasks, ("tasks",)),
+        (flow.errors, ("errors",)),
+        (flow.finally_, ("finally",)),
+        (flow.after_execution, ("afterExecution",)),
+    ):
+        yield from _lists_in(tasks, path)
+
+
+def _lists_in(value: Any, path: Path) -> Iterator[tuple[Sequence[Task], Path]]:
+    if isinstance(value, Task):
+        value = [value]
+    if isinstance(value, list) and value and all(isinstance(v, Task) for v in value):
+        yield value, path
+        for i, task in enumerate(value):
+            for name, field in type(task).model_fields.items():
+                if _mentions(field.annotation, Task):
+                    yield from _lists_in(getattr(task, name), path + (i, field.alias or name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _lists_in(item, path + (i,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _lists_in(item, path + (key,))
+    elif isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            if _mentions(field.annotation, Task):
+                yield from _lists_in(getattr(value, name), path + (field.alias or name,))

@@ -1,0 +1,157 @@
+"""The flows directory, kept live: files added, changed or removed load, re-revision or
+unload their flow and restart only its triggers. A file that does not validate is logged
+with file:line:col and the flow's previous revision keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from daemon.flows.catalog import FlowCatalog
+from daemon.flows.loader import load_flow_file
+from daemon.flows.registry import Plugins
+from daemon.sdk.errors import FlowError
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".yaml", ".yml")
+# Editors write a file in several steps: wait this long after the last event before reading.
+DEBOUNCE = 0.2
+
+
+def flow_files(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+
+
+class FlowDirectory:
+    def __init__(self, root: Path, catalog: FlowCatalog, plugins: Plugins) -> None:
+        self.root = root
+        self.catalog = catalog
+        self.plugins = plugins
+        self._by_path: dict[Path, tuple[str, str]] = {}
+        self._pending: dict[Path, asyncio.TimerHandle] = {}
+        self._observer: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def count(self) -> int:
+        return len(self._by_path)
+
+    async def load_all(self) -> None:
+        """(Re)read every file: new and changed flows load, vanished files unload."""
+        files = await asyncio.to_thread(flow_files, self.root)
+        if not files:
+            log.warning("no flow files under %s", self.root)
+        for path in sorted(set(files) | set(self._by_path)):
+            await self.reload(path)
+
+    async def reload(self, path: Path) -> None:
+        async with self._lock:
+            await self._reload(path)
+
+    async def _reload(self, path: Path) -> None:
+        old_uid = self._by_path.get(path)
+        if not await asyncio.to_thread(path.is_file):
+            if old_uid is not None:
+                del self._by_path[path]
+                await self._unload(old_uid, f"{path} was removed")
+            return
+        try:
+            flow = await asyncio.to_thread(load_flow_file, path, self.plugins)
+        except FlowError as exc:
+            kept = f"; {old_uid[0]}.{old_uid[1]} keeps its previous revision" if old_uid else ""
+            log.error(
+                "flow file %s does not validate%s:\n%s",
+                path,
+                kept,
+                "\n".join(f"  {p}" for p in exc.problems),
+            )
+            return
+        owner = next((p for p, uid in self._by_path.items() if uid == flow.uid and p != path), None)
+        if owner is not None:
+            log.error(
+                "%s: flow %s.%s is already defined in %s; ignoring this file",
+                path,
+                flow.namespace,
+                flow.id,
+                owner,
+            )
+            return
+        if old_uid is not None and old_uid != flow.uid:
+            await self._unload(old_uid, f"{path} now defines {flow.namespace}.{flow.id}")
+        current = self.catalog.get(*flow.uid)
+        if current is not None and current.source == flow.source and old_uid == flow.uid:
+            return
+        self._by_path[path] = flow.uid
+        await self.catalog.install(flow)
+        enabled = sum(1 for trigger in flow.triggers if not trigger.disabled)
+        state = "disabled" if flow.disabled else f"{enabled} triggers"
+        log.info(
+            "loaded flow %s.%s revision %d from %s (%s)",
+            flow.namespace,
+            flow.id,
+            flow.revision,
+            path,
+            state,
+        )
+
+    async def _unload(self, uid: tuple[str, str], why: str) -> None:
+        """No file defines the flow any more: it is deleted (old revisions stay readable)."""
+        await self.catalog.remove(uid, delete=True)
+        log.info("unloaded flow %s.%s: %s", uid[0], uid[1], why)
+
+    # -- watching -----------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Start reacting to changes under the directory (watchdog, inotify)."""
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        loop = asyncio.get_running_loop()
+        directory = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                for raw in (event.src_path, getattr(event, "dest_path", "")):
+                    path = Path(str(raw)) if raw else None
+                    if path is not None and path.suffix in SUFFIXES:
+                        loop.call_soon_threadsafe(directory._changed, path)
+
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        observer = Observer()
+        observer.schedule(Handler(), str(self.root), recursive=True)
+        await asyncio.to_thread(observer.start)
+        self._observer = observer
+
+    async def stop_watching(self) -> None:
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        if self._observer is not None:
+            observer, self._observer = self._observer, None
+            observer.stop()
+            await asyncio.to_thread(observer.join, 5)
+
+    def _changed(self, path: Path) -> None:
+        if self._observer is None:
+            return
+        loop = asyncio.get_running_loop()
+        previous = self._pending.pop(path, None)
+        if previous is not None:
+            previous.cancel()
+        self._pending[path] = loop.call_later(DEBOUNCE, self._due, path)
+
+    def _due(self, path: Path) -> None:
+        self._pending.pop(path, None)
+        task = asyncio.ensure_future(self.reload(path))
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reloading a flow failed", exc_info=task.exception())

@@ -1,0 +1,57 @@
+"""What the core may ask of a plug-in beyond running it, declared by the plug-in's class.
+
+The core never names a plug-in type: it asks whether a trigger can backfill, whether a
+task has a resume form, which tasks send alerts, which trigger receives webhooks. A
+plug-in says so by implementing one of these protocols (checked with `isinstance`) or by
+setting the class attribute named here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from daemon.sdk.execution import Execution
+    from daemon.sdk.inputs import InputSpec
+    from daemon.sdk.services import AlertServices
+
+
+@runtime_checkable
+class Scheduled(Protocol):
+    """A trigger that knows when it fires next (a cron schedule), so the API can show it.
+
+    It may block (time-zone files, the cron library): it is called off the event loop.
+    """
+
+    def next_date(self, after: datetime) -> datetime | None: ...
+
+
+@runtime_checkable
+class Backfillable(Protocol):
+    """A trigger that can run the slots it would have fired in a past period."""
+
+    def with_backfill(
+        self, start: datetime, end: datetime | None, inputs: Mapping[str, Any]
+    ) -> Self:
+        """This trigger, set to run [start, end] before its live events; ValueError with
+        the reason when the period or the inputs do not fit."""
+        ...
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A task that pauses its execution and takes inputs when it is resumed (Pause)."""
+
+    def resume_inputs(self) -> Sequence[InputSpec]: ...
+
+
+@runtime_checkable
+class AlertChannel(Protocol):
+    """A task that can also send the daemon's `alerts:` about an ended execution, on the
+    channel named by its class attribute `alert_channel: ClassVar[str]` (slack, mail...)."""
+
+    async def alert(
+        self, services: AlertServices, execution: Execution, note: Callable[[str], None]
+    ) -> None: ...

@@ -1,0 +1,200 @@
+"""What a running task or trigger may use: its whole world, handed over by the engine.
+
+`RunContext` is given to `Task.run` (one per attempt), `TriggerContext` to `Trigger.run`.
+Both are interfaces: the engine implements them over its store, storage and event bus,
+and a plug-in never sees more than the narrow services named here.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon.sdk.clock import Clock
+from daemon.sdk.services import (
+    Closer,
+    ExecutionListener,
+    ExecutionQueries,
+    Files,
+    FlowRef,
+    KeyValueStore,
+    Secrets,
+    StateStore,
+    WebhookRoutes,
+)
+
+if TYPE_CHECKING:
+    from daemon.sdk.execution import Execution, TaskRun
+    from daemon.sdk.inputs import InputSpec
+
+# Kestra's log levels, lowest first; the store keeps the number so that a minimum level
+# is one comparison.
+LEVELS: dict[str, int] = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
+
+
+class TaskLogger(ABC):
+    """An execution's log: every line goes to the store with its task run and level."""
+
+    @abstractmethod
+    def log(self, level: str, message: str) -> None:
+        """`level` is one of LEVELS (WARNING is read as WARN)."""
+
+    def trace(self, message: str) -> None:
+        self.log("TRACE", message)
+
+    def debug(self, message: str) -> None:
+        self.log("DEBUG", message)
+
+    def info(self, message: str) -> None:
+        self.log("INFO", message)
+
+    def warning(self, message: str) -> None:
+        self.log("WARN", message)
+
+    def error(self, message: str) -> None:
+        self.log("ERROR", message)
+
+
+class RunContext(ABC):
+    """Handed to `Task.run`; one per task-run attempt."""
+
+    flow: FlowRef
+    execution: Execution
+    task_run: TaskRun
+    variables: dict[str, Any]
+    logger: TaskLogger
+    clock: Clock
+    files: Files
+    kv: KeyValueStore
+    secrets: Secrets
+    executions: ExecutionQueries
+    public_url: str | None
+    # Set by a task that succeeded with a caveat (e.g. warningOnStdErr): it ends WARNING.
+    warning: bool
+
+    @abstractmethod
+    def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """Render a value (strings inside lists and maps too) with this task run's variables."""
+
+    @abstractmethod
+    def render_bool(self, value: str | bool) -> bool: ...
+
+    @property
+    @abstractmethod
+    def working_dir_path(self) -> Path:
+        """Where `working_dir()` is (or will be): for messages, before it exists."""
+
+    @abstractmethod
+    async def working_dir(self) -> Path:
+        """A fresh directory for this task run, created on first use, removed afterwards."""
+
+    @abstractmethod
+    def storage_prefix(self) -> str:
+        """Where this task run's output files are stored."""
+
+    @abstractmethod
+    async def put_file(self, source: Path | bytes, name: str | None = None) -> str:
+        """Store a file the task produced under `storage_prefix()`; returns its URI."""
+
+    @abstractmethod
+    async def file_path(self, uri: str) -> Path:
+        """The local path of a stored file, to read it; NotFound if missing."""
+
+    @abstractmethod
+    def data_path(self, *parts: str) -> Path:
+        """A directory of the daemon's data for a plug-in's own use (caches, environments);
+        not created here."""
+
+    @abstractmethod
+    async def pause(
+        self, seconds: float | None, on_resume: Sequence[InputSpec]
+    ) -> dict[str, Any] | None:
+        """Hold this task run and its execution PAUSED until resumed (with the coerced
+        `onResume` values) or until `seconds` pass (None)."""
+
+    @abstractmethod
+    def add_labels(self, labels: Mapping[str, str]) -> None: ...
+
+    @abstractmethod
+    def metric(
+        self, name: str, type_: str, value: float, tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Record a metric (counter, timer or gauge) of this task run."""
+
+    @abstractmethod
+    async def run_subflow(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any],
+        labels: Mapping[str, str],
+        wait: bool,
+    ) -> Execution:
+        """Start another flow through the one submit path, optionally waiting for its end."""
+
+    @abstractmethod
+    def on_close(self, key: str, closer: Closer) -> None:
+        """Have `closer` run once when the daemon stops (a plug-in's pools and clients);
+        the first closer registered under a key is kept."""
+
+
+class TriggerContext(ABC):
+    """Handed to `Trigger.run`: the flow it belongs to and the daemon's services.
+
+    `logger` is the daemon's own log (stdout/journald), not an execution's. State that
+    must survive restarts goes to `state`, under keys from `state_key`.
+    """
+
+    flow: FlowRef
+    trigger_id: str
+    logger: logging.Logger
+    clock: Clock
+    files: Files
+    state: StateStore
+    executions: ExecutionQueries
+    secrets: Secrets
+    webhooks: WebhookRoutes
+    # This node's name in a cluster (None on a single node).
+    node_id: str | None
+    # Directories a file trigger may watch, read, move or delete in.
+    allowed_paths: Sequence[Path]
+
+    @abstractmethod
+    def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """Render a trigger property the flow author templated (never outside data), with
+        `flow`, `envs` and `labels`, plus `extra`."""
+
+    def state_key(self, *parts: str) -> str:
+        """A state key owned by this trigger of this flow: `trigger:ns:flow:id:parts...`."""
+        return ":".join(("trigger", self.flow.namespace, self.flow.id, self.trigger_id, *parts))
+
+    @abstractmethod
+    def data_path(self, *parts: str) -> Path:
+        """A directory of the daemon's data for a plug-in's own use; not created here."""
+
+    @abstractmethod
+    def watch_executions(self, listener: ExecutionListener) -> Callable[[], None]:
+        """Call `listener` (synchronously, keep it short) on every change of an execution's
+        state; returns the function that stops it."""
+
+    @abstractmethod
+    def count_rejected(self) -> None:
+        """Count an event this trigger refused itself (malformed, conditions not met), for
+        /metrics; what it emits, and what `emit` refuses, is counted for it."""
+
+    @abstractmethod
+    def connection(self, up: bool) -> None:
+        """A trigger holding a connection (a broker) says whether it is connected now."""
+
+
+@dataclass(frozen=True)
+class StartupContext:
+    """Handed to a plug-in module's `async def on_daemon_start(ctx)` hook, run once when
+    `podium serve` starts, before any execution resumes (clean-up after a crash)."""
+
+    data_dir: Path
+    logger: logging.Logger

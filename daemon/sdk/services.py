@@ -1,0 +1,167 @@
+"""The narrow services the core hands a plug-in through its context.
+
+Each is a small protocol: a plug-in sees what it needs (files, a namespace's KV pairs,
+its own durable state, the executions it may wait for) and never the engine or the
+store behind them, so the core can change how they are kept without touching a plug-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from daemon.sdk.clock import Clock
+    from daemon.sdk.execution import Execution
+    from daemon.sdk.inputs import InputSpec
+
+WebhookHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+
+
+class FlowRef(Protocol):
+    """What a plug-in may read of the flow it belongs to."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def revision(self) -> int | None: ...
+
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+    @property
+    def inputs(self) -> list[InputSpec]: ...
+
+
+class Files(Protocol):
+    """The daemon's file storage, whose files are addressed by `kestra://` URIs."""
+
+    def execution_prefix(self, namespace: str, flow_id: str, execution_id: str) -> str:
+        """Where an execution's files live: every URI under it belongs to the execution."""
+        ...
+
+    async def put(self, source: Path | bytes, *, prefix: str, name: str) -> str:
+        """Store a file (or bytes) under `prefix`; returns its URI. StorageError when the
+        storage refuses it; the source's own OSError when it cannot be read."""
+        ...
+
+    async def path(self, uri: str) -> Path:
+        """A local path to read the file from; NotFound when there is none."""
+        ...
+
+    async def read_text(self, uri: str) -> str: ...
+
+    async def delete(self, uri: str) -> bool:
+        """Remove one file; False when there was none."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> list[str]:
+        """Remove every file under `prefix`; returns their URIs."""
+        ...
+
+
+class KeyValueStore(Protocol):
+    """Kestra's KV store: JSON values by key, scoped by namespace, with optional expiry."""
+
+    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
+        """(found, value): None is a value a flow may store."""
+        ...
+
+    async def set(
+        self, namespace: str, key: str, value: Any, *, expires_at: datetime | None = None
+    ) -> None: ...
+
+    async def delete(self, namespace: str, key: str) -> bool: ...
+
+    async def list(self, namespace: str) -> list[dict[str, Any]]: ...
+
+
+class StateStore(Protocol):
+    """Durable small state of a plug-in (a trigger's markers), kept across restarts and
+    shared by the nodes of a cluster. Keys come from `TriggerContext.state_key`."""
+
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def set(self, key: str, value: dict[str, Any]) -> None: ...
+
+    async def claim(self, key: str) -> bool:
+        """True for the first caller ever, across restarts and nodes: exactly-once."""
+        ...
+
+
+class ExecutionQueries(Protocol):
+    """Executions a plug-in may look at or wait for."""
+
+    async def wait(self, execution_id: str) -> Execution:
+        """The execution once it has ended, wherever it runs."""
+        ...
+
+    async def logs(
+        self, execution_id: str, *, task_run_id: str | None = None, min_level: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Its log lines so far (everything appended until now included)."""
+        ...
+
+    async def search(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        start_after: str | None = None,
+        page: int = 1,
+        size: int = 100,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Stored executions, newest first, without task runs, and how many match."""
+        ...
+
+
+class Secrets(Protocol):
+    """Secret values in clear never leave the process: everything stored is masked."""
+
+    def mask(self, text: str) -> str:
+        """`text` with every secret known so far replaced by ******."""
+        ...
+
+    def add(self, value: str) -> None:
+        """A value to mask from now on (a password a plug-in read from its properties)."""
+        ...
+
+
+class WebhookRoutes(Protocol):
+    """The API's webhook route, to which Webhook triggers attach their handler."""
+
+    def attach(
+        self, namespace: str, flow_id: str, key: str, handler: WebhookHandler
+    ) -> Callable[[], None]:
+        """Route requests for this flow and key to `handler`; returns the detach function.
+        ValueError when another handler holds the same flow and key."""
+        ...
+
+
+class AlertServices(Protocol):
+    """What an alert channel (`capabilities.AlertChannel`) sends with: a task's context
+    satisfies it, and so does the daemon's `alerts:` setting."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def files(self) -> Files: ...
+
+    @property
+    def executions(self) -> ExecutionQueries: ...
+
+    @property
+    def public_url(self) -> str | None: ...
+
+
+Closer = Callable[[], Awaitable[None]]
+ExecutionListener = Callable[["Execution"], None]

@@ -1,0 +1,127 @@
+"""The cluster's SQL on the PostgreSQL store: nodes, ownership of executions, claims.
+
+Executions are stored without an owner; a node claims them with
+`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`, so each is taken by one
+node. Nodes heartbeat into `nodes`; one whose heartbeat is too old is removed and what it
+owned loses its owner. Every method here is one statement or one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from daemon.sdk.state import State
+from daemon.store.postgres_schema import UNOWNED_UNFINISHED
+
+UNFINISHED = [s.value for s in State if not s.terminated]
+WORK_CHANNEL = "podium_work"
+ENDED_CHANNEL = "podium_ended"
+CONTROL_CHANNEL = "podium_control"
+
+# $4: flows with a concurrency limit whose lease another node holds (namespace US flow id)
+_CLAIM = f"""
+    UPDATE executions e SET owner = $1
+    WHERE id IN (SELECT id FROM executions
+                 WHERE {UNOWNED_UNFINISHED} AND state = ANY($2::text[])
+                   AND NOT (namespace || chr(31) || flow_id = ANY($4::text[]))
+                 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING id, doc,
+        EXISTS (SELECT 1 FROM task_runs t WHERE t.execution_id = e.id) AS has_runs"""
+_CLAIM_ONE = """
+    UPDATE executions SET owner = $1
+    WHERE id = (SELECT id FROM executions
+                WHERE id = $2 AND owner IS NULL AND state = ANY($3::text[])
+                FOR UPDATE SKIP LOCKED)
+    RETURNING id"""
+_DEAD_NODES = "DELETE FROM nodes WHERE heartbeat < now() - $1::interval RETURNING id"
+_RELEASE_OWNED = (
+    "UPDATE executions SET owner = NULL WHERE owner = $1 AND state = ANY($2::text[]) RETURNING id"
+)
+
+
+class ClusterTables:
+    """The cluster's statements, on the store's connection pool."""
+
+    def __init__(self, pool: Any, node_id: str) -> None:
+        self.pool = pool
+        self.node_id = node_id
+
+    async def join(self) -> int:
+        """Register this node (again) and release what it left unfinished: it is claimed
+        afresh. Returns how many executions that was."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO nodes (id, host, pid, started, heartbeat)
+                   VALUES ($1, $2, $3, now(), now())
+                   ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+                       started = excluded.started, heartbeat = excluded.heartbeat""",
+                self.node_id,
+                socket.gethostname(),
+                os.getpid(),
+            )
+            released = await conn.fetch(_RELEASE_OWNED, self.node_id, UNFINISHED)
+        return len(released)
+
+    async def leave(self) -> int:
+        """Release what is still queued here and remove this node's row; returns how many
+        executions went back up for claiming."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            released = await conn.fetch(_RELEASE_OWNED, self.node_id, UNFINISHED)
+            await conn.execute("DELETE FROM nodes WHERE id = $1", self.node_id)
+            if released:
+                await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)
+        return len(released)
+
+    async def heartbeat(self) -> bool:
+        """False when this node's row is gone: the others declared it dead."""
+        status: str = await self.pool.execute(
+            "UPDATE nodes SET heartbeat = now() WHERE id = $1", self.node_id
+        )
+        return status != "UPDATE 0"
+
+    async def reap(self, timeout: timedelta) -> tuple[list[str], int]:
+        """Remove the nodes silent for `timeout` and release what they owned: (their ids,
+        how many executions)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            dead = await conn.fetch(_DEAD_NODES, timeout)
+            if not dead:
+                return [], 0
+            names = [row["id"] for row in dead]
+            taken = await conn.fetch(
+                "UPDATE executions SET owner = NULL WHERE owner = ANY($1::text[]) "
+                "AND state = ANY($2::text[]) RETURNING id",
+                names,
+                UNFINISHED,
+            )
+            await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)
+        return names, len(taken)
+
+    async def claim(self, limit: int, leased_elsewhere: Sequence[str]) -> list[Any]:
+        """Take up to `limit` unowned unfinished executions, oldest first, except those of
+        flows whose concurrency lease another node holds (`namespace US flow id` keys)."""
+        rows: list[Any] = await self.pool.fetch(
+            _CLAIM, self.node_id, UNFINISHED, limit, list(leased_elsewhere)
+        )
+        return rows
+
+    async def claim_one(self, execution_id: str) -> bool:
+        """Take one unowned execution (to kill it before anyone started it)."""
+        row = await self.pool.fetchrow(_CLAIM_ONE, self.node_id, execution_id, UNFINISHED)
+        return row is not None
+
+    async def release(self, execution_id: str) -> None:
+        """Give an execution up for claiming (a restart of an ended one)."""
+        await self.pool.execute("UPDATE executions SET owner = NULL WHERE id = $1", execution_id)
+
+    async def owner(self, execution_id: str) -> str | None:
+        value: str | None = await self.pool.fetchval(
+            "SELECT owner FROM executions WHERE id = $1", execution_id
+        )
+        return value
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        await self.pool.execute("SELECT pg_notify($1, $2)", channel, payload)
