@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from daemon.config.settings import default_data_dir
+from daemon.config.paths import default_data_dir
 from daemon.engine.events import Event, LogAppended, TaskRunChanged
 from daemon.sdk.errors import FlowError, InputError, PodiumError
 from daemon.sdk.execution import Execution

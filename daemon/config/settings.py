@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from daemon.config.paths import default_data_dir
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import PodiumError
 from daemon.sdk.state import State
@@ -32,14 +33,6 @@ from daemon.sdk.state import State
 
 class ConfigError(PodiumError):
     """A config file or environment variable that podium cannot use."""
-
-
-def default_data_dir() -> Path:
-    """PODIUM_DATA_DIR, else $XDG_DATA_HOME/podium, else ~/.local/share/podium."""
-    if os.environ.get("PODIUM_DATA_DIR"):
-        return Path(os.environ["PODIUM_DATA_DIR"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "podium"
 
 
 class BasicAuth(BaseModel):
