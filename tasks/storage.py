@@ -1,4 +1,5 @@
-"""Core storage tasks: Concat, Split, Size, Delete and PurgeCurrentExecutionFiles.
+"""Core storage tasks: Concat, Split, Size, Delete, PurgeCurrentExecutionFiles, Write and
+LocalFiles.
 
 Every file operation here runs in a worker thread, streaming: files may be far larger
 than memory.
@@ -9,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -19,23 +19,8 @@ from daemon.sdk.errors import TaskFailed
 from daemon.sdk.files import SCHEME
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
-
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-
-
-def parse_size(text: str | int) -> int:
-    """Kestra's readable sizes: 1024, 10KB, 10MB, 1GB (binary multiples)."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise TaskFailed(
-            f"invalid size '{text}': expected a positive number of bytes such as "
-            "1048576, 512KB, 10MB or 1GB",
-            non_retryable=True,
-        )
-    return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+from daemon.sdk.splits import LineSplitter, parse_size
+from daemon.sdk.workdir import file_map, store_files, write_files
 
 
 def _storage_uri(uri: str) -> str:
@@ -99,88 +84,9 @@ class Split(Task):
                     f"invalid regexPattern '{self.regex_pattern}': {exc}", non_retryable=True
                 ) from None
         limit = parse_size(self.bytes_) if self.bytes_ is not None else None
-        parts = _Parts(await ctx.working_dir(), source, self.separator)
+        parts = LineSplitter(await ctx.working_dir(), source, self.separator)
         written = await asyncio.to_thread(parts.split, limit, self.rows, self.partitions, pattern)
         return {"uris": [await ctx.put_file(path) for path in written]}
-
-
-class _Parts:
-    """The files one Split writes, named after the source: orders-0.csv, orders-1.csv…"""
-
-    def __init__(self, directory: Path, source: Path, separator: str) -> None:
-        self.directory = directory
-        self.source = source
-        self.separator = separator
-        self.paths: list[Path] = []
-
-    def _new(self) -> IO[str]:
-        name = f"{self.source.stem}-{len(self.paths)}{self.source.suffix or '.tmp'}"
-        path = self.directory / name
-        self.paths.append(path)
-        return path.open("w", encoding="utf-8", newline="")
-
-    def split(
-        self,
-        limit: int | None,
-        rows: int | None,
-        partitions: int | None,
-        pattern: re.Pattern[str] | None,
-    ) -> list[Path]:
-        """The parts written, in order; empty ones (spare partitions) left out."""
-        with self.source.open(encoding="utf-8") as lines:
-            if partitions is not None:
-                self._round_robin(lines, partitions)
-            elif pattern is not None:
-                self._by_key(lines, pattern)
-            else:
-                self._sequential(lines, limit, rows)
-        return [path for path in self.paths if path.stat().st_size > 0]
-
-    def _sequential(self, lines: IO[str], limit: int | None, rows: int | None) -> None:
-        out: IO[str] | None = None
-        size = count = 0
-        try:
-            for line in lines:
-                if (
-                    out is None
-                    or (limit is not None and size >= limit)
-                    or (rows is not None and count >= rows)
-                ):
-                    if out is not None:
-                        out.close()
-                    out, size, count = self._new(), 0, 0
-                text = line.rstrip("\n") + self.separator
-                out.write(text)
-                size += len(text.encode())
-                count += 1
-        finally:
-            if out is not None:
-                out.close()
-
-    def _round_robin(self, lines: IO[str], partitions: int) -> None:
-        outs = [self._new() for _ in range(partitions)]
-        try:
-            for index, line in enumerate(lines):
-                outs[index % partitions].write(line.rstrip("\n") + self.separator)
-        finally:
-            for out in outs:
-                out.close()
-
-    def _by_key(self, lines: IO[str], pattern: re.Pattern[str]) -> None:
-        """Lines grouped by the pattern's first group; lines that do not match are dropped."""
-        outs: dict[str, IO[str]] = {}
-        try:
-            for line in lines:
-                match = pattern.search(line)
-                if match is None or not match.groups():
-                    continue
-                key = match.group(1)
-                if key not in outs:
-                    outs[key] = self._new()
-                outs[key].write(line.rstrip("\n") + self.separator)
-        finally:
-            for out in outs.values():
-                out.close()
 
 
 class Size(Task):
@@ -226,4 +132,41 @@ class PurgeCurrentExecutionFiles(Task):
         prefix = ctx.files.execution_prefix(ex.namespace, ex.flow_id, ex.id)
         uris = await ctx.files.delete_prefix(prefix)
         ctx.logger.info(f"purged {len(uris)} file(s) of execution {ex.id}")
+        return {"uris": uris}
+
+
+class Write(Task):
+    """Store a rendered text as a file; its URI is `outputs.<id>.uri`."""
+
+    types = ("io.kestra.plugin.core.storage.Write",)
+
+    content: Annotated[str, Dynamic]
+    extension: Annotated[str | None, Dynamic] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        extension = self.extension if self.extension is not None else ".tmp"
+        if "/" in extension:
+            raise TaskFailed(f"extension {extension!r} may not hold a '/'", non_retryable=True)
+        name = f"{ctx.task_run.task_id}{extension}"
+        return {"uri": await ctx.put_file(self.content.encode(), name)}
+
+
+class LocalFiles(Task):
+    """Write files into the working directory and store the ones matching `outputs` (the
+    legacy way, before `inputFiles`/`outputFiles`; inside a WorkingDirectory the files stay
+    for the tasks after it). A stored file leaves the directory."""
+
+    types = (
+        "io.kestra.plugin.core.storage.LocalFiles",
+        "io.kestra.core.tasks.storages.LocalFiles",
+    )
+
+    inputs: Annotated[dict[str, Any] | str | None, Dynamic] = None
+    outputs: Annotated[list[str] | None, Dynamic, JsonText] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        directory = await ctx.working_dir()
+        if self.inputs is not None:
+            await write_files(ctx, directory, file_map(self.inputs, "inputs"), "inputs")
+        uris = await store_files(ctx, directory, self.outputs, move=True) if self.outputs else {}
         return {"uris": uris}

@@ -7,7 +7,7 @@ thread here, so that no plug-in has to remember to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -80,15 +80,28 @@ class StoreExecutions:
         await self._store.flush()
         return await self._store.logs(execution_id, task_run_id=task_run_id, min_level=min_level)
 
+    async def get(self, execution_id: str) -> Execution | None:
+        await self._store.flush()
+        doc = await self._store.get_execution(execution_id)
+        return None if doc is None else Execution.from_json(doc)
+
     async def search(
         self,
         *,
         namespace: str | None = None,
         flow_id: str | None = None,
+        states: Sequence[str] | None = None,
         start_after: str | None = None,
+        start_before: str | None = None,
         page: int = 1,
         size: int = 100,
     ) -> tuple[list[dict[str, Any]], int]:
         return await self._store.search_executions(
-            namespace=namespace, flow_id=flow_id, start_after=start_after, page=page, size=size
+            namespace=namespace,
+            flow_id=flow_id,
+            states=states,
+            start_after=start_after,
+            start_before=start_before,
+            page=page,
+            size=size,
         )

@@ -10,6 +10,7 @@ import os
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from daemon.engine.contexts import ExecutionLog, Launcher, TaskContext
@@ -90,11 +91,13 @@ class TaskRuns:
     def context(self, task: Task, tr: TaskRun, scope: Scope) -> TaskContext:
         state, resources = self.state, self._resources
         base = execution_variables(state.flow, state.execution, state.outputs, resources.envs)
-        variables = task_variables(base, task, tr, scope, f"{self._tmp}/{tr.id}")
+        working_dir = scope.working_dir or f"{self._tmp}/{tr.id}"
+        variables = task_variables(base, task, tr, scope, working_dir)
         logger = ExecutionLog(resources, state.execution, tr, task.log_level)
+        shared = Path(scope.working_dir) if scope.working_dir else None
         return TaskContext(
             resources, self._launcher, self._pauses, state.flow, state.execution, tr, variables,
-            logger,
+            logger, shared,
         )  # fmt: skip
 
     async def render(self, task: T, ctx: TaskContext) -> T:
@@ -151,6 +154,9 @@ class TaskRuns:
                 )
                 if delay is None:
                     await ctx.cleanup()
+                    if isinstance(exc, TaskFailed) and exc.outputs:
+                        tr.outputs = dict(exc.outputs)
+                        set_output(self.state.outputs, task.id, scope.values, tr.outputs)
                     return await self.fail(task, tr, ctx.logger, message)
                 ctx.logger.warning(
                     f"{message}; attempt {len(tr.attempts)} failed, retrying in {delay:g}s"

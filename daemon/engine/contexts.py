@@ -15,12 +15,19 @@ from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, 
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
 from daemon.sdk.context import LEVELS, RunContext, TaskLogger, TriggerContext
-from daemon.sdk.execution import Execution, TaskRun
-from daemon.sdk.services import Closer, ExecutionListener, FlowRef, WebhookRoutes
+from daemon.sdk.execution import Execution, TaskRun, derived_id
+from daemon.sdk.services import (
+    Closer,
+    ExecutionListener,
+    FlowDefinition,
+    FlowRef,
+    WebhookRoutes,
+)
 from daemon.sdk.state import State, iso
 
 if TYPE_CHECKING:
     from daemon.engine.metrics import Metrics
+    from daemon.flows.definition import Flow
     from daemon.sdk.inputs import InputSpec
 
 
@@ -35,9 +42,16 @@ class Launcher(Protocol):
         *,
         labels: Mapping[str, str] | None = None,
         parent: dict[str, Any] | None = None,
+        trigger: dict[str, Any] | None = None,
+        revision: int | None = None,
+        execution_id: str | None = None,
     ) -> Execution: ...
 
     async def wait(self, execution_id: str) -> Execution: ...
+
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool: ...
+
+    async def find_flow(self, namespace: str, flow_id: str) -> Flow: ...
 
 
 class ExecutionLog(TaskLogger):
@@ -88,6 +102,7 @@ class TaskContext(RunContext):
         task_run: TaskRun,
         variables: dict[str, Any],
         logger: TaskLogger,
+        shared_dir: Path | None = None,
     ) -> None:
         self._resources = resources
         self._launcher = launcher
@@ -105,6 +120,9 @@ class TaskContext(RunContext):
         self.public_url = resources.options.public_url
         self.warning = False
         self._working_dir: Path | None = None
+        # A directory other task runs share (the WorkingDirectory around this one): used,
+        # never removed, by this task run.
+        self._shared_dir = shared_dir
 
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
         variables = {**self.variables, **extra} if extra else self.variables
@@ -117,6 +135,8 @@ class TaskContext(RunContext):
 
     @property
     def working_dir_path(self) -> Path:
+        if self._shared_dir is not None:
+            return self._shared_dir
         return self._resources.data_dir / "tmp" / self.execution.id / self.task_run.id
 
     async def working_dir(self) -> Path:
@@ -127,7 +147,10 @@ class TaskContext(RunContext):
         return self._working_dir
 
     async def cleanup(self) -> None:
-        """Remove the working directory (kept with the `keep-working-dirs` setting)."""
+        """Remove the working directory (kept with the `keep-working-dirs` setting, and
+        when it is shared: the task run that owns it removes it)."""
+        if self._shared_dir is not None:
+            return
         if self._working_dir is not None and not self._resources.options.keep_working_dirs:
             await asyncio.to_thread(shutil.rmtree, self._working_dir, True)
             self._working_dir = None
@@ -209,19 +232,56 @@ class TaskContext(RunContext):
         inputs: Mapping[str, Any],
         labels: Mapping[str, str],
         wait: bool,
+        *,
+        revision: int | None = None,
+        key: str | None = None,
+        iteration: int | None = None,
     ) -> Execution:
-        parent = {
+        parent: dict[str, Any] = {
             "executionId": self.execution.id,
             "namespace": self.execution.namespace,
             "flowId": self.execution.flow_id,
             "taskRunId": self.task_run.id,
         }
+        if iteration is not None:
+            parent["taskRunIteration"] = iteration
+        # Kestra's trigger of a subflow execution: the task that started it.
+        variables = {
+            **parent,
+            "flowRevision": self.execution.flow_revision,
+            "taskId": self.task_run.task_id,
+        }
+        if self.task_run.value is not None:
+            variables["taskRunValue"] = self.task_run.value
+        task_type = (self.variables.get("task") or {}).get("type")
+        trigger = {"id": self.task_run.task_id, "type": task_type, "variables": variables}
+        execution_id = None
+        if key is not None:
+            execution_id = derived_id("subflow", self.execution.id, self.task_run.id, key)
         child = await self._launcher.submit_by_id(
-            namespace, flow_id, inputs, labels=labels, parent=parent
+            namespace,
+            flow_id,
+            inputs,
+            labels=labels,
+            parent=parent,
+            trigger=trigger,
+            revision=revision,
+            execution_id=execution_id,
         )
         if wait:
             return await self._launcher.wait(child.id)
         return child
+
+    async def find_flow(self, namespace: str, flow_id: str) -> FlowDefinition:
+        return await self._launcher.find_flow(namespace, flow_id)
+
+    async def set_variables(self, variables: Mapping[str, Any]) -> None:
+        resources, ex = self._resources, self.execution
+        ex.variables = dict(variables)
+        await resources.store.save_execution(resources.masked(ex.to_json(task_runs=False)))
+
+    async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        return await self._launcher.resume(execution_id, inputs)
 
     def on_close(self, key: str, closer: Closer) -> None:
         self._resources.on_close(key, closer)

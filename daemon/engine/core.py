@@ -124,6 +124,10 @@ class Engine:
     async def wait(self, execution_id: str) -> Execution:
         return await self.dispatcher.wait(execution_id)
 
+    async def find_flow(self, namespace: str, flow_id: str) -> Flow:
+        """The flow as loaded here, else its latest stored revision; NotFound."""
+        return await self.catalog.find(namespace, flow_id)
+
     async def kill(self, execution_id: str) -> bool:
         return await self.dispatcher.kill(execution_id)
 

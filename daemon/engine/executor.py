@@ -14,15 +14,16 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from daemon.engine.attempts import RunState, TaskRuns
-from daemon.engine.contexts import ExecutionLog, Launcher, TaskContext
+from daemon.engine.contexts import ExecutionLog, Launcher
 from daemon.engine.events import ExecutionChanged, TaskRunChanged
+from daemon.engine.flowables import FlowableRuns, worst
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
-from daemon.engine.variables import Scope, execution_variables, set_output, value_text
+from daemon.engine.variables import Scope, execution_variables, set_output
 from daemon.flows.definition import Flow
 from daemon.sdk.errors import ExitRequested, TaskFailed, TemplateError
-from daemon.sdk.execution import Execution, TaskRun
-from daemon.sdk.plugin import Branch, FlowableTask, Task
+from daemon.sdk.execution import Execution
+from daemon.sdk.plugin import FlowableTask, Task
 from daemon.sdk.retry import Backoff
 from daemon.sdk.state import State
 from daemon.store.base import StoreError
@@ -30,19 +31,6 @@ from daemon.store.base import StoreError
 log = logging.getLogger(__name__)
 # An execution's final state that the store refuses is offered again after 1 s, 2 s, 4 s...
 MAX_STORE_RETRY_DELAY = 30.0
-
-_RANK = {
-    State.SUCCESS: 0,
-    State.SKIPPED: 0,
-    State.WARNING: 1,
-    State.CANCELLED: 1,
-    State.FAILED: 2,
-    State.KILLED: 3,
-}
-
-
-def worst(*states: State) -> State:
-    return max(states, key=lambda s: _RANK.get(s, 0), default=State.SUCCESS)
 
 
 class ExecutionRunner:
@@ -61,6 +49,7 @@ class ExecutionRunner:
         self.execution = execution
         self.state = RunState(flow, execution)
         self.tasks = TaskRuns(resources, launcher, pauses, self.state)
+        self.flowables = FlowableRuns(self.tasks, self.state, self.run_list)
 
     # -- the execution ------------------------------------------------------------------
 
@@ -292,36 +281,6 @@ class ExecutionRunner:
                 await asyncio.gather(*running, return_exceptions=True)
         return state
 
-    async def _run_branches(
-        self, branches: Sequence[Branch], concurrency: int, parent: TaskRun, scope: Scope
-    ) -> State:
-        limit = asyncio.Semaphore(max(concurrency, 1)) if concurrency > 0 else None
-        parent_info = {"taskrun": {"id": parent.id, "value": parent.value}, "outputs": {}}
-
-        async def one(index: int, branch: Branch) -> State:
-            child_scope = Scope(
-                parent=parent,
-                values=scope.values + ((str(branch.value),) if branch.has_value else ()),
-                value=value_text(branch.value) if branch.has_value else scope.value,
-                iteration=index if branch.has_value else scope.iteration,
-                parents=(parent_info, *scope.parents),
-            )
-            if limit is None:
-                return await self.run_list(branch.tasks, child_scope, branch.dag)
-            async with limit:
-                return await self.run_list(branch.tasks, child_scope, branch.dag)
-
-        if len(branches) == 1 or concurrency == 1:
-            state = State.SUCCESS
-            for i, branch in enumerate(branches):
-                result = await one(i, branch)
-                state = worst(state, result)
-                if result.failed:
-                    break
-            return state
-        results = await asyncio.gather(*(one(i, b) for i, b in enumerate(branches)))
-        return worst(*results)
-
     # -- one task -----------------------------------------------------------------------
 
     async def run_task(self, task: Task, scope: Scope) -> State:
@@ -341,30 +300,5 @@ class ExecutionRunner:
         except (TemplateError, TaskFailed) as exc:
             return await runs.fail(task, tr, ctx.logger, str(exc))
         if isinstance(task, FlowableTask):
-            return await self._run_flowable(flowable, tr, ctx, scope)
+            return await self.flowables.run(flowable, tr, ctx, scope)
         return await runs.run_attempts(task, tr, ctx, scope)
-
-    async def _run_flowable(
-        self, task: FlowableTask, tr: TaskRun, ctx: TaskContext, scope: Scope
-    ) -> State:
-        runs = self.tasks
-        replay = tr.state.current.terminated  # ended before a restart: walk it for outputs
-        if not replay and tr.state.current != State.RUNNING:
-            runs.set_state(tr, State.RUNNING)
-            await runs.save(tr, wait=False)
-        try:
-            children = await task.children(ctx)
-        except (TaskFailed, TemplateError) as exc:
-            return await runs.fail(task, tr, ctx.logger, str(exc))
-        if children.branches:
-            tr.outputs = {"branches": len(children.branches)}
-        state = await self._run_branches(children.branches, children.concurrency, tr, scope)
-        if state.failed and children.errors:
-            await self.run_list(children.errors, scope.inside(tr))
-        if children.finally_:
-            await self.run_list(children.finally_, scope.inside(tr))
-        if state.failed and (children.failure_is_warning or task.allow_failure):
-            state = State.WARNING
-        if replay:
-            return tr.state.current
-        return await runs.end(tr, state)

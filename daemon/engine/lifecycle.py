@@ -161,6 +161,8 @@ class Lifecycle:
                 )
                 clone.parent_task_run_id = ids.get(run.parent_task_run_id or "")
                 copy.task_runs.append(clone)
+        if copy.task_runs:  # what kept task runs set (SetVariables) stays set
+            copy.variables = original.variables
         self._dispatcher.prepare(copy)
         await store.save_execution(copy.to_json(task_runs=False))
         for run in copy.task_runs:

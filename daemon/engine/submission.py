@@ -76,9 +76,17 @@ class Submitter:
         namespace: str,
         flow_id: str,
         inputs: Mapping[str, Any] | None = None,
+        *,
+        revision: int | None = None,
         **kwargs: Any,
     ) -> Execution:
-        return await self.submit(await self._catalog.find(namespace, flow_id), inputs, **kwargs)
+        """`submit` for the flow's latest revision, or the given one."""
+        catalog = self._catalog
+        if revision is None:
+            flow = await catalog.find(namespace, flow_id)
+        else:
+            flow = await catalog.at(namespace, flow_id, revision)
+        return await self.submit(flow, inputs, **kwargs)
 
     async def _submit(
         self,

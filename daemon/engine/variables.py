@@ -23,10 +23,14 @@ class Scope:
     value: str | None = None
     iteration: int | None = None
     parents: tuple[dict[str, Any], ...] = ()
+    # The working directory its tasks share (children of a WorkingDirectory), else None.
+    working_dir: str | None = None
 
     def inside(self, parent: TaskRun) -> Scope:
         """The scope of a flowable's errors/finally tasks: under it, same values."""
-        return Scope(parent, self.values, self.value, self.iteration, self.parents)
+        return Scope(
+            parent, self.values, self.value, self.iteration, self.parents, self.working_dir
+        )
 
 
 def set_output(
@@ -56,7 +60,7 @@ def execution_variables(
             "originalId": ex.id,
         },
         "inputs": ex.inputs,
-        "vars": flow.variables,
+        "vars": flow.variables if ex.variables is None else ex.variables,
         "outputs": outputs,
         "labels": ex.labels,
         "envs": envs,

@@ -89,6 +89,10 @@ class FlowCatalog:
         flow = self._loaded.get((namespace, flow_id))
         if flow is None and self._lookup is not None:
             flow = await asyncio.to_thread(self._lookup, namespace, flow_id)
+            if flow is not None:
+                # Found once for every later call: a ForEachItem starting a subflow per
+                # batch neither reads the files again nor stores a revision per batch.
+                self._loaded[flow.uid] = flow
         if flow is None:
             stored = await self._store.get_flow(namespace, flow_id)
             if stored is not None:

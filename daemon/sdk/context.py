@@ -20,6 +20,7 @@ from daemon.sdk.services import (
     ExecutionListener,
     ExecutionQueries,
     Files,
+    FlowDefinition,
     FlowRef,
     KeyValueStore,
     Secrets,
@@ -133,8 +134,34 @@ class RunContext(ABC):
         inputs: Mapping[str, Any],
         labels: Mapping[str, str],
         wait: bool,
+        *,
+        revision: int | None = None,
+        key: str | None = None,
+        iteration: int | None = None,
     ) -> Execution:
-        """Start another flow through the one submit path, optionally waiting for its end."""
+        """Start another flow through the one submit path, optionally waiting for its end.
+
+        `revision` picks a revision of the flow (default: the latest). With a `key`, the
+        call is idempotent: this task run asking again with the same key (an attempt
+        interrupted by a crash and run again) gets the execution the first call created.
+        `iteration` tells the child which of the task run's several subflows it is
+        (`trigger.taskRunIteration`).
+        """
+
+    @abstractmethod
+    async def find_flow(self, namespace: str, flow_id: str) -> FlowDefinition:
+        """Another flow, as the daemon has it loaded (its latest revision); NotFound."""
+
+    @abstractmethod
+    async def set_variables(self, variables: Mapping[str, Any]) -> None:
+        """Replace the execution's variables, which tasks that start afterwards read as
+        `vars`; stored at once."""
+
+    @abstractmethod
+    async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        """Resume a PAUSED execution (this one or another) as the API's resume does, with
+        the `onResume` inputs of the task that holds it; False when none is paused under
+        that id. InputError when the inputs do not fit."""
 
     @abstractmethod
     def on_close(self, key: str, closer: Closer) -> None:

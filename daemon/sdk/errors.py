@@ -5,7 +5,9 @@ Known errors (these) get one log line; anything else is a bug and gets a traceba
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from daemon.sdk.state import State
 
@@ -50,11 +52,19 @@ class TemplateError(PodiumError):
 
 
 class TaskFailed(PodiumError):
-    """A task run that ends FAILED; `non_retryable` skips the retry policy."""
+    """A task run that ends FAILED; `non_retryable` skips the retry policy. `outputs` are
+    the failed task run's outputs all the same (what it counted before failing)."""
 
-    def __init__(self, message: str, *, non_retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        non_retryable: bool = False,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.non_retryable = non_retryable
+        self.outputs = outputs
 
 
 class NotFound(PodiumError):

@@ -101,6 +101,9 @@ class Execution:
     parent: dict[str, Any] | None = None
     error: str | None = None
     task_runs: list[TaskRun] = field(default_factory=list)
+    # Kestra's execution variables (`vars`) once a task changed them (SetVariables); the
+    # flow's `variables` until then.
+    variables: dict[str, Any] | None = None
 
     @property
     def start_date(self) -> datetime:
@@ -121,6 +124,8 @@ class Execution:
             "parent": self.parent,
             "error": self.error,
         }
+        if self.variables is not None:
+            doc["variables"] = self.variables
         if task_runs:
             doc["taskRunList"] = [tr.to_json() for tr in self.task_runs]
         return doc
@@ -140,6 +145,7 @@ class Execution:
             parent=doc.get("parent"),
             error=doc.get("error"),
             task_runs=[TaskRun.from_json(t) for t in doc.get("taskRunList") or []],
+            variables=doc.get("variables"),
         )
 
 

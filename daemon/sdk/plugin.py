@@ -8,7 +8,7 @@ as written at load time and rendered just before the task runs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
@@ -18,6 +18,7 @@ from pydantic import Field, ModelWrapValidatorHandler, ValidationInfo, model_val
 from daemon.sdk.durations import Duration
 from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model
 from daemon.sdk.retry import RetryModel
+from daemon.sdk.state import State
 
 if TYPE_CHECKING:
     from daemon.sdk.context import RunContext, TriggerContext
@@ -71,24 +72,42 @@ class Branch:
     """A list of child tasks the executor runs for a flowable task.
 
     `value` is what `taskrun.value` reads inside the branch (ForEach); `dag` makes
-    the list run by its `dependsOn` edges instead of in order.
+    the list run by its `dependsOn` edges instead of in order; `iteration` is the
+    `taskrun.iteration` of its task runs when it has no value (a loop's round).
     """
 
     tasks: Sequence[Task]
     value: Any = None
     has_value: bool = False
     dag: Mapping[str, Sequence[str]] | None = None
+    iteration: int | None = None
+
+
+# What a flowable says once a round of its children ended, given their state: more
+# Children (the next round: a loop going on), or its own final outputs (or None).
+Then = Callable[[State], Awaitable["Children | Output"]]
 
 
 @dataclass
 class Children:
-    """What a flowable task hands back: branches, how many at once, and failure handling."""
+    """What a flowable task hands back: branches, how many at once, and failure handling.
+
+    `outputs` are the flowable's outputs while this round runs (its children read them as
+    `outputs.<id>.*`: a loop's `iterationCount`). With `shared_working_dir` every child
+    task works in the flowable's own working directory (`RunContext.working_dir()`)
+    instead of one of its own, and the directory is removed once the flowable ended.
+    `then` is called when the branches ended, before `errors`/`finally`; what it raises
+    (TaskFailed) fails the flowable.
+    """
 
     branches: list[Branch] = field(default_factory=list)
     concurrency: int = 1
     errors: Sequence[Task] = ()
     finally_: Sequence[Task] = ()
     failure_is_warning: bool = False
+    outputs: Mapping[str, Any] | None = None
+    shared_working_dir: bool = False
+    then: Then | None = None
 
 
 class FlowableTask(Task):

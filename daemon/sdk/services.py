@@ -7,7 +7,7 @@ store behind them, so the core can change how they are kept without touching a p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from daemon.sdk.clock import Clock
     from daemon.sdk.execution import Execution
     from daemon.sdk.inputs import InputSpec
+    from daemon.sdk.plugin import Task
 
 WebhookHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
@@ -39,6 +40,16 @@ class FlowRef(Protocol):
 
     @property
     def inputs(self) -> list[InputSpec]: ...
+
+
+class FlowDefinition(FlowRef, Protocol):
+    """Another flow as loaded, down to its tasks (what a Template task injects)."""
+
+    @property
+    def tasks(self) -> Sequence[Task]: ...
+
+    @property
+    def errors(self) -> Sequence[Task]: ...
 
 
 class Files(Protocol):
@@ -110,16 +121,25 @@ class ExecutionQueries(Protocol):
         """Its log lines so far (everything appended until now included)."""
         ...
 
+    async def get(self, execution_id: str) -> Execution | None:
+        """The execution as stored now (with its task runs), or None."""
+        ...
+
     async def search(
         self,
         *,
         namespace: str | None = None,
         flow_id: str | None = None,
+        states: Sequence[str] | None = None,
         start_after: str | None = None,
+        start_before: str | None = None,
         page: int = 1,
         size: int = 100,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Stored executions, newest first, without task runs, and how many match."""
+        """Stored executions, newest first, without task runs, and how many match.
+
+        `namespace` matches its sub-namespaces too; the start window is half-open,
+        start_after <= startDate < start_before (ISO-8601 texts)."""
         ...
 
 
