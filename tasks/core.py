@@ -1,4 +1,4 @@
-"""Core tasks: Log, Return, Sleep, Fail, Labels, OutputValues, Exit."""
+"""Core tasks: Log, Return, Sleep, Fail, Labels, OutputValues, Exit, Echo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import ExitRequested, TaskFailed
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.properties import Dynamic, JsonText, has_template
 from daemon.sdk.state import State
 
 Level = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
@@ -110,3 +110,21 @@ class Exit(Task):
             return None
         state = State.CANCELLED if self.state == "CANCELED" else State(self.state)
         raise ExitRequested(state)
+
+
+class Echo(Task):
+    """Log a message (deprecated in Kestra for Log). As Kestra's Echo hands its rendered
+    `format` to a Log, which renders it again, an expression the first rendering produced
+    is rendered too."""
+
+    types = ("io.kestra.plugin.core.debug.Echo", "io.kestra.core.tasks.debugs.Echo")
+
+    format: Annotated[str | None, Dynamic] = None
+    level: Level = "INFO"
+
+    async def run(self, ctx: RunContext) -> Output:
+        message = self.format or ""
+        if has_template(message):
+            message = str(ctx.render(message))
+        ctx.logger.log(self.level, message)
+        return None

@@ -1,0 +1,298 @@
+"""Tasks about executions: Assert, SetVariables, UnsetVariables, Resume, Count, and the log
+Fetch (an execution's logs as a stored file)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from daemon.sdk.context import RunContext
+from daemon.sdk.errors import TaskFailed, TemplateError
+from daemon.sdk.plugin import Output, Task
+from daemon.sdk.properties import Dynamic, JsonText, Model
+from daemon.sdk.state import State
+from daemon.sdk.truth import truthy
+
+
+class Assert(Task):
+    """Fail when any condition renders false (Kestra's truthiness); every one is checked."""
+
+    types = ("io.kestra.plugin.core.execution.Assert",)
+
+    conditions: list[str] = Field(min_length=1)  # each rendered here: a failure is counted
+    error_message: Annotated[str | None, Dynamic] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        failed = 0
+        for condition in self.conditions:
+            try:
+                holds = truthy(ctx.render(condition))
+            except TemplateError as exc:
+                ctx.logger.error(f"Assertion `{condition}` failed, failed to render `{exc}`")
+                failed += 1
+                continue
+            if not holds:
+                ctx.logger.error(f"Assertion `{condition}` failed!")
+                failed += 1
+        ctx.metric("success", "counter", len(self.conditions) - failed)
+        ctx.metric("failed", "counter", failed)
+        if failed:
+            message = f"{failed} assertion{'s' if failed > 1 else ''} failed!"
+            if self.error_message:
+                message += "\n" + self.error_message
+            raise TaskFailed(message)
+        return None
+
+
+def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` over it; maps merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class SetVariables(Task):
+    """Set execution variables (`vars`) for the tasks that start afterwards."""
+
+    types = ("io.kestra.plugin.core.execution.SetVariables",)
+
+    variables: Annotated[dict[str, Any], Dynamic, JsonText]
+    overwrite: Annotated[bool, Dynamic] = True
+
+    async def run(self, ctx: RunContext) -> Output:
+        current = dict(ctx.variables.get("vars") or {})
+        if not self.overwrite:
+            existing = [key for key in self.variables if key in current]
+            if existing:
+                raise TaskFailed(
+                    "`overwrite` is set to false and the following variables already exist: "
+                    + ",".join(existing),
+                    non_retryable=True,
+                )
+        await ctx.set_variables(deep_merge(current, self.variables))
+        return None
+
+
+class UnsetVariables(Task):
+    """Remove execution variables (`vars`); `a.b` removes `b` from the map `vars.a`.
+
+    As in Kestra, a variable that is not set is no error; a map on its path that is not
+    there is one, unless `ignoreMissing`."""
+
+    types = ("io.kestra.plugin.core.execution.UnsetVariables",)
+
+    variables: Annotated[list[str], Dynamic, JsonText] = Field(min_length=1)
+    ignore_missing: Annotated[bool, Dynamic] = False
+
+    async def run(self, ctx: RunContext) -> Output:
+        remaining = copy.deepcopy(dict(ctx.variables.get("vars") or {}))
+        for name in self.variables:
+            *path, leaf = name.split(".")
+            node: Any = remaining
+            for i, part in enumerate(path):
+                node = node.get(part) if isinstance(node, dict) else None
+                if not isinstance(node, dict):
+                    if self.ignore_missing:
+                        break
+                    raise TaskFailed(
+                        f"cannot unset '{name}': vars.{'.'.join(path[: i + 1])} is not a map "
+                        "(set ignoreMissing: true to allow it)",
+                        non_retryable=True,
+                    )
+            if isinstance(node, dict):
+                node.pop(leaf, None)
+        await ctx.set_variables(remaining)
+        return None
+
+
+def _target(execution_id: str | None, namespace: str | None, flow_id: str | None) -> None:
+    """Kestra's rules for naming another execution (Resume, Fetch)."""
+    if execution_id:
+        if bool(namespace) != bool(flow_id):
+            raise TaskFailed(
+                "Both `namespace` and `flowId` must be set when `executionId` is set.",
+                non_retryable=True,
+            )
+    elif namespace or flow_id:
+        raise TaskFailed(
+            "`namespace` and `flowId` should only be set when `executionId` is set.",
+            non_retryable=True,
+        )
+
+
+async def other_execution(
+    ctx: RunContext, execution_id: str | None, namespace: str | None, flow_id: str | None
+) -> str:
+    """The id of the execution a task names (its own by default), checked to exist and to
+    belong to `namespace`.`flowId` when they are given."""
+    _target(execution_id, namespace, flow_id)
+    if not execution_id or execution_id == ctx.execution.id:
+        return ctx.execution.id
+    found = await ctx.executions.get(execution_id)
+    if found is None:
+        raise TaskFailed(f"No execution found for execution id {execution_id}")
+    if namespace and (found.namespace, found.flow_id) != (namespace, flow_id):
+        raise TaskFailed(
+            f"execution {execution_id} is of flow {found.namespace}.{found.flow_id}, "
+            f"not {namespace}.{flow_id}",
+            non_retryable=True,
+        )
+    return execution_id
+
+
+class Resume(Task):
+    """Resume a paused execution (default: this one, paused in another branch), with the
+    `onResume` inputs of the Pause task that holds it. The execution's `vars` get
+    `resumedExecution` ({id, namespace, flowId})."""
+
+    types = ("io.kestra.plugin.core.execution.Resume",)
+
+    execution_id: Annotated[str | None, Dynamic] = None
+    namespace: Annotated[str | None, Dynamic] = None
+    flow_id: Annotated[str | None, Dynamic] = None
+    inputs: Annotated[dict[str, Any] | None, Dynamic, JsonText] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        target = await other_execution(ctx, self.execution_id, self.namespace, self.flow_id)
+        if not await ctx.resume_execution(target, self.inputs or {}):
+            found = await ctx.executions.get(target)
+            state = found.state.current.value if found is not None else "unknown"
+            raise TaskFailed(
+                f"execution {target} is not paused (it is {state}): nothing to resume",
+                non_retryable=True,
+            )
+        found = await ctx.executions.get(target)
+        resumed = {
+            "id": target,
+            "namespace": found.namespace if found else ctx.execution.namespace,
+            "flowId": found.flow_id if found else ctx.execution.flow_id,
+        }
+        current = dict(ctx.variables.get("vars") or {})
+        await ctx.set_variables({**current, "resumedExecution": resumed})
+        ctx.logger.info(f"resumed execution {target}")
+        return None
+
+
+class FlowId(Model):
+    namespace: str
+    flow_id: str
+
+
+_ZONE_SUFFIX = re.compile(r"\[[^\]]+\]$")
+
+
+def _date(text: str | None, what: str) -> str | None:
+    """An ISO-8601 date-time (Java's ZonedDateTime form, `[Zone]` suffix allowed), UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(_ZONE_SUFFIX.sub("", text.strip()))
+    except ValueError:
+        raise TaskFailed(
+            f"{what} {text!r} is not an ISO-8601 date-time (e.g. 2024-05-01T00:00:00Z)",
+            non_retryable=True,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+PAGE = 500
+
+
+class Count(Task):
+    """Count executions per flow between two dates, keeping the flows for which
+    `expression` (with `count`) renders "true" (deprecated in Kestra 1.2)."""
+
+    types = ("io.kestra.plugin.core.execution.Count", "io.kestra.core.tasks.executions.Counts")
+
+    flows: list[FlowId] | None = None
+    namespaces: Annotated[list[str] | None, Dynamic, JsonText] = None
+    states: Annotated[list[State] | None, Dynamic, JsonText] = None
+    start_date: Annotated[str, Dynamic]
+    end_date: Annotated[str | None, Dynamic] = None
+    expression: str  # rendered once per flow, with `count`
+
+    @model_validator(mode="after")
+    def _something_to_count(self) -> Count:
+        if self.flows is None and self.namespaces is None:
+            raise ValueError("You must provide a list of flows or namespaces.")
+        return self
+
+    async def run(self, ctx: RunContext) -> Output:
+        start = _date(self.start_date, "startDate")
+        end = _date(self.end_date, "endDate")
+        counts: dict[tuple[str, str], int] = {
+            (flow.namespace, flow.flow_id): 0 for flow in self.flows or []
+        }
+        for namespace, flow_id in list(counts):
+            found = await self._executions(ctx, namespace, flow_id, start, end)
+            counts[(namespace, flow_id)] = sum(1 for key in found if key == (namespace, flow_id))
+        for namespace in self.namespaces or []:
+            for key in await self._executions(ctx, namespace, None, start, end):
+                if key[0] == namespace:
+                    counts[key] = counts.get(key, 0) + 1
+        results = []
+        for (namespace, flow_id), count in counts.items():
+            if ctx.render(self.expression, {"count": count}) == "true":
+                results.append({"namespace": namespace, "flowId": flow_id, "count": count})
+        return {"results": results, "total": sum(r["count"] for r in results)}
+
+    async def _executions(
+        self,
+        ctx: RunContext,
+        namespace: str,
+        flow_id: str | None,
+        start: str | None,
+        end: str | None,
+    ) -> list[tuple[str, str]]:
+        """(namespace, flowId) of every matching execution, page by page."""
+        states = [s.value for s in self.states] if self.states is not None else None
+        out: list[tuple[str, str]] = []
+        page = 1
+        while True:
+            docs, total = await ctx.executions.search(
+                namespace=namespace, flow_id=flow_id, states=states,
+                start_after=start, start_before=end, page=page, size=PAGE,
+            )  # fmt: skip
+            out.extend((d["namespace"], d["flowId"]) for d in docs)
+            if not docs or page * PAGE >= total:
+                return out
+            page += 1
+
+
+class Fetch(Task):
+    """Store the logs of an execution (default: this one), at `level` or above, optionally
+    only those of some tasks (in the order given), as a file of one JSON line per log
+    entry: `outputs.<id>.uri`, and `size` the number of lines (deprecated in Kestra 1.3)."""
+
+    types = (
+        "io.kestra.plugin.core.log.Fetch",
+        "io.kestra.core.tasks.log.Fetch",
+        "io.kestra.core.tasks.debugs.Fetch",
+    )
+
+    execution_id: Annotated[str | None, Dynamic] = None
+    namespace: Annotated[str | None, Dynamic] = None
+    flow_id: Annotated[str | None, Dynamic] = None
+    tasks_id: Annotated[list[str] | None, Dynamic, JsonText] = None
+    level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] = "INFO"
+
+    async def run(self, ctx: RunContext) -> Output:
+        target = await other_execution(ctx, self.execution_id, self.namespace, self.flow_id)
+        lines = await ctx.executions.logs(target, min_level=self.level)
+        if self.tasks_id is not None:
+            lines = [line for task in self.tasks_id for line in lines if line["taskId"] == task]
+        text = "".join(json.dumps(line, default=str) + "\n" for line in lines)
+        uri = await ctx.put_file(text.encode(), f"{ctx.task_run.task_id}.ion")
+        return {"uri": uri, "size": len(lines)}
