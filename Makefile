@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # What `make run` executes (exec'd, so signals reach podium directly).
 PODIUM_RUN ?= $(VENV)/bin/podium serve --flows flows --port 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean ui
 
 $(VPY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -24,8 +24,10 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 
+# Not quiet: the first install takes a minute, and a silent minute looks like a hang.
 $(RUN_STAMP): pyproject.toml | $(VPY)
-	$(VPY) -m pip install -q -e .
+	@echo "Installing podium and its dependencies into $(VENV) (once)..."
+	$(VPY) -m pip install --progress-bar on -e .
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(VPY)
@@ -56,6 +58,12 @@ bench: $(RUN_STAMP)
 	@shopt -s nullglob; files=(bench/[!_]*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(VPY) "$$f"; done
+
+# The UI's third-party code (CodeMirror, Chart.js) is bundled into daemon/api/ui/static/
+# and committed, so that `make run` needs Python only; this rebuilds the bundles after a
+# change of ui/package.json, ui/src/ or ui/build.mjs (tests/test_ui_bundle.py checks).
+ui:
+	cd ui && npm ci --no-audit --no-fund && node build.mjs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

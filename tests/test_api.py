@@ -353,7 +353,7 @@ async def test_access_log_has_one_line_per_request_with_the_key_masked(
         with caplog.at_level(logging.INFO, logger="daemon.api"):
             await call("PUT", f"{url}/api/v1/executions/webhook/ns/f/topsecret?x=1")
             await call("GET", f"{url}/api/v1/executions/nope")
-    lines = [r.getMessage() for r in caplog.records if r.name == "daemon.api"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "daemon.api.access"]
     assert len(lines) == 2
     assert re.fullmatch(r"PUT /api/v1/executions/webhook/ns/f/\*\*\* 404 [\d.]+ms", lines[0])
     assert re.fullmatch(r"GET /api/v1/executions/nope 404 [\d.]+ms", lines[1])

@@ -61,8 +61,9 @@ def test_run_prints_progress_lines_when_not_a_tty(tmp_path: Path) -> None:
     result = podium("run", str(flow), data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "  INFO  say: hi there"
-    assert lines[1].startswith("SUCCESS   say ")
+    assert lines[0] == "started   say"
+    assert lines[1] == "  INFO  say: hi there"
+    assert lines[2].startswith("SUCCESS   say ")
     assert lines[-1].startswith("SUCCESS   execution ")
     assert "\x1b[" not in result.stdout
 
@@ -180,15 +181,17 @@ def test_executions_list_show_and_logs(tmp_path: Path) -> None:
     run = podium("run", str(flow), "--json", data_dir=data)
     execution_id = json.loads(run.stdout)["id"]
     listing = podium("executions", "list", data_dir=data)
-    [line] = listing.stdout.splitlines()
-    assert line.startswith(f"{execution_id}  ns  f  SUCCESS")
+    header, line = listing.stdout.splitlines()
+    assert header.split() == ["ID", "NAMESPACE", "FLOW", "STATE", "STARTED", "DURATION"]
+    assert line.split()[:4] == [execution_id, "ns", "f", "SUCCESS"]
+    assert header.index("STATE") == line.index("SUCCESS")  # aligned columns
     shown = json.loads(podium("executions", "show", execution_id, data_dir=data).stdout)
     assert shown["taskRunList"][0]["taskId"] == "say"
     logs = podium("executions", "logs", execution_id, data_dir=data)
     assert logs.stdout.rstrip().endswith("INFO  say: hello log")
     missing = podium("executions", "show", "nope", data_dir=data)
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "podium: execution nope not found"
+    assert missing.stderr.strip() == "podium: no execution id starts with 'nope'"
 
 
 def test_default_data_dir_is_stated_in_help(tmp_path: Path) -> None:
@@ -229,10 +232,157 @@ def test_executions_list_reads_a_postgresql_store(tmp_path: Path, postgres_dsn: 
 
     listing = asyncio.run(scenario())
     assert listing.returncode == 0, listing.stderr
-    [line] = listing.stdout.splitlines()
-    assert line.startswith(f"{execution.id}  ns  f  SUCCESS")
+    _, line = listing.stdout.splitlines()
+    assert line.split()[:4] == [execution.id, "ns", "f", "SUCCESS"]
     bad = podium(
         "executions", "list", "--store", "postgresql://db:port/x", data_dir=tmp_path / "data"
     )
     assert bad.returncode != 0
     assert bad.stderr.startswith("podium: ") and "Traceback" not in bad.stderr
+
+
+# -- the command line's rough edges, smoothed (issue #15) -----------------------------------
+
+
+def test_executions_show_and_logs_take_a_unique_prefix_of_an_id(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: say\n"
+        "    type: io.kestra.plugin.core.log.Log\n    message: hello prefix\n",
+    )
+    ids = [json.loads(podium("run", str(flow), "--json", data_dir=data).stdout)["id"]
+           for _ in range(2)]  # fmt: skip
+    for execution_id in ids:
+        others = [i for i in ids if i != execution_id]
+        length = next(
+            n for n in range(1, 30) if not any(o.startswith(execution_id[:n]) for o in others)
+        )
+        shown = podium("executions", "show", execution_id[:length], data_dir=data)
+        assert json.loads(shown.stdout)["id"] == execution_id
+        logs = podium("executions", "logs", execution_id[:length], data_dir=data)
+        assert logs.stdout.rstrip().endswith("say: hello prefix")
+    common = os.path.commonprefix(ids)  # noqa: RUF071 - ids, not paths
+    if common:  # two ids share a first character or more: the prefix is ambiguous
+        ambiguous = podium("executions", "show", common, data_dir=data)
+        assert ambiguous.returncode == 1
+        assert f"{common!r} starts 2 execution ids" in ambiguous.stderr
+
+
+def test_executions_list_refuses_an_unknown_state_naming_the_valid_ones(tmp_path: Path) -> None:
+    result = podium("executions", "list", "--state", "DONE", data_dir=tmp_path / "data")
+    assert result.returncode == 2
+    assert "unknown state 'DONE'; valid states: CREATED, QUEUED, RUNNING" in result.stderr
+    lower = podium("executions", "list", "--state", "success", data_dir=tmp_path / "data")
+    assert lower.returncode == 0, lower.stderr
+
+
+def test_run_whose_reader_goes_away_ends_quietly(tmp_path: Path) -> None:
+    """`podium run flow.yaml | head -1`: no BrokenPipe traceback, and no waiting for a
+    long flow nobody reads any more (the run is killed, as a closed pipe ends any tool)."""
+    flow = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n"
+        + "".join(
+            f"  - id: say{i}\n    type: io.kestra.plugin.core.log.Log\n    message: line {i}\n"
+            for i in range(50)
+        )
+        + "  - id: nap\n    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT60S\n",
+    )
+    command = (
+        f"{sys.executable} -m daemon run {flow} --data-dir {tmp_path / 'data'} | head -n 2; "
+        'echo "status=${PIPESTATUS[0]}"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.stdout.splitlines()[:2] == ["started   say0", "  INFO  say0: line 0"]
+    assert result.stdout.splitlines()[-1] == "status=141"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_validate_says_what_is_wrong_with_yaml_in_plain_words(tmp_path: Path) -> None:
+    cases = {
+        "list.yaml": ("id: y\nnamespace: t\ntasks:\n  - id: a\n    type: [x\n",
+                      "6:1: invalid YAML: a list opened with '[' at line 5, column 11 "
+                      "is not closed with ']'"),
+        "tab.yaml": ("id: y\nnamespace: t\n\tx: 1\n",
+                     "3:1: invalid YAML: a tab: YAML indents with spaces only"),
+        "colon.yaml": ("id: y\nnamespace: t\ndescription: a: b\n",
+                       "3:15: invalid YAML: a ':' where a value was expected: quote a value "
+                       "that contains ': '"),
+        "quote.yaml": ('id: y\nnamespace: t\ndescription: "open\n',
+                       "4:1: invalid YAML: a quoted string that starts at line 3, column 14 "
+                       "is not closed"),
+    }  # fmt: skip
+    for name, (text, expected) in cases.items():
+        path = write(tmp_path, name, text)
+        result = podium("validate", str(path), data_dir=tmp_path / "data")
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"{path}:{expected}"
+
+
+def test_validate_names_no_dependency_that_a_broken_task_hides(tmp_path: Path) -> None:
+    """A task with a typo is still a task: its siblings' `dependsOn` on it is no error."""
+    path = write(
+        tmp_path,
+        "f.yaml",
+        "id: f\nnamespace: ns\ntasks:\n  - id: first\n"
+        "    type: io.kestra.plugin.core.log.Log\n    mesage: typo\n"
+        "  - id: second\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
+        "    dependsOn: [first]\n",
+    )
+    result = podium("validate", str(path), data_dir=tmp_path / "data")
+    assert result.returncode == 2
+    assert "dependsOn" not in result.stderr
+    assert "unknown property 'mesage'; did you mean 'message'?" in result.stderr
+
+
+def test_schema_is_printed_or_written_to_a_file(tmp_path: Path) -> None:
+    printed = podium("schema", data_dir=tmp_path / "data")
+    assert printed.returncode == 0, printed.stderr
+    schema = json.loads(printed.stdout)
+    assert schema["$ref"] == "#/definitions/Flow"
+    target = tmp_path / "flow.schema.json"
+    written = podium("schema", "--output", str(target), data_dir=tmp_path / "data")
+    assert written.returncode == 0 and json.loads(target.read_text()) == schema
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon", "serve", "--port", str(port), "--flows",
+             str(tmp_path / "flows"), "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"podium: cannot listen: port {port} is already in use (another podium?); "
+        "choose another with --port, PODIUM_PORT or `port:` in podium.yaml"
+    )
+    assert "Traceback" not in result.stdout
+
+
+def test_http_requests_are_not_logged_at_the_default_level() -> None:
+    import logging
+
+    from daemon.app import logsetup
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logsetup.setup("INFO")
+        assert not logging.getLogger("daemon.api.access").isEnabledFor(logging.INFO)
+        assert logging.getLogger("daemon.api").isEnabledFor(logging.INFO)
+        logsetup.setup("DEBUG")
+        assert logging.getLogger("daemon.api.access").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:], root.level = handlers, level
+        logging.getLogger("daemon.api.access").setLevel(logging.NOTSET)

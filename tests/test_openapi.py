@@ -71,6 +71,7 @@ async def test_the_document_names_the_parameters_of_each_path(h: Harness) -> Non
     assert [p["name"] for p in search["parameters"]] == [
         "namespace",
         "flowId",
+        "q",
         "state",
         "labels",
         "startDate",

@@ -59,6 +59,7 @@ def _terminated(doc: dict[str, Any]) -> bool:
     params=(
         Param("namespace", "This namespace and the ones under it"),
         Param("flowId", "Executions of this flow"),
+        Param("q", "Text found (any case) in the id, the namespace or the flow id"),
         Param(
             "state",
             "Executions in one of these states",
@@ -90,6 +91,7 @@ async def search_executions(request: web.Request) -> web.Response:
         start_before=end.isoformat() if end else None,
         page=page,
         size=size,
+        q=query.get("q") or None,
     )
     return json_response({"results": results, "total": total})
 

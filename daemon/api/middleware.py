@@ -31,6 +31,8 @@ from daemon.store.base import StoreError
 
 # One logger for the whole API, named as the module was before it became a package.
 log = logging.getLogger("daemon.api")
+# Requests on their own logger, quiet unless the daemon logs at DEBUG (daemon/app/logsetup.py).
+access = logging.getLogger("daemon.api.access")
 
 WEBHOOK_PATH = "/api/v1/executions/webhook/{namespace}/{flowId}/{key}"
 _WEBHOOK_PREFIX = "/api/v1/executions/webhook/"
@@ -75,7 +77,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
     finally:
         level = logging.DEBUG if request.path == "/health" else logging.INFO
-        log.log(
+        access.log(
             level,
             "%s %s %s %.1fms",
             request.method,

@@ -15,6 +15,7 @@ from daemon.api import (
     log_routes,
     misc,
     openapi,
+    plugin_routes,
     prometheus,
     trigger_routes,
 )
@@ -64,6 +65,7 @@ ROUTE_TABLES = (
     flow_routes.routes,
     trigger_routes.routes,
     kv_routes.routes,
+    plugin_routes.routes,
     prometheus.routes,
     misc.webhook_routes,
 )

@@ -5,38 +5,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from daemon.app import executions_cli
+from daemon.app.progress import Progress
 from daemon.config.paths import default_data_dir
-from daemon.engine.events import Event, LogAppended, TaskRunChanged
 from daemon.sdk.errors import FlowError, InputError, PodiumError
-from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 
 if TYPE_CHECKING:
     from daemon.flows.definition import Flow
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
-
-
-def summary_line(doc: dict[str, Any]) -> str:
-    """One line per execution: id, namespace, flow, state, start, duration."""
-    state = doc["state"]
-    start = state.get("startDate") or ""
-    duration = state.get("duration") or "-"
-    if duration.startswith("PT") and duration.endswith("S"):
-        duration = f"{float(duration[2:-1]):.2f}s"
-    return (
-        f"{doc['id']}  {doc['namespace']}  {doc['flowId']}  {state['current']:<9}  "
-        f"{start}  {duration}"
-    )
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for a writer whose reader left
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,27 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
 
-    stored = argparse.ArgumentParser(add_help=False, parents=[common])
-    stored.add_argument(
-        "--store",
-        default=None,
-        help="the store to read: a postgresql:// URL or a SQLite file "
-        "(default: $PODIUM_STORE, else the data directory's)",
+    executions_cli.add_parsers(commands, common)
+
+    schema = commands.add_parser(
+        "schema",
+        parents=[common],
+        help="print the JSON Schema of flow files (for editors: podium schema > flow.schema.json)",
     )
-    executions = commands.add_parser(
-        "executions", parents=[stored], help="list and inspect stored executions"
-    )
-    sub = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", parents=[stored], help="one line per execution")
-    listing.add_argument("--namespace")
-    listing.add_argument("--flow-id")
-    listing.add_argument("--state", action="append")
-    listing.add_argument("--limit", type=int, default=50)
-    show = sub.add_parser("show", parents=[stored], help="an execution as JSON")
-    show.add_argument("id")
-    logs = sub.add_parser("logs", parents=[stored], help="an execution's logs")
-    logs.add_argument("id")
-    logs.add_argument("--level", default=None, help="minimum level (TRACE..ERROR)")
+    schema.add_argument("--output", "-o", type=Path, help="write it to this file instead")
 
     status = commands.add_parser(
         "status",
@@ -151,12 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "schema":
+            return _schema(args.output)
         args.data_dir = args.data_dir or default_data_dir()
         if args.command == "run":
             return asyncio.run(_run(args))
         if args.command == "validate":
             return _validate(args.paths)
-        return asyncio.run(_executions(args))
+        return asyncio.run(executions_cli.run(args))
     except KeyboardInterrupt:
         return EXIT_KILLED
     except PodiumError as exc:
@@ -182,7 +159,18 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "store": args.store,
     }
-    return serve(config, overrides)
+    try:
+        return serve(config, overrides)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        port = args.port or os.environ.get("PODIUM_PORT") or "the configured port"
+        print(
+            f"podium: cannot listen: port {port} is already in use (another podium?); "
+            "choose another with --port, PODIUM_PORT or `port:` in podium.yaml",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 # -- podium status ------------------------------------------------------------------------
@@ -203,6 +191,32 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(render(status))
     return EXIT_OK
+
+
+# -- podium schema ------------------------------------------------------------------------
+
+
+def _schema(output: Path | None) -> int:
+    from daemon.flows.schema import flow_schema
+
+    text = json.dumps(flow_schema(), indent=2) + "\n"
+    if output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+        return EXIT_OK
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """stdout's reader went away: point it at /dev/null so the final flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # -- podium validate ----------------------------------------------------------------------
@@ -272,7 +286,16 @@ async def _run(args: argparse.Namespace) -> int:
     await store.open()
     engine = Engine(args.data_dir, store, lookup=_sibling_lookup(args.flow.parent))
     engine.catalog.add(flow)
-    progress = Progress(sys.stderr if args.json else sys.stdout)
+    loop = asyncio.get_running_loop()
+    kills: set[asyncio.Task[bool]] = set()
+    started: list[str] = []
+
+    def stop() -> None:
+        """Ctrl-C, SIGTERM, or nobody left reading the output: kill the run."""
+        if started:
+            kills.add(loop.create_task(engine.kill(started[0])))
+
+    progress = Progress(sys.stderr if args.json else sys.stdout, on_closed=stop)
     engine.subscribe(progress.event)
     try:
         try:
@@ -280,26 +303,29 @@ async def _run(args: argparse.Namespace) -> int:
         except InputError as exc:
             print(f"podium: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        loop = asyncio.get_running_loop()
-        kills: set[asyncio.Task[bool]] = set()
-
-        def on_interrupt() -> None:
-            kills.add(loop.create_task(engine.kill(execution.id)))
-
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+        started.append(execution.id)
+        if progress.closed:
+            stop()
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGTERM, stop)
         final = await engine.wait(execution.id)
         await store.flush()
         if args.json:
             doc = final.to_json()
             doc["logs"] = await store.logs(final.id)
-            json.dump(doc, sys.stdout, indent=2, default=str)
-            sys.stdout.write("\n")
+            try:
+                json.dump(doc, sys.stdout, indent=2, default=str)
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _quiet_stdout()
         else:
             progress.summary(final)
     finally:
         await engine.close()
         await store.close()
+    if progress.closed:
+        return EXIT_PIPE_CLOSED
     if final.state.current == State.KILLED:
         return EXIT_KILLED
     return EXIT_OK if final.state.current in (State.SUCCESS, State.WARNING) else EXIT_FAILED
@@ -320,94 +346,3 @@ def _sibling_lookup(directory: Path) -> Callable[[str, str], Flow | None]:
         return None
 
     return lookup
-
-
-class Progress:
-    """Live lines while a flow runs: each task's end with its state and duration, and logs."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self.started = time.monotonic()
-
-    def event(self, event: Event) -> None:
-        if isinstance(event, LogAppended):
-            line = event.line
-            where = line.get("taskId") or "-"
-            self._line(f"  {line['level']:<5} {where}: {line['message']}")
-        elif isinstance(event, TaskRunChanged):
-            task_run = event.task_run
-            state = task_run.state.current
-            if state.terminated or (state == State.RUNNING and self.tty):
-                label = task_run.task_id + (f"[{task_run.value}]" if task_run.value else "")
-                duration = ""
-                if state.terminated:
-                    seconds = (
-                        task_run.state.histories[-1][1] - task_run.state.start
-                    ).total_seconds()
-                    duration = f" {seconds:.2f}s"
-                self._line(f"{self._paint(state)} {label}{duration}")
-
-    def summary(self, execution: Execution) -> None:
-        state = execution.state.current
-        seconds = time.monotonic() - self.started
-        line = (
-            f"{self._paint(state)} execution {execution.id} of {execution.namespace}."
-            f"{execution.flow_id} in {seconds:.2f}s"
-        )
-        if execution.error:
-            line += f": {execution.error}"
-        self._line(line)
-        if execution.outputs:
-            self._line(f"outputs: {json.dumps(execution.outputs, default=str)}")
-
-    def _paint(self, state: State) -> str:
-        text = f"{state.value:<9}"
-        if not self.tty:
-            return text
-        colour = {
-            State.SUCCESS: 32,
-            State.WARNING: 33,
-            State.FAILED: 31,
-            State.KILLED: 31,
-            State.RUNNING: 36,
-        }.get(state, 0)
-        return f"\x1b[{colour}m{text}\x1b[0m"
-
-    def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-
-# -- podium executions --------------------------------------------------------------------
-
-
-async def _executions(args: argparse.Namespace) -> int:
-    from daemon.store import open_store
-
-    store = open_store(
-        args.store or os.environ.get("PODIUM_STORE") or args.data_dir or default_data_dir()
-    )
-    await store.open()
-    try:
-        if args.action == "list":
-            results, total = await store.search_executions(
-                namespace=args.namespace, flow_id=args.flow_id, states=args.state, size=args.limit
-            )
-            for found in results:
-                print(summary_line(found))
-            print(f"{len(results)} of {total} executions", file=sys.stderr)
-            return EXIT_OK
-        doc = await store.get_execution(args.id)
-        if doc is None:
-            print(f"podium: execution {args.id} not found", file=sys.stderr)
-            return EXIT_FAILED
-        if args.action == "show":
-            print(json.dumps(doc, indent=2, default=str))
-            return EXIT_OK
-        for line in await store.logs(args.id, min_level=args.level):
-            task = line.get("taskId") or "-"
-            print(f"{line['timestamp']} {line['level']:<5} {task}: {line['message']}")
-        return EXIT_OK
-    finally:
-        await store.close()

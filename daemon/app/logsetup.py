@@ -65,3 +65,6 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # One line per HTTP request is noise in the journal at the default level: on at DEBUG.
+    access = logging.getLogger("daemon.api.access")
+    access.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)

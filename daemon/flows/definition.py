@@ -43,23 +43,37 @@ class Flow(Model):
     """A loaded, valid flow. `source` is the YAML text it came from."""
 
     id: str = Field(pattern=FLOW_ID_PATTERN)
+    """The flow's id, unique in its namespace."""
     namespace: str = Field(pattern=NAMESPACE_PATTERN)
+    """Dotted, lower-case: where the flow lives (company.team)."""
     description: str | None = None
+    """Free text shown in the UI."""
     labels: Labels = Field(default_factory=dict)
+    """Key-value pairs copied to every execution of the flow."""
     inputs: list[InputSpec] = Field(default_factory=list)
+    """Typed values given when an execution starts: `inputs.<id>` in expressions."""
     variables: dict[str, Any] = Field(default_factory=dict)
+    """Values (expressions allowed) that tasks read as `vars.<name>`."""
     tasks: list[Task] = Field(min_length=1)
+    """The tasks, run in order (or as a DAG when they use `dependsOn`)."""
     errors: list[Task] = Field(default_factory=list)
+    """Tasks run when a task of the flow fails."""
     finally_: list[Task] = Field(default_factory=list, alias="finally")
-    # Kestra 1.x: run once the final state is known; they never change it.
+    """Tasks run at the end whatever happened."""
     after_execution: list[Task] = Field(default_factory=list)
+    """Tasks run once the final state is known; they never change it (Kestra 1.x)."""
     outputs: list[FlowOutput] = Field(default_factory=list)
+    """Values the execution exposes when it ends (to subflow callers, the API)."""
     triggers: list[Trigger] = Field(default_factory=list)
+    """What starts an execution by itself: a schedule, a webhook, a file, a message..."""
     concurrency: Concurrency | None = None
+    """How many executions of this flow may run at once, and what happens to more."""
     plugin_defaults: list[PluginDefault] = Field(
         default_factory=list, validation_alias=AliasChoices("pluginDefaults", "taskDefaults")
     )
+    """Property values given to every task whose type starts with `type`."""
     disabled: bool = False
+    """A disabled flow keeps its triggers off and refuses new executions."""
     revision: int | None = None
     source: str = Field(default="", exclude=True)
     path: str = Field(default="", exclude=True)

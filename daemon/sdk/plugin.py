@@ -45,16 +45,27 @@ class Task(Model):
     types: ClassVar[tuple[str, ...]] = ()
 
     id: str = Field(pattern=ID_PATTERN)
+    """The task's id, unique in the flow; its outputs are `outputs.<id>`."""
     type: str
+    """The plug-in that runs the task, by its full Kestra class name."""
     description: str | None = None
+    """Free text shown in the UI."""
     disabled: bool = False
+    """A disabled task is skipped, as if it were not in the flow."""
     timeout: Annotated[Duration | None, Dynamic] = None
+    """The longest one attempt may run (ISO-8601, e.g. PT5M); past it the attempt fails."""
     retry: RetryModel | None = None
+    """Run the task again when it fails: `constant`, `exponential` or `random` delays."""
     allow_failure: bool = False
+    """A failure of this task leaves the execution WARNING instead of FAILED."""
     run_if: Annotated[str | bool | None, Dynamic] = None
+    """An expression; the task is SKIPPED when it renders false."""
     depends_on: list[str] = Field(default_factory=list)
+    """Ids of sibling tasks that must end first; the list then runs as a DAG (podium)."""
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] | None = None
+    """The lowest level of the task's log lines that is kept."""
     worker_group: Mapping[str, Any] | None = None
+    """Kestra's worker group (Enterprise); accepted and ignored."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -155,6 +166,7 @@ class Condition(Model):
     types: ClassVar[tuple[str, ...]] = ()
 
     type: str
+    """The plug-in that tests the condition, by its full Kestra class name."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -179,12 +191,19 @@ class Trigger(Model):
     receives_webhooks: ClassVar[bool] = False
 
     id: str = Field(pattern=ID_PATTERN)
+    """The trigger's id, unique in the flow; `trigger.id` in expressions."""
     type: str
+    """The plug-in that fires the trigger, by its full Kestra class name."""
     description: str | None = None
+    """Free text shown in the UI."""
     disabled: bool = False
+    """A disabled trigger starts no execution."""
     conditions: list[Condition] = Field(default_factory=list)
+    """Conditions that must all hold for an event to start an execution."""
     labels: Labels = Field(default_factory=dict)
+    """Labels added to each execution this trigger starts."""
     stop_after: list[str] | None = None
+    """Disable the trigger once an execution it started ends in one of these states."""
 
     @model_validator(mode="wrap")
     @classmethod

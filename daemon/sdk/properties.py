@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
 )
 from pydantic.alias_generators import to_camel
@@ -118,4 +119,21 @@ def _labels(value: Any) -> Any:
     return value
 
 
-Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+_LABELS_SCHEMA = {
+    "anyOf": [
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "value"],
+                "additionalProperties": False,
+                "properties": {"key": {"type": "string"}, "value": {"type": "string"}},
+            },
+        },
+    ]
+}
+
+Labels = Annotated[
+    dict[str, str], BeforeValidator(_labels), WithJsonSchema(_LABELS_SCHEMA, mode="validation")
+]

@@ -123,6 +123,43 @@ def format_path(path: Path) -> str:
     return out
 
 
+_PLAIN = (
+    # (what PyYAML says, in its problem and context, -> what it means to a person)
+    ("expected ',' or ']'", "a list opened with '[' at {context} is not closed with ']'"),
+    ("expected ',' or '}'", "a mapping opened with '{{' at {context} is not closed with '}}'"),
+    ("found character '\\t' that cannot start any token", "a tab: YAML indents with spaces only"),
+    (
+        "mapping values are not allowed here",
+        "a ':' where a value was expected: quote a value that contains ': '",
+    ),
+    ("could not find expected ':'", "a line that is neither 'key: value' nor '- item' here"),
+    (
+        "expected <block end>, but found",
+        "this line is indented differently from the lines it belongs with",
+    ),
+    ("found unexpected end of stream", "a quoted string that starts at {context} is not closed"),
+    ("did not find expected key", "this line is indented differently from the keys above it"),
+    (
+        "did not find expected '-' indicator",
+        "this line is indented differently from the list items above it",
+    ),
+    ("found undefined alias", "an alias (*name) with no anchor (&name) defined before it"),
+)
+
+
+def plain_words(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's message as a person reads it: what is wrong, and where it began when that
+    is elsewhere; PyYAML's own words (in parentheses) for anything not listed."""
+    problem = exc.problem or str(exc)
+    start = exc.context_mark
+    context = f"line {start.line + 1}, column {start.column + 1}" if start else "an earlier line"
+    said = f"{problem} ({exc.context})" if exc.context else problem
+    for pattern, meaning in _PLAIN:
+        if pattern in said:
+            return meaning.format(context=context)
+    return said
+
+
 def load(text: str, *, core_schema: bool = True) -> tuple[Any, Positions]:
     """Parse one YAML document into plain Python values and their positions; without
     `core_schema`, scalars are read as YAML 1.1 (`yes` is true), as input values always were."""
@@ -137,10 +174,7 @@ def load(text: str, *, core_schema: bool = True) -> tuple[Any, Positions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or str(exc)
-        if exc.context:
-            problem = f"{problem} ({exc.context})"
-        raise YamlProblem(f"invalid YAML: {problem}", line, col) from None
+        raise YamlProblem(f"invalid YAML: {plain_words(exc)}", line, col) from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_column(text, exc.position)
         raise YamlProblem(

@@ -206,6 +206,8 @@ class ExecutionQuery:
     start_before: str | None
     limit: int
     offset: int
+    # Kestra's `q`: text found (any case) in the id, the namespace or the flow id.
+    text: str | None = None
 
 
 class KeyValueTable(ABC):
@@ -349,11 +351,13 @@ class Store(ABC):
         start_before: str | None = None,
         page: int = 1,
         size: int = 25,
+        q: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page, newest start first, and the total matching.
 
         `namespace` also matches its sub-namespaces (as Kestra's filter does);
-        the time window is half-open: start_after <= startDate < start_before.
+        the time window is half-open: start_after <= startDate < start_before;
+        `q` is text found, in any case, in the id, the namespace or the flow id.
         """
         check_page(page, size)
         if states is not None and not states:
@@ -367,6 +371,7 @@ class Store(ABC):
             sortable_time(start_before, "start_before"),
             size,
             (page - 1) * size,
+            q.lower() if q else None,
         )
         return await self._search(query)
 

@@ -284,6 +284,10 @@ class PostgresStore(Store):
                          f" OR starts_with(namespace, {param(namespace + '.')}))")  # fmt: skip
         if query.flow_id is not None:
             where.append(f"flow_id = {param(query.flow_id)}")
+        if query.text:
+            text = param(query.text)
+            where.append(f"(strpos(lower(id), {text}) > 0 OR strpos(lower(namespace), {text}) > 0"
+                         f" OR strpos(lower(flow_id), {text}) > 0)")  # fmt: skip
         if query.states is not None:
             where.append(f"state = ANY({param(query.states)}::text[])")
         if query.labels:

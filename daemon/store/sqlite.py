@@ -211,6 +211,12 @@ class SqliteStore(Store):
         if query.flow_id is not None:
             where.append("flow_id = ?")
             params.append(query.flow_id)
+        if query.text:
+            where.append(
+                "(instr(lower(id), ?) > 0 OR instr(lower(namespace), ?) > 0"
+                " OR instr(lower(flow_id), ?) > 0)"
+            )
+            params += [query.text] * 3
         if query.states is not None:
             where.append(f"state IN ({', '.join('?' * len(query.states))})")
             params += query.states
