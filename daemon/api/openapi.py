@@ -94,6 +94,7 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "ExecutionPage": _page(_ref("Execution")),
+    "LogPage": _page(_ref("LogEntry")),
     "LogEntry": {
         "type": "object",
         "required": ["executionId", "level"],

@@ -17,6 +17,7 @@ from daemon.api import (
     openapi,
     plugin_routes,
     prometheus,
+    stats_routes,
     trigger_routes,
 )
 from daemon.api.common import (
@@ -60,6 +61,7 @@ ROUTE_TABLES = (
     openapi.routes,
     live.execution_routes,
     execution_routes.routes,
+    stats_routes.routes,
     live.log_routes,
     log_routes.routes,
     flow_routes.routes,

@@ -13,7 +13,7 @@ from typing import Any
 from daemon.flows.catalog import FlowCatalog
 from daemon.flows.loader import load_flow_file
 from daemon.flows.registry import Plugins
-from daemon.sdk.errors import FlowError
+from daemon.sdk.errors import FlowError, Problem
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class FlowDirectory:
         self.catalog = catalog
         self.plugins = plugins
         self._by_path: dict[Path, tuple[str, str]] = {}
+        # Files that did not validate at their last reading, with why: the UI flags them.
+        self.invalid: dict[Path, list[Problem]] = {}
         self._pending: dict[Path, asyncio.TimerHandle] = {}
         self._observer: Any = None
         self._lock = asyncio.Lock()
@@ -57,6 +59,7 @@ class FlowDirectory:
     async def _reload(self, path: Path) -> None:
         old_uid = self._by_path.get(path)
         if not await asyncio.to_thread(path.is_file):
+            self.invalid.pop(path, None)
             if old_uid is not None:
                 del self._by_path[path]
                 await self._unload(old_uid, f"{path} was removed")
@@ -64,6 +67,7 @@ class FlowDirectory:
         try:
             flow = await asyncio.to_thread(load_flow_file, path, self.plugins)
         except FlowError as exc:
+            self.invalid[path] = list(exc.problems)
             kept = f"; {old_uid[0]}.{old_uid[1]} keeps its previous revision" if old_uid else ""
             log.error(
                 "flow file %s does not validate%s:\n%s",
@@ -72,6 +76,7 @@ class FlowDirectory:
                 "\n".join(f"  {p}" for p in exc.problems),
             )
             return
+        self.invalid.pop(path, None)
         owner = next((p for p, uid in self._by_path.items() if uid == flow.uid and p != path), None)
         if owner is not None:
             log.error(
@@ -99,6 +104,14 @@ class FlowDirectory:
             path,
             state,
         )
+
+    def path_of(self, uid: tuple[str, str]) -> Path | None:
+        """The file that defines a loaded flow."""
+        return next((path for path, known in self._by_path.items() if known == uid), None)
+
+    def defined_by(self, path: Path) -> tuple[str, str] | None:
+        """The flow a file defined when it last validated."""
+        return self._by_path.get(path)
 
     async def _unload(self, uid: tuple[str, str], why: str) -> None:
         """No file defines the flow any more: it is deleted (old revisions stay readable)."""

@@ -14,12 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import orjson
 
 from daemon.sdk.context import LEVELS
 from daemon.sdk.errors import PodiumError
+
+if TYPE_CHECKING:
+    from daemon.store.insights import Insights
 
 
 class StoreError(PodiumError):
@@ -261,6 +264,8 @@ class Store(ABC):
     # Kestra's KV pairs, and the daemon's own small durable state (triggers' markers).
     kv: KeyValueTable
     state: StateTable
+    # Queries across executions: the dashboard's, the logs page's (daemon/store/insights.py).
+    insights: Insights
 
     # Called with (what, seconds) after each committed write transaction (a group commit
     # counts once); /metrics observes store write latency through it. Must not block.

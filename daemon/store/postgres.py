@@ -32,6 +32,7 @@ from daemon.store.base import (
     task_run_row,
     to_json,
 )
+from daemon.store.postgres_insights import PostgresInsights
 from daemon.store.postgres_io import Fn, Op, PostgresIO
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
@@ -125,6 +126,7 @@ class PostgresStore(Store):
         self._io = PostgresIO(self, dsn, self._clock, reconnect_timeout, pool_size)
         self.kv = _PostgresKeyValue(self)
         self.state = _PostgresState(self)
+        self.insights = PostgresInsights(self._io)
 
     @property
     def pool(self) -> Any:

@@ -30,6 +30,7 @@ from daemon.store.base import (
     task_run_row,
     to_json,
 )
+from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO, Write
 
 _UPSERT_EXECUTION = """
@@ -79,6 +80,7 @@ class SqliteStore(Store):
         self._io = SqliteIO(self.path, self._clock, timeout, self._committed)
         self.kv = _SqliteKeyValue(self)
         self.state = _SqliteState(self)
+        self.insights = SqliteInsights(self._io)
 
     @property
     def commits(self) -> int:

@@ -11,73 +11,16 @@ install time: templates and assets ship inside the package.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from pathlib import Path
 from typing import Any
 
-import jinja2
 from aiohttp import web
 
 from daemon.api.common import ENGINE, HttpError, json_response
+from daemon.api.ui import files, pages
+from daemon.api.ui.assets import ASSETS, Assets
 from daemon.api.ui.topology import flow_graph
 from daemon.flows.definition import Flow
-from daemon.sdk.cache import BoundedCache
 from daemon.sdk.errors import NotFound
-
-HERE = Path(__file__).parent
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-_GRAPH_CACHE_SIZE = 64
-
-
-class _Assets:
-    """Templates and static files, read off the event loop once and kept in memory."""
-
-    def __init__(self) -> None:
-        # Our own templates only; values from outside are data, escaped on output.
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            auto_reload=False,
-            undefined=jinja2.StrictUndefined,
-        )
-        self.templates: dict[str, jinja2.Template] = {}
-        self.static: dict[str, tuple[bytes, str, str]] = {}
-        self.graphs: BoundedCache[tuple[str, str, int], dict[str, Any]] = BoundedCache(
-            _GRAPH_CACHE_SIZE
-        )
-
-    async def page(self, name: str, **context: Any) -> web.Response:
-        if not self.templates:
-            self.templates = await asyncio.to_thread(self._load_templates)
-        return web.Response(
-            text=self.templates[name].render(**context),
-            content_type="text/html",
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    def _load_templates(self) -> dict[str, jinja2.Template]:
-        """All at once: a page's `extends` and `include` then come from Jinja's cache, with
-        no file read (no auto-reload) while rendering in the loop."""
-        return {name: self.env.get_template(name) for name in self.env.list_templates()}
-
-    async def asset(self, name: str) -> tuple[bytes, str, str]:
-        found = self.static.get(name)
-        if found is None:
-            path = HERE / "static" / name
-            kind = STATIC_TYPES.get(path.suffix)
-            if kind is None or "/" in name or name.startswith("."):
-                raise web.HTTPNotFound()
-            try:
-                body = await asyncio.to_thread(path.read_bytes)
-            except FileNotFoundError:
-                raise web.HTTPNotFound() from None
-            found = (body, kind, hashlib.sha256(body).hexdigest()[:16])
-            self.static[name] = found
-        return found
-
-
-ASSETS = web.AppKey("ui_assets", _Assets)
 
 
 def setup_ui(app: web.Application) -> None:
@@ -85,16 +28,20 @@ def setup_ui(app: web.Application) -> None:
     (once: a second call is a no-op)."""
     if ASSETS in app:
         return
-    app[ASSETS] = _Assets()
+    app[ASSETS] = Assets()
     for path in ("/", "/ui", "/ui/"):
-        app.router.add_get(path, _to_flows)
+        app.router.add_get(path, _to_dashboard)
     # Kestra's execution URL (webhook answers carry it): same page as /ui/executions/{id}.
     app.router.add_get("/ui/executions/{namespace}/{flowId}/{executionId}", _to_execution)
     app.router.add_routes(routes)
+    app.router.add_routes(files.routes)
+    app.router.add_routes(pages.routes)
+    # Last: any other /ui/ address is the HTML "not found" page.
+    app.router.add_get("/ui/{tail:.*}", pages.not_found)
 
 
-async def _to_flows(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/ui/flows")
+async def _to_dashboard(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/ui/dashboard")
 
 
 async def _to_execution(request: web.Request) -> web.StreamResponse:
@@ -128,6 +75,9 @@ async def new_flow_page(request: web.Request) -> web.Response:
 @routes.get("/ui/flows/{namespace}/{id}")
 async def flow_page(request: web.Request) -> web.Response:
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
+    if await request.app[ENGINE].store.get_flow(namespace, flow_id) is None:
+        if request.app[ENGINE].catalog.get(namespace, flow_id) is None:
+            return await pages.not_found(request, f"There is no flow {namespace}.{flow_id}.")
     return await request.app[ASSETS].page(
         "flow.html",
         title=f"{namespace}.{flow_id}",
@@ -150,6 +100,8 @@ async def executions_page(request: web.Request) -> web.Response:
 @routes.get("/ui/executions/{executionId}")
 async def execution_page(request: web.Request) -> web.Response:
     execution_id = request.match_info["executionId"]
+    if await request.app[ENGINE].store.get_execution(execution_id) is None:
+        return await pages.not_found(request, f"There is no execution {execution_id}.")
     return await request.app[ASSETS].page(
         "execution.html",
         title=f"Execution {execution_id}",
@@ -194,7 +146,7 @@ async def flow_topology(request: web.Request) -> web.Response:
     return json_response(await _cached_graph(request.app[ASSETS], flow))
 
 
-async def _cached_graph(assets: _Assets, flow: Flow) -> dict[str, Any]:
+async def _cached_graph(assets: Assets, flow: Flow) -> dict[str, Any]:
     """Revisions never change, so a layout is computed once per revision."""
     key = (flow.namespace, flow.id, flow.revision or 0)
     graph = assets.graphs.get(key)

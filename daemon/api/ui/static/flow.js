@@ -1,10 +1,12 @@
-// A flow's page: Overview, Topology, Editor, Executions and Triggers tabs, and Run.
-// The same module drives "New flow", which is the Editor alone.
-import { ApiError, api, enc, failure, fill, h, labelChips, q, shortType, tabs, toast, when } from "./podium.js";
+// A flow's page: Overview, Topology, Editor, Revisions, Executions and Triggers tabs, and
+// Run; which file defines the flow, and whether that file still validates. The same module
+// drives "New flow", which is the Editor alone.
+import { ApiError, api, confirmAction, enc, failure, fill, h, labelChips, q, shortType, tabs, toast, when } from "./podium.js";
+import { lineDiff } from "./diff.js";
+import { createEditor } from "./editor.js";
 import { executionsTable } from "./exectable.js";
 import { openRunDialog } from "./rundialog.js";
 import { drawGraph } from "./topology.js";
-import { createEditor } from "./yaml.js";
 
 const body = document.body.dataset;
 const isNew = body.new === "true";
@@ -28,6 +30,8 @@ tasks:
 
 let flow = null;
 let editor = null;
+let saved = "";  // the text as last saved (or opened): what "unsaved changes" compares with
+let fileSha = null;  // the file on disk when the editor opened it or last saved it
 let table = null;
 let drawnRevision = null;
 const problemsList = document.getElementById("problems");
@@ -132,6 +136,82 @@ async function setTrigger(panel, context, change) {
   triggers(panel);
 }
 
+// -- the file that defines the flow -----------------------------------------------------
+
+async function fileState() {
+  try {
+    return await api(`/ui/api/flows/${enc(namespace)}/${enc(flowId)}/file`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+function showFile(file) {
+  const where = document.getElementById("flow-file");
+  const banner = document.getElementById("file-invalid");
+  if (!file) {
+    where.hidden = true;
+    banner.hidden = true;
+    return;
+  }
+  fill(where, "Defined in ", h("span", { class: "mono" }, file.file));
+  where.hidden = false;
+  banner.hidden = !file.errors.length;
+  if (file.errors.length) {
+    fill(banner, h("strong", {}, `${file.file} no longer validates`),
+      ` — revision ${flow.revision} still runs. Fix it in the editor or on disk:`,
+      h("ul", {}, file.errors.map((e) => h("li", {}, `line ${e.line}: ${e.path ? `${e.path}: ` : ""}${e.message}`))));
+  }
+}
+
+// -- revisions --------------------------------------------------------------------------
+
+let revisions = null;
+
+async function revisionsTab() {
+  const from = document.getElementById("revision-from");
+  const to = document.getElementById("revision-to");
+  const target = document.getElementById("revision-diff");
+  try {
+    revisions = await api(`${flowPath}/revisions`);
+  } catch (error) {
+    failure(target, error);
+    return;
+  }
+  const options = (select) => select.replaceChildren(...revisions.map((r) => h("option", { value: r.revision }, `Revision ${r.revision}`)));
+  const keepFrom = from.value;
+  const keepTo = to.value;
+  options(from);
+  options(to);
+  const last = revisions.at(-1)?.revision;
+  from.value = keepFrom || String(revisions.length > 1 ? revisions.at(-2).revision : last);
+  to.value = keepTo || String(last);
+  from.onchange = showDiff;
+  to.onchange = showDiff;
+  showDiff();
+}
+
+function showDiff() {
+  const target = document.getElementById("revision-diff");
+  const a = revisions.find((r) => String(r.revision) === document.getElementById("revision-from").value);
+  const b = revisions.find((r) => String(r.revision) === document.getElementById("revision-to").value);
+  if (!a || !b) {
+    target.replaceChildren(h("p", { class: "muted" }, "No revisions."));
+    return;
+  }
+  const rows = lineDiff(a.source || "", b.source || "");
+  const changed = rows.filter((r) => r.kind !== "same").length;
+  target.replaceChildren(
+    h("p", { class: "muted small" }, changed ? `${changed} changed lines between revision ${a.revision} and revision ${b.revision}`
+      : `Revisions ${a.revision} and ${b.revision} are the same`),
+    h("div", { class: "table-wrap" }, h("table", { class: "diff-table mono" }, h("tbody", {}, rows.map((r) =>
+      h("tr", { class: `diff-${r.kind}` },
+        h("td", { class: "ln" }, r.old ?? ""), h("td", { class: "ln" }, r.new ?? ""),
+        h("td", { class: "sign" }, r.kind === "add" ? "+" : r.kind === "del" ? "−" : " "),
+        h("td", { class: "code" }, r.text)))))));
+}
+
 // -- editor -----------------------------------------------------------------------------
 
 function topLevel(text, key) {
@@ -141,15 +221,6 @@ function topLevel(text, key) {
   const value = lines[index].replace(new RegExp(`^${key}:\\s*`), "").replace(/\s+#.*$/, "")
     .trim().replace(/^(["'])(.*)\1$/, "$2");
   return { line: index + 1, value };
-}
-
-function showProblems(list) {
-  editor.setProblems(list);
-  problemsList.replaceChildren(...list.map((p) => h("li", {
-    "data-line": p.line, onclick: () => editor.goTo(p.line),
-  }, h("span", { class: "where" }, `Line ${p.line}${p.column ? `, column ${p.column}` : ""}`),
-  p.path ? h("span", { class: "path mono" }, p.path) : null, h("span", {}, p.message))));
-  problemsList.hidden = !list.length;
 }
 
 function identityProblems(text) {
@@ -165,32 +236,76 @@ function identityProblems(text) {
   return problems;
 }
 
+function showProblems(list) {
+  problemsList.replaceChildren(...list.map((p) => h("li", {
+    "data-line": p.line, onclick: () => editor.goTo(p.line),
+  }, h("span", { class: "where" }, `Line ${p.line}${p.column ? `, column ${p.column}` : ""}`),
+  p.path ? h("span", { class: "path mono" }, p.path) : null, h("span", {}, p.message))));
+  problemsList.hidden = !list.length;
+}
+
+function dirty() { return editor && editor.value !== saved; }
+
+function markDirty() {
+  const changed = dirty();
+  document.title = `${changed ? "● " : ""}${document.title.replace(/^● /, "")}`;
+  if (changed) status.textContent = "Unsaved changes";
+  else if (status.textContent === "Unsaved changes") status.textContent = "";
+}
+
+async function problemsOf(text) {
+  const own = identityProblems(text);
+  if (own.length) return own;
+  const results = await api("/api/v1/flows/validate", { method: "POST", body: text, type: "application/x-yaml" });
+  return results.flatMap((r) => r.errors || []);
+}
+
+async function changedOnDisk() {
+  if (isNew || fileSha === null) return false;
+  const file = await fileState();
+  return Boolean(file && file.sha256 !== fileSha);
+}
+
+let saving = false;
+
 async function save() {
+  if (saving) return;
+  saving = true;
   const text = editor.value;
   const button = document.getElementById("save-button");
   button.disabled = true;
   status.textContent = "Validating…";
   try {
-    let problems = identityProblems(text);
-    if (!problems.length) {
-      const results = await api("/api/v1/flows/validate", { method: "POST", body: text, type: "application/x-yaml" });
-      problems = results.flatMap((r) => r.errors || []);
-    }
+    const problems = await problemsOf(text);
     showProblems(problems);
     if (problems.length) {
       status.textContent = `Not saved: ${problems.length} problem${problems.length > 1 ? "s" : ""}`;
       return;
     }
+    if (await changedOnDisk()) {
+      const overwrite = await confirmAction("The file changed on disk",
+        "Someone changed this flow's file since you opened it. Saving replaces their change with yours.",
+        "Save over it", true);
+      if (!overwrite) {
+        status.textContent = "Not saved: the file changed on disk";
+        return;
+      }
+    }
     status.textContent = "Saving…";
-    const saved = await api(isNew ? "/api/v1/flows" : flowPath,
+    const result = await api(isNew ? "/api/v1/flows" : flowPath,
       { method: isNew ? "POST" : "PUT", body: text, type: "application/x-yaml" });
+    saved = text;
     if (isNew) {
-      location.assign(`/ui/flows/${enc(saved.namespace)}/${enc(saved.id)}#editor`);
+      location.assign(`/ui/flows/${enc(result.namespace)}/${enc(result.id)}#editor`);
       return;
     }
-    flow = saved;
-    status.textContent = `Saved revision ${saved.revision}`;
-    toast(`Saved ${saved.namespace}.${saved.id} revision ${saved.revision}`, "success");
+    flow = result;
+    const file = await fileState();
+    fileSha = file ? file.sha256 : null;
+    showFile(file);
+    markDirty();
+    status.textContent = `Saved revision ${result.revision}`;
+    toast(`Saved ${result.namespace}.${result.id} revision ${result.revision}`, "success");
   } catch (error) {
     const list = error instanceof ApiError && error.errors.length
       ? error.errors.map((e) => ({ line: e.line || 1, column: e.column, path: e.path, message: e.message }))
@@ -199,17 +314,23 @@ async function save() {
     status.textContent = "Not saved";
   } finally {
     button.disabled = false;
+    saving = false;
   }
 }
 
 function startEditor(text) {
-  editor = createEditor(document.getElementById("editor"), text);
+  saved = text;
+  editor = createEditor(document.getElementById("editor"), text, {
+    onSave: save,
+    onChange: markDirty,
+    onProblems: showProblems,
+    extraProblems: identityProblems,
+  });
   document.getElementById("save-button").addEventListener("click", save);
-  editor.textarea.addEventListener("keydown", (event) => {
-    if ((event.ctrlKey || event.metaKey) && event.key === "s") {
-      event.preventDefault();
-      save();
-    }
+  window.addEventListener("beforeunload", (event) => {
+    if (!dirty()) return;
+    event.preventDefault();
+    event.returnValue = "";
   });
 }
 
@@ -220,13 +341,20 @@ async function main() {
     startEditor(STARTER);
     return;
   }
+  let file = null;
   try {
     await loadFlow();
+    file = await fileState();
   } catch (error) {
-    failure(document.querySelector('[data-panel="overview"]'), error);
+    const panel = document.querySelector('[data-panel="overview"]');
+    panel.hidden = false;
+    failure(panel, error);
     return;
   }
-  startEditor(flow.source || "");
+  fileSha = file ? file.sha256 : null;
+  showFile(file);
+  // A file that no longer validates opens as it is on disk, to be fixed.
+  startEditor(file && file.errors.length && file.text !== null ? file.text : flow.source || "");
   document.getElementById("run-button").addEventListener("click", () => openRunDialog(flow));
   tabs((name) => {
     const panel = document.querySelector(`[data-panel="${name}"]`);
@@ -234,6 +362,7 @@ async function main() {
     if (name === "overview") overview(panel);
     else if (name === "topology") topology(panel);
     else if (name === "triggers") triggers(panel);
+    else if (name === "revisions") revisionsTab();
     else if (name === "executions") {
       table = table || executionsTable(panel.querySelector(".executions-table"), { namespace, flowId });
       table.load();

@@ -13,8 +13,8 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, { method = "GET", body, type } = {}) {
-  const headers = { Accept: "application/json" };
+export async function api(path, { method = "GET", body, type, headers: more } = {}) {
+  const headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest", ...more };
   if (type) headers["Content-Type"] = type;
   const response = await fetch(path, { method, body, headers, credentials: "same-origin" });
   const text = await response.text();
@@ -169,3 +169,23 @@ export function tabs(onShow, fallback) {
   show(location.hash.slice(1) || fallback);
   return show;
 }
+
+// Ask before doing something that cannot be undone: resolves true on the confirming button.
+export function confirmAction(title, text, action = "Confirm", danger = false) {
+  const dialog = document.getElementById("confirm-dialog");
+  if (!dialog) return Promise.resolve(window.confirm(`${title}\n\n${text}`));
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  const ok = document.getElementById("confirm-ok");
+  ok.textContent = action;
+  ok.className = danger ? "danger-solid" : "primary";
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+  });
+}
+
+// Headers every call sends: JSON or YAML with a custom header, which cross-site forms
+// cannot send (CSRF protection).
+export const XHR = { "X-Requested-With": "XMLHttpRequest" };
