@@ -94,7 +94,8 @@ def point_at_text(page: Page, text: str) -> None:
     """The mouse over the first occurrence of `text` in the editor (a text node's part)."""
     box = page.evaluate(
         """text => {
-          const walker = document.createTreeWalker(document.querySelector('.cm-content'), NodeFilter.SHOW_TEXT);
+          const root = document.querySelector('.cm-content');
+          const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
           for (let node = walker.nextNode(); node; node = walker.nextNode()) {
             const at = node.textContent.indexOf(text);
             if (at < 0) continue;
