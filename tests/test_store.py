@@ -618,3 +618,70 @@ async def test_open_store_picks_the_file(tmp_path: Path, setting: str, expected:
         assert str(store.path).endswith(expected)
         assert await store.state.claim("x") is True
     assert await asyncio.to_thread((tmp_path / expected).exists)
+
+
+# what the UI asks across executions (issue #15): text search, deleted task runs, insights
+
+
+async def test_search_takes_text_found_in_the_id_namespace_or_flow(store: Store) -> None:
+    await store.save_execution(execution("abc123", namespace="sales.eu", flow_id="daily_load"))
+    await store.save_execution(execution("xyz789", namespace="ops", flow_id="cleanup"))
+    for text, expected in (("LOAD", ["abc123"]), ("sales", ["abc123"]), ("yz7", ["xyz789"]),
+                           ("nowhere", [])):  # fmt: skip
+        found, total = await store.search_executions(q=text)
+        assert ([d["id"] for d in found], total) == (expected, len(expected)), text
+
+
+async def test_delete_task_runs_removes_only_those_of_that_execution(store: Store) -> None:
+    await store.save_execution(execution("e1"))
+    await store.save_execution(execution("e2"))
+    for ident, owner in (("t1", "e1"), ("t2", "e1"), ("t3", "e2")):
+        await store.save_task_run(task_run(ident, execution_id=owner))
+    await store.delete_task_runs("e1", ["t1", "t3"])
+    await store.delete_task_runs("e1", [])
+    one, two = await store.get_execution("e1"), await store.get_execution("e2")
+    assert one is not None and two is not None
+    assert [t["id"] for t in one["taskRunList"]] == ["t2"]
+    assert [t["id"] for t in two["taskRunList"]] == ["t3"]
+
+
+async def test_insights_list_the_executions_of_a_window_in_brief(store: Store) -> None:
+    from daemon.store.insights import Window
+
+    ended = execution("e1", state="SUCCESS", start="2026-01-01T10:00:00Z")
+    ended["state"]["endDate"] = "2026-01-01T10:00:03.5Z"
+    await store.save_execution(ended)
+    await store.save_execution(execution("e2", namespace="other", start="2026-01-01T11:00:00Z"))
+    await store.save_execution(execution("e3", start="2026-01-02T10:00:00Z"))
+    briefs = await store.insights.execution_briefs(
+        Window.of(after="2026-01-01T00:00:00Z", before="2026-01-02T00:00:00Z")
+    )
+    assert [(b["id"], b["state"]) for b in briefs] == [("e1", "SUCCESS"), ("e2", "RUNNING")]
+    assert briefs[0]["startDate"] == "2026-01-01T10:00:00.000000Z"
+    assert briefs[0]["endDate"] == "2026-01-01T10:00:03.500000Z" and briefs[1]["endDate"] is None
+    only = await store.insights.execution_briefs(Window.of(namespace="company", flow_id="hello"))
+    assert [b["id"] for b in only] == ["e1", "e3"]
+
+
+async def test_insights_search_log_lines_of_every_execution(store: Store) -> None:
+    from daemon.store.insights import Window
+
+    await store.save_execution(execution("e1", start="2026-01-01T10:00:00Z"))
+    await store.save_execution(execution("e2", namespace="other", start="2026-01-03T10:00:00Z"))
+    store.append_logs([
+        {**log("Loading the Orders table", "INFO"), "executionId": "e1"},
+        {**log("orders loaded: 42", "WARN"), "executionId": "e2"},
+        {**log("unrelated", "ERROR"), "executionId": "e2"},
+    ])  # fmt: skip
+    await store.flush()
+    lines, total = await store.insights.search_logs(Window(), text="ORDERS")
+    assert ([line["message"] for line in lines], total) == (
+        ["orders loaded: 42", "Loading the Orders table"],
+        2,
+    )
+    lines, total = await store.insights.search_logs(Window(), min_level="WARN", page=1, size=1)
+    assert (lines[0]["message"], total) == ("unrelated", 2)
+    lines, _ = await store.insights.search_logs(Window.of(namespace="company"), text="orders")
+    assert [line["message"] for line in lines] == ["Loading the Orders table"]
+    lines, _ = await store.insights.search_logs(Window.of(after="2026-01-02T00:00:00Z"))
+    assert {line["executionId"] for line in lines} == {"e2"}

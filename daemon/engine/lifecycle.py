@@ -10,7 +10,7 @@ from daemon.engine.dispatcher import Dispatcher
 from daemon.engine.local import LocalExecutions
 from daemon.engine.resources import Resources
 from daemon.flows.catalog import FlowCatalog
-from daemon.flows.definition import Flow
+from daemon.flows.definition import Flow, task_lists
 from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.execution import Execution, TaskRun, new_id
 from daemon.sdk.state import State, StateHistory
@@ -116,6 +116,13 @@ class Lifecycle:
             )
         flow = await self.flow_of(execution)
         now = self._resources.clock.now()
+        # As Kestra's ExecutionService.restart: the task runs of `errors` and `finally`
+        # handlers (and what ran inside them) go, so that the handlers run again as the
+        # restarted run ends.
+        handlers = _handler_task_ids(flow)
+        dropped = [run.id for run in execution.task_runs if run.task_id in handlers]
+        execution.task_runs = [run for run in execution.task_runs if run.task_id not in handlers]
+        await store.delete_task_runs(execution.id, dropped)
         for run in execution.task_runs:
             if run.state.current in (State.FAILED, State.KILLED):
                 run.state.set(State.RESTARTED, now)
@@ -176,3 +183,13 @@ class Lifecycle:
         if doc is None:
             raise NotFound(f"execution {execution_id} not found")
         return Execution.from_json(doc)
+
+
+def _handler_task_ids(flow: Flow) -> set[str]:
+    """Ids of every task of an `errors` or `finally` list, at any depth, and inside them."""
+    return {
+        task.id
+        for tasks, path in task_lists(flow)
+        if any(part in ("errors", "finally") for part in path)
+        for task in tasks
+    }

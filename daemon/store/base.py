@@ -389,6 +389,10 @@ class Store(ABC):
         """For the concurrency gate: exact namespace and flow."""
 
     @abstractmethod
+    async def delete_task_runs(self, execution_id: str, task_run_ids: Sequence[str]) -> None:
+        """Remove some task runs of an execution (a restart runs its handlers anew)."""
+
+    @abstractmethod
     async def delete_execution(self, execution_id: str) -> None:
         """Remove the execution with its task runs, logs and metrics."""
 

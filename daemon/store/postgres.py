@@ -323,6 +323,13 @@ class PostgresStore(Store):
         )
         return int((await self._fetch_row(sql, namespace, flow_id, list(states)))[0])
 
+    async def delete_task_runs(self, execution_id: str, task_run_ids: Sequence[str]) -> None:
+        sql = "DELETE FROM task_runs WHERE execution_id = $1 AND id = ANY($2::text[])"
+        if task_run_ids:
+            ids = list(task_run_ids)
+            await self._write(f"task runs of {execution_id}",
+                              lambda conn: conn.execute(sql, execution_id, ids))  # fmt: skip
+
     async def delete_execution(self, execution_id: str) -> None:
         async def delete(conn: Any) -> None:
             await conn.execute("DELETE FROM executions WHERE id = $1", execution_id)

@@ -253,6 +253,12 @@ class SqliteStore(Store):
         )
         return int((await self._fetch_one(sql, namespace, flow_id, *states))[0])
 
+    async def delete_task_runs(self, execution_id: str, task_run_ids: Sequence[str]) -> None:
+        rows = [(execution_id, run_id) for run_id in task_run_ids]
+        sql = "DELETE FROM task_runs WHERE execution_id = ? AND id = ?"
+        if rows:
+            await self._io.write(partial(_execute_many, sql, rows), f"task runs of {execution_id}")
+
     async def delete_execution(self, execution_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,))

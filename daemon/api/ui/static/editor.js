@@ -246,3 +246,32 @@ export function createEditor(container, text, options = {}) {
     focus() { view.focus(); },
   };
 }
+
+// A plain text editor (namespace files): the same look and keys, YAML highlighting for
+// .yml/.yaml, no flow schema.
+export function createTextEditor(container, text, options = {}) {
+  const saveKey = keymap.of([{ key: "Mod-s", preventDefault: true, run: () => { options.onSave?.(); return true; } }]);
+  const view = new EditorView({
+    parent: container,
+    state: EditorState.create({
+      doc: text,
+      extensions: [
+        saveKey, lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(),
+        drawSelection(), indentOnInput(), bracketMatching(), highlightActiveLine(),
+        syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+        indentUnit.of("  "), EditorState.tabSize.of(2),
+        keymap.of([...defaultKeymap, ...searchKeymap, ...historyKeymap, indentWithTab]),
+        options.yaml ? yaml() : [],
+        EditorView.updateListener.of((update) => {
+          if (update.docChanged) options.onChange?.(update.state.doc.toString());
+        }),
+        EditorView.contentAttributes.of({ "aria-label": options.label || "File" }),
+      ],
+    }),
+  });
+  return {
+    view,
+    get value() { return view.state.doc.toString(); },
+    destroy() { view.destroy(); },
+  };
+}

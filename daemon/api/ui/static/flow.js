@@ -1,12 +1,13 @@
 // A flow's page: Overview, Topology, Editor, Revisions, Executions and Triggers tabs, and
 // Run; which file defines the flow, and whether that file still validates. The same module
 // drives "New flow", which is the Editor alone.
-import { ApiError, api, confirmAction, enc, failure, fill, h, labelChips, q, shortType, tabs, toast, when } from "./podium.js";
+import { ApiError, api, confirmAction, enc, failure, fill, h, labelChips, tabs, toast } from "./podium.js";
 import { lineDiff } from "./diff.js";
 import { createEditor } from "./editor.js";
 import { executionsTable } from "./exectable.js";
 import { openRunDialog } from "./rundialog.js";
 import { drawGraph } from "./topology.js";
+import { triggerTable } from "./triggertable.js";
 
 const body = document.body.dataset;
 const isNew = body.new === "true";
@@ -80,60 +81,12 @@ async function topology(panel) {
   }
 }
 
-async function triggers(panel) {
+function triggers(panel) {
   if (!(flow.triggers || []).length) {
     panel.replaceChildren(h("p", { class: "muted" }, "No triggers: this flow runs when started by hand, by the API or as a subflow."));
     return;
   }
-  let rows;
-  try {
-    rows = (await api(`/api/v1/triggers/search${q({ namespace, flowId, size: 100 })}`)).results || [];
-  } catch (error) {
-    failure(panel, error);
-    return;
-  }
-  rows = rows.filter((r) => r.triggerContext.namespace === namespace);
-  const detail = (t) => Object.entries(t || {})
-    .filter(([k]) => !["id", "type", "disabled", "description"].includes(k))
-    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
-  panel.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "triggers" },
-    h("thead", {}, h("tr", {}, [["Id"], ["Type", "wide"], ["Details", "wide"], ["Last event", "wide"], ["Next"], [""]]
-      .map(([c, wide]) => h("th", { class: wide }, c)))),
-    h("tbody", {}, rows.map(({ abstractTrigger: source, triggerContext: context }) => h("tr", { "data-trigger": context.triggerId },
-      h("td", { class: "mono" }, context.triggerId),
-      h("td", { title: context.type, class: "wide" }, shortType(context.type)),
-      h("td", { class: "small wide" }, source?.description || detail(source)),
-      h("td", { class: "wide" }, context.executionId ? h("a", { href: `/ui/executions/${enc(context.executionId)}` }, when(context.date))
-        : h("span", { class: "muted" }, "none yet")),
-      h("td", {}, context.disabled ? h("span", { class: "muted" }, "disabled")
-        : context.backfill ? "backfilling" : when(context.nextExecutionDate)),
-      h("td", { class: "right" },
-        source && "cron" in source && !context.disabled ? backfillForm(context) : null,
-        h("button", { type: "button", onclick: () => setTrigger(panel, context, { disabled: !context.disabled }) },
-          context.disabled ? "Enable" : "Disable"))))))));
-}
-
-function backfillForm(context) {
-  const start = h("input", { type: "datetime-local", required: true, "aria-label": "Backfill start" });
-  const end = h("input", { type: "datetime-local", "aria-label": "Backfill end" });
-  return h("form", { class: "backfill", onsubmit: (event) => {
-    event.preventDefault();
-    if (!start.value) return;
-    const backfill = { start: new Date(start.value).toISOString() };
-    if (end.value) backfill.end = new Date(end.value).toISOString();
-    setTrigger(event.currentTarget.closest("[data-panel]"), context, { backfill });
-  } }, start, end, h("button", { type: "submit" }, "Backfill"));
-}
-
-async function setTrigger(panel, context, change) {
-  try {
-    await api("/api/v1/triggers", { method: "PUT", type: "application/json", body: JSON.stringify({
-      namespace: context.namespace, flowId: context.flowId, triggerId: context.triggerId, ...change }) });
-    toast(change.backfill ? `Backfill of ${context.triggerId} started` : `${context.triggerId} ${change.disabled ? "disabled" : "enabled"}`, "success");
-  } catch (error) {
-    toast(error.message, "error");
-  }
-  triggers(panel);
+  triggerTable(panel, { namespace, flowId });
 }
 
 // -- the file that defines the flow -----------------------------------------------------

@@ -189,3 +189,11 @@ export function confirmAction(title, text, action = "Confirm", danger = false) {
 // Headers every call sends: JSON or YAML with a custom header, which cross-site forms
 // cannot send (CSRF protection).
 export const XHR = { "X-Requested-With": "XMLHttpRequest" };
+
+// A log line's time to the millisecond: lines a few ms apart must read in order.
+export function stamp(iso) {
+  if (!iso) return "-";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return `${when(iso)}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}

@@ -1,0 +1,1 @@
+// The "not found" page has nothing to load: the server said what is missing.
