@@ -36,7 +36,9 @@ from tests.ui_helpers import (
     Screens,
     UiServer,
     browser,
+    editor_value,
     new_page,
+    set_editor,
 )
 
 
@@ -319,7 +321,7 @@ tasks:
   - id: flaky
     type: io.kestra.plugin.core.execution.Fail
     condition: "{{ taskrun.attemptsCount < 2 }}"
-    errorMessage: "attempt {{ taskrun.attemptsCount }} failed"
+    errorMessage: "flaky on attempt {{ taskrun.attemptsCount }}"
     retry:
       type: constant
       interval: PT0.2S
@@ -439,7 +441,7 @@ def test_static_files_are_served_with_their_type_and_unknown_ones_are_404(server
 
 
 def editor_text(page: Page, text: str) -> None:
-    page.locator("#editor textarea").fill(text)
+    set_editor(page, text)
 
 
 def test_write_run_and_watch_a_flow_in_the_browser(
@@ -460,11 +462,12 @@ def test_write_run_and_watch_a_flow_in_the_browser(
     problem = page.locator(f'#problems li[data-line="{BROKEN_LINE}"]')
     expect(problem).to_contain_text("unknown property 'mesage'; did you mean 'message'?")
     expect(problem.locator(".where")).to_contain_text(f"Line {BROKEN_LINE}, column ")
-    expect(page.locator(f'.gutter .ln[data-line="{BROKEN_LINE}"]')).to_have_class("ln error")
+    line = page.locator(".cm-content .cm-line").nth(BROKEN_LINE - 1)
+    expect(line.locator(".cm-lintRange-error")).to_have_count(1)
     expect(page.locator(f'#problems li[data-line="{BROKEN_LINE - 2}"]')).to_contain_text(
         "tasks[0]missing required property 'message'"
     )  # the task, two lines up
-    expect(page.locator(".gutter .ln.error")).to_have_count(2)
+    expect(page.locator(".cm-lint-marker-error")).to_have_count(2)
     expect(page.locator("#editor-status")).to_have_text("Not saved: 2 problems")
     screens.shoot(page, "editor-error")
 
@@ -472,7 +475,9 @@ def test_write_run_and_watch_a_flow_in_the_browser(
     editor_text(page, FLOW)
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(f"{server.url}/ui/flows/ui.test/greet#editor")
-    expect(page.locator("#editor textarea")).to_have_value(FLOW)
+    expect(page.locator(".cm-content")).to_contain_text("Greets someone")
+    assert editor_value(page).startswith("id: greet\nnamespace: ui.test\n")
+    assert (server.flows_dir / "ui.test" / "greet.yaml").read_text() == FLOW
     editor_text(page, FLOW.replace("id: greet", "id: renamed", 1))
     page.get_by_role("button", name="Save").click()
     expect(page.locator('#problems li[data-line="1"]')).to_contain_text(
@@ -534,7 +539,7 @@ def test_write_run_and_watch_a_flow_in_the_browser(
     ).to_be_visible()
     page.locator("#log-level").select_option("WARN")
     warnings = page.locator("#logs .log:visible")
-    expect(warnings.first).to_contain_text("attempt 1 failed")
+    expect(warnings.first).to_contain_text("flaky on attempt 1; attempt 1 failed, retrying in")
     assert set(warnings.evaluate_all("lines => lines.map(l => l.dataset.level)")) <= {
         "WARN",
         "ERROR",
@@ -609,29 +614,43 @@ def test_kill_restart_and_replay_buttons_act_on_the_live_execution(
     page.goto(f"{server.url}/ui/executions/{execution.id}")
     state = page.locator("#execution-state .badge")
     expect(page.locator('.gantt-row[data-task="nap"]')).to_have_attribute("data-state", "RUNNING")
-    expect(page.get_by_role("button", name="Restart")).to_be_hidden()
+    expect(page.locator("#restart-button")).to_be_hidden()
 
-    page.get_by_role("button", name="Kill").click()
+    # Each action asks first; a "Cancel" changes nothing.
+    page.locator("#kill-button").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("Kill this execution?")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(state).to_have_text("RUNNING")
+    page.locator("#kill-button").click()
+    dialog.get_by_role("button", name="Kill").click()
     expect(state).to_have_text("KILLED")
-    expect(page.get_by_role("button", name="Kill")).to_be_hidden()
+    expect(page.locator("#kill-button")).to_be_hidden()
     screens.shoot(page, "killed")
 
-    page.get_by_role("button", name="Restart").click()
+    page.locator("#restart-button").click()
+    expect(dialog).to_contain_text("Restart this execution?")
+    dialog.get_by_role("button", name="Restart").click()
     expect(page.locator('.gantt-row[data-task="nap"]')).to_have_attribute("data-state", "RUNNING")
     expect(state).to_have_text("RUNNING")
     assert page.url == f"{server.url}/ui/executions/{execution.id}"
-    page.get_by_role("button", name="Kill").click()
+    page.locator("#kill-button").click()
+    dialog.get_by_role("button", name="Kill").click()
     expect(state).to_have_text("KILLED")
 
     stored = server.run(engine.store.get_execution(execution.id))
     assert stored is not None
     first_run = next(r for r in stored["taskRunList"] if r["taskId"] == "nap")
     page.locator("#replay-from").select_option(first_run["id"])
-    page.get_by_role("button", name="Replay").click()
+    page.locator("#replay-button").click()
+    expect(dialog).to_contain_text("runs from nap")
+    dialog.get_by_role("button", name="Replay").click()
     page.wait_for_url(lambda url: execution.id not in url)
     expect(page.locator('.gantt-row[data-task="nap"]')).to_have_attribute("data-state", "RUNNING")
     expect(page.locator('.gantt-row[data-task="first"]')).to_have_attribute("data-state", "SUCCESS")
-    page.get_by_role("button", name="Kill").click()
+    expect(page.locator("#replay-of")).to_have_text(execution.id)
+    page.locator("#kill-button").click()
+    dialog.get_by_role("button", name="Kill").click()
     expect(state).to_have_text("KILLED")
     assert console.unexpected() == []
 
@@ -648,7 +667,7 @@ def test_pages_fit_a_phone_screen(server: UiServer, chrome: Browser, tmp_path: P
         ("phone-logs", f"/ui/executions/{execution.id}#logs", "#logs .log"),
         ("phone-flows", "/ui/flows", 'tr[data-flow="ui.test/nightly"]'),
         ("phone-flow", "/ui/flows/ui.test/nightly#topology", "svg.graph"),
-        ("phone-editor", "/ui/flows/ui.test/nightly#editor", ".gutter .ln"),
+        ("phone-editor", "/ui/flows/ui.test/nightly#editor", ".cm-content .cm-line"),
         ("phone-triggers", "/ui/flows/ui.test/nightly#triggers", 'tr[data-trigger="at_one"]'),
         ("phone-executions", "/ui/executions", ".executions-table"),
     ):

@@ -174,3 +174,19 @@ def new_page(chrome: Browser, console: Console, viewport: ViewportSize, auth: bo
     page.on("console", console.record)
     page.on("pageerror", console.page_error)
     return page
+
+
+def set_editor(page: Page, text: str) -> None:
+    """Replace the CodeMirror editor's whole text, as a paste would."""
+    page.locator(".cm-content").first.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
+
+
+def editor_value(page: Page) -> str:
+    """The editor's text, line by line as drawn (a short flow is drawn whole)."""
+    lines: list[str] = page.locator(".cm-content .cm-line").evaluate_all(
+        "lines => lines.map(l => l.textContent)"
+    )
+    return "\n".join(lines)

@@ -237,6 +237,20 @@ async def resume_execution(request: web.Request) -> web.Response:
     },
 )
 async def download_file(request: web.Request) -> web.StreamResponse:
+    path = await execution_file(request)
+    name = Path(path).name.replace('"', "")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+
+
+async def execution_file(request: web.Request) -> str:
+    """The local path of the execution's file named by `?path=` (a kestra:/// URI), after
+    checking that it is one of this execution's files."""
     uri = request.query.get("path")
     if not uri:
         raise HttpError(400, "Bad Request: path is required (a kestra:/// URI)")
@@ -254,17 +268,9 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     ):
         raise HttpError(403, f"Forbidden: {uri} is not a file of execution {doc['id']}")
     try:
-        path = await asyncio.to_thread(storage.path, uri)
+        return str(await asyncio.to_thread(storage.path, uri))
     except NotFound:
         raise HttpError(404, f"Not Found: no file {uri} in execution {doc['id']}") from None
-    name = Path(path).name.replace('"', "")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
 
 
 @routes.operation(

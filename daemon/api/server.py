@@ -10,6 +10,7 @@ from aiohttp import web
 from daemon.api import (
     execution_routes,
     flow_routes,
+    inspect_routes,
     kv_routes,
     live,
     log_routes,
@@ -60,6 +61,7 @@ ROUTE_TABLES = (
     misc.health_routes,
     openapi.routes,
     live.execution_routes,
+    inspect_routes.routes,
     execution_routes.routes,
     stats_routes.routes,
     live.log_routes,

@@ -1,11 +1,13 @@
 // An execution's page: live from GET /api/v1/executions/{id}/follow (every change as it
 // happens, `id: end` with the last one), with Gantt, Logs, Outputs, Metrics, Topology and
-// Overview tabs and the Kill / Restart / Replay actions.
-import { TERMINATED, api, badge, elapsed, enc, fill, h, human, labelChips, tabs, toast, when } from "./podium.js";
+// Overview tabs; Resume (with the Pause task's onResume form), Kill, Restart and Replay
+// (each confirmed first), and labels edited once it has ended.
+import { TERMINATED, ApiError, api, badge, confirmAction, elapsed, enc, fill, h, human, labelChips, tabs, toast, when } from "./podium.js";
 import { renderGantt } from "./gantt.js";
 import { followLogs } from "./logs.js";
 import { renderMetrics } from "./metrics.js";
-import { renderOutputs } from "./outputs.js";
+import { renderOutputs, setupExpression } from "./outputs.js";
+import { field, formData, showRefusal } from "./rundialog.js";
 import { drawGraph, taskStates } from "./topology.js";
 
 const executionId = document.body.dataset.execution;
@@ -22,13 +24,15 @@ const el = (id) => document.getElementById(id);
 function summary() {
   const e = execution;
   const flowHref = `/ui/flows/${enc(e.namespace)}/${enc(e.flowId)}`;
+  const replayOf = e.parent && e.parent.replayOf;
   el("execution-state").replaceChildren(badge(e.state.current));
   fill(el("execution-summary"),
     h("dt", {}, "Flow"), h("dd", {}, h("a", { href: flowHref }, `${e.namespace}.${e.flowId}`),
       h("span", { class: "muted" }, ` revision ${e.flowRevision}`)),
     h("dt", {}, "Started"), h("dd", {}, when(e.state.startDate)),
     h("dt", {}, "Duration"), h("dd", { id: "execution-duration" }, human(elapsed(e.state))),
-    h("dt", {}, "Labels"), h("dd", {}, labelChips(e.labels)),
+    h("dt", {}, "Labels"), h("dd", { id: "execution-labels" }, labelChips(e.labels)),
+    replayOf ? [h("dt", {}, "Replay of"), h("dd", { id: "replay-of" }, h("a", { href: `/ui/executions/${enc(replayOf)}` }, replayOf))] : null,
     e.trigger ? [h("dt", {}, "Trigger"), h("dd", {}, `${e.trigger.id} (${e.trigger.type})`)] : null,
     e.parentId ? [h("dt", {}, "Parent"), h("dd", {}, h("a", { href: `/ui/executions/${enc(e.parentId)}` }, e.parentId))] : null,
     e.error ? [h("dt", {}, "Error"), h("dd", { class: "error-text" }, e.error)] : null);
@@ -37,9 +41,11 @@ function summary() {
 function actions() {
   const state = execution.state.current;
   const ended = TERMINATED.has(state);
+  el("resume-button").hidden = state !== "PAUSED";
   el("kill-button").hidden = ended || state === "KILLING";
   el("restart-button").hidden = !["FAILED", "KILLED"].includes(state);
   el("replay-group").hidden = !ended;
+  el("labels-button").hidden = !ended;
   const select = el("replay-from");
   const chosen = select.value;
   select.replaceChildren(h("option", { value: "" }, "from the start"),
@@ -74,11 +80,15 @@ async function topology() {
   drawGraph(target, graph, taskStates(execution));
 }
 
+function gantt() {
+  renderGantt(el("gantt"), execution, { legend: el("gantt-legend"), executionId });
+}
+
 function render() {
   if (!execution) return;
   summary();
   actions();
-  if (shown === "gantt") renderGantt(el("gantt"), execution);
+  if (shown === "gantt") gantt();
   else if (shown === "outputs") renderOutputs(el("outputs"), execution);
   else if (shown === "metrics") renderMetrics(el("metrics"), execution);
   else if (shown === "topology") topology();
@@ -87,7 +97,7 @@ function render() {
   if (!TERMINATED.has(execution.state.current)) {
     // Running bars and the duration grow with the clock between two events.
     ticker = setInterval(() => {
-      if (shown === "gantt") renderGantt(el("gantt"), execution);
+      if (shown === "gantt") gantt();
       el("execution-duration").textContent = human(elapsed(execution.state));
     }, 500);
   }
@@ -113,25 +123,131 @@ async function act(button, call) {
   }
 }
 
-el("kill-button").addEventListener("click", (event) => act(event.currentTarget, async () => {
-  await api(`${base}/kill`, { method: "DELETE" });
-  toast("Kill requested");
-}));
+el("kill-button").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  if (!await confirmAction("Kill this execution?", "Its running tasks are stopped and it ends KILLED.", "Kill", true)) return;
+  act(button, async () => {
+    await api(`${base}/kill`, { method: "DELETE" });
+    toast("Kill requested");
+  });
+});
 
-el("restart-button").addEventListener("click", (event) => act(event.currentTarget, async () => {
-  execution = await api(`${base}/restart`, { method: "POST" });
-  render();
-  if (follow) follow.close();
-  followExecution();
-  logs.reopen();
-  toast("Restarted");
-}));
+el("restart-button").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  if (!await confirmAction("Restart this execution?", "Its failed task runs run again; the tasks that succeeded keep their outputs.", "Restart")) return;
+  act(button, async () => {
+    execution = await api(`${base}/restart`, { method: "POST" });
+    render();
+    if (follow) follow.close();
+    followExecution();
+    logs.reopen();
+    toast("Restarted");
+  });
+});
 
-el("replay-button").addEventListener("click", (event) => act(event.currentTarget, async () => {
-  const from = el("replay-from").value;
-  const copy = await api(`${base}/replay${from ? `?taskRunId=${enc(from)}` : ""}`, { method: "POST" });
-  location.assign(`/ui/executions/${enc(copy.id)}`);
-}));
+el("replay-button").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  const select = el("replay-from");
+  const from = select.value;
+  const where = from ? select.selectedOptions[0].textContent : "from the start";
+  if (!await confirmAction("Replay this execution?", `A new execution of the same flow revision and inputs runs ${where}.`, "Replay")) return;
+  act(button, async () => {
+    const copy = await api(`${base}/replay${from ? `?taskRunId=${enc(from)}` : ""}`, { method: "POST" });
+    location.assign(`/ui/executions/${enc(copy.id)}`);
+  });
+});
+
+// -- resume -----------------------------------------------------------------------------
+
+function findTask(tasks, id) {
+  for (const task of tasks || []) {
+    if (!task || typeof task !== "object") continue;
+    if (task.id === id) return task;
+    for (const value of Object.values(task)) {
+      const lists = Array.isArray(value) ? [value] : value && typeof value === "object" ? Object.values(value) : [];
+      for (const list of lists) {
+        if (!Array.isArray(list)) continue;
+        const found = findTask(list, id);
+        if (found) return found;
+      }
+    }
+  }
+  return null;
+}
+
+async function openResume() {
+  const paused = (execution.taskRunList || []).find((r) => r.state.current === "PAUSED");
+  let inputs = [];
+  try {
+    const flow = await api(`/api/v1/flows/${enc(execution.namespace)}/${enc(execution.flowId)}?revision=${execution.flowRevision}`);
+    const task = paused && findTask([...(flow.tasks || []), ...(flow.errors || []), ...(flow.finally || [])], paused.taskId);
+    inputs = (task && task.onResume) || [];
+  } catch (error) {
+    toast(error.message, "error");
+    return;
+  }
+  const dialog = el("resume-dialog");
+  const fields = el("resume-fields");
+  const general = el("resume-error");
+  el("resume-task").textContent = paused ? paused.taskId : executionId;
+  fields.replaceChildren(...(inputs.length ? inputs.map(field)
+    : [h("p", { class: "muted" }, "The Pause task asks for no input: resume the execution?")]));
+  general.hidden = true;
+  el("resume-cancel").onclick = () => dialog.close();
+  el("resume-form").onsubmit = async (event) => {
+    event.preventDefault();
+    for (const node of fields.querySelectorAll(".field-error")) node.hidden = true;
+    for (const node of fields.querySelectorAll(".field.invalid")) node.classList.remove("invalid");
+    general.hidden = true;
+    try {
+      await api(`${base}/resume`, { method: "POST", body: formData(el("resume-form"), inputs) });
+      dialog.close();
+      toast("Resumed", "success");
+      if (!follow || follow.readyState === EventSource.CLOSED) followExecution();
+    } catch (error) {
+      showRefusal(fields, general, error);
+    }
+  };
+  dialog.showModal();
+}
+
+el("resume-button").addEventListener("click", openResume);
+
+// -- labels -----------------------------------------------------------------------------
+
+el("labels-button").addEventListener("click", () => {
+  const dialog = el("labels-dialog");
+  const text = el("labels-text");
+  const problem = el("labels-error");
+  text.value = (execution.labels || []).filter((l) => !String(l.key).startsWith("system."))
+    .map((l) => `${l.key}:${l.value}`).join("\n");
+  problem.hidden = true;
+  el("labels-cancel").onclick = () => dialog.close();
+  el("labels-form").onsubmit = async (event) => {
+    event.preventDefault();
+    const labels = [];
+    for (const line of text.value.split("\n").map((l) => l.trim()).filter(Boolean)) {
+      const at = line.indexOf(":");
+      if (at < 1) {
+        problem.textContent = `"${line}" is not key:value`;
+        problem.hidden = false;
+        return;
+      }
+      labels.push({ key: line.slice(0, at).trim(), value: line.slice(at + 1).trim() });
+    }
+    try {
+      execution = await api(`${base}/labels`, { method: "POST", type: "application/json", body: JSON.stringify(labels) });
+    } catch (error) {
+      problem.textContent = error instanceof ApiError ? error.message : String(error);
+      problem.hidden = false;
+      return;
+    }
+    dialog.close();
+    toast("Labels saved", "success");
+    render();
+  };
+  dialog.showModal();
+});
 
 async function main() {
   try {
@@ -140,7 +256,10 @@ async function main() {
     el("execution-summary").replaceChildren(h("p", { class: "error-text" }, error.message));
     return;
   }
-  logs = followLogs(executionId, el("logs"), el("log-level"), el("log-task"));
+  logs = followLogs(executionId, {
+    container: el("logs"), level: el("log-level"), task: el("log-task"), search: el("log-search"), group: el("log-group"),
+  });
+  setupExpression(executionId, () => execution);
   tabs((name) => { shown = name; render(); }, "gantt");
   if (TERMINATED.has(execution.state.current)) return;
   followExecution();

@@ -1,17 +1,26 @@
-// The Executions page: every flow's executions, filtered by the form above the table.
+// The Executions page: every flow's executions, filtered by the form above the table
+// (text found in the id, namespace or flow; exact namespace, flow, state, label, start
+// period), the filters kept in the URL; with bulk kill, restart, replay, delete and labels.
 import { executionsTable } from "./exectable.js";
 
 const form = document.getElementById("execution-filters");
-const table = executionsTable(document.querySelector(".executions-table"), {});
+const DATES = ["startDate", "endDate"];
+const table = executionsTable(document.querySelector(".executions-table"), {}, { bulk: true });
 
 function filters() {
-  const data = new FormData(form);
   const out = {};
-  for (const [key, value] of data.entries()) {
+  for (const [key, value] of new FormData(form).entries()) {
     if (!value) continue;
-    out[key] = key === "startDate" || key === "endDate" ? new Date(value).toISOString() : value;
+    out[key] = DATES.includes(key) ? new Date(value).toISOString() : value;
   }
   return out;
+}
+
+function remember() {
+  const url = new URL(location.href);
+  url.search = "";
+  for (const [key, value] of new FormData(form).entries()) if (value) url.searchParams.set(key, value);
+  history.replaceState(null, "", url);
 }
 
 const params = new URLSearchParams(location.search);
@@ -22,6 +31,7 @@ for (const [key, value] of params.entries()) {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
+  remember();
   table.filter(filters());
 });
 table.filter(filters());

@@ -81,7 +81,7 @@ function control(input) {
   }
 }
 
-function field(input) {
+export function field(input) {
   const label = input.displayName || input.id;
   const required = input.required !== false && initial(input) === null;
   return h("div", { class: "field", "data-input": input.id },
@@ -92,7 +92,7 @@ function field(input) {
     h("small", { class: "field-error", hidden: true }));
 }
 
-function formData(form, inputs) {
+export function formData(form, inputs) {
   const data = new FormData();
   for (const input of inputs) {
     const element = form.elements.namedItem(input.id);
@@ -151,7 +151,7 @@ export function openRunDialog(flow) {
   dialog.showModal();
 }
 
-function showRefusal(fields, general, error) {
+export function showRefusal(fields, general, error) {
   const messages = error.errors && error.errors.length
     ? error.errors.map((e) => e.message) : [error.message];
   const left = [];
