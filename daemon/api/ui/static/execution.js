@@ -258,6 +258,10 @@ async function main() {
   }
   logs = followLogs(executionId, {
     container: el("logs"), level: el("log-level"), task: el("log-task"), search: el("log-search"), group: el("log-group"),
+    runName: (entry) => {
+      const run = (execution.taskRunList || []).find((r) => r.id === entry.taskRunId);
+      return run && run.value !== null && run.value !== undefined ? `${run.taskId} [${run.value}]` : entry.taskId;
+    },
   });
   setupExpression(executionId, () => execution);
   tabs((name) => { shown = name; render(); }, "gantt");

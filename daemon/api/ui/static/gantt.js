@@ -50,14 +50,16 @@ export function axis(span) {
   const step = STEPS.find((s) => seconds / s <= 8) || 86400 * Math.ceil(seconds / 86400 / 8);
   const ticks = [];
   for (let i = 0; i * step <= seconds + 1e-9; i += 1) ticks.push(i * step);
-  return ticks.map((t) => h("span", { class: "tick", style: `left:${(t * 1000 / span) * 100}%` },
-    human(t)));
+  return ticks.map((t) => {
+    const at = (t * 1000 / span) * 100;
+    return h("span", { class: at > 88 ? "tick end" : "tick", style: `left:${at}%` }, human(t));
+  });
 }
 
-function legend(container, states) {
+function legend(container, states, waited) {
   container.replaceChildren(...states.map((state) => h("span", { "data-state": state },
     h("span", { class: `swatch state-${state.toLowerCase()}` }), state.toLowerCase())),
-  h("span", {}, h("span", { class: "swatch seg wait" }), "waiting for a restart"));
+  waited ? h("span", { "data-state": "wait" }, h("span", { class: "swatch wait" }), "waiting for a restart") : null);
 }
 
 let openRun = null;  // the task run whose logs are shown under its row
@@ -92,7 +94,12 @@ export function renderGantt(container, execution, { legend: legendBox = null, ex
     ...runs.map((r) => runEnd(r.state, now)), start + 1);
   const span = end - start;
   const pct = (t) => `${(((t - start) / span) * 100).toFixed(3)}%`;
-  const width = (a, b) => `${Math.max(((b - a) / span) * 100, 0.4).toFixed(3)}%`;
+  // A bar at least 0.4% wide, kept inside the chart at its right edge.
+  const place = (a, b) => {
+    const width = Math.max(((b - a) / span) * 100, 0.4);
+    const left = Math.min(((a - start) / span) * 100, 100 - width);
+    return `left:${left.toFixed(3)}%;width:${width.toFixed(3)}%`;
+  };
   // The duration after its bar, or inside a long bar that reaches the right edge, or
   // before a short one there.
   const tookAt = (from, to) => {
@@ -107,13 +114,17 @@ export function renderGantt(container, execution, { legend: legendBox = null, ex
     depth.set(run.id, run.parentTaskRunId ? (depth.get(run.parentTaskRunId) ?? 0) + 1 : 0);
   }
   const seen = new Set();
+  let waited = false;
   const rows = runs.flatMap((run) => {
     const stop = runEnd(run.state, now);
     const attempts = run.attempts || [];
     const name = run.value !== null && run.value !== undefined ? `${run.taskId} [${run.value}]` : run.taskId;
     const took = human((stop - ms(run.state.histories[0].date)) / 1000);
     const parts = coloured(spans(run.state.histories, stop), run.state);
-    for (const part of parts) if (!part.wait) seen.add(part.state);
+    for (const part of parts) {
+      if (part.wait) waited = true;
+      else seen.add(part.state);
+    }
     const row = h("div", {
       class: `gantt-row clickable${openRun === run.id ? " selected" : ""}`, "data-task": run.taskId,
       "data-state": run.state.current, "data-run": run.id, role: "button", tabindex: "0",
@@ -126,7 +137,7 @@ export function renderGantt(container, execution, { legend: legendBox = null, ex
       h("div", { class: "bar", title: `${name}: ${run.state.current}, ${took}` },
         parts.map((p) => h("span", {
           class: `seg state-${p.state.toLowerCase()}${p.wait ? " wait" : ""}`,
-          style: `left:${pct(p.from)};width:${width(p.from, p.to)}`,
+          style: place(p.from, p.to),
           title: p.wait ? `waiting ${human((p.to - p.from) / 1000)} for a restart` : `${p.state} ${human((p.to - p.from) / 1000)}`,
         }))),
       attempts.length > 1 ? attempts.map((attempt, i) => {
@@ -136,7 +147,7 @@ export function renderGantt(container, execution, { legend: legendBox = null, ex
         const to = runEnd(attempt.state, now);
         return h("span", {
           class: `attempt state-${attempt.state.current.toLowerCase()}`,
-          style: `left:${pct(from)};width:${width(from, to)}`,
+          style: place(from, to),
           title: `attempt ${i + 1}: ${attempt.state.current}, ${human((to - from) / 1000)}`,
         }, `#${i + 1}`);
       }) : null,
@@ -162,5 +173,5 @@ export function renderGantt(container, execution, { legend: legendBox = null, ex
     h("div", { class: "gantt-row gantt-axis" }, h("div", { class: "gantt-label muted" }, "Task"),
       h("div", { class: "gantt-track" }, axis(span))),
     ...rows);
-  if (legendBox) legend(legendBox, [...seen]);
+  if (legendBox) legend(legendBox, [...seen], waited);
 }

@@ -6,9 +6,10 @@ import { enc, h, stamp } from "./podium.js";
 
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 
-// controls: {container, level, task, search, group}
+// controls: {container, level, task, search, group, runName(entry) -> a task run's name}
 export function followLogs(executionId, controls) {
   const { container, level: levelSelect, task: taskSelect, search, group } = controls;
+  const runName = controls.runName || ((entry) => entry.taskId);
   let source = null;
   let ended = false;
   const lines = [];  // every entry, in order
@@ -67,7 +68,7 @@ export function followLogs(executionId, controls) {
       }
       container.replaceChildren(...[...groups.entries()].map(([key, { entry, items }]) => h("details", {
         class: "log-group", open: true, "data-task-run": key, "data-task": entry.taskId || "" },
-      h("summary", {}, key ? `${entry.taskId}${entry.value ? ` [${entry.value}]` : ""}` : "execution",
+      h("summary", {}, key ? runName(entry) : "execution",
         h("span", { class: "muted" }, ` · ${items.length} line${items.length > 1 ? "s" : ""}`)),
       items.map(line))));
     }

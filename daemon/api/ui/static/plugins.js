@@ -50,8 +50,9 @@ function renderIndex() {
     const members = shown.filter((e) => e.kind === kind);
     if (!members.length) return [];
     return [h("li", { class: "muted", role: "presentation" }, label),
-      ...members.map((e) => h("li", { class: e.type === chosen ? "active" : "", "data-type": e.type },
-        h("a", { href: `/ui/plugins/${enc(e.type)}` }, e.type)))];
+      ...members.map((e) => h("li", { class: e.type === chosen ? "active" : "", "data-type": e.type, title: e.type },
+        h("a", { href: `/ui/plugins/${enc(e.type)}` }, e.schema.title || e.type),
+        h("span", { class: "muted small" }, ` ${e.type.split(".").slice(0, -1).join(".")}`)))];
   }));
   if (!shown.length) index.replaceChildren(h("li", { class: "muted" }, "No plugin matches."));
   if (!chosen) {
