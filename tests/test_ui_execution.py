@@ -41,7 +41,9 @@ tasks:
         min: 1
   - id: after
     type: io.kestra.plugin.core.log.Log
-    message: "approved={{ outputs.wait_for_approval.onResume.approved }} reason={{ outputs.wait_for_approval.onResume.reason }}"
+    message: >-
+      approved={{ outputs.wait_for_approval.onResume.approved }}
+      reason={{ outputs.wait_for_approval.onResume.reason }}
 """
 
 FILES = r"""id: files
@@ -55,7 +57,8 @@ tasks:
         printf 'city,people\nLisbon,545000\nPorto,232000\n' > cities.csv
         printf '{"ok": true, "n": 2}' > summary.json
         printf 'plain words\n' > note.txt
-        printf '<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="20" height="20" fill="red"/></svg>' > dot.svg
+        printf '<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20">' > dot.svg
+        printf '<rect width="20" height="20" fill="red"/></svg>' >> dot.svg
   - id: each
     type: io.kestra.plugin.core.flow.ForEach
     values: ["a", "b"]
