@@ -128,6 +128,7 @@ async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
 ) -> None:
     url = f"{hook.url}/services/T0/B0/example"
     monkeypatch.setenv("SECRET_SLACK_WEBHOOK", base64.b64encode(url.encode()).decode())
+    h.engine.resources.envs["slack_alerts"] = "true"  # ENV_SLACK_ALERTS=true turns the watcher on
     failing = await asyncio.to_thread(load_flow_file, FLOWS / "alert_on_failure.yaml")
     after = await asyncio.to_thread(load_flow_file, FLOWS / "after_execution_notify.yaml")
     for flow in (failing, after):
@@ -157,6 +158,27 @@ async def test_example_flows_alert_through_errors_and_the_namespace_watcher(
             "load",
             "the warehouse refused the load",
         )
+
+
+async def test_the_namespace_watcher_says_slack_is_not_configured_instead_of_failing(
+    h: Harness, hook: Hook
+) -> None:
+    """Without ENV_SLACK_ALERTS (and its secret) the example watcher logs a warning and ends
+    SUCCESS: a fresh `make run` must not fill the executions list with its failures."""
+    failing = await asyncio.to_thread(load_flow_file, FLOWS / "alert_on_failure.yaml")
+    h.engine.catalog.add(failing)
+    source = await asyncio.to_thread((FLOWS / "failure_alerts.yaml").read_text)
+    async with running_triggers(h, source) as th:
+        await settle()
+        ex = await h.run(failing)
+        await th.wait_for(1)
+        (watcher,) = await th.finished()
+        await h.engine.drain()
+    assert ex.state.current == State.FAILED
+    assert watcher.state.current == State.SUCCESS
+    [warning] = await h.logs(watcher, "WARN")
+    assert warning.startswith("Slack alerts are not configured: podium.examples.alert_on_failure")
+    assert hook.posts("/services/T0/B0/example") == []
 
 
 # -- the daemon-wide `alerts:` setting -----------------------------------------------------

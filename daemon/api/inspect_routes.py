@@ -161,7 +161,7 @@ async def _evaluate(request: web.Request, task_run_id: str | None) -> web.Respon
     engine = request.app[ENGINE]
     execution = Execution.from_json(await stored_execution(request))
     flow = await engine.catalog.at(execution.namespace, execution.flow_id, execution.flow_revision)
-    variables = execution_variables(flow, execution, _outputs(execution), {})
+    variables = execution_variables(flow, execution, _outputs(execution), engine.resources.envs)
     if task_run_id is not None:
         run = next((r for r in execution.task_runs if r.id == task_run_id), None)
         if run is None:
