@@ -17,6 +17,7 @@ import copy
 import inspect
 import itertools
 import sys
+import typing
 from collections.abc import Hashable, Iterable, Mapping
 from functools import cache
 from typing import Any, cast
@@ -79,6 +80,50 @@ class _Generator(GenerateJsonSchema):
                 if other not in properties:
                     properties[other] = {**properties[key], "deprecated": True}
         return json_schema
+
+
+def _templated_models(cls: type[BaseModel]) -> set[type[BaseModel]]:
+    """The models a class's templated (`Dynamic`) properties hold, at any depth."""
+    found: set[type[BaseModel]] = set()
+    for field in cls.model_fields.values():
+        if Dynamic in field.metadata:
+            found |= _models_in(field.annotation)
+    return found
+
+
+def _models_in(annotation: Any) -> set[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        inner = {annotation}
+        for field in annotation.model_fields.values():
+            inner |= _models_in(field.annotation)
+        return inner
+    return set().union(*(_models_in(arg) for arg in typing.get_args(annotation)))
+
+
+def _refs(schema: Any) -> set[str]:
+    """Names of the definitions a schema refers to."""
+    if isinstance(schema, dict):
+        found = {_name(schema["$ref"])} if isinstance(schema.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for k, v in schema.items() if k != "$ref"))
+    if isinstance(schema, list):
+        return set().union(*(_refs(v) for v in schema))
+    return set()
+
+
+def _template_everywhere(definitions: dict[str, Any], names: set[str]) -> None:
+    """Every property of these definitions, and of those they hold, may be an expression."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in definitions:
+            continue
+        seen.add(name)
+        properties = definitions[name].get("properties", {})
+        for key, value in properties.items():
+            todo.extend(_refs(value))
+            if not value.get("$dynamic"):
+                properties[key] = _templated(dict(value))
 
 
 @cache
@@ -180,12 +225,19 @@ def _build(plugins: Plugins) -> dict[str, Any]:
         *(base for base, _ in KINDS),
         *(cls for classes in kinds.values() for cls in classes),
     ]
+    # Models held by a templated property: inside them too any value may be an expression
+    # (it is rendered with the whole property).
+    held = sorted(
+        {m for cls in everything for m in _templated_models(cls)} - set(everything),
+        key=lambda m: (m.__module__, m.__qualname__),
+    )
     keys, document = models_json_schema(
-        [(cls, "validation") for cls in everything],
+        [(cls, "validation") for cls in [*everything, *held]],
         ref_template=REF,
         schema_generator=_Generator,
     )
     definitions: dict[str, Any] = document.get("$defs", {})
+    _template_everywhere(definitions, {_name(keys[(m, "validation")]["$ref"]) for m in held})
     ref_of = {cls: keys[(cls, "validation")]["$ref"] for cls in everything}
     renames: dict[str, str] = {}
     for classes in kinds.values():
