@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.api.common import ENGINE, HttpError, json_response
-from daemon.api.ui import files, pages
+from daemon.api.ui import flowfiles, pages
 from daemon.api.ui.assets import ASSETS, Assets
 from daemon.api.ui.topology import flow_graph
 from daemon.flows.definition import Flow
@@ -34,7 +34,7 @@ def setup_ui(app: web.Application) -> None:
     # Kestra's execution URL (webhook answers carry it): same page as /ui/executions/{id}.
     app.router.add_get("/ui/executions/{namespace}/{flowId}/{executionId}", _to_execution)
     app.router.add_routes(routes)
-    app.router.add_routes(files.routes)
+    app.router.add_routes(flowfiles.routes)
     app.router.add_routes(pages.routes)
     # Last: any other /ui/ address is the HTML "not found" page.
     app.router.add_get("/ui/{tail:.*}", pages.not_found)
