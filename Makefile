@@ -61,9 +61,9 @@ bench: $(RUN_STAMP)
 
 # The UI's third-party code (CodeMirror, Chart.js) is bundled into daemon/api/ui/static/
 # and committed, so that `make run` needs Python only; this rebuilds the bundles after a
-# change of ui/package.json, ui/src/ or ui/build.mjs (tests/test_ui_bundle.py checks).
+# change of the sources in daemon/api/ui/frontend/ (tests/test_ui_bundle.py checks).
 ui:
-	cd ui && npm ci --no-audit --no-fund && node build.mjs
+	cd daemon/api/ui/frontend && npm ci --no-audit --no-fund && node build.mjs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

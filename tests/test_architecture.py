@@ -21,7 +21,8 @@ MAX_PUBLIC_METHODS = 20
 
 
 def core_modules() -> list[Path]:
-    return sorted(p for p in CORE.rglob("*.py") if "__pycache__" not in p.parts)
+    skipped = {"__pycache__", "node_modules"}  # the UI's front end installs its npm packages
+    return sorted(p for p in CORE.rglob("*.py") if not skipped & set(p.parts))
 
 
 def plugin_modules() -> list[Path]:

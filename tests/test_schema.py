@@ -24,12 +24,12 @@ from tests.api_helpers import call, serving
 from tests.harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
-UI = ROOT / "ui"
+UI = ROOT / "daemon" / "api" / "ui" / "frontend"
 FLOWS = ROOT / "flows"
 
 
 def ui_node_modules() -> Path:
-    """ui/node_modules, installed from ui/package-lock.json when missing (npm ci)."""
+    """the front end's node_modules, installed from its package-lock.json when missing (npm ci)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("these tests need Node.js and npm: apt-get install nodejs npm")
     modules = UI / "node_modules"

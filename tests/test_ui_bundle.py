@@ -1,8 +1,9 @@
-"""The UI's third-party bundles (daemon/api/ui/static/*.bundle.js) are built from ui/ by
-`make ui` and committed so that `make run` needs nothing but Python. Each bundle's first
-line names the sha256 of the sources it was built from; these tests recompute it, so a
-change of ui/ without a rebuild fails here, and they run the build itself to a temporary
-folder to show the committed bundles are what it makes."""
+"""The UI's third-party bundles (daemon/api/ui/static/*.bundle.js) are built from
+daemon/api/ui/frontend/ by `make ui` and committed so that `make run` needs nothing but
+Python. Each bundle's first line names the sha256 of the sources it was built from; these
+tests recompute it, so a change of the front end's sources without a rebuild fails here,
+and they run the build itself to a temporary folder to show the committed bundles are what
+it makes."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ import pytest
 from tests.test_schema import ui_node_modules
 
 ROOT = Path(__file__).resolve().parent.parent
-UI = ROOT / "ui"
+UI = ROOT / "daemon" / "api" / "ui" / "frontend"
 STATIC = ROOT / "daemon" / "api" / "ui" / "static"
 BUNDLES = {"codemirror": "src/codemirror.js", "charts": "src/charts.js"}
 
 
 def sources_hash(entry: str) -> str:
-    """As ui/build.mjs computes it."""
+    """As the front end's build.mjs computes it."""
     digest = hashlib.sha256()
     for name in ("build.mjs", "package-lock.json", entry):
         digest.update(name.encode() + b"\0")
@@ -37,7 +38,8 @@ def test_committed_bundle_was_built_from_the_current_sources(name: str) -> None:
     found = re.fullmatch(r"// podium-bundle-sources: ([0-9a-f]{64})", first)
     assert found, f"{name}.bundle.js does not start with its sources' hash"
     assert found.group(1) == sources_hash(BUNDLES[name]), (
-        f"ui/ changed since {name}.bundle.js was built: run `make ui` and commit the bundle"
+        f"daemon/api/ui/frontend changed since {name}.bundle.js was built: run `make ui` "
+        "and commit the bundle"
     )
 
 

@@ -3,8 +3,8 @@ the server's validation while typing, Ctrl+S, the unsaved-changes warning, the f
 disk (which file, flagged when it no longer validates, asked before saving over a change
 made there) and the Revisions tab's diff.
 
-Kestra's editor (ui/src/components/inputs/EditorView.vue) completes task types and their
-properties from the same JSON schema and marks validation errors at their lines."""
+Kestra's editor (kestra-io/kestra ui/src/components/inputs/EditorView.vue) completes task
+types and their properties from the same JSON schema and marks validation errors at their lines."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
 // `node build.mjs [DIR]`: into DIR instead (the tests compare a fresh build with the bundles).
-const out = process.argv[2] || join(here, "..", "daemon", "api", "ui", "static");
+const out = process.argv[2] || join(here, "..", "static");
 const BUNDLES = { codemirror: "src/codemirror.js", charts: "src/charts.js" };
 
 function sourcesHash(entry) {
