@@ -18,7 +18,17 @@ from tests.harness import Harness
 
 # Fixtures that start a real service (a private PostgreSQL, Mosquitto, podman, Chromium).
 SERVICE_FIXTURES = frozenset(
-    {"postgres_dsn", "mosquitto", "docker_host", "python_image", "chromium"}
+    {
+        "postgres_dsn",
+        "mosquitto",
+        "docker_host",
+        "python_image",
+        "chromium",
+        "redis_server",
+        "rabbitmq",
+        "nats_server",
+        "mariadb",
+    }
 )
 
 
@@ -74,6 +84,34 @@ def mosquitto() -> Iterator[services.Mosquitto]:
     """A private Mosquitto broker with persistence; `.stop()`/`.restart()` it."""
     with services.mosquitto() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[services.Redis]:
+    """A private redis-server (append-only file on); `.restart()` keeps its lists."""
+    with services.server_process(services.Redis) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[services.RabbitMQ]:
+    """A private RabbitMQ (guest/guest); `.restart()` keeps durable queues."""
+    with services.server_process(services.RabbitMQ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[services.Nats]:
+    """A private nats-server with JetStream; `.restart()` keeps its streams."""
+    with services.server_process(services.Nats) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[services.MariaDB]:
+    """A private MariaDB: user `podium`, no password, database `podium`."""
+    with services.server_process(services.MariaDB) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
 import pytest
 
@@ -697,4 +698,231 @@ def chromium() -> Iterator[Chromium]:
     try:
         yield Chromium(CHROMIUM, root)
     finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- Redis, RabbitMQ, NATS, MariaDB: one server process each ------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """A broker or database run as one foreground process in its own temp dir, on a free
+    port of 127.0.0.1. Its data stays in `root`, so `restart()` keeps what a real restart
+    keeps (Redis's append-only file, RabbitMQ's durable queues, JetStream's streams,
+    MariaDB's tables). `stop()`, `start()`, `restart()` and `kill()` block: from a test's
+    event loop, call them via `asyncio.to_thread`."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    name: ClassVar[str] = "server"
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        return _tcp_open(self.port)
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.argv(),
+                cwd=self.root,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_until(self.ready, self.name, self.log, self._proc)
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM to its process group), as `systemctl stop` does."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT * 3)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_TIMEOUT)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class Redis(ServerProcess):
+    """redis-server with an append-only file flushed on every write."""
+
+    name: ClassVar[str] = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def argv(self) -> list[str]:
+        return [
+            _require("redis-server", "redis-server"),
+            "--port", str(self.port), "--bind", self.host, "--dir", str(self.root),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--protected-mode", "no",
+        ]  # fmt: skip
+
+
+@dataclass
+class Nats(ServerProcess):
+    """nats-server with JetStream, its file store under `root`."""
+
+    name: ClassVar[str] = "nats"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [
+            _require("nats-server", "nats-server"),
+            "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.root / "js"),
+        ]  # fmt: skip
+
+
+@dataclass
+class RabbitMQ(ServerProcess):
+    """rabbitmq-server with every RABBITMQ_* path in `root`, its own Erlang port mapper
+    (epmd) on a free port and its own node name, so that it shares nothing with a system
+    RabbitMQ. Logins: guest/guest from anywhere (loopback_users = none)."""
+
+    name: ClassVar[str] = "rabbitmq"
+    dist_port: int = field(default_factory=free_port)
+    epmd_port: int = field(default_factory=free_port)
+    _epmd: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{self.host}:{self.port}/"
+
+    @property
+    def node(self) -> str:
+        return f"podium{self.port}@localhost"
+
+    def env(self) -> dict[str, str]:
+        root = self.root
+        return {
+            **os.environ,
+            "HOME": str(root),  # the Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(root / "log"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(root / "rabbitmq.pid"),
+        }
+
+    def argv(self) -> list[str]:
+        server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        if not server.exists():  # /usr/sbin's wrapper would switch to the rabbitmq user
+            _require("rabbitmq-server", "rabbitmq-server")
+        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = {self.host}:{self.port}\nloopback_users = none\n"
+        )
+        if self._epmd is None or self._epmd.poll() is not None:
+            epmd = shutil.which("epmd") or _require("epmd", "erlang-base")
+            with self.log.open("ab") as log:
+                self._epmd = subprocess.Popen(
+                    [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            _wait_until(lambda: _tcp_open(self.epmd_port), "epmd", self.log, self._epmd)
+        return [str(server)]
+
+    def close(self) -> None:
+        self.stop()
+        if self._epmd is not None:
+            _stop_process(self._epmd)
+
+
+@dataclass
+class MariaDB(ServerProcess):
+    """mariadbd with its data dir in `root`; user `podium` without a password, database
+    `podium`."""
+
+    name: ClassVar[str] = "mariadb"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "mariadb.sock"
+
+    @property
+    def url(self) -> str:
+        return f"jdbc:mariadb://{self.host}:{self.port}/podium"
+
+    def init(self) -> None:
+        install = _require("mariadb-install-db", "mariadb-server")
+        _run_checked(
+            [install, "--no-defaults", f"--datadir={self.root / 'data'}", "--user=root",
+             "--auth-root-authentication-method=socket", "--skip-test-db"],
+            "mariadb-install-db",
+            cwd=self.root,
+        )  # fmt: skip
+
+    def argv(self) -> list[str]:
+        return [
+            _require("mariadbd", "mariadb-server"),
+            "--no-defaults", f"--datadir={self.root / 'data'}", "--user=root",
+            f"--port={self.port}", f"--bind-address={self.host}", f"--socket={self.socket}",
+            f"--pid-file={self.root / 'mariadb.pid'}", "--skip-name-resolve",
+            "--innodb-flush-log-at-trx-commit=2", "--log-error=" + str(self.log),
+        ]  # fmt: skip
+
+    def setup_user(self) -> None:
+        client = _require("mariadb", "mariadb-client")
+        sql = (
+            "CREATE DATABASE IF NOT EXISTS podium; "
+            "CREATE USER IF NOT EXISTS 'podium'@'%'; "
+            "GRANT ALL ON *.* TO 'podium'@'%'; FLUSH PRIVILEGES;"
+        )
+        _run_checked([client, f"--socket={self.socket}", "-u", "root", "-e", sql], "mariadb setup")
+
+
+S = TypeVar("S", bound=ServerProcess)
+
+
+@contextlib.contextmanager
+def server_process(kind: type[S]) -> Iterator[S]:
+    root = Path(tempfile.mkdtemp(prefix=f"podium-{kind.__name__.lower()}-"))
+    server = kind(root=root)
+    try:
+        if isinstance(server, MariaDB):
+            server.init()
+        server.start()
+        if isinstance(server, MariaDB):
+            server.setup_user()
+        yield server
+    finally:
+        if isinstance(server, RabbitMQ):
+            server.close()
+        else:
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
