@@ -70,7 +70,7 @@ def consumer_config(policy: DeliverPolicy, since: str | None) -> Any:
     config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=Policy(_POLICIES[policy]))
     if since:
         config.deliver_policy = Policy.BY_START_TIME
-        config.opt_start_time = iso(datetime.fromisoformat(since))
+        config.opt_start_time = datetime.fromisoformat(since)
     return config
 
 
