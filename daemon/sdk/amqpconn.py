@@ -69,7 +69,7 @@ def incoming(message: AbstractIncomingMessage, serde: SerdeType) -> dict[str, An
         "messageId": message.message_id,
         "correlationId": message.correlation_id,
         "replyTo": message.reply_to,
-        "expiration": format_duration(timedelta(seconds=float(expiration))) if expiration else None,
+        "expiration": _duration(expiration),
         "timestamp": iso(message.timestamp.replace(tzinfo=UTC))
         if isinstance(message.timestamp, datetime) and message.timestamp.tzinfo is None
         else iso(message.timestamp)
@@ -79,6 +79,15 @@ def incoming(message: AbstractIncomingMessage, serde: SerdeType) -> dict[str, An
         "userId": message.user_id,
         "appId": message.app_id,
     }
+
+
+def _duration(expiration: Any) -> str | None:
+    """aio-pika gives the expiration in seconds (a number) or as a timedelta/datetime."""
+    if isinstance(expiration, timedelta):
+        return format_duration(expiration)
+    if isinstance(expiration, int | float) and expiration:
+        return format_duration(timedelta(seconds=float(expiration)))
+    return None
 
 
 def digest(message: AbstractIncomingMessage) -> str:
