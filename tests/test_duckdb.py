@@ -12,7 +12,7 @@ import pytest
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
-from tasks.sql.duckdb import to_ion
+from daemon.sdk.ion import dumps as to_ion
 from tests.harness import Harness
 
 PRODUCTS_SQL = """
@@ -84,7 +84,7 @@ async def test_queries_store_writes_ion_rows_to_storage(h: Harness) -> None:
     assert out["size"] == 2
     assert out["uri"].endswith(".ion")
     assert await read(h, out["uri"]) == (
-        '{brand:"Apple",avg_price:15.0e0}\n{brand:"Essence",avg_price:9.99e0}\n'
+        '{"brand":"Apple","avg_price":15.0e0}\n{"brand":"Essence","avg_price":9.99e0}\n'
     )
 
 
@@ -134,9 +134,9 @@ async def test_values_become_json_for_fetch_and_ion_for_store(h: Harness) -> Non
     }
     uri = ex.task_runs[1].outputs["outputs"][0]["uri"]
     assert await read(h, uri) == (
-        "{d:1.50,i:7.,day:2024-01-31,ts:2024-01-31T10:00:00-00:00,tz:2024-01-31T10:00:00Z,"
-        'span:"PT1H30M",nothing:null,yes:true,raw:{{AQ==}},list:[1,2],struct:{k:"v"},'
-        'text:"a\\"b\\n",\'odd name\':1}\n'
+        '{"d":1.50,"i":7.,"day":2024-01-31,"ts":2024-01-31T10:00:00-00:00,'
+        '"tz":2024-01-31T10:00:00Z,"span":"PT1H30M","nothing":null,"yes":true,'
+        '"raw":{{AQ==}},"list":[1,2],"struct":{"k":"v"},"text":"a\\"b\\n","odd name":1}\n'
     )
 
 
@@ -144,7 +144,7 @@ def test_ion_text_of_special_numbers_and_keywords() -> None:
     assert to_ion(float("nan")) == "nan"
     assert to_ion(float("-inf")) == "-inf"
     assert to_ion(1e20) == "1e+20"
-    assert to_ion({"null": 1, "it's": 2}) == "{'null':1,'it\\'s':2}"
+    assert to_ion({"null": 1, "it's": 2}) == '{"null":1,"it\'s":2}'
 
 
 async def test_input_files_are_in_the_working_dir_before_the_sql_is_rendered(

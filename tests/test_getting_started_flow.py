@@ -37,10 +37,10 @@ PRODUCTS = {
 }
 
 AVERAGES = (
-    '{brand:"Samsung",avg_price:200.33e0}\n'
-    '{brand:"Apple",avg_price:15.25e0}\n'
-    '{brand:"Essence",avg_price:9.99e0}\n'
-    '{brand:"N/A",avg_price:5.0e0}\n'
+    '{"brand":"Samsung","avg_price":200.33e0}\n'
+    '{"brand":"Apple","avg_price":15.25e0}\n'
+    '{"brand":"Essence","avg_price":9.99e0}\n'
+    '{"brand":"N/A","avg_price":5.0e0}\n'
 )
 
 

@@ -7,8 +7,9 @@ such file a task reads (serdes' `IonTo*`, the broker tasks' `from`) goes through
 Kestra wrote.
 
 `dumps` writes field names as quoted strings and numbers the way JSON writes them where
-Ion and JSON agree, so that most lines are JSON too: `iter_values` reads those with
-orjson and hands only the others (timestamps, blobs, decimals with exponents, Kestra's
+Ion and JSON agree, so that most lines are JSON too: `iter_values` reads those with the
+JSON parser (a number with a fraction is a decimal, with an exponent a float, as in Ion)
+and hands only the others (timestamps, blobs, decimals with exponents, Kestra's
 unquoted field names...) to the Ion parser below. Types map to Python as: null (any
 typed null) -> None, int -> int, decimal -> Decimal, float -> float, timestamp ->
 datetime (a date when it has no time part), string and symbol -> str, blob and clob ->
@@ -18,6 +19,7 @@ bytes, list and sexp -> list, struct -> dict; annotations are dropped.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -92,7 +94,7 @@ def dumps(value: Any) -> str:
     if isinstance(value, datetime):
         return _timestamp(value)
     if isinstance(value, date):
-        return value.isoformat() + "T"
+        return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return "{{" + base64.b64encode(bytes(value)).decode() + "}}"
     if isinstance(value, Mapping):
@@ -404,13 +406,19 @@ def _parse_all(text: str) -> Iterator[Any]:
             raise IonError("the text ends inside a value") from None
 
 
+def _ion_number(text: str) -> float | Decimal:
+    """A JSON number with a fraction is an Ion decimal, unless it has an exponent (a float)."""
+    return float(text) if "e" in text or "E" in text else Decimal(text)
+
+
+_json_line = json.JSONDecoder(parse_float=_ion_number).decode
+
+
 def iter_values(path: Path) -> Iterator[Any]:
     """The top-level values of an Ion text file, read line by line (bounded memory).
 
     Blocking: iterate it off the event loop. Raises IonError naming the line.
     """
-    import orjson
-
     with path.open("r", encoding="utf-8", newline="\n") as lines:
         pending, first = "", 0
         for number, line in enumerate(lines, 1):
@@ -419,9 +427,9 @@ def iter_values(path: Path) -> Iterator[Any]:
                     continue
                 if line[0] in "{[":
                     try:
-                        yield orjson.loads(line)
+                        yield _json_line(line)
                         continue
-                    except orjson.JSONDecodeError:
+                    except ValueError:
                         pass
                 first = number
             pending += line

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib
-import math
 import re
 import shutil
 import threading
@@ -27,6 +26,7 @@ from uuid import UUID
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.ion import dumps
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
 from daemon.sdk.state import iso
@@ -40,68 +40,6 @@ DATABASE_FILE = "database.duckdb"
 BATCH = 10_000  # rows fetched at once: STORE streams any number of rows in this memory
 _INSTALL = re.compile(r"^\s*INSTALL\s+'?([A-Za-z0-9_]+)'?\s*;?\s*$", re.IGNORECASE)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-# -- Amazon Ion text, the format of Kestra's stored query results -------------------------
-
-_SYMBOL = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
-_KEYWORDS = {"null", "true", "false", "nan"}
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(text: str, quote: str) -> str:
-    out = []
-    for char in text:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif char == quote:
-            out.append("\\" + quote)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def _field(name: str) -> str:
-    if _SYMBOL.match(name) and name not in _KEYWORDS:
-        return name
-    return "'" + _escape(name, "'") + "'"
-
-
-def to_ion(value: Any) -> str:
-    """One value as Ion text; naive date-times get Ion's "unknown offset" (-00:00)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "+inf" if value > 0 else "-inf"
-        text = repr(value)
-        return text if "e" in text else text + "e0"
-    if isinstance(value, Decimal):
-        text = str(value).replace("E", "d")
-        return text if "." in text or "d" in text else text + "."
-    if isinstance(value, str):
-        return '"' + _escape(value, '"') + '"'
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return value.isoformat() + "-00:00"
-        return iso(value) or ""
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "{{" + base64.b64encode(bytes(value)).decode() + "}}"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{_field(str(k))}:{to_ion(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(to_ion(v) for v in value) + "]"
-    return to_ion(_plain(value))
 
 
 def _plain(value: Any) -> Any:
@@ -238,12 +176,11 @@ class _Session:
 
 def _store(con: duckdb.DuckDBPyConnection, columns: list[str], out: IO[str]) -> int:
     size = 0
-    names = [_field(c) for c in columns]
+    names = [dumps(str(c)) for c in columns]
     while batch := con.fetchmany(BATCH):
         for row in batch:
-            out.write(
-                "{" + ",".join(f"{n}:{to_ion(v)}" for n, v in zip(names, row, strict=True)) + "}\n"
-            )
+            fields = ",".join(f"{n}:{dumps(v)}" for n, v in zip(names, row, strict=True))
+            out.write("{" + fields + "}\n")
         size += len(batch)
     return size
 

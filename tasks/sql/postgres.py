@@ -2,8 +2,8 @@
 
 Connections come from the shared pools in `pool.py`. Rows are handed on as Kestra's JDBC
 tasks do: FETCH_ONE as `row`, FETCH as `rows`, STORE as a stored file of one JSON object
-per line (named `.ion` like Kestra's, whose lines are ION), values as `pgvalues.py` makes
-them JSON.
+per line written by `daemon.sdk.ion` (the format of every stored file of rows), values as
+`pgvalues.py` makes them JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from daemon.sdk.context import RunContext
+from daemon.sdk.ion import dumps
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
@@ -305,9 +306,7 @@ async def _store(
     fetch_size: int,
     index: int,
 ) -> dict[str, Any]:
-    """Rows streamed through a cursor into a file of JSON lines, `fetch_size` at a time."""
-    import orjson
-
+    """Rows streamed through a cursor into an Ion file, `fetch_size` at a time."""
     path = await ctx.working_dir() / f"{ctx.task_run.task_id}-{index + 1}.ion"
     size = 0
     out = await asyncio.to_thread(path.open, "wb")
@@ -316,7 +315,7 @@ async def _store(
         # A cursor lives in a transaction; Queries is usually in one already.
         async with conn.transaction():
             async for record in statement.cursor(*args, prefetch=fetch_size):
-                batch.append(orjson.dumps(json_row(statement, record)) + b"\n")
+                batch.append((dumps(json_row(statement, record)) + "\n").encode())
                 if len(batch) >= STORE_BATCH:
                     await asyncio.to_thread(out.write, b"".join(batch))
                     size += len(batch)
