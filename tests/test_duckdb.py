@@ -11,8 +11,8 @@ import pytest
 
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
-from daemon.sdk.state import State
 from daemon.sdk.ion import dumps as to_ion
+from daemon.sdk.state import State
 from tests.harness import Harness
 
 PRODUCTS_SQL = """

@@ -18,8 +18,8 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from daemon.sdk.context import RunContext
-from daemon.sdk.ion import dumps
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.ion import dumps
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
 from tasks.sql.pgvalues import arguments, json_row
