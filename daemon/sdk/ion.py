@@ -34,21 +34,12 @@ from daemon.sdk.ionparse import Parser, _Incomplete
 
 # -- writing -------------------------------------------------------------------------------
 
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"'}
-
-
 def _string(text: str) -> str:
-    if not any(c in _ESCAPES or c < " " or c == "\x7f" for c in text):
-        return '"' + text + '"'
-    out = []
-    for char in text:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif char < " " or char == "\x7f":
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
+    """JSON's string escapes (\\n, \\", \\uXXXX...) are Ion's too: the C encoder does it."""
+    return _encode_string(text)
+
+
+_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def _timestamp(value: datetime) -> str:
