@@ -39,7 +39,7 @@ def _string(text: str) -> str:
     return _encode_string(text)
 
 
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring
 
 
 def _timestamp(value: datetime) -> str:
