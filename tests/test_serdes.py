@@ -247,3 +247,35 @@ async def test_what_duckdb_stores_is_what_serdes_reads(h: Harness) -> None:
         "at": "2024-01-31T10:00:00.123Z",
         "label": "x,y",
     }
+
+
+async def test_large_files_take_duckdb_and_give_the_same_rows(h: Harness) -> None:
+    """Above 1 MB, CsvToIon and IonToParquet run in DuckDB: the same Ion bytes as the
+    Python path (forced here by onBadLines: WARN) and the same Parquet rows."""
+    body = "".join(
+        f'{n},"name {n}, {chr(233)}",{n / 7:.3f},{"" if n % 3 else chr(92) + "N"}\n'
+        for n in range(40_000)
+    )
+    uri = await put(h, ("id,name,value,note\n" + body).encode(), "big.csv")
+    out = await run(
+        h,
+        f"""
+  - id: fast
+    type: io.kestra.plugin.serdes.csv.CsvToIon
+    from: "{uri}"
+  - id: slow
+    type: io.kestra.plugin.serdes.csv.CsvToIon
+    from: "{uri}"
+    onBadLines: WARN
+  - id: parquet
+    type: io.kestra.plugin.serdes.parquet.IonToParquet
+    from: "{{{{ outputs.fast.uri }}}}"
+  - id: back
+    type: io.kestra.plugin.serdes.parquet.ParquetToIon
+    from: "{{{{ outputs.parquet.uri }}}}"
+""",
+    )
+    fast, slow = await read(h, out["fast"]["uri"]), await read(h, out["slow"]["uri"])
+    assert len(fast) > 1 << 20
+    assert fast == slow
+    assert await read(h, out["back"]["uri"]) == fast

@@ -12,8 +12,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from daemon.sdk.ion import dumps, iter_values
+from tasks.serdes import fast
 from tasks.serdes.base import BATCH_ROWS, Convert
 from tasks.serdes.schema import parse, row_converter
+
+# Files smaller than this convert in Python: DuckDB's start costs more than it saves.
+FAST_FROM_BYTES = 1 << 20
 
 
 class ParquetToIon(Convert):
@@ -79,6 +83,12 @@ class IonToParquet(Convert):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        codec = {"UNCOMPRESSED": "none", "LZO": "snappy"}.get(self.compression_codec)
+        codec = codec or self.compression_codec.lower()
+        if not self.schema_ and self.version == "V2" and source.stat().st_size > FAST_FROM_BYTES:
+            count = fast.json_lines_to_parquet(source, target, codec, self.row_group_size)
+            if count is not None:
+                return count
         rows = iter_values(source)
         convert = None
         schema = None
@@ -88,7 +98,6 @@ class IonToParquet(Convert):
             schema = pa.schema(
                 [pa.field(f["name"], _arrow_type(f["type"])) for f in avro["fields"]]
             )
-        codec = {"UNCOMPRESSED": "none", "LZO": "snappy"}.get(self.compression_codec)
         writer = None
         count = 0
         try:
@@ -101,7 +110,7 @@ class IonToParquet(Convert):
                     writer = pq.ParquetWriter(
                         target,
                         schema,
-                        compression=codec or self.compression_codec.lower(),
+                        compression=codec,
                         version="1.0" if self.version == "V1" else "2.6",
                         data_page_size=self.page_size,
                         dictionary_pagesize_limit=self.dictionary_page_size,

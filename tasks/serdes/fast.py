@@ -1,0 +1,72 @@
+"""DuckDB, a dependency already, converts the common cases at its own speed and in a
+bounded memory (`MEMORY_LIMIT`): a UTF-8 CSV with a header to Ion, and an Ion file whose
+lines are all JSON (what podium writes for text rows) to Parquet. It gives the same rows
+as the Python path of each task, which runs whenever DuckDB cannot (other options, Ion
+that is not JSON, a malformed line: the Python path then reports it with its line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MEMORY_LIMIT = "96MB"
+THREADS = 2
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _connect() -> Any:
+    import duckdb
+
+    return duckdb.connect(
+        config={
+            "memory_limit": MEMORY_LIMIT,
+            "threads": THREADS,
+            "preserve_insertion_order": True,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+
+
+def csv_to_ion(source: Path, target: Path, separator: str, quote: str) -> int | None:
+    """Rows as maps of header -> text, `\\N` as null; None when DuckDB cannot."""
+    import duckdb
+
+    sql = (
+        f"COPY (SELECT * FROM read_csv({_quoted(str(source))}, header=true, all_varchar=true, "
+        f"delim={_quoted(separator)}, quote={_quoted(quote)}, escape={_quoted(quote)}, "
+        f"nullstr='\\N', strict_mode=true, auto_detect=true)) "
+        f"TO {_quoted(str(target))} (FORMAT json)"
+    )
+    try:
+        with _connect() as con:
+            count = con.execute(sql).fetchone()
+    except duckdb.Error:
+        return None
+    return int(count[0]) if count else 0
+
+
+def json_lines_to_parquet(
+    source: Path, target: Path, codec: str, row_group_size: int | None
+) -> int | None:
+    """None when a line is not JSON or the rows do not share one shape."""
+    import duckdb
+
+    options = f"FORMAT parquet, COMPRESSION {codec}"
+    if row_group_size:
+        options += f", ROW_GROUP_SIZE {int(row_group_size)}"
+    sql = (
+        f"COPY (SELECT * FROM read_json({_quoted(str(source))}, format='newline_delimited', "
+        f"sample_size=-1)) TO {_quoted(str(target))} ({options})"
+    )
+    try:
+        with _connect() as con:
+            count = con.execute(sql).fetchone()
+    except duckdb.Error:
+        target.unlink(missing_ok=True)
+        return None
+    return int(count[0]) if count else 0
