@@ -18,11 +18,13 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _connect() -> Any:
+def _connect(work: Path) -> Any:
+    """DuckDB spills what exceeds its memory limit to files, in the task's directory."""
     import duckdb
 
     return duckdb.connect(
         config={
+            "temp_directory": str(work / ".duckdb-spill"),
             "memory_limit": MEMORY_LIMIT,
             "threads": THREADS,
             "preserve_insertion_order": True,
@@ -43,7 +45,7 @@ def csv_to_ion(source: Path, target: Path, separator: str, quote: str) -> int | 
         f"TO {_quoted(str(target))} (FORMAT json)"
     )
     try:
-        with _connect() as con:
+        with _connect(target.parent) as con:
             count = con.execute(sql).fetchone()
     except duckdb.Error:
         return None
@@ -64,7 +66,7 @@ def json_lines_to_parquet(
         f"sample_size=-1)) TO {_quoted(str(target))} ({options})"
     )
     try:
-        with _connect() as con:
+        with _connect(target.parent) as con:
             count = con.execute(sql).fetchone()
     except duckdb.Error:
         target.unlink(missing_ok=True)

@@ -9,16 +9,14 @@ intervals as ISO-8601 durations, json columns as their value, bytea as base64.
 
 from __future__ import annotations
 
-import base64
 import json
-import math
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.sqldb import jsonable
 
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped]
@@ -85,43 +83,6 @@ def _whole(value: float) -> int:
 def json_row(statement: PreparedStatement, record: asyncpg.Record) -> dict[str, Any]:
     """A row as Kestra hands it on: column label -> JSON value (a repeated label: the last)."""
     return {
-        attr.name: _jsonable(record[i], attr.type.name)
+        attr.name: jsonable(record[i], attr.type.name)
         for i, attr in enumerate(statement.get_attributes())
     }
-
-
-def _jsonable(value: Any, type_name: str) -> Any:
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        return json.loads(value) if type_name in ("json", "jsonb") else value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Decimal):
-        return _number(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return value.isoformat()
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, list | tuple):
-        return [_jsonable(item, type_name.removesuffix("[]")) for item in value]
-    if isinstance(value, UUID):
-        return str(value)
-    return str(value)
-
-
-def _number(value: Decimal) -> int | float | str:
-    """A numeric as a JSON number, or as text when a float would change its value."""
-    if not value.is_finite():
-        return str(value)
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent >= 0:
-        return int(value)
-    as_float = float(value)
-    return as_float if Decimal(repr(as_float)) == value else str(value)

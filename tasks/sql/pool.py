@@ -10,128 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import socket
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.sqldb import Target
 
 if TYPE_CHECKING:
     import asyncpg  # type: ignore[import-untyped]
 
-CONNECT_TIMEOUT = 10.0  # seconds; the PostgreSQL JDBC driver's default connectTimeout
 POOL_MAX_SIZE = 10  # connections per target, shared by every task that runs at once
 CLOSE_TIMEOUT = 5.0  # seconds a pool may take to close before its connections are cut
-
-_JDBC = "jdbc:postgresql:"
-_SCHEMES = ("postgresql://", "postgres://")
-_EXPECTED = "expected jdbc:postgresql://host:port/database or postgresql://host:port/database"
-# JDBC url parameters with a libpq/asyncpg meaning; the driver's other tuning knobs
-# (prepareThreshold, tcpKeepAlive, loggerLevel...) mean nothing here and are dropped.
-_JDBC_PARAMETERS = {
-    "user": "user",
-    "password": "password",
-    "sslmode": "sslmode",
-    "sslrootcert": "sslrootcert",
-    "sslcert": "sslcert",
-    "sslkey": "sslkey",
-}
-_JDBC_SETTINGS = {
-    "currentSchema": "search_path",
-    "ApplicationName": "application_name",
-    "options": "options",
-}
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and as whom to connect; `where` and `user` are safe to print."""
-
-    dsn: str
-    user: str | None
-    password: str | None = field(repr=False)
-    ssl: str | None
-    server_settings: tuple[tuple[str, str], ...]
-    timeout: float
-    where: str
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        """The pool this target shares: a password change gets a pool of its own."""
-        secret = hashlib.sha256((self.password or "").encode()).hexdigest()
-        return (self.dsn, self.user, secret, self.ssl, self.server_settings)
-
-    @property
-    def who(self) -> str:
-        return self.user or "the default user"
-
-
-def parse_target(
-    url: str,
-    username: str | None,
-    password: str | None,
-    ssl: bool | None = None,
-    ssl_mode: str | None = None,
-) -> Target:
-    """A Kestra `url` (JDBC or libpq form) plus the task's credentials and TLS choice.
-
-    `username`/`password` properties win over credentials written in the url.
-    """
-    text = url.strip()
-    jdbc = text.startswith(_JDBC)
-    if jdbc:
-        rest = text[len(_JDBC) :]
-        text = "postgresql:" + (rest if rest.startswith("//") else "//localhost:5432/" + rest)
-    if not text.startswith(_SCHEMES):
-        raise TaskFailed(
-            f"invalid PostgreSQL url '{_without_credentials(url)}': {_EXPECTED}", non_retryable=True
-        )
-    parts = urlsplit(text)
-    query: list[tuple[str, str]] = []
-    settings: list[tuple[str, str]] = []
-    timeout = CONNECT_TIMEOUT
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if not jdbc:
-            query.append((name, value))
-        elif name in _JDBC_PARAMETERS:
-            query.append((_JDBC_PARAMETERS[name], value))
-        elif name in _JDBC_SETTINGS:
-            settings.append((_JDBC_SETTINGS[name], value))
-        elif name == "ssl" and value.lower() == "true" and ssl_mode is None:
-            ssl_mode = "require"
-        elif name == "connectTimeout" and value.isdigit() and int(value) > 0:
-            timeout = float(value)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    url_user = userinfo.partition(":")[0] or None
-    for name, value in query:
-        if name == "user":
-            url_user = value
-    dsn = parts._replace(query=urlencode(query)).geturl()
-    mode = ssl_mode or ("require" if ssl else None)
-    database = parts.path.lstrip("/") or (username or url_user or "")
-    return Target(
-        dsn=dsn,
-        user=username or url_user,
-        password=password or None,
-        ssl=mode.lower().replace("_", "-") if mode else None,
-        server_settings=tuple(settings),
-        timeout=timeout,
-        where=f"{hosts or 'localhost'}/{database}",
-    )
-
-
-def _without_credentials(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
-
 
 # Pools belong to the event loop that made them (tests run one loop each).
 _pools: weakref.WeakKeyDictionary[

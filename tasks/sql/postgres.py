@@ -22,8 +22,9 @@ from daemon.sdk.errors import TaskFailed
 from daemon.sdk.ion import dumps
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.sqldb import Target, parse_target
 from tasks.sql.pgvalues import arguments, json_row
-from tasks.sql.pool import Target, close_pools, connection, parse_target
+from tasks.sql.pool import close_pools, connection
 from tasks.sql.sqltext import bind_named, split_statements
 
 if TYPE_CHECKING:
