@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 MEMORY_LIMIT = "96MB"
-THREADS = 2
+THREADS = 1  # two threads need more than MEMORY_LIMIT for the ordered CSV reader
 
 
 def _quoted(text: str) -> str:
@@ -28,6 +28,7 @@ def _connect(work: Path) -> Any:
             "memory_limit": MEMORY_LIMIT,
             "threads": THREADS,
             "preserve_insertion_order": True,
+            "enable_progress_bar": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
