@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
+
+import pytest
 
 from daemon.sdk.ion import loads
 from daemon.sdk.state import State
@@ -249,9 +252,12 @@ async def test_what_duckdb_stores_is_what_serdes_reads(h: Harness) -> None:
     }
 
 
-async def test_large_files_take_duckdb_and_give_the_same_rows(h: Harness) -> None:
+async def test_large_files_take_duckdb_and_give_the_same_rows(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     """Above 1 MB, CsvToIon and IonToParquet run in DuckDB: the same Ion bytes as the
     Python path (forced here by onBadLines: WARN) and the same Parquet rows."""
+    caplog.set_level(logging.DEBUG, logger="tasks.serdes.fast")
     body = "".join(
         f'{n},"name {n}, {chr(233)}",{n / 7:.3f},{"" if n % 3 else chr(92) + "N"}\n'
         for n in range(40_000)
@@ -279,3 +285,5 @@ async def test_large_files_take_duckdb_and_give_the_same_rows(h: Harness) -> Non
     assert len(fast) > 1 << 20
     assert fast == slow
     assert await read(h, out["back"]["uri"]) == fast
+    converted = [r.getMessage() for r in caplog.records if "DuckDB converted" in r.getMessage()]
+    assert len(converted) == 2, [r.getMessage() for r in caplog.records]

@@ -7,8 +7,11 @@ that is not JSON, a malformed line: the Python path then reports it with its lin
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MEMORY_LIMIT = "96MB"
 THREADS = 1  # two threads need more than MEMORY_LIMIT for the ordered CSV reader
@@ -22,17 +25,18 @@ def _connect(work: Path) -> Any:
     """DuckDB spills what exceeds its memory limit to files, in the task's directory."""
     import duckdb
 
-    return duckdb.connect(
+    con = duckdb.connect(
         config={
             "temp_directory": str(work / ".duckdb-spill"),
             "memory_limit": MEMORY_LIMIT,
             "threads": THREADS,
             "preserve_insertion_order": True,
-            "enable_progress_bar": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
     )
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def csv_to_ion(source: Path, target: Path, separator: str, quote: str) -> int | None:
@@ -48,8 +52,10 @@ def csv_to_ion(source: Path, target: Path, separator: str, quote: str) -> int | 
     try:
         with _connect(target.parent) as con:
             count = con.execute(sql).fetchone()
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        log.info("DuckDB did not convert %s (%s); converting in Python", source.name, exc)
         return None
+    log.debug("DuckDB converted %s to Ion", source.name)
     return int(count[0]) if count else 0
 
 
@@ -69,7 +75,9 @@ def json_lines_to_parquet(
     try:
         with _connect(target.parent) as con:
             count = con.execute(sql).fetchone()
-    except duckdb.Error:
+    except duckdb.Error as exc:
         target.unlink(missing_ok=True)
+        log.info("DuckDB did not convert %s (%s); converting in Python", source.name, exc)
         return None
+    log.debug("DuckDB converted %s to Parquet", source.name)
     return int(count[0]) if count else 0
