@@ -13,7 +13,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MEMORY_LIMIT = "96MB"
+MEMORY_LIMIT = "64MB"
+ROW_GROUP_ROWS = 32768  # rows a Parquet row group holds at most: what the writer buffers
+BUFFER = 4 << 20  # the CSV reader's buffer: a line longer than this falls back to Python
 THREADS = 1  # two threads need more than MEMORY_LIMIT for the ordered CSV reader
 
 
@@ -31,6 +33,7 @@ def _connect(work: Path) -> Any:
             "memory_limit": MEMORY_LIMIT,
             "threads": THREADS,
             "preserve_insertion_order": True,
+            "allocator_flush_threshold": "8MB",
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
@@ -46,7 +49,7 @@ def csv_to_ion(source: Path, target: Path, separator: str, quote: str) -> int | 
     sql = (
         f"COPY (SELECT * FROM read_csv({_quoted(str(source))}, header=true, all_varchar=true, "
         f"delim={_quoted(separator)}, quote={_quoted(quote)}, escape={_quoted(quote)}, "
-        f"nullstr='\\N', strict_mode=true, auto_detect=true)) "
+        f"nullstr='\\N', strict_mode=true, auto_detect=true, buffer_size={BUFFER})) "
         f"TO {_quoted(str(target))} (FORMAT json)"
     )
     try:
@@ -65,12 +68,12 @@ def json_lines_to_parquet(
     """None when a line is not JSON or the rows do not share one shape."""
     import duckdb
 
-    options = f"FORMAT parquet, COMPRESSION {codec}"
-    if row_group_size:
-        options += f", ROW_GROUP_SIZE {int(row_group_size)}"
+    options = f"FORMAT parquet, COMPRESSION {codec}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
+    if row_group_size:  # Kestra's rowGroupSize is in bytes, as parquet-mr's
+        options += f", ROW_GROUP_SIZE_BYTES {int(row_group_size)}"
     sql = (
-        f"COPY (SELECT * FROM read_json({_quoted(str(source))}, format='newline_delimited', "
-        f"sample_size=-1)) TO {_quoted(str(target))} ({options})"
+        f"COPY (SELECT * FROM read_json({_quoted(str(source))}, format='newline_delimited')) "
+        f"TO {_quoted(str(target))} ({options})"
     )
     try:
         with _connect(target.parent) as con:

@@ -75,20 +75,20 @@ class IonToParquet(Convert):
         "GZIP"
     )
     version: Literal["V1", "V2"] = "V2"
-    row_group_size: int | None = Field(default=None, ge=1)
+    row_group_size: int | None = Field(default=None, ge=1)  # bytes, as Kestra's
     page_size: int | None = Field(default=None, ge=1)
     dictionary_page_size: int | None = Field(default=None, ge=1)
 
     def convert(self, source: Path, target: Path) -> int:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         codec = {"UNCOMPRESSED": "none", "LZO": "snappy"}.get(self.compression_codec)
         codec = codec or self.compression_codec.lower()
         if not self.schema_ and self.version == "V2" and source.stat().st_size > FAST_FROM_BYTES:
             count = fast.json_lines_to_parquet(source, target, codec, self.row_group_size)
             if count is not None:
                 return count
+        import pyarrow as pa  # after DuckDB's try: its import alone takes ~80 MB
+        import pyarrow.parquet as pq
+
         rows = iter_values(source)
         convert = None
         schema = None
@@ -115,7 +115,7 @@ class IonToParquet(Convert):
                         data_page_size=self.page_size,
                         dictionary_pagesize_limit=self.dictionary_page_size,
                     )
-                writer.write_table(table, row_group_size=self.row_group_size)
+                writer.write_table(table)  # one row group per batch
                 count += len(batch)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ValueError(f"row {count + 1}...: {exc}") from None
