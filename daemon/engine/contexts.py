@@ -14,8 +14,8 @@ from daemon.engine.adapters import StorageFiles, StoreExecutions, StoreKeyValue
 from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
-from daemon.sdk.context import LEVELS, RunContext, TaskLogger, TriggerContext
-from daemon.sdk.execution import Execution, TaskRun, derived_id
+from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger, TriggerContext
+from daemon.sdk.execution import Execution, TaskRun, derived_id, new_id
 from daemon.sdk.services import (
     Closer,
     ExecutionListener,
@@ -23,7 +23,7 @@ from daemon.sdk.services import (
     FlowRef,
     WebhookRoutes,
 )
-from daemon.sdk.state import State, iso
+from daemon.sdk.state import State, StateHistory, iso
 
 if TYPE_CHECKING:
     from daemon.engine.metrics import Metrics
@@ -205,6 +205,37 @@ class TaskContext(RunContext):
         await store.save_execution(resources.masked(self.execution.to_json(task_runs=False)))
         resources.events.publish(TaskRunChanged(self.execution, self.task_run))
         resources.events.publish(ExecutionChanged(self.execution))
+
+    async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
+        """Each run becomes a terminated child task run of this one, with its log lines."""
+        resources = self._resources
+        for run in runs:
+            if not run.history or not run.history[-1][0].terminated:
+                raise ValueError(f"the reported run {run.task_id} has no terminal state")
+            first, *rest = run.history
+            state = StateHistory(*first)
+            for step in rest:
+                state.set(*step)
+            attempt = StateHistory(*first)
+            for step in rest:
+                attempt.set(*step)
+            child = TaskRun(
+                id=new_id(),
+                execution_id=self.execution.id,
+                namespace=self.execution.namespace,
+                flow_id=self.execution.flow_id,
+                task_id=run.task_id,
+                state=state,
+                parent_task_run_id=self.task_run.id,
+                attempts=[attempt],
+                outputs=dict(run.outputs),
+            )
+            self.execution.task_runs.append(child)
+            await resources.store.save_task_run(resources.masked(child.to_json()), wait=False)
+            log = ExecutionLog(resources, self.execution, child)
+            for level, message in run.logs:
+                log.log(level, message)
+            resources.events.publish(TaskRunChanged(self.execution, child))
 
     def add_labels(self, labels: Mapping[str, str]) -> None:
         self.execution.labels.update({k: str(v) for k, v in labels.items()})

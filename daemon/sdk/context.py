@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from daemon.sdk.services import (
     StateStore,
     WebhookRoutes,
 )
+from daemon.sdk.state import State
 
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution, TaskRun
@@ -58,6 +60,19 @@ class TaskLogger(ABC):
 
     def error(self, message: str) -> None:
         self.log("ERROR", message)
+
+
+@dataclass(frozen=True)
+class ReportedRun:
+    """Work a task did itself that a person should see as a task run of its own under the
+    task's run (Kestra's dynamic task runs: one per dbt model). It runs nothing: the engine
+    records it with the states and times it went through (`history`, oldest first, the
+    last one terminal), its outputs, and its log lines as (level, message)."""
+
+    task_id: str
+    history: Sequence[tuple[State, datetime]]
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    logs: Sequence[tuple[str, str]] = ()
 
 
 class RunContext(ABC):
@@ -162,6 +177,10 @@ class RunContext(ABC):
         """Resume a PAUSED execution (this one or another) as the API's resume does, with
         the `onResume` inputs of the task that holds it; False when none is paused under
         that id. InputError when the inputs do not fit."""
+
+    async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
+        """Record `runs` as children of this task run, stored and shown at once."""
+        raise NotImplementedError(f"{type(self).__name__} cannot record task runs")
 
     @abstractmethod
     def on_close(self, key: str, closer: Closer) -> None:

@@ -34,6 +34,7 @@ from daemon.sdk.ionparse import Parser, _Incomplete
 
 # -- writing -------------------------------------------------------------------------------
 
+
 def _string(text: str) -> str:
     """JSON's string escapes (\\n, \\", \\uXXXX...) are Ion's too: the C encoder does it."""
     return _encode_string(text)
