@@ -41,7 +41,11 @@ from tasks.scripts.process import Process
 # time, which a machine that reaches only package registries cannot do.
 DEFAULT_DEPENDENCIES = ["dbt-core>=1.9,<1.11", "dbt-duckdb", "dbt-postgres"]
 # No usage statistics sent home, no version check against the network.
-QUIET = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
+QUIET = {
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "DBT_VERSION_CHECK": "false",
+}
 INSTALL_TIMEOUT = 900
 # dbt's node statuses -> Kestra's states.
 STATES = {
