@@ -301,3 +301,57 @@ triggers:
             await th.finished()
         # Polls before the flow marked its row see it again, as in Kestra.
         assert {e.trigger["variables"]["row"]["id"] for e in th.executions} == {1, 2}
+
+
+@pytest.fixture
+def restartable_mariadb(mariadb: MariaDB) -> Iterator[MariaDB]:
+    """The session's MariaDB, running again after the test whatever happened."""
+    yield mariadb
+    if not mariadb.running:
+        mariadb.start()
+
+
+async def test_mariadb_trigger_survives_a_database_restart(
+    h: Harness, restartable_mariadb: MariaDB, table: str
+) -> None:
+    """MysqlTriggerTest with mariadbd restarted under the trigger: the row inserted after
+    the restart starts its execution."""
+    server = restartable_mariadb
+
+    async def execute(sql: str) -> None:
+        connection = await asyncmy.connect(
+            host="127.0.0.1", port=server.port, user="podium", database="podium", autocommit=True
+        )
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(sql)
+        finally:
+            connection.close()
+
+    await execute(f"CREATE TABLE {table} (id INT, done BOOL DEFAULT false)")
+    await execute(f"INSERT INTO {table} (id) VALUES (1)")
+    source = f"""id: my
+namespace: test
+tasks:
+  - id: done
+    type: io.kestra.plugin.jdbc.mysql.Query
+    {conn(server)}
+    sql: UPDATE {table} SET done = true WHERE id = {{{{ trigger.row.id }}}}
+triggers:
+  - id: watch
+    type: io.kestra.plugin.jdbc.mysql.Trigger
+    {conn(server)}
+    sql: SELECT id FROM {table} WHERE NOT done ORDER BY id LIMIT 1
+    fetchType: FETCH_ONE
+    interval: PT0.2S
+"""
+    async with running_triggers(h, source) as th:
+        await th.wait_for(1)
+        await th.finished()
+        await asyncio.to_thread(server.restart)
+        await execute(f"INSERT INTO {table} (id) VALUES (2)")
+        while not any(e.trigger["variables"]["row"]["id"] == 2 for e in th.executions):
+            await th.wait_for(len(th.executions) + 1, timeout=60)
+        await th.finished()
+    # Polls before the flow marked its row see it again, as in Kestra.
+    assert {e.trigger["variables"]["row"]["id"] for e in th.executions} == {1, 2}
