@@ -16,7 +16,8 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from tests import services
 from tests.harness import Harness
 
-# Fixtures that start a real service (a private PostgreSQL, Mosquitto, podman, Chromium).
+# Fixtures that start a real service (a private PostgreSQL, Mosquitto, Redis, RabbitMQ,
+# NATS, MariaDB, podman, Chromium).
 SERVICE_FIXTURES = frozenset(
     {
         "postgres_dsn",

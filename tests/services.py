@@ -1,7 +1,7 @@
 """Private instances of the real services that podium's tests talk to.
 
-Each helper starts its own PostgreSQL, Mosquitto or podman on a free port (or
-socket) in a fresh temporary directory, so tests never touch the system
+Each helper starts its own PostgreSQL, Mosquitto, podman, Redis, RabbitMQ, NATS or
+MariaDB on a free port (or socket) in a fresh temporary directory, so tests never touch the system
 services that the machine may already run on the default ports, and several
 test sessions can run side by side. A missing binary fails the test with the
 Debian package to install: a skipped service test would hide a broken CI.
