@@ -6,8 +6,8 @@ one its tasks share (Kestra's usual `Clone` then `shell.Commands` then `Push`). 
 environment, never the command line or the log; `privateKey` goes to ssh through a key
 file of the run that is removed afterwards.
 
-Not here yet: SyncFlows, PushFlows and SyncNamespaceFiles, which read and write podium's
-flows and namespace files (see the report of issue #16).
+SyncFlows and PushFlows are in gitflows.py; SyncNamespaceFiles is not here yet (podium
+stores no namespace files yet).
 """
 
 from __future__ import annotations
@@ -106,6 +106,51 @@ class GitTask(Task):
             )
         return env
 
+    async def checkout(
+        self, ctx: RunContext, target: Path, env: dict[str, str], branch: str
+    ) -> None:
+        remote = await self.git(ctx, ["ls-remote", "--heads", "origin", branch], target, env)
+        if remote.strip():
+            current = (await self.git(ctx, ["branch", "--show-current"], target, env)).strip()
+            if current != branch:
+                await self.git(ctx, ["fetch", "--quiet", "origin", branch], target, env)
+                await self.git(
+                    ctx, ["checkout", "--quiet", "-B", branch, "FETCH_HEAD"], target, env
+                )
+        else:
+            await self.git(ctx, ["checkout", "--quiet", "-B", branch], target, env)
+
+    async def commit_and_push(
+        self,
+        ctx: RunContext,
+        target: Path,
+        env: dict[str, str],
+        branch: str,
+        message: str,
+        author: Author | None,
+        dry_run: bool,
+    ) -> dict[str, str | None]:
+        """Commit what is staged (as `author`) and push it to `branch`; Kestra's outputs."""
+        author = author or Author()
+        identity = {
+            "GIT_AUTHOR_NAME": author.name or "podium",
+            "GIT_AUTHOR_EMAIL": author.email or "podium@localhost",
+            "GIT_COMMITTER_NAME": author.name or "podium",
+            "GIT_COMMITTER_EMAIL": author.email or "podium@localhost",
+        }
+        status = await self.git(ctx, ["status", "--porcelain"], target, env)
+        if not status.strip():
+            ctx.logger.info("nothing to commit: the branch is unchanged")
+            head = (await self.git(ctx, ["rev-parse", "HEAD"], target, env)).strip()
+            return {"commitId": head, "commitURL": None}
+        await self.git(ctx, ["commit", "--quiet", "-m", message], target, {**env, **identity})
+        commit = (await self.git(ctx, ["rev-parse", "HEAD"], target, env)).strip()
+        if dry_run:
+            ctx.logger.info(f"dryRun: commit {commit} made, not pushed")
+        else:
+            await self.git(ctx, ["push", "--quiet", "origin", f"HEAD:{branch}"], target, env)
+        return {"commitId": commit, "commitURL": _commit_url(self.url, commit)}
+
 
 def _write_private(path: Path, text: str, executable: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,47 +209,15 @@ class Push(GitTask):
             if not await asyncio.to_thread((target / ".git").exists):
                 await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
                 await self.git(ctx, ["clone", "--quiet", "--", self.url, "."], target, env)
-            await self._checkout(ctx, target, env, branch)
+            await self.checkout(ctx, target, env, branch)
             for name, content in (self.input_files or {}).items():
                 await self._write_input(ctx, target, name, content)
             await self.git(ctx, ["add", "--", *self.add_files_pattern], target, env)
-            author = self.author or Author()
-            identity = {
-                "GIT_AUTHOR_NAME": author.name or "podium",
-                "GIT_AUTHOR_EMAIL": author.email or "podium@localhost",
-                "GIT_COMMITTER_NAME": author.name or "podium",
-                "GIT_COMMITTER_EMAIL": author.email or "podium@localhost",
-            }
-            status = await self.git(ctx, ["status", "--porcelain"], target, env)
-            if not status.strip():
-                ctx.logger.info("nothing to commit: the branch is unchanged")
-                head = (await self.git(ctx, ["rev-parse", "HEAD"], target, env)).strip()
-                return {"commitId": head, "commitURL": None}
-            await self.git(
-                ctx, ["commit", "--quiet", "-m", self.commit_message], target, {**env, **identity}
+            return await self.commit_and_push(
+                ctx, target, env, branch, self.commit_message, self.author, self.dry_run
             )
-            commit = (await self.git(ctx, ["rev-parse", "HEAD"], target, env)).strip()
-            if self.dry_run:
-                ctx.logger.info(f"dryRun: commit {commit} made, not pushed")
-            else:
-                await self.git(ctx, ["push", "--quiet", "origin", f"HEAD:{branch}"], target, env)
         finally:
             await asyncio.to_thread(_remove, scratch)
-        return {"commitId": commit, "commitURL": _commit_url(self.url, commit)}
-
-    async def _checkout(
-        self, ctx: RunContext, target: Path, env: dict[str, str], branch: str
-    ) -> None:
-        remote = await self.git(ctx, ["ls-remote", "--heads", "origin", branch], target, env)
-        if remote.strip():
-            current = (await self.git(ctx, ["branch", "--show-current"], target, env)).strip()
-            if current != branch:
-                await self.git(ctx, ["fetch", "--quiet", "origin", branch], target, env)
-                await self.git(
-                    ctx, ["checkout", "--quiet", "-B", branch, "FETCH_HEAD"], target, env
-                )
-        else:
-            await self.git(ctx, ["checkout", "--quiet", "-B", branch], target, env)
 
     async def _write_input(self, ctx: RunContext, target: Path, name: str, content: str) -> None:
         path, base = await asyncio.to_thread(lambda: ((target / name).resolve(), target.resolve()))

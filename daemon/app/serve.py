@@ -174,6 +174,7 @@ class Daemon:
             max_tasks=settings.max_concurrent_tasks,
             public_url=settings.url,
             node_id=node.node_id if node is not None else None,
+            flows_dir=settings.flows_dir,
         )
         engine = Engine(
             settings.data_dir,

@@ -118,6 +118,7 @@ class TaskContext(RunContext):
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait)
         self.public_url = resources.options.public_url
+        self.flows_dir = resources.options.flows_dir
         self.warning = False
         self._working_dir: Path | None = None
         # A directory other task runs share (the WorkingDirectory around this one): used,

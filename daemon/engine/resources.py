@@ -39,6 +39,7 @@ class EngineOptions:
     max_tasks: int = 0  # task attempts running at once across executions (0: no cap)
     public_url: str | None = None  # address of the UI, for links in notifications
     node_id: str | None = None  # this node's name in a cluster
+    flows_dir: Path | None = None  # the watched directory `podium serve` loads flows from
     # While a cluster node stops: interrupted executions are left for another node.
     handing_over: bool = False
 

@@ -91,6 +91,10 @@ class RunContext(ABC):
     public_url: str | None
     # Set by a task that succeeded with a caveat (e.g. warningOnStdErr): it ends WARNING.
     warning: bool
+    # The directory `podium serve` loads flows from and watches (None in `podium run`): a
+    # flow file written there is loaded (or reported invalid in the daemon's log), one
+    # removed is unloaded; git's SyncFlows and PushFlows work on it.
+    flows_dir: Path | None
 
     @abstractmethod
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
