@@ -11,8 +11,8 @@ The sequence, for each broker:
 2. burst B is published; once one of its executions exists, podium is killed;
 3. burst C is published while podium is down; podium starts again on the same data;
 4. a last message (the sentinel) is published after all the others, and the test waits
-   until its execution exists; the executions then hold every message of A, B, C and the
-   sentinel, each exactly once.
+   until every message has its execution; the executions hold every message of A, B, C
+   and the sentinel, each exactly once.
 
 Kestra's own trigger tests (plugin-redis list/RealtimeTriggerTest, plugin-amqp
 RealtimeTriggerTest, plugin-nats RealtimeTriggerTest) check delivery, not faults: the
@@ -138,16 +138,16 @@ def payloads(daemon: ServeProcess, flow_id: str, variable: str) -> list[str]:
     return [doc["trigger"]["variables"][variable] for doc in found["results"]]
 
 
-async def seen(daemon: ServeProcess, flow_id: str, variable: str, wanted: str) -> list[str]:
-    """Wait until an execution carries the message `wanted`; every payload so far."""
+async def seen(daemon: ServeProcess, flow_id: str, variable: str, *wanted: str) -> list[str]:
+    """Wait until executions carry every message of `wanted`; every payload so far."""
     found: list[str] = []
 
     async def there() -> bool:
         nonlocal found
         found = await asyncio.to_thread(payloads, daemon, flow_id, variable)
-        return wanted in found
+        return set(wanted) <= set(found)
 
-    await eventually(there, f"an execution of {wanted!r}", timeout=90, interval=0.05)
+    await eventually(there, f"executions of {sorted(wanted)}", timeout=90, interval=0.05)
     return found
 
 
@@ -182,12 +182,15 @@ async def test_n_messages_start_n_executions_across_a_broker_restart_and_a_kill(
         again = await asyncio.to_thread(ServeProcess, tmp_path, flows, data)
         await asyncio.to_thread(again.start)
         await source.publish(["sentinel"])
-        found = await seen(again, name, source.payload, "sentinel")
+        # Every message, and then the check that none ran twice. JetStream gives the messages
+        # the killed podium had fetched to the next fetch only once their ack wait (30 s)
+        # has passed: they may come after the sentinel.
+        expected = [*burst["A"], *burst["B"], *burst["C"], "sentinel"]
+        found = await seen(again, name, source.payload, *expected)
     finally:
         for process in (daemon, again):
             if process is not None and process.proc is not None and process.proc.poll() is None:
                 await asyncio.to_thread(process.stop)
-    expected = [*burst["A"], *burst["B"], *burst["C"], "sentinel"]
     assert sorted(found) == sorted(expected), (
         f"missing {sorted(set(expected) - set(found))}, "
         f"twice {sorted(p for p in set(found) if found.count(p) > 1)}"

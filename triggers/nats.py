@@ -7,7 +7,8 @@ What a message is promised:
   after the flow and trigger), so JetStream keeps its position while podium is down and
   delivers what was published meanwhile once it is back.
 * **Acknowledged after its execution is stored.** Unacknowledged, JetStream delivers it
-  again after `ack_wait` or a reconnect.
+  again once the consumer's ack wait (30 s) has passed: messages a killed podium had
+  fetched come back that long after, possibly after newer ones.
 * **Never a second execution.** A message's execution is emitted with a key made of its
   stream, the stream's creation time and its sequence number in the stream, which are
   the same on every delivery: the execution id derives from the key, so a redelivered
