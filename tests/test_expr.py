@@ -351,8 +351,13 @@ def test_from_json_with_invalid_text_fails(renderer: Renderer) -> None:
     )
 
 
-def test_range_is_jinja_range(renderer: Renderer) -> None:
-    assert render(renderer, "{% for i in range(1, 4) %}{{ i }}{% endfor %}") == "123"
+def test_range_includes_its_end_as_pebbles_does(renderer: Renderer) -> None:
+    """Kestra docs, expressions "range" (Pebble's RangeFunction): `range(0, 3)` is [0, 1, 2, 3];
+    the increment may be negative, and single characters make a range too."""
+    assert render(renderer, "{% for i in range(1, 4) %}{{ i }}{% endfor %}") == "1234"
+    assert render(renderer, "{{ range(0, 6, 2) }} {{ range(3, 1, -1) }}") == "[0,2,4,6] [3,2,1]"
+    assert render(renderer, "{{ range('a', 'c') | join }}") == "abc"
+    assert render(renderer, "{{ range(3) }}") == "[0,1,2]"  # no Pebble form: Jinja's count
 
 
 def test_functions_given_per_call_are_callable(renderer: Renderer) -> None:

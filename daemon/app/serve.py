@@ -175,6 +175,7 @@ class Daemon:
             public_url=settings.url,
             node_id=node.node_id if node is not None else None,
             flows_dir=settings.flows_dir,
+            globals=dict(settings.globals),
         )
         engine = Engine(
             settings.data_dir,

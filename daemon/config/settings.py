@@ -101,11 +101,15 @@ class Settings(BaseSettings):
     node_timeout: Duration = timedelta(seconds=15)
     # Notifications about ended executions, without editing flows (daemon/app/alerts.py).
     alerts: Annotated[list[AlertRule], NoDecode] = Field(default_factory=list)
+    # Server-wide variables every expression reads as `{{ globals.<name> }}` (Kestra's
+    # `kestra.variables.globals`).
+    globals: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
 
-    @field_validator("alerts", mode="before")
+    @field_validator("alerts", "globals", mode="before")
     @classmethod
     def _alerts_from_text(cls, value: Any) -> Any:
-        """PODIUM_ALERTS holds the same list as the file, written as YAML or JSON."""
+        """PODIUM_ALERTS (PODIUM_GLOBALS) holds the same list (mapping) as the file, written as
+        YAML or JSON."""
         if isinstance(value, str):
             try:
                 return yaml.safe_load(value)

@@ -90,7 +90,14 @@ class TaskRuns:
 
     def context(self, task: Task, tr: TaskRun, scope: Scope) -> TaskContext:
         state, resources = self.state, self._resources
-        base = execution_variables(state.flow, state.execution, state.outputs, resources.envs)
+        base = execution_variables(
+            state.flow,
+            state.execution,
+            state.outputs,
+            resources.envs,
+            globals_=resources.options.globals,
+            url=resources.options.public_url,
+        )
         working_dir = scope.working_dir or f"{self._tmp}/{tr.id}"
         variables = task_variables(base, task, tr, scope, working_dir)
         logger = ExecutionLog(resources, state.execution, tr, task.log_level)
@@ -123,7 +130,8 @@ class TaskRuns:
         while True:
             attempt = StateHistory(State.RUNNING, clock.now())
             tr.attempts.append(attempt)
-            ctx.variables["taskrun"]["attemptsCount"] = len(tr.attempts)
+            # Kestra counts the attempts that ended: 0 while the first one runs.
+            ctx.variables["taskrun"]["attemptsCount"] = len(tr.attempts) - 1
             ctx.warning = False
             self.set_state(tr, State.RUNNING)
             await self.save(tr, wait=False)

@@ -1,22 +1,47 @@
-"""Expression functions that need the daemon's services: `read()`, `secret()` and `kv()`.
+"""Expression functions that need the daemon's services: `read()`, `secret()`, `kv()`,
+`errorLogs()` and the file functions `fileSize()`, `fileExists()`, `isFileEmpty()`.
 
-`read` and `kv` do I/O: templates that call them are rendered off the event loop (see
-`BLOCKING_FUNCTIONS`), and `kv` hops back into the loop for the store.
+Those that do I/O are listed in `BLOCKING_FUNCTIONS`: templates that call them are rendered
+off the event loop, and `kv`/`errorLogs` hop back into the loop for the store. Files are
+named as Kestra names them: a `kestra:///` URI of internal storage, a `nsfile://` URI or a
+plain path of a namespace file.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import re
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from jinja2.runtime import Context
+from jinja2.utils import pass_context
 
 from daemon.engine.secrets import SecretStore
+from daemon.sdk.errors import NotFound, PodiumError
+from daemon.sdk.properties import has_template
 from daemon.store.base import Store
 from daemon.store.local_files import Storage
 
 # Templates calling these are rendered in a thread: they would block the loop.
-BLOCKING_FUNCTIONS = ("read(", "kv(")
-KV_TIMEOUT = 30.0  # seconds a kv() call waits for the store
+BLOCKING_FUNCTIONS = ("read(", "kv(", "errorLogs(", "fileSize(", "fileExists(", "isFileEmpty(")
+KV_TIMEOUT = 30.0  # seconds a kv() or errorLogs() call waits for the store
+_KESTRA = "kestra:///"
+_NSFILE = "nsfile://"
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# `kestra:///<ns>/<flow>/executions/<id>/tasks/<task>/<run>/<file>`: a file a task stored.
+_EXECUTION_FILE = re.compile(r".*/.*/executions/.*/tasks/.*/.*")
+T = TypeVar("T")
+
+
+class FunctionError(PodiumError):
+    """A function refusing its arguments, or a file or key it cannot find."""
+
+
+def needs_thread(value: Any) -> bool:
+    """True when rendering `value` may call a blocking function."""
+    return has_template(value) and any(name in repr(value) for name in BLOCKING_FUNCTIONS)
 
 
 class ServiceFunctions:
@@ -28,33 +53,173 @@ class ServiceFunctions:
         secrets: SecretStore,
         store: Store,
         loop: asyncio.AbstractEventLoop | None,
+        namespace_files: Path | None = None,
     ) -> None:
         self._storage = storage
         self._secrets = secrets
         self._store = store
         self._loop = loop
+        # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
+        self._namespace_files = namespace_files or storage.root.parent / "namespaces"
         self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
         return self._none if namespace is None else self._build(namespace)
 
-    def _build(self, default_namespace: str | None) -> dict[str, Callable[..., Any]]:
-        loop, store = self._loop, self._store
+    def _wait(self, what: str, job: Coroutine[Any, Any, T]) -> T:
+        """Run a store coroutine on the daemon's loop from the rendering thread."""
+        loop = self._loop
+        if loop is None:
+            job.close()
+            raise FunctionError(f"{what} needs the daemon's event loop")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            job.close()
+            raise FunctionError(f"{what} cannot be used here (it would wait for itself)")
+        return asyncio.run_coroutine_threadsafe(job, loop).result(timeout=KV_TIMEOUT)
 
-        def kv(key: str, namespace: str | None = None, errorOnMissing: bool = True) -> Any:
+    def _build(self, default_namespace: str | None) -> dict[str, Callable[..., Any]]:
+        store = self._store
+
+        def kv(key: Any = None, namespace: str | None = None, errorOnMissing: bool = True) -> Any:
+            """Kestra's `kv(key, namespace, errorOnMissing)`: without a namespace, the flow's
+            and then each parent namespace (`a.b.c`, `a.b`, `a`) until the key is found."""
+            if key is None:
+                raise FunctionError("The 'kv' function expects an argument 'key'.")
             target = namespace or default_namespace
             if target is None:
-                raise ValueError("kv() needs a namespace here")
-            if loop is None:
-                raise RuntimeError("kv() needs the daemon's event loop")
-            found, value = asyncio.run_coroutine_threadsafe(
-                store.kv.get(target, str(key)), loop
-            ).result(timeout=KV_TIMEOUT)
-            if not found and errorOnMissing:
-                raise KeyError(f"no KV pair '{key}' in namespace {target}")
-            return value
+                raise FunctionError("kv() needs a namespace here")
+            candidates = [target] if namespace else _namespace_and_parents(target)
+            for candidate in candidates:
+                found, value = self._wait("kv()", store.kv.get(candidate, str(key)))
+                if found:
+                    return value
+            if errorOnMissing:
+                raise FunctionError(f"The key '{key}' does not exist in the namespace '{target}'.")
+            return None
 
-        def read(uri: str) -> str:
-            return self._storage.read_text(str(uri))
+        @pass_context
+        def read(context: Context, path: Any = None, namespace: Any = None,
+                 version: Any = None) -> str:  # fmt: skip
+            """Kestra's `read(path, namespace, version)`: a namespace file or a stored file, as
+            text."""
+            if version is not None:
+                raise FunctionError("read(): namespace files are not kept by version here")
+            file = self._file(context, "read", path, namespace, default_namespace)
+            try:
+                return file.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise FunctionError(f"read(): no file {path}") from None
 
-        return {"read": read, "secret": self._secrets.secret, "kv": kv}
+        @pass_context
+        def file_exists(context: Context, path: Any = None, namespace: Any = None) -> bool:
+            return self._file(context, "fileExists", path, namespace, default_namespace).is_file()
+
+        @pass_context
+        def file_size(context: Context, path: Any = None, namespace: Any = None) -> int:
+            return self._existing(context, "fileSize", path, namespace, default_namespace).stat(
+            ).st_size  # fmt: skip
+
+        @pass_context
+        def is_file_empty(context: Context, path: Any = None, namespace: Any = None) -> bool:
+            file = self._existing(context, "isFileEmpty", path, namespace, default_namespace)
+            with file.open("rb") as handle:
+                return not handle.read(1)
+
+        @pass_context
+        def error_logs(context: Context) -> list[dict[str, Any]]:
+            """Kestra's `errorLogs()`: the ERROR lines of this execution so far."""
+            execution = context.get("execution")
+            if not isinstance(execution, Mapping) or "id" not in execution:
+                raise FunctionError("errorLogs() can only be used inside an execution")
+            return self._wait("errorLogs()", _error_logs(store, str(execution["id"])))
+
+        return {
+            "read": read,
+            "secret": self._secrets.secret,
+            "kv": kv,
+            "errorLogs": error_logs,
+            "fileExists": file_exists,
+            "fileSize": file_size,
+            "isFileEmpty": is_file_empty,
+        }
+
+    # -- files --------------------------------------------------------------------------
+
+    def _existing(
+        self, context: Context, name: str, path: Any, namespace: Any, default: str | None
+    ) -> Path:
+        file = self._file(context, name, path, namespace, default)
+        if not file.is_file():
+            raise FunctionError(f"{name}(): no file {path}")
+        return file
+
+    def _file(
+        self, context: Context, name: str, path: Any, namespace: Any, default: str | None
+    ) -> Path:
+        """Where the file a function names is, after Kestra's checks of what it may read."""
+        if path is None:
+            raise FunctionError(
+                f"The '{name}' function expects an argument 'path' that is a path to a "
+                "namespace file or an internal storage URI."
+            )
+        text = str(path)
+        if text.startswith(_KESTRA):
+            return self._stored(context, text)
+        if text.startswith(_NSFILE):
+            authority, _, rest = text[len(_NSFILE) :].partition("/")
+            if authority and namespace:
+                raise FunctionError(
+                    "You cannot set a namespace both as the function argument and inside the URI"
+                )
+            return self._namespace_file(str(authority or namespace or default or ""), rest)
+        if _SCHEME.match(text):
+            raise FunctionError(f"Cannot process the URI {text}: scheme not supported.")
+        return self._namespace_file(str(namespace or default or ""), text)
+
+    def _namespace_file(self, namespace: str, path: str) -> Path:
+        if not namespace:
+            raise FunctionError("a namespace file needs a namespace here")
+        parts = PurePosixPath(path.lstrip("/")).parts
+        if not parts or ".." in parts or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
+            raise FunctionError(f"{path!r} is not a file of namespace {namespace}")
+        return self._namespace_files.joinpath(namespace, "files", *parts)
+
+    def _stored(self, context: Context, uri: str) -> Path:
+        """A `kestra:///` file: namespace files and execution files (this execution's, the
+        parent's or upstream's named by `trigger`, or any file a task stored)."""
+        key = uri[len(_KESTRA) :]
+        head, marker, rest = key.partition("/_files/")
+        if marker and "/executions/" not in head:
+            return self._namespace_file(head.replace("/", "."), rest)
+        flow, execution, trigger = (context.get(k) or {} for k in ("flow", "execution", "trigger"))
+        allowed = [
+            self._storage.execution_prefix(ns, flow_id, ex_id)
+            for ns, flow_id, ex_id in (
+                (flow.get("namespace"), flow.get("id"), execution.get("id")),
+                (trigger.get("namespace"), trigger.get("flowId"), trigger.get("executionId")),
+            )
+            if ns and flow_id and ex_id
+        ]
+        own = any(("/" + key).startswith(prefix + "/") for prefix in allowed)
+        if not own and not _EXECUTION_FILE.fullmatch(key):
+            raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+        if ".." in PurePosixPath(key).parts:
+            raise FunctionError(f"Unable to read the file '{uri}': '..' is not allowed")
+        try:
+            return self._storage.path(uri)
+        except NotFound:
+            return self._storage.root / key  # missing: fileExists says false, others fail
+
+
+def _namespace_and_parents(namespace: str) -> list[str]:
+    parts = namespace.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+async def _error_logs(store: Store, execution_id: str) -> list[dict[str, Any]]:
+    await store.flush()
+    return list(await store.logs(execution_id, min_level="ERROR"))

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,9 @@ class EngineOptions:
     flows_dir: Path | None = None  # the watched directory `podium serve` loads flows from
     # While a cluster node stops: interrupted executions are left for another node.
     handing_over: bool = False
+    # `{{ globals.x }}`: the server-wide variables of the `globals:` setting (Kestra's
+    # `kestra.variables.globals`).
+    globals: dict[str, Any] = field(default_factory=dict)
 
 
 class Resources:
@@ -67,7 +70,9 @@ class Resources:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
+        self.functions = ServiceFunctions(
+            self.storage, self.secrets, store, loop, data_dir / "namespaces"
+        )
         # Caps task attempts running at once across all executions (0: no cap).
         max_tasks = self.options.max_tasks
         self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None

@@ -5,7 +5,7 @@ in the task tree (`Scope`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,27 +47,95 @@ def set_output(
 
 
 def execution_variables(
-    flow: Flow, execution: Execution, outputs: dict[str, Any], envs: Mapping[str, str]
+    flow: Flow,
+    execution: Execution,
+    outputs: dict[str, Any],
+    envs: Mapping[str, str],
+    *,
+    globals_: Mapping[str, Any] | None = None,
+    url: str | None = None,
 ) -> dict[str, Any]:
-    """What every expression of the execution sees."""
+    """What every expression of the execution sees (Kestra's RunVariables)."""
     ex = execution
+    execution_map: dict[str, Any] = {
+        "id": ex.id,
+        "startDate": ex.state.start_iso,
+        "state": ex.state.current.value,
+        "originalId": ex.id,
+    }
+    if ex.state.end is not None:
+        execution_map["endDate"] = ex.state.to_json().get("endDate")
+    if ex.outputs:  # the flow's outputs, once rendered (afterExecution sees them)
+        execution_map["outputs"] = ex.outputs
     variables: dict[str, Any] = {
         "flow": {"id": flow.id, "namespace": flow.namespace, "revision": ex.flow_revision},
-        "execution": {
-            "id": ex.id,
-            "startDate": ex.state.start_iso,
-            "state": ex.state.current.value,
-            "originalId": ex.id,
-        },
-        "inputs": ex.inputs,
+        "execution": execution_map,
+        "inputs": nested(ex.inputs),
         "vars": flow.variables if ex.variables is None else ex.variables,
         "outputs": outputs,
-        "labels": ex.labels,
+        "labels": nested(ex.labels),
         "envs": envs,
+        "globals": globals_ or {},
+        "tasks": TaskStates(ex),
     }
+    if url:
+        variables["kestra"] = {"url": url}
     if ex.trigger is not None:
         variables["trigger"] = ex.trigger.get("variables") or {}
     return variables
+
+
+def nested(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Dotted keys as nested maps, as Kestra reads inputs and labels: an input `a.b` is
+    `inputs.a.b`, the label `system.correlationId` is `labels.system.correlationId`."""
+    if not any("." in key for key in values):
+        return values
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break  # a plain key of that name already: the dotted one stays flat
+            node = child
+        else:
+            node[last] = value
+            continue
+        out[key] = value
+    return out
+
+
+class TaskStates(Mapping[str, Any]):
+    """Kestra's `tasks` variable: `{taskId: {state}}`, or `{taskId: {value: {state}}}` inside
+    ForEach. Built when first read: most expressions never look at it."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+        self._built: dict[str, Any] | None = None
+
+    def _map(self) -> dict[str, Any]:
+        if self._built is None:
+            built: dict[str, Any] = {}
+            for tr in self._execution.task_runs:
+                state = {"state": tr.state.current.value}
+                if tr.value is None:
+                    built[tr.task_id] = state
+                else:
+                    entry = built.setdefault(tr.task_id, {})
+                    if "state" not in entry:
+                        entry[tr.value] = state
+            self._built = built
+        return self._built
+
+    def __getitem__(self, key: str) -> Any:
+        return self._map()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._map())
 
 
 def task_variables(
@@ -79,7 +147,8 @@ def task_variables(
     variables["taskrun"] = {
         "id": task_run.id,
         "startDate": task_run.state.start_iso,
-        "attemptsCount": len(task_run.attempts),
+        # Kestra counts the attempts that ended: 0 while the first one runs.
+        "attemptsCount": max(len(task_run.attempts) - 1, 0),
         "value": scope.value,
         "iteration": scope.iteration,
         "parentId": task_run.parent_task_run_id,

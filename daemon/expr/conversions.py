@@ -60,6 +60,8 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, set | frozenset):
         return list(value)
+    if isinstance(value, Mapping):  # a lazily built map (the `tasks` variable)
+        return dict(value)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return str(value)

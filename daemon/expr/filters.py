@@ -25,6 +25,7 @@ import jq  # type: ignore[import-not-found]
 import regex  # type: ignore[import-untyped]
 from jinja2 import Undefined
 
+from daemon.expr import kestra_filters
 from daemon.expr.conversions import (
     date_add,
     date_filter,
@@ -78,11 +79,25 @@ def _jq_program(expression: str) -> Any:
     return jq.compile(expression)
 
 
-def _jq(value: Any, expression: str) -> list[Any]:
+def _jq(value: Any, expression: str | None = None) -> list[Any] | None:
+    """Kestra's `jq`: every result in a list; a text is read as JSON (as Kestra's JqFilter
+    does), so `'{"a":1}' | jq('.a')` is `[1]`; null gives null."""
+    if expression is None:
+        raise ValueError("expects an argument 'expression'")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            raise ValueError(
+                f"unable to parse jq value '{value[:100]}' (a text that is not JSON)"
+            ) from None
+        text = value
+    else:
+        text = to_json(value)
     try:
-        results = list(
-            itertools.islice(_jq_program(expression).input_text(to_json(value)), MAX_RANGE + 1)
-        )
+        results = list(itertools.islice(_jq_program(expression).input_text(text), MAX_RANGE + 1))
     except ValueError as exc:
         first_line = str(exc).splitlines()[0].removeprefix("jq: error: ").rstrip(":")
         raise ValueError(first_line) from None
@@ -336,6 +351,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "sha1": _on_text(_digest("sha1")),
     "sha256": _on_text(_digest("sha256")),
     "sha512": _on_text(_digest("sha512")),
+    **kestra_filters.FILTERS,
 }
 FILTERS = {name: _named(name, fn) for name, fn in _FILTERS.items()}
 # Not through `_named`: a missing value is exactly what `default` is for.
@@ -344,10 +360,12 @@ FILTERS["default"] = _default
 FUNCTIONS = {
     "fromJson": _named("fromJson", from_json),
     "json": _named("json", from_json),  # Kestra's older name for fromJson, still found in flows
+    "yaml": _named("yaml", kestra_filters.from_yaml),
 }
 
 TESTS: dict[str, Callable[[Any], bool]] = {
     "null": _is_null,
     "empty": _is_empty,
     "json": _is_json,
+    "map": lambda value: isinstance(value, Mapping),
 }

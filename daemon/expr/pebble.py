@@ -1,10 +1,11 @@
 """Rewrites the Pebble operators Kestra flows use and Jinja2 lacks into plain Jinja2.
 
-Handled: `a ?? b` (b when a is undefined or null), `a ??? b` (b only when a is undefined)
-and `cond ? x : y`. Only the insides of `{{ }}` and `{% %}` that contain one of these are
-touched; text, comments, `{% raw %}` blocks and every other tag are passed through as they
-are, so Jinja's own messages still point at what the author wrote. Anything the rewriter does
-not understand is left alone for Jinja to report.
+Handled: `a ?? b` (b when a is undefined or null), `a ??? b` (b only when a is undefined),
+`cond ? x : y`, `a equals b` (Pebble's alias of `==`), `a contains b` and the inclusive
+range `a..b` (calls of `daemon.expr.operators`). Only the insides of `{{ }}` and `{% %}`
+that contain one of these are touched; text, comments, `{% raw %}` blocks and every other
+tag are passed through as they are, so Jinja's own messages still point at what the author
+wrote. Anything the rewriter does not understand is left alone for Jinja to report.
 
 Precedence follows Kestra: `??` binds tighter than any binary operator (`'a' ~ x ?? 'b'` is
 `'a' ~ (x ?? 'b')`, and `x ?? 'b' | upper` filters the result), while the ternary binds
@@ -35,6 +36,10 @@ _CLOSERS = frozenset(_PAIRS.values())
 # Names that are operators, never the start or end of an operand.
 _KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
 _COALESCE_TESTS = {"??": "is not null", "???": "is defined"}
+# A tag needs rewriting when it holds one of these (a cheap test on the whole source first).
+_PEBBLE_ONLY = re.compile(r"\?|\.\.|\bcontains\b|\bequals\b")
+_CONTAINS = "_pebble_contains"  # daemon.expr.operators.CONTAINS
+_RANGE = "_pebble_range"  # daemon.expr.operators.RANGE
 
 
 class _Tok(NamedTuple):
@@ -44,7 +49,7 @@ class _Tok(NamedTuple):
 
 def rewrite(source: str) -> str:
     """Jinja2 source equivalent to the Pebble `source`; unchanged when it has no Pebble operator."""
-    if "?" not in source:
+    if not _PEBBLE_ONLY.search(source):
         return source
     out: list[str] = []
     pos = 0
@@ -94,7 +99,7 @@ def _scan_tag(source: str, pos: int, close: str) -> tuple[int, list[_Tok]] | Non
 
 
 def _rewrite_tag(inner: str, tokens: list[_Tok], *, block: bool) -> str:
-    if not any(t.kind == "op" and t.text.startswith("?") for t in tokens):
+    if not _needs_rewrite(tokens):
         return inner
     cut = _statement_head(tokens) if block else 0
     items = _nest(tokens[cut:])
@@ -143,7 +148,7 @@ def _rewrite_items(items: list[_Tok]) -> str:
             tok.text in (",", "=") or (tok.text == ":" and not pending)
         )
         if separator:
-            out.append(_ternary(_coalesce(piece)) + tok.text)
+            out.append(_ternary(_coalesce(_ranges(piece))) + tok.text)
             piece, pending = [], 0
             continue
         if tok.kind == "op" and tok.text == "?":
@@ -151,7 +156,7 @@ def _rewrite_items(items: list[_Tok]) -> str:
         elif tok.kind == "op" and tok.text == ":":
             pending -= 1
         piece.append(tok)
-    out.append(_ternary(_coalesce(piece)))
+    out.append(_ternary(_coalesce(_ranges(piece))))
     return "".join(out)
 
 
@@ -232,7 +237,7 @@ def _ternary(tokens: list[_Tok]) -> str:
     """`cond ? a : b` as Jinja's `(a if cond else b)`; right-associative, lowest precedence."""
     ask = next((i for i, t in enumerate(tokens) if t.kind == "op" and t.text == "?"), None)
     if ask is None:
-        return _text(tokens)
+        return _words(tokens)
     depth = 0
     for colon in range(ask + 1, len(tokens)):
         tok = tokens[colon]
@@ -243,13 +248,102 @@ def _ternary(tokens: list[_Tok]) -> str:
                 break
             depth -= 1
     else:
-        return _text(tokens)
+        return _words(tokens)
     whole = _text(tokens)
     lead = whole[: len(whole) - len(whole.lstrip())]
     trail = whole[len(whole.rstrip()) :]
-    condition = _text(tokens[:ask]).strip()
+    condition = _words(tokens[:ask]).strip()
     then, other = _ternary(tokens[ask + 1 : colon]).strip(), _ternary(tokens[colon + 1 :]).strip()
     return f"{lead}(({then}) if ({condition}) else ({other})){trail}"
+
+
+def _needs_rewrite(tokens: list[_Tok]) -> bool:
+    for i, tok in enumerate(tokens):
+        if tok.kind == "op" and tok.text.startswith("?"):
+            return True
+        if tok.kind == "name" and tok.text in ("contains", "equals"):
+            return True
+        if _is_dot(tok) and i + 1 < len(tokens) and _is_dot(tokens[i + 1]):
+            return True
+    return False
+
+
+def _is_dot(tok: _Tok) -> bool:
+    return tok.kind == "op" and tok.text == "."
+
+
+def _ranges(tokens: list[_Tok]) -> list[_Tok]:
+    """Fold each `a..b` into a call of Pebble's inclusive range, left to right."""
+    while True:
+        at = next(
+            (i for i in range(len(tokens) - 1) if _is_dot(tokens[i]) and _is_dot(tokens[i + 1])),
+            None,
+        )
+        if at is None:
+            return tokens
+        start, end = _operand_start(tokens, at), _operand_end(tokens, at + 1)
+        if start is None or end is None:
+            return tokens
+        left, right = _text(tokens[start:at]).strip(), _text(tokens[at + 2 : end]).strip()
+        tokens = [*tokens[:start], _Tok("group", f"{_RANGE}({left}, {right})"), *tokens[end:]]
+
+
+def _words(tokens: list[_Tok]) -> str:
+    """`equals` as `==`, and `contains` (looser than comparisons, tighter than `and`/`or`)
+    as a call, on one level of an expression whose brackets are already folded."""
+    if not any(t.kind == "name" and t.text in ("contains", "equals") for t in tokens):
+        return _text(tokens)
+    tokens = [
+        _Tok("op", "==")
+        if tok.kind == "name" and tok.text == "equals" and _infix(tokens, i)
+        else tok
+        for i, tok in enumerate(tokens)
+    ]
+    out: list[str] = []
+    segment: list[_Tok] = []
+    for tok in [*tokens, _Tok("name", "or")]:
+        if tok.kind == "name" and tok.text in ("and", "or"):
+            out.append(_contains(segment))
+            segment = []
+            out.append(tok.text)
+        else:
+            segment.append(tok)
+    return "".join(out[:-1])
+
+
+def _infix(tokens: list[_Tok], i: int) -> bool:
+    """A word between two operands (not `x.equals`, not a variable of that name)."""
+    before, after = _significant(tokens, i - 1, -1), _significant(tokens, i + 1, 1)
+    return (
+        before is not None
+        and after is not None
+        and not _is_dot(tokens[before])
+        and (_is_operand(tokens[before]) or tokens[before].text in (")", "]"))
+    )
+
+
+def _contains(segment: list[_Tok]) -> str:
+    cuts = [
+        i
+        for i, t in enumerate(segment)
+        if t.kind == "name" and t.text == "contains" and _infix(segment, i)
+    ]
+    if not cuts:
+        return _text(segment)
+    first = _significant(segment, 0, 1) or 0
+    lead = 0
+    while segment[first].kind == "name" and segment[first].text == "not":
+        lead = first + 1
+        first = _significant(segment, lead, 1) or lead
+    parts, previous = [], lead
+    for cut in cuts:
+        parts.append(_text(segment[previous:cut]).strip())
+        previous = cut + 1
+    parts.append(_text(segment[previous:]).strip())
+    folded = parts[0]
+    for part in parts[1:]:
+        folded = f"{_CONTAINS}({folded}, {part})"
+    return f"{_text(segment[:lead])} ({folded}) "
 
 
 def _significant(tokens: list[_Tok], i: int, step: int) -> int | None:

@@ -34,7 +34,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context
 
-from daemon.expr import javadate
+from daemon.expr import javadate, kestra_functions, operators
 from daemon.expr import limits as expr_limits
 from daemon.expr.conversions import to_text
 from daemon.expr.filters import FILTERS, FUNCTIONS, TESTS
@@ -113,6 +113,7 @@ class _Environment(ImmutableSandboxedEnvironment):
                 nodes.Filter(operand, "string", [], [], None, None, lineno=operand.lineno)
                 for operand in concat.nodes
             ]
+        operators.InOperators().visit(tree)
         expr_limits.Bounds().visit(tree)
         return tree
 
@@ -151,11 +152,13 @@ class Renderer:
 
         env.globals.update(
             null=None,
-            range=expr_limits.limited_range,
+            range=operators.pebble_range,
             now=self._now,
             render=render,
             renderOnce=render_once,
             **FUNCTIONS,
+            **kestra_functions.FUNCTIONS,
+            **operators.GLOBALS,
         )
         self._env = env
         self._template: Callable[[str], Template] = functools.lru_cache(maxsize=CACHE_SIZE)(
