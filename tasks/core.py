@@ -22,7 +22,7 @@ class Log(Task):
     types = ("io.kestra.plugin.core.log.Log", "io.kestra.core.tasks.log.Log")
 
     message: Annotated[str | list[str], Dynamic]
-    level: Level = "INFO"
+    level: Annotated[Level, Dynamic] = "INFO"
 
     async def run(self, ctx: RunContext) -> Output:
         messages = [self.message] if isinstance(self.message, str) else self.message
@@ -102,7 +102,10 @@ class Exit(Task):
 
     types = ("io.kestra.plugin.core.execution.Exit",)
 
-    state: Literal["SUCCESS", "WARNING", "KILLED", "FAILED", "CANCELED"] = "SUCCESS"
+    # Kestra's ExitState spells it CANCELED; its tests also write CANCELLED (exit-cancelled).
+    state: Annotated[
+        Literal["SUCCESS", "WARNING", "KILLED", "FAILED", "CANCELED", "CANCELLED"], Dynamic
+    ] = "SUCCESS"
     condition: Annotated[str | bool | None, Dynamic] = None
 
     async def run(self, ctx: RunContext) -> Output:

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
 
 from daemon.sdk.context import RunContext
 from daemon.sdk.dag import find_cycle
 from daemon.sdk.durations import Duration, format_duration
-from daemon.sdk.errors import ExitRequested, TaskFailed
+from daemon.sdk.errors import ExitRequested, TaskFailed, TemplateError
+from daemon.sdk.execution import Execution
 from daemon.sdk.inputs import InputSpec
 from daemon.sdk.plugin import Branch, Children, FlowableTask, Output, Task
-from daemon.sdk.properties import Dynamic, JsonText, Model
+from daemon.sdk.properties import Deprecated, Dynamic, JsonText, Model, has_template
 from daemon.sdk.state import State
+
+
+def _text_labels(value: Any) -> Any:
+    """Label values written as numbers or booleans are their text, as flow labels."""
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    return value
+
+
+def _as_text(value: Any) -> Any:
+    """A number or boolean written where Kestra reads a text (`value: 1`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
 
 
 class _WithHandlers(FlowableTask):
@@ -102,23 +118,36 @@ class If(_WithHandlers):
 
 
 class Switch(_WithHandlers):
-    """Run the case whose key equals the rendered value, else `defaults`."""
+    """Run the case whose key equals the rendered value, else `defaults`. Its outputs are
+    the `value` and whether `defaults` was taken (Kestra's Switch.Output)."""
 
     types = ("io.kestra.plugin.core.flow.Switch", "io.kestra.core.tasks.flows.Switch")
 
-    value: Annotated[str, Dynamic]
-    cases: dict[str, list[Task]] = Field(default_factory=dict)
-    defaults: list[Task] = Field(default_factory=list)
+    value: Annotated[str, Dynamic, BeforeValidator(_as_text)]
+    cases: dict[str, Annotated[list[Task], Field(min_length=1)]] = Field(default_factory=dict)
+    defaults: list[Task] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> Switch:
+        if not self.cases and not self.defaults:
+            raise ValueError("a Switch needs 'cases' or 'defaults'")
+        return self
 
     async def children(self, ctx: RunContext) -> Children:
-        branch = self.cases.get(str(self.value), self.defaults)
+        value = str(self.value)
+        matched = value in self.cases
+        branch = self.cases[value] if matched else self.defaults or []
         return Children(
-            [Branch(branch)] if branch else [], errors=self.errors, finally_=self.finally_
+            [Branch(branch)] if branch else [],
+            errors=self.errors,
+            finally_=self.finally_,
+            outputs={"value": value, "defaults": not matched},
         )
 
 
 class ForEach(_WithHandlers):
-    """Run the child tasks once per value; `taskrun.value` and iteration inside."""
+    """Run the child tasks once per distinct value; `taskrun.value` and iteration inside.
+    A null value is refused, as Kestra refuses it (FlowableUtils.resolveEachTasks)."""
 
     types = ("io.kestra.plugin.core.flow.ForEach",)
 
@@ -127,7 +156,14 @@ class ForEach(_WithHandlers):
     tasks: list[Task] = Field(min_length=1)
 
     async def children(self, ctx: RunContext) -> Children:
-        branches = [Branch(self.tasks, value=v, has_value=True) for v in self.values]
+        nulls = sum(1 for v in self.values if v is None)
+        if nulls:
+            raise TaskFailed(f"Found '{nulls}' null values on Each, with values={self.values!r}")
+        distinct: list[Any] = []
+        for value in self.values:
+            if value not in distinct:
+                distinct.append(value)
+        branches = [Branch(self.tasks, value=v, has_value=True) for v in distinct]
         return Children(
             branches, concurrency=self.concurrency_limit, errors=self.errors, finally_=self.finally_
         )
@@ -150,7 +186,12 @@ class AllowFailure(_WithHandlers):
 
 
 class Subflow(Task):
-    """Start another flow; with `wait`, its outputs become this task's outputs."""
+    """Start another flow; with `wait`, its outputs become this task's outputs.
+
+    As Kestra's Subflow (ExecutableUtils): the child's `trigger` names this task and this
+    execution, it carries this execution's `system.*` labels, and with `transmitFailed` a
+    FAILED or KILLED child fails this task, a WARNING one makes it WARNING.
+    """
 
     types = (
         "io.kestra.plugin.core.flow.Subflow",
@@ -161,56 +202,135 @@ class Subflow(Task):
     namespace: Annotated[str, Dynamic]
     flow_id: Annotated[str, Dynamic]
     inputs: Annotated[dict[str, Any], Dynamic] = Field(default_factory=dict)
-    labels: Annotated[dict[str, str], Dynamic] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], Dynamic, BeforeValidator(_text_labels)] = Field(
+        default_factory=dict
+    )
     wait: bool = True
     transmit_failed: bool = True
     inherit_labels: bool = False
+    # Rendered against the child execution once it ended, not here: kept as written.
+    outputs: Annotated[
+        dict[str, Any] | None,
+        Deprecated("declare flow-level 'outputs' in the subflow and read outputs.<task>.outputs"),
+    ] = None
+
+    def started_flows(self) -> list[tuple[str, str]]:
+        """The StartsFlows capability: the flow started, when its ids are literal."""
+        if has_template(self.namespace) or has_template(self.flow_id):
+            return []
+        return [(self.namespace, self.flow_id)]
 
     async def run(self, ctx: RunContext) -> Output:
         labels = {**(ctx.execution.labels if self.inherit_labels else {}), **self.labels}
         child = await ctx.run_subflow(self.namespace, self.flow_id, self.inputs, labels, self.wait)
-        outputs = {
-            "executionId": child.id,
-            "state": child.state.current.value,
-            "outputs": child.outputs or {},
-        }
-        if (
-            self.wait
-            and self.transmit_failed
-            and child.state.current in (State.FAILED, State.KILLED)
-        ):
+        outputs: dict[str, Any] = {"executionId": child.id}
+        if not self.wait:
+            return outputs
+        outputs["state"] = child.state.current.value
+        outputs["outputs"] = child.outputs or {}
+        if self.outputs and not child.outputs:
+            outputs["outputs"] = self._legacy_outputs(ctx, child)
+        state = child.state.current
+        if self.transmit_failed and state in (State.FAILED, State.KILLED):
             raise TaskFailed(
                 f"subflow {self.namespace}.{self.flow_id} execution {child.id} "
-                f"ended {child.state.current.value}" + (f": {child.error}" if child.error else "")
+                f"ended {state.value}" + (f": {child.error}" if child.error else "")
             )
+        if self.transmit_failed and state == State.WARNING:
+            ctx.warning = True
         return outputs
 
+    def _legacy_outputs(self, ctx: RunContext, child: Execution) -> dict[str, Any]:
+        """The deprecated `outputs` map, rendered with the child's variables."""
+        task_outputs: dict[str, Any] = {}
+        for run in child.task_runs:
+            if run.outputs:
+                if run.value is None:
+                    task_outputs[run.task_id] = run.outputs
+                else:
+                    task_outputs.setdefault(run.task_id, {})[run.value] = run.outputs
+        variables = {
+            "outputs": task_outputs,
+            "inputs": child.inputs,
+            "execution": {"id": child.id, "state": child.state.current.value},
+            "flow": {"id": child.flow_id, "namespace": child.namespace},
+        }
+        try:
+            rendered = ctx.render(self.outputs or {}, variables)
+        except TemplateError as exc:
+            raise TaskFailed(f"Failed to extract outputs with the error: '{exc}'") from None
+        return dict(rendered)
 
-class Pause(Task):
+
+class Pause(_WithHandlers):
     """Hold the execution PAUSED until a person resumes it (with `onResume` inputs, through
-    `POST /api/v1/executions/{id}/resume` or the UI), or until `pauseDuration` passes."""
+    `POST /api/v1/executions/{id}/resume` or the UI), or until `pauseDuration` passes.
+
+    `onPause` runs once the execution is paused (a task sending the resume link); `errors`
+    and `finally` run as for any flowable (Kestra PR #10893). The deprecated `tasks` run
+    after the resume, as a Sequential whose state becomes the Pause's.
+    """
 
     types = ("io.kestra.plugin.core.flow.Pause", "io.kestra.core.tasks.flows.Pause")
 
     pause_duration: Annotated[Duration | None, Dynamic] = Field(
         default=None, validation_alias=AliasChoices("pauseDuration", "delay")
     )
-    behavior: Literal["RESUME", "WARN", "CANCEL", "FAIL"] = "RESUME"
+    behavior: Annotated[Literal["RESUME", "WARN", "CANCEL", "FAIL"], Dynamic] = "RESUME"
     on_resume: list[InputSpec] = Field(default_factory=list)
+    on_pause: Task | None = None
+    tasks: Annotated[
+        list[Task] | None, Deprecated("put the tasks after the Pause, in the same list")
+    ] = None
 
     def resume_inputs(self) -> list[InputSpec]:
         """The form a person resumes it with (the Resumable capability)."""
         return self.on_resume
 
-    async def run(self, ctx: RunContext) -> Output:
-        seconds = self.pause_duration.total_seconds() if self.pause_duration else None
-        values = await ctx.pause(seconds, self.on_resume)
-        if values is not None:
-            return {"onResume": values}
-        waited = format_duration(self.pause_duration) if self.pause_duration else ""
-        if self.behavior == "FAIL":
-            raise TaskFailed(f"not resumed within pauseDuration {waited}", non_retryable=True)
-        if self.behavior == "CANCEL":
-            raise ExitRequested(State.CANCELLED)
-        ctx.warning = self.behavior == "WARN"
-        return {"onResume": {}}
+    async def children(self, ctx: RunContext) -> Children:
+        seconds = self._remaining(ctx)
+        waiting = asyncio.ensure_future(ctx.pause(seconds, self.on_resume))
+        await asyncio.sleep(0)  # the pause is in place (PAUSED) before onPause starts
+
+        async def after_pause(state: State) -> Children | Output:
+            if state.failed:
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+                raise TaskFailed(f"the onPause task of {self.id} failed")
+            return self._resumed(ctx, await waiting)
+
+        return Children(
+            [Branch([self.on_pause])] if self.on_pause else [],
+            errors=self.errors,
+            finally_=self.finally_,
+            then=after_pause,
+        )
+
+    def _remaining(self, ctx: RunContext) -> float | None:
+        """What is left of `pauseDuration`: all of it, or less after podium restarted."""
+        duration = self.pause_duration or self.timeout  # Kestra reads a Pause's timeout so
+        if duration is None:
+            return None
+        seconds = duration.total_seconds()
+        paused = [at for state, at in ctx.task_run.state.histories if state == State.PAUSED]
+        if paused:
+            seconds -= (ctx.clock.now() - paused[0]).total_seconds()
+        return max(seconds, 0.0)
+
+    def _resumed(self, ctx: RunContext, values: dict[str, Any] | None) -> Children | Output:
+        """The Pause's outputs once resumed (or timed out); with the deprecated `tasks`, the
+        round that runs them."""
+        if values is None:  # the duration passed: `behavior` decides
+            duration = self.pause_duration or self.timeout
+            waited = format_duration(duration) if duration else ""
+            if self.behavior == "FAIL":
+                raise TaskFailed(f"not resumed within pauseDuration {waited}", non_retryable=True)
+            if self.behavior == "CANCEL":
+                raise ExitRequested(State.CANCELLED)
+            ctx.warning = self.behavior == "WARN"
+        outputs = {"onResume": values or {}}
+        if self.tasks:
+            return Children(
+                [Branch(self.tasks)], outputs=outputs, errors=self.errors, finally_=self.finally_
+            )
+        return outputs

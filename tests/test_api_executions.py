@@ -288,7 +288,11 @@ async def test_labels_are_added_to_an_ended_execution(h: Harness, api: str) -> N
         "POST", url, json=[{"key": "team", "value": "web"}, {"key": "env", "value": "prod"}]
     )
     assert status == 200, doc
-    assert doc["labels"] == [{"key": "team", "value": "web"}, {"key": "env", "value": "prod"}]
+    assert doc["labels"] == [
+        {"key": "team", "value": "web"},
+        {"key": "system.correlationId", "value": done["id"]},
+        {"key": "env", "value": "prod"},
+    ]
     stored_doc = await h.store.get_execution(done["id"])
     assert stored_doc is not None and stored_doc["labels"] == doc["labels"]
 

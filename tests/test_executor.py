@@ -548,10 +548,15 @@ async def test_labels_task_adds_execution_labels(h: Harness) -> None:
               file: "{{ flow.id }}.csv"
         """)
     doc = await h.stored(ex)
-    assert doc["labels"] == [{"key": "team", "value": "data"}, {"key": "file", "value": "f.csv"}]
+    assert doc["labels"] == [
+        {"key": "team", "value": "data"},
+        {"key": "system.correlationId", "value": ex.id},
+        {"key": "file", "value": "f.csv"},
+    ]
 
 
 async def test_exit_ends_the_execution_in_its_state(h: Harness) -> None:
+    """Kestra ExitTest.shouldExitTheExecution: the Exit task run ends in its state too."""
     ex = await h.run("""
         id: f
         namespace: ns
@@ -564,7 +569,7 @@ async def test_exit_ends_the_execution_in_its_state(h: Harness) -> None:
             message: never
         """)
     assert ex.state.current == State.WARNING
-    assert task_states(ex) == {"stop": "SUCCESS"}
+    assert task_states(ex) == {"stop": "WARNING"}
 
 
 async def test_output_values_and_flow_outputs(h: Harness) -> None:

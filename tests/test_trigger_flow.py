@@ -237,9 +237,10 @@ def load_error(trigger: str) -> list[str]:
         (
             "conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionStatus\n    "
             "in: [DONE]",
-            "b.yaml:17:14: triggers[0].conditions[0].in[0]: Input should be 'CREATED', 'QUEUED', "
-            "'RUNNING', 'PAUSED', 'RETRYING', 'SUCCESS', 'WARNING', 'FAILED', 'KILLING', 'KILLED', "
-            "'CANCELLED', 'SKIPPED' or 'RESTARTED' (got 'DONE')",
+            "b.yaml:17:14: triggers[0].conditions[0].in[0]: Input should be 'CREATED', "
+            "'SUBMITTED', 'QUEUED', 'RUNNING', 'PAUSED', 'RETRYING', 'SUCCESS', 'WARNING', "
+            "'FAILED', 'KILLING', 'KILLED', 'CANCELLED', 'SKIPPED', 'RESTARTED', 'RETRIED', "
+            "'BREAKPOINT' or 'RESUBMITTED' (got 'DONE')",
         ),
         (
             "conditions:\n  - type: io.kestra.plugin.core.condition.ExecutionFlow\n    flowId: a",

@@ -86,7 +86,9 @@ async def _yaml_body(request: web.Request) -> str:
 
 
 async def _validated(engine: Engine, text: str) -> Flow:
-    return await asyncio.to_thread(load_flow, text, "<request>", engine.resources.plugins)
+    flow = await asyncio.to_thread(load_flow, text, "<request>", engine.resources.plugins)
+    engine.catalog.check(flow)  # a flow starting itself through other flows is refused
+    return flow
 
 
 def _file_of(flows: FlowDirectory, flow: Flow) -> Path | None:
@@ -181,7 +183,13 @@ async def validate_flows(request: web.Request) -> web.Response:
                 errors=[problem_json(p) for p in problems],
             )
         else:
-            result.update(flow=flow.id, namespace=flow.namespace, errors=[])
+            result.update(
+                flow=flow.id,
+                namespace=flow.namespace,
+                errors=[],
+                deprecationPaths=[w.path for w in flow.warnings],
+                warnings=[problem_text(replace(w, line=w.line + offset)) for w in flow.warnings],
+            )
         results.append(result)
     return json_response(results)
 

@@ -248,6 +248,9 @@ def _validate(paths: Sequence[Path]) -> int:
             print(
                 f"{file}: ok ({flow.namespace}.{flow.id}, {sum(1 for _ in flow.all_tasks())} tasks)"
             )
+            for warning in flow.warnings:  # deprecated forms: the flow loads, says what to use
+                where = f"{warning.file}:{warning.line}:{warning.column}"
+                print(f"{where}: {warning.path}: warning: {warning.message}", file=sys.stderr)
     if not files:
         print("podium: no flow files found", file=sys.stderr)
         return EXIT_INVALID

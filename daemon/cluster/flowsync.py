@@ -47,6 +47,7 @@ class FlowSync:
             flow: Flow = await asyncio.to_thread(
                 load_flow, source, f"<{namespace}.{flow_id} revision {revision}>", self._plugins
             )
+            self._catalog.check(flow)
         except FlowError as exc:
             log.error(
                 "flow %s.%s revision %d from the cluster does not load here:\n%s",

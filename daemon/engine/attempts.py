@@ -18,11 +18,12 @@ from daemon.engine.events import TaskRunChanged
 from daemon.engine.functions import BLOCKING_FUNCTIONS
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
+from daemon.engine.retries import task_policy
 from daemon.engine.variables import Scope, execution_variables, set_output, task_variables
 from daemon.flows.definition import Flow
 from daemon.sdk.context import TaskLogger
 from daemon.sdk.durations import format_duration
-from daemon.sdk.errors import ExitRequested, PodiumError, TaskFailed, TemplateError
+from daemon.sdk.errors import ExitRequested, PodiumError, TaskFailed
 from daemon.sdk.execution import Execution, TaskRun, new_id
 from daemon.sdk.plugin import Task
 from daemon.sdk.properties import templated_values, with_rendered
@@ -121,7 +122,7 @@ class TaskRuns:
 
     async def run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
         clock = self._resources.clock
-        policy = RetryPolicy.from_model(task.retry) if task.retry else None
+        policy = task_policy(task, self.state.flow)
         started = clock.now()
         if tr.attempts and not tr.attempts[-1].current.terminated:
             reason = self._interrupted(tr, policy)
@@ -145,16 +146,18 @@ class TaskRuns:
                 await asyncio.shield(ctx.cleanup())
                 raise
             except ExitRequested as exit_:
-                attempt.set(State.SUCCESS, clock.now())
-                await self.end(tr, State.SUCCESS)
+                # Kestra's Exit: its task run (and the flowables around it) end in its state.
+                attempt.set(exit_.state, clock.now())
+                await self.end(tr, exit_.state)
                 await ctx.cleanup()
+                exit_.task_run_id = tr.id
                 raise exit_ from None
             except Exception as exc:
                 attempt.set(State.FAILED, clock.now())
                 message = self._describe(task, exc, ctx)
-                retryable = not isinstance(exc, TemplateError) and not (
-                    isinstance(exc, TaskFailed) and exc.non_retryable
-                )
+                # A render error is retried like any error, as in Kestra (the expression may
+                # read something an `errors` task or time fixes).
+                retryable = not (isinstance(exc, TaskFailed) and exc.non_retryable)
                 delay = (
                     policy.next_delay(len(tr.attempts), clock.now() - started)
                     if policy and retryable
@@ -181,7 +184,7 @@ class TaskRuns:
                 set_output(self.state.outputs, task.id, scope.values, tr.outputs)
             final = State.SUCCESS
             if ctx.warning or (policy and policy.warning_on_retry and len(tr.attempts) > 1):
-                final = State.WARNING
+                final = State.SUCCESS if task.allow_warning else State.WARNING
             return await self.end(tr, final)
 
     def _interrupted(self, tr: TaskRun, policy: RetryPolicy | None) -> str | None:

@@ -274,6 +274,8 @@ class TaskContext(RunContext):
             "namespace": self.execution.namespace,
             "flowId": self.execution.flow_id,
             "taskRunId": self.task_run.id,
+            # How deep subflows nest here: the submit path refuses them past its limit.
+            "depth": int((self.execution.parent or {}).get("depth", 0)) + 1,
         }
         if iteration is not None:
             parent["taskRunIteration"] = iteration
@@ -290,11 +292,14 @@ class TaskContext(RunContext):
         execution_id = None
         if key is not None:
             execution_id = derived_id("subflow", self.execution.id, self.task_run.id, key)
+        # Kestra's ExecutableUtils.subflowExecution: the child carries this execution's
+        # system labels (its correlationId) whatever `inheritLabels` says.
+        system = {k: v for k, v in self.execution.labels.items() if k.startswith("system.")}
         child = await self._launcher.submit_by_id(
             namespace,
             flow_id,
             inputs,
-            labels=labels,
+            labels={**system, **labels},
             parent=parent,
             trigger=trigger,
             revision=revision,

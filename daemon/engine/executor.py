@@ -68,6 +68,7 @@ class ExecutionRunner:
                 await self.run_list(flow.finally_, Scope())
         except ExitRequested as exit_:
             state = exit_.state
+            await self._exit_parents(exit_)
             await self._kill_unfinished()
         except asyncio.CancelledError:
             if resources.options.handing_over:
@@ -195,6 +196,17 @@ class ExecutionRunner:
         self.execution.state.set(State.KILLED, self._resources.clock.now())
         await self._save_final()
 
+    async def _exit_parents(self, exit_: ExitRequested) -> None:
+        """Kestra's Exit ends its task run and every flowable around it in its state."""
+        if exit_.state == State.KILLED or exit_.task_run_id is None:
+            return
+        by_id = {tr.id: tr for tr in self.execution.task_runs}
+        run = by_id.get(exit_.task_run_id)
+        while run is not None:
+            if not run.state.current.terminated:
+                await self.tasks.end(run, exit_.state)
+            run = by_id.get(run.parent_task_run_id or "")
+
     async def _kill_unfinished(self) -> None:
         resources = self._resources
         now = resources.clock.now()
@@ -295,10 +307,8 @@ class ExecutionRunner:
         try:
             if task.run_if is not None and not ctx.render_bool(task.run_if):
                 return await runs.end(tr, State.SKIPPED)
-            if isinstance(task, FlowableTask):
-                flowable = await runs.render(task, ctx)
         except (TemplateError, TaskFailed) as exc:
             return await runs.fail(task, tr, ctx.logger, str(exc))
         if isinstance(task, FlowableTask):
-            return await self.flowables.run(flowable, tr, ctx, scope)
+            return await self.flowables.run(task, tr, ctx, scope)
         return await runs.run_attempts(task, tr, ctx, scope)

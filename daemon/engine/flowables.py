@@ -10,8 +10,9 @@ from typing import Any, Protocol
 
 from daemon.engine.attempts import RunState, TaskRuns
 from daemon.engine.contexts import TaskContext
+from daemon.engine.retries import flowable_retry, reset_for_retry
 from daemon.engine.variables import Scope, set_output, value_text
-from daemon.sdk.errors import TaskFailed, TemplateError
+from daemon.sdk.errors import ExitRequested, TaskFailed, TemplateError
 from daemon.sdk.execution import TaskRun
 from daemon.sdk.plugin import Branch, Children, FlowableTask, Task
 from daemon.sdk.state import State
@@ -51,27 +52,67 @@ class FlowableRuns:
         self.run_list = run_list
 
     async def run(self, task: FlowableTask, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
+        """A flowable task run: its rounds of children, then errors/finally; with `retry`,
+        the failed children run again as new attempts of their task runs (Kestra PR
+        #3473), and only then does AllowFailure turn a failure into a warning."""
         runs = self.tasks
         replay = tr.state.current.terminated  # ended before a restart: walk it for outputs
         if not replay and tr.state.current != State.RUNNING:
             runs.set_state(tr, State.RUNNING)
             await runs.save(tr, wait=False)
+        retry = flowable_retry(task, replay, ctx.clock)
+        while True:
+            attempt = retry.begin(tr)
+            try:
+                state, handlers, tolerated = await self._attempt(task, tr, ctx, scope, replay)
+            except ExitRequested as exit_:
+                if exit_.task_run_id is None:  # the flowable itself ends the execution
+                    exit_.task_run_id = tr.id
+                raise
+            if replay:
+                return tr.state.current
+            retry.end(attempt, state)
+            delay = retry.delay(tr, state)
+            if delay is None:
+                break
+            ctx.logger.warning(f"attempt {len(tr.attempts)} failed, retrying in {delay:g}s")
+            runs.set_state(tr, State.RETRYING)
+            await runs.save(tr, wait=False)
+            await ctx.clock.sleep(delay)
+            reset_for_retry(self.state.execution, tr, handlers, self.state.earlier, ctx.clock.now())
+            runs.set_state(tr, State.RUNNING)
+        if state.failed and tolerated:
+            state = State.WARNING
+        if state == State.WARNING and task.allow_warning:
+            state = State.SUCCESS
+        return await runs.end(tr, state)
+
+    async def _attempt(
+        self, task: FlowableTask, tr: TaskRun, ctx: TaskContext, scope: Scope, replay: bool
+    ) -> tuple[State, set[str], bool]:
+        """One run of the flowable: rendered, its rounds, its errors/finally. Its state, the
+        ids of its errors/finally tasks, and whether a failure is only a warning."""
         try:
-            children = await task.children(ctx)
-            children, state = await self._rounds(task, children, tr, ctx, scope, replay)
+            try:
+                flowable = await self.tasks.render(task, ctx)
+                ctx.warning = False
+                children = await flowable.children(ctx)
+                children, state = await self._rounds(flowable, children, tr, ctx, scope, replay)
+            finally:
+                await ctx.cleanup()  # the flowable's own directory (shared by its children)
         except (TaskFailed, TemplateError) as exc:
-            return await runs.fail(task, tr, ctx.logger, str(exc))
-        finally:
-            await ctx.cleanup()  # the flowable's own directory (shared by its children)
+            ctx.logger.error(str(exc))
+            if self.state.first_failure is None and not task.allow_failure:
+                self.state.first_failure = f"task '{task.id}': {exc}"
+            return State.FAILED, set(), task.allow_failure
         if state.failed and children.errors:
             await self.run_list(children.errors, scope.inside(tr))
         if children.finally_:
             await self.run_list(children.finally_, scope.inside(tr))
-        if state.failed and (children.failure_is_warning or task.allow_failure):
+        if state == State.SUCCESS and ctx.warning:  # a Pause's WARN behaviour
             state = State.WARNING
-        if replay:
-            return tr.state.current
-        return await runs.end(tr, state)
+        handlers = {t.id for t in [*children.errors, *children.finally_]}
+        return state, handlers, children.failure_is_warning or task.allow_failure
 
     async def _rounds(
         self,

@@ -18,10 +18,19 @@ from daemon.engine.dispatcher import Dispatcher
 from daemon.engine.resources import Resources
 from daemon.flows.catalog import FlowCatalog
 from daemon.flows.definition import Flow
-from daemon.sdk.errors import FlowDisabled
+from daemon.sdk.errors import FlowDisabled, PodiumError
 from daemon.sdk.execution import Execution, new_id
 from daemon.sdk.inputs import coerce_inputs
 from daemon.sdk.state import State, StateHistory
+
+# How deep subflows may nest: a flow starting itself through expressions (which the
+# loader cannot see) stops here instead of creating executions without end.
+MAX_SUBFLOW_DEPTH = 10
+CORRELATION_ID = "system.correlationId"
+
+
+class SubflowTooDeep(PodiumError):
+    """A subflow started deeper than MAX_SUBFLOW_DEPTH."""
 
 
 class Submitter:
@@ -50,6 +59,13 @@ class Submitter:
         """
         if flow.disabled:
             raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
+        depth = int((parent or {}).get("depth", 0))
+        if depth > MAX_SUBFLOW_DEPTH:
+            raise SubflowTooDeep(
+                f"subflow {flow.namespace}.{flow.id} not started: subflows are nested "
+                f"{depth} deep, over the limit of {MAX_SUBFLOW_DEPTH} (does the flow start "
+                "itself through an expression?)"
+            )
         if execution_id is None:
             return await self._submit(flow, inputs, trigger, labels, parent, new_id(), False)
         pending = self._submitting.get(execution_id)
@@ -104,6 +120,10 @@ class Submitter:
                 return existing
         storage = self._resources.storage
         prefix = storage.execution_prefix(flow.namespace, flow.id, execution_id)
+        # Kestra: every execution carries system.correlationId, its own id unless given (a
+        # subflow's or a flow-triggered execution's comes from the one that started it).
+        all_labels = {**flow.labels, **(labels or {})}
+        all_labels.setdefault(CORRELATION_ID, execution_id)
 
         def store_file(name: str, value: Any) -> str:
             source = Path(str(value))
@@ -125,7 +145,7 @@ class Submitter:
             flow_revision=flow.revision,
             state=StateHistory(State.CREATED, self._resources.clock.now()),
             inputs=values,
-            labels={**flow.labels, **(labels or {})},
+            labels=all_labels,
             trigger=trigger,
             parent=parent,
         )

@@ -245,6 +245,23 @@ class Renderer:
         raise TemplateError(f"render() still changing after {MAX_RENDER_ROUNDS} rounds")
 
 
+@functools.lru_cache(maxsize=1)
+def _syntax_environment() -> _Environment:
+    return _Environment(undefined=StrictChainUndefined)
+
+
+def syntax_error(template: str) -> tuple[int, str] | None:
+    """(line inside the template, reason) when a template does not parse (an unclosed
+    `{{`...), else None; nothing is rendered."""
+    if "{{" not in template and "{%" not in template:
+        return None  # rendered as it is (`render`), whatever else it holds
+    try:
+        _syntax_environment().parse(rewrite(template))
+    except TemplateSyntaxError as exc:
+        return exc.lineno, exc.message or str(exc)
+    return None
+
+
 def _joined(pieces: Iterator[str]) -> str:
     out: list[str] = []
     size = 0

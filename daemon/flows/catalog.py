@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 
+from daemon.flows.checks import cycle_problem
 from daemon.flows.definition import Flow
 from daemon.flows.loader import load_flow
 from daemon.flows.registry import Plugins
-from daemon.sdk.errors import NotFound
+from daemon.sdk.errors import FlowError, NotFound
 from daemon.store.base import Store
 
 Uid = tuple[str, str]
@@ -60,9 +61,17 @@ class FlowCatalog:
         tests): it is run, not served."""
         self._loaded[flow.uid] = flow
 
+    def check(self, flow: Flow) -> None:
+        """Refuse (FlowError) a flow that would start itself again through the loaded flows
+        (a Subflow calling a flow that calls it back): its executions would never end."""
+        problem = cycle_problem(flow, self._loaded.values())
+        if problem is not None:
+            raise FlowError([problem])
+
     async def install(self, flow: Flow) -> Flow:
         """Load `flow` in place of its previous revision; one with no revision yet is stored
-        as the next. Listeners (triggers) restart it."""
+        as the next. Listeners (triggers) restart it. FlowError when `check` refuses it."""
+        self.check(flow)
         if flow.revision is None:
             flow.revision = await self._store.save_flow(flow.namespace, flow.id, flow.source)
         self._loaded[flow.uid] = flow

@@ -6,12 +6,15 @@ import typing
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from daemon.sdk import yamlpos
+from daemon.sdk.durations import Duration
+from daemon.sdk.errors import Problem
 from daemon.sdk.inputs import InputSpec
-from daemon.sdk.plugin import Task, Trigger
-from daemon.sdk.properties import Dynamic, Labels, Model
+from daemon.sdk.plugin import Condition, Task, Trigger
+from daemon.sdk.properties import Deprecated, Dynamic, Labels, Model
+from daemon.sdk.retry import RetryModel
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -39,8 +42,39 @@ class FlowOutput(Model):
     required: bool = True
 
 
+class Listener(Model):
+    """Kestra's deprecated `listeners`: tasks run in the same execution once it has ended,
+    when all the conditions hold; they never change its final state."""
+
+    description: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    tasks: list[Task] = Field(min_length=1)
+
+
+class SLA(Model):
+    """One entry of Kestra's flow `sla`: a deadline (MAX_DURATION) or an assertion on the
+    execution (EXECUTION_ASSERTION); a violation fails or cancels the execution (or only
+    logs, NONE) and adds `labels` to it."""
+
+    id: str = Field(min_length=1)
+    type: Literal["MAX_DURATION", "EXECUTION_ASSERTION"]
+    behavior: Literal["FAIL", "CANCEL", "NONE"]
+    labels: Labels = Field(default_factory=dict)
+    duration: Duration | None = None
+    assert_: str | None = Field(default=None, alias="assert")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SLA:
+        if self.type == "MAX_DURATION" and self.duration is None:
+            raise ValueError("a MAX_DURATION SLA needs 'duration'")
+        if self.type == "EXECUTION_ASSERTION" and not self.assert_:
+            raise ValueError("an EXECUTION_ASSERTION SLA needs 'assert'")
+        return self
+
+
 class Flow(Model):
-    """A loaded, valid flow. `source` is the YAML text it came from."""
+    """A loaded, valid flow. `source` is the YAML text it came from; `warnings` are the
+    deprecated forms it uses (it loads, and says what to write instead)."""
 
     id: str = Field(pattern=FLOW_ID_PATTERN)
     """The flow's id, unique in its namespace."""
@@ -66,6 +100,16 @@ class Flow(Model):
     """Values the execution exposes when it ends (to subflow callers, the API)."""
     triggers: list[Trigger] = Field(default_factory=list)
     """What starts an execution by itself: a schedule, a webhook, a file, a message..."""
+    listeners: Annotated[
+        list[Listener],
+        Deprecated("use 'afterExecution' (with runIf) or a flow with a Flow trigger"),
+    ] = Field(default_factory=list)
+    """Deprecated (Kestra 0.12): tasks run once the execution ended, when conditions hold."""
+    retry: RetryModel | None = None
+    """A retry for every task without one (RETRY_FAILED_TASK), or a new execution when this
+    one fails (CREATE_NEW_EXECUTION)."""
+    sla: list[SLA] = Field(default_factory=list)
+    """Deadlines (MAX_DURATION) and assertions (EXECUTION_ASSERTION) the execution must meet."""
     concurrency: Concurrency | None = None
     """How many executions of this flow may run at once, and what happens to more."""
     plugin_defaults: list[PluginDefault] = Field(
@@ -77,6 +121,7 @@ class Flow(Model):
     revision: int | None = None
     source: str = Field(default="", exclude=True)
     path: str = Field(default="", exclude=True)
+    warnings: list[Problem] = Field(default_factory=list, exclude=True)
 
     @property
     def uid(self) -> tuple[str, str]:
@@ -109,6 +154,8 @@ def task_lists(flow: Flow) -> Iterator[tuple[Sequence[Task], Path]]:
         (flow.after_execution, ("afterExecution",)),
     ):
         yield from _lists_in(tasks, path)
+    for i, listener in enumerate(flow.listeners):
+        yield from _lists_in(listener.tasks, ("listeners", i, "tasks"))
 
 
 def _lists_in(value: Any, path: Path) -> Iterator[tuple[Sequence[Task], Path]]:

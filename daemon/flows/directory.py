@@ -66,6 +66,7 @@ class FlowDirectory:
             return
         try:
             flow = await asyncio.to_thread(load_flow_file, path, self.plugins)
+            self.catalog.check(flow)
         except FlowError as exc:
             self.invalid[path] = list(exc.problems)
             kept = f"; {old_uid[0]}.{old_uid[1]} keeps its previous revision" if old_uid else ""

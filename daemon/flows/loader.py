@@ -10,7 +10,9 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from daemon.flows import checks
 from daemon.flows.definition import Flow, Path, PluginDefault, task_lists
+from daemon.flows.deprecations import deprecations
 from daemon.flows.registry import Plugins, UnknownType, default_plugins
 from daemon.sdk import yamlpos
 from daemon.sdk.dag import find_cycle
@@ -40,6 +42,8 @@ class _Loader:
         self.filename = filename
         self.plugins = plugins
         self.problems: list[tuple[Path, str]] = []
+        # Problems inside a multi-line value: (path, message, line within the value).
+        self.inner_problems: list[tuple[Path, str, int]] = []
         self.positions = yamlpos.Positions()
         self.defaults: list[PluginDefault] = []
         self.task_ids: set[str] = set()
@@ -65,10 +69,16 @@ class _Loader:
             self._add_validation_errors(exc)
         if flow is not None:
             self._check_semantics(flow)
-        if self.problems or flow is None:
+        if self.problems or self.inner_problems or flow is None:
             raise FlowError(self._sorted_problems())
         flow.source = self.text
         flow.path = self.filename
+        warnings = deprecations(flow)
+        if "taskDefaults" in raw:
+            warnings.append(
+                (("taskDefaults",), "'taskDefaults' is deprecated; use 'pluginDefaults'")
+            )
+        flow.warnings = self._located(warnings)
         return flow
 
     # -- building plug-ins by their `type:` ---------------------------------------------
@@ -142,6 +152,9 @@ class _Loader:
             self._check_depends_on(tasks, path)
         for sub_path, message in validate_input_specs(flow.inputs):
             self.problems.append((("inputs", *sub_path), message))
+        self.problems += checks.recursion_problems(flow)
+        self.problems += checks.reference_problems(flow)
+        self.inner_problems += checks.template_problems(flow)
 
     def _check_depends_on(self, tasks: Sequence[Task], path: Path) -> None:
         ids = {t.id for t in tasks}
@@ -176,8 +189,18 @@ class _Loader:
             self.problems.append((loc, _message(err, Flow if len(loc) == 1 else None)))
 
     def _sorted_problems(self) -> list[Problem]:
+        out = self._located(self.problems)
+        for path, message, inner in self.inner_problems:
+            line, col = self.positions.of(path)
+            if inner > 1:  # a line of a multi-line value: the value starts on the next line
+                line, col = line + inner, 1
+            out.append(Problem(self.filename, line, col, yamlpos.format_path(path), message))
+        out.sort(key=lambda p: (p.line, p.column))
+        return out
+
+    def _located(self, items: list[tuple[Path, str]]) -> list[Problem]:
         out = []
-        for path, message in self.problems:
+        for path, message in items:
             line, col = self.positions.of(path)
             out.append(Problem(self.filename, line, col, yamlpos.format_path(path), message))
         out.sort(key=lambda p: (p.line, p.column))

@@ -48,6 +48,17 @@ class Resumable(Protocol):
 
 
 @runtime_checkable
+class StartsFlows(Protocol):
+    """A task that starts executions of other flows (Subflow, ForEachItem): the loader
+    refuses a flow that starts itself, and the catalog a cycle of flows starting each other,
+    as far as their ids are written literally."""
+
+    def started_flows(self) -> Sequence[tuple[str, str]]:
+        """(namespace, flowId) of each flow it starts whose ids hold no expression."""
+        ...
+
+
+@runtime_checkable
 class AlertChannel(Protocol):
     """A task that can also send the daemon's `alerts:` about an ended execution, on the
     channel named by its class attribute `alert_channel: ClassVar[str]` (slack, mail...)."""

@@ -76,8 +76,10 @@ class FlowDisabled(PodiumError):
 
 
 class ExitRequested(Exception):
-    """Raised by the Exit task: end the whole execution now, in `state`."""
+    """Raised by the Exit task: end the whole execution now, in `state`. The engine notes
+    which task run asked (`task_run_id`): it and the flowables around it end in `state`."""
 
     def __init__(self, state: State) -> None:
         super().__init__(state.value)
         self.state = state
+        self.task_run_id: str | None = None

@@ -37,7 +37,7 @@ from daemon.sdk.input_parsers import (
     parse_yaml,
     show_value,
 )
-from daemon.sdk.properties import Model
+from daemon.sdk.properties import Deprecated, Model
 
 # Kestra's id rule; a dot makes a nested input (`nested.string` -> inputs.nested.string).
 INPUT_ID_PATTERN = r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$"
@@ -65,20 +65,11 @@ InputType = Literal[
     "SECRET",
 ]
 
-
 Path = tuple[str | int, ...]
-
-
 StoreFile = Callable[[str, Any], str]
-
-
 Problems = list[tuple[tuple[int, ...], str]]  # (index path inside the value, message)
-
-
 _NOT_ITEM_TYPES = ("ARRAY", "MULTISELECT", "SELECT", "ENUM", "FILE")
 # Type-specific properties and the types they belong to; anywhere else they are a mistake.
-
-
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "validator": ("STRING", "SECRET"),
     "min": ("INT", "FLOAT", "DURATION"),
@@ -119,6 +110,8 @@ class InputSpec(Model):
 
     id: str = Field(pattern=INPUT_ID_PATTERN)
     type: InputType
+    # Kestra before 0.15 named inputs by `name`; it is read as the `id` it became.
+    name: Annotated[str | None, Deprecated("use 'id'")] = Field(default=None, exclude=True)
     defaults: Any = None
     prefill: Any = None  # a UI suggestion only: never used as a value here
     required: bool = True
@@ -137,6 +130,13 @@ class InputSpec(Model):
     is_radio: bool = False
     item_type: InputType | None = None
     allowed_file_extensions: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_is_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "id" not in data and isinstance(data.get("name"), str):
+            return {**data, "id": data["name"]}
+        return data
 
     @field_validator(*_ONLY_FOR, mode="before")
     @classmethod

@@ -39,6 +39,13 @@ def _by_type(kind: PluginKind, base: type[Any], cls: type[Any], data: Any,
     return build(kind, data, info.context)
 
 
+class TaskCache(Model):
+    """Kestra's `taskCache`: a task's outputs kept and reused, for `ttl` (forever without)."""
+
+    enabled: bool = False
+    ttl: Duration | None = None
+
+
 class Task(Model):
     """A task plug-in. Subclasses add properties and implement `run`."""
 
@@ -58,6 +65,12 @@ class Task(Model):
     """Run the task again when it fails: `constant`, `exponential` or `random` delays."""
     allow_failure: bool = False
     """A failure of this task leaves the execution WARNING instead of FAILED."""
+    allow_warning: bool = False
+    """A WARNING of this task is recorded SUCCESS."""
+    log_to_file: bool = False
+    """The task run's log lines go to a file in storage instead of the log table."""
+    task_cache: TaskCache | None = None
+    """Keep the task's outputs and reuse them while its rendered properties stay the same."""
     run_if: Annotated[str | bool | None, Dynamic] = None
     """An expression; the task is SKIPPED when it renders false."""
     depends_on: list[str] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -16,6 +17,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
     WrapValidator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -45,6 +47,15 @@ def _defer_templates(
 
 # Marks a property as templated: kept as written at load, rendered and type-checked per run.
 Dynamic = WrapValidator(_defer_templates)
+
+
+@dataclass(frozen=True)
+class Deprecated:
+    """Marks a property Kestra still accepts in a deprecated form: a flow that sets it loads,
+    with a warning saying what to write instead (`podium validate` prints it, the API shows
+    it). `message` completes "'<property>' is deprecated; ...", e.g. "use 'id'"."""
+
+    message: str
 
 
 def _json_if_text(value: Any) -> Any:
@@ -90,13 +101,15 @@ def with_rendered(model: M, rendered: Mapping[str, Any], where: str = "") -> M:
             f"{e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
             for e in exc.errors(include_url=False)
         )
-        raise TaskFailed(
-            f"invalid property after rendering: {problems}", non_retryable=True
-        ) from None
+        raise TaskFailed(f"invalid property after rendering: {problems}") from None
 
 
 class Model(BaseModel):
-    """Base for everything users write in YAML: camelCase aliases, typos are errors."""
+    """Base for everything users write in YAML: camelCase aliases, typos are errors.
+
+    A property written as `null` is a property not set, as Kestra (Jackson) reads it:
+    `defaults: null`, `labels: null` and the like take their default.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -106,17 +119,39 @@ class Model(BaseModel):
         defer_build=True,  # schemas are built on first use: start-up pays only for what a flow uses
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(v is None for v in data.values()):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
 
 def _labels(value: Any) -> Any:
-    """Kestra accepts labels as a map or as a list of {key, value}."""
+    """Kestra accepts labels as a map or as a list of {key, value}; a number or a boolean
+    value is read as its text (`year: 2025`, Kestra PR #5726); an empty key or value is
+    refused (Kestra PR #11317)."""
     if isinstance(value, list):
         out: dict[str, Any] = {}
         for item in value:
             if not isinstance(item, dict) or set(item) != {"key", "value"}:
                 raise ValueError("each label in a list must be a mapping with 'key' and 'value'")
             out[str(item["key"])] = item["value"]
-        return out
-    return value
+        value = out
+    if not isinstance(value, dict):
+        return value
+    labels: dict[Any, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, int | float) and not has_template(item):
+            item = str(item)
+        if isinstance(item, str) and not item.strip():
+            raise ValueError(f"label '{key}' has an empty value; give it a value or remove it")
+        if isinstance(key, str) and not key.strip():
+            raise ValueError("a label has an empty key")
+        labels[key] = item
+    return labels
 
 
 _LABELS_SCHEMA = {

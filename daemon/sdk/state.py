@@ -8,7 +8,10 @@ from typing import Any
 
 
 class State(StrEnum):
+    """Kestra's State.Type, every member (flows name them in Flow triggers and conditions)."""
+
     CREATED = "CREATED"
+    SUBMITTED = "SUBMITTED"
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -21,6 +24,10 @@ class State(StrEnum):
     CANCELLED = "CANCELLED"
     SKIPPED = "SKIPPED"
     RESTARTED = "RESTARTED"
+    # An execution a flow-level retry (CREATE_NEW_EXECUTION) replaced by a new one.
+    RETRIED = "RETRIED"
+    BREAKPOINT = "BREAKPOINT"
+    RESUBMITTED = "RESUBMITTED"
 
     @property
     def terminated(self) -> bool:
@@ -32,7 +39,16 @@ class State(StrEnum):
 
 
 _TERMINAL = frozenset(
-    {State.SUCCESS, State.WARNING, State.FAILED, State.KILLED, State.CANCELLED, State.SKIPPED}
+    {
+        State.SUCCESS,
+        State.WARNING,
+        State.FAILED,
+        State.KILLED,
+        State.CANCELLED,
+        State.SKIPPED,
+        State.RETRIED,
+        State.RESUBMITTED,
+    }
 )
 
 

@@ -19,7 +19,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic, JsonText, Model
+from daemon.sdk.properties import Dynamic, JsonText, Model, has_template
 from tasks.notifications.delivery import Note, SendError, deliver
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
@@ -75,15 +75,19 @@ class MailSend(Task):
     plain_text_content: Annotated[str | None, Dynamic] = None
     attachments: Annotated[list[Attachment] | None, Dynamic, JsonText] = None
 
+    # Expressions are checked once rendered (Kestra's `Property<String>`), not at load.
     @field_validator("to", "cc")
     @classmethod
     def _valid(cls, value: list[str] | None) -> list[str] | None:
-        return _check_addresses(value) if value is not None else None
+        if value is None or has_template(value):
+            return value
+        return _check_addresses(value)
 
     @field_validator("from_")
     @classmethod
     def _valid_from(cls, value: str) -> str:
-        _check_addresses([value])
+        if not has_template(value):
+            _check_addresses([value])
         return value
 
     async def run(self, ctx: RunContext) -> Output:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from daemon.sdk.properties import Dynamic
+from daemon.sdk.properties import Deprecated, Dynamic
 from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
 from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
 
@@ -94,6 +94,14 @@ class SlackExecution(ExecutionAlert):
     icon_url: Annotated[str | None, Dynamic] = None
     icon_emoji: Annotated[str | None, Dynamic] = None
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+    # Inherited from SlackIncomingWebhook in Kestra, and overwritten by the summary there.
+    payload: Annotated[
+        Any,
+        Deprecated(
+            "SlackExecution sends the execution summary and ignores it; use "
+            "SlackIncomingWebhook to send a payload of your own"
+        ),
+    ] = None
 
     async def send_summary(
         self, summary: ExecutionSummary, services: AlertServices, note: Note

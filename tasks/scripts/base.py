@@ -19,11 +19,11 @@ from collections import deque
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic, JsonText, Model
+from daemon.sdk.properties import Deprecated, Dynamic, JsonText, Model
 from tasks.scripts.docker import Docker
 from tasks.scripts.process import Process
 from tasks.scripts.protocol import ProtocolError, framed, parse
@@ -89,6 +89,38 @@ class ScriptTask(Task):
     execution_context: Annotated[bool, Dynamic] = False
     container_image: Annotated[str | None, Dynamic] = None
     task_runner: TaskRunner = Field(default_factory=Process)
+    # Kestra before 0.18 (its migration guide "runner"): `runner: PROCESS | DOCKER` and
+    # `docker: {image, pullPolicy...}` mean the Process or Docker task runner.
+    runner: Annotated[
+        Literal["PROCESS", "DOCKER"] | None,
+        Deprecated("use 'taskRunner' (io.kestra.plugin.core.runner.Process or ...docker.Docker)"),
+    ] = None
+    docker: Annotated[
+        dict[str, Any] | None,
+        Deprecated("use 'taskRunner' of type io.kestra.plugin.scripts.runner.docker.Docker "
+                   "and 'containerImage'"),
+    ] = None  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_runner(cls, data: Any) -> Any:
+        """`runner`/`docker` become the `taskRunner` (and `containerImage`) they stand for."""
+        if not isinstance(data, dict) or ("runner" not in data and "docker" not in data):
+            return data
+        if "taskRunner" in data or "task_runner" in data:
+            return data  # the current form wins; the deprecated one is only reported
+        kind = data.get("runner") or ("DOCKER" if data.get("docker") else None)
+        out = dict(data)
+        if kind == "PROCESS":
+            out["taskRunner"] = {"type": "io.kestra.plugin.core.runner.Process"}
+        elif kind == "DOCKER":
+            options = dict(data.get("docker") or {})
+            image = options.pop("image", None)
+            if image is not None and "containerImage" not in data:
+                out["containerImage"] = image
+            out["taskRunner"] = {"type": "io.kestra.plugin.scripts.runner.docker.Docker",
+                                 **options}  # fmt: skip
+        return out
 
     # Files podium writes into the working directory; never collected by `outputFiles`.
     internal_files: ClassVar[tuple[str, ...]] = (CONTEXT_FILE,)

@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from uuid import UUID
+
+from pydantic import model_validator
 
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.ion import dumps
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.properties import Deprecated, Dynamic, JsonText
 from daemon.sdk.state import iso
 
 if TYPE_CHECKING:
@@ -224,6 +226,23 @@ class _DuckDb(Task):
     database_uri: Annotated[str | None, Dynamic] = None
     output_db_file: bool = False
     fetch_type: FetchType = "NONE"
+    # Kestra's deprecated booleans, read before fetchType: fetchOne, then store, then fetch.
+    fetch: Annotated[bool, Deprecated("use 'fetchType: FETCH'")] = False
+    fetch_one: Annotated[bool, Deprecated("use 'fetchType: FETCH_ONE'")] = False
+    store: Annotated[bool, Deprecated("use 'fetchType: STORE'")] = False
+
+    @model_validator(mode="after")
+    def _legacy_fetch(self) -> Self:
+        for flag, kind in (
+            (self.fetch_one, "FETCH_ONE"),
+            (self.store, "STORE"),
+            (self.fetch, "FETCH"),
+        ):
+            if flag:
+                self.fetch_type = kind  # type: ignore[assignment]
+                break
+        return self
+
     time_zone_id: Annotated[str | None, Dynamic] = None
 
     @property

@@ -21,7 +21,7 @@ from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.ion import dumps
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.properties import Deprecated, Dynamic, JsonText
 from daemon.sdk.sqldb import Target, parse_target
 from tasks.sql.pgvalues import arguments, json_row
 from tasks.sql.pool import close_pools, connection
@@ -63,18 +63,19 @@ class _Statements(PostgresTask):
     parameters: Annotated[dict[str, Any] | None, Dynamic, JsonText] = None
     fetch_type: Annotated[FetchType, Dynamic] = "NONE"
     fetch_size: Annotated[int, Dynamic] = Field(default=10000, ge=1)
-    # Kestra's deprecated booleans, still read before fetchType as Kestra does.
-    fetch: bool = False
-    fetch_one: bool = False
-    store: bool = False
+    # Kestra's deprecated booleans, still read before fetchType as Kestra does: fetchOne
+    # first, then store, then fetch (JdbcQueryInterface).
+    fetch: Annotated[bool, Deprecated("use 'fetchType: FETCH'")] = False
+    fetch_one: Annotated[bool, Deprecated("use 'fetchType: FETCH_ONE'")] = False
+    store: Annotated[bool, Deprecated("use 'fetchType: STORE'")] = False
 
     def effective_fetch_type(self) -> FetchType:
-        if self.fetch:
-            return "FETCH"
         if self.fetch_one:
             return "FETCH_ONE"
         if self.store:
             return "STORE"
+        if self.fetch:
+            return "FETCH"
         return self.fetch_type
 
     async def _run_all(

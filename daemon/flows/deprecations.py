@@ -1,0 +1,54 @@
+"""The deprecated forms a loaded flow uses, each with what to write instead.
+
+Kestra keeps loading flows written for its older releases (input `name`, Pause `tasks`,
+flow `listeners`, `io.kestra.core.tasks.*` type names...) and its editor flags them; podium
+loads them too and says so: these warnings are what `podium validate` prints after a flow
+that loads, and what the API returns with the flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from daemon.flows.definition import Flow, Path
+from daemon.sdk.plugin import Condition, Task, Trigger
+from daemon.sdk.properties import Deprecated
+
+# Type names of Kestra's releases before 0.17, still accepted as aliases of the current ones.
+LEGACY_TYPE_PREFIX = "io.kestra.core."
+
+
+def deprecations(flow: Flow) -> list[tuple[Path, str]]:
+    """(property path, message) for every deprecated form the flow uses, in file order."""
+    return list(_walk(flow, ()))
+
+
+def _walk(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(value, BaseModel):
+        yield from _model(value, path)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _walk(item, path + (i,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, path + (key,))
+
+
+def _model(model: BaseModel, path: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(model, Task | Trigger | Condition):
+        written, current = model.type, type(model).types[0] if type(model).types else model.type
+        if written != current and written.startswith(LEGACY_TYPE_PREFIX):
+            yield path + ("type",), f"type '{written}' is deprecated; use '{current}'"
+    fields = type(model).model_fields
+    for name in model.model_fields_set:
+        field = fields.get(name)
+        if field is None:
+            continue
+        key = field.alias or name
+        for marker in field.metadata:
+            if isinstance(marker, Deprecated):
+                yield path + (key,), f"'{key}' is deprecated; {marker.message}"
+        yield from _walk(getattr(model, name), path + (key,))
