@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from daemon.sdk.context import RunContext
 from daemon.sdk.dag import find_cycle
@@ -273,9 +274,8 @@ class Pause(_WithHandlers):
 
     types = ("io.kestra.plugin.core.flow.Pause", "io.kestra.core.tasks.flows.Pause")
 
-    pause_duration: Annotated[Duration | None, Dynamic] = Field(
-        default=None, validation_alias=AliasChoices("pauseDuration", "delay")
-    )
+    pause_duration: Annotated[Duration | None, Dynamic] = None
+    delay: Annotated[Duration | None, Dynamic, Deprecated("use 'pauseDuration'")] = None
     behavior: Annotated[Literal["RESUME", "WARN", "CANCEL", "FAIL"], Dynamic] = "RESUME"
     on_resume: list[InputSpec] = Field(default_factory=list)
     on_pause: Task | None = None
@@ -306,9 +306,14 @@ class Pause(_WithHandlers):
             then=after_pause,
         )
 
+    def _duration(self) -> timedelta | None:
+        """`pauseDuration`, else the deprecated `delay`, else `timeout` (Kestra reads a
+        Pause's timeout as its duration)."""
+        return self.pause_duration or self.delay or self.timeout
+
     def _remaining(self, ctx: RunContext) -> float | None:
         """What is left of `pauseDuration`: all of it, or less after podium restarted."""
-        duration = self.pause_duration or self.timeout  # Kestra reads a Pause's timeout so
+        duration = self._duration()
         if duration is None:
             return None
         seconds = duration.total_seconds()
@@ -321,7 +326,7 @@ class Pause(_WithHandlers):
         """The Pause's outputs once resumed (or timed out); with the deprecated `tasks`, the
         round that runs them."""
         if values is None:  # the duration passed: `behavior` decides
-            duration = self.pause_duration or self.timeout
+            duration = self._duration()
             waited = format_duration(duration) if duration else ""
             if self.behavior == "FAIL":
                 raise TaskFailed(f"not resumed within pauseDuration {waited}", non_retryable=True)

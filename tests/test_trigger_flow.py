@@ -247,11 +247,10 @@ def load_error(trigger: str) -> list[str]:
             "b.yaml:16:9: triggers[0].conditions[0]: missing required property 'namespace'",
         ),
         (
-            "preconditions:\n  flows:\n    - flowId: a\n    - flowId: c",
-            "b.yaml:17:9: triggers[0].preconditions.flows: preconditions on several flows (all of "
-            "them within a time window) are not supported yet: list one flow (got "
-            "[{'flowId': 'a'}, "
-            "{'flowId': 'c'}])",
+            "preconditions:\n  where:\n    - id: w\n      filters: [{field: STATE, type: IN, "
+            "values: [FAILED]}]\n    - id: w\n      filters: [{field: FLOW_ID, type: "
+            "EQUAL_TO, value: a}]",
+            "b.yaml:16:7: triggers[0].preconditions: duplicate precondition id 'w' in 'where'",
         ),
     ],
 )

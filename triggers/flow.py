@@ -7,15 +7,17 @@ listener only filters and queues; conditions, rendering and `emit` happen in `ru
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from daemon.sdk.cache import BoundedCache
 from daemon.sdk.context import TriggerContext
+from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import ConditionContext, Emit, Trigger
@@ -24,6 +26,7 @@ from daemon.sdk.state import State
 
 # (execution, state) pairs remembered, so that a state published twice starts one execution.
 _REMEMBERED = 10_000
+CORRELATION_ID = "system.correlationId"
 
 
 class UpstreamFlow(Model):
@@ -32,7 +35,7 @@ class UpstreamFlow(Model):
     namespace: str | None = None
     flow_id: str | None = None
     states: list[State] | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, Any] = Field(default_factory=dict)
 
     def matches(self, doc: dict[str, Any]) -> bool:
         if self.namespace is not None and doc["namespace"] != self.namespace:
@@ -42,28 +45,132 @@ class UpstreamFlow(Model):
         if self.states is not None and doc["state"]["current"] not in self.states:
             return False
         labels = _labels(doc)
-        return all(labels.get(key) == value for key, value in self.labels.items())
+        return all(labels.get(key) == _text(value) for key, value in self.labels.items())
+
+
+class Filter(Model):
+    """One test of a `where` entry on a field of the ended execution."""
+
+    field: Literal["FLOW_ID", "NAMESPACE", "STATE", "EXPRESSION"]
+    type: Literal[
+        "EQUAL_TO", "NOT_EQUAL_TO", "IN", "NOT_IN", "IS_TRUE", "IS_FALSE", "IS_NULL",
+        "IS_NOT_NULL", "STARTS_WITH", "ENDS_WITH", "REGEX", "CONTAINS",
+    ]  # fmt: skip
+    value: str | None = None
+    values: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _operands(self) -> Filter:
+        if self.type in ("IN", "NOT_IN") and self.values is None:
+            raise ValueError(f"a {self.type} filter needs 'values'")
+        needs_value = ("EQUAL_TO", "NOT_EQUAL_TO", "STARTS_WITH", "ENDS_WITH", "REGEX", "CONTAINS")
+        if self.type in needs_value and self.value is None:
+            raise ValueError(f"a {self.type} filter needs 'value'")
+        if self.field == "EXPRESSION" and self.value is None:
+            raise ValueError("an EXPRESSION filter needs 'value' (the expression)")
+        return self
+
+    def test(self, field: str | None) -> bool:
+        value, kind = self.value or "", self.type
+        if kind in ("IN", "NOT_IN"):
+            return (field in (self.values or [])) == (kind == "IN")
+        if kind in ("IS_TRUE", "IS_FALSE"):
+            return _truthy(field) == (kind == "IS_TRUE")
+        if kind in ("IS_NULL", "IS_NOT_NULL"):
+            return (field is None) == (kind == "IS_NULL")
+        if kind == "EQUAL_TO":
+            return field == value
+        if kind == "NOT_EQUAL_TO":
+            return field != value
+        if field is None:
+            return False
+        if kind == "STARTS_WITH":
+            return field.startswith(value)
+        if kind == "ENDS_WITH":
+            return field.endswith(value)
+        if kind == "REGEX":
+            return re.fullmatch(value, field) is not None
+        return value in field  # CONTAINS
+
+
+class ExecutionFilter(Model):
+    """One entry of `preconditions.where`: filters joined by `operand`."""
+
+    id: str = Field(min_length=1)
+    operand: Literal["AND", "OR"] = "AND"
+    filters: list[Filter] = Field(min_length=1)
+
+
+class TimeWindow(Model):
+    """Within what time all the preconditions must be met (Kestra's TimeWindow)."""
+
+    type: Literal[
+        "DURATION_WINDOW", "SLIDING_WINDOW", "DAILY_TIME_DEADLINE", "DAILY_TIME_WINDOW"
+    ] = "DURATION_WINDOW"
+    window: Duration | None = None
+    window_advance: Duration | None = None
+    deadline: time | None = None
+    start_time: time | None = None
+    end_time: time | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TimeWindow:
+        if self.type == "DAILY_TIME_DEADLINE" and self.deadline is None:
+            raise ValueError("a DAILY_TIME_DEADLINE window needs 'deadline'")
+        if self.type == "DAILY_TIME_WINDOW" and (self.start_time is None or self.end_time is None):
+            raise ValueError("a DAILY_TIME_WINDOW needs 'startTime' and 'endTime'")
+        return self
+
+    def bounds(self, when: datetime) -> tuple[datetime, datetime] | None:
+        """The window `when` falls in (UTC), or None when it is outside every window."""
+        when = when.astimezone(UTC)
+        midnight = when.replace(hour=0, minute=0, second=0, microsecond=0)
+        size = self.window or timedelta(days=1)
+        if self.type == "SLIDING_WINDOW":
+            return when - size, when
+        if self.type == "DAILY_TIME_DEADLINE":
+            assert self.deadline is not None
+            end = datetime.combine(midnight.date(), self.deadline, UTC)
+            return (midnight, end) if when <= end else None
+        if self.type == "DAILY_TIME_WINDOW":
+            assert self.start_time is not None and self.end_time is not None
+            start = datetime.combine(midnight.date(), self.start_time, UTC)
+            end = datetime.combine(midnight.date(), self.end_time, UTC)
+            return (start, end) if start <= when <= end else None
+        start = midnight + (self.window_advance or timedelta(0))
+        while start > when:
+            start -= size
+        while start + size <= when:
+            start += size
+        return start, start + size
 
 
 class Preconditions(Model):
-    """Kestra 1.x's `preconditions`, with one upstream flow.
+    """Kestra 1.x's `preconditions`: upstream flows and execution filters that must all be
+    met within a time window; once they are, one execution starts (and, with
+    `resetOnSuccess`, they must all be met again for the next)."""
 
-    Several flows mean "all of them within a time window", which needs windows kept in
-    the store; podium refuses that at load rather than firing on each flow alone.
-    """
+    id: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
+    time_window: TimeWindow = Field(default_factory=TimeWindow)
+    reset_on_success: bool = True
+    flows: list[UpstreamFlow] = Field(default_factory=list)
+    where: list[ExecutionFilter] = Field(default_factory=list)
 
-    id: str | None = None
-    flows: list[UpstreamFlow] = Field(min_length=1)
+    @model_validator(mode="after")
+    def _unique_where_ids(self) -> Preconditions:
+        seen: set[str] = set()
+        for entry in self.where:
+            if entry.id in seen:
+                raise ValueError(f"duplicate precondition id '{entry.id}' in 'where'")
+            seen.add(entry.id)
+        return self
 
-    @field_validator("flows")
-    @classmethod
-    def _one_flow(cls, value: list[UpstreamFlow]) -> list[UpstreamFlow]:
-        if len(value) > 1:
-            raise ValueError(
-                "preconditions on several flows (all of them within a time "
-                "window) are not supported yet: list one flow"
-            )
-        return value
+    def keys(self) -> list[str]:
+        """Kestra's condition keys: `condition_<n>` per flow, `condition_<n>_<id>` per where."""
+        count = len(self.flows)
+        return [f"condition_{i + 1}" for i in range(count)] + [
+            f"condition_{count + i + 1}_{entry.id}" for i, entry in enumerate(self.where)
+        ]
 
 
 @dataclass(frozen=True)
@@ -113,36 +220,40 @@ class FlowTrigger(Trigger):
         finally:
             detach()
 
-    def _accepts(self, ended: _Ended, ctx: TriggerContext) -> bool:
+    async def _start(self, ended: _Ended, emit: Emit, ctx: TriggerContext) -> None:
         doc = ended.doc
         end = doc["state"].get("endDate")
         when = datetime.fromisoformat(end) if end else ctx.clock.now()
         if not self.conditions_hold(
             ConditionContext(ctx.flow.namespace, ctx.flow.id, date=when, execution=doc)
         ):
-            return False
-        return self.preconditions is None or self.preconditions.flows[0].matches(doc)
-
-    async def _start(self, ended: _Ended, emit: Emit, ctx: TriggerContext) -> None:
-        if not self._accepts(ended, ctx):
             return
-        doc = ended.doc
+        labels = _labels(doc)
         variables = {
             "executionId": doc["id"],
             "namespace": doc["namespace"],
             "flowId": doc["flowId"],
             "flowRevision": doc["flowRevision"],
             "state": doc["state"]["current"],
-            "executionLabels": _labels(doc),
+            "executionLabels": {k: v for k, v in labels.items() if k != CORRELATION_ID},
             "startDate": doc["state"].get("startDate"),
             "endDate": doc["state"].get("endDate"),
             "outputs": doc.get("outputs") or {},
         }
+        render_variables = _render_variables(ended, variables, ctx)
+        if self.preconditions is not None:
+            outputs = await self._preconditions_met(self.preconditions, ended, when, ctx,
+                                                    render_variables)  # fmt: skip
+            if outputs is None:
+                return
+            variables["outputs"] = outputs
         inputs = self.inputs
+        # Kestra: the triggered execution carries the upstream one's correlation id.
+        carried = {CORRELATION_ID: labels[CORRELATION_ID]} if CORRELATION_ID in labels else None
         try:
             if has_template(inputs):
-                inputs = ctx.render(inputs, _render_variables(ended, variables, ctx))
-            await emit(inputs, variables)
+                inputs = ctx.render(inputs, render_variables)
+            await emit(inputs, variables, labels=carried)
         except (InputError, TemplateError) as exc:
             ctx.logger.error(
                 "%s.%s trigger %s: not started after execution %s of %s.%s: %s",
@@ -154,6 +265,94 @@ class FlowTrigger(Trigger):
                 doc["flowId"],
                 exc,
             )
+
+    async def _preconditions_met(
+        self,
+        pre: Preconditions,
+        ended: _Ended,
+        when: datetime,
+        ctx: TriggerContext,
+        variables: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """Record which preconditions this execution meets in the current time window (kept
+        in the trigger's durable state); the merged outputs once they are all met, else
+        None (Kestra's MultipleConditionWindow)."""
+        keys = pre.keys()
+        met = [
+            key
+            for key, holds in zip(keys, self._tests(pre, ended.doc, ctx, variables), strict=True)
+            if holds
+        ]
+        window = pre.time_window.bounds(when)
+        if not met or window is None:
+            return None
+        start, end = window
+        key = ctx.state_key("preconditions", pre.id or "default")
+        saved = await ctx.state.get(key) or {}
+        sliding = pre.time_window.type == "SLIDING_WINDOW"
+        same_window = sliding or (saved.get("start") == start.isoformat())
+        results: dict[str, str] = dict(saved.get("results") or {}) if same_window else {}
+        outputs: dict[str, Any] = dict(saved.get("outputs") or {}) if same_window else {}
+        if sliding:
+            results = {k: at for k, at in results.items() if datetime.fromisoformat(at) >= start}
+        for name in met:
+            results[name] = when.isoformat()
+        outputs = _deep_merge(outputs, ended.doc.get("outputs") or {})
+        complete = all(name in results for name in keys)
+        if complete and pre.reset_on_success:
+            await ctx.state.set(key, {"start": start.isoformat(), "results": {}, "outputs": {}})
+        else:
+            await ctx.state.set(key, {"start": start.isoformat(), "end": end.isoformat(),
+                                      "results": results, "outputs": outputs})  # fmt: skip
+        return outputs if complete else None
+
+    def _tests(
+        self,
+        pre: Preconditions,
+        doc: dict[str, Any],
+        ctx: TriggerContext,
+        variables: dict[str, Any],
+    ) -> list[bool]:
+        tests = [flow.matches(doc) for flow in pre.flows]
+        for entry in pre.where:
+            results = [_field_test(f, doc, ctx, variables) for f in entry.filters]
+            tests.append(all(results) if entry.operand == "AND" else any(results))
+        return tests
+
+
+def _field_test(
+    test: Filter, doc: dict[str, Any], ctx: TriggerContext, variables: dict[str, Any]
+) -> bool:
+    if test.field == "EXPRESSION":
+        try:
+            field: str | None = str(ctx.render(test.value or "", variables))
+        except TemplateError as exc:
+            ctx.logger.warning("precondition expression %r: %s", test.value, exc)
+            return False
+    else:
+        field = {"FLOW_ID": doc["flowId"], "NAMESPACE": doc["namespace"],
+                 "STATE": doc["state"]["current"]}[test.field]  # fmt: skip
+    return test.test(field)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "false", "0", "null")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _deep_merge(into: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(into)
+    for key, value in more.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
 
 
 def _render_variables(

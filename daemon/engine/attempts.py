@@ -8,7 +8,7 @@ import errno
 import logging
 import os
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from daemon.engine.functions import BLOCKING_FUNCTIONS
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
 from daemon.engine.retries import task_policy
+from daemon.engine.taskruns_extra import FileLog, TaskCache
 from daemon.engine.variables import Scope, execution_variables, set_output, task_variables
 from daemon.flows.definition import Flow
 from daemon.sdk.context import TaskLogger
@@ -49,6 +50,8 @@ class RunState:
     earlier: dict[tuple[str, str | None, str | None], TaskRun] = field(default_factory=dict)
     first_failure: str | None = None
     unsaved: bool = False  # the store refused a write: save every task run at the end
+    # Called each time a task run ends (the SLA assertions are checked then).
+    changed: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.earlier = {
@@ -67,6 +70,7 @@ class TaskRuns:
         self._pauses = pauses
         self.state = state
         self._tmp = str(resources.data_dir / "tmp" / state.execution.id)
+        self._cache = TaskCache(resources)
 
     def find_or_create(self, task: Task, scope: Scope) -> TaskRun:
         """This task's run at this place: the one a previous process left, or a new one."""
@@ -101,7 +105,10 @@ class TaskRuns:
         )
         working_dir = scope.working_dir or f"{self._tmp}/{tr.id}"
         variables = task_variables(base, task, tr, scope, working_dir)
-        logger = ExecutionLog(resources, state.execution, tr, task.log_level)
+        logger: TaskLogger = ExecutionLog(resources, state.execution, tr, task.log_level)
+        if task.log_to_file:
+            path = Path(self._tmp) / f"{tr.id}.log"
+            logger = FileLog(resources, state.execution, tr, path, task.log_level)
         shared = Path(scope.working_dir) if scope.working_dir else None
         return TaskContext(
             resources, self._launcher, self._pauses, state.flow, state.execution, tr, variables,
@@ -121,6 +128,13 @@ class TaskRuns:
         return with_rendered(task, rendered)
 
     async def run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
+        try:
+            return await self._run_attempts(task, tr, ctx, scope)
+        finally:
+            if isinstance(ctx.logger, FileLog):
+                await asyncio.shield(ctx.logger.close(ctx.put_file))
+
+    async def _run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
         clock = self._resources.clock
         policy = task_policy(task, self.state.flow)
         started = clock.now()
@@ -137,7 +151,7 @@ class TaskRuns:
             self.set_state(tr, State.RUNNING)
             await self.save(tr, wait=False)
             try:
-                outputs = await self._attempt(await self.render(task, ctx), ctx)
+                outputs, cached = await self._cached_or_run(task, tr, ctx)
             except asyncio.CancelledError:
                 if not self._resources.options.handing_over:
                     attempt.set(State.KILLED, clock.now())
@@ -179,6 +193,8 @@ class TaskRuns:
                 continue
             attempt.set(State.SUCCESS, clock.now())
             await ctx.cleanup()
+            if cached is not None and outputs is not None:
+                await self._cache.put(cached, task, dict(outputs))
             if outputs:
                 tr.outputs = dict(outputs)
                 set_output(self.state.outputs, task.id, scope.values, tr.outputs)
@@ -205,6 +221,21 @@ class TaskRuns:
             f"{message}; running it again"
         )
         return None
+
+    async def _cached_or_run(
+        self, task: Task, tr: TaskRun, ctx: TaskContext
+    ) -> tuple[Mapping[str, Any] | None, str | None]:
+        """The task's outputs: from `taskCache` when it holds them (the key is returned to
+        store new outputs under when it does not), else from running it."""
+        rendered = await self.render(task, ctx)
+        if not TaskCache.wanted(task):
+            return await self._attempt(rendered, ctx), None
+        key = self._cache.key(self.state.execution, rendered, tr)
+        hit = await self._cache.get(key)
+        if hit is not None:
+            ctx.logger.info("outputs taken from the task cache (taskCache)")
+            return hit, None
+        return await self._attempt(rendered, ctx), key
 
     async def _attempt(self, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
         slots = self._resources.task_slots
@@ -254,6 +285,8 @@ class TaskRuns:
     async def end(self, tr: TaskRun, state: State) -> State:
         self.set_state(tr, state)
         await self.save(tr)
+        if self.state.changed is not None:
+            self.state.changed()
         return state
 
     async def save(self, tr: TaskRun, *, wait: bool = True) -> None:

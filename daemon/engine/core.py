@@ -28,6 +28,7 @@ from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.clock import Clock
 from daemon.sdk.execution import Execution
 from daemon.sdk.services import WebhookRoutes
+from daemon.sdk.state import State
 from daemon.store.base import Store
 
 DispatcherFactory = Callable[[Resources, LocalExecutions, Pauses, FlowCatalog], Dispatcher]
@@ -147,9 +148,13 @@ class Engine:
     async def close(self, *, hand_over: bool = False) -> None:
         """Stop what runs here (see LocalExecutions.close), close what plug-ins opened, and
         commit the last writes."""
+        await self.lifecycle.close()
         await self.local.close(hand_over=hand_over)
         await self.resources.close()
         await self.resources.store.flush()
 
     async def _run(self, flow: Flow, execution: Execution) -> Execution:
-        return await ExecutionRunner(self.resources, self, self.pauses, flow, execution).run()
+        ended = await ExecutionRunner(self.resources, self, self.pauses, flow, execution).run()
+        if ended.state.current == State.RETRIED:  # the flow's retry: a new execution follows
+            self.lifecycle.retry_later(flow, ended)
+        return ended

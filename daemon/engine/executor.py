@@ -14,12 +14,14 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from daemon.engine.attempts import RunState, TaskRuns
-from daemon.engine.contexts import ExecutionLog, Launcher
+from daemon.engine.contexts import Launcher
+from daemon.engine.endings import Endings
 from daemon.engine.events import ExecutionChanged, TaskRunChanged
 from daemon.engine.flowables import FlowableRuns, worst
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
-from daemon.engine.variables import Scope, execution_variables, set_output
+from daemon.engine.sla import SlaWatch
+from daemon.engine.variables import Scope, set_output
 from daemon.flows.definition import Flow
 from daemon.sdk.errors import ExitRequested, TaskFailed, TemplateError
 from daemon.sdk.execution import Execution
@@ -44,7 +46,7 @@ class ExecutionRunner:
         flow: Flow,
         execution: Execution,
     ) -> None:
-        self._resources = resources
+        self.resources = resources
         self.flow = flow
         self.execution = execution
         self.state = RunState(flow, execution)
@@ -55,17 +57,14 @@ class ExecutionRunner:
 
     async def run(self) -> Execution:
         ex, flow = self.execution, self.flow
-        resources = self._resources
+        resources = self.resources
+        endings = Endings(self)
         if ex.state.current != State.RUNNING:
             ex.state.set(State.RUNNING, resources.clock.now())
         await resources.store.save_execution(ex.to_json(task_runs=False), wait=False)
         resources.events.publish(ExecutionChanged(ex))
         try:
-            state = await self.run_list(flow.tasks, Scope())
-            if state.failed and flow.errors:
-                await self.run_list(flow.errors, Scope())
-            if flow.finally_:
-                await self.run_list(flow.finally_, Scope())
+            state = await (SlaWatch(self).guard(self._lists()) if flow.sla else self._lists())
         except ExitRequested as exit_:
             state = exit_.state
             await self._exit_parents(exit_)
@@ -83,50 +82,27 @@ class ExecutionRunner:
         else:
             state = self._final_state(state)
         if state in (State.SUCCESS, State.WARNING) and flow.outputs:
-            state = self._flow_outputs(state)
+            state = await endings.flow_outputs(state)
         if state.failed and self.state.first_failure and not ex.error:
             ex.error = self.state.first_failure
+        state = endings.retried(state)
         ex.state.set(state, resources.clock.now())
+        if flow.listeners:
+            await endings.listeners(state)
         if flow.after_execution:
-            await self._after_execution(state)
+            await endings.run_after(flow.after_execution, state, "afterExecution")
         await self._store_final()
         return ex
 
-    async def _after_execution(self, final: State) -> None:
-        """Kestra's `afterExecution`: tasks that see the final state as `execution.state`.
-
-        As in Kestra, their failure is logged and never changes that state, so flows
-        triggered on the state see it once, after these tasks have run.
-        """
-        ex = self.execution
-        try:
-            result = await self.run_list(self.flow.after_execution, Scope())
-        except ExitRequested:
-            result = State.SUCCESS  # the execution has ended already: nothing left to exit
-        except StoreError as exc:
-            log.error(
-                "execution %s of %s.%s: afterExecution stopped, the store refused a write: %s",
-                ex.id,
-                ex.namespace,
-                ex.flow_id,
-                exc,
-            )
-            self.state.unsaved = True
-            result = State.FAILED
-        except asyncio.CancelledError:
-            if not self._resources.options.handing_over:
-                await asyncio.shield(self._save_final())
-            raise
-        if ex.state.current != final:  # a Pause in there moved it; the final state stands
-            ex.state.set(final, self._resources.clock.now())
-        if result.failed:
-            log.warning(
-                "execution %s of %s.%s: an afterExecution task failed; the execution stays %s",
-                ex.id,
-                ex.namespace,
-                ex.flow_id,
-                final.value,
-            )
+    async def _lists(self) -> State:
+        """The flow's tasks, then `errors` when they failed, then `finally`."""
+        flow = self.flow
+        state = await self.run_list(flow.tasks, Scope())
+        if state.failed and flow.errors:
+            await self.run_list(flow.errors, Scope())
+        if flow.finally_:
+            await self.run_list(flow.finally_, Scope())
+        return state
 
     def _final_state(self, state: State) -> State:
         if state.failed:
@@ -135,8 +111,8 @@ class ExecutionRunner:
             return State.WARNING
         return State.SUCCESS
 
-    async def _save_final(self) -> None:
-        resources = self._resources
+    async def save_final(self) -> None:
+        resources = self.resources
         doc = resources.masked(self.execution.to_json(task_runs=False))
         await resources.store.save_execution(doc)
         resources.events.publish(ExecutionChanged(self.execution))
@@ -146,7 +122,7 @@ class ExecutionRunner:
         with nothing recorded would be lost at the next restart, or run twice."""
         ex = self.execution
         log.error("execution %s of %s.%s fails: %s", ex.id, ex.namespace, ex.flow_id, exc)
-        now = self._resources.clock.now()
+        now = self.resources.clock.now()
         for tr in ex.task_runs:
             if not tr.state.current.terminated:
                 if tr.attempts and not tr.attempts[-1].current.terminated:
@@ -162,14 +138,14 @@ class ExecutionRunner:
         stay RUNNING in the store because the disk was full for a while. After a refusal
         the task runs go again too, since their writes may have been refused as well."""
         ex = self.execution
-        backoff = Backoff(1.0, MAX_STORE_RETRY_DELAY, clock=self._resources.clock)
+        backoff = Backoff(1.0, MAX_STORE_RETRY_DELAY, clock=self.resources.clock)
         while True:
             try:
                 if self.state.unsaved:
                     await asyncio.shield(
                         asyncio.gather(*(self.tasks.save(tr) for tr in ex.task_runs))
                     )
-                await asyncio.shield(self._save_final())
+                await asyncio.shield(self.save_final())
             except StoreError as exc:
                 if backoff.attempts == 0:
                     log.error(
@@ -193,8 +169,8 @@ class ExecutionRunner:
 
     async def _finish_killed(self) -> None:
         await self._kill_unfinished()
-        self.execution.state.set(State.KILLED, self._resources.clock.now())
-        await self._save_final()
+        self.execution.state.set(State.KILLED, self.resources.clock.now())
+        await self.save_final()
 
     async def _exit_parents(self, exit_: ExitRequested) -> None:
         """Kestra's Exit ends its task run and every flowable around it in its state."""
@@ -208,7 +184,7 @@ class ExecutionRunner:
             run = by_id.get(run.parent_task_run_id or "")
 
     async def _kill_unfinished(self) -> None:
-        resources = self._resources
+        resources = self.resources
         now = resources.clock.now()
         for tr in self.execution.task_runs:
             if not tr.state.current.terminated:
@@ -218,22 +194,6 @@ class ExecutionRunner:
                 await self.tasks.save(tr, wait=False)
                 resources.events.publish(TaskRunChanged(self.execution, tr))
         await resources.store.flush()
-
-    def _flow_outputs(self, state: State) -> State:
-        resources = self._resources
-        variables = execution_variables(
-            self.flow, self.execution, self.state.outputs, resources.envs
-        )
-        out: dict[str, object] = {}
-        for output in self.flow.outputs:
-            try:
-                out[output.id] = resources.render(output.value, variables, None)
-            except TemplateError as exc:
-                self.state.first_failure = f"flow output '{output.id}': {exc}"
-                ExecutionLog(resources, self.execution, None).error(self.state.first_failure)
-                return State.FAILED
-        self.execution.outputs = out
-        return state
 
     # -- lists of tasks -----------------------------------------------------------------
 

@@ -3,10 +3,13 @@ restarted from their failed task runs, or replayed as a new execution."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from daemon.engine.dispatcher import Dispatcher
+from daemon.engine.endings import retry_metadata
 from daemon.engine.local import LocalExecutions
 from daemon.engine.resources import Resources
 from daemon.flows.catalog import FlowCatalog
@@ -37,6 +40,7 @@ class Lifecycle:
         self._catalog = catalog
         self._local = local
         self._dispatcher = dispatcher
+        self._retrying: set[asyncio.Task[None]] = set()
 
     async def flow_of(self, execution: Execution) -> Flow:
         """The flow exactly as it was when the execution started."""
@@ -177,6 +181,45 @@ class Lifecycle:
         self._resources.events.execution(copy)
         await self._dispatcher.rerun(flow, copy, restarted=False)
         return copy
+
+    def retry_later(self, flow: Flow, execution: Execution) -> None:
+        """Kestra's flow `retry` with CREATE_NEW_EXECUTION: a RETRIED execution is followed,
+        after the policy's delay, by a new execution of the same flow revision with the same
+        inputs, labels and trigger, one attempt further. A daemon stopped during the delay
+        does not start it."""
+        job = asyncio.create_task(self._retry(flow, execution))
+        self._retrying.add(job)
+        job.add_done_callback(self._retrying.discard)
+
+    async def _retry(self, flow: Flow, original: Execution) -> None:
+        clock = self._resources.clock
+        await clock.sleep(float((original.metadata or {}).get("retryDelay", 0)))
+        copy = Execution(
+            id=new_id(),
+            namespace=original.namespace,
+            flow_id=original.flow_id,
+            flow_revision=original.flow_revision,
+            state=StateHistory(State.CREATED, clock.now()),
+            inputs=original.inputs,
+            labels=dict(original.labels),
+            trigger=original.trigger,
+            parent=original.parent,
+            metadata=retry_metadata(original.metadata, original.state.start),
+        )
+        try:
+            await self._dispatcher.create(flow, copy, idempotent=False)
+        except PodiumError as exc:
+            log.error("execution %s: its retry could not start: %s", original.id, exc)
+        else:
+            log.info("execution %s retried as %s", original.id, copy.id)
+
+    async def close(self) -> None:
+        """Drop the retries still waiting for their delay."""
+        for job in list(self._retrying):
+            job.cancel()
+        for job in list(self._retrying):
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
 
     async def _stored(self, execution_id: str) -> Execution:
         doc = await self._resources.store.get_execution(execution_id)

@@ -152,6 +152,15 @@ class _Loader:
             self._check_depends_on(tasks, path)
         for sub_path, message in validate_input_specs(flow.inputs):
             self.problems.append((("inputs", *sub_path), message))
+        for key, value in flow.labels.items():
+            if key.startswith("system.") and key != "system.readOnly":
+                self.problems.append(
+                    (
+                        ("labels", key),
+                        "System labels can only be set by Kestra itself, offending label: "
+                        f"{key}={value}",
+                    )
+                )
         self.problems += checks.recursion_problems(flow)
         self.problems += checks.reference_problems(flow)
         self.inner_problems += checks.template_problems(flow)

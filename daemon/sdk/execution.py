@@ -104,6 +104,8 @@ class Execution:
     # Kestra's execution variables (`vars`) once a task changed them (SetVariables); the
     # flow's `variables` until then.
     variables: dict[str, Any] | None = None
+    # Kestra's execution metadata: `attemptNumber` (flow-level retries), `originalCreatedDate`.
+    metadata: dict[str, Any] | None = None
 
     @property
     def start_date(self) -> datetime:
@@ -126,6 +128,8 @@ class Execution:
         }
         if self.variables is not None:
             doc["variables"] = self.variables
+        if self.metadata:
+            doc["metadata"] = self.metadata
         if task_runs:
             doc["taskRunList"] = [tr.to_json() for tr in self.task_runs]
         return doc
@@ -146,6 +150,7 @@ class Execution:
             error=doc.get("error"),
             task_runs=[TaskRun.from_json(t) for t in doc.get("taskRunList") or []],
             variables=doc.get("variables"),
+            metadata=doc.get("metadata"),
         )
 
 

@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 TaskRunner = Annotated[Process | Docker, Field(discriminator="type")]
 
 CONTEXT_FILE = ".kestra-execution-context.json"
+# podium's stand-in `kestra` module, first on PYTHONPATH whatever the runner (a container
+# gets the directory mounted read-only at the same path): see pylib/kestra.py.
+KESTRA_LIB = Path(__file__).resolve().parent / "pylib"
+# A stored file named in a command or script is downloaded and named by its local path
+# (Kestra's ScriptService.replaceInternalStorage).
+_STORAGE_URI = re.compile(r"kestra://[-\w.+~#=/]*")
 STDERR_TAIL = 10  # stderr lines quoted in the error of a failed command
 # The variables the `kestra` package's `context` exposes; envs and secrets stay out.
 CONTEXT_KEYS = (
@@ -138,6 +144,26 @@ class ScriptTask(Task):
 
     async def run(self, ctx: RunContext) -> Output:
         working_dir = await ctx.working_dir()
+        task = await self._with_local_files(ctx, working_dir)
+        return await task._run_in(ctx, working_dir)
+
+    async def _with_local_files(self, ctx: RunContext, working_dir: Path) -> ScriptTask:
+        """This task with every `kestra://` URI of its commands or script replaced by the
+        path of a local copy in the working directory."""
+        update: dict[str, Any] = {}
+        copies: dict[str, str] = {}
+        for name in ("before_commands", "commands", "script"):
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            texts = [value] if isinstance(value, str) else list(value)
+            if not any(_STORAGE_URI.search(text) for text in texts):
+                continue
+            replaced = [await _localize(ctx, working_dir, text, copies) for text in texts]
+            update[name] = replaced[0] if isinstance(value, str) else replaced
+        return self.model_copy(update=update) if update else self
+
+    async def _run_in(self, ctx: RunContext, working_dir: Path) -> Output:
         if self.namespace_files is not None and self.namespace_files.enabled:
             await _copy_namespace_files(self.namespace_files, ctx, working_dir)
         await self._write_input_files(ctx, working_dir)
@@ -152,10 +178,16 @@ class ScriptTask(Task):
                 *(self.before_commands or []),
                 *await self.main_commands(working_dir),
             ],
-            env={"WORKING_DIR": str(working_dir), **self.default_env(), **(self.env or {})},
+            env={
+                "WORKING_DIR": str(working_dir),
+                "PYTHONPATH": _python_path(self.env),
+                **self.default_env(),
+                **{k: v for k, v in (self.env or {}).items() if k != "PYTHONPATH"},
+            },
             on_line=lines,
             image=self.container_image,
             labels={"podium.execution-id": ctx.execution.id, "podium.taskrun-id": ctx.task_run.id},
+            python_path=[KESTRA_LIB],
             **self.job_options(),
         )
         try:
@@ -380,6 +412,29 @@ async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_d
             f"namespaceFiles: {rel} already exists in the working directory; "
             "kept the existing file (ifExists: WARN)"
         )
+
+
+async def _localize(ctx: RunContext, working_dir: Path, text: str, copies: dict[str, str]) -> str:
+    """`text` with its `kestra://` URIs replaced by local copies (one copy per URI)."""
+    for uri in dict.fromkeys(_STORAGE_URI.findall(text)):
+        if uri not in copies:
+            source = await ctx.file_path(uri)
+            name = PurePosixPath(uri).name or "file"
+            target = (
+                working_dir / f"{len(copies)}-{name}"
+                if (working_dir / name).exists()
+                else working_dir / name
+            )
+            await asyncio.to_thread(shutil.copyfile, source, target)
+            copies[uri] = str(target)
+        text = text.replace(uri, copies[uri])
+    return text
+
+
+def _python_path(env: dict[str, str] | None) -> str:
+    """The stand-in `kestra` module first, then the task's own PYTHONPATH, if any."""
+    extra = (env or {}).get("PYTHONPATH") or os.environ.get("PYTHONPATH")
+    return os.pathsep.join(p for p in (str(KESTRA_LIB), extra) if p)
 
 
 async def _write_context(ctx: RunContext, working_dir: Path) -> None:

@@ -212,7 +212,13 @@ class Docker(ScriptRunner):
     def _container_config(self, job: ScriptJob, ctx: RunContext, image: str) -> dict[str, Any]:
         workdir = str(job.working_dir)
         host: dict[str, Any] = {
-            "Mounts": [{"Type": "bind", "Source": workdir, "Target": workdir, "ReadOnly": False}],
+            "Mounts": [
+                {"Type": "bind", "Source": workdir, "Target": workdir, "ReadOnly": False},
+                *(
+                    {"Type": "bind", "Source": str(path), "Target": str(path), "ReadOnly": True}
+                    for path in job.python_path
+                ),
+            ],
         }
         if self.network_mode:
             host["NetworkMode"] = self.network_mode

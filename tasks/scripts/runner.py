@@ -46,6 +46,9 @@ class ScriptJob:
     python_version: str | None = None
     # `dependencyCacheEnabled`: False installs the dependencies afresh for this run only.
     dependency_cache: bool = True
+    # Host directories on PYTHONPATH (podium's stand-in `kestra` module); a container runner
+    # mounts them read-only at the same path.
+    python_path: Sequence[Path] = ()
 
     def argv(self) -> list[str]:
         """The command line, as Kestra builds it: interpreter + the commands as one string."""
