@@ -69,9 +69,23 @@ class Fail(Task):
 
 
 def _label_map(value: Any) -> Any:
+    """A list of {key, value} or a map; empty values refused (Kestra PR #11273)."""
     if isinstance(value, list):
-        return {str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)}
+        value = {
+            str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)
+        }
+    if isinstance(value, dict):
+        empty = [str(k) for k, v in value.items() if not str(k).strip() or v is None or v == ""]
+        if empty:
+            raise ValueError(f"empty labels are not allowed: {', '.join(empty)}")
+        return {k: _scalar_text(v) for k, v in value.items()}
     return value
+
+
+def _scalar_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
 
 
 class Labels(Task):

@@ -926,3 +926,59 @@ async def test_seed_python_flow_reports_downloads_with_the_kestra_package(
     ex = await h.run(source, {"url": f"{server}/repo"})
     assert ex.state.current == State.SUCCESS, ex.error
     assert ex.task_runs[0].outputs["vars"] == {"downloads": 1234}
+
+
+# -- Kestra's files and package, whatever runs the script ----------------------------------
+
+
+async def test_kestra_uris_in_commands_are_downloaded_into_the_working_directory(
+    h: Harness,
+) -> None:
+    """Kestra ScriptService.replaceInternalStorage: a `kestra://` URI in a command is
+    downloaded into the working directory and replaced by the local file's path."""
+    ex = await h.run(
+        flow(
+            shell(
+                "printf 'a,b\\n1,2\\n' > data.csv", task_id="make", extra='outputFiles: ["*.csv"]'
+            ),
+            shell(
+                "wc -l < {{ outputs.make.outputFiles['data.csv'] }}",
+                "test -f {{ outputs.make.outputFiles['data.csv'] }} && echo local",
+                task_id="use",
+            ),
+        )
+    )
+    assert ex.state.current == State.SUCCESS, ex.error
+    assert [m for _, m in await messages(h, ex)] == ["2", "local"]
+
+
+async def test_the_kestra_module_is_found_without_installing_it(h: Harness, tmp_path: Path) -> None:
+    """Kestra's python tasks run where the `kestra` package is at hand: run by a Python that
+    does not have it, a script still imports it (podium's stand-in module) and its outputs,
+    metrics and logs arrive."""
+    bare = tmp_path / "bin"
+
+    def python_without_kestra() -> None:
+        bare.mkdir()
+        (bare / "python").symlink_to("/usr/bin/python3")  # the system's: no `kestra`
+
+    await asyncio.to_thread(python_without_kestra)
+    ex = await h.run(
+        flow(f"""
+        - id: py
+          type: io.kestra.plugin.scripts.python.Script
+          warningOnStdErr: false
+          env:
+            PATH: {bare}:/usr/bin:/bin
+          script: |
+            import sys
+            from kestra import Kestra
+            Kestra.outputs({{"python": sys.executable, "n": 1}})
+            Kestra.timer("took", 0.5, {{"k": "v"}})
+            Kestra.logger().info("via logger")
+        """)
+    )
+    assert ex.state.current == State.SUCCESS, ex.error
+    assert ex.task_runs[0].outputs["vars"] == {"python": str(bare / "python"), "n": 1}
+    assert [(m["name"], m["value"]) for m in await h.store.metrics(ex.id)] == [("took", 0.5)]
+    assert (await messages(h, ex))[0][1].endswith("Z - via logger")

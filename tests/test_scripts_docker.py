@@ -823,3 +823,27 @@ def test_image_registry() -> None:
 def test_unknown_runner_property_is_a_load_error() -> None:
     with pytest.raises(ValueError, match="privileged"):
         runner(privileged=True)
+
+
+async def test_the_kestra_module_is_there_in_a_container_without_installing_it(
+    engine: str, h: Harness, python_alias_image: str
+) -> None:
+    """Kestra's python tasks run with the `kestra` package at hand (its default images have
+    it): without `dependencies`, podium's stand-in module is mounted and found."""
+    ex = await h.run(f"""
+        id: f
+        namespace: ns
+        tasks:
+          - id: py
+            type: io.kestra.plugin.scripts.python.Script
+            containerImage: {python_alias_image}
+            taskRunner:
+              type: io.kestra.plugin.scripts.runner.docker.Docker
+              pullPolicy: NEVER
+            script: |
+              from kestra import Kestra
+              Kestra.outputs({{"n": 3}})
+              Kestra.counter("rows", 2)
+    """)
+    assert ex.state.current == State.SUCCESS, ex.error
+    assert ex.task_runs[0].outputs["vars"] == {"n": 3}

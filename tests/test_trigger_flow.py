@@ -278,3 +278,114 @@ def test_execution_namespace_compares_equal_prefix_or_suffix(
     ended = {"namespace": "company.team", "flowId": "a", "state": {"current": "SUCCESS"}}
     assert checked.test(ConditionContext("test", "b", execution=ended)) is holds
     assert checked.test(ConditionContext("test", "b")) is True  # nothing to look at: ignored
+
+
+# -- Kestra 1.x preconditions over several flows -----------------------------------------------
+
+
+async def test_preconditions_on_several_flows_start_one_execution_once_all_are_met(
+    h: Harness,
+) -> None:
+    """Kestra Flow trigger `preconditions` (Flow.java, MultipleConditionWindow): every
+    upstream flow must end as asked within the window; then one execution starts with their
+    outputs merged, and with resetOnSuccess they must all end again for the next."""
+    a, c = await upstream(h, "a"), await upstream(h, "c")
+    trigger = """
+        preconditions:
+          id: both
+          flows:
+            - namespace: test
+              flowId: a
+              states: [SUCCESS]
+            - namespace: test
+              flowId: c
+              states: [SUCCESS]
+    """
+    async with running_triggers(h, downstream(trigger)) as th:
+        await settle()
+        await run(h, a)
+        await run(h, a)
+        await h.engine.drain()
+        await settle()
+        assert th.executions == []  # c has not ended yet
+        last = await run(h, c)
+        (execution,) = await started(h, th, 1)
+        assert trigger_of(execution)["executionId"] == last.id
+        assert trigger_of(execution)["outputs"] == {"greeting": "hello from c"}
+        await run(h, c)  # reset: a must end again too
+        await h.engine.drain()
+        await settle()
+        assert len(th.executions) == 1
+
+
+async def test_preconditions_where_filters(h: Harness) -> None:
+    """Kestra Flow trigger `where` filters (FilterCondition: NAMESPACE STARTS_WITH, and an
+    EXPRESSION on the upstream execution), in a sliding window."""
+    a = await upstream(h, "a")
+    trigger = """
+        states: [FAILED]
+        preconditions:
+          id: failures
+          timeWindow:
+            type: SLIDING_WINDOW
+            window: PT1H
+          where:
+            - id: in_test
+              filters:
+                - field: NAMESPACE
+                  type: STARTS_WITH
+                  value: te
+                - field: EXPRESSION
+                  type: IS_TRUE
+                  value: "{{ trigger.flowId == 'a' }}"
+    """
+    async with running_triggers(h, downstream(trigger)) as th:
+        await settle()
+        await run(h, a)
+        failed = await run(h, a, fail=True)
+        (execution,) = await started(h, th, 1)
+    assert trigger_of(execution)["executionId"] == failed.id
+
+
+def test_time_windows_are_kestras() -> None:
+    """Kestra TimeWindow: DURATION_WINDOW (fixed windows from midnight + windowAdvance),
+    SLIDING_WINDOW (looking back from now), DAILY_TIME_WINDOW (start/end each day),
+    DAILY_TIME_DEADLINE (from midnight to the deadline; after it, nothing counts)."""
+    from datetime import UTC, datetime, time, timedelta
+
+    from triggers.flow import TimeWindow
+
+    when = datetime(2025, 5, 1, 13, 30, tzinfo=UTC)
+    fixed = TimeWindow(window=timedelta(hours=6), window_advance=timedelta(hours=6))
+    assert fixed.bounds(when) == (
+        datetime(2025, 5, 1, 12, tzinfo=UTC),
+        datetime(2025, 5, 1, 18, tzinfo=UTC),
+    )
+    sliding = TimeWindow(type="SLIDING_WINDOW", window=timedelta(hours=1))
+    assert sliding.bounds(when) == (when - timedelta(hours=1), when)
+    daily = TimeWindow(type="DAILY_TIME_WINDOW", start_time=time(6), end_time=time(9))
+    assert daily.bounds(when) is None
+    assert daily.bounds(when.replace(hour=7)) == (
+        datetime(2025, 5, 1, 6, tzinfo=UTC),
+        datetime(2025, 5, 1, 9, tzinfo=UTC),
+    )
+    deadline = TimeWindow(type="DAILY_TIME_DEADLINE", deadline=time(9))
+    assert deadline.bounds(when) is None
+    assert deadline.bounds(when.replace(hour=8)) == (
+        datetime(2025, 5, 1, tzinfo=UTC),
+        datetime(2025, 5, 1, 9, tzinfo=UTC),
+    )
+
+
+async def test_a_flow_triggered_execution_carries_the_upstream_correlation_id(
+    h: Harness,
+) -> None:
+    """Kestra PR #7931 (Flow.evaluate): the upstream execution's system.correlationId is added
+    to the triggered execution and left out of `trigger.executionLabels`."""
+    a = await upstream(h)
+    async with running_triggers(h, downstream("states: [SUCCESS]")) as th:
+        await settle()
+        first = await run(h, a)
+        (execution,) = await started(h, th, 1)
+    assert execution.labels["system.correlationId"] == first.id
+    assert "system.correlationId" not in trigger_of(execution)["executionLabels"]  # type: ignore[operator]

@@ -49,7 +49,7 @@ class SlaWatch:
             if sla.type == "MAX_DURATION"
         ]
         try:
-            return await inner
+            state = await inner
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if self._ending is None or (current is not None and current.cancelling()):
@@ -59,6 +59,9 @@ class SlaWatch:
             runner.state.changed = None
             for timer in timers:
                 timer.cancel()
+        if self._ending is not None:  # violated as the last task ended
+            raise ExitRequested(self._ending)
+        return state
 
     async def _deadline(self, sla: SLA) -> None:
         assert sla.duration is not None
@@ -66,9 +69,9 @@ class SlaWatch:
         elapsed = self._resources.clock.now() - ex.state.start
         await self._resources.clock.sleep(max((sla.duration - elapsed).total_seconds(), 0.0))
         if not ex.state.current.terminated:
-            self._violate(
-                sla, f"execution duration exceeded the maximum of {format_duration(sla.duration)}"
-            )
+            reason = f"execution duration exceeded the maximum of {format_duration(sla.duration)}"
+            if self._violate(sla, reason) and self._inner is not None:
+                self._inner.cancel()  # the running tasks stop where they are
 
     def _assertions(self) -> None:
         runner = self._runner
@@ -89,22 +92,24 @@ class SlaWatch:
                 self._log().error(f"Ignoring SLA '{sla.id}' because of the error: {exc}")
                 continue
             if str(rendered).strip().lower() not in _TRUE:
-                self._violate(sla, f"assertion is false: {sla.assert_}.")
+                if self._violate(sla, f"assertion is false: {sla.assert_}.") and self._ending:
+                    # Raised from the task run that just ended: nothing after it starts.
+                    raise ExitRequested(self._ending)
 
-    def _violate(self, sla: SLA, reason: str) -> None:
+    def _violate(self, sla: SLA, reason: str) -> bool:
+        """Label and log a violation; True when it ends the execution (FAIL, CANCEL)."""
         if sla.id in self._violated:
-            return
+            return False
         self._violated.add(sla.id)
         runner = self._runner
         runner.execution.labels.update(sla.labels)
         self._log().warning(f"SLA '{sla.id}' violated: {reason}")
         if sla.behavior == "NONE" or self._ending is not None:
-            return
+            return False
         self._ending = State.FAILED if sla.behavior == "FAIL" else State.CANCELLED
         if self._ending == State.FAILED:
             runner.state.first_failure = f"SLA '{sla.id}' violated: {reason}"
-        if self._inner is not None:
-            self._inner.cancel()
+        return True
 
     def _log(self) -> ExecutionLog:
         return ExecutionLog(self._resources, self._runner.execution, None)

@@ -420,13 +420,15 @@ async def _localize(ctx: RunContext, working_dir: Path, text: str, copies: dict[
         if uri not in copies:
             source = await ctx.file_path(uri)
             name = PurePosixPath(uri).name or "file"
-            target = (
-                working_dir / f"{len(copies)}-{name}"
-                if (working_dir / name).exists()
-                else working_dir / name
-            )
-            await asyncio.to_thread(shutil.copyfile, source, target)
-            copies[uri] = str(target)
+
+            def copy(source: Path = source, name: str = name) -> Path:
+                target = working_dir / name
+                if target.exists():  # two stored files of the same name
+                    target = working_dir / f"{len(copies)}-{name}"
+                shutil.copyfile(source, target)
+                return target
+
+            copies[uri] = str(await asyncio.to_thread(copy))
         text = text.replace(uri, copies[uri])
     return text
 
