@@ -255,3 +255,24 @@ def test_fetch_context_gives_every_variable(r: Renderer) -> None:
         "flow": {"id": "f"},
         "a": 1,
     }
+
+
+def test_from_ion_reads_ion_text_and_to_ion_writes_it(r: Renderer) -> None:
+    """Kestra FromIonFunctionTest / ToIonFilterTest: `fromIon` reads the first row of Ion text
+    (every row with `allRows`), as the files a JDBC STORE writes; `toIon` writes Ion."""
+    rows = (
+        "{id:1,name:\"a\",price:1.5e0,total:12.30,at:2024-01-02T03:04:05Z,tags:[x,'y z']}\n{id:2}"
+    )
+    assert render(r, "{{ fromIon(rows).name }} {{ fromIon(rows).total }}", rows=rows) == "a 12.3"
+    assert render(r, "{{ fromIon(rows, allRows=true) | length }}", rows=rows) == "2"
+    assert render(r, "{{ fromIon(rows).tags }} {{ fromIon(rows).at }}", rows=rows) == (
+        '["x","y z"] 2024-01-02T03:04:05Z'
+    )
+    assert render(r, "{{ {'a': [1, 2.5, null, true]} | toIon }}") == '{"a":[1,2.5e0,null,true]}'
+    assert "cannot read the Ion text" in error(r, "{{ fromIon('{a: #}') }}")
+
+
+def test_pre_0_18_json_names_still_work(r: Renderer) -> None:
+    """Kestra's Extension before 0.18 registered `jsonEncode` (filter) and `jsonDecode`
+    (function), renamed `toJson` and `fromJson`; flows of that time still use them."""
+    assert render(r, "{{ {'a': 1} | jsonEncode }} {{ jsonDecode('[1]')[0] }}") == '{"a":1} 1'

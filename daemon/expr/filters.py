@@ -25,7 +25,7 @@ import jq  # type: ignore[import-not-found]
 import regex  # type: ignore[import-untyped]
 from jinja2 import Undefined
 
-from daemon.expr import kestra_filters
+from daemon.expr import ion, kestra_filters
 from daemon.expr.conversions import (
     date_add,
     date_filter,
@@ -314,6 +314,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "timestampNano": timestamp(timedelta(microseconds=1), scale=1000),
     "json": to_json,
     "toJson": to_json,
+    "jsonEncode": to_json,  # before Kestra 0.18
     "fromJson": from_json,
     "jq": _jq,
     "first": _first,
@@ -352,6 +353,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "sha256": _on_text(_digest("sha256")),
     "sha512": _on_text(_digest("sha512")),
     **kestra_filters.FILTERS,
+    "toIon": ion.dumps,
 }
 FILTERS = {name: _named(name, fn) for name, fn in _FILTERS.items()}
 # Not through `_named`: a missing value is exactly what `default` is for.
@@ -360,7 +362,9 @@ FILTERS["default"] = _default
 FUNCTIONS = {
     "fromJson": _named("fromJson", from_json),
     "json": _named("json", from_json),  # Kestra's older name for fromJson, still found in flows
+    "jsonDecode": _named("jsonDecode", from_json),  # before Kestra 0.18
     "yaml": _named("yaml", kestra_filters.from_yaml),
+    "fromIon": _named("fromIon", lambda ion_text, allRows=False: ion.loads(ion_text, allRows)),
 }
 
 TESTS: dict[str, Callable[[Any], bool]] = {
