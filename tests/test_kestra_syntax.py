@@ -559,3 +559,19 @@ def test_loading_does_not_raise_for_pebble_only_operators() -> None:
     """),
         "f.yaml",
     )
+
+
+def test_an_input_nested_under_another_is_refused() -> None:
+    """Kestra FlowValidator ("Input path 'a' conflicts with 'a.b'"): dotted ids nest."""
+    assert problems("""
+        id: f
+        namespace: ns
+        inputs:
+          - {id: user, type: STRING}
+          - {id: user.name, type: STRING}
+        tasks:
+          - {id: a, type: io.kestra.plugin.core.log.Log, message: hi}
+    """) == [
+        "f.yaml:4:10: inputs[0].id: Input path 'user' conflicts with 'user.name'; one cannot "
+        "be nested under the other."
+    ]

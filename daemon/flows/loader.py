@@ -152,6 +152,17 @@ class _Loader:
             self._check_depends_on(tasks, path)
         for sub_path, message in validate_input_specs(flow.inputs):
             self.problems.append((("inputs", *sub_path), message))
+        ids = [spec.id for spec in flow.inputs]
+        for i, spec in enumerate(flow.inputs):  # Kestra's FlowValidator on dotted input ids
+            for other in ids:
+                if other.startswith(spec.id + "."):
+                    self.problems.append(
+                        (
+                            ("inputs", i, "id"),
+                            f"Input path '{spec.id}' conflicts with '{other}'; one cannot be "
+                            "nested under the other.",
+                        )
+                    )
         for key, value in flow.labels.items():
             if key.startswith("system.") and key != "system.readOnly":
                 self.problems.append(
