@@ -269,7 +269,7 @@ def test_from_ion_reads_ion_text_and_to_ion_writes_it(r: Renderer) -> None:
         '["x","y z"] 2024-01-02T03:04:05Z'
     )
     assert render(r, "{{ {'a': [1, 2.5, null, true]} | toIon }}") == '{"a":[1,2.5e0,null,true]}'
-    assert "cannot read the Ion text" in error(r, "{{ fromIon('{a: #}') }}")
+    assert "cannot read the Ion data" in error(r, "{{ fromIon('{a: #}') }}")
 
 
 def test_pre_0_18_json_names_still_work(r: Renderer) -> None:
