@@ -24,7 +24,7 @@ from daemon.sdk.errors import NotFound, TaskFailed
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.files import SCHEME
 from daemon.sdk.plugin import Branch, Children, FlowableTask, Output, Task
-from daemon.sdk.properties import Dynamic, Model
+from daemon.sdk.properties import Dynamic, Model, has_template
 from daemon.sdk.splits import LineSplitter, parse_size
 from daemon.sdk.state import State
 
@@ -73,6 +73,14 @@ class ForEachItem(FlowableTask):
     restart_behavior: Literal["RETRY_FAILED", "NEW_EXECUTION"] = "RETRY_FAILED"
     errors: list[Task] = Field(default_factory=list)
     finally_: list[Task] = Field(default_factory=list, alias="finally")
+
+    def started_flows(self) -> list[tuple[str, str]]:
+        """The StartsFlows capability: the flow it starts per batch, when its ids are
+        literal (a flow starting itself is refused at load, as Kestra's FlowValidator
+        refuses a recursive ForEachItem)."""
+        if has_template(self.namespace) or has_template(self.flow_id):
+            return []
+        return [(self.namespace, self.flow_id)]
 
     async def children(self, ctx: RunContext) -> Children:
         split = ForEachItemSplit(

@@ -541,7 +541,7 @@ def test_a_foreach_over_null_is_refused_at_load() -> None:
             values: null
             tasks:
               - {id: a, type: io.kestra.plugin.core.log.Log, message: hi}
-    """) == ["f.yaml:4:5: tasks[0]: missing required property 'values'"]
+    """) == ["f.yaml:6:13: tasks[0].values: Input should be a valid list"]
 
 
 def test_loading_does_not_raise_for_pebble_only_operators() -> None:
@@ -575,3 +575,17 @@ def test_an_input_nested_under_another_is_refused() -> None:
         "f.yaml:4:10: inputs[0].id: Input path 'user' conflicts with 'user.name'; one cannot "
         "be nested under the other."
     ]
+
+
+def test_a_for_each_item_starting_its_own_flow_is_refused() -> None:
+    """Kestra FlowValidator: ForEachItem is an ExecutableTask, checked as Subflow is."""
+    assert problems("""
+        id: again
+        namespace: ns
+        tasks:
+          - id: each
+            type: io.kestra.plugin.core.flow.ForEachItem
+            items: "{{ inputs.file }}"
+            namespace: ns
+            flowId: again
+    """) == ["f.yaml:4:5: tasks[0]: Recursive call to flow [ns.again]"]

@@ -25,7 +25,15 @@ from daemon.store.base import Store
 from daemon.store.local_files import Storage
 
 # Templates calling these are rendered in a thread: they would block the loop.
-BLOCKING_FUNCTIONS = ("read(", "kv(", "errorLogs(", "fileSize(", "fileExists(", "isFileEmpty(")
+BLOCKING_FUNCTIONS = (
+    "read(",
+    "kv(",
+    "errorLogs(",
+    "fileSize(",
+    "fileExists(",
+    "isFileEmpty(",
+    "fromIon(",  # imports amazon-ion (files) on first use
+)
 KV_TIMEOUT = 30.0  # seconds a kv() or errorLogs() call waits for the store
 _KESTRA = "kestra:///"
 _NSFILE = "nsfile://"

@@ -122,9 +122,16 @@ class Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_is_unset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(v is None for v in data.values()):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
+        if not isinstance(data, dict) or all(v is not None for v in data.values()):
+            return data
+        # A required property keeps its null (and is reported, or accepted as None).
+        required = {
+            key
+            for name, field in cls.model_fields.items()
+            if field.is_required()
+            for key in (name, field.alias)
+        }
+        return {k: v for k, v in data.items() if v is not None or k in required}
 
 
 def _labels(value: Any) -> Any:
