@@ -143,7 +143,11 @@ async def test_a_month_loads_once_and_months_add_up(
         f"{taxi}_merge_data",
     ]
     assert ran(first)[-1] == "purge_files"
-    assert first.labels == {"file": f"{taxi}_tripdata_2019-01.csv", "taxi": taxi}
+    assert first.labels == {
+        "file": f"{taxi}_tripdata_2019-01.csv",
+        "taxi": taxi,
+        "system.correlationId": first.id,
+    }
     copied = next(tr for tr in first.task_runs if tr.task_id.endswith("_copy_in_to_staging_table"))
     assert copied.outputs == {"rowCount": ROWS}
     assert await count(db, table) == ROWS

@@ -320,7 +320,7 @@ tasks:
     message: "Hello, {{ inputs.name }} x{{ inputs.times }} ({{ inputs.colour }}, {{ inputs.day }})"
   - id: flaky
     type: io.kestra.plugin.core.execution.Fail
-    condition: "{{ taskrun.attemptsCount < 2 }}"
+    condition: "{{ taskrun.attemptsCount < 1 }}"
     errorMessage: "flaky on attempt {{ taskrun.attemptsCount }}"
     retry:
       type: constant
@@ -539,7 +539,7 @@ def test_write_run_and_watch_a_flow_in_the_browser(
     ).to_be_visible()
     page.locator("#log-level").select_option("WARN")
     warnings = page.locator("#logs .log:visible")
-    expect(warnings.first).to_contain_text("flaky on attempt 1; attempt 1 failed, retrying in")
+    expect(warnings.first).to_contain_text("flaky on attempt 0; attempt 1 failed, retrying in")
     assert set(warnings.evaluate_all("lines => lines.map(l => l.dataset.level)")) <= {
         "WARN",
         "ERROR",

@@ -109,7 +109,7 @@ class Endings:
                 ExecutionLog(self._resources, ex, None).warning(f"a listener's condition: {exc}")
                 continue
             if holds:
-                await self.run_after(listener.tasks, final, "a listener")
+                await self.run_after(listener.tasks, final, "a listener's task")
 
     async def run_after(self, tasks: Sequence[Task], final: State, what: str) -> None:
         """Tasks run once the final state is known (`afterExecution`, listeners): they see

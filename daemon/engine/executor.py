@@ -90,7 +90,7 @@ class ExecutionRunner:
         if flow.listeners:
             await endings.listeners(state)
         if flow.after_execution:
-            await endings.run_after(flow.after_execution, state, "afterExecution")
+            await endings.run_after(flow.after_execution, state, "an afterExecution task")
         await self._store_final()
         return ex
 

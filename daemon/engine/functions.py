@@ -212,6 +212,11 @@ class ServiceFunctions:
             )
             if ns and flow_id and ex_id
         ]
+        # The flow's own files (its executions', its triggers' copies) are its to read.
+        own_flow = self._storage.execution_prefix(
+            flow.get("namespace", "_"), flow.get("id", "_"), "_"
+        )
+        allowed.append(own_flow.rsplit("/executions/", 1)[0])
         own = any(("/" + key).startswith(prefix + "/") for prefix in allowed)
         if not own and not _EXECUTION_FILE.fullmatch(key):
             raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
