@@ -267,3 +267,28 @@ def test_globals_setting_comes_from_the_file_or_the_environment(tmp_path: Path) 
     assert settings.globals == {"region": "eu", "team": {"name": "data"}}
     settings = load_settings(None, {}, environ={"PODIUM_GLOBALS": '{"region": "us"}'})
     assert settings.globals == {"region": "us"}
+
+
+def test_podium_run_reads_globals_from_the_environment(tmp_path: Path) -> None:
+    """`podium run` gives flows the same `globals` as `podium serve` (PODIUM_GLOBALS)."""
+    import os
+    import subprocess
+    import sys
+
+    flow_file = tmp_path / "g.yaml"
+    flow_file.write_text(
+        "id: g\nnamespace: ns\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+        '    message: "{{ globals.region }}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "run", str(flow_file), "--json",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PODIUM_GLOBALS": '{"region": "eu"}'},
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line["message"] for line in json.loads(result.stdout)["logs"]] == ["eu"]
