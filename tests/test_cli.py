@@ -273,7 +273,9 @@ def test_executions_show_and_logs_take_a_unique_prefix_of_an_id(tmp_path: Path) 
 def test_executions_list_refuses_an_unknown_state_naming_the_valid_ones(tmp_path: Path) -> None:
     result = podium("executions", "list", "--state", "DONE", data_dir=tmp_path / "data")
     assert result.returncode == 2
-    assert "unknown state 'DONE'; valid states: CREATED, QUEUED, RUNNING" in result.stderr
+    assert (
+        "unknown state 'DONE'; valid states: CREATED, SUBMITTED, QUEUED, RUNNING" in result.stderr
+    )
     lower = podium("executions", "list", "--state", "success", data_dir=tmp_path / "data")
     assert lower.returncode == 0, lower.stderr
 

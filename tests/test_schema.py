@@ -93,8 +93,8 @@ def test_properties_carry_types_enums_defaults_and_descriptions() -> None:
     definitions = flow_schema()["definitions"]
     log = definitions["io.kestra.plugin.core.log.Log"]
     assert log["description"].startswith("Write one message")
-    level = log["properties"]["level"]
-    assert level["enum"] == ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+    level = log["properties"]["level"]  # an expression may stand for it (Kestra's Property)
+    assert level["anyOf"][0]["enum"] == ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
     assert level["default"] == "INFO"
     assert log["properties"]["retry"]["description"].startswith("Run the task again")
     # `message` may come from pluginDefaults: marked required, not demanded of the task
@@ -105,6 +105,9 @@ def test_properties_carry_types_enums_defaults_and_descriptions() -> None:
     # every accepted spelling of a property is allowed: maxAttempts and Kestra's maxAttempt
     retry = definitions["RetryModel"]["properties"]
     assert "maxAttempts" in retry and retry["maxAttempt"]["deprecated"] is True
+    # a property Kestra deprecated says what to write instead
+    name = definitions["InputSpec"]["properties"]["name"]
+    assert name["deprecated"] is True and name["description"].endswith("Deprecated: use 'id'.")
     # the task runners of script tasks, told apart by their type
     runner = definitions["io.kestra.plugin.scripts.shell.Commands"]["properties"]["taskRunner"]
     assert {one["$ref"] for one in runner["oneOf"]} == {

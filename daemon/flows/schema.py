@@ -30,7 +30,7 @@ from pydantic_core import core_schema
 from daemon.flows.definition import Flow
 from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.plugin import Condition, Task, Trigger
-from daemon.sdk.properties import Dynamic
+from daemon.sdk.properties import Deprecated, Dynamic
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 REF = "#/definitions/{model}"
@@ -72,6 +72,12 @@ class _Generator(GenerateJsonSchema):
             if doc and "description" not in found:
                 found["description"] = doc
                 found["markdownDescription"] = doc
+            marker = next((m for m in field.metadata if isinstance(m, Deprecated)), None)
+            if marker is not None:  # Kestra still reads it; editors strike it through
+                found["deprecated"] = True
+                note = f"Deprecated: {marker.message}."
+                found["description"] = f"{doc}\n\n{note}" if doc else note
+                found["markdownDescription"] = found["description"]
             if "$ref" in found and len(found) > 1:  # draft-07 ignores a $ref's siblings
                 found = properties[key] = {"allOf": [{"$ref": found.pop("$ref")}], **found}
             if Dynamic in field.metadata:
