@@ -25,7 +25,8 @@ import jq  # type: ignore[import-not-found]
 import regex  # type: ignore[import-untyped]
 from jinja2 import Undefined
 
-from daemon.expr import ion, kestra_filters
+from daemon.expr import ion_values as ion
+from daemon.expr import kestra_filters
 from daemon.expr.conversions import (
     date_add,
     date_filter,
