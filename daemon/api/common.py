@@ -197,6 +197,13 @@ async def stored_execution(request: web.Request) -> dict[str, Any]:
     return doc
 
 
+def kestra_execution(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """An execution document as Kestra's API answers it: Kestra's `Execution` (and the
+    `kestrapy` model of it) requires `deleted`, which podium's store has no use for (a
+    deleted execution is gone)."""
+    return {**doc, "deleted": False}
+
+
 def label_pairs(raw: Iterable[str]) -> dict[str, str]:
     """`labels=key:value`, repeatable, as Kestra."""
     labels: dict[str, str] = {}
