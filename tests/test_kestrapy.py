@@ -187,6 +187,31 @@ def test_create_an_execution_with_inputs_and_wait(client: KestraClient) -> None:
     assert done.outputs["report"].startswith("kestra:///company/team/greet/executions/")
 
 
+def test_a_file_input_is_uploaded_and_read_back(client: KestraClient) -> None:
+    """ExecutionControllerTest (file inputs): kestrapy sends bytes as a multipart file part;
+    the execution's input is the stored file's kestra:// URI, downloadable again."""
+    source = """\
+id: upload
+namespace: company.team
+inputs:
+  - id: data
+    type: FILE
+tasks:
+  - id: size
+    type: io.kestra.plugin.core.storage.Size
+    uri: "{{ inputs.data }}"
+"""
+    _ensure(client, source)
+    done = client.executions.create_execution(
+        TENANT, NS, "upload", wait=True, inputs={"data": ("rows.csv", b"a,b\n1,2\n", "text/csv")}
+    )
+    assert done.state.current == StateType.SUCCESS
+    uri = done.inputs["data"]
+    assert uri.startswith("kestra:///") and uri.endswith("rows.csv")
+    assert client.executions.download_file_from_execution(done.id, uri, TENANT) == b"a,b\n1,2\n"
+    assert next(tr for tr in done.task_run_list if tr.task_id == "size").outputs == {"size": 8}
+
+
 def test_get_and_follow_an_execution_created_without_waiting(client: KestraClient) -> None:
     _ensure(client, GREET)
     created = client.executions.create_execution(TENANT, NS, "greet")
