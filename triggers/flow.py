@@ -182,7 +182,8 @@ class _Ended:
 
     @classmethod
     def of(cls, execution: Execution) -> _Ended:
-        return cls(execution.to_json(task_runs=False), _task_outputs(execution.task_runs))
+        # With its task runs: a condition may read their attempts (HasRetryAttempt).
+        return cls(execution.to_json(), _task_outputs(execution.task_runs))
 
 
 class FlowTrigger(Trigger):
@@ -224,10 +225,6 @@ class FlowTrigger(Trigger):
         doc = ended.doc
         end = doc["state"].get("endDate")
         when = datetime.fromisoformat(end) if end else ctx.clock.now()
-        if not self.conditions_hold(
-            ConditionContext(ctx.flow.namespace, ctx.flow.id, date=when, execution=doc)
-        ):
-            return
         labels = _labels(doc)
         variables = {
             "executionId": doc["id"],
@@ -241,6 +238,12 @@ class FlowTrigger(Trigger):
             "outputs": doc.get("outputs") or {},
         }
         render_variables = _render_variables(ended, variables, ctx)
+        holds = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=when, execution=doc, render=ctx.render,
+            variables=render_variables,
+        )  # fmt: skip
+        if not self.conditions_hold(holds):
+            return
         if self.preconditions is not None:
             outputs = await self._preconditions_met(self.preconditions, ended, when, ctx,
                                                     render_variables)  # fmt: skip
