@@ -314,3 +314,59 @@ def test_has_retry_attempt_not_in_and_without_in() -> None:
     once = {"id": "e", "taskRunList": [{"attempts": [{"state": {"current": "FAILED"}}]}]}
     single = at("2026-01-03T10:00:00Z", execution=once)
     assert condition(base + "    in: [FAILED]").test(single) is False
+
+
+async def test_legacy_multiple_condition_waits_for_every_named_condition(h: Harness) -> None:
+    """Kestra's MultipleConditionTest and its flows (flow-trigger-multiplecondition-flow-*):
+    the deprecated MultipleCondition starts one execution once each named condition was met
+    by some execution in the window (`window: P1D`), then resets (resetOnSuccess)."""
+    a, c = await upstream(h, "a"), await upstream(h, "c")
+    trigger = """
+        conditions:
+          - type: io.kestra.plugin.core.condition.ExecutionStatus
+            in: [SUCCESS]
+          - type: io.kestra.core.models.conditions.types.MultipleCondition
+            id: both
+            window: P1D
+            windowAdvance: P0D
+            conditions:
+              flow-a:
+                type: io.kestra.plugin.core.condition.ExecutionFlow
+                namespace: test
+                flowId: a
+              flow-c:
+                type: io.kestra.plugin.core.condition.ExecutionFlow
+                namespace: test
+                flowId: c
+    """
+    async with running_triggers(h, downstream(trigger)) as th:
+        await settle()
+        await run(h, a)
+        await run(h, c, fail=True)  # FAILED: ExecutionStatus refuses it, c is not met
+        await h.engine.drain()
+        await settle()
+        assert th.executions == []
+        last = await run(h, c)
+        (execution,) = await started(h, th, 1)
+        assert trigger_of(execution)["executionId"] == last.id
+        await run(h, c)  # reset: a must end again too
+        await h.engine.drain()
+        await settle()
+        assert len(th.executions) == 1
+
+
+def test_multiple_condition_needs_an_id_and_conditions() -> None:
+    """AbstractMultipleCondition: `id` (a pattern) and a non-empty `conditions` map."""
+    with pytest.raises(FlowError) as caught:
+        load_flow(
+            downstream(
+                "conditions:\n  - type: io.kestra.plugin.core.condition.MultipleCondition\n"
+                "    conditions: {}"
+            ),
+            "b.yaml",
+        )
+    assert [str(p) for p in caught.value.problems] == [
+        "b.yaml:16:9: triggers[0].conditions[0]: missing required property 'id'",
+        "b.yaml:17:21: triggers[0].conditions[0].conditions: Dictionary should have at least 1 "
+        "item after validation, not 0",
+    ]

@@ -202,6 +202,23 @@ class Condition(Model):
         raise NotImplementedError(f"{type(self).__name__} does not implement test()")
 
 
+def all_hold(conditions: Sequence[Condition], ctx: ConditionContext, trigger_id: str) -> bool:
+    """All conditions hold. As in Kestra (ConditionService.isValid), a condition that cannot
+    be evaluated (an expression that fails to render) counts as not holding and is logged,
+    instead of stopping the trigger."""
+    for condition in conditions:
+        try:
+            if not condition.test(ctx):
+                return False
+        except Exception as exc:
+            log.warning(
+                "%s.%s trigger %s: condition %s not evaluated, counted false: %s",
+                ctx.namespace, ctx.flow_id, trigger_id, condition.type, exc,
+            )  # fmt: skip
+            return False
+    return True
+
+
 class Trigger(Model):
     """A trigger plug-in: `run` lives as long as its flow is loaded, calling `emit` per event.
 
@@ -236,20 +253,7 @@ class Trigger(Model):
         return _by_type("trigger", Trigger, cls, data, handler, info)
 
     def conditions_hold(self, ctx: ConditionContext) -> bool:
-        """All conditions hold. As in Kestra (ConditionService.isValid), a condition that
-        cannot be evaluated (an expression that fails to render) counts as not holding and
-        is logged, instead of stopping the trigger."""
-        for condition in self.conditions:
-            try:
-                if not condition.test(ctx):
-                    return False
-            except Exception as exc:
-                log.warning(
-                    "%s.%s trigger %s: condition %s not evaluated, counted false: %s",
-                    ctx.namespace, ctx.flow_id, self.id, condition.type, exc,
-                )  # fmt: skip
-                return False
-        return True
+        return all_hold(self.conditions, ctx, self.id)
 
     def exclusive(self) -> bool:
         """True when, in a cluster, only one node at a time may run this trigger: one that
