@@ -1,0 +1,184 @@
+"""Kestra core tasks podium lacked: debug.Wait, kv.GetKeys, kv.Put, metric.Publish."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from daemon.sdk.errors import FlowError
+from daemon.sdk.state import State, iso
+from tests.api_helpers import call, serving
+from tests.harness import Harness
+
+
+def flow(tasks: str) -> str:
+    return "id: f\nnamespace: company.team\ntasks:\n" + tasks
+
+
+async def outputs(h: Harness, source: str, state: State = State.SUCCESS) -> dict[str, Any]:
+    execution = await h.run(flow(source))
+    assert execution.state.current == state, execution.error
+    return {run.task_id: run.outputs for run in execution.task_runs}
+
+
+async def test_debug_wait_logs_and_waits(h: Harness) -> None:
+    """Kestra's debug/Wait.java: logs "Waiting for <duration>", then sleeps it."""
+    execution = await h.run(
+        flow("  - id: wait\n    type: io.kestra.plugin.core.debug.Wait\n    duration: PT0.01S\n")
+    )
+    assert execution.state.current == State.SUCCESS
+    assert await h.logs(execution) == ["Waiting for PT0.01S"]
+
+
+async def test_kv_get_keys_lists_the_namespace_keys_by_prefix(h: Harness) -> None:
+    """Kestra's GetKeysTest: all keys of the flow's namespace, or those with the prefix;
+    another namespace by `namespace`."""
+    for namespace, key in [("company.team", "a1"), ("company.team", "a2"),
+                           ("company.team", "b"), ("other", "a3")]:  # fmt: skip
+        await h.store.kv.set(namespace, key, 1)
+    found = await outputs(
+        h,
+        """
+  - id: all
+    type: io.kestra.plugin.core.kv.GetKeys
+  - id: prefixed
+    type: io.kestra.plugin.core.kv.GetKeys
+    prefix: "{{ 'a' }}"
+  - id: other
+    type: io.kestra.plugin.core.kv.GetKeys
+    namespace: other
+  - id: none
+    type: io.kestra.plugin.core.kv.GetKeys
+    namespace: empty
+""",
+    )
+    assert sorted(found["all"]["keys"]) == ["a1", "a2", "b"]
+    assert sorted(found["prefixed"]["keys"]) == ["a1", "a2"]
+    assert found["other"] == {"keys": ["a3"]}
+    assert found["none"] == {"keys": []}
+
+
+@pytest.mark.parametrize(
+    ("stored", "value", "expected"),
+    [
+        (None, "new-value", "new-value"),
+        ("old", "new-value", "new-value"),
+        ({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 10}}, {"a": {"b": 10, "c": 2}, "d": 3}),
+        (
+            {"json-key-1": "x", "nested": {"other": True}},
+            [{"key": "json-key-1", "value": "my new value"}, {"key": "nested.field", "value": 123}],
+            {"json-key-1": "my new value", "nested": {"other": True, "field": 123}},
+        ),
+        (None, [{"key": "a.b", "value": 1}], {"a": {"b": 1}}),
+        ({"a": 1}, [{"value": [1, 2]}], [1, 2]),
+    ],
+)
+async def test_kv_put_merges_into_what_is_stored(
+    h: Harness, stored: Any, value: Any, expected: Any
+) -> None:
+    """Kestra's kv/Put.java (its two examples and mergeValues): maps deep-merged, keyed
+    entries set (dotted) fields, a single unkeyed entry or a plain value replaces."""
+    if stored is not None:
+        await h.store.kv.set("company.team", "k", stored)
+    put = "  - id: put\n    type: io.kestra.plugin.core.kv.Put\n    key: k\n"
+    await outputs(h, put + f"    value: {json.dumps(value)}\n")
+    assert await h.store.kv.get("company.team", "k") == (True, expected)
+
+
+async def test_kv_put_keeps_the_expiry(h: Harness) -> None:
+    """Put writes the merged value with the stored entry's metadata (its expiry) kept."""
+    expires = iso(h.engine.resources.clock.now() + timedelta(days=2))
+    await h.store.kv.set("company.team", "k", {"a": 1}, expires_at=expires)
+    await outputs(
+        h, "  - id: put\n    type: io.kestra.plugin.core.kv.Put\n    key: k\n    value: {b: 2}\n"
+    )
+    [entry] = await h.store.kv.list("company.team")
+    assert entry["value"] == {"a": 1, "b": 2}
+    assert entry["expiresAt"] == expires
+
+
+@pytest.mark.parametrize(
+    ("stored", "props", "message"),
+    [
+        (None, "errorOnMissing: true\n    value: 1",
+         "No value found for key 'k' in namespace 'company.team' and `errorOnMissing` is set "
+         "to true"),
+        ("text", "value: [{key: a, value: 1}]",
+         "cannot apply keyed `value` updates to a stored value that is not a map"),
+        (None, "value: [{value: 1}, {value: 2}]",
+         "`value` entries without `key` can only be used as a single item"),
+        (None, "value: [{key: '', value: 1}]",
+         "each keyed `value` entry must have a non-empty string `key`"),
+    ],
+)  # fmt: skip
+async def test_kv_put_refusals_change_nothing(
+    h: Harness, stored: Any, props: str, message: str
+) -> None:
+    """Put's errors (NoSuchElementException, IllegalArgumentException) fail the task and
+    leave the stored value as it was."""
+    if stored is not None:
+        await h.store.kv.set("company.team", "k", stored)
+    execution = await h.run(
+        flow(f"  - id: put\n    type: io.kestra.plugin.core.kv.Put\n    key: k\n    {props}\n")
+    )
+    assert execution.state.current == State.FAILED
+    assert message in (await h.logs(execution))[-1]
+    assert await h.store.kv.get("company.team", "k") == (
+        (True, stored) if stored is not None else (False, None)
+    )
+
+
+PUBLISH = """
+  - id: publish
+    type: io.kestra.plugin.core.metric.Publish
+    metrics:
+      - type: counter
+        name: rows
+        value: "{{ 2 + 3 }}"
+        tags:
+          table: trips
+          year: 2024
+      - type: timer
+        name: took
+        value: PT1.5S
+      - type: gauge
+        name: left
+        value: -2
+"""
+
+
+async def test_metric_publish_lands_in_the_execution_metrics_api(h: Harness) -> None:
+    """Kestra's metric/Publish.java (counter and timer entries, tags as text): each metric is
+    recorded on the task run, listed in the outputs and served by /api/v1/metrics/{id}."""
+    async with serving(h) as url:
+        execution = await h.run(flow(PUBLISH))
+        assert execution.state.current == State.SUCCESS
+        status, page, _ = await call("GET", f"{url}/api/v1/metrics/{execution.id}")
+    assert status == 200
+    assert [
+        (m["name"], m["type"], m["value"], m["tags"], m["taskId"]) for m in page["results"]
+    ] == [
+        ("rows", "counter", 5.0, {"table": "trips", "year": "2024"}, "publish"),
+        ("took", "timer", 1.5, {}, "publish"),
+        ("left", "gauge", -2.0, {}, "publish"),
+    ]
+    assert execution.task_runs[0].outputs["metrics"][0] == {
+        "name": "rows", "type": "counter", "value": 5.0, "tags": {"table": "trips", "year": "2024"}
+    }  # fmt: skip
+
+
+async def test_metric_publish_refuses_a_bad_metric_at_load(h: Harness) -> None:
+    with pytest.raises(FlowError) as caught:
+        await h.flow(
+            flow(
+                "  - id: p\n    type: io.kestra.plugin.core.metric.Publish\n    metrics:\n"
+                "      - {type: histogram, name: x, value: 1}\n"
+            )
+        )
+    assert str(caught.value) == (
+        "test.yaml:7:9: tasks[0].metrics[0]: Input tag 'histogram' found using 'type' does not "
+        "match any of the expected tags: 'counter', 'gauge', 'timer'"
+    )
