@@ -39,12 +39,12 @@ def r() -> Renderer:
             "{{ isDateBetween('2026-01-01T00:00:00-03:00', '2026-01-01T03:00:00Z', "
             "'2026-01-02T00:00:00Z') }}",
             "false",
-        ),  # fmt: skip
+        ),
         (
             "{{ isDateBetween(date='2026-01-01T03:00:01Z', after='2026-01-01T00:00:00-03:00', "
             "before='2026-01-02T00:00:00Z') }}",
             "true",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_date_comparisons(r: Renderer, template: str, expected: str) -> None:
