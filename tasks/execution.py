@@ -1,5 +1,5 @@
-"""Tasks about executions: Assert, SetVariables, UnsetVariables, Resume, Count, and the log
-Fetch (an execution's logs as a stored file)."""
+"""Tasks about executions: Assert, SetVariables, UnsetVariables, Resume, Kill, Count, and the
+log Fetch (an execution's logs as a stored file)."""
 
 from __future__ import annotations
 
@@ -180,6 +180,31 @@ class Resume(Task):
         current = dict(ctx.variables.get("vars") or {})
         await ctx.set_variables({**current, "resumedExecution": resumed})
         ctx.logger.info(f"resumed execution {target}")
+        return None
+
+
+class Kill(Task):
+    """Kill this execution (Kestra 1.x's Kill), or another one by `executionId` (its earlier
+    form). The current execution ends KILLED at once, its remaining tasks not run.
+    `propagateKill` is accepted; podium does not cascade a kill to subflow executions."""
+
+    types = ("io.kestra.plugin.core.execution.Kill",)
+
+    execution_id: Annotated[str | None, Dynamic] = None
+    propagate_kill: Annotated[bool, Dynamic] = False
+
+    async def run(self, ctx: RunContext) -> Output:
+        target = self.execution_id or ctx.execution.id
+        if target == ctx.execution.id:
+            ctx.logger.info("killing this execution")
+        elif (found := await ctx.executions.get(target)) is None:
+            raise TaskFailed(f"execution {target} not found", non_retryable=True)
+        elif found.state.current.terminated:
+            ctx.logger.info(f"execution {target} already ended {found.state.current.value}")
+            return None
+        if not await ctx.kill_execution(target):
+            raise TaskFailed(f"execution {target} is not running here: not killed")
+        ctx.logger.info(f"killed execution {target}")
         return None
 
 

@@ -182,3 +182,37 @@ async def test_metric_publish_refuses_a_bad_metric_at_load(h: Harness) -> None:
         "test.yaml:7:9: tasks[0].metrics[0]: Input tag 'histogram' found using 'type' does not "
         "match any of the expected tags: 'counter', 'gauge', 'timer'"
     )
+
+
+async def test_kill_ends_this_execution_killed_before_its_next_tasks(h: Harness) -> None:
+    """Kestra's execution/Kill.java (1.x): the current execution ends KILLED; the tasks
+    after the Kill do not run."""
+    execution = await h.run(
+        flow(
+            "  - id: kill\n    type: io.kestra.plugin.core.execution.Kill\n"
+            "  - id: after\n    type: io.kestra.plugin.core.log.Log\n    message: not run\n"
+        )
+    )
+    assert execution.state.current == State.KILLED
+    assert [run.task_id for run in execution.task_runs] == ["kill"]
+    assert "not run" not in await h.logs(execution)
+
+
+async def test_kill_another_execution_by_id(h: Harness) -> None:
+    """Kill's earlier `executionId` property: another running execution is killed; an ended
+    one is left as it is; an unknown id fails the task."""
+    sleeper = await h.flow(
+        "id: sleeper\nnamespace: company.team\ntasks:\n"
+        "  - id: sleep\n    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT1H\n"
+    )
+    running = await h.start(sleeper)
+    killer = "  - id: kill\n    type: io.kestra.plugin.core.execution.Kill\n"
+    done = await h.run(flow(killer + f"    executionId: {running.id}\n"))
+    assert done.state.current == State.SUCCESS, done.error
+    assert (await h.engine.wait(running.id)).state.current == State.KILLED
+    again = await h.run(flow(killer + f"    executionId: {running.id}\n"))
+    assert again.state.current == State.SUCCESS
+    assert (await h.logs(again))[-1] == f"execution {running.id} already ended KILLED"
+    unknown = await h.run(flow(killer + "    executionId: nope\n"))
+    assert unknown.state.current == State.FAILED
+    assert (await h.logs(unknown))[-1] == "execution nope not found"

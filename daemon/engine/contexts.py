@@ -51,6 +51,8 @@ class Launcher(Protocol):
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool: ...
 
+    async def kill(self, execution_id: str) -> bool: ...
+
     async def find_flow(self, namespace: str, flow_id: str) -> Flow: ...
 
 
@@ -319,6 +321,9 @@ class TaskContext(RunContext):
 
     async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         return await self._launcher.resume(execution_id, inputs)
+
+    async def kill_execution(self, execution_id: str) -> bool:
+        return await self._launcher.kill(execution_id)
 
     def on_close(self, key: str, closer: Closer) -> None:
         self._resources.on_close(key, closer)

@@ -182,6 +182,11 @@ class RunContext(ABC):
         the `onResume` inputs of the task that holds it; False when none is paused under
         that id. InputError when the inputs do not fit."""
 
+    async def kill_execution(self, execution_id: str) -> bool:
+        """Kill an execution (this one or another) as the API's kill does; False when none
+        runs under that id. Killing this one cancels the calling task too."""
+        raise NotImplementedError(f"{type(self).__name__} cannot kill executions")
+
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
         """Record `runs` as children of this task run, stored and shown at once."""
         raise NotImplementedError(f"{type(self).__name__} cannot record task runs")
