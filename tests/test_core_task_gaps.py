@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from daemon.sdk.errors import FlowError
+from daemon.sdk.errors import FlowError, NotFound
 from daemon.sdk.state import State, iso
 from tests.api_helpers import call, serving
 from tests.harness import Harness
@@ -216,3 +217,107 @@ async def test_kill_another_execution_by_id(h: Harness) -> None:
     unknown = await h.run(flow(killer + "    executionId: nope\n"))
     assert unknown.state.current == State.FAILED
     assert (await h.logs(unknown))[-1] == "execution nope not found"
+
+
+WRITER = """
+id: old
+namespace: company.team.etl
+inputs:
+  - id: fail
+    type: BOOLEAN
+    defaults: false
+tasks:
+  - id: write
+    type: io.kestra.plugin.core.storage.Write
+    content: some data
+  - id: say
+    type: io.kestra.plugin.core.log.Log
+    message: hello
+  - id: maybe_fail
+    type: io.kestra.plugin.core.execution.Fail
+    condition: "{{ inputs.fail }}"
+"""
+
+
+async def test_purge_executions_deletes_ended_matching_executions_with_logs_and_files(
+    h: Harness,
+) -> None:
+    """Kestra's PurgeExecutionsTest: executions of the namespace (sub-namespaces included)
+    or flow, in the states asked, started before endDate, go with their logs, metrics and
+    stored files; the counts are the outputs. storage.Purge is its legacy name."""
+    old = await h.flow(WRITER)
+    purged = [await h.run(old), await h.run(old)]
+    failed = await h.run(old, {"fail": True})
+    other = await h.run(WRITER.replace("company.team.etl", "company.other"))
+    assert [e.state.current for e in (*purged, failed, other)] == [
+        State.SUCCESS, State.SUCCESS, State.FAILED, State.SUCCESS
+    ]  # fmt: skip
+    uri = purged[0].task_runs[0].outputs["uri"]
+    storage = h.engine.resources.storage
+    assert await asyncio.to_thread(lambda: storage.path(uri).exists())
+    purge = """
+  - id: purge
+    type: io.kestra.plugin.core.storage.Purge
+    namespace: company.team
+    states: [SUCCESS]
+    endDate: "{{ now() | dateAdd(1, 'DAYS') }}"
+"""
+    found = await outputs(h, purge)
+    assert found["purge"] == {
+        "executionsCount": 2, "logsCount": 2, "metricsCount": 0, "storagesCount": 2
+    }  # fmt: skip
+    for gone in purged:
+        assert await h.store.get_execution(gone.id) is None
+        assert await h.store.logs(gone.id) == []
+    with pytest.raises(NotFound):
+        await asyncio.to_thread(storage.path, uri)
+    for kept in (failed, other):
+        assert await h.store.get_execution(kept.id) is not None
+
+
+async def test_purge_executions_by_flow_and_date_window(h: Harness) -> None:
+    """flowId with namespace selects one flow; startDate/endDate bound the start dates."""
+    old = await h.flow(WRITER)
+    done = await h.run(old)
+    before = "{{ now() | dateAdd(-1, 'DAYS') }}"
+    found = await outputs(
+        h,
+        "  - id: none\n    type: io.kestra.plugin.core.execution.PurgeExecutions\n"
+        f'    namespace: company.team.etl\n    flowId: old\n    endDate: "{before}"\n'
+        "  - id: all\n    type: io.kestra.plugin.core.execution.PurgeExecutions\n"
+        f'    namespace: company.team.etl\n    flowId: old\n    startDate: "{before}"\n'
+        "    endDate: \"{{ now() | dateAdd(1, 'DAYS') }}\"\n    purgeStorage: false\n",
+    )
+    assert found["none"]["executionsCount"] == 0
+    assert found["all"] == {
+        "executionsCount": 1, "logsCount": 1, "metricsCount": 0, "storagesCount": 0
+    }  # fmt: skip
+    assert await h.store.get_execution(done.id) is None
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ("purgeLog: false",
+         "purgeExecution removes the execution's logs and metrics with it here: set purgeLog "
+         "and purgeMetric to true (or purgeExecution to false)"),
+        ("purgeExecution: false",
+         "purgeLog/purgeMetric without purgeExecution: podium removes an execution's logs and "
+         "metrics only with the execution"),
+        ("flowId: x", "flowId needs namespace"),
+    ],
+)  # fmt: skip
+async def test_purge_executions_refuses_what_it_cannot_do_exactly(
+    h: Harness, props: str, message: str
+) -> None:
+    old = await h.flow(WRITER)
+    kept = await h.run(old)
+    execution = await h.run(
+        flow(
+            "  - id: purge\n    type: io.kestra.plugin.core.execution.PurgeExecutions\n"
+            f"    endDate: \"{{{{ now() | dateAdd(1, 'DAYS') }}}}\"\n    {props}\n"
+        )
+    )
+    assert execution.state.current == State.FAILED
+    assert (await h.logs(execution))[-1] == message
+    assert await h.store.get_execution(kept.id) is not None

@@ -105,3 +105,10 @@ class StoreExecutions:
             page=page,
             size=size,
         )
+
+    async def delete(self, execution_id: str) -> dict[str, int]:
+        await self._store.flush()
+        logs = len(await self._store.logs(execution_id))
+        metrics = len(await self._store.metrics(execution_id))
+        await self._store.delete_execution(execution_id)
+        return {"logs": logs, "metrics": metrics}

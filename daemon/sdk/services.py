@@ -142,6 +142,11 @@ class ExecutionQueries(Protocol):
         start_after <= startDate < start_before (ISO-8601 texts)."""
         ...
 
+    async def delete(self, execution_id: str) -> dict[str, int]:
+        """Remove an ended execution from the store with its task runs, logs and metrics
+        (not its files: `Files.delete_prefix`); how many `logs` and `metrics` went."""
+        ...
+
 
 class Secrets(Protocol):
     """Secret values in clear never leave the process: everything stored is masked."""
