@@ -12,7 +12,7 @@ import pytest
 from daemon.sdk.errors import FlowError, NotFound
 from daemon.sdk.state import State, iso
 from tests.api_helpers import call, serving
-from tests.harness import Harness
+from tests.harness import Harness, running_triggers
 
 
 def flow(tasks: str) -> str:
@@ -321,3 +321,54 @@ async def test_purge_executions_refuses_what_it_cannot_do_exactly(
     assert execution.state.current == State.FAILED
     assert (await h.logs(execution))[-1] == message
     assert await h.store.get_execution(kept.id) is not None
+
+
+SCHEDULED = """
+id: scheduled
+namespace: company.team
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: tick
+triggers:
+  - id: schedule
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 0 1 1 *"
+"""
+
+
+def toggle(enabled: bool, trigger: str = "schedule") -> str:
+    return flow(
+        "  - id: toggle\n    type: io.kestra.plugin.core.trigger.Toggle\n"
+        f"    namespace: company.team\n    flowId: scheduled\n    trigger: {trigger}\n"
+        f"    enabled: {str(enabled).lower()}\n"
+    )
+
+
+async def test_toggle_disables_and_enables_a_trigger_durably(h: Harness) -> None:
+    """Kestra's trigger/Toggle.java (its example: enable or disable `schedule`): the trigger
+    is stopped and marked disabled as the API's PUT /api/v1/triggers does, then back."""
+    async with running_triggers(h, SCHEDULED) as th:
+        assert th.triggers.enabled(th.flow, "schedule")
+        off = await h.run(toggle(False))
+        assert off.state.current == State.SUCCESS, off.error
+        assert not th.triggers.enabled(th.flow, "schedule")
+        assert (await h.logs(off))[-1] == "trigger schedule of company.team.scheduled disabled"
+        on = await h.run(toggle(True))
+        assert on.state.current == State.SUCCESS, on.error
+        assert th.triggers.enabled(th.flow, "schedule")
+        unknown = await h.run(toggle(False, "nope"))
+        assert unknown.state.current == State.FAILED
+        assert (await h.logs(unknown))[-1] == (
+            "Unable to toggle: flow company.team.scheduled has no trigger 'nope'"
+        )
+
+
+async def test_toggle_without_triggers_running_fails_clearly(h: Harness) -> None:
+    """`podium run` runs no triggers: Toggle says so instead of pretending."""
+    await h.flow(SCHEDULED)
+    execution = await h.run(toggle(False))
+    assert execution.state.current == State.FAILED
+    assert (await h.logs(execution))[-1] == (
+        "Unable to toggle: this process runs no triggers (podium run): nothing to toggle"
+    )

@@ -53,6 +53,10 @@ class Launcher(Protocol):
 
     async def kill(self, execution_id: str) -> bool: ...
 
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None: ...
+
     async def find_flow(self, namespace: str, flow_id: str) -> Flow: ...
 
 
@@ -324,6 +328,11 @@ class TaskContext(RunContext):
 
     async def kill_execution(self, execution_id: str) -> bool:
         return await self._launcher.kill(execution_id)
+
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None:
+        await self._launcher.toggle_trigger(namespace, flow_id, trigger_id, enabled)
 
     def on_close(self, key: str, closer: Closer) -> None:
         self._resources.on_close(key, closer)

@@ -187,6 +187,13 @@ class RunContext(ABC):
         runs under that id. Killing this one cancels the calling task too."""
         raise NotImplementedError(f"{type(self).__name__} cannot kill executions")
 
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None:
+        """Disable or enable a trigger of a flow durably (as the API does); NotFound for an
+        unknown flow or trigger, PodiumError when it cannot be done here."""
+        raise NotImplementedError(f"{type(self).__name__} cannot toggle triggers")
+
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
         """Record `runs` as children of this task run, stored and shown at once."""
         raise NotImplementedError(f"{type(self).__name__} cannot record task runs")
