@@ -372,3 +372,26 @@ async def test_toggle_without_triggers_running_fails_clearly(h: Harness) -> None
     assert (await h.logs(execution))[-1] == (
         "Unable to toggle: this process runs no triggers (podium run): nothing to toggle"
     )
+
+
+async def test_purge_logs_keeps_error_lines_and_the_executions(h: Harness) -> None:
+    """Kestra's log/PurgeLogs.java, its "keep error logs" example: lines at the listed
+    levels written before endDate go; the execution stays; the counts are the outputs
+    (podium's store holds execution logs only: nonExecutionLogsCount is 0)."""
+    noisy = await h.run(
+        flow(
+            "  - id: info\n    type: io.kestra.plugin.core.log.Log\n    message: chatter\n"
+            "  - id: error\n    type: io.kestra.plugin.core.log.Log\n    message: broken\n"
+            "    level: ERROR\n"
+        )
+    )
+    found = await outputs(
+        h,
+        "  - id: purge\n    type: io.kestra.plugin.core.log.PurgeLogs\n"
+        "    namespace: company.team\n    flowId: f\n"
+        "    endDate: \"{{ now() | dateAdd(1, 'MINUTES') }}\"\n"
+        "    logLevels: [TRACE, DEBUG, INFO, WARN]\n",
+    )
+    assert found["purge"] == {"count": 1, "executionLogsCount": 1, "nonExecutionLogsCount": 0}
+    assert await h.logs(noisy) == ["broken"]
+    assert await h.store.get_execution(noisy.id) is not None

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.sdk.context import LEVELS
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import iso
-from daemon.store.base import Store
+from daemon.store.base import LogPurge, Store
 from daemon.store.local_files import Storage
 
 
@@ -105,6 +106,28 @@ class StoreExecutions:
             page=page,
             size=size,
         )
+
+    async def purge_logs(
+        self,
+        *,
+        end: datetime,
+        start: datetime | None = None,
+        levels: Sequence[str] | None = None,
+        execution_id: str | None = None,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> int:
+        await self._store.flush()
+        # As the store writes them: UTC with a Z, so that texts compare as instants.
+        purge = LogPurge(
+            end=iso(end.astimezone(UTC)) or "",
+            start=iso(start.astimezone(UTC)) if start is not None else None,
+            levels=None if levels is None else [LEVELS[level] for level in levels],
+            execution_id=execution_id,
+            namespace=namespace,
+            flow_id=flow_id,
+        )
+        return await self._store.purge_logs(purge)
 
     async def delete(self, execution_id: str) -> dict[str, int]:
         await self._store.flush()

@@ -142,6 +142,20 @@ class ExecutionQueries(Protocol):
         start_after <= startDate < start_before (ISO-8601 texts)."""
         ...
 
+    async def purge_logs(
+        self,
+        *,
+        end: datetime,
+        start: datetime | None = None,
+        levels: Sequence[str] | None = None,
+        execution_id: str | None = None,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> int:
+        """Delete the stored log lines written in [start, end) at these levels (all when
+        None), of one execution, flow or namespace (with sub-namespaces); how many went."""
+        ...
+
     async def delete(self, execution_id: str) -> dict[str, int]:
         """Remove an ended execution from the store with its task runs, logs and metrics
         (not its files: `Files.delete_prefix`); how many `logs` and `metrics` went."""

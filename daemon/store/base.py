@@ -192,6 +192,48 @@ def level_number(min_level: str | None) -> int | None:
     return LEVELS[min_level]
 
 
+@dataclass(frozen=True)
+class LogPurge:
+    """Which log lines a purge deletes: written before `end` (and from `start`), at these
+    level numbers (all when None), of one execution, of one flow, or of a namespace and
+    its sub-namespaces (all when None). Dates are ISO-8601 texts as the store keeps them."""
+
+    end: str
+    start: str | None = None
+    levels: Sequence[int] | None = None
+    execution_id: str | None = None
+    namespace: str | None = None
+    flow_id: str | None = None
+
+    def where(self, mark: Callable[[], str]) -> tuple[str, list[Any]]:
+        """The WHERE clause over `logs` and its parameters; `mark` gives the next
+        placeholder (`?` for SQLite, `$n` for PostgreSQL)."""
+        where: list[str] = [f"timestamp < {mark()}"]
+        params: list[Any] = [self.end]
+        if self.start is not None:
+            where.append(f"timestamp >= {mark()}")
+            params.append(self.start)
+        if self.levels is not None:
+            where.append(f"level IN ({', '.join(mark() for _ in self.levels)})")
+            params += list(self.levels)
+        if self.execution_id is not None:
+            where.append(f"execution_id = {mark()}")
+            params.append(self.execution_id)
+        owners: list[str] = []
+        if self.namespace is not None and self.flow_id is not None:
+            owners.append(f"namespace = {mark()} AND flow_id = {mark()}")
+            params += [self.namespace, self.flow_id]
+        elif self.namespace is not None:
+            # "a.b" or anything under "a.b."; '/' is the character after '.'
+            owners.append(
+                f"(namespace = {mark()} OR (namespace >= {mark()} AND namespace < {mark()}))"
+            )
+            params += [self.namespace, self.namespace + ".", self.namespace + "/"]
+        if owners:
+            where.append(f"execution_id IN (SELECT id FROM executions WHERE {owners[0]})")
+        return " AND ".join(where), params
+
+
 def check_page(page: int, size: int) -> None:
     if page < 1 or size < 1:
         raise ValueError(f"page and size start at 1 (got page={page}, size={size})")
@@ -400,6 +442,10 @@ class Store(ABC):
     @abstractmethod
     async def delete_execution(self, execution_id: str) -> None:
         """Remove the execution with its task runs, logs and metrics."""
+
+    @abstractmethod
+    async def purge_logs(self, purge: LogPurge) -> int:
+        """Delete the log lines `purge` selects; how many went (Kestra's PurgeLogs)."""
 
     @abstractmethod
     async def logs(

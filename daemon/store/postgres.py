@@ -8,6 +8,7 @@ listens on `dsn`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from daemon.store.base import (
     ExecutionQuery,
     ExecutionRow,
     KeyValueTable,
+    LogPurge,
     LogRow,
     StateTable,
     Store,
@@ -339,6 +341,16 @@ class PostgresStore(Store):
                 await conn.execute(f"DELETE FROM {table} WHERE execution_id = $1", execution_id)
 
         await self._write(f"deletion of execution {execution_id}", delete)
+
+    async def purge_logs(self, purge: LogPurge) -> int:
+        marks = itertools.count(1)
+        clause, params = purge.where(lambda: f"${next(marks)}")
+
+        async def delete(conn: Any) -> int:
+            status = await conn.execute(f"DELETE FROM logs WHERE {clause}", *params)
+            return int(status.split()[-1])  # "DELETE <n>"
+
+        return int(await self._write("purge of logs", delete))
 
     async def logs(
         self,

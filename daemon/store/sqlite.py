@@ -19,6 +19,7 @@ from daemon.sdk.state import iso
 from daemon.store.base import (
     ExecutionQuery,
     KeyValueTable,
+    LogPurge,
     StateTable,
     Store,
     execution_row,
@@ -269,6 +270,14 @@ class SqliteStore(Store):
                 conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", (execution_id,))
 
         await self._io.write(delete, f"deletion of execution {execution_id}")
+
+    async def purge_logs(self, purge: LogPurge) -> int:
+        clause, params = purge.where(lambda: "?")
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"DELETE FROM logs WHERE {clause}", params).rowcount
+
+        return int(await self._io.write(delete, "purge of logs"))
 
     async def logs(
         self,
