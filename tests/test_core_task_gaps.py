@@ -395,3 +395,54 @@ async def test_purge_logs_keeps_error_lines_and_the_executions(h: Harness) -> No
     assert found["purge"] == {"count": 1, "executionLogsCount": 1, "nonExecutionLogsCount": 0}
     assert await h.logs(noisy) == ["broken"]
     assert await h.store.get_execution(noisy.id) is not None
+
+
+TEMPLATED = """
+  - id: templated
+    type: io.kestra.plugin.core.templating.TemplatedTask
+    spec: |
+      type: io.kestra.plugin.core.debug.Return
+      {{ inputs.property }}: "{{ '{{ flow.id }}' }} and {{ inputs.value }}"
+"""
+
+
+async def test_templated_task_renders_its_spec_then_runs_it(h: Harness) -> None:
+    """Kestra's templating/TemplatedTask.java (its example sets a property named by an
+    input): the spec is rendered, built, its own expressions rendered, and run; its
+    outputs are the task's."""
+    source = (
+        "id: f\nnamespace: company.team\ninputs:\n"
+        "  - id: property\n    type: STRING\n    defaults: format\n"
+        "  - id: value\n    type: STRING\n    defaults: hello\n"
+        "tasks:" + TEMPLATED
+    )
+    execution = await h.run(source)
+    assert execution.state.current == State.SUCCESS, execution.error
+    assert execution.task_runs[0].outputs == {"value": "f and hello"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("type: io.kestra.plugin.core.templating.TemplatedTask\n      spec: x",
+         "The templated task cannot be of type 'io.kestra.plugin.core.templating.TemplatedTask'"),
+        ("type: io.kestra.plugin.core.flow.Sequential\n      tasks: []",
+         "spec: io.kestra.plugin.core.flow.Sequential is a flowable task: the task must be a "
+         "runnable one"),
+        ("type: io.kestra.plugin.core.debug.Retrun",
+         "spec: unknown task type 'io.kestra.plugin.core.debug.Retrun'; did you mean "
+         "io.kestra.plugin.core.debug.Return?"),
+        ("type: io.kestra.plugin.core.log.Log\n      mesage: hi",
+         "spec: message: Field required; mesage: Extra inputs are not permitted"),
+        ("- just a list", "spec must be a task (a YAML mapping)"),
+    ],
+)  # fmt: skip
+async def test_templated_task_refuses_a_bad_spec(h: Harness, spec: str, message: str) -> None:
+    execution = await h.run(
+        flow(
+            "  - id: templated\n    type: io.kestra.plugin.core.templating.TemplatedTask\n"
+            f"    spec: |\n      {spec}\n"
+        )
+    )
+    assert execution.state.current == State.FAILED
+    assert (await h.logs(execution))[-1] == message

@@ -7,7 +7,7 @@ from typing import Any
 
 from daemon.sdk.context import LEVELS
 from daemon.store import Store
-from daemon.store.base import LogPurge
+from daemon.store.purge import LogPurge
 from tests.test_store import (  # noqa: F401  (pytest fixtures, by name)
     backend,
     clock,

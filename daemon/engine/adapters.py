@@ -15,8 +15,9 @@ from typing import Any
 from daemon.sdk.context import LEVELS
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import iso
-from daemon.store.base import LogPurge, Store
+from daemon.store.base import Store
 from daemon.store.local_files import Storage
+from daemon.store.purge import LogPurge
 
 
 class StorageFiles:

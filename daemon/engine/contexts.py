@@ -10,12 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from daemon.engine.adapters import StorageFiles, StoreExecutions, StoreKeyValue
 from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
+from daemon.flows.registry import UnknownType
 from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger, TriggerContext
 from daemon.sdk.execution import Execution, TaskRun, derived_id, new_id
+from daemon.sdk.plugin import FlowableTask, Task
 from daemon.sdk.services import (
     Closer,
     ExecutionListener,
@@ -325,6 +329,27 @@ class TaskContext(RunContext):
 
     async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         return await self._launcher.resume(execution_id, inputs)
+
+    def build_task(self, spec: Mapping[str, Any]) -> Task:
+        type_name = spec.get("type")
+        if not isinstance(type_name, str):
+            raise ValueError("the task has no 'type'")
+        try:
+            cls = self._resources.plugins.tasks.get(type_name)
+        except UnknownType as exc:
+            raise ValueError(str(exc)) from None
+        if issubclass(cls, FlowableTask):
+            raise ValueError(f"{type_name} is a flowable task: the task must be a runnable one")
+        try:
+            task: Task = cls.model_validate(dict(spec), context={"defer_templates": True})
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'task'}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+            ) from None
+        return task
 
     async def kill_execution(self, execution_id: str) -> bool:
         return await self._launcher.kill(execution_id)

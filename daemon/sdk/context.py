@@ -33,6 +33,7 @@ from daemon.sdk.state import State
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution, TaskRun
     from daemon.sdk.inputs import InputSpec
+    from daemon.sdk.plugin import Task
 
 # Kestra's log levels, lowest first; the store keeps the number so that a minimum level
 # is one comparison.
@@ -193,6 +194,11 @@ class RunContext(ABC):
         """Disable or enable a trigger of a flow durably (as the API does); NotFound for an
         unknown flow or trigger, PodiumError when it cannot be done here."""
         raise NotImplementedError(f"{type(self).__name__} cannot toggle triggers")
+
+    def build_task(self, spec: Mapping[str, Any]) -> Task:
+        """A runnable task from its YAML mapping, as the flow loader builds one (its
+        expressions left to render); ValueError naming what is wrong with it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot build tasks")
 
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
         """Record `runs` as children of this task run, stored and shown at once."""

@@ -8,7 +8,6 @@ listens on `dsn`.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,6 @@ from daemon.store.base import (
     ExecutionQuery,
     ExecutionRow,
     KeyValueTable,
-    LogPurge,
     LogRow,
     StateTable,
     Store,
@@ -35,7 +33,7 @@ from daemon.store.base import (
     to_json,
 )
 from daemon.store.postgres_insights import PostgresInsights
-from daemon.store.postgres_io import Fn, Op, PostgresIO
+from daemon.store.postgres_io import Fn, Op, PostgresIO, PurgesLogs
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
@@ -103,7 +101,7 @@ def _flow_lock(namespace: str, flow_id: str) -> tuple[int, str]:
     return FLOW_LOCK_CLASS, f"{namespace}\n{flow_id}"
 
 
-class PostgresStore(Store):
+class PostgresStore(PurgesLogs, Store):
     """`Store` on PostgreSQL; see `daemon.store.postgres_io` for the connection model.
 
     `pool` (an asyncpg pool) and `dsn` are public: the cluster runs its own SQL on
@@ -341,16 +339,6 @@ class PostgresStore(Store):
                 await conn.execute(f"DELETE FROM {table} WHERE execution_id = $1", execution_id)
 
         await self._write(f"deletion of execution {execution_id}", delete)
-
-    async def purge_logs(self, purge: LogPurge) -> int:
-        marks = itertools.count(1)
-        clause, params = purge.where(lambda: f"${next(marks)}")
-
-        async def delete(conn: Any) -> int:
-            status = await conn.execute(f"DELETE FROM logs WHERE {clause}", *params)
-            return int(status.split()[-1])  # "DELETE <n>"
-
-        return int(await self._write("purge of logs", delete))
 
     async def logs(
         self,

@@ -19,7 +19,6 @@ from daemon.sdk.state import iso
 from daemon.store.base import (
     ExecutionQuery,
     KeyValueTable,
-    LogPurge,
     StateTable,
     Store,
     execution_row,
@@ -31,6 +30,7 @@ from daemon.store.base import (
     task_run_row,
     to_json,
 )
+from daemon.store.purge import LogPurge
 from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO, Write
 
@@ -272,12 +272,7 @@ class SqliteStore(Store):
         await self._io.write(delete, f"deletion of execution {execution_id}")
 
     async def purge_logs(self, purge: LogPurge) -> int:
-        clause, params = purge.where(lambda: "?")
-
-        def delete(conn: sqlite3.Connection) -> int:
-            return conn.execute(f"DELETE FROM logs WHERE {clause}", params).rowcount
-
-        return int(await self._io.write(delete, "purge of logs"))
+        return int(await self._io.write(purge.sqlite, "purge of logs"))
 
     async def logs(
         self,

@@ -1,0 +1,64 @@
+"""The log purge behind Kestra's log.PurgeLogs: which lines go, as one DELETE on `logs`
+joined to `executions` (no column of its own, so no schema change)."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LogPurge:
+    """Which log lines a purge deletes: written before `end` (and from `start`), at these
+    level numbers (all when None), of one execution, of one flow, or of a namespace and
+    its sub-namespaces (all when None). Dates are ISO-8601 texts as the store keeps them."""
+
+    end: str
+    start: str | None = None
+    levels: Sequence[int] | None = None
+    execution_id: str | None = None
+    namespace: str | None = None
+    flow_id: str | None = None
+
+    def where(self, mark: Callable[[], str]) -> tuple[str, list[Any]]:
+        """The WHERE clause over `logs` and its parameters; `mark` gives the next
+        placeholder (`?` for SQLite, `$n` for PostgreSQL)."""
+        where: list[str] = [f"timestamp < {mark()}"]
+        params: list[Any] = [self.end]
+        if self.start is not None:
+            where.append(f"timestamp >= {mark()}")
+            params.append(self.start)
+        if self.levels is not None:
+            where.append(f"level IN ({', '.join(mark() for _ in self.levels)})")
+            params += list(self.levels)
+        if self.execution_id is not None:
+            where.append(f"execution_id = {mark()}")
+            params.append(self.execution_id)
+        owners: list[str] = []
+        if self.namespace is not None and self.flow_id is not None:
+            owners.append(f"namespace = {mark()} AND flow_id = {mark()}")
+            params += [self.namespace, self.flow_id]
+        elif self.namespace is not None:
+            # "a.b" or anything under "a.b."; '/' is the character after '.'
+            owners.append(
+                f"(namespace = {mark()} OR (namespace >= {mark()} AND namespace < {mark()}))"
+            )
+            params += [self.namespace, self.namespace + ".", self.namespace + "/"]
+        if owners:
+            where.append(f"execution_id IN (SELECT id FROM executions WHERE {owners[0]})")
+        return " AND ".join(where), params
+
+    def sqlite(self, conn: sqlite3.Connection) -> int:
+        """Run on SQLite's writer connection; how many lines went."""
+        clause, params = self.where(lambda: "?")
+        return conn.execute(f"DELETE FROM logs WHERE {clause}", params).rowcount
+
+    async def postgres(self, conn: Any) -> int:
+        """Run on an asyncpg connection; how many lines went."""
+        marks = itertools.count(1)
+        clause, params = self.where(lambda: f"${next(marks)}")
+        status = await conn.execute(f"DELETE FROM logs WHERE {clause}", *params)
+        return int(status.split()[-1])  # "DELETE <n>"
