@@ -22,6 +22,7 @@ from daemon.sdk.state import State
 
 if TYPE_CHECKING:
     from daemon.flows.definition import Flow
+    from daemon.flows.registry import Plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for a writer whose reader left
@@ -273,10 +274,12 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
 async def _run(args: argparse.Namespace) -> int:
     from daemon.engine.core import Engine
     from daemon.flows.loader import load_flow_file
+    from daemon.flows.registry import run_plugins
     from daemon.store import open_store
 
+    plugins = await asyncio.to_thread(run_plugins)
     try:
-        flow = await asyncio.to_thread(load_flow_file, args.flow)
+        flow = await asyncio.to_thread(load_flow_file, args.flow, plugins)
         inputs = parse_inputs(args.input)
     except FlowError as exc:
         for problem in exc.problems:
@@ -295,7 +298,13 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     store = open_store(args.data_dir)
     await store.open()
-    engine = Engine(args.data_dir, store, lookup=_sibling_lookup(args.flow.parent), options=options)
+    engine = Engine(
+        args.data_dir,
+        store,
+        plugins=plugins,
+        lookup=_sibling_lookup(args.flow.parent, plugins),
+        options=options,
+    )
     engine.catalog.add(flow)
     loop = asyncio.get_running_loop()
     kills: set[asyncio.Task[bool]] = set()
@@ -342,14 +351,14 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if final.state.current in (State.SUCCESS, State.WARNING) else EXIT_FAILED
 
 
-def _sibling_lookup(directory: Path) -> Callable[[str, str], Flow | None]:
+def _sibling_lookup(directory: Path, plugins: Plugins) -> Callable[[str, str], Flow | None]:
     """Subflows of a `podium run` are looked up among the flow files beside it."""
     from daemon.flows.loader import load_flow_file
 
     def lookup(namespace: str, flow_id: str) -> Flow | None:
         for file in flow_files([directory]):
             try:
-                flow = load_flow_file(file)
+                flow = load_flow_file(file, plugins)
             except FlowError:
                 continue
             if flow.uid == (namespace, flow_id):
