@@ -288,14 +288,17 @@ async def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    from daemon.config.settings import ConfigError, load_settings
     from daemon.engine.resources import EngineOptions
 
-    try:  # `{{ globals.x }}` from PODIUM_GLOBALS, as `podium serve` reads it
-        options = EngineOptions(globals=dict(load_settings(None, {}).globals))
-    except ConfigError as exc:
-        print(f"podium: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    options = EngineOptions()
+    if "PODIUM_GLOBALS" in os.environ:  # the settings machinery costs start-up otherwise
+        from daemon.config.settings import ConfigError, load_settings
+
+        try:  # `{{ globals.x }}` from PODIUM_GLOBALS, as `podium serve` reads it
+            options = EngineOptions(globals=dict(load_settings(None, {}).globals))
+        except ConfigError as exc:
+            print(f"podium: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     store = open_store(args.data_dir)
     await store.open()
     engine = Engine(
