@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="allow listening beyond loopback without basic-auth credentials: anyone who "
+        "reaches the port can run flows (default: refused; $PODIUM_INSECURE_NO_AUTH)",
+    )
+    serve.add_argument(
         "--store", default=None, help="store URL or path (default: podium.db in the data dir)"
     )
     serve.add_argument(
@@ -158,6 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "store": args.store,
+        "insecure_no_auth": args.insecure_no_auth,
     }
     try:
         return serve(config, overrides)
