@@ -204,7 +204,7 @@ def label_pairs(raw: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition(":")
         if not sep or not key:
             raise HttpError(400, f"Bad Request: label {item!r} is not key:value")
-        labels[key] = value
+        labels[key] = _storable_label(key, value)
     return labels
 
 
@@ -213,7 +213,18 @@ def settable_labels(labels: Mapping[str, str]) -> dict[str, str]:
     for key in labels:
         if key.startswith("system.") and key != "system.correlationId":
             raise HttpError(400, f"Bad Request: label {key!r}: system labels are set by podium")
+        _storable_label(key, labels[key])
     return dict(labels)
+
+
+def _storable_label(key: str, value: str) -> str:
+    """A NUL cannot be stored (PostgreSQL's text and jsonb refuse it): a 400 naming the
+    label, not a 503 from the store."""
+    if "\x00" in key or "\x00" in value:
+        raise HttpError(
+            400, f"Bad Request: label {key!r}: labels cannot contain the NUL character (\\0)"
+        )
+    return value
 
 
 def flag(query: Mapping[str, str], name: str) -> bool:
