@@ -31,6 +31,7 @@ from daemon.api.common import (
     HttpError,
     json_response,
 )
+from daemon.api.csrf import same_site_only
 from daemon.api.flow_routes import FLOW_LOCK
 from daemon.api.middleware import WEBHOOK_PATH, access_log, basic_auth, errors, loggable_path
 from daemon.api.misc import WEBHOOK_NOT_FOUND
@@ -93,7 +94,8 @@ def create_app(
     supervisor) the trigger endpoints answer 409.
     """
     app = web.Application(
-        middlewares=[access_log, errors, basic_auth], client_max_size=settings.webhook_max_body
+        middlewares=[access_log, errors, same_site_only(frozenset({WEBHOOK_PATH})), basic_auth],
+        client_max_size=settings.webhook_max_body,
     )
     app[ENGINE] = engine
     app[SETTINGS] = settings
