@@ -20,6 +20,7 @@ from daemon.engine.supervisor import TriggerSupervisor
 from daemon.engine.webhooks import Handler, WebhookRegistry
 from daemon.flows.directory import FlowDirectory
 from daemon.sdk.errors import NotFound
+from daemon.sdk.execution import Execution
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -194,6 +195,13 @@ async def stored_execution(request: web.Request) -> dict[str, Any]:
     doc = await request.app[ENGINE].store.get_execution(execution_id)
     if doc is None:
         raise NotFound(f"execution {execution_id} not found")
+    return doc
+
+
+def masked_json(request: web.Request, execution: Execution) -> dict[str, Any]:
+    """An execution as an answer: secrets masked, as in the store (an execution in memory
+    holds them in clear: `?wait=true`, restart, replay)."""
+    doc: dict[str, Any] = request.app[ENGINE].resources.masked(execution.to_json())
     return doc
 
 

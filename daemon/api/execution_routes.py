@@ -29,6 +29,7 @@ from daemon.api.common import (
     flag,
     json_response,
     label_pairs,
+    masked_json,
     ok,
     paging,
     parse_json,
@@ -131,7 +132,7 @@ async def kill_execution(request: web.Request) -> web.Response:
 )
 async def restart_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].restart(request.match_info["executionId"])
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -148,7 +149,7 @@ async def replay_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].replay(
         request.match_info["executionId"], request.query.get("taskRunId")
     )
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -309,7 +310,7 @@ async def create_execution(request: web.Request) -> web.Response:
         execution = await engine.submit(flow, inputs, labels=labels)
     if wait:
         execution = await engine.wait(execution.id)
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(

@@ -330,7 +330,7 @@ async def _run(args: argparse.Namespace) -> int:
         final = await engine.wait(execution.id)
         await store.flush()
         if args.json:
-            doc = final.to_json()
+            doc = engine.resources.masked(final.to_json())  # as stored: secrets masked
             doc["logs"] = await store.logs(final.id)
             try:
                 json.dump(doc, sys.stdout, indent=2, default=str)
@@ -339,7 +339,7 @@ async def _run(args: argparse.Namespace) -> int:
             except BrokenPipeError:
                 _quiet_stdout()
         else:
-            progress.summary(final)
+            progress.summary(final, engine.resources.masked)
     finally:
         await engine.close()
         await store.close()
