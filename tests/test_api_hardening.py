@@ -8,6 +8,7 @@ credential (WebhookController), so it must not reach a log line.
 from __future__ import annotations
 
 import asyncio
+import json
 import hmac
 import socket
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from daemon.engine import webhooks as webhooks_module
 from daemon.engine.core import Engine
 from daemon.engine.webhooks import WebhookRegistry
 from daemon.flows.registry import default_plugins
+from daemon.sdk.errors import FlowError
 from daemon.store import open_store
 from tests.api_helpers import call, flow_server, serving, yaml_body
 from tests.cluster_helpers import fresh_database
@@ -206,3 +208,35 @@ def test_webhook_keys_are_compared_in_constant_time_with_every_key_of_the_flow(
     detach()
     assert registry.find("ns", "flow", "first-key") is None
     assert registry.find("ns", "other", "first-key") is _other
+
+
+async def test_nul_in_flow_labels_or_a_labels_task_is_a_clear_error_on_postgresql(
+    pg_harness: Harness,
+) -> None:
+    """The other ways a label is made: a flow's `labels:` (refused at load, with its place)
+    and the Labels task (its task run fails saying why; the execution is stored)."""
+    h = pg_harness
+    with pytest.raises(FlowError) as refused:
+        await h.flow(
+            LOG_FLOW.format(id="bad_labels").replace("tasks:", 'labels:\n  team: "a\\0b"\ntasks:')
+        )
+    assert "label 'team' contains the NUL character" in str(refused.value)
+    ex = await h.run(
+        """
+        id: labels_task
+        namespace: test
+        inputs:
+          - id: who
+            type: STRING
+        tasks:
+          - id: tag
+            type: io.kestra.plugin.core.execution.Labels
+            labels:
+              owner: "{{ inputs.who }}"
+        """,
+        {"who": "a\x00b"},
+    )
+    assert ex.state.current.value == "FAILED"
+    stored = await h.stored(ex)
+    assert "labels cannot contain the NUL character: 'owner'" in json.dumps(stored)
+    assert all(label["key"] != "owner" for label in stored.get("labels") or [])
