@@ -8,8 +8,8 @@ credential (WebhookController), so it must not reach a log line.
 from __future__ import annotations
 
 import asyncio
-import json
 import hmac
+import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
