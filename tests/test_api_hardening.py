@@ -240,3 +240,21 @@ async def test_nul_in_flow_labels_or_a_labels_task_is_a_clear_error_on_postgresq
     stored = await h.stored(ex)
     assert "labels cannot contain the NUL character: 'owner'" in json.dumps(stored)
     assert all(label["key"] != "owner" for label in stored.get("labels") or [])
+
+
+async def test_kv_namespace_and_key_beyond_their_limits_are_400_on_postgresql(
+    pg_harness: Harness,
+) -> None:
+    """A 5,000-character KV namespace or key was taken as given (a namespace no flow can
+    have; a key longer than any file name, or than an index entry PostgreSQL can keep for
+    text that does not compress): both are a clear 400 (KVControllerTest's key checks)."""
+    async with serving(pg_harness) as url:
+        for path, message in (
+            (f"/{'n' * 5000}/kv/key", "namespace is 5000 characters long; at most 150"),
+            (f"/test/kv/{'k' * 5000}", "key is 5000 characters long; at most 255"),
+        ):
+            status, doc, _ = await call("PUT", f"{url}/api/v1/namespaces{path}", json="value")
+            assert status == 400, doc
+            assert message in doc["message"]
+        status, _, _ = await call("PUT", f"{url}/api/v1/namespaces/test/kv/{'k' * 255}", json=1)
+        assert status == 204
