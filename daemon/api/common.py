@@ -198,11 +198,18 @@ async def stored_execution(request: web.Request) -> dict[str, Any]:
     return doc
 
 
+def kestra_execution(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """An execution document as Kestra's API answers it: Kestra's `Execution` (and the
+    `kestrapy` model of it) requires `deleted`, which podium's store has no use for (a
+    deleted execution is gone)."""
+    return {**doc, "deleted": False}
+
+
 def masked_json(request: web.Request, execution: Execution) -> dict[str, Any]:
     """An execution as an answer: secrets masked, as in the store (an execution in memory
     holds them in clear: `?wait=true`, restart, replay)."""
     doc: dict[str, Any] = request.app[ENGINE].resources.masked(execution.to_json())
-    return doc
+    return kestra_execution(doc)
 
 
 def label_pairs(raw: Iterable[str]) -> dict[str, str]:

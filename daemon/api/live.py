@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from daemon.api.common import ENGINE, Reply, Routes, error, stored_execution
+from daemon.api.common import ENGINE, Reply, Routes, error, kestra_execution, stored_execution
 from daemon.api.log_routes import MIN_LEVEL, TASK_RUN, min_level
 from daemon.engine.events import Event, ExecutionChanged, LogAppended, TaskRunChanged
 from daemon.sdk.context import LEVELS
@@ -170,7 +170,7 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
                 poller = asyncio.create_task(_poll_execution(request, stream, doc))
             async for item in stream.items():
                 ended = State(item["state"]["current"]).terminated
-                await stream.send(item, id="end" if ended else "progress")
+                await stream.send(kestra_execution(item), id="end" if ended else "progress")
                 if ended:
                     break
     finally:

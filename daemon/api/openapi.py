@@ -14,6 +14,7 @@ from aiohttp import web
 from daemon.api.common import Operation, Reply, Routes, error, json_response, ok
 from daemon.api.csrf import SAFE_METHODS
 from daemon.api.misc import version
+from daemon.api.tenant import API_PREFIX, TENANT, tenant_path
 from daemon.sdk.state import State
 
 routes = Routes("OpenAPI")
@@ -81,12 +82,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "Execution": {
         "type": "object",
-        "required": ["id", "namespace", "flowId", "state"],
+        "required": ["id", "namespace", "flowId", "flowRevision", "state", "deleted"],
         "properties": {
             "id": _TEXT,
             "namespace": _TEXT,
             "flowId": _TEXT,
             "flowRevision": {"type": "integer"},
+            "deleted": {"type": "boolean", "const": False},
             "inputs": _OBJECT,
             "labels": {"type": "array", "items": _ref("Label")},
             "state": _ref("State"),
@@ -187,6 +189,16 @@ _CROSS_SITE = error(
 )
 
 
+# Every /api/v1 operation is listed twice: tenant-less, and under Kestra's tenant path.
+_TENANT_PARAM: dict[str, Any] = {
+    "name": "tenant",
+    "in": "path",
+    "required": True,
+    "description": f"The tenant: podium serves one, {TENANT!r}, as Kestra's open-source edition",
+    "schema": {"type": "string", "enum": [TENANT]},
+}
+
+
 def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     names: set[str] = set()
@@ -195,6 +207,9 @@ def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
             name = op.name if op.name not in names else f"{op.name}_{op.method.lower()}"
             names.add(name)
             paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, name)
+            if op.path.startswith(API_PREFIX):
+                twin = _operation(op, f"tenant_{name}", tenant=True)
+                paths.setdefault(tenant_path(op.path), {})[op.method.lower()] = twin
     return {
         "openapi": "3.1.0",
         "info": {
@@ -211,8 +226,9 @@ def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
     }
 
 
-def _operation(op: Operation, name: str) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
+def _operation(op: Operation, name: str, *, tenant: bool = False) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [_TENANT_PARAM] if tenant else []
+    parameters += [
         {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
         for p in re.findall(r"{(\w+)}", op.path)
     ]
