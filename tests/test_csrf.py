@@ -229,3 +229,8 @@ def test_api_clients_keep_working_and_forged_headers_are_refused(server: UiServe
     assert _curl(server, "PUT", kv, *browser_ua, *text, "-H", "X-Requested-With: x") == 204
     assert _curl(server, "DELETE", kv, "-H", "Origin: http://evil.example") == 403
     assert _curl(server, "POST", HOOK, "-H", "Origin: http://evil.example") == 200
+    tenant = "/api/v1/main/" + CREATE.removeprefix("/api/v1/")  # Kestra 1.x's tenant paths
+    assert _curl(server, "POST", tenant, "-H", "Origin: http://evil.example") == 403
+    assert _curl(server, "POST", tenant, "-F", "x=tenant") == 200
+    tenant_hook = "/api/v1/main/" + HOOK.removeprefix("/api/v1/")
+    assert _curl(server, "POST", tenant_hook, "-H", "Origin: http://evil.example") == 200

@@ -41,8 +41,11 @@ class _TerminalFormatter(logging.Formatter):
         return f"\x1b[{colour}m{text}\x1b[0m" if colour else text
 
 
-# A webhook URL's last segment is its key, a secret (daemon/api/middleware.py WEBHOOK_PATH).
-_WEBHOOK_KEY = re.compile(r"(/api/v1/executions/webhook/[^/\s'\"?#]*/[^/\s'\"?#]*/)[^\s'\"?#&]+")
+# A webhook URL's last segment is its key, a secret (daemon/api/middleware.py WEBHOOK_PATH),
+# with or without a tenant (/api/v1/main/executions/webhook/...).
+_WEBHOOK_KEY = re.compile(
+    r"(/api/v1/(?:[^/\s'\"?#]+/)?executions/webhook/[^/\s'\"?#]*/[^/\s'\"?#]*/)[^\s'\"?#&]+"
+)
 
 
 class _WebhookKeys(logging.Filter):
