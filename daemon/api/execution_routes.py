@@ -30,6 +30,7 @@ from daemon.api.common import (
     json_response,
     kestra_execution,
     label_pairs,
+    masked_json,
     ok,
     paging,
     parse_json,
@@ -164,7 +165,7 @@ async def kill_execution(request: web.Request) -> web.Response:
 )
 async def restart_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].restart(request.match_info["executionId"])
-    return json_response(kestra_execution(execution.to_json()))
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -181,7 +182,7 @@ async def replay_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].replay(
         request.match_info["executionId"], request.query.get("taskRunId")
     )
-    return json_response(kestra_execution(execution.to_json()))
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -342,7 +343,7 @@ async def create_execution(request: web.Request) -> web.Response:
         execution = await engine.submit(flow, inputs, labels=labels)
     if wait:
         execution = await engine.wait(execution.id)
-    return json_response(kestra_execution(execution.to_json()))
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(

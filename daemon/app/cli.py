@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="allow listening beyond loopback without basic-auth credentials: anyone who "
+        "reaches the port can run flows (default: refused; $PODIUM_INSECURE_NO_AUTH)",
+    )
+    serve.add_argument(
         "--store", default=None, help="store URL or path (default: podium.db in the data dir)"
     )
     serve.add_argument(
@@ -159,6 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "store": args.store,
+        "insecure_no_auth": args.insecure_no_auth,
     }
     try:
         return serve(config, overrides)
@@ -334,7 +342,7 @@ async def _run(args: argparse.Namespace) -> int:
         final = await engine.wait(execution.id)
         await store.flush()
         if args.json:
-            doc = final.to_json()
+            doc = engine.resources.masked(final.to_json())  # as stored: secrets masked
             doc["logs"] = await store.logs(final.id)
             try:
                 json.dump(doc, sys.stdout, indent=2, default=str)
@@ -343,7 +351,7 @@ async def _run(args: argparse.Namespace) -> int:
             except BrokenPipeError:
                 _quiet_stdout()
         else:
-            progress.summary(final)
+            progress.summary(final, engine.resources.masked)
     finally:
         await engine.close()
         await store.close()

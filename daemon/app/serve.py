@@ -21,6 +21,7 @@ from typing import Any
 
 from daemon.app import systemd
 from daemon.app.alerts import install as install_alerts
+from daemon.app.listen import bound_urls, check_exposure
 from daemon.cluster.node import ClusterNode, default_node_id
 from daemon.config.settings import Settings, load_settings
 from daemon.engine.core import Engine, local_dispatcher
@@ -67,6 +68,7 @@ class Daemon:
         self.overrides = overrides
         self.ready = False
         self.port: int | None = None
+        self.urls: list[str] = []  # of the sockets really bound
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
 
@@ -79,6 +81,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         settings = self.settings
+        await check_exposure(settings)  # before anything is opened
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(self._store())
             plugins = await asyncio.to_thread(default_plugins)
@@ -101,15 +104,12 @@ class Daemon:
                 pinger = asyncio.create_task(systemd.watchdog_pings(interval))
                 stack.callback(pinger.cancel)
             log.info(
-                "podium serving %d flows from %s on http://%s:%d (data in %s%s)%s",
+                "podium serving %d flows from %s on %s (data in %s%s)%s",
                 flows.count,
                 settings.flows_dir,
-                settings.listen_host,
-                self.port,
+                " and ".join(self.urls),
                 settings.data_dir,
-                ""
-                if settings.basic_auth
-                else "; no basic-auth credentials configured, so listening on 127.0.0.1 only",
+                "" if settings.basic_auth else "; no basic-auth credentials",
                 f"; resumed {resumed} executions" if resumed else "",
             )
             await self._until_stopped(flows, engine)
@@ -257,6 +257,7 @@ class Daemon:
             site = web.TCPSite(runner, self.settings.listen_host, self.settings.port)
             await site.start()
             self.port = int(runner.addresses[0][1]) if runner.addresses else self.settings.port
+            self.urls = bound_urls(runner.addresses)
             yield
         finally:
             await _bounded(runner.cleanup(), HTTP_STOP_TIMEOUT, "HTTP server")
@@ -286,7 +287,14 @@ class Daemon:
         except Exception as exc:
             log.error("keeping the current configuration: %s", exc)
         else:
-            fixed: tuple[str, ...] = ("data_dir", "store", "host", "port", "flows_dir")
+            fixed: tuple[str, ...] = (
+                "data_dir",
+                "store",
+                "host",
+                "port",
+                "flows_dir",
+                "insecure_no_auth",
+            )
             if fresh.basic_auth is None and self.settings.basic_auth is not None:
                 # Listening on all interfaces was chosen because credentials were set.
                 fixed = (*fixed, "basic_auth")
