@@ -563,3 +563,37 @@ async def test_symlinks_are_not_followed_out_of_the_watched_directory(
         await write(inbox / "after.csv", "sentinel")
         (execution,) = await th.wait_for(1)
     assert file_of(execution)["name"] == "after.csv"
+
+
+@pytest.mark.parametrize("action", ["DELETE", "MOVE"])
+async def test_subdirectory_swapped_for_a_symlink_before_the_file_settles_reaches_nothing_outside(
+    h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines, action: str
+) -> None:
+    """Issue #13 finding 2: an uploader writes `sub/x.csv`, then swaps `sub` for a symlink
+    to a directory outside the allowed paths before the file settles. Nothing outside may
+    be read into storage, deleted or moved. Kestra's plugin-fs local `Trigger` reads only
+    under `allowed-paths` (LocalFileSystemConfiguration); the symlink race is podium's."""
+    outside, archive = tmp_path / "outside", tmp_path / "archive"
+    await write(outside / "x.csv", "secret")
+    source = polling(inbox, f"recursive: true\naction: {action}\nmoveDirectory: {archive}\n")
+    source = source.replace("stableFor: PT0.3S", "stableFor: PT1S")
+
+    def swap() -> None:
+        (inbox / "sub").rename(tmp_path / "gone")  # out of the watched tree
+        (inbox / "sub").symlink_to(outside, target_is_directory=True)
+
+    async with watching(h, source, settings, lines) as th:
+        await write(inbox / "sub" / "x.csv", "inside")
+        await asyncio.to_thread(swap)
+        await write(inbox / "after.csv", "sentinel")
+        done = "deleted" if action == "DELETE" else "moved"
+        await lines.wait_for(f"{done} {inbox / 'after.csv'}", timeout=20)
+        executions = await th.finished()
+    assert [names_in(e) for e in executions] == [["after.csv"]]
+    assert await asyncio.to_thread((outside / "x.csv").read_text) == "secret"
+    assert not [line for line in lines.lines if "x.csv" in line and done in line]
+
+    def stored() -> list[str]:
+        return [p.read_text() for p in (tmp_path / "data" / "storage").rglob("*") if p.is_file()]
+
+    assert "secret" not in await asyncio.to_thread(stored)
