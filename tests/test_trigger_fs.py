@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import textwrap
@@ -227,6 +228,32 @@ async def test_files_present_at_start_are_processed_once_across_restarts(
             assert names_in(execution) == ["c.csv"]
     finally:
         await h.close()
+
+
+async def test_file_claimed_when_the_daemon_died_before_its_execution_runs_once_at_start(
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    """Issue #13 finding 1, the state a kill -9 leaves between a claim and its execution:
+    the file claimed, its batch written down, no execution. At start the batch is emitted
+    again under its key: the file runs once. (The real kill: tests/test_faults_files.py.)"""
+    await write(inbox / "a.csv", "a")
+    digest = hashlib.sha256(b"a").hexdigest()
+    path = str(inbox / "a.csv")
+    key = ":".join(("trigger", "ns", "f", "w"))
+    await h.store.state.set(
+        f"{key}:pending:{path}:{digest}", {"batch": "b1", "changeType": "CREATE", "attempt": 0}
+    )
+    assert await h.store.state.claim(f"{key}:file:{path}:{digest}")
+    assert await h.store.state.claim(f"{key}:path:{path}")
+    async with watching(h, polling(inbox), settings, lines) as th:
+        await lines.wait_for("were claimed when podium stopped")
+        (execution,) = await th.wait_for(1)
+        await write(inbox / "b.csv", "b")
+        (_, after) = await th.wait_for(2)
+    assert names_in(execution) == ["a.csv"]
+    assert variables(execution)["files"][0]["changeType"] == "CREATE"
+    assert names_in(after) == ["b.csv"]
+    assert await h.store.state.get(f"{key}:pending:{path}:{digest}") == {}
 
 
 async def test_file_whose_execution_cannot_be_created_is_retried_by_the_fixed_flow(
