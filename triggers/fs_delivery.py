@@ -117,6 +117,8 @@ class Delivery:
                 )
                 for key in claimed.claims:  # no execution to lose: claimed at once
                     await self.ctx.state.claim(key)
+                if claimed.batch is not None:  # in flight once; `on:` changed since
+                    await self.ctx.state.set(self.ctx.state_key("pending", path, digest), {})
             elif claimed.batch is not None:
                 resumed.setdefault(claimed.batch, []).append(claimed)
                 continue
