@@ -447,5 +447,4 @@ class _PostgresState(StateTable):
         return bool(await self._store._write(f"claim {key}", claim))
 
     async def claimed(self, key: str) -> bool:
-        sql = "SELECT 1 FROM claims WHERE key = $1"
-        return await self._store._fetch_row(sql, key) is not None
+        return await self._store._fetch_row("SELECT 1 FROM claims WHERE key = $1", key) is not None
