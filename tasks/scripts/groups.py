@@ -3,8 +3,8 @@
 Each script runs in a process group of its own (`start_new_session`); a daemon that stops
 normally kills the groups of the tasks it cancels. A daemon killed with SIGKILL cannot:
 its scripts would run on beside the retry of their task. So the daemon writes the groups
-it runs down in `<data>/process-groups/<pid>-<start>.groups` (one line per group:
-pgid and the start time of its leader), and two things read that file:
+it runs down in `<data>/process-groups/<host>~<boot id>~<pid>~<start>.groups` (one line
+per group: pgid and the start time of its leader), and two things read that file:
 
 * a small `sh` watcher, started before the first group, in a session of its own: the
   daemon tells it each group as it starts and ends, on a pipe whose only writer is the
@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -78,7 +79,7 @@ class ProcessGroups:
 
     def __init__(self, data_dir: Path) -> None:
         me = os.getpid()
-        self.file = data_dir / FOLDER / f"{me}-{start_time(me)}.groups"
+        self.file = data_dir / FOLDER / f"{_machine()}~{me}~{start_time(me)}.groups"
         self._groups: dict[int, int | None] = {}
         self._watcher: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -162,24 +163,45 @@ def reap(data_dir: Path, log: logging.Logger) -> int:
     if not folder.is_dir():
         return 0
     killed = 0
+    host, boot = _machine().split("~")
     for file in folder.glob("*.groups"):
-        pid, _, started = file.stem.partition("-")
-        if pid.isdigit() and str(start_time(int(pid))) == started:
-            continue  # its daemon still runs (this one, or another on the same data)
-        with contextlib.suppress(OSError):
-            for line in file.read_text().splitlines():
-                pgid, _, leader = line.partition(" ")
-                if pgid.isdigit() and _still_ours(int(pgid), leader):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(int(pgid), signal.SIGKILL)
-                        killed += 1
-                        log.warning(
-                            "killed process group %s, left running by a podium that stopped "
-                            "without stopping its script tasks",
-                            pgid,
-                        )
-        file.unlink(missing_ok=True)
+        parts = file.stem.split("~")
+        if len(parts) != 4 or parts[0] != host:
+            continue  # another machine's daemon, on a shared data directory: not ours
+        if parts[1] == boot:
+            pid, started = parts[2], parts[3]
+            if pid.isdigit() and str(start_time(int(pid))) == started:
+                continue  # its daemon still runs (this one, or another on the same data)
+            killed += _kill_left(file, log)
+        file.unlink(missing_ok=True)  # dealt with; or a previous boot's, long gone
     return killed
+
+
+def _kill_left(file: Path, log: logging.Logger) -> int:
+    killed = 0
+    with contextlib.suppress(OSError):
+        for line in file.read_text().splitlines():
+            pgid, _, leader = line.partition(" ")
+            if pgid.isdigit() and _still_ours(int(pgid), leader):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(pgid), signal.SIGKILL)
+                    killed += 1
+                    log.warning(
+                        "killed process group %s, left running by a podium that stopped "
+                        "without stopping its script tasks",
+                        pgid,
+                    )
+    return killed
+
+
+def _machine() -> str:
+    """`host~boot id`: a pid means something only on its machine, during its boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip()
+    except OSError:
+        boot_id = "unknown"
+    return f"{socket.gethostname().replace('~', '-')}~{boot_id}"
 
 
 def _still_ours(pgid: int, leader_start: str) -> bool:
