@@ -11,11 +11,14 @@ killed there leaves its processes to the OS: the guarantee is podium's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
+import subprocess
 from pathlib import Path
 
+from tasks.scripts.groups import FOLDER, _machine, reap, start_time
 from tests.daemon_process import ServeProcess
 from tests.harness import eventually
 
@@ -128,3 +131,30 @@ def all_pids() -> list[tuple[int, str]]:
             except OSError:
                 continue
     return found
+
+
+def test_the_start_reaper_kills_only_the_groups_provably_left_behind(tmp_path: Path) -> None:
+    """A pgid written down by a dead podium may name someone else's group by the next start
+    (pids are reused): the group is killed only while its leader runs with the start time
+    written down. podium's own (tasks/scripts/groups.py)."""
+    leader = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        folder = tmp_path / FOLDER
+        folder.mkdir()
+        dead = folder / f"{_machine()}~999999999~1.groups"  # a podium gone
+        dead.write_text(f"{leader.pid} {start_time(leader.pid) + 1}\n")  # not this leader
+        assert reap(tmp_path, logging.getLogger("test")) == 0
+        assert leader.poll() is None
+        dead.write_text(f"{leader.pid} {start_time(leader.pid)}\n")
+        alive_file = folder / f"{_machine()}~{os.getpid()}~{start_time(os.getpid())}.groups"
+        alive_file.write_text(f"{leader.pid} {start_time(leader.pid)}\n")  # a live podium's
+        other_host = folder / "elsewhere~boot~1~1.groups"
+        other_host.write_text(f"{leader.pid} {start_time(leader.pid)}\n")
+        assert reap(tmp_path, logging.getLogger("test")) == 1
+        assert leader.wait(timeout=10) == -signal.SIGKILL
+        assert not dead.exists()
+        assert alive_file.exists() and other_host.exists()
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
