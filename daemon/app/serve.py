@@ -93,7 +93,9 @@ class Daemon:
             webhooks = WebhookRegistry()
             supervisor = await stack.enter_async_context(self._triggers(engine, webhooks, node))
             await _startup_hooks(plugins, settings)
-            flows = FlowDirectory(settings.flows_dir, engine.catalog, plugins)
+            flows = FlowDirectory(
+                settings.flows_dir, engine.catalog, plugins, settings.max_flow_size
+            )
             resumed = await self._flows(flows, engine, node)
             await stack.enter_async_context(self._http(engine, webhooks, flows, supervisor))
             await stack.enter_async_context(_watching(flows))

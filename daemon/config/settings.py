@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     max_concurrent_tasks: int = Field(default=0, ge=0)
     shutdown_grace: Duration = timedelta(seconds=30)
     webhook_max_body: int = Field(default=10 * 1024 * 1024, ge=1)
+    # The largest flow source (bytes) a flow file or the API may hold: validating tens of
+    # MB of YAML takes seconds of CPU; a hand-written flow is a few KB.
+    max_flow_size: int = Field(default=1024 * 1024, ge=1)
     keep_working_dirs: bool = False
     log_level: str = "INFO"
     # Public address of the UI, for links in notifications ("{url}/ui/executions/...").

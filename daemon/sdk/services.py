@@ -107,6 +107,11 @@ class StateStore(Protocol):
         """True for the first caller ever, across restarts and nodes: exactly-once."""
         ...
 
+    async def claimed(self, key: str) -> bool:
+        """Whether `key` was claimed, without claiming it: a plug-in records what it is
+        about to do before it claims, so that a crash right after the claim is undone."""
+        ...
+
 
 class ExecutionQueries(Protocol):
     """Executions a plug-in may look at or wait for."""
