@@ -288,8 +288,9 @@ async def _run(args: argparse.Namespace) -> int:
     from daemon.config.settings import ConfigError, load_settings
     from daemon.engine.resources import EngineOptions
 
-    try:  # `{{ globals.x }}` from PODIUM_GLOBALS, as `podium serve` reads it
-        options = EngineOptions(globals=dict(load_settings(None, {}).globals))
+    try:  # `{{ globals.x }}` and the storage from PODIUM_*, as `podium serve` reads them
+        settings = load_settings(None, {})
+        options = EngineOptions(globals=dict(settings.globals), storage=settings.storage)
     except ConfigError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return EXIT_INVALID

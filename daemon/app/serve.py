@@ -176,6 +176,7 @@ class Daemon:
             node_id=node.node_id if node is not None else None,
             flows_dir=settings.flows_dir,
             globals=dict(settings.globals),
+            storage=settings.storage,
         )
         engine = Engine(
             settings.data_dir,
