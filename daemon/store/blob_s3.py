@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import get_session  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -40,11 +41,13 @@ _PRECONDITION = frozenset({"412", "PreconditionFailed"})
 
 
 def _transient(exc: BaseException) -> bool:
+    """Worth another try: a 5xx or throttling reply, or no reply at all (refused, timed out,
+    or a connection dropped mid-reply: aiohttp's ClientPayloadError...)."""
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = exc.response.get("Error", {}).get("Code", "")
         return bool(status >= 500 or status == 429 or code in ("SlowDown", "RequestTimeout"))
-    return isinstance(exc, (BotoCoreError, OSError, asyncio.TimeoutError))
+    return isinstance(exc, (BotoCoreError, OSError, asyncio.TimeoutError, aiohttp.ClientError))
 
 
 def _warm(session: Any) -> None:
@@ -251,7 +254,7 @@ class S3Blobs(Blobs):
                     failures = 0
                     yield chunk
                 return
-            except (TimeoutError, OSError, BotoCoreError) as exc:
+            except (TimeoutError, OSError, BotoCoreError, aiohttp.ClientError) as exc:
                 failures += 1
                 if failures > self._retries:
                     raise StorageError(f"cannot read {key} ({self.where}): {exc}", None) from exc
