@@ -18,10 +18,16 @@ from pathlib import Path
 import pytest
 
 from daemon.config.storage import MIB, StorageSettings
+from daemon.engine.core import Engine
+from daemon.engine.resources import EngineOptions
+from daemon.flows.registry import default_plugins
 from daemon.sdk.errors import NotFound
 from daemon.sdk.files import StorageError
+from daemon.sdk.state import State
+from daemon.store import open_store
 from daemon.store.blobs import READ_CHUNK
 from daemon.store.internal_storage import Storage, open_blobs
+from tests.harness import Harness
 from tests.services import MotoS3, free_port
 
 BACKENDS = ("local", "s3", "postgres")
@@ -294,3 +300,62 @@ async def test_local_storage_refuses_a_symlink_out_of_its_directory(tmp_path: Pa
     with pytest.raises(NotFound):
         await storage.read_text("kestra:///ns/secret.txt")
     assert not await storage.exists("kestra:///ns/secret.txt")
+
+
+# -- the core tasks and functions over each backend ---------------------------------------
+
+
+@pytest.fixture
+async def engine_on(storage_settings: StorageSettings, tmp_path: Path) -> AsyncIterator[Harness]:
+    """An engine (SQLite store) whose files live on the backend under test."""
+    plugins = await asyncio.to_thread(default_plugins)
+    store = open_store(tmp_path / "data")
+    await store.open()
+    options = EngineOptions(storage=storage_settings)
+    h = Harness(Engine(tmp_path / "data", store, plugins=plugins, options=options), store)
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+PURGE_FLOW = """
+id: purge
+namespace: storage.suite
+inputs:
+  - id: data
+    type: FILE
+tasks:
+  - id: write
+    type: io.kestra.plugin.core.storage.Write
+    content: "{{ read(inputs.data) }} and more"
+  - id: size
+    type: io.kestra.plugin.core.storage.Size
+    uri: "{{ outputs.write.uri }}"
+  - id: check
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ read(outputs.write.uri) }}|{{ fileExists(inputs.data) }}|{{ isFileEmpty(inputs.data) }}"
+  - id: purge
+    type: io.kestra.plugin.core.storage.PurgeCurrentExecutionFiles
+"""  # noqa: E501
+
+
+async def test_inputs_outputs_functions_and_purge_on_each_backend(
+    engine_on: Harness, tmp_path: Path
+) -> None:
+    """Kestra: PurgeCurrentExecutionFilesTest and the FILE input of InputsTest, with the
+    file functions of FileExistsFunctionTest/IsFileEmptyFunctionTest."""
+    h = engine_on
+    source = tmp_path / "in.txt"
+    await asyncio.to_thread(source.write_text, "uploaded")
+    ex = await h.run(PURGE_FLOW, {"data": str(source)})
+    assert ex.state.current == State.SUCCESS, await h.logs(ex)
+    outputs = {run.task_id: run.outputs for run in ex.task_runs}
+    assert outputs["size"] == {"size": len("uploaded and more")}
+    assert outputs["check"] == {"value": "uploaded and more|true|false"}
+    purged = set(outputs["purge"]["uris"])
+    assert purged == {ex.inputs["data"], outputs["write"]["uri"]}
+    storage = h.engine.resources.storage
+    prefix = storage.execution_prefix(ex.namespace, ex.flow_id, ex.id)
+    assert await storage.blobs.keys(prefix) == []
+    assert not await storage.exists(ex.inputs["data"])
