@@ -24,7 +24,7 @@ from daemon.flows.registry import default_plugins
 from daemon.sdk.errors import NotFound
 from daemon.sdk.files import StorageError
 from daemon.sdk.state import State
-from daemon.store import open_store
+from daemon.store import internal_storage, open_store
 from daemon.store.blobs import READ_CHUNK
 from daemon.store.internal_storage import Storage, open_blobs
 from tests.harness import Harness
@@ -160,6 +160,52 @@ async def test_path_is_a_local_copy_that_follows_a_replaced_file(
     again = await storage.path(uri)
     assert await asyncio.to_thread(again.read_bytes) == b"second, longer"
     assert await storage.read_text(uri) == "second, longer"
+
+
+async def test_a_file_and_a_folder_of_the_same_name_are_both_readable(
+    storage: Storage, prefix: str
+) -> None:
+    """`.../out` a file and `.../out/x` another: in object storage both exist, and their
+    local copies must not collide."""
+    outer = await storage.put(b"outer", prefix=prefix, name="out")
+    if storage.blobs.local:  # a directory cannot also be a file: the local backend refuses
+        with pytest.raises(StorageError):
+            await storage.put(b"inner", prefix=f"{prefix}/out", name="x")
+        return
+    inner = await storage.put(b"inner", prefix=f"{prefix}/out", name="x")
+    assert await asyncio.to_thread((await storage.path(outer)).read_bytes) == b"outer"
+    assert await asyncio.to_thread((await storage.path(inner)).read_bytes) == b"inner"
+    assert await asyncio.to_thread((await storage.path(outer)).read_bytes) == b"outer"
+
+
+@pytest.fixture(params=["s3", "postgres"])
+def remote_settings(request: pytest.FixtureRequest) -> StorageSettings:
+    return settings_for(request.param, request)
+
+
+async def test_the_local_copies_stay_under_the_cache_size(
+    remote_settings: StorageSettings,
+    tmp_path: Path,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Copies of remote files are evicted least recently used first, the one just fetched
+    kept; an evicted file is fetched again when a task wants it."""
+    monkeypatch.setattr(internal_storage, "CACHE_GRACE", 0)
+    blobs = open_blobs(remote_settings, tmp_path, None)
+    storage = Storage(blobs, tmp_path / "cache", cache_size=15)
+    try:
+        first = await storage.put(b"0123456789", prefix=prefix, name="first.txt")
+        second = await storage.put(b"abcdefghij", prefix=prefix, name="second.txt")
+        first_copy = await storage.path(first)
+        second_copy = await storage.path(second)  # 20 bytes > 15: the older copy goes
+        assert not await asyncio.to_thread(first_copy.exists)
+        assert await asyncio.to_thread(second_copy.read_bytes) == b"abcdefghij"
+        again = await storage.path(first)
+        assert await asyncio.to_thread(again.read_bytes) == b"0123456789"
+        assert not await asyncio.to_thread(second_copy.exists)
+    finally:
+        await storage.close()
 
 
 async def test_list_and_delete_a_prefix_leave_its_neighbours(storage: Storage, prefix: str) -> None:

@@ -47,6 +47,9 @@ class StorageSettings(BaseModel):
     # A failed request (connection refused, timeout, 5xx) is tried again this many times,
     # waiting 0.5 s, 1 s, 2 s... (at most 10 s) in between.
     retries: int = Field(default=6, ge=0, le=50)
+    # Not local: what tasks open locally is a copy in <data-dir>/cache/storage; the least
+    # recently used copies go once the copies take more than this (bytes).
+    cache_size: int = Field(default=4 * 1024 * MIB, ge=0)
 
     @model_validator(mode="after")
     def _complete(self) -> StorageSettings:

@@ -66,7 +66,8 @@ class Resources:
         self.plugins = plugins
         self.options = options or EngineOptions()
         blobs = open_blobs(self.options.storage, data_dir, getattr(store, "dsn", None))
-        self.storage = Storage(blobs, data_dir / "cache" / "storage")
+        cache_size = self.options.storage.cache_size
+        self.storage = Storage(blobs, data_dir / "cache" / "storage", cache_size)
         self.events = EventBus()
         self.secrets = SecretStore()
         self.envs = {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_")}

@@ -4,7 +4,8 @@ Every `kestra://` file of the daemon (task outputs, FILE inputs, uploads, trigge
 goes through `Storage`, whichever backend keeps it (`daemon.config.storage`). A plug-in
 that wants a local file to open gets one from `path()`: the file itself on the local
 backend, a copy streamed into `<data-dir>/cache/storage` on the others (fetched again
-only when the stored file changed).
+only when the stored file changed; the least recently used copies go once the cache is
+over `cache-size`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from daemon.store.blob_local import LocalBlobs
 from daemon.store.blobs import BadKey, Blobs, check_key, check_prefix
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+CACHE_GRACE = 600  # seconds a cached copy is kept after its last use, whatever the limit
 
 
 def _part(text: str) -> str:
@@ -56,9 +59,10 @@ def open_blobs(settings: StorageSettings, data_dir: Path, store_dsn: str | None)
 
 
 class Storage:
-    def __init__(self, blobs: Blobs, cache: Path) -> None:
+    def __init__(self, blobs: Blobs, cache: Path, cache_size: int = 4 * 2**30) -> None:
         self.blobs = blobs
         self._cache = cache
+        self._cache_size = cache_size
 
     @property
     def where(self) -> str:
@@ -127,12 +131,14 @@ class Storage:
         info = await self.blobs.info(key)
         if info is None:
             raise NotFound(f"no stored file at {uri}")
-        folder = self._cache / key
+        # <cache>/<key>.d/<name>: the copy keeps the file's name (plug-ins use it), and a
+        # key that is another's folder ("a/b" and "a/b/c") does not collide with it.
+        folder = self._cache / f"{key}.d"
         copy, version = folder / key.rsplit("/", 1)[-1], folder / ".version"
-        if await asyncio.to_thread(_read_if_file, version) == info.version:
-            if await asyncio.to_thread(copy.is_file):
-                return copy
+        if await asyncio.to_thread(_fresh, version, info.version, copy):
+            return copy
         await self._download(key, folder, copy, info.version)
+        await asyncio.to_thread(_evict, self._cache, self._cache_size, folder)
         return copy
 
     async def _download(self, key: str, folder: Path, copy: Path, version: str) -> None:
@@ -174,14 +180,47 @@ class Storage:
     async def _forget(self, key: str) -> None:
         """Drop the cached copies under `key` (a file or a folder) of this node."""
         if not self.blobs.local:
-            await asyncio.to_thread(shutil.rmtree, self._cache / key, ignore_errors=True)
+            for folder in (self._cache / key, self._cache / f"{key}.d"):
+                await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
 
     async def close(self) -> None:
         await self.blobs.close()
 
 
-def _read_if_file(path: Path) -> str | None:
+def _fresh(version: Path, expected: str, copy: Path) -> bool:
+    """The cached copy is of the stored file's current version: use it (and mark it used,
+    so that eviction takes it last)."""
     try:
-        return path.read_text()
+        if version.read_text() != expected or not copy.is_file():
+            return False
+        os.utime(version)
     except OSError:
-        return None
+        return False
+    return True
+
+
+def _evict(cache: Path, limit: int, keep: Path) -> None:
+    """Remove the least recently used copies until the cache holds at most `limit` bytes.
+    `keep` (just fetched) and copies used in the last CACHE_GRACE seconds stay: a task may
+    be about to open them."""
+    entries = []
+    for version in cache.rglob(".version"):
+        folder = version.parent
+        try:
+            used = version.stat().st_mtime
+            size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        except OSError:
+            continue
+        entries.append((used, size, folder))
+    total = sum(size for _, size, _ in entries)
+    now = time.time()
+    for used, size, folder in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            return
+        if folder == keep or now - used < CACHE_GRACE:
+            continue
+        for item in folder.iterdir():
+            if item.is_file():
+                with contextlib.suppress(OSError):
+                    item.unlink()
+        total -= size
