@@ -8,6 +8,7 @@ storage-s3 plug-in's README); podium spells them as its other settings.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from daemon.config.settings import ConfigError, load_settings
 from daemon.config.storage import StorageSettings
-from tests.daemon_process import ROOT
+from tests.daemon_process import ROOT, ServeProcess
 
 
 def test_the_default_is_the_local_directory() -> None:
@@ -105,3 +106,22 @@ def test_postgres_storage_without_a_postgres_store_stops_serve_with_one_line(
         "or its own storage dsn"
     ) in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_storage_changed_by_sighup_waits_for_a_restart(tmp_path: Path) -> None:
+    """Files already stored stay where they are: moving them is the admin's job, so the
+    running daemon keeps its storage and says the change needs a restart."""
+    (tmp_path / "flows").mkdir()
+    config = tmp_path / "podium.yaml"
+    config.write_text("log-level: INFO\n")
+    daemon = ServeProcess(
+        tmp_path, tmp_path / "flows", tmp_path / "data", args=("--config", str(config))
+    ).start()
+    try:
+        config.write_text("storage:\n  type: s3\n  bucket: elsewhere\n")
+        mark = len(daemon.lines)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_line("storage changed: takes effect after a restart", after=mark)
+        assert daemon.proc is not None and daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0

@@ -285,7 +285,7 @@ class Daemon:
         except Exception as exc:
             log.error("keeping the current configuration: %s", exc)
         else:
-            fixed: tuple[str, ...] = ("data_dir", "store", "host", "port", "flows_dir")
+            fixed: tuple[str, ...] = ("data_dir", "store", "host", "port", "flows_dir", "storage")
             if fresh.basic_auth is None and self.settings.basic_auth is not None:
                 # Listening on all interfaces was chosen because credentials were set.
                 fixed = (*fixed, "basic_auth")
