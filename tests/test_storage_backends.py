@@ -2,7 +2,7 @@
 server) and PostgreSQL (a private server).
 
 Kestra's counterpart is the shared `StorageTestSuite` of its storage plug-ins
-(core/src/test/java/io/kestra/core/storages/StorageTestSuite.java): put, get, list,
+(core/src/test/java/io/kestra/core/storage/StorageTestSuite.java): put, get, list,
 exists, size, delete, deleteByPrefix and the refusal of paths that leave the storage.
 """
 
@@ -101,6 +101,7 @@ def _big_file(path: Path, size: int) -> str:
 
 
 async def test_put_bytes_then_read_back(storage: Storage, prefix: str) -> None:
+    """Kestra StorageTestSuite.get/getWithScheme, exists and size."""
     uri = await storage.put(b"city,pop\nParis,2\n", prefix=f"{prefix}/tasks/t/r1", name="a.csv")
     assert uri == f"kestra://{prefix}/tasks/t/r1/a.csv"
     assert await storage.read_text(uri) == "city,pop\nParis,2\n"
@@ -111,8 +112,9 @@ async def test_put_bytes_then_read_back(storage: Storage, prefix: str) -> None:
 async def test_a_file_larger_than_a_part_streams_both_ways(
     storage: Storage, prefix: str, tmp_path: Path
 ) -> None:
-    """12 MiB with 5 MiB parts: a multipart upload on S3, several chunks in PostgreSQL,
-    read back in bounded chunks."""
+    """Kestra StorageTestSuite.put/get, on a file larger than one part: 12 MiB with 5 MiB
+    parts is a multipart upload on S3, several chunks in PostgreSQL, read back in bounded
+    chunks."""
     source = tmp_path / "big.bin"
     digest = await asyncio.to_thread(_big_file, source, 12 * MIB + 123)
     uri = await storage.put(source, prefix=prefix, name="big.bin")
@@ -130,6 +132,7 @@ async def test_a_file_larger_than_a_part_streams_both_ways(
 async def test_reading_from_an_offset_resumes_mid_file(
     storage: Storage, prefix: str, tmp_path: Path
 ) -> None:
+    """What a resumed download asks for (no Kestra counterpart: its S3 client resumes)."""
     source = tmp_path / "mid.bin"
     await asyncio.to_thread(_big_file, source, 3 * MIB + 7)
     data = await asyncio.to_thread(source.read_bytes)
@@ -139,6 +142,7 @@ async def test_reading_from_an_offset_resumes_mid_file(
 
 
 async def test_an_empty_file_is_a_file(storage: Storage, prefix: str, tmp_path: Path) -> None:
+    """Kestra StorageTestSuite.put of empty content (Write with content '')."""
     source = tmp_path / "empty.txt"
     await asyncio.to_thread(source.write_bytes, b"")
     uri = await storage.put(source, prefix=prefix, name="empty.txt")
@@ -152,6 +156,7 @@ async def test_an_empty_file_is_a_file(storage: Storage, prefix: str, tmp_path: 
 async def test_path_is_a_local_copy_that_follows_a_replaced_file(
     storage: Storage, prefix: str
 ) -> None:
+    """Kestra StorageTestSuite.put over an existing file, then get."""
     uri = await storage.put(b"first", prefix=prefix, name="report.txt")
     path = await storage.path(uri)
     assert path.name == "report.txt"  # plug-ins use the name (extension, attachment name)
@@ -165,8 +170,9 @@ async def test_path_is_a_local_copy_that_follows_a_replaced_file(
 async def test_a_file_and_a_folder_of_the_same_name_are_both_readable(
     storage: Storage, prefix: str
 ) -> None:
-    """`.../out` a file and `.../out/x` another: in object storage both exist, and their
-    local copies must not collide."""
+    """Kestra StorageTestSuite.list (a file beside a folder): `.../out` a file and
+    `.../out/x` another both exist in object storage, and their local copies must not
+    collide."""
     outer = await storage.put(b"outer", prefix=prefix, name="out")
     if storage.blobs.local:  # a directory cannot also be a file: the local backend refuses
         with pytest.raises(StorageError):
@@ -189,7 +195,8 @@ async def test_the_local_copies_stay_under_the_cache_size(
     prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Copies of remote files are evicted least recently used first, the one just fetched
+    """No Kestra counterpart (its tasks stream from storage). Copies of remote files are evicted
+    least recently used first, the one just fetched
     kept; an evicted file is fetched again when a task wants it."""
     monkeypatch.setattr(internal_storage, "CACHE_GRACE", 0)
     blobs = open_blobs(remote_settings, tmp_path, None)
@@ -209,7 +216,8 @@ async def test_the_local_copies_stay_under_the_cache_size(
 
 
 async def test_list_and_delete_a_prefix_leave_its_neighbours(storage: Storage, prefix: str) -> None:
-    """An execution's files go; those of `<id>0` (same leading text) and of its flow stay."""
+    """Kestra StorageTestSuite.list and deleteByPrefix: an execution's files go; those of
+    `<id>0` (same leading text) and of its flow stay."""
     mine = [
         await storage.put(b"1", prefix=f"{prefix}/tasks/a/r", name="one.txt"),
         await storage.put(b"2", prefix=f"{prefix}/tasks/b/r", name="two.txt"),
@@ -226,6 +234,7 @@ async def test_list_and_delete_a_prefix_leave_its_neighbours(storage: Storage, p
 
 
 async def test_delete_one_file(storage: Storage, prefix: str) -> None:
+    """Kestra StorageTestSuite.delete and deleteNotFound."""
     uri = await storage.put(b"x", prefix=prefix, name="gone.txt")
     await storage.path(uri)  # a cached copy goes with it
     assert await storage.delete(uri) is True
@@ -236,6 +245,7 @@ async def test_delete_one_file(storage: Storage, prefix: str) -> None:
 
 
 async def test_a_missing_file_is_not_found_everywhere(storage: Storage, prefix: str) -> None:
+    """Kestra StorageTestSuite.getFileNotFound, sizeNotFound, exists (false)."""
     uri = f"kestra://{prefix}/tasks/t/r/missing.txt"
     assert not await storage.exists(uri)
     for call in (storage.size(uri), storage.path(uri), storage.read_text(uri)):
@@ -264,6 +274,7 @@ async def test_a_missing_file_is_not_found_everywhere(storage: Storage, prefix: 
     ],
 )
 async def test_malformed_and_escaping_uris_name_no_file(storage: Storage, uri: str) -> None:
+    """Kestra StorageTestSuite.getNoTraversal, existsNoTraversal, sizeNoTraversal."""
     assert not await storage.exists(uri)
     with pytest.raises(NotFound):
         await storage.read_text(uri)
@@ -273,6 +284,7 @@ async def test_malformed_and_escaping_uris_name_no_file(storage: Storage, uri: s
 
 
 async def test_names_are_cleaned_and_prefixes_checked(storage: Storage, prefix: str) -> None:
+    """Kestra StorageTestSuite.putNoTraversal and deleteByPrefixNoTraversal."""
     uri = await storage.put(b"ok", prefix=prefix, name="../../a b?.txt")
     assert uri == f"kestra://{prefix}/.._.._a_b_.txt"  # one name, inside the prefix
     assert await storage.read_text(uri) == "ok"
@@ -289,6 +301,7 @@ async def test_names_are_cleaned_and_prefixes_checked(storage: Storage, prefix: 
 async def test_a_missing_source_file_is_the_callers_error_and_stores_nothing(
     storage: Storage, prefix: str, tmp_path: Path
 ) -> None:
+    """Kestra: put from a stream that cannot be read stores nothing (StorageTestSuite.put)."""
     with pytest.raises(FileNotFoundError):
         await storage.put(tmp_path / "nope.csv", prefix=prefix, name="nope.csv")
     assert await storage.blobs.keys(prefix) == []
@@ -297,6 +310,7 @@ async def test_a_missing_source_file_is_the_callers_error_and_stores_nothing(
 async def test_replacing_a_file_keeps_one_version(
     storage: Storage, prefix: str, tmp_path: Path
 ) -> None:
+    """Kestra StorageTestSuite.put twice at one URI: the second content wins."""
     source = tmp_path / "v.bin"
     await asyncio.to_thread(_big_file, source, 6 * MIB)
     uri = await storage.put(source, prefix=prefix, name="v.bin")
@@ -309,8 +323,9 @@ async def test_replacing_a_file_keeps_one_version(
 async def test_an_unusable_storage_fails_with_one_clear_error(
     storage_settings: StorageSettings, tmp_path: Path, prefix: str
 ) -> None:
-    """Nothing listens where the storage should be (or the directory is a file): a
-    StorageError naming where, after the retries, never a traceback of the client."""
+    """Kestra: a storage that cannot be reached fails the task. Nothing listens where the
+    storage should be (or the directory is a file): a StorageError naming where, after the
+    retries, never a traceback of the client."""
     settings = storage_settings
     kind = settings.type
     port = free_port()
@@ -336,6 +351,7 @@ async def test_an_unusable_storage_fails_with_one_clear_error(
 
 
 async def test_local_storage_refuses_a_symlink_out_of_its_directory(tmp_path: Path) -> None:
+    """Kestra StorageTestSuite.getNoTraversal, through a symlink planted in the directory."""
     root = tmp_path / "storage"
     outside = tmp_path / "outside"
     await asyncio.to_thread(outside.mkdir)
