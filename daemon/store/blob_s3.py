@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import botocore.exceptions  # type: ignore[import-untyped]
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import get_session  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError
 
 from daemon.config.storage import StorageSettings
 from daemon.sdk.errors import NotFound
@@ -36,6 +37,15 @@ from daemon.store.blobs import (
 )
 
 MAX_PARTS = 10_000  # S3's limit: a bigger file gets bigger parts
+# No reply, or half of one: refused, timed out, dropped mid-reply. Other BotoCoreErrors
+# (no credentials, a bad parameter) would fail the same way again.
+_NO_REPLY = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    OSError,
+    TimeoutError,
+    aiohttp.ClientError,
+)
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _PRECONDITION = frozenset({"412", "PreconditionFailed"})
 
@@ -47,7 +57,7 @@ def _transient(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = exc.response.get("Error", {}).get("Code", "")
         return bool(status >= 500 or status == 429 or code in ("SlowDown", "RequestTimeout"))
-    return isinstance(exc, (BotoCoreError, OSError, asyncio.TimeoutError, aiohttp.ClientError))
+    return isinstance(exc, _NO_REPLY)
 
 
 def _warm(session: Any) -> None:
@@ -85,8 +95,8 @@ class S3Blobs(Blobs):
             if self._client is None:
                 session = get_session()
                 # botocore reads its config files and service models from disk while it
-                # builds a client, and caches them in the session: that first build runs
-                # in a thread (on a loop of its own), the real one then reads no file.
+                # builds a client, and caches them in the session: they are loaded in a
+                # thread first, so that building the client reads no file on the loop.
                 await asyncio.to_thread(_warm, session)
                 self._client = await self._stack.enter_async_context(self._create_client(session))
             return self._client
@@ -122,7 +132,7 @@ class S3Blobs(Blobs):
             client = await self._open()
             try:
                 return await getattr(client, operation)(Bucket=self._bucket, **params)
-            except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
+            except (TimeoutError, ClientError, BotoCoreError, OSError, aiohttp.ClientError) as exc:
                 if _transient(exc):
                     raise Transient(f"{type(exc).__name__}: {exc}") from exc
                 if isinstance(exc, ClientError):
