@@ -322,6 +322,9 @@ async def test_search_filters_and_pages_newest_first(store: Store) -> None:
     assert await ids() == (["d", "c", "b", "e", "a"], 5)
     assert await ids(namespace="company") == (["c", "b", "e", "a"], 4)
     assert await ids(namespace="company.team") == (["c", "b", "e"], 3)
+    # Kestra's namespace EQUALS filter and searchExecutionsByFlowId: that namespace alone
+    assert await ids(namespace="company.team", exact_namespace=True) == (["b", "e"], 2)
+    assert await ids(namespace="company", exact_namespace=True) == (["a"], 1)
     assert await ids(flow_id="other") == (["c"], 1)
     assert await ids(states=["SUCCESS", "FAILED"]) == (["c", "e"], 2)
     assert await ids(states=[]) == ([], 0)

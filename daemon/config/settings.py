@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     store: str | None = None
     basic_auth: BasicAuth | None = None
+    # Listen beyond loopback with no credentials at all (an open API): refused unless set,
+    # and warned about at every start (daemon/app/listen.py).
+    insecure_no_auth: bool = False
     allowed_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     max_concurrent_executions: int = Field(default=0, ge=0)
     max_concurrent_tasks: int = Field(default=0, ge=0)

@@ -135,9 +135,14 @@ class Submitter:
             put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
             return asyncio.run_coroutine_threadsafe(put, loop).result()
 
-        values = await asyncio.to_thread(
-            coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
-        )
+        if any(spec.type == "FILE" for spec in flow.inputs):
+            # Storing a file is blocking I/O; coercing the other types is not, and a thread
+            # hop costs more than the coercion itself on the webhook path.
+            values = await asyncio.to_thread(
+                coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
+            )
+        else:
+            values = coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
         if flow.revision is None:
             flow.revision = await self._resources.store.save_flow(
                 flow.namespace, flow.id, flow.source

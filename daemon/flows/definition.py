@@ -18,6 +18,9 @@ from daemon.sdk.retry import RetryModel
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Kestra's @Size limits: a flow id is also a file name and part of stored keys.
+FLOW_ID_MAX = 100
+NAMESPACE_MAX = 150
 
 Path = yamlpos.Path
 
@@ -76,9 +79,9 @@ class Flow(Model):
     """A loaded, valid flow. `source` is the YAML text it came from; `warnings` are the
     deprecated forms it uses (it loads, and says what to write instead)."""
 
-    id: str = Field(pattern=FLOW_ID_PATTERN)
+    id: str = Field(pattern=FLOW_ID_PATTERN, max_length=FLOW_ID_MAX)
     """The flow's id, unique in its namespace."""
-    namespace: str = Field(pattern=NAMESPACE_PATTERN)
+    namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=NAMESPACE_MAX)
     """Dotted, lower-case: where the flow lives (company.team)."""
     description: str | None = None
     """Free text shown in the UI."""

@@ -155,6 +155,11 @@ class Secrets(Protocol):
         """A value to mask from now on (a password a plug-in read from its properties)."""
         ...
 
+    def masked(self, value: Any) -> Any:
+        """`value` (text, or lists and mappings of them) with every secret known so far
+        replaced by ******: what a plug-in hands out of the process (a webhook's answer)."""
+        ...
+
 
 class WebhookRoutes(Protocol):
     """The API's webhook route, to which Webhook triggers attach their handler."""

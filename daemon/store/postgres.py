@@ -281,7 +281,9 @@ class PostgresStore(Store):
             params.append(value)
             return f"${len(params)}"
 
-        if (namespace := query.namespace) is not None:
+        if (namespace := query.namespace) is not None and query.exact_namespace:
+            where.append(f"namespace = {param(namespace)}")
+        elif namespace is not None:
             where.append(f"(namespace = {param(namespace)}"
                          f" OR starts_with(namespace, {param(namespace + '.')}))")  # fmt: skip
         if query.flow_id is not None:

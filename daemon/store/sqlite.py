@@ -206,7 +206,10 @@ class SqliteStore(Store):
     async def _search(self, query: ExecutionQuery) -> tuple[list[dict[str, Any]], int]:
         where: list[str] = []
         params: list[Any] = []
-        if query.namespace is not None:
+        if query.namespace is not None and query.exact_namespace:
+            where.append("namespace = ?")
+            params.append(query.namespace)
+        elif query.namespace is not None:
             # "a.b" or anything under "a.b."; '/' is the character after '.'
             where.append("(namespace = ? OR (namespace >= ? AND namespace < ?))")
             params += [query.namespace, query.namespace + ".", query.namespace + "/"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from daemon.sdk.errors import TaskFailed
+from tasks.scripts.environment import script_environment
 from tasks.scripts.runner import LineSplitter, ScriptJob, ScriptResult, ScriptRunner, Stream
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Process(ScriptRunner):
     ] = "io.kestra.plugin.core.runner.Process"
 
     async def run(self, job: ScriptJob, ctx: RunContext) -> ScriptResult:
-        env = {**os.environ, **job.env}
+        env = script_environment(job.env)  # never the daemon's own secrets
         if not job.dependencies:
             return ScriptResult(await run_streaming(job.argv(), job.working_dir, env, job.on_line))
         if job.dependency_cache:
@@ -261,7 +262,7 @@ async def _build(
         f"installing {', '.join(deps)} with {manager.lower()} into a new virtual "
         f"environment (Python {base[1]})"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env = script_environment({})  # the installer runs packages' build code: no secrets
     python = str(venv / "bin" / "python")
     if manager == "UV":
         uv = await _uv()
