@@ -8,11 +8,14 @@ storage-s3 plug-in's README); podium spells them as its other settings.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from daemon.config.settings import ConfigError, load_settings
@@ -125,3 +128,39 @@ def test_a_storage_changed_by_sighup_waits_for_a_restart(tmp_path: Path) -> None
         assert daemon.proc is not None and daemon.proc.poll() is None
     finally:
         assert daemon.stop() == 0
+
+
+def test_podium_run_keeps_its_files_where_podium_storage_says(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """`podium run` reads PODIUM_STORAGE_* as `podium serve` does: a task's output goes to
+    PostgreSQL, none to the data directory (Kestra: the storage of a standalone server)."""
+    flow = tmp_path / "w.yaml"
+    flow.write_text(
+        "id: w\nnamespace: run.files\ntasks:\n  - id: write\n"
+        "    type: io.kestra.plugin.core.storage.Write\n    content: from podium run\n"
+    )
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "run", str(flow), "--data-dir", str(data), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PODIUM_STORAGE_TYPE": "postgres",
+             "PODIUM_STORAGE_DSN": postgres_dsn},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    uri = json.loads(result.stdout)["taskRunList"][0]["outputs"]["uri"]
+
+    async def stored() -> tuple[int, bytes]:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT f.size, c.data FROM storage_files f JOIN storage_chunks c "
+                "ON c.blob = f.blob WHERE f.key = $1",
+                uri.removeprefix("kestra:///"),
+            )
+        finally:
+            await conn.close()
+        return int(row["size"]), bytes(row["data"])
+
+    assert asyncio.run(stored()) == (15, b"from podium run")
+    assert not (data / "storage").exists()
