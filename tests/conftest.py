@@ -32,6 +32,7 @@ SERVICE_FIXTURES = frozenset(
         "rabbitmq",
         "nats_server",
         "mariadb",
+        "moto_s3",
     }
 )
 
@@ -123,6 +124,13 @@ def nats_server() -> Iterator[services.Nats]:
 def mariadb() -> Iterator[services.MariaDB]:
     """A private MariaDB: user `podium`, no password, database `podium`."""
     with services.server_process(services.MariaDB) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[services.MotoS3]:
+    """moto's S3 server on a free port, with an empty bucket."""
+    with services.server_process(services.MotoS3) as server:
         yield server
 
 

@@ -299,14 +299,16 @@ async def _run(args: argparse.Namespace) -> int:
     from daemon.engine.resources import EngineOptions
 
     options = EngineOptions()
-    if "PODIUM_GLOBALS" in os.environ:  # the settings machinery costs start-up otherwise
+    # the settings machinery costs start-up: only when there is something for it to read
+    if any(k == "PODIUM_GLOBALS" or k.startswith("PODIUM_STORAGE_") for k in os.environ):
         from daemon.config.settings import ConfigError, load_settings
 
-        try:  # `{{ globals.x }}` from PODIUM_GLOBALS, as `podium serve` reads it
-            options = EngineOptions(globals=dict(load_settings(None, {}).globals))
+        try:  # `{{ globals.x }}` and the storage from PODIUM_*, as `podium serve` reads them
+            settings = load_settings(None, {})
         except ConfigError as exc:
             print(f"podium: {exc}", file=sys.stderr)
             return EXIT_INVALID
+        options = EngineOptions(globals=dict(settings.globals), storage=settings.storage)
     store = open_store(args.data_dir)
     await store.open()
     engine = Engine(

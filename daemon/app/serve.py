@@ -180,6 +180,7 @@ class Daemon:
             node_id=node.node_id if node is not None else None,
             flows_dir=settings.flows_dir,
             globals=dict(settings.globals),
+            storage=settings.storage,
         )
         engine = Engine(
             settings.data_dir,
@@ -296,6 +297,7 @@ class Daemon:
                 "port",
                 "flows_dir",
                 "insecure_no_auth",
+                "storage",
             )
             if fresh.basic_auth is None and self.settings.basic_auth is not None:
                 # Listening on all interfaces was chosen because credentials were set.

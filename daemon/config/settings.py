@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from daemon.config.paths import default_data_dir
+from daemon.config.storage import StorageSettings
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import PodiumError
 from daemon.sdk.state import State
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
         extra="forbid",
         env_prefix="PODIUM_",
         env_nested_delimiter="_",
+        # PODIUM_STORAGE_ACCESS_KEY is storage.access_key: one level of nesting, so that a
+        # nested field may have an underscore in its name.
+        env_nested_max_split=1,
         case_sensitive=False,
     )
 
@@ -110,6 +114,9 @@ class Settings(BaseSettings):
     # Server-wide variables every expression reads as `{{ globals.<name> }}` (Kestra's
     # `kestra.variables.globals`).
     globals: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    # Where `kestra://` files live: the data directory, S3-compatible object storage or
+    # the PostgreSQL database (daemon/config/storage.py).
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @field_validator("alerts", "globals", mode="before")
     @classmethod

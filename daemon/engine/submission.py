@@ -125,11 +125,15 @@ class Submitter:
         all_labels = {**flow.labels, **(labels or {})}
         all_labels.setdefault(CORRELATION_ID, execution_id)
 
+        loop = asyncio.get_running_loop()
+
         def store_file(name: str, value: Any) -> str:
+            """Called by coerce_inputs in its thread: the storage is the loop's."""
             source = Path(str(value))
             if not source.is_file():
                 raise ValueError(f"no such file {str(value)!r}")
-            return storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
+            put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
+            return asyncio.run_coroutine_threadsafe(put, loop).result()
 
         if any(spec.type == "FILE" for spec in flow.inputs):
             # Storing a file is blocking I/O; coercing the other types is not, and a thread

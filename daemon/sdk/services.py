@@ -65,7 +65,8 @@ class Files(Protocol):
         ...
 
     async def path(self, uri: str) -> Path:
-        """A local path to read the file from; NotFound when there is none."""
+        """A local path to read the file from; NotFound when there is none. With object
+        storage or PostgreSQL it is a cached copy: read it, never write to it."""
         ...
 
     async def read_text(self, uri: str) -> str: ...
