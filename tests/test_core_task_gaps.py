@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -254,7 +253,7 @@ async def test_purge_executions_deletes_ended_matching_executions_with_logs_and_
     ]  # fmt: skip
     uri = purged[0].task_runs[0].outputs["uri"]
     storage = h.engine.resources.storage
-    assert await asyncio.to_thread(lambda: storage.path(uri).exists())
+    assert await storage.path(uri)
     purge = """
   - id: purge
     type: io.kestra.plugin.core.storage.Purge
@@ -270,7 +269,7 @@ async def test_purge_executions_deletes_ended_matching_executions_with_logs_and_
         assert await h.store.get_execution(gone.id) is None
         assert await h.store.logs(gone.id) == []
     with pytest.raises(NotFound):
-        await asyncio.to_thread(storage.path, uri)
+        await storage.path(uri)
     for kept in (failed, other):
         assert await h.store.get_execution(kept.id) is not None
 

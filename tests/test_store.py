@@ -489,6 +489,16 @@ async def test_claim_is_true_once_even_across_restarts(make_store: Factory) -> N
         assert await store.state.claim("file:/in/a.csv:abc") is False
 
 
+async def test_claimed_reads_a_claim_without_taking_it(make_store: Factory) -> None:
+    """podium's own: the file triggers write down a batch before they claim its files."""
+    async with make_store() as store:
+        assert await store.state.claimed("file:/in/a.csv:abc") is False
+        assert await store.state.claimed("file:/in/a.csv:abc") is False
+        assert await store.state.claim("file:/in/a.csv:abc") is True
+    async with make_store() as store:
+        assert await store.state.claimed("file:/in/a.csv:abc") is True
+
+
 async def test_concurrent_claims_have_one_winner(store: Store) -> None:
     results = await asyncio.gather(
         *(store.state.claim("slot:2026-01-01T00:00Z") for _ in range(20))

@@ -20,6 +20,7 @@ from daemon.engine.supervisor import TriggerSupervisor
 from daemon.engine.webhooks import Handler, WebhookRegistry
 from daemon.flows.directory import FlowDirectory
 from daemon.sdk.errors import NotFound
+from daemon.sdk.execution import Execution
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -204,6 +205,13 @@ def kestra_execution(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {**doc, "deleted": False}
 
 
+def masked_json(request: web.Request, execution: Execution) -> dict[str, Any]:
+    """An execution as an answer: secrets masked, as in the store (an execution in memory
+    holds them in clear: `?wait=true`, restart, replay)."""
+    doc: dict[str, Any] = request.app[ENGINE].resources.masked(execution.to_json())
+    return kestra_execution(doc)
+
+
 def label_pairs(raw: Iterable[str]) -> dict[str, str]:
     """`labels=key:value`, repeatable, as Kestra."""
     labels: dict[str, str] = {}
@@ -211,7 +219,7 @@ def label_pairs(raw: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition(":")
         if not sep or not key:
             raise HttpError(400, f"Bad Request: label {item!r} is not key:value")
-        labels[key] = value
+        labels[key] = _storable_label(key, value)
     return labels
 
 
@@ -220,7 +228,18 @@ def settable_labels(labels: Mapping[str, str]) -> dict[str, str]:
     for key in labels:
         if key.startswith("system.") and key != "system.correlationId":
             raise HttpError(400, f"Bad Request: label {key!r}: system labels are set by podium")
+        _storable_label(key, labels[key])
     return dict(labels)
+
+
+def _storable_label(key: str, value: str) -> str:
+    """A NUL cannot be stored (PostgreSQL's text and jsonb refuse it): a 400 naming the
+    label, not a 503 from the store."""
+    if "\x00" in key or "\x00" in value:
+        raise HttpError(
+            400, f"Bad Request: label {key!r}: labels cannot contain the NUL character (\\0)"
+        )
+    return value
 
 
 def flag(query: Mapping[str, str], name: str) -> bool:

@@ -8,9 +8,7 @@ the order they were added.
 
 from __future__ import annotations
 
-import asyncio
 import posixpath
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +28,7 @@ from daemon.api.common import (
     json_response,
     kestra_execution,
     label_pairs,
+    masked_json,
     ok,
     paging,
     parse_json,
@@ -164,7 +163,7 @@ async def kill_execution(request: web.Request) -> web.Response:
 )
 async def restart_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].restart(request.match_info["executionId"])
-    return json_response(kestra_execution(execution.to_json()))
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -181,7 +180,7 @@ async def replay_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].replay(
         request.match_info["executionId"], request.query.get("taskRunId")
     )
-    return json_response(kestra_execution(execution.to_json()))
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -270,20 +269,34 @@ async def resume_execution(request: web.Request) -> web.Response:
     },
 )
 async def download_file(request: web.Request) -> web.StreamResponse:
-    path = await execution_file(request)
-    name = Path(path).name.replace('"', "")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
+    uri = await execution_file(request)
+    storage = request.app[ENGINE].resources.storage
+    name = uri.rsplit("/", 1)[-1].replace('"', "")
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{name}"',
+    }
+    try:
+        if storage.blobs.local:
+            return web.FileResponse(await storage.path(uri), headers=headers)
+        size = await storage.size(uri)
+        stream = storage.open(uri)
+        first = await anext(stream, b"")  # a missing file is still a 404 here
+    except NotFound:
+        raise HttpError(404, f"Not Found: no file {uri}") from None
+    response = web.StreamResponse(headers=headers)
+    response.content_length = size
+    await response.prepare(request)
+    await response.write(first)
+    async for chunk in stream:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def execution_file(request: web.Request) -> str:
-    """The local path of the execution's file named by `?path=` (a kestra:/// URI), after
-    checking that it is one of this execution's files."""
+    """The `kestra:///` URI named by `?path=`, after checking that it is one of this
+    execution's files."""
     uri = request.query.get("path")
     if not uri:
         raise HttpError(400, "Bad Request: path is required (a kestra:/// URI)")
@@ -301,9 +314,11 @@ async def execution_file(request: web.Request) -> str:
     ):
         raise HttpError(403, f"Forbidden: {uri} is not a file of execution {doc['id']}")
     try:
-        return str(await asyncio.to_thread(storage.path, uri))
+        if not await storage.exists(uri):
+            raise NotFound(uri)
     except NotFound:
         raise HttpError(404, f"Not Found: no file {uri} in execution {doc['id']}") from None
+    return uri
 
 
 @routes.operation(
@@ -342,7 +357,7 @@ async def create_execution(request: web.Request) -> web.Response:
         execution = await engine.submit(flow, inputs, labels=labels)
     if wait:
         execution = await engine.wait(execution.id)
-    return json_response(kestra_execution(execution.to_json()))
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -372,5 +387,5 @@ async def delete_execution(request: web.Request) -> web.Response:
         )
     await engine.store.delete_execution(doc["id"])
     prefix = engine.resources.storage.execution_prefix(doc["namespace"], doc["flowId"], doc["id"])
-    await asyncio.to_thread(engine.resources.storage.delete_prefix, prefix)
+    await engine.resources.storage.delete_prefix(prefix)
     return web.Response(status=204)

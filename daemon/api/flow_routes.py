@@ -19,6 +19,7 @@ from aiohttp import web
 from daemon.api.common import (
     ENGINE,
     PAGE,
+    SETTINGS,
     SIZE,
     Body,
     HttpError,
@@ -38,7 +39,7 @@ from daemon.api.query_filters import FLOW_FILTERS, filter_params, in_namespace, 
 from daemon.engine.core import Engine
 from daemon.flows.definition import Flow
 from daemon.flows.directory import FlowDirectory
-from daemon.flows.loader import load_flow
+from daemon.flows.loader import load_flow, too_large
 from daemon.sdk import yamlpos
 from daemon.sdk.errors import FlowError, NotFound
 
@@ -107,8 +108,14 @@ async def _yaml_body(request: web.Request) -> str:
             "Unsupported Media Type: send the flow as application/x-yaml, "
             f"not {request.content_type}",
         )
+    limit = request.app[SETTINGS].max_flow_size
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, f"Payload Too Large: {too_large(request.content_length, limit)}")
+    body = await request.read()
+    if len(body) > limit:
+        raise HttpError(413, f"Payload Too Large: {too_large(len(body), limit)}")
     try:
-        return (await request.read()).decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"Bad Request: the body is not UTF-8 text: {exc}") from None
 

@@ -151,7 +151,8 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
         execution = event.execution
         if execution.id != target:
             return
-        doc = execution.to_json()  # now: the object keeps changing after this event
+        # now (the object keeps changing after this event), masked as the store keeps it
+        doc = engine.resources.masked(execution.to_json())
         if stream is None:
             snapshots.append(doc)
         else:

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.api.common import Operation, Reply, Routes, error, json_response, ok
+from daemon.api.csrf import SAFE_METHODS
 from daemon.api.misc import version
 from daemon.api.tenant import API_PREFIX, TENANT, tenant_path
 from daemon.sdk.state import State
@@ -182,6 +183,10 @@ _STORE_DOWN = error("The store is unavailable")
 _UNAUTHORIZED = error("Basic-auth credentials are configured and were not given")
 _MALFORMED = error("A malformed request body")
 _TOO_LARGE = error("The request body is larger than the configured limit")
+_CROSS_SITE = error(
+    "Sent by another site (Sec-Fetch-Site, Origin), or a text/plain, url-encoded or "
+    "untyped body without X-Requested-With (daemon/api/csrf.py)"
+)
 
 
 # Every /api/v1 operation is listed twice: tenant-less, and under Kestra's tenant path.
@@ -242,6 +247,8 @@ def _operation(op: Operation, name: str, *, tenant: bool = False) -> dict[str, A
     replies: dict[int, Reply] = {**op.replies, 503: _STORE_DOWN}
     if not op.public:
         replies[401] = _UNAUTHORIZED
+        if op.method not in SAFE_METHODS:
+            replies[403] = _CROSS_SITE
     if op.body is not None:
         replies.setdefault(400, _MALFORMED)
         replies.setdefault(413, _TOO_LARGE)

@@ -31,10 +31,11 @@ from daemon.api.common import (
     HttpError,
     json_response,
 )
+from daemon.api.csrf import same_site_only
 from daemon.api.flow_routes import FLOW_LOCK
 from daemon.api.middleware import WEBHOOK_PATH, access_log, basic_auth, errors, loggable_path
 from daemon.api.misc import WEBHOOK_NOT_FOUND
-from daemon.api.tenant import AREAS, areas, tenant_routes, unknown_tenant
+from daemon.api.tenant import AREAS, areas, tenant_path, tenant_routes, unknown_tenant
 from daemon.api.ui import setup_ui
 from daemon.config.settings import Settings
 from daemon.engine.core import Engine
@@ -76,6 +77,10 @@ ROUTE_TABLES = (
 )
 
 
+# Webhooks are meant to be called from anywhere: their key is their credential.
+_OPEN_TO_ALL_SITES = frozenset({WEBHOOK_PATH, tenant_path(WEBHOOK_PATH)})
+
+
 def create_app(
     engine: Engine,
     settings: Settings,
@@ -95,7 +100,13 @@ def create_app(
     under Kestra's tenant, `/api/v1/main/...` (daemon/api/tenant.py).
     """
     app = web.Application(
-        middlewares=[access_log, errors, basic_auth, unknown_tenant],
+        middlewares=[
+            access_log,
+            errors,
+            same_site_only(_OPEN_TO_ALL_SITES),
+            basic_auth,
+            unknown_tenant,
+        ],
         client_max_size=settings.webhook_max_body,
     )
     app[ENGINE] = engine

@@ -22,7 +22,7 @@ from daemon.engine.secrets import SecretStore
 from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.properties import has_template
 from daemon.store.base import Store
-from daemon.store.local_files import Storage
+from daemon.store.internal_storage import Storage
 
 # Templates calling these are rendered in a thread: they would block the loop.
 BLOCKING_FUNCTIONS = (
@@ -35,6 +35,7 @@ BLOCKING_FUNCTIONS = (
     "fromIon(",  # imports amazon-ion (files) on first use
 )
 KV_TIMEOUT = 30.0  # seconds a kv() or errorLogs() call waits for the store
+FILE_TIMEOUT = 300.0  # seconds a file function waits for the storage (retries included)
 _KESTRA = "kestra:///"
 _NSFILE = "nsfile://"
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -61,20 +62,20 @@ class ServiceFunctions:
         secrets: SecretStore,
         store: Store,
         loop: asyncio.AbstractEventLoop | None,
-        namespace_files: Path | None = None,
+        namespace_files: Path,
     ) -> None:
         self._storage = storage
         self._secrets = secrets
         self._store = store
         self._loop = loop
         # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
-        self._namespace_files = namespace_files or storage.root.parent / "namespaces"
+        self._namespace_files = namespace_files
         self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
         return self._none if namespace is None else self._build(namespace)
 
-    def _wait(self, what: str, job: Coroutine[Any, Any, T]) -> T:
+    def _wait(self, what: str, job: Coroutine[Any, Any, T], timeout: float = KV_TIMEOUT) -> T:
         """Run a store coroutine on the daemon's loop from the rendering thread."""
         loop = self._loop
         if loop is None:
@@ -87,7 +88,7 @@ class ServiceFunctions:
         if running is loop:
             job.close()
             raise FunctionError(f"{what} cannot be used here (it would wait for itself)")
-        return asyncio.run_coroutine_threadsafe(job, loop).result(timeout=KV_TIMEOUT)
+        return asyncio.run_coroutine_threadsafe(job, loop).result(timeout=timeout)
 
     def _build(self, default_namespace: str | None) -> dict[str, Callable[..., Any]]:
         store = self._store
@@ -118,24 +119,26 @@ class ServiceFunctions:
                 raise FunctionError("read(): namespace files are not kept by version here")
             file = self._file(context, "read", path, namespace, default_namespace)
             try:
+                if isinstance(file, str):
+                    return self._wait("read()", self._storage.read_text(file), FILE_TIMEOUT)
                 return file.read_text(encoding="utf-8")
-            except FileNotFoundError:
+            except (FileNotFoundError, NotFound):
                 raise FunctionError(f"read(): no file {path}") from None
 
         @pass_context
         def file_exists(context: Context, path: Any = None, namespace: Any = None) -> bool:
-            return self._file(context, "fileExists", path, namespace, default_namespace).is_file()
+            file = self._file(context, "fileExists", path, namespace, default_namespace)
+            if isinstance(file, str):
+                return self._wait("fileExists()", self._storage.exists(file), FILE_TIMEOUT)
+            return file.is_file()
 
         @pass_context
         def file_size(context: Context, path: Any = None, namespace: Any = None) -> int:
-            return self._existing(context, "fileSize", path, namespace, default_namespace).stat(
-            ).st_size  # fmt: skip
+            return self._size(context, "fileSize", path, namespace, default_namespace)
 
         @pass_context
         def is_file_empty(context: Context, path: Any = None, namespace: Any = None) -> bool:
-            file = self._existing(context, "isFileEmpty", path, namespace, default_namespace)
-            with file.open("rb") as handle:
-                return not handle.read(1)
+            return self._size(context, "isFileEmpty", path, namespace, default_namespace) == 0
 
         @pass_context
         def error_logs(context: Context) -> list[dict[str, Any]]:
@@ -157,18 +160,24 @@ class ServiceFunctions:
 
     # -- files --------------------------------------------------------------------------
 
-    def _existing(
+    def _size(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path:
+    ) -> int:
         file = self._file(context, name, path, namespace, default)
-        if not file.is_file():
-            raise FunctionError(f"{name}(): no file {path}")
-        return file
+        try:
+            if isinstance(file, str):
+                return self._wait(f"{name}()", self._storage.size(file), FILE_TIMEOUT)
+            if file.is_file():
+                return file.stat().st_size
+        except (FileNotFoundError, NotFound):
+            pass
+        raise FunctionError(f"{name}(): no file {path}")
 
     def _file(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path:
-        """Where the file a function names is, after Kestra's checks of what it may read."""
+    ) -> Path | str:
+        """The file a function names, after Kestra's checks of what it may read: a
+        namespace file's path, or the `kestra:///` URI of a stored file."""
         if path is None:
             raise FunctionError(
                 f"The '{name}' function expects an argument 'path' that is a path to a "
@@ -196,7 +205,7 @@ class ServiceFunctions:
             raise FunctionError(f"{path!r} is not a file of namespace {namespace}")
         return self._namespace_files.joinpath(namespace, "files", *parts)
 
-    def _stored(self, context: Context, uri: str) -> Path:
+    def _stored(self, context: Context, uri: str) -> Path | str:
         """A `kestra:///` file: namespace files and execution files (this execution's, the
         parent's or upstream's named by `trigger`, or any file a task stored)."""
         key = uri[len(_KESTRA) :]
@@ -218,14 +227,32 @@ class ServiceFunctions:
         )
         allowed.append(own_flow.rsplit("/executions/", 1)[0])
         own = any(("/" + key).startswith(prefix + "/") for prefix in allowed)
-        if not own and not _EXECUTION_FILE.fullmatch(key):
-            raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+        if not own:
+            _refuse_foreign(uri, key, flow, trigger)
         if ".." in PurePosixPath(key).parts:
             raise FunctionError(f"Unable to read the file '{uri}': '..' is not allowed")
-        try:
-            return self._storage.path(uri)
-        except NotFound:
-            return self._storage.root / key  # missing: fileExists says false, others fail
+        return uri
+
+
+def _refuse_foreign(uri: str, key: str, flow: dict[str, Any], trigger: dict[str, Any]) -> None:
+    """Another execution's file, as Kestra's AbstractFileFunction judges it: a task's
+    file, and, in an execution another started (a subflow), only that parent's. Its
+    namespace must be the flow's own: Kestra restricts namespaces only in its
+    Enterprise edition, where nothing lets one namespace's flows read another's files
+    here (podium has no `allowedNamespaces`)."""
+    if not _EXECUTION_FILE.fullmatch(key):
+        raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+    if trigger.get("executionId"):
+        raise FunctionError(
+            f"Unable to read the file '{uri}' as it didn't belong to the parent execution"
+        )
+    owner = key.rsplit("/executions/", 1)[0].rpartition("/")[0].replace("/", ".")
+    namespace = str(flow.get("namespace") or "")
+    if owner != namespace:
+        raise FunctionError(
+            f"Unable to read the file '{uri}': namespace {owner} is not allowed "
+            f"from namespace {namespace}"
+        )
 
 
 def _namespace_and_parents(namespace: str) -> list[str]:

@@ -251,6 +251,10 @@ class StateTable(ABC):
     async def claim(self, key: str) -> bool:
         """True for the first caller ever, across restarts; committed before it returns."""
 
+    @abstractmethod
+    async def claimed(self, key: str) -> bool:
+        """Whether `key` was claimed (read only)."""
+
 
 class Store(ABC):
     """Durable home of flows, executions, task runs, logs, metrics, KV and trigger state.

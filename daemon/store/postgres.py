@@ -445,3 +445,6 @@ class _PostgresState(StateTable):
             return await conn.fetchval(sql, key, now) is not None
 
         return bool(await self._store._write(f"claim {key}", claim))
+
+    async def claimed(self, key: str) -> bool:
+        return await self._store._fetch_row("SELECT 1 FROM claims WHERE key = $1", key) is not None

@@ -365,3 +365,6 @@ class _SqliteState(StateTable):
         # rowcount is 0 when the key was already there: someone claimed it first
         claim: Write = lambda conn: conn.execute(sql, params).rowcount == 1  # noqa: E731
         return bool(await self._store._io.write(claim, f"claim {key}"))
+
+    async def claimed(self, key: str) -> bool:
+        return await self._store._fetch_one("SELECT 1 FROM claims WHERE key = ?", key) is not None
