@@ -73,7 +73,7 @@ class ScheduleOnDates(Trigger):
         now = ctx.clock.now()
         saved = await ctx.state.get(last_key)
         if saved is None:
-            await ctx.state.set(last_key, {"date": iso(now)})
+            await ctx.state.set(last_key, {"date": _utc(now)})
             missed: list[datetime] = []
         else:
             last = datetime.fromisoformat(saved["date"])
@@ -112,7 +112,7 @@ class ScheduleOnDates(Trigger):
     async def _once(
         self, moment: datetime, zone: ZoneInfo | None, emit: Emit, ctx: TriggerContext
     ) -> None:
-        if not await ctx.state.claim(ctx.state_key("date", iso(moment.astimezone(UTC)))):
+        if not await ctx.state.claim(ctx.state_key("date", _utc(moment))):
             return
         local = moment.astimezone(zone) if zone is not None else moment
         context = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=local, render=ctx.render)
@@ -129,7 +129,11 @@ class ScheduleOnDates(Trigger):
                     "%s.%s trigger %s: date %s not run: %s",
                     ctx.flow.namespace, ctx.flow.id, self.id, variables["date"], exc,
                 )  # fmt: skip
-        await ctx.state.set(ctx.state_key("last"), {"date": iso(moment)})
+        await ctx.state.set(ctx.state_key("last"), {"date": _utc(moment)})
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _aware(value: Any) -> datetime:
