@@ -16,7 +16,7 @@ from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed, TemplateError
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText, Model
-from daemon.sdk.state import State, iso
+from daemon.sdk.state import State
 from daemon.sdk.truth import truthy
 
 
@@ -293,8 +293,9 @@ class PurgeExecutions(Task):
 
 
 def _utc(moment: datetime) -> str:
-    """As the store keeps start dates (a date without offset is UTC)."""
-    return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    """ISO-8601 in UTC (a date without offset is UTC); the store normalises the bounds."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class FlowId(Model):
