@@ -4,7 +4,9 @@ Or, ExecutionLabels, ExecutionOutputs, HasRetryAttempt.
 The expression conditions render with the trigger's renderer (`ConditionContext.render`)
 and the variables the trigger exposes (`ConditionContext.variables`: `trigger.date` on a
 Schedule; `trigger.*`, `execution`, `outputs` on a Flow trigger). An expression that fails
-to render makes the condition not hold (the trigger logs it), as in Kestra.
+to render makes the condition not hold (the trigger logs it), as in Kestra. Conditions are
+tested on the event loop, so functions that wait for the store (`kv()`, `read()`) fail
+there: a known gap against Kestra's `{{ kv('x') < 10 }}` example.
 """
 
 from __future__ import annotations
