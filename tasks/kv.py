@@ -1,4 +1,4 @@
-"""Key-value tasks: Set, Put, Get, GetKeys and Delete on the store's namespace-scoped KV.
+"""Key-value tasks: Set, Put, Get, GetKeys, Delete and PurgeKV on the store's namespace KV.
 
 The `kv()` expression function reads the same pairs. Values are stored as JSON: a typed
 value (`kvType`) is checked and converted here, so a bad NUMBER fails the Set task rather
@@ -11,11 +11,13 @@ import json
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+from pydantic import Field, model_validator
+
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration, format_duration, parse_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic
+from daemon.sdk.properties import Dynamic, Model
 from daemon.sdk.state import iso
 
 KvType = Literal["STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON"]
@@ -215,6 +217,51 @@ def _deep_merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+class PurgeBehavior(Model):
+    """Kestra's `behavior`: `type: key` (the only one open-source Kestra has), expired keys
+    only by default."""
+
+    type: Literal["key", "KEY"] = "key"
+    expired_only: bool = True
+
+
+class PurgeKV(Task):
+    """Delete KV pairs of `namespaces` (with their children by default) or matching
+    `namespacePattern` (a glob; all namespaces when neither), whose key matches
+    `keyPattern`; only the expired ones unless `behavior.expiredOnly` is false.
+    `outputs.<id>.size` is how many went."""
+
+    types = ("io.kestra.plugin.core.kv.PurgeKV",)
+
+    key_pattern: Annotated[str | None, Dynamic] = None
+    namespaces: Annotated[list[str] | None, Dynamic] = None
+    namespace_pattern: Annotated[str | None, Dynamic] = None
+    behavior: PurgeBehavior = Field(default_factory=PurgeBehavior)
+    include_child_namespaces: Annotated[bool, Dynamic] = True
+    # Deprecated in Kestra 1.1 (use behavior.expiredOnly); when set it wins, as there.
+    expired_only: Annotated[bool | None, Dynamic] = None
+
+    @model_validator(mode="after")
+    def _one_namespace_filter(self) -> PurgeKV:
+        if self.namespaces is not None and self.namespace_pattern is not None:
+            raise ValueError("use namespaces or namespacePattern, not both")
+        return self
+
+    async def run(self, ctx: RunContext) -> Output:
+        expired_only = (
+            self.expired_only if self.expired_only is not None else self.behavior.expired_only
+        )
+        size = await ctx.kv.purge(
+            namespaces=self.namespaces,
+            include_children=self.include_child_namespaces,
+            namespace_glob=self.namespace_pattern,
+            key_glob=self.key_pattern,
+            expired_only=expired_only,
+        )
+        ctx.logger.info(f"purged {size} keys")
+        return {"size": size}
 
 
 def _missing(key: str, namespace: str) -> str:

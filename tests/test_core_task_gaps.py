@@ -445,3 +445,35 @@ async def test_templated_task_refuses_a_bad_spec(h: Harness, spec: str, message:
     )
     assert execution.state.current == State.FAILED
     assert (await h.logs(execution))[-1] == message
+
+
+async def test_purge_kv_deletes_expired_keys_by_default(h: Harness) -> None:
+    """Kestra's kv/PurgeKV.java: `behavior` defaults to expired keys only; `expiredOnly`
+    (deprecated) wins when set; `keyPattern` is a glob; `size` counts what went."""
+    now = h.engine.resources.clock.now()
+    past = iso(now - timedelta(days=1))
+    await h.store.kv.set("company.team", "stale", 1, expires_at=past)
+    await h.store.kv.set("company.team", "kept", 2)
+    await h.store.kv.set("company.team", "tmp_a", 3)
+    found = await outputs(
+        h,
+        "  - id: expired\n    type: io.kestra.plugin.core.kv.PurgeKV\n"
+        "    namespaces: [company]\n"
+        "  - id: tmp\n    type: io.kestra.plugin.core.kv.PurgeKV\n"
+        "    keyPattern: 'tmp_*'\n    expiredOnly: false\n",
+    )
+    assert found == {"expired": {"size": 1}, "tmp": {"size": 1}}
+    assert [e["key"] for e in await h.store.kv.list("company.team")] == ["kept"]
+
+
+async def test_purge_kv_refuses_two_namespace_filters(h: Harness) -> None:
+    with pytest.raises(FlowError) as caught:
+        await h.flow(
+            flow(
+                "  - id: p\n    type: io.kestra.plugin.core.kv.PurgeKV\n"
+                "    namespaces: [a]\n    namespacePattern: 'b*'\n"
+            )
+        )
+    assert str(caught.value) == (
+        "test.yaml:4:5: tasks[0]: use namespaces or namespacePattern, not both"
+    )

@@ -1,13 +1,14 @@
-"""The store's log purge behind Kestra's log.PurgeLogs (PurgeLogsTest), on SQLite and on
-PostgreSQL (the same test, both implementations)."""
+"""The store's purges behind Kestra's log.PurgeLogs and kv.PurgeKV (PurgeLogsTest,
+PurgeKVTest), on SQLite and on PostgreSQL (the same tests, both implementations)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from daemon.sdk.context import LEVELS
 from daemon.store import Store
-from daemon.store.purge import LogPurge
+from daemon.store.purge import KvPurge, LogPurge
 from tests.test_store import (  # noqa: F401  (pytest fixtures, by name)
     backend,
     clock,
@@ -68,3 +69,24 @@ async def test_purge_logs_by_flow_execution_and_window(store: Store) -> None:  #
     assert await store.purge_logs(everything) == 3
     assert await messages(store, "a1", "a2", "o1") == []
     assert await store.get_execution("a1") is not None  # the executions stay
+
+
+async def test_purge_kv_by_namespace_pattern_and_expiry(store: Store) -> None:  # noqa: F811
+    """The store's KV purge behind Kestra's PurgeKV (PurgeKVTest): expired pairs only by
+    default; namespaces with children, a namespace glob, a key glob."""
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    past, future = "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"
+    for ns, key, expires in [
+        ("company", "old", past), ("company.team", "old", past), ("company.team", "live", None),
+        ("company.team", "later", future), ("other", "old", past), ("ai_x", "k1", None),
+    ]:  # fmt: skip
+        await store.kv.set(ns, key, 1, expires_at=expires)
+    only_team = KvPurge(now=now, namespaces=["company.team"])
+    assert await store.kv.purge(only_team) == 1
+    assert await store.kv.purge(KvPurge(now=now, namespaces=["company"])) == 1  # child gone
+    assert await store.kv.purge(KvPurge(now=now)) == 1  # "other"
+    globbed = KvPurge(now=now, namespace_glob="ai_*", key_glob="k?", expired_only=False)
+    assert await store.kv.purge(globbed) == 1
+    assert [e["key"] for e in await store.kv.list("company.team")] == ["later", "live"]
+    alone = KvPurge(now=now, namespaces=["company"], include_children=False, expired_only=False)
+    assert await store.kv.purge(alone) == 0

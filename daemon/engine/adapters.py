@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.sdk.clock import Clock
 from daemon.sdk.context import LEVELS
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import iso
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
-from daemon.store.purge import LogPurge
+from daemon.store.purge import KvPurge, LogPurge
 
 
 class StorageFiles:
@@ -47,8 +48,9 @@ class StorageFiles:
 class StoreKeyValue:
     """`sdk.services.KeyValueStore` over the store's KV table (expiry as a datetime)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._kv = store.kv
+        self._clock = clock  # what "expired" is measured against
 
     async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
         return await self._kv.get(namespace, key)
@@ -63,6 +65,21 @@ class StoreKeyValue:
 
     async def list(self, namespace: str) -> list[dict[str, Any]]:
         return await self._kv.list(namespace)
+
+    async def purge(
+        self,
+        *,
+        namespaces: Sequence[str] | None,
+        include_children: bool,
+        namespace_glob: str | None,
+        key_glob: str | None,
+        expired_only: bool,
+    ) -> int:
+        purge = KvPurge(
+            now=self._clock.now(), namespaces=namespaces, include_children=include_children,
+            namespace_glob=namespace_glob, key_glob=key_glob, expired_only=expired_only,
+        )  # fmt: skip
+        return await self._kv.purge(purge)
 
 
 class StoreExecutions:

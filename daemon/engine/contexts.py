@@ -124,7 +124,7 @@ class TaskContext(RunContext):
         self.logger = logger
         self.clock = resources.clock
         self.files = StorageFiles(resources.storage)
-        self.kv = StoreKeyValue(resources.store)
+        self.kv = StoreKeyValue(resources.store, resources.clock)
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait)
         self.public_url = resources.options.public_url

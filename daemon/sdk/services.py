@@ -95,6 +95,20 @@ class KeyValueStore(Protocol):
 
     async def list(self, namespace: str) -> list[dict[str, Any]]: ...
 
+    async def purge(
+        self,
+        *,
+        namespaces: Sequence[str] | None,
+        include_children: bool,
+        namespace_glob: str | None,
+        key_glob: str | None,
+        expired_only: bool,
+    ) -> int:
+        """Delete pairs of these namespaces (all when None; children too when asked) or
+        matching `namespace_glob`, with keys matching `key_glob`, only expired ones when
+        `expired_only`; how many went."""
+        ...
+
 
 class StateStore(Protocol):
     """Durable small state of a plug-in (a trigger's markers), kept across restarts and

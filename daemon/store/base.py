@@ -23,7 +23,7 @@ from daemon.sdk.errors import PodiumError
 
 if TYPE_CHECKING:
     from daemon.store.insights import Insights
-    from daemon.store.purge import LogPurge
+    from daemon.store.purge import KvPurge, LogPurge
 
 
 class StoreError(PodiumError):
@@ -236,6 +236,10 @@ class KeyValueTable(ABC):
     @abstractmethod
     async def list(self, namespace: str) -> list[dict[str, Any]]:
         """Live keys by name: key, value, expiresAt, updated."""
+
+    @abstractmethod
+    async def purge(self, purge: KvPurge) -> int:
+        """Delete the pairs `purge` selects; how many went (Kestra's PurgeKV)."""
 
 
 class StateTable(ABC):

@@ -33,7 +33,7 @@ from daemon.store.base import (
     to_json,
 )
 from daemon.store.postgres_insights import PostgresInsights
-from daemon.store.postgres_io import Fn, Op, PostgresIO, PurgesLogs
+from daemon.store.postgres_io import Fn, Op, PostgresIO, PurgesKv, PurgesLogs
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
@@ -374,7 +374,7 @@ async def _notify_flow(
     await conn.execute("SELECT pg_notify($1, $2)", FLOWS_CHANNEL, orjson.dumps(payload).decode())
 
 
-class _PostgresKeyValue(KeyValueTable):
+class _PostgresKeyValue(PurgesKv, KeyValueTable):
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
 

@@ -30,10 +30,11 @@ from daemon.sdk.retry import Backoff
 from daemon.store.base import StoreError
 from daemon.store.postgres_errors import check_dsn, connection_lost, is_closed, reason, redact
 from daemon.store.postgres_schema import migrate
+from daemon.store.purge import PurgesKv as PurgesKv
+from daemon.store.purge import PurgesLogs as PurgesLogs
 
 if TYPE_CHECKING:
     from daemon.store.base import Store
-    from daemon.store.purge import LogPurge
 
 logger = logging.getLogger(__name__)
 
@@ -438,12 +439,3 @@ async def _run(conn: Any, ops: list[Op]) -> list[Any]:
         results.extend([None] * (j - i))
         i = j
     return results
-
-
-class PurgesLogs:
-    """PostgresStore's `purge_logs`, kept here so the store module stays one sitting."""
-
-    _write: Callable[[str, Fn], Awaitable[Any]]
-
-    async def purge_logs(self, purge: LogPurge) -> int:
-        return int(await self._write("purge of logs", purge.postgres))
