@@ -91,9 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="podium-bench-flows-") as flows_dir:
         flows = Path(flows_dir)
         duration = f"PT{args.sleep:g}S"
-        (flows / "fan.yaml").write_text(
-            parallel_flow("bench.workers", "fan", args.tasks, duration)
-        )
+        (flows / "fan.yaml").write_text(parallel_flow("bench.workers", "fan", args.tasks, duration))
         print(
             f"one execution, {args.tasks} parallel tasks sleeping {args.sleep:g} s, "
             f"{args.slots} worker slots per node"
