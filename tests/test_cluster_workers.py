@@ -314,7 +314,10 @@ def test_a_worker_only_node_serves_health_and_metrics_and_nothing_else(
     worker = start_node(tmp_path, database, flows, "w", "--role", "worker", "--worker-slots", "3")
     try:
         assert worker.request("GET", "/health")[0] == 200
-        assert worker.request("GET", "/metrics")[0] == 200
+        status, scraped = worker.request("GET", "/metrics")
+        assert status == 200
+        assert "podium_worker_slots 3.0" in scraped
+        assert "podium_worker_task_runs_running 0.0" in scraped
         for path in ("/api/v1/flows/search", "/ui/", "/api/v1/executions/search"):
             assert worker.request("GET", path)[0] == 404, path
         row = query(database, "SELECT role, worker_slots FROM nodes WHERE id = 'w'")

@@ -114,7 +114,7 @@ class ClusterNode:
         """Join: register, take back what this node (same id) left unfinished, listen,
         heartbeat, claim executions (executor) and take task runs (worker)."""
         if self.worker_slots > 0:
-            self.worker = TaskWorker(
+            worker = self.worker = TaskWorker(
                 self.jobs,
                 self.channels,
                 engine,
@@ -122,6 +122,22 @@ class ClusterNode:
                 groups=self.worker_groups,
                 heartbeat_interval=self._heartbeat,
                 node_timeout=self._node_timeout,
+            )
+            metrics = engine.metrics
+            metrics.gauge(
+                "podium_worker_slots",
+                "Task runs this node's workers take from the cluster at once",
+                lambda: worker.slots,
+            )
+            metrics.gauge(
+                "podium_worker_task_runs_running",
+                "Task runs (attempts) of any node's executions running on this node's workers",
+                lambda: worker.running,
+            )
+            metrics.gauge(
+                "podium_worker_task_runs_taken",
+                "Task run attempts this node's workers took since it started",
+                lambda: worker.taken,
             )
         self._claims = Claims(
             self.tables,

@@ -15,10 +15,10 @@ import contextlib
 import logging
 import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -27,6 +27,7 @@ from daemon.engine.workers import AttemptLost, LocalWorkers
 from daemon.sdk.errors import ExitRequested, TaskFailed
 from daemon.sdk.execution import TaskRun
 from daemon.sdk.plugin import Task
+from daemon.sdk.retry import Backoff
 from daemon.sdk.state import State
 from daemon.store.postgres_jobs import TASK_DONE_CHANNEL, JobTables
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from daemon.sdk.inputs import InputSpec
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 SWEEP_AGE = timedelta(minutes=10)  # how long ended jobs stay (who ran what, for a look)
 
@@ -96,7 +98,7 @@ class ClusterWorkers:
         key = job_id(tr)
         group = task.worker_group
         if group is not None and group.fallback != "WAIT":
-            if not await self._tables.group_alive(group.key, self._node_timeout):
+            if not await _retrying(self._tables.group_alive, group.key, self._node_timeout):
                 message = f"no node of worker group '{group.key}' is up"
                 if group.fallback == "CANCEL":
                     ctx.logger.error(f"{message}: the execution is cancelled (fallback CANCEL)")
@@ -111,8 +113,14 @@ class ClusterWorkers:
             JobFlow(flow.namespace, flow.id, flow.revision, dict(flow.labels), list(flow.inputs)),
         )
         payload = await asyncio.to_thread(pickle.dumps, job, pickle.HIGHEST_PROTOCOL)
-        await self._tables.enqueue(
-            key, ctx.execution.id, tr.id, task.id, group.key if group else None, payload
+        await _retrying(
+            self._tables.enqueue,
+            key,
+            ctx.execution.id,
+            tr.id,
+            task.id,
+            group.key if group else None,
+            payload,
         )
         try:
             result = await self._outcome(key, task, ctx)
@@ -126,7 +134,7 @@ class ClusterWorkers:
         return _outputs(result, ctx)
 
     async def still_running(self, task_run: TaskRun) -> bool:
-        row = await self._tables.job(job_id(task_run))
+        row = await _retrying(self._tables.job, job_id(task_run))
         return row is not None and row["state"] in ("READY", "RUNNING", "DONE")
 
     async def watch(self) -> None:
@@ -205,6 +213,19 @@ def _outputs(result: dict[str, Any], ctx: TaskContext) -> Mapping[str, Any] | No
     ctx.warning = bool(result.get("warning"))
     outputs: Mapping[str, Any] | None = result.get("outputs")
     return outputs
+
+
+async def _retrying(statement: Callable[..., Awaitable[R]], *args: Any) -> R:
+    """A statement the attempt cannot do without, tried until the database answers (a
+    restart of PostgreSQL delays the task run; it does not fail it)."""
+    backoff = Backoff(0.1, POLL_INTERVAL)
+    while True:
+        try:
+            return await statement(*args)
+        except connection_errors() as exc:
+            if backoff.attempts == 0:
+                log.warning("the task queue is unreachable (%s); trying again", exc)
+            await backoff.sleep()
 
 
 def _limit(wait: timedelta | None) -> str:
