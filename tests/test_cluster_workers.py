@@ -151,13 +151,16 @@ def test_worker_group_fallback_fail_and_cancel_when_no_node_serves_the_group(
     tmp_path: Path, database: str, flows: Path
 ) -> None:
     """Kestra's WorkerGroupFallback: FAIL fails the task run, CANCEL kills the execution,
-    when no worker of the group is up."""
+    when no worker of the group is up; WAIT (the default) fails after `worker-group-wait`."""
     flow = FALLBACKS
     (flows / "fail.yaml").write_text(flow.replace("id: fallbacks", "id: fail"))
     (flows / "cancel.yaml").write_text(
         flow.replace("id: fallbacks", "id: cancel").replace("fallback: FAIL", "fallback: CANCEL")
     )
-    node = start_node(tmp_path, database, flows, "alone")
+    (flows / "wait.yaml").write_text(
+        flow.replace("id: fallbacks", "id: wait").replace("      fallback: FAIL\n", "")
+    )
+    node = start_node(tmp_path, database, flows, "alone", env={"PODIUM_WORKER_GROUP_WAIT": "PT1S"})
     try:
         failed = node.wait_execution(node.create_execution("cluster.workers", "fail")["id"], FINAL)
         assert failed["state"]["current"] == "FAILED"
@@ -166,6 +169,9 @@ def test_worker_group_fallback_fail_and_cancel_when_no_node_serves_the_group(
             node.create_execution("cluster.workers", "cancel")["id"], FINAL
         )
         assert killed["state"]["current"] == "KILLED", killed
+        gave_up = node.wait_execution(node.create_execution("cluster.workers", "wait")["id"], FINAL)
+        assert gave_up["state"]["current"] == "FAILED"
+        assert "no node of worker group 'nowhere' came up within" in gave_up["error"], gave_up
     finally:
         node.stop()
 

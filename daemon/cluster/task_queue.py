@@ -24,6 +24,7 @@ import orjson
 
 from daemon.cluster.channels import POLL_INTERVAL, Channels, connection_errors
 from daemon.engine.workers import AttemptLost, LocalWorkers
+from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import ExitRequested, TaskFailed
 from daemon.sdk.execution import TaskRun
 from daemon.sdk.plugin import Task
@@ -160,39 +161,40 @@ class ClusterWorkers:
         while True:
             waiter = self._waiters[key] = loop.create_future()
             try:
-                row = await self._tables.job(key)
+                row = await _retrying(self._tables.job, key)
                 if row is None or row["state"] == "CANCELLED":
                     raise AttemptLost("its job left the task queue")
                 if row["state"] == "DONE":
                     result: dict[str, Any] = _json(row["result"])
                     return result
                 if row["state"] == "READY" and group is not None:
-                    if not await self._tables.group_alive(group.key, self._node_timeout):
-                        waited = time.monotonic() - queued
+                    alive = await _retrying(self._tables.group_alive, group.key, self._node_timeout)
+                    if not alive:
                         if not warned:
                             ctx.logger.warning(
                                 f"waiting for a node of worker group '{group.key}': none is "
                                 "up" + _limit(self._group_wait)
                             )
                             warned = True
-                        if self._group_wait is not None and waited > (
-                            self._group_wait.total_seconds()
-                        ):
-                            await self._tables.cancel(key)
-                            raise TaskFailed(
-                                f"no node of worker group '{group.key}' came up within "
-                                f"{self._group_wait} (worker-group-wait)",
-                                non_retryable=True,
-                            )
+                        await self._give_up_after(key, group.key, time.monotonic() - queued)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_INTERVAL):
                         await waiter
-            except connection_errors() as exc:
-                log.warning("task run %s: the task queue is unreachable (%s)", key, exc)
-                await asyncio.sleep(POLL_INTERVAL)
             finally:
                 if self._waiters.get(key) is waiter:
                     del self._waiters[key]
+
+    async def _give_up_after(self, key: str, group: str, waited: float) -> None:
+        """Past `worker-group-wait` without a node of its group, the attempt fails."""
+        limit = self._group_wait
+        if limit is None or waited <= limit.total_seconds():
+            return
+        await _retrying(self._tables.cancel, key)
+        raise TaskFailed(
+            f"no node of worker group '{group}' came up within {format_duration(limit)} "
+            "(worker-group-wait)",
+            non_retryable=True,
+        )
 
     def _done(self, payload: str) -> None:
         waiter = self._waiters.get(payload)
@@ -229,7 +231,7 @@ async def _retrying(statement: Callable[..., Awaitable[R]], *args: Any) -> R:
 
 
 def _limit(wait: timedelta | None) -> str:
-    return f"; fails after {wait}" if wait is not None else ""
+    return f"; fails after {format_duration(wait)}" if wait is not None else ""
 
 
 def _json(value: Any) -> Any:
