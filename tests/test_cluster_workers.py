@@ -262,7 +262,7 @@ def test_an_executor_killed_while_a_worker_runs_its_task_does_not_run_it_twice(
 ) -> None:
     """Kestra: the executor's state moves with the execution, the worker's task run goes
     on; the new executor waits for that attempt instead of starting another."""
-    (flows / "slow.yaml").write_text(SLOW_ONCE.replace("sleep 30", "sleep 4"))
+    (flows / "slow.yaml").write_text(SLOW_ONCE.replace("sleep 30", "sleep 15"))
     marks = tmp_path / "marks"
     marks.mkdir()
     first = start_node(tmp_path, database, flows, "e1", "--role", "executor")
@@ -273,6 +273,7 @@ def test_an_executor_killed_while_a_worker_runs_its_task_does_not_run_it_twice(
         wait_job(database, execution_id, "work")
         second = start_node(tmp_path, database, flows, "e2", "--role", "executor")
         nodes.append(second)
+        assert first.execution(execution_id)["state"]["current"] == "RUNNING"
         first.kill()
         final = second.wait_execution(execution_id, FINAL, timeout=120)
         assert final["state"]["current"] == "SUCCESS", final
