@@ -374,3 +374,26 @@ def test_worker_groups_from_the_environment_are_a_comma_separated_list() -> None
     settings = load_settings(None, {}, {"PODIUM_WORKER_GROUPS": "gpu, licence"})
     assert settings.worker_groups == ["gpu", "licence"]
     assert load_settings(None, {"worker_groups": ["a"]}, {}).worker_groups == ["a"]
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_stopped_with_sigterm_lets_its_task_finish_within_the_grace_period(
+    tmp_path: Path, database: str, flows: Path
+) -> None:
+    """Kestra's worker `terminationGracePeriod`: on SIGTERM a worker takes nothing more
+    and lets what runs finish (podium's `shutdown-grace`), then exits."""
+    (flows / "slow.yaml").write_text(SLOW_ONCE.replace("sleep 30", "sleep 3"))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    executor = start_node(tmp_path, database, flows, "exec", "--role", "executor")
+    worker = start_node(tmp_path, database, flows, "w", "--role", "worker")
+    try:
+        execution_id = start_slow(executor, marks)
+        wait_job(database, execution_id, "work")
+        assert worker.stop() == 0
+        final = executor.wait_execution(execution_id, FINAL)
+        assert final["state"]["current"] == "SUCCESS", final
+        assert (marks / "work").read_text() == "attempt 0\n"
+        assert query(database, "SELECT id FROM nodes WHERE id = 'w'") == [], "it left"
+    finally:
+        stop_all([executor, worker])

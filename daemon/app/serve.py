@@ -134,6 +134,12 @@ class Daemon:
         """A worker-only node takes task runs and serves nothing else: no triggers, no
         flows directory, no executions of its own; HTTP answers only /health and /metrics."""
         await node.start(engine)
+
+        # SIGTERM: take no more task runs; those running get the grace period (`_drain`).
+        async def stop_taking() -> None:
+            await _bounded(node.stop_claiming(), CLUSTER_STAGE_TIMEOUT, "cluster claims")
+
+        stack.push_async_callback(stop_taking)
         await stack.enter_async_context(
             self._http(engine, WebhookRegistry(), None, None, worker_only=True)
         )
@@ -236,7 +242,7 @@ class Daemon:
         try:
             yield engine
         finally:
-            await self._drain(engine, hand_over=node is not None)
+            await self._drain(engine, node)
 
     @asynccontextmanager
     async def _cluster(self, node: ClusterNode) -> AsyncIterator[None]:
@@ -312,13 +318,17 @@ class Daemon:
         finally:
             await _bounded(runner.cleanup(), HTTP_STOP_TIMEOUT, "HTTP server")
 
-    async def _drain(self, engine: Engine, *, hand_over: bool) -> None:
-        """Let running executions finish within the grace period, then kill the rest."""
+    async def _drain(self, engine: Engine, node: ClusterNode | None) -> None:
+        """Let running executions (and a cluster node's task runs) finish within the grace
+        period, then kill the rest (on a cluster node: hand them over to the others)."""
         grace = self.settings.shutdown_grace.total_seconds()
+        hand_over = node is not None
         running = engine.local.running
         try:
             async with asyncio.timeout(grace):
                 await engine.drain()
+                if node is not None:
+                    await node.drain_workers()
         except TimeoutError:
             running = engine.local.running
             if hand_over:

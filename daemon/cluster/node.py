@@ -189,6 +189,11 @@ class ClusterNode:
         if self._claims is not None:
             await self._claims.stop()
 
+    async def drain_workers(self) -> None:
+        """Let the task runs this node's workers run finish (bounded by the caller)."""
+        if self.worker is not None:
+            await self.worker.drain()
+
     async def stop(self) -> None:
         """Once what ran here is stored: hand back the task runs still running here, stop
         heartbeating and listening."""

@@ -104,9 +104,17 @@ class TaskWorker:
                 log.error("node %s was declared dead: stopping its task runs", self._tables.node_id)
                 self._stop_all()
 
+    async def drain(self) -> None:
+        """Until nothing runs here (shutdown's grace period, once taking has stopped)."""
+        while self._running:
+            await asyncio.wait(list(self._running.values()))
+
     async def stop(self) -> None:
-        """Shutdown: what still runs is handed back (as lost: retried per its policy)."""
+        """Shutdown, past the grace period: what still runs is handed back (as lost: retried
+        per its policy on another node)."""
         jobs = dict(self._running)
+        if jobs:
+            log.warning("grace period over: handing %d running task runs back", len(jobs))
         self._stop_all()
         if jobs:
             await asyncio.wait(jobs.values())
