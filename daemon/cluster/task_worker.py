@@ -53,8 +53,14 @@ class TaskWorker:
         self.slots = slots
         self.groups = groups
         self._interval = heartbeat_interval.total_seconds()
-        # Stop what runs a little before the others may judge this node dead.
-        self._contact_limit = max(node_timeout.total_seconds() - 2 * self._interval, self._interval)
+        self._check_timeout = 2 * self._interval  # one membership check, at most
+        # The others may judge this node dead `node_timeout` after its last heartbeat
+        # (which can be an interval older than the last check that went through): stop what
+        # runs before then, counting the time a check takes to fail.
+        self._contact_limit = max(
+            node_timeout.total_seconds() - 2 * self._interval - self._check_timeout,
+            self._interval,
+        )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self.taken = 0  # jobs taken since the start (the bench and /metrics read it)
@@ -87,7 +93,8 @@ class TaskWorker:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                member = await self._tables.still_member()
+                async with asyncio.timeout(self._check_timeout):
+                    member = await self._tables.still_member()
             except connection_errors():
                 if time.monotonic() - contact > self._contact_limit and self._running:
                     log.error(
