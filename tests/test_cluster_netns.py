@@ -23,7 +23,15 @@ import pytest
 
 from tests import services
 from tests.daemon_process import ServeProcess
-from tests.worker_nodes import FINAL, parallel_flow, query, runs_per_node, start_node, stop_all
+from tests.worker_nodes import (
+    FINAL,
+    parallel_flow,
+    query,
+    runs_per_node,
+    start_node,
+    stop_all,
+    wait_job,
+)
 
 
 @dataclass
@@ -178,6 +186,93 @@ def test_three_nodes_in_network_namespaces_share_the_task_runs(
             "WHERE client_addr IS NOT NULL",
         )
         assert {ns.address for ns in namespaces} <= {c["a"] for c in clients}
+    finally:
+        with contextlib.suppress(Exception):
+            stop_all(nodes)
+
+
+BEATS = """\
+id: beats
+namespace: cluster.netns
+inputs:
+  - id: dir
+    type: STRING
+tasks:
+  - id: beat
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - >-
+        for i in $(seq 1 40); do date +%s.%N >> {{ inputs.dir }}/beat-{{ taskrun.attemptsCount }};
+        sleep 0.25; done
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_cut_off_the_network_stops_its_task_before_another_node_retakes_it(
+    tmp_path: Path, namespaces: list[Namespace], reachable_postgres: services.PostgresServer
+) -> None:
+    """A partition, not a crash: the cut-off worker cannot hear it was declared dead, so it
+    stops its attempt itself before the others may retake it; the attempt never runs on two
+    nodes at once. Back on the network, it finds itself fenced and exits (status 70)."""
+    server = reachable_postgres
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "beats.yaml").write_text(BEATS)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    tag = namespaces[0].name[:-2]
+
+    def start_in(i: int, name: str, *extra: str) -> ServeProcess:
+        ns = namespaces[i]
+        dsn = f"postgresql://postgres@{ns.host_address}:{server.port}/postgres"
+        own_flows = flows if i == 0 else tmp_path / f"empty-flows-{i}"
+        own_flows.mkdir(exist_ok=True)
+        node = start_node(
+            tmp_path, dsn, own_flows, name, "--host", "0.0.0.0", *extra,
+            wrapper=("ip", "netns", "exec", ns.name),
+        )  # fmt: skip
+        node.host = ns.address
+        return node
+
+    executor = start_in(0, "exec", "--role", "executor")
+    cut = start_in(1, "cut", "--role", "worker")
+    nodes = [executor, cut]
+    try:
+        boundary = "podiumtest"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="dir"\r\n\r\n'
+            f"{marks}\r\n--{boundary}--\r\n"
+        ).encode()
+        status, doc = executor.request(
+            "POST",
+            "/api/v1/executions/cluster.netns/beats",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert status == 200, doc
+        assert wait_job(server.dsn, doc["id"], "beat")["worker"] == "cut"
+        nodes.append(start_in(2, "other", "--role", "worker"))
+        _ip("link", "set", f"{tag}h2", "down")  # the worker's only link to the database
+        final = executor.wait_execution(doc["id"], FINAL, timeout=120)
+        assert final["state"]["current"] == "SUCCESS", final
+        beat = next(tr for tr in final["taskRunList"] if tr["taskId"] == "beat")
+        assert [a["state"]["current"] for a in beat["attempts"]] == ["FAILED", "SUCCESS"]
+        first = [float(t) for t in (marks / "beat-0").read_text().split()]
+        second = [float(t) for t in (marks / "beat-1").read_text().split()]
+        assert len(first) < 40, "the cut-off worker stopped its attempt"
+        assert max(first) < min(second), "the two attempts never ran at the same time"
+        jobs = query(
+            server.dsn,
+            "SELECT worker FROM task_jobs WHERE execution_id = $1 ORDER BY seq",
+            doc["id"],
+        )
+        assert [j["worker"] for j in jobs] == ["cut", "other"]
+        _ip("link", "set", f"{tag}h2", "up")
+        assert cut.proc is not None
+        assert cut.proc.wait(timeout=60) == 70, cut.output()[-2000:]
+        assert "was declared dead" in cut.output()
     finally:
         with contextlib.suppress(Exception):
             stop_all(nodes)
