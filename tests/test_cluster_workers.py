@@ -295,10 +295,16 @@ def test_a_killed_execution_stops_its_task_on_the_worker(
     marks = tmp_path / "marks"
     marks.mkdir()
     executor = start_node(tmp_path, database, flows, "exec", "--role", "executor")
-    worker = start_node(tmp_path, database, flows, "w", "--role", "worker")
+    worker = start_node(
+        tmp_path, database, flows, "w", "--role", "worker", env={"PODIUM_SHUTDOWN_GRACE": "PT1S"}
+    )
     try:
         execution_id = start_slow(executor, marks)
         wait_job(database, execution_id, "work")
+        deadline = time.monotonic() + 30
+        while not (marks / "work").exists():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
         status, _ = executor.request("DELETE", f"/api/v1/executions/{execution_id}/kill")
         assert status in (200, 202, 204)
         final = executor.wait_execution(execution_id, FINAL)

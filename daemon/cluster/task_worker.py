@@ -11,6 +11,7 @@ their executors, which retry them per their policy, so an attempt never runs twi
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import logging
@@ -62,6 +63,9 @@ class TaskWorker:
             self._interval,
         )
         self._running: dict[str, asyncio.Task[None]] = {}
+        # Jobs cancelled lately: a cancellation can arrive (on the listening connection)
+        # before the statement that took the job has returned it here.
+        self._cancelled_lately: collections.deque[str] = collections.deque(maxlen=1024)
         self._wake = asyncio.Event()
         self.taken = 0  # jobs taken since the start (the bench and /metrics read it)
         channels.listen(TASKS_CHANNEL, lambda _: self._wake.set())
@@ -139,6 +143,8 @@ class TaskWorker:
 
     def _start(self, key: str, payload: bytes) -> None:
         self.taken += 1
+        if key in self._cancelled_lately:
+            return  # its executor gave it up before it started: nothing to run or report
         job = asyncio.create_task(self._run(key, payload), name=f"task run {key}")
         self._running[key] = job
         job.add_done_callback(lambda _: self._ended(key))
@@ -152,6 +158,7 @@ class TaskWorker:
             job.cancel()
 
     def _cancelled(self, key: str) -> None:
+        self._cancelled_lately.append(key)
         job = self._running.get(key)
         if job is not None:
             job.cancel()
