@@ -150,7 +150,7 @@ def test_three_nodes_in_network_namespaces_share_the_task_runs(
             own_flows.mkdir(exist_ok=True)
             dsn = f"postgresql://postgres@{ns.host_address}:{server.port}/postgres"
             node = start_node(
-                tmp_path, dsn, own_flows, f"node{i + 1}", "--host", "0.0.0.0",
+                tmp_path, dsn, own_flows, f"node{i + 1}", "--host", "0.0.0.0", "--insecure-no-auth",
                 "--worker-slots", "2", wrapper=("ip", "netns", "exec", ns.name),
             )  # fmt: skip
             node.host = ns.address
@@ -230,7 +230,7 @@ def test_a_worker_cut_off_the_network_stops_its_task_before_another_node_retakes
         own_flows = flows if i == 0 else tmp_path / f"empty-flows-{i}"
         own_flows.mkdir(exist_ok=True)
         node = start_node(
-            tmp_path, dsn, own_flows, name, "--host", "0.0.0.0", *extra,
+            tmp_path, dsn, own_flows, name, "--host", "0.0.0.0", "--insecure-no-auth", *extra,
             wrapper=("ip", "netns", "exec", ns.name),
         )  # fmt: skip
         node.host = ns.address

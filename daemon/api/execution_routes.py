@@ -28,13 +28,16 @@ from daemon.api.common import (
     error,
     flag,
     json_response,
+    kestra_execution,
     label_pairs,
+    masked_json,
     ok,
     paging,
     parse_json,
     settable_labels,
     stored_execution,
 )
+from daemon.api.query_filters import EXECUTION_FILTERS, execution_filters, filter_params
 from daemon.api.uploads import Uploads, bounded, json_kind, read_inputs, refuse_server_paths
 from daemon.sdk.errors import FlowDisabled, NotFound
 from daemon.sdk.files import SCHEME
@@ -71,6 +74,7 @@ def _terminated(doc: dict[str, Any]) -> bool:
         Param("endDate", "Started before", {"type": "string", "format": "date-time"}),
         PAGE,
         SIZE,
+        *filter_params(EXECUTION_FILTERS),
     ),
     replies={200: ok("ExecutionPage"), 400: error("A malformed filter")},
 )
@@ -81,19 +85,49 @@ async def search_executions(request: web.Request) -> web.Response:
     for state in states:
         if state not in STATES:
             raise HttpError(400, f"Bad Request: state {state!r} is not one of {', '.join(STATES)}")
-    start, end = date_param(query, "startDate"), date_param(query, "endDate")
+    wanted = execution_filters(query, STATES)
+    start = wanted.start_after or date_param(query, "startDate")
+    end = wanted.start_before or date_param(query, "endDate")
+    labels = {**label_pairs(query.getall("labels", [])), **wanted.labels}
     results, total = await request.app[ENGINE].store.search_executions(
-        namespace=query.get("namespace"),
-        flow_id=query.get("flowId"),
-        states=states or None,
-        labels=label_pairs(query.getall("labels", [])) or None,
+        namespace=wanted.namespace or query.get("namespace"),
+        exact_namespace=wanted.exact_namespace,
+        flow_id=wanted.flow_id or query.get("flowId"),
+        states=wanted.states or states or None,
+        labels=labels or None,
         start_after=start.isoformat() if start else None,
         start_before=end.isoformat() if end else None,
         page=page,
         size=size,
-        q=query.get("q") or None,
+        q=wanted.q or query.get("q") or None,
     )
-    return json_response({"results": results, "total": total})
+    return json_response({"results": [kestra_execution(r) for r in results], "total": total})
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/executions",
+    "The executions of one flow, newest first",
+    params=(
+        Param("namespace", "The flow's namespace (exactly)", required=True),
+        Param("flowId", "The flow's id", required=True),
+        PAGE,
+        SIZE,
+    ),
+    replies={200: ok("ExecutionPage"), 400: error("No namespace or flowId")},
+)
+async def flow_executions(request: web.Request) -> web.Response:
+    """Kestra's `searchExecutionsByFlowId`: one flow's executions, its sub-namespaces'
+    flows of the same id left out."""
+    query = request.query
+    page, size = paging(query)
+    namespace, flow_id = query.get("namespace"), query.get("flowId")
+    if not namespace or not flow_id:
+        raise HttpError(400, "Bad Request: namespace and flowId are required")
+    results, total = await request.app[ENGINE].store.search_executions(
+        namespace=namespace, exact_namespace=True, flow_id=flow_id, page=page, size=size
+    )
+    return json_response({"results": [kestra_execution(r) for r in results], "total": total})
 
 
 @routes.operation(
@@ -120,7 +154,7 @@ async def kill_execution(request: web.Request) -> web.Response:
             f"Illegal state: execution {doc['id']} is "
             f"{doc['state']['current']} and not running in this process",
         )
-    return json_response(await stored_execution(request), 202)
+    return json_response(kestra_execution(await stored_execution(request)), 202)
 
 
 @routes.operation(
@@ -131,7 +165,7 @@ async def kill_execution(request: web.Request) -> web.Response:
 )
 async def restart_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].restart(request.match_info["executionId"])
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -148,7 +182,7 @@ async def replay_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].replay(
         request.match_info["executionId"], request.query.get("taskRunId")
     )
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -171,7 +205,7 @@ async def set_labels(request: web.Request) -> web.Response:
     merged.update(labels)
     doc["labels"] = [{"key": k, "value": v} for k, v in merged.items()]
     await request.app[ENGINE].store.save_execution(doc)
-    return json_response(doc)
+    return json_response(kestra_execution(doc))
 
 
 async def _label_body(request: web.Request) -> dict[str, str]:
@@ -309,7 +343,7 @@ async def create_execution(request: web.Request) -> web.Response:
         execution = await engine.submit(flow, inputs, labels=labels)
     if wait:
         execution = await engine.wait(execution.id)
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -319,7 +353,7 @@ async def create_execution(request: web.Request) -> web.Response:
     replies={200: ok("Execution"), 404: _NOT_FOUND},
 )
 async def get_execution(request: web.Request) -> web.Response:
-    return json_response(await stored_execution(request))
+    return json_response(kestra_execution(await stored_execution(request)))
 
 
 @routes.operation(

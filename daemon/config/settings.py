@@ -85,11 +85,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     store: str | None = None
     basic_auth: BasicAuth | None = None
+    # Listen beyond loopback with no credentials at all (an open API): refused unless set,
+    # and warned about at every start (daemon/app/listen.py).
+    insecure_no_auth: bool = False
     allowed_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     max_concurrent_executions: int = Field(default=0, ge=0)
     max_concurrent_tasks: int = Field(default=0, ge=0)
     shutdown_grace: Duration = timedelta(seconds=30)
     webhook_max_body: int = Field(default=10 * 1024 * 1024, ge=1)
+    # The largest flow source (bytes) a flow file or the API may hold: validating tens of
+    # MB of YAML takes seconds of CPU; a hand-written flow is a few KB.
+    max_flow_size: int = Field(default=1024 * 1024, ge=1)
     keep_working_dirs: bool = False
     log_level: str = "INFO"
     # Public address of the UI, for links in notifications ("{url}/ui/executions/...").

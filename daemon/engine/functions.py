@@ -218,14 +218,35 @@ class ServiceFunctions:
         )
         allowed.append(own_flow.rsplit("/executions/", 1)[0])
         own = any(("/" + key).startswith(prefix + "/") for prefix in allowed)
-        if not own and not _EXECUTION_FILE.fullmatch(key):
-            raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+        if not own:
+            _refuse_foreign(uri, key, flow, trigger)
         if ".." in PurePosixPath(key).parts:
             raise FunctionError(f"Unable to read the file '{uri}': '..' is not allowed")
         try:
             return self._storage.path(uri)
         except NotFound:
             return self._storage.root / key  # missing: fileExists says false, others fail
+
+
+def _refuse_foreign(uri: str, key: str, flow: dict[str, Any], trigger: dict[str, Any]) -> None:
+    """Another execution's file, as Kestra's AbstractFileFunction judges it: a task's
+    file, and, in an execution another started (a subflow), only that parent's. Its
+    namespace must be the flow's own: Kestra restricts namespaces only in its
+    Enterprise edition, where nothing lets one namespace's flows read another's files
+    here (podium has no `allowedNamespaces`)."""
+    if not _EXECUTION_FILE.fullmatch(key):
+        raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+    if trigger.get("executionId"):
+        raise FunctionError(
+            f"Unable to read the file '{uri}' as it didn't belong to the parent execution"
+        )
+    owner = key.rsplit("/executions/", 1)[0].rpartition("/")[0].replace("/", ".")
+    namespace = str(flow.get("namespace") or "")
+    if owner != namespace:
+        raise FunctionError(
+            f"Unable to read the file '{uri}': namespace {owner} is not allowed "
+            f"from namespace {namespace}"
+        )
 
 
 def _namespace_and_parents(namespace: str) -> list[str]:

@@ -131,9 +131,14 @@ class Submitter:
                 raise ValueError(f"no such file {str(value)!r}")
             return storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
 
-        values = await asyncio.to_thread(
-            coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
-        )
+        if any(spec.type == "FILE" for spec in flow.inputs):
+            # Storing a file is blocking I/O; coercing the other types is not, and a thread
+            # hop costs more than the coercion itself on the webhook path.
+            values = await asyncio.to_thread(
+                coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
+            )
+        else:
+            values = coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
         if flow.revision is None:
             flow.revision = await self._resources.store.save_flow(
                 flow.namespace, flow.id, flow.source

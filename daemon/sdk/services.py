@@ -107,6 +107,11 @@ class StateStore(Protocol):
         """True for the first caller ever, across restarts and nodes: exactly-once."""
         ...
 
+    async def claimed(self, key: str) -> bool:
+        """Whether `key` was claimed, without claiming it: a plug-in records what it is
+        about to do before it claims, so that a crash right after the claim is undone."""
+        ...
+
 
 class ExecutionQueries(Protocol):
     """Executions a plug-in may look at or wait for."""
@@ -152,6 +157,11 @@ class Secrets(Protocol):
 
     def add(self, value: str) -> None:
         """A value to mask from now on (a password a plug-in read from its properties)."""
+        ...
+
+    def masked(self, value: Any) -> Any:
+        """`value` (text, or lists and mappings of them) with every secret known so far
+        replaced by ******: what a plug-in hands out of the process (a webhook's answer)."""
         ...
 
 
