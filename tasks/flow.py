@@ -112,7 +112,7 @@ class If(_WithHandlers):
     else_: list[Task] = Field(default_factory=list, alias="else")
 
     async def children(self, ctx: RunContext) -> Children:
-        branch = self.then if ctx.render_bool(self.condition) else self.else_
+        branch = self.then if await ctx.render_bool_async(self.condition) else self.else_
         return Children(
             [Branch(branch)] if branch else [], errors=self.errors, finally_=self.finally_
         )

@@ -124,7 +124,7 @@ class TaskRuns:
             # read() opens stored files, kv() waits for the store: render off the loop.
             rendered = await asyncio.to_thread(ctx.render, templated)
         else:
-            rendered = ctx.render(templated)
+            rendered = await ctx.render_async(templated)
         return with_rendered(task, rendered)
 
     async def run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:

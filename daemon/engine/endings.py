@@ -69,7 +69,7 @@ class Endings:
         resources, namespace = self._resources, self._runner.execution.namespace
         if needs_thread(value):  # read() or kv() in it: not on the loop
             return await asyncio.to_thread(resources.render, value, variables, namespace)
-        return resources.render(value, variables, namespace)
+        return await resources.render_async(value, variables, namespace)
 
     def retried(self, state: State) -> State:
         """RETRIED instead of FAILED when the flow's `retry` (CREATE_NEW_EXECUTION) allows
