@@ -10,6 +10,7 @@ plain path of a namespace file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,8 @@ from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
 
 # Templates calling these are rendered in a thread: they would block the loop.
+# Namespaces whose function tables are kept built (a daemon has a few dozen).
+TABLES_KEPT = 256
 BLOCKING_FUNCTIONS = (
     "read(",
     "kv(",
@@ -70,10 +73,12 @@ class ServiceFunctions:
         self._loop = loop
         # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
         self._namespace_files = namespace_files
+        # One table per namespace, built once: every templated task asks for one.
+        self._tables = functools.lru_cache(maxsize=TABLES_KEPT)(self._build)
         self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
-        return self._none if namespace is None else self._build(namespace)
+        return self._none if namespace is None else self._tables(namespace)
 
     def _wait(self, what: str, job: Coroutine[Any, Any, T], timeout: float = KV_TIMEOUT) -> T:
         """Run a store coroutine on the daemon's loop from the rendering thread."""

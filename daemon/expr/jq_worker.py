@@ -43,7 +43,7 @@ class _Worker:
     def __init__(self) -> None:
         self.memory_limit = MEMORY_LIMIT
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(MEMORY_LIMIT)],
+            [sys.executable, str(Path(__file__).resolve()), str(MEMORY_LIMIT), str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -185,15 +185,13 @@ def pool() -> Pool:
 # -- the worker side (run as a script) -------------------------------------------------------
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Killed when the daemon dies, even by SIGKILL, even in a loop that never reads."""
-    if sys.platform != "linux":
-        return
-    import ctypes
+    if sys.platform == "linux":
+        import ctypes
 
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the daemon died before prctl took effect
         os._exit(1)
 
 
@@ -226,7 +224,7 @@ def _main() -> None:
     import resource
     from functools import lru_cache
 
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C on the daemon is the daemon's
     limit = int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
