@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from daemon.engine.contexts import ExecutionLog, Launcher, TaskContext
 from daemon.engine.events import TaskRunChanged
-from daemon.engine.functions import BLOCKING_FUNCTIONS
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
 from daemon.engine.retries import task_policy
@@ -120,11 +119,8 @@ class TaskRuns:
         templated = templated_values(task)
         if not templated:
             return task
-        if any(name in repr(templated) for name in BLOCKING_FUNCTIONS):
-            # read() opens stored files, kv() waits for the store: render off the loop.
-            rendered = await asyncio.to_thread(ctx.render, templated)
-        else:
-            rendered = await ctx.render_async(templated)
+        # On the loop while it is quick; in a thread for jq, read(), kv() or a long render.
+        rendered = await ctx.render_async(templated)
         return with_rendered(task, rendered)
 
     async def run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
