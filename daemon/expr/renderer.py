@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, NoReturn
@@ -47,6 +49,8 @@ Functions = Mapping[str, Callable[..., Any]]
 
 # Distinct templates kept compiled: a flow has a few hundred at most, a daemon a few dozen flows.
 CACHE_SIZE = 4096
+# Renders running at once off the event loop (those that need more than a few milliseconds).
+RENDER_THREADS = 4
 # How many times `render()` may re-render its result, and how deeply renders may nest.
 MAX_RENDER_ROUNDS = 10
 _SNIPPET_LENGTH = 200
@@ -212,7 +216,7 @@ class Renderer:
             pass
         finally:
             expr_limits.leave(token)
-        return await asyncio.to_thread(self.render_value, value, variables, functions)
+        return await _in_thread(self.render_value, value, variables, functions)
 
     def evaluate_bool(
         self, template: str | bool, variables: Mapping[str, Any], functions: Functions | None = None
@@ -296,6 +300,20 @@ class Renderer:
         finally:
             _depth.reset(token)
         raise TemplateError(f"render() still changing after {MAX_RENDER_ROUNDS} rounds")
+
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a render in one of the renderer's own threads: renders that take their full
+    deadline must not fill the loop's default executor, which the store's reads wait for."""
+    global _threads
+    with _threads_lock:
+        if _threads is None:
+            _threads = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="podium-render")
+    return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
 
 
 def _budget() -> expr_limits.Budget:
