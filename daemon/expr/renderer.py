@@ -238,7 +238,15 @@ class Renderer:
         self, template: str, variables: Mapping[str, Any], functions: Functions | None
     ) -> str:
         try:
-            return _joined(self._template(template).generate(variables, **(functions or {})))
+            compiled = self._template(template)
+            # One copy of globals, variables and functions (`generate` makes two).
+            scope = {**self._globals, **variables, **(functions or {})}
+            context = compiled.new_context(scope, shared=True)
+            try:
+                return _joined(compiled.root_render_func(context))
+            except Exception:
+                self._env.handle_exception()  # raises it again, its traceback in template lines
+                raise
         except expr_limits.OffLoop:
             raise
         except Exception as exc:
