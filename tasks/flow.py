@@ -230,7 +230,7 @@ class Subflow(Task):
         outputs["state"] = child.state.current.value
         outputs["outputs"] = child.outputs or {}
         if self.outputs and not child.outputs:
-            outputs["outputs"] = self._legacy_outputs(ctx, child)
+            outputs["outputs"] = await self._legacy_outputs(ctx, child)
         state = child.state.current
         if self.transmit_failed and state in (State.FAILED, State.KILLED):
             raise TaskFailed(
@@ -241,7 +241,7 @@ class Subflow(Task):
             ctx.warning = True
         return outputs
 
-    def _legacy_outputs(self, ctx: RunContext, child: Execution) -> dict[str, Any]:
+    async def _legacy_outputs(self, ctx: RunContext, child: Execution) -> dict[str, Any]:
         """The deprecated `outputs` map, rendered with the child's variables."""
         task_outputs: dict[str, Any] = {}
         for run in child.task_runs:
@@ -257,7 +257,7 @@ class Subflow(Task):
             "flow": {"id": child.flow_id, "namespace": child.namespace},
         }
         try:
-            rendered = ctx.render(self.outputs or {}, variables)
+            rendered = await ctx.render_async(self.outputs or {}, variables)
         except TemplateError as exc:
             raise TaskFailed(f"Failed to extract outputs with the error: '{exc}'") from None
         return dict(rendered)
