@@ -66,7 +66,7 @@ class Fail(Task):
     error_message: Annotated[str, Dynamic] = "Task failure"
 
     async def run(self, ctx: RunContext) -> Output:
-        if self.condition is None or ctx.render_bool(self.condition):
+        if self.condition is None or await ctx.render_bool_async(self.condition):
             raise TaskFailed(self.error_message)
         return None
 
@@ -132,7 +132,7 @@ class Exit(Task):
     condition: Annotated[str | bool | None, Dynamic] = None
 
     async def run(self, ctx: RunContext) -> Output:
-        if self.condition is not None and not ctx.render_bool(self.condition):
+        if self.condition is not None and not await ctx.render_bool_async(self.condition):
             return None
         state = State.CANCELLED if self.state == "CANCELED" else State(self.state)
         raise ExitRequested(state)
@@ -152,6 +152,6 @@ class Echo(Task):
     async def run(self, ctx: RunContext) -> Output:
         message = self.format or ""
         if has_template(message):
-            message = str(ctx.render(message))
+            message = str(await ctx.render_async(message))
         ctx.logger.log(self.level, message)
         return None

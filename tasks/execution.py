@@ -33,7 +33,7 @@ class Assert(Task):
         failed = 0
         for condition in self.conditions:
             try:
-                holds = truthy(ctx.render(condition))
+                holds = truthy(await ctx.render_async(condition))
             except TemplateError as exc:
                 ctx.logger.error(f"Assertion `{condition}` failed, failed to render `{exc}`")
                 failed += 1
@@ -249,7 +249,7 @@ class Count(Task):
                     counts[key] = counts.get(key, 0) + 1
         results = []
         for (namespace, flow_id), count in counts.items():
-            if ctx.render(self.expression, {"count": count}) == "true":
+            if await ctx.render_async(self.expression, {"count": count}) == "true":
                 results.append({"namespace": namespace, "flowId": flow_id, "count": count})
         return {"results": results, "total": sum(r["count"] for r in results)}
 

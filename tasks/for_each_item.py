@@ -202,7 +202,7 @@ class ForEachItemExecutable(Task):
         crash; after a restart a failed one is replaced (RETRY_FAILED) or every one
         (NEW_EXECUTION)."""
         taskrun = {**ctx.variables.get("taskrun", {}), "items": uri, "iteration": iteration}
-        inputs = ctx.render(self.inputs, {"taskrun": taskrun})
+        inputs = await ctx.render_async(self.inputs, {"taskrun": taskrun})
         restarts = sum(1 for state, _ in ctx.task_run.state.histories if state == State.RESTARTED)
         generations = (
             [restarts] if self.restart_behavior == "NEW_EXECUTION" else range(restarts + 1)

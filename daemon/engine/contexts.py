@@ -134,6 +134,15 @@ class TaskContext(RunContext):
             value, self.variables, self._resources.functions.table(self.execution.namespace)
         )
 
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        variables = {**self.variables, **extra} if extra else self.variables
+        return await self._resources.render_async(value, variables, self.execution.namespace)
+
+    async def render_bool_async(self, value: str | bool) -> bool:
+        return await self._resources.renderer.evaluate_bool_async(
+            value, self.variables, self._resources.functions.table(self.execution.namespace)
+        )
+
     @property
     def working_dir_path(self) -> Path:
         if self._shared_dir is not None:
@@ -376,14 +385,19 @@ class FlowTriggerContext(TriggerContext):
         self.allowed_paths = services.allowed_paths
 
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        return self._resources.render(value, self._variables(extra), None)
+
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        return await self._resources.render_async(value, self._variables(extra), None)
+
+    def _variables(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
         flow = self.flow
-        variables = {
+        return {
             "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
             "envs": self._resources.envs,
             "labels": flow.labels,
             **(extra or {}),
         }
-        return self._resources.render(value, variables, None)
 
     def data_path(self, *parts: str) -> Path:
         return self._resources.data_dir.joinpath(*parts)

@@ -1,8 +1,9 @@
 """Expression functions that need the daemon's services: `read()`, `secret()`, `kv()`,
 `errorLogs()` and the file functions `fileSize()`, `fileExists()`, `isFileEmpty()`.
 
-Those that do I/O are listed in `BLOCKING_FUNCTIONS`: templates that call them are rendered
-off the event loop, and `kv`/`errorLogs` hop back into the loop for the store. Files are
+Those that do I/O never run on the event loop: a render started there stops when it reaches
+one (`limits.leave_loop`) and runs again in a thread, and `kv`/`errorLogs` (and stored
+files) hop back into the loop for the store. Files are
 named as Kestra names them: a `kestra:///` URI of internal storage, a `nsfile://` URI or a
 plain path of a namespace file.
 """
@@ -10,6 +11,7 @@ plain path of a namespace file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path, PurePosixPath
@@ -19,21 +21,13 @@ from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
 from daemon.engine.secrets import SecretStore
+from daemon.expr import limits as expr_limits
 from daemon.sdk.errors import NotFound, PodiumError
-from daemon.sdk.properties import has_template
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
 
-# Templates calling these are rendered in a thread: they would block the loop.
-BLOCKING_FUNCTIONS = (
-    "read(",
-    "kv(",
-    "errorLogs(",
-    "fileSize(",
-    "fileExists(",
-    "isFileEmpty(",
-    "fromIon(",  # imports amazon-ion (files) on first use
-)
+# Namespaces whose function tables are kept built (a daemon has a few dozen).
+TABLES_KEPT = 256
 KV_TIMEOUT = 30.0  # seconds a kv() or errorLogs() call waits for the store
 FILE_TIMEOUT = 300.0  # seconds a file function waits for the storage (retries included)
 _KESTRA = "kestra:///"
@@ -46,11 +40,6 @@ T = TypeVar("T")
 
 class FunctionError(PodiumError):
     """A function refusing its arguments, or a file or key it cannot find."""
-
-
-def needs_thread(value: Any) -> bool:
-    """True when rendering `value` may call a blocking function."""
-    return has_template(value) and any(name in repr(value) for name in BLOCKING_FUNCTIONS)
 
 
 class ServiceFunctions:
@@ -70,13 +59,20 @@ class ServiceFunctions:
         self._loop = loop
         # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
         self._namespace_files = namespace_files
+        # One table per namespace, built once: every templated task asks for one.
+        self._tables = functools.lru_cache(maxsize=TABLES_KEPT)(self._build)
         self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
-        return self._none if namespace is None else self._build(namespace)
+        return self._none if namespace is None else self._tables(namespace)
 
     def _wait(self, what: str, job: Coroutine[Any, Any, T], timeout: float = KV_TIMEOUT) -> T:
         """Run a store coroutine on the daemon's loop from the rendering thread."""
+        try:
+            expr_limits.leave_loop(what)  # a render on the loop goes to a thread first
+        except expr_limits.OffLoop:
+            job.close()
+            raise
         loop = self._loop
         if loop is None:
             job.close()
@@ -178,6 +174,7 @@ class ServiceFunctions:
     ) -> Path | str:
         """The file a function names, after Kestra's checks of what it may read: a
         namespace file's path, or the `kestra:///` URI of a stored file."""
+        expr_limits.leave_loop(f"{name}()")  # file I/O: a render on the loop goes to a thread
         if path is None:
             raise FunctionError(
                 f"The '{name}' function expects an argument 'path' that is a path to a "

@@ -97,6 +97,13 @@ class Resources:
         """Render a value with `variables` and the service functions of `namespace`."""
         return self.renderer.render_value(value, variables, self.functions.table(namespace))
 
+    async def render_async(
+        self, value: Any, variables: dict[str, Any], namespace: str | None
+    ) -> Any:
+        """`render`, never holding the event loop for more than a few milliseconds."""
+        functions = self.functions.table(namespace)
+        return await self.renderer.render_value_async(value, variables, functions)
+
     def masked(self, value: Any) -> Any:
         return self.secrets.masked(value)
 

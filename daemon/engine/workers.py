@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from daemon.engine.functions import BLOCKING_FUNCTIONS
 from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import PodiumError, TaskFailed
 from daemon.sdk.plugin import Task
@@ -76,11 +75,8 @@ async def render_task(task: T, ctx: TaskContext) -> T:
     templated = templated_values(task)
     if not templated:
         return task
-    if any(name in repr(templated) for name in BLOCKING_FUNCTIONS):
-        # read() opens stored files, kv() waits for the store: render off the loop.
-        rendered = await asyncio.to_thread(ctx.render, templated)
-    else:
-        rendered = ctx.render(templated)
+    # On the loop while it is quick; in a thread for jq, read(), kv() or a long render.
+    rendered = await ctx.render_async(templated)
     return with_rendered(task, rendered)
 
 

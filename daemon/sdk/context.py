@@ -103,6 +103,15 @@ class RunContext(ABC):
     @abstractmethod
     def render_bool(self, value: str | bool) -> bool: ...
 
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """`render` from a coroutine: the way plug-ins should render, since an expression
+        may need seconds (jq, long loops) that must not hold the event loop."""
+        return self.render(value, extra)
+
+    async def render_bool_async(self, value: str | bool) -> bool:
+        """`render_bool` from a coroutine (see `render_async`)."""
+        return self.render_bool(value)
+
     @property
     @abstractmethod
     def working_dir_path(self) -> Path:
@@ -217,6 +226,10 @@ class TriggerContext(ABC):
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
         """Render a trigger property the flow author templated (never outside data), with
         `flow`, `envs` and `labels`, plus `extra`."""
+
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """`render` from a coroutine, without holding the event loop (jq, long loops)."""
+        return self.render(value, extra)
 
     def state_key(self, *parts: str) -> str:
         """A state key owned by this trigger of this flow: `trigger:ns:flow:id:parts...`."""
