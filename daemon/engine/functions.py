@@ -13,13 +13,14 @@ import asyncio
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
 from daemon.engine.secrets import SecretStore
 from daemon.sdk.errors import NotFound, PodiumError
+from daemon.sdk.nsfiles import NamespaceFileError, normalize_path
 from daemon.sdk.properties import has_template
 from daemon.store.base import Store
 from daemon.store.local_files import Storage
@@ -43,6 +44,13 @@ _EXECUTION_FILE = re.compile(r".*/.*/executions/.*/tasks/.*/.*")
 T = TypeVar("T")
 
 
+class NamespaceFile(NamedTuple):
+    """A namespace file a function names: read from the store, not from a local path."""
+
+    namespace: str
+    path: str
+
+
 class FunctionError(PodiumError):
     """A function refusing its arguments, or a file or key it cannot find."""
 
@@ -61,14 +69,11 @@ class ServiceFunctions:
         secrets: SecretStore,
         store: Store,
         loop: asyncio.AbstractEventLoop | None,
-        namespace_files: Path | None = None,
     ) -> None:
         self._storage = storage
         self._secrets = secrets
         self._store = store
         self._loop = loop
-        # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
-        self._namespace_files = namespace_files or storage.root.parent / "namespaces"
         self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
@@ -117,6 +122,11 @@ class ServiceFunctions:
             if version is not None:
                 raise FunctionError("read(): namespace files are not kept by version here")
             file = self._file(context, "read", path, namespace, default_namespace)
+            if isinstance(file, NamespaceFile):
+                data = self._wait("read()", _read_namespace_file(store, file))
+                if data is None:
+                    raise FunctionError(f"read(): no file {path}")
+                return data.decode("utf-8", errors="replace")
             try:
                 return file.read_text(encoding="utf-8")
             except FileNotFoundError:
@@ -124,18 +134,19 @@ class ServiceFunctions:
 
         @pass_context
         def file_exists(context: Context, path: Any = None, namespace: Any = None) -> bool:
-            return self._file(context, "fileExists", path, namespace, default_namespace).is_file()
+            file = self._file(context, "fileExists", path, namespace, default_namespace)
+            if isinstance(file, NamespaceFile):
+                return self._size(file) is not None
+            return file.is_file()
 
         @pass_context
         def file_size(context: Context, path: Any = None, namespace: Any = None) -> int:
-            return self._existing(context, "fileSize", path, namespace, default_namespace).stat(
-            ).st_size  # fmt: skip
+            return self._existing_size(context, "fileSize", path, namespace, default_namespace)
 
         @pass_context
         def is_file_empty(context: Context, path: Any = None, namespace: Any = None) -> bool:
-            file = self._existing(context, "isFileEmpty", path, namespace, default_namespace)
-            with file.open("rb") as handle:
-                return not handle.read(1)
+            size = self._existing_size(context, "isFileEmpty", path, namespace, default_namespace)
+            return size == 0
 
         @pass_context
         def error_logs(context: Context) -> list[dict[str, Any]]:
@@ -157,17 +168,25 @@ class ServiceFunctions:
 
     # -- files --------------------------------------------------------------------------
 
-    def _existing(
+    def _size(self, file: NamespaceFile) -> int | None:
+        """The size of a namespace file; None when there is no file (or a directory)."""
+        info = self._wait("namespace files", self._store.namespace_files.stat(*file))
+        return None if info is None or info.is_directory else info.size
+
+    def _existing_size(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path:
+    ) -> int:
         file = self._file(context, name, path, namespace, default)
-        if not file.is_file():
+        size = self._size(file) if isinstance(file, NamespaceFile) else (
+            file.stat().st_size if file.is_file() else None
+        )  # fmt: skip
+        if size is None:
             raise FunctionError(f"{name}(): no file {path}")
-        return file
+        return size
 
     def _file(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path:
+    ) -> Path | NamespaceFile:
         """Where the file a function names is, after Kestra's checks of what it may read."""
         if path is None:
             raise FunctionError(
@@ -188,15 +207,20 @@ class ServiceFunctions:
             raise FunctionError(f"Cannot process the URI {text}: scheme not supported.")
         return self._namespace_file(str(namespace or default or ""), text)
 
-    def _namespace_file(self, namespace: str, path: str) -> Path:
+    def _namespace_file(self, namespace: str, path: str) -> NamespaceFile:
         if not namespace:
             raise FunctionError("a namespace file needs a namespace here")
-        parts = PurePosixPath(path.lstrip("/")).parts
-        if not parts or ".." in parts or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
+            raise FunctionError(f"{namespace!r} is not a namespace")
+        try:
+            normalized = normalize_path(path)
+        except NamespaceFileError:
+            normalized = "/"
+        if normalized == "/":
             raise FunctionError(f"{path!r} is not a file of namespace {namespace}")
-        return self._namespace_files.joinpath(namespace, "files", *parts)
+        return NamespaceFile(namespace, normalized)
 
-    def _stored(self, context: Context, uri: str) -> Path:
+    def _stored(self, context: Context, uri: str) -> Path | NamespaceFile:
         """A `kestra:///` file: namespace files and execution files (this execution's, the
         parent's or upstream's named by `trigger`, or any file a task stored)."""
         key = uri[len(_KESTRA) :]
@@ -231,6 +255,14 @@ class ServiceFunctions:
 def _namespace_and_parents(namespace: str) -> list[str]:
     parts = namespace.split(".")
     return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+async def _read_namespace_file(store: Store, file: NamespaceFile) -> bytes | None:
+    """The whole content (read() returns text, as Kestra's does); None when missing."""
+    info = await store.namespace_files.stat(*file)
+    if info is None or info.is_directory:
+        return None
+    return b"".join([chunk async for chunk in store.namespace_files.read(*file)])
 
 
 async def _error_logs(store: Store, execution_id: str) -> list[dict[str, Any]]:

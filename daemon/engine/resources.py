@@ -70,9 +70,7 @@ class Resources:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self.functions = ServiceFunctions(
-            self.storage, self.secrets, store, loop, data_dir / "namespaces"
-        )
+        self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
         # Caps task attempts running at once across all executions (0: no cap).
         max_tasks = self.options.max_tasks
         self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None

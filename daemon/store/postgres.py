@@ -34,6 +34,7 @@ from daemon.store.base import (
 )
 from daemon.store.postgres_insights import PostgresInsights
 from daemon.store.postgres_io import Fn, Op, PostgresIO
+from daemon.store.postgres_nsfiles import PostgresNamespaceFiles
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
@@ -127,6 +128,7 @@ class PostgresStore(Store):
         self.kv = _PostgresKeyValue(self)
         self.state = _PostgresState(self)
         self.insights = PostgresInsights(self._io)
+        self.namespace_files = PostgresNamespaceFiles(self._io, self._clock)
 
     @property
     def pool(self) -> Any:
@@ -147,6 +149,7 @@ class PostgresStore(Store):
 
     async def open(self) -> None:
         await self._io.open()
+        await self.namespace_files.sweep()
 
     async def close(self) -> None:
         await self._io.close()
