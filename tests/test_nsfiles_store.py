@@ -194,6 +194,21 @@ async def test_a_failed_upload_leaves_nothing_and_a_crashed_one_is_swept(
     assert await files._chunk("crashed", 0) is None
 
 
+async def test_the_first_write_of_a_process_sweeps_what_a_crash_left(
+    make_store: Factory, clock: FakeClock
+) -> None:
+    """Not the opening of the store: a read-only look at the executions opens it too."""
+    async with make_store() as crashed:
+        await crashed.namespace_files._begin_blob("crashed")
+        await crashed.namespace_files._put_chunk("crashed", 0, b"partial")
+    await clock.advance(2 * 86400)
+    async with make_store() as restarted:
+        files = restarted.namespace_files
+        assert await files._chunk("crashed", 0) == b"partial"
+        await files.write(NS, "/a.txt", chunks(b"x"))
+        assert await files._chunk("crashed", 0) is None
+
+
 async def test_a_file_replaced_while_being_read_is_an_error_not_a_mix(store: Store) -> None:
     files = store.namespace_files
     await files.write(NS, "/a.bin", chunks(b"a" * (CHUNK_SIZE * 2)))

@@ -5,7 +5,8 @@ by one while it streams in and read one by one while it streams out, so that nei
 upload nor a download ever holds a whole file. A blob is written first under a fresh id
 recorded as pending; one short transaction then points the file's row at it (dropping the
 blob it replaces). Readers thus never see half a file, a failed upload is dropped, and a
-pending blob left by a crash is swept when the store opens next (`sweep`).
+pending blob left by a crash is swept by the next process that writes a file (`sweep`),
+not when the store opens: a read-only `podium executions list` opens it too.
 
 Directories are rows of their own: made explicitly (an empty folder), or implied by a file
 written below them. The root of every namespace exists without a row.
@@ -63,6 +64,8 @@ def target_error(path: str, existing: NamespaceFileInfo) -> FileConflict:
 class NamespaceFileTable(ABC):
     """The store's namespace files; each backend keeps rows, chunks and pending blobs."""
 
+    _swept = False  # whether this process swept stale pending blobs yet
+
     async def write(
         self,
         namespace: str,
@@ -80,6 +83,9 @@ class NamespaceFileTable(ABC):
             raise target_error(path, existing)
         if existing is not None and conflict == "SKIP":
             return None
+        if not self._swept:
+            self._swept = True
+            await self.sweep()
         blob = uuid.uuid4().hex
         await self._begin_blob(blob)
         try:

@@ -149,7 +149,6 @@ class PostgresStore(Store):
 
     async def open(self) -> None:
         await self._io.open()
-        await self.namespace_files.sweep()
 
     async def close(self) -> None:
         await self._io.close()
