@@ -18,6 +18,7 @@ import asyncio
 import builtins
 import uuid
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from typing import TypeVar
@@ -34,6 +35,7 @@ from daemon.sdk.nsfiles import (
 from daemon.store.base import StoreError
 
 T = TypeVar("T")
+WRITE_WINDOW = 8  # chunk writes in flight during one upload (8 MiB at most)
 PENDING_TTL = timedelta(days=1)
 """A blob still pending after this long belongs to an upload that died with its process."""
 
@@ -88,6 +90,15 @@ class NamespaceFileTable(ABC):
             await self.sweep()
         blob = uuid.uuid4().hex
         await self._begin_blob(blob)
+        # Chunk writes in flight while the next chunk streams in: the store's writer then
+        # commits several per transaction. Memory stays bounded by the window.
+        flying: deque[asyncio.Future[None]] = deque()
+
+        async def put(seq: int, data: bytes) -> None:
+            flying.append(asyncio.ensure_future(self._put_chunk(blob, seq, data)))
+            if len(flying) >= WRITE_WINDOW:
+                await flying.popleft()
+
         try:
             size = 0
             seq = 0
@@ -95,14 +106,17 @@ class NamespaceFileTable(ABC):
             async for data in chunks:
                 buffer += data
                 while len(buffer) >= CHUNK_SIZE:
-                    await self._put_chunk(blob, seq, bytes(buffer[:CHUNK_SIZE]))
+                    await put(seq, bytes(buffer[:CHUNK_SIZE]))
                     del buffer[:CHUNK_SIZE]
                     seq += 1
                 size += len(data)
             if buffer or seq == 0:
-                await self._put_chunk(blob, seq, bytes(buffer))
+                await put(seq, bytes(buffer))
+            while flying:
+                await flying.popleft()
             return await self._commit(namespace, path, blob, size, conflict)
         except BaseException:
+            await asyncio.gather(*flying, return_exceptions=True)
             await asyncio.shield(self._drop_blob(blob))
             close = getattr(chunks, "aclose", None)
             if close is not None:
