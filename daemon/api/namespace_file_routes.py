@@ -35,7 +35,7 @@ from daemon.sdk.nsfiles import (
     normalize_path,
     parent_of,
 )
-from daemon.store.nsfiles import NamespaceFileTable
+from daemon.store.namespace_files import NamespaceFileTable
 
 routes = Routes("Files")
 

@@ -23,7 +23,7 @@ from daemon.sdk.errors import PodiumError
 
 if TYPE_CHECKING:
     from daemon.store.insights import Insights
-    from daemon.store.nsfiles import NamespaceFileTable
+    from daemon.store.namespace_files import NamespaceFileTable
 
 
 class StoreError(PodiumError):
@@ -265,7 +265,7 @@ class Store(ABC):
     # Kestra's KV pairs, and the daemon's own small durable state (triggers' markers).
     kv: KeyValueTable
     state: StateTable
-    # Each namespace's file tree (daemon/store/nsfiles.py).
+    # Each namespace's file tree (daemon/store/namespace_files.py).
     namespace_files: NamespaceFileTable
     # Queries across executions: the dashboard's, the logs page's (daemon/store/insights.py).
     insights: Insights

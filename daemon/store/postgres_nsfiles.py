@@ -1,5 +1,5 @@
 """Namespace files on PostgreSQL, shared by every node of a cluster (see
-`daemon.store.nsfiles` for the blob scheme). Chunk writes are idempotent upserts, so the
+`daemon.store.namespace_files` for the blob scheme). Chunk writes are idempotent upserts, so the
 writer may replay one after a lost connection; the commit runs under an advisory lock per
 namespace so that two nodes writing one tree do not interleave their checks."""
 
@@ -19,7 +19,7 @@ from daemon.sdk.nsfiles import (
     parent_of,
 )
 from daemon.sdk.state import iso
-from daemon.store.nsfiles import (
+from daemon.store.namespace_files import (
     PENDING_TTL,
     NamespaceFileTable,
     below,

@@ -67,7 +67,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE nodes (id text PRIMARY KEY, host text, pid integer,
             started timestamptz, heartbeat timestamptz)""",
     ),
-    (  # 2: namespace files (daemon/store/nsfiles.py): entries, their chunks, pending blobs
+    (  # 2: namespace files (daemon/store/namespace_files.py): entries, their chunks, pending blobs
         # byte order ("C"): the paths below a directory are one range, '/' < '0'
         """CREATE TABLE namespace_files (namespace text NOT NULL,
             path text COLLATE "C" NOT NULL, parent text COLLATE "C" NOT NULL,

@@ -60,7 +60,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL)",
         "CREATE TABLE claims (key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL)",
     ),
-    (  # 2: namespace files (daemon/store/nsfiles.py): entries, their chunks, pending blobs
+    (  # 2: namespace files (daemon/store/namespace_files.py): entries, their chunks, pending blobs
         """CREATE TABLE namespace_files (namespace TEXT NOT NULL, path TEXT NOT NULL,
             parent TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER NOT NULL, blob TEXT,
             created TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (namespace, path))""",

@@ -1,5 +1,5 @@
 """Namespace files on the embedded store: rows and chunks in the SQLite file, every write
-through its one writer thread (see `daemon.store.nsfiles` for the blob scheme)."""
+through its one writer thread (see `daemon.store.namespace_files` for the blob scheme)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from daemon.sdk.nsfiles import (
     parent_of,
 )
 from daemon.sdk.state import iso
-from daemon.store.nsfiles import (
+from daemon.store.namespace_files import (
     PENDING_TTL,
     NamespaceFileTable,
     below,
