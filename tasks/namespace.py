@@ -2,9 +2,9 @@
 tree the store keeps (the same files the API, `namespaceFiles:` and `read()` see).
 
 Patterns follow Kestra's tasks: UploadFiles matches files of the working directory (plain
-patterns from its root, `glob:`/`regex:` ones on the absolute path), DownloadFiles matches
-namespace paths with a leading `/` added, DeleteFiles uses PathMatcherPredicate (a
-pattern starting with a word character matches at any depth).
+patterns from its root, `glob:`/`regex:` ones on the absolute path); DownloadFiles and
+DeleteFiles match namespace paths with PathMatcherPredicate (a pattern starting with a
+word character matches at any depth).
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ class UploadFiles(Task):
 
 
 class DownloadFiles(Task):
-    """Copy namespace files into this execution's storage; `files` maps each path to its
-    stored URI. Kestra DownloadFilesTest."""
+    """Copy namespace files into this execution's storage (under `destination`); `files`
+    maps each namespace path to its stored URI. Kestra DownloadFilesTest."""
 
     types = (
         "io.kestra.plugin.core.namespace.DownloadFiles",
@@ -168,18 +168,23 @@ class DownloadFiles(Task):
 
     namespace: Annotated[str, Dynamic]
     files: Files
+    destination: Annotated[str, Dynamic] = ""
 
     async def run(self, ctx: RunContext) -> Output:
         namespace = _namespace(self.namespace, ctx)
-        patterns = [glob_regex(p if p.startswith("/") else "/" + p) for p in _as_list(self.files)]
+        try:
+            matches = path_matcher(_as_list(self.files))
+        except NamespaceFileError as exc:
+            raise TaskFailed(f"files: {exc}", non_retryable=True) from None
         root = await ctx.working_dir()
         downloaded: dict[str, str] = {}
         for entry in await ctx.namespace_files.list(namespace, recursive=True):
-            if entry.is_directory or not any(p.match(entry.path) for p in patterns):
+            if entry.is_directory or not matches(entry.path):
                 continue
             local = root / "download" / entry.path.lstrip("/")
             await ctx.namespace_files.download(namespace, entry.path, local)
-            downloaded[entry.path] = await ctx.put_file(local, entry.path.lstrip("/"))
+            name = f"{self.destination.strip('/')}/{entry.path.lstrip('/')}".lstrip("/")
+            downloaded[entry.path] = await ctx.put_file(local, name)
             await asyncio.to_thread(local.unlink)
             ctx.logger.debug(f"Downloaded {entry.path}")
         ctx.metric("downloaded", "counter", len(downloaded))

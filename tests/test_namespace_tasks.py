@@ -109,8 +109,9 @@ async def test_upload_needs_files_or_files_map(h: Harness) -> None:
 
 
 async def test_download_files_stores_the_matching_files_of_another_namespace(h: Harness) -> None:
-    """DownloadFilesTest: patterns with a leading `/` added; `files` maps each namespace
-    path to the stored copy, which later tasks read."""
+    """DownloadFilesTest: PathMatcherPredicate patterns (`input.txt` at any depth); `files`
+    maps each namespace path to the stored copy (named under `destination`), which later
+    tasks read."""
     await put(h, "tutorial", "/a/input.txt", "hello")
     await put(h, "tutorial", "/b/input.txt", "world")
     await put(h, "tutorial", "/other.csv", "x")
@@ -121,7 +122,8 @@ async def test_download_files_stores_the_matching_files_of_another_namespace(h: 
           - id: download
             type: io.kestra.plugin.core.namespace.DownloadFiles
             namespace: tutorial
-            files: "**input.txt"
+            files: input.txt
+            destination: fetched
           - id: show
             type: io.kestra.plugin.core.log.Log
             message: "{{ read(outputs.download.files['/a/input.txt']) }}"
@@ -129,7 +131,8 @@ async def test_download_files_stores_the_matching_files_of_another_namespace(h: 
     assert ex.state.current == State.SUCCESS, ex.error
     download = next(tr for tr in ex.task_runs if tr.task_id == "download")
     assert sorted(download.outputs["files"]) == ["/a/input.txt", "/b/input.txt"]
-    assert all(uri.startswith("kestra:///") for uri in download.outputs["files"].values())
+    names = sorted(uri.rsplit("/", 1)[1] for uri in download.outputs["files"].values())
+    assert names == ["fetched_a_input.txt", "fetched_b_input.txt"]  # storage flattens paths
     assert "hello" in await h.logs(ex)
 
 
