@@ -5,6 +5,7 @@ flows/namespace_files.yaml (WorkingDirectory + namespaceFiles + UploadFiles + re
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
+from tests.test_cluster_serve import NODE_ENV
 
 NS = "podium.examples"
 EXAMPLE = ROOT / "flows" / "namespace_files"
@@ -133,3 +136,37 @@ def test_cli_update_refuses_bad_input_with_one_line(
     assert result.stderr.startswith("podium: ") and message in result.stderr, result.stderr
     missing = push(daemon, EXAMPLE / "nope")
     assert missing.returncode == 1 and "is not a folder" in missing.stderr
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[str]:
+    runner = asyncio.Runner()
+    manager = fresh_database(postgres_dsn)
+    try:
+        yield runner.run(manager.__aenter__())
+    finally:
+        runner.run(manager.__aexit__(None, None, None))
+        runner.close()
+
+
+def test_two_nodes_on_one_postgresql_share_the_files(tmp_path: Path, database: str) -> None:
+    """A cluster shares one tree: written through one node (its own data directory), read
+    and deleted through the other."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    nodes = [
+        ServeProcess(tmp_path, flows, tmp_path / name, env=NODE_ENV, args=("--store", database))
+        for name in ("a", "b")
+    ]
+    try:
+        for node in nodes:
+            node.start().wait_line("joined the cluster")
+        one, two = (KestraClient(host=node.url(""), timeout=30).files for node in nodes)
+        one.create_namespace_file(NS, "/shared/data.csv", tenant="main", file_content=b"a,b\n")
+        assert two.file_content(NS, "/shared/data.csv", tenant="main") == b"a,b\n"
+        two.delete_file_directory(NS, "/shared/data.csv", tenant="main")
+        assert one.list_namespace_directory_files(NS, tenant="main") == []
+    finally:
+        for node in nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.stop()
