@@ -78,6 +78,9 @@ def _label_map(value: Any) -> Any:
         empty = [str(k) for k, v in value.items() if not str(k).strip() or v is None or v == ""]
         if empty:
             raise ValueError(f"empty labels are not allowed: {', '.join(empty)}")
+        nul = [repr(str(k)) for k, v in value.items() if "\x00" in f"{k}{v}"]
+        if nul:
+            raise ValueError(f"labels cannot contain the NUL character: {', '.join(nul)}")
         return {k: _scalar_text(v) for k, v in value.items()}
     return value
 

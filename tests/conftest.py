@@ -7,6 +7,9 @@ when the first test asks for it (see services.py).
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,8 +32,17 @@ SERVICE_FIXTURES = frozenset(
         "rabbitmq",
         "nats_server",
         "mariadb",
+        "moto_s3",
     }
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`podium run` keeps an index of plug-in types in the user's cache directory: tests
+    (and the daemons they start) keep theirs in a directory of the session's own."""
+    if "PODIUM_CACHE_DIR" not in os.environ:
+        os.environ["PODIUM_CACHE_DIR"] = tempfile.mkdtemp(prefix="podium-test-cache-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("PODIUM_CACHE_DIR"), True))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -112,6 +124,13 @@ def nats_server() -> Iterator[services.Nats]:
 def mariadb() -> Iterator[services.MariaDB]:
     """A private MariaDB: user `podium`, no password, database `podium`."""
     with services.server_process(services.MariaDB) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[services.MotoS3]:
+    """moto's S3 server on a free port, with an empty bucket."""
+    with services.server_process(services.MotoS3) as server:
         yield server
 
 

@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -906,6 +907,52 @@ class MariaDB(ServerProcess):
         _run_checked([client, f"--socket={self.socket}", "-u", "root", "-e", sql], "mariadb setup")
 
 
+@dataclass
+class MotoS3(ServerProcess):
+    """moto's standalone server (`moto[server]` from PyPI): a real S3 API over HTTP, its
+    objects in this process. Any access key is accepted; `bucket` is created at start."""
+
+    name: ClassVar[str] = "moto"
+    bucket: str = "podium-test"
+    access_key: str = "podium-test-key"
+    secret_key: str = "podium-test-secret"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        try:
+            import moto.server  # noqa: F401
+        except ImportError:
+            pytest.fail("moto's S3 server is missing: pip install 'moto[server]'")
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def env(self) -> dict[str, str]:
+        # no AWS settings of the machine leak into the server
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+    def create_bucket(self) -> None:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            connection.request("PUT", f"/{self.bucket}", headers=_s3_auth(self.access_key))
+            reply = connection.getresponse()
+            body = reply.read()
+            if reply.status != 200:
+                raise RuntimeError(f"moto refused bucket {self.bucket}: {reply.status} {body!r}")
+        finally:
+            connection.close()
+
+
+def _s3_auth(access_key: str) -> dict[str, str]:
+    """moto checks no signature, but routes a request as S3's only when it is signed."""
+    return {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20260101/us-east-1/s3/"
+        "aws4_request, SignedHeaders=host, Signature=0",
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+    }
+
+
 S = TypeVar("S", bound=ServerProcess)
 
 
@@ -919,6 +966,8 @@ def server_process(kind: type[S]) -> Iterator[S]:
         server.start()
         if isinstance(server, MariaDB):
             server.setup_user()
+        if isinstance(server, MotoS3):
+            server.create_bucket()
         yield server
     finally:
         if isinstance(server, RabbitMQ):

@@ -478,3 +478,32 @@ def test_podium_serve_refuses_to_start_with_a_malformed_alert(tmp_path: Path) ->
     assert result.stderr.strip().endswith(
         "podium: invalid alerts: alerts[0] (slack): unknown property 'urll'; did you mean 'url'?"
     )
+
+
+async def test_an_alert_about_an_execution_shows_its_secrets_masked(
+    h: Harness, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alert is built from the execution as it ended in memory, secrets in clear: it
+    leaves the process, so it is masked as the store masks it (issue #13, finding 7)."""
+    monkeypatch.setenv("SECRET_DB_TOKEN", base64.b64encode(b"tok-in-clear-789").decode())
+    settings = Settings(
+        data_dir=h.engine.data_dir, alerts=[{"channel": "slack", "url": f"{hook.url}/masked"}]
+    )
+    alerts = install(h.engine, settings)
+    try:
+        ex = await h.run("""
+            id: leaky
+            namespace: any
+            tasks:
+              - id: load
+                type: io.kestra.plugin.core.execution.Fail
+                errorMessage: "cannot log in with {{ secret('DB_TOKEN') }}"
+            """)
+        await alerts.idle()
+    finally:
+        await alerts.close()
+    assert ex.state.current == State.FAILED
+    (message,) = hook.posts("/masked")
+    assert "tok-in-clear-789" not in json.dumps(message)
+    fields = {f["title"]: f["value"] for f in message["attachments"][0]["fields"]}
+    assert "cannot log in with ******" in fields["Error"]

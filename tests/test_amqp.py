@@ -6,7 +6,6 @@ DeclareExchange, QueueBind, Publish, Consume), TriggerTest and RealtimeTriggerTe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import textwrap
 import uuid
@@ -93,7 +92,7 @@ async def test_declare_bind_publish_consume(h: Harness, rabbitmq: RabbitMQ, name
     assert outputs["bind"] == {"queue": name, "exchange": f"{name}-x"}
     assert outputs["publish"] == {"messagesCount": 2}
     assert outputs["consume"]["count"] == 2
-    text = await asyncio.to_thread(h.engine.resources.storage.read_text, outputs["consume"]["uri"])
+    text = await h.engine.resources.storage.read_text(outputs["consume"]["uri"])
     first, second = (json.loads(line) for line in text.splitlines())
     assert first["data"] == {"n": 1} and first["messageId"] == "m1"
     assert first["headers"] == {"h": "v"} and first["appId"] == "podium"

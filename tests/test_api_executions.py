@@ -269,7 +269,7 @@ async def test_delete_removes_an_ended_execution_and_refuses_a_running_one(
     status, body, _ = await call("DELETE", f"{api}/api/v1/executions/{done['id']}")
     assert (status, body) == (204, "")
     assert await h.store.get_execution(done["id"]) is None
-    folder = h.engine.resources.storage.root / "ns" / "files" / "executions" / done["id"]
+    folder = h.engine.resources.storage.blobs.root / "ns" / "files" / "executions" / done["id"]
     assert not await asyncio.to_thread(folder.exists)
     running = await started(api, "slow")
     status, doc, _ = await call("DELETE", f"{api}/api/v1/executions/{running['id']}")

@@ -20,11 +20,11 @@ DATA = b"id,name\n" + b"".join(b"%d,row %d\n" % (n, n) for n in range(5000))
 
 async def put(h: Harness, data: bytes, name: str) -> str:
     storage = h.engine.resources.storage
-    return await asyncio.to_thread(storage.put, data, prefix="/test/in", name=name)
+    return await storage.put(data, prefix="/test/in", name=name)
 
 
 async def read(h: Harness, uri: str) -> bytes:
-    path = await asyncio.to_thread(h.engine.resources.storage.path, uri)
+    path = await h.engine.resources.storage.path(uri)
     return await asyncio.to_thread(path.read_bytes)
 
 

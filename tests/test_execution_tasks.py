@@ -25,7 +25,7 @@ async def metrics(h: Harness, ex: Execution) -> dict[str, float]:
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
+    return await h.engine.resources.storage.read_text(uri)
 
 
 ASSERT = """

@@ -306,3 +306,11 @@ def test_base64decode_with_invalid_input_fails(renderer: Renderer) -> None:
         "cannot render \"{{ 'not base64!' | base64decode }}\": base64decode: the input is not"
         " valid base64"
     )
+
+
+def test_pebble_raw_filter_leaves_the_value_as_it_is(renderer: Renderer) -> None:
+    """Pebble's core `raw` filter (pebbletemplates.io "raw"): podium never autoescapes, so
+    it has nothing to undo, and a flow written with it renders as in Kestra."""
+    out = renderer.render("{{ ('<b>' ~ inputs.name ~ '</b>') | raw }}", VARS)
+    assert out == "<b>Ada</b>"
+    assert renderer.render("{{ inputs.items | raw | length }}", VARS) == "2"

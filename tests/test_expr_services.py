@@ -222,6 +222,31 @@ async def test_file_functions_refuse_what_kestra_refuses(
     assert message in (ex.error or ""), ex.error
 
 
+async def test_read_refuses_another_namespaces_execution_files_and_reads_its_own(
+    h: Harness,
+) -> None:
+    """Issue #13 finding 10; Kestra AbstractFileFunction (checkAllowedFileAndReturnNamespace,
+    FlowService.checkAllowedNamespace): another execution's task file is read only from its
+    own namespace; a subflow reads only its parent's. ReadFileFunctionTest
+    `readFailOnNonExecutionFile` for the message shape."""
+    store_file = (
+        "  - id: sh\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        '    outputFiles: ["*.txt"]\n    commands:\n      - printf private > out.txt\n'
+    )
+    other = await h.run(f"id: maker\nnamespace: other.team\ntasks:\n{store_file}", {})
+    same = await h.run(f"id: maker\nnamespace: company.team\ntasks:\n{store_file}", {})
+    assert other.state.current == same.state.current == State.SUCCESS
+    foreign = other.task_runs[0].outputs["outputFiles"]["out.txt"]
+    neighbour = same.task_runs[0].outputs["outputFiles"]["out.txt"]
+
+    refused = await h.run(flow(log("a", f"{{{{ read('{foreign}') }}}}")))
+    assert refused.state.current == State.FAILED
+    assert "namespace other.team is not allowed from namespace company.team" in (
+        refused.error or ""
+    ), refused.error
+    assert await logged(h, log("a", f"{{{{ read('{neighbour}') }}}}")) == ["private"]
+
+
 # -- variables ---------------------------------------------------------------------------
 
 

@@ -122,7 +122,10 @@ def stored_file(h: Harness, ex: Execution, task_id: str, name: str) -> Path:
     """Where the storage keeps `name` for the (only) run of `task_id`."""
     [run] = [tr for tr in ex.task_runs if tr.task_id == task_id]
     prefix = h.engine.resources.storage.execution_prefix(ex.namespace, ex.flow_id, ex.id)
-    return h.engine.resources.storage.root / f"{prefix}/tasks/{task_id}/{run.id}/{name}".lstrip("/")
+    return (
+        h.engine.resources.storage.blobs.root
+        / f"{prefix}/tasks/{task_id}/{run.id}/{name}".lstrip("/")
+    )
 
 
 def leftovers(root: Path) -> list[str]:
@@ -322,7 +325,7 @@ async def test_mqtt_batch_waits_unacknowledged_while_storage_is_full(
         for execution in executions:
             assert execution.trigger is not None
             uri = execution.trigger["variables"]["uri"]
-            text = await asyncio.to_thread(h.engine.resources.storage.read_text, uri)
+            text = await h.engine.resources.storage.read_text(uri)
             payloads += [json.loads(line)["payload"]["n"] for line in text.splitlines()]
         assert payloads == [0, 1, 2, 3, 4, 5]
 

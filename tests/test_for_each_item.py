@@ -66,7 +66,7 @@ async def children(h: Harness, flow_id: str) -> list[Execution]:
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
+    return await h.engine.resources.storage.read_text(uri)
 
 
 async def test_one_subflow_execution_per_batch(h: Harness, items: Path) -> None:

@@ -6,7 +6,6 @@ runner) and DuckDB run for real, and the stored DuckDB result holds the averages
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -60,7 +59,7 @@ async def products_url() -> AsyncIterator[str]:
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
+    return await h.engine.resources.storage.read_text(uri)
 
 
 async def test_pipeline_stores_the_average_price_per_brand(h: Harness, products_url: str) -> None:

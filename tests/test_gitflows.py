@@ -86,7 +86,7 @@ tasks:
     execution = await h.run(source)
     assert execution.state.current == State.SUCCESS, await h.logs(execution)
     uri = execution.task_runs[0].outputs["flows"]
-    text = await asyncio.to_thread(h.engine.resources.storage.read_text, uri)
+    text = await h.engine.resources.storage.read_text(uri)
     rows = sorted((loads(line) for line in text.splitlines()), key=lambda r: r["flowId"])
     assert rows == [
         {"gitPath": "_flows/marketing/crm.yml", "syncState": "ADDED", "flowId": "crm",
@@ -103,9 +103,7 @@ tasks:
     assert await asyncio.to_thread((flows_dir / "other.yaml").exists)  # another namespace
 
     again = await h.run(source)
-    text = await asyncio.to_thread(
-        h.engine.resources.storage.read_text, again.task_runs[0].outputs["flows"]
-    )
+    text = await h.engine.resources.storage.read_text(again.task_runs[0].outputs["flows"])
     assert {loads(line)["syncState"] for line in text.splitlines()} == {"UNCHANGED"}
 
 

@@ -153,7 +153,7 @@ async def errors(h: Harness, ex: Execution) -> list[str]:
 
 
 async def stored_bytes(h: Harness, uri: str) -> bytes:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_bytes())
+    return await asyncio.to_thread((await h.engine.resources.storage.path(uri)).read_bytes)
 
 
 # -- Download ----------------------------------------------------------------------------
@@ -202,9 +202,8 @@ async def test_download_of_50_mib_streams_to_storage_with_flat_memory(
     assert peak - before < 8 * MIB
     out = ex.task_runs[0].outputs
     assert out["length"] == BIG
-    digest = await asyncio.to_thread(
-        lambda: hashlib.sha256(h.engine.resources.storage.path(out["uri"]).read_bytes()).hexdigest()
-    )
+    path = await h.engine.resources.storage.path(out["uri"])
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(path.read_bytes()).hexdigest())
     assert digest == hashlib.sha256(BLOCK * (BIG // MIB)).hexdigest()
     progress = [m for m in await h.logs(ex) if m.startswith("downloaded ")]
     assert [m.split("(")[1].split("%")[0] for m in progress] == [str(p) for p in range(10, 101, 10)]

@@ -16,7 +16,7 @@ from tests.harness import Harness
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
+    return await h.engine.resources.storage.read_text(uri)
 
 
 async def run_on(

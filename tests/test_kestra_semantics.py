@@ -571,7 +571,7 @@ async def test_log_to_file_stores_the_lines_in_a_file(h: Harness) -> None:
     (line,) = await h.logs(ex)
     assert line.startswith("the logs of this task run are in kestra:///ns/f/executions/")
     uri = line.split(" in ", 1)[1].split(" ")[0]
-    text = await asyncio.to_thread(h.engine.resources.storage.read_text, uri)
+    text = await h.engine.resources.storage.read_text(uri)
     assert [row.split(" ", 2)[1:] for row in text.splitlines()] == [
         ["INFO", "one"],
         ["INFO", "two"],

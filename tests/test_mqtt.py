@@ -448,9 +448,7 @@ def batch(broker: Mosquitto, name: str, extra: str) -> str:
 
 
 async def batch_records(h: Harness, execution: Execution) -> list[dict[str, object]]:
-    text = await asyncio.to_thread(
-        h.engine.resources.storage.read_text, variables(execution)["uri"]
-    )
+    text = await h.engine.resources.storage.read_text(variables(execution)["uri"])
     return [json.loads(line) for line in text.splitlines()]
 
 
@@ -641,9 +639,7 @@ async def test_publish_sends_each_line_of_a_stored_file(
     topic = f"{name}/{name}"
     await make_session(mosquitto, f"{name}-sub", topic)
     lines = '{"n": 1}\n"two"\n\n3\n'
-    uri = await asyncio.to_thread(
-        h.engine.resources.storage.put, lines.encode(), prefix="/x", name="rows.ion"
-    )
+    uri = await h.engine.resources.storage.put(lines.encode(), prefix="/x", name="rows.ion")
     ex = await h.run(publish_flow(mosquitto, name, f"serdeType: STRING\nfrom: '{uri}'\n"))
     assert ex.state.current == State.SUCCESS, await h.logs(ex)
     assert ex.task_runs[0].outputs == {"messagesCount": 3}
@@ -680,8 +676,8 @@ async def test_published_messages_round_trip_into_a_trigger(
 
 
 async def test_publish_of_a_file_with_a_line_that_is_not_json_fails(h: Harness, name: str) -> None:
-    uri = await asyncio.to_thread(
-        h.engine.resources.storage.put, b'{"ok": 1}\nnot json\n', prefix="/x", name="rows.ion"
+    uri = await h.engine.resources.storage.put(
+        b'{"ok": 1}\nnot json\n', prefix="/x", name="rows.ion"
     )
     ex = await h.run(
         textwrap.dedent(f"""

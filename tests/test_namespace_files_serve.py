@@ -9,23 +9,27 @@ import asyncio
 import shutil
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kestrapy import KestraClient
+from kestrapy.base_api import BaseApi
+from kestrapy.exceptions import NotFoundException
 
 from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
 from tests.test_cluster_serve import NODE_ENV
+from tests.test_kestrapy import _strict
 
 NS = "podium.examples"
 EXAMPLE = ROOT / "flows" / "namespace_files"
 
-with warnings.catch_warnings():  # a model field of kestrapy shadows a pydantic attribute
-    warnings.simplefilter("ignore", UserWarning)
-    from kestrapy import KestraClient
-    from kestrapy.exceptions import ApiException
+
+@pytest.fixture(autouse=True)
+def strict_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer validates against kestrapy's own models (see tests/test_kestrapy.py)."""
+    monkeypatch.setattr(BaseApi, "_construct_model", staticmethod(_strict))
 
 
 @pytest.fixture
@@ -73,9 +77,8 @@ def test_cli_push_kestrapy_round_trip_and_the_example_flow(
     assert files.search_namespace_files(NS, q="hello", tenant="main") == ["/data/hello.txt"]
     files.move_file_directory(NS, "/data", "/archive", tenant="main")
     files.delete_file_directory(NS, "/archive/hello.txt", tenant="main")
-    with pytest.raises(ApiException) as missing:
+    with pytest.raises(NotFoundException):
         files.file_content(NS, "/archive/hello.txt", tenant="main")
-    assert missing.value.status == 404
 
     execution = daemon.create_execution(NS, "namespace_files")
     done = daemon.wait_execution(execution["id"], {"SUCCESS", "FAILED", "WARNING"})

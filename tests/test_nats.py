@@ -7,7 +7,6 @@ CreateBucketTest.
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -65,7 +64,7 @@ async def test_produce_then_consume(h: Harness, nats_server: Nats, nc: Client, n
     outputs = {tr.task_id: tr.outputs for tr in execution.task_runs}
     assert outputs["produce"] == {"messagesCount": 2}
     assert outputs["consume"]["messagesCount"] == 2
-    text = await asyncio.to_thread(h.engine.resources.storage.read_text, outputs["consume"]["uri"])
+    text = await h.engine.resources.storage.read_text(outputs["consume"]["uri"])
     rows = text.splitlines()
     assert '"data":"first"' in rows[0] and '"headers":{"h":["v"]}' in rows[0]
     assert '"data":"second"' in rows[1]

@@ -274,7 +274,7 @@ async def test_every_fetch_type_hands_rows_on_its_own_way(h: Harness, url: str) 
     }
     stored = outputs(ex, "stored")
     assert stored["size"] == 3 and stored["uri"].endswith("/stored-1.ion")
-    text = await asyncio.to_thread(h.engine.resources.storage.read_text, stored["uri"])
+    text = await h.engine.resources.storage.read_text(stored["uri"])
     assert [json.loads(line) for line in text.splitlines()] == [
         {"n": 1, "label": "r1"},
         {"n": 2, "label": "r2"},
@@ -297,9 +297,7 @@ async def test_queries_store_one_file_per_result_set(h: Harness, url: str) -> No
     )
     stored = outputs(ex, "q")["outputs"]
     assert [o["size"] for o in stored] == [1, 2]
-    texts = [
-        await asyncio.to_thread(h.engine.resources.storage.read_text, o["uri"]) for o in stored
-    ]
+    texts = [await h.engine.resources.storage.read_text(o["uri"]) for o in stored]
     assert texts == ['{"a":1}\n', '{"b":"x"}\n{"b":"y"}\n']
 
 
@@ -435,9 +433,7 @@ async def test_a_killed_query_is_cancelled_on_the_server_and_its_connection_reus
 
 
 async def store(h: Harness, name: str, data: bytes) -> str:
-    return await asyncio.to_thread(
-        h.engine.resources.storage.put, data, prefix="/test/files", name=name
-    )
+    return await h.engine.resources.storage.put(data, prefix="/test/files", name=name)
 
 
 async def test_copy_in_reads_header_delimiter_null_string_and_columns(
@@ -649,8 +645,8 @@ async def test_copy_out_writes_a_query_or_a_table_to_a_stored_file(
     query, table = outputs(ex, "query"), outputs(ex, "table")
     assert query["rowCount"] == 2 and query["uri"].endswith("/query.csv")
     read = h.engine.resources.storage.read_text
-    assert await asyncio.to_thread(read, query["uri"]) == 'id,name\n1,"a,b"\n2,\n'
-    assert sorted((await asyncio.to_thread(read, table["uri"])).splitlines()) == ["-", "a,b"]
+    assert await read(query["uri"]) == 'id,name\n1,"a,b"\n2,\n'
+    assert sorted((await read(table["uri"])).splitlines()) == ["-", "a,b"]
 
 
 async def test_copy_out_needs_sql_or_table(h: Harness, url: str) -> None:

@@ -57,7 +57,7 @@ async def test_list_push_then_pop_into_a_file(h: Harness, redis_server: Redis, k
     outputs = {tr.task_id: tr.outputs for tr in execution.task_runs}
     assert outputs["push"] == {"count": 3}
     assert outputs["pop"]["count"] == 2
-    text = await asyncio.to_thread(h.engine.resources.storage.read_text, outputs["pop"]["uri"])
+    text = await h.engine.resources.storage.read_text(outputs["pop"]["uri"])
     lines = text.splitlines()
     assert [json.loads(line) for line in lines] == [{"n": 3}, {"n": 2}]
     client = await redis_client(redis_server.url, 10)
@@ -248,7 +248,7 @@ async def test_batch_trigger_stores_items_in_one_file(
             [execution] = await th.wait_for(1)
         variables = execution.trigger["variables"]
         assert variables["count"] == 3
-        text = await asyncio.to_thread(h.engine.resources.storage.read_text, variables["uri"])
+        text = await h.engine.resources.storage.read_text(variables["uri"])
         assert text.splitlines() == ['"a"', '"b"', '"c"']
     finally:
         await client.aclose()

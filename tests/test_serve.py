@@ -114,6 +114,62 @@ def test_invalid_flow_file_is_logged_and_previous_revision_keeps_running(
         assert daemon.stop() == 0
 
 
+def test_invalid_flow_file_is_logged_once_per_change_not_again_and_again(
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
+    """Issue #13 finding 10: podium reading an invalid file must not count as a change of
+    it (it was read and logged about five times a second). podium's own: Kestra keeps
+    flows in its database, with no directory to watch."""
+    flows, data = dirs
+    bad = flows / "bad.yaml"
+    bad.write_text(LOG_FLOW.format(id="bad", message="one").replace("log.Log", "log.Lgo"))
+    daemon = ServeProcess(tmp_path, flows, data).start()
+    try:
+        daemon.wait_line("does not validate")
+        mark = len(daemon.lines)
+        bad.write_text(LOG_FLOW.format(id="bad", message="two").replace("log.Log", "log.Lgo"))
+        daemon.wait_line("does not validate", after=mark)
+        # Two more changes, of another file, each waited for: time enough for a repeat.
+        (flows / "good.yaml").write_text(LOG_FLOW.format(id="good", message="v1"))
+        daemon.wait_line("loaded flow test.good revision 1", after=mark)
+        (flows / "good.yaml").write_text(LOG_FLOW.format(id="good", message="v2"))
+        daemon.wait_line("loaded flow test.good revision 2", after=mark)
+    finally:
+        assert daemon.stop() == 0
+    said = [line for line in daemon.lines if "does not validate" in line]
+    assert len(said) == 2, said
+
+
+def test_flow_over_the_size_limit_is_refused_with_a_clear_error_and_health_answers(
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
+    """Issue #13 finding 10: a 46 MB flow file stalled /health for seconds. A flow file or
+    API body over `max-flow-size` is refused unread, naming the setting (podium's own:
+    Kestra bounds only the HTTP request size, micronaut's max-request-size)."""
+    flows, data = dirs
+    padding = "# " + "x" * 2000 + "\n"
+    (flows / "big.yaml").write_text(LOG_FLOW.format(id="big", message="big") + padding)
+    (flows / "small.yaml").write_text(LOG_FLOW.format(id="small", message="small"))
+    env = {"PODIUM_MAX_FLOW_SIZE": "1000"}
+    daemon = ServeProcess(tmp_path, flows, data, env).start()
+    try:
+        daemon.wait_line("does not validate")
+        line = daemon.wait_line("over the limit of 1,000")
+        assert "max-flow-size in podium.yaml or PODIUM_MAX_FLOW_SIZE" in line
+        status, health = daemon.request("GET", "/health")
+        assert status == 200, health
+        body = (LOG_FLOW.format(id="posted", message="big") + padding).encode()
+        status, doc = daemon.request(
+            "POST", "/api/v1/flows", body, {"Content-Type": "application/x-yaml"}
+        )
+        assert status == 413, doc
+        assert "over the limit of 1,000" in doc["message"]
+        status, _ = daemon.request("GET", "/api/v1/flows/test/small")
+        assert status == 200
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_sighup_reloads_flows(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
     flows, data = dirs
     daemon = ServeProcess(tmp_path, flows, data).start()

@@ -36,11 +36,11 @@ def conn(server: MariaDB) -> str:
 
 async def put(h: Harness, data: bytes, name: str) -> str:
     storage = h.engine.resources.storage
-    return await asyncio.to_thread(storage.put, data, prefix="/test/in", name=name)
+    return await storage.put(data, prefix="/test/in", name=name)
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(h.engine.resources.storage.read_text, uri)
+    return await h.engine.resources.storage.read_text(uri)
 
 
 async def run(h: Harness, tasks: str) -> dict[str, object]:

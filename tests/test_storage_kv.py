@@ -53,7 +53,7 @@ def flow(*tasks: str, file_input: bool = False) -> str:
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
+    return await h.engine.resources.storage.read_text(uri)
 
 
 async def error(h: Harness, ex: Execution) -> str:

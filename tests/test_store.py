@@ -322,6 +322,9 @@ async def test_search_filters_and_pages_newest_first(store: Store) -> None:
     assert await ids() == (["d", "c", "b", "e", "a"], 5)
     assert await ids(namespace="company") == (["c", "b", "e", "a"], 4)
     assert await ids(namespace="company.team") == (["c", "b", "e"], 3)
+    # Kestra's namespace EQUALS filter and searchExecutionsByFlowId: that namespace alone
+    assert await ids(namespace="company.team", exact_namespace=True) == (["b", "e"], 2)
+    assert await ids(namespace="company", exact_namespace=True) == (["a"], 1)
     assert await ids(flow_id="other") == (["c"], 1)
     assert await ids(states=["SUCCESS", "FAILED"]) == (["c", "e"], 2)
     assert await ids(states=[]) == ([], 0)
@@ -484,6 +487,16 @@ async def test_claim_is_true_once_even_across_restarts(make_store: Factory) -> N
         assert await store.state.claim("file:/in/b.csv:def") is True
     async with make_store() as store:
         assert await store.state.claim("file:/in/a.csv:abc") is False
+
+
+async def test_claimed_reads_a_claim_without_taking_it(make_store: Factory) -> None:
+    """podium's own: the file triggers write down a batch before they claim its files."""
+    async with make_store() as store:
+        assert await store.state.claimed("file:/in/a.csv:abc") is False
+        assert await store.state.claimed("file:/in/a.csv:abc") is False
+        assert await store.state.claim("file:/in/a.csv:abc") is True
+    async with make_store() as store:
+        assert await store.state.claimed("file:/in/a.csv:abc") is True
 
 
 async def test_concurrent_claims_have_one_winner(store: Store) -> None:

@@ -104,7 +104,7 @@ async def flow_text(name: str) -> str:
 async def stored_files(h: Harness, execution: Execution) -> list[Path]:
     storage = h.engine.resources.storage
     prefix = storage.execution_prefix(execution.namespace, execution.flow_id, execution.id)
-    root = storage.root / prefix.lstrip("/")
+    root = storage.blobs.root / prefix.lstrip("/")
     return await asyncio.to_thread(lambda: [p for p in root.rglob("*") if p.is_file()])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import textwrap
@@ -227,6 +228,32 @@ async def test_files_present_at_start_are_processed_once_across_restarts(
             assert names_in(execution) == ["c.csv"]
     finally:
         await h.close()
+
+
+async def test_file_claimed_when_the_daemon_died_before_its_execution_runs_once_at_start(
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    """Issue #13 finding 1, the state a kill -9 leaves between a claim and its execution:
+    the file claimed, its batch written down, no execution. At start the batch is emitted
+    again under its key: the file runs once. (The real kill: tests/test_faults_files.py.)"""
+    await write(inbox / "a.csv", "a")
+    digest = hashlib.sha256(b"a").hexdigest()
+    path = str(inbox / "a.csv")
+    key = ":".join(("trigger", "ns", "f", "w"))
+    await h.store.state.set(
+        f"{key}:pending:{path}:{digest}", {"batch": "b1", "changeType": "CREATE", "attempt": 0}
+    )
+    assert await h.store.state.claim(f"{key}:file:{path}:{digest}")
+    assert await h.store.state.claim(f"{key}:path:{path}")
+    async with watching(h, polling(inbox), settings, lines) as th:
+        await lines.wait_for("were claimed when podium stopped")
+        (execution,) = await th.wait_for(1)
+        await write(inbox / "b.csv", "b")
+        (_, after) = await th.wait_for(2)
+    assert names_in(execution) == ["a.csv"]
+    assert variables(execution)["files"][0]["changeType"] == "CREATE"
+    assert names_in(after) == ["b.csv"]
+    assert await h.store.state.get(f"{key}:pending:{path}:{digest}") == {}
 
 
 async def test_file_whose_execution_cannot_be_created_is_retried_by_the_fixed_flow(
@@ -563,3 +590,37 @@ async def test_symlinks_are_not_followed_out_of_the_watched_directory(
         await write(inbox / "after.csv", "sentinel")
         (execution,) = await th.wait_for(1)
     assert file_of(execution)["name"] == "after.csv"
+
+
+@pytest.mark.parametrize("action", ["DELETE", "MOVE"])
+async def test_subdirectory_swapped_for_a_symlink_before_the_file_settles_reaches_nothing_outside(
+    h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines, action: str
+) -> None:
+    """Issue #13 finding 2: an uploader writes `sub/x.csv`, then swaps `sub` for a symlink
+    to a directory outside the allowed paths before the file settles. Nothing outside may
+    be read into storage, deleted or moved. Kestra's plugin-fs local `Trigger` reads only
+    under `allowed-paths` (LocalFileSystemConfiguration); the symlink race is podium's."""
+    outside, archive = tmp_path / "outside", tmp_path / "archive"
+    await write(outside / "x.csv", "secret")
+    source = polling(inbox, f"recursive: true\naction: {action}\nmoveDirectory: {archive}\n")
+    source = source.replace("stableFor: PT0.3S", "stableFor: PT1S")
+
+    def swap() -> None:
+        (inbox / "sub").rename(tmp_path / "gone")  # out of the watched tree
+        (inbox / "sub").symlink_to(outside, target_is_directory=True)
+
+    async with watching(h, source, settings, lines) as th:
+        await write(inbox / "sub" / "x.csv", "inside")
+        await asyncio.to_thread(swap)
+        await write(inbox / "after.csv", "sentinel")
+        done = "deleted" if action == "DELETE" else "moved"
+        await lines.wait_for(f"{done} {inbox / 'after.csv'}", timeout=20)
+        executions = await th.finished()
+    assert [names_in(e) for e in executions] == [["after.csv"]]
+    assert await asyncio.to_thread((outside / "x.csv").read_text) == "secret"
+    assert not [line for line in lines.lines if "x.csv" in line and done in line]
+
+    def stored() -> list[str]:
+        return [p.read_text() for p in (tmp_path / "data" / "storage").rglob("*") if p.is_file()]
+
+    assert "secret" not in await asyncio.to_thread(stored)

@@ -15,7 +15,7 @@ from tests.harness import Harness, problems
 
 
 async def read(h: Harness, uri: str) -> str:
-    return await asyncio.to_thread(lambda: h.engine.resources.storage.path(uri).read_text())
+    return await h.engine.resources.storage.read_text(uri)
 
 
 def runs(ex: Execution, task_id: str) -> list[dict[str, object]]:

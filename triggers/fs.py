@@ -6,8 +6,9 @@ as the period of a fallback rescan, in case the kernel dropped events. Beyond Ke
 - a file fires only once it has stopped changing for `stableFor` and its writer closed it
   (see `fs_watch`); `stableFor: PT0S` fires on the close;
 - a file already processed (same absolute path, same sha256) never starts another
-  execution, even across restarts: the trigger claims `file:<path>:<sha256>` in the store
-  before emitting, so two daemons sharing one database and one folder also fire once;
+  execution, even across restarts: the trigger claims `file:<path>:<sha256>` in the store,
+  so two daemons sharing one database and one folder also fire once; and a file claimed is
+  never lost, even by a kill -9 between its claim and its execution (see `fs_delivery`);
 - files that arrived while the daemon was down are picked up when the trigger starts;
 - every file is copied into podium's storage before its execution exists: `trigger.file.uri`
   (`trigger.files[i].uri`) is readable even after MOVE or DELETE took the file away, while
@@ -17,6 +18,9 @@ as the period of a fallback rescan, in case the kernel dropped events. Beyond Ke
   failure (a full or refused disk, the store unreachable) it is retried at the next scan;
   after inputs that do not fit, when the trigger next starts (saving the fixed flow
   restarts it). A broken flow loses no file;
+- no symlink is followed under the watched directory, the file's own or a directory's on
+  the way, even one swapped in after the file was seen: files are read, deleted and moved
+  through fds opened with O_NOFOLLOW one component at a time (see `fs_safe`);
 - only directories under the configured allowed paths are watched, as in Kestra; a
   directory that is not there stops the trigger (podium does not create it: a typo would
   otherwise be watched silently forever).
@@ -29,22 +33,19 @@ import fnmatch
 import logging
 import os
 import re
-import shutil
-import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from daemon.sdk.context import TriggerContext
-from daemon.sdk.durations import Duration, format_duration
-from daemon.sdk.errors import FlowDisabled, InputError, PodiumError
+from daemon.sdk.durations import Duration
 from daemon.sdk.plugin import Emit, Trigger
-from daemon.sdk.state import iso
-from triggers.fs_watch import Settled, Watcher, WatchError, fingerprint, sha256_of
+from triggers.fs_delivery import Delivery, Done
+from triggers.fs_safe import Tree, fingerprint
+from triggers.fs_watch import Watcher, WatchError
 
 # RealtimeTrigger has no `interval`; it still rescans this often in case events were lost.
 REALTIME_RESCAN = timedelta(seconds=60)
@@ -114,7 +115,7 @@ class _LocalFiles(Trigger):
         raise NotImplementedError
 
     async def after(
-        self, paths: list[str], log: logging.Logger, where: str, move_to: Path | None
+        self, done: Done, log: logging.Logger, where: str, tree: Tree, move_to: str | None
     ) -> None:
         """Runs once files are settled (fired now, or before); the polling trigger's action."""
 
@@ -134,6 +135,10 @@ class _LocalFiles(Trigger):
         root = self.from_
         move_to, data_dir = await asyncio.to_thread(self._directories, ctx)
         ignored = tuple(str(p) + os.sep for p in (move_to, data_dir) if p is not None)
+        tree = await asyncio.to_thread(Tree, root)
+        real_move_to = None
+        if move_to is not None:
+            real_move_to = await asyncio.to_thread(os.path.realpath, move_to)
 
         def wanted(path: str) -> bool:
             if not self.recursive and os.path.dirname(path) != root:
@@ -141,9 +146,9 @@ class _LocalFiles(Trigger):
             return not path.startswith(ignored) and self.accepts(path)
 
         where = f"{ctx.flow.namespace}.{ctx.flow.id} trigger {self.id}"
-        delivery = _Delivery(self, emit, ctx, where, move_to)
+        delivery = Delivery(self, emit, ctx, where, tree, real_move_to)
         watcher = Watcher(
-            root,
+            tree,
             self.recursive,
             wanted,
             self.stable_for,
@@ -234,15 +239,17 @@ class LocalFileTrigger(_LocalFiles):
         return {"files": docs, "count": len(docs)}
 
     async def after(
-        self, paths: list[str], log: logging.Logger, where: str, move_to: Path | None
+        self, done: Done, log: logging.Logger, where: str, tree: Tree, move_to: str | None
     ) -> None:
-        for path in paths:
+        """DELETE or MOVE, through fds opened without following a symlink anywhere, and
+        only while the path still holds the file that was processed (fs_safe)."""
+        for path, st in done:
             try:
                 if self.action == "DELETE":
-                    await asyncio.to_thread(os.unlink, path)
+                    await asyncio.to_thread(tree.unlink, path, fingerprint(st))
                     log.info("%s: deleted %s", where, path)
                 elif move_to is not None:
-                    target = await asyncio.to_thread(_move_into, Path(path), move_to)
+                    target = await asyncio.to_thread(tree.move, path, fingerprint(st), move_to)
                     log.info("%s: moved %s to %s", where, path, target)
             except FileNotFoundError:
                 continue  # already gone: someone else finished the job
@@ -270,236 +277,10 @@ class LocalRealtimeTrigger(_LocalFiles):
         return {"file": doc, "changeType": change}
 
 
-@dataclass
-class _Claimed:
-    path: str
-    st: os.stat_result
-    digest: str
-    change: str  # CREATE (first content seen at this path) or UPDATE
-    attempt: int  # earlier failed attempts to create its execution
-
-
-class _Delivery:
-    """From settled files to executions: hash, claim, store a copy, emit, then the action."""
-
-    def __init__(
-        self,
-        trigger: _LocalFiles,
-        emit: Emit,
-        ctx: TriggerContext,
-        where: str,
-        move_to: Path | None,
-    ) -> None:
-        self.trigger = trigger
-        self.emit = emit
-        self.ctx = ctx
-        self.where = where
-        self.move_to = move_to
-
-    async def settled(self, ready: Settled) -> set[str]:
-        """Paths whose execution failed for a passing reason: offered again next scan."""
-        hashed = []
-        for path, st in ready:
-            try:
-                digest = await asyncio.to_thread(sha256_of, path, fingerprint(st))
-            except OSError as exc:
-                self.ctx.logger.warning("%s: cannot read %s: %s", self.where, path, exc)
-                continue
-            if digest is not None:  # changed or gone meanwhile: its own events bring it back
-                hashed.append((path, st, digest))
-        if not hashed:
-            return set()
-        # Shielded: once a file is claimed, its execution must be created even if the
-        # trigger is being cancelled (flow saved again, daemon stopping).
-        return await asyncio.shield(self._claim_and_emit(hashed))
-
-    async def deleted(self, path: str) -> None:
-        if not self.trigger.fires_on("DELETE"):
-            return
-        try:
-            await self.emit(
-                {},
-                self.trigger.variables(
-                    [{**_file_doc(path, None, None, None), "changeType": "DELETE"}]
-                ),
-            )
-        except PodiumError as exc:
-            self.ctx.logger.error("%s: no execution for deleted %s: %s", self.where, path, exc)
-
-    async def _claim_and_emit(self, hashed: list[tuple[str, os.stat_result, str]]) -> set[str]:
-        settled: list[str] = []
-        again: set[str] = set()
-        fire: list[_Claimed] = []
-        for path, st, digest in hashed:
-            claimed = await self._claim(path, st, digest)
-            if claimed is None:
-                self.ctx.logger.debug("%s: %s was processed before", self.where, path)
-            elif not self.trigger.fires_on(claimed.change):
-                self.ctx.logger.debug(
-                    "%s: %s is a %s, not fired (on: %s)",
-                    self.where,
-                    path,
-                    claimed.change,
-                    self.trigger.on,
-                )
-            else:
-                fire.append(claimed)
-                continue
-            settled.append(path)
-        size = self.trigger.batch_size()
-        for start in range(0, len(fire), size):
-            chunk = fire[start : start + size]
-            outcome = await self._emit(chunk)
-            if outcome is True:
-                settled.extend(c.path for c in chunk)
-            elif outcome == "again":
-                again.update(c.path for c in chunk)
-        if settled:
-            await self.trigger.after(settled, self.ctx.logger, self.where, self.move_to)
-        return again
-
-    async def _claim(self, path: str, st: os.stat_result, digest: str) -> _Claimed | None:
-        """The file to process now, or None when this content was processed before."""
-        state, key = self.ctx.state, self.ctx.state_key
-        if await state.claim(key("file", path, digest)):
-            first = await state.claim(key("path", path))
-            return _Claimed(path, st, digest, "CREATE" if first else "UPDATE", 0)
-        failure = await state.get(key("failed", path, digest))
-        if not failure or not failure.get("retry"):
-            return None
-        attempt = int(failure["attempt"])
-        if not await state.claim(key("file", path, digest, f"retry{attempt}")):
-            return None  # another daemon is retrying it
-        return _Claimed(path, st, digest, str(failure["changeType"]), attempt)
-
-    async def _emit(self, chunk: list[_Claimed]) -> bool | Literal["again"]:
-        """Create one execution for `chunk`; on failure remember it so that it is retried:
-        "again" when the reason may pass by itself (the next scan retries it), False when
-        the flow has to change first."""
-        state, key = self.ctx.state, self.ctx.state_key
-        try:
-            docs = [await self._stored(c) for c in chunk]
-            await self.emit({}, self.trigger.variables(docs))
-        except Exception as exc:
-            for c in chunk:
-                await state.set(
-                    key("failed", c.path, c.digest),
-                    {
-                        "retry": True,
-                        "attempt": c.attempt + 1,
-                        "changeType": c.change,
-                        "error": str(exc),
-                    },
-                )
-            if not isinstance(exc, PodiumError | OSError):
-                raise
-            names = ", ".join(c.path for c in chunk)
-            if not isinstance(exc, InputError | FlowDisabled):
-                self.ctx.logger.error(
-                    "%s: no execution for %s: %s; it is retried at the next scan (%s)",
-                    self.where,
-                    names,
-                    exc,
-                    format_duration(self.trigger.rescan_period()),
-                )
-                return "again"
-            self.ctx.logger.error(
-                "%s: no execution for %s: %s; it is retried when the trigger "
-                "restarts or the file changes",
-                self.where,
-                names,
-                exc,
-            )
-            return False
-        for c in chunk:
-            if c.attempt:
-                await state.set(
-                    key("failed", c.path, c.digest),
-                    {"retry": False, "attempt": c.attempt, "changeType": c.change},
-                )
-        return True
-
-    async def _stored(self, claimed: _Claimed) -> dict[str, Any]:
-        ctx = self.ctx
-        prefix = "/".join(
-            (
-                "",
-                *ctx.flow.namespace.split("."),
-                ctx.flow.id,
-                "triggers",
-                self.trigger.id,
-                claimed.digest,
-            )
-        )
-        await asyncio.to_thread(_still_the_same, claimed)
-        uri = await ctx.files.put(
-            Path(claimed.path), prefix=prefix, name=os.path.basename(claimed.path)
-        )
-        return {
-            **_file_doc(claimed.path, claimed.st, uri, claimed.digest),
-            "changeType": claimed.change,
-        }
-
-
 # -- blocking helpers (run through asyncio.to_thread) ---------------------------------------
-
-
-def _still_the_same(claimed: _Claimed) -> None:
-    """Refuse a file that is no longer the one that was hashed (before storing it)."""
-    st = os.lstat(claimed.path)
-    if not stat.S_ISREG(st.st_mode) or fingerprint(st) != fingerprint(claimed.st):
-        raise OSError(f"{claimed.path} changed before it could be stored")
 
 
 def _allowed(path: Path, roots: Sequence[Path]) -> bool:
     """Is `path` under one of the allowed paths (after resolving symlinks)?"""
     resolved = path.resolve()
     return any(resolved == root.resolve() or root.resolve() in resolved.parents for root in roots)
-
-
-def _move_into(source: Path, directory: Path) -> Path:
-    """Move next to what is there already: `a.csv`, then `a-1.csv`, `a-2.csv`..."""
-    directory.mkdir(parents=True, exist_ok=True)
-    n = 0
-    while True:
-        name = source.name if n == 0 else f"{source.stem}-{n}{source.suffix}"
-        target = directory / name
-        if not target.exists():
-            shutil.move(source, target)
-            return target
-        n += 1
-
-
-def _instant(seconds: float) -> str | None:
-    return iso(datetime.fromtimestamp(seconds, UTC))
-
-
-def _file_doc(
-    path: str, st: os.stat_result | None, uri: str | None, digest: str | None
-) -> dict[str, Any]:
-    """Kestra's local file object (`localPath`, `modifiedDate`...) plus `path`, `lastModified`
-    and `sha256`; `uri` is podium's stored copy."""
-    doc: dict[str, Any] = {
-        "path": path,
-        "localPath": path,
-        "name": os.path.basename(path),
-        "parent": os.path.dirname(path),
-        "uri": uri,
-        "size": None,
-        "lastModified": None,
-        "modifiedDate": None,
-        "createdDate": None,
-        "accessedDate": None,
-        "sha256": digest,
-    }
-    if st is not None:
-        modified = _instant(st.st_mtime)
-        created = getattr(st, "st_birthtime", None)  # Linux has none: Java reports mtime too
-        doc.update(
-            size=st.st_size,
-            lastModified=modified,
-            modifiedDate=modified,
-            createdDate=modified if created is None else _instant(created),
-            accessedDate=_instant(st.st_atime),
-        )
-    return doc

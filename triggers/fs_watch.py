@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import os
 import stat
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from daemon.sdk.clock import Clock
 from daemon.sdk.errors import PodiumError
+from triggers.fs_safe import Fingerprint, Tree, fingerprint
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent
@@ -36,7 +36,6 @@ OPEN_WRITER_QUIET = timedelta(seconds=60)
 _CLOSE_REPORTED = sys.platform.startswith("linux")
 _READ_CHUNK = 1 << 20
 
-Fingerprint = tuple[int, int, int, int]  # size, mtime_ns, inode, device
 Settled = list[tuple[str, os.stat_result]]
 
 
@@ -59,7 +58,7 @@ class Watcher:
 
     def __init__(
         self,
-        root: str,
+        tree: Tree,
         recursive: bool,
         wanted: Callable[[str], bool],
         stable_for: timedelta,
@@ -68,7 +67,8 @@ class Watcher:
         *,
         changes: bool,
     ) -> None:
-        self.root = root
+        self.tree = tree
+        self.root = tree.root
         self.recursive = recursive
         self.wanted = wanted
         self.stable_for = stable_for
@@ -205,7 +205,7 @@ class Watcher:
 
     async def _settle(self) -> Settled:
         """Re-stat every pending file; return those quiet long enough, oldest first."""
-        stats = await asyncio.to_thread(_lstat_all, list(self.pending))
+        stats = await asyncio.to_thread(_lstat_all, self.tree, list(self.pending))
         now = self.clock.now()
         ready = []
         for path, st in stats.items():
@@ -249,24 +249,13 @@ class Watcher:
 # -- blocking helpers (run through asyncio.to_thread) ---------------------------------------
 
 
-def fingerprint(st: os.stat_result) -> Fingerprint:
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
-
-
-def sha256_of(path: str, expected: Fingerprint) -> str | None:
-    """The content hash; None when the file is gone or is no longer the one that settled.
-
-    Opened without following symlinks: a link never leads out of the allowed paths.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError) or exc.errno == errno.ELOOP:  # gone, or a link
-            return None
-        raise
+def sha256_of(tree: Tree, path: str, expected: Fingerprint) -> str | None:
+    """The content hash; None when the file is gone, is no longer the one that settled, or
+    is reached through a symlink (which never leads out of the allowed paths)."""
+    fd = tree.open(path, expected)
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as file:
-        if fingerprint(os.fstat(fd)) != expected:
-            return None
         digest = hashlib.sha256()
         while chunk := file.read(_READ_CHUNK):
             digest.update(chunk)
@@ -288,15 +277,10 @@ def _stop(observer: BaseObserver) -> None:
         observer.join()
 
 
-def _lstat_all(paths: list[str]) -> dict[str, os.stat_result | None]:
-    """lstat, not stat: a symlink is never followed out of the allowed paths."""
-    out: dict[str, os.stat_result | None] = {}
-    for path in paths:
-        try:
-            out[path] = os.lstat(path)
-        except OSError:
-            out[path] = None
-    return out
+def _lstat_all(tree: Tree, paths: list[str]) -> dict[str, os.stat_result | None]:
+    """No symlink is followed, the last component or any directory on the way: a file
+    reached through one is none of the trigger's (see fs_safe)."""
+    return {path: tree.lstat(path) for path in paths}
 
 
 def _list_files(root: str, recursive: bool) -> list[tuple[str, Fingerprint]]:

@@ -129,7 +129,8 @@ class Webhook(Trigger):
         status = self.response_code or (500 if execution.state.current.failed else 200)
         if not self.return_outputs:
             return _json(self._response(execution, variables, ctx), status)
-        outputs = execution.outputs or {}
+        # The execution ended in memory, secrets in clear: masked as the store keeps them.
+        outputs = ctx.secrets.masked(execution.outputs or {})
         if self.response_content_type == "text/plain":
             text = outputs if isinstance(outputs, str) else orjson.dumps(outputs).decode()
             return web.Response(text=text, status=status, content_type="text/plain")
@@ -156,18 +157,21 @@ class Webhook(Trigger):
     def _response(
         self, execution: Execution, variables: Mapping[str, Any], ctx: TriggerContext
     ) -> dict[str, Any]:
-        """Kestra's WebhookResponse: the execution's identity, trigger, outputs and state."""
-        return {
-            "id": execution.id,
-            "namespace": execution.namespace,
-            "flowId": execution.flow_id,
-            "flowRevision": execution.flow_revision,
-            "trigger": {"id": ctx.trigger_id, "type": self.types[0], "variables": variables},
-            "outputs": execution.outputs,
-            "labels": [{"key": k, "value": v} for k, v in execution.labels.items()],
-            "state": execution.state.to_json(),
-            "url": f"/ui/executions/{execution.namespace}/{execution.flow_id}/{execution.id}",
-        }
+        """Kestra's WebhookResponse: the execution's identity, trigger, outputs and state,
+        secrets masked (the outputs of an execution waited for are in clear in memory)."""
+        return ctx.secrets.masked(
+            {
+                "id": execution.id,
+                "namespace": execution.namespace,
+                "flowId": execution.flow_id,
+                "flowRevision": execution.flow_revision,
+                "trigger": {"id": ctx.trigger_id, "type": self.types[0], "variables": variables},
+                "outputs": execution.outputs,
+                "labels": [{"key": k, "value": v} for k, v in execution.labels.items()],
+                "state": execution.state.to_json(),
+                "url": f"/ui/executions/{execution.namespace}/{execution.flow_id}/{execution.id}",
+            }
+        )
 
 
 async def _request_variables(request: web.Request) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from daemon.engine.supervisor import TriggerSupervisor
 from daemon.engine.webhooks import Handler, WebhookRegistry
 from daemon.flows.directory import FlowDirectory
 from daemon.sdk.errors import NotFound
+from daemon.sdk.execution import Execution
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -197,6 +198,20 @@ async def stored_execution(request: web.Request) -> dict[str, Any]:
     return doc
 
 
+def kestra_execution(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """An execution document as Kestra's API answers it: Kestra's `Execution` (and the
+    `kestrapy` model of it) requires `deleted`, which podium's store has no use for (a
+    deleted execution is gone)."""
+    return {**doc, "deleted": False}
+
+
+def masked_json(request: web.Request, execution: Execution) -> dict[str, Any]:
+    """An execution as an answer: secrets masked, as in the store (an execution in memory
+    holds them in clear: `?wait=true`, restart, replay)."""
+    doc: dict[str, Any] = request.app[ENGINE].resources.masked(execution.to_json())
+    return kestra_execution(doc)
+
+
 def label_pairs(raw: Iterable[str]) -> dict[str, str]:
     """`labels=key:value`, repeatable, as Kestra."""
     labels: dict[str, str] = {}
@@ -204,7 +219,7 @@ def label_pairs(raw: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition(":")
         if not sep or not key:
             raise HttpError(400, f"Bad Request: label {item!r} is not key:value")
-        labels[key] = value
+        labels[key] = _storable_label(key, value)
     return labels
 
 
@@ -213,7 +228,18 @@ def settable_labels(labels: Mapping[str, str]) -> dict[str, str]:
     for key in labels:
         if key.startswith("system.") and key != "system.correlationId":
             raise HttpError(400, f"Bad Request: label {key!r}: system labels are set by podium")
+        _storable_label(key, labels[key])
     return dict(labels)
+
+
+def _storable_label(key: str, value: str) -> str:
+    """A NUL cannot be stored (PostgreSQL's text and jsonb refuse it): a 400 naming the
+    label, not a 503 from the store."""
+    if "\x00" in key or "\x00" in value:
+        raise HttpError(
+            400, f"Bad Request: label {key!r}: labels cannot contain the NUL character (\\0)"
+        )
+    return value
 
 
 def flag(query: Mapping[str, str], name: str) -> bool:

@@ -8,9 +8,7 @@ the order they were added.
 
 from __future__ import annotations
 
-import asyncio
 import posixpath
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,13 +26,16 @@ from daemon.api.common import (
     error,
     flag,
     json_response,
+    kestra_execution,
     label_pairs,
+    masked_json,
     ok,
     paging,
     parse_json,
     settable_labels,
     stored_execution,
 )
+from daemon.api.query_filters import EXECUTION_FILTERS, execution_filters, filter_params
 from daemon.api.uploads import Uploads, bounded, json_kind, read_inputs, refuse_server_paths
 from daemon.sdk.errors import FlowDisabled, NotFound
 from daemon.sdk.files import SCHEME
@@ -71,6 +72,7 @@ def _terminated(doc: dict[str, Any]) -> bool:
         Param("endDate", "Started before", {"type": "string", "format": "date-time"}),
         PAGE,
         SIZE,
+        *filter_params(EXECUTION_FILTERS),
     ),
     replies={200: ok("ExecutionPage"), 400: error("A malformed filter")},
 )
@@ -81,19 +83,49 @@ async def search_executions(request: web.Request) -> web.Response:
     for state in states:
         if state not in STATES:
             raise HttpError(400, f"Bad Request: state {state!r} is not one of {', '.join(STATES)}")
-    start, end = date_param(query, "startDate"), date_param(query, "endDate")
+    wanted = execution_filters(query, STATES)
+    start = wanted.start_after or date_param(query, "startDate")
+    end = wanted.start_before or date_param(query, "endDate")
+    labels = {**label_pairs(query.getall("labels", [])), **wanted.labels}
     results, total = await request.app[ENGINE].store.search_executions(
-        namespace=query.get("namespace"),
-        flow_id=query.get("flowId"),
-        states=states or None,
-        labels=label_pairs(query.getall("labels", [])) or None,
+        namespace=wanted.namespace or query.get("namespace"),
+        exact_namespace=wanted.exact_namespace,
+        flow_id=wanted.flow_id or query.get("flowId"),
+        states=wanted.states or states or None,
+        labels=labels or None,
         start_after=start.isoformat() if start else None,
         start_before=end.isoformat() if end else None,
         page=page,
         size=size,
-        q=query.get("q") or None,
+        q=wanted.q or query.get("q") or None,
     )
-    return json_response({"results": results, "total": total})
+    return json_response({"results": [kestra_execution(r) for r in results], "total": total})
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/executions",
+    "The executions of one flow, newest first",
+    params=(
+        Param("namespace", "The flow's namespace (exactly)", required=True),
+        Param("flowId", "The flow's id", required=True),
+        PAGE,
+        SIZE,
+    ),
+    replies={200: ok("ExecutionPage"), 400: error("No namespace or flowId")},
+)
+async def flow_executions(request: web.Request) -> web.Response:
+    """Kestra's `searchExecutionsByFlowId`: one flow's executions, its sub-namespaces'
+    flows of the same id left out."""
+    query = request.query
+    page, size = paging(query)
+    namespace, flow_id = query.get("namespace"), query.get("flowId")
+    if not namespace or not flow_id:
+        raise HttpError(400, "Bad Request: namespace and flowId are required")
+    results, total = await request.app[ENGINE].store.search_executions(
+        namespace=namespace, exact_namespace=True, flow_id=flow_id, page=page, size=size
+    )
+    return json_response({"results": [kestra_execution(r) for r in results], "total": total})
 
 
 @routes.operation(
@@ -120,7 +152,7 @@ async def kill_execution(request: web.Request) -> web.Response:
             f"Illegal state: execution {doc['id']} is "
             f"{doc['state']['current']} and not running in this process",
         )
-    return json_response(await stored_execution(request), 202)
+    return json_response(kestra_execution(await stored_execution(request)), 202)
 
 
 @routes.operation(
@@ -131,7 +163,7 @@ async def kill_execution(request: web.Request) -> web.Response:
 )
 async def restart_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].restart(request.match_info["executionId"])
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -148,7 +180,7 @@ async def replay_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].replay(
         request.match_info["executionId"], request.query.get("taskRunId")
     )
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -171,7 +203,7 @@ async def set_labels(request: web.Request) -> web.Response:
     merged.update(labels)
     doc["labels"] = [{"key": k, "value": v} for k, v in merged.items()]
     await request.app[ENGINE].store.save_execution(doc)
-    return json_response(doc)
+    return json_response(kestra_execution(doc))
 
 
 async def _label_body(request: web.Request) -> dict[str, str]:
@@ -237,20 +269,34 @@ async def resume_execution(request: web.Request) -> web.Response:
     },
 )
 async def download_file(request: web.Request) -> web.StreamResponse:
-    path = await execution_file(request)
-    name = Path(path).name.replace('"', "")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
+    uri = await execution_file(request)
+    storage = request.app[ENGINE].resources.storage
+    name = uri.rsplit("/", 1)[-1].replace('"', "")
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{name}"',
+    }
+    try:
+        if storage.blobs.local:
+            return web.FileResponse(await storage.path(uri), headers=headers)
+        size = await storage.size(uri)
+        stream = storage.open(uri)
+        first = await anext(stream, b"")  # a missing file is still a 404 here
+    except NotFound:
+        raise HttpError(404, f"Not Found: no file {uri}") from None
+    response = web.StreamResponse(headers=headers)
+    response.content_length = size
+    await response.prepare(request)
+    await response.write(first)
+    async for chunk in stream:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def execution_file(request: web.Request) -> str:
-    """The local path of the execution's file named by `?path=` (a kestra:/// URI), after
-    checking that it is one of this execution's files."""
+    """The `kestra:///` URI named by `?path=`, after checking that it is one of this
+    execution's files."""
     uri = request.query.get("path")
     if not uri:
         raise HttpError(400, "Bad Request: path is required (a kestra:/// URI)")
@@ -268,9 +314,11 @@ async def execution_file(request: web.Request) -> str:
     ):
         raise HttpError(403, f"Forbidden: {uri} is not a file of execution {doc['id']}")
     try:
-        return str(await asyncio.to_thread(storage.path, uri))
+        if not await storage.exists(uri):
+            raise NotFound(uri)
     except NotFound:
         raise HttpError(404, f"Not Found: no file {uri} in execution {doc['id']}") from None
+    return uri
 
 
 @routes.operation(
@@ -309,7 +357,7 @@ async def create_execution(request: web.Request) -> web.Response:
         execution = await engine.submit(flow, inputs, labels=labels)
     if wait:
         execution = await engine.wait(execution.id)
-    return json_response(execution.to_json())
+    return json_response(masked_json(request, execution))
 
 
 @routes.operation(
@@ -319,7 +367,7 @@ async def create_execution(request: web.Request) -> web.Response:
     replies={200: ok("Execution"), 404: _NOT_FOUND},
 )
 async def get_execution(request: web.Request) -> web.Response:
-    return json_response(await stored_execution(request))
+    return json_response(kestra_execution(await stored_execution(request)))
 
 
 @routes.operation(
@@ -339,5 +387,5 @@ async def delete_execution(request: web.Request) -> web.Response:
         )
     await engine.store.delete_execution(doc["id"])
     prefix = engine.resources.storage.execution_prefix(doc["namespace"], doc["flowId"], doc["id"])
-    await asyncio.to_thread(engine.resources.storage.delete_prefix, prefix)
+    await engine.resources.storage.delete_prefix(prefix)
     return web.Response(status=204)

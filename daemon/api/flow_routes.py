@@ -13,11 +13,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from daemon.api.common import (
     ENGINE,
     PAGE,
+    SETTINGS,
     SIZE,
     Body,
     HttpError,
@@ -33,10 +35,11 @@ from daemon.api.common import (
     paging,
 )
 from daemon.api.middleware import problem_json, problem_text
+from daemon.api.query_filters import FLOW_FILTERS, filter_params, in_namespace, parse_filters
 from daemon.engine.core import Engine
 from daemon.flows.definition import Flow
 from daemon.flows.directory import FlowDirectory
-from daemon.flows.loader import load_flow
+from daemon.flows.loader import load_flow, too_large
 from daemon.sdk import yamlpos
 from daemon.sdk.errors import FlowError, NotFound
 
@@ -61,15 +64,41 @@ def _parsed(source: str) -> dict[str, Any]:
 
 
 def flow_json(source: str, revision: int | None, *, with_source: bool) -> dict[str, Any]:
-    doc = dict(_parsed(source))
+    """The flow as Kestra's API answers it (and `kestrapy`'s `FlowWithSource` validates):
+    labels as a list, an input's `defaults`/`prefill` as the text of Kestra's `Property`,
+    `concurrency.behavior` with its default; the rest as the YAML says."""
+    doc = dict(_parsed(source))  # cached: copy what is changed, never change it in place
     labels = doc.get("labels")
     if isinstance(labels, dict):
         doc["labels"] = [{"key": k, "value": v} for k, v in labels.items()]
+    inputs = doc.get("inputs")
+    if isinstance(inputs, list):
+        doc["inputs"] = [_input_json(item) if isinstance(item, dict) else item for item in inputs]
+    concurrency = doc.get("concurrency")
+    if isinstance(concurrency, dict) and concurrency.get("behavior") is None:
+        doc["concurrency"] = {**concurrency, "behavior": "QUEUE"}  # Kestra's default
     doc.setdefault("disabled", False)
     doc.update(revision=revision, deleted=False)
     if with_source:
         doc["source"] = source
     return doc
+
+
+def _input_json(item: dict[str, Any]) -> dict[str, Any]:
+    """Kestra serialises a `Property` as its expression: a string as is, a number or a
+    boolean as its text, a list or a map as JSON text."""
+    out = dict(item)
+    for name in ("defaults", "prefill"):
+        value = out.get(name)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            out[name] = str(value)
+        else:
+            out[name] = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    return out
 
 
 async def _yaml_body(request: web.Request) -> str:
@@ -79,8 +108,14 @@ async def _yaml_body(request: web.Request) -> str:
             "Unsupported Media Type: send the flow as application/x-yaml, "
             f"not {request.content_type}",
         )
+    limit = request.app[SETTINGS].max_flow_size
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, f"Payload Too Large: {too_large(request.content_length, limit)}")
+    body = await request.read()
+    if len(body) > limit:
+        raise HttpError(413, f"Payload Too Large: {too_large(len(body), limit)}")
     try:
-        return (await request.read()).decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"Bad Request: the body is not UTF-8 text: {exc}") from None
 
@@ -135,19 +170,24 @@ def _loaded(engine: Engine, namespace: str, flow_id: str) -> Flow:
         Param("q", "Text found in the id, namespace or description (any case)"),
         PAGE,
         SIZE,
+        *filter_params(FLOW_FILTERS),
     ),
     replies={200: ok("FlowPage"), 400: error("A malformed filter")},
 )
 async def search_flows(request: web.Request) -> web.Response:
     page, size = paging(request.query)
     namespace = request.query.get("namespace")
-    text = request.query.get("q", "").lower()
+    ns_op, text = "PREFIX", request.query.get("q", "")
+    for one in parse_filters(request.query, FLOW_FILTERS, "flows"):
+        if one.field == "namespace":
+            namespace, ns_op = one.value, one.op
+        else:
+            text = one.value
+    text = text.lower()
     found = [
         flow_json(f.source, f.revision, with_source=False)
         for f in sorted(request.app[ENGINE].catalog, key=lambda f: f.uid)
-        if (
-            namespace is None or f.namespace == namespace or f.namespace.startswith(namespace + ".")
-        )
+        if (namespace is None or in_namespace(f.namespace, namespace, ns_op))
         and (not text or any(text in (v or "").lower() for v in (f.id, f.namespace, f.description)))
     ]
     return json_response(page_of(found, page, size))

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import mimetypes
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import web
@@ -69,24 +69,39 @@ MAX_EXPRESSION = 64 * 1024
     },
 )
 async def preview_file(request: web.Request) -> web.Response:
-    path = await execution_file(request)
+    uri = await execution_file(request)
     rows = number(request.query, "maxRows", DEFAULT_ROWS, MAX_ROWS)
-    return json_response(await asyncio.to_thread(preview, Path(path), rows))
+    storage = request.app[ENGINE].resources.storage
+    name = PurePosixPath(uri).name
+    try:
+        size = await storage.size(uri)
+        limit = (IMAGE_LIMIT if _extension(name) in _IMAGES else JSON_LIMIT) + 1
+        head = bytearray()
+        async for chunk in storage.open(uri):  # only the head is read, whatever the size
+            head += chunk
+            if len(head) >= limit:
+                break
+    except NotFound:
+        raise HttpError(404, f"Not Found: no file {uri}") from None
+    return json_response(await asyncio.to_thread(preview, name, size, bytes(head), rows))
 
 
-def preview(path: Path, rows: int) -> dict[str, Any]:
-    """What the UI shows of a file, bounded whatever the file's size."""
-    extension = path.suffix.lower().lstrip(".")
-    size = path.stat().st_size
+def _extension(name: str) -> str:
+    return PurePosixPath(name).suffix.lower().lstrip(".")
+
+
+def preview(name: str, size: int, start: bytes, rows: int) -> dict[str, Any]:
+    """What the UI shows of a file from its first bytes (`start`, at least an image's or a
+    JSON document's limit when the file is larger), bounded whatever the file's size."""
+    extension = _extension(name)
     out: dict[str, Any] = {"extension": extension, "size": size, "truncated": False}
     if extension in _IMAGES:
         if size > IMAGE_LIMIT:
             return {**out, "type": "BINARY", "content": None, "truncated": True}
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        content = base64.b64encode(path.read_bytes()).decode()
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        content = base64.b64encode(start).decode()
         return {**out, "type": "IMAGE", "mimeType": kind, "content": content}
-    with path.open("rb") as stream:
-        head = stream.read(TEXT_LIMIT + 1)
+    head = start[: TEXT_LIMIT + 1]
     text = _text(head[:TEXT_LIMIT])
     if text is None:
         return {**out, "type": "BINARY", "content": None}
@@ -108,7 +123,7 @@ def preview(path: Path, rows: int) -> dict[str, Any]:
         return {**out, "type": "LIST", "content": parsed, "truncated": more}
     if extension == "json" and size <= JSON_LIMIT:
         try:
-            return {**out, "type": "JSON", "content": json.loads(path.read_bytes())}
+            return {**out, "type": "JSON", "content": json.loads(start)}
         except ValueError:
             pass
     return {**out, "type": "TEXT", "content": text, "truncated": truncated}

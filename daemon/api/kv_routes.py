@@ -23,7 +23,7 @@ from daemon.api.common import (
     json_response,
     ok,
 )
-from daemon.flows.definition import NAMESPACE_PATTERN
+from daemon.flows.definition import NAMESPACE_MAX, NAMESPACE_PATTERN
 from daemon.sdk.durations import parse_duration
 from daemon.sdk.errors import NotFound
 from daemon.sdk.state import iso
@@ -33,14 +33,27 @@ routes = Routes("KV")
 KEY_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 _KEY = re.compile(KEY_PATTERN)
 _NAMESPACE = re.compile(NAMESPACE_PATTERN)
+# A key is a file name in Kestra's storage (`<namespace>/_kv/<key>.ion`): at most 255 bytes;
+# a longer one would also exceed what PostgreSQL can index.
+KEY_MAX = 255
 _INVALID = error("A malformed namespace, key, value or ttl")
 
 
 def _where(request: web.Request, *, with_key: bool = True) -> tuple[str, str]:
     namespace = request.match_info["namespace"]
+    if len(namespace) > NAMESPACE_MAX:
+        raise HttpError(
+            400,
+            f"Bad Request: namespace is {len(namespace)} characters long; "
+            f"at most {NAMESPACE_MAX} are allowed",
+        )
     if not _NAMESPACE.match(namespace):
         raise HttpError(400, f"Bad Request: namespace {namespace!r} must match {NAMESPACE_PATTERN}")
     key = request.match_info.get("key", "") if with_key else ""
+    if with_key and len(key) > KEY_MAX:
+        raise HttpError(
+            400, f"Bad Request: key is {len(key)} characters long; at most {KEY_MAX} are allowed"
+        )
     if with_key and not _KEY.match(key):
         raise HttpError(400, f"Bad Request: key {key!r} must match {KEY_PATTERN}")
     return namespace, key

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from daemon.api.common import ENGINE, Reply, Routes, error, stored_execution
+from daemon.api.common import ENGINE, Reply, Routes, error, kestra_execution, stored_execution
 from daemon.api.log_routes import MIN_LEVEL, TASK_RUN, min_level
 from daemon.engine.events import Event, ExecutionChanged, LogAppended, TaskRunChanged
 from daemon.sdk.context import LEVELS
@@ -151,7 +151,8 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
         execution = event.execution
         if execution.id != target:
             return
-        doc = execution.to_json()  # now: the object keeps changing after this event
+        # now (the object keeps changing after this event), masked as the store keeps it
+        doc = engine.resources.masked(execution.to_json())
         if stream is None:
             snapshots.append(doc)
         else:
@@ -169,7 +170,7 @@ async def follow_execution(request: web.Request) -> web.StreamResponse:
                 poller = asyncio.create_task(_poll_execution(request, stream, doc))
             async for item in stream.items():
                 ended = State(item["state"]["current"]).terminated
-                await stream.send(item, id="end" if ended else "progress")
+                await stream.send(kestra_execution(item), id="end" if ended else "progress")
                 if ended:
                     break
     finally:

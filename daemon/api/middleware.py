@@ -10,11 +10,13 @@ import base64
 import binascii
 import hmac
 import logging
+import re
 import time
 
 from aiohttp import web
 
 from daemon.api.common import SETTINGS, HttpError, json_response
+from daemon.api.tenant import tenant_path
 from daemon.engine.lifecycle import RestartRefused
 from daemon.engine.webhooks import Handler
 from daemon.sdk.errors import (
@@ -35,16 +37,15 @@ log = logging.getLogger("daemon.api")
 access = logging.getLogger("daemon.api.access")
 
 WEBHOOK_PATH = "/api/v1/executions/webhook/{namespace}/{flowId}/{key}"
-_WEBHOOK_PREFIX = "/api/v1/executions/webhook/"
-_OPEN_PATHS = frozenset({"/health", WEBHOOK_PATH})
+_OPEN_PATHS = frozenset({"/health", WEBHOOK_PATH, tenant_path(WEBHOOK_PATH)})
+# A webhook path, with or without a tenant (any tenant: a wrong one still sent its key).
+_WEBHOOK = re.compile(r"(/api/v1/(?:[^/]+/)?executions/webhook/[^/]*/[^/]*/).*", re.DOTALL)
 
 
 def loggable_path(path: str) -> str:
     """The path without the webhook key (everything after the flow id is masked)."""
-    if not path.startswith(_WEBHOOK_PREFIX):
-        return path
-    parts = path[len(_WEBHOOK_PREFIX) :].split("/", 2)
-    return _WEBHOOK_PREFIX + "/".join([*parts[:2], "***"]) if len(parts) > 2 else path
+    match = _WEBHOOK.fullmatch(path)
+    return match.group(1) + "***" if match else path
 
 
 def problem_text(problem: Problem) -> str:

@@ -1,6 +1,6 @@
 """Kestra's namespace files API (its NamespaceFileController): a namespace's file tree,
-read and written in chunks, under `/api/v1/namespaces/{namespace}/files` and the same
-paths under the `main` tenant (`/api/v1/main/...`), as Kestra 1.x serves them.
+read and written in chunks, under `/api/v1/namespaces/{namespace}/files` (and, as every API
+route, under the `main` tenant: `/api/v1/main/...`), as Kestra 1.x serves them.
 
 Contents stream both ways: an upload goes from the multipart part into the store chunk by
 chunk, a download from the store to the socket; a `.zip` upload is unpacked into files
@@ -39,9 +39,6 @@ from daemon.store.namespace_files import NamespaceFileTable
 
 routes = Routes("Files")
 
-# Tenant-less, and Kestra 1.x OSS's `main` tenant. Once every route gets its tenant twin
-# generically (daemon/api/tenant.py on branch i14-api), only "/api/v1" stays here.
-PREFIXES = ("/api/v1", "/api/v1/main")
 _NAMESPACE = re.compile(NAMESPACE_PATTERN)
 _FORBIDDEN = re.compile(r"^/_flows(/.*)?$")
 _PATH = Param("path", "The file's path in the namespace, e.g. /scripts/etl.py")
@@ -62,22 +59,11 @@ Handler = Callable[[web.Request], Any]
 
 
 def route(method: str, suffix: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
-    """Register a handler under both prefixes (the tenant copy named apart for OpenAPI)."""
-
-    def register(handler: Handler) -> Handler:
-        for prefix in PREFIXES:
-            target = handler
-            if prefix != PREFIXES[0]:
-
-                async def target(request: web.Request, handler: Handler = handler) -> Any:
-                    return await handler(request)
-
-                target.__name__ = f"tenant_{handler.__name__}"
-            path = f"{prefix}/namespaces/{{namespace}}/files{suffix}"
-            routes.operation(method, path, summary, **options)(target)
-        return handler
-
-    return register
+    """An operation on `/api/v1/namespaces/{namespace}/files<suffix>` (its `/api/v1/main`
+    twin comes with every API route: daemon/api/tenant.py)."""
+    return routes.operation(
+        method, f"/api/v1/namespaces/{{namespace}}/files{suffix}", summary, **options
+    )
 
 
 def _files(request: web.Request) -> tuple[NamespaceFileTable, str]:

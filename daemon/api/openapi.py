@@ -12,7 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from daemon.api.common import Operation, Reply, Routes, error, json_response, ok
+from daemon.api.csrf import SAFE_METHODS
 from daemon.api.misc import version
+from daemon.api.tenant import API_PREFIX, TENANT, tenant_path
 from daemon.sdk.state import State
 
 routes = Routes("OpenAPI")
@@ -80,12 +82,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "Execution": {
         "type": "object",
-        "required": ["id", "namespace", "flowId", "state"],
+        "required": ["id", "namespace", "flowId", "flowRevision", "state", "deleted"],
         "properties": {
             "id": _TEXT,
             "namespace": _TEXT,
             "flowId": _TEXT,
             "flowRevision": {"type": "integer"},
+            "deleted": {"type": "boolean", "const": False},
             "inputs": _OBJECT,
             "labels": {"type": "array", "items": _ref("Label")},
             "state": _ref("State"),
@@ -180,6 +183,20 @@ _STORE_DOWN = error("The store is unavailable")
 _UNAUTHORIZED = error("Basic-auth credentials are configured and were not given")
 _MALFORMED = error("A malformed request body")
 _TOO_LARGE = error("The request body is larger than the configured limit")
+_CROSS_SITE = error(
+    "Sent by another site (Sec-Fetch-Site, Origin), or a text/plain, url-encoded or "
+    "untyped body without X-Requested-With (daemon/api/csrf.py)"
+)
+
+
+# Every /api/v1 operation is listed twice: tenant-less, and under Kestra's tenant path.
+_TENANT_PARAM: dict[str, Any] = {
+    "name": "tenant",
+    "in": "path",
+    "required": True,
+    "description": f"The tenant: podium serves one, {TENANT!r}, as Kestra's open-source edition",
+    "schema": {"type": "string", "enum": [TENANT]},
+}
 
 
 def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
@@ -190,6 +207,9 @@ def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
             name = op.name if op.name not in names else f"{op.name}_{op.method.lower()}"
             names.add(name)
             paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, name)
+            if op.path.startswith(API_PREFIX):
+                twin = _operation(op, f"tenant_{name}", tenant=True)
+                paths.setdefault(tenant_path(op.path), {})[op.method.lower()] = twin
     return {
         "openapi": "3.1.0",
         "info": {
@@ -206,8 +226,9 @@ def document(tables: Sequence[Routes], api_version: str) -> dict[str, Any]:
     }
 
 
-def _operation(op: Operation, name: str) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
+def _operation(op: Operation, name: str, *, tenant: bool = False) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [_TENANT_PARAM] if tenant else []
+    parameters += [
         {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
         for p in re.findall(r"{(\w+)}", op.path)
     ]
@@ -226,6 +247,8 @@ def _operation(op: Operation, name: str) -> dict[str, Any]:
     replies: dict[int, Reply] = {**op.replies, 503: _STORE_DOWN}
     if not op.public:
         replies[401] = _UNAUTHORIZED
+        if op.method not in SAFE_METHODS:
+            replies[403] = _CROSS_SITE
     if op.body is not None:
         replies.setdefault(400, _MALFORMED)
         replies.setdefault(413, _TOO_LARGE)

@@ -2,7 +2,7 @@
 trigger), generated from the registered plug-ins (daemon/flows/schema.py), for editors.
 
 Kestra 1.x serves it tenant-less (`/api/v1/plugins/schemas/{type}`); its UI also asks under
-the `main` tenant, so both paths answer.
+the `main` tenant, which every API route answers (daemon/api/tenant.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ routes = Routes("Plugins")
 
 KINDS = ("flow", "task", "trigger")
 _CACHE = {"Cache-Control": "public, max-age=3600"}
+_DOC = "The JSON Schema (draft-07) of a flow, a task or a trigger, from the installed plug-ins"
+_PARAMS = (Param("arrayOf", "A schema of a list of them", {"type": "boolean", "default": False}),)
+_REPLIES = {200: ok(None, "The JSON Schema"), 404: error("No such schema type")}
 
 
-async def _schema(request: web.Request) -> web.Response:
+@routes.operation("GET", "/api/v1/plugins/schemas/{type}", _DOC, params=_PARAMS, replies=_REPLIES)
+async def plugin_schema(request: web.Request) -> web.Response:
     kind = request.match_info["type"].lower()
     if kind not in KINDS:
         raise HttpError(
@@ -37,20 +41,3 @@ async def _schema(request: web.Request) -> web.Response:
         root: dict[str, Any] = {"type": "array", "items": {"$ref": document.pop("$ref")}}
         document = {**document, **root}
     return json_response(document, headers=_CACHE)
-
-
-_DOC = "The JSON Schema (draft-07) of a flow, a task or a trigger, from the installed plug-ins"
-_PARAMS = (Param("arrayOf", "A schema of a list of them", {"type": "boolean", "default": False}),)
-_REPLIES = {200: ok(None, "The JSON Schema"), 404: error("No such schema type")}
-
-
-@routes.operation("GET", "/api/v1/plugins/schemas/{type}", _DOC, params=_PARAMS, replies=_REPLIES)
-async def plugin_schema(request: web.Request) -> web.Response:
-    return await _schema(request)
-
-
-@routes.operation(
-    "GET", "/api/v1/main/plugins/schemas/{type}", _DOC, params=_PARAMS, replies=_REPLIES
-)
-async def tenant_plugin_schema(request: web.Request) -> web.Response:
-    return await _schema(request)

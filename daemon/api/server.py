@@ -32,9 +32,11 @@ from daemon.api.common import (
     HttpError,
     json_response,
 )
+from daemon.api.csrf import same_site_only
 from daemon.api.flow_routes import FLOW_LOCK
 from daemon.api.middleware import WEBHOOK_PATH, access_log, basic_auth, errors, loggable_path
 from daemon.api.misc import WEBHOOK_NOT_FOUND
+from daemon.api.tenant import AREAS, areas, tenant_path, tenant_routes, unknown_tenant
 from daemon.api.ui import setup_ui
 from daemon.config.settings import Settings
 from daemon.engine.core import Engine
@@ -77,6 +79,10 @@ ROUTE_TABLES = (
 )
 
 
+# Webhooks are meant to be called from anywhere: their key is their credential.
+_OPEN_TO_ALL_SITES = frozenset({WEBHOOK_PATH, tenant_path(WEBHOOK_PATH)})
+
+
 def create_app(
     engine: Engine,
     settings: Settings,
@@ -92,10 +98,18 @@ def create_app(
     request itself, key masked. `settings` is read per request, so a reload of the
     credentials or of the body limit takes effect at once. Without `flows` (the flows
     directory) flows can be read but not changed; without `supervisor` (the triggers'
-    supervisor) the trigger endpoints answer 409.
+    supervisor) the trigger endpoints answer 409. Every `/api/v1` route is also served
+    under Kestra's tenant, `/api/v1/main/...` (daemon/api/tenant.py).
     """
     app = web.Application(
-        middlewares=[access_log, errors, basic_auth], client_max_size=settings.webhook_max_body
+        middlewares=[
+            access_log,
+            errors,
+            same_site_only(_OPEN_TO_ALL_SITES),
+            basic_auth,
+            unknown_tenant,
+        ],
+        client_max_size=settings.webhook_max_body,
     )
     app[ENGINE] = engine
     app[SETTINGS] = settings
@@ -109,6 +123,8 @@ def create_app(
     app.on_shutdown.append(live.close_streams)
     for table in ROUTE_TABLES:
         app.add_routes(table)
+        app.add_routes(tenant_routes(table))
     prometheus.setup_metrics(app)
     setup_ui(app)
+    app[AREAS] = areas(app.router)
     return app

@@ -27,6 +27,7 @@ from daemon.api.common import (
     supervisor,
 )
 from daemon.api.flow_routes import flow_json
+from daemon.api.query_filters import TRIGGER_FILTERS, filter_params, in_namespace, parse_filters
 from daemon.api.uploads import bounded, json_kind
 from daemon.flows.definition import Flow
 
@@ -63,6 +64,7 @@ _UPDATE = {
         Param("q", "Text found in the trigger id or flow id (any case)"),
         PAGE,
         SIZE,
+        *filter_params(TRIGGER_FILTERS),
     ),
     replies={
         200: ok("TriggerPage"),
@@ -75,14 +77,18 @@ async def search_triggers(request: web.Request) -> web.Response:
     query = request.query
     page, size = paging(query)
     namespace, flow_id = query.get("namespace"), query.get("flowId")
-    text = query.get("q", "").lower()
+    ns_op, text = "PREFIX", query.get("q", "")
+    for one in parse_filters(query, TRIGGER_FILTERS, "triggers"):
+        if one.field == "namespace":
+            namespace, ns_op = one.value, one.op
+        elif one.field == "flowId":
+            flow_id = one.value
+        else:
+            text = one.value
+    text = text.lower()
     found = []
     for flow in sorted(request.app[ENGINE].catalog, key=lambda f: f.uid):
-        if (
-            namespace is not None
-            and flow.namespace != namespace
-            and not flow.namespace.startswith(namespace + ".")
-        ):
+        if namespace is not None and not in_namespace(flow.namespace, namespace, ns_op):
             continue
         if flow_id is not None and flow.id != flow_id:
             continue

@@ -71,7 +71,14 @@ async def read_inputs(request: web.Request, uploads: Uploads) -> dict[str, Any]:
 
 async def _multipart_inputs(request: web.Request, uploads: Uploads) -> dict[str, Any]:
     limit = request.app[SETTINGS].webhook_max_body
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError:  # aiohttp's "boundary missed"
+        raise HttpError(
+            400,
+            "Bad Request: a multipart/form-data body needs a boundary parameter in its "
+            "Content-Type (multipart/form-data; boundary=...)",
+        ) from None
     fields: list[tuple[str, Any]] = []
     total = 0
     while (part := await reader.next()) is not None:

@@ -22,6 +22,7 @@ from daemon.sdk.state import State
 
 if TYPE_CHECKING:
     from daemon.flows.definition import Flow
+    from daemon.flows.registry import Plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for a writer whose reader left
@@ -75,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         help="listen address (default 127.0.0.1 without basic-auth, else 0.0.0.0)",
     )
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="allow listening beyond loopback without basic-auth credentials: anyone who "
+        "reaches the port can run flows (default: refused; $PODIUM_INSECURE_NO_AUTH)",
+    )
     serve.add_argument(
         "--store", default=None, help="store URL or path (default: podium.db in the data dir)"
     )
@@ -161,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "store": args.store,
+        "insecure_no_auth": args.insecure_no_auth,
     }
     try:
         return serve(config, overrides)
@@ -276,10 +285,12 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
 async def _run(args: argparse.Namespace) -> int:
     from daemon.engine.core import Engine
     from daemon.flows.loader import load_flow_file
+    from daemon.flows.registry import run_plugins
     from daemon.store import open_store
 
+    plugins = await asyncio.to_thread(run_plugins)
     try:
-        flow = await asyncio.to_thread(load_flow_file, args.flow)
+        flow = await asyncio.to_thread(load_flow_file, args.flow, plugins)
         inputs = parse_inputs(args.input)
     except FlowError as exc:
         for problem in exc.problems:
@@ -288,17 +299,28 @@ async def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    from daemon.config.settings import ConfigError, load_settings
     from daemon.engine.resources import EngineOptions
 
-    try:  # `{{ globals.x }}` from PODIUM_GLOBALS, as `podium serve` reads it
-        options = EngineOptions(globals=dict(load_settings(None, {}).globals))
-    except ConfigError as exc:
-        print(f"podium: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    options = EngineOptions()
+    # the settings machinery costs start-up: only when there is something for it to read
+    if any(k == "PODIUM_GLOBALS" or k.startswith("PODIUM_STORAGE_") for k in os.environ):
+        from daemon.config.settings import ConfigError, load_settings
+
+        try:  # `{{ globals.x }}` and the storage from PODIUM_*, as `podium serve` reads them
+            settings = load_settings(None, {})
+        except ConfigError as exc:
+            print(f"podium: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        options = EngineOptions(globals=dict(settings.globals), storage=settings.storage)
     store = open_store(args.data_dir)
     await store.open()
-    engine = Engine(args.data_dir, store, lookup=_sibling_lookup(args.flow.parent), options=options)
+    engine = Engine(
+        args.data_dir,
+        store,
+        plugins=plugins,
+        lookup=_sibling_lookup(args.flow.parent, plugins),
+        options=options,
+    )
     engine.catalog.add(flow)
     loop = asyncio.get_running_loop()
     kills: set[asyncio.Task[bool]] = set()
@@ -325,7 +347,7 @@ async def _run(args: argparse.Namespace) -> int:
         final = await engine.wait(execution.id)
         await store.flush()
         if args.json:
-            doc = final.to_json()
+            doc = engine.resources.masked(final.to_json())  # as stored: secrets masked
             doc["logs"] = await store.logs(final.id)
             try:
                 json.dump(doc, sys.stdout, indent=2, default=str)
@@ -334,7 +356,7 @@ async def _run(args: argparse.Namespace) -> int:
             except BrokenPipeError:
                 _quiet_stdout()
         else:
-            progress.summary(final)
+            progress.summary(final, engine.resources.masked)
     finally:
         await engine.close()
         await store.close()
@@ -345,14 +367,14 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if final.state.current in (State.SUCCESS, State.WARNING) else EXIT_FAILED
 
 
-def _sibling_lookup(directory: Path) -> Callable[[str, str], Flow | None]:
+def _sibling_lookup(directory: Path, plugins: Plugins) -> Callable[[str, str], Flow | None]:
     """Subflows of a `podium run` are looked up among the flow files beside it."""
     from daemon.flows.loader import load_flow_file
 
     def lookup(namespace: str, flow_id: str) -> Flow | None:
         for file in flow_files([directory]):
             try:
-                flow = load_flow_file(file)
+                flow = load_flow_file(file, plugins)
             except FlowError:
                 continue
             if flow.uid == (namespace, flow_id):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 _PRIORITY = {
@@ -40,6 +41,31 @@ class _TerminalFormatter(logging.Formatter):
         return f"\x1b[{colour}m{text}\x1b[0m" if colour else text
 
 
+# A webhook URL's last segment is its key, a secret (daemon/api/middleware.py WEBHOOK_PATH),
+# with or without a tenant (/api/v1/main/executions/webhook/...).
+_WEBHOOK_KEY = re.compile(
+    r"(/api/v1/(?:[^/\s'\"?#]+/)?executions/webhook/[^/\s'\"?#]*/[^/\s'\"?#]*/)[^\s'\"?#&]+"
+)
+
+
+class _WebhookKeys(logging.Filter):
+    """Masks webhook keys in every line, aiohttp's own included: its parser puts the
+    request line (key and all) in the error it logs for an over-long or malformed request,
+    which no middleware of ours ever sees."""
+
+    _exceptions = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text = f"{text}\n{self._exceptions.formatException(record.exc_info)}"
+        if "/webhook/" not in text:
+            return True
+        record.msg, record.args = _WEBHOOK_KEY.sub(r"\1***", text), None
+        record.exc_info = record.exc_text = None
+        return True
+
+
 def _under_journald() -> bool:
     stream = os.environ.get("JOURNAL_STREAM", "")
     if not stream:
@@ -61,6 +87,7 @@ def setup(level: str = "INFO") -> None:
         )
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_WebhookKeys())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from daemon.engine.events import Event, LogAppended, TaskRunChanged
 from daemon.sdk.execution import Execution
@@ -55,7 +55,8 @@ class Progress:
                 seconds = (task_run.state.histories[-1][1] - task_run.state.start).total_seconds()
                 self._line(f"{self._paint(state)} {label} {seconds:.2f}s")
 
-    def summary(self, execution: Execution) -> None:
+    def summary(self, execution: Execution, masked: Callable[[Any], Any]) -> None:
+        """The last line, and the outputs; `masked` hides secrets, as the store does."""
         state = execution.state.current
         seconds = time.monotonic() - self.started
         line = (
@@ -63,10 +64,10 @@ class Progress:
             f"{execution.flow_id} in {seconds:.2f}s"
         )
         if execution.error:
-            line += f": {execution.error}"
+            line += f": {masked(execution.error)}"
         self._line(line)
         if execution.outputs:
-            self._line(f"outputs: {json.dumps(execution.outputs, default=str)}")
+            self._line(f"outputs: {json.dumps(masked(execution.outputs), default=str)}")
 
     def _paint(self, state: State, text: str | None = None) -> str:
         shown = f"{text or state.value:<9}"

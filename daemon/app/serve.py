@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -20,6 +21,7 @@ from typing import Any
 
 from daemon.app import systemd
 from daemon.app.alerts import install as install_alerts
+from daemon.app.listen import bound_urls, check_exposure
 from daemon.cluster.node import ClusterNode, default_node_id
 from daemon.config.settings import Settings, load_settings
 from daemon.engine.core import Engine, local_dispatcher
@@ -42,6 +44,7 @@ STORE_CLOSE_TIMEOUT = 5.0  # the last writes are committed
 # A cluster node: stop claiming (before the grace period), stop heartbeating and listening,
 # leave (after the executions are stored); each stage at most this long.
 CLUSTER_STAGE_TIMEOUT = 3.0
+SWITCH_INTERVAL = 0.0005  # seconds a thread waiting for the GIL lets the holder run
 
 
 def shutdown_budget(grace: timedelta) -> float:
@@ -65,6 +68,7 @@ class Daemon:
         self.overrides = overrides
         self.ready = False
         self.port: int | None = None
+        self.urls: list[str] = []  # of the sockets really bound
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
 
@@ -77,6 +81,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         settings = self.settings
+        await check_exposure(settings)  # before anything is opened
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(self._store())
             plugins = await asyncio.to_thread(default_plugins)
@@ -88,7 +93,9 @@ class Daemon:
             webhooks = WebhookRegistry()
             supervisor = await stack.enter_async_context(self._triggers(engine, webhooks, node))
             await _startup_hooks(plugins, settings)
-            flows = FlowDirectory(settings.flows_dir, engine.catalog, plugins)
+            flows = FlowDirectory(
+                settings.flows_dir, engine.catalog, plugins, settings.max_flow_size
+            )
             resumed = await self._flows(flows, engine, node)
             await stack.enter_async_context(self._http(engine, webhooks, flows, supervisor))
             await stack.enter_async_context(_watching(flows))
@@ -99,15 +106,12 @@ class Daemon:
                 pinger = asyncio.create_task(systemd.watchdog_pings(interval))
                 stack.callback(pinger.cancel)
             log.info(
-                "podium serving %d flows from %s on http://%s:%d (data in %s%s)%s",
+                "podium serving %d flows from %s on %s (data in %s%s)%s",
                 flows.count,
                 settings.flows_dir,
-                settings.listen_host,
-                self.port,
+                " and ".join(self.urls),
                 settings.data_dir,
-                ""
-                if settings.basic_auth
-                else "; no basic-auth credentials configured, so listening on 127.0.0.1 only",
+                "" if settings.basic_auth else "; no basic-auth credentials",
                 f"; resumed {resumed} executions" if resumed else "",
             )
             await self._until_stopped(flows, engine)
@@ -176,6 +180,7 @@ class Daemon:
             node_id=node.node_id if node is not None else None,
             flows_dir=settings.flows_dir,
             globals=dict(settings.globals),
+            storage=settings.storage,
         )
         engine = Engine(
             settings.data_dir,
@@ -255,6 +260,7 @@ class Daemon:
             site = web.TCPSite(runner, self.settings.listen_host, self.settings.port)
             await site.start()
             self.port = int(runner.addresses[0][1]) if runner.addresses else self.settings.port
+            self.urls = bound_urls(runner.addresses)
             yield
         finally:
             await _bounded(runner.cleanup(), HTTP_STOP_TIMEOUT, "HTTP server")
@@ -284,7 +290,15 @@ class Daemon:
         except Exception as exc:
             log.error("keeping the current configuration: %s", exc)
         else:
-            fixed: tuple[str, ...] = ("data_dir", "store", "host", "port", "flows_dir")
+            fixed: tuple[str, ...] = (
+                "data_dir",
+                "store",
+                "host",
+                "port",
+                "flows_dir",
+                "insecure_no_auth",
+                "storage",
+            )
             if fresh.basic_auth is None and self.settings.basic_auth is not None:
                 # Listening on all interfaces was chosen because credentials were set.
                 fixed = (*fixed, "basic_auth")
@@ -330,4 +344,8 @@ def serve(config_file: Path | None, overrides: dict[str, Any]) -> int:
 
     settings = load_settings(config_file, overrides)
     logs.setup(settings.log_level)
+    # The store's writer thread hands each commit back to the event loop; with CPython's
+    # default 5 ms switch interval, a commit that finishes while the loop runs Python code
+    # waits up to 5 ms for the GIL, which is the tail of a webhook's answer.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     return asyncio.run(Daemon(settings, config_file, overrides).run())

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from daemon.config.paths import default_data_dir
+from daemon.config.storage import StorageSettings
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import PodiumError
 from daemon.sdk.state import State
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
         extra="forbid",
         env_prefix="PODIUM_",
         env_nested_delimiter="_",
+        # PODIUM_STORAGE_ACCESS_KEY is storage.access_key: one level of nesting, so that a
+        # nested field may have an underscore in its name.
+        env_nested_max_split=1,
         case_sensitive=False,
     )
 
@@ -85,11 +89,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     store: str | None = None
     basic_auth: BasicAuth | None = None
+    # Listen beyond loopback with no credentials at all (an open API): refused unless set,
+    # and warned about at every start (daemon/app/listen.py).
+    insecure_no_auth: bool = False
     allowed_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     max_concurrent_executions: int = Field(default=0, ge=0)
     max_concurrent_tasks: int = Field(default=0, ge=0)
     shutdown_grace: Duration = timedelta(seconds=30)
     webhook_max_body: int = Field(default=10 * 1024 * 1024, ge=1)
+    # The largest flow source (bytes) a flow file or the API may hold: validating tens of
+    # MB of YAML takes seconds of CPU; a hand-written flow is a few KB.
+    max_flow_size: int = Field(default=1024 * 1024, ge=1)
     keep_working_dirs: bool = False
     log_level: str = "INFO"
     # Public address of the UI, for links in notifications ("{url}/ui/executions/...").
@@ -104,6 +114,9 @@ class Settings(BaseSettings):
     # Server-wide variables every expression reads as `{{ globals.<name> }}` (Kestra's
     # `kestra.variables.globals`).
     globals: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    # Where `kestra://` files live: the data directory, S3-compatible object storage or
+    # the PostgreSQL database (daemon/config/storage.py).
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @field_validator("alerts", "globals", mode="before")
     @classmethod

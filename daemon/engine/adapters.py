@@ -1,7 +1,7 @@
 """The SDK's services (files, KV, executions) over the store and the storage.
 
-File storage is blocking (disk today, object storage later): every call goes through a
-thread here, so that no plug-in has to remember to.
+File storage is `daemon.store.internal_storage.Storage` (a local directory, object storage or
+PostgreSQL); a plug-in sees only the `Files` protocol.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from daemon.sdk.execution import Execution
 from daemon.sdk.nsfiles import CHUNK_SIZE, Conflict, NamespaceFileInfo
 from daemon.sdk.state import iso
 from daemon.store.base import Store
-from daemon.store.local_files import Storage
+from daemon.store.internal_storage import Storage
 
 
 class StorageFiles:
-    """`sdk.services.Files` over the daemon's storage directory."""
+    """`sdk.services.Files` over the daemon's storage, whichever backend keeps the files."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
@@ -31,19 +31,19 @@ class StorageFiles:
         return self._storage.execution_prefix(namespace, flow_id, execution_id)
 
     async def put(self, source: Path | bytes, *, prefix: str, name: str) -> str:
-        return await asyncio.to_thread(self._storage.put, source, prefix=prefix, name=name)
+        return await self._storage.put(source, prefix=prefix, name=name)
 
     async def path(self, uri: str) -> Path:
-        return await asyncio.to_thread(self._storage.path, uri)
+        return await self._storage.path(uri)
 
     async def read_text(self, uri: str) -> str:
-        return await asyncio.to_thread(self._storage.read_text, uri)
+        return await self._storage.read_text(uri)
 
     async def delete(self, uri: str) -> bool:
-        return await asyncio.to_thread(self._storage.delete, uri)
+        return await self._storage.delete(uri)
 
     async def delete_prefix(self, prefix: str) -> list[str]:
-        return await asyncio.to_thread(self._storage.delete_prefix, prefix)
+        return await self._storage.delete_prefix(prefix)
 
 
 class StoreKeyValue:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, NamedTuple, TypeVar
 
 from jinja2.runtime import Context
@@ -23,7 +23,7 @@ from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.nsfiles import NamespaceFileError, normalize_path
 from daemon.sdk.properties import has_template
 from daemon.store.base import Store
-from daemon.store.local_files import Storage
+from daemon.store.internal_storage import Storage
 
 # Templates calling these are rendered in a thread: they would block the loop.
 BLOCKING_FUNCTIONS = (
@@ -36,6 +36,7 @@ BLOCKING_FUNCTIONS = (
     "fromIon(",  # imports amazon-ion (files) on first use
 )
 KV_TIMEOUT = 30.0  # seconds a kv() or errorLogs() call waits for the store
+FILE_TIMEOUT = 300.0  # seconds a file function waits for the storage (retries included)
 _KESTRA = "kestra:///"
 _NSFILE = "nsfile://"
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -79,7 +80,7 @@ class ServiceFunctions:
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
         return self._none if namespace is None else self._build(namespace)
 
-    def _wait(self, what: str, job: Coroutine[Any, Any, T]) -> T:
+    def _wait(self, what: str, job: Coroutine[Any, Any, T], timeout: float = KV_TIMEOUT) -> T:
         """Run a store coroutine on the daemon's loop from the rendering thread."""
         loop = self._loop
         if loop is None:
@@ -92,7 +93,7 @@ class ServiceFunctions:
         if running is loop:
             job.close()
             raise FunctionError(f"{what} cannot be used here (it would wait for itself)")
-        return asyncio.run_coroutine_threadsafe(job, loop).result(timeout=KV_TIMEOUT)
+        return asyncio.run_coroutine_threadsafe(job, loop).result(timeout=timeout)
 
     def _build(self, default_namespace: str | None) -> dict[str, Callable[..., Any]]:
         store = self._store
@@ -123,30 +124,29 @@ class ServiceFunctions:
                 raise FunctionError("read(): namespace files are not kept by version here")
             file = self._file(context, "read", path, namespace, default_namespace)
             if isinstance(file, NamespaceFile):
-                data = self._wait("read()", _read_namespace_file(store, file))
+                data = self._wait("read()", _read_namespace_file(store, file), FILE_TIMEOUT)
                 if data is None:
                     raise FunctionError(f"read(): no file {path}")
                 return data.decode("utf-8", errors="replace")
             try:
-                return file.read_text(encoding="utf-8")
-            except FileNotFoundError:
+                return self._wait("read()", self._storage.read_text(file), FILE_TIMEOUT)
+            except NotFound:
                 raise FunctionError(f"read(): no file {path}") from None
 
         @pass_context
         def file_exists(context: Context, path: Any = None, namespace: Any = None) -> bool:
             file = self._file(context, "fileExists", path, namespace, default_namespace)
             if isinstance(file, NamespaceFile):
-                return self._size(file) is not None
-            return file.is_file()
+                return self._namespace_file_size(file) is not None
+            return self._wait("fileExists()", self._storage.exists(file), FILE_TIMEOUT)
 
         @pass_context
         def file_size(context: Context, path: Any = None, namespace: Any = None) -> int:
-            return self._existing_size(context, "fileSize", path, namespace, default_namespace)
+            return self._size(context, "fileSize", path, namespace, default_namespace)
 
         @pass_context
         def is_file_empty(context: Context, path: Any = None, namespace: Any = None) -> bool:
-            size = self._existing_size(context, "isFileEmpty", path, namespace, default_namespace)
-            return size == 0
+            return self._size(context, "isFileEmpty", path, namespace, default_namespace) == 0
 
         @pass_context
         def error_logs(context: Context) -> list[dict[str, Any]]:
@@ -168,26 +168,30 @@ class ServiceFunctions:
 
     # -- files --------------------------------------------------------------------------
 
-    def _size(self, file: NamespaceFile) -> int | None:
+    def _size(
+        self, context: Context, name: str, path: Any, namespace: Any, default: str | None
+    ) -> int:
+        file = self._file(context, name, path, namespace, default)
+        if isinstance(file, NamespaceFile):
+            size = self._namespace_file_size(file)
+            if size is None:
+                raise FunctionError(f"{name}(): no file {path}")
+            return size
+        try:
+            return self._wait(f"{name}()", self._storage.size(file), FILE_TIMEOUT)
+        except NotFound:
+            raise FunctionError(f"{name}(): no file {path}") from None
+
+    def _namespace_file_size(self, file: NamespaceFile) -> int | None:
         """The size of a namespace file; None when there is no file (or a directory)."""
         info = self._wait("namespace files", self._store.namespace_files.stat(*file))
         return None if info is None or info.is_directory else info.size
 
-    def _existing_size(
-        self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> int:
-        file = self._file(context, name, path, namespace, default)
-        size = self._size(file) if isinstance(file, NamespaceFile) else (
-            file.stat().st_size if file.is_file() else None
-        )  # fmt: skip
-        if size is None:
-            raise FunctionError(f"{name}(): no file {path}")
-        return size
-
     def _file(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path | NamespaceFile:
-        """Where the file a function names is, after Kestra's checks of what it may read."""
+    ) -> str | NamespaceFile:
+        """The file a function names, after Kestra's checks of what it may read: a
+        namespace file (kept in the store), or the `kestra:///` URI of a stored file."""
         if path is None:
             raise FunctionError(
                 f"The '{name}' function expects an argument 'path' that is a path to a "
@@ -210,17 +214,15 @@ class ServiceFunctions:
     def _namespace_file(self, namespace: str, path: str) -> NamespaceFile:
         if not namespace:
             raise FunctionError("a namespace file needs a namespace here")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
-            raise FunctionError(f"{namespace!r} is not a namespace")
         try:
             normalized = normalize_path(path)
         except NamespaceFileError:
             normalized = "/"
-        if normalized == "/":
+        if normalized == "/" or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
             raise FunctionError(f"{path!r} is not a file of namespace {namespace}")
         return NamespaceFile(namespace, normalized)
 
-    def _stored(self, context: Context, uri: str) -> Path | NamespaceFile:
+    def _stored(self, context: Context, uri: str) -> str | NamespaceFile:
         """A `kestra:///` file: namespace files and execution files (this execution's, the
         parent's or upstream's named by `trigger`, or any file a task stored)."""
         key = uri[len(_KESTRA) :]
@@ -242,14 +244,32 @@ class ServiceFunctions:
         )
         allowed.append(own_flow.rsplit("/executions/", 1)[0])
         own = any(("/" + key).startswith(prefix + "/") for prefix in allowed)
-        if not own and not _EXECUTION_FILE.fullmatch(key):
-            raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+        if not own:
+            _refuse_foreign(uri, key, flow, trigger)
         if ".." in PurePosixPath(key).parts:
             raise FunctionError(f"Unable to read the file '{uri}': '..' is not allowed")
-        try:
-            return self._storage.path(uri)
-        except NotFound:
-            return self._storage.root / key  # missing: fileExists says false, others fail
+        return uri
+
+
+def _refuse_foreign(uri: str, key: str, flow: dict[str, Any], trigger: dict[str, Any]) -> None:
+    """Another execution's file, as Kestra's AbstractFileFunction judges it: a task's
+    file, and, in an execution another started (a subflow), only that parent's. Its
+    namespace must be the flow's own: Kestra restricts namespaces only in its
+    Enterprise edition, where nothing lets one namespace's flows read another's files
+    here (podium has no `allowedNamespaces`)."""
+    if not _EXECUTION_FILE.fullmatch(key):
+        raise FunctionError(f"Unable to read the file '{uri}' as it is not an execution file")
+    if trigger.get("executionId"):
+        raise FunctionError(
+            f"Unable to read the file '{uri}' as it didn't belong to the parent execution"
+        )
+    owner = key.rsplit("/executions/", 1)[0].rpartition("/")[0].replace("/", ".")
+    namespace = str(flow.get("namespace") or "")
+    if owner != namespace:
+        raise FunctionError(
+            f"Unable to read the file '{uri}': namespace {owner} is not allowed "
+            f"from namespace {namespace}"
+        )
 
 
 def _namespace_and_parents(namespace: str) -> list[str]:

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daemon.config.storage import StorageSettings
 from daemon.engine.events import EventBus
 from daemon.engine.functions import ServiceFunctions
 from daemon.engine.secrets import SecretStore
 from daemon.flows.registry import Plugins
 from daemon.sdk.clock import Clock
 from daemon.store.base import Store
-from daemon.store.local_files import Storage
+from daemon.store.internal_storage import Storage, open_blobs
 
 if TYPE_CHECKING:
     from daemon.expr.renderer import Renderer
@@ -45,6 +46,8 @@ class EngineOptions:
     # `{{ globals.x }}`: the server-wide variables of the `globals:` setting (Kestra's
     # `kestra.variables.globals`).
     globals: dict[str, Any] = field(default_factory=dict)
+    # Where `kestra://` files live (the `storage:` setting); default: <data-dir>/storage.
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
 
 class Resources:
@@ -59,10 +62,12 @@ class Resources:
     ) -> None:
         self.data_dir = data_dir
         self.store = store
-        self.storage = Storage(data_dir / "storage")
         self.clock = clock or Clock()
         self.plugins = plugins
         self.options = options or EngineOptions()
+        blobs = open_blobs(self.options.storage, data_dir, getattr(store, "dsn", None))
+        cache_size = self.options.storage.cache_size
+        self.storage = Storage(blobs, data_dir / "cache" / "storage", cache_size)
         self.events = EventBus()
         self.secrets = SecretStore()
         self.envs = {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_")}
@@ -104,3 +109,7 @@ class Resources:
                 await closer()
             except Exception:
                 log.exception("closing %s failed", key)
+        try:
+            await self.storage.close()  # last: what plug-ins closed above may have written
+        except Exception:
+            log.exception("closing the storage failed")

@@ -125,15 +125,24 @@ class Submitter:
         all_labels = {**flow.labels, **(labels or {})}
         all_labels.setdefault(CORRELATION_ID, execution_id)
 
+        loop = asyncio.get_running_loop()
+
         def store_file(name: str, value: Any) -> str:
+            """Called by coerce_inputs in its thread: the storage is the loop's."""
             source = Path(str(value))
             if not source.is_file():
                 raise ValueError(f"no such file {str(value)!r}")
-            return storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
+            put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
+            return asyncio.run_coroutine_threadsafe(put, loop).result()
 
-        values = await asyncio.to_thread(
-            coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
-        )
+        if any(spec.type == "FILE" for spec in flow.inputs):
+            # Storing a file is blocking I/O; coercing the other types is not, and a thread
+            # hop costs more than the coercion itself on the webhook path.
+            values = await asyncio.to_thread(
+                coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
+            )
+        else:
+            values = coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
         if flow.revision is None:
             flow.revision = await self._resources.store.save_flow(
                 flow.namespace, flow.id, flow.source

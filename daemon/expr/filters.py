@@ -349,6 +349,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "base64decode": _on_text(_base64decode),
     "urlencode": _on_text(_urlencode),
     "urldecode": _on_text(unquote_plus),
+    "raw": lambda value: value,  # Pebble's: no escaping to undo, podium never autoescapes
     "md5": _on_text(_digest("md5")),
     "sha1": _on_text(_digest("sha1")),
     "sha256": _on_text(_digest("sha256")),

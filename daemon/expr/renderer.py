@@ -34,7 +34,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context
 
-from daemon.expr import javadate, kestra_functions, operators
+from daemon.expr import calendar, javadate, kestra_functions, operators
 from daemon.expr import limits as expr_limits
 from daemon.expr.conversions import to_text
 from daemon.expr.filters import FILTERS, FUNCTIONS, TESTS
@@ -158,6 +158,7 @@ class Renderer:
             renderOnce=render_once,
             **FUNCTIONS,
             **kestra_functions.FUNCTIONS,
+            **calendar.FUNCTIONS,
             **operators.GLOBALS,
         )
         self._env = env

@@ -18,6 +18,9 @@ from daemon.sdk.retry import RetryModel
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Kestra's @Size limits: a flow id is also a file name and part of stored keys.
+FLOW_ID_MAX = 100
+NAMESPACE_MAX = 150
 
 Path = yamlpos.Path
 
@@ -76,9 +79,9 @@ class Flow(Model):
     """A loaded, valid flow. `source` is the YAML text it came from; `warnings` are the
     deprecated forms it uses (it loads, and says what to write instead)."""
 
-    id: str = Field(pattern=FLOW_ID_PATTERN)
+    id: str = Field(pattern=FLOW_ID_PATTERN, max_length=FLOW_ID_MAX)
     """The flow's id, unique in its namespace."""
-    namespace: str = Field(pattern=NAMESPACE_PATTERN)
+    namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=NAMESPACE_MAX)
     """Dotted, lower-case: where the flow lives (company.team)."""
     description: str | None = None
     """Free text shown in the UI."""
@@ -145,6 +148,22 @@ def _mentions(annotation: Any, target: type | tuple[type, ...]) -> bool:
     return any(_mentions(arg, target) for arg in typing.get_args(annotation))
 
 
+_TASK_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _task_fields(cls: type[Task]) -> tuple[tuple[str, str], ...]:
+    """(name, alias) of the fields of a task class that may hold tasks: asked once per
+    class, not once per task (a flow of 100,000 tasks asked it millions of times)."""
+    found = _TASK_FIELDS.get(cls)
+    if found is None:
+        found = _TASK_FIELDS[cls] = tuple(
+            (name, field.alias or name)
+            for name, field in cls.model_fields.items()
+            if _mentions(field.annotation, Task)
+        )
+    return found
+
+
 def task_lists(flow: Flow) -> Iterator[tuple[Sequence[Task], Path]]:
     """Every list of sibling tasks in the flow, nested ones included, with its property path."""
     for tasks, path in (
@@ -164,9 +183,8 @@ def _lists_in(value: Any, path: Path) -> Iterator[tuple[Sequence[Task], Path]]:
     if isinstance(value, list) and value and all(isinstance(v, Task) for v in value):
         yield value, path
         for i, task in enumerate(value):
-            for name, field in type(task).model_fields.items():
-                if _mentions(field.annotation, Task):
-                    yield from _lists_in(getattr(task, name), path + (i, field.alias or name))
+            for name, alias in _task_fields(type(task)):
+                yield from _lists_in(getattr(task, name), path + (i, alias))
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _lists_in(item, path + (i,))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ SUFFIXES = (".yaml", ".yml")
 DEBOUNCE = 0.2
 
 
+def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+    """The file as it is now, or None when it is no file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def flow_files(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
@@ -29,13 +41,23 @@ def flow_files(root: Path) -> list[Path]:
 
 
 class FlowDirectory:
-    def __init__(self, root: Path, catalog: FlowCatalog, plugins: Plugins) -> None:
+    def __init__(
+        self,
+        root: Path,
+        catalog: FlowCatalog,
+        plugins: Plugins,
+        max_size: int | None = None,
+    ) -> None:
         self.root = root
         self.catalog = catalog
         self.plugins = plugins
+        self.max_size = max_size
         self._by_path: dict[Path, tuple[str, str]] = {}
         # Files that did not validate at their last reading, with why: the UI flags them.
         self.invalid: dict[Path, list[Problem]] = {}
+        # ...and the file as it was then (size, mtime, inode): unchanged, it is not read,
+        # validated and logged again.
+        self._invalid_as: dict[Path, tuple[int, int, int]] = {}
         self._pending: dict[Path, asyncio.TimerHandle] = {}
         self._observer: Any = None
         self._lock = asyncio.Lock()
@@ -58,17 +80,22 @@ class FlowDirectory:
 
     async def _reload(self, path: Path) -> None:
         old_uid = self._by_path.get(path)
-        if not await asyncio.to_thread(path.is_file):
+        seen = await asyncio.to_thread(_fingerprint, path)
+        if seen is None:
             self.invalid.pop(path, None)
+            self._invalid_as.pop(path, None)
             if old_uid is not None:
                 del self._by_path[path]
                 await self._unload(old_uid, f"{path} was removed")
             return
+        if self._invalid_as.get(path) == seen:
+            return  # the same invalid file: said once already
         try:
-            flow = await asyncio.to_thread(load_flow_file, path, self.plugins)
+            flow = await asyncio.to_thread(load_flow_file, path, self.plugins, self.max_size)
             self.catalog.check(flow)
         except FlowError as exc:
             self.invalid[path] = list(exc.problems)
+            self._invalid_as[path] = seen
             kept = f"; {old_uid[0]}.{old_uid[1]} keeps its previous revision" if old_uid else ""
             log.error(
                 "flow file %s does not validate%s:\n%s",
@@ -78,6 +105,7 @@ class FlowDirectory:
             )
             return
         self.invalid.pop(path, None)
+        self._invalid_as.pop(path, None)
         owner = next((p for p, uid in self._by_path.items() if uid == flow.uid and p != path), None)
         if owner is not None:
             log.error(
@@ -123,7 +151,15 @@ class FlowDirectory:
 
     async def watch(self) -> None:
         """Start reacting to changes under the directory (watchdog, inotify)."""
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.events import (
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+            FileSystemEvent,
+            FileSystemEventHandler,
+        )
         from watchdog.observers import Observer
 
         loop = asyncio.get_running_loop()
@@ -138,7 +174,16 @@ class FlowDirectory:
 
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         observer = Observer()
-        observer.schedule(Handler(), str(self.root), recursive=True)
+        # Changes only: podium reading a file (opened, closed without writing) is none, or
+        # each reading would bring the next one.
+        changes = [
+            FileCreatedEvent,
+            FileModifiedEvent,
+            FileClosedEvent,
+            FileMovedEvent,
+            FileDeletedEvent,
+        ]
+        observer.schedule(Handler(), str(self.root), recursive=True, event_filter=changes)
         await asyncio.to_thread(observer.start)
         self._observer = observer
 

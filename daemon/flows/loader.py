@@ -21,14 +21,26 @@ from daemon.sdk.inputs import validate_input_specs
 from daemon.sdk.plugin import PluginKind, Task
 
 
-def load_flow_file(path: str | FsPath, plugins: Plugins | None = None) -> Flow:
-    """Read and load one flow file (blocking: call through asyncio.to_thread in the loop)."""
+def load_flow_file(
+    path: str | FsPath, plugins: Plugins | None = None, max_size: int | None = None
+) -> Flow:
+    """Read and load one flow file (blocking: call through asyncio.to_thread in the loop);
+    one larger than `max_size` bytes is refused unread."""
     file = FsPath(path)
     try:
+        if max_size is not None and (size := file.stat().st_size) > max_size:
+            raise FlowError([Problem(str(file), 1, 1, "", too_large(size, max_size))])
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FlowError([Problem(str(file), 1, 1, "", f"cannot read flow file: {exc}")]) from None
     return load_flow(text, str(file), plugins)
+
+
+def too_large(size: int, max_size: int) -> str:
+    return (
+        f"the flow is {size:,} bytes, over the limit of {max_size:,} "
+        "(max-flow-size in podium.yaml or PODIUM_MAX_FLOW_SIZE)"
+    )
 
 
 def load_flow(text: str, filename: str = "<flow>", plugins: Plugins | None = None) -> Flow:

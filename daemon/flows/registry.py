@@ -11,13 +11,15 @@ loading the registry stays cheap.
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import metadata
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from daemon.flows import plugin_index
 from daemon.sdk.context import StartupContext
 from daemon.sdk.plugin import Condition, Task, Trigger
 
@@ -41,10 +43,13 @@ def _similar(a: str, b: str) -> float:
 class Registry(Generic[P]):
     """`type:` string -> plug-in class, for one kind of plug-in."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, load_module: Callable[[str], None] | None = None) -> None:
         self.kind = kind
         self._by_type: dict[str, type[P]] = {}
         self._canonical: set[str] = set()
+        # Types known from the plug-in index whose module is not imported yet.
+        self._lazy: dict[str, str] = {}
+        self._load_module = load_module
 
     def register(self, cls: type[P]) -> type[P]:
         if not cls.types:
@@ -61,20 +66,35 @@ class Registry(Generic[P]):
         self._canonical.add(cls.types[0])
         return cls
 
+    def defer(self, name: str, module: str, canonical: bool) -> None:
+        """Know `name` as defined by `module`, imported the first time it is asked for."""
+        self._lazy[name] = module
+        if canonical:
+            self._canonical.add(name)
+
+    def loaded(self, module: str) -> None:
+        self._lazy = {name: mod for name, mod in self._lazy.items() if mod != module}
+
     def get(self, name: str) -> type[P]:
+        module = self._lazy.get(name)
+        if module is not None and self._load_module is not None:
+            self._load_module(module)
         try:
             return self._by_type[name]
         except KeyError:
             raise UnknownType(self._unknown_message(name)) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._by_type
+        return name in self._by_type or name in self._lazy
 
     def names(self) -> list[str]:
-        return sorted(self._by_type)
+        return sorted({*self._by_type, *self._lazy})
 
     def classes(self) -> list[type[P]]:
         """Every registered class once, by its canonical (first) type name."""
+        if self._load_module is not None:
+            for module in sorted(set(self._lazy.values())):
+                self._load_module(module)
         unique = {id(cls): cls for cls in self._by_type.values()}
         return sorted(unique.values(), key=lambda cls: cls.types[0])
 
@@ -101,15 +121,55 @@ class Plugins:
     """The task and trigger registries podium runs with."""
 
     def __init__(self) -> None:
-        self.tasks: Registry[Task] = Registry("task")
-        self.triggers: Registry[Trigger] = Registry("trigger")
-        self.conditions: Registry[Condition] = Registry("condition")
+        self.tasks: Registry[Task] = Registry("task", self._import)
+        self.triggers: Registry[Trigger] = Registry("trigger", self._import)
+        self.conditions: Registry[Condition] = Registry("condition", self._import)
         # `async def on_daemon_start(ctx: StartupContext)` of plug-in modules: clean-up
         # after a crash.
         self.startup_hooks: list[Callable[[StartupContext], Awaitable[None]]] = []
         # Entry points that failed to load: their types are unknown, and the reason is kept
         # for the messages that would otherwise only say "unknown type".
         self.failed: dict[str, str] = {}
+
+    @classmethod
+    def from_index(cls, index: plugin_index.Index, canonical: plugin_index.Index) -> Plugins:
+        """Plug-ins known by name only; a module is imported when one of its types is
+        first asked for (a one-shot `podium run` imports just what its flow uses)."""
+        plugins = cls()
+        for registry in plugins._registries():
+            names = canonical[registry.kind]
+            for name, module in index[registry.kind].items():
+                registry.defer(name, module, name in names)
+        return plugins
+
+    def index(self) -> tuple[plugin_index.Index, plugin_index.Index]:
+        """(kind -> type -> module, kind -> canonical types) of every loaded class."""
+        types: plugin_index.Index = {}
+        canonical: plugin_index.Index = {}
+        for registry in self._registries():
+            classes = registry.classes()
+            types[registry.kind] = {n: c.__module__ for c in classes for n in c.types}
+            canonical[registry.kind] = {c.types[0]: c.__module__ for c in classes}
+        return types, canonical
+
+    def load_all(self) -> None:
+        for registry in self._registries():
+            registry.classes()
+
+    def _registries(self) -> tuple[Registry[Any], ...]:
+        return (self.tasks, self.triggers, self.conditions)
+
+    def _import(self, name: str) -> None:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            log.error("plug-in module %s does not load: %s", name, exc)
+            self.failed[name] = f"{type(exc).__name__}: {exc}"
+            module = None
+        for registry in self._registries():
+            registry.loaded(name)
+        if module is not None:
+            self.add_module(module)
 
     def add_module(self, module: ModuleType) -> None:
         """Register every plug-in class a module defines (not ones it imports), and its
@@ -166,4 +226,20 @@ def default_plugins() -> Plugins:
             "that its %s entry points are registered",
             GROUP,
         )
+    return plugins
+
+
+def run_plugins() -> Plugins:
+    """The plug-ins of a one-shot run: imported on first use when the index of a previous
+    full load still matches what is installed, else loaded in full (and indexed)."""
+    entries = plugin_entry_points()
+    stamp = plugin_index.fingerprint(entries)
+    path = plugin_index.index_file()
+    if stamp is not None:
+        found = plugin_index.read(path, stamp)
+        if found is not None:
+            return Plugins.from_index(*found)
+    plugins = default_plugins()
+    if stamp is not None and not plugins.failed:
+        plugin_index.write(path, stamp, *plugins.index())
     return plugins

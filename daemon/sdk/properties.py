@@ -137,7 +137,7 @@ class Model(BaseModel):
 def _labels(value: Any) -> Any:
     """Kestra accepts labels as a map or as a list of {key, value}; a number or a boolean
     value is read as its text (`year: 2025`, Kestra PR #5726); an empty key or value is
-    refused (Kestra PR #11317)."""
+    refused (Kestra PR #11317), and so is a NUL (PostgreSQL cannot store it)."""
     if isinstance(value, list):
         out: dict[str, Any] = {}
         for item in value:
@@ -157,6 +157,10 @@ def _labels(value: Any) -> Any:
             raise ValueError(f"label '{key}' has an empty value; give it a value or remove it")
         if isinstance(key, str) and not key.strip():
             raise ValueError("a label has an empty key")
+        if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
+            raise ValueError(
+                f"label {str(key)!r} contains the NUL character, which cannot be stored"
+            )
         labels[key] = item
     return labels
 

@@ -65,7 +65,8 @@ class Files(Protocol):
         ...
 
     async def path(self, uri: str) -> Path:
-        """A local path to read the file from; NotFound when there is none."""
+        """A local path to read the file from; NotFound when there is none. With object
+        storage or PostgreSQL it is a cached copy: read it, never write to it."""
         ...
 
     async def read_text(self, uri: str) -> str: ...
@@ -105,6 +106,11 @@ class StateStore(Protocol):
 
     async def claim(self, key: str) -> bool:
         """True for the first caller ever, across restarts and nodes: exactly-once."""
+        ...
+
+    async def claimed(self, key: str) -> bool:
+        """Whether `key` was claimed, without claiming it: a plug-in records what it is
+        about to do before it claims, so that a crash right after the claim is undone."""
         ...
 
 
@@ -152,6 +158,11 @@ class Secrets(Protocol):
 
     def add(self, value: str) -> None:
         """A value to mask from now on (a password a plug-in read from its properties)."""
+        ...
+
+    def masked(self, value: Any) -> Any:
+        """`value` (text, or lists and mappings of them) with every secret known so far
+        replaced by ******: what a plug-in hands out of the process (a webhook's answer)."""
         ...
 
 

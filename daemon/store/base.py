@@ -212,6 +212,8 @@ class ExecutionQuery:
     offset: int
     # Kestra's `q`: text found (any case) in the id, the namespace or the flow id.
     text: str | None = None
+    # The namespace alone, not the ones under it.
+    exact_namespace: bool = False
 
 
 class KeyValueTable(ABC):
@@ -248,6 +250,10 @@ class StateTable(ABC):
     @abstractmethod
     async def claim(self, key: str) -> bool:
         """True for the first caller ever, across restarts; committed before it returns."""
+
+    @abstractmethod
+    async def claimed(self, key: str) -> bool:
+        """Whether `key` was claimed (read only)."""
 
 
 class Store(ABC):
@@ -360,10 +366,12 @@ class Store(ABC):
         page: int = 1,
         size: int = 25,
         q: str | None = None,
+        exact_namespace: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page, newest start first, and the total matching.
 
-        `namespace` also matches its sub-namespaces (as Kestra's filter does);
+        `namespace` also matches its sub-namespaces (as Kestra's filter does), unless
+        `exact_namespace` (Kestra's executions of one flow, its EQUALS filter);
         the time window is half-open: start_after <= startDate < start_before;
         `q` is text found, in any case, in the id, the namespace or the flow id.
         """
@@ -380,6 +388,7 @@ class Store(ABC):
             size,
             (page - 1) * size,
             q.lower() if q else None,
+            exact_namespace,
         )
         return await self._search(query)
 

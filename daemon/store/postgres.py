@@ -283,7 +283,9 @@ class PostgresStore(Store):
             params.append(value)
             return f"${len(params)}"
 
-        if (namespace := query.namespace) is not None:
+        if (namespace := query.namespace) is not None and query.exact_namespace:
+            where.append(f"namespace = {param(namespace)}")
+        elif namespace is not None:
             where.append(f"(namespace = {param(namespace)}"
                          f" OR starts_with(namespace, {param(namespace + '.')}))")  # fmt: skip
         if query.flow_id is not None:
@@ -445,3 +447,6 @@ class _PostgresState(StateTable):
             return await conn.fetchval(sql, key, now) is not None
 
         return bool(await self._store._write(f"claim {key}", claim))
+
+    async def claimed(self, key: str) -> bool:
+        return await self._store._fetch_row("SELECT 1 FROM claims WHERE key = $1", key) is not None

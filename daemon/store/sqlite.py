@@ -208,7 +208,10 @@ class SqliteStore(Store):
     async def _search(self, query: ExecutionQuery) -> tuple[list[dict[str, Any]], int]:
         where: list[str] = []
         params: list[Any] = []
-        if query.namespace is not None:
+        if query.namespace is not None and query.exact_namespace:
+            where.append("namespace = ?")
+            params.append(query.namespace)
+        elif query.namespace is not None:
             # "a.b" or anything under "a.b."; '/' is the character after '.'
             where.append("(namespace = ? OR (namespace >= ? AND namespace < ?))")
             params += [query.namespace, query.namespace + ".", query.namespace + "/"]
@@ -360,3 +363,6 @@ class _SqliteState(StateTable):
         # rowcount is 0 when the key was already there: someone claimed it first
         claim: Write = lambda conn: conn.execute(sql, params).rowcount == 1  # noqa: E731
         return bool(await self._store._io.write(claim, f"claim {key}"))
+
+    async def claimed(self, key: str) -> bool:
+        return await self._store._fetch_one("SELECT 1 FROM claims WHERE key = ?", key) is not None

@@ -109,10 +109,17 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+# Each connection's page cache (SQLite's default is 2 MiB) fills as the database grows,
+# one per reader thread plus the writer: bounded small, the daemon's memory stays flat over
+# many executions; the OS page cache still holds the hot pages for every connection.
+PAGE_CACHE_KIB = 512
+
+
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     """Autocommit mode: every transaction here is begun and ended explicitly."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
     return conn
 
 

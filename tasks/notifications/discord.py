@@ -22,7 +22,10 @@ _DESCRIPTION_MAX = 4096
 class DiscordIncomingWebhook(IncomingWebhook):
     """Post Discord's JSON (`payload`, as text or a mapping) to a channel webhook."""
 
-    types = ("io.kestra.plugin.notifications.discord.DiscordIncomingWebhook",)
+    types = (
+        "io.kestra.plugin.discord.DiscordIncomingWebhook",
+        "io.kestra.plugin.notifications.discord.DiscordIncomingWebhook",
+    )
     service = "Discord"
 
 
@@ -54,7 +57,10 @@ def discord_message(summary: ExecutionSummary) -> dict[str, Any]:
 class DiscordExecution(ExecutionAlert):
     """Kestra's DiscordExecution: an embed with the execution's state, failed task and error."""
 
-    types = ("io.kestra.plugin.notifications.discord.DiscordExecution",)
+    types = (
+        "io.kestra.plugin.discord.DiscordExecution",
+        "io.kestra.plugin.notifications.discord.DiscordExecution",
+    )
     alert_channel: ClassVar[str] = "discord"
 
     url: Annotated[str, Dynamic] = Field(min_length=1)

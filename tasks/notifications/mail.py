@@ -59,7 +59,7 @@ class Attachment(Model):
 class MailSend(Task):
     """Send one mail; `htmlTextContent` and `plainTextContent` become its two alternatives."""
 
-    types = ("io.kestra.plugin.notifications.mail.MailSend",)
+    types = ("io.kestra.plugin.email.MailSend", "io.kestra.plugin.notifications.mail.MailSend")
 
     host: Annotated[str, Dynamic] = Field(min_length=1)
     port: Annotated[int | None, Dynamic] = Field(default=None, ge=1, le=65535)
@@ -221,7 +221,10 @@ class MailExecution(MailSend, ExecutionAlert):
     """Kestra's MailExecution: the execution's summary as HTML and text; the subject defaults
     to "[namespace] flow ➛ STATE"."""
 
-    types = ("io.kestra.plugin.notifications.mail.MailExecution",)
+    types = (
+        "io.kestra.plugin.email.MailExecution",
+        "io.kestra.plugin.notifications.mail.MailExecution",
+    )
     alert_channel: ClassVar[str] = "mail"
 
     async def run(self, ctx: RunContext) -> Output:

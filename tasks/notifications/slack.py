@@ -21,9 +21,9 @@ class SlackIncomingWebhook(IncomingWebhook):
     """Post `payload` (Slack's JSON, as text or a mapping) or plain `messageText`."""
 
     types = (
-        "io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
         "io.kestra.plugin.slack.notifications.SlackIncomingWebhook",
         "io.kestra.plugin.slack.SlackIncomingWebhook",
+        "io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
     )
     service = "Slack"
 
@@ -82,9 +82,9 @@ class SlackExecution(ExecutionAlert):
     """Kestra's SlackExecution: the execution's flow, state, failed task, error and link."""
 
     types = (
-        "io.kestra.plugin.notifications.slack.SlackExecution",
         "io.kestra.plugin.slack.notifications.SlackExecution",
         "io.kestra.plugin.slack.SlackExecution",
+        "io.kestra.plugin.notifications.slack.SlackExecution",
     )
     alert_channel: ClassVar[str] = "slack"
 

@@ -19,7 +19,10 @@ _COLOURS = {"good": "2E7D32", "warning": "EF6C00", "danger": "C62828"}
 class TeamsIncomingWebhook(IncomingWebhook):
     """Post a Teams card (`payload`, as JSON text or a mapping) to a channel webhook."""
 
-    types = ("io.kestra.plugin.notifications.teams.TeamsIncomingWebhook",)
+    types = (
+        "io.kestra.plugin.microsoft365.teams.TeamsIncomingWebhook",
+        "io.kestra.plugin.notifications.teams.TeamsIncomingWebhook",
+    )
     service = "Teams"
 
 
@@ -62,7 +65,10 @@ def teams_card(
 class TeamsExecution(ExecutionAlert):
     """Kestra's TeamsExecution: a card with the execution's state, failed task and error."""
 
-    types = ("io.kestra.plugin.notifications.teams.TeamsExecution",)
+    types = (
+        "io.kestra.plugin.microsoft365.teams.TeamsExecution",
+        "io.kestra.plugin.notifications.teams.TeamsExecution",
+    )
     alert_channel: ClassVar[str] = "teams"
 
     url: Annotated[str, Dynamic] = Field(min_length=1)

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from daemon.sdk.errors import TaskFailed
+from tasks.scripts.environment import script_environment
+from tasks.scripts.groups import ProcessGroups, close_groups, groups_for, reap
 from tasks.scripts.runner import LineSplitter, ScriptJob, ScriptResult, ScriptRunner, Stream
 
 if TYPE_CHECKING:
-    from daemon.sdk.context import RunContext
+    from daemon.sdk.context import RunContext, StartupContext
 
 # Real seconds (not the flow clock): a process ignoring SIGTERM gets this long before SIGKILL.
 KILL_GRACE = 2.0
@@ -53,13 +55,15 @@ class Process(ScriptRunner):
     ] = "io.kestra.plugin.core.runner.Process"
 
     async def run(self, job: ScriptJob, ctx: RunContext) -> ScriptResult:
-        env = {**os.environ, **job.env}
+        env = script_environment(job.env)  # never the daemon's own secrets
+        groups = await _groups(ctx)
+        argv, cwd, on_line = job.argv(), job.working_dir, job.on_line
         if not job.dependencies:
-            return ScriptResult(await run_streaming(job.argv(), job.working_dir, env, job.on_line))
+            return ScriptResult(await run_streaming(argv, cwd, env, on_line, groups))
         if job.dependency_cache:
             venv = await venv_for(job, ctx)
             return ScriptResult(
-                await run_streaming(job.argv(), job.working_dir, _activate(env, venv), job.on_line)
+                await run_streaming(argv, cwd, _activate(env, venv), on_line, groups)
             )
         venv = ctx.data_path("venvs", f"run-{ctx.task_run.id}")
         try:
@@ -67,10 +71,26 @@ class Process(ScriptRunner):
                 job, ctx, venv, await _base_python(job.python_version), await _manager(job, ctx)
             )
             return ScriptResult(
-                await run_streaming(job.argv(), job.working_dir, _activate(env, venv), job.on_line)
+                await run_streaming(argv, cwd, _activate(env, venv), on_line, groups)
             )
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, venv, True))
+
+
+async def _groups(ctx: RunContext) -> ProcessGroups:
+    """This daemon's written-down process groups (tasks/scripts/groups.py), closed with it."""
+    data_dir = ctx.data_path()
+
+    async def close() -> None:
+        await asyncio.to_thread(close_groups, data_dir)
+
+    ctx.on_close("scripts.process-groups", close)
+    return await asyncio.to_thread(groups_for, data_dir)
+
+
+async def on_daemon_start(ctx: StartupContext) -> None:
+    """Kill the script processes a podium killed before left running (groups.py)."""
+    await asyncio.to_thread(reap, ctx.data_dir, ctx.logger)
 
 
 def _activate(env: Mapping[str, str], venv: Path) -> dict[str, str]:
@@ -85,13 +105,18 @@ def _activate(env: Mapping[str, str], venv: Path) -> dict[str, str]:
 
 
 async def run_streaming(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], on_line: OnLine
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    on_line: OnLine,
+    groups: ProcessGroups | None = None,
 ) -> int:
     """Run `argv` in a new session, every output line to `on_line` as it comes; the exit code.
 
     When the command ends, whatever it left running in its process group is killed (it would
     hold the pipes open); when the caller is cancelled (kill, timeout) the whole group gets
-    SIGTERM, then SIGKILL after `KILL_GRACE`, before `CancelledError` goes on.
+    SIGTERM, then SIGKILL after `KILL_GRACE`, before `CancelledError` goes on. A group
+    written down in `groups` is killed too if the daemon dies meanwhile.
     """
     loop = asyncio.get_running_loop()
     lines = _Lines(on_line, loop)
@@ -109,7 +134,11 @@ async def run_streaming(
     except OSError as exc:
         raise TaskFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     pgid = transport.get_pid()
+    if groups is not None:
+        groups.track(pgid)
     try:
+        if groups is not None:
+            await asyncio.to_thread(groups.write_down, pgid, True)
         await lines.wait(lines.exited)
         _signal_group(pgid, signal.SIGKILL)
         await lines.wait(lines.closed)
@@ -121,6 +150,9 @@ async def run_streaming(
         raise
     finally:
         transport.close()
+        if groups is not None:
+            groups.untrack(pgid)
+            await asyncio.shield(asyncio.to_thread(groups.write_down, pgid, False))
 
 
 class _Lines(asyncio.SubprocessProtocol):
@@ -261,7 +293,7 @@ async def _build(
         f"installing {', '.join(deps)} with {manager.lower()} into a new virtual "
         f"environment (Python {base[1]})"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env = script_environment({})  # the installer runs packages' build code: no secrets
     python = str(venv / "bin" / "python")
     if manager == "UV":
         uv = await _uv()
@@ -285,7 +317,7 @@ async def _build(
             tail.append(line)
             ctx.logger.info(line)
 
-        code = await run_streaming(argv, venv.parent, env, log)
+        code = await run_streaming(argv, venv.parent, env, log, await _groups(ctx))
         if code != 0:
             await asyncio.to_thread(shutil.rmtree, venv, True)
             last = "\n".join(tail)
@@ -309,7 +341,7 @@ async def _base_python(version: str | None) -> tuple[str, str]:
         code = await run_streaming(
             [name, "-c", "import sys; print(sys.executable); print(sys.version.split()[0])"],
             Path("/"),
-            os.environ,
+            script_environment({}),
             lambda _, line: lines.append(line),
         )
         if code != 0 or len(lines) < 2:

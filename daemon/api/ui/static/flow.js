@@ -61,7 +61,7 @@ function overview(panel) {
       h("tbody", {}, inputs.map((i) => h("tr", {},
         h("td", { class: "mono" }, i.id), h("td", {}, i.type),
         h("td", {}, i.required === false ? "no" : "yes"),
-        h("td", { class: "mono" }, i.defaults === undefined ? "" : JSON.stringify(i.defaults)),
+        h("td", { class: "mono" }, i.defaults === undefined ? "" : typeof i.defaults === "string" ? i.defaults : JSON.stringify(i.defaults)),
         h("td", {}, i.description || ""))))))
       : h("p", { class: "muted" }, "No inputs."),
     h("h3", {}, "Outputs"),

@@ -10,7 +10,12 @@ function choices(input) {
 
 function initial(input) {
   const value = input.defaults ?? input.prefill;
-  return value === undefined ? null : value;
+  if (value === undefined) return null;
+  // The API answers a default as Kestra does, as text: a list arrives as JSON text.
+  if (input.type === "MULTISELECT" && typeof value === "string") {
+    try { return JSON.parse(value); } catch { return value; }
+  }
+  return value;
 }
 
 function asText(value) {
