@@ -19,6 +19,7 @@ Level = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
 class Log(Task):
     """Write one message (or several) to the execution's logs at a level."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.log.Log", "io.kestra.core.tasks.log.Log")
 
     message: Annotated[str | list[str], Dynamic]
@@ -34,6 +35,7 @@ class Log(Task):
 class Return(Task):
     """Hand a rendered value to later tasks as `outputs.<id>.value`."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.debug.Return", "io.kestra.core.tasks.debugs.Return")
 
     format: Annotated[str | None, Dynamic] = None
@@ -57,6 +59,7 @@ class Sleep(Task):
 class Fail(Task):
     """Fail the task, always or when `condition` renders true."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Fail", "io.kestra.core.tasks.executions.Fail")
 
     condition: Annotated[str | bool | None, Dynamic] = None
@@ -94,6 +97,7 @@ def _scalar_text(value: Any) -> Any:
 class Labels(Task):
     """Add labels to the running execution (searchable, shown in the UI)."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Labels", "io.kestra.core.tasks.executions.Labels")
 
     labels: Annotated[dict[str, str], Dynamic, BeforeValidator(_label_map), JsonText]
@@ -106,6 +110,7 @@ class Labels(Task):
 class OutputValues(Task):
     """Expose rendered values as `outputs.<id>.values.<key>`."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.output.OutputValues",)
 
     values: Annotated[dict[str, Any], Dynamic] = Field(default_factory=dict)
@@ -117,6 +122,7 @@ class OutputValues(Task):
 class Exit(Task):
     """End the whole execution now, in the given state."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Exit",)
 
     # Kestra's ExitState spells it CANCELED; its tests also write CANCELLED (exit-cancelled).
@@ -137,6 +143,7 @@ class Echo(Task):
     `format` to a Log, which renders it again, an expression the first rendering produced
     is rendered too."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.debug.Echo", "io.kestra.core.tasks.debugs.Echo")
 
     format: Annotated[str | None, Dynamic] = None

@@ -23,6 +23,7 @@ from daemon.sdk.truth import truthy
 class Assert(Task):
     """Fail when any condition renders false (Kestra's truthiness); every one is checked."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Assert",)
 
     conditions: list[str] = Field(min_length=1)  # each rendered here: a failure is counted
@@ -64,6 +65,7 @@ def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str,
 class SetVariables(Task):
     """Set execution variables (`vars`) for the tasks that start afterwards."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.SetVariables",)
 
     variables: Annotated[dict[str, Any], Dynamic, JsonText]
@@ -89,6 +91,7 @@ class UnsetVariables(Task):
     As in Kestra, a variable that is not set is no error; a map on its path that is not
     there is one, unless `ignoreMissing`."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.UnsetVariables",)
 
     variables: Annotated[list[str], Dynamic, JsonText] = Field(min_length=1)
@@ -155,6 +158,7 @@ class Resume(Task):
     `onResume` inputs of the Pause task that holds it. The execution's `vars` get
     `resumedExecution` ({id, namespace, flowId})."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Resume",)
 
     execution_id: Annotated[str | None, Dynamic] = None
@@ -214,6 +218,7 @@ class Count(Task):
     """Count executions per flow between two dates, keeping the flows for which
     `expression` (with `count`) renders "true" (deprecated in Kestra 1.2)."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Count", "io.kestra.core.tasks.executions.Counts")
 
     flows: list[FlowId] | None = None
@@ -276,6 +281,7 @@ class Fetch(Task):
     only those of some tasks (in the order given), as a file of one JSON line per log
     entry: `outputs.<id>.uri`, and `size` the number of lines (deprecated in Kestra 1.3)."""
 
+    runs_on_executor = True
     types = (
         "io.kestra.plugin.core.log.Fetch",
         "io.kestra.core.tasks.log.Fetch",

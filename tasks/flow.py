@@ -194,6 +194,7 @@ class Subflow(Task):
     FAILED or KILLED child fails this task, a WARNING one makes it WARNING.
     """
 
+    runs_on_executor = True
     types = (
         "io.kestra.plugin.core.flow.Subflow",
         "io.kestra.core.tasks.flows.Subflow",

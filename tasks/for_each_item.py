@@ -161,6 +161,7 @@ class ForEachItemSplit(Task):
 class ForEachItemExecutable(Task):
     """Internal: one subflow execution per batch; waits for them with `wait`."""
 
+    runs_on_executor = True
     split_id: str
     namespace: str
     flow_id: str

@@ -92,6 +92,26 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="settings file (default: podium.yaml if present, or $PODIUM_CONFIG)",
     )
+    serve.add_argument(
+        "--role",
+        choices=("all", "executor", "worker"),
+        default=None,
+        help="cluster role: executor (runs executions), worker (takes task runs, serves "
+        "only /health and /metrics) or all (default)",
+    )
+    serve.add_argument(
+        "--worker-slots",
+        type=int,
+        default=None,
+        help="task runs this node's workers take from the cluster at once (default 8)",
+    )
+    serve.add_argument(
+        "--worker-group",
+        action="append",
+        default=None,
+        dest="worker_groups",
+        help="take only task runs of this worker group (workerGroup.key); repeatable",
+    )
 
     validate = commands.add_parser(
         "validate", parents=[common], help="check flow files; every error as file:line:col"
@@ -169,6 +189,9 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "store": args.store,
+        "role": args.role,
+        "worker_slots": args.worker_slots,
+        "worker_groups": args.worker_groups,
         "insecure_no_auth": args.insecure_no_auth,
     }
     try:

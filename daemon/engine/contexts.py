@@ -146,6 +146,11 @@ class TaskContext(RunContext):
             return self._shared_dir
         return self._resources.data_dir / "tmp" / self.execution.id / self.task_run.id
 
+    @property
+    def shares_working_dir(self) -> bool:
+        """It works in a directory other task runs share (inside a WorkingDirectory)."""
+        return self._shared_dir is not None
+
     async def working_dir(self) -> Path:
         if self._working_dir is None:
             path = self.working_dir_path

@@ -20,6 +20,7 @@ from daemon.config.storage import StorageSettings
 from daemon.engine.events import EventBus
 from daemon.engine.functions import ServiceFunctions
 from daemon.engine.secrets import SecretStore
+from daemon.engine.workers import LocalWorkers, Workers
 from daemon.flows.registry import Plugins
 from daemon.sdk.clock import Clock
 from daemon.store.base import Store
@@ -76,9 +77,8 @@ class Resources:
         except RuntimeError:
             loop = None
         self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
-        # Caps task attempts running at once across all executions (0: no cap).
-        max_tasks = self.options.max_tasks
-        self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None
+        # Where task attempts run: here by default; a cluster node puts its own in.
+        self.workers: Workers = LocalWorkers(self)
         self._renderer: Renderer | None = None
         self._closers: dict[str, Callable[[], Awaitable[None]]] = {}
 
