@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.app import executions_cli
+from daemon.app import executions_cli, namespace_cli
 from daemon.app.progress import Progress
 from daemon.config.paths import default_data_dir
 from daemon.sdk.errors import FlowError, InputError, PodiumError
@@ -119,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
 
     executions_cli.add_parsers(commands, common)
+    namespace_cli.add_parsers(commands)
 
     schema = commands.add_parser(
         "schema",
@@ -156,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "schema":
             return _schema(args.output)
+        if args.command == "namespace":
+            return namespace_cli.run(args)
         args.data_dir = args.data_dir or default_data_dir()
         if args.command == "run":
             return asyncio.run(_run(args))

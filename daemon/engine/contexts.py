@@ -10,7 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from daemon.engine.adapters import StorageFiles, StoreExecutions, StoreKeyValue
+from daemon.engine.adapters import (
+    StorageFiles,
+    StoreExecutions,
+    StoreKeyValue,
+    StoreNamespaceFiles,
+)
 from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
@@ -115,6 +120,7 @@ class TaskContext(RunContext):
         self.clock = resources.clock
         self.files = StorageFiles(resources.storage)
         self.kv = StoreKeyValue(resources.store)
+        self.namespace_files = StoreNamespaceFiles(resources.store)
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait)
         self.public_url = resources.options.public_url

@@ -14,8 +14,8 @@ import asyncio
 import functools
 import re
 from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from pathlib import PurePosixPath
+from typing import Any, NamedTuple, TypeVar
 
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
@@ -23,6 +23,7 @@ from jinja2.utils import pass_context
 from daemon.engine.secrets import SecretStore
 from daemon.expr import limits as expr_limits
 from daemon.sdk.errors import NotFound, PodiumError
+from daemon.sdk.nsfiles import NamespaceFileError, normalize_path
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
 
@@ -38,6 +39,13 @@ _EXECUTION_FILE = re.compile(r".*/.*/executions/.*/tasks/.*/.*")
 T = TypeVar("T")
 
 
+class NamespaceFile(NamedTuple):
+    """A namespace file a function names: read from the store, not from a local path."""
+
+    namespace: str
+    path: str
+
+
 class FunctionError(PodiumError):
     """A function refusing its arguments, or a file or key it cannot find."""
 
@@ -51,14 +59,11 @@ class ServiceFunctions:
         secrets: SecretStore,
         store: Store,
         loop: asyncio.AbstractEventLoop | None,
-        namespace_files: Path,
     ) -> None:
         self._storage = storage
         self._secrets = secrets
         self._store = store
         self._loop = loop
-        # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
-        self._namespace_files = namespace_files
         # One table per namespace, built once: every templated task asks for one.
         self._tables = functools.lru_cache(maxsize=TABLES_KEPT)(self._build)
         self._none = self._build(None)
@@ -114,19 +119,22 @@ class ServiceFunctions:
             if version is not None:
                 raise FunctionError("read(): namespace files are not kept by version here")
             file = self._file(context, "read", path, namespace, default_namespace)
+            if isinstance(file, NamespaceFile):
+                data = self._wait("read()", _read_namespace_file(store, file), FILE_TIMEOUT)
+                if data is None:
+                    raise FunctionError(f"read(): no file {path}")
+                return data.decode("utf-8", errors="replace")
             try:
-                if isinstance(file, str):
-                    return self._wait("read()", self._storage.read_text(file), FILE_TIMEOUT)
-                return file.read_text(encoding="utf-8")
-            except (FileNotFoundError, NotFound):
+                return self._wait("read()", self._storage.read_text(file), FILE_TIMEOUT)
+            except NotFound:
                 raise FunctionError(f"read(): no file {path}") from None
 
         @pass_context
         def file_exists(context: Context, path: Any = None, namespace: Any = None) -> bool:
             file = self._file(context, "fileExists", path, namespace, default_namespace)
-            if isinstance(file, str):
-                return self._wait("fileExists()", self._storage.exists(file), FILE_TIMEOUT)
-            return file.is_file()
+            if isinstance(file, NamespaceFile):
+                return self._namespace_file_size(file) is not None
+            return self._wait("fileExists()", self._storage.exists(file), FILE_TIMEOUT)
 
         @pass_context
         def file_size(context: Context, path: Any = None, namespace: Any = None) -> int:
@@ -160,20 +168,26 @@ class ServiceFunctions:
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
     ) -> int:
         file = self._file(context, name, path, namespace, default)
+        if isinstance(file, NamespaceFile):
+            size = self._namespace_file_size(file)
+            if size is None:
+                raise FunctionError(f"{name}(): no file {path}")
+            return size
         try:
-            if isinstance(file, str):
-                return self._wait(f"{name}()", self._storage.size(file), FILE_TIMEOUT)
-            if file.is_file():
-                return file.stat().st_size
-        except (FileNotFoundError, NotFound):
-            pass
-        raise FunctionError(f"{name}(): no file {path}")
+            return self._wait(f"{name}()", self._storage.size(file), FILE_TIMEOUT)
+        except NotFound:
+            raise FunctionError(f"{name}(): no file {path}") from None
+
+    def _namespace_file_size(self, file: NamespaceFile) -> int | None:
+        """The size of a namespace file; None when there is no file (or a directory)."""
+        info = self._wait("namespace files", self._store.namespace_files.stat(*file))
+        return None if info is None or info.is_directory else info.size
 
     def _file(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path | str:
+    ) -> str | NamespaceFile:
         """The file a function names, after Kestra's checks of what it may read: a
-        namespace file's path, or the `kestra:///` URI of a stored file."""
+        namespace file (kept in the store), or the `kestra:///` URI of a stored file."""
         expr_limits.leave_loop(f"{name}()")  # file I/O: a render on the loop goes to a thread
         if path is None:
             raise FunctionError(
@@ -194,15 +208,18 @@ class ServiceFunctions:
             raise FunctionError(f"Cannot process the URI {text}: scheme not supported.")
         return self._namespace_file(str(namespace or default or ""), text)
 
-    def _namespace_file(self, namespace: str, path: str) -> Path:
+    def _namespace_file(self, namespace: str, path: str) -> NamespaceFile:
         if not namespace:
             raise FunctionError("a namespace file needs a namespace here")
-        parts = PurePosixPath(path.lstrip("/")).parts
-        if not parts or ".." in parts or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
+        try:
+            normalized = normalize_path(path)
+        except NamespaceFileError:
+            normalized = "/"
+        if normalized == "/" or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
             raise FunctionError(f"{path!r} is not a file of namespace {namespace}")
-        return self._namespace_files.joinpath(namespace, "files", *parts)
+        return NamespaceFile(namespace, normalized)
 
-    def _stored(self, context: Context, uri: str) -> Path | str:
+    def _stored(self, context: Context, uri: str) -> str | NamespaceFile:
         """A `kestra:///` file: namespace files and execution files (this execution's, the
         parent's or upstream's named by `trigger`, or any file a task stored)."""
         key = uri[len(_KESTRA) :]
@@ -255,6 +272,14 @@ def _refuse_foreign(uri: str, key: str, flow: dict[str, Any], trigger: dict[str,
 def _namespace_and_parents(namespace: str) -> list[str]:
     parts = namespace.split(".")
     return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+async def _read_namespace_file(store: Store, file: NamespaceFile) -> bytes | None:
+    """The whole content (read() returns text, as Kestra's does); None when missing."""
+    info = await store.namespace_files.stat(*file)
+    if info is None or info.is_directory:
+        return None
+    return b"".join([chunk async for chunk in store.namespace_files.read(*file)])
 
 
 async def _error_logs(store: Store, execution_id: str) -> list[dict[str, Any]]:

@@ -76,9 +76,7 @@ class Resources:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self.functions = ServiceFunctions(
-            self.storage, self.secrets, store, loop, data_dir / "namespaces"
-        )
+        self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
         # Where task attempts run: here by default; a cluster node puts its own in.
         self.workers: Workers = LocalWorkers(self)
         self._renderer: Renderer | None = None

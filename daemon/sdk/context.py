@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.sdk.clock import Clock
+from daemon.sdk.nsfiles import NamespaceFiles
 from daemon.sdk.services import (
     Closer,
     ExecutionListener,
@@ -86,6 +87,8 @@ class RunContext(ABC):
     clock: Clock
     files: Files
     kv: KeyValueStore
+    # Every namespace's file tree (Kestra's namespace files), kept in the store.
+    namespace_files: NamespaceFiles
     secrets: Secrets
     executions: ExecutionQueries
     public_url: str | None

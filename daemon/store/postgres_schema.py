@@ -82,6 +82,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX task_jobs_running ON task_jobs (worker) WHERE state = 'RUNNING'",
         "CREATE INDEX task_jobs_execution ON task_jobs (execution_id)",
     ),
+    (  # 3: namespace files (daemon/store/namespace_files.py): entries, their chunks, pending blobs
+        # byte order ("C"): the paths below a directory are one range, '/' < '0'
+        """CREATE TABLE namespace_files (namespace text NOT NULL,
+            path text COLLATE "C" NOT NULL, parent text COLLATE "C" NOT NULL,
+            is_dir boolean NOT NULL, size bigint NOT NULL, blob text,
+            created timestamptz NOT NULL, updated timestamptz NOT NULL,
+            PRIMARY KEY (namespace, path))""",
+        "CREATE INDEX namespace_files_parent ON namespace_files (namespace, parent)",
+        """CREATE TABLE namespace_file_chunks (blob text NOT NULL, seq integer NOT NULL,
+            data bytea NOT NULL, PRIMARY KEY (blob, seq))""",
+        """CREATE TABLE namespace_file_blobs (blob text PRIMARY KEY,
+            started timestamptz NOT NULL)""",
+    ),
 )
 """Append only: a released step never changes, a new one goes at the end."""
 

@@ -60,6 +60,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL)",
         "CREATE TABLE claims (key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL)",
     ),
+    (  # 2: namespace files (daemon/store/namespace_files.py): entries, their chunks, pending blobs
+        """CREATE TABLE namespace_files (namespace TEXT NOT NULL, path TEXT NOT NULL,
+            parent TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER NOT NULL, blob TEXT,
+            created TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (namespace, path))""",
+        "CREATE INDEX namespace_files_parent ON namespace_files (namespace, parent)",
+        """CREATE TABLE namespace_file_chunks (blob TEXT NOT NULL, seq INTEGER NOT NULL,
+            data BLOB NOT NULL, PRIMARY KEY (blob, seq))""",
+        "CREATE TABLE namespace_file_blobs (blob TEXT PRIMARY KEY, started TEXT NOT NULL)",
+    ),
 )
 """Append only: a released step never changes, a new one goes at the end."""
 
