@@ -119,7 +119,6 @@ def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     """Autocommit mode: every transaction here is begun and ended explicitly."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-    conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
     return conn
 
 
@@ -173,6 +172,7 @@ class SqliteIO:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -350,6 +350,7 @@ class SqliteIO:
             if conn is None:
                 conn = _connect(self.path, self._timeout)
                 conn.execute("PRAGMA query_only = ON")
+                conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             conn.execute("BEGIN")
             try:
                 return fn(conn)
