@@ -19,6 +19,7 @@ Level = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
 class Log(Task):
     """Write one message (or several) to the execution's logs at a level."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.log.Log", "io.kestra.core.tasks.log.Log")
 
     message: Annotated[str | list[str], Dynamic]
@@ -34,6 +35,7 @@ class Log(Task):
 class Return(Task):
     """Hand a rendered value to later tasks as `outputs.<id>.value`."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.debug.Return", "io.kestra.core.tasks.debugs.Return")
 
     format: Annotated[str | None, Dynamic] = None
@@ -70,13 +72,14 @@ class Wait(Task):
 class Fail(Task):
     """Fail the task, always or when `condition` renders true."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Fail", "io.kestra.core.tasks.executions.Fail")
 
     condition: Annotated[str | bool | None, Dynamic] = None
     error_message: Annotated[str, Dynamic] = "Task failure"
 
     async def run(self, ctx: RunContext) -> Output:
-        if self.condition is None or ctx.render_bool(self.condition):
+        if self.condition is None or await ctx.render_bool_async(self.condition):
             raise TaskFailed(self.error_message)
         return None
 
@@ -107,6 +110,7 @@ def _scalar_text(value: Any) -> Any:
 class Labels(Task):
     """Add labels to the running execution (searchable, shown in the UI)."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Labels", "io.kestra.core.tasks.executions.Labels")
 
     labels: Annotated[dict[str, str], Dynamic, BeforeValidator(_label_map), JsonText]
@@ -119,6 +123,7 @@ class Labels(Task):
 class OutputValues(Task):
     """Expose rendered values as `outputs.<id>.values.<key>`."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.output.OutputValues",)
 
     values: Annotated[dict[str, Any], Dynamic] = Field(default_factory=dict)
@@ -130,6 +135,7 @@ class OutputValues(Task):
 class Exit(Task):
     """End the whole execution now, in the given state."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Exit",)
 
     # Kestra's ExitState spells it CANCELED; its tests also write CANCELLED (exit-cancelled).
@@ -139,7 +145,7 @@ class Exit(Task):
     condition: Annotated[str | bool | None, Dynamic] = None
 
     async def run(self, ctx: RunContext) -> Output:
-        if self.condition is not None and not ctx.render_bool(self.condition):
+        if self.condition is not None and not await ctx.render_bool_async(self.condition):
             return None
         state = State.CANCELLED if self.state == "CANCELED" else State(self.state)
         raise ExitRequested(state)
@@ -150,6 +156,7 @@ class Echo(Task):
     `format` to a Log, which renders it again, an expression the first rendering produced
     is rendered too."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.debug.Echo", "io.kestra.core.tasks.debugs.Echo")
 
     format: Annotated[str | None, Dynamic] = None
@@ -158,6 +165,6 @@ class Echo(Task):
     async def run(self, ctx: RunContext) -> Output:
         message = self.format or ""
         if has_template(message):
-            message = str(ctx.render(message))
+            message = str(await ctx.render_async(message))
         ctx.logger.log(self.level, message)
         return None

@@ -23,6 +23,7 @@ from daemon.sdk.truth import truthy
 class Assert(Task):
     """Fail when any condition renders false (Kestra's truthiness); every one is checked."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Assert",)
 
     conditions: list[str] = Field(min_length=1)  # each rendered here: a failure is counted
@@ -32,7 +33,7 @@ class Assert(Task):
         failed = 0
         for condition in self.conditions:
             try:
-                holds = truthy(ctx.render(condition))
+                holds = truthy(await ctx.render_async(condition))
             except TemplateError as exc:
                 ctx.logger.error(f"Assertion `{condition}` failed, failed to render `{exc}`")
                 failed += 1
@@ -64,6 +65,7 @@ def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str,
 class SetVariables(Task):
     """Set execution variables (`vars`) for the tasks that start afterwards."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.SetVariables",)
 
     variables: Annotated[dict[str, Any], Dynamic, JsonText]
@@ -89,6 +91,7 @@ class UnsetVariables(Task):
     As in Kestra, a variable that is not set is no error; a map on its path that is not
     there is one, unless `ignoreMissing`."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.UnsetVariables",)
 
     variables: Annotated[list[str], Dynamic, JsonText] = Field(min_length=1)
@@ -155,6 +158,7 @@ class Resume(Task):
     `onResume` inputs of the Pause task that holds it. The execution's `vars` get
     `resumedExecution` ({id, namespace, flowId})."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Resume",)
 
     execution_id: Annotated[str | None, Dynamic] = None
@@ -202,7 +206,7 @@ class Kill(Task):
         elif found.state.current.terminated:
             ctx.logger.info(f"execution {target} already ended {found.state.current.value}")
             return None
-        if not await ctx.kill_execution(target):
+        if not await ctx.control.kill(target):
             raise TaskFailed(f"execution {target} is not running here: not killed")
         ctx.logger.info(f"killed execution {target}")
         return None
@@ -329,6 +333,7 @@ class Count(Task):
     """Count executions per flow between two dates, keeping the flows for which
     `expression` (with `count`) renders "true" (deprecated in Kestra 1.2)."""
 
+    runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Count", "io.kestra.core.tasks.executions.Counts")
 
     flows: list[FlowId] | None = None
@@ -359,7 +364,7 @@ class Count(Task):
                     counts[key] = counts.get(key, 0) + 1
         results = []
         for (namespace, flow_id), count in counts.items():
-            if ctx.render(self.expression, {"count": count}) == "true":
+            if await ctx.render_async(self.expression, {"count": count}) == "true":
                 results.append({"namespace": namespace, "flowId": flow_id, "count": count})
         return {"results": results, "total": sum(r["count"] for r in results)}
 
@@ -391,6 +396,7 @@ class Fetch(Task):
     only those of some tasks (in the order given), as a file of one JSON line per log
     entry: `outputs.<id>.uri`, and `size` the number of lines (deprecated in Kestra 1.3)."""
 
+    runs_on_executor = True
     types = (
         "io.kestra.plugin.core.log.Fetch",
         "io.kestra.core.tasks.log.Fetch",

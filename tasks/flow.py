@@ -112,7 +112,7 @@ class If(_WithHandlers):
     else_: list[Task] = Field(default_factory=list, alias="else")
 
     async def children(self, ctx: RunContext) -> Children:
-        branch = self.then if ctx.render_bool(self.condition) else self.else_
+        branch = self.then if await ctx.render_bool_async(self.condition) else self.else_
         return Children(
             [Branch(branch)] if branch else [], errors=self.errors, finally_=self.finally_
         )
@@ -194,6 +194,7 @@ class Subflow(Task):
     FAILED or KILLED child fails this task, a WARNING one makes it WARNING.
     """
 
+    runs_on_executor = True
     types = (
         "io.kestra.plugin.core.flow.Subflow",
         "io.kestra.core.tasks.flows.Subflow",
@@ -230,7 +231,7 @@ class Subflow(Task):
         outputs["state"] = child.state.current.value
         outputs["outputs"] = child.outputs or {}
         if self.outputs and not child.outputs:
-            outputs["outputs"] = self._legacy_outputs(ctx, child)
+            outputs["outputs"] = await self._legacy_outputs(ctx, child)
         state = child.state.current
         if self.transmit_failed and state in (State.FAILED, State.KILLED):
             raise TaskFailed(
@@ -241,7 +242,7 @@ class Subflow(Task):
             ctx.warning = True
         return outputs
 
-    def _legacy_outputs(self, ctx: RunContext, child: Execution) -> dict[str, Any]:
+    async def _legacy_outputs(self, ctx: RunContext, child: Execution) -> dict[str, Any]:
         """The deprecated `outputs` map, rendered with the child's variables."""
         task_outputs: dict[str, Any] = {}
         for run in child.task_runs:
@@ -257,7 +258,7 @@ class Subflow(Task):
             "flow": {"id": child.flow_id, "namespace": child.namespace},
         }
         try:
-            rendered = ctx.render(self.outputs or {}, variables)
+            rendered = await ctx.render_async(self.outputs or {}, variables)
         except TemplateError as exc:
             raise TaskFailed(f"Failed to extract outputs with the error: '{exc}'") from None
         return dict(rendered)

@@ -161,6 +161,7 @@ class ForEachItemSplit(Task):
 class ForEachItemExecutable(Task):
     """Internal: one subflow execution per batch; waits for them with `wait`."""
 
+    runs_on_executor = True
     split_id: str
     namespace: str
     flow_id: str
@@ -201,7 +202,7 @@ class ForEachItemExecutable(Task):
         crash; after a restart a failed one is replaced (RETRY_FAILED) or every one
         (NEW_EXECUTION)."""
         taskrun = {**ctx.variables.get("taskrun", {}), "items": uri, "iteration": iteration}
-        inputs = ctx.render(self.inputs, {"taskrun": taskrun})
+        inputs = await ctx.render_async(self.inputs, {"taskrun": taskrun})
         restarts = sum(1 for state, _ in ctx.task_run.state.histories if state == State.RESTARTED)
         generations = (
             [restarts] if self.restart_behavior == "NEW_EXECUTION" else range(restarts + 1)

@@ -140,7 +140,7 @@ class LoopUntil(_Handlers):
                 if state.failed:
                     return {"iterationCount": count}
                 reached = self._reached(ctx, count, started)
-                if reached is None and not truthy(ctx.render(self.condition)):
+                if reached is None and not truthy(await ctx.render_async(self.condition)):
                     await ctx.clock.sleep(self.check_frequency.interval.total_seconds())
                     return round_(count + 1)
                 if reached is not None:

@@ -42,8 +42,9 @@ class TemplatedTask(Task):
                 non_retryable=True,
             )
         try:
-            task = ctx.build_task(spec)
+            task = ctx.control.build_task(spec)
         except ValueError as exc:
             raise TaskFailed(f"spec: {exc}", non_retryable=True) from None
         task = with_rendered(task, ctx.render(templated_values(task)), "spec.")
-        return await task.run(ctx)
+        outputs: Output = await task.run(ctx)
+        return outputs

@@ -26,7 +26,7 @@ class Toggle(Task):
         namespace = self.namespace or ctx.flow.namespace
         flow_id = self.flow_id or ctx.flow.id
         try:
-            await ctx.toggle_trigger(namespace, flow_id, self.trigger, self.enabled)
+            await ctx.control.toggle_trigger(namespace, flow_id, self.trigger, self.enabled)
         except PodiumError as exc:  # NotFound too: an unknown flow or trigger
             raise TaskFailed(f"Unable to toggle: {exc}", non_retryable=True) from None
         action = "enabled" if self.enabled else "disabled"

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.nsworkdir import NamespaceFilesSpec, inject_namespace_files
 from daemon.sdk.plugin import Branch, Children, FlowableTask, Output, Task
 from daemon.sdk.properties import Dynamic, JsonText, Model
 from daemon.sdk.state import State
@@ -34,17 +35,6 @@ class Cache(Model):
 
     patterns: list[str] = Field(min_length=1)
     ttl: Duration | None = None
-
-
-class NamespaceFiles(Model):
-    """Kestra's `namespaceFiles:` (accepted; injecting them needs namespace file storage)."""
-
-    enabled: Annotated[bool, Dynamic] = True
-    include: Annotated[list[str] | None, Dynamic, JsonText] = None
-    exclude: Annotated[list[str] | None, Dynamic, JsonText] = None
-    namespaces: Annotated[list[str] | None, Dynamic, JsonText] = None
-    if_exists: Annotated[str, Dynamic] = "OVERWRITE"
-    folder_per_namespace: Annotated[bool, Dynamic] = False
 
 
 class WorkingDirectory(FlowableTask):
@@ -62,7 +52,7 @@ class WorkingDirectory(FlowableTask):
     finally_: list[Task] = Field(default_factory=list, alias="finally")
     input_files: Annotated[dict[str, Any] | str | None, Dynamic] = None
     output_files: Annotated[list[str] | None, Dynamic, JsonText] = None
-    namespace_files: NamespaceFiles | None = None
+    namespace_files: NamespaceFilesSpec | None = None
     cache: Cache | None = None
 
     @field_validator("tasks")
@@ -81,12 +71,7 @@ class WorkingDirectory(FlowableTask):
         cache = _CacheFile(ctx, self) if self.cache is not None else None
         try:
             restored_at = await cache.restore(directory) if cache is not None else 0.0
-            if self.namespace_files is not None and self.namespace_files.enabled:
-                raise TaskFailed(
-                    "namespaceFiles: podium has no namespace file storage yet; give the "
-                    "files as inputFiles (text, or kestra:// URIs of stored files)",
-                    non_retryable=True,
-                )
+            await inject_namespace_files(self.namespace_files, ctx, directory)
             if self.input_files is not None:
                 files = file_map(self.input_files, "inputFiles")
                 await write_files(ctx, directory, files, "inputFiles")

@@ -40,6 +40,7 @@ class ServeProcess:
         self.args = args
         self.lines: list[str] = []
         self.port = 0
+        self.host = "127.0.0.1"  # where the test reaches its API (another address in a netns)
         # unix socket paths are limited to 107 bytes: pytest's tmp paths can be longer
         self.notify_path = Path(tempfile.mkdtemp(prefix="podium-notify-")) / "notify.sock"
         self.notifications: queue.Queue[str] = queue.Queue()
@@ -129,7 +130,7 @@ class ServeProcess:
             )
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def request(
         self,

@@ -164,6 +164,7 @@ class PostgresServer:
     hba: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     bindir: Path = field(default_factory=_postgres_bindir)
+    listen: str = "127.0.0.1"  # listen_addresses: more for clients in network namespaces
     _as_postgres: list[str] = field(default_factory=list)
 
     @property
@@ -218,7 +219,7 @@ class PostgresServer:
 
     def start(self) -> None:
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c listen_addresses={self.listen} -c port={self.port} "
             f"-c unix_socket_directories={self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )

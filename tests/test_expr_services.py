@@ -6,9 +6,9 @@ Each test names the Kestra test or documentation page the behaviour comes from.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -157,18 +157,21 @@ async def test_current_each_output_reads_the_current_iteration(h: Harness) -> No
 # -- files -------------------------------------------------------------------------------
 
 
-def namespace_file(h: Harness, namespace: str, path: str, content: str) -> None:
-    target = h.engine.data_dir / "namespaces" / namespace / "files" / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content)
+async def namespace_file(h: Harness, namespace: str, path: str, content: str) -> None:
+    """A namespace file, in the store where the functions read it."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield content.encode()
+
+    await h.engine.store.namespace_files.write(namespace, path, chunks())
 
 
 async def test_file_functions_read_stored_and_namespace_files(h: Harness) -> None:
     """Kestra FileSizeFunctionTest, FileExistsFunctionTest, IsFileEmptyFunctionTest and
     ReadFileFunctionTest: a `kestra:///` URI of the execution, a plain path or `nsfile://` URI
     of a namespace file (the flow's namespace, or the one named)."""
-    await asyncio.to_thread(namespace_file, h, "company.team", "data/a.txt", "abc")
-    await asyncio.to_thread(namespace_file, h, "other.ns", "b.txt", "")
+    await namespace_file(h, "company.team", "data/a.txt", "abc")
+    await namespace_file(h, "other.ns", "b.txt", "")
     lines = await logged(
         h,
         """  - id: sh

@@ -132,8 +132,8 @@ LITERALS = [
     "dict(a=1)",
     "cycler",
 ]
-# Jinja's own filters as well as Kestra's; jq programs that end (an endless one cannot be
-# stopped from Python: see the report in test_jq_runs_in_c_and_is_bounded_by_results).
+# Jinja's own filters as well as Kestra's; jq programs that end (an endless one is stopped by
+# its worker's deadline after seconds: tests/test_expr_bounds.py).
 FILTER_NAMES = sorted(
     {
         *FILTERS,

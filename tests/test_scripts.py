@@ -652,14 +652,10 @@ async def test_an_input_file_outside_the_working_dir_is_refused(h: Harness) -> N
 
 
 async def test_namespace_files_are_copied_with_include_and_exclude(h: Harness) -> None:
-    root = h.engine.data_dir / "namespaces" / "ns" / "files"
-
-    def write() -> None:
-        for rel in ("etl.py", "scripts/a.py", "scripts/b.sql", "other/etl.py"):
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(rel)
-
-    await asyncio.to_thread(write)
+    """Kestra NamespaceFilesUtilsTest: include/exclude are PathMatcherPredicate patterns
+    (`etl.py` matches at any depth); the files come from the store."""
+    for rel in ("etl.py", "scripts/a.py", "scripts/b.sql", "other/etl.py"):
+        await h.engine.store.namespace_files.write("ns", rel, one_chunk(rel.encode()))
     ex = await h.run(
         flow(
             shell(
@@ -674,7 +670,12 @@ async def test_namespace_files_are_copied_with_include_and_exclude(h: Harness) -
         )
     )
     assert ex.state.current == State.SUCCESS, ex.error
-    assert [m for _, m in await messages(h, ex)] == ["./etl.py", "./other/etl.py", "./scripts/a.py"]
+    listed = [m for level, m in await messages(h, ex) if level == "INFO"]
+    assert listed == ["./etl.py", "./other/etl.py", "./scripts/a.py"]
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def test_working_dir_is_fresh_per_task_run_and_removed_afterwards(h: Harness) -> None:

@@ -9,7 +9,7 @@ import base64
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -236,21 +236,24 @@ def test_namespaces_page_and_a_namespace_with_its_flows_kv_and_files(
     expect(page.locator('tr[data-flow="shop.sales/good"]')).to_be_visible()
     page.get_by_role("tab", name="KV Store").click()
     expect(page.locator('tr[data-key="last_run"]')).to_be_visible()
+    # Namespace files: the tab lists the namespace's tree from the files API and opens a
+    # file in the editor.
+    running = server.harness
+    assert running is not None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"select 1;\n"
+
+    store = running.engine.store.namespace_files
+    server.run(store.write("shop.sales", "/queries/daily.sql", chunks()))
     page.get_by_role("tab", name="Files").click()
     files = page.locator('[data-panel="files"]')
-    # Namespace files: the page speaks Kestra's files API; until this server serves it,
-    # the tab says so instead of failing.
-    status = page.evaluate(
-        "fetch('/api/v1/namespaces/shop.sales/files/directory?path=/').then(r => r.status)"
-    )
-    if status == 404:  # the page's own request and this one
-        console.allow("the server responded with a status of 404")
-        console.allow("the server responded with a status of 404")
-        expect(files.locator("#files-unavailable")).to_contain_text(
-            "Namespace files are not available on this server yet"
-        )
-    else:
-        expect(files.locator("#file-tree")).to_be_visible()
+    folder = files.locator('li[data-path="/queries"]')
+    expect(folder).to_be_visible()
+    folder.locator("span").click()
+    files.locator('li[data-path="/queries/daily.sql"]').click()
+    expect(page.locator("#file-name")).to_have_text("/queries/daily.sql")
+    expect(page.locator("#file-editor")).to_contain_text("select 1;")
     screens.shoot(page, "namespace-page")
     assert console.unexpected() == []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from daemon.sdk.execution import Execution
@@ -347,31 +348,86 @@ async def test_only_runnable_tasks_may_be_its_children() -> None:
     assert any("tasks" in p for p in empty), empty
 
 
-async def test_namespace_files_fail_clearly_until_podium_stores_them(h: Harness) -> None:
-    """NamespaceFilesInterface: `namespaceFiles` is accepted; podium says why it cannot
-    inject them instead of running the children without their files. `enabled: false`
-    injects nothing, as in Kestra."""
+async def put(h: Harness, namespace: str, path: str, text: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield text.encode()
+
+    await h.engine.store.namespace_files.write(namespace, path, chunks())
+
+
+async def test_namespace_files_are_in_the_directory_before_the_first_child(h: Harness) -> None:
+    """Kestra WorkingDirectoryTest.namespaceFiles and NamespaceFilesUtilsTest: the files of
+    the namespaces named (rendered), later namespaces winning, `exclude` applied; with
+    `folderPerNamespace` each namespace has its folder; `enabled: false` injects nothing."""
+    await put(h, "ns", "/scripts/main.sh", "echo from-ns")
+    await put(h, "ns", "/ignore/secret.txt", "no")
+    await put(h, "shared", "/scripts/main.sh", "echo from-shared")
+    await put(h, "shared", "/lib/util.txt", "util")
+    flow = """
+        id: f
+        namespace: ns
+        variables:
+          extra: shared
+        tasks:
+          - id: wd
+            type: io.kestra.plugin.core.flow.WorkingDirectory
+            namespaceFiles:
+              enabled: {enabled}
+              namespaces: ["{{ flow.namespace }}", "{{ vars.extra }}"]
+              folderPerNamespace: {per_namespace}
+              exclude:
+                - /ignore/**
+            tasks:
+              - id: list
+                type: io.kestra.plugin.scripts.shell.Commands
+                taskRunner:
+                  type: io.kestra.plugin.core.runner.Process
+                commands:
+                  - find . -type f | sort | tr '\\n' ' '
+        """
+
+    async def listed(enabled: str, per_namespace: str) -> str:
+        ex = await h.run(
+            flow.replace("{enabled}", enabled).replace("{per_namespace}", per_namespace)
+        )
+        assert ex.state.current == State.SUCCESS, ex.error
+        return " ".join(await h.logs(ex, "INFO")).strip()
+
+    assert await listed("true", "false") == "./lib/util.txt ./scripts/main.sh"
+    assert await listed("true", "true") == (
+        "./ns/scripts/main.sh ./shared/lib/util.txt ./shared/scripts/main.sh"
+    )
+    assert await listed("false", "false") == ""
+
+
+async def test_namespace_files_if_exists_fail_refuses_to_replace_a_file(h: Harness) -> None:
+    """NamespaceFiles.ifExists FAIL: a file the directory already has (restored from the
+    cache before the namespace files come) is not replaced; the task fails saying so."""
+    await put(h, "ns", "/a.txt", "namespace")
     flow = """
         id: f
         namespace: ns
         tasks:
           - id: wd
             type: io.kestra.plugin.core.flow.WorkingDirectory
+            cache:
+              patterns: ["a.txt"]
             namespaceFiles:
-              enabled: {enabled}
-              exclude:
-                - /ignore/**
+              ifExists: FAIL
             tasks:
-              - id: hello
-                type: io.kestra.plugin.core.log.Log
-                message: hello
+              - id: write
+                type: io.kestra.plugin.scripts.shell.Commands
+                taskRunner:
+                  type: io.kestra.plugin.core.runner.Process
+                commands: ["echo mine > a.txt"]
         """
-    ex = await h.run(flow.replace("{enabled}", "true"))
-    assert ex.state.current == State.FAILED
-    [message] = await h.logs(ex, "ERROR")
-    assert "namespaceFiles: podium has no namespace file storage yet" in message
-    ex = await h.run(flow.replace("{enabled}", "false"))
-    assert ex.state.current == State.SUCCESS
+    first = await h.run(flow)
+    assert first.state.current == State.SUCCESS, first.error
+    second = await h.run(flow)
+    assert second.state.current == State.FAILED
+    assert "a.txt already exists in the working directory (ifExists: FAIL)" in (
+        second.error or ""
+    ), second.error
 
 
 async def test_the_legacy_worker_name_is_a_working_directory(h: Harness) -> None:

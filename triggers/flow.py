@@ -296,7 +296,7 @@ class FlowTrigger(Trigger):
         carried = {CORRELATION_ID: labels[CORRELATION_ID]} if CORRELATION_ID in labels else None
         try:
             if has_template(inputs):
-                inputs = ctx.render(inputs, render_variables)
+                inputs = await ctx.render_async(inputs, render_variables)
             await emit(inputs, variables, labels=carried)
         except (InputError, TemplateError) as exc:
             ctx.logger.error(

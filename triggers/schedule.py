@@ -211,7 +211,7 @@ class _Scheduler:
         try:
             if has_template(inputs):
                 flow = {"id": self.ctx.flow.id, "namespace": self.ctx.flow.namespace}
-                inputs = self.ctx.render(inputs, {"trigger": variables, "flow": flow})
+                inputs = await self.ctx.render_async(inputs, {"trigger": variables, "flow": flow})
             await self.emit(inputs, variables)
         except (InputError, TemplateError) as exc:
             self.ctx.logger.error("%s: slot %s not run: %s", self.where, variables["date"], exc)

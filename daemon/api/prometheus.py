@@ -160,6 +160,8 @@ class Collector:
             [((what,), counts, total) for what, counts, total in m.store_write_snapshot()],
         )
         yield from _task_families(m)
+        for name, (help_text, read) in m.gauges.items():
+            yield GaugeMetricFamily(name, help_text, value=read())
 
 
 def _counter(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -15,6 +15,7 @@ from daemon.api import (
     live,
     log_routes,
     misc,
+    namespace_file_routes,
     openapi,
     plugin_routes,
     prometheus,
@@ -29,6 +30,7 @@ from daemon.api.common import (
     SUPERVISOR,
     WEBHOOKS,
     HttpError,
+    Routes,
     json_response,
 )
 from daemon.api.csrf import same_site_only
@@ -71,12 +73,15 @@ ROUTE_TABLES = (
     flow_routes.routes,
     trigger_routes.routes,
     kv_routes.routes,
+    namespace_file_routes.routes,
     plugin_routes.routes,
     prometheus.routes,
     misc.webhook_routes,
 )
 
 
+# A worker-only cluster node (`podium serve --role worker`) answers these and no more.
+WORKER_ROUTE_TABLES = (misc.health_routes, prometheus.routes)
 # Webhooks are meant to be called from anywhere: their key is their credential.
 _OPEN_TO_ALL_SITES = frozenset({WEBHOOK_PATH, tenant_path(WEBHOOK_PATH)})
 
@@ -89,6 +94,8 @@ def create_app(
     flows: FlowDirectory | None = None,
     supervisor: TriggerSupervisor | None = None,
     ready: Callable[[], bool] = lambda: True,
+    routes: Sequence[Routes] = ROUTE_TABLES,
+    ui: bool = True,
 ) -> web.Application:
     """The API application; run it with `web.AppRunner(app, access_log=None)`.
 
@@ -117,12 +124,13 @@ def create_app(
     app[SUPERVISOR] = supervisor
     app[FLOW_LOCK] = asyncio.Lock()
     app[live.STREAMS] = live.Streams()
-    app[openapi.TABLES] = ROUTE_TABLES
+    app[openapi.TABLES] = tuple(routes)
     app.on_shutdown.append(live.close_streams)
-    for table in ROUTE_TABLES:
+    for table in routes:
         app.add_routes(table)
         app.add_routes(tenant_routes(table))
     prometheus.setup_metrics(app)
-    setup_ui(app)
+    if ui:
+        setup_ui(app)
     app[AREAS] = areas(app.router)
     return app

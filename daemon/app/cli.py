@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.app import executions_cli
+from daemon.app import executions_cli, namespace_cli
 from daemon.app.progress import Progress
 from daemon.config.paths import default_data_dir
 from daemon.sdk.errors import FlowError, InputError, PodiumError
@@ -92,6 +92,26 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="settings file (default: podium.yaml if present, or $PODIUM_CONFIG)",
     )
+    serve.add_argument(
+        "--role",
+        choices=("all", "executor", "worker"),
+        default=None,
+        help="cluster role: executor (runs executions), worker (takes task runs, serves "
+        "only /health and /metrics) or all (default)",
+    )
+    serve.add_argument(
+        "--worker-slots",
+        type=int,
+        default=None,
+        help="task runs this node's workers take from the cluster at once (default 8)",
+    )
+    serve.add_argument(
+        "--worker-group",
+        action="append",
+        default=None,
+        dest="worker_groups",
+        help="take only task runs of this worker group (workerGroup.key); repeatable",
+    )
 
     validate = commands.add_parser(
         "validate", parents=[common], help="check flow files; every error as file:line:col"
@@ -99,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
 
     executions_cli.add_parsers(commands, common)
+    namespace_cli.add_parsers(commands)
 
     schema = commands.add_parser(
         "schema",
@@ -136,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "schema":
             return _schema(args.output)
+        if args.command == "namespace":
+            return namespace_cli.run(args)
         args.data_dir = args.data_dir or default_data_dir()
         if args.command == "run":
             return asyncio.run(_run(args))
@@ -166,6 +189,9 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "store": args.store,
+        "role": args.role,
+        "worker_slots": args.worker_slots,
+        "worker_groups": args.worker_groups,
         "insecure_no_auth": args.insecure_no_auth,
     }
     try:

@@ -23,11 +23,12 @@ from daemon.app import systemd
 from daemon.app.alerts import install as install_alerts
 from daemon.app.listen import bound_urls, check_exposure
 from daemon.cluster.node import ClusterNode, default_node_id
-from daemon.config.settings import Settings, load_settings
+from daemon.config.settings import ConfigError, Settings, load_settings
 from daemon.engine.core import Engine, local_dispatcher
 from daemon.engine.resources import EngineOptions
 from daemon.engine.supervisor import TriggerSupervisor
 from daemon.engine.webhooks import WebhookRegistry
+from daemon.engine.workers import LocalWorkers
 from daemon.flows.directory import FlowDirectory
 from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.context import StartupContext
@@ -71,6 +72,7 @@ class Daemon:
         self.urls: list[str] = []  # of the sockets really bound
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._resumed = 0  # executions a crash left running, resumed at start
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -89,31 +91,18 @@ class Daemon:
             if node is not None:
                 await stack.enter_async_context(self._cluster(node))
             engine = await stack.enter_async_context(self._engine(store, plugins, node))
-            install_alerts(engine, settings)  # the `alerts:` setting (daemon/app/alerts.py)
-            webhooks = WebhookRegistry()
-            supervisor = await stack.enter_async_context(self._triggers(engine, webhooks, node))
-            await _startup_hooks(plugins, settings)
-            flows = FlowDirectory(
-                settings.flows_dir, engine.catalog, plugins, settings.max_flow_size
-            )
-            resumed = await self._flows(flows, engine, node)
-            await stack.enter_async_context(self._http(engine, webhooks, flows, supervisor))
-            await stack.enter_async_context(_watching(flows))
+            if node is not None and node.role == "worker":
+                flows = None
+                await self._worker_node(stack, engine, node)
+            else:
+                flows = await self._full_node(stack, engine, plugins, node)
             self.ready = True
             systemd.notify("READY=1")
             interval = systemd.watchdog_interval()
             if interval:
                 pinger = asyncio.create_task(systemd.watchdog_pings(interval))
                 stack.callback(pinger.cancel)
-            log.info(
-                "podium serving %d flows from %s on %s (data in %s%s)%s",
-                flows.count,
-                settings.flows_dir,
-                " and ".join(self.urls),
-                settings.data_dir,
-                "" if settings.basic_auth else "; no basic-auth credentials",
-                f"; resumed {resumed} executions" if resumed else "",
-            )
+            self._announce(flows, node)
             await self._until_stopped(flows, engine)
             self.ready = False
             systemd.notify("STOPPING=1")
@@ -130,7 +119,59 @@ class Daemon:
         )
         return 0
 
-    async def _until_stopped(self, flows: FlowDirectory, engine: Engine) -> None:
+    async def _full_node(
+        self, stack: AsyncExitStack, engine: Engine, plugins: Plugins, node: ClusterNode | None
+    ) -> FlowDirectory:
+        """Executions, triggers, flows and the whole API (a single daemon, or a cluster node
+        of role `all` or `executor`)."""
+        settings = self.settings
+        install_alerts(engine, settings)  # the `alerts:` setting (daemon/app/alerts.py)
+        webhooks = WebhookRegistry()
+        supervisor = await stack.enter_async_context(self._triggers(engine, webhooks, node))
+        await _startup_hooks(plugins, settings)
+        flows = FlowDirectory(settings.flows_dir, engine.catalog, plugins, settings.max_flow_size)
+        self._resumed = await self._flows(flows, engine, node)
+        await stack.enter_async_context(self._http(engine, webhooks, flows, supervisor))
+        await stack.enter_async_context(_watching(flows))
+        return flows
+
+    async def _worker_node(self, stack: AsyncExitStack, engine: Engine, node: ClusterNode) -> None:
+        """A worker-only node takes task runs and serves nothing else: no triggers, no
+        flows directory, no executions of its own; HTTP answers only /health and /metrics."""
+        await node.start(engine)
+
+        # SIGTERM: take no more task runs; those running get the grace period (`_drain`).
+        async def stop_taking() -> None:
+            await _bounded(node.stop_claiming(), CLUSTER_STAGE_TIMEOUT, "cluster claims")
+
+        stack.push_async_callback(stop_taking)
+        await stack.enter_async_context(
+            self._http(engine, WebhookRegistry(), None, None, worker_only=True)
+        )
+
+    def _announce(self, flows: FlowDirectory | None, node: ClusterNode | None) -> None:
+        settings = self.settings
+        if flows is None and node is not None:
+            log.info(
+                "podium serving task runs as a worker node on %s (%d slots%s; data in %s)",
+                " and ".join(self.urls),
+                node.worker_slots,
+                f", worker groups {', '.join(node.worker_groups)}" if node.worker_groups else "",
+                settings.data_dir,
+            )
+            return
+        assert flows is not None
+        log.info(
+            "podium serving %d flows from %s on %s (data in %s%s)%s",
+            flows.count,
+            settings.flows_dir,
+            " and ".join(self.urls),
+            settings.data_dir,
+            "" if settings.basic_auth else "; no basic-auth credentials",
+            f"; resumed {self._resumed} executions" if self._resumed else "",
+        )
+
+    async def _until_stopped(self, flows: FlowDirectory | None, engine: Engine) -> None:
         while not self._stop.is_set():
             stopped = asyncio.create_task(self._stop.wait())
             reload = asyncio.create_task(self._reload.wait())
@@ -154,15 +195,24 @@ class Daemon:
 
     def _node(self, store: Store) -> ClusterNode | None:
         """A node of a cluster when the store is shared (PostgreSQL)."""
-        if not store.shared:
-            return None
         settings = self.settings
+        if not store.shared:
+            if settings.role != "all":
+                raise ConfigError(
+                    f"role {settings.role} is for a node of a cluster: it needs a PostgreSQL "
+                    "store (--store postgresql://...)"
+                )
+            return None
         return ClusterNode(
             store,
             settings.node_id or default_node_id(settings.port),
             heartbeat_interval=settings.heartbeat_interval,
             node_timeout=settings.node_timeout,
             capacity=settings.max_concurrent_executions,
+            role=settings.role,
+            worker_slots=settings.worker_slots,
+            worker_groups=settings.worker_groups,
+            worker_group_wait=settings.worker_group_wait,
         )
 
     @asynccontextmanager
@@ -188,11 +238,12 @@ class Daemon:
             plugins=plugins,
             options=options,
             dispatcher=node.dispatcher if node is not None else local_dispatcher,
+            workers=node.workers if node is not None else LocalWorkers,
         )
         try:
             yield engine
         finally:
-            await self._drain(engine, hand_over=node is not None)
+            await self._drain(engine, node)
 
     @asynccontextmanager
     async def _cluster(self, node: ClusterNode) -> AsyncIterator[None]:
@@ -239,12 +290,14 @@ class Daemon:
         self,
         engine: Engine,
         webhooks: WebhookRegistry,
-        flows: FlowDirectory,
-        supervisor: TriggerSupervisor,
+        flows: FlowDirectory | None,
+        supervisor: TriggerSupervisor | None,
+        *,
+        worker_only: bool = False,
     ) -> AsyncIterator[None]:
         from aiohttp import web
 
-        from daemon.api.server import create_app
+        from daemon.api.server import ROUTE_TABLES, WORKER_ROUTE_TABLES, create_app
 
         app = create_app(
             engine,
@@ -253,6 +306,8 @@ class Daemon:
             flows=flows,
             supervisor=supervisor,
             ready=lambda: self.ready,
+            routes=WORKER_ROUTE_TABLES if worker_only else ROUTE_TABLES,
+            ui=not worker_only,
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -265,13 +320,17 @@ class Daemon:
         finally:
             await _bounded(runner.cleanup(), HTTP_STOP_TIMEOUT, "HTTP server")
 
-    async def _drain(self, engine: Engine, *, hand_over: bool) -> None:
-        """Let running executions finish within the grace period, then kill the rest."""
+    async def _drain(self, engine: Engine, node: ClusterNode | None) -> None:
+        """Let running executions (and a cluster node's task runs) finish within the grace
+        period, then kill the rest (on a cluster node: hand them over to the others)."""
         grace = self.settings.shutdown_grace.total_seconds()
+        hand_over = node is not None
         running = engine.local.running
         try:
             async with asyncio.timeout(grace):
                 await engine.drain()
+                if node is not None:
+                    await node.drain_workers()
         except TimeoutError:
             running = engine.local.running
             if hand_over:
@@ -283,7 +342,7 @@ class Daemon:
                 log.warning("grace period over: killing %d running executions", running)
         await _bounded(engine.close(hand_over=hand_over), KILL_TIMEOUT, "killing executions")
 
-    async def _reload_config(self, flows: FlowDirectory, engine: Engine) -> None:
+    async def _reload_config(self, flows: FlowDirectory | None, engine: Engine) -> None:
         log.info("SIGHUP: reloading configuration and flows")
         try:
             fresh = await asyncio.to_thread(load_settings, self.config_file, self.overrides)
@@ -309,7 +368,8 @@ class Daemon:
                 if name not in fixed:
                     setattr(self.settings, name, getattr(fresh, name))
             engine.options.public_url = self.settings.url
-        await flows.load_all()
+        if flows is not None:
+            await flows.load_all()
 
 
 @asynccontextmanager

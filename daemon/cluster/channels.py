@@ -81,6 +81,7 @@ class Channels:
         self._control: ControlHandler | None = None
         self._flows: FlowHandler | None = None
         self._on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._extra: dict[str, Callable[[str], None]] = {}
 
     def handle(
         self,
@@ -97,6 +98,11 @@ class Channels:
         if reconnected is not None:
             self._on_reconnect.append(reconnected)
 
+    def listen(self, channel: str, handler: Callable[[str], None]) -> None:
+        """Call `handler` with the payload of each notification on `channel` (another part
+        of the cluster's own channel, e.g. the task queue's); before `connect`."""
+        self._extra[channel] = handler
+
     async def connect(self) -> None:
         import asyncpg
 
@@ -108,6 +114,8 @@ class Channels:
             (FLOWS_CHANNEL, self._on_flows),
         ):
             await conn.add_listener(channel, handler)
+        for channel, extra in self._extra.items():
+            await conn.add_listener(channel, _payload_only(extra))
         self._conn = conn
 
     async def watch(self) -> None:
@@ -236,6 +244,13 @@ class Channels:
                     waiters.remove(waiter)
                     if not waiters:
                         del self._waiters[execution_id]
+
+
+def _payload_only(handler: Callable[[str], None]) -> Callable[[Any, int, str, str], None]:
+    def listener(conn: Any, pid: int, channel: str, payload: str) -> None:
+        handler(payload)
+
+    return listener
 
 
 def _log_failure(job: asyncio.Future[Any]) -> None:

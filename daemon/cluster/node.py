@@ -11,9 +11,9 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from daemon.cluster.channels import Channels
 from daemon.cluster.claims import Claims
@@ -21,15 +21,22 @@ from daemon.cluster.cluster_dispatcher import ClusterDispatcher
 from daemon.cluster.flowsync import FlowSync
 from daemon.cluster.leases import Leases
 from daemon.cluster.membership import Membership
+from daemon.cluster.task_queue import ClusterWorkers
+from daemon.cluster.task_worker import TaskWorker
 from daemon.engine.core import Engine
 from daemon.engine.dispatcher import Dispatcher
 from daemon.engine.local import LocalExecutions
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
+from daemon.engine.workers import Workers
 from daemon.flows.catalog import FlowCatalog
 from daemon.store.postgres_cluster import ClusterTables
+from daemon.store.postgres_jobs import JobTables
 
 log = logging.getLogger(__name__)
+
+Role = Literal["all", "executor", "worker"]
+DEFAULT_WORKER_SLOTS = 8  # task runs a node's workers run at once (the `worker-slots` setting)
 
 
 def default_node_id(port: int) -> str:
@@ -47,11 +54,24 @@ class ClusterNode:
         heartbeat_interval: timedelta,
         node_timeout: timedelta,
         capacity: int = 0,
+        role: Role = "all",
+        worker_slots: int = DEFAULT_WORKER_SLOTS,
+        worker_groups: Sequence[str] = (),
+        worker_group_wait: timedelta | None = None,
     ) -> None:
         self.store = store  # a PostgresStore: its `pool` and `dsn` are used here
         self.node_id = node_id
         self.capacity = capacity
+        # Kestra's components: an executor runs executions' state machines (and cheap
+        # tasks), a worker runs task runs of any node's executions; `all` is both.
+        self.role = role
+        self.worker_slots = worker_slots if role != "executor" else 0
+        self.worker_groups = list(worker_groups)
+        self._heartbeat = heartbeat_interval
+        self._node_timeout = node_timeout
+        self._group_wait = worker_group_wait
         self.tables = ClusterTables(store.pool, node_id)
+        self.jobs = JobTables(store.pool, node_id)
         self.channels = Channels(store.dsn, self.tables, store)
         self.leases = Leases(store.dsn, node_id, self.channels)
         self.membership = Membership(
@@ -62,6 +82,8 @@ class ClusterNode:
         )
         self.flows: FlowSync | None = None
         self._claims: Claims | None = None
+        self.worker: TaskWorker | None = None
+        self._workers: ClusterWorkers | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def dispatcher(
@@ -69,6 +91,18 @@ class ClusterNode:
     ) -> Dispatcher:
         """The engine's dispatcher on this node (an `Engine(dispatcher=...)` factory)."""
         return ClusterDispatcher(resources, local, pauses, catalog, self.tables, self.channels)
+
+    def workers(self, resources: Resources) -> Workers:
+        """Where this node's executions run their attempts (an `Engine(workers=...)`
+        factory): on any node's workers, through the task queue."""
+        self._workers = ClusterWorkers(
+            resources,
+            self.jobs,
+            self.channels,
+            node_timeout=self._node_timeout,
+            group_wait=self._group_wait,
+        )
+        return self._workers
 
     async def sync_flows(self, engine: Engine) -> None:
         """Load every flow of the cluster; from now on flow changes are followed."""
@@ -78,7 +112,33 @@ class ClusterNode:
 
     async def start(self, engine: Engine) -> None:
         """Join: register, take back what this node (same id) left unfinished, listen,
-        heartbeat and claim."""
+        heartbeat, claim executions (executor) and take task runs (worker)."""
+        if self.worker_slots > 0:
+            worker = self.worker = TaskWorker(
+                self.jobs,
+                self.channels,
+                engine,
+                slots=self.worker_slots,
+                groups=self.worker_groups,
+                heartbeat_interval=self._heartbeat,
+                node_timeout=self._node_timeout,
+            )
+            metrics = engine.metrics
+            metrics.gauge(
+                "podium_worker_slots",
+                "Task runs this node's workers take from the cluster at once",
+                lambda: worker.slots,
+            )
+            metrics.gauge(
+                "podium_worker_task_runs_running",
+                "Task runs (attempts) of any node's executions running on this node's workers",
+                lambda: worker.running,
+            )
+            metrics.gauge(
+                "podium_worker_task_runs_taken",
+                "Task run attempts this node's workers took since it started",
+                lambda: worker.taken,
+            )
         self._claims = Claims(
             self.tables,
             self.channels,
@@ -90,12 +150,28 @@ class ClusterNode:
             capacity=self.capacity,
         )
         await self.membership.join()
+        await self.jobs.announce(self.role, self.worker_slots, self.worker_groups)
         await self.channels.connect()
         self._spawn(self.membership.heartbeat_loop(), "cluster heartbeat")
-        self._spawn(self._claims.loop(), "cluster claims")
+        if self.role != "worker":
+            self._spawn(self._claims.loop(), "cluster claims")
+        if self.worker is not None:
+            self._spawn(self.worker.loop(), "cluster task runs")
+            self._spawn(self.worker.guard(), "cluster worker guard")
+        if self._workers is not None:
+            self._spawn(self._workers.watch(), "cluster task queue")
         self._spawn(self.channels.watch(), "cluster listener")
         self.channels.work.set()
-        log.info("node %s joined the cluster", self.node_id)
+        groups = (
+            f" of worker group(s) {', '.join(self.worker_groups)}" if self.worker_groups else ""
+        )
+        log.info(
+            "node %s joined the cluster as %s (%d worker slots%s)",
+            self.node_id,
+            self.role,
+            self.worker_slots,
+            groups,
+        )
 
     def _spawn(self, job: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.create_task(job, name=name))  # type: ignore[arg-type]
@@ -104,7 +180,8 @@ class ClusterNode:
         """First step of shutdown: take no more executions. The heartbeat goes on while the
         engine drains, or the others would take over executions still running here."""
         self.leases.stopping = True
-        jobs = [job for job in self._tasks if job.get_name() == "cluster claims"]
+        taking = ("cluster claims", "cluster task runs")
+        jobs = [job for job in self._tasks if job.get_name() in taking]
         for job in jobs:
             job.cancel()
         if jobs:
@@ -112,9 +189,17 @@ class ClusterNode:
         if self._claims is not None:
             await self._claims.stop()
 
+    async def drain_workers(self) -> None:
+        """Let the task runs this node's workers run finish (bounded by the caller)."""
+        if self.worker is not None:
+            await self.worker.drain()
+
     async def stop(self) -> None:
-        """Once what ran here is stored: stop heartbeating and listening."""
+        """Once what ran here is stored: hand back the task runs still running here, stop
+        heartbeating and listening."""
         await self.stop_claiming()
+        if self.worker is not None:
+            await self.worker.stop()
         jobs = list(self._tasks)
         for job in jobs:
             job.cancel()

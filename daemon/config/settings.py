@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     node_id: str | None = None
     heartbeat_interval: Duration = timedelta(seconds=2)
     node_timeout: Duration = timedelta(seconds=15)
+    # Cluster workers: what this node does (Kestra's components), how many task runs it
+    # takes at once, the worker groups it serves (`workerGroup.key` of tasks), and how long
+    # a task of a group with no live node waits before it fails (none: for ever).
+    role: Literal["all", "executor", "worker"] = "all"
+    worker_slots: int = Field(default=8, ge=0)
+    worker_groups: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    worker_group_wait: Duration | None = timedelta(hours=1)
     # Notifications about ended executions, without editing flows (daemon/app/alerts.py).
     alerts: Annotated[list[AlertRule], NoDecode] = Field(default_factory=list)
     # Server-wide variables every expression reads as `{{ globals.<name> }}` (Kestra's
@@ -128,6 +135,13 @@ class Settings(BaseSettings):
                 return yaml.safe_load(value)
             except yaml.YAMLError as exc:
                 raise ValueError(f"not YAML: {exc}") from None
+        return value
+
+    @field_validator("worker_groups", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [g.strip() for g in value.split(",") if g.strip()]
         return value
 
     @field_validator("allowed_paths", mode="before")

@@ -6,14 +6,18 @@ PostgreSQL); a plug-in sees only the `Files` protocol.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.sdk.clock import Clock
 from daemon.sdk.context import LEVELS
+from daemon.sdk.errors import NotFound
 from daemon.sdk.execution import Execution
+from daemon.sdk.nsfiles import CHUNK_SIZE, Conflict, NamespaceFileInfo
 from daemon.sdk.state import iso
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
@@ -80,6 +84,77 @@ class StoreKeyValue:
             namespace_glob=namespace_glob, key_glob=key_glob, expired_only=expired_only,
         )  # fmt: skip
         return await self._kv.purge(purge)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file, chunk by chunk, each read in a thread."""
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class StoreNamespaceFiles:
+    """`sdk.nsfiles.NamespaceFiles` over the store's namespace file table; local files
+    are read and written in a thread, a chunk at a time."""
+
+    def __init__(self, store: Store) -> None:
+        self._files = store.namespace_files
+
+    async def list(
+        self, namespace: str, directory: str = "/", *, recursive: bool = False
+    ) -> list[NamespaceFileInfo]:
+        return await self._files.list(namespace, directory, recursive=recursive)
+
+    async def stat(self, namespace: str, path: str) -> NamespaceFileInfo | None:
+        return await self._files.stat(namespace, path)
+
+    def read(self, namespace: str, path: str) -> AsyncIterator[bytes]:
+        return self._files.read(namespace, path)
+
+    async def download(self, namespace: str, path: str, target: Path) -> NamespaceFileInfo:
+        info = await self._files.stat(namespace, path)
+        if info is None or info.is_directory:
+            raise NotFound(f"namespace file {path} not found in namespace {namespace}")
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        handle = await asyncio.to_thread(target.open, "wb")
+        try:
+            async for chunk in self._files.read(namespace, path):
+                await asyncio.to_thread(handle.write, chunk)
+        finally:
+            await asyncio.to_thread(handle.close)
+        return info
+
+    async def write(
+        self,
+        namespace: str,
+        path: str,
+        content: Path | bytes | AsyncIterator[bytes],
+        *,
+        conflict: Conflict = "OVERWRITE",
+    ) -> NamespaceFileInfo | None:
+        if isinstance(content, Path):
+            chunks = _file_chunks(content)
+        elif isinstance(content, bytes):
+            chunks = _one_chunk(content)
+        else:
+            chunks = content
+        return await self._files.write(namespace, path, chunks, conflict=conflict)
+
+    async def make_directory(self, namespace: str, path: str) -> None:
+        await self._files.make_directory(namespace, path)
+
+    async def delete(self, namespace: str, path: str) -> builtins.list[str]:
+        return await self._files.delete(namespace, path)
+
+    async def move(self, namespace: str, source: str, target: str) -> None:
+        await self._files.move(namespace, source, target)
 
 
 class StoreExecutions:

@@ -15,19 +15,17 @@ from typing import Any, TypeVar
 
 from daemon.engine.contexts import ExecutionLog, Launcher, TaskContext
 from daemon.engine.events import TaskRunChanged
-from daemon.engine.functions import BLOCKING_FUNCTIONS
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
 from daemon.engine.retries import task_policy
 from daemon.engine.taskruns_extra import FileLog, TaskCache
 from daemon.engine.variables import Scope, execution_variables, set_output, task_variables
+from daemon.engine.workers import AttemptLost, render_task
 from daemon.flows.definition import Flow
 from daemon.sdk.context import TaskLogger
-from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import ExitRequested, PodiumError, TaskFailed
 from daemon.sdk.execution import Execution, TaskRun, new_id
 from daemon.sdk.plugin import Task
-from daemon.sdk.properties import templated_values, with_rendered
 from daemon.sdk.retry import RetryPolicy
 from daemon.sdk.state import State, StateHistory
 
@@ -117,15 +115,7 @@ class TaskRuns:
 
     async def render(self, task: T, ctx: TaskContext) -> T:
         """The task with its dynamic properties rendered and type-checked, per attempt."""
-        templated = templated_values(task)
-        if not templated:
-            return task
-        if any(name in repr(templated) for name in BLOCKING_FUNCTIONS):
-            # read() opens stored files, kv() waits for the store: render off the loop.
-            rendered = await asyncio.to_thread(ctx.render, templated)
-        else:
-            rendered = ctx.render(templated)
-        return with_rendered(task, rendered)
+        return await render_task(task, ctx)
 
     async def run_attempts(self, task: Task, tr: TaskRun, ctx: TaskContext, scope: Scope) -> State:
         try:
@@ -138,13 +128,21 @@ class TaskRuns:
         clock = self._resources.clock
         policy = task_policy(task, self.state.flow)
         started = clock.now()
+        # An attempt an executor that stopped left unfinished: waited for where it goes on
+        # (a cluster's worker), else retried as interrupted.
+        going_on = False
         if tr.attempts and not tr.attempts[-1].current.terminated:
-            reason = self._interrupted(tr, policy)
-            if reason is not None:
-                return await self.fail(task, tr, ctx.logger, reason)
+            going_on = await self._resources.workers.still_running(tr)
+            if not going_on:
+                reason = self._interrupted(tr, policy, "podium stopped while it ran")
+                if reason is not None:
+                    return await self.fail(task, tr, ctx.logger, reason)
         while True:
-            attempt = StateHistory(State.RUNNING, clock.now())
-            tr.attempts.append(attempt)
+            if going_on:
+                attempt, going_on = tr.attempts[-1], False
+            else:
+                attempt = StateHistory(State.RUNNING, clock.now())
+                tr.attempts.append(attempt)
             # Kestra counts the attempts that ended: 0 while the first one runs.
             ctx.variables["taskrun"]["attemptsCount"] = len(tr.attempts) - 1
             ctx.warning = False
@@ -159,6 +157,12 @@ class TaskRuns:
                     await asyncio.shield(self.save(tr))
                 await asyncio.shield(ctx.cleanup())
                 raise
+            except AttemptLost as lost:
+                await ctx.cleanup()
+                reason = self._interrupted(tr, policy, str(lost))
+                if reason is not None:
+                    return await self.fail(task, tr, ctx.logger, reason)
+                continue
             except ExitRequested as exit_:
                 # Kestra's Exit: its task run (and the flowables around it) end in its state.
                 attempt.set(exit_.state, clock.now())
@@ -203,15 +207,16 @@ class TaskRuns:
                 final = State.SUCCESS if task.allow_warning else State.WARNING
             return await self.end(tr, final)
 
-    def _interrupted(self, tr: TaskRun, policy: RetryPolicy | None) -> str | None:
-        """An attempt cut short by a crash: retried per the retry policy, once without one.
+    def _interrupted(self, tr: TaskRun, policy: RetryPolicy | None, why: str) -> str | None:
+        """An attempt cut short by a crash (of podium, or of the worker node that ran it):
+        retried per the retry policy, once without one.
 
         Returns why it is not retried, or None to run another attempt.
         """
         now = self._resources.clock.now()
         tr.attempts[-1].set(State.FAILED, now)
         attempts = len(tr.attempts)
-        message = f"attempt {attempts} was interrupted: podium stopped while it ran"
+        message = f"attempt {attempts} was interrupted: {why}"
         if policy is None:
             if attempts > 1:
                 return f"{message}, and it had already been retried once"
@@ -227,31 +232,16 @@ class TaskRuns:
     ) -> tuple[Mapping[str, Any] | None, str | None]:
         """The task's outputs: from `taskCache` when it holds them (the key is returned to
         store new outputs under when it does not), else from running it."""
-        rendered = await self.render(task, ctx)
+        workers = self._resources.workers
         if not TaskCache.wanted(task):
-            return await self._attempt(rendered, ctx), None
+            return await workers.attempt(task, ctx), None
+        rendered = await self.render(task, ctx)
         key = self._cache.key(self.state.execution, rendered, tr)
         hit = await self._cache.get(key)
         if hit is not None:
             ctx.logger.info("outputs taken from the task cache (taskCache)")
             return hit, None
-        return await self._attempt(rendered, ctx), key
-
-    async def _attempt(self, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
-        slots = self._resources.task_slots
-        if slots is None:
-            return await self._timed(task, ctx)
-        async with slots:
-            return await self._timed(task, ctx)
-
-    async def _timed(self, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
-        if task.timeout is None:
-            return await task.run(ctx)
-        try:
-            async with self._resources.clock.timeout(task.timeout.total_seconds()):
-                return await task.run(ctx)
-        except TimeoutError:
-            raise TaskFailed(f"timed out after {format_duration(task.timeout)}") from None
+        return await workers.attempt(task, ctx, rendered), key
 
     def _describe(self, task: Task, exc: BaseException, ctx: TaskContext) -> str:
         if isinstance(exc, PodiumError):

@@ -10,16 +10,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import ValidationError
-
-from daemon.engine.adapters import StorageFiles, StoreExecutions, StoreKeyValue
+from daemon.engine.adapters import (
+    StorageFiles,
+    StoreExecutions,
+    StoreKeyValue,
+    StoreNamespaceFiles,
+)
 from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
-from daemon.flows.registry import UnknownType
+from daemon.engine.task_builder import LauncherControl
 from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger, TriggerContext
 from daemon.sdk.execution import Execution, TaskRun, derived_id, new_id
-from daemon.sdk.plugin import FlowableTask, Task
 from daemon.sdk.services import (
     Closer,
     ExecutionListener,
@@ -125,8 +127,10 @@ class TaskContext(RunContext):
         self.clock = resources.clock
         self.files = StorageFiles(resources.storage)
         self.kv = StoreKeyValue(resources.store, resources.clock)
+        self.namespace_files = StoreNamespaceFiles(resources.store)
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait)
+        self.control = LauncherControl(resources.plugins, launcher)
         self.public_url = resources.options.public_url
         self.flows_dir = resources.options.flows_dir
         self.warning = False
@@ -144,11 +148,25 @@ class TaskContext(RunContext):
             value, self.variables, self._resources.functions.table(self.execution.namespace)
         )
 
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        variables = {**self.variables, **extra} if extra else self.variables
+        return await self._resources.render_async(value, variables, self.execution.namespace)
+
+    async def render_bool_async(self, value: str | bool) -> bool:
+        return await self._resources.renderer.evaluate_bool_async(
+            value, self.variables, self._resources.functions.table(self.execution.namespace)
+        )
+
     @property
     def working_dir_path(self) -> Path:
         if self._shared_dir is not None:
             return self._shared_dir
         return self._resources.data_dir / "tmp" / self.execution.id / self.task_run.id
+
+    @property
+    def shares_working_dir(self) -> bool:
+        """It works in a directory other task runs share (inside a WorkingDirectory)."""
+        return self._shared_dir is not None
 
     async def working_dir(self) -> Path:
         if self._working_dir is None:
@@ -330,35 +348,6 @@ class TaskContext(RunContext):
     async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         return await self._launcher.resume(execution_id, inputs)
 
-    def build_task(self, spec: Mapping[str, Any]) -> Task:
-        type_name = spec.get("type")
-        if not isinstance(type_name, str):
-            raise ValueError("the task has no 'type'")
-        try:
-            cls = self._resources.plugins.tasks.get(type_name)
-        except UnknownType as exc:
-            raise ValueError(str(exc)) from None
-        if issubclass(cls, FlowableTask):
-            raise ValueError(f"{type_name} is a flowable task: the task must be a runnable one")
-        try:
-            task: Task = cls.model_validate(dict(spec), context={"defer_templates": True})
-        except ValidationError as exc:
-            raise ValueError(
-                "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'task'}: {e['msg']}"
-                    for e in exc.errors(include_url=False)
-                )
-            ) from None
-        return task
-
-    async def kill_execution(self, execution_id: str) -> bool:
-        return await self._launcher.kill(execution_id)
-
-    async def toggle_trigger(
-        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
-    ) -> None:
-        await self._launcher.toggle_trigger(namespace, flow_id, trigger_id, enabled)
-
     def on_close(self, key: str, closer: Closer) -> None:
         self._resources.on_close(key, closer)
 
@@ -410,14 +399,19 @@ class FlowTriggerContext(TriggerContext):
         self.allowed_paths = services.allowed_paths
 
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        return self._resources.render(value, self._variables(extra), None)
+
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        return await self._resources.render_async(value, self._variables(extra), None)
+
+    def _variables(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
         flow = self.flow
-        variables = {
+        return {
             "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
             "envs": self._resources.envs,
             "labels": flow.labels,
             **(extra or {}),
         }
-        return self._resources.render(value, variables, None)
 
     def data_path(self, *parts: str) -> Path:
         return self._resources.data_dir.joinpath(*parts)

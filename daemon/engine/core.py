@@ -22,6 +22,7 @@ from daemon.engine.pauses import Pauses
 from daemon.engine.resources import EngineOptions, Resources
 from daemon.engine.submission import Submitter
 from daemon.engine.supervisor import Leases, TriggerSupervisor
+from daemon.engine.workers import LocalWorkers, Workers
 from daemon.flows.catalog import FlowCatalog, Lookup
 from daemon.flows.definition import Flow
 from daemon.flows.registry import Plugins, default_plugins
@@ -33,6 +34,7 @@ from daemon.sdk.state import State
 from daemon.store.base import Store
 
 DispatcherFactory = Callable[[Resources, LocalExecutions, Pauses, FlowCatalog], Dispatcher]
+WorkersFactory = Callable[[Resources], Workers]
 
 
 def local_dispatcher(
@@ -52,10 +54,12 @@ class Engine:
         options: EngineOptions | None = None,
         lookup: Lookup | None = None,
         dispatcher: DispatcherFactory = local_dispatcher,
+        workers: WorkersFactory = LocalWorkers,
     ) -> None:
         self.resources = Resources(
             data_dir, store, plugins or default_plugins(), clock=clock, options=options
         )
+        self.resources.workers = workers(self.resources)
         self.catalog = FlowCatalog(store, self.resources.plugins, lookup=lookup)
         self.pauses = Pauses()
         self.local = LocalExecutions(self.resources, self._run)

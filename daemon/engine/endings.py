@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from daemon.engine.contexts import ExecutionLog
-from daemon.engine.functions import needs_thread
 from daemon.engine.retries import new_execution_policy
 from daemon.engine.variables import Scope, execution_variables
 from daemon.sdk.errors import ExitRequested, TemplateError
@@ -67,9 +66,7 @@ class Endings:
 
     async def _render(self, value: Any, variables: dict[str, Any]) -> Any:
         resources, namespace = self._resources, self._runner.execution.namespace
-        if needs_thread(value):  # read() or kv() in it: not on the loop
-            return await asyncio.to_thread(resources.render, value, variables, namespace)
-        return resources.render(value, variables, namespace)
+        return await resources.render_async(value, variables, namespace)
 
     def retried(self, state: State) -> State:
         """RETRIED instead of FAILED when the flow's `retry` (CREATE_NEW_EXECUTION) allows

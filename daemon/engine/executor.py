@@ -274,7 +274,7 @@ class ExecutionRunner:
             return tr.state.current
         ctx = runs.context(task, tr, scope)
         try:
-            if task.run_if is not None and not ctx.render_bool(task.run_if):
+            if task.run_if is not None and not await ctx.render_bool_async(task.run_if):
                 return await runs.end(tr, State.SKIPPED)
         except (TemplateError, TaskFailed) as exc:
             return await runs.fail(task, tr, ctx.logger, str(exc))

@@ -1,8 +1,9 @@
 """Expression functions that need the daemon's services: `read()`, `secret()`, `kv()`,
 `errorLogs()` and the file functions `fileSize()`, `fileExists()`, `isFileEmpty()`.
 
-Those that do I/O are listed in `BLOCKING_FUNCTIONS`: templates that call them are rendered
-off the event loop, and `kv`/`errorLogs` hop back into the loop for the store. Files are
+Those that do I/O never run on the event loop: a render started there stops when it reaches
+one (`limits.leave_loop`) and runs again in a thread, and `kv`/`errorLogs` (and stored
+files) hop back into the loop for the store. Files are
 named as Kestra names them: a `kestra:///` URI of internal storage, a `nsfile://` URI or a
 plain path of a namespace file.
 """
@@ -10,30 +11,24 @@ plain path of a namespace file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from pathlib import PurePosixPath
+from typing import Any, NamedTuple, TypeVar
 
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
 from daemon.engine.secrets import SecretStore
+from daemon.expr import limits as expr_limits
 from daemon.sdk.errors import NotFound, PodiumError
-from daemon.sdk.properties import has_template
+from daemon.sdk.nsfiles import NamespaceFileError, normalize_path
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
 
-# Templates calling these are rendered in a thread: they would block the loop.
-BLOCKING_FUNCTIONS = (
-    "read(",
-    "kv(",
-    "errorLogs(",
-    "fileSize(",
-    "fileExists(",
-    "isFileEmpty(",
-    "fromIon(",  # imports amazon-ion (files) on first use
-)
+# Namespaces whose function tables are kept built (a daemon has a few dozen).
+TABLES_KEPT = 256
 KV_TIMEOUT = 30.0  # seconds a kv() or errorLogs() call waits for the store
 FILE_TIMEOUT = 300.0  # seconds a file function waits for the storage (retries included)
 _KESTRA = "kestra:///"
@@ -44,13 +39,15 @@ _EXECUTION_FILE = re.compile(r".*/.*/executions/.*/tasks/.*/.*")
 T = TypeVar("T")
 
 
+class NamespaceFile(NamedTuple):
+    """A namespace file a function names: read from the store, not from a local path."""
+
+    namespace: str
+    path: str
+
+
 class FunctionError(PodiumError):
     """A function refusing its arguments, or a file or key it cannot find."""
-
-
-def needs_thread(value: Any) -> bool:
-    """True when rendering `value` may call a blocking function."""
-    return has_template(value) and any(name in repr(value) for name in BLOCKING_FUNCTIONS)
 
 
 class ServiceFunctions:
@@ -62,21 +59,25 @@ class ServiceFunctions:
         secrets: SecretStore,
         store: Store,
         loop: asyncio.AbstractEventLoop | None,
-        namespace_files: Path,
     ) -> None:
         self._storage = storage
         self._secrets = secrets
         self._store = store
         self._loop = loop
-        # <namespace_files>/<namespace>/files/<path>: the namespace files of each namespace.
-        self._namespace_files = namespace_files
+        # One table per namespace, built once: every templated task asks for one.
+        self._tables = functools.lru_cache(maxsize=TABLES_KEPT)(self._build)
         self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
-        return self._none if namespace is None else self._build(namespace)
+        return self._none if namespace is None else self._tables(namespace)
 
     def _wait(self, what: str, job: Coroutine[Any, Any, T], timeout: float = KV_TIMEOUT) -> T:
         """Run a store coroutine on the daemon's loop from the rendering thread."""
+        try:
+            expr_limits.leave_loop(what)  # a render on the loop goes to a thread first
+        except expr_limits.OffLoop:
+            job.close()
+            raise
         loop = self._loop
         if loop is None:
             job.close()
@@ -118,19 +119,22 @@ class ServiceFunctions:
             if version is not None:
                 raise FunctionError("read(): namespace files are not kept by version here")
             file = self._file(context, "read", path, namespace, default_namespace)
+            if isinstance(file, NamespaceFile):
+                data = self._wait("read()", _read_namespace_file(store, file), FILE_TIMEOUT)
+                if data is None:
+                    raise FunctionError(f"read(): no file {path}")
+                return data.decode("utf-8", errors="replace")
             try:
-                if isinstance(file, str):
-                    return self._wait("read()", self._storage.read_text(file), FILE_TIMEOUT)
-                return file.read_text(encoding="utf-8")
-            except (FileNotFoundError, NotFound):
+                return self._wait("read()", self._storage.read_text(file), FILE_TIMEOUT)
+            except NotFound:
                 raise FunctionError(f"read(): no file {path}") from None
 
         @pass_context
         def file_exists(context: Context, path: Any = None, namespace: Any = None) -> bool:
             file = self._file(context, "fileExists", path, namespace, default_namespace)
-            if isinstance(file, str):
-                return self._wait("fileExists()", self._storage.exists(file), FILE_TIMEOUT)
-            return file.is_file()
+            if isinstance(file, NamespaceFile):
+                return self._namespace_file_size(file) is not None
+            return self._wait("fileExists()", self._storage.exists(file), FILE_TIMEOUT)
 
         @pass_context
         def file_size(context: Context, path: Any = None, namespace: Any = None) -> int:
@@ -164,20 +168,27 @@ class ServiceFunctions:
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
     ) -> int:
         file = self._file(context, name, path, namespace, default)
+        if isinstance(file, NamespaceFile):
+            size = self._namespace_file_size(file)
+            if size is None:
+                raise FunctionError(f"{name}(): no file {path}")
+            return size
         try:
-            if isinstance(file, str):
-                return self._wait(f"{name}()", self._storage.size(file), FILE_TIMEOUT)
-            if file.is_file():
-                return file.stat().st_size
-        except (FileNotFoundError, NotFound):
-            pass
-        raise FunctionError(f"{name}(): no file {path}")
+            return self._wait(f"{name}()", self._storage.size(file), FILE_TIMEOUT)
+        except NotFound:
+            raise FunctionError(f"{name}(): no file {path}") from None
+
+    def _namespace_file_size(self, file: NamespaceFile) -> int | None:
+        """The size of a namespace file; None when there is no file (or a directory)."""
+        info = self._wait("namespace files", self._store.namespace_files.stat(*file))
+        return None if info is None or info.is_directory else info.size
 
     def _file(
         self, context: Context, name: str, path: Any, namespace: Any, default: str | None
-    ) -> Path | str:
+    ) -> str | NamespaceFile:
         """The file a function names, after Kestra's checks of what it may read: a
-        namespace file's path, or the `kestra:///` URI of a stored file."""
+        namespace file (kept in the store), or the `kestra:///` URI of a stored file."""
+        expr_limits.leave_loop(f"{name}()")  # file I/O: a render on the loop goes to a thread
         if path is None:
             raise FunctionError(
                 f"The '{name}' function expects an argument 'path' that is a path to a "
@@ -197,15 +208,18 @@ class ServiceFunctions:
             raise FunctionError(f"Cannot process the URI {text}: scheme not supported.")
         return self._namespace_file(str(namespace or default or ""), text)
 
-    def _namespace_file(self, namespace: str, path: str) -> Path:
+    def _namespace_file(self, namespace: str, path: str) -> NamespaceFile:
         if not namespace:
             raise FunctionError("a namespace file needs a namespace here")
-        parts = PurePosixPath(path.lstrip("/")).parts
-        if not parts or ".." in parts or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
+        try:
+            normalized = normalize_path(path)
+        except NamespaceFileError:
+            normalized = "/"
+        if normalized == "/" or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", namespace):
             raise FunctionError(f"{path!r} is not a file of namespace {namespace}")
-        return self._namespace_files.joinpath(namespace, "files", *parts)
+        return NamespaceFile(namespace, normalized)
 
-    def _stored(self, context: Context, uri: str) -> Path | str:
+    def _stored(self, context: Context, uri: str) -> str | NamespaceFile:
         """A `kestra:///` file: namespace files and execution files (this execution's, the
         parent's or upstream's named by `trigger`, or any file a task stored)."""
         key = uri[len(_KESTRA) :]
@@ -258,6 +272,14 @@ def _refuse_foreign(uri: str, key: str, flow: dict[str, Any], trigger: dict[str,
 def _namespace_and_parents(namespace: str) -> list[str]:
     parts = namespace.split(".")
     return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+async def _read_namespace_file(store: Store, file: NamespaceFile) -> bytes | None:
+    """The whole content (read() returns text, as Kestra's does); None when missing."""
+    info = await store.namespace_files.stat(*file)
+    if info is None or info.is_directory:
+        return None
+    return b"".join([chunk async for chunk in store.namespace_files.read(*file)])
 
 
 async def _error_logs(store: Store, execution_id: str) -> list[dict[str, Any]]:

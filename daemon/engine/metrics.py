@@ -24,7 +24,7 @@ import bisect
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from daemon.engine.events import Event, ExecutionChanged, MetricRecorded, TaskRunChanged
@@ -134,6 +134,9 @@ class Metrics:
         self.dropped = 0  # task metrics past MAX_TASK_METRIC_SERIES
         self._task_types: dict[tuple[str, str], tuple[Flow, dict[str, str]]] = {}
         self._trigger_types: dict[str, str] = {}
+        # Figures other parts of the process read out when scraped (a cluster node's
+        # workers): name -> (help, read).
+        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         resources.events.subscribe(self._event)
         resources.store.observe_write = self._store_write
 
@@ -285,6 +288,10 @@ class Metrics:
             self.store_up = 0.0
         else:
             self.store_up = 1.0
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Publish `read()` as the gauge `name` at each scrape."""
+        self.gauges[name] = (help_text, read)
 
     def waiting(self) -> tuple[int, int]:
         """(queued, running) executions of this process."""

@@ -20,6 +20,7 @@ from daemon.config.storage import StorageSettings
 from daemon.engine.events import EventBus
 from daemon.engine.functions import ServiceFunctions
 from daemon.engine.secrets import SecretStore
+from daemon.engine.workers import LocalWorkers, Workers
 from daemon.flows.registry import Plugins
 from daemon.sdk.clock import Clock
 from daemon.store.base import Store
@@ -75,12 +76,9 @@ class Resources:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self.functions = ServiceFunctions(
-            self.storage, self.secrets, store, loop, data_dir / "namespaces"
-        )
-        # Caps task attempts running at once across all executions (0: no cap).
-        max_tasks = self.options.max_tasks
-        self.task_slots = asyncio.Semaphore(max_tasks) if max_tasks > 0 else None
+        self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
+        # Where task attempts run: here by default; a cluster node puts its own in.
+        self.workers: Workers = LocalWorkers(self)
         self._renderer: Renderer | None = None
         self._closers: dict[str, Callable[[], Awaitable[None]]] = {}
 
@@ -96,6 +94,13 @@ class Resources:
     def render(self, value: Any, variables: dict[str, Any], namespace: str | None) -> Any:
         """Render a value with `variables` and the service functions of `namespace`."""
         return self.renderer.render_value(value, variables, self.functions.table(namespace))
+
+    async def render_async(
+        self, value: Any, variables: dict[str, Any], namespace: str | None
+    ) -> Any:
+        """`render`, never holding the event loop for more than a few milliseconds."""
+        functions = self.functions.table(namespace)
+        return await self.renderer.render_value_async(value, variables, functions)
 
     def masked(self, value: Any) -> Any:
         return self.secrets.masked(value)

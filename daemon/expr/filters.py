@@ -11,22 +11,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import itertools
 import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from functools import lru_cache, wraps
+from functools import wraps
 from typing import Any, Concatenate, ParamSpec
 from urllib.parse import quote_plus, unquote_plus
 
-import jq  # type: ignore[import-not-found]
 import regex  # type: ignore[import-untyped]
 from jinja2 import Undefined
 
 from daemon.expr import ion_values as ion
-from daemon.expr import kestra_filters
+from daemon.expr import jq_worker, kestra_filters, limits
 from daemon.expr.conversions import (
     date_add,
     date_filter,
@@ -36,7 +34,6 @@ from daemon.expr.conversions import (
     to_json,
     to_text,
 )
-from daemon.expr.limits import MAX_RANGE
 from daemon.sdk.errors import TemplateError
 
 P = ParamSpec("P")
@@ -75,11 +72,6 @@ def _named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 # -- dates ------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def _jq_program(expression: str) -> Any:
-    return jq.compile(expression)
-
-
 def _jq(value: Any, expression: str | None = None) -> list[Any] | None:
     """Kestra's `jq`: every result in a list; a text is read as JSON (as Kestra's JqFilter
     does), so `'{"a":1}' | jq('.a')` is `[1]`; null gives null."""
@@ -97,14 +89,12 @@ def _jq(value: Any, expression: str | None = None) -> list[Any] | None:
         text = value
     else:
         text = to_json(value)
+    # In a worker process: libjq can loop or allocate forever where nothing can stop it.
+    budget = limits.leave_loop("jq") or limits.Budget(limits.RENDER_SECONDS)
     try:
-        results = list(itertools.islice(_jq_program(expression).input_text(text), MAX_RANGE + 1))
-    except ValueError as exc:
-        first_line = str(exc).splitlines()[0].removeprefix("jq: error: ").rstrip(":")
-        raise ValueError(first_line) from None
-    if len(results) > MAX_RANGE:
-        raise ValueError(f"the program gives more than {MAX_RANGE} results")
-    return results
+        return jq_worker.pool().run(expression, text, budget.remaining(), budget.seconds)
+    except jq_worker.JqError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _first(value: Any) -> Any:

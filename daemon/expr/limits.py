@@ -7,19 +7,29 @@ way on every machine (a backtracking regular expression, which only time can sto
 `expr_filters`' business). What multiplies a size (repetition, padding, powers, widths) is
 checked before it runs: a 1 GB string refused once it exists has already done the harm. What
 only adds (`~`, a filter's result) is checked after, which bounds it to a small multiple.
+
+Counting alone cannot stop a million loop turns that each copy 10 MB, so a render also has a
+deadline, checked wherever a template can spend time (each loop turn, call, filter and
+operator; each of these is itself bounded in size, so the time between two checks is short).
+A render started on the event loop gets a deadline of a few milliseconds and no jq: when it
+needs more it stops with `OffLoop`, and the async caller runs it again in a thread with the
+full deadline (`daemon.expr.renderer.Renderer.render_value_async`).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
+import time
 from collections.abc import Callable, Iterable, Iterator, Sized
-from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import wraps
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import Environment, nodes
+from jinja2.filters import make_attrgetter
+from jinja2.utils import pass_environment
 from jinja2.visitor import NodeTransformer
 
 from daemon.sdk.errors import TemplateError
@@ -29,40 +39,90 @@ MAX_LENGTH = 10_000_000  # characters or items of one value an operator or filte
 MAX_OUTPUT = 50_000_000  # characters of one rendered text; outside values pass through it
 MAX_INT_DIGITS = 4_300  # Python's own limit on printing an int
 MAX_LOOP_TURNS = 1_000_000  # `{% for %}` iterations of one render, nested render() included
+MAX_WRAP = 1_000_000  # characters `wordwrap` takes: Python's textwrap is ~1 s per MB
+# Seconds one render may run: in a thread (where the async call sites render), and on the
+# event loop, first for a try (then in a thread), then for a sync call that cannot leave it.
+RENDER_SECONDS = 10.0
+INLINE_SECONDS = 0.02
+ON_LOOP_SECONDS = 1.0
 
 # Node names that templates cannot spell (the parser reads filter names as identifiers).
 CHECK_LENGTH = "podium:length"
 COUNT_TURNS = "podium:turns"
 
-_turns: ContextVar[list[int] | None] = ContextVar("loop_turns", default=None)
+_budget: ContextVar[Budget | None] = ContextVar("render_budget", default=None)
 _PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[diouxXeEfFgGcrsa]")
 _DIGITS = re.compile(r"\d+")
 _LOG2_10 = 3.3219280948873626
 _MAX_INT_BITS = int(MAX_INT_DIGITS * _LOG2_10)
 
 
-@contextmanager
-def render_budget() -> Iterator[None]:
-    """One loop-turn budget for a render and every render() nested in it."""
-    if _turns.get() is not None:
-        yield
-        return
-    token = _turns.set([0])
-    try:
-        yield
-    finally:
-        _turns.reset(token)
+class OffLoop(Exception):
+    """A render on the event loop needs more than the loop can give (time, jq): run it again
+    in a thread. Never reaches a user: the renderer's async entry catches it."""
+
+
+class Budget:
+    """What one render (with every render() nested in it) may still spend."""
+
+    __slots__ = ("deadline", "inline", "seconds", "turns")
+
+    def __init__(self, seconds: float, *, inline: bool = False) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.inline = inline
+        self.turns = 0
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def expired(self) -> None:
+        if self.inline:
+            raise OffLoop
+        raise TemplateError(
+            f"the expression ran for more than {self.seconds:g} s, the limit for one render"
+        )
+
+
+def current() -> Budget | None:
+    return _budget.get()
+
+
+def enter(budget: Budget) -> Any:
+    """Make `budget` the current one; returns the token `leave` takes."""
+    return _budget.set(budget)
+
+
+def leave(token: Any) -> None:
+    _budget.reset(token)
+
+
+def tick() -> None:
+    """A point where a render may have run out of time."""
+    budget = _budget.get()
+    if budget is not None and time.monotonic() > budget.deadline:
+        budget.expired()
+
+
+def leave_loop(what: str) -> Budget | None:
+    """The budget for work that can block (jq): never on the event loop's first try."""
+    budget = _budget.get()
+    if budget is not None and budget.inline:
+        raise OffLoop(what)
+    return budget
 
 
 def counted(iterable: Iterable[Any]) -> Iterator[Any]:
     """Each `{% for %}` iterates through this: nested loops multiply, each range alone does not
     tell how long a render runs."""
-    spent = _turns.get()
+    budget = _budget.get()
     for item in iterable:
-        if spent is not None:
-            spent[0] += 1
-            if spent[0] > MAX_LOOP_TURNS:
+        if budget is not None:
+            budget.turns += 1
+            if budget.turns > MAX_LOOP_TURNS:
                 raise TemplateError(f"loops ran more than {MAX_LOOP_TURNS} times")
+            if time.monotonic() > budget.deadline:
+                budget.expired()
         yield item
 
 
@@ -89,6 +149,7 @@ def limited_range(*args: int) -> range:
 
 def binop(operator: str, left: Any, right: Any) -> Any:
     """The operators that can multiply a value's size, checked before they run."""
+    tick()
     if operator == "*":
         _check_repeat(left, right)
         _check_repeat(right, left)
@@ -137,6 +198,7 @@ def check_format(template: str, args: Iterable[Any]) -> None:
 
 def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Methods of text called from a template (`'x'.ljust(n)`) that size their result."""
+    tick()
     # The sandbox hands out `str.format` wrapped; the method itself is `__wrapped__`.
     method = getattr(obj, "__wrapped__", obj)
     text = getattr(method, "__self__", None)
@@ -173,11 +235,45 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
         "batch": _batch_args,
         "slice": _slice_args,
         "join": _join_args,
+        "wordwrap": _wordwrap_args,
     }
     for name, check in before.items():
         if name in out:
             out[name] = _before(out[name], check)
+    if "sum" in out:
+        out["sum"] = _after("sum", bounded_sum)
     return out
+
+
+@pass_environment
+def bounded_sum(
+    environment: Environment, iterable: Iterable[Any], attribute: Any = None, start: Any = 0
+) -> Any:
+    """Jinja's `sum`, but lists and texts are added in one pass with their size checked as
+    they grow: `+` one by one copies the total each time, hours for 10^5 lists."""
+    items = (
+        iterable if attribute is None else map(make_attrgetter(environment, attribute), iterable)
+    )
+    if not _sized(start):
+        total = start
+        for item in items:
+            total = total + item
+            tick()
+        return total
+    parts: list[Any] = [start]
+    size = len(start)
+    for item in items:
+        if type(item) is not type(start):
+            raise TemplateError(f"sum: cannot add {type(item).__name__} to {type(start).__name__}")
+        size += len(item)
+        _check_size(size, start, "sum")
+        parts.append(item)
+        tick()
+    if isinstance(start, str):
+        return "".join(parts)
+    if isinstance(start, bytes):
+        return b"".join(parts)
+    return type(start)(itertools.chain.from_iterable(parts))
 
 
 class Bounds(NodeTransformer):
@@ -199,7 +295,9 @@ class Bounds(NodeTransformer):
 def _after(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def apply(*args: Any, **kwargs: Any) -> Any:
-        return check_length(fn(*args, **kwargs), f"the {name} filter's result")
+        result = check_length(fn(*args, **kwargs), f"the {name} filter's result")
+        tick()
+        return result
 
     return apply
 
@@ -245,6 +343,17 @@ def _slice_args(value: Any, slices: Any = 1, *_: Any) -> None:
 def _join_args(value: Any, separator: Any = "", *_: Any, **__: Any) -> None:
     if isinstance(separator, str) and isinstance(value, Sized):
         _check_size(len(separator) * max(len(value) - 1, 0), separator, "join separators")
+    if isinstance(value, list | tuple):
+        # Texts joined are sized before the join: after it, 10 GB would already exist.
+        size = sum(len(v) for v in value if isinstance(v, str))
+        _check_size(size, "", "join of texts")
+
+
+def _wordwrap_args(value: Any, *_: Any, **__: Any) -> None:
+    if isinstance(value, str) and len(value) > MAX_WRAP:
+        raise TemplateError(
+            f"wordwrap of a text of {len(value)} characters is over the limit of {MAX_WRAP}"
+        )
 
 
 def _check_repeat(seq: Any, times: Any) -> None:

@@ -14,8 +14,11 @@ What a template may build is bounded (`daemon.expr_limits`): a render ends with 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, NoReturn
@@ -46,6 +49,8 @@ Functions = Mapping[str, Callable[..., Any]]
 
 # Distinct templates kept compiled: a flow has a few hundred at most, a daemon a few dozen flows.
 CACHE_SIZE = 4096
+# Renders running at once off the event loop (those that need more than a few milliseconds).
+RENDER_THREADS = 4
 # How many times `render()` may re-render its result, and how deeply renders may nest.
 MAX_RENDER_ROUNDS = 10
 _SNIPPET_LENGTH = 200
@@ -163,6 +168,7 @@ class Renderer:
             **operators.GLOBALS,
         )
         self._env = env
+        self._globals = dict(env.globals)
         self._template: Callable[[str], Template] = functools.lru_cache(maxsize=CACHE_SIZE)(
             self._compile
         )
@@ -173,32 +179,45 @@ class Renderer:
         """The rendered text; a string with no `{{`/`{%` is returned without touching Jinja."""
         if "{{" not in template and "{%" not in template:
             return template
+        if expr_limits.current() is not None:
+            return self._render(template, variables, functions)
+        token = expr_limits.enter(_budget())
         try:
-            with expr_limits.render_budget():
-                return _joined(self._template(template).generate(variables, **(functions or {})))
-        except Exception as exc:
-            raise TemplateError(
-                f'cannot render "{_snippet(template)}": {_reason(exc, template)}'
-            ) from exc
+            return self._render(template, variables, functions)
+        finally:
+            expr_limits.leave(token)
 
     def render_value(
         self, value: Any, variables: Mapping[str, Any], functions: Functions | None = None
     ) -> Any:
-        """Every string inside lists and maps rendered (map keys too); other values as they are."""
-        if isinstance(value, str):
-            return self.render(value, variables, functions)
-        if isinstance(value, Mapping):
-            return {
-                self.render_value(k, variables, functions): self.render_value(
-                    v, variables, functions
-                )
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [self.render_value(v, variables, functions) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self.render_value(v, variables, functions) for v in value)
-        return value
+        """Every string inside lists and maps rendered (map keys too); other values as they are.
+
+        Bounded in time as one render; on the event loop's thread the bound is short
+        (`limits.ON_LOOP_SECONDS`): async callers use `render_value_async` instead.
+        """
+        if isinstance(value, str) and "{{" not in value and "{%" not in value:
+            return value
+        token = expr_limits.enter(_budget())
+        try:
+            return self._value(value, variables, functions)
+        finally:
+            expr_limits.leave(token)
+
+    async def render_value_async(
+        self, value: Any, variables: Mapping[str, Any], functions: Functions | None = None
+    ) -> Any:
+        """`render_value` without holding the event loop: tried on the loop for a few
+        milliseconds, and run again in a thread (full deadline, jq allowed) if it needs more."""
+        if isinstance(value, str) and "{{" not in value and "{%" not in value:
+            return value
+        token = expr_limits.enter(expr_limits.Budget(expr_limits.INLINE_SECONDS, inline=True))
+        try:
+            return self._value(value, variables, functions)
+        except expr_limits.OffLoop:
+            pass
+        finally:
+            expr_limits.leave(token)
+        return await _in_thread(self.render_value, value, variables, functions)
 
     def evaluate_bool(
         self, template: str | bool, variables: Mapping[str, Any], functions: Functions | None = None
@@ -206,18 +225,63 @@ class Renderer:
         """A condition (`If`, `runIf`): renders to true/1/yes or false/0/null/none/nothing."""
         if isinstance(template, bool):
             return template
-        result = self.render(template, variables, functions).strip()
-        if result.lower() in _TRUE:
-            return True
-        if result.lower() in _FALSE:
-            return False
-        raise TemplateError(
-            f'cannot use "{_snippet(template)}" as a condition: it gave '
-            f'"{_snippet(result)}", expected true or false'
-        )
+        return _truth(template, self.render(template, variables, functions))
+
+    async def evaluate_bool_async(
+        self, template: str | bool, variables: Mapping[str, Any], functions: Functions | None = None
+    ) -> bool:
+        """`evaluate_bool` without holding the event loop (as `render_value_async`)."""
+        if isinstance(template, bool):
+            return template
+        return _truth(template, await self.render_value_async(template, variables, functions))
+
+    def _render(
+        self, template: str, variables: Mapping[str, Any], functions: Functions | None
+    ) -> str:
+        try:
+            compiled = self._template(template)
+            # One copy of globals, variables and functions (`generate` makes two).
+            scope = {**self._globals, **variables, **(functions or {})}
+            context = compiled.new_context(scope, shared=True)
+            try:
+                return _joined(compiled.root_render_func(context))
+            except Exception:
+                self._env.handle_exception()  # raises it again, its traceback in template lines
+                raise
+        except expr_limits.OffLoop:
+            raise
+        except Exception as exc:
+            raise TemplateError(
+                f'cannot render "{_snippet(template)}": {_reason(exc, template)}'
+            ) from exc
+
+    def _value(self, value: Any, variables: Mapping[str, Any], functions: Functions | None) -> Any:
+        if isinstance(value, str):
+            return self.render(value, variables, functions)
+        if isinstance(value, Mapping):
+            return {
+                self._value(k, variables, functions): self._value(v, variables, functions)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._value(v, variables, functions) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._value(v, variables, functions) for v in value)
+        return value
 
     def _compile(self, source: str) -> Template:
-        return self._env.from_string(rewrite(source))
+        # Jinja folds constant expressions while compiling (`{} | jq(...)` included): under a
+        # short on-loop budget, folding what is slow or needs jq is given up, left to the render.
+        token = expr_limits.enter(expr_limits.Budget(expr_limits.INLINE_SECONDS, inline=True))
+        try:
+            template = self._env.from_string(rewrite(source))
+        finally:
+            expr_limits.leave(token)
+        # Jinja chains the template's globals to the environment's and copies the chain into
+        # every render's context, key by key through ChainMap: a plain dict copies 10x faster
+        # (one, shared: the environment's globals are set once, in __init__).
+        template.globals = self._globals
+        return template
 
     def _now(self, timeZone: str | None = None) -> datetime:
         moment = self._clock.now()
@@ -245,6 +309,41 @@ class Renderer:
         finally:
             _depth.reset(token)
         raise TemplateError(f"render() still changing after {MAX_RENDER_ROUNDS} rounds")
+
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a render in one of the renderer's own threads: renders that take their full
+    deadline must not fill the loop's default executor, which the store's reads wait for."""
+    global _threads
+    with _threads_lock:
+        if _threads is None:
+            _threads = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="podium-render")
+    return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
+
+
+def _budget() -> expr_limits.Budget:
+    """A render's bound: the full one in a thread, a short one on the event loop's thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return expr_limits.Budget(expr_limits.RENDER_SECONDS)
+    return expr_limits.Budget(expr_limits.ON_LOOP_SECONDS)
+
+
+def _truth(template: str, rendered: str) -> bool:
+    result = rendered.strip()
+    if result.lower() in _TRUE:
+        return True
+    if result.lower() in _FALSE:
+        return False
+    raise TemplateError(
+        f'cannot use "{_snippet(template)}" as a condition: it gave '
+        f'"{_snippet(result)}", expected true or false'
+    )
 
 
 @functools.lru_cache(maxsize=1)

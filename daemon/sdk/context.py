@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.sdk.clock import Clock
+from daemon.sdk.nsfiles import NamespaceFiles
 from daemon.sdk.services import (
     Closer,
+    EngineControl,
     ExecutionListener,
     ExecutionQueries,
     Files,
@@ -33,7 +35,6 @@ from daemon.sdk.state import State
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution, TaskRun
     from daemon.sdk.inputs import InputSpec
-    from daemon.sdk.plugin import Task
 
 # Kestra's log levels, lowest first; the store keeps the number so that a minimum level
 # is one comparison.
@@ -87,8 +88,12 @@ class RunContext(ABC):
     clock: Clock
     files: Files
     kv: KeyValueStore
+    # Every namespace's file tree (Kestra's namespace files), kept in the store.
+    namespace_files: NamespaceFiles
     secrets: Secrets
     executions: ExecutionQueries
+    # Acting on other executions, triggers and tasks (Kestra's Kill, Toggle, TemplatedTask).
+    control: EngineControl
     public_url: str | None
     # Set by a task that succeeded with a caveat (e.g. warningOnStdErr): it ends WARNING.
     warning: bool
@@ -103,6 +108,15 @@ class RunContext(ABC):
 
     @abstractmethod
     def render_bool(self, value: str | bool) -> bool: ...
+
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """`render` from a coroutine: the way plug-ins should render, since an expression
+        may need seconds (jq, long loops) that must not hold the event loop."""
+        return self.render(value, extra)
+
+    async def render_bool_async(self, value: str | bool) -> bool:
+        """`render_bool` from a coroutine (see `render_async`)."""
+        return self.render_bool(value)
 
     @property
     @abstractmethod
@@ -183,23 +197,6 @@ class RunContext(ABC):
         the `onResume` inputs of the task that holds it; False when none is paused under
         that id. InputError when the inputs do not fit."""
 
-    async def kill_execution(self, execution_id: str) -> bool:
-        """Kill an execution (this one or another) as the API's kill does; False when none
-        runs under that id. Killing this one cancels the calling task too."""
-        raise NotImplementedError(f"{type(self).__name__} cannot kill executions")
-
-    async def toggle_trigger(
-        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
-    ) -> None:
-        """Disable or enable a trigger of a flow durably (as the API does); NotFound for an
-        unknown flow or trigger, PodiumError when it cannot be done here."""
-        raise NotImplementedError(f"{type(self).__name__} cannot toggle triggers")
-
-    def build_task(self, spec: Mapping[str, Any]) -> Task:
-        """A runnable task from its YAML mapping, as the flow loader builds one (its
-        expressions left to render); ValueError naming what is wrong with it."""
-        raise NotImplementedError(f"{type(self).__name__} cannot build tasks")
-
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
         """Record `runs` as children of this task run, stored and shown at once."""
         raise NotImplementedError(f"{type(self).__name__} cannot record task runs")
@@ -235,6 +232,10 @@ class TriggerContext(ABC):
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
         """Render a trigger property the flow author templated (never outside data), with
         `flow`, `envs` and `labels`, plus `extra`."""
+
+    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        """`render` from a coroutine, without holding the event loop (jq, long loops)."""
+        return self.render(value, extra)
 
     def state_key(self, *parts: str) -> str:
         """A state key owned by this trigger of this flow: `trigger:ns:flow:id:parts...`."""

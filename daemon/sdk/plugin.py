@@ -49,10 +49,25 @@ class TaskCache(Model):
     ttl: Duration | None = None
 
 
+class WorkerGroup(Model):
+    """Kestra's `workerGroup`: in a cluster, the task runs only on nodes started with
+    `--worker-group <key>`; `fallback` says what happens while no live node serves the
+    group (WAIT for one, FAIL the task run, CANCEL the execution). A single process runs
+    every task itself, as Kestra's open-source edition ignores the property."""
+
+    key: str = Field(min_length=1)
+    fallback: Literal["WAIT", "FAIL", "CANCEL"] = "WAIT"
+
+
 class Task(Model):
     """A task plug-in. Subclasses add properties and implement `run`."""
 
     types: ClassVar[tuple[str, ...]] = ()
+    # In a cluster, run on the node that holds the execution rather than on any worker:
+    # cheap tasks (a queue round-trip would cost more than they do) and tasks that change
+    # the execution itself (labels, variables) or start and wait for other executions, as
+    # Kestra runs them in its executor.
+    runs_on_executor: ClassVar[bool] = False
 
     id: str = Field(pattern=ID_PATTERN)
     """The task's id, unique in the flow; its outputs are `outputs.<id>`."""
@@ -80,8 +95,8 @@ class Task(Model):
     """Ids of sibling tasks that must end first; the list then runs as a DAG (podium)."""
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] | None = None
     """The lowest level of the task's log lines that is kept."""
-    worker_group: Mapping[str, Any] | None = None
-    """Kestra's worker group (Enterprise); accepted and ignored."""
+    worker_group: WorkerGroup | None = None
+    """The nodes this task may run on, in a cluster (Kestra's worker groups)."""
 
     @model_validator(mode="wrap")
     @classmethod

@@ -7,7 +7,7 @@ store behind them, so the core can change how they are kept without touching a p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -179,6 +179,28 @@ class ExecutionQueries(Protocol):
     async def delete(self, execution_id: str) -> dict[str, int]:
         """Remove an ended execution from the store with its task runs, logs and metrics
         (not its files: `Files.delete_prefix`); how many `logs` and `metrics` went."""
+        ...
+
+
+class EngineControl(Protocol):
+    """What a task may do to the daemon beyond its own run: kill an execution, toggle a
+    trigger, build a task from its YAML (Kestra's Kill, Toggle and TemplatedTask)."""
+
+    async def kill(self, execution_id: str) -> bool:
+        """Kill an execution (this one or another) as the API's kill does; False when none
+        runs under that id. Killing the calling task's own execution cancels it too."""
+        ...
+
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None:
+        """Disable or enable a trigger of a flow durably (as the API does); NotFound for an
+        unknown flow or trigger, PodiumError when it cannot be done here."""
+        ...
+
+    def build_task(self, spec: Mapping[str, Any]) -> Task:
+        """A runnable task from its YAML mapping, as the flow loader builds one (its
+        expressions left to render); ValueError naming what is wrong with it."""
         ...
 
 

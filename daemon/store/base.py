@@ -23,6 +23,7 @@ from daemon.sdk.errors import PodiumError
 
 if TYPE_CHECKING:
     from daemon.store.insights import Insights
+    from daemon.store.namespace_files import NamespaceFileTable
     from daemon.store.purge import KvPurge, LogPurge
 
 
@@ -275,6 +276,8 @@ class Store(ABC):
     # Kestra's KV pairs, and the daemon's own small durable state (triggers' markers).
     kv: KeyValueTable
     state: StateTable
+    # Each namespace's file tree (daemon/store/namespace_files.py).
+    namespace_files: NamespaceFileTable
     # Queries across executions: the dashboard's, the logs page's (daemon/store/insights.py).
     insights: Insights
 

@@ -1,10 +1,9 @@
 """The shared store's queries: `Store` as SQL over one PostgreSQL database.
 
 How the database is reached (the pool, reconnecting, the group-commit writer) is in
-`daemon.store.postgres_io`; the tables are in `daemon.store.postgres_schema`. Several
-daemons may share the database: `daemon.cluster` runs its own SQL through `pool` and
-listens on `dsn`.
-"""
+`daemon.store.postgres_io`; the tables are in `daemon.store.postgres_schema`; namespace
+files in `daemon.store.postgres_nsfiles`. Several daemons may share the database:
+`daemon.cluster` runs its own SQL through `pool` and listens on `dsn`."""
 
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from daemon.store.base import (
 )
 from daemon.store.postgres_insights import PostgresInsights
 from daemon.store.postgres_io import Fn, Op, PostgresIO, PurgesKv, PurgesLogs
+from daemon.store.postgres_nsfiles import PostgresNamespaceFiles
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
@@ -104,10 +104,9 @@ def _flow_lock(namespace: str, flow_id: str) -> tuple[int, str]:
 class PostgresStore(PurgesLogs, Store):
     """`Store` on PostgreSQL; see `daemon.store.postgres_io` for the connection model.
 
-    `pool` (an asyncpg pool) and `dsn` are public: the cluster runs its own SQL on
-    these tables and opens its own LISTEN connection. Use the store from the event
-    loop that opened it; only `append_logs`/`append_metrics` may come from other threads.
-    """
+    `pool` (an asyncpg pool) and `dsn` are public: the cluster runs its own SQL on these
+    tables and opens its own LISTEN connection. Use the store from the event loop that
+    opened it; only `append_logs`/`append_metrics` may come from other threads."""
 
     shared = True
 
@@ -127,6 +126,7 @@ class PostgresStore(PurgesLogs, Store):
         self.kv = _PostgresKeyValue(self)
         self.state = _PostgresState(self)
         self.insights = PostgresInsights(self._io)
+        self.namespace_files = PostgresNamespaceFiles(self._io, self._clock)
 
     @property
     def pool(self) -> Any:

@@ -67,6 +67,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE nodes (id text PRIMARY KEY, host text, pid integer,
             started timestamptz, heartbeat timestamptz)""",
     ),
+    (  # 2: task runs taken by any node's workers (daemon/cluster/task_queue.py, task_worker.py)
+        "ALTER TABLE nodes ADD COLUMN role text NOT NULL DEFAULT 'all'",
+        "ALTER TABLE nodes ADD COLUMN worker_slots integer NOT NULL DEFAULT 0",
+        "ALTER TABLE nodes ADD COLUMN worker_groups text[] NOT NULL DEFAULT '{}'",
+        # one row per attempt sent to the workers; payload is pickled (task model and
+        # variables), result JSON; rows of ended attempts are swept after a while
+        """CREATE TABLE task_jobs (seq bigserial PRIMARY KEY, id text NOT NULL UNIQUE,
+            execution_id text NOT NULL, task_run_id text NOT NULL, task_id text NOT NULL,
+            worker_group text, state text NOT NULL, worker text, payload bytea NOT NULL,
+            result json, created timestamptz NOT NULL DEFAULT now(), taken timestamptz,
+            ended timestamptz)""",
+        "CREATE INDEX task_jobs_ready ON task_jobs (seq) WHERE state = 'READY'",
+        "CREATE INDEX task_jobs_running ON task_jobs (worker) WHERE state = 'RUNNING'",
+        "CREATE INDEX task_jobs_execution ON task_jobs (execution_id)",
+    ),
+    (  # 3: namespace files (daemon/store/namespace_files.py): entries, their chunks, pending blobs
+        # byte order ("C"): the paths below a directory are one range, '/' < '0'
+        """CREATE TABLE namespace_files (namespace text NOT NULL,
+            path text COLLATE "C" NOT NULL, parent text COLLATE "C" NOT NULL,
+            is_dir boolean NOT NULL, size bigint NOT NULL, blob text,
+            created timestamptz NOT NULL, updated timestamptz NOT NULL,
+            PRIMARY KEY (namespace, path))""",
+        "CREATE INDEX namespace_files_parent ON namespace_files (namespace, parent)",
+        """CREATE TABLE namespace_file_chunks (blob text NOT NULL, seq integer NOT NULL,
+            data bytea NOT NULL, PRIMARY KEY (blob, seq))""",
+        """CREATE TABLE namespace_file_blobs (blob text PRIMARY KEY,
+            started timestamptz NOT NULL)""",
+    ),
 )
 """Append only: a released step never changes, a new one goes at the end."""
 

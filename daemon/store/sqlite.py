@@ -33,6 +33,7 @@ from daemon.store.base import (
 from daemon.store.purge import KvPurge, LogPurge
 from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO, Write
+from daemon.store.sqlite_nsfiles import SqliteNamespaceFiles
 
 _UPSERT_EXECUTION = """
     INSERT INTO executions (id, namespace, flow_id, state, start_date, end_date, labels, doc)
@@ -82,6 +83,7 @@ class SqliteStore(Store):
         self.kv = _SqliteKeyValue(self)
         self.state = _SqliteState(self)
         self.insights = SqliteInsights(self._io)
+        self.namespace_files = SqliteNamespaceFiles(self._io, self._clock)
 
     @property
     def commits(self) -> int:

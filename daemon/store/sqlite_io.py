@@ -60,6 +60,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL)",
         "CREATE TABLE claims (key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL)",
     ),
+    (  # 2: namespace files (daemon/store/namespace_files.py): entries, their chunks, pending blobs
+        """CREATE TABLE namespace_files (namespace TEXT NOT NULL, path TEXT NOT NULL,
+            parent TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER NOT NULL, blob TEXT,
+            created TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (namespace, path))""",
+        "CREATE INDEX namespace_files_parent ON namespace_files (namespace, parent)",
+        """CREATE TABLE namespace_file_chunks (blob TEXT NOT NULL, seq INTEGER NOT NULL,
+            data BLOB NOT NULL, PRIMARY KEY (blob, seq))""",
+        "CREATE TABLE namespace_file_blobs (blob TEXT PRIMARY KEY, started TEXT NOT NULL)",
+    ),
 )
 """Append only: a released step never changes, a new one goes at the end."""
 
@@ -110,7 +119,6 @@ def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     """Autocommit mode: every transaction here is begun and ended explicitly."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-    conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
     return conn
 
 
@@ -164,6 +172,7 @@ class SqliteIO:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -341,6 +350,7 @@ class SqliteIO:
             if conn is None:
                 conn = _connect(self.path, self._timeout)
                 conn.execute("PRAGMA query_only = ON")
+                conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             conn.execute("BEGIN")
             try:
                 return fn(conn)

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.nsworkdir import NamespaceFilesSpec, inject_namespace_files
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Deprecated, Dynamic, JsonText, Model
+from daemon.sdk.properties import Deprecated, Dynamic, JsonText
 from tasks.scripts.docker import Docker
 from tasks.scripts.process import Process
 from tasks.scripts.protocol import ProtocolError, framed, parse
@@ -55,18 +56,6 @@ CONTEXT_KEYS = (
     "task",
     "taskrun",
 )
-_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-class NamespaceFiles(Model):
-    """Kestra's `namespaceFiles:`: files of a namespace copied into the working directory."""
-
-    enabled: bool = True
-    include: list[str] | None = None
-    exclude: list[str] | None = None
-    namespaces: list[str] | None = None
-    if_exists: Literal["OVERWRITE", "FAIL", "WARN", "IGNORE"] = "OVERWRITE"
-    folder_per_namespace: bool = False
 
 
 def _text_values(value: Any) -> Any:
@@ -89,7 +78,7 @@ class ScriptTask(Task):
     env: Annotated[dict[str, str] | None, Dynamic, BeforeValidator(_text_values), JsonText] = None
     input_files: Annotated[dict[str, str] | None, Dynamic, JsonText] = None
     output_files: Annotated[list[str] | None, Dynamic, JsonText] = None
-    namespace_files: NamespaceFiles | None = None
+    namespace_files: NamespaceFilesSpec | None = None
     warning_on_std_err: Annotated[bool, Dynamic] = True
     fail_fast: Annotated[bool, Dynamic] = True
     execution_context: Annotated[bool, Dynamic] = False
@@ -164,8 +153,7 @@ class ScriptTask(Task):
         return self.model_copy(update=update) if update else self
 
     async def _run_in(self, ctx: RunContext, working_dir: Path) -> Output:
-        if self.namespace_files is not None and self.namespace_files.enabled:
-            await _copy_namespace_files(self.namespace_files, ctx, working_dir)
+        await inject_namespace_files(self.namespace_files, ctx, working_dir)
         await self._write_input_files(ctx, working_dir)
         if self.execution_context:
             await _write_context(ctx, working_dir)
@@ -357,61 +345,6 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(char))
         i += 1
     return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
-async def _copy_namespace_files(spec: NamespaceFiles, ctx: RunContext, working_dir: Path) -> None:
-    """Namespace files (under `<data_dir>/namespaces/<ns>/files/`) into the working directory.
-
-    Patterns without a leading `/` or wildcard match at any depth (`etl.py` is `**/etl.py`),
-    as in Kestra. Later namespaces win over earlier ones for the same file.
-    """
-    namespaces = spec.namespaces or [ctx.execution.namespace]
-    for namespace in namespaces:
-        if not _NAMESPACE.match(namespace):
-            raise TaskFailed(
-                f"namespaceFiles: {namespace!r} is not a namespace", non_retryable=True
-            )
-
-    def kestra_pattern(p: str) -> re.Pattern[str]:
-        return glob_regex(("**/" + p) if re.match(r"\w", p) else p)
-
-    include = [kestra_pattern(p) for p in spec.include or []]
-    exclude = [kestra_pattern(p) for p in spec.exclude or []]
-
-    def wanted(rel: str) -> bool:
-        names = (rel, "/" + rel)
-        if include and not any(p.match(n) for p in include for n in names):
-            return False
-        return not any(p.match(n) for p in exclude for n in names)
-
-    def copy() -> list[str]:
-        kept: list[str] = []
-        for namespace in namespaces:
-            root = ctx.data_path("namespaces", namespace, "files")
-            for path in sorted(root.rglob("*")) if root.is_dir() else []:
-                rel = path.relative_to(root).as_posix()
-                if not path.is_file() or not wanted(rel):
-                    continue
-                target = working_dir / (f"{namespace}/{rel}" if spec.folder_per_namespace else rel)
-                if target.exists() and spec.if_exists != "OVERWRITE":
-                    if spec.if_exists == "FAIL":
-                        raise TaskFailed(
-                            f"namespaceFiles: {rel} already exists in the working "
-                            "directory (ifExists: FAIL)",
-                            non_retryable=True,
-                        )
-                    if spec.if_exists == "WARN":
-                        kept.append(rel)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
-        return kept
-
-    for rel in await asyncio.to_thread(copy):
-        ctx.logger.warning(
-            f"namespaceFiles: {rel} already exists in the working directory; "
-            "kept the existing file (ifExists: WARN)"
-        )
 
 
 async def _localize(ctx: RunContext, working_dir: Path, text: str, copies: dict[str, str]) -> str:

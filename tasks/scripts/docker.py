@@ -123,7 +123,7 @@ class Docker(ScriptRunner):
     file_handling_strategy: Literal["MOUNT", "VOLUME"] = "VOLUME"
 
     async def run(self, job: ScriptJob, ctx: RunContext) -> ScriptResult:
-        runner = self._rendered(ctx, job.working_dir)
+        runner = await self._rendered(ctx, job.working_dir)
         image = job.image or runner.image
         if not image:
             raise TaskFailed(
@@ -168,13 +168,13 @@ class Docker(ScriptRunner):
             grace = timedelta(0) if exited else runner.kill_grace_period
             await asyncio.shield(_cleanup(docker, container, name, url, grace, ctx))
 
-    def _rendered(self, ctx: RunContext, working_dir: Path) -> Docker:
+    async def _rendered(self, ctx: RunContext, working_dir: Path) -> Docker:
         """This runner with its templated properties rendered for this task run: the
         executor renders the task's own properties, not the ones nested in taskRunner."""
         templated = templated_values(self)
         if not templated:
             return self
-        rendered = ctx.render(templated, {"workingDir": str(working_dir)})
+        rendered = await ctx.render_async(templated, {"workingDir": str(working_dir)})
         return with_rendered(self, rendered, "taskRunner.")
 
     async def _ensure_image(

@@ -1,6 +1,6 @@
 // One namespace: its flows, its KV pairs, and its namespace files (Kestra's
 // /api/v1/namespaces/{ns}/files API: list a directory, read, write, delete, make a
-// folder), edited in the browser. A server without namespace files says so on the tab.
+// folder), edited in the browser.
 import { createTextEditor } from "./editor.js";
 import { kvTable } from "./kvtable.js";
 import { ApiError, api, confirmAction, enc, failure, h, labelChips, q, tabs, toast } from "./podium.js";
@@ -35,12 +35,6 @@ async function flowsTab(panel) {
 
 // -- namespace files ----------------------------------------------------------------------
 
-function unavailable(error) {
-  // The route itself is missing (answered by the router, not by a files handler).
-  return error instanceof ApiError && (error.status === 404 || error.status === 405)
-    && (!error.body || error.body.message === "Not Found" || error.body.message === "Method Not Allowed");
-}
-
 async function listing(path) {
   return api(`${filesBase}/directory${q({ path })}`);
 }
@@ -50,12 +44,6 @@ async function tree(container, path = "/") {
   try {
     entries = await listing(path);
   } catch (error) {
-    if (unavailable(error)) {
-      document.querySelector('[data-panel="files"]').replaceChildren(h("p", { class: "banner info", id: "files-unavailable" },
-        "Namespace files are not available on this server yet: this page uses Kestra's "
-        + "/api/v1/namespaces/{namespace}/files API, which this podium does not serve."));
-      return false;
-    }
     failure(container, error);
     return false;
   }
