@@ -1,4 +1,4 @@
-"""Core tasks: Log, Return, Sleep, Fail, Labels, OutputValues, Exit, Echo."""
+"""Core tasks: Log, Return, Sleep, Wait, Fail, Labels, OutputValues, Exit, Echo."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 from daemon.sdk.context import RunContext
-from daemon.sdk.durations import Duration
+from daemon.sdk.durations import Duration, format_duration
 from daemon.sdk.errors import ExitRequested, TaskFailed
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText, has_template
@@ -52,6 +52,19 @@ class Sleep(Task):
     duration: Annotated[Duration, Dynamic]
 
     async def run(self, ctx: RunContext) -> Output:
+        await ctx.clock.sleep(self.duration.total_seconds())
+        return None
+
+
+class Wait(Task):
+    """Kestra's debug.Wait: log the duration, then wait it (a fixed, unrendered duration)."""
+
+    types = ("io.kestra.plugin.core.debug.Wait",)
+
+    duration: Duration
+
+    async def run(self, ctx: RunContext) -> Output:
+        ctx.logger.info(f"Waiting for {format_duration(self.duration)}")
         await ctx.clock.sleep(self.duration.total_seconds())
         return None
 

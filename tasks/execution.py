@@ -1,5 +1,5 @@
-"""Tasks about executions: Assert, SetVariables, UnsetVariables, Resume, Count, and the log
-Fetch (an execution's logs as a stored file)."""
+"""Tasks about executions: Assert, SetVariables, UnsetVariables, Resume, Kill, Count, and the
+log Fetch (an execution's logs as a stored file)."""
 
 from __future__ import annotations
 
@@ -185,6 +185,121 @@ class Resume(Task):
         await ctx.set_variables({**current, "resumedExecution": resumed})
         ctx.logger.info(f"resumed execution {target}")
         return None
+
+
+class Kill(Task):
+    """Kill this execution (Kestra 1.x's Kill), or another one by `executionId` (its earlier
+    form). The current execution ends KILLED at once, its remaining tasks not run.
+    `propagateKill` is accepted; podium does not cascade a kill to subflow executions."""
+
+    types = ("io.kestra.plugin.core.execution.Kill",)
+
+    execution_id: Annotated[str | None, Dynamic] = None
+    propagate_kill: Annotated[bool, Dynamic] = False
+
+    async def run(self, ctx: RunContext) -> Output:
+        target = self.execution_id or ctx.execution.id
+        if target == ctx.execution.id:
+            ctx.logger.info("killing this execution")
+        elif (found := await ctx.executions.get(target)) is None:
+            raise TaskFailed(f"execution {target} not found", non_retryable=True)
+        elif found.state.current.terminated:
+            ctx.logger.info(f"execution {target} already ended {found.state.current.value}")
+            return None
+        if not await ctx.control.kill(target):
+            raise TaskFailed(f"execution {target} is not running here: not killed")
+        ctx.logger.info(f"killed execution {target}")
+        return None
+
+
+class PurgeExecutions(Task):
+    """Delete ended executions started in [startDate, endDate) of a namespace (and its
+    sub-namespaces) or of one flow, in given states: each with its task runs, logs, metrics
+    and, with `purgeStorage`, its files. The running execution is never purged.
+
+    podium keeps an execution's logs and metrics with it, so `purgeLog`/`purgeMetric` must
+    follow `purgeExecution` (a mismatch is refused rather than half done); Kestra's
+    `log.PurgeLogs` purges logs alone there."""
+
+    types = (
+        "io.kestra.plugin.core.execution.PurgeExecutions",
+        "io.kestra.plugin.core.storage.Purge",
+        "io.kestra.core.tasks.storages.Purge",
+    )
+
+    namespace: Annotated[str | None, Dynamic] = None
+    flow_id: Annotated[str | None, Dynamic] = None
+    start_date: Annotated[datetime | None, Dynamic] = None
+    end_date: Annotated[datetime, Dynamic]
+    states: Annotated[list[State] | None, Dynamic] = None
+    purge_execution: Annotated[bool, Dynamic] = True
+    purge_log: Annotated[bool, Dynamic] = True
+    purge_metric: Annotated[bool, Dynamic] = True
+    purge_storage: Annotated[bool, Dynamic] = True
+    batch_size: Annotated[int, Dynamic] = Field(default=100, ge=1, le=1000)
+
+    async def run(self, ctx: RunContext) -> Output:
+        if not self.purge_execution and (self.purge_log or self.purge_metric):
+            raise TaskFailed(
+                "purgeLog/purgeMetric without purgeExecution: podium removes an execution's "
+                "logs and metrics only with the execution",
+                non_retryable=True,
+            )
+        if self.purge_execution and not (self.purge_log and self.purge_metric):
+            raise TaskFailed(
+                "purgeExecution removes the execution's logs and metrics with it here: set "
+                "purgeLog and purgeMetric to true (or purgeExecution to false)",
+                non_retryable=True,
+            )
+        if self.flow_id is not None and self.namespace is None:
+            raise TaskFailed("flowId needs namespace", non_retryable=True)
+        doomed = await self._ended(ctx)
+        counts = {"executionsCount": 0, "logsCount": 0, "metricsCount": 0, "storagesCount": 0}
+        for doc in doomed:
+            if self.purge_storage:
+                prefix = ctx.files.execution_prefix(doc["namespace"], doc["flowId"], doc["id"])
+                counts["storagesCount"] += len(await ctx.files.delete_prefix(prefix))
+            if self.purge_execution:
+                removed = await ctx.executions.delete(doc["id"])
+                counts["executionsCount"] += 1
+                counts["logsCount"] += removed["logs"]
+                counts["metricsCount"] += removed["metrics"]
+        ctx.logger.info(
+            f"purged {counts['executionsCount']} executions, {counts['logsCount']} logs, "
+            f"{counts['metricsCount']} metrics, {counts['storagesCount']} files"
+        )
+        return counts
+
+    async def _ended(self, ctx: RunContext) -> list[dict[str, Any]]:
+        """Every matching ended execution, collected before any is deleted (pages move)."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            docs, total = await ctx.executions.search(
+                namespace=self.namespace,
+                flow_id=self.flow_id,
+                states=[s.value for s in self.states] if self.states else None,
+                start_after=_utc(self.start_date) if self.start_date else None,
+                start_before=_utc(self.end_date),
+                page=page,
+                size=self.batch_size,
+            )
+            found += [
+                d for d in docs
+                if d["id"] != ctx.execution.id and State(d["state"]["current"]).terminated
+                and (self.flow_id is not None or self.namespace is None
+                     or d["namespace"] == self.namespace
+                     or d["namespace"].startswith(self.namespace + "."))
+            ]  # fmt: skip
+            if not docs or page * self.batch_size >= total:
+                return found
+            page += 1
+
+
+def _utc(moment: datetime) -> str:
+    """ISO-8601 in UTC (a date without offset is UTC); the store normalises the bounds."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class FlowId(Model):

@@ -10,7 +10,7 @@ is ignored rather than blocking every slot.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
@@ -158,3 +158,92 @@ class ExecutionNamespace(Condition):
         if comparison == "SUFFIX":
             return actual.endswith(self.namespace)
         return actual == self.namespace
+
+
+class Weekend(_DateCondition):
+    """Only on Saturdays and Sundays, in the slot's own time zone (Kestra's Weekend)."""
+
+    types = _types("Weekend")
+
+    def test(self, ctx: ConditionContext) -> bool:
+        moment = self.moment(ctx)
+        if moment is None:
+            return False
+        return moment.weekday() >= 5
+
+
+DayInMonth = Literal["FIRST", "SECOND", "THIRD", "FOURTH", "LAST"]
+
+
+class DayWeekInMonth(_DateCondition):
+    """Only on the first (second, ..., last) given weekday of the month: "first Monday"."""
+
+    types = _types("DayWeekInMonth")
+
+    day_of_week: Weekday
+    day_in_month: DayInMonth
+
+    def test(self, ctx: ConditionContext) -> bool:
+        moment = self.moment(ctx)
+        if moment is None:
+            return False
+        day = moment.date()
+        if _WEEKDAYS[day.weekday()] != self.day_of_week:
+            return False
+        if self.day_in_month == "LAST":
+            return (day + timedelta(days=7)).month != day.month
+        rank = ("FIRST", "SECOND", "THIRD", "FOURTH").index(self.day_in_month)
+        return (day.day - 1) // 7 == rank
+
+
+def _offset_time(value: object) -> time:
+    """Kestra's OffsetTime: `16:00:00+02:00`; an offset is required, as Jackson requires it
+    (a bare time would silently mean the daemon's zone)."""
+    if isinstance(value, time):
+        parsed = value
+    else:
+        try:
+            parsed = time.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError("must be a time with an offset, like 16:00:00+02:00") from None
+    if parsed.utcoffset() is None:
+        raise ValueError("must be a time with an offset, like 16:00:00+02:00 or 16:00:00Z")
+    return parsed
+
+
+def _seconds_utc(moment: time) -> float:
+    """A time of day on the UTC line, so that times with different offsets compare as Java's
+    OffsetTime.isAfter/isBefore do."""
+    offset = moment.utcoffset() or timedelta(0)
+    base = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+    return base - offset.total_seconds()
+
+
+class TimeBetween(_DateCondition):
+    """Only between two times of day (`after` < time < `before`, both excluded as in Kestra);
+    no wrap past midnight: a night window is two TimeBetween in an Or."""
+
+    types = _types("TimeBetween")
+
+    after: time | None = None
+    before: time | None = None
+
+    @field_validator("after", "before", mode="before")
+    @classmethod
+    def _with_offset(cls, value: object) -> time | None:
+        return None if value is None else _offset_time(value)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> TimeBetween:
+        if self.after is None and self.before is None:
+            raise ValueError("TimeBetween needs 'after', 'before' or both")
+        return self
+
+    def test(self, ctx: ConditionContext) -> bool:
+        moment = self.moment(ctx)
+        if moment is None:
+            return False
+        now = _seconds_utc(moment.timetz())
+        if self.after is not None and not now > _seconds_utc(self.after):
+            return False
+        return self.before is None or now < _seconds_utc(self.before)

@@ -20,7 +20,7 @@ from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Condition, ConditionContext, Emit, Trigger, all_hold
 from daemon.sdk.properties import Model, has_template
 from daemon.sdk.state import State
 
@@ -173,6 +173,35 @@ class Preconditions(Model):
         ]
 
 
+class MultipleCondition(Condition):
+    """Kestra's deprecated MultipleCondition (its successor is `preconditions`): each named
+    condition met by some ended execution within one time window. Only a Flow trigger keeps
+    such a window, so the Flow trigger evaluates it (`FlowTrigger._start`); as a plain
+    condition it holds, and Kestra ignores it on other triggers too."""
+
+    types = (
+        "io.kestra.plugin.core.condition.MultipleCondition",
+        "io.kestra.core.models.conditions.types.MultipleCondition",
+    )
+
+    id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
+    conditions: dict[str, Condition] = Field(min_length=1)
+    window: Duration | None = None
+    window_advance: Duration | None = None
+    sla: TimeWindow | None = None
+    reset_on_success: bool = True
+
+    def time_window(self) -> TimeWindow:
+        """`sla`, with the deprecated `window`/`windowAdvance` over it as Kestra sets them."""
+        given = {"window": self.window, "window_advance": self.window_advance}
+        return (self.sla or TimeWindow()).model_copy(
+            update={key: value for key, value in given.items() if value is not None}
+        )
+
+    def test(self, ctx: ConditionContext) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class _Ended:
     """What the listener keeps of an execution: it may change after the listener returns."""
@@ -182,7 +211,8 @@ class _Ended:
 
     @classmethod
     def of(cls, execution: Execution) -> _Ended:
-        return cls(execution.to_json(task_runs=False), _task_outputs(execution.task_runs))
+        # With its task runs: a condition may read their attempts (HasRetryAttempt).
+        return cls(execution.to_json(), _task_outputs(execution.task_runs))
 
 
 class FlowTrigger(Trigger):
@@ -224,10 +254,6 @@ class FlowTrigger(Trigger):
         doc = ended.doc
         end = doc["state"].get("endDate")
         when = datetime.fromisoformat(end) if end else ctx.clock.now()
-        if not self.conditions_hold(
-            ConditionContext(ctx.flow.namespace, ctx.flow.id, date=when, execution=doc)
-        ):
-            return
         labels = _labels(doc)
         variables = {
             "executionId": doc["id"],
@@ -241,9 +267,27 @@ class FlowTrigger(Trigger):
             "outputs": doc.get("outputs") or {},
         }
         render_variables = _render_variables(ended, variables, ctx)
-        if self.preconditions is not None:
-            outputs = await self._preconditions_met(self.preconditions, ended, when, ctx,
-                                                    render_variables)  # fmt: skip
+        holds = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=when, execution=doc, render=ctx.render,
+            variables=render_variables,
+        )  # fmt: skip
+        if not self.conditions_hold(holds):
+            return
+        for multiple in self.conditions:
+            if isinstance(multiple, MultipleCondition):
+                keys = list(multiple.conditions)
+                tests = [all_hold([c], holds, self.id) for c in multiple.conditions.values()]
+                state = ctx.state_key("multiple", multiple.id)
+                window = multiple.time_window()
+                if await _window_met(state, keys, tests, window, multiple.reset_on_success,
+                                     ended, when, ctx) is None:  # fmt: skip
+                    return
+        pre = self.preconditions
+        if pre is not None:
+            state = ctx.state_key("preconditions", pre.id or "default")
+            tests = self._tests(pre, ended.doc, ctx, render_variables)
+            outputs = await _window_met(state, pre.keys(), tests, pre.time_window,
+                                        pre.reset_on_success, ended, when, ctx)  # fmt: skip
             if outputs is None:
                 return
             variables["outputs"] = outputs
@@ -266,46 +310,6 @@ class FlowTrigger(Trigger):
                 exc,
             )
 
-    async def _preconditions_met(
-        self,
-        pre: Preconditions,
-        ended: _Ended,
-        when: datetime,
-        ctx: TriggerContext,
-        variables: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """Record which preconditions this execution meets in the current time window (kept
-        in the trigger's durable state); the merged outputs once they are all met, else
-        None (Kestra's MultipleConditionWindow)."""
-        keys = pre.keys()
-        met = [
-            key
-            for key, holds in zip(keys, self._tests(pre, ended.doc, ctx, variables), strict=True)
-            if holds
-        ]
-        window = pre.time_window.bounds(when)
-        if not met or window is None:
-            return None
-        start, end = window
-        key = ctx.state_key("preconditions", pre.id or "default")
-        saved = await ctx.state.get(key) or {}
-        sliding = pre.time_window.type == "SLIDING_WINDOW"
-        same_window = sliding or (saved.get("start") == start.isoformat())
-        results: dict[str, str] = dict(saved.get("results") or {}) if same_window else {}
-        outputs: dict[str, Any] = dict(saved.get("outputs") or {}) if same_window else {}
-        if sliding:
-            results = {k: at for k, at in results.items() if datetime.fromisoformat(at) >= start}
-        for name in met:
-            results[name] = when.isoformat()
-        outputs = _deep_merge(outputs, ended.doc.get("outputs") or {})
-        complete = all(name in results for name in keys)
-        if complete and pre.reset_on_success:
-            await ctx.state.set(key, {"start": start.isoformat(), "results": {}, "outputs": {}})
-        else:
-            await ctx.state.set(key, {"start": start.isoformat(), "end": end.isoformat(),
-                                      "results": results, "outputs": outputs})  # fmt: skip
-        return outputs if complete else None
-
     def _tests(
         self,
         pre: Preconditions,
@@ -318,6 +322,43 @@ class FlowTrigger(Trigger):
             results = [_field_test(f, doc, ctx, variables) for f in entry.filters]
             tests.append(all(results) if entry.operand == "AND" else any(results))
         return tests
+
+
+async def _window_met(
+    state_key: str,
+    keys: list[str],
+    tests: list[bool],
+    time_window: TimeWindow,
+    reset_on_success: bool,
+    ended: _Ended,
+    when: datetime,
+    ctx: TriggerContext,
+) -> dict[str, Any] | None:
+    """Record which of `keys` this execution meets (`tests`) in the current time window
+    (kept in the trigger's durable state); the merged outputs once they are all met, else
+    None (Kestra's MultipleConditionWindow)."""
+    met = [key for key, holds in zip(keys, tests, strict=True) if holds]
+    window = time_window.bounds(when)
+    if not met or window is None:
+        return None
+    start, end = window
+    saved = await ctx.state.get(state_key) or {}
+    sliding = time_window.type == "SLIDING_WINDOW"
+    same_window = sliding or (saved.get("start") == start.isoformat())
+    results: dict[str, str] = dict(saved.get("results") or {}) if same_window else {}
+    outputs: dict[str, Any] = dict(saved.get("outputs") or {}) if same_window else {}
+    if sliding:
+        results = {k: at for k, at in results.items() if datetime.fromisoformat(at) >= start}
+    for name in met:
+        results[name] = when.isoformat()
+    outputs = _deep_merge(outputs, ended.doc.get("outputs") or {})
+    complete = all(name in results for name in keys)
+    if complete and reset_on_success:
+        await ctx.state.set(state_key, {"start": start.isoformat(), "results": {}, "outputs": {}})
+    else:
+        await ctx.state.set(state_key, {"start": start.isoformat(), "end": end.isoformat(),
+                                        "results": results, "outputs": outputs})  # fmt: skip
+    return outputs if complete else None
 
 
 def _field_test(

@@ -408,7 +408,9 @@ class MqttTrigger(Trigger):
             ctx.count_rejected()
             session.ack(item)
             return None
-        moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
+        moment = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
+        )
         if not self.conditions_hold(moment):
             ctx.logger.info(
                 "%s: the trigger's conditions do not hold; the message on topic "

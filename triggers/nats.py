@@ -124,7 +124,9 @@ class NatsTrigger(Trigger):
             return []
 
     def _accepted(self, ctx: TriggerContext, where: str) -> bool:
-        moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
+        moment = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
+        )
         if self.conditions_hold(moment):
             return True
         ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)

@@ -171,7 +171,9 @@ class RedisListTrigger(Trigger):
                     exc,
                 )
                 ctx.count_rejected()
-        moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
+        moment = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
+        )
         if values and not self.conditions_hold(moment):
             ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
             ctx.count_rejected()

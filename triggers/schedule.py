@@ -218,8 +218,9 @@ class _Scheduler:
 
     def _holds(self, slot: datetime) -> bool:
         flow = self.ctx.flow
+        moment = slot.astimezone(self.slots.zone)
         return self.trigger.conditions_hold(
-            ConditionContext(flow.namespace, flow.id, date=slot.astimezone(self.slots.zone))
+            ConditionContext(flow.namespace, flow.id, date=moment, render=self.ctx.render)
         )
 
     def _neighbour(self, slot: datetime, *, forward: bool) -> datetime | None:

@@ -97,7 +97,9 @@ class SqlTrigger(Trigger):
         ctx: TriggerContext,
         where: str,
     ) -> None:
-        moment = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
+        moment = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
+        )
         if not self.conditions_hold(moment):
             ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
             ctx.count_rejected()

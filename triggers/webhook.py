@@ -107,7 +107,9 @@ class Webhook(Trigger):
         from aiohttp import web
 
         variables = await _request_variables(request)
-        when = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now())
+        when = ConditionContext(
+            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
+        )
         if not self.conditions_hold(when):
             ctx.count_rejected()
             return web.Response(status=204)

@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.sdk.clock import Clock
+from daemon.sdk.context import LEVELS
 from daemon.sdk.errors import NotFound
 from daemon.sdk.execution import Execution
 from daemon.sdk.nsfiles import CHUNK_SIZE, Conflict, NamespaceFileInfo
 from daemon.sdk.state import iso
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
+from daemon.store.purge import KvPurge, LogPurge
 
 
 class StorageFiles:
@@ -49,8 +52,9 @@ class StorageFiles:
 class StoreKeyValue:
     """`sdk.services.KeyValueStore` over the store's KV table (expiry as a datetime)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._kv = store.kv
+        self._clock = clock  # what "expired" is measured against
 
     async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
         return await self._kv.get(namespace, key)
@@ -65,6 +69,21 @@ class StoreKeyValue:
 
     async def list(self, namespace: str) -> list[dict[str, Any]]:
         return await self._kv.list(namespace)
+
+    async def purge(
+        self,
+        *,
+        namespaces: Sequence[str] | None,
+        include_children: bool,
+        namespace_glob: str | None,
+        key_glob: str | None,
+        expired_only: bool,
+    ) -> int:
+        purge = KvPurge(
+            now=self._clock.now(), namespaces=namespaces, include_children=include_children,
+            namespace_glob=namespace_glob, key_glob=key_glob, expired_only=expired_only,
+        )  # fmt: skip
+        return await self._kv.purge(purge)
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -179,3 +198,32 @@ class StoreExecutions:
             page=page,
             size=size,
         )
+
+    async def purge_logs(
+        self,
+        *,
+        end: datetime,
+        start: datetime | None = None,
+        levels: Sequence[str] | None = None,
+        execution_id: str | None = None,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> int:
+        await self._store.flush()
+        # As the store writes them: UTC with a Z, so that texts compare as instants.
+        purge = LogPurge(
+            end=iso(end.astimezone(UTC)) or "",
+            start=iso(start.astimezone(UTC)) if start is not None else None,
+            levels=None if levels is None else [LEVELS[level] for level in levels],
+            execution_id=execution_id,
+            namespace=namespace,
+            flow_id=flow_id,
+        )
+        return await self._store.purge_logs(purge)
+
+    async def delete(self, execution_id: str) -> dict[str, int]:
+        await self._store.flush()
+        logs = len(await self._store.logs(execution_id))
+        metrics = len(await self._store.metrics(execution_id))
+        await self._store.delete_execution(execution_id)
+        return {"logs": logs, "metrics": metrics}

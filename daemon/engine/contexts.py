@@ -19,6 +19,7 @@ from daemon.engine.adapters import (
 from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
+from daemon.engine.task_builder import LauncherControl
 from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger, TriggerContext
 from daemon.sdk.execution import Execution, TaskRun, derived_id, new_id
 from daemon.sdk.services import (
@@ -55,6 +56,12 @@ class Launcher(Protocol):
     async def wait(self, execution_id: str) -> Execution: ...
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool: ...
+
+    async def kill(self, execution_id: str) -> bool: ...
+
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None: ...
 
     async def find_flow(self, namespace: str, flow_id: str) -> Flow: ...
 
@@ -119,10 +126,11 @@ class TaskContext(RunContext):
         self.logger = logger
         self.clock = resources.clock
         self.files = StorageFiles(resources.storage)
-        self.kv = StoreKeyValue(resources.store)
+        self.kv = StoreKeyValue(resources.store, resources.clock)
         self.namespace_files = StoreNamespaceFiles(resources.store)
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait)
+        self.control = LauncherControl(resources.plugins, launcher)
         self.public_url = resources.options.public_url
         self.flows_dir = resources.options.flows_dir
         self.warning = False

@@ -27,6 +27,7 @@ from daemon.flows.catalog import FlowCatalog, Lookup
 from daemon.flows.definition import Flow
 from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.clock import Clock
+from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.execution import Execution
 from daemon.sdk.services import WebhookRoutes
 from daemon.sdk.state import State
@@ -66,6 +67,8 @@ class Engine:
         self.submitter = Submitter(self.resources, self.catalog, self.dispatcher)
         self.lifecycle = Lifecycle(self.resources, self.catalog, self.local, self.dispatcher)
         self._metrics: Metrics | None = None
+        # The supervisor running this process's triggers (`podium serve`), for Toggle.
+        self._supervisor: TriggerSupervisor | None = None
 
     # -- what everyone reads ------------------------------------------------------------------
 
@@ -108,7 +111,29 @@ class Engine:
         services = TriggerServices(
             self.resources, webhooks, allowed_paths, lambda: self.metrics, self.wait
         )
-        return TriggerSupervisor(self.resources, self.submitter, services, leases=leases)
+        self._supervisor = TriggerSupervisor(
+            self.resources, self.submitter, services, leases=leases
+        )
+        return self._supervisor
+
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None:
+        """Disable or enable a trigger durably, as `PUT /api/v1/triggers` does (Kestra's
+        trigger.Toggle); NotFound for an unknown flow or trigger, PodiumError when this
+        process runs no triggers or the flow's source disables it."""
+        supervisor = self._supervisor
+        if supervisor is None:
+            raise PodiumError("this process runs no triggers (podium run): nothing to toggle")
+        flow = await self.catalog.find(namespace, flow_id)
+        source = next((t for t in flow.triggers if t.id == trigger_id), None)
+        if source is None:
+            raise NotFound(f"flow {namespace}.{flow_id} has no trigger {trigger_id!r}")
+        if enabled and (flow.disabled or source.disabled):
+            raise PodiumError(
+                f"trigger {trigger_id} of {namespace}.{flow_id} is disabled in the flow's source"
+            )
+        await supervisor.set_disabled(flow, trigger_id, not enabled)
 
     # -- the one way in, and what follows -------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -96,10 +96,11 @@ class Endings:
         execution runs its tasks in it."""
         runner = self._runner
         ex = runner.execution
-        doc = ex.to_json(task_runs=False)
+        doc = ex.to_json()  # with task runs: a condition may read their attempts
         when = self._resources.clock.now()
         for listener in runner.flow.listeners:
-            context = ConditionContext(ex.namespace, ex.flow_id, date=when, execution=doc)
+            context = ConditionContext(ex.namespace, ex.flow_id, date=when, execution=doc,
+                                       render=self._render_condition)  # fmt: skip
             try:
                 holds = all(condition.test(context) for condition in listener.conditions)
             except Exception as exc:  # a condition that cannot decide runs nothing
@@ -107,6 +108,13 @@ class Endings:
                 continue
             if holds:
                 await self.run_after(listener.tasks, final, "a listener's task")
+
+    def _render_condition(self, value: Any, variables: Mapping[str, Any]) -> Any:
+        """A listener's expression condition renders with the ended execution's variables."""
+        runner, resources = self._runner, self._resources
+        own = execution_variables(runner.flow, runner.execution, runner.state.outputs,
+                                  resources.envs, globals_=resources.options.globals)  # fmt: skip
+        return resources.render(value, {**own, **variables}, None)
 
     async def run_after(self, tasks: Sequence[Task], final: State, what: str) -> None:
         """Tasks run once the final state is known (`afterExecution`, listeners): they see

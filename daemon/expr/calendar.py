@@ -1,6 +1,7 @@
 """Kestra's calendar functions: `dayOfWeek`, `dayOfMonth`, `monthOfYear`, `hourOfDay`,
-`isWeekend` and `isDayWeekInMonth`, which flows use to route on the calendar (skip a
-weekend run, act on the first Monday of the month).
+`isWeekend`, `isDayWeekInMonth`, `isDateBefore`, `isDateAfter` and `isDateBetween`, which
+flows use to route on the calendar (skip a weekend run, act on the first Monday of the
+month, only within a campaign's dates).
 
 As Kestra's, they read the date as it is written, in its own offset: no conversion to UTC
 ("2025-01-06T00:30:00+02:00" is a Monday). A date may be a `datetime`/`date` (as
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from jinja2 import Undefined
@@ -115,7 +116,58 @@ def is_day_week_in_month(date: Any = None, dayOfWeek: Any = None, position: Any 
     return wanted == day
 
 
+def _instant(function: str, name: str, value: Any, *, offset_required: bool) -> datetime:
+    """An instant to compare: a date-time, or ISO-8601 text. isDateBefore/isDateAfter (Kestra's
+    DateUtils.parseInstant) take a plain date or a date-time without offset as UTC;
+    isDateBetween (TypeConverter.toZonedDateTime) needs the offset."""
+    value = _given(function, name, value)
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        text = text.split("[", 1)[0] if text.endswith("]") else text
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise TemplateError(
+                f"The '{function}()' function could not parse '{name}': {str(value)!r} is not "
+                "an ISO-8601 date or date-time"
+            ) from None
+    if moment.tzinfo is None:
+        if offset_required:
+            raise TemplateError(
+                f"The '{function}()' function could not parse '{name}': {str(value)!r} has no "
+                "time zone offset"
+            )
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def is_date_before(date: Any = None, reference: Any = None) -> bool:
+    """Strictly before, compared as instants."""
+    moment = _instant("isDateBefore", "date", date, offset_required=False)
+    return moment < _instant("isDateBefore", "reference", reference, offset_required=False)
+
+
+def is_date_after(date: Any = None, reference: Any = None) -> bool:
+    """Strictly after, compared as instants."""
+    moment = _instant("isDateAfter", "date", date, offset_required=False)
+    return moment > _instant("isDateAfter", "reference", reference, offset_required=False)
+
+
+def is_date_between(date: Any = None, after: Any = None, before: Any = None) -> bool:
+    """Strictly after `after` and strictly before `before`, compared as instants."""
+    moment = _instant("isDateBetween", "date", date, offset_required=True)
+    low = _instant("isDateBetween", "after", after, offset_required=True)
+    return low < moment < _instant("isDateBetween", "before", before, offset_required=True)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "isDateBefore": is_date_before,
+    "isDateAfter": is_date_after,
+    "isDateBetween": is_date_between,
     "dayOfWeek": day_of_week,
     "dayOfMonth": day_of_month,
     "monthOfYear": month_of_year,

@@ -37,7 +37,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context
 
-from daemon.expr import calendar, javadate, kestra_functions, operators
+from daemon.expr import calendar, crypto, javadate, kestra_functions, operators
 from daemon.expr import limits as expr_limits
 from daemon.expr.conversions import to_text
 from daemon.expr.filters import FILTERS, FUNCTIONS, TESTS
@@ -164,6 +164,7 @@ class Renderer:
             **FUNCTIONS,
             **kestra_functions.FUNCTIONS,
             **calendar.FUNCTIONS,
+            **crypto.FUNCTIONS,
             **operators.GLOBALS,
         )
         self._env = env

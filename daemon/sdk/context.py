@@ -19,6 +19,7 @@ from daemon.sdk.clock import Clock
 from daemon.sdk.nsfiles import NamespaceFiles
 from daemon.sdk.services import (
     Closer,
+    EngineControl,
     ExecutionListener,
     ExecutionQueries,
     Files,
@@ -91,6 +92,8 @@ class RunContext(ABC):
     namespace_files: NamespaceFiles
     secrets: Secrets
     executions: ExecutionQueries
+    # Acting on other executions, triggers and tasks (Kestra's Kill, Toggle, TemplatedTask).
+    control: EngineControl
     public_url: str | None
     # Set by a task that succeeded with a caveat (e.g. warningOnStdErr): it ends WARNING.
     warning: bool

@@ -8,6 +8,7 @@ as written at load time and rendered just before the task runs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,8 @@ from daemon.sdk.state import State
 if TYPE_CHECKING:
     from daemon.sdk.context import RunContext, TriggerContext
     from daemon.sdk.execution import Execution
+
+log = logging.getLogger(__name__)
 
 Output = Mapping[str, Any] | None
 PluginKind = Literal["task", "trigger", "condition"]
@@ -180,12 +183,19 @@ class Emit(Protocol):
 
 @dataclass(frozen=True)
 class ConditionContext:
-    """What a condition may look at: the flow, the moment (schedules), an ended execution."""
+    """What a condition may look at: the flow, the moment (schedules), an ended execution.
+
+    `render` (the trigger's renderer) and `variables` (what the trigger exposes, e.g. the
+    Flow trigger's `trigger.outputs`) are there for conditions written as expressions;
+    a caller with nothing to render with leaves `render` None and such conditions fail.
+    """
 
     namespace: str
     flow_id: str
     date: datetime | None = None
     execution: Mapping[str, Any] | None = None
+    render: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Condition(Model):
@@ -205,6 +215,23 @@ class Condition(Model):
 
     def test(self, ctx: ConditionContext) -> bool:
         raise NotImplementedError(f"{type(self).__name__} does not implement test()")
+
+
+def all_hold(conditions: Sequence[Condition], ctx: ConditionContext, trigger_id: str) -> bool:
+    """All conditions hold. As in Kestra (ConditionService.isValid), a condition that cannot
+    be evaluated (an expression that fails to render) counts as not holding and is logged,
+    instead of stopping the trigger."""
+    for condition in conditions:
+        try:
+            if not condition.test(ctx):
+                return False
+        except Exception as exc:
+            log.warning(
+                "%s.%s trigger %s: condition %s not evaluated, counted false: %s",
+                ctx.namespace, ctx.flow_id, trigger_id, condition.type, exc,
+            )  # fmt: skip
+            return False
+    return True
 
 
 class Trigger(Model):
@@ -241,7 +268,7 @@ class Trigger(Model):
         return _by_type("trigger", Trigger, cls, data, handler, info)
 
     def conditions_hold(self, ctx: ConditionContext) -> bool:
-        return all(condition.test(ctx) for condition in self.conditions)
+        return all_hold(self.conditions, ctx, self.id)
 
     def exclusive(self) -> bool:
         """True when, in a cluster, only one node at a time may run this trigger: one that

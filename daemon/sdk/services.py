@@ -7,7 +7,7 @@ store behind them, so the core can change how they are kept without touching a p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -95,6 +95,20 @@ class KeyValueStore(Protocol):
 
     async def list(self, namespace: str) -> list[dict[str, Any]]: ...
 
+    async def purge(
+        self,
+        *,
+        namespaces: Sequence[str] | None,
+        include_children: bool,
+        namespace_glob: str | None,
+        key_glob: str | None,
+        expired_only: bool,
+    ) -> int:
+        """Delete pairs of these namespaces (all when None; children too when asked) or
+        matching `namespace_glob`, with keys matching `key_glob`, only expired ones when
+        `expired_only`; how many went."""
+        ...
+
 
 class StateStore(Protocol):
     """Durable small state of a plug-in (a trigger's markers), kept across restarts and
@@ -146,6 +160,47 @@ class ExecutionQueries(Protocol):
 
         `namespace` matches its sub-namespaces too; the start window is half-open,
         start_after <= startDate < start_before (ISO-8601 texts)."""
+        ...
+
+    async def purge_logs(
+        self,
+        *,
+        end: datetime,
+        start: datetime | None = None,
+        levels: Sequence[str] | None = None,
+        execution_id: str | None = None,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> int:
+        """Delete the stored log lines written in [start, end) at these levels (all when
+        None), of one execution, flow or namespace (with sub-namespaces); how many went."""
+        ...
+
+    async def delete(self, execution_id: str) -> dict[str, int]:
+        """Remove an ended execution from the store with its task runs, logs and metrics
+        (not its files: `Files.delete_prefix`); how many `logs` and `metrics` went."""
+        ...
+
+
+class EngineControl(Protocol):
+    """What a task may do to the daemon beyond its own run: kill an execution, toggle a
+    trigger, build a task from its YAML (Kestra's Kill, Toggle and TemplatedTask)."""
+
+    async def kill(self, execution_id: str) -> bool:
+        """Kill an execution (this one or another) as the API's kill does; False when none
+        runs under that id. Killing the calling task's own execution cancels it too."""
+        ...
+
+    async def toggle_trigger(
+        self, namespace: str, flow_id: str, trigger_id: str, enabled: bool
+    ) -> None:
+        """Disable or enable a trigger of a flow durably (as the API does); NotFound for an
+        unknown flow or trigger, PodiumError when it cannot be done here."""
+        ...
+
+    def build_task(self, spec: Mapping[str, Any]) -> Task:
+        """A runnable task from its YAML mapping, as the flow loader builds one (its
+        expressions left to render); ValueError naming what is wrong with it."""
         ...
 
 

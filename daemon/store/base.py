@@ -24,6 +24,7 @@ from daemon.sdk.errors import PodiumError
 if TYPE_CHECKING:
     from daemon.store.insights import Insights
     from daemon.store.namespace_files import NamespaceFileTable
+    from daemon.store.purge import KvPurge, LogPurge
 
 
 class StoreError(PodiumError):
@@ -237,6 +238,10 @@ class KeyValueTable(ABC):
     async def list(self, namespace: str) -> list[dict[str, Any]]:
         """Live keys by name: key, value, expiresAt, updated."""
 
+    @abstractmethod
+    async def purge(self, purge: KvPurge) -> int:
+        """Delete the pairs `purge` selects; how many went (Kestra's PurgeKV)."""
+
 
 class StateTable(ABC):
     """Small durable state by key (triggers' markers), and exactly-once claims."""
@@ -407,6 +412,10 @@ class Store(ABC):
     @abstractmethod
     async def delete_execution(self, execution_id: str) -> None:
         """Remove the execution with its task runs, logs and metrics."""
+
+    @abstractmethod
+    async def purge_logs(self, purge: LogPurge) -> int:
+        """Delete the log lines `purge` selects; how many went (Kestra's PurgeLogs)."""
 
     @abstractmethod
     async def logs(

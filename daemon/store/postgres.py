@@ -32,7 +32,7 @@ from daemon.store.base import (
     to_json,
 )
 from daemon.store.postgres_insights import PostgresInsights
-from daemon.store.postgres_io import Fn, Op, PostgresIO
+from daemon.store.postgres_io import Fn, Op, PostgresIO, PurgesKv, PurgesLogs
 from daemon.store.postgres_nsfiles import PostgresNamespaceFiles
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
@@ -101,7 +101,7 @@ def _flow_lock(namespace: str, flow_id: str) -> tuple[int, str]:
     return FLOW_LOCK_CLASS, f"{namespace}\n{flow_id}"
 
 
-class PostgresStore(Store):
+class PostgresStore(PurgesLogs, Store):
     """`Store` on PostgreSQL; see `daemon.store.postgres_io` for the connection model.
 
     `pool` (an asyncpg pool) and `dsn` are public: the cluster runs its own SQL on these
@@ -374,7 +374,7 @@ async def _notify_flow(
     await conn.execute("SELECT pg_notify($1, $2)", FLOWS_CHANNEL, orjson.dumps(payload).decode())
 
 
-class _PostgresKeyValue(KeyValueTable):
+class _PostgresKeyValue(PurgesKv, KeyValueTable):
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
 

@@ -30,6 +30,8 @@ from daemon.sdk.retry import Backoff
 from daemon.store.base import StoreError
 from daemon.store.postgres_errors import check_dsn, connection_lost, is_closed, reason, redact
 from daemon.store.postgres_schema import migrate
+from daemon.store.purge import PurgesKv as PurgesKv
+from daemon.store.purge import PurgesLogs as PurgesLogs
 
 if TYPE_CHECKING:
     from daemon.store.base import Store

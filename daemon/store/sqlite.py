@@ -30,6 +30,7 @@ from daemon.store.base import (
     task_run_row,
     to_json,
 )
+from daemon.store.purge import KvPurge, LogPurge
 from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO, Write
 from daemon.store.sqlite_nsfiles import SqliteNamespaceFiles
@@ -272,6 +273,9 @@ class SqliteStore(Store):
 
         await self._io.write(delete, f"deletion of execution {execution_id}")
 
+    async def purge_logs(self, purge: LogPurge) -> int:
+        return int(await self._io.write(purge.sqlite, "purge of logs"))
+
     async def logs(
         self,
         execution_id: str,
@@ -301,6 +305,9 @@ class SqliteStore(Store):
 class _SqliteKeyValue(KeyValueTable):
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
+
+    async def purge(self, purge: KvPurge) -> int:
+        return int(await self._store._io.write(purge.sqlite, "purge of KV pairs"))
 
     async def set(
         self, namespace: str, key: str, value: Any, *, expires_at: str | None = None

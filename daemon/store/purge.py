@@ -1,0 +1,132 @@
+"""Purges behind Kestra's log.PurgeLogs (which lines go: one DELETE on `logs` joined to
+`executions`, so no schema change) and kv.PurgeKV (which pairs go, by namespace, glob and
+expiry: the KV table is scanned and matched here, then the pairs deleted by key)."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LogPurge:
+    """Which log lines a purge deletes: written before `end` (and from `start`), at these
+    level numbers (all when None), of one execution, of one flow, or of a namespace and
+    its sub-namespaces (all when None). Dates are ISO-8601 texts as the store keeps them."""
+
+    end: str
+    start: str | None = None
+    levels: Sequence[int] | None = None
+    execution_id: str | None = None
+    namespace: str | None = None
+    flow_id: str | None = None
+
+    def where(self, mark: Callable[[], str]) -> tuple[str, list[Any]]:
+        """The WHERE clause over `logs` and its parameters; `mark` gives the next
+        placeholder (`?` for SQLite, `$n` for PostgreSQL)."""
+        where: list[str] = [f"timestamp < {mark()}"]
+        params: list[Any] = [self.end]
+        if self.start is not None:
+            where.append(f"timestamp >= {mark()}")
+            params.append(self.start)
+        if self.levels is not None:
+            where.append(f"level IN ({', '.join(mark() for _ in self.levels)})")
+            params += list(self.levels)
+        if self.execution_id is not None:
+            where.append(f"execution_id = {mark()}")
+            params.append(self.execution_id)
+        owners: list[str] = []
+        if self.namespace is not None and self.flow_id is not None:
+            owners.append(f"namespace = {mark()} AND flow_id = {mark()}")
+            params += [self.namespace, self.flow_id]
+        elif self.namespace is not None:
+            # "a.b" or anything under "a.b."; '/' is the character after '.'
+            owners.append(
+                f"(namespace = {mark()} OR (namespace >= {mark()} AND namespace < {mark()}))"
+            )
+            params += [self.namespace, self.namespace + ".", self.namespace + "/"]
+        if owners:
+            where.append(f"execution_id IN (SELECT id FROM executions WHERE {owners[0]})")
+        return " AND ".join(where), params
+
+    def sqlite(self, conn: sqlite3.Connection) -> int:
+        """Run on SQLite's writer connection; how many lines went."""
+        clause, params = self.where(lambda: "?")
+        return conn.execute(f"DELETE FROM logs WHERE {clause}", params).rowcount
+
+    async def postgres(self, conn: Any) -> int:
+        """Run on an asyncpg connection; how many lines went."""
+        marks = itertools.count(1)
+        clause, params = self.where(lambda: f"${next(marks)}")
+        status = await conn.execute(f"DELETE FROM logs WHERE {clause}", *params)
+        return int(status.split()[-1])  # "DELETE <n>"
+
+
+@dataclass(frozen=True)
+class KvPurge:
+    """Which KV pairs a purge deletes: in `namespaces` (with their children when asked) or
+    matching `namespace_glob` (all namespaces when neither), whose key matches `key_glob`,
+    only those expired at `now` when `expired_only`."""
+
+    now: datetime
+    namespaces: Sequence[str] | None = None
+    include_children: bool = True
+    namespace_glob: str | None = None
+    key_glob: str | None = None
+    expired_only: bool = True
+
+    def matches(self, namespace: str, key: str, expires_at: datetime | None) -> bool:
+        if self.expired_only and (expires_at is None or expires_at > self.now):
+            return False
+        if self.key_glob is not None and not fnmatchcase(key, self.key_glob):
+            return False
+        if self.namespace_glob is not None and not fnmatchcase(namespace, self.namespace_glob):
+            return False
+        if self.namespaces is None:
+            return True
+        return any(
+            namespace == ns or (self.include_children and namespace.startswith(ns + "."))
+            for ns in self.namespaces
+        )
+
+    def sqlite(self, conn: sqlite3.Connection) -> int:
+        rows = conn.execute("SELECT namespace, key, expires_at FROM kv").fetchall()
+        doomed = [(ns, key) for ns, key, at in rows if self.matches(ns, key, _moment(at))]
+        conn.executemany("DELETE FROM kv WHERE namespace = ? AND key = ?", doomed)
+        return len(doomed)
+
+    async def postgres(self, conn: Any) -> int:
+        rows = await conn.fetch("SELECT namespace, key, expires_at FROM kv")
+        doomed = [(r[0], r[1]) for r in rows if self.matches(r[0], r[1], r[2])]
+        await conn.executemany("DELETE FROM kv WHERE namespace = $1 AND key = $2", doomed)
+        return len(doomed)
+
+
+def _moment(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class PurgesLogs:
+    """PostgresStore's `purge_logs` (a mixin: postgres.py stays one sitting)."""
+
+    _write: Callable[[str, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
+
+    async def purge_logs(self, purge: LogPurge) -> int:
+        return int(await self._write("purge of logs", purge.postgres))
+
+
+class PurgesKv:
+    """The PostgreSQL KV table's `purge` (a mixin: postgres.py stays one sitting)."""
+
+    _store: Any
+
+    async def purge(self, purge: KvPurge) -> int:
+        return int(await self._store._write("purge of KV pairs", purge.postgres))
