@@ -480,3 +480,28 @@ def test_a_file_trigger_runs_on_one_node_and_moves_when_it_dies(
         wait_files(database, ["a.csv", "b.csv", "c.csv", "d.csv"])
     finally:
         stop_all(nodes)
+
+
+@pytest.mark.timeout(420)
+def test_postgres_restarted_under_webhook_load_loses_fails_and_strands_nothing(
+    tmp_path: Path, restartable_postgres: services.PostgresServer
+) -> None:
+    """Issue #13 finding 5: PostgreSQL restarted in the middle of a webhook burst on two
+    nodes, twice. Before the fix, connections the restart left mid-exchange ("cannot
+    switch to state 15; another operation (2) is in progress") failed executions, killed
+    the claim loop without a word, and claims whose answer was lost stayed CREATED.
+    Kestra's counterpart: ServiceLivenessManagerTest (core/src/test/java/io/kestra/core/
+    server), whose liveness schedule goes on whatever the repository answers.
+    bench/pg_restarts.py runs 20 such rounds."""
+    from tests.pg_restart_rounds import details, run_round, start_nodes, stop_nodes
+
+    nodes = start_nodes(tmp_path, restartable_postgres.dsn)
+    try:
+        for number in (1, 2):
+            result = run_round(restartable_postgres, nodes, f"t{number}-", events=150)
+            assert result.clean, result.line(number) + "\n" + details(result, nodes)
+        log = "\n".join(nodes[0].lines + nodes[1].lines)
+        assert "notifications connection lost" in log, "the restarts were noticed"
+        assert "connection is back" in log, "and the LISTEN connections re-established"
+    finally:
+        stop_nodes(nodes)

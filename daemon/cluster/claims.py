@@ -10,21 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
 
-from daemon.cluster.channels import POLL_INTERVAL, RECONNECT_MAX, Channels, connection_errors
+from daemon.cluster.channels import POLL_INTERVAL, RECONNECT_MAX, Channels, log_retry
 from daemon.cluster.leases import Leases
 from daemon.engine.lifecycle import Lifecycle
 from daemon.engine.local import LocalExecutions
 from daemon.flows.catalog import FlowCatalog
 from daemon.sdk.execution import Execution
+from daemon.sdk.retry import Backoff
 from daemon.store.postgres_cluster import ClusterTables
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 32  # executions claimed per query
+RECHECK_INTERVAL = 30.0  # seconds between checks of what this node owns, when all is calm
+ORPHAN_GRACE = 2.0  # seconds an owned execution must stay unrun here before it is run
 
 
 class Claims:
@@ -51,6 +55,10 @@ class Claims:
         # Lease jobs by flow with a concurrency limit, and the flows whose lease is held.
         self._limited: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._pinned: set[tuple[str, str]] = set()
+        # Owned executions not running here, by id: (since when, their claim row).
+        self._orphans: dict[str, tuple[float, Any]] = {}
+        self._suspect = False
+        self._next_recheck = time.monotonic() + RECHECK_INTERVAL
 
     def _room(self) -> int:
         if not self.capacity:
@@ -59,24 +67,79 @@ class Claims:
 
     async def loop(self) -> None:
         wake = self._channels.work
+        backoff = Backoff(0.1, RECONNECT_MAX)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_INTERVAL):
                     await wake.wait()
             wake.clear()
-            others = self._pin_limited_flows()
             try:
-                while (room := self._room()) > 0:
-                    rows = await self._tables.claim(min(room, CLAIM_BATCH), others)
-                    # A new execution comes with its doc; one that ran before (taken
-                    # over, restarted, replayed) is read again with its task runs.
-                    await asyncio.gather(*(self._adopt(row) for row in rows))
-                    if len(rows) < min(room, CLAIM_BATCH):
-                        break
-            except connection_errors() as exc:
-                log.warning("node %s: claiming failed (%s); retrying", self._tables.node_id, exc)
-                await asyncio.sleep(RECONNECT_MAX)
+                await self._claim_all()
+                if self._recheck_due():
+                    await self._recheck()
+                backoff.reset()
+            except Exception as exc:
+                # A claim whose answer was lost may have committed: what this node owns is
+                # checked again once the database answers.
+                log_retry("claiming", self._tables.node_id, exc)
+                self.suspect()
+                await backoff.sleep()
                 wake.set()
+
+    def suspect(self) -> None:
+        """Something may have gone unseen (a reconnect, a failed claim): check soon what
+        this node owns against what it runs."""
+        self._suspect = True
+        self._channels.work.set()
+
+    async def suspect_after_reconnect(self) -> None:
+        self.suspect()
+
+    async def _claim_all(self) -> None:
+        others = self._pin_limited_flows()
+        while (room := self._room()) > 0:
+            rows = await self._tables.claim(min(room, CLAIM_BATCH), others)
+            # A new execution comes with its doc; one that ran before (taken over,
+            # restarted, replayed) is read again with its task runs.
+            await asyncio.gather(*(self._adopt(row) for row in rows))
+            if len(rows) < min(room, CLAIM_BATCH):
+                break
+
+    def _recheck_due(self) -> bool:
+        now = time.monotonic()
+        if self._suspect or self._orphans or now >= self._next_recheck:
+            self._suspect = False
+            self._next_recheck = now + RECHECK_INTERVAL
+            return True
+        return False
+
+    async def _recheck(self) -> None:
+        """Run what the database says this node owns but nothing runs here: a claim that
+        committed while its answer was lost, an adoption that failed half-way.
+
+        An execution counts only once it was seen so for `ORPHAN_GRACE`: a kill takes an
+        unowned execution for a moment before storing it KILLED, and must not be run.
+        """
+        now = time.monotonic()
+        rows = await self._tables.owned()
+        orphans = {
+            row["id"]: (self._orphans.get(row["id"], (now, row))[0], row)
+            for row in rows
+            if not self._local.runs_here(row["id"])
+        }
+        self._orphans = {k: v for k, v in orphans.items() if now - v[0] < ORPHAN_GRACE}
+        ripe = [row for since, row in orphans.values() if now - since >= ORPHAN_GRACE]
+        if self._orphans:
+            asyncio.get_running_loop().call_later(ORPHAN_GRACE, self._channels.work.set)
+        if not ripe:
+            return
+        log.warning(
+            "node %s: %d executions it owns were not running here (a claim whose answer was "
+            "lost, or an adoption cut short): running them now",
+            self._tables.node_id,
+            len(ripe),
+        )
+        await asyncio.gather(*(self._adopt(row) for row in ripe))
 
     async def stop(self) -> None:
         jobs = list(self._limited.values())
