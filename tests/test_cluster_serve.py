@@ -18,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from daemon.sdk.execution import derived_id
+from tests import pg_restart_rounds as rounds
 from tests import services
 from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
@@ -209,7 +210,8 @@ tasks:
       type: io.kestra.plugin.core.runner.Process
     commands:
       - echo attempt >> {{ inputs.dir }}/slow
-      - sleep 2
+      # until the test opens the gate, however long the second node takes to start
+      - while [ ! -f {{ inputs.dir }}/gate ]; do sleep 0.05; done
 """
 
 
@@ -241,8 +243,11 @@ def test_a_node_killed_mid_task_leaves_its_execution_to_another(
         while not (marks / "slow").exists():
             assert time.monotonic() < deadline, "the slow task never started"
             time.sleep(0.05)
+        # The task cannot end before the kill: a fixed `sleep` there let it end first on a
+        # loaded machine, where starting the second node took longer than the sleep.
         (second,) = start_nodes(tmp_path, database, flows, 1)
         first.kill()  # SIGKILL, mid-task
+        (marks / "gate").touch()
         final = second.wait_execution(doc["id"], {"SUCCESS", "FAILED", "KILLED"}, timeout=60)
         assert final["state"]["current"] == "SUCCESS", final
         assert (marks / "before").read_text() == "ran\n", "the finished task did not rerun"
@@ -493,15 +498,13 @@ def test_postgres_restarted_under_webhook_load_loses_fails_and_strands_nothing(
     Kestra's counterpart: ServiceLivenessManagerTest (core/src/test/java/io/kestra/core/
     server), whose liveness schedule goes on whatever the repository answers.
     bench/pg_restarts.py runs 20 such rounds."""
-    from tests.pg_restart_rounds import details, run_round, start_nodes, stop_nodes
-
-    nodes = start_nodes(tmp_path, restartable_postgres.dsn)
+    nodes = rounds.start_nodes(tmp_path, restartable_postgres.dsn)
     try:
         for number in (1, 2):
-            result = run_round(restartable_postgres, nodes, f"t{number}-", events=150)
-            assert result.clean, result.line(number) + "\n" + details(result, nodes)
+            result = rounds.run_round(restartable_postgres, nodes, f"t{number}-", events=150)
+            assert result.clean, result.line(number) + "\n" + rounds.details(result, nodes)
         log = "\n".join(nodes[0].lines + nodes[1].lines)
         assert "notifications connection lost" in log, "the restarts were noticed"
         assert "connection is back" in log, "and the LISTEN connections re-established"
     finally:
-        stop_nodes(nodes)
+        rounds.stop_nodes(nodes)
