@@ -55,8 +55,8 @@ class Claims:
         # Lease jobs by flow with a concurrency limit, and the flows whose lease is held.
         self._limited: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._pinned: set[tuple[str, str]] = set()
-        # Owned executions not running here, by id: (since when, their claim row).
-        self._orphans: dict[str, tuple[float, Any]] = {}
+        # Owned executions not running here: since when (monotonic), by id.
+        self._orphans: dict[str, float] = {}
         self._suspect = False
         self._next_recheck = time.monotonic() + RECHECK_INTERVAL
 
@@ -115,20 +115,16 @@ class Claims:
 
     async def _recheck(self) -> None:
         """Run what the database says this node owns but nothing runs here: a claim that
-        committed while its answer was lost, an adoption that failed half-way.
+        committed while its answer was lost, an adoption cut short, a final state that
+        could not be stored.
 
         An execution counts only once it was seen so for `ORPHAN_GRACE`: a kill takes an
         unowned execution for a moment before storing it KILLED, and must not be run.
         """
         now = time.monotonic()
-        rows = await self._tables.owned()
-        orphans = {
-            row["id"]: (self._orphans.get(row["id"], (now, row))[0], row)
-            for row in rows
-            if not self._local.runs_here(row["id"])
-        }
-        self._orphans = {k: v for k, v in orphans.items() if now - v[0] < ORPHAN_GRACE}
-        ripe = [row for since, row in orphans.values() if now - since >= ORPHAN_GRACE]
+        unrun = [i for i in await self._tables.owned() if not self._local.runs_here(i)]
+        ripe = [i for i in unrun if now - self._orphans.get(i, now) >= ORPHAN_GRACE]
+        self._orphans = {i: self._orphans.get(i, now) for i in unrun if i not in ripe}
         if self._orphans:
             asyncio.get_running_loop().call_later(ORPHAN_GRACE, self._channels.work.set)
         if not ripe:
@@ -139,7 +135,7 @@ class Claims:
             self._tables.node_id,
             len(ripe),
         )
-        await asyncio.gather(*(self._adopt(row) for row in ripe))
+        await asyncio.gather(*(self._adopt_stored(i) for i in ripe))
 
     async def stop(self) -> None:
         jobs = list(self._limited.values())
@@ -162,20 +158,30 @@ class Claims:
         return [f"{ns}\x1f{flow_id}" for ns, flow_id in limited - self._pinned]
 
     async def _hold_flow(self, uid: tuple[str, str]) -> None:
+        backoff = Backoff(0.1, RECONNECT_MAX)
         while True:
-            async with self._leases.lease("concurrency", *uid) as lost:
-                self._pinned.add(uid)
-                self._channels.work.set()
-                try:
-                    await lost.wait()
-                finally:
-                    self._pinned.discard(uid)
+            try:
+                async with self._leases.lease("concurrency", *uid) as lost:
+                    self._pinned.add(uid)
+                    self._channels.work.set()
+                    backoff.reset()
+                    try:
+                        await lost.wait()
+                    finally:
+                        self._pinned.discard(uid)
+            except Exception as exc:  # never a silent end: this flow would stop running
+                log_retry(f"holding the lease of {uid[0]}.{uid[1]}", self._tables.node_id, exc)
+                await backoff.sleep()
 
     async def _adopt(self, row: Any) -> None:
         if row["has_runs"]:
-            doc = await self._store.get_execution(row["id"])
-            if doc is None:
-                return
-        else:
-            doc = {**orjson.loads(row["doc"]), "taskRunList": []}
+            await self._adopt_stored(row["id"])
+            return
+        doc = {**orjson.loads(row["doc"]), "taskRunList": []}
         await self._lifecycle.adopt(Execution.from_json(doc))
+
+    async def _adopt_stored(self, execution_id: str) -> None:
+        """Run an execution as stored, with its task runs (those finished are kept)."""
+        doc = await self._store.get_execution(execution_id)
+        if doc is not None:
+            await self._lifecycle.adopt(Execution.from_json(doc))

@@ -39,10 +39,7 @@ _CLAIM_ONE = """
                 WHERE id = $2 AND owner IS NULL AND state = ANY($3::text[])
                 FOR UPDATE SKIP LOCKED)
     RETURNING id"""
-_OWNED = """
-    SELECT id, doc,
-        EXISTS (SELECT 1 FROM task_runs t WHERE t.execution_id = e.id) AS has_runs
-    FROM executions e WHERE owner = $1 AND state = ANY($2::text[])"""
+_OWNED = "SELECT id FROM executions WHERE owner = $1 AND state = ANY($2::text[])"
 _DEAD_NODES = "DELETE FROM nodes WHERE heartbeat < now() - $1::interval RETURNING id"
 _RELEASE_OWNED = (
     "UPDATE executions SET owner = NULL WHERE owner = $1 AND state = ANY($2::text[]) RETURNING id"
@@ -136,11 +133,11 @@ class ClusterTables:
             )
         return rows
 
-    async def owned(self) -> list[Any]:
-        """This node's unfinished executions as the database has them (`claim`'s rows)."""
+    async def owned(self) -> list[str]:
+        """The ids of this node's unfinished executions, as the database has them."""
         async with self._conn() as conn:
-            rows: list[Any] = await conn.fetch(_OWNED, self.node_id, UNFINISHED)
-        return rows
+            rows = await conn.fetch(_OWNED, self.node_id, UNFINISHED)
+        return [row["id"] for row in rows]
 
     async def claim_one(self, execution_id: str) -> bool:
         """Take one unowned execution (to kill it before anyone started it)."""
