@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,24 +354,32 @@ def test_postgres_restarted_while_executions_run(
         stop_all(nodes)
 
 
-CHATTY = """\
-id: chatty
-namespace: cluster.follow
-tasks:
-  - id: first
-    type: io.kestra.plugin.core.log.Log
-    message: before the nap
-  - id: nap
-    type: io.kestra.plugin.core.flow.Sleep
-    duration: PT4S
-  - id: last
-    type: io.kestra.plugin.core.log.Log
-    message: after the nap
-"""
+def chatty_flow(gate: Path) -> str:
+    """Logs, then waits (RUNNING) until the test opens the gate, then logs again."""
+    return textwrap.dedent(f"""\
+        id: chatty
+        namespace: cluster.follow
+        tasks:
+          - id: first
+            type: io.kestra.plugin.core.log.Log
+            message: before the nap
+          - id: nap
+            type: io.kestra.plugin.scripts.shell.Commands
+            taskRunner:
+              type: io.kestra.plugin.core.runner.Process
+            commands:
+              - while [ ! -f {gate} ]; do sleep 0.05; done
+          - id: last
+            type: io.kestra.plugin.core.log.Log
+            message: after the nap
+        """)
 
 
-def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
-    """(id or event, data) of each server-sent event until the stream ends."""
+def read_events(
+    node: ServeProcess, path: str, first: threading.Event | None = None
+) -> list[tuple[str, str]]:
+    """(id or event, data) of each server-sent event until the stream ends; `first` is set
+    once one came."""
     import urllib.request
 
     events: list[tuple[str, str]] = []
@@ -385,6 +394,8 @@ def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
             elif line == "" and data:
                 events.append((name, data))
                 name, data = "", ""
+                if first is not None:
+                    first.set()
     return events
 
 
@@ -392,19 +403,27 @@ def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
 def test_an_execution_another_node_runs_is_followed_live(tmp_path: Path, database: str) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "chatty.yaml").write_text(CHATTY)
+    gate = tmp_path / "gate"
+    (flows / "chatty.yaml").write_text(chatty_flow(gate))
     (runner,) = start_nodes(tmp_path, database, flows, 1)
     nodes = [runner]
     try:
         doc = runner.create_execution("cluster.follow", "chatty")
         runner.wait_execution(doc["id"], {"RUNNING"})
+        # However long the watcher takes to start (10 s on a loaded machine), the execution
+        # is still running when it follows: the gate opens once both streams answered.
         (watcher,) = start_nodes(tmp_path, database, flows, 1)
         nodes.append(watcher)
         from concurrent.futures import ThreadPoolExecutor
 
+        seen = [threading.Event(), threading.Event()]
         with ThreadPoolExecutor(2) as pool:
-            states = pool.submit(read_events, watcher, f"/api/v1/executions/{doc['id']}/follow")
-            logs = pool.submit(read_events, watcher, f"/api/v1/logs/{doc['id']}/follow")
+            states = pool.submit(
+                read_events, watcher, f"/api/v1/executions/{doc['id']}/follow", seen[0]
+            )
+            logs = pool.submit(read_events, watcher, f"/api/v1/logs/{doc['id']}/follow", seen[1])
+            assert all(event.wait(60) for event in seen), "the streams never answered"
+            gate.touch()
             state_events, log_events = states.result(90), logs.result(90)
         last_name, last_data = state_events[-1]
         assert last_name == "end" and json.loads(last_data)["state"]["current"] == "SUCCESS"
