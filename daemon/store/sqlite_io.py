@@ -171,7 +171,9 @@ class SqliteIO:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path, self._timeout)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open: {exc}") from exc
+            # `_connect`'s pragmas already read the file: another file there says so now
+            what = "not a usable SQLite database" if broken(exc) else "cannot open"
+            raise StoreError(f"{self.path}: {what}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
