@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -535,3 +536,49 @@ async def test_an_execution_paused_on_one_node_is_resumed_from_another(
     out = next(tr for tr in final.task_runs if tr.task_id == "out")
     assert out.outputs == {"value": "ada 3"}
     assert not await b.engine.resume(execution.id, {}), "an ended execution is not paused"
+
+
+async def test_an_execution_a_live_node_owns_but_does_not_run_is_run_by_it(
+    nodes: Callable[..., Awaitable[Node]], dsn: str
+) -> None:
+    """What a claim leaves when PostgreSQL restarts between its commit and its answer
+    (issue #13 finding 5: CREATED for minutes, owned by a live node): the node finds it
+    when it checks what it owns against what it runs, and runs it, once. Kestra's
+    counterpart: ServiceLivenessManagerTest keeps its schedule whatever the repository
+    answered last."""
+    a = await nodes("a")
+    await add_flow(a, SLEEPY)
+    await loaded(a, "sleepy")
+    flow = a.engine.catalog[("cluster.test", "sleepy")]
+    execution = Execution(
+        id=new_id(),
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        flow_revision=flow.revision or 1,
+        state=StateHistory(State.CREATED, a.engine.clock.now()),
+        inputs={"n": 3},
+    )
+    doc = json.dumps(execution.to_json(task_runs=False))
+    conn = await asyncpg.connect(dsn)
+    try:  # stored and owned in one statement: no claim pass ever sees it unowned
+        await conn.execute(
+            "INSERT INTO executions (id, namespace, flow_id, state, labels, doc, owner) "
+            "VALUES ($1, $2, $3, 'CREATED', '[]'::jsonb, $4::json, 'a')",
+            execution.id,
+            flow.namespace,
+            flow.id,
+            doc,
+        )
+        # Every connection of the node cut, as a restart does: it reconnects and checks.
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    final = await a.engine.wait(execution.id)
+    assert final.state.current == State.SUCCESS
+    stored = await a.store.get_execution(execution.id)
+    assert stored is not None
+    assert [tr["taskId"] for tr in stored["taskRunList"]] == ["nap", "out"]
+    assert stored["taskRunList"][1]["outputs"] == {"value": "3"}

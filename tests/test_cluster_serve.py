@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from daemon.sdk.execution import derived_id
+from tests import pg_restart_rounds as rounds
 from tests import services
 from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
@@ -209,7 +211,8 @@ tasks:
       type: io.kestra.plugin.core.runner.Process
     commands:
       - echo attempt >> {{ inputs.dir }}/slow
-      - sleep 2
+      # until the test opens the gate, however long the second node takes to start
+      - while [ ! -f {{ inputs.dir }}/gate ]; do sleep 0.05; done
 """
 
 
@@ -241,8 +244,11 @@ def test_a_node_killed_mid_task_leaves_its_execution_to_another(
         while not (marks / "slow").exists():
             assert time.monotonic() < deadline, "the slow task never started"
             time.sleep(0.05)
+        # The task cannot end before the kill: a fixed `sleep` there let it end first on a
+        # loaded machine, where starting the second node took longer than the sleep.
         (second,) = start_nodes(tmp_path, database, flows, 1)
         first.kill()  # SIGKILL, mid-task
+        (marks / "gate").touch()
         final = second.wait_execution(doc["id"], {"SUCCESS", "FAILED", "KILLED"}, timeout=60)
         assert final["state"]["current"] == "SUCCESS", final
         assert (marks / "before").read_text() == "ran\n", "the finished task did not rerun"
@@ -348,24 +354,32 @@ def test_postgres_restarted_while_executions_run(
         stop_all(nodes)
 
 
-CHATTY = """\
-id: chatty
-namespace: cluster.follow
-tasks:
-  - id: first
-    type: io.kestra.plugin.core.log.Log
-    message: before the nap
-  - id: nap
-    type: io.kestra.plugin.core.flow.Sleep
-    duration: PT4S
-  - id: last
-    type: io.kestra.plugin.core.log.Log
-    message: after the nap
-"""
+def chatty_flow(gate: Path) -> str:
+    """Logs, then waits (RUNNING) until the test opens the gate, then logs again."""
+    return textwrap.dedent(f"""\
+        id: chatty
+        namespace: cluster.follow
+        tasks:
+          - id: first
+            type: io.kestra.plugin.core.log.Log
+            message: before the nap
+          - id: nap
+            type: io.kestra.plugin.scripts.shell.Commands
+            taskRunner:
+              type: io.kestra.plugin.core.runner.Process
+            commands:
+              - while [ ! -f {gate} ]; do sleep 0.05; done
+          - id: last
+            type: io.kestra.plugin.core.log.Log
+            message: after the nap
+        """)
 
 
-def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
-    """(id or event, data) of each server-sent event until the stream ends."""
+def read_events(
+    node: ServeProcess, path: str, first: threading.Event | None = None
+) -> list[tuple[str, str]]:
+    """(id or event, data) of each server-sent event until the stream ends; `first` is set
+    once one came."""
     import urllib.request
 
     events: list[tuple[str, str]] = []
@@ -380,6 +394,8 @@ def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
             elif line == "" and data:
                 events.append((name, data))
                 name, data = "", ""
+                if first is not None:
+                    first.set()
     return events
 
 
@@ -387,19 +403,27 @@ def read_events(node: ServeProcess, path: str) -> list[tuple[str, str]]:
 def test_an_execution_another_node_runs_is_followed_live(tmp_path: Path, database: str) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "chatty.yaml").write_text(CHATTY)
+    gate = tmp_path / "gate"
+    (flows / "chatty.yaml").write_text(chatty_flow(gate))
     (runner,) = start_nodes(tmp_path, database, flows, 1)
     nodes = [runner]
     try:
         doc = runner.create_execution("cluster.follow", "chatty")
         runner.wait_execution(doc["id"], {"RUNNING"})
+        # However long the watcher takes to start (10 s on a loaded machine), the execution
+        # is still running when it follows: the gate opens once both streams answered.
         (watcher,) = start_nodes(tmp_path, database, flows, 1)
         nodes.append(watcher)
         from concurrent.futures import ThreadPoolExecutor
 
+        seen = [threading.Event(), threading.Event()]
         with ThreadPoolExecutor(2) as pool:
-            states = pool.submit(read_events, watcher, f"/api/v1/executions/{doc['id']}/follow")
-            logs = pool.submit(read_events, watcher, f"/api/v1/logs/{doc['id']}/follow")
+            states = pool.submit(
+                read_events, watcher, f"/api/v1/executions/{doc['id']}/follow", seen[0]
+            )
+            logs = pool.submit(read_events, watcher, f"/api/v1/logs/{doc['id']}/follow", seen[1])
+            assert all(event.wait(60) for event in seen), "the streams never answered"
+            gate.touch()
             state_events, log_events = states.result(90), logs.result(90)
         last_name, last_data = state_events[-1]
         assert last_name == "end" and json.loads(last_data)["state"]["current"] == "SUCCESS"
@@ -480,3 +504,26 @@ def test_a_file_trigger_runs_on_one_node_and_moves_when_it_dies(
         wait_files(database, ["a.csv", "b.csv", "c.csv", "d.csv"])
     finally:
         stop_all(nodes)
+
+
+@pytest.mark.timeout(420)
+def test_postgres_restarted_under_webhook_load_loses_fails_and_strands_nothing(
+    tmp_path: Path, restartable_postgres: services.PostgresServer
+) -> None:
+    """Issue #13 finding 5: PostgreSQL restarted in the middle of a webhook burst on two
+    nodes, twice. Before the fix, connections the restart left mid-exchange ("cannot
+    switch to state 15; another operation (2) is in progress") failed executions, killed
+    the claim loop without a word, and claims whose answer was lost stayed CREATED.
+    Kestra's counterpart: ServiceLivenessManagerTest (core/src/test/java/io/kestra/core/
+    server), whose liveness schedule goes on whatever the repository answers.
+    bench/pg_restarts.py runs 20 such rounds."""
+    nodes = rounds.start_nodes(tmp_path, restartable_postgres.dsn)
+    try:
+        for number in (1, 2):
+            result = rounds.run_round(restartable_postgres, nodes, f"t{number}-", events=150)
+            assert result.clean, result.line(number) + "\n" + rounds.details(result, nodes)
+        log = "\n".join(nodes[0].lines + nodes[1].lines)
+        assert "notifications connection lost" in log, "the restarts were noticed"
+        assert "connection is back" in log, "and the LISTEN connections re-established"
+    finally:
+        rounds.stop_nodes(nodes)

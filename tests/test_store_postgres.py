@@ -439,6 +439,36 @@ async def test_saves_in_flight_across_a_server_restart_all_land_once(
     assert messages[1][1] == f"store: PostgreSQL at {private.dsn} is reachable again"
 
 
+async def test_reads_and_cluster_statements_across_server_restarts_all_answer(
+    private: services.PostgresServer,
+) -> None:
+    """Issue #13 finding 5: a pooled connection the restart left mid-exchange made the
+    pool's reset fail with "cannot switch to state 15; another operation (2) is in
+    progress", an error no caller retried. Reads retry through it; the cluster's own
+    statements fail as StoreError (which its loops retry), never with asyncpg's error."""
+    from daemon.store.postgres_cluster import ClusterTables
+
+    async with PostgresStore(private.dsn, reconnect_timeout=60) as store:
+        await store.save_execution(execution("e1"))
+        tables = ClusterTables(store.pool, "n1")
+        await tables.join()
+        for _ in range(3):
+            restart = asyncio.ensure_future(asyncio.to_thread(private.restart))
+            reads = 0
+            while not restart.done():
+                got = await asyncio.gather(*(store.get_execution("e1") for _ in range(8)))
+                assert all(doc is not None and doc["id"] == "e1" for doc in got)
+                reads += len(got)
+                try:
+                    await asyncio.gather(tables.heartbeat(), tables.owner("e1"))
+                except StoreError:
+                    pass  # the loops retry; anything else would have escaped them
+            await restart
+            assert reads > 0
+        assert await tables.heartbeat()
+        assert (await store.get_execution("e1") or {}).get("id") == "e1"
+
+
 async def test_a_server_down_past_the_timeout_fails_the_write_not_the_store(
     private: services.PostgresServer,
 ) -> None:

@@ -32,25 +32,34 @@ webhook_routes = Routes("Webhooks")
 WEBHOOK_NOT_FOUND = "Not Found: webhook not found"
 
 
+HEALTH_STORE_TIMEOUT = 2.0  # seconds /health waits for the store before calling it DOWN
+
+
 @health_routes.operation(
     "GET",
     "/health",
-    "UP once the flows are loaded",
+    "UP once the flows are loaded, while the store can keep what it is given",
     public=True,
     replies={
         200: Reply("Up", "application/json", {"type": "object"}),
-        503: Reply("Starting", "application/json", {"type": "object"}),
+        503: Reply("Starting, or the store is gone", "application/json", {"type": "object"}),
     },
 )
 async def health(request: web.Request) -> web.Response:
+    """The store is checked at each call (its file deleted or corrupted, its database out
+    of reach): a daemon that answers webhooks it cannot keep is not UP. Why it is down
+    goes to the daemon's log, not to this unauthenticated page."""
     engine = request.app[ENGINE]
-    up = request.app[READY]()
+    loaded = request.app[READY]()
+    store_problem = await engine.metrics.probe_store(HEALTH_STORE_TIMEOUT)
+    up = loaded and store_problem is None
     body = {
         "status": "UP" if up else "DOWN",
         "name": "podium",
         "version": await asyncio.to_thread(version),
         "runningExecutions": engine.local.running,
         "flows": len(engine.catalog),
+        "store": {"status": "UP" if store_problem is None else "DOWN"},
     }
     return json_response(body, 200 if up else 503)
 

@@ -41,10 +41,27 @@ FlowHandler = Callable[[str, str], Coroutine[Any, Any, None]]
 
 
 def connection_errors() -> tuple[type[BaseException], ...]:
-    """What a lost or refused connection raises (asyncpg imported on first use)."""
+    """What a lost or refused connection raises (asyncpg imported on first use), the
+    protocol errors of a connection the server left mid-exchange among them."""
     import asyncpg  # type: ignore[import-untyped]
 
-    return (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError, PodiumError)
+    return (
+        asyncpg.PostgresError,
+        OSError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        TimeoutError,
+        PodiumError,
+    )
+
+
+def log_retry(what: str, node_id: str, exc: BaseException) -> None:
+    """One line for a background loop's failed round, which it retries: a warning for a
+    database out of reach, a traceback for anything else (a bug, but the loop goes on)."""
+    if isinstance(exc, connection_errors()):
+        log.warning("node %s: %s failed (%s); retrying", node_id, what, exc)
+    else:
+        log.error("node %s: %s failed; retrying", node_id, what, exc_info=exc)
 
 
 class BackgroundJobs:
@@ -121,36 +138,60 @@ class Channels:
     async def watch(self) -> None:
         """Reconnect the LISTEN connection when it drops; missed notifications are made up
         for by a claim pass, a check of every waiter and the reconnect handlers."""
-        errors = connection_errors()
         backoff = Backoff(0.1, RECONNECT_MAX)
         while True:
             await asyncio.sleep(POLL_INTERVAL / 5)
-            conn = self._conn
-            alive = conn is not None and not conn.is_closed()
-            if alive:
-                try:
-                    async with asyncio.timeout(POLL_INTERVAL):
-                        await conn.execute("SELECT 1")
+            try:
+                if await self._alive():
                     backoff.reset()
                     continue
-                except errors:
-                    alive = False
-            if conn is not None:
-                conn.terminate()
-                self._conn = None
-            try:
                 await self.connect()
-            except errors as exc:
-                log.debug("listener reconnect failed: %s", exc)
+                log.info("node %s: notifications connection is back", self.node_id)
+                await self._made_up()
+            except Exception as exc:
+                # Cut, so that the next round connects again and runs every catch-up step
+                # again: nothing missed stays missed.
+                self._drop()
+                if isinstance(exc, connection_errors()):
+                    log.debug("node %s: notifications not back yet (%s)", self.node_id, exc)
+                else:
+                    log_retry("listening", self.node_id, exc)
                 await backoff.sleep()
-                continue
-            log.info("node %s: notifications connection is back", self.node_id)
-            self.work.set()
-            self.reconnected.set()
-            for execution_id in list(self._waiters):
-                self._on_ended(None, 0, "", execution_id)
-            for handler in self._on_reconnect:
-                await handler()
+
+    async def _alive(self) -> bool:
+        """Whether the LISTEN connection answers; a dead one is cut (and said so once)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        problem = "closed by the server"
+        if not conn.is_closed():
+            try:
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await conn.execute("SELECT 1")
+                return True
+            except connection_errors() as exc:
+                problem = str(exc) or type(exc).__name__
+        log.warning(
+            "node %s: notifications connection lost (%s); reconnecting", self.node_id, problem
+        )
+        self._drop()
+        return False
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def _made_up(self) -> None:
+        """What the notifications missed while the connection was down: a claim pass,
+        every waiter's store check, and the reconnect handlers (a flow sync, a check of
+        what this node owns)."""
+        self.work.set()
+        self.reconnected.set()
+        for execution_id in list(self._waiters):
+            self._on_ended(None, 0, "", execution_id)
+        for handler in self._on_reconnect:
+            await handler()
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.is_closed():

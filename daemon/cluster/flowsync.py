@@ -8,11 +8,13 @@ import asyncio
 import logging
 from typing import Any
 
+from daemon.cluster.channels import RECONNECT_MAX, connection_errors
 from daemon.flows.catalog import FlowCatalog
 from daemon.flows.definition import Flow
 from daemon.flows.loader import load_flow
 from daemon.flows.registry import Plugins
 from daemon.sdk.errors import FlowError
+from daemon.sdk.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,16 @@ class FlowSync:
             await self._unload(uid)
 
     async def sync(self, namespace: str, flow_id: str) -> None:
-        latest = await self._store.get_flow(namespace, flow_id)
+        """Follow one flow's change, retried while the database is out of reach: the
+        notification came once and will not come again."""
+        backoff = Backoff(0.1, RECONNECT_MAX)
+        while True:
+            try:
+                latest = await self._store.get_flow(namespace, flow_id)
+                break
+            except connection_errors() as exc:
+                log.warning("flow %s.%s not synced yet (%s); retrying", namespace, flow_id, exc)
+                await backoff.sleep()
         if latest is None:
             await self._unload((namespace, flow_id))
             return

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from daemon.cluster.channels import Channels, connection_errors
+from daemon.cluster.channels import Channels, connection_errors, log_retry
 from daemon.store.postgres_cluster import ClusterTables
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ class Membership:
         self.on_fenced = on_fenced or _exit_fenced
         # Since when the database has answered without a break (None while it does not).
         self._connected_since: float | None = None
+        self._on_reachable: list[Callable[[], None]] = []
+
+    def on_reachable(self, listener: Callable[[], None]) -> None:
+        """Call `listener` each time the database answers again after it did not."""
+        self._on_reachable.append(listener)
 
     async def join(self) -> None:
         """Register, and put up for claiming what this node (same id) left unfinished."""
@@ -83,8 +88,10 @@ class Membership:
             try:
                 async with asyncio.timeout(max(self.interval, 1.0) * 5):
                     alive = await self._tables.heartbeat()
-            except errors as exc:
-                if self._connected_since is not None:
+            except Exception as exc:  # whatever it is, the next beat tries again
+                if not isinstance(exc, errors):
+                    log.error("node %s: heartbeat failed; retrying", self.node_id, exc_info=exc)
+                elif self._connected_since is not None:
                     log.warning(
                         "node %s: cannot reach the database (%s); retrying", self.node_id, exc
                     )
@@ -93,6 +100,8 @@ class Membership:
             if self._connected_since is None:
                 log.info("node %s: database reachable again", self.node_id)
                 self._connected_since = time.monotonic()
+                for listener in self._on_reachable:
+                    listener()
             if not alive:
                 log.critical(
                     "node %s was declared dead by the cluster (no heartbeat for %s); its "
@@ -110,8 +119,8 @@ class Membership:
     async def _reap(self) -> None:
         try:
             names, taken = await self._tables.reap(self.timeout)
-        except connection_errors() as exc:
-            log.warning("node %s: checking for dead nodes failed: %s", self.node_id, exc)
+        except Exception as exc:  # the next beat checks again
+            log_retry("checking for dead nodes", self.node_id, exc)
             return
         if not names:
             return

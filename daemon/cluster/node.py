@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -37,6 +37,23 @@ log = logging.getLogger(__name__)
 
 Role = Literal["all", "executor", "worker"]
 DEFAULT_WORKER_SLOTS = 8  # task runs a node's workers run at once (the `worker-slots` setting)
+
+
+RESTART_PAUSE = 1.0  # seconds before a background loop that stopped is started again
+
+
+async def _supervised(loop: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run a background loop for as long as the node lives (it returns only when it is done
+    on purpose: a fenced node's heartbeat). The loops catch and retry what they expect;
+    one that fails anyway (a bug) is logged and started again, never left dead while the
+    node heartbeats as if all were well."""
+    while True:
+        try:
+            await loop()
+            return
+        except Exception:
+            log.exception("%s failed; starting it again", name)
+        await asyncio.sleep(RESTART_PAUSE)
 
 
 def default_node_id(port: int) -> str:
@@ -149,18 +166,21 @@ class ClusterNode:
             self.store,
             capacity=self.capacity,
         )
+        # After any reconnect this node checks what it owns against what it runs.
+        self.channels.handle(reconnected=self._claims.suspect_after_reconnect)
+        self.membership.on_reachable(self._claims.suspect)
         await self.membership.join()
         await self.jobs.announce(self.role, self.worker_slots, self.worker_groups)
         await self.channels.connect()
-        self._spawn(self.membership.heartbeat_loop(), "cluster heartbeat")
+        self._spawn(self.membership.heartbeat_loop, "cluster heartbeat")
         if self.role != "worker":
-            self._spawn(self._claims.loop(), "cluster claims")
+            self._spawn(self._claims.loop, "cluster claims")
         if self.worker is not None:
-            self._spawn(self.worker.loop(), "cluster task runs")
-            self._spawn(self.worker.guard(), "cluster worker guard")
+            self._spawn(self.worker.loop, "cluster task runs")
+            self._spawn(self.worker.guard, "cluster worker guard")
         if self._workers is not None:
-            self._spawn(self._workers.watch(), "cluster task queue")
-        self._spawn(self.channels.watch(), "cluster listener")
+            self._spawn(self._workers.watch, "cluster task queue")
+        self._spawn(self.channels.watch, "cluster listener")
         self.channels.work.set()
         groups = (
             f" of worker group(s) {', '.join(self.worker_groups)}" if self.worker_groups else ""
@@ -173,8 +193,8 @@ class ClusterNode:
             groups,
         )
 
-    def _spawn(self, job: Awaitable[None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(job, name=name))  # type: ignore[arg-type]
+    def _spawn(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
+        self._tasks.append(asyncio.create_task(_supervised(loop, name), name=name))
 
     async def stop_claiming(self) -> None:
         """First step of shutdown: take no more executions. The heartbeat goes on while the

@@ -277,17 +277,24 @@ class Metrics:
 
     # -- read at scrape time ---------------------------------------------------------------
 
-    async def probe_store(self) -> None:
-        """Whether the store answers a read now: the database connection's state."""
+    async def probe_store(self, timeout: float = STORE_PROBE_TIMEOUT) -> str | None:
+        """Whether the store can keep what it is given now: its file still there and
+        sound (SQLite), a read answered (the database connection). Returns why not."""
+        store = self._resources.store
         try:
-            async with asyncio.timeout(STORE_PROBE_TIMEOUT):
-                await self._resources.store.state.get("metrics:probe")
+            async with asyncio.timeout(timeout):
+                problem = await store.problem()
+                if problem is None:
+                    await store.state.get("metrics:probe")
         except Exception as exc:  # any failure to answer is "down"; the reason is logged
+            problem = str(exc) or f"no answer within {timeout:g}s"
+        if problem is not None:
             if self.store_up:
-                log.warning("metrics: the store does not answer: %s", exc)
+                log.warning("metrics: the store does not answer: %s", problem)
             self.store_up = 0.0
         else:
             self.store_up = 1.0
+        return problem
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Publish `read()` as the gauge `name` at each scrape."""

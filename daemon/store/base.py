@@ -305,6 +305,11 @@ class Store(ABC):
     async def close(self) -> None:
         """Commit everything queued, then release connections. Safe to call twice."""
 
+    async def problem(self) -> str | None:
+        """Why the store cannot keep what it is given now, found without a write (its file
+        deleted or corrupted), or None. A server out of reach shows in reads instead."""
+        return None
+
     # flows: each change of source is a new revision, so executions can name theirs
 
     @abstractmethod

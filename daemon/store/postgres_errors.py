@@ -17,20 +17,36 @@ _LOST = (
     asyncpg.AdminShutdownError,  # a fast shutdown ends our session
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.InternalClientError,  # the protocol left mid-exchange (see below)
     OSError,  # refused, reset, unknown host, connect timeout
 )
 
 
+# What asyncpg says of a connection left in the middle of an exchange with a server that
+# went away (a fast shutdown's FATAL message, a reset socket): "cannot switch to state 15;
+# another operation (2) is in progress", "cannot perform operation: another operation is
+# in progress / is cancelling". That connection is of no use any more.
+_BROKEN_WORDS = (
+    "connection is closed",
+    "released back to the pool",
+    "another operation",
+    "not connected",
+)
+
+
 def connection_lost(exc: BaseException) -> bool:
-    """Errors worth waiting out: the server is (re)starting or out of reach.
+    """Errors worth waiting out: the server is (re)starting or out of reach, or the
+    connection was left broken by that (to be discarded, never used again).
 
     A pooled connection that dies is handed back to the pool at once, so using it
-    afterwards says "released back to the pool" rather than "closed".
+    afterwards says "released back to the pool" rather than "closed". asyncpg's
+    `InternalClientError` (its protocol state machine out of step with the server) is
+    only ever seen here when the server vanished mid-exchange.
     """
     if isinstance(exc, _LOST):
         return True
     return isinstance(exc, asyncpg.InterfaceError) and any(
-        words in str(exc) for words in ("connection is closed", "released back to the pool")
+        words in str(exc) for words in _BROKEN_WORDS
     )
 
 

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -220,7 +220,7 @@ class PostgresIO:
         pool = self.pool
 
         async def attempt() -> T:
-            async with pool.acquire() as conn:
+            async with pooled(pool) as conn:
                 if not snapshot:
                     return await fn(conn)
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -372,7 +372,7 @@ class PostgresIO:
                 in_doubt = None
             except Exception as exc:
                 if connection_lost(exc):
-                    await self._drop_writer_connection()
+                    await self._drop_writer_connection(broken=True)
                 raise
             self._committed(time.perf_counter() - started)
             return results
@@ -390,9 +390,13 @@ class PostgresIO:
             conn = self._writer_conn = await self._pool.acquire()
         return conn
 
-    async def _drop_writer_connection(self) -> None:
+    async def _drop_writer_connection(self, *, broken: bool = False) -> None:
+        """Hand the writer's connection back; a `broken` one is cut first, never reset
+        and reused (its protocol may be stuck mid-exchange with a server that is gone)."""
         conn, self._writer_conn = self._writer_conn, None
         if conn is not None:
+            if broken:
+                conn.terminate()
             with contextlib.suppress(Exception):
                 await self._pool.release(conn)
 
@@ -417,6 +421,21 @@ class PostgresIO:
                 op.future.set_exception(exc)
             else:
                 op.future.set_result(result)
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: Any) -> AsyncIterator[Any]:
+    """A pooled connection, as `pool.acquire()`, except that one which failed with a lost
+    connection is cut before it goes back: the pool's reset would otherwise run on it and
+    raise its own error ("cannot switch to state 15; another operation (2) is in
+    progress") in place of the one that tells the caller to retry."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        except Exception as exc:
+            if connection_lost(exc):
+                conn.terminate()
+            raise
 
 
 async def _run(conn: Any, ops: list[Op]) -> list[Any]:

@@ -103,6 +103,9 @@ class SqliteStore(Store):
     async def close(self) -> None:
         await self._io.close()
 
+    async def problem(self) -> str | None:
+        return await self._io.problem()
+
     def _now(self) -> str | None:
         """Now in the same text form as `expires_at`, for the comparison in SQL."""
         return sortable_time(iso(self._clock.now()))

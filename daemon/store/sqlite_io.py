@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
 from daemon.store.base import StoreError
+from daemon.store.sqlite_file import DatabaseFile, broken
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ Write = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 10_000
 """Ops per transaction: bounds how long the first caller of a burst waits."""
+CHECK_INTERVAL = 2.0
+"""Seconds between full checks of the database file (deleted, replaced, corrupted) when
+nothing is written; every group commit checks its identity anyway."""
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: initial schema. seq columns are rowid aliases: creation order survives VACUUM.
@@ -115,9 +119,13 @@ def _rollback(conn: sqlite3.Connection) -> None:
 PAGE_CACHE_KIB = 512
 
 
-def _connect(path: Path, timeout: float) -> sqlite3.Connection:
-    """Autocommit mode: every transaction here is begun and ended explicitly."""
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+def _connect(path: Path, timeout: float, *, create: bool = True) -> sqlite3.Connection:
+    """Autocommit mode: every transaction here is begun and ended explicitly. Without
+    `create`, a missing file is an error rather than a new empty database."""
+    target: str | Path = path if create else f"{path.absolute().as_uri()}?mode=rw"
+    conn = sqlite3.connect(
+        target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=not create
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     return conn
 
@@ -154,6 +162,9 @@ class SqliteIO:
         self._open = False
         self._closed = False
         self._broken: BaseException | None = None
+        self._file = DatabaseFile(path)
+        self._gone: str | None = None  # what happened to the file, once it did
+        self._checked = 0.0  # monotonic time of the last full check of the file
 
     # lifecycle
 
@@ -168,12 +179,15 @@ class SqliteIO:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path, self._timeout)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open: {exc}") from exc
+            # a file there that is not a database may already say so here
+            what = "not a usable SQLite database" if broken(exc) else "cannot open"
+            raise StoreError(f"{self.path}: {what}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             self._migrate(conn)
+            self._file.remember()
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from exc
@@ -233,8 +247,41 @@ class SqliteIO:
     def _check(self) -> None:
         if self._broken is not None:
             raise StoreError(f"{self.path}: store writer stopped: {self._broken!r}")
+        if self._gone is not None:
+            raise StoreError(self._gone)
         if not self._open or self._closed:
             raise StoreError(f"{self.path}: store is not open")
+
+    # the file itself
+
+    async def problem(self) -> str | None:
+        """Why nothing can be stored durably now (the file deleted, replaced, corrupted),
+        or None. Checked afresh: /health and /metrics ask."""
+        if not self._open or self._closed:
+            return f"{self.path}: store is not open"
+        return await asyncio.to_thread(self._verify, header=True)
+
+    def _verify(self, *, header: bool) -> str | None:
+        if self._gone is None:
+            problem = self._file.problem(header=header)
+            if header:
+                self._checked = time.monotonic()
+            if problem is not None:
+                self._lose(problem)
+        return self._gone
+
+    def _lose(self, problem: str) -> None:
+        """From now on every write and read fails, saying so: what would be written
+        could never be read back, not even after a restart."""
+        with self._readers_lock:  # the writer thread and a health check may both find it
+            if self._gone is not None:
+                return
+            self._gone = (
+                f"the database file {self.path} {problem} while podium was running: "
+                "nothing can be stored any more; stop podium and restore the file (or "
+                "start it again to begin with an empty database)"
+            )
+        logger.critical("store: %s", self._gone)
 
     # the writer thread
 
@@ -258,7 +305,11 @@ class SqliteIO:
         pending: list[_Op] = []
         try:
             while not stopping:
-                batch = [self._queue.get()]
+                try:
+                    batch = [self._queue.get(timeout=CHECK_INTERVAL)]
+                except queue.Empty:
+                    self._verify(header=True)
+                    continue
                 while len(batch) < MAX_BATCH:
                     try:
                         batch.append(self._queue.get_nowait())
@@ -267,7 +318,12 @@ class SqliteIO:
                 pending = [op for op in batch if op is not None]
                 stopping = len(pending) != len(batch)
                 if pending:
-                    self._commit(conn, pending)
+                    due = time.monotonic() - self._checked >= CHECK_INTERVAL
+                    if self._verify(header=due) is not None:
+                        error = StoreError(str(self._gone))
+                        self._settle(pending, [(None, error)] * len(pending))
+                    else:
+                        self._commit(conn, pending)
                 pending = []
         except BaseException as exc:
             self._broken = exc
@@ -291,8 +347,14 @@ class SqliteIO:
             conn.execute("BEGIN IMMEDIATE")
             results = [op.fn(conn) for op in ops]
             conn.execute("COMMIT")
-        except Exception:
+        except Exception as exc:
             _rollback(conn)
+            problem = broken(exc)
+            if problem is not None:
+                self._lose(problem)
+                error = StoreError(str(self._gone))
+                self._settle(ops, [(None, error)] * len(ops))
+                return
             outcomes = [self._commit_one(conn, op) for op in ops]
         else:
             self._committed(started)
@@ -348,7 +410,7 @@ class SqliteIO:
             conn = self._readers.pop() if self._readers else None
         try:
             if conn is None:
-                conn = _connect(self.path, self._timeout)
+                conn = _connect(self.path, self._timeout, create=False)
                 conn.execute("PRAGMA query_only = ON")
                 conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             conn.execute("BEGIN")
@@ -357,6 +419,10 @@ class SqliteIO:
             finally:
                 _rollback(conn)
         except sqlite3.Error as exc:
+            problem = broken(exc)
+            if problem is not None:
+                self._lose(problem)
+                raise StoreError(str(self._gone)) from exc
             raise StoreError(f"{self.path}: read failed: {exc}") from exc
         finally:
             if conn is not None:
