@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,9 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench._net import free_port, rss_mb, wait_port  # noqa: E402
+
 TOTAL = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
 STEP = max(1, TOTAL // 10)
 IN_FLIGHT = 32
@@ -44,29 +46,6 @@ triggers:
     type: io.kestra.plugin.core.trigger.Webhook
     key: benchkey
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"process {pid} is gone")
 
 
 async def fire(http: aiohttp.ClientSession, url: str, count: int, start: int) -> None:
