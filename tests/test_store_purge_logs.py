@@ -52,7 +52,7 @@ async def test_purge_logs_by_namespace_date_and_level(store: Store) -> None:  # 
     await seeded(store)
     levels = [LEVELS[name] for name in ("TRACE", "DEBUG", "INFO", "WARN")]
     purge = LogPurge(end="2026-01-02T00:00:00Z", levels=levels, namespace="company.team")
-    assert await store.purge_logs(purge) == 2
+    assert await store.purges.logs(purge) == 2
     assert await messages(store, "a1", "a2", "o1") == [
         "a1 old error", "a1 new info", "o1 old info"
     ]  # fmt: skip
@@ -61,12 +61,12 @@ async def test_purge_logs_by_namespace_date_and_level(store: Store) -> None:  # 
 async def test_purge_logs_by_flow_execution_and_window(store: Store) -> None:  # noqa: F811
     await seeded(store)
     by_flow = LogPurge(end="2026-01-02T00:00:00Z", namespace="company.team.sub", flow_id="b")
-    assert await store.purge_logs(by_flow) == 1
+    assert await store.purges.logs(by_flow) == 1
     window = LogPurge(end="2026-01-04T00:00:00Z", start="2026-01-02T00:00:00Z", execution_id="a1")
-    assert await store.purge_logs(window) == 1
+    assert await store.purges.logs(window) == 1
     assert await messages(store, "a1", "a2", "o1") == ["a1 old info", "a1 old error", "o1 old info"]
     everything = LogPurge(end="2027-01-01T00:00:00Z")
-    assert await store.purge_logs(everything) == 3
+    assert await store.purges.logs(everything) == 3
     assert await messages(store, "a1", "a2", "o1") == []
     assert await store.get_execution("a1") is not None  # the executions stay
 

@@ -219,7 +219,7 @@ class StoreExecutions:
             namespace=namespace,
             flow_id=flow_id,
         )
-        return await self._store.purge_logs(purge)
+        return await self._store.purges.logs(purge)
 
     async def delete(self, execution_id: str) -> dict[str, int]:
         await self._store.flush()

@@ -261,6 +261,14 @@ class StateTable(ABC):
         """Whether `key` was claimed (read only)."""
 
 
+class Purges(ABC):
+    """Bulk deletions across executions that a plan selects (Kestra's Purge* tasks)."""
+
+    @abstractmethod
+    async def logs(self, purge: LogPurge) -> int:
+        """Delete the log lines `purge` selects; how many went (Kestra's PurgeLogs)."""
+
+
 class Store(ABC):
     """Durable home of flows, executions, task runs, logs, metrics, KV and trigger state.
 
@@ -280,6 +288,8 @@ class Store(ABC):
     namespace_files: NamespaceFileTable
     # Queries across executions: the dashboard's, the logs page's (daemon/store/insights.py).
     insights: Insights
+    # Deletions across executions (Kestra's PurgeLogs).
+    purges: Purges
 
     # Called with (what, seconds) after each committed write transaction (a group commit
     # counts once); /metrics observes store write latency through it. Must not block.
@@ -417,10 +427,6 @@ class Store(ABC):
     @abstractmethod
     async def delete_execution(self, execution_id: str) -> None:
         """Remove the execution with its task runs, logs and metrics."""
-
-    @abstractmethod
-    async def purge_logs(self, purge: LogPurge) -> int:
-        """Delete the log lines `purge` selects; how many went (Kestra's PurgeLogs)."""
 
     @abstractmethod
     async def logs(

@@ -32,8 +32,9 @@ from daemon.store.base import (
     to_json,
 )
 from daemon.store.postgres_insights import PostgresInsights
-from daemon.store.postgres_io import Fn, Op, PostgresIO, PurgesKv, PurgesLogs
+from daemon.store.postgres_io import Fn, Op, PostgresIO
 from daemon.store.postgres_nsfiles import PostgresNamespaceFiles
+from daemon.store.postgres_purges import PostgresPurges, PurgesKv
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
@@ -101,12 +102,10 @@ def _flow_lock(namespace: str, flow_id: str) -> tuple[int, str]:
     return FLOW_LOCK_CLASS, f"{namespace}\n{flow_id}"
 
 
-class PostgresStore(PurgesLogs, Store):
-    """`Store` on PostgreSQL; see `daemon.store.postgres_io` for the connection model.
-
-    `pool` (an asyncpg pool) and `dsn` are public: the cluster runs its own SQL on these
-    tables and opens its own LISTEN connection. Use the store from the event loop that
-    opened it; only `append_logs`/`append_metrics` may come from other threads."""
+class PostgresStore(Store):
+    """`Store` on PostgreSQL (connections: `daemon.store.postgres_io`). `pool` and `dsn` are
+    public: the cluster runs its own SQL and LISTENs. Use the store from the event loop
+    that opened it; only `append_logs`/`append_metrics` may come from other threads."""
 
     shared = True
 
@@ -127,6 +126,7 @@ class PostgresStore(PurgesLogs, Store):
         self.state = _PostgresState(self)
         self.insights = PostgresInsights(self._io)
         self.namespace_files = PostgresNamespaceFiles(self._io, self._clock)
+        self.purges = PostgresPurges(self)
 
     @property
     def pool(self) -> Any:

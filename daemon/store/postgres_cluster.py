@@ -60,8 +60,7 @@ class ClusterTables:
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Any]:
         # imported here: `podium serve` on SQLite never loads asyncpg
-        from daemon.store.postgres_errors import connection_lost, reason
-        from daemon.store.postgres_io import pooled
+        from daemon.store.postgres_errors import connection_lost, pooled, reason
 
         try:
             async with pooled(self.pool) as conn:

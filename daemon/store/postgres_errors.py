@@ -3,7 +3,9 @@ lost connection (ride it out) from a refusal (report it), a DSN without its pass
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -92,3 +94,18 @@ def check_dsn(dsn: str) -> None:
         parts.port  # noqa: B018  (raises on a port that is not a number)
     except ValueError as exc:
         raise StoreError(f"invalid PostgreSQL URL {redact(dsn)!r}: {exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: Any) -> AsyncIterator[Any]:
+    """A pooled connection, as `pool.acquire()`, except that one which failed with a lost
+    connection is cut before it goes back: the pool's reset would otherwise run on it and
+    raise its own error ("cannot switch to state 15; another operation (2) is in
+    progress") in place of the one that tells the caller to retry."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        except Exception as exc:
+            if connection_lost(exc):
+                conn.terminate()
+            raise

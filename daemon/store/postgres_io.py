@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -28,10 +28,15 @@ import asyncpg  # type: ignore[import-untyped]
 from daemon.sdk.clock import Clock
 from daemon.sdk.retry import Backoff
 from daemon.store.base import StoreError
-from daemon.store.postgres_errors import check_dsn, connection_lost, is_closed, reason, redact
+from daemon.store.postgres_errors import (
+    check_dsn,
+    connection_lost,
+    is_closed,
+    pooled,
+    reason,
+    redact,
+)
 from daemon.store.postgres_schema import migrate
-from daemon.store.purge import PurgesKv as PurgesKv
-from daemon.store.purge import PurgesLogs as PurgesLogs
 
 if TYPE_CHECKING:
     from daemon.store.base import Store
@@ -421,21 +426,6 @@ class PostgresIO:
                 op.future.set_exception(exc)
             else:
                 op.future.set_result(result)
-
-
-@contextlib.asynccontextmanager
-async def pooled(pool: Any) -> AsyncIterator[Any]:
-    """A pooled connection, as `pool.acquire()`, except that one which failed with a lost
-    connection is cut before it goes back: the pool's reset would otherwise run on it and
-    raise its own error ("cannot switch to state 15; another operation (2) is in
-    progress") in place of the one that tells the caller to retry."""
-    async with pool.acquire() as conn:
-        try:
-            yield conn
-        except Exception as exc:
-            if connection_lost(exc):
-                conn.terminate()
-            raise
 
 
 async def _run(conn: Any, ops: list[Op]) -> list[Any]:

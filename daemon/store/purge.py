@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -112,21 +112,3 @@ def _moment(text: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-class PurgesLogs:
-    """PostgresStore's `purge_logs` (a mixin: postgres.py stays one sitting)."""
-
-    _write: Callable[[str, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
-
-    async def purge_logs(self, purge: LogPurge) -> int:
-        return int(await self._write("purge of logs", purge.postgres))
-
-
-class PurgesKv:
-    """The PostgreSQL KV table's `purge` (a mixin: postgres.py stays one sitting)."""
-
-    _store: Any
-
-    async def purge(self, purge: KvPurge) -> int:
-        return int(await self._store._write("purge of KV pairs", purge.postgres))

@@ -19,6 +19,7 @@ from daemon.sdk.state import iso
 from daemon.store.base import (
     ExecutionQuery,
     KeyValueTable,
+    Purges,
     StateTable,
     Store,
     execution_row,
@@ -84,6 +85,7 @@ class SqliteStore(Store):
         self.state = _SqliteState(self)
         self.insights = SqliteInsights(self._io)
         self.namespace_files = SqliteNamespaceFiles(self._io, self._clock)
+        self.purges = _SqlitePurges(self._io)
 
     @property
     def commits(self) -> int:
@@ -276,9 +278,6 @@ class SqliteStore(Store):
 
         await self._io.write(delete, f"deletion of execution {execution_id}")
 
-    async def purge_logs(self, purge: LogPurge) -> int:
-        return int(await self._io.write(purge.sqlite, "purge of logs"))
-
     async def logs(
         self,
         execution_id: str,
@@ -376,3 +375,11 @@ class _SqliteState(StateTable):
 
     async def claimed(self, key: str) -> bool:
         return await self._store._fetch_one("SELECT 1 FROM claims WHERE key = ?", key) is not None
+
+
+class _SqlitePurges(Purges):
+    def __init__(self, io: SqliteIO) -> None:
+        self._io = io
+
+    async def logs(self, purge: LogPurge) -> int:
+        return int(await self._io.write(purge.sqlite, "purge of logs"))
