@@ -13,14 +13,12 @@ import argparse
 import base64
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from daemon.sdk.errors import PodiumError
 from daemon.sdk.nsfiles import CHUNK_SIZE, NamespaceFileError, normalize_path
@@ -122,13 +120,16 @@ class Api:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> bytes:
-        quoted = urllib.parse.quote(self.namespace, safe="")
+        quoted = quote(self.namespace, safe="")
         target = f"{self.url.rstrip('/')}/api/v1/namespaces/{quoted}/files{suffix}"
-        target += "?" + urllib.parse.urlencode(query)
+        target += "?" + urlencode(query)
         sent = dict(headers or {})
         if self.username is not None:
             token = f"{self.username}:{self.password or ''}".encode()
             sent["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        import urllib.error  # here: urllib.request costs every podium command start-up time
+        import urllib.request
+
         request = urllib.request.Request(target, data=body, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
