@@ -40,8 +40,10 @@ def ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def network_namespaces(count: int = 3) -> Iterator[list[Namespace]]:
-    """`count` namespaces, each linked to the host by a veth pair on its own /24."""
+def network_namespaces(count: int = 3, routed: bool = False) -> Iterator[list[Namespace]]:
+    """`count` namespaces, each linked to the host by a veth pair on its own /24; `routed`:
+    with a default route via the host, so that every host address (a download server's,
+    one PostgreSQL address handed to all) is reachable from each, as on a LAN."""
     if shutil.which("ip") is None:
         pytest.fail("`ip` not found: install the Debian package iproute2", pytrace=False)
     # fresh names each time: a namespace deleted by the test before may linger a moment
@@ -61,6 +63,8 @@ def network_namespaces(count: int = 3) -> Iterator[list[Namespace]]:
             ip("-n", ns.name, "addr", "add", f"{ns.address}/24", "dev", ns_end)
             ip("-n", ns.name, "link", "set", ns_end, "up")
             ip("-n", ns.name, "link", "set", "lo", "up")
+            if routed:
+                ip("-n", ns.name, "route", "add", "default", "via", ns.host_address)
         yield made
     finally:
         for ns in made:  # the veth pair goes with its namespace

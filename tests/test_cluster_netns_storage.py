@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench import taxi_csv
 from daemon.config.storage import StorageSettings
 from daemon.store.internal_storage import Storage, open_blobs
 from tests import services
@@ -37,7 +40,8 @@ GROUPS = ("g1", "g2", "g3")
 
 @pytest.fixture
 def namespaces() -> Iterator[list[Namespace]]:
-    with network_namespaces() as made:
+    """Routed: the taxi flow's download server and PostgreSQL are one address for all."""
+    with network_namespaces(routed=True) as made:
         yield made
 
 
@@ -122,7 +126,8 @@ def bucket_files(
     async def listing() -> dict[str, str]:
         storage = Storage(open_blobs(settings, scratch, None), scratch / "cache")
         try:
-            prefix = storage.execution_prefix("cluster.files", flow_id, execution_id)
+            namespace = "zoomcamp" if flow_id.startswith("04_") else "cluster.files"
+            prefix = storage.execution_prefix(namespace, flow_id, execution_id)
             keys = await storage.blobs.keys(prefix)
             return {k: await storage.read_text(f"kestra:///{k}") for k in keys}
         finally:
@@ -137,8 +142,11 @@ def start_nodes(
     server: services.PostgresServer,
     flows: Path,
     env_for: dict[int, dict[str, str]],
+    grouped: bool = True,
+    slots: int = 2,
 ) -> list[ServeProcess]:
-    """Node i in namespace i, worker group g(i+1), its own data and flows directories."""
+    """Node i in namespace i (worker group g(i+1) when `grouped`), with its own data and
+    flows directories."""
     nodes: list[ServeProcess] = []
     for i, ns in enumerate(namespaces):
         own_flows = flows if i == 0 else tmp_path / f"empty-flows-{i}"
@@ -146,7 +154,7 @@ def start_nodes(
         dsn = f"postgresql://postgres@{ns.host_address}:{server.port}/postgres"
         node = start_node(
             tmp_path, dsn, own_flows, f"node{i + 1}", "--host", "0.0.0.0", "--insecure-no-auth",
-            "--worker-slots", "2", "--worker-group", GROUPS[i],
+            "--worker-slots", str(slots), *(("--worker-group", GROUPS[i]) if grouped else ()),
             env=env_for[i], wrapper=("ip", "netns", "exec", ns.name),
         )  # fmt: skip
         node.host = ns.address
@@ -260,3 +268,111 @@ def test_the_object_store_off_the_network_for_20_s_delays_the_run_and_loses_noth
             stop_all(nodes)
         for relay in relays:
             relay.cut()
+
+
+TAXI_ROWS = 5000
+TAXI_MONTHS = (("yellow", "2019-01"), ("green", "2019-01"))
+
+
+@contextlib.contextmanager
+def taxi_release(taxi_files: dict[str, bytes]) -> Iterator[int]:
+    """The gzipped months on every host address (a stand-in for the GitHub release)."""
+
+    class Release(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = taxi_files.get(self.path.lstrip("/"))
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Release)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.timeout(300)
+def test_three_nodes_run_the_taxi_flow_with_its_files_in_the_bucket(
+    tmp_path: Path,
+    namespaces: list[Namespace],
+    reachable_postgres: services.PostgresServer,
+    moto_on_links: services.MotoS3,
+) -> None:
+    """The seed's flows/04_postgres_taxi.yaml, unchanged: the downloaded CSV is an output
+    file in S3, the CopyIn reads it back (on whichever node takes it), and purge_files
+    removes it from the bucket. Yellow and green run at once, over three nodes."""
+    moto = moto_on_links
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    seed = Path(__file__).resolve().parent.parent / "flows" / "04_postgres_taxi.yaml"
+    (flows / "taxi.yaml").write_text(seed.read_text())
+    files = {
+        f"{c}/{c}_tripdata_{m}.csv.gz": taxi_csv.csv_bytes(c, m, TAXI_ROWS, gzipped=True)
+        for c, m in TAXI_MONTHS
+    }
+    host = namespaces[0].host_address  # routed: every namespace reaches it
+    database = f"{host}:{reachable_postgres.port}/postgres"
+    env = {
+        **storage_env(f"http://{host}:{moto.port}", moto),
+        "ENV_PG_URL": f"jdbc:postgresql://{database}",
+        "ENV_PG_USERNAME": "postgres",
+        "ENV_PG_PASSWORD": "unused-with-trust-auth",
+    }
+    with taxi_release(files) as port:
+        nodes = start_nodes(
+            tmp_path, namespaces, reachable_postgres, flows, dict.fromkeys(range(3), env),
+            grouped=False, slots=1,
+        )  # fmt: skip
+        try:
+            started = []
+            for colour, month in TAXI_MONTHS:
+                year, mm = month.split("-")
+                body = (
+                    "".join(
+                        f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                        for k, v in {
+                            "taxi": colour,
+                            "year": year,
+                            "month": mm,
+                            "base_url": f"http://{host}:{port}",
+                        }.items()
+                    )
+                    + "--b--\r\n"
+                )
+                status, doc = nodes[0].request(
+                    "POST", "/api/v1/executions/zoomcamp/04_postgres_taxi", body.encode(),
+                    {"Content-Type": "multipart/form-data; boundary=b"},
+                )  # fmt: skip
+                assert status == 200, doc
+                started.append(doc["id"])
+            per_node: dict[str, int] = {}
+            for execution in started:
+                final = nodes[0].wait_execution(execution, FINAL, 180)
+                assert final["state"]["current"] == "SUCCESS", final
+                ran = [tr["taskId"] for tr in final["taskRunList"]]
+                assert ran[-1] == "purge_files"
+                copied = next(
+                    tr
+                    for tr in final["taskRunList"]
+                    if tr["taskId"].endswith("_copy_in_to_staging_table")
+                )
+                assert copied["outputs"] == {"rowCount": TAXI_ROWS}
+                for name, n in runs_per_node(reachable_postgres.dsn, execution).items():
+                    per_node[name] = per_node.get(name, 0) + n
+                assert bucket_files(moto, "04_postgres_taxi", execution, tmp_path / "probe") == {}
+            print(f"taxi task runs per node: {per_node}")
+            assert set(per_node) == {"node1", "node2", "node3"}, per_node
+            for table in ("yellow_tripdata", "green_tripdata"):
+                rows = query(reachable_postgres.dsn, f"SELECT count(*) AS n FROM public.{table}")
+                assert rows[0]["n"] == TAXI_ROWS
+            assert local_storage_files(tmp_path) == []
+        finally:
+            with contextlib.suppress(Exception):
+                stop_all(nodes)
