@@ -10,19 +10,15 @@ queue (JDBC runner), https://kestra.io/docs/architecture/server-components.
 from __future__ import annotations
 
 import contextlib
-import os
-import random
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests import services
 from tests.daemon_process import ServeProcess
+from tests.netns import Namespace, ip, network_namespaces, postgres_on_links
 from tests.worker_nodes import (
     FINAL,
     parallel_flow,
@@ -34,66 +30,16 @@ from tests.worker_nodes import (
 )
 
 
-@dataclass
-class Namespace:
-    name: str
-    host_address: str  # the host's end of the link: where PostgreSQL listens for it
-    address: str  # the namespace's end: where its node's API listens
-
-
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(
-            f"`ip {' '.join(args)}` failed: {done.stderr.strip()} (network namespaces need "
-            "root and iproute2: apt-get install iproute2)",
-            pytrace=False,
-        )
-
-
 @pytest.fixture
 def namespaces() -> Iterator[list[Namespace]]:
-    """Three namespaces, each linked to the host by a veth pair on its own /24."""
-    if shutil.which("ip") is None:
-        pytest.fail("`ip` not found: install the Debian package iproute2", pytrace=False)
-    tag = f"p{os.getpid() % 100000}"
-    octet = random.randint(100, 250)
-    made: list[Namespace] = []
-    try:
-        for i in (1, 2, 3):
-            ns = Namespace(f"{tag}n{i}", f"10.{octet}.{i}.1", f"10.{octet}.{i}.2")
-            host_end, ns_end = f"{tag}h{i}", f"{tag}v{i}"
-            _ip("netns", "add", ns.name)
-            made.append(ns)
-            _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
-            _ip("link", "set", ns_end, "netns", ns.name)
-            _ip("addr", "add", f"{ns.host_address}/24", "dev", host_end)
-            _ip("link", "set", host_end, "up")
-            _ip("-n", ns.name, "addr", "add", f"{ns.address}/24", "dev", ns_end)
-            _ip("-n", ns.name, "link", "set", ns_end, "up")
-            _ip("-n", ns.name, "link", "set", "lo", "up")
+    with network_namespaces() as made:
         yield made
-    finally:
-        for ns in made:  # the veth pair goes with its namespace
-            subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)
 
 
 @pytest.fixture
 def reachable_postgres(namespaces: list[Namespace]) -> Iterator[services.PostgresServer]:
-    """A private PostgreSQL listening on the host's end of every link."""
-    subnet = ".".join(namespaces[0].host_address.split(".")[:2]) + ".0.0/16"
-    server = services.PostgresServer(
-        Path(tempfile.mkdtemp(prefix="podium-pg-")),
-        (f"host all all {subnet} trust",),
-        listen=",".join(["127.0.0.1", *(ns.host_address for ns in namespaces)]),
-    )
-    try:
-        server.init()
-        server.start()
+    with postgres_on_links(namespaces) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 RELAY = (
@@ -254,7 +200,7 @@ def test_a_worker_cut_off_the_network_stops_its_task_before_another_node_retakes
         assert status == 200, doc
         assert wait_job(server.dsn, doc["id"], "beat")["worker"] == "cut"
         nodes.append(start_in(2, "other", "--role", "worker"))
-        _ip("link", "set", f"{tag}h2", "down")  # the worker's only link to the database
+        ip("link", "set", f"{tag}h2", "down")  # the worker's only link to the database
         final = executor.wait_execution(doc["id"], FINAL, timeout=120)
         assert final["state"]["current"] == "SUCCESS", final
         beat = next(tr for tr in final["taskRunList"] if tr["taskId"] == "beat")
@@ -269,7 +215,7 @@ def test_a_worker_cut_off_the_network_stops_its_task_before_another_node_retakes
             doc["id"],
         )
         assert [j["worker"] for j in jobs] == ["cut", "other"]
-        _ip("link", "set", f"{tag}h2", "up")
+        ip("link", "set", f"{tag}h2", "up")
         assert cut.proc is not None
         assert cut.proc.wait(timeout=60) == 70, cut.output()[-2000:]
         assert "was declared dead" in cut.output()

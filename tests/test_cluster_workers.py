@@ -122,6 +122,21 @@ def test_a_worker_group_task_runs_only_on_its_group_and_waits_while_it_is_down(
             assert time.monotonic() < deadline, "no log line says the task waits for its group"
             time.sleep(0.1)
         assert plain.execution(waiting)["state"]["current"] == "RUNNING"
+        # visible to the API (what the UI reads) and to `podium status`, from any node
+        status, doc = plain.request("GET", "/api/v1/workers/waiting")
+        assert status == 200, doc
+        fit = next(tr for tr in plain.execution(waiting)["taskRunList"] if tr["taskId"] == "fit")
+        [entry] = doc["results"]
+        assert (doc["total"], entry["executionId"], entry["taskRunId"]) == (1, waiting, fit["id"])
+        assert (entry["taskId"], entry["workerGroup"]) == ("fit", "gpu")
+        shown = subprocess.run(
+            [sys.executable, "-m", "daemon", "status", "--url", plain.url("")],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        at = lines.index("Waiting for a worker group: 1")
+        assert lines[at + 1].startswith(f"  {waiting}  task fit waits for worker group gpu since ")
         gpu = start_node(
             tmp_path, database, flows, "gpu", "--role", "worker", "--worker-group", "gpu"
         )
@@ -129,6 +144,7 @@ def test_a_worker_group_task_runs_only_on_its_group_and_waits_while_it_is_down(
         final = plain.wait_execution(waiting, FINAL)
         assert final["state"]["current"] == "SUCCESS", final
         assert runs_per_node(database, waiting) == {"plain": 1, "gpu": 1}
+        assert plain.request("GET", "/api/v1/workers/waiting")[1] == {"results": [], "total": 0}
     finally:
         stop_all(nodes)
 

@@ -158,7 +158,17 @@ def test_json_names_flows_triggers_running_executions_and_last_failures(served: 
     done = podium_status("--url", served.url, "--json", env=CREDENTIALS)
     assert (done.returncode, done.stderr) == (0, "")
     status = json.loads(done.stdout)
-    assert set(status) == {"url", "status", "version", "flows", "triggers", "running", "failures"}
+    assert set(status) == {
+        "url",
+        "status",
+        "version",
+        "flows",
+        "triggers",
+        "running",
+        "failures",
+        "waiting",
+    }
+    assert status["waiting"] == []  # one daemon: no task run waits for a worker group
     assert (status["url"], status["status"]) == (served.url, "UP")
     assert status["flows"] == {"count": 5, "disabled": ["status.test.off"]}
     triggers = {t["triggerId"]: t for t in status["triggers"]}

@@ -21,6 +21,7 @@ from daemon.api import (
     prometheus,
     stats_routes,
     trigger_routes,
+    worker_routes,
 )
 from daemon.api.common import (
     ENGINE,
@@ -75,6 +76,7 @@ ROUTE_TABLES = (
     kv_routes.routes,
     namespace_file_routes.routes,
     plugin_routes.routes,
+    worker_routes.routes,
     prometheus.routes,
     misc.webhook_routes,
 )

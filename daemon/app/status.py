@@ -123,6 +123,10 @@ def collect(client: Client) -> dict[str, Any]:
         "/api/v1/executions/search", {"state": ["RUNNING", "PAUSED"], "size": RUNNING_SHOWN}
     )
     failed = client.get("/api/v1/executions/search", {"state": "FAILED", "size": FAILURES})
+    try:  # a cluster's task runs held back for a worker group no live node serves
+        waiting = client.get("/api/v1/workers/waiting")["results"]
+    except Unreachable:  # a daemon from before worker groups
+        waiting = []
     return {
         "url": client.url,
         "status": health.get("status"),
@@ -143,6 +147,7 @@ def collect(client: Client) -> dict[str, Any]:
             ],
         },
         "failures": [_failure(client, e) for e in failed["results"]],
+        "waiting": waiting,
     }
 
 
@@ -201,6 +206,14 @@ def render(status: Mapping[str, Any], now: datetime | None = None, width: int | 
         )
     if running["count"] > len(running["executions"]):
         lines.append(f"  ... and {running['count'] - len(running['executions'])} more")
+    waiting = status.get("waiting") or []
+    if waiting:  # only in a cluster whose worker group is down: one line each
+        lines.append(f"Waiting for a worker group: {len(waiting)}")
+    for w in waiting:
+        lines.append(
+            f"  {w['executionId']}  task {w['taskId']} waits for worker group "
+            f"{w['workerGroup']} since {_when(w['since'], now)}"
+        )
     failures = status["failures"]
     lines.append("Last failures:" if failures else "Last failures: none")
     for f in failures:

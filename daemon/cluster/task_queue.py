@@ -138,6 +138,19 @@ class ClusterWorkers:
         row = await _retrying(self._tables.job, job_id(task_run))
         return row is not None and row["state"] in ("READY", "RUNNING", "DONE")
 
+    async def waiting(self) -> list[dict[str, Any]]:
+        rows = await self._tables.waiting_for_groups(self._node_timeout)
+        return [
+            {
+                "executionId": row["execution_id"],
+                "taskRunId": row["task_run_id"],
+                "taskId": row["task_id"],
+                "workerGroup": row["worker_group"],
+                "since": row["created"].isoformat(),
+            }
+            for row in rows
+        ]
+
     async def watch(self) -> None:
         """Every poll interval: hand back the jobs of workers that are gone, and forget the
         jobs that ended long ago (on every node: it is cheap, and needs no leader)."""

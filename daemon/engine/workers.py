@@ -45,6 +45,11 @@ class Workers(Protocol):
         somewhere: `attempt` for it again waits for its outcome instead of starting it."""
         ...
 
+    async def waiting(self) -> list[dict[str, Any]]:
+        """Task runs held back because no live node serves their worker group (each with
+        executionId, taskRunId, taskId, workerGroup, since)."""
+        ...
+
 
 class LocalWorkers:
     """Every attempt runs in this process, capped by `max-concurrent-tasks`."""
@@ -68,6 +73,9 @@ class LocalWorkers:
 
     async def still_running(self, task_run: TaskRun) -> bool:
         return False  # what ran in this process stopped with it
+
+    async def waiting(self) -> list[dict[str, Any]]:
+        return []  # one node runs every task run itself: none waits for a group
 
 
 async def render_task(task: T, ctx: TaskContext) -> T:

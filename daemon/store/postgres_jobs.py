@@ -114,6 +114,21 @@ class JobTables:
         )
         return found
 
+    async def waiting_for_groups(self, timeout: timedelta) -> list[Any]:
+        """READY jobs of a worker group no live node takes, oldest first: what
+        `podium status` and the API show as waiting (cluster-wide, from any node)."""
+        rows: list[Any] = await self.pool.fetch(
+            """SELECT j.execution_id, j.task_run_id, j.task_id, j.worker_group, j.created
+               FROM task_jobs j
+               WHERE j.state = 'READY' AND j.worker_group IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM nodes n WHERE j.worker_group = ANY(n.worker_groups)
+                                 AND n.worker_slots > 0
+                                 AND n.heartbeat > now() - $1::interval)
+               ORDER BY j.seq""",
+            timeout,
+        )
+        return rows
+
     async def hand_back_lost(self) -> int:
         """Jobs whose worker is gone end as lost; returns how many."""
         rows = await self.pool.fetch(_LOST, TASK_DONE_CHANNEL)

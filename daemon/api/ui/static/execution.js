@@ -18,6 +18,7 @@ let shown = "gantt";
 let ticker = null;
 let follow = null;
 let logs = null;
+let waitingPoll = null;
 
 const el = (id) => document.getElementById(id);
 
@@ -84,9 +85,34 @@ function gantt() {
   renderGantt(el("gantt"), execution, { legend: el("gantt-legend"), executionId });
 }
 
+// A cluster's task run held back because no live node serves its worker group: nothing
+// changes in the execution meanwhile, so the page asks the task queue every few seconds.
+async function waiting() {
+  const box = el("execution-waiting");
+  let found = [];
+  if (execution && !TERMINATED.has(execution.state.current)) {
+    try {
+      found = (await api("/api/v1/workers/waiting")).results.filter((w) => w.executionId === executionId);
+    } catch {
+      found = [];  // an older daemon, or the database out of reach: nothing to say
+    }
+  } else {
+    clearInterval(waitingPoll);
+    waitingPoll = null;
+  }
+  box.hidden = found.length === 0;
+  fill(box, found.map((w) => h("div", {}, "Task ", h("span", { class: "mono" }, w.taskId),
+    ` waits for a node of worker group `, h("span", { class: "mono" }, w.workerGroup),
+    " since ", when(w.since))));
+}
+
 function render() {
   if (!execution) return;
   summary();
+  if (!waitingPoll && !TERMINATED.has(execution.state.current)) {
+    waiting();
+    waitingPoll = setInterval(waiting, 3000);
+  }
   actions();
   if (shown === "gantt") gantt();
   else if (shown === "outputs") renderOutputs(el("outputs"), execution);
