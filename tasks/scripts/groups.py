@@ -110,10 +110,17 @@ class ProcessGroups:
                 self._groups[pgid] = start_time(pgid)
             elif self._groups.pop(pgid, 0) == 0:
                 return
-            self.file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.file.with_suffix(".tmp")
-            tmp.write_text("".join(f"{g} {t}\n" for g, t in self._groups.items()))
-            os.replace(tmp, self.file)  # never half a file
+            try:
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text("".join(f"{g} {t}\n" for g, t in self._groups.items()))
+                os.replace(tmp, self.file)  # never half a file
+            except OSError as exc:
+                # Bookkeeping for the next start's reaper (the watcher covers this run): a
+                # full or read-only disk must not fail the task whose group it records.
+                log.warning("process groups not written down in %s: %s", self.file, exc)
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         """The daemon stops: the watcher ends (killing what is left, nothing normally)."""
