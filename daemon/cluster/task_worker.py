@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A job held here but not running here older than this was taken by a statement whose
+# answer never arrived; younger ones may be a take of ours still on its way back.
+ORPHAN_AGE = timedelta(seconds=2)
+
 
 class TaskWorker:
     def __init__(
@@ -63,6 +67,7 @@ class TaskWorker:
             self._interval,
         )
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._orphans_checked = 0.0
         # Jobs cancelled lately: a cancellation can arrive (on the listening connection)
         # before the statement that took the job has returned it here.
         self._cancelled_lately: collections.deque[str] = collections.deque(maxlen=1024)
@@ -80,6 +85,8 @@ class TaskWorker:
                     await wake.wait()
             wake.clear()
             try:
+                if time.monotonic() - self._orphans_checked >= POLL_INTERVAL:
+                    await self._release_orphans()
                 while (room := self.slots - len(self._running)) > 0:
                     rows = await self._tables.take(self.groups, room)
                     for row in rows:
@@ -90,6 +97,19 @@ class TaskWorker:
                 log.warning("node %s: taking task runs failed (%s)", self._tables.node_id, exc)
                 await asyncio.sleep(POLL_INTERVAL / 5)
                 wake.set()
+
+    async def _release_orphans(self) -> None:
+        """Jobs the database says run here and do not (a take whose answer a restart lost)
+        go back to READY; checked between takes, so no take of ours is in flight."""
+        self._orphans_checked = time.monotonic()
+        released = await self._tables.release_orphans(list(self._running), ORPHAN_AGE)
+        if released:
+            log.warning(
+                "node %s: %d task runs taken here were not running (the answer to taking "
+                "them was lost); handed back",
+                self._tables.node_id,
+                released,
+            )
 
     async def guard(self) -> None:
         """Stop every running attempt once this node may be judged dead."""

@@ -107,5 +107,8 @@ async def pooled(pool: Any) -> AsyncIterator[Any]:
             yield conn
         except Exception as exc:
             if connection_lost(exc):
-                conn.terminate()
+                # a connection the pool already took back cannot be cut: the pool's own
+                # reset sees it is broken, and the caller must see its error, not this one
+                with contextlib.suppress(Exception):
+                    conn.terminate()
             raise

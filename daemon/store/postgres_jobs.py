@@ -41,6 +41,14 @@ _LOST = """
       AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = task_jobs.worker)
     RETURNING pg_notify($1, id)"""
 
+# Jobs this worker holds but does not run: its take committed and the answer was lost (a
+# database restart mid-statement). They never ran here, so they go back to READY.
+_ORPHANS = """
+    UPDATE task_jobs SET state = 'READY', worker = NULL, taken = NULL
+    WHERE state = 'RUNNING' AND worker = $1 AND NOT (id = ANY($2::text[]))
+      AND taken < now() - $3::interval
+    RETURNING worker_group"""
+
 
 class JobTables:
     """The task queue's statements, on the store's connection pool."""
@@ -148,6 +156,15 @@ class JobTables:
         """Up to `limit` READY jobs this node may run, oldest first, now RUNNING here."""
         rows: list[Any] = await self.pool.fetch(_TAKE, self.node_id, groups, limit)
         return rows
+
+    async def release_orphans(self, running: list[str], age: timedelta) -> int:
+        """Hand back the jobs held here that this node does not run (taken longer than
+        `age` ago), waking the workers; returns how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_ORPHANS, self.node_id, running, age)
+            for group in sorted({row["worker_group"] or "" for row in rows}):
+                await conn.execute("SELECT pg_notify($1, $2)", TASKS_CHANNEL, group)
+        return len(rows)
 
     async def finish(self, job_id: str, result: dict[str, Any]) -> bool:
         """Store the result if this node still holds the job; False when it does not."""
