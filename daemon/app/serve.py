@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -45,7 +44,6 @@ STORE_CLOSE_TIMEOUT = 5.0  # the last writes are committed
 # A cluster node: stop claiming (before the grace period), stop heartbeating and listening,
 # leave (after the executions are stored); each stage at most this long.
 CLUSTER_STAGE_TIMEOUT = 3.0
-SWITCH_INTERVAL = 0.0005  # seconds a thread waiting for the GIL lets the holder run
 
 
 def shutdown_budget(grace: timedelta) -> float:
@@ -404,8 +402,4 @@ def serve(config_file: Path | None, overrides: dict[str, Any]) -> int:
 
     settings = load_settings(config_file, overrides)
     logs.setup(settings.log_level)
-    # The store's writer thread hands each commit back to the event loop; with CPython's
-    # default 5 ms switch interval, a commit that finishes while the loop runs Python code
-    # waits up to 5 ms for the GIL, which is the tail of a webhook's answer.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     return asyncio.run(Daemon(settings, config_file, overrides).run())
