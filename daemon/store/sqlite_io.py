@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
 from daemon.store.base import StoreError
+from daemon.store.sqlite_checkpoint import Checkpointer
 from daemon.store.sqlite_file import DatabaseFile, broken
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,9 @@ class SqliteIO:
         self._file = DatabaseFile(path)
         self._gone: str | None = None  # what happened to the file, once it did
         self._checked = 0.0  # monotonic time of the last full check of the file
+        self.checkpointer = Checkpointer(
+            self._checkpoint_connection, lambda: self.commits, lambda: self._verify(header=True)
+        )
 
     # lifecycle
 
@@ -186,6 +190,8 @@ class SqliteIO:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+            # checkpoints run on their own thread (daemon/store/sqlite_checkpoint.py)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._migrate(conn)
             self._file.remember()
         except sqlite3.DatabaseError as exc:
@@ -198,6 +204,12 @@ class SqliteIO:
             target=self._write_loop, args=(conn,), name="podium-store-writer", daemon=True
         )
         self._writer.start()
+        self.checkpointer.start()
+
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        conn = _connect(self.path, self._timeout, create=False)
+        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+        return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Apply missing steps in one transaction; re-checked under the lock for rival openers."""
@@ -237,6 +249,7 @@ class SqliteIO:
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
+        self.checkpointer.stop()
         if self._writer is not None:
             self._writer.join()
         with self._readers_lock:

@@ -1,0 +1,78 @@
+"""The embedded store's WAL is copied back by its own thread, never inside a commit.
+
+SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages and
+fsyncs the database file there: the callers of that group commit wait for it (issue #18,
+the webhook's p99). https://www.sqlite.org/wal.html#automatic_checkpoint says how it works
+and that an application may turn it off and checkpoint from another thread, which is
+what daemon/store/sqlite_checkpoint.py does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from daemon.store import SqliteStore
+
+VALUE = "x" * 64_000  # ~16 pages per write
+
+
+async def _size(path: Path) -> int:
+    return (await asyncio.to_thread(path.stat)).st_size
+
+
+async def _grown(path: Path, size: int, seconds: float = 15.0) -> int:
+    """The file's size once it reached `size` (or its size after `seconds`)."""
+    for _ in range(int(seconds / 0.05)):
+        now = await _size(path)
+        if now >= size:
+            return now
+        await asyncio.sleep(0.05)
+    return await _size(path)
+
+
+async def test_the_writer_never_checkpoints_the_checkpointer_thread_does(tmp_path: Path) -> None:
+    db = tmp_path / "podium.db"
+    store = SqliteStore(db)
+    async with store:
+        writer_setting = await store._io.write(
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0], "read pragma"
+        )
+        assert writer_setting == 0
+        before = await _size(db)
+        for n in range(100):  # ~6 MB, in the WAL first
+            await store.state.set(f"k{n}", {"v": VALUE})
+        # Only a checkpoint copies pages into the database file itself.
+        grown = await _grown(db, before + 6_000_000)
+        assert grown >= before + 6_000_000, (before, grown)
+        assert store._io.checkpointer.checkpoints >= 1
+        assert (await store.state.get("k99")) == {"v": VALUE}
+
+
+async def test_the_wal_stops_growing_when_checkpoints_keep_up(tmp_path: Path) -> None:
+    """Once a checkpoint copied every frame back, the next commit starts the WAL over
+    from its beginning: 30 MB written in bursts leave a WAL of a few bursts at most."""
+    db = tmp_path / "podium.db"
+    wal = tmp_path / "podium.db-wal"
+    store = SqliteStore(db)
+    async with store:
+        for burst in range(10):  # ~3 MB each
+            for n in range(50):
+                await store.state.set(f"b{burst}-{n}", {"v": VALUE})
+            seen = store._io.checkpointer.checkpoints
+            for _ in range(200):  # until the checkpointer ran after this burst
+                if store._io.checkpointer.checkpoints > seen:
+                    break
+                await asyncio.sleep(0.05)
+        wal_size = await _size(wal)
+        assert wal_size < 12_000_000, wal_size
+        assert await _size(db) >= 25_000_000
+    # closed: the last connection copied everything back and removed the WAL
+    assert not await asyncio.to_thread(wal.exists)
+
+    def count() -> int:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM state").fetchone()[0])
+
+    assert await asyncio.to_thread(count) == 500
