@@ -695,9 +695,11 @@ async def test_working_dir_is_fresh_per_task_run_and_removed_afterwards(h: Harne
 async def test_an_ended_execution_leaves_no_directory_in_data_tmp(h: Harness) -> None:
     """Issue #13 finding 10: data/tmp kept one empty directory per execution. Kestra's
     worker deletes a task's working directory when the task ends (WorkingDirectory
-    `cleanup`); podium also removes the execution's own directory when it ends."""
+    `cleanup`); podium also removes the execution's own directory when it ends (with
+    those of other executions that ended meanwhile, in one thread hop: `drain` waits)."""
     ex = await h.run(flow(shell("touch left.txt"), shell("true", task_id="two")))
     assert ex.state.current == State.SUCCESS
+    await h.engine.drain()
     tmp = h.engine.data_dir / "tmp"
     assert not await asyncio.to_thread((tmp / ex.id).exists)
 

@@ -173,6 +173,7 @@ class Engine:
     async def drain(self) -> None:
         """Until nothing runs here (tests' "until idle" step)."""
         await self.local.drain()
+        await self.resources.scratch.settle()
 
     async def close(self, *, hand_over: bool = False) -> None:
         """Stop what runs here (see LocalExecutions.close), close what plug-ins opened, and

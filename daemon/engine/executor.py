@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import graphlib
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 
 from daemon.engine.attempts import RunState, TaskRuns
@@ -93,15 +92,9 @@ class ExecutionRunner:
         if flow.after_execution:
             await endings.run_after(flow.after_execution, state, "an afterExecution task")
         await self._store_final()
-        await self._drop_scratch()
+        # its directory under data/tmp: left, it would stay (empty) forever
+        resources.scratch.ended(ex.id)
         return ex
-
-    async def _drop_scratch(self) -> None:
-        """The execution's directory under data/tmp: its task runs removed their working
-        directories as they ended; left, it would stay (empty) forever."""
-        if not self.resources.options.keep_working_dirs:
-            scratch = self.resources.data_dir / "tmp" / self.execution.id
-            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     async def _lists(self) -> State:
         """The flow's tasks, then `errors` when they failed, then `finally`."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.config.storage import StorageSettings
 from daemon.engine.events import EventBus
 from daemon.engine.functions import ServiceFunctions
+from daemon.engine.scratch import ScratchDirs
 from daemon.engine.secrets import SecretStore
 from daemon.engine.workers import LocalWorkers, Workers
 from daemon.flows.registry import Plugins
@@ -79,6 +80,7 @@ class Resources:
         self.functions = ServiceFunctions(self.storage, self.secrets, store, loop)
         # Where task attempts run: here by default; a cluster node puts its own in.
         self.workers: Workers = LocalWorkers(self)
+        self.scratch = ScratchDirs(data_dir / "tmp", lambda: self.options.keep_working_dirs)
         self._renderer: Renderer | None = None
         self._closers: dict[str, Callable[[], Awaitable[None]]] = {}
 
@@ -110,6 +112,7 @@ class Resources:
         self._closers.setdefault(key, closer)
 
     async def close(self) -> None:
+        await self.scratch.settle()
         closers, self._closers = self._closers, {}
         for key, closer in closers.items():
             try:

@@ -1,0 +1,54 @@
+"""The executions' scratch directories under `<data-dir>/tmp`, removed once they end.
+
+Task runs remove their own working directories as they end; what stays is the execution's
+directory (empty, or a `logToFile` file, or what a previous process left). Removing it is
+blocking file-system work, so it happens off the event loop; one thread hop per execution
+was a good part of what a short execution cost (issue #18), so the directories of the
+executions that ended meanwhile go to the thread together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class ScratchDirs:
+    """`<root>/<execution id>` of each ended execution, removed in batches."""
+
+    def __init__(self, root: Path, keep: Callable[[], bool]) -> None:
+        self.root = root
+        self._keep = keep  # the `keep-working-dirs` setting, read when an execution ends
+        self._ended: list[Path] = []
+        self._remover: asyncio.Task[None] | None = None
+
+    def ended(self, execution_id: str) -> None:
+        """The execution ended: its directory goes with the next batch."""
+        if self._keep():
+            return
+        self._ended.append(self.root / execution_id)
+        if self._remover is None or self._remover.done():
+            self._remover = asyncio.get_running_loop().create_task(self._remove_ended())
+
+    async def _remove_ended(self) -> None:
+        while self._ended:
+            batch, self._ended = self._ended, []
+            try:
+                await asyncio.to_thread(_remove, batch)
+            except Exception:  # rmtree ignores errors; a thread pool closed at exit does not
+                log.exception("removing %d execution directories failed", len(batch))
+
+    async def settle(self) -> None:
+        """Until every ended execution's directory is gone (engine close, tests)."""
+        while self._remover is not None and not self._remover.done():
+            await asyncio.shield(self._remover)

@@ -1,0 +1,66 @@
+"""Ended executions' directories under data/tmp go in batches (issue #18), and all go.
+
+Issue #13 finding 10 (data/tmp kept one directory per execution) is the behaviour; the
+batching is what keeps one thread hop per execution off a short execution's cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from daemon.engine import scratch
+from daemon.engine.scratch import ScratchDirs
+
+
+def _make(root: Path, names: list[str]) -> None:
+    for name in names:
+        (root / name / "task").mkdir(parents=True)
+        (root / name / "task" / "left.txt").write_text("x")
+
+
+def _left(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir())
+
+
+async def test_directories_of_executions_ended_together_go_in_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"ex{n}" for n in range(50)]
+    await asyncio.to_thread(_make, tmp_path, [*names, "still-running"])
+    batches: list[int] = []
+    remove = scratch._remove
+
+    def counted(paths: list[Path]) -> None:
+        batches.append(len(paths))
+        remove(paths)
+
+    monkeypatch.setattr(scratch, "_remove", counted)
+    dirs = ScratchDirs(tmp_path, keep=lambda: False)
+    for name in names:
+        dirs.ended(name)
+    await dirs.settle()
+    assert await asyncio.to_thread(_left, tmp_path) == ["still-running"]
+    assert sum(batches) == 50
+    assert len(batches) <= 2, batches  # the first alone at most, then the rest together
+    dirs.ended("still-running")  # a later one starts a new batch
+    await dirs.settle()
+    assert await asyncio.to_thread(_left, tmp_path) == []
+
+
+async def test_kept_with_keep_working_dirs_and_a_missing_directory_is_no_error(
+    tmp_path: Path,
+) -> None:
+    await asyncio.to_thread(_make, tmp_path, ["kept"])
+    keep = True
+    dirs = ScratchDirs(tmp_path, keep=lambda: keep)
+    dirs.ended("kept")
+    await dirs.settle()
+    assert await asyncio.to_thread(_left, tmp_path) == ["kept"]
+    keep = False
+    dirs.ended("never-made")
+    dirs.ended("kept")
+    await dirs.settle()
+    assert await asyncio.to_thread(_left, tmp_path) == []
