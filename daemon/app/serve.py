@@ -10,6 +10,7 @@ with its own time limit; their sum stays under systemd's TimeoutStopSec (a test 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -94,6 +95,7 @@ class Daemon:
                 await self._worker_node(stack, engine, node)
             else:
                 flows = await self._full_node(stack, engine, plugins, node)
+            _freeze_startup_objects()
             self.ready = True
             systemd.notify("READY=1")
             interval = systemd.watchdog_interval()
@@ -395,6 +397,15 @@ async def _bounded(job: Any, seconds: float, what: str) -> None:
             await job
     except TimeoutError:
         log.error("%s did not stop within %.0fs", what, seconds)
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up built (modules, plug-in classes and schemas, flows) lives as long as
+    the daemon: moved out of the garbage collector's generations, a full collection no
+    longer walks it. Measured with bench/webhook.py: the longest pause went from ~60 ms
+    to ~10 ms (issue #18)."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(config_file: Path | None, overrides: dict[str, Any]) -> int:
