@@ -14,6 +14,7 @@ import pytest
 from daemon.sdk.clock import FakeClock
 from daemon.sdk.state import iso
 from daemon.store import SqliteStore, Store, StoreError, open_store
+from daemon.store.base import sortable_time
 from daemon.store.postgres import PostgresStore
 from daemon.store.sqlite_io import MIGRATIONS
 from tests.cluster_helpers import fresh_database
@@ -698,3 +699,24 @@ async def test_insights_search_log_lines_of_every_execution(store: Store) -> Non
     assert [line["message"] for line in lines] == ["Loading the Orders table"]
     lines, _ = await store.insights.search_logs(Window.of(after="2026-01-02T00:00:00Z"))
     assert {line["executionId"] for line in lines} == {"e2"}
+
+
+@pytest.mark.parametrize(
+    ("given", "indexed"),
+    [
+        ("2026-12-07T01:02:03.123456Z", "2026-12-07T01:02:03.123456Z"),  # kept as is
+        ("2026-12-07T01:02:03Z", "2026-12-07T01:02:03.000000Z"),  # Kestra's whole second
+        ("2026-12-07T01:02:03.123+00:00", "2026-12-07T01:02:03.123000Z"),
+        ("2026-12-07T01:02:03.123456+02:00", "2026-12-06T23:02:03.123456Z"),
+        ("2026-12-07 01:02:03.123456Z", "2026-12-07T01:02:03.123456Z"),  # same width, a space
+        ("2026-12-07T01:02:03.123456", "2026-12-07T01:02:03.123456Z"),  # naive: UTC
+    ],
+)
+def test_indexed_dates_have_one_width_so_text_order_is_time_order(given: str, indexed: str) -> None:
+    assert sortable_time(given) == indexed
+
+
+@pytest.mark.parametrize("bad", ["2026-13-07T01:02:03.123456Z", "yesterday", "", 12])
+def test_an_indexed_date_that_is_no_date_is_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="is not an ISO-8601 date"):
+        sortable_time(bad, "execution 'x' startDate")

@@ -78,6 +78,8 @@ def sortable_time(value: str | None, what: str = "timestamp") -> str | None:
         dt = datetime.fromisoformat(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} {value!r} is not an ISO-8601 date") from exc
+    if len(value) == 27 and value[10] == "T" and value[19] == "." and value[-1] == "Z":
+        return value  # already the form below (podium's own dates): no formatting again
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
