@@ -523,6 +523,9 @@ def test_serve_fails_tasks_on_a_full_or_refused_storage_and_keeps_serving(tmp_pa
 
 
 def runaway_flow(filler: Path) -> str:
+    """A task that fills the disk, then logs more than the store's WAL can take without
+    new space: a WAL already checkpointed is rewritten in place, so a store often keeps
+    working on a full disk for a while, and this one must not."""
     return textwrap.dedent(f"""
         id: runaway
         namespace: faults
@@ -533,6 +536,7 @@ def runaway_flow(filler: Path) -> str:
               type: io.kestra.plugin.core.runner.Process
             commands:
               - head -c 100000000 /dev/zero > {filler} || true
+              - seq 1 15000
           - id: after
             type: io.kestra.plugin.core.log.Log
             message: never

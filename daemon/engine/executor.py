@@ -28,7 +28,7 @@ from daemon.sdk.execution import Execution
 from daemon.sdk.plugin import FlowableTask, Task
 from daemon.sdk.retry import Backoff
 from daemon.sdk.state import State
-from daemon.store.base import StoreError
+from daemon.store.base import StoreError, StoreLost
 
 log = logging.getLogger(__name__)
 # An execution's final state that the store refuses is offered again after 1 s, 2 s, 4 s...
@@ -148,6 +148,18 @@ class ExecutionRunner:
                         asyncio.gather(*(self.tasks.save(tr) for tr in ex.task_runs))
                     )
                 await asyncio.shield(self.save_final())
+            except StoreLost as exc:
+                # its file gone or its writer stopped: no retry can succeed before a restart,
+                # and a daemon asked to stop would wait out its whole grace period for one
+                log.error(
+                    "execution %s of %s.%s: its final state %s cannot be stored: %s",
+                    ex.id,
+                    ex.namespace,
+                    ex.flow_id,
+                    ex.state.current.value,
+                    exc,
+                )
+                return
             except StoreError as exc:
                 if backoff.attempts == 0:
                     log.error(

@@ -31,6 +31,12 @@ class StoreError(PodiumError):
     """The database cannot be opened or written: wrong file, newer schema, disk trouble."""
 
 
+class StoreLost(StoreError):
+    """No write can succeed again in this process: the embedded store's file was deleted,
+    replaced or corrupted under it, or its writer stopped. Retrying is pointless; a
+    restart (with the file restored) is what helps."""
+
+
 class ExecutionRow(NamedTuple):
     id: str
     namespace: str

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
-from daemon.store.base import StoreError
+from daemon.store.base import StoreError, StoreLost
 from daemon.store.sqlite_checkpoint import Checkpointer
 from daemon.store.sqlite_file import DatabaseFile, broken
 
@@ -259,9 +259,9 @@ class SqliteIO:
 
     def _check(self) -> None:
         if self._broken is not None:
-            raise StoreError(f"{self.path}: store writer stopped: {self._broken!r}")
+            raise StoreLost(f"{self.path}: store writer stopped: {self._broken!r}")
         if self._gone is not None:
-            raise StoreError(self._gone)
+            raise StoreLost(self._gone)
         if not self._open or self._closed:
             raise StoreError(f"{self.path}: store is not open")
 
@@ -333,7 +333,7 @@ class SqliteIO:
                 if pending:
                     due = time.monotonic() - self._checked >= CHECK_INTERVAL
                     if self._verify(header=due) is not None:
-                        error = StoreError(str(self._gone))
+                        error = StoreLost(str(self._gone))
                         self._settle(pending, [(None, error)] * len(pending))
                     else:
                         self._commit(conn, pending)
@@ -348,7 +348,7 @@ class SqliteIO:
                     break
                 if op is not None:
                     pending.append(op)
-            error = StoreError(f"{self.path}: store writer stopped: {exc!r}")
+            error = StoreLost(f"{self.path}: store writer stopped: {exc!r}")
             self._settle(pending, [(None, error)] * len(pending))
         finally:
             conn.close()
@@ -365,7 +365,7 @@ class SqliteIO:
             problem = broken(exc)
             if problem is not None:
                 self._lose(problem)
-                error = StoreError(str(self._gone))
+                error = StoreLost(str(self._gone))
                 self._settle(ops, [(None, error)] * len(ops))
                 return
             outcomes = [self._commit_one(conn, op) for op in ops]
