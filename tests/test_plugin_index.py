@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from daemon.flows import plugin_index
-from daemon.flows.registry import Plugins, UnknownType, default_plugins, run_plugins
+from daemon.flows.registry import (
+    Plugins,
+    UnknownType,
+    default_plugins,
+    run_plugins,
+    serve_plugins,
+)
 
 PROBE = textwrap.dedent(
     """
@@ -74,7 +80,9 @@ def test_an_index_from_other_installed_plugins_is_not_used(cache: Path) -> None:
     assert json.loads(index.read_text())["fingerprint"] != "something else was installed"
 
 
-@pytest.mark.parametrize("text", ["", "{not json", '{"version": 1}', '["a"]', '{"version": 99}'])
+@pytest.mark.parametrize(
+    "text", ["", "{not json", '{"version": 1}', '["a"]', '{"version": 99}', '{"version": 2}']
+)
 def test_a_damaged_index_is_rebuilt_not_an_error(cache: Path, text: str) -> None:
     cache.mkdir()
     (cache / "plugins.json").write_text(text)
@@ -115,9 +123,9 @@ def test_an_unknown_type_gets_the_same_suggestions_lazily(cache: Path) -> None:
 
 def test_a_module_of_the_index_that_no_longer_imports_is_reported(cache: Path) -> None:
     eager = default_plugins()
-    types, canonical = eager.index()
+    types, canonical, hooks = eager.index()
     types["task"]["io.example.Gone"] = "tasks.no_such_module"
-    lazy = Plugins.from_index(types, canonical)
+    lazy = Plugins.from_index(types, canonical, hooks)
     with pytest.raises(UnknownType, match=r"io\.example\.Gone"):
         lazy.tasks.get("io.example.Gone")
     assert "tasks.no_such_module" in lazy.failed
@@ -131,3 +139,51 @@ def test_run_plugins_in_process_reuses_the_index(cache: Path) -> None:
     assert second.tasks.get("io.kestra.plugin.core.debug.Return").types[0] == (
         "io.kestra.plugin.core.debug.Return"
     )
+
+
+SERVE_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from daemon.flows.registry import serve_plugins
+
+    plugins = serve_plugins()
+    hooks = sorted(hook.__module__ for hook in plugins.startup_hooks)
+    modules = sorted(m for m in sys.modules if m.startswith(("tasks.", "triggers.")))
+    print(json.dumps({"hooks": hooks, "modules": modules}))
+    """
+)
+
+
+def serve_start(cache: Path) -> dict[str, list[str]]:
+    env = {**os.environ, "PODIUM_CACHE_DIR": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE], capture_output=True, text=True, env=env,
+        timeout=120, check=True,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout))
+
+
+def test_serve_imports_the_modules_with_start_up_hooks_and_not_the_others(cache: Path) -> None:
+    """`podium serve` loads a flow's types as the flow loads; the crash clean-up hooks of
+    plug-in modules (`on_daemon_start`: script process groups a killed daemon left) run
+    at every start whatever the flows use, so their modules are imported at once."""
+    eager = default_plugins()
+    expected_hooks = sorted(hook.__module__ for hook in eager.startup_hooks)
+    assert "tasks.scripts.process" in expected_hooks
+    first = serve_start(cache)  # no index yet: everything, and the index is written
+    assert first["hooks"] == expected_hooks
+    assert "tasks.sql.duckdb" in first["modules"]
+    second = serve_start(cache)
+    assert second["hooks"] == expected_hooks
+    assert "tasks.sql.duckdb" not in second["modules"]
+    assert "triggers.mqtt" not in second["modules"]
+
+
+def test_serve_plugins_in_process_registers_each_hook_once(cache: Path) -> None:
+    serve_plugins()  # writes the index
+    plugins = serve_plugins()
+    plugins.import_hooks()  # again: nothing more
+    hooks = [hook.__module__ for hook in plugins.startup_hooks]
+    assert hooks and len(hooks) == len(set(hooks))
+    assert plugins.tasks.get("io.kestra.plugin.scripts.shell.Commands").types
+    assert [hook.__module__ for hook in plugins.startup_hooks] == hooks

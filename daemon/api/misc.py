@@ -103,11 +103,14 @@ async def webhook(request: web.Request) -> web.StreamResponse:
 
 def _refused(engine: Engine) -> None:
     """A request refused before any trigger saw it (unknown key, body too large) counts
-    as refused by the trigger type that receives webhooks."""
-    for cls in engine.resources.plugins.triggers.classes():
-        if cls.receives_webhooks:
-            engine.metrics.trigger_event(cls.types[0], rejected=True)
-            return
+    as refused by the trigger type that receives webhooks (looked for among the types
+    already imported first: the others are imported only if none of those does)."""
+    triggers = engine.resources.plugins.triggers
+    for classes in (triggers.classes(loaded_only=True), triggers.classes()):
+        for cls in classes:
+            if cls.receives_webhooks:
+                engine.metrics.trigger_event(cls.types[0], rejected=True)
+                return
 
 
 for _method in ("GET", "POST", "PUT"):

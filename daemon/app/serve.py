@@ -30,7 +30,7 @@ from daemon.engine.supervisor import TriggerSupervisor
 from daemon.engine.webhooks import WebhookRegistry
 from daemon.engine.workers import LocalWorkers
 from daemon.flows.directory import FlowDirectory
-from daemon.flows.registry import Plugins, default_plugins
+from daemon.flows.registry import Plugins, serve_plugins
 from daemon.sdk.context import StartupContext
 from daemon.store import open_store
 from daemon.store.base import Store
@@ -85,7 +85,7 @@ class Daemon:
         await check_exposure(settings)  # before anything is opened
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(self._store())
-            plugins = await asyncio.to_thread(default_plugins)
+            plugins = await asyncio.to_thread(serve_plugins)
             node = self._node(store)
             if node is not None:
                 await stack.enter_async_context(self._cluster(node))

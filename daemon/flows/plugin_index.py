@@ -3,7 +3,8 @@
 A one-shot `podium run` needs the few plug-in modules its flow names, not the hundred-odd
 classes every installed plug-in defines: importing them all costs more start-up time and
 memory than running a small flow. The index records, per entry-point module, the type
-names it registered the last time every plug-in was loaded, under a fingerprint of the
+names it registered the last time every plug-in was loaded (and which modules have an
+`on_daemon_start` hook, imported at every `podium serve` start), under a fingerprint of the
 installed entry points and of each module file's size and modification time. A
 different fingerprint (a plug-in installed, upgraded or edited) means a full load, which
 writes the index anew. A module that failed to load is never indexed, so that installing
@@ -24,7 +25,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 KINDS = ("task", "trigger", "condition")
 # kind -> type name -> module name (all names, or the first name of each class)
 Index = dict[str, dict[str, str]]
@@ -62,9 +63,9 @@ def fingerprint(entries: Iterable[metadata.EntryPoint]) -> str | None:
     return digest.hexdigest()
 
 
-def read(path: Path, expected: str) -> tuple[Index, Index] | None:
-    """(types, canonical types) if the index is there and matches `expected`; None
-    otherwise (never an error)."""
+def read(path: Path, expected: str) -> tuple[Index, Index, list[str]] | None:
+    """(types, canonical types, modules with start-up hooks) if the index is there and
+    matches `expected`; None otherwise (never an error)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -74,9 +75,12 @@ def read(path: Path, expected: str) -> tuple[Index, Index] | None:
     if doc.get("fingerprint") != expected:
         return None
     types, canonical = _as_index(doc.get("types")), _as_index(doc.get("canonical"))
-    if types is None or canonical is None:
+    hooks = doc.get("hooks")
+    if types is None or canonical is None or not isinstance(hooks, list):
         return None
-    return types, canonical
+    if not all(isinstance(module, str) for module in hooks):
+        return None
+    return types, canonical, hooks
 
 
 def _as_index(value: object) -> Index | None:
@@ -92,9 +96,15 @@ def _as_index(value: object) -> Index | None:
     return out
 
 
-def write(path: Path, stamp: str, types: Index, canonical: Index) -> None:
+def write(path: Path, stamp: str, types: Index, canonical: Index, hooks: list[str]) -> None:
     """Atomically, and quietly: a cache that cannot be written only costs speed."""
-    doc = {"version": VERSION, "fingerprint": stamp, "types": types, "canonical": canonical}
+    doc = {
+        "version": VERSION,
+        "fingerprint": stamp,
+        "types": types,
+        "canonical": canonical,
+        "hooks": hooks,
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
