@@ -187,3 +187,33 @@ def test_serve_plugins_in_process_registers_each_hook_once(cache: Path) -> None:
     assert hooks and len(hooks) == len(set(hooks))
     assert plugins.tasks.get("io.kestra.plugin.scripts.shell.Commands").types
     assert [hook.__module__ for hook in plugins.startup_hooks] == hooks
+
+
+RUN_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from daemon.app.cli import main
+
+    code = main(["run", sys.argv[1], "--data-dir", sys.argv[2]])
+    print(json.dumps({"code": code, "jinja2": "jinja2" in sys.modules}))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "renders"), [("hi", False), ("{{ 1 + 1 }}", True), ("a { brace", False)]
+)
+def test_podium_run_of_a_flow_without_expressions_never_imports_jinja(
+    cache: Path, tmp_path: Path, message: str, renders: bool
+) -> None:
+    """Issue #18, start-up: Jinja (~40 ms and ~4 MB) is imported by the first render and
+    by the load-time syntax check of a property that could hold a tag, never otherwise."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW.replace("message: hi", f'message: "{message}"'))
+    env = {**os.environ, "PODIUM_CACHE_DIR": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_PROBE, str(flow), str(tmp_path / "data")],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )  # fmt: skip
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last == {"code": 0, "jinja2": renders}, done.stdout + done.stderr

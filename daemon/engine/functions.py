@@ -15,17 +15,16 @@ import functools
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import PurePosixPath
-from typing import Any, NamedTuple, TypeVar
-
-from jinja2.runtime import Context
-from jinja2.utils import pass_context
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from daemon.engine.secrets import SecretStore
-from daemon.expr import limits as expr_limits
 from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.nsfiles import NamespaceFileError, normalize_path
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
+
+if TYPE_CHECKING:
+    from jinja2.runtime import Context
 
 # Namespaces whose function tables are kept built (a daemon has a few dozen).
 TABLES_KEPT = 256
@@ -66,13 +65,14 @@ class ServiceFunctions:
         self._loop = loop
         # One table per namespace, built once: every templated task asks for one.
         self._tables = functools.lru_cache(maxsize=TABLES_KEPT)(self._build)
-        self._none = self._build(None)
 
     def table(self, namespace: str | None) -> dict[str, Callable[..., Any]]:
-        return self._none if namespace is None else self._tables(namespace)
+        return self._tables(namespace)
 
     def _wait(self, what: str, job: Coroutine[Any, Any, T], timeout: float = KV_TIMEOUT) -> T:
         """Run a store coroutine on the daemon's loop from the rendering thread."""
+        from daemon.expr import limits as expr_limits  # renders only: imported by then
+
         try:
             expr_limits.leave_loop(what)  # a render on the loop goes to a thread first
         except expr_limits.OffLoop:
@@ -92,6 +92,10 @@ class ServiceFunctions:
         return asyncio.run_coroutine_threadsafe(job, loop).result(timeout=timeout)
 
     def _build(self, default_namespace: str | None) -> dict[str, Callable[..., Any]]:
+        # Here, not at the top: built when something renders, and a flow without
+        # expressions (a `podium run` of literal tasks) never imports Jinja.
+        from jinja2.utils import pass_context
+
         store = self._store
 
         def kv(key: Any = None, namespace: str | None = None, errorOnMissing: bool = True) -> Any:
@@ -188,6 +192,8 @@ class ServiceFunctions:
     ) -> str | NamespaceFile:
         """The file a function names, after Kestra's checks of what it may read: a
         namespace file (kept in the store), or the `kestra:///` URI of a stored file."""
+        from daemon.expr import limits as expr_limits  # renders only: imported by then
+
         expr_limits.leave_loop(f"{name}()")  # file I/O: a render on the loop goes to a thread
         if path is None:
             raise FunctionError(

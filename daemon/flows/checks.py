@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from daemon.expr.renderer import syntax_error
 from daemon.flows.definition import Flow, Path, task_lists
 from daemon.sdk import yamlpos
 from daemon.sdk.capabilities import StartsFlows
@@ -28,6 +27,11 @@ def template_problems(flow: Flow) -> list[tuple[Path, str, int]]:
     parse: an unclosed `{{` fails at load, not when the task runs."""
     problems = []
     for path, text in _templated_strings(flow, ()):
+        if "{{" not in text and "{%" not in text and "{#" not in text:
+            continue  # no tag opens: nothing for the parser to refuse
+        # imported only for a flow that holds expressions (a literal one never needs Jinja)
+        from daemon.expr.renderer import syntax_error
+
         found = syntax_error(text)
         if found is not None:
             line, reason = found
