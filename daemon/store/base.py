@@ -32,9 +32,8 @@ class StoreError(PodiumError):
 
 
 class StoreLost(StoreError):
-    """No write can succeed again in this process: the embedded store's file was deleted,
-    replaced or corrupted under it, or its writer stopped. Retrying is pointless; a
-    restart (with the file restored) is what helps."""
+    """No write can succeed again in this process (the file deleted, replaced, corrupted;
+    the writer stopped): retrying is pointless, a restart with the file restored helps."""
 
 
 class ExecutionRow(NamedTuple):
