@@ -11,9 +11,9 @@ connection, copies the WAL back with PASSIVE checkpoints (which wait for neither
 nor readers) shortly after commits happened, once it checked the file is still the
 database opened (daemon/store/sqlite_file.py). Once a checkpoint has copied every frame and
 no reader still uses the WAL, SQLite's next commit starts the WAL from its beginning: the
-file stops growing. A WAL that still grew past `LIMIT_FRAMES` (readers holding old
-snapshots through every passive checkpoint) gets a RESTART checkpoint, which waits for
-those readers and briefly holds writers back, as the automatic one would.
+file stops growing. Like SQLite's automatic checkpoint, these never wait: a reader that
+holds an old snapshot through every checkpoint lets the WAL grow until it lets go (a
+RESTART checkpoint would wait for it with every writer held back, up to the busy timeout).
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 INTERVAL = 0.5
 """Seconds between checkpoints while commits happen (none while nothing is written)."""
-LIMIT_FRAMES = 16_000
-"""WAL frames (pages, 4 KiB by default: ~64 MiB) left after a passive checkpoint that make
-the next one a RESTART."""
 
 
 class Checkpointer:
@@ -92,13 +89,7 @@ class Checkpointer:
                 conn.close()
 
     def checkpoint(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        """(frames in the WAL, frames copied back) after a passive checkpoint, or after the
-        RESTART one that a WAL over the limit gets."""
+        """(frames in the WAL, frames copied back) after a passive checkpoint."""
         _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.checkpoints += 1
-        if frames > LIMIT_FRAMES and copied < frames:
-            logger.info(
-                "store: WAL at %d pages with %d not copied back: restarting it", frames, copied
-            )
-            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         return int(frames), int(copied)
