@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store import SqliteStore, StoreError
+from daemon.store import SqliteStore, StoreError, sqlite_checkpoint
 from tests.daemon_process import ServeProcess
 
 HOOK = textwrap.dedent("""\
@@ -127,6 +127,9 @@ def test_a_corrupted_database_file_is_noticed(tmp_path: Path) -> None:
     daemon = serve(tmp_path)
     try:
         db = tmp_path / "data" / "podium.db"
+        # Once start-up's writes are checkpointed: a checkpoint under way copies page 1 back
+        # from the WAL, which would mend this overwrite rather than leave it to be noticed.
+        time.sleep(3 * sqlite_checkpoint.INTERVAL)
         with open(db, "r+b") as f:  # same file, its first page overwritten
             f.write(b"\0" * 4096)
         health = wait_health(daemon, 503)

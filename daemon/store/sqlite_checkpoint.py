@@ -69,13 +69,14 @@ class Checkpointer:
                 if now == seen:
                     continue
                 seen = now
-                if self._problem() is not None:
-                    # A checkpoint would copy pages over a file found deleted, replaced or
-                    # overwritten, and could even mend its header: the loss goes unseen.
-                    break
                 try:
                     if conn is None:
                         conn = self._connect()
+                    # Checked last thing before copying: a checkpoint would write pages over
+                    # a file found deleted, replaced or overwritten, and could even mend its
+                    # header, so that the loss went unseen.
+                    if self._problem() is not None:
+                        break
                     self.checkpoint(conn)
                 except sqlite3.Error as exc:
                     # The writer reports a lost or broken file; this only must not spin.
