@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import services  # noqa: E402  (the tests' private PostgreSQL)
-from tests.pg_restart_rounds import details, run_round, start_nodes, stop_nodes  # noqa: E402
+from tests.pg_restart_rounds import details, run_round, start_nodes  # noqa: E402
+from tests.worker_nodes import stop_all  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
                 if result.nodes_down:
                     break
         finally:
-            stop_nodes(nodes)
+            stop_all(nodes)
     print(
         f"total: {args.rounds} restarts, {totals['events']} events: "
         f"stuck={totals['stuck']} FAILED={totals['FAILED']} lost={totals['lost']} "

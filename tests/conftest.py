@@ -6,6 +6,7 @@ when the first test asks for it (see services.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -17,6 +18,7 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests import services
+from tests.cluster_helpers import fresh_database
 from tests.harness import Harness
 
 # Fixtures that start a real service (a private PostgreSQL, Mosquitto, Redis, RabbitMQ,
@@ -90,6 +92,19 @@ def postgres_dsn() -> Iterator[str]:
     """DSN of a private PostgreSQL 15+ (trust auth, user and database postgres)."""
     with services.postgres() as dsn:
         yield dsn
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL (dropped afterwards), for tests
+    whose `podium serve` nodes share it; a module may define its own `database`."""
+    runner = asyncio.Runner()
+    manager = fresh_database(postgres_dsn)
+    try:
+        yield runner.run(manager.__aenter__())
+    finally:
+        runner.run(manager.__aexit__(None, None, None))
+        runner.close()
 
 
 @pytest.fixture(scope="session")

@@ -31,12 +31,8 @@ import asyncpg  # type: ignore[import-untyped]
 from daemon.sdk.execution import derived_id
 from tests import services
 from tests.daemon_process import ROOT, ServeProcess
+from tests.worker_nodes import NODE_ENV
 
-NODE_ENV = {
-    "PODIUM_HEARTBEAT_INTERVAL": "PT0.5S",
-    "PODIUM_NODE_TIMEOUT": "PT4S",
-    "PODIUM_LOG_LEVEL": "INFO",
-}
 FLOW = textwrap.dedent("""\
     id: hook
     namespace: cluster.restarts
@@ -104,12 +100,6 @@ def start_nodes(workdir: Path, dsn: str, count: int = 2) -> list[ServeProcess]:
         node.start()
         node.wait_line("joined the cluster")
     return nodes
-
-
-def stop_nodes(nodes: list[ServeProcess]) -> None:
-    for node in nodes:
-        if node.proc is not None and node.proc.poll() is None:
-            node.stop()
 
 
 def _sender(nodes: list[ServeProcess], prefix: str, events: int) -> subprocess.Popen[str]:

@@ -4,7 +4,6 @@ node killed with SIGKILL in the middle of a task."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -15,21 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from daemon.sdk.execution import derived_id
 from tests import pg_restart_rounds as rounds
 from tests import services
-from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
+from tests.worker_nodes import NODE_ENV, query, stop_all
 
 EVENTS = 10_000
-NODE_ENV = {
-    "PODIUM_HEARTBEAT_INTERVAL": "PT0.5S",
-    "PODIUM_NODE_TIMEOUT": "PT4S",
-    "PODIUM_LOG_LEVEL": "INFO",
-}
 HOOK = textwrap.dedent("""\
     id: hook
     namespace: cluster.load
@@ -45,28 +38,6 @@ HOOK = textwrap.dedent("""\
 HOOK_PATH = "/api/v1/executions/webhook/cluster.load/hook/load-key"
 
 
-@pytest.fixture
-def database(postgres_dsn: str) -> Iterator[str]:
-    runner = asyncio.Runner()
-    manager = fresh_database(postgres_dsn)
-    try:
-        yield runner.run(manager.__aenter__())
-    finally:
-        runner.run(manager.__aexit__(None, None, None))
-        runner.close()
-
-
-def query(dsn: str, sql: str, *args: Any) -> list[Any]:
-    async def fetch() -> list[Any]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
-
-
 def start_nodes(tmp_path: Path, dsn: str, flows: Path, count: int) -> list[ServeProcess]:
     nodes = []
     for _ in range(count):
@@ -74,12 +45,6 @@ def start_nodes(tmp_path: Path, dsn: str, flows: Path, count: int) -> list[Serve
         nodes.append(node.start())
         node.wait_line("joined the cluster")
     return nodes
-
-
-def stop_all(nodes: list[ServeProcess]) -> None:
-    for node in nodes:
-        if node.proc is not None and node.proc.poll() is None:
-            node.stop()
 
 
 def send(nodes: list[ServeProcess], prefix: str) -> subprocess.Popen[str]:
@@ -526,4 +491,4 @@ def test_postgres_restarted_under_webhook_load_loses_fails_and_strands_nothing(
         assert "notifications connection lost" in log, "the restarts were noticed"
         assert "connection is back" in log, "and the LISTEN connections re-established"
     finally:
-        rounds.stop_nodes(nodes)
+        stop_all(nodes)

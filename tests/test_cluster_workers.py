@@ -11,16 +11,13 @@ docs (https://kestra.io/docs/enterprise/scalability/worker-group) and its fallba
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
 from tests.worker_nodes import (
     FINAL,
@@ -31,17 +28,6 @@ from tests.worker_nodes import (
     stop_all,
     wait_job,
 )
-
-
-@pytest.fixture
-def database(postgres_dsn: str) -> Iterator[str]:
-    runner = asyncio.Runner()
-    manager = fresh_database(postgres_dsn)
-    try:
-        yield runner.run(manager.__aenter__())
-    finally:
-        runner.run(manager.__aexit__(None, None, None))
-        runner.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ flows/namespace_files.yaml (WorkingDirectory + namespaceFiles + UploadFiles + re
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from kestrapy import KestraClient
 from kestrapy.base_api import BaseApi
 from kestrapy.exceptions import NotFoundException
 
-from tests.cluster_helpers import fresh_database
 from tests.daemon_process import ROOT, ServeProcess
 from tests.test_cluster_serve import NODE_ENV
 from tests.test_kestrapy import _strict
@@ -139,17 +137,6 @@ def test_cli_update_refuses_bad_input_with_one_line(
     assert result.stderr.startswith("podium: ") and message in result.stderr, result.stderr
     missing = push(daemon, EXAMPLE / "nope")
     assert missing.returncode == 1 and "is not a folder" in missing.stderr
-
-
-@pytest.fixture
-def database(postgres_dsn: str) -> Iterator[str]:
-    runner = asyncio.Runner()
-    manager = fresh_database(postgres_dsn)
-    try:
-        yield runner.run(manager.__aenter__())
-    finally:
-        runner.run(manager.__aexit__(None, None, None))
-        runner.close()
 
 
 def test_two_nodes_on_one_postgresql_share_the_files(tmp_path: Path, database: str) -> None:

@@ -6,7 +6,6 @@ PostgreSQL; Kestra EE's counterpart is the worker-group docs
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 from playwright.sync_api import expect
 
-from tests.cluster_helpers import fresh_database
 from tests.services import Chromium
 from tests.ui_helpers import DESKTOP, Console, browser, new_page
 from tests.worker_nodes import FINAL, start_node, stop_all
@@ -37,17 +35,6 @@ def blockbuster() -> Iterator[BlockBuster]:
     """Playwright's sync API blocks by design: only podium's own code is watched."""
     with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
         yield bb
-
-
-@pytest.fixture
-def database(postgres_dsn: str) -> Iterator[str]:
-    runner = asyncio.Runner()
-    manager = fresh_database(postgres_dsn)
-    try:
-        yield runner.run(manager.__aenter__())
-    finally:
-        runner.run(manager.__aexit__(None, None, None))
-        runner.close()
 
 
 @pytest.mark.timeout(180)
