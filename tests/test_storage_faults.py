@@ -28,12 +28,65 @@ from tests.harness import eventually
 CUT_AFTER = 2 * MIB + 12345
 
 
+class TcpGate:
+    """A TCP relay on a port of its own in front of a server: `close()` stops listening and
+    drops every connection through it (clients then get "connection refused", as from a
+    server that went away), `open()` listens on the same port again. The server behind it
+    keeps running and keeps its state, so what comes back is the same server."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self.port = services.free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._relay, "127.0.0.1", self.port, reuse_address=True
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await src.read(64 * 1024):
+                    dst.write(chunk)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+
 @pytest.fixture
-def private_moto() -> Iterator[services.MotoS3]:
-    """An S3 server of this test's own, to stop and start (moto keeps nothing: the bucket
-    is created again after a start)."""
-    with services.server_process(services.MotoS3) as server:
-        yield server
+async def s3_gate(moto_s3: services.MotoS3) -> AsyncIterator[TcpGate]:
+    """The session's S3 server behind a gate: the bucket is there whenever the gate opens
+    (a restarted moto would lose it, and a write retried before it was created again
+    would meet NoSuchBucket rather than the outage under test)."""
+    gate = TcpGate(moto_s3.host, moto_s3.port)
+    await gate.open()
+    try:
+        yield gate
+    finally:
+        await gate.close()
 
 
 @pytest.fixture
@@ -60,17 +113,18 @@ async def retried(caplog: pytest.LogCaptureFixture) -> bool:
 
 
 async def test_s3_away_for_a_while_then_back_the_write_goes_through(
-    private_moto: services.MotoS3, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    moto_s3: services.MotoS3, s3_gate: TcpGate, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "daemon.store.blobs")
-    storage = Storage(open_blobs(s3_settings(private_moto), tmp_path, None), tmp_path / "c")
+    endpoint = f"http://127.0.0.1:{s3_gate.port}"
+    settings = s3_settings(moto_s3, endpoint).model_copy(update={"prefix": "away"})
+    storage = Storage(open_blobs(settings, tmp_path, None), tmp_path / "c")
     try:
-        await asyncio.to_thread(private_moto.stop)
+        await s3_gate.close()
         put = asyncio.create_task(storage.put(b"kept", prefix="/ns/f", name="a.txt"))
         await eventually(lambda: retried(caplog))
         assert not put.done()
-        await asyncio.to_thread(private_moto.start)
-        await asyncio.to_thread(private_moto.create_bucket)
+        await s3_gate.open()
         uri = await put
         assert await storage.read_text(uri) == "kept"
     finally:
