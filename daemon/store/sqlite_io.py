@@ -243,19 +243,21 @@ class SqliteIO:
     async def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        if self._writer is not None:
-            self._queue.put(None)
+        self._closed = True  # new writes are refused from here; queued ones still commit
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
+        """One connection after the other, the writer's last: the last connection to close
+        copies the WAL back and deletes it, and two closing at once each see the other."""
         self.checkpointer.stop()
-        if self._writer is not None:
-            self._writer.join()
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:
             conn.close()
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+        self._file.forget()
 
     def _check(self) -> None:
         if self._broken is not None:
