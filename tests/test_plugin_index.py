@@ -217,3 +217,25 @@ def test_podium_run_of_a_flow_without_expressions_never_imports_jinja(
     )  # fmt: skip
     last = json.loads(done.stdout.strip().splitlines()[-1])
     assert last == {"code": 0, "jinja2": renders}, done.stdout + done.stderr
+
+
+def _fake_distribution(site: Path, version: str) -> list[plugin_index.metadata.EntryPoint]:
+    """A plug-in distribution installed under `site`, naming podium's own core module."""
+    info = site / "podium_fake_plugin-0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: podium-fake-plugin\nVersion: {version}\n\n"
+        "A long description, as a README makes it.\n" * 3
+    )
+    (info / "entry_points.txt").write_text("[podium.plugins]\nfake = tasks.core\n")
+    (dist,) = plugin_index.metadata.distributions(path=[str(site)])
+    return list(dist.entry_points)
+
+
+def test_the_fingerprint_changes_with_a_plugins_version(tmp_path: Path) -> None:
+    """An upgraded plug-in (same module files, another version) means a full load."""
+    first = plugin_index.fingerprint(_fake_distribution(tmp_path, "1.0"))
+    again = plugin_index.fingerprint(_fake_distribution(tmp_path, "1.0"))
+    upgraded = plugin_index.fingerprint(_fake_distribution(tmp_path, "1.1"))
+    assert first is not None and first == again
+    assert upgraded is not None and upgraded != first

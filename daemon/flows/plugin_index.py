@@ -43,9 +43,16 @@ def fingerprint(entries: Iterable[metadata.EntryPoint]) -> str | None:
     """Entry points, their distributions' versions and module files; None if a module
     cannot be found without importing it (then nothing is cached)."""
     digest = hashlib.sha256()
+    # The distribution's METADATA text stands for its name and version: `dist.version`
+    # parses the whole file with the e-mail parser, once per entry point (55 of podium's
+    # own: ~45 ms of every `podium run`); read as text and hashed once per distribution.
+    versions: dict[str, str] = {}
     for entry in entries:
         dist = entry.dist
-        version = f"{dist.name}=={dist.version}" if dist is not None else "?"
+        text = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "") if dist else "?"
+        version = versions.get(text)
+        if version is None:
+            version = versions[text] = hashlib.sha256(text.encode()).hexdigest()
         try:
             spec = importlib.util.find_spec(entry.value)
         except (ImportError, ValueError):
