@@ -64,3 +64,30 @@ async def test_kept_with_keep_working_dirs_and_a_missing_directory_is_no_error(
     dirs.ended("kept")
     await dirs.settle()
     assert await asyncio.to_thread(_left, tmp_path) == []
+
+
+async def test_executions_ending_one_after_the_other_share_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Webhooks one at a time: each execution ends a moment after the previous one; their
+    directories still go to the thread together, and settling does not wait out the
+    delay (an hour here: waiting it out would fail the test by its timeout)."""
+    names = [f"ex{n}" for n in range(20)]
+    await asyncio.to_thread(_make, tmp_path, names)
+    batches: list[int] = []
+    remove = scratch._remove
+
+    def counted(paths: list[Path]) -> None:
+        batches.append(len(paths))
+        remove(paths)
+
+    monkeypatch.setattr(scratch, "_remove", counted)
+    monkeypatch.setattr(scratch, "BATCH_DELAY", 3600.0)
+    dirs = ScratchDirs(tmp_path, keep=lambda: False)
+    for name in names:
+        dirs.ended(name)
+        await asyncio.sleep(0.01)  # the next execution ends a little later
+    assert batches == []
+    await asyncio.wait_for(dirs.settle(), 60)
+    assert batches == [20]
+    assert await asyncio.to_thread(_left, tmp_path) == []

@@ -4,18 +4,24 @@ Task runs remove their own working directories as they end; what stays is the ex
 directory (empty, or a `logToFile` file, or what a previous process left). Removing it is
 blocking file-system work, so it happens off the event loop; one thread hop per execution
 was a good part of what a short execution cost (issue #18), so the directories of the
-executions that ended meanwhile go to the thread together.
+executions that end within BATCH_DELAY of each other go to the thread together (webhooks
+one at a time: ~17% more executions a second in-process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+BATCH_DELAY = 0.2
+"""Seconds an ended execution's directory waits for the next ones to end (unless `settle`
+is waiting): executions ending one after the other then share one thread hop."""
 
 
 def _remove(paths: list[Path]) -> None:
@@ -31,6 +37,7 @@ class ScratchDirs:
         self._keep = keep  # the `keep-working-dirs` setting, read when an execution ends
         self._ended: list[Path] = []
         self._remover: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()  # set while `settle` waits: no more delay
 
     def ended(self, execution_id: str) -> None:
         """The execution ended: its directory goes with the next batch."""
@@ -42,6 +49,10 @@ class ScratchDirs:
 
     async def _remove_ended(self) -> None:
         while self._ended:
+            if not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BATCH_DELAY):
+                        await self._hurry.wait()
             batch, self._ended = self._ended, []
             try:
                 await asyncio.to_thread(_remove, batch)
@@ -50,5 +61,9 @@ class ScratchDirs:
 
     async def settle(self) -> None:
         """Until every ended execution's directory is gone (engine close, tests)."""
-        while self._remover is not None and not self._remover.done():
-            await asyncio.shield(self._remover)
+        self._hurry.set()
+        try:
+            while self._remover is not None and not self._remover.done():
+                await asyncio.shield(self._remover)
+        finally:
+            self._hurry.clear()
