@@ -16,7 +16,7 @@ from daemon.sdk.state import iso
 from daemon.store import SqliteStore, Store, StoreError, open_store
 from daemon.store.base import sortable_time
 from daemon.store.postgres import PostgresStore
-from daemon.store.sqlite_io import MIGRATIONS
+from daemon.store.sqlite_schema import MIGRATIONS
 from tests.cluster_helpers import fresh_database
 
 Factory = Callable[[], Store]

@@ -1,6 +1,6 @@
 """The PostgreSQL store's tables, and the one way they change: numbered migrations.
 
-The tables mirror the SQLite ones (`daemon.store.sqlite_io.MIGRATIONS`) with native
+The tables mirror the SQLite ones (`daemon.store.sqlite_schema.MIGRATIONS`) with native
 types where PostgreSQL has them, plus what a cluster of daemons sharing the database
 needs: an `owner` per execution and a `nodes` table (both used by `daemon.cluster`).
 """
