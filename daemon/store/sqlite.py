@@ -1,7 +1,8 @@
 """The embedded store's queries: `Store` as SQL over one SQLite file.
 
-How the file is reached (the group-commit writer thread, pooled readers, schema
-migrations) is in `daemon.store.sqlite_io`; this module only says what to write and read.
+How the file is reached (the group-commit writer thread, pooled readers) is in
+`daemon.store.sqlite_io`, its schema in `daemon.store.sqlite_schema`; this module only
+says what to write and read.
 """
 
 from __future__ import annotations

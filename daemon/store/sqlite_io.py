@@ -108,7 +108,10 @@ class SqliteIO:
         self._on_commit = on_commit  # called in the writer thread with each commit's seconds
         self._clock = clock
         self._timeout = timeout
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        # lists of ops handed over together, or None: stop
+        self._queue: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that opened the store
+        self._handoff: list[_Op] = []  # its writes of this loop iteration, handed over at its end
         self._writer: threading.Thread | None = None
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -128,6 +131,7 @@ class SqliteIO:
         if self._open or self._closed:
             raise StoreError(f"{self.path}: a store is opened once")
         await asyncio.to_thread(self._open_sync)
+        self._loop = asyncio.get_running_loop()
         self._open = True
 
     def _open_sync(self) -> None:
@@ -167,6 +171,7 @@ class SqliteIO:
         if self._closed:
             return
         self._closed = True  # new writes are refused from here; queued ones still commit
+        self._hand_over()
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
@@ -224,14 +229,37 @@ class SqliteIO:
     # the writer thread
 
     def put(self, fn: Write, what: str, wait: bool) -> asyncio.Future[Any] | None:
+        """Queue a write; with `wait`, the future of its outcome. The writes of the store's
+        own loop go to the writer together at the end of the loop iteration: one wake-up of
+        the writer thread (and one GIL hand-off) for them all, not one per write."""
         self._check()
-        if not wait:
-            self._queue.put(_Op(fn, what, None, None))
-            return None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Op(fn, what, future, loop))
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # a thread of its own (fire-and-forget writes only)
+            loop = None
+        future: asyncio.Future[Any] | None = None
+        if wait:
+            if loop is None:
+                raise RuntimeError("a write waited for needs a running event loop")
+            future = loop.create_future()
+        op = _Op(fn, what, future, loop if wait else None)
+        if loop is not self._loop or loop is None:
+            self._queue.put([op])
+        else:
+            if not self._handoff:
+                loop.call_soon(self._hand_over)
+            self._handoff.append(op)
         return future
+
+    def _hand_over(self) -> None:
+        ops, self._handoff = self._handoff, []
+        if not ops:
+            return
+        if self._broken is not None:  # nobody reads the queue any more
+            error = StoreLost(f"{self.path}: store writer stopped: {self._broken!r}")
+            self._settle(ops, [(None, error)] * len(ops))
+            return
+        self._queue.put(ops)
 
     async def write(self, fn: Write, what: str) -> Any:
         future = self.put(fn, what, wait=True)
@@ -244,17 +272,21 @@ class SqliteIO:
         try:
             while not stopping:
                 try:
-                    batch = [self._queue.get(timeout=CHECK_INTERVAL)]
+                    item = self._queue.get(timeout=CHECK_INTERVAL)
                 except queue.Empty:
                     self._verify(header=True)
                     continue
-                while len(batch) < MAX_BATCH:
+                while True:
+                    if item is None:
+                        stopping = True
+                    else:
+                        pending.extend(item)
+                    if stopping or len(pending) >= MAX_BATCH:
+                        break
                     try:
-                        batch.append(self._queue.get_nowait())
+                        item = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                pending = [op for op in batch if op is not None]
-                stopping = len(pending) != len(batch)
                 if pending:
                     due = time.monotonic() - self._checked >= CHECK_INTERVAL
                     if self._verify(header=due) is not None:
@@ -268,11 +300,11 @@ class SqliteIO:
             logger.exception("store: writer thread stopped")
             while True:
                 try:
-                    op = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if op is not None:
-                    pending.append(op)
+                if item is not None:
+                    pending.extend(item)
             error = StoreLost(f"{self.path}: store writer stopped: {exc!r}")
             self._settle(pending, [(None, error)] * len(pending))
         finally:
