@@ -25,19 +25,25 @@ def _left(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir())
 
 
-async def test_directories_of_executions_ended_together_go_in_one_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    names = [f"ex{n}" for n in range(50)]
-    await asyncio.to_thread(_make, tmp_path, [*names, "still-running"])
-    batches: list[int] = []
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch of directories removed, in order."""
+    sizes: list[int] = []
     remove = scratch._remove
 
     def counted(paths: list[Path]) -> None:
-        batches.append(len(paths))
+        sizes.append(len(paths))
         remove(paths)
 
     monkeypatch.setattr(scratch, "_remove", counted)
+    return sizes
+
+
+async def test_directories_of_executions_ended_together_go_in_one_batch(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    names = [f"ex{n}" for n in range(50)]
+    await asyncio.to_thread(_make, tmp_path, [*names, "still-running"])
     dirs = ScratchDirs(tmp_path, keep=lambda: False)
     for name in names:
         dirs.ended(name)
@@ -67,21 +73,13 @@ async def test_kept_with_keep_working_dirs_and_a_missing_directory_is_no_error(
 
 
 async def test_executions_ending_one_after_the_other_share_a_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, batches: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Webhooks one at a time: each execution ends a moment after the previous one; their
     directories still go to the thread together, and settling does not wait out the
     delay (an hour here: waiting it out would fail the test by its timeout)."""
     names = [f"ex{n}" for n in range(20)]
     await asyncio.to_thread(_make, tmp_path, names)
-    batches: list[int] = []
-    remove = scratch._remove
-
-    def counted(paths: list[Path]) -> None:
-        batches.append(len(paths))
-        remove(paths)
-
-    monkeypatch.setattr(scratch, "_remove", counted)
     monkeypatch.setattr(scratch, "BATCH_DELAY", 3600.0)
     dirs = ScratchDirs(tmp_path, keep=lambda: False)
     for name in names:
