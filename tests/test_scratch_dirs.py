@@ -89,3 +89,21 @@ async def test_executions_ending_one_after_the_other_share_a_batch(
     await asyncio.wait_for(dirs.settle(), 60)
     assert batches == [20]
     assert await asyncio.to_thread(_left, tmp_path) == []
+
+
+async def test_a_directory_wanted_again_before_its_batch_goes_is_kept(
+    tmp_path: Path, batches: list[int]
+) -> None:
+    """An execution restarted right after it ended (or a task run of it making its working
+    directory) keeps its directory: the batch waiting to remove it leaves it out."""
+    await asyncio.to_thread(_make, tmp_path, ["restarted", "done"])
+    dirs = ScratchDirs(tmp_path, keep=lambda: False)
+    dirs.ended("restarted")
+    dirs.ended("done")
+    dirs.wanted("restarted")
+    await dirs.settle()
+    assert await asyncio.to_thread(_left, tmp_path) == ["restarted"]
+    assert batches == [1]
+    dirs.ended("restarted")  # ended again, for good this time
+    await dirs.settle()
+    assert await asyncio.to_thread(_left, tmp_path) == []

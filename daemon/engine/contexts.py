@@ -171,6 +171,7 @@ class TaskContext(RunContext):
     async def working_dir(self) -> Path:
         if self._working_dir is None:
             path = self.working_dir_path
+            self._resources.scratch.wanted(self.execution.id)
             await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
             self._working_dir = path
         return self._working_dir

@@ -59,6 +59,7 @@ class ExecutionRunner:
         ex, flow = self.execution, self.flow
         resources = self.resources
         endings = Endings(self)
+        resources.scratch.wanted(ex.id)  # restarted soon after it ended: its directory stays
         if ex.state.current != State.RUNNING:
             ex.state.set(State.RUNNING, resources.clock.now())
         await resources.store.save_execution(ex.to_json(task_runs=False), wait=False)
