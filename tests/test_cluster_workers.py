@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import services
 from tests.daemon_process import ROOT, ServeProcess
 from tests.worker_nodes import (
     FINAL,
@@ -133,6 +134,32 @@ def test_a_worker_group_task_runs_only_on_its_group_and_waits_while_it_is_down(
         assert plain.request("GET", "/api/v1/workers/waiting")[1] == {"results": [], "total": 0}
     finally:
         stop_all(nodes)
+
+
+@pytest.mark.timeout(240)
+def test_the_waiting_list_answers_503_while_the_database_is_away(
+    tmp_path: Path, flows: Path
+) -> None:
+    """What the store's endpoints answer while PostgreSQL is away (test_faults_storage:
+    503, "the store is unavailable"); the worker groups' waiting list answered 500."""
+    (flows / "train.yaml").write_text(GROUPS)
+    with services.postgres_server() as server:
+        node = start_node(tmp_path, server.dsn, flows, "plain")
+        try:
+            empty = (200, {"results": [], "total": 0})
+            assert node.request("GET", "/api/v1/workers/waiting") == empty
+            server.stop()
+            assert node.request("GET", "/api/v1/workers/waiting") == (
+                503,
+                {"message": "Service Unavailable: the store is unavailable"},
+            )
+            server.start()
+            deadline = time.monotonic() + 60
+            while node.request("GET", "/api/v1/workers/waiting") != empty:
+                assert time.monotonic() < deadline, "the list never came back with the database"
+                time.sleep(0.2)
+        finally:
+            stop_all([node])
 
 
 FALLBACKS = """\

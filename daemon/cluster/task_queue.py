@@ -30,6 +30,7 @@ from daemon.sdk.execution import TaskRun
 from daemon.sdk.plugin import Task
 from daemon.sdk.retry import Backoff
 from daemon.sdk.state import State
+from daemon.store.base import StoreError
 from daemon.store.postgres_jobs import TASK_DONE_CHANNEL, JobTables
 
 if TYPE_CHECKING:
@@ -139,7 +140,10 @@ class ClusterWorkers:
         return row is not None and row["state"] in ("READY", "RUNNING", "DONE")
 
     async def waiting(self) -> list[dict[str, Any]]:
-        rows = await self._tables.waiting_for_groups(self._node_timeout)
+        try:
+            rows = await self._tables.waiting_for_groups(self._node_timeout)
+        except connection_errors() as exc:  # the API answers 503, as for the store's reads
+            raise StoreError(f"the task runs waiting for a worker group: {exc}") from exc
         return [
             {
                 "executionId": row["execution_id"],
