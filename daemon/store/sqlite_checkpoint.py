@@ -6,14 +6,19 @@ commit that takes the WAL past 1,000 pages, on the writer thread: that group com
 every webhook and task run waiting on it, takes several milliseconds longer, once every
 few hundred commits (issue #18: the p99 of a webhook was 6x its p50).
 
-So the writer connection runs with `wal_autocheckpoint = 0` and this thread, with its own
-connection, copies the WAL back with PASSIVE checkpoints (which wait for neither the writer
-nor readers) shortly after commits happened, once it checked the file is still the
-database opened (daemon/store/sqlite_file.py). Once a checkpoint has copied every frame and
-no reader still uses the WAL, SQLite's next commit starts the WAL from its beginning: the
-file stops growing. Like SQLite's automatic checkpoint, these never wait: a reader that
-holds an old snapshot through every checkpoint lets the WAL grow until it lets go (a
-RESTART checkpoint would wait for it with every writer held back, up to the busy timeout).
+So this thread, with its own connection, copies the WAL back with PASSIVE checkpoints
+(which wait for neither the writer nor readers) shortly after commits happened, once it
+checked the file is still the database opened (daemon/store/sqlite_file.py). Once a
+checkpoint has copied every frame and no reader still uses the WAL, SQLite's next commit
+starts the WAL from its beginning: the file stops growing. Like SQLite's automatic
+checkpoint, these never wait: a reader that holds an old snapshot through every checkpoint
+lets the WAL grow until it lets go (a RESTART checkpoint would wait for it with every
+writer held back, up to the busy timeout).
+
+Under writes without a pause this thread never copies *every* frame (more are appended
+while it copies), so the writer keeps SQLite's automatic checkpoint, at a far larger WAL
+than SQLite's 1,000 pages (`sqlite_io.WRITER_CHECKPOINT_PAGES`): between two of its
+transactions it copies what this thread has not yet, and the WAL starts over.
 """
 
 from __future__ import annotations

@@ -34,6 +34,15 @@ Write = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 10_000
 """Ops per transaction: bounds how long the first caller of a burst waits."""
+WRITER_CHECKPOINT_PAGES = 16_384
+"""WAL pages (64 MiB at SQLite's 4 KiB pages) past which the writer checkpoints itself.
+The checkpointer thread's checkpoints race the writer: under sustained writes frames are
+appended while it copies, it never copies them all, and the WAL never starts over (8 s of
+writes left a 2 GB WAL beside a 20 MB database). The writer's checkpoint, between its
+transactions, copies the rest (the frames since the thread's last one) and the WAL starts
+over at the next commit."""
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes a WAL file is truncated back to when it starts over (SQLite keeps it otherwise)."""
 CHECK_INTERVAL = 2.0
 """Seconds between full checks of the database file (deleted, replaced, corrupted) when
 nothing is written; every group commit checks its identity anyway."""
@@ -146,8 +155,10 @@ class SqliteIO:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
-            # checkpoints run on their own thread (daemon/store/sqlite_checkpoint.py)
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            # checkpoints run on their own thread (daemon/store/sqlite_checkpoint.py); the
+            # writer's own only once the WAL passed WRITER_CHECKPOINT_PAGES
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             migrate(conn, self.path, self._clock)
             self._file.remember()
         except sqlite3.DatabaseError as exc:
