@@ -45,14 +45,18 @@ def fingerprint(entries: Iterable[metadata.EntryPoint]) -> str | None:
     digest = hashlib.sha256()
     # The distribution's METADATA text stands for its name and version: `dist.version`
     # parses the whole file with the e-mail parser, once per entry point (55 of podium's
-    # own: ~45 ms of every `podium run`); read as text and hashed once per distribution.
-    versions: dict[str, str] = {}
+    # own: ~45 ms of every `podium run`); read as text and hashed once per distribution
+    # (the entry points of one distribution share its object).
+    # Keyed by the object itself, which the dict keeps alive: an id() could be reused.
+    versions: dict[metadata.Distribution, str] = {}
     for entry in entries:
         dist = entry.dist
-        text = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "") if dist else "?"
-        version = versions.get(text)
-        if version is None:
-            version = versions[text] = hashlib.sha256(text.encode()).hexdigest()
+        version = "?"
+        if dist is not None:
+            if dist not in versions:
+                text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+                versions[dist] = hashlib.sha256(text.encode()).hexdigest()
+            version = versions[dist]
         try:
             spec = importlib.util.find_spec(entry.value)
         except (ImportError, ValueError):
