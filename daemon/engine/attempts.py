@@ -67,7 +67,7 @@ class TaskRuns:
         self._launcher = launcher
         self._pauses = pauses
         self.state = state
-        self._tmp = str(resources.data_dir / "tmp" / state.execution.id)
+        self._tmp = f"{resources.scratch.root}/{state.execution.id}"
         self._cache = TaskCache(resources)
 
     def find_or_create(self, task: Task, scope: Scope) -> TaskRun:

@@ -35,7 +35,7 @@ class ScratchDirs:
     def __init__(self, root: Path, keep: Callable[[], bool]) -> None:
         self.root = root
         self._keep = keep  # the `keep-working-dirs` setting, read when an execution ends
-        self._ended: dict[str, Path] = {}  # by execution id, until handed to the thread
+        self._ended: set[str] = set()  # execution ids, until handed to the thread
         self._remover: asyncio.Task[None] | None = None
         self._hurry = asyncio.Event()  # set while `settle` waits: no more delay
 
@@ -43,14 +43,14 @@ class ScratchDirs:
         """The execution ended: its directory goes with the next batch."""
         if self._keep():
             return
-        self._ended[execution_id] = self.root / execution_id
+        self._ended.add(execution_id)
         if self._remover is None or self._remover.done():
             self._remover = asyncio.get_running_loop().create_task(self._remove_ended())
 
     def wanted(self, execution_id: str) -> None:
         """The execution's directory is in use again (the execution restarted, or a task run
         of it makes its working directory): kept out of the batch still waiting."""
-        self._ended.pop(execution_id, None)
+        self._ended.discard(execution_id)
 
     async def _remove_ended(self) -> None:
         while self._ended:
@@ -58,7 +58,8 @@ class ScratchDirs:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(BATCH_DELAY):
                         await self._hurry.wait()
-            batch, self._ended = list(self._ended.values()), {}
+            batch = [self.root / ident for ident in self._ended]
+            self._ended = set()
             if not batch:  # every one of them wanted again meanwhile
                 return
             try:

@@ -90,15 +90,16 @@ class StateHistory:
         return self.histories[-1][1] if self.current.terminated else None
 
     def to_json(self) -> dict[str, Any]:
-        start, end = self.start, self.end
+        dates = self._json
         out: dict[str, Any] = {
             "current": self.current.value,
-            "histories": list(self._json),
-            "startDate": self._json[0]["date"],
+            "histories": list(dates),
+            "startDate": dates[0]["date"],
         }
-        if end is not None:
-            out["endDate"] = iso(end)
-            out["duration"] = f"PT{(end - start).total_seconds():.3f}S"
+        if self.current.terminated:  # ended at its last change, already formatted
+            histories = self.histories
+            out["endDate"] = dates[-1]["date"]
+            out["duration"] = f"PT{(histories[-1][1] - histories[0][1]).total_seconds():.3f}S"
         return out
 
     @classmethod

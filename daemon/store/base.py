@@ -99,7 +99,7 @@ def to_json(value: Any, what: str) -> str:
 
 
 def _need(doc: Mapping[str, Any], key: str, kind: str) -> str:
-    if not isinstance(doc, Mapping):
+    if type(doc) is not dict and not isinstance(doc, Mapping):  # a dict skips the ABC check
         raise ValueError(f"{kind} must be a dict, got {type(doc).__name__}")
     value = doc.get(key)
     if not isinstance(value, str) or not value:
@@ -130,7 +130,7 @@ def execution_row(doc: Mapping[str, Any]) -> ExecutionRow:
     labels = doc.get("labels") or []
     if isinstance(labels, Mapping):
         labels = [{"key": k, "value": v} for k, v in labels.items()]
-    body = {k: v for k, v in doc.items() if k != "taskRunList"}
+    body = {k: v for k, v in doc.items() if k != "taskRunList"} if "taskRunList" in doc else doc
     return ExecutionRow(
         id=ident,
         namespace=namespace,
