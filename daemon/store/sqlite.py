@@ -33,8 +33,9 @@ from daemon.store.base import (
     to_json,
 )
 from daemon.store.purge import KvPurge, LogPurge
+from daemon.store.sqlite_batch import APPEND_ONLY, Write
 from daemon.store.sqlite_insights import SqliteInsights
-from daemon.store.sqlite_io import SqliteIO, Write
+from daemon.store.sqlite_io import SqliteIO
 from daemon.store.sqlite_nsfiles import SqliteNamespaceFiles
 
 _UPSERT_EXECUTION = """
@@ -165,7 +166,11 @@ class SqliteStore(Store):
     async def save_execution(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         row = execution_row(doc)
         future = self._io.put(
-            partial(_execute, _UPSERT_EXECUTION, row), f"execution {row.id}", wait
+            partial(_execute, _UPSERT_EXECUTION, row),
+            f"execution {row.id}",
+            wait,
+            key=("executions", row.id),
+            replaces=True,
         )
         if future is not None:
             await future
@@ -174,24 +179,34 @@ class SqliteStore(Store):
         row = execution_row(doc)
         # rowcount is 0 when the id was already there
         create: Write = lambda conn: conn.execute(_CREATE_EXECUTION, row).rowcount == 1  # noqa: E731
-        return bool(await self._io.write(create, f"execution {row.id}"))
+        return bool(await self._io.write(create, f"execution {row.id}", key=("executions", row.id)))
 
     async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         row = task_run_row(doc)
-        future = self._io.put(partial(_execute, _UPSERT_TASK_RUN, row), f"task run {row.id}", wait)
+        future = self._io.put(
+            partial(_execute, _UPSERT_TASK_RUN, row),
+            f"task run {row.id}",
+            wait,
+            key=("task_runs", row.id),
+            replaces=True,
+        )
         if future is not None:
             await future
 
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
         rows = [log_row(line) for line in lines]
         if rows:
-            self._io.put(partial(_execute_many, _INSERT_LOG, rows), f"{len(rows)} log lines", False)
+            what = f"{len(rows)} log lines"
+            self._io.put(partial(_execute_many, _INSERT_LOG, rows), what, False, key=APPEND_ONLY)
 
     def append_metrics(self, metrics: Sequence[dict[str, Any]]) -> None:
         rows = [metric_row(metric) for metric in metrics]
         if rows:
             self._io.put(
-                partial(_execute_many, _INSERT_METRIC, rows), f"{len(rows)} metrics", False
+                partial(_execute_many, _INSERT_METRIC, rows),
+                f"{len(rows)} metrics",
+                False,
+                key=APPEND_ONLY,
             )
 
     async def flush(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from daemon.sdk.clock import Clock
 from daemon.store.base import StoreError, StoreLost
+from daemon.store.sqlite_batch import Op, RowKey, Write, coalesced
 from daemon.store.sqlite_checkpoint import Checkpointer
 from daemon.store.sqlite_file import DatabaseFile, broken
 from daemon.store.sqlite_schema import migrate
@@ -30,7 +31,6 @@ from daemon.store.sqlite_schema import migrate
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Write = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 10_000
 """Ops per transaction: bounds how long the first caller of a burst waits."""
@@ -46,24 +46,6 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CHECK_INTERVAL = 2.0
 """Seconds between full checks of the database file (deleted, replaced, corrupted) when
 nothing is written; every group commit checks its identity anyway."""
-
-
-class _Op:
-    """One queued write; `future` is None for fire-and-forget writes."""
-
-    __slots__ = ("fn", "future", "loop", "what")
-
-    def __init__(
-        self,
-        fn: Write,
-        what: str,
-        future: asyncio.Future[Any] | None,
-        loop: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        self.fn = fn
-        self.what = what
-        self.future = future
-        self.loop = loop
 
 
 Outcome = tuple[Any, BaseException | None]
@@ -118,9 +100,9 @@ class SqliteIO:
         self._clock = clock
         self._timeout = timeout
         # lists of ops handed over together, or None: stop
-        self._queue: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Op] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop that opened the store
-        self._handoff: list[_Op] = []  # its writes of this loop iteration, handed over at its end
+        self._handoff: list[Op] = []  # its writes of this loop iteration, handed over at its end
         self._writer: threading.Thread | None = None
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -239,7 +221,15 @@ class SqliteIO:
 
     # the writer thread
 
-    def put(self, fn: Write, what: str, wait: bool) -> asyncio.Future[Any] | None:
+    def put(
+        self,
+        fn: Write,
+        what: str,
+        wait: bool,
+        *,
+        key: RowKey | None = None,
+        replaces: bool = False,
+    ) -> asyncio.Future[Any] | None:
         """Queue a write; with `wait`, the future of its outcome. The writes of the store's
         own loop go to the writer together at the end of the loop iteration: one wake-up of
         the writer thread (and one GIL hand-off) for them all, not one per write."""
@@ -253,7 +243,7 @@ class SqliteIO:
             if loop is None:
                 raise RuntimeError("a write waited for needs a running event loop")
             future = loop.create_future()
-        op = _Op(fn, what, future, loop if wait else None)
+        op = Op(fn, what, future, loop if wait else None, key, replaces)
         if loop is not self._loop or loop is None:
             self._queue.put([op])
         else:
@@ -272,14 +262,14 @@ class SqliteIO:
             return
         self._queue.put(ops)
 
-    async def write(self, fn: Write, what: str) -> Any:
-        future = self.put(fn, what, wait=True)
+    async def write(self, fn: Write, what: str, *, key: RowKey | None = None) -> Any:
+        future = self.put(fn, what, wait=True, key=key)
         assert future is not None
         return await future
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
-        pending: list[_Op] = []
+        pending: list[Op] = []
         try:
             while not stopping:
                 try:
@@ -321,12 +311,12 @@ class SqliteIO:
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+    def _commit(self, conn: sqlite3.Connection, ops: list[Op]) -> None:
         """All ops in one transaction; if that fails, each alone: a bad op costs only itself."""
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [op.fn(conn) for op in ops]
+            results = [None if fn is None else fn(conn) for fn in coalesced(ops)]
             conn.execute("COMMIT")
         except Exception as exc:
             _rollback(conn)
@@ -342,7 +332,7 @@ class SqliteIO:
             outcomes = [(result, None) for result in results]
         self._settle(ops, outcomes)
 
-    def _commit_one(self, conn: sqlite3.Connection, op: _Op) -> Outcome:
+    def _commit_one(self, conn: sqlite3.Connection, op: Op) -> Outcome:
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -364,7 +354,7 @@ class SqliteIO:
             except Exception:  # an observer must never stop the writer
                 logger.exception("store: the commit observer failed")
 
-    def _settle(self, ops: list[_Op], outcomes: list[Outcome]) -> None:
+    def _settle(self, ops: list[Op], outcomes: list[Outcome]) -> None:
         """Wake callers with one `call_soon_threadsafe` per loop, not one per op."""
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for op, (result, exc) in zip(ops, outcomes, strict=True):
