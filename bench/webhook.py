@@ -8,6 +8,11 @@ Both servers are fresh processes on this machine, driven by the same aiohttp cli
 - 50 requests in flight for a few seconds: podium executions started per second (each
   request one stored execution that then runs) against the floor's responses per second.
 Targets (issue #18): p50 <= 2x the floor, p99 <= 4x, concurrent >= 0.5x.
+
+`podium serve` runs on uvloop (its `event-loop` setting), so the floor is measured on both
+loops: bare aiohttp on asyncio's loop (the issue's floor) and on uvloop (the same loop as
+podium's). The ratios are against the first; the second shows how much of podium's gain
+is the loop's alone.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ BARE = textwrap.dedent(
     """
     import sys
     from aiohttp import web
+
+    if sys.argv[2] == "uvloop":
+        import asyncio, uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     async def hook(request):
         await request.read()
@@ -100,10 +109,11 @@ def main() -> None:
         flows = Path(tmp) / "flows"
         flows.mkdir()
         (flows / "hook.yaml").write_text(FLOW)
-        bare_port, podium_port = free_port(), free_port()
+        bare_port, bare_uv_port, podium_port = free_port(), free_port(), free_port()
         path = "/api/v1/executions/webhook/bench/hook/benchkey"
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port), "asyncio"])
+        bare_uv = subprocess.Popen([sys.executable, "-c", BARE, str(bare_uv_port), "uvloop"])
         podium = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "podium"), "serve", "--flows", str(flows)]
             + ["--data-dir", str(Path(tmp) / "data"), "--port", str(podium_port)],
@@ -112,12 +122,13 @@ def main() -> None:
             env=env,
         )
         try:
-            wait_port(bare_port)
-            wait_port(podium_port)
+            for port in (bare_port, bare_uv_port, podium_port):
+                wait_port(port)
             floor_seq, floor_rate = measure(f"http://127.0.0.1:{bare_port}{path}")
+            uv_seq, uv_rate = measure(f"http://127.0.0.1:{bare_uv_port}{path}")
             seq, rate = measure(f"http://127.0.0.1:{podium_port}{path}")
         finally:
-            for proc in (bare, podium):
+            for proc in (bare, bare_uv, podium):
                 proc.terminate()
                 proc.wait(timeout=60)
     rows = [
@@ -125,9 +136,11 @@ def main() -> None:
         ("sequential p99 (ms)", percentile(seq, 0.99), percentile(floor_seq, 0.99)),
         (f"{IN_FLIGHT} in flight (/s)", rate, floor_rate),
     ]
-    print(f"{'webhook':<24} {'podium':>10} {'bare aiohttp':>13} {'ratio':>7}")
-    for name, ours, floor in rows:
-        print(f"{name:<24} {ours:>10.2f} {floor:>13.2f} {ours / floor:>7.2f}")
+    uv_floor = [statistics.median(uv_seq), percentile(uv_seq, 0.99), uv_rate]
+    head = f"{'webhook':<24} {'podium':>10} {'bare aiohttp':>13} {'ratio':>7}"
+    print(f"{head} {'bare on uvloop':>15}")
+    for (name, ours, floor), uv in zip(rows, uv_floor, strict=True):
+        print(f"{name:<24} {ours:>10.2f} {floor:>13.2f} {ours / floor:>7.2f} {uv:>15.2f}")
 
 
 if __name__ == "__main__":

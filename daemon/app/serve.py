@@ -409,10 +409,11 @@ def _freeze_startup_objects() -> None:
 
 
 def serve(config_file: Path | None, overrides: dict[str, Any]) -> int:
+    from daemon.app import eventloop
     from daemon.app import logsetup as logs
     from daemon.app.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread: see daemon/app/malloc.py
     settings = load_settings(config_file, overrides)
     logs.setup(settings.log_level)
-    return asyncio.run(Daemon(settings, config_file, overrides).run())
+    return eventloop.run(Daemon(settings, config_file, overrides).run(), settings.event_loop)

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     max_flow_size: int = Field(default=1024 * 1024, ge=1)
     keep_working_dirs: bool = False
     log_level: str = "INFO"
+    # The event loop of `podium serve` (daemon/app/eventloop.py): uvloop, or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Public address of the UI, for links in notifications ("{url}/ui/executions/...").
     url: str | None = None
     # Cluster (PostgreSQL store): this node's name, how often it says it is alive, and how
