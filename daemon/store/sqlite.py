@@ -33,7 +33,7 @@ from daemon.store.base import (
     to_json,
 )
 from daemon.store.purge import KvPurge, LogPurge
-from daemon.store.sqlite_batch import APPEND_ONLY, Write
+from daemon.store.sqlite_batch import APPEND_ONLY, RowKey, Write
 from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO
 from daemon.store.sqlite_nsfiles import SqliteNamespaceFiles
@@ -165,15 +165,7 @@ class SqliteStore(Store):
 
     async def save_execution(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         row = execution_row(doc)
-        future = self._io.put(
-            partial(_execute, _UPSERT_EXECUTION, row),
-            f"execution {row.id}",
-            wait,
-            key=("executions", row.id),
-            replaces=True,
-        )
-        if future is not None:
-            await future
+        await self._replace(_UPSERT_EXECUTION, row, ("executions", row.id), "execution", wait)
 
     async def create_execution(self, doc: dict[str, Any]) -> bool:
         row = execution_row(doc)
@@ -183,13 +175,14 @@ class SqliteStore(Store):
 
     async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         row = task_run_row(doc)
-        future = self._io.put(
-            partial(_execute, _UPSERT_TASK_RUN, row),
-            f"task run {row.id}",
-            wait,
-            key=("task_runs", row.id),
-            replaces=True,
-        )
+        await self._replace(_UPSERT_TASK_RUN, row, ("task_runs", row.id), "task run", wait)
+
+    async def _replace(
+        self, upsert: str, row: Sequence[Any], key: RowKey, kind: str, wait: bool
+    ) -> None:
+        """Write a whole row (merged with other writes of it in one commit: sqlite_batch)."""
+        what = f"{kind} {key[1]}"
+        future = self._io.put(partial(_execute, upsert, row), what, wait, key=key, replaces=True)
         if future is not None:
             await future
 
