@@ -155,7 +155,7 @@ async def test_the_store_keeps_the_last_state_and_the_order_of_first_writes(
         await store.close()
 
 
-async def test_a_failing_transaction_runs_each_write_alone_uncoalesced(tmp_path: Path) -> None:
+async def test_a_bad_write_in_a_coalesced_batch_costs_only_itself(tmp_path: Path) -> None:
     """A bad write costs only itself: after the batch fails, every write runs on its own,
     the good ones each with its own content."""
     store = SqliteStore(tmp_path / "podium.db")

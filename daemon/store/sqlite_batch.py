@@ -55,24 +55,21 @@ def coalesced(ops: Sequence[Op]) -> list[Write | None]:
     stand between nothing. Under load one task run's RUNNING and SUCCESS, or several
     changes of one execution, land in one transaction: each was a full upsert."""
     plan: list[Write | None] = [op.fn for op in ops]
-    first: dict[RowKey, int] = {}  # per row: the earliest replacing write seen so far
-    latest: dict[RowKey, Write] = {}  # per row: the content it ends with
+    # per row: the earliest replacing write seen so far, and the content the row ends with
+    held: dict[RowKey, tuple[int, Write]] = {}
     for i in range(len(ops) - 1, -1, -1):  # backwards: the last content is met first
         op = ops[i]
         key = op.key
         if key is None:
-            first.clear()
-            latest.clear()
+            held.clear()
         elif key == APPEND_ONLY:
             continue
         elif not op.replaces:
-            first.pop(key, None)
-            latest.pop(key, None)
-        elif key in first:
-            plan[first[key]] = None
-            plan[i] = latest[key]
-            first[key] = i
+            held.pop(key, None)
+        elif key in held:
+            later, content = held[key]
+            plan[later], plan[i] = None, content
+            held[key] = (i, content)
         else:
-            first[key] = i
-            latest[key] = op.fn
+            held[key] = (i, op.fn)
     return plan
