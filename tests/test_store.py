@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -197,6 +198,26 @@ async def test_a_later_save_replaces_the_row_and_keeps_the_order(store: Store) -
     assert (await store.search_executions())[1] == 1
 
 
+async def test_a_queued_task_run_is_committed_once_a_write_queued_after_it_is(
+    store: Store,
+) -> None:
+    """`save_task_run` queues at the call, in order, awaited or not: the executor leaves a
+    task run's end to commit with the execution's final state queued after it (#18)."""
+    await store.save_execution(execution("e1", state="RUNNING"))
+    committed = asyncio.ensure_future(store.save_task_run(task_run("t1")))
+    store.save_task_run(task_run("t2"), wait=False)  # not even awaited
+    await store.save_execution(execution("e1", state="SUCCESS"))
+    assert committed.done() and committed.exception() is None
+    got = await store.get_execution("e1")
+    assert got is not None
+    assert [(t["id"], t["state"]["current"]) for t in got["taskRunList"]] == [
+        ("t1", "SUCCESS"),
+        ("t2", "SUCCESS"),
+    ]
+    with pytest.raises(ValueError, match="no 'executionId'"):
+        store.save_task_run({"id": "t3", "state": {"current": "SUCCESS"}})
+
+
 async def test_create_execution_inserts_only_an_id_not_seen_before(store: Store) -> None:
     assert await store.create_execution(execution("e1", state="CREATED")) is True
     again = execution("e1", state="RUNNING", labels={"env": "prod"})
@@ -280,13 +301,13 @@ async def test_saved_doc_is_a_snapshot_of_the_call(store: Store) -> None:
 async def test_malformed_task_run_is_refused_and_the_batch_still_lands(
     store: Store, doc: dict[str, Any], message: str
 ) -> None:
+    """Refused at the call, before anything is queued: the writes around it land."""
     await store.save_execution(execution("e1"))
-    saves = [store.save_task_run(task_run(f"t{i}")) for i in range(5)]
-    saves.insert(2, store.save_task_run(doc))
-    results = await asyncio.gather(*saves, return_exceptions=True)
-    assert isinstance(results[2], ValueError)
-    assert message in str(results[2])
-    assert [r for i, r in enumerate(results) if i != 2] == [None] * 5
+    saves = [store.save_task_run(task_run(f"t{i}")) for i in range(2)]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        store.save_task_run(doc)
+    saves += [store.save_task_run(task_run(f"t{i}")) for i in range(2, 5)]
+    assert await asyncio.gather(*saves) == [None] * 5
     got = await store.get_execution("e1")
     assert got is not None
     assert [t["id"] for t in got["taskRunList"]] == [f"t{i}" for i in range(5)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -24,7 +24,8 @@ from daemon.sdk.errors import PodiumError
 if TYPE_CHECKING:
     from daemon.store.insights import Insights
     from daemon.store.namespace_files import NamespaceFileTable
-    from daemon.store.purge import KvPurge, LogPurge
+    from daemon.store.purge import Purges
+    from daemon.store.tables import KeyValueTable, StateTable
 
 
 class StoreError(PodiumError):
@@ -34,6 +35,16 @@ class StoreError(PodiumError):
 class StoreLost(StoreError):
     """No write can succeed again in this process (the file deleted, replaced, corrupted;
     the writer stopped): retrying is pointless, a restart with the file restored helps."""
+
+
+class _Queued:
+    """What a write not waited for hands back: awaiting it returns at once."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+QUEUED = _Queued()
 
 
 class ExecutionRow(NamedTuple):
@@ -224,58 +235,6 @@ class ExecutionQuery:
     exact_namespace: bool = False
 
 
-class KeyValueTable(ABC):
-    """Kestra's KV store, scoped by namespace."""
-
-    @abstractmethod
-    async def set(
-        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
-    ) -> None:
-        """Store any JSON value, None included; past `expires_at` the key reads as missing."""
-
-    @abstractmethod
-    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
-        """(found, value): a tuple because None is a value a flow may store."""
-
-    @abstractmethod
-    async def delete(self, namespace: str, key: str) -> bool:
-        """True if a live (unexpired) key was there."""
-
-    @abstractmethod
-    async def list(self, namespace: str) -> list[dict[str, Any]]:
-        """Live keys by name: key, value, expiresAt, updated."""
-
-    @abstractmethod
-    async def purge(self, purge: KvPurge) -> int:
-        """Delete the pairs `purge` selects; how many went (Kestra's PurgeKV)."""
-
-
-class StateTable(ABC):
-    """Small durable state by key (triggers' markers), and exactly-once claims."""
-
-    @abstractmethod
-    async def get(self, key: str) -> dict[str, Any] | None: ...
-
-    @abstractmethod
-    async def set(self, key: str, value: dict[str, Any]) -> None: ...
-
-    @abstractmethod
-    async def claim(self, key: str) -> bool:
-        """True for the first caller ever, across restarts; committed before it returns."""
-
-    @abstractmethod
-    async def claimed(self, key: str) -> bool:
-        """Whether `key` was claimed (read only)."""
-
-
-class Purges(ABC):
-    """Bulk deletions across executions that a plan selects (Kestra's Purge* tasks)."""
-
-    @abstractmethod
-    async def logs(self, purge: LogPurge) -> int:
-        """Delete the log lines `purge` selects; how many went (Kestra's PurgeLogs)."""
-
-
 class Store(ABC):
     """Durable home of flows, executions, task runs, logs, metrics, KV and trigger state.
 
@@ -362,8 +321,11 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
-        """Insert or replace by id; the first save fixes its place in `taskRunList`."""
+    def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+        """Insert or replace by id, queued at the call behind every write queued before it;
+        the first save fixes its place in `taskRunList`. Its commit, to await now or later
+        (a write queued after it that committed means it committed too); `QUEUED` without
+        `wait`. Not a coroutine: the write is queued even if the result is never awaited."""
 
     @abstractmethod
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:

@@ -1,14 +1,14 @@
 """The shared store's queries: `Store` as SQL over one PostgreSQL database.
 
 How the database is reached (the pool, reconnecting, the group-commit writer) is in
-`daemon.store.postgres_io`; the tables are in `daemon.store.postgres_schema`; namespace
-files in `daemon.store.postgres_nsfiles`. Several daemons may share the database:
-`daemon.cluster` runs its own SQL through `pool` and listens on `dsn`."""
+`daemon.store.postgres_io`; the tables are in `daemon.store.postgres_schema`; the KV,
+state and purge queries in `daemon.store.postgres_tables`; namespace files in
+`daemon.store.postgres_nsfiles`. Several daemons may share the database: `daemon.cluster`
+runs its own SQL through `pool` and listens on `dsn`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,26 +16,30 @@ import orjson
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
 from daemon.store.base import (
+    QUEUED,
     ExecutionQuery,
     ExecutionRow,
-    KeyValueTable,
     LogRow,
-    StateTable,
     Store,
     execution_row,
     level_number,
     log_doc,
     log_row,
     metric_row,
-    sortable_time,
     task_run_row,
     to_json,
 )
 from daemon.store.postgres_insights import PostgresInsights
 from daemon.store.postgres_io import Fn, Op, PostgresIO
 from daemon.store.postgres_nsfiles import PostgresNamespaceFiles
-from daemon.store.postgres_purges import PostgresPurges, PurgesKv
 from daemon.store.postgres_schema import FLOW_LOCK_CLASS, FLOWS_CHANNEL
+from daemon.store.postgres_tables import (
+    COLLATE_C,
+    PostgresKeyValue,
+    PostgresPurges,
+    PostgresState,
+    timestamptz,
+)
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
 _INSERT_EXECUTION = f"""INSERT INTO executions ({_EXECUTION_COLUMNS})
@@ -54,26 +58,9 @@ _INSERT_LOG = """INSERT INTO logs (execution_id, task_run_id, level, timestamp, 
     VALUES ($1, $2, $3, $4, $5, $6::json)"""
 _INSERT_METRIC = """INSERT INTO metrics (execution_id, task_run_id, name, timestamp, doc)
     VALUES ($1, $2, $3, $4, $5::json)"""
-_UPSERT_KV = """INSERT INTO kv VALUES ($1, $2, $3::json, $4, $5)
-    ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
-        expires_at = excluded.expires_at, updated = excluded.updated"""
-_UPSERT_STATE = """INSERT INTO state VALUES ($1, $2::json, $3)
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated"""
 _LATEST_FLOW = """SELECT revision, source, deleted FROM flows WHERE namespace = $1 AND id = $2
     ORDER BY revision DESC LIMIT 1"""
 _LOCK_FLOW = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
-# ordered as SQLite orders text: by code point, whatever the database's collation
-_C = 'COLLATE "C"'
-
-
-def _when(text: str | None) -> datetime | None:
-    """A `sortable_time` string as the datetime a timestamptz column takes."""
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _sortable(value: datetime | None) -> str | None:
-    """The form SQLite keeps `expires_at` in, so both stores list it alike."""
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _text(value: Any) -> str | None:
@@ -81,13 +68,8 @@ def _text(value: Any) -> str | None:
     return None if value is None else value if isinstance(value, str) else str(value)
 
 
-def _live(now: str) -> str:
-    """The key has no expiry or expires after `now` (the store's clock, not the server's)."""
-    return f"(expires_at IS NULL OR expires_at > {now}::timestamptz)"
-
-
 def _execution_params(row: ExecutionRow) -> tuple[Any, ...]:
-    return (*row[:4], _when(row.start_date), _when(row.end_date), row.labels, row.doc)
+    return (*row[:4], timestamptz(row.start_date), timestamptz(row.end_date), row.labels, row.doc)
 
 
 def _log_params(line: Mapping[str, Any], row: LogRow) -> tuple[Any, ...]:
@@ -122,8 +104,8 @@ class PostgresStore(Store):
         self.dsn = dsn
         self._clock = clock or Clock()
         self._io = PostgresIO(self, dsn, self._clock, reconnect_timeout, pool_size)
-        self.kv = _PostgresKeyValue(self)
-        self.state = _PostgresState(self)
+        self.kv = PostgresKeyValue(self)
+        self.state = PostgresState(self)
         self.insights = PostgresInsights(self._io)
         self.namespace_files = PostgresNamespaceFiles(self._io, self._clock)
         self.purges = PostgresPurges(self)
@@ -201,7 +183,7 @@ class PostgresStore(Store):
             "SELECT namespace, id, revision, source, updated FROM flows AS f"
             " WHERE NOT deleted AND revision = (SELECT max(revision) FROM flows AS g"
             "  WHERE g.namespace = f.namespace AND g.id = f.id)"
-            f" ORDER BY namespace {_C}, id {_C}"
+            f" ORDER BY namespace {COLLATE_C}, id {COLLATE_C}"
         )
         return [{**dict(row), "updated": iso(row["updated"])} for row in rows]
 
@@ -237,9 +219,11 @@ class PostgresStore(Store):
 
         return bool(await self._write(f"execution {params[0]}", create))
 
-    async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
+    def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
         row = task_run_row(doc)
-        await self._upsert(f"task run {row.id}", _UPSERT_TASK_RUN, row, wait)
+        op = Op(f"task run {row.id}", sql=_UPSERT_TASK_RUN, rows=[row], idempotent=True)
+        committed = self._io.put(op, wait)
+        return QUEUED if committed is None else committed
 
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
         rows = [_log_params(line, log_row(line)) for line in lines]
@@ -298,9 +282,9 @@ class PostgresStore(Store):
             wanted = [{"key": k, "value": v} for k, v in query.labels.items()]
             where.append(f"labels @> {param(to_json(wanted, 'labels'))}::jsonb")
         if query.start_after is not None:
-            where.append(f"start_date >= {param(_when(query.start_after))}")
+            where.append(f"start_date >= {param(timestamptz(query.start_after))}")
         if query.start_before is not None:
-            before = _when(query.start_before)
+            before = timestamptz(query.start_before)
             where.append(f"start_date < {param(before)}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         page_sql = (
@@ -372,79 +356,3 @@ async def _notify_flow(
     """Sent inside the change's transaction: listeners hear of it only once it commits."""
     payload = {"namespace": namespace, "id": flow_id, "revision": revision, "deleted": deleted}
     await conn.execute("SELECT pg_notify($1, $2)", FLOWS_CHANNEL, orjson.dumps(payload).decode())
-
-
-class _PostgresKeyValue(PurgesKv, KeyValueTable):
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    async def set(
-        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
-    ) -> None:
-        row = (
-            namespace,
-            key,
-            to_json(value, f"KV value {namespace}/{key}"),
-            _when(sortable_time(expires_at, "expires_at")),
-            self._store._clock.now(),
-        )
-        await self._store._upsert(f"KV {namespace}/{key}", _UPSERT_KV, row, True)
-
-    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
-        sql = f"SELECT value FROM kv WHERE namespace = $1 AND key = $2 AND {_live('$3')}"
-        row = await self._store._fetch_row(sql, namespace, key, self._store._clock.now())
-        return (False, None) if row is None else (True, orjson.loads(row["value"]))
-
-    async def delete(self, namespace: str, key: str) -> bool:
-        now = self._store._clock.now()
-
-        async def delete(conn: Any) -> bool:
-            live = await conn.fetchval(
-                "DELETE FROM kv WHERE namespace = $1 AND key = $2"
-                f" RETURNING {_live('$3')}",
-                namespace, key, now,
-            )  # fmt: skip
-            return bool(live)
-
-        return bool(await self._store._write(f"KV {namespace}/{key}", delete))
-
-    async def list(self, namespace: str) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT key, value, expires_at, updated FROM kv"
-            f" WHERE namespace = $1 AND {_live('$2')} ORDER BY key {_C}"
-        )
-        return [
-            {
-                "key": row["key"],
-                "value": orjson.loads(row["value"]),
-                "expiresAt": _sortable(row["expires_at"]),
-                "updated": iso(row["updated"]),
-            }
-            for row in await self._store._fetch_all(sql, namespace, self._store._clock.now())
-        ]
-
-
-class _PostgresState(StateTable):
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    async def get(self, key: str) -> dict[str, Any] | None:
-        row = await self._store._fetch_row("SELECT value FROM state WHERE key = $1", key)
-        return None if row is None else dict(orjson.loads(row["value"]))
-
-    async def set(self, key: str, value: dict[str, Any]) -> None:
-        row = (key, to_json(value, f"state {key}"), self._store._clock.now())
-        await self._store._upsert(f"state {key}", _UPSERT_STATE, row, True)
-
-    async def claim(self, key: str) -> bool:
-        now = self._store._clock.now()
-
-        async def claim(conn: Any) -> bool:
-            # no row back when the key was already there: someone claimed it first
-            sql = "INSERT INTO claims VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
-            return await conn.fetchval(sql, key, now) is not None
-
-        return bool(await self._store._write(f"claim {key}", claim))
-
-    async def claimed(self, key: str) -> bool:
-        return await self._store._fetch_row("SELECT 1 FROM claims WHERE key = $1", key) is not None

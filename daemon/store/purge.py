@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,3 +113,11 @@ def _moment(text: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Purges(ABC):
+    """Bulk deletions across executions that a plan selects (Kestra's Purge* tasks)."""
+
+    @abstractmethod
+    async def logs(self, purge: LogPurge) -> int:
+        """Delete the log lines `purge` selects; how many went (Kestra's PurgeLogs)."""

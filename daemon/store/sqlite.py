@@ -7,10 +7,11 @@ says what to write and read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,8 @@ from typing import Any
 from daemon.sdk.clock import Clock
 from daemon.sdk.state import iso
 from daemon.store.base import (
+    QUEUED,
     ExecutionQuery,
-    KeyValueTable,
-    Purges,
-    StateTable,
     Store,
     execution_row,
     level_number,
@@ -32,11 +31,12 @@ from daemon.store.base import (
     task_run_row,
     to_json,
 )
-from daemon.store.purge import KvPurge, LogPurge
+from daemon.store.purge import KvPurge, LogPurge, Purges
 from daemon.store.sqlite_batch import APPEND_ONLY, RowKey, Write
 from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO
 from daemon.store.sqlite_nsfiles import SqliteNamespaceFiles
+from daemon.store.tables import KeyValueTable, StateTable
 
 _UPSERT_EXECUTION = """
     INSERT INTO executions (id, namespace, flow_id, state, start_date, end_date, labels, doc)
@@ -165,7 +165,9 @@ class SqliteStore(Store):
 
     async def save_execution(self, doc: dict[str, Any], *, wait: bool = True) -> None:
         row = execution_row(doc)
-        await self._replace(_UPSERT_EXECUTION, row, ("executions", row.id), "execution", wait)
+        committed = self._replace(_UPSERT_EXECUTION, row, ("executions", row.id), "execution", wait)
+        if committed is not None:
+            await committed
 
     async def create_execution(self, doc: dict[str, Any]) -> bool:
         row = execution_row(doc)
@@ -173,18 +175,18 @@ class SqliteStore(Store):
         create: Write = lambda conn: conn.execute(_CREATE_EXECUTION, row).rowcount == 1  # noqa: E731
         return bool(await self._io.write(create, f"execution {row.id}", key=("executions", row.id)))
 
-    async def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> None:
+    def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
         row = task_run_row(doc)
-        await self._replace(_UPSERT_TASK_RUN, row, ("task_runs", row.id), "task run", wait)
+        committed = self._replace(_UPSERT_TASK_RUN, row, ("task_runs", row.id), "task run", wait)
+        return QUEUED if committed is None else committed
 
-    async def _replace(
+    def _replace(
         self, upsert: str, row: Sequence[Any], key: RowKey, kind: str, wait: bool
-    ) -> None:
-        """Write a whole row (merged with other writes of it in one commit: sqlite_batch)."""
-        what = f"{kind} {key[1]}"
-        future = self._io.put(partial(_execute, upsert, row), what, wait, key=key, replaces=True)
-        if future is not None:
-            await future
+    ) -> asyncio.Future[Any] | None:
+        """Queue a whole row's write (merged with other writes of it in one commit:
+        sqlite_batch); with `wait`, the future of its commit."""
+        write = partial(_execute, upsert, row)
+        return self._io.put(write, f"{kind} {key[1]}", wait, key=key, replaces=True)
 
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
         rows = [log_row(line) for line in lines]

@@ -1,0 +1,55 @@
+"""The interfaces of the store's small tables: Kestra's KV pairs by namespace, and the
+daemon's own durable state by key with its exactly-once claims. Each store implements
+them next to its queries (`daemon.store.sqlite`, `daemon.store.postgres_tables`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daemon.store.purge import KvPurge
+
+
+class KeyValueTable(ABC):
+    """Kestra's KV store, scoped by namespace."""
+
+    @abstractmethod
+    async def set(
+        self, namespace: str, key: str, value: Any, *, expires_at: str | None = None
+    ) -> None:
+        """Store any JSON value, None included; past `expires_at` the key reads as missing."""
+
+    @abstractmethod
+    async def get(self, namespace: str, key: str) -> tuple[bool, Any]:
+        """(found, value): a tuple because None is a value a flow may store."""
+
+    @abstractmethod
+    async def delete(self, namespace: str, key: str) -> bool:
+        """True if a live (unexpired) key was there."""
+
+    @abstractmethod
+    async def list(self, namespace: str) -> list[dict[str, Any]]:
+        """Live keys by name: key, value, expiresAt, updated."""
+
+    @abstractmethod
+    async def purge(self, purge: KvPurge) -> int:
+        """Delete the pairs `purge` selects; how many went (Kestra's PurgeKV)."""
+
+
+class StateTable(ABC):
+    """Small durable state by key (triggers' markers), and exactly-once claims."""
+
+    @abstractmethod
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def set(self, key: str, value: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def claim(self, key: str) -> bool:
+        """True for the first caller ever, across restarts; committed before it returns."""
+
+    @abstractmethod
+    async def claimed(self, key: str) -> bool:
+        """Whether `key` was claimed (read only)."""
