@@ -69,6 +69,8 @@ class TaskRuns:
         self.state = state
         self._tmp = f"{resources.scratch.root}/{state.execution.id}"
         self._cache = TaskCache(resources)
+        # The commits of task-run ends queued by `end` and not yet seen (see `ended`).
+        self._ending: list[asyncio.Future[Any]] = []
 
     def find_or_create(self, task: Task, scope: Scope) -> TaskRun:
         """This task's run at this place: the one a previous process left, or a new one."""
@@ -273,12 +275,44 @@ class TaskRuns:
         self._resources.events.publish(TaskRunChanged(self.state.execution, tr))
 
     async def end(self, tr: TaskRun, state: State) -> State:
+        """The task run ends in `state`. Its row is queued, its commit not waited for here:
+        the next task waits for it before it starts (`ended`), and the execution's final
+        state, queued after it, commits with it or after it: a short execution's last task
+        run and final state share one commit, not two in a row (issue #18)."""
         self.set_state(tr, state)
-        await self.save(tr)
+        resources = self._resources
+        committed = asyncio.ensure_future(
+            resources.store.save_task_run(resources.masked(tr.to_json()))
+        )
+        committed.add_done_callback(_retrieved)
+        self._ending.append(committed)
         if self.state.changed is not None:
             self.state.changed()
         return state
 
+    async def ended(self) -> None:
+        """Once every task run ended so far is committed: what starts next may rely on it
+        (a task never runs before the end of one it follows is durable)."""
+        if self._ending:
+            await asyncio.wait(self._ending)
+        self.raise_refused()
+
+    def raise_refused(self) -> None:
+        """The store's refusal (`StoreError`) of a task run's end, if there was one. Once a
+        write queued after them committed, all were answered: the writer keeps their order."""
+        refused = [c.exception() for c in self._ending if c.done() and not c.cancelled()]
+        self._ending = [c for c in self._ending if not c.done()]
+        for exc in refused:
+            if exc is not None:
+                raise exc
+
     async def save(self, tr: TaskRun, *, wait: bool = True) -> None:
         resources = self._resources
         await resources.store.save_task_run(resources.masked(tr.to_json()), wait=wait)
+
+
+def _retrieved(committed: asyncio.Future[Any]) -> None:
+    """A refusal nobody asks about (the execution was killed before) must not end up as
+    asyncio's "exception was never retrieved": the final save meets the same store."""
+    if not committed.cancelled():
+        committed.exception()

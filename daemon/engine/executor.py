@@ -149,6 +149,7 @@ class ExecutionRunner:
                         asyncio.gather(*(self.tasks.save(tr) for tr in ex.task_runs))
                     )
                 await asyncio.shield(self.save_final())
+                self._ends_stored()
             except StoreLost as exc:
                 # its file gone or its writer stopped: no retry can succeed before a restart,
                 # and a daemon asked to stop would wait out its whole grace period for one
@@ -181,6 +182,17 @@ class ExecutionRunner:
                     )
                 return
             await backoff.sleep()
+
+    def _ends_stored(self) -> None:
+        """A task run's end the store refused, found once the final state committed after
+        it: the execution fails as when a write is refused while it runs, stored again."""
+        try:
+            self.tasks.raise_refused()
+        except StoreError as exc:
+            ex = self.execution
+            ex.state.set(self._store_refused(exc), self.resources.clock.now())
+            ex.error = ex.error or self.state.first_failure
+            raise
 
     async def _finish_killed(self) -> None:
         await self._kill_unfinished()
@@ -272,6 +284,7 @@ class ExecutionRunner:
 
     async def run_task(self, task: Task, scope: Scope) -> State:
         runs = self.tasks
+        await runs.ended()
         tr = runs.find_or_create(task, scope)
         if tr.state.current.terminated and not isinstance(task, FlowableTask):
             # Finished before a restart: never run twice, but its outputs are needed.
