@@ -8,7 +8,7 @@ import errno
 import logging
 import os
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -280,10 +280,7 @@ class TaskRuns:
         state, queued after it, commits with it or after it: a short execution's last task
         run and final state share one commit, not two in a row (issue #18)."""
         self.set_state(tr, state)
-        resources = self._resources
-        committed = asyncio.ensure_future(
-            resources.store.save_task_run(resources.masked(tr.to_json()))
-        )
+        committed = asyncio.ensure_future(self.save(tr))
         committed.add_done_callback(_retrieved)
         self._ending.append(committed)
         if self.state.changed is not None:
@@ -306,9 +303,10 @@ class TaskRuns:
             if exc is not None:
                 raise exc
 
-    async def save(self, tr: TaskRun, *, wait: bool = True) -> None:
+    def save(self, tr: TaskRun, *, wait: bool = True) -> Awaitable[Any]:
+        """The task run's row, queued at the call (`Store.save_task_run`): its commit."""
         resources = self._resources
-        await resources.store.save_task_run(resources.masked(tr.to_json()), wait=wait)
+        return resources.store.save_task_run(resources.masked(tr.to_json()), wait=wait)
 
 
 def _retrieved(committed: asyncio.Future[Any]) -> None:
