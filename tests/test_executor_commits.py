@@ -144,3 +144,93 @@ async def test_an_end_the_store_refused_fails_the_execution_stored_again(
         (refused[0], "SUCCESS")
     ]
     assert any("cannot be stored" in record.getMessage() for record in caplog.records)
+
+
+def refuse_one_end(h: Harness, task_id: str) -> list[str]:
+    """The store refuses the end (SUCCESS) of `task_id` once; every other write goes through."""
+    real = h.store.save_task_run
+    refused: list[str] = []
+
+    def queue(doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+        ends = doc["taskId"] == task_id and doc["state"]["current"] == "SUCCESS"
+        if not ends or refused or not wait:
+            return real(doc, wait=wait)
+        refused.append(doc["id"])
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer.set_exception(StoreError("podium.db: could not write task run: disk I/O error"))
+        return answer
+
+    h.store.save_task_run = queue  # type: ignore[method-assign]
+    return refused
+
+
+async def test_a_refused_last_end_fails_the_execution_before_after_execution_runs(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """afterExecution tasks see the final state (Kestra's docs, "afterExecution": they run
+    once the execution ended, `execution.state` is that end). The last main task's end,
+    refused by the store, must make that end FAILED as it does without afterExecution,
+    not stop the afterExecution tasks and leave the execution SUCCESS."""
+    refused = refuse_one_end(h, "only")
+    caplog.set_level(logging.ERROR)
+    ex = await h.run(
+        ONE_TASK
+        + """
+    afterExecution:
+      - id: after
+        type: io.kestra.plugin.core.log.Log
+        message: "afterExecution sees {{ execution.state }}"
+    """
+    )
+    assert refused
+    assert ex.state.current == State.FAILED
+    assert ex.error is not None and "disk I/O error" in ex.error, ex.error
+    assert await h.logs(ex) == ["afterExecution sees FAILED"]
+    stored = await h.stored(ex)
+    assert stored["state"]["current"] == "FAILED"
+    assert [(r["taskId"], r["state"]["current"]) for r in stored["taskRunList"]] == [
+        ("only", "SUCCESS"),
+        ("after", "SUCCESS"),
+    ]
+
+
+async def test_an_end_refused_before_a_kill_is_stored_again_with_the_kill(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A killed execution's rows end as the kill left them (Kestra's ExecutionKilled: the
+    execution KILLED, each unfinished task run KILLED, ended ones as they ended). An end
+    the store refused just before the kill was never retried: its row stayed RUNNING
+    under a KILLED execution."""
+    refused = refuse_one_end(h, "quick")
+    caplog.set_level(logging.ERROR)
+    ex = await h.start("""
+    id: killed
+    namespace: commits
+    tasks:
+      - id: both
+        type: io.kestra.plugin.core.flow.Parallel
+        tasks:
+          - id: quick
+            type: io.kestra.plugin.core.flow.Sleep
+            duration: PT0.2S
+          - id: slow
+            type: io.kestra.plugin.core.flow.Sleep
+            duration: PT60S
+    """)
+
+    async def quick_refused_slow_running() -> bool:
+        states = {tr.task_id: tr.state.current for tr in ex.task_runs}
+        return bool(refused) and states.get("slow") == State.RUNNING
+
+    await eventually(quick_refused_slow_running, "quick's end refused while slow runs")
+    assert await h.engine.kill(ex.id)
+    ex = await h.engine.wait(ex.id)
+    assert ex.state.current == State.KILLED
+    stored = await h.stored(ex)
+    assert stored["state"]["current"] == "KILLED"
+    assert {r["taskId"]: r["state"]["current"] for r in stored["taskRunList"]} == {
+        "both": "KILLED",
+        "quick": "SUCCESS",
+        "slow": "KILLED",
+    }
+    assert any("disk I/O error" in record.getMessage() for record in caplog.records)

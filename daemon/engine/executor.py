@@ -82,6 +82,8 @@ class ExecutionRunner:
             state = self._store_refused(exc)
         else:
             state = self._final_state(state)
+        if flow.listeners or flow.after_execution:
+            state = await self._ends_before_endings(state)
         if state in (State.SUCCESS, State.WARNING) and flow.outputs:
             state = await endings.flow_outputs(state)
         if state.failed and self.state.first_failure and not ex.error:
@@ -105,6 +107,15 @@ class ExecutionRunner:
             await self.run_list(flow.errors, Scope())
         if flow.finally_:
             await self.run_list(flow.finally_, Scope())
+        return state
+
+    async def _ends_before_endings(self, state: State) -> State:
+        """Listeners and afterExecution tasks see the final state: an end of the flow's own
+        tasks the store refused fails the execution now, not the first of them to start."""
+        try:
+            await self.tasks.ended()
+        except StoreError as exc:
+            return self._store_refused(exc)
         return state
 
     def _final_state(self, state: State) -> State:
@@ -196,8 +207,19 @@ class ExecutionRunner:
 
     async def _finish_killed(self) -> None:
         await self._kill_unfinished()
-        self.execution.state.set(State.KILLED, self.resources.clock.now())
+        ex = self.execution
+        ex.state.set(State.KILLED, self.resources.clock.now())
         await self.save_final()
+        try:  # answered by now: the final state committed after every end queued before it
+            self.tasks.raise_refused()
+        except StoreError as exc:
+            # an end refused before the kill: its row would stay RUNNING under KILLED
+            log.error("execution %s of %s.%s: storing its task runs again after a refused "
+                      "write: %s", ex.id, ex.namespace, ex.flow_id, exc)  # fmt: skip
+            try:
+                await asyncio.gather(*(self.tasks.save(tr) for tr in ex.task_runs))
+            except StoreError as again:
+                log.error("execution %s: its task runs cannot be stored: %s", ex.id, again)
 
     async def _exit_parents(self, exit_: ExitRequested) -> None:
         """Kestra's Exit ends its task run and every flowable around it in its state."""
