@@ -286,6 +286,35 @@ async def test_day_week_condition_skips_other_days(tmp_path: Path) -> None:
         )
 
 
+async def test_an_expression_condition_reads_the_kv_store_per_slot(tmp_path: Path) -> None:
+    """Kestra's Expression condition renders with the flow's run context, whose `kv()`
+    reads the flow's namespace (KVFunction, ConditionService): a KV flag switches a
+    schedule's slots on and off without editing the flow."""
+    source = flow("""
+        cron: "0 * * * *"
+        conditions:
+          - type: io.kestra.plugin.core.condition.Expression
+            expression: "{{ kv('schedule_on', errorOnMissing=false) == true }}"
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(2 * 3600)  # 01:00 and 02:00: the key is missing
+        await caught_up(h, clock)
+        assert dates(th) == []
+        await h.store.kv.set("test", "schedule_on", True)
+        await clock.advance(2 * 3600)  # 03:00 and 04:00
+        await caught_up(h, clock)
+        await h.store.kv.set("test", "schedule_on", False)
+        await clock.advance(3600)  # 05:00
+        await caught_up(h, clock)
+        assert dates(th) == ["2026-01-01T03:00:00Z", "2026-01-01T04:00:00Z"]
+        first = variables(th.executions[0])  # its neighbours, tested when it ran
+        assert (first["previous"], first["next"]) == (
+            "2026-01-01T02:00:00Z",
+            "2026-01-01T04:00:00Z",
+        )
+
+
 async def test_date_time_between_condition_skips_slots_outside(tmp_path: Path) -> None:
     source = flow("""
         cron: "0 * * * *"

@@ -473,3 +473,27 @@ async def test_a_malformed_idempotency_key_is_refused(h: Harness, key: str) -> N
     assert doc == {"message": "Idempotency-Key must be 1 to 255 printable ASCII characters"}
     _, total = await h.store.search_executions(flow_id="hook")
     assert total == 0
+
+
+async def test_a_condition_reads_the_flows_namespace_kv_store(h: Harness) -> None:
+    """Kestra renders a trigger condition with the flow's run context, its functions
+    included (ConditionService, Expression: `runContext.render(expression)`): `kv()`
+    finds a key of the flow's namespace. The execution starts while the key says so,
+    and the webhook answers 204 (no execution) once it no longer does."""
+    source = HOOK + textwrap.indent(
+        textwrap.dedent("""\
+        conditions:
+          - type: io.kestra.plugin.core.condition.Expression
+            expression: "{{ kv('accepting') == 'yes' }}"
+        """),
+        "    ",
+    )
+    await h.store.kv.set("ns", "accepting", "yes")
+    async with webhook_server(h, source) as (_, base):
+        status, body, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}})
+        assert status == 200, body
+        assert await messages(h, body["id"]) == ["Hello, Ada"]
+        await h.store.kv.set("ns", "accepting", "no")
+        status, body, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Bob"}})
+        assert (status, body) == (204, "")
+    assert (await h.store.search_executions())[1] == 1

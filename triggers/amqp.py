@@ -132,7 +132,7 @@ class AmqpTrigger(AmqpConnection, Trigger):
         errors = (OSError, TimeoutError, aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError)
         await Reconnector(ctx, where, self.address(), errors).run(session)
 
-    def _decode(
+    async def _decode(
         self, message: AbstractIncomingMessage, ctx: TriggerContext, where: str
     ) -> dict[str, Any] | None:
         try:
@@ -149,7 +149,7 @@ class AmqpTrigger(AmqpConnection, Trigger):
         moment = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if not self.conditions_hold(moment):
+        if not await self.conditions_hold_async(moment):
             ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
             ctx.count_rejected()
             return None
@@ -181,7 +181,7 @@ class RealtimeTrigger(AmqpTrigger):
     ) -> None:
         async with queue.iterator(no_ack=self.auto_ack, consumer_tag=self.consumer_tag) as it:
             async for message in it:
-                fields = self._decode(message, ctx, where)
+                fields = await self._decode(message, ctx, where)
                 if fields is not None:
                     key = markers.known(message) or new_id()
                     if not self.auto_ack:
@@ -223,7 +223,7 @@ class AmqpBatchTrigger(AmqpTrigger):
             groups: dict[str, list[tuple[AbstractIncomingMessage, dict[str, Any]]]] = {}
             fresh = new_id()
             for message in batch:
-                fields = self._decode(message, ctx, where)
+                fields = await self._decode(message, ctx, where)
                 if fields is not None:
                     groups.setdefault(markers.known(message) or fresh, []).append((message, fields))
             for key, members in groups.items():

@@ -20,7 +20,7 @@ from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
-from daemon.sdk.plugin import Condition, ConditionContext, Emit, Trigger, all_hold
+from daemon.sdk.plugin import Condition, ConditionContext, Emit, Trigger, each_holds
 from daemon.sdk.properties import Model, has_template
 from daemon.sdk.state import State
 
@@ -271,12 +271,13 @@ class FlowTrigger(Trigger):
             ctx.flow.namespace, ctx.flow.id, date=when, execution=doc, render=ctx.render,
             variables=render_variables,
         )  # fmt: skip
-        if not self.conditions_hold(holds):
+        if not await self.conditions_hold_async(holds):
             return
         for multiple in self.conditions:
             if isinstance(multiple, MultipleCondition):
                 keys = list(multiple.conditions)
-                tests = [all_hold([c], holds, self.id) for c in multiple.conditions.values()]
+                groups = [[c] for c in multiple.conditions.values()]
+                tests = await each_holds(groups, holds, self.id)
                 state = ctx.state_key("multiple", multiple.id)
                 window = multiple.time_window()
                 if await _window_met(state, keys, tests, window, multiple.reset_on_success,

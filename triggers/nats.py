@@ -123,11 +123,11 @@ class NatsTrigger(Trigger):
                 raise ConnectionError("the connection closed") from None
             return []
 
-    def _accepted(self, ctx: TriggerContext, where: str) -> bool:
+    async def _accepted(self, ctx: TriggerContext, where: str) -> bool:
         moment = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if self.conditions_hold(moment):
+        if await self.conditions_hold_async(moment):
             return True
         ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
         ctx.count_rejected()
@@ -161,7 +161,7 @@ class RealtimeTrigger(NatsTrigger):
     ) -> None:
         while True:
             for msg in await self._fetch(sub, nc, self.batch_size, FETCH_WAIT):
-                if self._accepted(ctx, where):
+                if await self._accepted(ctx, where):
                     key = f"{epoch}:{msg.metadata.sequence.stream}"
                     await emit({}, message(msg), key=key)
                 await msg.ack()
@@ -202,7 +202,7 @@ class NatsBatchTrigger(NatsTrigger):
     async def _flush(
         self, batch: list[Msg], emit: Emit, ctx: TriggerContext, epoch: str, where: str
     ) -> None:
-        if not self._accepted(ctx, where):
+        if not await self._accepted(ctx, where):
             for msg in batch:
                 await msg.ack()
             return

@@ -197,7 +197,7 @@ class _Scheduler:
                     late,
                     limit,
                 )
-            elif self._holds(slot):
+            elif await self._holds(slot):
                 await self._emit(slot, inputs)
         if kind == "slot":
             await self.state.set(self.ctx.state_key("last"), {"date": _utc(slot)})
@@ -205,8 +205,8 @@ class _Scheduler:
     async def _emit(self, slot: datetime, inputs: Mapping[str, Any]) -> None:
         variables = {
             "date": self._local(slot),
-            "next": self._local(self._neighbour(slot, forward=True)),
-            "previous": self._local(self._neighbour(slot, forward=False)),
+            "next": self._local(await self._neighbour(slot, forward=True)),
+            "previous": self._local(await self._neighbour(slot, forward=False)),
         }
         try:
             if has_template(inputs):
@@ -216,19 +216,19 @@ class _Scheduler:
         except (InputError, TemplateError) as exc:
             self.ctx.logger.error("%s: slot %s not run: %s", self.where, variables["date"], exc)
 
-    def _holds(self, slot: datetime) -> bool:
+    async def _holds(self, slot: datetime) -> bool:
         flow = self.ctx.flow
         moment = slot.astimezone(self.slots.zone)
-        return self.trigger.conditions_hold(
+        return await self.trigger.conditions_hold_async(
             ConditionContext(flow.namespace, flow.id, date=moment, render=self.ctx.render)
         )
 
-    def _neighbour(self, slot: datetime, *, forward: bool) -> datetime | None:
+    async def _neighbour(self, slot: datetime, *, forward: bool) -> datetime | None:
         """`trigger.next` / `trigger.previous`: the nearest slot whose conditions hold."""
         candidate = slot
         for _ in range(_NEIGHBOUR_SEARCH):
             found = self.slots.after(candidate) if forward else self.slots.before(candidate)
-            if found is None or self._holds(found):
+            if found is None or await self._holds(found):
                 return found
             candidate = found
         return None

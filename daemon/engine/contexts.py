@@ -400,10 +400,13 @@ class FlowTriggerContext(TriggerContext):
         self.allowed_paths = services.allowed_paths
 
     def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
-        return self._resources.render(value, self._variables(extra), None)
+        # the flow's namespace: kv() and read() without one look there, as in a task
+        namespace = self.flow.namespace
+        return self._resources.render(value, self._variables(extra), namespace)
 
     async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
-        return await self._resources.render_async(value, self._variables(extra), None)
+        namespace = self.flow.namespace
+        return await self._resources.render_async(value, self._variables(extra), namespace)
 
     def _variables(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
         flow = self.flow

@@ -8,6 +8,7 @@ as written at load time and rendered just before the task runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 from pydantic import Field, ModelWrapValidatorHandler, ValidationInfo, model_validator
 
 from daemon.sdk.durations import Duration
-from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model
+from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model, has_template
 from daemon.sdk.retry import RetryModel
 from daemon.sdk.state import State
 
@@ -217,6 +218,21 @@ class Condition(Model):
         raise NotImplementedError(f"{type(self).__name__} does not implement test()")
 
 
+def conditions_render(conditions: Sequence[Condition]) -> bool:
+    """True when a condition holds an expression (or any property written `{{ }}`)."""
+    return any(has_template(c.model_dump(exclude={"type"})) for c in conditions)
+
+
+async def each_holds(
+    groups: Sequence[Sequence[Condition]], ctx: ConditionContext, trigger_id: str
+) -> list[bool]:
+    """`all_hold` of each group, from a coroutine: on a thread when one renders an
+    expression, whose functions (`kv()`, `read()`) wait for the event loop."""
+    if not any(conditions_render(group) for group in groups):
+        return [all_hold(group, ctx, trigger_id) for group in groups]
+    return await asyncio.to_thread(lambda: [all_hold(group, ctx, trigger_id) for group in groups])
+
+
 def all_hold(conditions: Sequence[Condition], ctx: ConditionContext, trigger_id: str) -> bool:
     """All conditions hold. As in Kestra (ConditionService.isValid), a condition that cannot
     be evaluated (an expression that fails to render) counts as not holding and is logged,
@@ -268,7 +284,16 @@ class Trigger(Model):
         return _by_type("trigger", Trigger, cls, data, handler, info)
 
     def conditions_hold(self, ctx: ConditionContext) -> bool:
+        """On the event loop: only for conditions that render no expression (see the next)."""
         return all_hold(self.conditions, ctx, self.id)
+
+    async def conditions_hold_async(self, ctx: ConditionContext) -> bool:
+        """`conditions_hold` from a coroutine. A condition written as an expression may call
+        a function that reads the store (`kv()`, `read()`, as Kestra's run context offers
+        them to conditions): it renders on a thread, the loop answering that read."""
+        if not self.conditions:
+            return True
+        return all(await each_holds([self.conditions], ctx, self.id))
 
     def exclusive(self) -> bool:
         """True when, in a cluster, only one node at a time may run this trigger: one that
