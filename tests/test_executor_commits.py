@@ -76,6 +76,24 @@ class HeldEnd:
         await asyncio.gather(*self._relays)
 
 
+def refuse_one_end(h: Harness, task_id: str) -> list[str]:
+    """The store refuses the end (SUCCESS) of `task_id` once; every other write goes through."""
+    real = h.store.save_task_run
+    refused: list[str] = []
+
+    def queue(doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+        ends = doc["taskId"] == task_id and doc["state"]["current"] == "SUCCESS"
+        if not ends or refused or not wait:
+            return real(doc, wait=wait)
+        refused.append(doc["id"])
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer.set_exception(StoreError("podium.db: could not write task run: disk I/O error"))
+        return answer
+
+    h.store.save_task_run = queue  # type: ignore[method-assign]
+    return refused
+
+
 async def test_a_task_starts_only_once_the_end_before_it_is_committed(h: Harness) -> None:
     held = HeldEnd(h, "first")
     ex = await h.start(TWO_TASKS)
@@ -120,18 +138,7 @@ async def test_the_last_end_is_made_durable_by_the_final_state_queued_after_it(
 async def test_an_end_the_store_refused_fails_the_execution_stored_again(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real = h.store.save_task_run
-    refused: list[str] = []
-
-    def queue(doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
-        if doc["state"]["current"] != "SUCCESS" or refused or not wait:
-            return real(doc, wait=wait)
-        refused.append(doc["id"])  # once: the retry of the final state writes it
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        answer.set_exception(StoreError("podium.db: could not write task run: disk I/O error"))
-        return answer
-
-    h.store.save_task_run = queue  # type: ignore[method-assign]
+    refused = refuse_one_end(h, "only")  # once: the retry of the final state writes it
     caplog.set_level(logging.ERROR)
     ex = await h.run(ONE_TASK)
     assert refused
@@ -144,24 +151,6 @@ async def test_an_end_the_store_refused_fails_the_execution_stored_again(
         (refused[0], "SUCCESS")
     ]
     assert any("cannot be stored" in record.getMessage() for record in caplog.records)
-
-
-def refuse_one_end(h: Harness, task_id: str) -> list[str]:
-    """The store refuses the end (SUCCESS) of `task_id` once; every other write goes through."""
-    real = h.store.save_task_run
-    refused: list[str] = []
-
-    def queue(doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
-        ends = doc["taskId"] == task_id and doc["state"]["current"] == "SUCCESS"
-        if not ends or refused or not wait:
-            return real(doc, wait=wait)
-        refused.append(doc["id"])
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        answer.set_exception(StoreError("podium.db: could not write task run: disk I/O error"))
-        return answer
-
-    h.store.save_task_run = queue  # type: ignore[method-assign]
-    return refused
 
 
 async def test_a_refused_last_end_fails_the_execution_before_after_execution_runs(
