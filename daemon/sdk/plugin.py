@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import Field, ModelWrapValidatorHandler, ValidationInfo, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationInfo,
+    model_validator,
+)
 
 from daemon.sdk.durations import Duration
 from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model, has_template
@@ -206,6 +212,7 @@ class Condition(Model):
 
     type: str
     """The plug-in that tests the condition, by its full Kestra class name."""
+    _renders: bool | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -217,10 +224,13 @@ class Condition(Model):
     def test(self, ctx: ConditionContext) -> bool:
         raise NotImplementedError(f"{type(self).__name__} does not implement test()")
 
-
-def conditions_render(conditions: Sequence[Condition]) -> bool:
-    """True when a condition holds an expression (or any property written `{{ }}`)."""
-    return any(has_template(c.model_dump(exclude={"type"})) for c in conditions)
+    @property
+    def renders(self) -> bool:
+        """True when a property holds an expression (`{{ }}`): testing it renders, and may
+        call a function that reads the store. Found once per condition."""
+        if self._renders is None:
+            self._renders = has_template(self.model_dump(exclude={"type"}))
+        return self._renders
 
 
 async def each_holds(
@@ -228,7 +238,7 @@ async def each_holds(
 ) -> list[bool]:
     """`all_hold` of each group, from a coroutine: on a thread when one renders an
     expression, whose functions (`kv()`, `read()`) wait for the event loop."""
-    if not any(conditions_render(group) for group in groups):
+    if not any(c.renders for group in groups for c in group):
         return [all_hold(group, ctx, trigger_id) for group in groups]
     return await asyncio.to_thread(lambda: [all_hold(group, ctx, trigger_id) for group in groups])
 
