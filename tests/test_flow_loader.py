@@ -374,3 +374,43 @@ def test_registry_lists_every_shipped_task_under_its_kestra_name() -> None:
     ):
         assert name in plugins.tasks
     assert "io.kestra.plugin.core.trigger.Schedule" in plugins.triggers
+
+
+def test_plugin_defaults_reach_triggers_conditions_and_task_runners() -> None:
+    """Kestra's PluginDefaultService applies pluginDefaults to every mapping with a `type`
+    (recursiveDefaults), not to tasks alone: the blueprint hubspot-postgres-sync gives its
+    jdbc Trigger its `url` that way. Here a Schedule trigger, its condition and a script
+    task's taskRunner each take a value only a default gives them."""
+    flow = load_flow(
+        textwrap.dedent("""
+        id: f
+        namespace: ns
+        tasks:
+          - id: script
+            type: io.kestra.plugin.scripts.shell.Commands
+            commands: ["true"]
+            taskRunner:
+              type: io.kestra.plugin.scripts.runner.docker.Docker
+        triggers:
+          - id: daily
+            type: io.kestra.plugin.core.trigger.Schedule
+            conditions:
+              - type: io.kestra.plugin.core.condition.DayWeek
+        pluginDefaults:
+          - type: io.kestra.plugin.core.trigger.Schedule
+            values:
+              cron: "0 10 * * *"
+              timezone: Europe/Paris
+          - type: io.kestra.plugin.core.condition
+            values:
+              dayOfWeek: MONDAY
+          - type: io.kestra.plugin.scripts.runner.docker
+            values:
+              pullPolicy: NEVER
+        """),
+        "f.yaml",
+    )
+    trigger = flow.triggers[0]
+    assert (trigger.cron, trigger.timezone) == ("0 10 * * *", "Europe/Paris")  # type: ignore[attr-defined]
+    assert trigger.conditions[0].day_of_week == "MONDAY"  # type: ignore[attr-defined]
+    assert flow.tasks[0].task_runner.pull_policy == "NEVER"  # type: ignore[attr-defined]

@@ -127,7 +127,7 @@ class _Loader:
             cls: type[Any] = getattr(self.plugins, f"{kind}s").get(type_name)
         except UnknownType as exc:
             _fail("unknown_type", str(exc), type_name, ("type",), extra)
-        data = self._apply_defaults(cls.types[0], type_name, dict(raw)) if kind == "task" else raw
+        data = self._apply_defaults(cls.types[0], type_name, dict(raw)) if self.defaults else raw
         try:
             built = cls.model_validate(data, context=context)
         except ValidationError as exc:
@@ -139,7 +139,9 @@ class _Loader:
         return built
 
     def _apply_defaults(self, canonical: str, written: str, data: dict[str, Any]) -> dict[str, Any]:
-        """pluginDefaults match by type prefix, on the name written or the canonical one."""
+        """pluginDefaults match by type prefix, on the name written or the canonical one.
+        As Kestra's PluginDefaultService, every plug-in gets them (tasks, triggers,
+        conditions) and so does a typed mapping inside one (a script task's `taskRunner`)."""
         for default in self.defaults:
             if not (written.startswith(default.type) or canonical.startswith(default.type)):
                 continue
@@ -148,6 +150,10 @@ class _Loader:
                     data[key] = value
                 elif isinstance(value, dict) and isinstance(data[key], dict):
                     data[key] = {**value, **data[key]}
+        for key, value in data.items():
+            inner = value.get("type") if isinstance(value, dict) else None
+            if isinstance(inner, str):  # a plug-in's own typed part: its type as written
+                data[key] = self._apply_defaults(inner, inner, dict(value))
         return data
 
     # -- checks that need the whole flow ------------------------------------------------
