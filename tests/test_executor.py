@@ -535,6 +535,53 @@ async def test_run_if_false_skips_and_disabled_tasks_do_not_run(h: Harness) -> N
     assert task_states(ex) == {"maybe": "SKIPPED", "on": "SUCCESS"}
 
 
+async def test_when_is_run_if_by_its_newer_name(h: Harness) -> None:
+    """Kestra's TaskWithWhenTest.runnableTask on flows/valids/task-when.yml: `when` true
+    runs the task, false skips it (its attempt SKIPPED too, a flowable's as well), and one
+    that cannot render fails the task and the execution."""
+    ex = await h.run("""
+        id: task-when
+        namespace: io.kestra.tests
+        tasks:
+          - id: output
+            type: io.kestra.plugin.core.output.OutputValues
+            values:
+              taskrun_data: 1
+          - id: executed
+            type: io.kestra.plugin.core.log.Log
+            when: "{{ outputs.output['values']['taskrun_data'] == 1 }}"
+            message: success
+          - id: notexecuted
+            type: io.kestra.plugin.core.log.Log
+            when: "{{ outputs.output['values']['taskrun_data'] == 2 }}"
+            message: should not be printed
+          - id: notexecutedflowable
+            type: io.kestra.plugin.core.flow.Subflow
+            when: "false"
+            wait: true
+            flowId: dummy_flow
+            namespace: dummy_namespace
+          - id: willfailedtheflow
+            type: io.kestra.plugin.core.log.Log
+            when: "{{ outputs.notexists == 2 }}"
+            message: should failed
+        """)
+    assert ex.state.current == State.FAILED
+    assert len(ex.task_runs) == 5
+    assert task_states(ex) == {
+        "output": "SUCCESS",
+        "executed": "SUCCESS",
+        "notexecuted": "SKIPPED",
+        "notexecutedflowable": "SKIPPED",
+        "willfailedtheflow": "FAILED",
+    }
+    skipped = [tr for tr in ex.task_runs if tr.task_id.startswith("notexecuted")]
+    assert [tr.attempts[0].current for tr in skipped] == [State.SKIPPED, State.SKIPPED]
+    logs = await h.logs(ex)
+    assert logs[0] == "success" and len(logs) == 2
+    assert "'notexists' is undefined" in logs[1]
+
+
 async def test_labels_task_adds_execution_labels(h: Harness) -> None:
     ex = await h.run("""
         id: f

@@ -27,7 +27,7 @@ from daemon.sdk.errors import ExitRequested, TaskFailed, TemplateError
 from daemon.sdk.execution import Execution
 from daemon.sdk.plugin import FlowableTask, Task
 from daemon.sdk.retry import Backoff
-from daemon.sdk.state import State
+from daemon.sdk.state import State, StateHistory
 from daemon.store.base import StoreError, StoreLost
 
 log = logging.getLogger(__name__)
@@ -316,6 +316,8 @@ class ExecutionRunner:
         ctx = runs.context(task, tr, scope)
         try:
             if task.run_if is not None and not await ctx.render_bool_async(task.run_if):
+                # Kestra records the skip as the run's one attempt (TaskWithWhenTest)
+                tr.attempts.append(StateHistory(State.SKIPPED, self.resources.clock.now()))
                 return await runs.end(tr, State.SKIPPED)
         except (TemplateError, TaskFailed) as exc:
             return await runs.fail(task, tr, ctx.logger, str(exc))

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
+    AliasChoices,
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
@@ -96,8 +97,10 @@ class Task(Model):
     """The task run's log lines go to a file in storage instead of the log table."""
     task_cache: TaskCache | None = None
     """Keep the task's outputs and reuse them while its rendered properties stay the same."""
-    run_if: Annotated[str | bool | None, Dynamic] = None
-    """An expression; the task is SKIPPED when it renders false."""
+    run_if: Annotated[str | bool | None, Dynamic] = Field(
+        default=None, validation_alias=AliasChoices("runIf", "when", "run_if")
+    )
+    """An expression; the task is SKIPPED when it renders false (`when`, its newer name)."""
     depends_on: list[str] = Field(default_factory=list)
     """Ids of sibling tasks that must end first; the list then runs as a DAG (podium)."""
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] | None = None
