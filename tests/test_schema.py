@@ -105,6 +105,10 @@ def test_properties_carry_types_enums_defaults_and_descriptions() -> None:
     # every accepted spelling of a property is allowed: maxAttempts and Kestra's maxAttempt
     retry = definitions["RetryModel"]["properties"]
     assert "maxAttempts" in retry and retry["maxAttempt"]["deprecated"] is True
+    # `when`, runIf by its newer name (Kestra's task-when.yml), is not struck through
+    assert "deprecated" not in log["properties"]["when"]
+    assert log["properties"]["when"]["description"] == log["properties"]["runIf"]["description"]
+    assert "run_if" not in log["properties"]
     # a property Kestra deprecated says what to write instead
     name = definitions["InputSpec"]["properties"]["name"]
     assert name["deprecated"] is True and name["description"].endswith("Deprecated: use 'id'.")

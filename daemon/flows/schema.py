@@ -30,7 +30,7 @@ from pydantic_core import core_schema
 from daemon.flows.definition import Flow
 from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.plugin import Condition, Task, Trigger
-from daemon.sdk.properties import Deprecated, Dynamic
+from daemon.sdk.properties import Deprecated, Dynamic, NewerName
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 REF = "#/definitions/{model}"
@@ -82,9 +82,11 @@ class _Generator(GenerateJsonSchema):
                 found = properties[key] = {"allOf": [{"$ref": found.pop("$ref")}], **found}
             if Dynamic in field.metadata:
                 properties[key] = _templated(found)
+            newer = {m.name for m in field.metadata if isinstance(m, NewerName)}
             for other in names:
                 if other not in properties:
-                    properties[other] = {**properties[key], "deprecated": True}
+                    older = {} if other in newer else {"deprecated": True}
+                    properties[other] = {**properties[key], **older}
         return json_schema
 
 

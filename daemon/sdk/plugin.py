@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from daemon.sdk.durations import Duration
-from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model, has_template
+from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model, NewerName, has_template
 from daemon.sdk.retry import RetryModel
 from daemon.sdk.state import State
 
@@ -97,8 +97,8 @@ class Task(Model):
     """The task run's log lines go to a file in storage instead of the log table."""
     task_cache: TaskCache | None = None
     """Keep the task's outputs and reuse them while its rendered properties stay the same."""
-    run_if: Annotated[str | bool | None, Dynamic] = Field(
-        default=None, validation_alias=AliasChoices("runIf", "when", "run_if")
+    run_if: Annotated[str | bool | None, Dynamic, NewerName("when")] = Field(
+        default=None, validation_alias=AliasChoices("runIf", "when")
     )
     """An expression; the task is SKIPPED when it renders false (`when`, its newer name)."""
     depends_on: list[str] = Field(default_factory=list)

@@ -58,6 +58,14 @@ class Deprecated:
     message: str
 
 
+@dataclass(frozen=True)
+class NewerName:
+    """Another name a property is written with that is not an older one (Kestra's `when`,
+    `runIf` by a newer name): the JSON Schema lists it without striking it through."""
+
+    name: str
+
+
 def _json_if_text(value: Any) -> Any:
     """Rendered expressions are text; a list or map property parses them as JSON."""
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
