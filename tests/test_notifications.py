@@ -201,6 +201,89 @@ async def test_execution_alert_about_another_execution_reads_it_from_the_store(
     assert "potentialAction" not in teams  # no public URL: no link rather than a wrong one
 
 
+async def test_pagerduty_execution_triggers_an_event_about_the_failed_execution(
+    h: Harness, hook: Hook
+) -> None:
+    """Kestra's PagerDutyExecution (plugin-notifications, pagerduty-template.peb): an Events
+    API v2 event with the keys the task sets, `source` naming the execution, severity
+    `error` once a task failed, the flow id and state in custom_details, and a link to the
+    execution; PagerDutyAlert posts the flow's own event as written."""
+    h.engine.options.public_url = PUBLIC_URL  # type: ignore[attr-defined]  # set by podium serve
+    ex = await h.run(
+        flow(
+            FAILING
+            + f"""
+    errors:
+      - id: page
+        type: io.kestra.plugin.notifications.pagerduty.PagerDutyExecution
+        url: {hook.url}/v2/enqueue
+        routingKey: "R0UT1NG"
+        deduplicationKey: "{{{{ flow.id }}}}-nightly"
+        payloadSummary: "nightly load failed"
+        customFields:
+          owner: data-team
+      - id: resolve
+        type: io.kestra.plugin.notifications.pagerduty.PagerDutyAlert
+        url: {hook.url}/v2/enqueue
+        payload: |
+          {{"routing_key": "R0UT1NG", "dedup_key": "{{{{ flow.id }}}}-nightly",
+           "event_action": "resolve"}}
+    """
+        )
+    )
+    assert ex.state.current == State.FAILED
+    assert task_states(ex)["page"] == "SUCCESS", await errors_of(h, ex)
+    event, resolve = hook.posts("/v2/enqueue")
+    assert {k: event[k] for k in ("routing_key", "dedup_key", "event_action")} == {
+        "routing_key": "R0UT1NG",
+        "dedup_key": "alerting-nightly",
+        "event_action": "trigger",
+    }
+    payload = event["payload"]
+    assert payload["summary"] == "nightly load failed"
+    assert payload["source"] == f"company.team {ex.id}"
+    assert payload["severity"] == "error"
+    details = {d["title"]: d["value"] for d in payload["custom_details"]}
+    assert details["Flow ID"] == "alerting" and details["Execution Status"] == "FAILED"
+    assert details["Failed task"] == "load" and details["owner"] == "data-team"
+    assert details["Error"] == "disk full on /data"
+    assert payload["timestamp"].endswith("Z")
+    link = f"{PUBLIC_URL}/ui/executions/company.team/alerting/{ex.id}"
+    assert event["links"] == [{"href": link, "text": event["links"][0]["text"]}]
+    assert event["links"][0]["text"].startswith("Failed on task load after ")
+    assert resolve == {
+        "routing_key": "R0UT1NG",
+        "dedup_key": "alerting-nightly",
+        "event_action": "resolve",
+    }
+
+
+async def test_pagerduty_execution_without_a_summary_uses_the_executions_title(
+    h: Harness, hook: Hook
+) -> None:
+    """PagerDuty refuses an event without payload.summary: podium gives it the execution's
+    title when the flow sets none (Kestra's template would leave it out)."""
+    ex = await h.run(
+        flow(f"""
+    tasks:
+      - id: work
+        type: io.kestra.plugin.core.log.Log
+        message: fine
+      - id: page
+        type: io.kestra.plugin.notifications.pagerduty.PagerDutyExecution
+        url: {hook.url}/v2/enqueue
+        eventAction: acknowledge
+    """)
+    )
+    assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
+    (event,) = hook.posts("/v2/enqueue")
+    assert event["event_action"] == "acknowledge"
+    assert "routing_key" not in event and "dedup_key" not in event
+    assert event["payload"]["summary"] == "[company.team] alerting ➛ RUNNING"
+    assert event["payload"]["severity"] == "info"
+    assert "links" not in event  # no public URL: no link rather than a wrong one
+
+
 async def test_execution_alert_about_an_unknown_execution_fails_the_task(
     h: Harness, hook: Hook
 ) -> None:
