@@ -271,7 +271,7 @@ class FlowTrigger(Trigger):
             ctx.flow.namespace, ctx.flow.id, date=when, execution=doc, render=ctx.render,
             variables=render_variables,
         )  # fmt: skip
-        if not await self.conditions_hold_async(holds):
+        if not await self.conditions_hold(holds):
             return
         for multiple in self.conditions:
             if isinstance(multiple, MultipleCondition):

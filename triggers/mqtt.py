@@ -411,7 +411,7 @@ class MqttTrigger(Trigger):
         moment = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if not await self.conditions_hold_async(moment):
+        if not await self.conditions_hold(moment):
             ctx.logger.info(
                 "%s: the trigger's conditions do not hold; the message on topic "
                 "'%s' starts no execution",

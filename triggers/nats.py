@@ -127,7 +127,7 @@ class NatsTrigger(Trigger):
         moment = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if await self.conditions_hold_async(moment):
+        if await self.conditions_hold(moment):
             return True
         ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
         ctx.count_rejected()

@@ -174,7 +174,7 @@ class RedisListTrigger(Trigger):
         moment = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if values and not await self.conditions_hold_async(moment):
+        if values and not await self.conditions_hold(moment):
             ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
             ctx.count_rejected()
             values = []

@@ -219,7 +219,7 @@ class _Scheduler:
     async def _holds(self, slot: datetime) -> bool:
         flow = self.ctx.flow
         moment = slot.astimezone(self.slots.zone)
-        return await self.trigger.conditions_hold_async(
+        return await self.trigger.conditions_hold(
             ConditionContext(flow.namespace, flow.id, date=moment, render=self.ctx.render)
         )
 

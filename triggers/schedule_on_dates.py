@@ -116,7 +116,7 @@ class ScheduleOnDates(Trigger):
             return
         local = moment.astimezone(zone) if zone is not None else moment
         context = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=local, render=ctx.render)
-        if await self.conditions_hold_async(context):
+        if await self.conditions_hold(context):
             variables = {"date": iso(local)}
             inputs = self.inputs
             try:

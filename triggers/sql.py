@@ -100,7 +100,7 @@ class SqlTrigger(Trigger):
         moment = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if not await self.conditions_hold_async(moment):
+        if not await self.conditions_hold(moment):
             ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
             ctx.count_rejected()
             return

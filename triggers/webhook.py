@@ -110,7 +110,7 @@ class Webhook(Trigger):
         when = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
         )
-        if not await self.conditions_hold_async(when):
+        if not await self.conditions_hold(when):
             ctx.count_rejected()
             return web.Response(status=204)
         idempotency = request.headers.get("Idempotency-Key")

@@ -296,12 +296,8 @@ class Trigger(Model):
     ) -> Any:
         return _by_type("trigger", Trigger, cls, data, handler, info)
 
-    def conditions_hold(self, ctx: ConditionContext) -> bool:
-        """On the event loop: only for conditions that render no expression (see the next)."""
-        return all_hold(self.conditions, ctx, self.id)
-
-    async def conditions_hold_async(self, ctx: ConditionContext) -> bool:
-        """`conditions_hold` from a coroutine. A condition written as an expression may call
+    async def conditions_hold(self, ctx: ConditionContext) -> bool:
+        """All the trigger's conditions hold. A condition written as an expression may call
         a function that reads the store (`kv()`, `read()`, as Kestra's run context offers
         them to conditions): it renders on a thread, the loop answering that read."""
         if not self.conditions:

@@ -8,6 +8,7 @@ runs its own SQL through `pool` and listens on `dsn`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
@@ -143,8 +144,14 @@ class PostgresStore(Store):
     async def _write(self, what: str, fn: Fn) -> Any:
         return await self._io.write(Op(what, fn=fn))
 
+    def _queue_upsert(
+        self, what: str, sql: str, row: Sequence[Any], wait: bool
+    ) -> asyncio.Future[Any] | None:
+        """Queue an idempotent upsert; with `wait`, the future of its commit."""
+        return self._io.put(Op(what, sql=sql, rows=[row], idempotent=True), wait)
+
     async def _upsert(self, what: str, sql: str, row: Sequence[Any], wait: bool) -> None:
-        future = self._io.put(Op(what, sql=sql, rows=[row], idempotent=True), wait)
+        future = self._queue_upsert(what, sql, row, wait)
         if future is not None:
             await future
 
@@ -221,8 +228,7 @@ class PostgresStore(Store):
 
     def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
         row = task_run_row(doc)
-        op = Op(f"task run {row.id}", sql=_UPSERT_TASK_RUN, rows=[row], idempotent=True)
-        committed = self._io.put(op, wait)
+        committed = self._queue_upsert(f"task run {row.id}", _UPSERT_TASK_RUN, row, wait)
         return QUEUED if committed is None else committed
 
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
