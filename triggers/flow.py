@@ -2,18 +2,21 @@
 
 The engine calls listeners synchronously, from whatever changed the execution, so the
 listener only filters and queues; conditions, rendering and `emit` happen in `run`.
+
+Three generations of Kestra's syntax load and combine: `conditions` (with the deprecated
+MultipleCondition), 1.x `preconditions`, and 2.0's `dependsOn` with `window`, `mode` and
+`when`. Each that is set must be met (Kestra's FlowTriggerService evaluates them in turn).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from daemon.sdk.cache import BoundedCache
 from daemon.sdk.context import TriggerContext
@@ -21,156 +24,25 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import Condition, ConditionContext, Emit, Trigger, each_holds
-from daemon.sdk.properties import Model, has_template
+from daemon.sdk.properties import Deprecated, has_template
 from daemon.sdk.state import State
+from triggers.flow_depends import (
+    Dependency,
+    DependsOn,
+    Mode,
+    as_expression,
+    by_flow,
+    expression_holds,
+    upstream_variables,
+)
+from triggers.flow_preconditions import Preconditions, labels_of
+from triggers.flow_window import Tally, TimeWindow, Window, WindowRule, deep_merge, tally
+
+__all__ = ["FlowTrigger", "MultipleCondition", "Preconditions", "TimeWindow", "Window"]
 
 # (execution, state) pairs remembered, so that a state published twice starts one execution.
 _REMEMBERED = 10_000
 CORRELATION_ID = "system.correlationId"
-
-
-class UpstreamFlow(Model):
-    """One entry of `preconditions.flows`: which ended executions count."""
-
-    namespace: str | None = None
-    flow_id: str | None = None
-    states: list[State] | None = None
-    labels: dict[str, Any] = Field(default_factory=dict)
-
-    def matches(self, doc: dict[str, Any]) -> bool:
-        if self.namespace is not None and doc["namespace"] != self.namespace:
-            return False
-        if self.flow_id is not None and doc["flowId"] != self.flow_id:
-            return False
-        if self.states is not None and doc["state"]["current"] not in self.states:
-            return False
-        labels = _labels(doc)
-        return all(labels.get(key) == _text(value) for key, value in self.labels.items())
-
-
-class Filter(Model):
-    """One test of a `where` entry on a field of the ended execution."""
-
-    field: Literal["FLOW_ID", "NAMESPACE", "STATE", "EXPRESSION"]
-    type: Literal[
-        "EQUAL_TO", "NOT_EQUAL_TO", "IN", "NOT_IN", "IS_TRUE", "IS_FALSE", "IS_NULL",
-        "IS_NOT_NULL", "STARTS_WITH", "ENDS_WITH", "REGEX", "CONTAINS",
-    ]  # fmt: skip
-    value: str | None = None
-    values: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _operands(self) -> Filter:
-        if self.type in ("IN", "NOT_IN") and self.values is None:
-            raise ValueError(f"a {self.type} filter needs 'values'")
-        needs_value = ("EQUAL_TO", "NOT_EQUAL_TO", "STARTS_WITH", "ENDS_WITH", "REGEX", "CONTAINS")
-        if self.type in needs_value and self.value is None:
-            raise ValueError(f"a {self.type} filter needs 'value'")
-        if self.field == "EXPRESSION" and self.value is None:
-            raise ValueError("an EXPRESSION filter needs 'value' (the expression)")
-        return self
-
-    def test(self, field: str | None) -> bool:
-        value, kind = self.value or "", self.type
-        if kind in ("IN", "NOT_IN"):
-            return (field in (self.values or [])) == (kind == "IN")
-        if kind in ("IS_TRUE", "IS_FALSE"):
-            return _truthy(field) == (kind == "IS_TRUE")
-        if kind in ("IS_NULL", "IS_NOT_NULL"):
-            return (field is None) == (kind == "IS_NULL")
-        if kind == "EQUAL_TO":
-            return field == value
-        if kind == "NOT_EQUAL_TO":
-            return field != value
-        if field is None:
-            return False
-        if kind == "STARTS_WITH":
-            return field.startswith(value)
-        if kind == "ENDS_WITH":
-            return field.endswith(value)
-        if kind == "REGEX":
-            return re.fullmatch(value, field) is not None
-        return value in field  # CONTAINS
-
-
-class ExecutionFilter(Model):
-    """One entry of `preconditions.where`: filters joined by `operand`."""
-
-    id: str = Field(min_length=1)
-    operand: Literal["AND", "OR"] = "AND"
-    filters: list[Filter] = Field(min_length=1)
-
-
-class TimeWindow(Model):
-    """Within what time all the preconditions must be met (Kestra's TimeWindow)."""
-
-    type: Literal[
-        "DURATION_WINDOW", "SLIDING_WINDOW", "DAILY_TIME_DEADLINE", "DAILY_TIME_WINDOW"
-    ] = "DURATION_WINDOW"
-    window: Duration | None = None
-    window_advance: Duration | None = None
-    deadline: time | None = None
-    start_time: time | None = None
-    end_time: time | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self) -> TimeWindow:
-        if self.type == "DAILY_TIME_DEADLINE" and self.deadline is None:
-            raise ValueError("a DAILY_TIME_DEADLINE window needs 'deadline'")
-        if self.type == "DAILY_TIME_WINDOW" and (self.start_time is None or self.end_time is None):
-            raise ValueError("a DAILY_TIME_WINDOW needs 'startTime' and 'endTime'")
-        return self
-
-    def bounds(self, when: datetime) -> tuple[datetime, datetime] | None:
-        """The window `when` falls in (UTC), or None when it is outside every window."""
-        when = when.astimezone(UTC)
-        midnight = when.replace(hour=0, minute=0, second=0, microsecond=0)
-        size = self.window or timedelta(days=1)
-        if self.type == "SLIDING_WINDOW":
-            return when - size, when
-        if self.type == "DAILY_TIME_DEADLINE":
-            assert self.deadline is not None
-            end = datetime.combine(midnight.date(), self.deadline, UTC)
-            return (midnight, end) if when <= end else None
-        if self.type == "DAILY_TIME_WINDOW":
-            assert self.start_time is not None and self.end_time is not None
-            start = datetime.combine(midnight.date(), self.start_time, UTC)
-            end = datetime.combine(midnight.date(), self.end_time, UTC)
-            return (start, end) if start <= when <= end else None
-        start = midnight + (self.window_advance or timedelta(0))
-        while start > when:
-            start -= size
-        while start + size <= when:
-            start += size
-        return start, start + size
-
-
-class Preconditions(Model):
-    """Kestra 1.x's `preconditions`: upstream flows and execution filters that must all be
-    met within a time window; once they are, one execution starts (and, with
-    `resetOnSuccess`, they must all be met again for the next)."""
-
-    id: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
-    time_window: TimeWindow = Field(default_factory=TimeWindow)
-    reset_on_success: bool = True
-    flows: list[UpstreamFlow] = Field(default_factory=list)
-    where: list[ExecutionFilter] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_where_ids(self) -> Preconditions:
-        seen: set[str] = set()
-        for entry in self.where:
-            if entry.id in seen:
-                raise ValueError(f"duplicate precondition id '{entry.id}' in 'where'")
-            seen.add(entry.id)
-        return self
-
-    def keys(self) -> list[str]:
-        """Kestra's condition keys: `condition_<n>` per flow, `condition_<n>_<id>` per where."""
-        count = len(self.flows)
-        return [f"condition_{i + 1}" for i in range(count)] + [
-            f"condition_{count + i + 1}_{entry.id}" for i, entry in enumerate(self.where)
-        ]
 
 
 class MultipleCondition(Condition):
@@ -216,7 +88,10 @@ class _Ended:
 
 
 class FlowTrigger(Trigger):
-    """Kestra's Flow trigger: one execution of this flow per matching ended execution.
+    """Kestra's Flow trigger: start this flow when executions of other flows end.
+
+    One execution per matching ended execution, or once `dependsOn` (or `preconditions`)
+    are met within their window.
 
     An execution of this very flow never counts, whatever the conditions: Kestra refuses
     recursive flow triggers too, since each run would start the next.
@@ -225,8 +100,51 @@ class FlowTrigger(Trigger):
     types = ("io.kestra.plugin.core.trigger.Flow", "io.kestra.core.models.triggers.types.Flow")
 
     inputs: dict[str, Any] = Field(default_factory=dict)
-    states: list[State] = Field(default_factory=lambda: [s for s in State if s.terminated])
-    preconditions: Preconditions | None = None
+    """The inputs of the execution started, rendered with `trigger.outputs`: the outputs of
+    the upstream execution (with `dependsOn`, those of every execution that met one, under
+    their namespace and flow id)."""
+    states: list[State] = Field(
+        default_factory=lambda: [s for s in State if s.terminated] + [State.PAUSED]
+    )
+    """The states of upstream executions the trigger looks at: terminal ones and PAUSED."""
+    when: str = "true"
+    """An expression rendered against the upstream execution (`flow` is the upstream flow,
+    `execution` the upstream execution, `labels` and `outputs` its own); the trigger fires
+    only when it is truthy."""
+    depends_on: list[Dependency] | None = None
+    """Upstream executions to wait for; `mode` says how many must be met in `window`."""
+    window: Window | None = None
+    """Within what time the `dependsOn` must be met (a day from midnight by default)."""
+    mode: Mode = "ALL"
+    """ALL, ANY or AT_LEAST `minSatisfied` of `dependsOn` must be met in the window."""
+    min_satisfied: int | None = Field(default=None, gt=0)
+    """With `mode: AT_LEAST`: how many of `dependsOn` must be met."""
+    preconditions: Annotated[Preconditions | None, Deprecated("use 'dependsOn'")] = None
+    """Kestra 1.x: upstream flows and filters that must all be met within a time window."""
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when_as_text(cls, value: Any) -> Any:
+        return as_expression(value)
+
+    @model_validator(mode="after")
+    def _depends_on_rules(self) -> FlowTrigger:
+        """Kestra's FlowTriggerValidator, and one dependency written twice (Kestra keys the
+        window by dependency and fails on a repeated one at each evaluation)."""
+        count = len(self.depends_on or [])
+        if self.mode == "AT_LEAST" and self.min_satisfied is None:
+            raise ValueError("'minSatisfied' must be set when mode is AT_LEAST")
+        if self.min_satisfied is not None and self.min_satisfied > count:
+            raise ValueError(
+                f"'minSatisfied' ({self.min_satisfied}) cannot be greater than the number "
+                f"of 'dependsOn' conditions ({count})"
+            )
+        first: dict[str, int] = {}
+        for i, dependency in enumerate(self.depends_on or []):
+            j = first.setdefault(dependency.key(), i)
+            if j != i:
+                raise ValueError(f"dependsOn[{i}] is the same dependency as dependsOn[{j}]")
+        return self
 
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         queue: asyncio.Queue[_Ended] = asyncio.Queue()
@@ -254,7 +172,7 @@ class FlowTrigger(Trigger):
         doc = ended.doc
         end = doc["state"].get("endDate")
         when = datetime.fromisoformat(end) if end else ctx.clock.now()
-        labels = _labels(doc)
+        labels = labels_of(doc)
         variables = {
             "executionId": doc["id"],
             "namespace": doc["namespace"],
@@ -273,25 +191,13 @@ class FlowTrigger(Trigger):
         )  # fmt: skip
         if not await self.conditions_hold(holds):
             return
-        for multiple in self.conditions:
-            if isinstance(multiple, MultipleCondition):
-                keys = list(multiple.conditions)
-                groups = [[c] for c in multiple.conditions.values()]
-                tests = await each_holds(groups, holds, self.id)
-                state = ctx.state_key("multiple", multiple.id)
-                window = multiple.time_window()
-                if await _window_met(state, keys, tests, window, multiple.reset_on_success,
-                                     ended, when, ctx) is None:  # fmt: skip
-                    return
-        pre = self.preconditions
-        if pre is not None:
-            state = ctx.state_key("preconditions", pre.id or "default")
-            tests = self._tests(pre, ended.doc, ctx, render_variables)
-            outputs = await _window_met(state, pre.keys(), tests, pre.time_window,
-                                        pre.reset_on_success, ended, when, ctx)  # fmt: skip
-            if outputs is None:
-                return
-            variables["outputs"] = outputs
+        upstream = upstream_variables(doc, ended.task_outputs)
+        if not await expression_holds(self.when, upstream, ctx, f"trigger {self.id} when"):
+            return
+        outputs = await self._windows_met(ended, when, holds, upstream, ctx)
+        if outputs is None:
+            return
+        variables["outputs"] = outputs
         inputs = self.inputs
         # Kestra: the triggered execution carries the upstream one's correlation id.
         carried = {CORRELATION_ID: labels[CORRELATION_ID]} if CORRELATION_ID in labels else None
@@ -311,90 +217,65 @@ class FlowTrigger(Trigger):
                 exc,
             )
 
-    def _tests(
+    async def _windows_met(
         self,
-        pre: Preconditions,
-        doc: dict[str, Any],
+        ended: _Ended,
+        when: datetime,
+        holds: ConditionContext,
+        upstream: dict[str, Any],
         ctx: TriggerContext,
-        variables: dict[str, Any],
-    ) -> list[bool]:
-        tests = [flow.matches(doc) for flow in pre.flows]
-        for entry in pre.where:
-            results = [_field_test(f, doc, ctx, variables) for f in entry.filters]
-            tests.append(all(results) if entry.operand == "AND" else any(results))
-        return tests
+    ) -> dict[str, Any] | None:
+        """`trigger.outputs` once every window this trigger keeps is met (the upstream
+        execution's own outputs when it keeps none), else None.
+
+        Every window records the execution before any is checked, so that a MultipleCondition,
+        `preconditions` and `dependsOn` set together may be met by different executions; the
+        trigger fires when all are met and this execution met one of them, and only then are
+        those that reset on success emptied.
+        """
+        doc = ended.doc
+        tallies: list[Tally | None] = []
+        pre_tally = depends_tally = None
+        for multiple in self.conditions:
+            if isinstance(multiple, MultipleCondition):
+                keys = list(multiple.conditions)
+                groups = [[c] for c in multiple.conditions.values()]
+                tests = await each_holds(groups, holds, self.id)
+                rule = WindowRule(ctx.state_key("multiple", multiple.id), keys, len(keys),
+                                  multiple.time_window(), multiple.reset_on_success)  # fmt: skip
+                tallies.append(await tally(rule, tests, _flat(doc), when, ctx))
+        pre = self.preconditions
+        if pre is not None:
+            keys = pre.keys()
+            rule = WindowRule(ctx.state_key("preconditions", pre.id or "default"), keys,
+                              len(keys), pre.time_window, pre.reset_on_success)  # fmt: skip
+            tests = pre.tests(doc, ctx, dict(holds.variables))
+            pre_tally = await tally(rule, tests, _flat(doc), when, ctx)
+            tallies.append(pre_tally)
+        if self.depends_on:
+            depends = DependsOn(self.depends_on, self.window, self.mode, self.min_satisfied)
+            tests = await depends.tests(doc, upstream, ctx, f"trigger {self.id} dependsOn")
+            rule = depends.rule(ctx.state_key("depends_on"))
+            depends_tally = await tally(rule, tests, by_flow(doc), when, ctx)
+            tallies.append(depends_tally)
+        outputs: dict[str, Any] = doc.get("outputs") or {}
+        if not tallies:
+            return outputs
+        met = [t for t in tallies if t is not None and t.complete]
+        if len(met) < len(tallies) or not any(t.touched for t in met):
+            return None
+        for t in met:
+            await t.reset(ctx)
+        if pre_tally is not None:  # preconditions: the matched executions' outputs, merged
+            outputs = pre_tally.outputs
+        if depends_tally is not None:  # dependsOn: by namespace and flow, over this one's
+            outputs = deep_merge(outputs, depends_tally.outputs)
+        return outputs
 
 
-async def _window_met(
-    state_key: str,
-    keys: list[str],
-    tests: list[bool],
-    time_window: TimeWindow,
-    reset_on_success: bool,
-    ended: _Ended,
-    when: datetime,
-    ctx: TriggerContext,
-) -> dict[str, Any] | None:
-    """Record which of `keys` this execution meets (`tests`) in the current time window
-    (kept in the trigger's durable state); the merged outputs once they are all met, else
-    None (Kestra's MultipleConditionWindow)."""
-    met = [key for key, holds in zip(keys, tests, strict=True) if holds]
-    window = time_window.bounds(when)
-    if not met or window is None:
-        return None
-    start, end = window
-    saved = await ctx.state.get(state_key) or {}
-    sliding = time_window.type == "SLIDING_WINDOW"
-    same_window = sliding or (saved.get("start") == start.isoformat())
-    results: dict[str, str] = dict(saved.get("results") or {}) if same_window else {}
-    outputs: dict[str, Any] = dict(saved.get("outputs") or {}) if same_window else {}
-    if sliding:
-        results = {k: at for k, at in results.items() if datetime.fromisoformat(at) >= start}
-    for name in met:
-        results[name] = when.isoformat()
-    outputs = _deep_merge(outputs, ended.doc.get("outputs") or {})
-    complete = all(name in results for name in keys)
-    if complete and reset_on_success:
-        await ctx.state.set(state_key, {"start": start.isoformat(), "results": {}, "outputs": {}})
-    else:
-        await ctx.state.set(state_key, {"start": start.isoformat(), "end": end.isoformat(),
-                                        "results": results, "outputs": outputs})  # fmt: skip
-    return outputs if complete else None
-
-
-def _field_test(
-    test: Filter, doc: dict[str, Any], ctx: TriggerContext, variables: dict[str, Any]
-) -> bool:
-    if test.field == "EXPRESSION":
-        try:
-            field: str | None = str(ctx.render(test.value or "", variables))
-        except TemplateError as exc:
-            ctx.logger.warning("precondition expression %r: %s", test.value, exc)
-            return False
-    else:
-        field = {"FLOW_ID": doc["flowId"], "NAMESPACE": doc["namespace"],
-                 "STATE": doc["state"]["current"]}[test.field]  # fmt: skip
-    return test.test(field)
-
-
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in ("", "false", "0", "null")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _deep_merge(into: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(into)
-    for key, value in more.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
+def _flat(doc: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Fold an execution's outputs into a window's as they are (preconditions)."""
+    return lambda window: deep_merge(window, doc.get("outputs") or {})
 
 
 def _render_variables(
@@ -416,12 +297,8 @@ def _render_variables(
         },
         "inputs": doc.get("inputs") or {},
         "outputs": ended.task_outputs,
-        "labels": _labels(doc),
+        "labels": labels_of(doc),
     }
-
-
-def _labels(doc: dict[str, Any]) -> dict[str, str]:
-    return {label["key"]: label["value"] for label in doc.get("labels") or []}
 
 
 def _task_outputs(task_runs: Sequence[TaskRun]) -> dict[str, Any]:
