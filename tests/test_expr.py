@@ -104,6 +104,27 @@ def test_undefined_variable_error_names_it(renderer: Renderer) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ namespace }}", "'namespace' is undefined"),
+        ("{{ namespace.id }}", "'namespace' is undefined"),
+        ("{{ dict(a=1) }}", "unknown function 'dict'"),
+        ("{{ cycler(1, 2).next() }}", "unknown function 'cycler'"),
+        ("{{ joiner(',')() }}", "unknown function 'joiner'"),
+        ("{% set ns = namespace(s=1) %}{{ ns.s }}", "unknown function 'namespace'"),
+        ("{{ lipsum(2) }}", "unknown function 'lipsum'"),
+    ],
+)
+def test_names_jinja_defines_and_pebble_does_not_are_undefined(
+    renderer: Renderer, template: str, message: str
+) -> None:
+    """Pebble has no `namespace`, `dict`, `cycler`, `joiner` or `lipsum`: in Kestra they are
+    undefined names (FlowTriggerInvalidWhenCycleTest renders `{{ namespace }}` as its
+    example of a `when` that fails), not objects of the template engine."""
+    assert error(renderer, template) == f'cannot render "{template}": {message}'
+
+
 def test_missing_output_error_names_it_and_lists_the_known_ones(renderer: Renderer) -> None:
     assert error(renderer, "{{ outputs.nope.value }}") == (
         "cannot render \"{{ outputs.nope.value }}\": 'nope' is undefined (available keys: extract)"

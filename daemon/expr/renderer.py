@@ -49,6 +49,8 @@ Functions = Mapping[str, Callable[..., Any]]
 
 # Distinct templates kept compiled: a flow has a few hundred at most, a daemon a few dozen flows.
 CACHE_SIZE = 4096
+# Names Jinja defines for every template and Pebble does not.
+JINJA_ONLY_GLOBALS = ("lipsum", "dict", "cycler", "joiner", "namespace")
 # Renders running at once off the event loop (those that need more than a few milliseconds).
 RENDER_THREADS = 4
 # How many times `render()` may re-render its result, and how deeply renders may nest.
@@ -144,8 +146,11 @@ class Renderer:
         env.filters[expr_limits.CHECK_LENGTH] = expr_limits.checked_concat
         env.filters[expr_limits.COUNT_TURNS] = expr_limits.counted
         env.tests.update(TESTS)
-        # Not Pebble's, and `lipsum(10**6)` is minutes of work.
-        del env.globals["lipsum"]
+        # Jinja's own globals are not Pebble's: in Kestra `{{ namespace }}` or `dict(a=1)` is
+        # an undefined name, not an object of the template engine (and `lipsum(10**6)` is
+        # minutes of work). `range` is replaced by Pebble's below.
+        for name in JINJA_ONLY_GLOBALS:
+            del env.globals[name]
 
         @pass_context
         def render(context: Context, value: Any, recursive: bool = True) -> Any:
