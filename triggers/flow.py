@@ -156,6 +156,8 @@ class FlowTrigger(Trigger):
             state = execution.state.current
             if state not in states or (execution.namespace, execution.flow_id) == own:
                 return
+            if execution.loop is not None:  # a Loop's iteration: its execution's end counts
+                return
             if seen.add((execution.id, state), True):
                 queue.put_nowait(_Ended.of(execution))
 

@@ -32,7 +32,7 @@ from daemon.api.common import (
 )
 from daemon.api.execution_routes import execution_file
 from daemon.api.uploads import bounded
-from daemon.engine.variables import execution_variables, set_output
+from daemon.engine.variables import execution_variables, outputs_of
 from daemon.sdk.errors import NotFound, TemplateError
 from daemon.sdk.execution import Execution
 
@@ -176,7 +176,7 @@ async def _evaluate(request: web.Request, task_run_id: str | None) -> web.Respon
     engine = request.app[ENGINE]
     execution = Execution.from_json(await stored_execution(request))
     flow = await engine.catalog.at(execution.namespace, execution.flow_id, execution.flow_revision)
-    variables = execution_variables(flow, execution, _outputs(execution), engine.resources.envs)
+    variables = execution_variables(flow, execution, outputs_of(execution), engine.resources.envs)
     if task_run_id is not None:
         run = next((r for r in execution.task_runs if r.id == task_run_id), None)
         if run is None:
@@ -203,22 +203,3 @@ async def _evaluate(request: web.Request, task_run_id: str | None) -> web.Respon
     except TemplateError as exc:
         return json_response({"result": None, "error": str(exc)})
     return json_response({"result": resources.masked(result), "error": None})
-
-
-def _outputs(execution: Execution) -> dict[str, Any]:
-    """`outputs` as the execution's tasks saw them, ForEach values nesting included."""
-    by_id = {run.id: run for run in execution.task_runs}
-    outputs: dict[str, Any] = {}
-    for run in execution.task_runs:
-        if not run.outputs:
-            continue
-        values: list[str] = []
-        parent = by_id.get(run.parent_task_run_id or "")
-        if run.value is not None:
-            values.append(str(run.value))
-        while parent is not None:
-            if parent.value is not None:
-                values.insert(0, str(parent.value))
-            parent = by_id.get(parent.parent_task_run_id or "")
-        set_output(outputs, run.task_id, values, dict(run.outputs))
-    return outputs

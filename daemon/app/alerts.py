@@ -180,7 +180,8 @@ class Alerts:
         if not isinstance(event, ExecutionChanged):
             return
         execution = event.execution
-        if not execution.state.current.terminated:
+        # a Loop's iteration is part of its execution, whose own end is what alerts
+        if not execution.state.current.terminated or execution.loop is not None:
             return
         rules = [r for r in self._current_rules() if r.matches(execution)]
         if not rules:
@@ -201,7 +202,7 @@ class Alerts:
         return AlertContext(
             resources.clock,
             StorageFiles(resources.storage),
-            StoreExecutions(resources.store, self.engine.wait),
+            StoreExecutions(resources.store, self.engine.wait, resources.events),
             self.settings.url,
         )
 

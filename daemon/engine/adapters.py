@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.engine.events import EventBus, ExecutionChanged
 from daemon.sdk.clock import Clock
 from daemon.sdk.context import LEVELS
 from daemon.sdk.errors import NotFound
 from daemon.sdk.execution import Execution
 from daemon.sdk.nsfiles import CHUNK_SIZE, Conflict, NamespaceFileInfo
+from daemon.sdk.services import ExecutionListener
 from daemon.sdk.state import iso
 from daemon.store.base import Store
 from daemon.store.internal_storage import Storage
@@ -160,12 +162,22 @@ class StoreNamespaceFiles:
 class StoreExecutions:
     """`sdk.services.ExecutionQueries`: stored executions, and waiting for one to end."""
 
-    def __init__(self, store: Store, wait: Callable[[str], Awaitable[Execution]]) -> None:
+    def __init__(
+        self, store: Store, wait: Callable[[str], Awaitable[Execution]], events: EventBus
+    ) -> None:
         self._store = store
         self._wait = wait
+        self._events = events
 
     async def wait(self, execution_id: str) -> Execution:
         return await self._wait(execution_id)
+
+    def watch(self, listener: ExecutionListener) -> Callable[[], None]:
+        def on_event(event: object) -> None:
+            if isinstance(event, ExecutionChanged):
+                listener(event.execution)
+
+        return self._events.subscribe(on_event)
 
     async def logs(
         self, execution_id: str, *, task_run_id: str | None = None, min_level: str | None = None

@@ -4,7 +4,9 @@ Two limits apply. A flow's `concurrency` caps its executions running at once; pa
 an execution is QUEUED, CANCELLED or FAILED as the flow's `behavior` says. The daemon's
 `max_executions` caps all executions of the process; past it, executions wait QUEUED
 whatever their flow says, and their flow's own limit is applied again when their turn
-comes. Pure bookkeeping: starting what is admitted is the caller's job.
+comes. An iteration of a Loop task is part of an execution already admitted: its flow's
+limit does not apply to it (it would wait for its own parent). Pure bookkeeping: starting
+what is admitted is the caller's job.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from datetime import datetime
 
-from daemon.flows.definition import Flow
+from daemon.flows.definition import Concurrency, Flow
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 
@@ -30,13 +32,13 @@ class Admission:
     def admit(self, flow: Flow, execution: Execution, running: int, now: datetime) -> bool:
         """True: start it now. False: it was QUEUED (kept here) or refused (its state says
         which: CANCELLED or FAILED, with its error set)."""
-        limit = flow.concurrency
+        limit = _limit(flow, execution)
         if limit is None or self._active[flow.uid] < limit.limit:
             if self.max_executions and running + self._starting >= self.max_executions:
                 execution.state.set(State.QUEUED, now)
                 self._waiting.append((flow, execution))
                 return False
-            self._take(flow)
+            self._take(flow, execution)
             return True
         if limit.behavior == "QUEUE":
             execution.state.set(State.QUEUED, now)
@@ -50,10 +52,10 @@ class Admission:
             execution.state.set(state, now)
         return False
 
-    def resume(self, flow: Flow) -> None:
+    def resume(self, flow: Flow, execution: Execution) -> None:
         """Count an execution that resumes where it stopped (after a crash): it runs
         whatever the limits say, since it was admitted before."""
-        self._take(flow)
+        self._take(flow, execution)
 
     def started(self) -> None:
         """One admitted execution has started."""
@@ -62,7 +64,8 @@ class Admission:
     def withdraw(self, flow: Flow, execution: Execution, admitted: bool) -> None:
         """Undo `admit` for an execution that could not be stored: it never happened."""
         if admitted:
-            self._active[flow.uid] -= 1
+            if execution.loop is None:
+                self._active[flow.uid] -= 1
             self._starting = max(self._starting - 1, 0)
             return
         for queue in (self._queued[flow.uid], self._waiting):
@@ -70,15 +73,16 @@ class Admission:
                 if item[1] is execution:
                     queue.remove(item)
 
-    def finished(self, flow: Flow, running: int) -> list[Entry]:
+    def finished(self, flow: Flow, execution: Execution, running: int) -> list[Entry]:
         """An execution of `flow` ended: the executions whose turn it is now, to start."""
-        self._active[flow.uid] -= 1
         ready: list[Entry] = []
         queue = self._queued[flow.uid]
-        if queue:
-            ready.append(queue.popleft())
-            self._active[flow.uid] += 1
-            self._starting += 1
+        if execution.loop is None:  # an iteration's end frees no slot of its flow's limit
+            self._active[flow.uid] -= 1
+            if queue:
+                ready.append(queue.popleft())
+                self._active[flow.uid] += 1
+                self._starting += 1
         while self._waiting and (
             not self.max_executions or running + len(ready) < self.max_executions
         ):
@@ -89,15 +93,16 @@ class Admission:
 
     def _again(self, flow: Flow, execution: Execution) -> bool:
         """A globally queued execution whose turn came: its flow's own limit still applies."""
-        limit = flow.concurrency
+        limit = _limit(flow, execution)
         if limit is None or self._active[flow.uid] < limit.limit:
-            self._take(flow)
+            self._take(flow, execution)
             return True
         self._queued[flow.uid].append((flow, execution))
         return False
 
-    def _take(self, flow: Flow) -> None:
-        self._active[flow.uid] += 1
+    def _take(self, flow: Flow, execution: Execution) -> None:
+        if execution.loop is None:
+            self._active[flow.uid] += 1
         self._starting += 1
 
     @property
@@ -112,3 +117,8 @@ class Admission:
 
     def active(self, flow: Flow) -> int:
         return self._active[flow.uid]
+
+
+def _limit(flow: Flow, execution: Execution) -> Concurrency | None:
+    """The flow's limit, unless the execution is an iteration of a Loop task of it."""
+    return flow.concurrency if execution.loop is None else None

@@ -50,6 +50,8 @@ class RunState:
     unsaved: bool = False  # the store refused a write: save every task run at the end
     # Called each time a task run ends (the SLA assertions are checked then).
     changed: Callable[[], None] | None = None
+    # Variables in place of the execution's own (an iteration of a Loop: `execution`, `item`).
+    variables: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.earlier = {
@@ -103,6 +105,7 @@ class TaskRuns:
             globals_=resources.options.globals,
             url=resources.options.public_url,
         )
+        base.update(state.variables)
         working_dir = scope.working_dir or f"{self._tmp}/{tr.id}"
         variables = task_variables(base, task, tr, scope, working_dir)
         logger: TaskLogger = ExecutionLog(resources, state.execution, tr, task.log_level)

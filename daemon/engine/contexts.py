@@ -4,9 +4,8 @@ plug-in, implemented over the store, the storage, the event bus and the pauses."
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,19 +19,16 @@ from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, 
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
 from daemon.engine.task_builder import LauncherControl
-from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger, TriggerContext
+from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger
 from daemon.sdk.execution import Execution, TaskRun, derived_id, new_id
 from daemon.sdk.services import (
     Closer,
-    ExecutionListener,
     FlowDefinition,
     FlowRef,
-    WebhookRoutes,
 )
 from daemon.sdk.state import State, StateHistory, iso
 
 if TYPE_CHECKING:
-    from daemon.engine.metrics import Metrics
     from daemon.flows.definition import Flow
     from daemon.sdk.inputs import InputSpec
 
@@ -51,6 +47,10 @@ class Launcher(Protocol):
         trigger: dict[str, Any] | None = None,
         revision: int | None = None,
         execution_id: str | None = None,
+    ) -> Execution: ...
+
+    async def submit_iteration(
+        self, parent: Execution, loop: dict[str, Any], execution_id: str
     ) -> Execution: ...
 
     async def wait(self, execution_id: str) -> Execution: ...
@@ -129,7 +129,7 @@ class TaskContext(RunContext):
         self.kv = StoreKeyValue(resources.store, resources.clock)
         self.namespace_files = StoreNamespaceFiles(resources.store)
         self.secrets = resources.secrets
-        self.executions = StoreExecutions(resources.store, launcher.wait)
+        self.executions = StoreExecutions(resources.store, launcher.wait, resources.events)
         self.control = LauncherControl(resources.plugins, launcher)
         self.public_url = resources.options.public_url
         self.flows_dir = resources.options.flows_dir
@@ -338,6 +338,23 @@ class TaskContext(RunContext):
             return await self._launcher.wait(child.id)
         return child
 
+    async def run_iteration(self, index: int, value: str, key: str | None = None) -> Execution:
+        ex, tr = self.execution, self.task_run
+        loop: dict[str, Any] = {
+            "executionId": ex.id,
+            "taskId": tr.task_id,
+            "taskRunId": tr.id,
+            "index": index,
+            "value": value,
+        }
+        if key is not None:
+            loop["key"] = key
+        if ex.loop is not None:  # a loop inside an iteration: the enclosing ones, outermost first
+            enclosing = {k: ex.loop[k] for k in ("index", "key", "value") if k in ex.loop}
+            loop["parents"] = [*(ex.loop.get("parents") or []), enclosing]
+        execution_id = derived_id("loop", ex.id, tr.id, str(index))
+        return await self._launcher.submit_iteration(ex, loop, execution_id)
+
     async def find_flow(self, namespace: str, flow_id: str) -> FlowDefinition:
         return await self._launcher.find_flow(namespace, flow_id)
 
@@ -351,87 +368,3 @@ class TaskContext(RunContext):
 
     def on_close(self, key: str, closer: Closer) -> None:
         self._resources.on_close(key, closer)
-
-
-class TriggerServices:
-    """What every trigger of the daemon shares: where webhooks attach, the allowed paths,
-    the counts for /metrics and the executions to wait for."""
-
-    def __init__(
-        self,
-        resources: Resources,
-        webhooks: WebhookRoutes,
-        allowed_paths: Sequence[Path],
-        metrics: Callable[[], Metrics],
-        wait: Callable[[str], Any],
-    ) -> None:
-        self.resources = resources
-        self.webhooks = webhooks
-        self.allowed_paths = allowed_paths
-        self.metrics = metrics
-        self.wait = wait
-
-
-class FlowTriggerContext(TriggerContext):
-    """The context of one trigger of one loaded flow."""
-
-    def __init__(
-        self,
-        services: TriggerServices,
-        flow: FlowRef,
-        trigger_id: str,
-        trigger_type: str,
-        logger: logging.Logger,
-    ) -> None:
-        resources = services.resources
-        self._services = services
-        self._resources = resources
-        self._trigger_type = trigger_type
-        self.flow = flow
-        self.trigger_id = trigger_id
-        self.logger = logger
-        self.clock = resources.clock
-        self.files = StorageFiles(resources.storage)
-        self.state = resources.store.state
-        self.executions = StoreExecutions(resources.store, services.wait)
-        self.secrets = resources.secrets
-        self.webhooks = services.webhooks
-        self.node_id = resources.options.node_id
-        self.allowed_paths = services.allowed_paths
-
-    def render(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
-        # the flow's namespace: kv() and read() without one look there, as in a task
-        namespace = self.flow.namespace
-        return self._resources.render(value, self._variables(extra), namespace)
-
-    async def render_async(self, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
-        namespace = self.flow.namespace
-        return await self._resources.render_async(value, self._variables(extra), namespace)
-
-    def _variables(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        flow = self.flow
-        return {
-            "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
-            "envs": self._resources.envs,
-            "labels": flow.labels,
-            **(extra or {}),
-        }
-
-    def data_path(self, *parts: str) -> Path:
-        return self._resources.data_dir.joinpath(*parts)
-
-    def watch_executions(self, listener: ExecutionListener) -> Callable[[], None]:
-        def on_event(event: object) -> None:
-            if isinstance(event, ExecutionChanged):
-                listener(event.execution)
-
-        return self._resources.events.subscribe(on_event)
-
-    def count_rejected(self) -> None:
-        self._services.metrics().trigger_event(self._trigger_type, rejected=True)
-
-    def connection(self, up: bool) -> None:
-        flow = self.flow
-        self._services.metrics().trigger_connection(
-            self._trigger_type, flow.namespace, flow.id, self.trigger_id, up
-        )

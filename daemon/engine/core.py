@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.contexts import TriggerServices
 from daemon.engine.dispatcher import Dispatcher, LocalDispatcher
 from daemon.engine.events import Listener
 from daemon.engine.executor import ExecutionRunner
@@ -22,6 +21,7 @@ from daemon.engine.pauses import Pauses
 from daemon.engine.resources import EngineOptions, Resources
 from daemon.engine.submission import Submitter
 from daemon.engine.supervisor import Leases, TriggerSupervisor
+from daemon.engine.trigger_context import TriggerServices
 from daemon.engine.workers import LocalWorkers, Workers
 from daemon.flows.catalog import FlowCatalog, Lookup
 from daemon.flows.definition import Flow
@@ -150,6 +150,11 @@ class Engine:
         **kwargs: Any,
     ) -> Execution:
         return await self.submitter.submit_by_id(namespace, flow_id, inputs, **kwargs)
+
+    async def submit_iteration(
+        self, parent: Execution, loop: dict[str, Any], execution_id: str
+    ) -> Execution:
+        return await self.submitter.submit_iteration(parent, loop, execution_id)
 
     async def wait(self, execution_id: str) -> Execution:
         return await self.dispatcher.wait(execution_id)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.engine.contexts import ExecutionLog
 from daemon.engine.retries import new_execution_policy
 from daemon.engine.variables import Scope, execution_variables
+from daemon.sdk.capabilities import DeclaredOutput
 from daemon.sdk.errors import ExitRequested, TemplateError
 from daemon.sdk.plugin import ConditionContext, Task
 from daemon.sdk.retry import RetryPolicy
@@ -35,10 +36,12 @@ class Endings:
         self._runner = runner
         self._resources = runner.resources
 
-    async def flow_outputs(self, state: State) -> State:
-        """The flow's `outputs`, rendered now. A required one that fails fails the execution;
-        an optional one (`required: false`) that fails is logged and left out (Kestra PR
-        #10840)."""
+    async def flow_outputs(
+        self, state: State, declared: Sequence[DeclaredOutput] | None = None
+    ) -> State:
+        """The flow's `outputs` (or those `declared`: a Loop's, for one of its iterations),
+        rendered now. A required one that fails fails the execution; an optional one
+        (`required: false`) that fails is logged and left out (Kestra PR #10840)."""
         runner, resources = self._runner, self._resources
         variables = execution_variables(
             runner.flow,
@@ -48,9 +51,10 @@ class Endings:
             globals_=resources.options.globals,
             url=resources.options.public_url,
         )
+        variables.update(runner.state.variables)
         out: dict[str, Any] = {}
         logger = ExecutionLog(resources, runner.execution, None)
-        for output in runner.flow.outputs:
+        for output in runner.flow.outputs if declared is None else declared:
             try:
                 out[output.id] = await self._render(output.value, variables)
             except TemplateError as exc:

@@ -14,10 +14,11 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from daemon.engine.attempts import RunState, TaskRuns
-from daemon.engine.contexts import Launcher
+from daemon.engine.contexts import ExecutionLog, Launcher
 from daemon.engine.endings import Endings
 from daemon.engine.events import ExecutionChanged, TaskRunChanged
 from daemon.engine.flowables import FlowableRuns, worst
+from daemon.engine.iterations import Iteration, IterationLost, enter
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
 from daemon.engine.sla import SlaWatch
@@ -52,6 +53,8 @@ class ExecutionRunner:
         self.state = RunState(flow, execution)
         self.tasks = TaskRuns(resources, launcher, pauses, self.state)
         self.flowables = FlowableRuns(self.tasks, self.state, self.run_list)
+        # Set when the execution is one iteration of a Loop task (see iterations.py).
+        self.iteration: Iteration | None = None
 
     # -- the execution ------------------------------------------------------------------
 
@@ -65,7 +68,10 @@ class ExecutionRunner:
         await resources.store.save_execution(ex.to_json(task_runs=False), wait=False)
         resources.events.publish(ExecutionChanged(ex))
         try:
-            state = await (SlaWatch(self).guard(self._lists()) if flow.sla else self._lists())
+            if ex.loop is not None:
+                state = await self._iteration()
+            else:
+                state = await (SlaWatch(self).guard(self._lists()) if flow.sla else self._lists())
         except ExitRequested as exit_:
             state = exit_.state
             await self._exit_parents(exit_)
@@ -82,6 +88,16 @@ class ExecutionRunner:
             state = self._store_refused(exc)
         else:
             state = self._final_state(state)
+        if ex.loop is not None:  # an iteration: its flow's endings are its parent's
+            declared = self.iteration.outputs if self.iteration else ()
+            if state in (State.SUCCESS, State.WARNING) and declared:
+                state = await endings.flow_outputs(state, declared)
+            if state.failed and self.state.first_failure and not ex.error:
+                ex.error = self.state.first_failure
+            ex.state.set(state, resources.clock.now())
+            await self._store_final()
+            resources.scratch.ended(ex.id)
+            return ex
         if flow.listeners or flow.after_execution:
             state = await self._ends_before_endings(state)
         if state in (State.SUCCESS, State.WARNING) and flow.outputs:
@@ -107,6 +123,24 @@ class ExecutionRunner:
             await self.run_list(flow.errors, Scope())
         if flow.finally_:
             await self.run_list(flow.finally_, Scope())
+        return state
+
+    async def _iteration(self) -> State:
+        """One iteration of a Loop task: the loop's tasks, `errors`, `finally`."""
+        try:
+            iteration = await enter(self.resources, self.flow, self.execution)
+        except IterationLost as exc:
+            ExecutionLog(self.resources, self.execution, None).error(str(exc))
+            self.state.first_failure = str(exc)
+            return State.FAILED
+        self.iteration = iteration
+        self.state.variables = iteration.variables
+        self.state.outputs.update(iteration.seen_outputs)
+        state = await self.run_list(iteration.tasks, Scope())
+        if state.failed and iteration.errors:
+            await self.run_list(iteration.errors, Scope())
+        if iteration.finally_:
+            await self.run_list(iteration.finally_, Scope())
         return state
 
     async def _ends_before_endings(self, state: State) -> State:

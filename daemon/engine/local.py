@@ -68,7 +68,7 @@ class LocalExecutions:
 
     def resume(self, flow: Flow, execution: Execution) -> None:
         """Continue an execution that was running when its process stopped."""
-        self.admission.resume(flow)
+        self.admission.resume(flow, execution)
         self.start(flow, execution)
 
     def ended_unstarted(self, execution: Execution) -> None:
@@ -88,7 +88,8 @@ class LocalExecutions:
         self.stats[execution.state.current.value] += 1
         if execution.state.current.terminated:
             self._tell(execution)
-        for next_flow, next_execution in self.admission.finished(flow, len(self._running)):
+        ready = self.admission.finished(flow, execution, len(self._running))
+        for next_flow, next_execution in ready:
             self.start(next_flow, next_execution)
         if not self._running:
             self._idle.set()

@@ -104,6 +104,44 @@ class Submitter:
             flow = await catalog.at(namespace, flow_id, revision)
         return await self.submit(flow, inputs, **kwargs)
 
+    async def submit_iteration(
+        self, parent: Execution, loop: dict[str, Any], execution_id: str
+    ) -> Execution:
+        """One iteration of a Loop task of `parent` (`loop`: Kestra's loopRun) as an
+        execution of the same flow revision: it shares the parent's inputs, labels, trigger
+        and variables, as they are (the inputs were coerced once, for the parent), and is
+        created once per id (a parent asking again after a crash gets the first one)."""
+        existing = await self._dispatcher.existing(execution_id)
+        if existing is not None:
+            return existing
+        flow = await self._catalog.at(parent.namespace, parent.flow_id, parent.flow_revision)
+        depth = int((parent.parent or {}).get("depth", 0)) + 1
+        if depth > MAX_SUBFLOW_DEPTH:
+            raise SubflowTooDeep(
+                f"loop {loop['taskId']} of {flow.namespace}.{flow.id} not started: loops "
+                f"and subflows are nested {depth} deep, over the limit of {MAX_SUBFLOW_DEPTH}"
+            )
+        execution = Execution(
+            id=execution_id,
+            namespace=parent.namespace,
+            flow_id=parent.flow_id,
+            flow_revision=parent.flow_revision,
+            state=StateHistory(State.CREATED, self._resources.clock.now()),
+            inputs=dict(parent.inputs),
+            labels=dict(parent.labels),
+            trigger=parent.trigger,
+            parent={
+                "executionId": parent.id,
+                "namespace": parent.namespace,
+                "flowId": parent.flow_id,
+                "taskRunId": loop["taskRunId"],
+                "depth": depth,
+            },
+            variables=parent.variables,
+            loop=loop,
+        )
+        return await self._dispatcher.create(flow, execution, idempotent=True)
+
     async def _submit(
         self,
         flow: Flow,

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from daemon.engine.contexts import FlowTriggerContext, TriggerServices
 from daemon.engine.resources import Resources
 from daemon.engine.submission import Submitter
+from daemon.engine.trigger_context import FlowTriggerContext, TriggerServices
 from daemon.flows.definition import Flow
 from daemon.sdk.capabilities import Backfillable, Scheduled
 from daemon.sdk.errors import FlowDisabled, InputError, NotFound, PodiumError

@@ -57,19 +57,9 @@ def execution_variables(
 ) -> dict[str, Any]:
     """What every expression of the execution sees (Kestra's RunVariables)."""
     ex = execution
-    execution_map: dict[str, Any] = {
-        "id": ex.id,
-        "startDate": ex.state.start_iso,
-        "state": ex.state.current.value,
-        "originalId": ex.id,
-    }
-    if ex.state.end is not None:
-        execution_map["endDate"] = ex.state.to_json().get("endDate")
-    if ex.outputs:  # the flow's outputs, once rendered (afterExecution sees them)
-        execution_map["outputs"] = ex.outputs
     variables: dict[str, Any] = {
         "flow": {"id": flow.id, "namespace": flow.namespace, "revision": ex.flow_revision},
-        "execution": execution_map,
+        "execution": execution_map(ex),
         "inputs": nested(ex.inputs),
         "vars": flow.variables if ex.variables is None else ex.variables,
         "outputs": outputs,
@@ -83,6 +73,40 @@ def execution_variables(
     if ex.trigger is not None:
         variables["trigger"] = ex.trigger.get("variables") or {}
     return variables
+
+
+def execution_map(ex: Execution) -> dict[str, Any]:
+    """Kestra's `execution` variable of an execution."""
+    found: dict[str, Any] = {
+        "id": ex.id,
+        "startDate": ex.state.start_iso,
+        "state": ex.state.current.value,
+        "originalId": ex.id,
+    }
+    if ex.state.end is not None:
+        found["endDate"] = ex.state.to_json().get("endDate")
+    if ex.outputs:  # the flow's outputs, once rendered (afterExecution sees them)
+        found["outputs"] = ex.outputs
+    return found
+
+
+def outputs_of(execution: Execution) -> dict[str, Any]:
+    """`outputs` as the execution's tasks saw them, rebuilt from its stored task runs: a task
+    run whose value differs from its parent's sits one ForEach level deeper."""
+    by_id = {run.id: run for run in execution.task_runs}
+
+    def values(run: TaskRun) -> list[str]:
+        parent = by_id.get(run.parent_task_run_id or "")
+        above = values(parent) if parent is not None else []
+        if run.value is not None and (parent is None or parent.value != run.value):
+            return [*above, str(run.value)]
+        return above
+
+    outputs: dict[str, Any] = {}
+    for run in execution.task_runs:
+        if run.outputs:
+            set_output(outputs, run.task_id, values(run), dict(run.outputs))
+    return outputs
 
 
 def nested(values: Mapping[str, Any]) -> Mapping[str, Any]:

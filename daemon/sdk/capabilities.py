@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution
     from daemon.sdk.inputs import InputSpec
+    from daemon.sdk.plugin import Task
     from daemon.sdk.services import AlertServices
 
 
@@ -55,6 +56,29 @@ class StartsFlows(Protocol):
 
     def started_flows(self) -> Sequence[tuple[str, str]]:
         """(namespace, flowId) of each flow it starts whose ids hold no expression."""
+        ...
+
+
+class DeclaredOutput(Protocol):
+    """One declared output (a flow's `outputs`, a Loop's): rendered when an execution ends."""
+
+    id: str
+    value: Any
+    required: bool
+
+
+@runtime_checkable
+class RunsIterations(Protocol):
+    """A task whose child tasks run once per item, each iteration in an execution of its own
+    (Kestra's Loop and its loop sub-executions): such an execution runs these lists instead
+    of the flow's, and ends with these outputs instead of the flow's."""
+
+    def iteration_tasks(self) -> tuple[Sequence[Task], Sequence[Task], Sequence[Task]]:
+        """The iteration's `tasks`, `errors` and `finally` lists."""
+        ...
+
+    def iteration_outputs(self) -> Sequence[DeclaredOutput]:
+        """The outputs each iteration exposes (rendered when it ends), maybe none."""
         ...
 
 

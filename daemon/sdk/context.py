@@ -197,6 +197,14 @@ class RunContext(ABC):
         the `onResume` inputs of the task that holds it; False when none is paused under
         that id. InputError when the inputs do not fit."""
 
+    async def run_iteration(self, index: int, value: str, key: str | None = None) -> Execution:
+        """Start one iteration of this task's child tasks (a task that `RunsIterations`) as an
+        execution of its own, of this flow, that sees this execution's inputs, outputs and
+        `execution.*`, and `item.index`, `item.value`, `item.key` (Kestra's loop
+        sub-execution). Idempotent by `index` for this task run: asked again after a crash,
+        it returns the execution the first call created."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run iterations")
+
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
         """Record `runs` as children of this task run, stored and shown at once."""
         raise NotImplementedError(f"{type(self).__name__} cannot record task runs")

@@ -112,6 +112,10 @@ class Execution:
     variables: dict[str, Any] | None = None
     # Kestra's execution metadata: `attemptNumber` (flow-level retries), `originalCreatedDate`.
     metadata: dict[str, Any] | None = None
+    # Set on one iteration of a Loop task (Kestra's `kind: LOOP` execution and its `loopRun`):
+    # `executionId`, `taskId`, `taskRunId` of the loop that started it, the iteration's
+    # `index`, `value`, `key` (map values) and `parents` (the iterations of enclosing loops).
+    loop: dict[str, Any] | None = None
 
     @property
     def start_date(self) -> datetime:
@@ -136,6 +140,9 @@ class Execution:
             doc["variables"] = self.variables
         if self.metadata:
             doc["metadata"] = self.metadata
+        if self.loop is not None:
+            doc["kind"] = "LOOP"
+            doc["loopRun"] = self.loop
         if task_runs:
             doc["taskRunList"] = [tr.to_json() for tr in self.task_runs]
         return doc
@@ -157,6 +164,7 @@ class Execution:
             task_runs=[TaskRun.from_json(t) for t in doc.get("taskRunList") or []],
             variables=doc.get("variables"),
             metadata=doc.get("metadata"),
+            loop=doc.get("loopRun"),
         )
 
 

@@ -135,6 +135,11 @@ class ExecutionQueries(Protocol):
         """The execution once it has ended, wherever it runs."""
         ...
 
+    def watch(self, listener: ExecutionListener) -> Callable[[], None]:
+        """Call `listener` (synchronously, keep it short) on every change of the state of
+        an execution run by this process; returns the function that stops it."""
+        ...
+
     async def logs(
         self, execution_id: str, *, task_run_id: str | None = None, min_level: str | None = None
     ) -> list[dict[str, Any]]:
