@@ -231,6 +231,26 @@ def test_current_each_output_follows_the_foreach_values(r: Renderer) -> None:
     assert "with type map" in error(r, "{{ currentEachOutput('x') }}", **variables)
 
 
+def test_loop_outputs_picks_one_output_of_every_iteration(r: Renderer) -> None:
+    """Kestra LoopOutputsFunctionTest: `loopOutputs(outputs.<loop>.outputs, name)` lists
+    that declared output of each iteration (null where one lacks it); a missing or wrong
+    argument is an error saying which."""
+    iterations = [
+        {"item": {"value": "a", "iteration": 0}, "outputs": {"uri": "s3://bucket/a"}},
+        {"item": {"value": "b", "iteration": 1}, "outputs": {"other": 1}},
+        {"item": {"value": "c", "iteration": 2}, "outputs": {"uri": "s3://bucket/c"}},
+    ]
+    outputs = {"myLoop": {"outputs": iterations}}
+    assert render(r, "{{ loopOutputs(outputs.myLoop.outputs, 'uri') }}", outputs=outputs) == (
+        '["s3://bucket/a",null,"s3://bucket/c"]'
+    )
+    assert "expects 'outputs' to be a list" in error(r, "{{ loopOutputs('x', 'uri') }}")
+    assert "non-null argument 'outputs'" in error(r, "{{ loopOutputs() }}")
+    assert "expects 'name' to be a string" in error(
+        r, "{{ loopOutputs(outputs.myLoop.outputs, 3) }}", outputs=outputs
+    )
+
+
 def test_file_uri_names_a_namespace_file_of_the_flow(r: Renderer) -> None:
     """Kestra FileURIFunctionTest: `kestra:///<namespace as path>/_files/<path>`, the leading
     slash dropped, `../` refused."""

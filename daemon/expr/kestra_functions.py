@@ -170,6 +170,24 @@ def env(context: Context, name: Any = None, default: Any = None) -> Any:
     return default if value is None or value == "" else value
 
 
+def loop_outputs(outputs: Any = None, name: Any = None) -> list[Any]:
+    """Kestra's loopOutputs(): one declared output of every iteration of a Loop task, from
+    its `outputs` list (None where an iteration lacks it)."""
+    if outputs is None:
+        raise TemplateError("The 'loopOutputs' function expects a non-null argument 'outputs'.")
+    if not isinstance(outputs, list):
+        raise TemplateError("The 'loopOutputs' function expects 'outputs' to be a list.")
+    if name is None:
+        raise TemplateError("The 'loopOutputs' function expects a non-null argument 'name'.")
+    if not isinstance(name, str):
+        raise TemplateError("The 'loopOutputs' function expects 'name' to be a string.")
+    found: list[Any] = []
+    for entry in outputs:
+        iteration = entry.get("outputs") if isinstance(entry, Mapping) else None
+        found.append(iteration.get(name) if isinstance(iteration, Mapping) else None)
+    return found
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "uuid": uuid,
     "id": short_id,
@@ -183,6 +201,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "printContext": fetch_context,
     "tasksWithState": tasks_with_state,
     "currentEachOutput": current_each_output,
+    "loopOutputs": loop_outputs,
     "fileURI": file_uri,
     "env": env,
 }
