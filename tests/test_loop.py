@@ -5,7 +5,6 @@ LoopExecutionEventMessageHandler and FlowableUtils.resolveValues."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -592,9 +591,11 @@ async def paused_iterations(h: Harness, parent: Execution, count: int) -> list[E
         return sum(s.state.current == State.PAUSED for s in subs) == count
 
     await eventually(check, f"{count} paused iterations")
-    await eventually(
-        lambda: asyncio.sleep(0, parent.state.current == State.PAUSED), "the parent paused"
-    )
+
+    async def parent_paused() -> bool:
+        return (await h.stored(parent))["state"]["current"] == "PAUSED"
+
+    await eventually(parent_paused, "the parent paused")
     return [s for s in await iterations(h, parent) if s.state.current == State.PAUSED]
 
 
@@ -718,3 +719,40 @@ async def test_killing_the_parent_kills_its_running_iterations(h: Harness) -> No
     assert final.state.current == State.KILLED
     for sub in await iterations(h, final):
         assert (await h.engine.wait(sub.id)).state.current == State.KILLED
+
+
+async def test_a_loop_interrupted_by_a_restart_goes_on_with_the_same_iterations(
+    tmp_path: Path,
+) -> None:
+    """A restart (the daemon stopped as a crash leaves it, then recovering) resumes the loop
+    and its iterations: the Loop task finds the iterations it started again (one execution
+    per index, as Kestra keeps one loop sub-execution per iteration) instead of starting
+    new ones, and waits for the paused ones to be resumed."""
+    h = await Harness.open(tmp_path)
+    try:
+        ex = await h.start(PAUSING_LOOP.format(limit=2))
+        first = await paused_iterations(h, ex, 2)
+    finally:
+        await h.engine.close(hand_over=True)
+        await h.store.close()
+    h = await Harness.open(tmp_path)
+    try:
+        await h.flow(PAUSING_LOOP.format(limit=2))
+        assert await h.engine.lifecycle.recover() >= 1
+        pauses = h.engine.pauses
+        waiting = [ex.id, *(s.id for s in first)]  # paused again in this process
+
+        async def paused_here() -> bool:
+            return all(pauses.holds(i) for i in waiting)
+
+        await eventually(paused_here, "the parent and both iterations paused again")
+        assert len(await iterations(h, ex)) == 2
+        assert await h.engine.resume(ex.id, {})
+        (third,) = await paused_iterations(h, ex, 1)
+        assert await h.engine.resume(third.id, {})
+        final = await h.engine.wait(ex.id)
+        assert final.state.current == State.SUCCESS
+        assert len(await iterations(h, final)) == 3
+        assert loop_outputs(final)["terminatedIterations"] == {"SUCCESS": 3}
+    finally:
+        await h.close()

@@ -66,10 +66,16 @@ class Lifecycle:
                 break
             page += 1
         unfinished.sort(key=lambda d: d["state"]["startDate"])
+        found = []
         for summary in unfinished:
             doc = await store.get_execution(summary["id"])
             if doc is not None:
-                await self.adopt(Execution.from_json(doc))
+                found.append(Execution.from_json(doc))
+                # waited for from now on: an execution resumed first may wait for this one
+                # (a Subflow's child, a Loop's iteration) before it is adopted
+                self._local.expect(found[-1])
+        for execution in found:
+            await self.adopt(execution)
         return len(unfinished)
 
     async def adopt(self, execution: Execution) -> None:
