@@ -156,6 +156,19 @@ def test_attribute_of_text_error_names_the_type(renderer: Renderer) -> None:
     )
 
 
+def test_a_null_value_is_not_defined_as_in_pebble(renderer: Renderer) -> None:
+    """Pebble's DefinedTest is its NullTest inverted: a variable holding null is not
+    defined, while `???` (undefined coalescing) keeps that null and replaces only what is
+    missing (Kestra's expression docs)."""
+    variables = {"inputs": {"crash": None, "zero": 0, "empty": ""}}
+    template = (
+        "{{ inputs.crash is defined }}|{{ inputs.crash is not defined }}|"
+        "{{ inputs.zero is defined }}|{{ inputs.empty is defined }}|{{ inputs.nope is defined }}|"
+        "{{ inputs.crash ??? 'kept' }}|{{ inputs.nope ??? 'replaced' }}|{{ inputs.crash ?? 'd' }}"
+    )
+    assert renderer.render(template, variables) == "false|true|true|true|false||replaced|d"
+
+
 def test_undefined_chain_can_be_tested_with_is_defined(renderer: Renderer) -> None:
     template = "{{ outputs.nope.value.deeper is defined }}|{{ outputs.extract.value is defined }}"
     assert render(renderer, template) == "false|true"

@@ -359,8 +359,17 @@ FUNCTIONS = {
     "fromIon": _named("fromIon", lambda ion_text, allRows=False: ion.loads(ion_text, allRows)),
 }
 
+# `a ??? b` is `a` unless `a` is undefined (a null `a` is kept): pebble.py rewrites it to
+# this test, which is Jinja's own `defined`.
+PRESENT = "_pebble_present"
+
 TESTS: dict[str, Callable[[Any], bool]] = {
     "null": _is_null,
+    # Pebble's DefinedTest is NullTest inverted: a variable that holds null is not defined
+    # (Kestra's AllowFailureTest branches on `inputs.crash is defined` with the optional
+    # input absent, so null).
+    "defined": lambda value: not _is_null(value),
+    PRESENT: lambda value: not isinstance(value, Undefined),
     "empty": _is_empty,
     "json": _is_json,
     "map": lambda value: isinstance(value, Mapping),

@@ -35,7 +35,7 @@ _PAIRS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = frozenset(_PAIRS.values())
 # Names that are operators, never the start or end of an operand.
 _KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
-_COALESCE_TESTS = {"??": "is not null", "???": "is defined"}
+_COALESCE_TESTS = {"??": "is not null", "???": "is _pebble_present"}  # filters.PRESENT
 # A tag needs rewriting when it holds one of these (a cheap test on the whole source first).
 _PEBBLE_ONLY = re.compile(r"\?|\.\.|\bcontains\b|\bequals\b")
 _CONTAINS = "_pebble_contains"  # daemon.expr.operators.CONTAINS
