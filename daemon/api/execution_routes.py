@@ -37,7 +37,9 @@ from daemon.api.common import (
 )
 from daemon.api.query_filters import EXECUTION_FILTERS, execution_filters, filter_params
 from daemon.api.uploads import Uploads, bounded, json_kind, read_inputs, refuse_server_paths
+from daemon.engine.pauses import waiting_reviews
 from daemon.sdk.errors import FlowDisabled, NotFound
+from daemon.sdk.execution import Execution
 from daemon.sdk.files import SCHEME
 from daemon.sdk.state import State
 
@@ -250,6 +252,14 @@ async def resume_execution(request: web.Request) -> web.Response:
     async with Uploads(engine.data_dir / "uploads") as uploads:
         inputs = await read_inputs(bounded(request), uploads)
         if not await engine.resume(doc["id"], inputs):
+            stored = Execution.from_json(doc)
+            flow = await engine.catalog.at(stored.namespace, stored.flow_id, stored.flow_revision)
+            if waiting_reviews(flow, doc):
+                raise HttpError(
+                    409,
+                    f"Illegal state: execution {doc['id']} waits for a review of an Approval "
+                    "task: approve or deny it with POST .../actions/review",
+                )
             raise HttpError(
                 409, f"Illegal state: execution {doc['id']} is not waiting in this daemon"
             )

@@ -4,20 +4,27 @@ node claims them; waiting, killing and resuming reach whichever node runs one.""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from daemon.cluster.channels import Channels
 from daemon.engine.dispatcher import wait_here_or_stored
 from daemon.engine.local import LocalExecutions
-from daemon.engine.pauses import Pauses, resume_inputs
+from daemon.engine.pauses import Pauses, resume_inputs, waiting_reviews
 from daemon.engine.resources import Resources
 from daemon.flows.catalog import FlowCatalog
 from daemon.flows.definition import Flow
+from daemon.sdk.capabilities import Reviewable
+from daemon.sdk.errors import PodiumError
 from daemon.sdk.execution import Execution
 from daemon.sdk.inputs import coerce_inputs
-from daemon.sdk.state import State
+from daemon.sdk.review import Decision, Review
+from daemon.sdk.state import State, iso
 from daemon.store.postgres_cluster import ClusterTables
+
+log = logging.getLogger(__name__)
 
 
 class ClusterDispatcher:
@@ -104,8 +111,51 @@ class ClusterDispatcher:
         await self._channels.control("resume", execution_id, owner, inputs=dict(inputs))
         return True
 
+    async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
+        """A request waiting on another node is decided by that node; the review is checked
+        here too against the task as written, so that the caller hears about a bad one."""
+        if self._pauses.holds(execution_id, task_run_id):
+            return await self._pauses.review(execution_id, task_run_id, review)
+        doc = await self._resources.store.get_execution(execution_id)
+        if doc is None:
+            return False
+        stored = Execution.from_json(doc)
+        flow = await self._catalog.at(stored.namespace, stored.flow_id, stored.flow_revision)
+        run = next((tr for tr in waiting_reviews(flow, doc) if tr["id"] == task_run_id), None)
+        task = flow.task_by_id(run["taskId"]) if run else None
+        if not isinstance(task, Reviewable):
+            return False
+        form = task.review_form()
+        form.check_comment(review.decision, review.comment)
+        await asyncio.to_thread(coerce_inputs, form.inputs, review.inputs)
+        owner = await self._tables.owner(execution_id)
+        await self._channels.control(
+            "review",
+            execution_id,
+            owner,
+            taskRunId=task_run_id,
+            decision=review.decision.value,
+            comment=review.comment,
+            inputs=dict(review.inputs),
+            by=review.by,
+            on=iso(review.on),
+        )
+        return True
+
     async def _control(self, action: str, execution_id: str, message: dict[str, Any]) -> None:
         if action == "kill":
             await self._local.kill(execution_id)
         elif action == "resume":
             await self._pauses.resume(execution_id, message.get("inputs") or {})
+        elif action == "review":
+            review = Review(
+                Decision(message["decision"]),
+                datetime.fromisoformat(message["on"]),
+                message.get("comment"),
+                message.get("inputs") or {},
+                message.get("by"),
+            )
+            try:
+                await self._pauses.review(execution_id, message["taskRunId"], review)
+            except PodiumError as exc:  # checked where it was sent; its expressions here
+                log.warning("the review of execution %s is refused: %s", execution_id, exc)

@@ -52,6 +52,13 @@ class RunState:
     changed: Callable[[], None] | None = None
     # Variables in place of the execution's own (an iteration of a Loop: `execution`, `item`).
     variables: dict[str, Any] = field(default_factory=dict)
+    # The state an Approval's decision ended the execution in: no task starts any more
+    # outside errors/finally, what runs finishes, and the execution ends in it.
+    ending: State | None = None
+
+    def stopped(self, scope: Scope) -> bool:
+        """Whether a task may no longer start at this place (see `ending`)."""
+        return self.ending is not None and not scope.handling
 
     def __post_init__(self) -> None:
         self.earlier = {

@@ -16,7 +16,7 @@ from daemon.engine.adapters import (
     StoreNamespaceFiles,
 )
 from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, TaskRunChanged
-from daemon.engine.pauses import Pauses
+from daemon.engine.pauses import Pauses, until_done
 from daemon.engine.resources import Resources
 from daemon.engine.task_builder import LauncherControl
 from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger
@@ -31,6 +31,7 @@ from daemon.sdk.state import State, StateHistory, iso
 if TYPE_CHECKING:
     from daemon.flows.definition import Flow
     from daemon.sdk.inputs import InputSpec
+    from daemon.sdk.review import Review, ReviewForm
 
 
 class Launcher(Protocol):
@@ -206,22 +207,25 @@ class TaskContext(RunContext):
     async def pause(
         self, seconds: float | None, on_resume: Sequence[InputSpec]
     ) -> dict[str, Any] | None:
+        point = self._pauses.point(self.execution.id, self.task_run.id, on_resume)
+        result: dict[str, Any] | None = await self._wait(point, seconds)
+        return result
+
+    async def await_review(self, seconds: float | None, form: ReviewForm) -> Review | None:
+        point = self._pauses.point(self.execution.id, self.task_run.id, form.inputs, form)
+        result: Review | None = await self._wait(point, seconds)
+        return result
+
+    async def _wait(self, point: asyncio.Future[Any], seconds: float | None) -> Any:
+        """This task run PAUSED (its execution too) until `point` completes or time runs
+        out; the execution stays PAUSED while another of its task runs waits."""
         ex, tr = self.execution, self.task_run
-        resumed = self._pauses.point(ex.id, on_resume)
         await self._set_paused(State.PAUSED)
         try:
-            if seconds is None:
-                return await resumed
-            timer: asyncio.Future[Any] = asyncio.ensure_future(self.clock.sleep(seconds))
-            waiting: list[asyncio.Future[Any]] = [resumed, timer]
-            try:
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
-            return resumed.result() if resumed.done() else None
+            return await until_done(point, seconds, self.clock)
         finally:
-            self._pauses.release(ex.id)
-            resumed.cancel()
+            self._pauses.release(ex.id, tr.id)
+            point.cancel()
             if tr.state.current == State.PAUSED:
                 await asyncio.shield(self._set_paused(State.RUNNING))
 
@@ -229,11 +233,15 @@ class TaskContext(RunContext):
         resources = self._resources
         now = self.clock.now()
         self.task_run.state.set(state, now)
-        self.execution.state.set(state, now)
         store = resources.store
         await store.save_task_run(resources.masked(self.task_run.to_json()), wait=False)
-        await store.save_execution(resources.masked(self.execution.to_json(task_runs=False)))
         resources.events.publish(TaskRunChanged(self.execution, self.task_run))
+        if self.execution.state.current == state or (
+            state == State.RUNNING and self._pauses.holds(self.execution.id)
+        ):
+            return
+        self.execution.state.set(state, now)
+        await store.save_execution(resources.masked(self.execution.to_json(task_runs=False)))
         resources.events.publish(ExecutionChanged(self.execution))
 
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:

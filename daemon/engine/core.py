@@ -29,6 +29,7 @@ from daemon.flows.registry import Plugins, default_plugins
 from daemon.sdk.clock import Clock
 from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.execution import Execution
+from daemon.sdk.review import Review
 from daemon.sdk.services import WebhookRoutes
 from daemon.sdk.state import State
 from daemon.store.base import Store
@@ -168,6 +169,9 @@ class Engine:
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         return await self.dispatcher.resume(execution_id, inputs)
+
+    async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
+        return await self.dispatcher.review(execution_id, task_run_id, review)
 
     async def restart(self, execution_id: str) -> Execution:
         return await self.lifecycle.restart(execution_id)

@@ -19,6 +19,7 @@ from daemon.engine.resources import Resources
 from daemon.flows.definition import Flow
 from daemon.sdk.errors import NotFound
 from daemon.sdk.execution import Execution
+from daemon.sdk.review import Review
 
 
 class Dispatcher(Protocol):
@@ -48,6 +49,11 @@ class Dispatcher(Protocol):
     async def kill(self, execution_id: str) -> bool: ...
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool: ...
+
+    async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
+        """Decide the request of a task run waiting for a review, whichever node holds it;
+        False when it waits nowhere. ReviewRefused or InputError when it does not fit."""
+        ...
 
 
 class LocalDispatcher:
@@ -91,6 +97,9 @@ class LocalDispatcher:
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         return await self._pauses.resume(execution_id, inputs)
+
+    async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
+        return await self._pauses.review(execution_id, task_run_id, review)
 
 
 async def wait_here_or_stored(

@@ -126,7 +126,7 @@ class Endings:
         runner = self._runner
         ex = runner.execution
         try:
-            result = await runner.run_list(tasks, Scope())
+            result = await runner.run_list(tasks, Scope(handling=True))
         except ExitRequested:
             result = State.SUCCESS  # the execution has ended already: nothing left to exit
         except StoreError as exc:

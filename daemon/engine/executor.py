@@ -120,9 +120,9 @@ class ExecutionRunner:
         flow = self.flow
         state = await self.run_list(flow.tasks, Scope())
         if state.failed and flow.errors:
-            await self.run_list(flow.errors, Scope())
+            await self.run_list(flow.errors, Scope(handling=True))
         if flow.finally_:
-            await self.run_list(flow.finally_, Scope())
+            await self.run_list(flow.finally_, Scope(handling=True))
         return state
 
     async def _iteration(self) -> State:
@@ -155,6 +155,8 @@ class ExecutionRunner:
     def _final_state(self, state: State) -> State:
         if state.failed:
             return State.FAILED if state == State.FAILED else state
+        if self.state.ending is not None:  # an Approval's decision ended it
+            return self.state.ending
         if any(tr.state.current == State.WARNING for tr in self.execution.task_runs):
             return State.WARNING
         return State.SUCCESS
@@ -293,6 +295,8 @@ class ExecutionRunner:
             return await self._run_dag(active, dag, scope)
         state = State.SUCCESS
         for task in active:
+            if self.state.stopped(scope):
+                break
             result = await self.run_task(task, scope)
             state = worst(state, result)
             if result.failed:
@@ -315,7 +319,7 @@ class ExecutionRunner:
         failed = False
         try:
             while True:
-                if not failed:
+                if not failed and not self.state.stopped(scope):
                     for task_id in graph.get_ready():
                         job = asyncio.create_task(self.run_task(by_id[task_id], scope))
                         running[job] = task_id

@@ -111,6 +111,8 @@ class FlowableRuns:
             await self.run_list(children.finally_, scope.inside(tr))
         if state == State.SUCCESS and ctx.warning:  # a Pause's WARN behaviour
             state = State.WARNING
+        if children.ends_execution is not None and not state.failed:
+            state = self.state.ending = children.ends_execution
         handlers = {t.id for t in [*children.errors, *children.finally_]}
         return state, handlers, children.failure_is_warning or task.allow_failure
 
@@ -141,7 +143,7 @@ class FlowableRuns:
                 elif children.branches:
                     tr.outputs = {"branches": len(children.branches)}
             state = await self._branches(children, tr, scope, working_dir)
-            if replay or children.then is None:
+            if replay or children.then is None or self.state.stopped(scope):
                 return children, state
             try:
                 after = await children.then(state)
@@ -194,6 +196,7 @@ class FlowableRuns:
                 iteration=scope.iteration if iteration is None else iteration,
                 parents=(parent_info, *scope.parents),
                 working_dir=working_dir,
+                handling=scope.handling,
             )
             if limit is None:
                 return await self.run_list(branch.tasks, child_scope, branch.dag)

@@ -25,11 +25,14 @@ class Scope:
     parents: tuple[dict[str, Any], ...] = ()
     # The working directory its tasks share (children of a WorkingDirectory), else None.
     working_dir: str | None = None
+    # Inside an `errors`/`finally` list (or what runs after the execution's tasks): these
+    # still run once an Approval has ended the execution.
+    handling: bool = False
 
     def inside(self, parent: TaskRun) -> Scope:
         """The scope of a flowable's errors/finally tasks: under it, same values."""
         return Scope(
-            parent, self.values, self.value, self.iteration, self.parents, self.working_dir
+            parent, self.values, self.value, self.iteration, self.parents, self.working_dir, True
         )
 
 

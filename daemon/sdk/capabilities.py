@@ -1,9 +1,9 @@
 """What the core may ask of a plug-in beyond running it, declared by the plug-in's class.
 
 The core never names a plug-in type: it asks whether a trigger can backfill, whether a
-task has a resume form, which tasks send alerts, which trigger receives webhooks. A
-plug-in says so by implementing one of these protocols (checked with `isinstance`) or by
-setting the class attribute named here.
+task has a resume form or waits for a review, which tasks send alerts, which trigger
+receives webhooks. A plug-in says so by implementing one of these protocols (checked with
+`isinstance`) or by setting the class attribute named here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from daemon.sdk.execution import Execution
     from daemon.sdk.inputs import InputSpec
     from daemon.sdk.plugin import Task
+    from daemon.sdk.review import ReviewForm
     from daemon.sdk.services import AlertServices
 
 
@@ -46,6 +47,17 @@ class Resumable(Protocol):
     """A task that pauses its execution and takes inputs when it is resumed (Pause)."""
 
     def resume_inputs(self) -> Sequence[InputSpec]: ...
+
+
+@runtime_checkable
+class Reviewable(Protocol):
+    """A task that pauses its execution until a reviewer approves or denies it (Approval):
+    resumed through the review, never the plain resume."""
+
+    def review_form(self) -> ReviewForm:
+        """Its review dialog as written: the inputs, and when a comment is required (NEVER
+        when that is an expression, known once the task runs and checked there)."""
+        ...
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ from daemon.sdk.state import State
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution, TaskRun
     from daemon.sdk.inputs import InputSpec
+    from daemon.sdk.review import Review, ReviewForm
 
 # Kestra's log levels, lowest first; the store keeps the number so that a minimum level
 # is one comparison.
@@ -150,6 +151,12 @@ class RunContext(ABC):
     ) -> dict[str, Any] | None:
         """Hold this task run and its execution PAUSED until resumed (with the coerced
         `onResume` values) or until `seconds` pass (None)."""
+
+    @abstractmethod
+    async def await_review(self, seconds: float | None, form: ReviewForm) -> Review | None:
+        """Hold this task run and its execution PAUSED until a reviewer approves or denies
+        it (the API's review, checked against `form` before anything resumes), or until
+        `seconds` pass (None)."""
 
     @abstractmethod
     def add_labels(self, labels: Mapping[str, str]) -> None: ...

@@ -149,7 +149,10 @@ class Children:
     task works in the flowable's own working directory (`RunContext.working_dir()`)
     instead of one of its own, and the directory is removed once the flowable ended.
     `then` is called when the branches ended, before `errors`/`finally`; what it raises
-    (TaskFailed) fails the flowable.
+    (TaskFailed) fails the flowable. With `ends_execution` (an Approval's decision), a
+    last round that ended without failing ends the flowable in that state once its
+    `finally` ran, and the execution with it: no task starts afterwards outside `errors`
+    and `finally`, what already runs finishes.
     """
 
     branches: list[Branch] = field(default_factory=list)
@@ -160,6 +163,7 @@ class Children:
     outputs: Mapping[str, Any] | None = None
     shared_working_dir: bool = False
     then: Then | None = None
+    ends_execution: State | None = None
 
 
 class FlowableTask(Task):
