@@ -538,6 +538,64 @@ async def test_an_execution_paused_on_one_node_is_resumed_from_another(
     assert not await b.engine.resume(execution.id, {}), "an ended execution is not paused"
 
 
+REVIEWED = """
+id: reviewed
+namespace: cluster.test
+tasks:
+  - id: approval
+    type: io.kestra.plugin.core.flow.Approval
+    commentRequired: ON_DENY
+    inputs:
+      - id: amount
+        type: INT
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ outputs.approval.decision }} {{ outputs.approval.inputs.amount }}"
+"""
+
+
+async def test_an_approval_waiting_on_one_node_is_reviewed_from_another(
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
+    """An Approval (Kestra's Approval.java) waiting on node a is decided through node b:
+    b checks the review against the task as written (a missing comment, an input that does
+    not fit) before a decides it."""
+    from daemon.sdk.errors import InputError
+    from daemon.sdk.review import Decision, Review, ReviewRefused
+
+    a = await nodes("a")
+    await add_flow(a, REVIEWED)
+    await loaded(a, "reviewed")
+    execution = await a.engine.submit(a.engine.catalog[("cluster.test", "reviewed")])
+
+    async def waiting() -> bool:
+        return a.engine.pauses.holds(execution.id)
+
+    await eventually(waiting, "the approval waits on a")
+    await a.store.flush()
+    doc = await a.store.get_execution(execution.id)
+    assert doc is not None
+    run_id = next(tr["id"] for tr in doc["taskRunList"] if tr["taskId"] == "approval")
+    b = await nodes("b")
+    await loaded(b, "reviewed")
+    now = b.engine.clock.now()
+    with pytest.raises(ReviewRefused, match="a comment is required to deny"):
+        await b.engine.review(execution.id, run_id, Review(Decision.DENIED, now))
+    with pytest.raises(InputError, match="amount"):
+        await b.engine.review(
+            execution.id, run_id, Review(Decision.APPROVED, now, inputs={"amount": "lots"})
+        )
+    assert await waiting(), "a refused review decides nothing"
+    review = Review(Decision.APPROVED, now, "fine", {"amount": "3"}, "ada")
+    assert await b.engine.review(execution.id, run_id, review)
+    final = await b.engine.wait(execution.id)
+    assert final.state.current == State.SUCCESS
+    runs = {tr.task_id: tr for tr in final.task_runs}
+    assert runs["out"].outputs == {"value": "APPROVED 3"}
+    assert (runs["approval"].outputs["by"], runs["approval"].outputs["comment"]) == ("ada", "fine")
+    assert not await b.engine.review(execution.id, run_id, review), "decided already"
+
+
 async def test_an_execution_a_live_node_owns_but_does_not_run_is_run_by_it(
     nodes: Callable[..., Awaitable[Node]], dsn: str
 ) -> None:
