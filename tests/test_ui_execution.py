@@ -1,5 +1,6 @@
 """An execution's page and the executions list in Chromium, as a Kestra user works them:
-Resume with the Pause task's onResume form (Kestra's Pause docs), the Gantt of a replayed
+Resume with the Pause task's onResume form (Kestra's Pause docs), Review of an Approval
+(Kestra's ReviewDialog), the Gantt of a replayed
 execution and of a restarted one, the logs tab (search, download, milliseconds, grouping
 by task run), output previews and the expression box, the executions list's text search,
 filters kept in the URL, bulk actions and labels."""
@@ -44,6 +45,29 @@ tasks:
     message: >-
       approved={{ outputs.wait_for_approval.onResume.approved }}
       reason={{ outputs.wait_for_approval.onResume.reason }}
+"""
+
+REVIEW = """\
+id: review
+namespace: ui.exec
+tasks:
+  - id: deploy_gate
+    type: io.kestra.plugin.core.flow.Approval
+    commentRequired: ON_DENY
+    decisions:
+      approve: Ship it
+      deny: Hold
+    inputs:
+      - id: replicas
+        type: INT
+        defaults: 2
+        min: 1
+    denyBehavior: CONTINUE
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: >-
+      {{ outputs.deploy_gate.decision }} x{{ outputs.deploy_gate.inputs.replicas }}
+      {{ outputs.deploy_gate.comment ?? 'no comment' }}
 """
 
 FILES = r"""id: files
@@ -98,7 +122,12 @@ def blockbuster() -> Iterator[BlockBuster]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     root = tmp_path_factory.mktemp("ui-exec")
     (root / "flows").mkdir()
-    for name, text in (("approval", APPROVAL), ("files", FILES), ("flaky", FLAKY)):
+    for name, text in (
+        ("approval", APPROVAL),
+        ("review", REVIEW),
+        ("files", FILES),
+        ("flaky", FLAKY),
+    ):
         (root / "flows" / f"{name}.yaml").write_text(text)
     with UiServer(root) as running:
         yield running
@@ -151,6 +180,45 @@ def test_resume_dialog_asks_for_the_pause_tasks_onresume_inputs(
     expect(page.locator("#execution-state .badge")).to_have_text("SUCCESS")
     page.get_by_role("tab", name="Logs").click()
     expect(page.locator("#logs")).to_contain_text("approved=true reason=looks right")
+    assert console.unexpected() == []
+
+
+def test_review_dialog_approves_or_denies_an_approval(
+    server: UiServer, chrome: Browser, tmp_path: Path
+) -> None:
+    """Kestra's ReviewDialog: the Approval's inputs, a comment, and its two decisions under
+    the names it gives them; a refused review (a comment required to deny, an input out of
+    range) is shown and decides nothing."""
+    console, screens = Console(), Screens(tmp_path)
+    page = new_page(chrome, console, DESKTOP)
+    for decision in ("Hold", "Ship it"):
+        execution_id = run(server, "review", wait=False)
+        page.goto(f"{server.url}/ui/executions/{execution_id}")
+        expect(page.locator("#execution-state .badge")).to_have_text("PAUSED")
+        page.get_by_role("button", name="Review").click()
+        dialog = page.locator("#review-dialog")
+        expect(dialog.locator("h2")).to_have_text("Review deploy_gate")
+        expect(dialog.locator("#input-replicas")).to_have_value("2")
+        expect(dialog).to_contain_text("(required to deny)")
+        console.allow("the server responded with a status of 422")
+        if decision == "Hold":
+            screens.shoot(page, "review-dialog")
+            dialog.get_by_role("button", name="Hold").click()
+            expect(dialog.locator("#review-error")).to_contain_text("a comment is required to deny")
+            dialog.locator("#review-comment").fill("not today")
+        else:
+            dialog.locator("#input-replicas").fill("0")
+            dialog.get_by_role("button", name="Ship it").click()
+            expect(dialog.locator('.field[data-input="replicas"] .field-error')).to_contain_text(
+                "less than 1"
+            )
+            dialog.locator("#input-replicas").fill("3")
+        assert state_of(server, execution_id) == "PAUSED"
+        dialog.get_by_role("button", name=decision).click()
+        expect(page.locator("#execution-state .badge")).to_have_text("SUCCESS")
+        page.get_by_role("tab", name="Logs").click()
+        expected = "DENIED x2 not today" if decision == "Hold" else "APPROVED x3 no comment"
+        expect(page.locator("#logs")).to_contain_text(expected)
     assert console.unexpected() == []
 
 

@@ -1,7 +1,8 @@
 // An execution's page: live from GET /api/v1/executions/{id}/follow (every change as it
 // happens, `id: end` with the last one), with Gantt, Logs, Outputs, Metrics, Topology and
-// Overview tabs; Resume (with the Pause task's onResume form), Kill, Restart and Replay
-// (each confirmed first), and labels edited once it has ended.
+// Overview tabs; Resume (with the Pause task's onResume form) or Review (an Approval's
+// inputs and comment, then Approve or Deny), Kill, Restart and Replay (each confirmed
+// first), and labels edited once it has ended.
 import { TERMINATED, ApiError, api, badge, confirmAction, elapsed, enc, fill, h, human, labelChips, tabs, toast, when } from "./podium.js";
 import { renderGantt } from "./gantt.js";
 import { followLogs } from "./logs.js";
@@ -43,6 +44,9 @@ function actions() {
   const state = execution.state.current;
   const ended = TERMINATED.has(state);
   el("resume-button").hidden = state !== "PAUSED";
+  if (state === "PAUSED") waitingTask().then(({ task }) => {
+    el("resume-button").textContent = task && task.type === APPROVAL ? "Review" : "Resume";
+  }, () => {});
   el("kill-button").hidden = ended || state === "KILLING";
   el("restart-button").hidden = !["FAILED", "KILLED"].includes(state);
   el("replay-group").hidden = !ended;
@@ -201,17 +205,33 @@ function findTask(tasks, id) {
   return null;
 }
 
-async function openResume() {
+const APPROVAL = "io.kestra.plugin.core.flow.Approval";
+let flowOfRevision = null;
+
+// The first paused task run and its task in the flow as it was (fetched once).
+async function waitingTask() {
   const paused = (execution.taskRunList || []).find((r) => r.state.current === "PAUSED");
-  let inputs = [];
+  if (!flowOfRevision || flowOfRevision.revision !== execution.flowRevision) {
+    flowOfRevision = await api(`/api/v1/flows/${enc(execution.namespace)}/${enc(execution.flowId)}?revision=${execution.flowRevision}`);
+  }
+  const f = flowOfRevision;
+  const task = paused && findTask([...(f.tasks || []), ...(f.errors || []), ...(f.finally || [])], paused.taskId);
+  return { paused, task };
+}
+
+async function openResume() {
+  let paused, task;
   try {
-    const flow = await api(`/api/v1/flows/${enc(execution.namespace)}/${enc(execution.flowId)}?revision=${execution.flowRevision}`);
-    const task = paused && findTask([...(flow.tasks || []), ...(flow.errors || []), ...(flow.finally || [])], paused.taskId);
-    inputs = (task && task.onResume) || [];
+    ({ paused, task } = await waitingTask());
   } catch (error) {
     toast(error.message, "error");
     return;
   }
+  if (task && task.type === APPROVAL) {
+    openReview(paused, task);
+    return;
+  }
+  const inputs = (task && task.onResume) || [];
   const dialog = el("resume-dialog");
   const fields = el("resume-fields");
   const general = el("resume-error");
@@ -229,6 +249,45 @@ async function openResume() {
       await api(`${base}/resume`, { method: "POST", body: formData(el("resume-form"), inputs) });
       dialog.close();
       toast("Resumed", "success");
+      if (!follow || follow.readyState === EventSource.CLOSED) followExecution();
+    } catch (error) {
+      showRefusal(fields, general, error);
+    }
+  };
+  dialog.showModal();
+}
+
+// An Approval's review (Kestra's ReviewDialog): its inputs, a comment sent as
+// kestra_review_comment, and the two decisions under the names the task gives them.
+function openReview(paused, task) {
+  const inputs = task.inputs || [];
+  const dialog = el("review-dialog");
+  const fields = el("review-fields");
+  const general = el("review-error");
+  const plain = (label, fallback) => (typeof label === "string" && !/\{\{|\{%/.test(label) ? label : fallback);
+  const names = task.decisions || {};
+  el("review-task").textContent = paused.taskId;
+  el("review-approve").textContent = plain(names.approve, "Approve");
+  el("review-deny").textContent = plain(names.deny, "Deny");
+  const needed = { ALWAYS: " (required)", ON_DENY: " (required to deny)", ON_APPROVE: " (required to approve)" };
+  el("review-comment-note").textContent = needed[task.commentRequired] || "";
+  el("review-comment").value = "";
+  fields.replaceChildren(...inputs.map(field));
+  general.hidden = true;
+  el("review-cancel").onclick = () => dialog.close();
+  el("review-form").onsubmit = async (event) => {
+    event.preventDefault();
+    const decision = event.submitter && event.submitter.value === "DENY" ? "DENY" : "APPROVE";
+    for (const node of fields.querySelectorAll(".field-error")) node.hidden = true;
+    for (const node of fields.querySelectorAll(".field.invalid")) node.classList.remove("invalid");
+    general.hidden = true;
+    const body = formData(el("review-form"), inputs);
+    const comment = el("review-comment").value;
+    if (comment.trim()) body.append("kestra_review_comment", comment);
+    try {
+      await api(`${base}/actions/review?decision=${decision}&taskRunId=${enc(paused.id)}`, { method: "POST", body });
+      dialog.close();
+      toast(decision === "APPROVE" ? "Approved" : "Denied", "success");
       if (!follow || follow.readyState === EventSource.CLOSED) followExecution();
     } catch (error) {
       showRefusal(fields, general, error);
