@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from daemon.sdk.context import RunContext
+from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.inputs import InputSpec, validate_input_specs
-from daemon.sdk.plugin import Branch, Children, FlowableTask, Output, Task
+from daemon.sdk.plugin import Branch, Children, FlowableTask, Output, Task, Then
 from daemon.sdk.properties import Dynamic, Model
 from daemon.sdk.review import CommentRequired, Decision, Review, ReviewForm
 from daemon.sdk.state import State, iso
@@ -119,13 +120,14 @@ class Approval(FlowableTask):
 
         return self._round([Branch(self.on_wait)] if self.on_wait else [], waiting, after_wait)
 
-    def _await_review(self, ctx: RunContext) -> Any:
+    def _await_review(self, ctx: RunContext) -> Then:
         async def wait(state: State) -> Children | Output:
             waiting = dict(ctx.task_run.outputs or {})
             form = ReviewForm(self.inputs, CommentRequired(self.comment_required))
             review = await ctx.await_review(self._remaining(ctx, waiting.get("due")), form)
             if review is None:
-                ctx.logger.warning(f"nobody decided within timeout; {self.expire_behavior}")
+                waited = format_duration(self.timeout) if self.timeout else ""
+                ctx.logger.warning(f"expired: nobody decided within {waited}")
                 review = Review(Decision.EXPIRED, ctx.clock.now())
             else:
                 who = f" by {review.by}" if review.by else ""
@@ -169,7 +171,7 @@ class Approval(FlowableTask):
             ends_execution=_ENDS.get(behavior),
         )
 
-    def _round(self, branches: list[Branch], outputs: dict[str, Any], then: Any) -> Children:
+    def _round(self, branches: list[Branch], outputs: dict[str, Any], then: Then) -> Children:
         return Children(
             branches, errors=self.errors, finally_=self.finally_, outputs=outputs, then=then
         )

@@ -446,6 +446,7 @@ async def test_a_request_nobody_decides_expires_with_the_expire_behavior(
     }
     runs = {tr.task_id: tr for tr in final.task_runs}
     assert runs["approval"].state.end >= runs["cleanup"].state.end  # type: ignore[operator]
+    assert "expired: nobody decided within PT1H" in await h.logs(final)
 
 
 async def test_expire_behavior_continue_goes_on_and_the_flow_finally_runs(
