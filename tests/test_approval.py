@@ -604,6 +604,42 @@ async def test_a_pause_and_an_approval_side_by_side(h: Harness) -> None:
     assert (await h.engine.wait(ex.id)).state.current == State.SUCCESS
 
 
+async def test_an_approval_in_a_loop_is_reviewed_on_its_iteration(h: Harness) -> None:
+    """approval-in-loop.yaml: each Loop iteration is an execution of its own; its request
+    is reviewed there, and the loop and the flow go on."""
+    ex = await h.start("""
+        id: approval-in-loop
+        namespace: io.kestra.tests
+        tasks:
+          - id: each_task
+            type: io.kestra.plugin.core.flow.Loop
+            values: '["a"]'
+            tasks:
+              - id: approval
+                type: io.kestra.plugin.core.flow.Approval
+                onApprove:
+                  - {id: approved, type: io.kestra.plugin.core.log.Log, message: Approved}
+          - {id: last, type: io.kestra.plugin.core.debug.Return, format: done}
+        """)
+    found: list[dict[str, Any]] = []
+
+    async def iteration_waits() -> bool:
+        await h.store.flush()
+        docs, _ = await h.store.search_executions(flow_id="approval-in-loop", states=["PAUSED"])
+        found[:] = [d for d in docs if d["id"] != ex.id]
+        return bool(found) and any(h.engine.pauses.holds(d["id"]) for d in found)
+
+    await eventually(iteration_waits, "the iteration's approval to wait")
+    doc = await h.store.get_execution(found[0]["id"])
+    assert doc is not None
+    run_id = next(tr["id"] for tr in doc["taskRunList"] if tr["taskId"] == "approval")
+    review = Review(APPROVED, h.engine.clock.now(), "ok")
+    assert await h.engine.review(doc["id"], run_id, review)
+    final = await h.engine.wait(ex.id)
+    assert final.state.current == State.SUCCESS
+    assert task_states(final) == {"each_task": "SUCCESS", "last": "SUCCESS"}
+
+
 async def test_a_waiting_request_survives_a_restart(tmp_path: Path) -> None:
     """A request waiting when podium stops waits again after it starts (its `due` kept,
     onWait not run twice), and is decided then."""

@@ -138,9 +138,9 @@ class ExecutionRunner:
         self.state.outputs.update(iteration.seen_outputs)
         state = await self.run_list(iteration.tasks, Scope())
         if state.failed and iteration.errors:
-            await self.run_list(iteration.errors, Scope())
+            await self.run_list(iteration.errors, Scope(handling=True))
         if iteration.finally_:
-            await self.run_list(iteration.finally_, Scope())
+            await self.run_list(iteration.finally_, Scope(handling=True))
         return state
 
     async def _ends_before_endings(self, state: State) -> State:
