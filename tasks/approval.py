@@ -124,7 +124,7 @@ class Approval(FlowableTask):
         async def wait(state: State) -> Children | Output:
             waiting = dict(ctx.task_run.outputs or {})
             form = ReviewForm(self.inputs, CommentRequired(self.comment_required))
-            review = await ctx.await_review(self._remaining(ctx, waiting.get("due")), form)
+            review = await ctx.reviews.wait(self._remaining(ctx, waiting.get("due")), form)
             if review is None:
                 waited = format_duration(self.timeout) if self.timeout else ""
                 ctx.logger.warning(f"expired: nobody decided within {waited}")

@@ -102,6 +102,56 @@ class ExecutionLog(TaskLogger):
         resources.events.publish(LogAppended(ex, tr, line))
 
 
+class TaskWaits:
+    """Where one task run waits for a person, PAUSED (its execution too) until resumed
+    (Pause) or reviewed (Approval, the context's `reviews`), or until time runs out; the
+    execution stays PAUSED while another of its task runs waits."""
+
+    def __init__(
+        self, resources: Resources, pauses: Pauses, execution: Execution, task_run: TaskRun
+    ) -> None:
+        self._resources = resources
+        self._pauses = pauses
+        self._execution = execution
+        self._task_run = task_run
+
+    async def paused(
+        self, seconds: float | None, inputs: Sequence[InputSpec]
+    ) -> dict[str, Any] | None:
+        point = self._pauses.point(self._execution.id, self._task_run.id, inputs)
+        result: dict[str, Any] | None = await self._wait(point, seconds)
+        return result
+
+    async def wait(self, seconds: float | None, form: ReviewForm) -> Review | None:
+        point = self._pauses.point(self._execution.id, self._task_run.id, form.inputs, form)
+        result: Review | None = await self._wait(point, seconds)
+        return result
+
+    async def _wait(self, point: asyncio.Future[Any], seconds: float | None) -> Any:
+        ex, tr = self._execution, self._task_run
+        await self._set(State.PAUSED)
+        try:
+            return await until_done(point, seconds, self._resources.clock)
+        finally:
+            self._pauses.release(ex.id, tr.id)
+            point.cancel()
+            if tr.state.current == State.PAUSED:
+                await asyncio.shield(self._set(State.RUNNING))
+
+    async def _set(self, state: State) -> None:
+        resources, ex, tr = self._resources, self._execution, self._task_run
+        now = resources.clock.now()
+        tr.state.set(state, now)
+        store = resources.store
+        await store.save_task_run(resources.masked(tr.to_json()), wait=False)
+        resources.events.publish(TaskRunChanged(ex, tr))
+        if ex.state.current == state or (state == State.RUNNING and self._pauses.holds(ex.id)):
+            return
+        ex.state.set(state, now)
+        await store.save_execution(resources.masked(ex.to_json(task_runs=False)))
+        resources.events.publish(ExecutionChanged(ex))
+
+
 class TaskContext(RunContext):
     """One task-run attempt's context."""
 
@@ -119,7 +169,6 @@ class TaskContext(RunContext):
     ) -> None:
         self._resources = resources
         self._launcher = launcher
-        self._pauses = pauses
         self.flow = flow
         self.execution = execution
         self.task_run = task_run
@@ -132,6 +181,8 @@ class TaskContext(RunContext):
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait, resources.events)
         self.control = LauncherControl(resources.plugins, launcher)
+        self._waits = TaskWaits(resources, pauses, execution, task_run)
+        self.reviews = self._waits
         self.public_url = resources.options.public_url
         self.flows_dir = resources.options.flows_dir
         self.warning = False
@@ -207,42 +258,7 @@ class TaskContext(RunContext):
     async def pause(
         self, seconds: float | None, on_resume: Sequence[InputSpec]
     ) -> dict[str, Any] | None:
-        point = self._pauses.point(self.execution.id, self.task_run.id, on_resume)
-        result: dict[str, Any] | None = await self._wait(point, seconds)
-        return result
-
-    async def await_review(self, seconds: float | None, form: ReviewForm) -> Review | None:
-        point = self._pauses.point(self.execution.id, self.task_run.id, form.inputs, form)
-        result: Review | None = await self._wait(point, seconds)
-        return result
-
-    async def _wait(self, point: asyncio.Future[Any], seconds: float | None) -> Any:
-        """This task run PAUSED (its execution too) until `point` completes or time runs
-        out; the execution stays PAUSED while another of its task runs waits."""
-        ex, tr = self.execution, self.task_run
-        await self._set_paused(State.PAUSED)
-        try:
-            return await until_done(point, seconds, self.clock)
-        finally:
-            self._pauses.release(ex.id, tr.id)
-            point.cancel()
-            if tr.state.current == State.PAUSED:
-                await asyncio.shield(self._set_paused(State.RUNNING))
-
-    async def _set_paused(self, state: State) -> None:
-        resources = self._resources
-        now = self.clock.now()
-        self.task_run.state.set(state, now)
-        store = resources.store
-        await store.save_task_run(resources.masked(self.task_run.to_json()), wait=False)
-        resources.events.publish(TaskRunChanged(self.execution, self.task_run))
-        if self.execution.state.current == state or (
-            state == State.RUNNING and self._pauses.holds(self.execution.id)
-        ):
-            return
-        self.execution.state.set(state, now)
-        await store.save_execution(resources.masked(self.execution.to_json(task_runs=False)))
-        resources.events.publish(ExecutionChanged(self.execution))
+        return await self._waits.paused(seconds, on_resume)
 
     async def report_task_runs(self, runs: Sequence[ReportedRun]) -> None:
         """Each run becomes a terminated child task run of this one, with its log lines."""

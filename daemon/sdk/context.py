@@ -26,6 +26,7 @@ from daemon.sdk.services import (
     FlowDefinition,
     FlowRef,
     KeyValueStore,
+    Reviews,
     Secrets,
     StateStore,
     WebhookRoutes,
@@ -35,7 +36,6 @@ from daemon.sdk.state import State
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution, TaskRun
     from daemon.sdk.inputs import InputSpec
-    from daemon.sdk.review import Review, ReviewForm
 
 # Kestra's log levels, lowest first; the store keeps the number so that a minimum level
 # is one comparison.
@@ -95,6 +95,8 @@ class RunContext(ABC):
     executions: ExecutionQueries
     # Acting on other executions, triggers and tasks (Kestra's Kill, Toggle, TemplatedTask).
     control: EngineControl
+    # Waiting for a reviewer's decision (Kestra's Approval).
+    reviews: Reviews
     public_url: str | None
     # Set by a task that succeeded with a caveat (e.g. warningOnStdErr): it ends WARNING.
     warning: bool
@@ -151,12 +153,6 @@ class RunContext(ABC):
     ) -> dict[str, Any] | None:
         """Hold this task run and its execution PAUSED until resumed (with the coerced
         `onResume` values) or until `seconds` pass (None)."""
-
-    @abstractmethod
-    async def await_review(self, seconds: float | None, form: ReviewForm) -> Review | None:
-        """Hold this task run and its execution PAUSED until a reviewer approves or denies
-        it (the API's review, checked against `form` before anything resumes), or until
-        `seconds` pass (None)."""
 
     @abstractmethod
     def add_labels(self, labels: Mapping[str, str]) -> None: ...

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from daemon.sdk.execution import Execution
     from daemon.sdk.inputs import InputSpec
     from daemon.sdk.plugin import Task
+    from daemon.sdk.review import Review, ReviewForm
 
 WebhookHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
@@ -185,6 +186,14 @@ class ExecutionQueries(Protocol):
         """Remove an ended execution from the store with its task runs, logs and metrics
         (not its files: `Files.delete_prefix`); how many `logs` and `metrics` went."""
         ...
+
+
+class Reviews(Protocol):
+    """Waiting for a person's decision (Kestra's Approval): the task run and its execution
+    are PAUSED until a reviewer approves or denies (the API's review, checked against the
+    form before anything resumes), or until `seconds` pass (None)."""
+
+    async def wait(self, seconds: float | None, form: ReviewForm) -> Review | None: ...
 
 
 class EngineControl(Protocol):
