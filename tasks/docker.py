@@ -1,7 +1,11 @@
 """Kestra's docker plug-in (kestra-io/plugin-docker): Run (a container, its `commands` as
-the container's command) and Build (an image from a Dockerfile and `inputFiles`), on the
-same Engine API client as the script tasks' Docker runner (tasks/scripts/docker.py): any
-Docker-compatible engine at `host`, else DOCKER_HOST.
+the container's command), Build (an image from a Dockerfile and `inputFiles`) and Stop (a
+container by id or name), on the same Engine API client as the script tasks' Docker runner
+(tasks/scripts/docker.py): any Docker-compatible engine at `host`, else DOCKER_HOST.
+
+Run with `wait: false` starts the container and returns its id as
+`outputs.<id>.taskRunner.containerId` (as Kestra's ScriptOutput does), leaving it running
+for a later Stop.
 
 Run keeps the image's own entrypoint unless `entryPoint` is set (the runner of the script
 tasks resets it, as Kestra's does); its working directory is bind-mounted as with the
@@ -31,6 +35,7 @@ from tasks.scripts.docker import (
     Credentials,
     Docker,
     Memory,
+    close,
     connect,
     engine_address,
     engine_failure,
@@ -79,6 +84,7 @@ class Run(ScriptTask):
     memory: Memory | None = None
     shm_size: Annotated[str | int | None, Dynamic] = None
     fail_fast: bool = False
+    wait: Annotated[bool, Dynamic] = True
 
     async def run(self, ctx: RunContext) -> Output:
         await import_module("aiodocker")  # reads package metadata: not on the event loop
@@ -98,6 +104,7 @@ class Run(ScriptTask):
             cpu=self.cpu,
             memory=self.memory,
             shm_size=self.shm_size,
+            wait=self.wait,
         )
         lines = LineHandler(ctx)
         job = _CommandJob(
@@ -118,6 +125,8 @@ class Run(ScriptTask):
             "stdOutLineCount": lines.counts["stdout"],
             "stdErrLineCount": lines.counts["stderr"],
         }
+        if result.details:
+            outputs["taskRunner"] = dict(result.details)
         if self.output_files:
             outputs["outputFiles"] = await self._collect(ctx, working_dir)
         if self.warning_on_std_err and lines.counts["stderr"]:
@@ -229,3 +238,56 @@ def _split_tag(tag: str) -> tuple[str, str]:
     if not colon or "/" in label:
         return tag, "latest"
     return repository, label
+
+
+class Stop(Task):
+    """Kestra's docker Stop: stop (`kill: true`: SIGKILL) the container `containerId` (an
+    id, an id prefix or a name), then remove it unless `delete: false`. No outputs.
+
+    As Kestra's (docker-java's stop and kill commands), a container that is not running is
+    an error, and so is one that does not exist."""
+
+    types = ("io.kestra.plugin.docker.Stop",)
+
+    container_id: Annotated[str, Dynamic] = Field(min_length=1)
+    kill: Annotated[bool, Dynamic] = False
+    delete: Annotated[bool, Dynamic] = True
+    host: Annotated[str | None, Dynamic] = None
+    config: Annotated[str | dict[str, Any] | None, Dynamic] = None
+    credentials: Annotated[Credentials | None, Dynamic] = None
+
+    async def run(self, ctx: RunContext) -> Output:
+        DockerError = (await import_module("aiodocker")).DockerError
+
+        url, origin = engine_address(self.host)
+        docker = connect(url, origin)
+        step = "kill" if self.kill else "stop"
+        try:
+            # aiodocker's stop() passes over the engine's 304 (not running) in silence.
+            async with docker._query(
+                f"containers/{self.container_id}/{step}", method="POST", timeout=None
+            ) as response:
+                if response.status == 304:
+                    raise TaskFailed(_stop_failure(self.container_id, step, 304))
+            ctx.logger.info(f"container {self.container_id}: {step} done")
+            if self.delete:
+                step = "remove"
+                await docker.containers.container(self.container_id).delete(v=True)
+                ctx.logger.info(f"container {self.container_id}: removed")
+        except DockerError as exc:
+            if exc.status == 900:
+                raise engine_failure(exc, url, origin) from None
+            raise TaskFailed(
+                _stop_failure(self.container_id, step, exc.status, exc.message)
+            ) from None
+        finally:
+            await close(docker, url)
+        return {}
+
+
+def _stop_failure(container: str, step: str, status: int, message: str = "") -> str:
+    if status == 404:
+        return f"cannot {step} container {container}: no such container on the engine"
+    if status == 304 or (status == 409 and step == "kill"):
+        return f"cannot {step} container {container}: it is not running"
+    return f"cannot {step} container {container}: {message}"

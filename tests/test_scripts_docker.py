@@ -674,6 +674,36 @@ async def test_shell_commands_write_into_working_dir_as_rendered_for_the_flow(
     assert logs[1].startswith("kestra://")
 
 
+async def test_runner_without_wait_leaves_a_script_container_running(
+    engine: str, h: Harness, python_image: str
+) -> None:
+    """Kestra's Docker runner `wait: false` (script/.../runner/docker/Docker.java returns
+    exit code 0 and the container id without following it): the shell task succeeds at
+    once, reports `taskRunner.containerId`, and the container outlives the task and
+    podium's reaper."""
+    ex = await h.run(f"""
+        id: docker_detached
+        namespace: test
+        tasks:
+          - id: serve
+            type: io.kestra.plugin.scripts.shell.Commands
+            containerImage: {python_image}
+            taskRunner:
+              type: {RUNNER}
+              pullPolicy: NEVER
+              wait: false
+            commands:
+              - exec sleep 300
+    """)
+    assert ex.state.current == State.SUCCESS, (ex.error, await h.logs(ex))
+    container_id = ex.task_runs[0].outputs["taskRunner"]["containerId"]
+    assert await reap_orphans(engine, set()) == 0
+    async with aiodocker.Docker(url=engine) as client:
+        container = client.containers.container(container_id)
+        assert (await container.show())["State"]["Running"]
+        await container.delete(force=True)
+
+
 async def test_python_task_under_a_timeout_leaves_no_container(
     engine: str, h: Harness, python_alias_image: str
 ) -> None:

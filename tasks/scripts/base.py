@@ -193,6 +193,8 @@ class ScriptTask(Task):
             "stdOutLineCount": lines.counts["stdout"],
             "stdErrLineCount": lines.counts["stderr"],
         }
+        if result.details:
+            outputs["taskRunner"] = dict(result.details)
         if self.output_files:
             outputs["outputFiles"] = await self._collect(ctx, working_dir)
         if self.warning_on_std_err and lines.counts["stderr"]:

@@ -9,16 +9,24 @@ MOUNT strategy); the engine must therefore run on the daemon's machine.
 Every container carries podium's labels (managed, execution, task run) and is removed when
 the run ends however it ends: exit, failure, timeout or kill. `reap_orphans` removes those
 that a crashed daemon left behind.
+
+`wait: false` (Kestra's runner property, which docker.Run passes on) starts the container
+and returns at once with its id, leaving it running: it is then the flow's, not podium's
+(no managed label, never reaped; docker.Stop ends it). Its working directory is copied into
+the container instead of mounted, as Kestra's VOLUME strategy does, since the task's own
+directory is removed when the task ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
 import re
 import shlex
+import tarfile
 import uuid
 from base64 import b64decode
 from collections.abc import Callable, Mapping, Sequence
@@ -118,6 +126,7 @@ class Docker(ScriptRunner):
     memory: Annotated[Memory | None, Dynamic] = None
     shm_size: Annotated[Bytes | None, Dynamic] = None
     kill_grace_period: Duration = timedelta(0)
+    wait: Annotated[bool, Dynamic] = True
     # Accepted so Kestra flows load unchanged: both strategies put the task's files at the
     # same path in the container; podium always does it with a bind mount.
     file_handling_strategy: Literal["MOUNT", "VOLUME"] = "VOLUME"
@@ -144,7 +153,7 @@ class Docker(ScriptRunner):
         docker = connect(url, origin)
         name = container_name(ctx.task_run.id)
         container: DockerContainer | None = None
-        exited = False
+        exited = left_running = False
         try:
             await runner._ensure_image(docker, image, url, origin, ctx)
             if job.dependencies:
@@ -153,20 +162,34 @@ class Docker(ScriptRunner):
                     f"with {job.package_manager.lower()}"
                 )
             config = runner._container_config(job, ctx, image)
+            if not runner.wait:
+                config = _detached(config, job)
             container = await _engine_call(
                 docker.containers.create(config=config, name=name),
                 url,
                 origin,
                 f"cannot create a container from {image}",
             )
+            details = {"containerId": container.id}
+            if not runner.wait:
+                await _start_detached(docker, container, job.working_dir, url, origin)
+                left_running = True
+                ctx.logger.info(
+                    f"container {container.id[:12]} ({name}) started; "
+                    "not waiting for it to exit (wait: false)"
+                )
+                return ScriptResult(0, details)
             exit_code = await _run_to_exit(docker, container, job.on_line, url, origin)
             exited = True
             if exit_code != 0:
                 await _explain_exit(container, exit_code, ctx)
-            return ScriptResult(exit_code)
+            return ScriptResult(exit_code, details)
         finally:
-            grace = timedelta(0) if exited else runner.kill_grace_period
-            await asyncio.shield(_cleanup(docker, container, name, url, grace, ctx))
+            if left_running:
+                await asyncio.shield(close(docker, url))
+            else:
+                grace = timedelta(0) if exited else runner.kill_grace_period
+                await asyncio.shield(_cleanup(docker, container, name, url, grace, ctx))
 
     async def _rendered(self, ctx: RunContext, working_dir: Path) -> Docker:
         """This runner with its templated properties rendered for this task run: the
@@ -317,6 +340,46 @@ async def _engine_call(call: Any, url: str, origin: str, what: str) -> Any:
         if exc.status == 900:
             raise engine_failure(exc, url, origin) from None
         raise TaskFailed(f"{what}: {exc.message}") from None
+
+
+def _detached(config: dict[str, Any], job: ScriptJob) -> dict[str, Any]:
+    """A container left running after the task: without podium's managed label (the
+    reaper must not remove it) and without the working-directory mount (the directory goes
+    with the task; `_start_detached` copies it in)."""
+    labels = {k: v for k, v in config["Labels"].items() if k != MANAGED_LABEL}
+    host = dict(config["HostConfig"])
+    workdir = str(job.working_dir)
+    host["Mounts"] = [m for m in host["Mounts"] if m["Target"] != workdir]
+    return {**config, "Labels": labels, "HostConfig": host}
+
+
+async def _start_detached(
+    docker: DockerClient, container: DockerContainer, working_dir: Path, url: str, origin: str
+) -> None:
+    """Copy the working directory to the same path in the container, then start it."""
+    from aiodocker import DockerError
+
+    def pack() -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            archive.add(working_dir, arcname=str(working_dir).lstrip("/"))
+        return buffer.getvalue()
+
+    archive = await asyncio.to_thread(pack)
+    try:
+        async with docker._query(
+            f"containers/{container.id}/archive",
+            method="PUT",
+            data=archive,
+            headers={"content-type": "application/x-tar"},
+            params={"path": "/"},
+        ):
+            pass
+        await container.start()
+    except DockerError as exc:
+        if exc.status == 900:
+            raise engine_failure(exc, url, origin) from None
+        raise TaskFailed(f"the container failed to start: {exc.message}") from None
 
 
 def container_name(task_run_id: str) -> str:
@@ -572,9 +635,14 @@ async def _cleanup(
             f"{CLEANUP_TIMEOUT:.0f}s; podium removes it at its next start"
         )
     finally:
-        if docker.api_version != "auto":
-            _api_versions[url] = docker.api_version
-        await docker.close()
+        await close(docker, url)
+
+
+async def close(docker: DockerClient, url: str) -> None:
+    """Close a client from `connect`, remembering the API version it negotiated."""
+    if docker.api_version != "auto":
+        _api_versions[url] = docker.api_version
+    await docker.close()
 
 
 async def reap_orphans(docker_host: str | None, running_execution_ids: set[str]) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from daemon.sdk.properties import Model
 
@@ -58,6 +58,9 @@ class ScriptJob:
 @dataclass
 class ScriptResult:
     exit_code: int
+    # What the runner reports about the run (Docker: `containerId`), Kestra's `taskRunner`
+    # output of a script task.
+    details: Mapping[str, Any] | None = None
 
 
 class ScriptRunner(Model):
