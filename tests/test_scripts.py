@@ -171,6 +171,72 @@ async def test_without_fail_fast_the_last_command_decides(h: Harness) -> None:
     assert await messages(h, ex) == [("INFO", "reached")]
 
 
+@pytest.mark.parametrize("target_os", ["AUTO", "LINUX", "{{ 'LIN' ~ 'UX' }}"])
+async def test_target_os_linux_or_auto_joins_lines_with_lf_and_fails_fast(
+    h: Harness, target_os: str
+) -> None:
+    """Kestra's AbstractExecScript.targetOS (default AUTO) with ScriptService.scriptCommands
+    joining beforeCommands and commands with the target's line separator (LF on Linux) and
+    CommandsWrapper adding `set -e` for failFast unless the target is Windows: a CR would
+    show inside the brackets; the failing command stops the rest."""
+    ex = await h.run(
+        flow(
+            shell(
+                "B=2",
+                'echo "[$A$B]"',
+                task_id="joined",
+                extra=f'beforeCommands: ["A=1"]\ntargetOS: "{target_os}"\n',
+            ),
+            shell("false", "echo not reached", task_id="fast", extra=f'targetOS: "{target_os}"\n'),
+        )
+    )
+    runs = {tr.task_id: tr for tr in ex.task_runs}
+    assert runs["joined"].state.current == State.SUCCESS
+    assert runs["fast"].state.current == State.FAILED
+    assert [m for _, m in await messages(h, ex) if m.startswith("[")] == ["[12]"]
+    assert ("INFO", "not reached") not in await messages(h, ex)
+
+
+async def test_target_os_windows_is_refused_before_anything_runs(h: Harness) -> None:
+    """targetOS WINDOWS means CRLF between commands and no `set -e` in Kestra, for a Windows
+    worker; podium runs scripts on Linux only, so the task fails saying so, unretried."""
+    ex = await h.run(
+        flow(
+            """
+        - id: win
+          type: io.kestra.plugin.scripts.python.Script
+          targetOS: WINDOWS
+          retry: {type: constant, interval: PT0S, maxAttempts: 3}
+          script: print("ran")
+        """
+        )
+    )
+    run = ex.task_runs[0]
+    assert run.state.current == State.FAILED
+    assert len(run.attempts) == 1
+    logs = [m for _, m in await messages(h, ex)]
+    assert "ran" not in logs
+    assert any("targetOS WINDOWS: podium runs scripts on Linux only" in m for m in logs)
+
+
+def test_target_os_is_accepted_on_the_script_tasks_and_checked() -> None:
+    """Every task Kestra bases on AbstractExecScript takes targetOS (shell and python
+    Commands/Script, dbt's DbtCLI); a value outside AUTO/LINUX/WINDOWS is a load error."""
+    for task_type, body in [
+        ("io.kestra.plugin.scripts.shell.Script", "script: echo hi"),
+        ("io.kestra.plugin.scripts.python.Commands", "commands: [python x.py]"),
+        ("io.kestra.plugin.scripts.python.Script", "script: print(1)"),
+        ("io.kestra.plugin.dbt.cli.DbtCLI", "commands: [dbt build]"),
+    ]:
+        loaded = load_flow(
+            flow(f"- id: t\n  type: {task_type}\n  targetOS: LINUX\n  {body}\n"), "f.yaml"
+        )
+        assert loaded.tasks[0].target_os == "LINUX"  # type: ignore[attr-defined]
+    with pytest.raises(FlowError) as info:
+        load_flow(flow(shell("true", extra="targetOS: MACOS\n")), "f.yaml")
+    assert "targetOS" in str(info.value)
+
+
 async def test_lines_reach_the_logs_while_the_script_still_runs(h: Harness) -> None:
     """The script waits for a file that the test creates only once it has seen the first
     line in the logs: had lines been collected at the end, this would never finish."""

@@ -83,6 +83,12 @@ class ScriptTask(Task):
     fail_fast: Annotated[bool, Dynamic] = True
     execution_context: Annotated[bool, Dynamic] = False
     container_image: Annotated[str | None, Dynamic] = None
+    # Kestra's AbstractExecScript.targetOS: how the command lines are joined (LF, or CRLF
+    # for WINDOWS) and whether failFast adds `set -e` (not for WINDOWS). AUTO is the OS the
+    # script runs on, here always Linux; WINDOWS is refused when the task runs (_run_in).
+    target_os: Annotated[Literal["AUTO", "LINUX", "WINDOWS"], Dynamic] = Field(
+        default="AUTO", alias="targetOS"
+    )
     task_runner: TaskRunner = Field(default_factory=Process)
     # Kestra before 0.18 (its migration guide "runner"): `runner: PROCESS | DOCKER` and
     # `docker: {image, pullPolicy...}` mean the Process or Docker task runner.
@@ -153,6 +159,13 @@ class ScriptTask(Task):
         return self.model_copy(update=update) if update else self
 
     async def _run_in(self, ctx: RunContext, working_dir: Path) -> Output:
+        if self.target_os == "WINDOWS":
+            raise TaskFailed(
+                "targetOS WINDOWS: podium runs scripts on Linux only (the Process runner on "
+                "this machine, the Docker runner in Linux containers), where Kestra's Windows "
+                "form (CRLF between the commands, no `set -e`) breaks /bin/sh; use AUTO or LINUX",
+                non_retryable=True,
+            )
         await inject_namespace_files(self.namespace_files, ctx, working_dir)
         await self._write_input_files(ctx, working_dir)
         if self.execution_context:
