@@ -288,12 +288,17 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server(hba: tuple[str, ...] = ()) -> Iterator[PostgresServer]:
-    """A started `PostgresServer` in a fresh temp dir, removed afterwards."""
+def postgres_server(
+    hba: tuple[str, ...] = (), configure: Callable[[PostgresServer], None] | None = None
+) -> Iterator[PostgresServer]:
+    """A started `PostgresServer` in a fresh temp dir, removed afterwards; `configure`
+    runs between initdb and the start (to add settings, certificates...)."""
     bindir = _postgres_bindir()
     server = PostgresServer(Path(tempfile.mkdtemp(prefix="podium-pg-")), hba, bindir=bindir)
     try:
         server.init()
+        if configure is not None:
+            configure(server)
         server.start()
         yield server
     finally:

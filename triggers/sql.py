@@ -22,10 +22,12 @@ from pydantic import Field
 from daemon.sdk.brokers import Reconnector, import_module
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
+from daemon.sdk.errors import TaskFailed
 from daemon.sdk.ion import dumps
+from daemon.sdk.pgtls import pem_tls
 from daemon.sdk.plugin import ConditionContext, Emit, Trigger
 from daemon.sdk.properties import Dynamic, templated_values, with_rendered
-from daemon.sdk.sqldb import jsonable, parse_mysql, parse_target
+from daemon.sdk.sqldb import Target, jsonable, parse_mysql, parse_target
 
 FetchType = Literal["NONE", "FETCH_ONE", "FETCH", "STORE"]
 
@@ -130,14 +132,17 @@ class _PostgresQuery:
 
     async def __aenter__(self) -> Callable[[], Any]:
         asyncpg = await import_module("asyncpg")
-        t = self.trigger
-        target = parse_target(t.url, t.username, t.password, t.ssl, t.ssl_mode)
+        target = self.trigger.target()
+        try:
+            ssl = await target.ssl_argument()
+        except TaskFailed as exc:  # the PEM settings: said at each retry, until fixed
+            raise SqlPollError(str(exc)) from None
         try:
             self.conn = await asyncpg.connect(
                 target.dsn,
                 user=target.user,
                 password=target.password,
-                ssl=target.ssl,
+                ssl=ssl,
                 timeout=target.timeout,
                 server_settings=dict(target.server_settings) or None,
             )
@@ -179,10 +184,18 @@ class PostgresTrigger(SqlTrigger):
     ssl_mode: (
         Literal["DISABLE", "ALLOW", "PREFER", "REQUIRE", "VERIFY_CA", "VERIFY_FULL"] | None
     ) = None
+    # PEM texts, as Kestra takes them (daemon/sdk/pgtls.py makes the TLS context).
+    ssl_root_cert: Annotated[str | None, Dynamic] = None
+    ssl_cert: Annotated[str | None, Dynamic] = None
+    ssl_key: Annotated[str | None, Dynamic] = None
+    ssl_key_password: Annotated[str | None, Dynamic] = None
+
+    def target(self) -> Target:
+        pem = pem_tls(self.ssl_root_cert, self.ssl_cert, self.ssl_key, self.ssl_key_password)
+        return parse_target(self.url, self.username, self.password, self.ssl, self.ssl_mode, pem)
 
     def _address(self) -> str:
-        target = parse_target(self.url, self.username, self.password, self.ssl, self.ssl_mode)
-        return f"postgresql://{target.where}"
+        return f"postgresql://{self.target().where}"
 
     def _connection(self) -> Any:
         return _PostgresQuery(self)

@@ -6,6 +6,7 @@ as flows see it (JSON).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -19,6 +20,7 @@ from uuid import UUID
 
 from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.pgtls import PemTls, ssl_argument
 
 CONNECT_TIMEOUT = 10.0  # seconds; the PostgreSQL JDBC driver's default connectTimeout
 _JDBC = "jdbc:postgresql:"
@@ -52,16 +54,26 @@ class Target:
     server_settings: tuple[tuple[str, str], ...]
     timeout: float
     where: str
+    pem: PemTls | None = None  # sslRootCert, sslCert, sslKey, sslKeyPassword (pgtls.py)
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """The pool this target shares: a password change gets a pool of its own."""
+        """The pool this target shares: a password or certificate change gets a pool of its
+        own."""
         secret = hashlib.sha256((self.password or "").encode()).hexdigest()
-        return (self.dsn, self.user, secret, self.ssl, self.server_settings)
+        pem = self.pem.fingerprint if self.pem else None
+        return (self.dsn, self.user, secret, self.ssl, self.server_settings, pem)
 
     @property
     def who(self) -> str:
         return self.user or "the default user"
+
+    async def ssl_argument(self) -> Any:
+        """asyncpg's `ssl`: the mode, or a context made from the PEM settings (off the
+        event loop: OpenSSL reads the key from a file)."""
+        if self.pem is None:
+            return self.ssl
+        return await asyncio.to_thread(ssl_argument, self.ssl, self.pem)
 
 
 def parse_target(
@@ -70,6 +82,7 @@ def parse_target(
     password: str | None,
     ssl: bool | None = None,
     ssl_mode: str | None = None,
+    pem: PemTls | None = None,
 ) -> Target:
     """A Kestra `url` (JDBC or libpq form) plus the task's credentials and TLS choice.
 
@@ -115,6 +128,7 @@ def parse_target(
         server_settings=tuple(settings),
         timeout=timeout,
         where=f"{hosts or 'localhost'}/{database}",
+        pem=pem,
     )
 
 

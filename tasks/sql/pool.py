@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,7 +42,7 @@ async def _create(target: Target) -> asyncpg.Pool:
         target.dsn,
         user=target.user,
         password=target.password,
-        ssl=target.ssl,
+        ssl=await target.ssl_argument(),
         server_settings=dict(target.server_settings) or None,
         timeout=target.timeout,
         min_size=0,
@@ -109,7 +110,12 @@ def connect_error(target: Target, exc: BaseException) -> TaskFailed:
     import asyncpg
 
     non_retryable = False
-    if isinstance(
+    if isinstance(exc, TaskFailed):  # the TLS settings (daemon/sdk/pgtls.py)
+        reason, non_retryable = str(exc), exc.non_retryable
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"the server's certificate is not trusted: {exc.verify_message}"
+        non_retryable = True
+    elif isinstance(
         exc,
         asyncpg.InvalidAuthorizationSpecificationError
         | asyncpg.InvalidPasswordError

@@ -20,6 +20,7 @@ from pydantic import Field
 from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.ion import dumps
+from daemon.sdk.pgtls import pem_tls
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Deprecated, Dynamic, JsonText
 from daemon.sdk.sqldb import Target, parse_target
@@ -48,9 +49,15 @@ class PostgresTask(Task):
     password: Annotated[str | None, Dynamic] = None
     ssl: Annotated[bool | None, Dynamic] = None
     ssl_mode: Annotated[SslMode | None, Dynamic] = None
+    # PEM texts, as Kestra takes them (daemon/sdk/pgtls.py makes the TLS context).
+    ssl_root_cert: Annotated[str | None, Dynamic] = None
+    ssl_cert: Annotated[str | None, Dynamic] = None
+    ssl_key: Annotated[str | None, Dynamic] = None
+    ssl_key_password: Annotated[str | None, Dynamic] = None
 
     def target(self) -> Target:
-        return parse_target(self.url, self.username, self.password, self.ssl, self.ssl_mode)
+        pem = pem_tls(self.ssl_root_cert, self.ssl_cert, self.ssl_key, self.ssl_key_password)
+        return parse_target(self.url, self.username, self.password, self.ssl, self.ssl_mode, pem)
 
     def connect(self, ctx: RunContext) -> AbstractAsyncContextManager[Any]:
         """A pooled connection; the pools close with the daemon."""
