@@ -343,7 +343,7 @@ def test_malformed_alert_rules_are_clear_errors() -> None:
     # The channels are those the installed plug-ins declare: the settings name none.
     assert bad([{"channel": "sms", "url": "x"}]) == (
         "invalid alerts: alerts[0] (sms): no task sends on channel 'sms' "
-        "(channels: discord, mail, pagerduty, slack, teams)"
+        "(channels: discord, mail, pagerduty, slack, teams, telegram)"
     )
     assert bad([{"channel": "slack", "url": "x", "states": ["RUNNING"]}]) == (
         "invalid settings: alerts.0.states: Value error, RUNNING is not a final state; alerts "

@@ -4,7 +4,8 @@ Kestra 1.x moved these tasks out of plugin-notifications into plugin-email
 (`io.kestra.plugin.email.MailSend`/`MailExecution`), plugin-slack
 (`io.kestra.plugin.slack.notifications.*`, earlier `io.kestra.plugin.slack.*`),
 plugin-discord (`io.kestra.plugin.discord.*`) and plugin-microsoft365
-(`io.kestra.plugin.microsoft365.teams.*`), each class declaring its old name in
+(`io.kestra.plugin.microsoft365.teams.*`) and plugin-telegram
+(`io.kestra.plugin.telegram.*`), each class declaring its old name in
 `@Plugin(aliases = ...)`. The flows below follow those plug-ins' own examples (their
 `@Example` blocks: an `errors` branch alerting on a failed task).
 """
@@ -47,6 +48,12 @@ NAMES = {
     ],
     "io.kestra.plugin.microsoft365.teams.TeamsExecution": [
         "io.kestra.plugin.notifications.teams.TeamsExecution"
+    ],
+    "io.kestra.plugin.telegram.TelegramSend": [
+        "io.kestra.plugin.notifications.telegram.TelegramSend"
+    ],
+    "io.kestra.plugin.telegram.TelegramExecution": [
+        "io.kestra.plugin.notifications.telegram.TelegramExecution"
     ],
 }
 

@@ -33,6 +33,7 @@ RETRY_DELAY = 1.0  # seconds before the second attempt, doubled before each next
 MAX_RETRY_AFTER = 30.0  # a 429's Retry-After is followed up to this many seconds
 DEFAULT_TIMEOUT = timedelta(seconds=10)  # Kestra's readTimeout default for these tasks
 BODY_EXCERPT = 300  # characters of a refused response's body kept in the error
+ANSWER_MAX = 1 << 16  # bytes of an accepted answer a `check` reads
 
 Note = Callable[[str], None]
 
@@ -109,10 +110,22 @@ def shown_url(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}{port}{rest}"
 
 
+# Reads an accepted answer's body; returns why it is a refusal after all, or None.
+BodyCheck = Callable[[bytes], "str | None"]
+
+
 async def post_json(
-    what: str, url: str, payload: Any, options: RequestOptions, *, clock: Clock, note: Note
+    what: str,
+    url: str,
+    payload: Any,
+    options: RequestOptions,
+    *,
+    clock: Clock,
+    note: Note,
+    check: BodyCheck | None = None,
 ) -> None:
-    """POST a JSON document to a webhook, retrying network errors, 5xx and 429."""
+    """POST a JSON document to a webhook, retrying network errors, 5xx and 429. `check`
+    reads the body of a 2xx answer, for APIs that say "not done" in it (Telegram's ok)."""
     import aiohttp
     import orjson
     from yarl import URL
@@ -144,9 +157,12 @@ async def post_json(
         async def attempt() -> None:
             try:
                 async with session.post(target, data=body, headers=headers) as response:
-                    if response.status < 300:
-                        return
-                    raise await _refused(response)
+                    if response.status >= 300:
+                        raise await _refused(response)
+                    if check is not None:
+                        refusal = check(await _read_up_to(response, ANSWER_MAX))
+                        if refusal is not None:
+                            raise SendError(refusal, retryable=False)
             except TimeoutError:
                 raise SendError(
                     f"no answer from {shown} within {format_duration(options.read_timeout)}",
@@ -156,6 +172,16 @@ async def post_json(
                 raise SendError(_network_reason(exc, shown), retryable=True) from None
 
         await deliver(what, attempt, clock=clock, note=note)
+
+
+async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    data = bytearray()
+    while len(data) < limit:
+        part = await response.content.read(limit - len(data))
+        if not part:
+            break
+        data += part
+    return bytes(data)
 
 
 async def _refused(response: aiohttp.ClientResponse) -> SendError:
