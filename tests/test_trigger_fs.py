@@ -482,6 +482,75 @@ async def test_move_directory_outside_the_allowed_paths_stops_the_trigger(
     )
 
 
+async def test_the_triggers_own_allowed_paths_narrow_the_servers(
+    h: Harness, tmp_path: Path, inbox: Path, lines: Lines
+) -> None:
+    """plugin-fs AbstractTrigger.validatePath: `from` must be within the trigger's
+    `allowedPaths`, after resolving symlinks (a link inside pointing outside is refused);
+    the daemon's allowed paths allow all of tmp_path here."""
+    settings = Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path])
+    elsewhere = tmp_path / "elsewhere"
+    await asyncio.to_thread(elsewhere.mkdir)
+    await asyncio.to_thread((inbox / "link").symlink_to, elsewhere)
+    for source_dir in (elsewhere, inbox / "link"):
+        source = realtime(source_dir, f"allowedPaths: [{inbox}]\n")
+        assert await stopped(h, source, settings, lines) == (
+            f"ns.f trigger w stopped: directory {source_dir} is not under the trigger's "
+            f"allowedPaths ({inbox})"
+        )
+        lines.lines.clear()
+    source = polling(inbox, f"action: MOVE\nmoveDirectory: {elsewhere}\nallowedPaths: [{inbox}]\n")
+    assert await stopped(h, source, settings, lines) == (
+        f"ns.f trigger w stopped: moveDirectory {elsewhere} is not under the trigger's "
+        f"allowedPaths ({inbox})"
+    )
+
+
+async def test_the_triggers_allowed_paths_never_widen_the_servers(
+    h: Harness, tmp_path: Path, inbox: Path, lines: Lines
+) -> None:
+    """A flow cannot grant itself a directory the daemon does not allow: under its own
+    allowedPaths but not under the daemon's, the trigger still stops."""
+    settings = Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "archive"])
+    source = realtime(inbox, f"allowedPaths: [{tmp_path}]\n")
+    assert await stopped(h, source, settings, lines) == (
+        f"ns.f trigger w stopped: directory {inbox} is not under the allowed paths "
+        f"({tmp_path / 'archive'}); add it to allowed-paths in podium.yaml or "
+        "PODIUM_ALLOWED_PATHS"
+    )
+
+
+async def test_a_directory_within_the_triggers_allowed_paths_is_watched(
+    h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    """The pre-0.23 Kestra form (`allowedPaths` on the trigger) runs unchanged."""
+    source = polling(
+        inbox,
+        f"allowedPaths: [{tmp_path / 'in'}, {tmp_path / 'archive'}]\naction: MOVE\n"
+        f"moveDirectory: {tmp_path / 'archive'}\n",
+    )
+    async with watching(h, source, settings, lines) as th:
+        await write(inbox / "a.csv", "a")
+        (execution,) = await th.wait_for(1)
+    assert names_in(execution) == ["a.csv"]
+
+
+def test_malformed_allowed_paths_are_load_errors() -> None:
+    """allowedPaths is a list of absolute directories, at least one (an empty list would
+    allow nothing: Kestra's "Missing configuration: 'allowedPaths' must be set")."""
+    base = "type: io.kestra.plugin.fs.local.Trigger\nfrom: /srv/in\n"
+    assert problems(flow(base + "allowedPaths: [srv]\n")) == [
+        "f.yaml:13:20: triggers[0].allowedPaths[0]: must be an absolute directory path (got 'srv')"
+    ]
+    assert problems(flow(base + "allowedPaths: []\n")) == [
+        "f.yaml:13:19: triggers[0].allowedPaths: List should have at least 1 item after "
+        "validation, not 0 (got [])"
+    ]
+    assert problems(flow(base + "allowedPaths: /srv\n"))[0].startswith(
+        "f.yaml:13:19: triggers[0].allowedPaths: Input should be a valid list"
+    )
+
+
 async def test_missing_directory_stops_the_trigger_and_says_how_to_fix_it(
     h: Harness, tmp_path: Path, settings: Settings, lines: Lines
 ) -> None:

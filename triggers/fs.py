@@ -23,7 +23,10 @@ as the period of a fallback rescan, in case the kernel dropped events. Beyond Ke
   through fds opened with O_NOFOLLOW one component at a time (see `fs_safe`);
 - only directories under the configured allowed paths are watched, as in Kestra; a
   directory that is not there stops the trigger (podium does not create it: a typo would
-  otherwise be watched silently forever).
+  otherwise be watched silently forever). A trigger's own `allowedPaths` (plugin-fs's
+  AbstractTrigger, before Kestra moved the list into the server's `allowed-paths`) narrows
+  that list for its flow, never widens it: `from` and `moveDirectory`, symlinks resolved,
+  must be under both.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
@@ -69,6 +72,9 @@ class _LocalFiles(Trigger):
     filter: str | None = None  # podium: a glob on the file name, e.g. "*.csv"
     stable_for: Duration = timedelta(seconds=1)
     on: str = "CREATE_OR_UPDATE"  # each trigger narrows it to the values Kestra accepts
+    allowed_paths: list[Annotated[str, AfterValidator(_absolute_directory)]] | None = Field(
+        default=None, min_length=1
+    )
 
     @field_validator("from_")
     @classmethod
@@ -172,7 +178,11 @@ class _LocalFiles(Trigger):
         roots = ctx.allowed_paths
         allowed = ", ".join(str(p) for p in roots) or "none are configured"
         fix = "add it to allowed-paths in podium.yaml or PODIUM_ALLOWED_PATHS"
+        own = [Path(p) for p in self.allowed_paths or ()]
+        listed = ", ".join(self.allowed_paths or ())
         root = Path(self.from_)
+        if own and not _allowed(root, own):
+            raise WatchError(f"directory {root} is not under the trigger's allowedPaths ({listed})")
         if not _allowed(root, roots):
             raise WatchError(f"directory {root} is not under the allowed paths ({allowed}); {fix}")
         if not root.exists():
@@ -185,6 +195,10 @@ class _LocalFiles(Trigger):
         move_to = None
         if (target := self.move_directory_path()) is not None:
             move_to = Path(target)
+            if own and not _allowed(move_to, own):
+                raise WatchError(
+                    f"moveDirectory {move_to} is not under the trigger's allowedPaths ({listed})"
+                )
             if not _allowed(move_to, roots):
                 raise WatchError(
                     f"moveDirectory {move_to} is not under the allowed paths ({allowed}); {fix}"
