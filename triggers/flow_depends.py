@@ -17,7 +17,7 @@ from daemon.sdk.errors import TemplateError
 from daemon.sdk.properties import Model, has_template
 from daemon.sdk.state import State
 from daemon.sdk.truth import truthy
-from triggers.flow_preconditions import label_text, labels_of
+from triggers.flow_preconditions import ended_matches, label_text, labels_of
 from triggers.flow_window import TimeWindow, Window, WindowRule
 
 Mode = Literal["ALL", "ANY", "AT_LEAST"]
@@ -61,15 +61,7 @@ class Dependency(Model):
 
     def selects(self, doc: Mapping[str, Any]) -> bool:
         """Namespace, flow, states and labels: everything but `when`."""
-        if self.namespace is not None and doc["namespace"] != self.namespace:
-            return False
-        if self.flow_id is not None and doc["flowId"] != self.flow_id:
-            return False
-        if self.states is not None and doc["state"]["current"] not in self.states:
-            return False
-        labels = labels_of(dict(doc))
-        wanted = self.labels or {}
-        return all(labels.get(key) == label_text(value) for key, value in wanted.items())
+        return ended_matches(doc, self.namespace, self.flow_id, self.states, self.labels)
 
 
 @dataclass(frozen=True)

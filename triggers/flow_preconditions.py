@@ -4,6 +4,7 @@ must all be met within a time window (Flow.java's Preconditions, FilterCondition
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -36,14 +37,26 @@ class UpstreamFlow(Model):
     labels: dict[str, Any] = Field(default_factory=dict)
 
     def matches(self, doc: dict[str, Any]) -> bool:
-        if self.namespace is not None and doc["namespace"] != self.namespace:
-            return False
-        if self.flow_id is not None and doc["flowId"] != self.flow_id:
-            return False
-        if self.states is not None and doc["state"]["current"] not in self.states:
-            return False
-        labels = labels_of(doc)
-        return all(labels.get(key) == label_text(value) for key, value in self.labels.items())
+        return ended_matches(doc, self.namespace, self.flow_id, self.states, self.labels)
+
+
+def ended_matches(
+    doc: Mapping[str, Any],
+    namespace: str | None,
+    flow_id: str | None,
+    states: list[State] | None,
+    labels: Mapping[str, Any] | None,
+) -> bool:
+    """An ended execution (its stored document) against the upstream-flow fields shared by
+    `preconditions.flows` and `dependsOn`; a field left out (None) matches any."""
+    if namespace is not None and doc["namespace"] != namespace:
+        return False
+    if flow_id is not None and doc["flowId"] != flow_id:
+        return False
+    if states is not None and doc["state"]["current"] not in states:
+        return False
+    carried = labels_of(dict(doc))
+    return all(carried.get(key) == label_text(value) for key, value in (labels or {}).items())
 
 
 class Filter(Model):
