@@ -537,7 +537,10 @@ def test_declarations_missing_what_their_type_needs() -> None:
     ]
     assert spec_errors(id="x", type="ARRAY") == [((), "an ARRAY input needs 'itemType'")]
     assert spec_errors(id="x", type="ARRAY", itemType="ARRAY") == [
-        (("itemType",), "itemType cannot be ARRAY, MULTISELECT, SELECT, ENUM, FILE")
+        (
+            ("itemType",),
+            "itemType cannot be ARRAY, MULTISELECT, SELECT, ENUM, FILE, OBJECT, TABLE",
+        )
     ]
 
 

@@ -677,3 +677,73 @@ def test_pages_fit_a_phone_screen(server: UiServer, chrome: Browser, tmp_path: P
         assert width <= PHONE["width"], (name, width)
         screens.shoot(page, name)
     assert console.unexpected() == []
+
+
+RECORDS = """\
+id: records
+namespace: ui.test
+inputs:
+  - id: server
+    type: OBJECT
+    properties:
+      - id: name
+        type: STRING
+      - id: cpus
+        type: INT
+        min: 1
+  - id: disks
+    type: TABLE
+    columns:
+      - id: size_gb
+        type: INT
+      - id: mountpoint
+        type: STRING
+tasks:
+  - id: show
+    type: io.kestra.plugin.core.log.Log
+    message: "{{ inputs.server.name }} {{ inputs.disks | length }}"
+"""
+
+
+def test_run_dialog_takes_object_and_table_inputs_as_json(
+    server: UiServer, chrome: Browser, tmp_path: Path
+) -> None:
+    """Kestra's OBJECT and TABLE inputs in the Run dialog: a JSON text field whose
+    placeholder names the keys; a bad cell is shown beside its input with its place."""
+    console = Console()
+    page = new_page(chrome, console, DESKTOP)
+    (server.flows_dir / "records.yaml").write_text(RECORDS)
+    assert server.harness is not None
+    server.run(server.flows.reload(server.flows_dir / "records.yaml"))
+    page.goto(f"{server.url}/ui/flows/ui.test/records")
+    page.get_by_role("button", name="Execute").click()
+    dialog = page.locator("#run-dialog")
+    expect(dialog.locator("#input-server")).to_have_attribute(
+        "placeholder", '{"name": …, "cpus": …}'
+    )
+    expect(dialog.locator("#input-disks")).to_have_attribute(
+        "placeholder", '[{"size_gb": …, "mountpoint": …}]'
+    )
+    dialog.locator("#input-server").fill('{"name": "web", "cpus": 0}')
+    dialog.locator("#input-disks").fill('[{"size_gb": 1, "mountpoint": "/a"}, {"size_gb": "x"}]')
+    console.allow("the server responded with a status of 422")
+    dialog.get_by_role("button", name="Execute").click()
+    expect(dialog.locator('.field[data-input="server"] .field-error')).to_have_text(
+        "cpus: 0 is less than 1 (min)"
+    )
+    expect(dialog.locator('.field[data-input="disks"] .field-error')).to_have_text(
+        "item [1].size_gb: 'x' is not an INT; item [1].mountpoint: a value is required"
+    )
+    dialog.locator("#input-server").fill('{"name": "web", "cpus": 2}')
+    dialog.locator("#input-disks").fill('[{"size_gb": 1, "mountpoint": "/a"}]')
+    dialog.get_by_role("button", name="Execute").click()
+    page.wait_for_url(f"{server.url}/ui/executions/*")
+    expect(page.locator("#execution-state .badge")).to_have_text("SUCCESS", timeout=30_000)
+    execution_id = page.url.rsplit("/", 1)[-1]
+    stored = server.run(server.harness.engine.store.get_execution(execution_id))
+    assert stored is not None
+    assert stored["inputs"] == {
+        "server": {"name": "web", "cpus": 2},
+        "disks": [{"size_gb": 1, "mountpoint": "/a"}],
+    }
+    assert console.unexpected() == []

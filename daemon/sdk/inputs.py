@@ -9,34 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import InputError
-from daemon.sdk.input_parsers import (
-    as_text,
-    check_storable,
-    dump_datetime,
-    parse_date,
-    parse_datetime,
-    parse_duration_value,
-    parse_email,
-    parse_file_uri,
-    parse_float,
-    parse_int,
-    parse_json,
-    parse_structured,
-    parse_time,
-    parse_uri,
-    parse_yaml,
-    show_value,
-)
+from daemon.sdk.input_kinds import KINDS, Invalid, Problems, coerce_value, is_missing, where
+from daemon.sdk.input_parsers import as_text, show_value
 from daemon.sdk.properties import Deprecated, Model
 
 # Kestra's id rule; a dot makes a nested input (`nested.string` -> inputs.nested.string).
@@ -63,12 +44,19 @@ InputType = Literal[
     "EMAIL",
     "FILE",
     "SECRET",
+    "OBJECT",
+    "TABLE",
 ]
 
 Path = tuple[str | int, ...]
 StoreFile = Callable[[str, Any], str]
-Problems = list[tuple[tuple[int, ...], str]]  # (index path inside the value, message)
-_NOT_ITEM_TYPES = ("ARRAY", "MULTISELECT", "SELECT", "ENUM", "FILE")
+_NOT_ITEM_TYPES = ("ARRAY", "MULTISELECT", "SELECT", "ENUM", "FILE", "OBJECT", "TABLE")
+# Kestra's RecordFieldsValidator: the types an OBJECT property or a TABLE column may have
+# (BOOLEAN and ENUM are podium's names of BOOL and SELECT from Kestra's older releases).
+RECORD_FIELD_TYPES = (
+    "STRING", "INT", "FLOAT", "BOOL", "BOOLEAN", "DATE", "DATETIME", "TIME", "DURATION",
+    "EMAIL", "URI", "SELECT", "ENUM", "MULTISELECT",
+)  # fmt: skip
 # Type-specific properties and the types they belong to; anywhere else they are a mistake.
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "validator": ("STRING", "SECRET"),
@@ -83,6 +71,9 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "is_radio": ("SELECT",),
     "item_type": ("ARRAY", "MULTISELECT"),
     "allowed_file_extensions": ("FILE",),
+    "properties": ("OBJECT",),
+    "columns": ("TABLE",),
+    "rows": ("TABLE",),
 }
 
 
@@ -103,6 +94,13 @@ class DependsOn(Model):
 
     inputs: list[str] = Field(default_factory=list)
     condition: str | None = None
+
+
+class Rows(Model):
+    """How many rows a TABLE input may have (Kestra's TableInput.Rows)."""
+
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=1)
 
 
 class InputSpec(Model):
@@ -130,6 +128,11 @@ class InputSpec(Model):
     is_radio: bool = False
     item_type: InputType | None = None
     allowed_file_extensions: list[str] | None = None
+    # OBJECT: its typed keys; TABLE: the typed keys of every row. Each is an input of its
+    # own kind (INT with min/max, STRING with a validator...) read from one key.
+    properties: list[InputSpec] | None = None
+    columns: list[InputSpec] | None = None
+    rows: Rows | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -156,10 +159,10 @@ class InputSpec(Model):
                 raise _spec_error(f"{value!r} is not a regular expression ({exc})") from None
         if name == "item_type" and value in _NOT_ITEM_TYPES:
             raise _spec_error(f"itemType cannot be {', '.join(_NOT_ITEM_TYPES)}")
-        parse_bound = _KINDS[kind].parse_bound
+        parse_bound = KINDS[kind].parse_bound
         if name in ("min", "max", "after", "before") and parse_bound and value is not None:
             try:
-                return _KINDS[kind].dump(parse_bound(value))
+                return KINDS[kind].dump(parse_bound(value))
             except ValueError as exc:
                 raise _spec_error(f"{show_value(value)} {exc}") from None
         return value
@@ -173,147 +176,24 @@ class InputSpec(Model):
             raise _spec_error("an ARRAY input needs 'itemType'")
         if self.defaults is not None and self.prefill is not None:
             raise _spec_error("'prefill' and 'defaults' cannot both be set")
+        fields = "properties" if self.type == "OBJECT" else "columns"
+        if self.type in ("OBJECT", "TABLE") and not getattr(self, fields):
+            article = "an" if self.type == "OBJECT" else "a"
+            raise _spec_error(f"{article} {self.type} input needs '{fields}' (at least one)")
+        if self.rows and self.rows.min is not None and self.rows.max is not None:
+            if self.rows.min > self.rows.max:
+                raise _spec_error("'rows.min' cannot be greater than 'rows.max'")
         return self
+
+    @property
+    def record_fields(self) -> list[InputSpec]:
+        """An OBJECT's properties or a TABLE's columns."""
+        return self.properties or self.columns or []
 
     @property
     def choices(self) -> list[str]:
         """The values a SELECT/MULTISELECT accepts, labels left out."""
         return [v if isinstance(v, str) else v.value for v in self.values or []]
-
-
-class _Invalid(Exception):
-    """Every problem with one value, so that a list reports all of its bad items."""
-
-    def __init__(self, problems: Problems) -> None:
-        super().__init__(problems)
-        self.problems = problems
-
-
-def _bool(value: Any, spec: InputSpec) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(f"is not a {spec.type} (expected true or false)")
-
-
-def _string(value: Any, spec: InputSpec) -> str:
-    if not isinstance(value, bool | int | float | str | date | time):
-        raise ValueError(f"is not a {spec.type}")
-    text = str(as_text(value))
-    if spec.validator is not None and not re.fullmatch(spec.validator, text):
-        raise ValueError(f"does not match the validator {spec.validator!r}")
-    return text
-
-
-def _choice(value: Any, spec: InputSpec) -> str:
-    """Values computed by `expression` are only known to the renderer, so any text passes."""
-    text = as_text(value)
-    if not isinstance(text, str):
-        raise ValueError("is not text")
-    open_ended = spec.allow_custom_value or (spec.values is None and spec.expression is not None)
-    if not open_ended and text not in spec.choices:
-        shown = ", ".join(spec.choices[:10]) + (", ..." if len(spec.choices) > 10 else "")
-        raise ValueError(f"is not one of {shown}")
-    return text
-
-
-def _list(value: Any, spec: InputSpec) -> list[Any]:
-    """A list, or text holding one: JSON/YAML (`[1, 2]`), or `a, b` for a MULTISELECT.
-
-    Each item is coerced as an input of its own (a MULTISELECT item is a SELECT value),
-    and every bad item is reported with its index.
-    """
-    items = value
-    if isinstance(value, str):
-        if spec.type == "MULTISELECT" and not value.strip().startswith("["):
-            items = [part.strip() for part in value.split(",") if part.strip()]
-        else:
-            items = parse_structured(value)
-    if not isinstance(items, list | tuple):
-        raise ValueError(
-            f"is not {'a MULTISELECT' if spec.type == 'MULTISELECT' else 'an ARRAY'} "
-            "(expected a list or a JSON array)"
-        )
-    item_type = "SELECT" if spec.type == "MULTISELECT" else spec.item_type
-    item_spec = spec.model_copy(update={"type": item_type, "item_type": None})
-    problems: Problems = []
-    out = []
-    for i, each in enumerate(items):
-        try:
-            out.append(_coerce(item_spec, each))
-        except _Invalid as bad:
-            problems.extend(((i, *sub), message) for sub, message in bad.problems)
-    if problems:
-        raise _Invalid(problems)
-    return out
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How one input type reads a raw value, bounds it and writes it as JSON."""
-
-    parse: Callable[[Any, InputSpec], Any]
-    dump: Callable[[Any], Any] = lambda value: value
-    parse_bound: Callable[[Any], Any] | None = None
-    empty_is_value: bool = False  # "" from a form means "not given", except for text
-
-
-def _bounded(parse: Callable[[Any], Any], dump: Callable[[Any], Any] = lambda v: v) -> _Kind:
-    return _Kind(parse=lambda value, _spec: parse(value), dump=dump, parse_bound=parse)
-
-
-def _simple(parse: Callable[[Any], Any]) -> _Kind:
-    return _Kind(parse=lambda value, _spec: parse(value))
-
-
-_KINDS: dict[str, _Kind] = {
-    "STRING": _Kind(_string, empty_is_value=True),
-    "SECRET": _Kind(_string, empty_is_value=True),
-    "INT": _bounded(parse_int),
-    "FLOAT": _bounded(parse_float),
-    "BOOLEAN": _Kind(_bool),
-    "BOOL": _Kind(_bool),
-    "DATETIME": _bounded(parse_datetime, dump_datetime),
-    "DATE": _bounded(parse_date, date.isoformat),
-    "TIME": _bounded(parse_time, time.isoformat),
-    "DURATION": _bounded(parse_duration_value, format_duration),
-    "SELECT": _Kind(_choice),
-    "ENUM": _Kind(_choice),
-    "MULTISELECT": _Kind(_list),
-    "ARRAY": _Kind(_list),
-    "JSON": _simple(parse_json),
-    "YAML": _simple(parse_yaml),
-    "URI": _simple(parse_uri),
-    "EMAIL": _simple(parse_email),
-    "FILE": _simple(parse_file_uri),
-}
-# (lower bound, upper bound, words for a value below / above them)
-
-
-_BOUNDS = (
-    ("min", "max", "less than", "greater than"),
-    ("after", "before", "earlier than", "later than"),
-)
-
-
-def _coerce(spec: InputSpec, value: Any) -> Any:
-    """Parse, bound and dump one value; a step's ValueError("is not an INT") names the value."""
-    kind = _KINDS[spec.type]
-    try:
-        parsed = kind.parse(value, spec)
-        for low, high, below, above in _BOUNDS:
-            lowest, highest = getattr(spec, low), getattr(spec, high)  # normalised at load
-            if kind.parse_bound and lowest is not None and parsed < kind.parse_bound(lowest):
-                raise ValueError(f"is {below} {lowest} ({low})")
-            if kind.parse_bound and highest is not None and parsed > kind.parse_bound(highest):
-                raise ValueError(f"is {above} {highest} ({high})")
-        dumped = kind.dump(parsed)
-        check_storable(dumped)
-    except ValueError as exc:
-        secret = "SECRET" in (spec.type, spec.item_type)
-        raise _Invalid([((), f"{show_value(value, secret)} {exc}")]) from None
-    return dumped
 
 
 def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: bool) -> str | None:
@@ -323,7 +203,7 @@ def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: boo
     if store_file is None:
         shown = show_value(value)
         message = f"FILE input needs a file (an upload or a kestra:// URI), not {shown}"
-        raise _Invalid([((), message)])
+        raise Invalid([((), message)])
     name = value if isinstance(value, str) else getattr(value, "filename", None)
     if isinstance(name, str):
         _check_extension(spec, name, value)
@@ -332,14 +212,14 @@ def _store(spec: InputSpec, value: Any, store_file: StoreFile | None, store: boo
     try:
         uri = store_file(spec.id, value)
     except (OSError, ValueError) as exc:
-        raise _Invalid([((), f"cannot store {show_value(value)}: {exc}")]) from None
+        raise Invalid([((), f"cannot store {show_value(value)}: {exc}")]) from None
     return _check_extension(spec, uri, value)
 
 
 def _check_extension(spec: InputSpec, name: str, value: Any) -> str:
     allowed = [e.lower() for e in spec.allowed_file_extensions or []]
     if allowed and not any(urlsplit(name).path.lower().endswith(e) for e in allowed):
-        raise _Invalid(
+        raise Invalid(
             [
                 (
                     (),
@@ -357,15 +237,8 @@ def _default(spec: InputSpec) -> Any:
     return spec.defaults
 
 
-def _missing(spec: InputSpec, value: Any) -> bool:
-    return value is None or (value == "" and not _KINDS[spec.type].empty_is_value)
-
-
 def _messages(input_id: str, problems: Problems) -> list[str]:
-    return [
-        f"input '{input_id}{''.join(f'[{i}]' for i in sub)}': {message}"
-        for sub, message in problems
-    ]
+    return [f"input '{where(input_id, sub)}': {message}" for sub, message in problems]
 
 
 def coerce_inputs(
@@ -382,9 +255,9 @@ def coerce_inputs(
     files: list[tuple[InputSpec, Any]] = []
     for spec in specs:
         value = raw.get(spec.id)
-        if _missing(spec, value):
+        if is_missing(spec, value):
             value = _default(spec)
-        if _missing(spec, value):
+        if is_missing(spec, value):
             # A conditional input may be hidden, and only the renderer knows its condition.
             if spec.required and not (spec.depends_on and spec.depends_on.condition):
                 messages.append(f"input '{spec.id}' is required")
@@ -395,15 +268,15 @@ def coerce_inputs(
                 _store(spec, value, store_file, store=False)
                 files.append((spec, value))
             else:
-                values[spec.id] = _coerce(spec, value)
-        except _Invalid as bad:
+                values[spec.id] = coerce_value(spec, value)
+        except Invalid as bad:
             messages.extend(_messages(spec.id, bad.problems))
     known = f"the flow declares: {', '.join(declared)}" if declared else "the flow has no inputs"
     messages.extend(f"unknown input '{key}'; {known}" for key in raw if key not in declared)
     for spec, value in [] if messages else files:
         try:
             values[spec.id] = _store(spec, value, store_file, store=True)
-        except _Invalid as bad:
+        except Invalid as bad:
             messages.extend(_messages(spec.id, bad.problems))
     if messages:
         raise InputError(messages)
@@ -430,9 +303,10 @@ def validate_input_specs(specs: Sequence[InputSpec]) -> list[tuple[Path, str]]:
         for prop in ("defaults", "prefill"):
             try:
                 if getattr(spec, prop) is not None:
-                    _coerce(spec, getattr(spec, prop))
-            except _Invalid as bad:
+                    coerce_value(spec, getattr(spec, prop))
+            except Invalid as bad:
                 problems.extend(((i, prop, *sub), message) for sub, message in bad.problems)
+        problems.extend(((i, *sub), message) for sub, message in _record_field_problems(spec))
     for i, spec in enumerate(specs):
         for j, other in enumerate(spec.depends_on.inputs if spec.depends_on else []):
             if other not in first or other == spec.id:
@@ -443,4 +317,37 @@ def validate_input_specs(specs: Sequence[InputSpec]) -> list[tuple[Path, str]]:
                         f"this flow ({', '.join(first)})",
                     )
                 )
+    return problems
+
+
+def _record_field_problems(spec: InputSpec) -> list[tuple[Path, str]]:
+    """Kestra's RecordFieldsValidator: an OBJECT property or a TABLE column is a plain value
+    read from one key of a record, so it has a flat id, a scalar type, and nothing that
+    needs other inputs or a default of its own."""
+    name = "properties" if spec.type == "OBJECT" else "columns"
+    noun = "property" if spec.type == "OBJECT" else "column"
+    problems: list[tuple[Path, str]] = []
+    first: dict[str, int] = {}
+    for j, field in enumerate(spec.record_fields):
+        where_: Path = (name, j)
+        if field.id in first:
+            message = (
+                f"duplicate {noun} id '{field.id}' (already declared by {name}[{first[field.id]}])"
+            )
+            problems.append(((*where_, "id"), message))
+        first.setdefault(field.id, j)
+        if "." in field.id:
+            problems.append(((*where_, "id"), f"a {noun} id cannot contain a dot ('{field.id}')"))
+        if field.type not in RECORD_FIELD_TYPES:
+            problems.append(
+                (
+                    (*where_, "type"),
+                    f"a {noun} cannot be of type {field.type} "
+                    f"(only {', '.join(RECORD_FIELD_TYPES)})",
+                )
+            )
+        for prop in ("depends_on", "defaults", "prefill", "expression"):
+            if getattr(field, prop) is not None:
+                alias = InputSpec.model_fields[prop].alias or prop
+                problems.append(((*where_, alias), f"a {noun} cannot declare '{alias}'"))
     return problems

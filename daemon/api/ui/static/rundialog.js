@@ -32,6 +32,17 @@ function localDateTime(value) {
     + `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
+function placeholder(input) {
+  // An OBJECT is one record and a TABLE a list of them, written as JSON with these keys.
+  const record = (fields) => `{${(fields || []).map((f) => `"${f.id}": …`).join(", ")}}`;
+  switch (input.type) {
+    case "ARRAY": return '["a", "b"]';
+    case "OBJECT": return record(input.properties);
+    case "TABLE": return `[${record(input.columns)}]`;
+    default: return "";
+  }
+}
+
 function control(input) {
   const name = input.id;
   const value = initial(input);
@@ -78,8 +89,10 @@ function control(input) {
     case "ARRAY":
     case "JSON":
     case "YAML":
-      return h("textarea", { id, name, rows: 3, class: "mono",
-        placeholder: input.type === "ARRAY" ? '["a", "b"]' : "" }, asText(value));
+    case "OBJECT":
+    case "TABLE":
+      return h("textarea", { id, name, rows: input.type === "TABLE" ? 5 : 3, class: "mono",
+        placeholder: placeholder(input) }, asText(value));
     default:
       return h("input", { id, name, type: "text", value: asText(value),
         placeholder: input.type === "DURATION" ? "PT5M" : null });
@@ -160,15 +173,22 @@ export function showRefusal(fields, general, error) {
   const messages = error.errors && error.errors.length
     ? error.errors.map((e) => e.message) : [error.message];
   const left = [];
+  const ids = [...fields.querySelectorAll(".field[data-input]")].map((b) => b.dataset.input);
   for (const message of messages) {
-    const match = /^input '([^'[]+)/.exec(message);
-    const box = match && fields.querySelector(`.field[data-input="${CSS.escape(match[1])}"]`);
+    // "input 'disks[1].size_gb': ...": the input is the longest declared id the path starts
+    // with (an id may itself hold dots), followed by an item's index or a record's key.
+    const match = /^input '([^']+)'/.exec(message);
+    const path = match ? match[1] : "";
+    const id = ids.filter((i) => path === i || path.startsWith(`${i}[`) || path.startsWith(`${i}.`))
+      .sort((a, b) => b.length - a.length)[0];
+    const box = id && fields.querySelector(`.field[data-input="${CSS.escape(id)}"]`);
     if (!box) { left.push(message); continue; }
     box.classList.add("invalid");
     const note = box.querySelector(".field-error");
-    // Beside its field the input's name goes without saying; an item's index does not.
-    const text = message.replace(/^input '[^'[]+(\[[^']*\])?':\s*/,
-      (_, index) => (index ? `item ${index}: ` : ""));
+    // Beside its field the input's name goes without saying; an item's index or key does not.
+    const inner = path.slice(id.length).replace(/^\./, "");
+    const label = inner.startsWith("[") ? `item ${inner}: ` : inner ? `${inner}: ` : "";
+    const text = message.replace(/^input '[^']+':\s*/, label);
     note.textContent = note.hidden ? text : `${note.textContent}; ${text}`;
     note.hidden = false;
   }
