@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from daemon.flows.loader import load_flow
 from daemon.sdk.errors import InputError
 from daemon.sdk.inputs import InputSpec, coerce_inputs, validate_input_specs
 from tests.api_helpers import call, form, serving
@@ -438,3 +440,24 @@ def test_podium_run_reads_records_from_the_command_line(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "input 'server.name': a value is required" in bad.stderr
     assert "input 'server.cpus': 0 is less than 1 (min)" in bad.stderr
+
+
+def test_a_pause_may_ask_for_a_record_on_resume() -> None:
+    """Kestra Pause `onResume` takes the same inputs as a flow; the loader's walk over
+    models that may hold tasks must not loop on an input holding inputs."""
+    flow = load_flow(
+        textwrap.dedent("""\
+        id: f
+        namespace: ns
+        tasks:
+          - id: wait
+            type: io.kestra.plugin.core.flow.Pause
+            onResume:
+              - id: review
+                type: OBJECT
+                properties:
+                  - id: approved
+                    type: BOOL
+        """)
+    )
+    assert [task.id for task in flow.all_tasks()] == ["wait"]

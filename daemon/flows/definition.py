@@ -139,13 +139,19 @@ class Flow(Model):
         return next((t for t in self.all_tasks() if t.id == task_id), None)
 
 
-def _mentions(annotation: Any, target: type | tuple[type, ...]) -> bool:
-    """Does a type annotation contain `target` (Task, Condition) anywhere inside it?"""
+def _mentions(
+    annotation: Any, target: type | tuple[type, ...], seen: frozenset[type] = frozenset()
+) -> bool:
+    """Does a type annotation contain `target` (Task, Condition) anywhere inside it? A model
+    that holds itself (an OBJECT input's properties are inputs) is looked into once."""
     if isinstance(annotation, type) and issubclass(annotation, target):
         return True
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return any(_mentions(f.annotation, target) for f in annotation.model_fields.values())
-    return any(_mentions(arg, target) for arg in typing.get_args(annotation))
+        if annotation in seen:
+            return False
+        inner = seen | {annotation}
+        return any(_mentions(f.annotation, target, inner) for f in annotation.model_fields.values())
+    return any(_mentions(arg, target, seen) for arg in typing.get_args(annotation))
 
 
 _TASK_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}

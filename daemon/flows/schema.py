@@ -99,13 +99,15 @@ def _templated_models(cls: type[BaseModel]) -> set[type[BaseModel]]:
     return found
 
 
-def _models_in(annotation: Any) -> set[type[BaseModel]]:
+def _models_in(annotation: Any, seen: frozenset[type] = frozenset()) -> set[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:  # a model holding itself
+            return set()
         inner = {annotation}
         for field in annotation.model_fields.values():
-            inner |= _models_in(field.annotation)
+            inner |= _models_in(field.annotation, seen | {annotation})
         return inner
-    return set().union(*(_models_in(arg) for arg in typing.get_args(annotation)))
+    return set().union(*(_models_in(arg, seen) for arg in typing.get_args(annotation)))
 
 
 def _refs(schema: Any) -> set[str]:
