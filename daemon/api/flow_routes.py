@@ -216,11 +216,16 @@ async def validate_flows(request: web.Request) -> web.Response:
         try:
             flow = await _validated(engine, text)
         except FlowError as exc:
+            # As Kestra: the constraint violations, and beside them what the parts of the
+            # flow that did parse still say (deprecations, type names replaced).
             problems = [replace(p, line=p.line + offset) for p in exc.problems]
             result.update(
                 _named(text),
                 constraints="\n".join(map(problem_text, problems)),
                 errors=[problem_json(p) for p in problems],
+                deprecationPaths=exc.deprecation_paths,
+                warnings=[problem_text(replace(w, line=w.line + offset)) for w in exc.warnings],
+                infos=exc.infos,
             )
         else:
             result.update(
@@ -229,6 +234,7 @@ async def validate_flows(request: web.Request) -> web.Response:
                 errors=[],
                 deprecationPaths=[w.path for w in flow.warnings],
                 warnings=[problem_text(replace(w, line=w.line + offset)) for w in flow.warnings],
+                infos=flow.infos,
             )
         results.append(result)
     return json_response(results)

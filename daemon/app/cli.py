@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.app import executions_cli, namespace_cli
 from daemon.app.progress import Progress
 from daemon.config.paths import default_data_dir
-from daemon.sdk.errors import FlowError, InputError, PodiumError
+from daemon.sdk.errors import FlowError, InputError, PodiumError, Problem
 from daemon.sdk.state import State
 
 if TYPE_CHECKING:
@@ -277,19 +277,32 @@ def _validate(paths: Sequence[Path]) -> int:
             flow = load_flow_file(file)
         except FlowError as exc:
             bad += 1
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
+            # Errors and warnings (of the parts that did parse) in file order: one pass
+            # through the file fixes everything.
+            _print_problems(exc.problems, exc.warnings)
         else:
             print(
                 f"{file}: ok ({flow.namespace}.{flow.id}, {sum(1 for _ in flow.all_tasks())} tasks)"
             )
-            for warning in flow.warnings:  # deprecated forms: the flow loads, says what to use
-                where = f"{warning.file}:{warning.line}:{warning.column}"
-                print(f"{where}: {warning.path}: warning: {warning.message}", file=sys.stderr)
+            _print_problems([], flow.warnings)  # deprecated forms: it loads, says what to use
     if not files:
         print("podium: no flow files found", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_INVALID if bad else EXIT_OK
+
+
+def _print_problems(errors: Sequence[Problem], warnings: Sequence[Problem]) -> None:
+    lines = [(p.line, p.column, 0, str(p)) for p in errors]
+    for w in warnings:
+        where = f"{w.file}:{w.line}:{w.column}"
+        text = (
+            f"{where}: {w.path}: warning: {w.message}"
+            if w.path
+            else f"{where}: warning: {w.message}"
+        )
+        lines.append((w.line, w.column, 1, text))
+    for *_, text in sorted(lines):
+        print(text, file=sys.stderr)
 
 
 # -- podium run ---------------------------------------------------------------------------

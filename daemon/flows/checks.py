@@ -25,8 +25,32 @@ Uid = tuple[str, str]
 def template_problems(flow: Flow) -> list[tuple[Path, str, int]]:
     """(path, message, line inside the value) of every templated property that does not
     parse: an unclosed `{{` fails at load, not when the task runs."""
+    return template_problems_in(flow, ())
+
+
+def template_problems_in(model: BaseModel, path: Path) -> list[tuple[Path, str, int]]:
+    """`template_problems` of one part of a flow (a task, an output) found at `path`."""
+    return _syntax_problems(_templated_strings(model, path))
+
+
+def raw_template_problems(
+    cls: type[BaseModel], raw: Mapping[str, Any], path: Path
+) -> list[tuple[Path, str, int]]:
+    """The templated properties of a plug-in that did not build (another of its properties
+    is wrong): its `Dynamic` properties as written, so their expressions are checked too."""
+    dynamic = {f.alias or n for n, f in cls.model_fields.items() if Dynamic in f.metadata}
+    texts = (
+        found
+        for key, value in raw.items()
+        if key in dynamic
+        for found in _texts(value, path + (key,))
+    )
+    return _syntax_problems(texts)
+
+
+def _syntax_problems(texts: Iterable[tuple[Path, str]]) -> list[tuple[Path, str, int]]:
     problems = []
-    for path, text in _templated_strings(flow, ()):
+    for path, text in texts:
         if "{{" not in text and "{%" not in text and "{#" not in text:
             continue  # no tag opens: nothing for the parser to refuse
         # imported only for a flow that holds expressions (a literal one never needs Jinja)

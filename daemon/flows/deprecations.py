@@ -8,7 +8,7 @@ that loads, and what the API returns with the flow.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,6 +24,11 @@ LEGACY_TYPE_PREFIX = "io.kestra.core."
 def deprecations(flow: Flow) -> list[tuple[Path, str]]:
     """(property path, message) for every deprecated form the flow uses, in file order."""
     return list(_walk(flow, ()))
+
+
+def deprecations_in(model: BaseModel, path: Path) -> list[tuple[Path, str]]:
+    """`deprecations` of one part of a flow (a task, an input) found at `path`."""
+    return list(_walk(model, path))
 
 
 def _walk(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
@@ -52,3 +57,25 @@ def _model(model: BaseModel, path: Path) -> Iterator[tuple[Path, str]]:
             if isinstance(marker, Deprecated):
                 yield path + (key,), f"'{key}' is deprecated; {marker.message}"
         yield from _walk(getattr(model, name), path + (key,))
+
+
+def raw_deprecations(
+    cls: type[BaseModel], raw: Mapping[str, Any], path: Path
+) -> list[tuple[Path, str]]:
+    """The deprecated forms of a part that did not build (another of its properties is
+    wrong), read from the mapping as written: its type name and its own properties."""
+    found: list[tuple[Path, str]] = []
+    written = raw.get("type")
+    if issubclass(cls, Task | Trigger | Condition) and isinstance(written, str) and cls.types:
+        if written != cls.types[0] and written.startswith(LEGACY_TYPE_PREFIX):
+            found.append(
+                (path + ("type",), f"type '{written}' is deprecated; use '{cls.types[0]}'")
+            )
+    for name, field in cls.model_fields.items():
+        key = field.alias or name
+        if key not in raw and name not in raw:
+            continue
+        for marker in field.metadata:
+            if isinstance(marker, Deprecated):
+                found.append((path + (key,), f"'{key}' is deprecated; {marker.message}"))
+    return found

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from daemon.flows import checks
+from daemon.flows import checks, partial
 from daemon.flows.definition import Flow, Path, PluginDefault, task_lists
 from daemon.flows.deprecations import deprecations
 from daemon.flows.registry import Plugins, UnknownType, default_plugins
@@ -59,6 +59,11 @@ class _Loader:
         self.positions = yamlpos.Positions()
         self.defaults: list[PluginDefault] = []
         self.task_ids: set[str] = set()
+        # Each plug-in mapping of the YAML (by id): what it built into, or the class that
+        # refused it; and its type as written and as its class names it.
+        self.built: partial.Built = {}
+        self.failed: partial.Failed = {}
+        self.types: dict[int, tuple[str, str]] = {}
 
     def load(self) -> Flow:
         try:
@@ -81,16 +86,29 @@ class _Loader:
             self._add_validation_errors(exc)
         if flow is not None:
             self._check_semantics(flow)
-        if self.problems or self.inner_problems or flow is None:
-            raise FlowError(self._sorted_problems())
-        flow.source = self.text
-        flow.path = self.filename
-        warnings = deprecations(flow)
+            warnings = deprecations(flow)
+        else:  # what the parts that did parse still say
+            found = partial.salvage(raw, self.built, self.failed)
+            self.problems += found.problems
+            self.inner_problems += found.inner_problems
+            warnings = found.warnings
         if "taskDefaults" in raw:
             warnings.append(
                 (("taskDefaults",), "'taskDefaults' is deprecated; use 'pluginDefaults'")
             )
-        flow.warnings = self._located(warnings)
+        located = self._located(warnings)
+        infos = partial.relocations(raw, self.types)
+        if self.problems or self.inner_problems or flow is None:
+            raise FlowError(
+                self._sorted_problems(),
+                warnings=located,
+                deprecation_paths=[w.path for w in located],
+                infos=infos,
+            )
+        flow.source = self.text
+        flow.path = self.filename
+        flow.warnings = located
+        flow.infos = infos
         return flow
 
     # -- building plug-ins by their `type:` ---------------------------------------------
@@ -127,15 +145,19 @@ class _Loader:
             cls: type[Any] = getattr(self.plugins, f"{kind}s").get(type_name)
         except UnknownType as exc:
             _fail("unknown_type", str(exc), type_name, ("type",), extra)
+        self.types[id(raw)] = (type_name, cls.types[0])
         data = self._apply_defaults(cls.types[0], type_name, dict(raw)) if self.defaults else raw
         try:
             built = cls.model_validate(data, context=context)
         except ValidationError as exc:
+            self.failed[id(raw)] = (raw, cls)
             raise ValidationError.from_exception_data(
                 cls.__name__, [*extra, *(_own(err, cls) for err in exc.errors())]
             ) from None
         if extra:
+            self.failed[id(raw)] = (raw, cls)
             raise ValidationError.from_exception_data(cls.__name__, extra)
+        self.built[id(raw)] = (raw, built)
         return built
 
     def _apply_defaults(self, canonical: str, written: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,8 @@ KINDS: tuple[tuple[type[BaseModel], str], ...] = (
     (Trigger, "triggers"),
     (Condition, "conditions"),
 )
-_LEAVE_OUT = ("revision", "source", "path")  # the loader's, never written in a flow file
+# the loader's, never written in a flow file
+_LEAVE_OUT = ("revision", "source", "path", "warnings", "infos")
 
 
 class _Generator(GenerateJsonSchema):

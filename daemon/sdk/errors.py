@@ -5,7 +5,7 @@ Known errors (these) get one log line; anything else is a bug and gets a traceba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +32,23 @@ class Problem:
 
 
 class FlowError(PodiumError):
-    """A flow that does not load; carries every problem of the file at once."""
+    """A flow that does not load; carries every problem of the file at once, and what
+    could still be said of the parts that did parse: `warnings` (deprecated forms, with
+    their `deprecation_paths`) and `infos` (type names replaced by current ones), as
+    Kestra's flow validation answers them beside its constraint violations."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(
+        self,
+        problems: list[Problem],
+        *,
+        warnings: Sequence[Problem] = (),
+        deprecation_paths: Sequence[str] = (),
+        infos: Sequence[str] = (),
+    ) -> None:
         self.problems = problems
+        self.warnings = list(warnings)
+        self.deprecation_paths = list(deprecation_paths)
+        self.infos = list(infos)
         super().__init__("\n".join(str(p) for p in problems))
 
 
