@@ -121,7 +121,9 @@ async def _yaml_body(request: web.Request) -> str:
 
 
 async def _validated(engine: Engine, text: str) -> Flow:
-    flow = await asyncio.to_thread(load_flow, text, "<request>", engine.resources.plugins)
+    flow = await asyncio.to_thread(
+        load_flow, text, "<request>", engine.resources.plugins, engine.catalog.plugin_defaults
+    )
     engine.catalog.check(flow)  # a flow starting itself through other flows is refused
     return flow
 

@@ -14,14 +14,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.app import executions_cli, namespace_cli
+from daemon.app import executions_cli, namespace_cli, validate_cli
 from daemon.app.progress import Progress
+from daemon.app.validate_cli import (
+    RUN_SETTINGS,
+    config_file,
+    flow_files,
+    plugin_defaults,
+    settings_of,
+)
 from daemon.config.paths import default_data_dir
-from daemon.sdk.errors import FlowError, InputError, PodiumError, Problem
+from daemon.sdk.errors import FlowError, InputError, PodiumError
 from daemon.sdk.state import State
 
 if TYPE_CHECKING:
-    from daemon.flows.definition import Flow
+    from daemon.flows.definition import Flow, PluginDefault
     from daemon.flows.registry import Plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_KILLED = 0, 1, 2, 130
@@ -113,10 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         help="take only task runs of this worker group (workerGroup.key); repeatable",
     )
 
-    validate = commands.add_parser(
-        "validate", parents=[common], help="check flow files; every error as file:line:col"
-    )
-    validate.add_argument("paths", nargs="+", type=Path, help="flow files or directories")
+    validate_cli.add_parser(commands, common)
 
     executions_cli.add_parsers(commands, common)
     namespace_cli.add_parsers(commands)
@@ -163,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_run(args))
         if args.command == "validate":
-            return _validate(args.paths)
+            return validate_cli.run(args)
         return asyncio.run(executions_cli.run(args))
     except KeyboardInterrupt:
         return EXIT_KILLED
@@ -178,11 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from daemon.app.serve import serve
 
-    config = args.config or (
-        Path(os.environ["PODIUM_CONFIG"]) if os.environ.get("PODIUM_CONFIG") else None
-    )
-    if config is None and Path("podium.yaml").is_file():
-        config = Path("podium.yaml")
+    config = config_file(args.config)
     overrides = {
         "data_dir": args.data_dir,
         "flows_dir": args.flows_dir,
@@ -257,54 +257,6 @@ def _quiet_stdout() -> None:
 # -- podium validate ----------------------------------------------------------------------
 
 
-def flow_files(paths: Sequence[Path]) -> list[Path]:
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
-        else:
-            out.append(path)
-    return out
-
-
-def _validate(paths: Sequence[Path]) -> int:
-    from daemon.flows.loader import load_flow_file
-
-    bad = 0
-    files = flow_files(paths)
-    for file in files:
-        try:
-            flow = load_flow_file(file)
-        except FlowError as exc:
-            bad += 1
-            # Errors and warnings (of the parts that did parse) in file order: one pass
-            # through the file fixes everything.
-            _print_problems(exc.problems, exc.warnings)
-        else:
-            print(
-                f"{file}: ok ({flow.namespace}.{flow.id}, {sum(1 for _ in flow.all_tasks())} tasks)"
-            )
-            _print_problems([], flow.warnings)  # deprecated forms: it loads, says what to use
-    if not files:
-        print("podium: no flow files found", file=sys.stderr)
-        return EXIT_INVALID
-    return EXIT_INVALID if bad else EXIT_OK
-
-
-def _print_problems(errors: Sequence[Problem], warnings: Sequence[Problem]) -> None:
-    lines = [(p.line, p.column, 0, str(p)) for p in errors]
-    for w in warnings:
-        where = f"{w.file}:{w.line}:{w.column}"
-        text = (
-            f"{where}: {w.path}: warning: {w.message}"
-            if w.path
-            else f"{where}: warning: {w.message}"
-        )
-        lines.append((w.line, w.column, 1, text))
-    for *_, text in sorted(lines):
-        print(text, file=sys.stderr)
-
-
 # -- podium run ---------------------------------------------------------------------------
 
 
@@ -320,13 +272,28 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> int:
     from daemon.engine.core import Engine
+    from daemon.engine.resources import EngineOptions
     from daemon.flows.loader import load_flow_file
     from daemon.flows.registry import run_plugins
     from daemon.store import open_store
 
+    options = EngineOptions()
+    # the settings machinery costs start-up: only when there is something for it to read
+    if any(k in RUN_SETTINGS or k.startswith("PODIUM_STORAGE_") for k in os.environ):
+        try:  # `{{ globals.x }}`, the storage and plugin-defaults, as `podium serve` reads them
+            settings = settings_of(None)
+            options = EngineOptions(
+                globals=dict(settings.globals),
+                storage=settings.storage,
+                plugin_defaults=plugin_defaults(settings),
+            )
+        except PodiumError as exc:
+            print(f"podium: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     plugins = await asyncio.to_thread(run_plugins)
+    defaults = options.plugin_defaults
     try:
-        flow = await asyncio.to_thread(load_flow_file, args.flow, plugins)
+        flow = await asyncio.to_thread(load_flow_file, args.flow, plugins, None, defaults)
         inputs = parse_inputs(args.input)
     except FlowError as exc:
         for problem in exc.problems:
@@ -335,26 +302,13 @@ async def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    from daemon.engine.resources import EngineOptions
-
-    options = EngineOptions()
-    # the settings machinery costs start-up: only when there is something for it to read
-    if any(k == "PODIUM_GLOBALS" or k.startswith("PODIUM_STORAGE_") for k in os.environ):
-        from daemon.config.settings import ConfigError, load_settings
-
-        try:  # `{{ globals.x }}` and the storage from PODIUM_*, as `podium serve` reads them
-            settings = load_settings(None, {})
-        except ConfigError as exc:
-            print(f"podium: {exc}", file=sys.stderr)
-            return EXIT_INVALID
-        options = EngineOptions(globals=dict(settings.globals), storage=settings.storage)
     store = open_store(args.data_dir)
     await store.open()
     engine = Engine(
         args.data_dir,
         store,
         plugins=plugins,
-        lookup=_sibling_lookup(args.flow.parent, plugins),
+        lookup=_sibling_lookup(args.flow.parent, plugins, defaults),
         options=options,
     )
     engine.catalog.add(flow)
@@ -403,14 +357,16 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if final.state.current in (State.SUCCESS, State.WARNING) else EXIT_FAILED
 
 
-def _sibling_lookup(directory: Path, plugins: Plugins) -> Callable[[str, str], Flow | None]:
+def _sibling_lookup(
+    directory: Path, plugins: Plugins, defaults: Sequence[PluginDefault]
+) -> Callable[[str, str], Flow | None]:
     """Subflows of a `podium run` are looked up among the flow files beside it."""
     from daemon.flows.loader import load_flow_file
 
     def lookup(namespace: str, flow_id: str) -> Flow | None:
         for file in flow_files([directory]):
             try:
-                flow = load_flow_file(file, plugins)
+                flow = load_flow_file(file, plugins, None, defaults)
             except FlowError:
                 continue
             if flow.uid == (namespace, flow_id):

@@ -29,6 +29,7 @@ from daemon.engine.resources import EngineOptions
 from daemon.engine.supervisor import TriggerSupervisor
 from daemon.engine.webhooks import WebhookRegistry
 from daemon.engine.workers import LocalWorkers
+from daemon.flows.defaults import global_defaults
 from daemon.flows.directory import FlowDirectory
 from daemon.flows.registry import Plugins, serve_plugins
 from daemon.sdk.context import StartupContext
@@ -222,6 +223,10 @@ class Daemon:
         """The engine; on the way out, running executions get the grace period, then are
         killed (or, on a cluster node, handed over to the others)."""
         settings = self.settings
+        try:
+            plugin_defaults = global_defaults(settings.plugin_defaults)
+        except ValueError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from None
         options = EngineOptions(
             keep_working_dirs=settings.keep_working_dirs,
             max_executions=settings.max_concurrent_executions,
@@ -231,6 +236,7 @@ class Daemon:
             flows_dir=settings.flows_dir,
             globals=dict(settings.globals),
             storage=settings.storage,
+            plugin_defaults=plugin_defaults,
         )
         engine = Engine(
             settings.data_dir,

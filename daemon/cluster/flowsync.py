@@ -56,7 +56,11 @@ class FlowSync:
             return
         try:
             flow: Flow = await asyncio.to_thread(
-                load_flow, source, f"<{namespace}.{flow_id} revision {revision}>", self._plugins
+                load_flow,
+                source,
+                f"<{namespace}.{flow_id} revision {revision}>",
+                self._plugins,
+                self._catalog.plugin_defaults,
             )
             self._catalog.check(flow)
         except FlowError as exc:

@@ -123,15 +123,19 @@ class Settings(BaseSettings):
     # Server-wide variables every expression reads as `{{ globals.<name> }}` (Kestra's
     # `kestra.variables.globals`).
     globals: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    # pluginDefaults every flow gets after its own (Kestra's `kestra.plugins.defaults`):
+    # entries of type/forced/values, some named by `ref` for `pluginDefaultsRef` (checked
+    # as flows' pluginDefaults by daemon/flows/defaults.py).
+    plugin_defaults: Annotated[list[dict[str, Any]], NoDecode] = Field(default_factory=list)
     # Where `kestra://` files live: the data directory, S3-compatible object storage or
     # the PostgreSQL database (daemon/config/storage.py).
     storage: StorageSettings = Field(default_factory=StorageSettings)
 
-    @field_validator("alerts", "globals", mode="before")
+    @field_validator("alerts", "globals", "plugin_defaults", mode="before")
     @classmethod
     def _alerts_from_text(cls, value: Any) -> Any:
-        """PODIUM_ALERTS (PODIUM_GLOBALS) holds the same list (mapping) as the file, written as
-        YAML or JSON."""
+        """PODIUM_ALERTS (PODIUM_GLOBALS, PODIUM_PLUGIN_DEFAULTS) holds the same list
+        (mapping) as the file, written as YAML or JSON."""
         if isinstance(value, str):
             try:
                 return yaml.safe_load(value)

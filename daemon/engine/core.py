@@ -61,7 +61,12 @@ class Engine:
             data_dir, store, plugins or default_plugins(), clock=clock, options=options
         )
         self.resources.workers = workers(self.resources)
-        self.catalog = FlowCatalog(store, self.resources.plugins, lookup=lookup)
+        self.catalog = FlowCatalog(
+            store,
+            self.resources.plugins,
+            lookup=lookup,
+            plugin_defaults=self.resources.options.plugin_defaults,
+        )
         self.pauses = Pauses()
         self.local = LocalExecutions(self.resources, self._run)
         self.dispatcher = dispatcher(self.resources, self.local, self.pauses, self.catalog)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from daemon.engine.functions import ServiceFunctions
 from daemon.engine.scratch import ScratchDirs
 from daemon.engine.secrets import SecretStore
 from daemon.engine.workers import LocalWorkers, Workers
+from daemon.flows.definition import PluginDefault
 from daemon.flows.registry import Plugins
 from daemon.sdk.clock import Clock
 from daemon.store.base import Store
@@ -50,6 +51,9 @@ class EngineOptions:
     globals: dict[str, Any] = field(default_factory=dict)
     # Where `kestra://` files live (the `storage:` setting); default: <data-dir>/storage.
     storage: StorageSettings = field(default_factory=StorageSettings)
+    # The `plugin-defaults` setting: pluginDefaults every flow gets after its own (Kestra's
+    # `kestra.plugins.defaults`), some named (`ref`) for `pluginDefaultsRef`.
+    plugin_defaults: Sequence[PluginDefault] = ()
 
 
 class Resources:

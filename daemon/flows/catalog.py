@@ -8,10 +8,10 @@ the exact revision they started with (`at`), loaded or read back from the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from daemon.flows.checks import cycle_problem
-from daemon.flows.definition import Flow
+from daemon.flows.definition import Flow, PluginDefault
 from daemon.flows.loader import load_flow
 from daemon.flows.registry import Plugins
 from daemon.sdk.errors import FlowError, NotFound
@@ -25,9 +25,19 @@ Lookup = Callable[[str, str], Flow | None]
 
 
 class FlowCatalog:
-    def __init__(self, store: Store, plugins: Plugins, *, lookup: Lookup | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        plugins: Plugins,
+        *,
+        lookup: Lookup | None = None,
+        plugin_defaults: Sequence[PluginDefault] = (),
+    ) -> None:
         self._store = store
         self._plugins = plugins
+        # The `plugin-defaults` setting: every flow read in this process gets them after
+        # its own pluginDefaults (whoever loads a flow for the catalog passes them on).
+        self.plugin_defaults = tuple(plugin_defaults)
         self._lookup = lookup
         self._loaded: dict[Uid, Flow] = {}
         self._listeners: list[Listener] = []
@@ -123,6 +133,8 @@ class FlowCatalog:
 
     async def _load(self, namespace: str, flow_id: str, revision: int, source: str) -> Flow:
         where = f"<{namespace}.{flow_id} revision {revision}>"
-        flow = await asyncio.to_thread(load_flow, source, where, self._plugins)
+        flow = await asyncio.to_thread(
+            load_flow, source, where, self._plugins, self.plugin_defaults
+        )
         flow.revision = revision
         return flow

@@ -31,8 +31,13 @@ class Concurrency(Model):
 
 
 class PluginDefault(Model):
-    type: str
+    """One entry of `pluginDefaults` (or of the `plugin-defaults` setting): values for
+    the plug-ins whose type starts with `type`; with a `ref`, only for those that ask for
+    it by `pluginDefaultsRef` (daemon/flows/defaults.py)."""
+
+    type: str = Field(min_length=1)
     forced: bool = False
+    ref: str | None = Field(default=None, min_length=1)
     values: dict[str, Any]
 
 

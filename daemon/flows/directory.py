@@ -91,7 +91,9 @@ class FlowDirectory:
         if self._invalid_as.get(path) == seen:
             return  # the same invalid file: said once already
         try:
-            flow = await asyncio.to_thread(load_flow_file, path, self.plugins, self.max_size)
+            flow = await asyncio.to_thread(
+                load_flow_file, path, self.plugins, self.max_size, self.catalog.plugin_defaults
+            )
             self.catalog.check(flow)
         except FlowError as exc:
             self.invalid[path] = list(exc.problems)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from daemon.flows import checks, partial
+from daemon.flows.defaults import PluginDefaults, has_ref
 from daemon.flows.definition import Flow, Path, PluginDefault, task_lists
 from daemon.flows.deprecations import deprecations
 from daemon.flows.registry import Plugins, UnknownType, default_plugins
@@ -22,7 +23,10 @@ from daemon.sdk.plugin import PluginKind, Task
 
 
 def load_flow_file(
-    path: str | FsPath, plugins: Plugins | None = None, max_size: int | None = None
+    path: str | FsPath,
+    plugins: Plugins | None = None,
+    max_size: int | None = None,
+    global_defaults: Sequence[PluginDefault] = (),
 ) -> Flow:
     """Read and load one flow file (blocking: call through asyncio.to_thread in the loop);
     one larger than `max_size` bytes is refused unread."""
@@ -33,7 +37,7 @@ def load_flow_file(
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FlowError([Problem(str(file), 1, 1, "", f"cannot read flow file: {exc}")]) from None
-    return load_flow(text, str(file), plugins)
+    return load_flow(text, str(file), plugins, global_defaults)
 
 
 def too_large(size: int, max_size: int) -> str:
@@ -43,21 +47,34 @@ def too_large(size: int, max_size: int) -> str:
     )
 
 
-def load_flow(text: str, filename: str = "<flow>", plugins: Plugins | None = None) -> Flow:
-    """Validate Kestra YAML into a `Flow`; raise `FlowError` listing every problem."""
-    return _Loader(text, filename, plugins or default_plugins()).load()
+def load_flow(
+    text: str,
+    filename: str = "<flow>",
+    plugins: Plugins | None = None,
+    global_defaults: Sequence[PluginDefault] = (),
+) -> Flow:
+    """Validate Kestra YAML into a `Flow`; raise `FlowError` listing every problem.
+    `global_defaults` are the daemon's `plugin-defaults` (after the flow's own)."""
+    return _Loader(text, filename, plugins or default_plugins(), global_defaults).load()
 
 
 class _Loader:
-    def __init__(self, text: str, filename: str, plugins: Plugins) -> None:
+    def __init__(
+        self,
+        text: str,
+        filename: str,
+        plugins: Plugins,
+        global_defaults: Sequence[PluginDefault] = (),
+    ) -> None:
         self.text = text
         self.filename = filename
         self.plugins = plugins
+        self.global_defaults = global_defaults
         self.problems: list[tuple[Path, str]] = []
         # Problems inside a multi-line value: (path, message, line within the value).
         self.inner_problems: list[tuple[Path, str, int]] = []
         self.positions = yamlpos.Positions()
-        self.defaults: list[PluginDefault] = []
+        self.defaults = PluginDefaults([])
         self.task_ids: set[str] = set()
         # Each plug-in mapping of the YAML (by id): what it built into, or the class that
         # refused it; and its type as written and as its class names it.
@@ -75,7 +92,9 @@ class _Loader:
             ) from None
         if not isinstance(raw, dict):
             raise FlowError([Problem(self.filename, 1, 1, "", "a flow must be a YAML mapping")])
-        self.defaults = self._plugin_defaults(raw)
+        self.defaults = PluginDefaults(
+            self._plugin_defaults(raw), self.global_defaults, self._canonical
+        )
         # Every property declared as a Task, Trigger or Condition (lists, maps, nested
         # models of flowables) is built by `build_plugin` as the class its `type:` names.
         context = {"defer_templates": True, "build_plugin": self._build_plugin}
@@ -146,7 +165,10 @@ class _Loader:
         except UnknownType as exc:
             _fail("unknown_type", str(exc), type_name, ("type",), extra)
         self.types[id(raw)] = (type_name, cls.types[0])
-        data = self._apply_defaults(cls.types[0], type_name, dict(raw)) if self.defaults else raw
+        data = raw
+        if self.defaults or has_ref(raw):
+            data, found = self.defaults.apply(cls.types[0], type_name, dict(raw))
+            extra += [_error("plugin_defaults_ref", message, path) for path, message in found]
         try:
             built = cls.model_validate(data, context=context)
         except ValidationError as exc:
@@ -160,23 +182,13 @@ class _Loader:
         self.built[id(raw)] = (raw, built)
         return built
 
-    def _apply_defaults(self, canonical: str, written: str, data: dict[str, Any]) -> dict[str, Any]:
-        """pluginDefaults match by type prefix, on the name written or the canonical one.
-        As Kestra's PluginDefaultService, every plug-in gets them (tasks, triggers,
-        conditions) and so does a typed mapping inside one (a script task's `taskRunner`)."""
-        for default in self.defaults:
-            if not (written.startswith(default.type) or canonical.startswith(default.type)):
-                continue
-            for key, value in default.values.items():
-                if default.forced or key not in data:
-                    data[key] = value
-                elif isinstance(value, dict) and isinstance(data[key], dict):
-                    data[key] = {**value, **data[key]}
-        for key, value in data.items():
-            inner = value.get("type") if isinstance(value, dict) else None
-            if isinstance(inner, str):  # a plug-in's own typed part: its type as written
-                data[key] = self._apply_defaults(inner, inner, dict(value))
-        return data
+    def _canonical(self, name: str) -> str | None:
+        """The current name of a plug-in type, when `name` is a registered one (a default
+        written with an older name applies to plug-ins written with the current one)."""
+        for registry in (self.plugins.tasks, self.plugins.triggers, self.plugins.conditions):
+            if name in registry:
+                return str(registry.get(name).types[0])
+        return None
 
     # -- checks that need the whole flow ------------------------------------------------
 
@@ -305,7 +317,7 @@ def _message(err: Any, cls: type[Any] | None) -> str:
         return f"unknown property '{name}'{hint}"
     if kind == "missing":
         return f"missing required property '{name}'"
-    if kind in ("plugin", "unknown_type", "duplicate"):
+    if kind in ("plugin", "unknown_type", "duplicate", "plugin_defaults_ref"):
         return str(err["msg"])
     message = str(err["msg"]).removeprefix("Value error, ")
     shown = repr(err.get("input"))

@@ -296,6 +296,11 @@ def _describe_plugin(schema: dict[str, Any], cls: type[Any]) -> None:
             for name in types
         ]
     properties["type"] = type_schema
+    properties["pluginDefaultsRef"] = {
+        "type": "string",
+        "description": "Take the values of the pluginDefaults entry (of the flow, or of the "
+        "plugin-defaults setting) with this `ref`, instead of those matched by type.",
+    }
     # Any other property may come from the flow's `pluginDefaults`: it is required of the
     # task as it runs, not as it is written, so it is marked rather than demanded.
     for name in schema.get("required", []):
