@@ -205,3 +205,76 @@ async def test_the_validate_endpoint_answers_constraints_and_warnings_together(
     assert good["deprecationPaths"] == ["inputs[0].name", "tasks[0].type"]
     assert good["warnings"][1].startswith("43:11: tasks[0].type: type 'io.kestra.core.tasks")
     assert good["infos"] == bad["infos"]
+
+
+# -- Kestra's other warnings -----------------------------------------------------------------
+
+LISTENER = """\
+id: listener
+namespace: ns
+tasks:
+  - id: a
+    type: io.kestra.plugin.core.log.Log
+    message: hi
+triggers:
+  - id: any_end
+    type: io.kestra.plugin.core.trigger.Flow
+  - id: upstream
+    type: io.kestra.plugin.core.trigger.Flow
+    preconditions:
+      flows:
+        - namespace: ns
+          flowId: other
+"""
+EVERY = (
+    "This flow will be triggered for EVERY execution of EVERY flow on your instance. "
+    "We recommend adding the preconditions property to the Flow trigger 'any_end'."
+)
+
+
+def test_a_flow_trigger_with_nothing_to_filter_on_is_warned_about() -> None:
+    """Kestra FlowValidationService.warnings: a Flow trigger with neither conditions nor
+    preconditions; it is no deprecation (not in deprecationPaths)."""
+    flow = load_flow(LISTENER, "f.yaml")
+    assert [(w.line, w.path, w.message) for w in flow.warnings] == [(8, "triggers[0]", EVERY)]
+    assert flow.deprecation_paths == []
+    error = load_error(LISTENER + "  - id: broken\n    type: io.kestra.plugin.core.trigger.Flow\n"
+                       "    nope: 1\n")  # fmt: skip
+    assert [w.message for w in error.warnings] == [EVERY]  # the trigger that did build
+    assert error.deprecation_paths == []
+
+
+async def test_the_validate_endpoint_warns_of_unknown_and_disabled_subflows(
+    h: Harness, tmp_path: Path
+) -> None:
+    """Kestra FlowValidationService.checkValidSubflows: "The subflow 'x' not found in
+    namespace 'y'." and "... is disabled ...", as warnings; a templated id is not checked."""
+    await h.flow("id: off\nnamespace: ns\ndisabled: true\ntasks:\n  - id: a\n"
+                 "    type: io.kestra.plugin.core.log.Log\n    message: hi\n")  # fmt: skip
+    parent = """\
+id: parent
+namespace: ns
+tasks:
+  - id: missing
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: ns
+    flowId: nowhere
+  - id: disabled
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: ns
+    flowId: "off"
+  - id: templated
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: ns
+    flowId: "{{ 'any' }}"
+"""
+    async with flow_server(h, tmp_path / "flows") as server:
+        status, doc, _ = await call(
+            "POST", f"{server.url}/api/v1/flows/validate", **yaml_body(parent)
+        )
+    assert status == 200
+    assert doc[0]["errors"] == [] and doc[0]["deprecationPaths"] == []
+    assert doc[0]["warnings"] == [
+        "4:5: tasks[0]: The subflow 'nowhere' not found in namespace 'ns'.",
+        "8:5: tasks[1]: The subflow 'off' is disabled in namespace 'ns'.",
+    ]

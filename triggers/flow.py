@@ -146,6 +146,16 @@ class FlowTrigger(Trigger):
                 raise ValueError(f"dependsOn[{i}] is the same dependency as dependsOn[{j}]")
         return self
 
+    def advice(self) -> list[str]:
+        """Kestra FlowValidationService.warnings: with nothing to filter on, every ended
+        execution of every flow starts this one."""
+        if self.conditions or self.preconditions is not None:
+            return []
+        return [
+            "This flow will be triggered for EVERY execution of EVERY flow on your instance. "
+            f"We recommend adding the preconditions property to the Flow trigger '{self.id}'."
+        ]
+
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         queue: asyncio.Queue[_Ended] = asyncio.Queue()
         seen: BoundedCache[tuple[str, State], bool] = BoundedCache(_REMEMBERED)

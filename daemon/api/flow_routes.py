@@ -37,6 +37,7 @@ from daemon.api.common import (
 from daemon.api.middleware import problem_json, problem_text
 from daemon.api.query_filters import FLOW_FILTERS, filter_params, in_namespace, parse_filters
 from daemon.engine.core import Engine
+from daemon.flows import checks
 from daemon.flows.definition import Flow
 from daemon.flows.directory import FlowDirectory
 from daemon.flows.loader import load_flow, too_large
@@ -230,12 +231,15 @@ async def validate_flows(request: web.Request) -> web.Response:
                 infos=exc.infos,
             )
         else:
+            # Kestra also warns of a subflow it does not know (or that is disabled).
+            subflows = checks.subflow_problems(flow, engine.catalog.get)
+            warnings = sorted([*flow.warnings, *subflows], key=lambda w: (w.line, w.column))
             result.update(
                 flow=flow.id,
                 namespace=flow.namespace,
                 errors=[],
-                deprecationPaths=[w.path for w in flow.warnings],
-                warnings=[problem_text(replace(w, line=w.line + offset)) for w in flow.warnings],
+                deprecationPaths=flow.deprecation_paths,
+                warnings=[problem_text(replace(w, line=w.line + offset)) for w in warnings],
                 infos=flow.infos,
             )
         results.append(result)

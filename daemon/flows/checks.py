@@ -7,14 +7,14 @@ Each returns (property path, message) pairs; the loader turns them into file:lin
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
 from daemon.flows.definition import Flow, Path, task_lists
 from daemon.sdk import yamlpos
-from daemon.sdk.capabilities import StartsFlows
+from daemon.sdk.capabilities import Advises, StartsFlows
 from daemon.sdk.errors import Problem
 from daemon.sdk.plugin import Task
 from daemon.sdk.properties import Dynamic
@@ -61,6 +61,63 @@ def _syntax_problems(texts: Iterable[tuple[Path, str]]) -> list[tuple[Path, str,
             line, reason = found
             problems.append((path, f"the expression does not parse: {reason}", line))
     return problems
+
+
+def advice_in(value: Any, path: Path) -> list[tuple[Path, str]]:
+    """(path, message) of what each plug-in inside `value` (a flow, a task) says of how
+    it is written (`Advises`): warnings, not errors."""
+    found: list[tuple[Path, str]] = []
+    if isinstance(value, BaseModel):
+        if isinstance(value, Advises):
+            found += [(path, message) for message in value.advice()]
+        fields = type(value).model_fields
+        for name in value.model_fields_set:
+            field = fields.get(name)
+            if field is not None:
+                found += advice_in(getattr(value, name), path + (field.alias or name,))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found += advice_in(item, path + (i,))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found += advice_in(item, path + (key,))
+    return found
+
+
+def subflow_problems(flow: Flow, lookup: Callable[[str, str], Flow | None]) -> list[Problem]:
+    """Kestra FlowValidationService.checkValidSubflows, as warnings located at the task:
+    a flow started by id (written literally) that is not known, or is disabled."""
+    found: list[Problem] = []
+    positions: yamlpos.Positions | None = None
+    for tasks, path in task_lists(flow):
+        for i, task in enumerate(tasks):
+            if not isinstance(task, StartsFlows):
+                continue
+            for namespace, flow_id in task.started_flows():
+                other = lookup(namespace, flow_id)
+                if other is not None and not other.disabled:
+                    continue
+                why = "not found" if other is None else "is disabled"
+                if positions is None:
+                    positions = _positions(flow.source)
+                line, column = positions.of(path + (i,)) if positions else (1, 1)
+                found.append(
+                    Problem(
+                        flow.path or "<flow>",
+                        line,
+                        column,
+                        yamlpos.format_path(path + (i,)),
+                        f"The subflow '{flow_id}' {why} in namespace '{namespace}'.",
+                    )
+                )
+    return found
+
+
+def _positions(source: str) -> yamlpos.Positions | None:
+    try:
+        return yamlpos.load(source)[1]
+    except yamlpos.YamlProblem:
+        return None
 
 
 def reference_problems(flow: Flow) -> list[tuple[Path, str]]:

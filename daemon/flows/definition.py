@@ -130,6 +130,7 @@ class Flow(Model):
     source: str = Field(default="", exclude=True)
     path: str = Field(default="", exclude=True)
     warnings: list[Problem] = Field(default_factory=list, exclude=True)
+    deprecation_paths: list[str] = Field(default_factory=list, exclude=True)
     # Plug-in types written by an older name: "X is replaced by Y" (Kestra's relocations).
     infos: list[str] = Field(default_factory=list, exclude=True)
 

@@ -105,28 +105,27 @@ class _Loader:
             self._add_validation_errors(exc)
         if flow is not None:
             self._check_semantics(flow)
-            warnings = deprecations(flow)
+            warnings, advice = deprecations(flow), checks.advice_in(flow, ())
         else:  # what the parts that did parse still say
             found = partial.salvage(raw, self.built, self.failed)
             self.problems += found.problems
             self.inner_problems += found.inner_problems
-            warnings = found.warnings
+            warnings, advice = found.warnings, found.advice
         if "taskDefaults" in raw:
             warnings.append(
                 (("taskDefaults",), "'taskDefaults' is deprecated; use 'pluginDefaults'")
             )
-        located = self._located(warnings)
+        located = self._located([*warnings, *advice])
+        deprecated = [w.path for w in self._located(warnings)]  # in file order
         infos = partial.relocations(raw, self.types)
         if self.problems or self.inner_problems or flow is None:
             raise FlowError(
-                self._sorted_problems(),
-                warnings=located,
-                deprecation_paths=[w.path for w in located],
-                infos=infos,
+                self._sorted_problems(), warnings=located, deprecation_paths=deprecated, infos=infos
             )
         flow.source = self.text
         flow.path = self.filename
         flow.warnings = located
+        flow.deprecation_paths = deprecated
         flow.infos = infos
         return flow
 

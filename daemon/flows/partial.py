@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from daemon.flows.checks import raw_template_problems, template_problems_in
+from daemon.flows.checks import advice_in, raw_template_problems, template_problems_in
 from daemon.flows.definition import Flow, FlowOutput, Path
 from daemon.flows.deprecations import deprecations_in, raw_deprecations
 from daemon.sdk.inputs import InputSpec, validate_input_specs
@@ -30,7 +30,8 @@ Failed = dict[int, tuple[Mapping[str, Any], type[BaseModel]]]
 class Salvaged:
     problems: list[tuple[Path, str]] = field(default_factory=list)
     inner_problems: list[tuple[Path, str, int]] = field(default_factory=list)
-    warnings: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)  # deprecated forms
+    advice: list[tuple[Path, str]] = field(default_factory=list)  # the other warnings
 
 
 def salvage(raw: Mapping[str, Any], built: Built, failed: Failed) -> Salvaged:
@@ -77,6 +78,7 @@ def _walk(node: Any, path: Path, built: Built, failed: Failed, found: Salvaged) 
             model = built[id(node)][1]
             found.inner_problems += template_problems_in(model, path)
             found.warnings += deprecations_in(model, path)
+            found.advice += advice_in(model, path)
             return
         if id(node) in failed:  # its own properties as written; its children may have built
             cls = failed[id(node)][1]

@@ -43,7 +43,7 @@ KINDS: tuple[tuple[type[BaseModel], str], ...] = (
     (Condition, "conditions"),
 )
 # the loader's, never written in a flow file
-_LEAVE_OUT = ("revision", "source", "path", "warnings", "infos")
+_LEAVE_OUT = ("revision", "source", "path", "warnings", "deprecationPaths", "infos")
 
 
 class _Generator(GenerateJsonSchema):

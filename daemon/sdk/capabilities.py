@@ -95,6 +95,17 @@ class RunsIterations(Protocol):
 
 
 @runtime_checkable
+class Advises(Protocol):
+    """A plug-in written in a way that works but is likely a mistake (Kestra's flow
+    validation warnings, such as a Flow trigger with neither conditions nor
+    preconditions): the loader shows what it says beside the deprecations."""
+
+    def advice(self) -> Sequence[str]:
+        """The warnings about this plug-in as written; none when all is well."""
+        ...
+
+
+@runtime_checkable
 class AlertChannel(Protocol):
     """A task that can also send the daemon's `alerts:` about an ended execution, on the
     channel named by its class attribute `alert_channel: ClassVar[str]` (slack, mail...)."""
