@@ -487,3 +487,45 @@ def stored_flow_loads_again(engine: Engine, text: str) -> bool:
     """A revision read back from the store is loaded with the same defaults."""
     loaded = load_flow(text, "f.yaml", None, engine.catalog.plugin_defaults)
     return loaded.tasks[0].message == "x"  # type: ignore[attr-defined]
+
+
+async def test_a_templated_task_gets_the_flows_defaults_named_ones_included(h: Harness) -> None:
+    """Kestra TemplatedTaskTest.shouldApplyDefaultWhenSpecDeclaresPluginDefaultsRefGiven
+    NamedPluginDefault (and its type-matched sibling): the rendered spec is defaulted as
+    the flow's own tasks are; an unknown ref fails the task, saying so."""
+    execution = await h.run("""
+        id: f
+        namespace: ns
+        pluginDefaults:
+          - type: io.kestra.plugin.core.debug.Return
+            ref: alive
+            values:
+              format: It's alive!
+          - type: io.kestra.plugin.core.log.Log
+            values:
+              message: typed default
+        tasks:
+          - id: named
+            type: io.kestra.plugin.core.templating.TemplatedTask
+            spec: |
+              type: io.kestra.plugin.core.debug.Return
+              pluginDefaultsRef: alive
+          - id: typed
+            type: io.kestra.plugin.core.templating.TemplatedTask
+            spec: |
+              type: io.kestra.plugin.core.log.Log
+          - id: unknown
+            type: io.kestra.plugin.core.templating.TemplatedTask
+            spec: |
+              type: io.kestra.plugin.core.debug.Return
+              format: x
+              pluginDefaultsRef: dead
+        """)
+    runs = {run.task_id: run for run in execution.task_runs}
+    assert runs["named"].outputs == {"value": "It's alive!"}
+    assert "typed default" in await h.logs(execution)
+    assert runs["unknown"].state.current.value == "FAILED"
+    assert any(
+        "spec: pluginDefaultsRef: No plugin-defaults exists for pluginDefaultsRef: 'dead'" in line
+        for line in await h.logs(execution)
+    )

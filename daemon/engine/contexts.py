@@ -19,6 +19,7 @@ from daemon.engine.events import ExecutionChanged, LogAppended, MetricRecorded, 
 from daemon.engine.pauses import Pauses, until_done
 from daemon.engine.resources import Resources
 from daemon.engine.task_builder import LauncherControl
+from daemon.flows.definition import Flow
 from daemon.sdk.context import LEVELS, ReportedRun, RunContext, TaskLogger
 from daemon.sdk.execution import Execution, TaskRun, derived_id, new_id
 from daemon.sdk.services import (
@@ -29,7 +30,6 @@ from daemon.sdk.services import (
 from daemon.sdk.state import State, StateHistory, iso
 
 if TYPE_CHECKING:
-    from daemon.flows.definition import Flow
     from daemon.sdk.inputs import InputSpec
     from daemon.sdk.review import Review, ReviewForm
 
@@ -180,7 +180,10 @@ class TaskContext(RunContext):
         self.namespace_files = StoreNamespaceFiles(resources.store)
         self.secrets = resources.secrets
         self.executions = StoreExecutions(resources.store, launcher.wait, resources.events)
-        self.control = LauncherControl(resources.plugins, launcher)
+        # A task built at run time (TemplatedTask) gets pluginDefaults as the loader's do.
+        own = flow.plugin_defaults if isinstance(flow, Flow) else ()
+        defaults = (own, resources.options.plugin_defaults)
+        self.control = LauncherControl(resources.plugins, launcher, defaults)
         self._waits = TaskWaits(resources, pauses, execution, task_run)
         self.reviews = self._waits
         self.public_url = resources.options.public_url

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from daemon.flows.definition import Path, PluginDefault
+from daemon.flows.registry import Plugins
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,20 @@ def _fits(names: Iterable[str], types: Iterable[str]) -> bool:
     """A plug-in's type (as written or its current name) equals or starts with one of
     the types a default declares."""
     return any(name.startswith(prefix) for name in names for prefix in types)
+
+
+def current_names(plugins: Plugins) -> Callable[[str], str | None]:
+    """The current name of a registered plug-in type (none for a prefix or an unknown
+    name): a default written with an older name applies to plug-ins written with the
+    current one (Kestra's addAliases)."""
+
+    def current(name: str) -> str | None:
+        for registry in (plugins.tasks, plugins.triggers, plugins.conditions):
+            if name in registry:
+                return str(registry.get(name).types[0])
+        return None
+
+    return current
 
 
 def has_ref(raw: Mapping[str, Any]) -> bool:

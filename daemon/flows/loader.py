@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from daemon.flows import checks, partial
-from daemon.flows.defaults import PluginDefaults, has_ref
+from daemon.flows.defaults import PluginDefaults, current_names, has_ref
 from daemon.flows.definition import Flow, Path, PluginDefault, task_lists
 from daemon.flows.deprecations import deprecations
 from daemon.flows.registry import Plugins, UnknownType, default_plugins
@@ -93,7 +93,7 @@ class _Loader:
         if not isinstance(raw, dict):
             raise FlowError([Problem(self.filename, 1, 1, "", "a flow must be a YAML mapping")])
         self.defaults = PluginDefaults(
-            self._plugin_defaults(raw), self.global_defaults, self._canonical
+            self._plugin_defaults(raw), self.global_defaults, current_names(self.plugins)
         )
         # Every property declared as a Task, Trigger or Condition (lists, maps, nested
         # models of flowables) is built by `build_plugin` as the class its `type:` names.
@@ -180,14 +180,6 @@ class _Loader:
             raise ValidationError.from_exception_data(cls.__name__, extra)
         self.built[id(raw)] = (raw, built)
         return built
-
-    def _canonical(self, name: str) -> str | None:
-        """The current name of a plug-in type, when `name` is a registered one (a default
-        written with an older name applies to plug-ins written with the current one)."""
-        for registry in (self.plugins.tasks, self.plugins.triggers, self.plugins.conditions):
-            if name in registry:
-                return str(registry.get(name).types[0])
-        return None
 
     # -- checks that need the whole flow ------------------------------------------------
 
