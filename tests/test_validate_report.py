@@ -219,22 +219,24 @@ tasks:
 triggers:
   - id: any_end
     type: io.kestra.plugin.core.trigger.Flow
-  - id: upstream
+  - id: depends
     type: io.kestra.plugin.core.trigger.Flow
-    preconditions:
-      flows:
-        - namespace: ns
-          flowId: other
+    dependsOn:
+      - namespace: ns
+        flowId: other
+  - id: filtered
+    type: io.kestra.plugin.core.trigger.Flow
+    when: "{{ flow.namespace == 'ns' }}"
 """
 EVERY = (
     "This flow will be triggered for EVERY execution of EVERY flow on your instance. "
-    "We recommend adding the preconditions property to the Flow trigger 'any_end'."
+    "We recommend adding the dependsOn property to the Flow trigger 'any_end'."
 )
 
 
 def test_a_flow_trigger_with_nothing_to_filter_on_is_warned_about() -> None:
-    """Kestra FlowValidationService.warnings: a Flow trigger with neither conditions nor
-    preconditions; it is no deprecation (not in deprecationPaths)."""
+    """Kestra FlowValidationService.warnings: a Flow trigger with neither conditions,
+    preconditions, dependsOn nor a `when`; it is no deprecation (not in deprecationPaths)."""
     flow = load_flow(LISTENER, "f.yaml")
     assert [(w.line, w.path, w.message) for w in flow.warnings] == [(8, "triggers[0]", EVERY)]
     assert flow.deprecation_paths == []

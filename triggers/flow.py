@@ -148,12 +148,14 @@ class FlowTrigger(Trigger):
 
     def advice(self) -> list[str]:
         """Kestra FlowValidationService.warnings: with nothing to filter on, every ended
-        execution of every flow starts this one."""
-        if self.conditions or self.preconditions is not None:
+        execution of every flow starts this one (`dependsOn` and a `when` filter too, since
+        Kestra 2.0, which recommends `dependsOn` over the removed `preconditions`)."""
+        filtered = self.conditions or self.preconditions is not None or self.depends_on
+        if filtered or self.when.strip() != "true":
             return []
         return [
             "This flow will be triggered for EVERY execution of EVERY flow on your instance. "
-            f"We recommend adding the preconditions property to the Flow trigger '{self.id}'."
+            f"We recommend adding the dependsOn property to the Flow trigger '{self.id}'."
         ]
 
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
