@@ -427,6 +427,41 @@ async def test_message_outside_the_trigger_conditions_starts_no_execution(
     ]
 
 
+async def test_when_on_the_payload_picks_the_messages_that_start_an_execution(
+    h: Harness, mosquitto: Mosquitto, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kestra 2.0's `when` on a realtime trigger (docs migration-guide/v2.0.0/
+    trigger-conditions-redesign: every trigger type gains it) renders with the message as
+    `trigger`: its payload, topic, qos; a refused message is acknowledged and logged."""
+    caplog.set_level(logging.INFO, logger=TRIGGER_LOG)
+    source = realtime(
+        mosquitto,
+        name,
+        f"{name}/+/w",
+        serde="JSON",
+        message="{{ trigger.payload.kind }} on {{ trigger.topic }}",
+        extra="""
+        when: "{{ trigger.payload.kind == 'order' and trigger.topic | endsWith('/shop/w') }}"
+        """,
+    )
+    async with running_triggers(h, source) as th:
+        await subscribed(h, th.flow)
+        await pub(mosquitto, f"{name}/shop/w", '{"kind": "refund"}')
+        await pub(mosquitto, f"{name}/depot/w", '{"kind": "order"}')
+        await pub(mosquitto, f"{name}/shop/w", '{"kind": "order"}')
+        [execution] = await th.wait_for(1)
+        await pub(mosquitto, f"{name}/shop/w", '{"kind": "order", "n": 2}')
+        executions = await th.wait_for(2)
+        assert executions[0] is execution
+        assert await logs_of(h, executions) == [f"order on {name}/shop/w"] * 2
+    refused = [r.getMessage() for r in caplog.records if "do not hold" in r.getMessage()]
+    assert refused == [
+        f"mqtt.test.{name} trigger mqtt: the trigger's conditions do not hold; the message "
+        f"on topic '{name}/{where}/w' starts no execution"
+        for where in ("shop", "depot")
+    ]
+
+
 # -- the batching Trigger ----------------------------------------------------------------
 
 
@@ -470,6 +505,36 @@ async def test_batch_trigger_starts_one_execution_per_max_records_messages(
         assert uri.startswith(f"kestra:///mqtt/test/{name}/triggers/mqtt/")
         assert uri.endswith(".ion")
         assert len(await logs_of(h, executions)) == 2
+
+
+async def test_batch_when_sees_the_batch_and_a_refused_batch_is_not_delivered_again(
+    h: Harness, mosquitto: Mosquitto, name: str
+) -> None:
+    """A batching trigger's `when` renders with what its execution would get:
+    `trigger.messagesCount` and `trigger.uri` (whose lines `read()` reads). A batch it
+    refuses starts nothing, and its messages are acknowledged: they do not come back."""
+    source = batch(
+        mosquitto,
+        name,
+        """\
+        maxRecords: 2
+        when: "{{ not (read(trigger.uri) contains 'skip') and trigger.messagesCount == 2 }}"
+        """,
+    )
+    async with running_triggers(h, source) as th:
+        await subscribed(h, th.flow)
+        for payload in ("a", "skip", "b", "c"):
+            await pub(mosquitto, f"{name}/b", json.dumps(payload))
+        [execution] = await th.wait_for(1)
+        assert [r["payload"] for r in await batch_records(h, execution)] == ["b", "c"]
+    async with running_triggers(h, source) as th:
+        await subscribed(h, th.flow)
+        await pub(mosquitto, f"{name}/b", '"d"')
+        await pub(mosquitto, f"{name}/b", '"e"')
+        [execution] = await th.wait_for(1)
+        assert [r["payload"] for r in await batch_records(h, execution)] == ["d", "e"]
+    _, total = await h.store.search_executions(namespace="mqtt.test", flow_id=name)
+    assert total == 2
 
 
 async def test_batch_redelivered_after_a_crash_between_store_and_ack_runs_once(

@@ -305,6 +305,65 @@ async def test_a_trigger_when_that_does_not_render_starts_nothing(
     )
 
 
+async def test_when_reads_the_guides_upstream_variables(h: Harness) -> None:
+    """Kestra docs migration-guide/v2.0.0/trigger-conditions-redesign, "when expression
+    context" for Flow triggers (`namespace`, `flowId`, `state`, `labels`, `outputs`) and its
+    "Namespace-wide alerting" and "Negation" examples: a dependency `when` with
+    `namespace | startsWith(...)`, a trigger `when` with `state != 'SUCCESS'`."""
+    team, other, sub = (
+        await upstream(h, "a", "company.team"),
+        await upstream(h, "a", "other"),
+        await upstream(h, "c", "company.team.sub"),
+    )
+    trigger = """
+        when: "{{ state != 'SUCCESS' and flowId == 'a' and outputs.greet.value == 'hello from a' }}"
+        dependsOn:
+          - when: "{{ namespace | startsWith('company') and labels.env == 'prod' }}"
+    """
+    prod = {"env": "prod"}
+    async with running_triggers(h, downstream(trigger, namespace="system")) as th:
+        await settle()
+        await run(h, team, labels=prod)  # SUCCESS
+        await run(h, other, fail=True, labels=prod)  # not a company namespace
+        await run(h, sub, fail=True, labels=prod)  # flow c
+        await run(h, team, fail=True)  # no env label
+        failed = await run(h, team, fail=True, labels=prod)
+        (execution,) = await started(h, th, 1)
+    assert trigger_of(execution)["executionId"] == failed.id
+
+
+async def test_when_has_retry_attempt_tells_a_retried_upstream(h: Harness) -> None:
+    """The guide's "Filtering on retry attempts": `hasRetryAttempt` is true when a task run
+    of the upstream execution was attempted more than once."""
+    source = """
+        id: {id}
+        namespace: test
+        tasks:
+          - id: fails
+            type: io.kestra.plugin.core.execution.Fail
+            allowFailure: true
+            retry:
+              type: constant
+              interval: PT0.01S
+              maxAttempts: {attempts}
+    """
+    steady = await h.flow(source.format(id="steady", attempts=1))
+    flaky = await h.flow(source.format(id="flaky", attempts=2))
+    trigger = """
+        dependsOn:
+          - namespace: test
+            when: "{{ hasRetryAttempt == true }}"
+    """
+    async with running_triggers(h, downstream(trigger)) as th:
+        await settle()
+        await h.run(steady, {})
+        await quiet(h)
+        assert th.executions == []
+        retried = await h.run(flaky, {})
+        (execution,) = await started(h, th, 1)
+    assert trigger_of(execution)["executionId"] == retried.id
+
+
 async def test_the_default_states_are_the_terminal_ones_and_paused(h: Harness) -> None:
     """Kestra Flow.java `states`: by default terminal states and PAUSED."""
     paused = await h.flow("""

@@ -346,6 +346,52 @@ async def test_delete_action_removes_the_file_and_the_flow_still_reads_its_copy(
     assert await h.logs(execution) == ["content"]
 
 
+async def test_realtime_when_on_the_file_starts_only_matching_files(
+    h: Harness, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    """Kestra 2.0's `when` (docs migration-guide/v2.0.0/trigger-conditions-redesign: every
+    trigger type) renders with the file as `trigger.file`; a refused file is settled all the
+    same: dropped again unchanged, it is not tested again."""
+    source = realtime(
+        inbox, "when: \"{{ trigger.file.size > 3 and trigger.file.name | endsWith('.csv') }}\"\n"
+    )
+    async with watching(h, source, settings, lines) as th:
+        await write(inbox / "small.csv", "ab")
+        await write(inbox / "big.txt", "abcdef")
+        await lines.wait_for("conditions do not hold", 2)
+        await write(inbox / "big.csv", "abcdef")
+        (execution,) = await th.wait_for(1)
+        await asyncio.to_thread((inbox / "small.csv").unlink)
+        await write(inbox / "small.csv", "ab")
+        await lines.wait_for(f"{inbox / 'small.csv'} was processed before")
+    assert file_of(execution)["name"] == "big.csv"
+    assert len(th.executions) == 1
+
+
+async def test_polling_action_runs_on_a_batch_when_refuses(
+    h: Harness, tmp_path: Path, inbox: Path, settings: Settings, lines: Lines
+) -> None:
+    """Kestra's polling trigger moves its files before the execution is tested: a batch
+    `when` refuses (it sees `trigger.files` and `trigger.count`) is moved all the same."""
+    archive = tmp_path / "archive"
+    source = polling(
+        inbox,
+        f"action: MOVE\nmoveDirectory: {archive}\n"
+        "when: \"{{ trigger.files[0].name != 'skip.csv' and trigger.count == 1 }}\"\n",
+    )
+    async with watching(h, source, settings, lines) as th:
+        await write(inbox / "skip.csv", "one")
+        await lines.wait_for(f"moved {inbox / 'skip.csv'} to {archive / 'skip.csv'}")
+        await write(inbox / "keep.csv", "two")
+        await lines.wait_for(f"moved {inbox / 'keep.csv'} to {archive / 'keep.csv'}")
+        executions = await th.finished()
+    assert [names_in(e) for e in executions] == [["keep.csv"]]
+    assert [line for line in lines.lines if "do not hold" in line] == [
+        f"ns.f trigger w: the trigger's conditions do not hold; {inbox / 'skip.csv'} starts "
+        "no execution"
+    ]
+
+
 async def test_max_files_splits_a_batch_into_several_executions(
     h: Harness, inbox: Path, settings: Settings, lines: Lines
 ) -> None:

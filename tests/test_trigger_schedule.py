@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -330,6 +331,137 @@ async def test_date_time_between_condition_skips_slots_outside(tmp_path: Path) -
         assert dates(th) == ["2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z", "2026-01-01T04:00:00Z"]
 
 
+# -- when (Kestra 2.0) ---------------------------------------------------------------------
+# Kestra: docs migration-guide/v2.0.0/trigger-conditions-redesign ("when expression context":
+# a Schedule's `when` sees `trigger.date`; "Schedule date skipping": a date it refuses is
+# skipped as a condition's was) and ConditionService.isValid.
+
+
+async def test_when_day_of_week_fires_on_mondays_and_skips_the_neighbours(tmp_path: Path) -> None:
+    """The guide's "Schedule: specific day of week" (DayWeek MONDAY rewritten as `when`):
+    `trigger.previous` and `trigger.next` are the neighbouring dates `when` admits."""
+    source = flow("""
+        cron: "0 9 * * *"
+        when: "{{ dayOfWeek(trigger.date) == 'MONDAY' }}"
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(13 * 86400)  # to Wednesday 2026-01-14
+        await caught_up(h, clock)
+        assert dates(th) == ["2026-01-05T09:00:00Z", "2026-01-12T09:00:00Z"]
+        first = variables(th.executions[0])
+        assert (first["previous"], first["next"]) == (
+            "2025-12-29T09:00:00Z",
+            "2026-01-12T09:00:00Z",
+        )
+
+
+async def test_when_combines_calendar_functions_with_and_and_not(tmp_path: Path) -> None:
+    """The guide's "weekdays only" and "specific hours only": `not isWeekend(...)` joined to
+    `hourOfDay` bounds, in the schedule's own time zone."""
+    source = flow("""
+        cron: "0 * * * *"
+        timezone: Europe/Paris
+        when: >-
+          {{ not isWeekend(trigger.date)
+             and hourOfDay(trigger.date) >= 8 and hourOfDay(trigger.date) < 10 }}
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(4 * 86400)  # Thursday 1 to Monday 5 January 2026
+        await caught_up(h, clock)
+        assert dates(th) == [
+            "2026-01-01T08:00:00+01:00",
+            "2026-01-01T09:00:00+01:00",
+            "2026-01-02T08:00:00+01:00",
+            "2026-01-02T09:00:00+01:00",
+        ]
+
+
+async def test_when_compares_trigger_date_with_iso_text(tmp_path: Path) -> None:
+    """The guide's "Schedule: date range" (DateTimeBetween rewritten as `when`)."""
+    source = flow("""
+        cron: "0 * * * *"
+        when: >-
+          {{ trigger.date > '2026-01-01T01:59:59Z' and trigger.date < '2026-01-01T04:00:00Z' }}
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(6 * 3600)
+        await caught_up(h, clock)
+        assert dates(th) == ["2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z"]
+
+
+async def test_when_and_conditions_must_both_hold(tmp_path: Path) -> None:
+    """A 1.x flow moving to 2.0 may carry both for a while: Kestra tests `when`, then the
+    conditions."""
+    source = flow("""
+        cron: "0 10 * * *"
+        when: "{{ dayOfMonth(trigger.date) > 5 }}"
+        conditions:
+          - type: io.kestra.plugin.core.condition.DayWeek
+            dayOfWeek: MONDAY
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(13 * 86400)
+        await caught_up(h, clock)
+        assert dates(th) == ["2026-01-12T10:00:00Z"]
+
+
+async def test_when_reads_the_kv_store_per_date(tmp_path: Path) -> None:
+    """`when` renders with the flow's functions (`kv()` of its namespace), for each date."""
+    source = flow("""
+        cron: "0 * * * *"
+        when: "{{ kv('schedule_on', errorOnMissing=false) == true }}"
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(3600)
+        await caught_up(h, clock)
+        await h.store.kv.set("test", "schedule_on", True)
+        await clock.advance(3600)
+        await caught_up(h, clock)
+        assert dates(th) == ["2026-01-01T02:00:00Z"]
+
+
+async def test_a_literal_false_when_never_fires(tmp_path: Path) -> None:
+    """A YAML `false` is read as the text "false" (Jackson into a String): falsy."""
+    source = flow("""
+        cron: "0 * * * *"
+        when: false
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(2 * 3600)
+        await caught_up(h, clock)
+        assert th.executions == []
+        assert th.flow.triggers[0].when == "false"
+
+
+async def test_a_when_that_cannot_be_rendered_is_logged_and_fires_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ConditionService.isNotValid: a rendering error is logged and counts as false."""
+    source = flow("""
+        cron: "0 * * * *"
+        when: "{{ hourOfDay(nosuchvar) > 2 }}"
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        with caplog.at_level(logging.ERROR, logger="daemon.engine.supervisor"):
+            await caught_up(h, clock)
+            await clock.advance(3600)
+            await caught_up(h, clock)
+        assert th.executions == []
+    assert any(
+        r.getMessage().startswith(
+            "test.scheduled trigger schedule when: '{{ hourOfDay(nosuchvar) > 2 }}' cannot be "
+            "rendered, counted false"
+        )
+        for r in caplog.records
+    )
+
+
 def slots(cron: str, count: int, start: datetime = T0) -> list[str]:
     out, moment = [], start
     schedule = CronSlots(cron, False, "Etc/UTC")
@@ -458,6 +590,15 @@ def load_error(trigger: str) -> list[str]:
             "t.yaml:13:20: triggers[0].conditions[0].dayOfWeek: Input should be 'MONDAY', "
             "'TUESDAY', "
             "'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY' or 'SUNDAY' (got 'FUNDAY')",
+        ),
+        (
+            'cron: "0 9 * * *"\nwhen: "{{ isWeekend(trigger.date) "',
+            "t.yaml:11:11: triggers[0].when: the expression does not parse: unexpected end of "
+            "template, expected 'end of print statement'.",
+        ),
+        (
+            'cron: "0 9 * * *"\nwhen: [true]',
+            "t.yaml:11:11: triggers[0].when: Input should be a valid string (got [True])",
         ),
         (
             'cron: "0 9 * * *"\nconditions:\n  - type: io.kestra.plugin.core.condition.DayWeek\n'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -497,3 +498,88 @@ async def test_a_condition_reads_the_flows_namespace_kv_store(h: Harness) -> Non
         status, body, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Bob"}})
         assert (status, body) == (204, "")
     assert (await h.store.search_executions())[1] == 1
+
+
+# -- when (Kestra 2.0) -----------------------------------------------------------------------
+# Kestra: docs migration-guide/v2.0.0/trigger-conditions-redesign ("Webhook: filter by body",
+# "filter by header and body"; a Webhook's `when` sees `trigger.body` and `trigger.headers`)
+# and the Webhook's documented 204 when conditions are not met.
+
+
+def hook_with(extra: str) -> str:
+    return HOOK + textwrap.indent(textwrap.dedent(extra), "    ")
+
+
+async def test_when_on_the_body_starts_only_matching_requests(h: Harness) -> None:
+    source = hook_with("""\
+        when: "{{ trigger.body.hello == 'world' }}"
+    """).replace("trigger.body.user.name", "trigger.body.hello")
+    async with webhook_server(h, source) as (_, base):
+        status, body, _ = await call("POST", f"{base}/{KEY}", json={"hello": "world"})
+        assert status == 200, body
+        assert await messages(h, body["id"]) == ["Hello, world"]
+        status, body, _ = await call("POST", f"{base}/{KEY}", json={"hello": "there"})
+        assert (status, body) == (204, "")
+        status, body, _ = await call("POST", f"{base}/{KEY}")  # no body: `hello` undefined
+        assert (status, body) == (204, "")
+    assert (await h.store.search_executions())[1] == 1
+
+
+async def test_when_reads_headers_and_parameters(h: Harness) -> None:
+    """Headers and parameters are lists of values, as the execution sees them."""
+    source = hook_with("""\
+        when: >-
+          {{ trigger.headers['X-Event-Type'][0] == 'deploy'
+             and trigger.body.environment == 'production'
+             and trigger.parameters.source[0] == 'ci' }}
+    """)
+    deploy = {"X-Event-Type": "deploy"}
+    production = {"environment": "production", "user": {"name": "Ada"}}
+    async with webhook_server(h, source) as (_, base):
+        status, _, _ = await call("POST", f"{base}/{KEY}?source=ci", json=production)
+        assert status == 204  # no header
+        status, _, _ = await call(
+            "POST", f"{base}/{KEY}?source=cron", json=production, headers=deploy
+        )
+        assert status == 204
+        status, body, _ = await call(
+            "POST", f"{base}/{KEY}?source=ci", json=production, headers=deploy
+        )
+        assert status == 200, body
+        assert await messages(h, body["id"]) == ["Hello, Ada"]
+
+
+async def test_a_1x_expression_condition_reads_the_request_too(h: Harness) -> None:
+    """Kestra's Webhook example "condition_based_webhook_flow": an Expression condition sees
+    `trigger.body` (and the flow loads, with `conditions` reported deprecated)."""
+    source = hook_with("""\
+        conditions:
+          - type: io.kestra.plugin.core.condition.Expression
+            expression: "{{ trigger.body.user.name == 'Ada' }}"
+    """)
+    flow = load_flow(source, "hook.yaml")
+    assert [w.message for w in flow.warnings] == ["'conditions' is deprecated; use 'when'"]
+    async with webhook_server(h, source) as (_, base):
+        status, body, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Bob"}})
+        assert status == 204
+        status, body, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}})
+        assert status == 200, body
+
+
+async def test_a_when_that_cannot_be_rendered_answers_204_and_is_logged(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ConditionService: an error rendering `when` is logged and the event is skipped."""
+    source = hook_with("""\
+        when: "{{ trigger.body.user.name | nosuchfilter }}"
+    """)
+    async with webhook_server(h, source) as (_, base):
+        with caplog.at_level(logging.ERROR, logger="daemon.engine.supervisor"):
+            status, body, _ = await call("POST", f"{base}/{KEY}", json={"user": {"name": "Ada"}})
+    assert (status, body) == (204, "")
+    assert (await h.store.search_executions())[1] == 0
+    assert any(
+        r.getMessage().startswith("ns.hook trigger webhook when: ")
+        and "cannot be rendered" in r.getMessage()
+        for r in caplog.records
+    )

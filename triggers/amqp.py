@@ -40,7 +40,7 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.execution import new_id
 from daemon.sdk.files import StorageError
 from daemon.sdk.ion import dumps
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import templated_values, with_rendered
 
 if TYPE_CHECKING:
@@ -146,14 +146,14 @@ class AmqpTrigger(AmqpConnection, Trigger):
             )
             ctx.count_rejected()
             return None
-        moment = ConditionContext(
-            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
-        )
-        if not await self.conditions_hold(moment):
-            ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-            ctx.count_rejected()
-            return None
         return fields
+
+    async def _admitted(self, ctx: TriggerContext, variables: dict[str, Any], where: str) -> bool:
+        if await self.admits(ctx, variables):
+            return True
+        ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
+        ctx.count_rejected()
+        return False
 
     async def _consume(
         self,
@@ -182,7 +182,7 @@ class RealtimeTrigger(AmqpTrigger):
         async with queue.iterator(no_ack=self.auto_ack, consumer_tag=self.consumer_tag) as it:
             async for message in it:
                 fields = await self._decode(message, ctx, where)
-                if fields is not None:
+                if fields is not None and await self._admitted(ctx, fields, where):
                     key = markers.known(message) or new_id()
                     if not self.auto_ack:
                         await markers.remember([message], key)
@@ -227,7 +227,7 @@ class AmqpBatchTrigger(AmqpTrigger):
                 if fields is not None:
                     groups.setdefault(markers.known(message) or fresh, []).append((message, fields))
             for key, members in groups.items():
-                await self._flush(key, members, emit, ctx, markers)
+                await self._flush(key, members, emit, ctx, markers, where)
             if not self.auto_ack:
                 for message in batch:
                     await message.ack()
@@ -240,6 +240,7 @@ class AmqpBatchTrigger(AmqpTrigger):
         emit: Emit,
         ctx: TriggerContext,
         markers: Markers,
+        where: str,
     ) -> None:
         flow = ctx.flow
         prefix = f"/{flow.namespace.replace('.', '/')}/{flow.id}/triggers/{self.id}"
@@ -248,6 +249,9 @@ class AmqpBatchTrigger(AmqpTrigger):
             uri = await ctx.files.put(lines, prefix=prefix, name=f"{uuid.uuid4().hex}.ion")
         except StorageError as exc:
             raise ConnectionError(f"cannot store the batch: {exc}") from None
+        variables = {"uri": uri, "count": len(members)}
+        if not await self._admitted(ctx, variables, where):
+            return
         if not self.auto_ack:
             await markers.remember([message for message, _ in members], key)
-        await emit({}, {"uri": uri, "count": len(members)}, key=key)
+        await emit({}, variables, key=key)

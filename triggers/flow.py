@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from daemon.sdk.cache import BoundedCache
 from daemon.sdk.context import TriggerContext
@@ -30,9 +30,7 @@ from triggers.flow_depends import (
     Dependency,
     DependsOn,
     Mode,
-    as_expression,
     by_flow,
-    expression_holds,
     upstream_variables,
 )
 from triggers.flow_preconditions import Preconditions, labels_of
@@ -91,7 +89,9 @@ class FlowTrigger(Trigger):
     """Kestra's Flow trigger: start this flow when executions of other flows end.
 
     One execution per matching ended execution, or once `dependsOn` (or `preconditions`)
-    are met within their window.
+    are met within their window. Its `when` renders against the upstream execution
+    (`namespace`, `flowId`, `state`, `labels`, `outputs`, `hasRetryAttempt`, and `flow`,
+    `execution`, `inputs` as a task of it would see them).
 
     An execution of this very flow never counts, whatever the conditions: Kestra refuses
     recursive flow triggers too, since each run would start the next.
@@ -107,10 +107,6 @@ class FlowTrigger(Trigger):
         default_factory=lambda: [s for s in State if s.terminated] + [State.PAUSED]
     )
     """The states of upstream executions the trigger looks at: terminal ones and PAUSED."""
-    when: str = "true"
-    """An expression rendered against the upstream execution (`flow` is the upstream flow,
-    `execution` the upstream execution, `labels` and `outputs` its own); the trigger fires
-    only when it is truthy."""
     depends_on: list[Dependency] | None = None
     """Upstream executions to wait for; `mode` says how many must be met in `window`."""
     window: Window | None = None
@@ -119,13 +115,12 @@ class FlowTrigger(Trigger):
     """ALL, ANY or AT_LEAST `minSatisfied` of `dependsOn` must be met in the window."""
     min_satisfied: int | None = Field(default=None, gt=0)
     """With `mode: AT_LEAST`: how many of `dependsOn` must be met."""
+    conditions: Annotated[list[Condition], Deprecated("use 'dependsOn' and 'when'")] = Field(
+        default_factory=list
+    )
+    """Kestra 1.x: conditions the ended execution must meet (MultipleCondition included)."""
     preconditions: Annotated[Preconditions | None, Deprecated("use 'dependsOn'")] = None
     """Kestra 1.x: upstream flows and filters that must all be met within a time window."""
-
-    @field_validator("when", mode="before")
-    @classmethod
-    def _when_as_text(cls, value: Any) -> Any:
-        return as_expression(value)
 
     @model_validator(mode="after")
     def _depends_on_rules(self) -> FlowTrigger:
@@ -199,14 +194,14 @@ class FlowTrigger(Trigger):
             "outputs": doc.get("outputs") or {},
         }
         render_variables = _render_variables(ended, variables, ctx)
+        upstream = upstream_variables(doc, ended.task_outputs)
+        # `when` (the base class's) renders against the upstream execution, as Kestra
+        # documents it for Flow triggers; 1.x conditions with the trigger's variables.
         holds = ConditionContext(
             ctx.flow.namespace, ctx.flow.id, date=when, execution=doc, render=ctx.render,
-            variables=render_variables,
+            variables=render_variables, when_variables=upstream, logger=ctx.logger,
         )  # fmt: skip
         if not await self.conditions_hold(holds):
-            return
-        upstream = upstream_variables(doc, ended.task_outputs)
-        if not await expression_holds(self.when, upstream, ctx, f"trigger {self.id} when"):
             return
         outputs = await self._windows_met(ended, when, holds, upstream, ctx)
         if outputs is None:

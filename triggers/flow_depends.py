@@ -99,11 +99,18 @@ class DependsOn:
 
 
 def upstream_variables(doc: Mapping[str, Any], task_outputs: dict[str, Any]) -> dict[str, Any]:
-    """What a `when` renders with: the upstream execution, as Kestra documents it (`flow` is
-    the upstream flow, `execution` the upstream execution with its flow outputs under
-    `execution.outputs`, `labels` its labels, `outputs` its task outputs)."""
+    """What a `when` renders with: the upstream execution, as Kestra documents it (the 2.0
+    migration guide's "when expression context": `namespace`, `flowId`, `state`, `labels`,
+    `outputs` its task outputs, `hasRetryAttempt` whether a task run of it was attempted
+    again; and Flow.java's examples: `flow` is the upstream flow, `execution` the upstream
+    execution with its flow outputs under `execution.outputs`)."""
     state = doc["state"]
+    retried = any(len(run.get("attempts") or []) > 1 for run in doc.get("taskRunList") or [])
     return {
+        "namespace": doc["namespace"],
+        "flowId": doc["flowId"],
+        "state": state["current"],
+        "hasRetryAttempt": retried,
         "flow": {
             "id": doc["flowId"],
             "namespace": doc["namespace"],

@@ -88,13 +88,14 @@ class Delivery:
     async def deleted(self, path: str) -> None:
         if not self.trigger.fires_on("DELETE"):
             return
+        variables = self.trigger.variables(
+            [{**file_doc(path, None, None, None), "changeType": "DELETE"}]
+        )
+        if not await self.trigger.admits(self.ctx, variables):
+            self._refused([path])
+            return
         try:
-            await self.emit(
-                {},
-                self.trigger.variables(
-                    [{**file_doc(path, None, None, None), "changeType": "DELETE"}]
-                ),
-            )
+            await self.emit({}, variables)
         except PodiumError as exc:
             self.ctx.logger.error("%s: no execution for deleted %s: %s", self.where, path, exc)
 
@@ -191,10 +192,16 @@ class Delivery:
                 return True
             try:
                 docs = [await self._stored(c) for c in taken]
-                execution = await self.emit({}, self.trigger.variables(docs), key=batch)
+                variables = self.trigger.variables(docs)
+                # Refused by `when` or conditions: settled all the same, the action runs
+                # (Kestra's polling trigger moves or deletes files before they are tested).
+                if not await self.trigger.admits(self.ctx, variables):
+                    self._refused([c.path for c in taken])
+                    carried = {c.path for c in taken}
+                else:
+                    carried = _paths_of(await self.emit({}, variables, key=batch))
             except Exception as exc:
                 return await self._failed(taken, exc)
-            carried = _paths_of(execution)
             for c in taken:
                 await state.set(key("pending", c.path, c.digest), {})
                 if c.attempt:
@@ -210,6 +217,14 @@ class Delivery:
             batch = new_id()
             for c in chunk:
                 c.claims, c.batch = (), None
+
+    def _refused(self, paths: list[str]) -> None:
+        self.ctx.logger.info(
+            "%s: the trigger's conditions do not hold; %s starts no execution",
+            self.where,
+            ", ".join(paths),
+        )
+        self.ctx.count_rejected()
 
     async def _failed(self, chunk: list[_Claimed], exc: Exception) -> bool | Literal["again"]:
         state, key = self.ctx.state, self.ctx.state_key

@@ -57,7 +57,7 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.errors import PodiumError
 from daemon.sdk.execution import new_id
 from daemon.sdk.files import StorageError
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Dynamic, has_template, templated_values, with_rendered
 from daemon.sdk.retry import Backoff
 from daemon.sdk.state import iso
@@ -393,8 +393,8 @@ class MqttTrigger(Trigger):
         self, item: Received, session: Session, ctx: TriggerContext, client_id: str, where: str
     ) -> tuple[Any, str] | None:
         """The decoded payload and the message's digest; None when there is nothing to do
-        (malformed, conditions not met, or a redelivery whose execution exists): the
-        message is acknowledged here then."""
+        (malformed, or a redelivery whose execution exists): the message is acknowledged
+        here then."""
         try:
             payload, digest = await asyncio.to_thread(_decode_and_digest, item, self.serde_type)
         except (ValueError, RecursionError) as exc:
@@ -404,19 +404,6 @@ class MqttTrigger(Trigger):
                 where,
                 item.topic,
                 exc,
-            )
-            ctx.count_rejected()
-            session.ack(item)
-            return None
-        moment = ConditionContext(
-            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
-        )
-        if not await self.conditions_hold(moment):
-            ctx.logger.info(
-                "%s: the trigger's conditions do not hold; the message on topic "
-                "'%s' starts no execution",
-                where,
-                item.topic,
             )
             ctx.count_rejected()
             session.ack(item)
@@ -506,19 +493,27 @@ class RealtimeTrigger(MqttTrigger):
             if read is None:
                 continue
             payload, digest = read
+            variables = {
+                "id": item.mid,
+                "topic": item.topic,
+                "qos": item.qos,
+                "retain": item.retain,
+                "payload": payload,
+            }
+            if not await self.admits(ctx, variables):
+                ctx.logger.info(
+                    "%s: the trigger's conditions do not hold; the message on topic "
+                    "'%s' starts no execution",
+                    where,
+                    item.topic,
+                )
+                ctx.count_rejected()
+                session.ack(item)
+                continue
             await self._mark(
                 ctx, client_id, item, digest, ctx.clock.now(), {"topic": item.topic, "id": item.mid}
             )
-            await emit(
-                {},
-                {
-                    "id": item.mid,
-                    "topic": item.topic,
-                    "qos": item.qos,
-                    "retain": item.retain,
-                    "payload": payload,
-                },
-            )
+            await emit({}, variables)
             session.ack(item)
 
 
@@ -598,6 +593,18 @@ class MqttBatchTrigger(MqttTrigger):
             for item, payload, _ in batch
         ]
         uri = await self._stored(records, ctx, where)
+        variables = {"uri": uri, "messagesCount": len(batch)}
+        if not await self.admits(ctx, variables):
+            ctx.logger.info(
+                "%s: the trigger's conditions do not hold; the batch of %d messages starts "
+                "no execution",
+                where,
+                len(batch),
+            )
+            ctx.count_rejected()
+            for item, _, _ in batch:
+                session.ack(item)
+            return
         since = ctx.clock.now()
         await asyncio.gather(
             *(
@@ -605,7 +612,7 @@ class MqttBatchTrigger(MqttTrigger):
                 for item, _, digest in batch
             )
         )
-        await emit({}, {"uri": uri, "messagesCount": len(batch)})
+        await emit({}, variables)
         for item, _, _ in batch:
             session.ack(item)
 

@@ -39,7 +39,7 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.files import StorageError
 from daemon.sdk.ion import dumps
 from daemon.sdk.natsconn import DeliverPolicy, connect, consumer_config, message
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Dynamic, templated_values, with_rendered
 
 if TYPE_CHECKING:
@@ -123,11 +123,8 @@ class NatsTrigger(Trigger):
                 raise ConnectionError("the connection closed") from None
             return []
 
-    async def _accepted(self, ctx: TriggerContext, where: str) -> bool:
-        moment = ConditionContext(
-            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
-        )
-        if await self.conditions_hold(moment):
+    async def _accepted(self, ctx: TriggerContext, variables: dict[str, Any], where: str) -> bool:
+        if await self.admits(ctx, variables):
             return True
         ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
         ctx.count_rejected()
@@ -161,9 +158,10 @@ class RealtimeTrigger(NatsTrigger):
     ) -> None:
         while True:
             for msg in await self._fetch(sub, nc, self.batch_size, FETCH_WAIT):
-                if await self._accepted(ctx, where):
+                variables = message(msg)
+                if await self._accepted(ctx, variables, where):
                     key = f"{epoch}:{msg.metadata.sequence.stream}"
-                    await emit({}, message(msg), key=key)
+                    await emit({}, variables, key=key)
                 await msg.ack()
 
 
@@ -202,10 +200,6 @@ class NatsBatchTrigger(NatsTrigger):
     async def _flush(
         self, batch: list[Msg], emit: Emit, ctx: TriggerContext, epoch: str, where: str
     ) -> None:
-        if not await self._accepted(ctx, where):
-            for msg in batch:
-                await msg.ack()
-            return
         first = batch[0].metadata.sequence.stream
         last = batch[-1].metadata.sequence.stream
         flow = ctx.flow
@@ -217,11 +211,12 @@ class NatsBatchTrigger(NatsTrigger):
             for msg in batch:
                 await msg.nak()
             raise ConnectionError(f"cannot store the batch: {exc}") from None
-        execution = await emit(
-            {},
-            {"uri": uri, "messagesCount": len(batch), "lastSequence": last},
-            key=f"{epoch}:{first}",
-        )
+        variables = {"uri": uri, "messagesCount": len(batch), "lastSequence": last}
+        if not await self._accepted(ctx, variables, where):
+            for msg in batch:
+                await msg.ack()
+            return
+        execution = await emit({}, variables, key=f"{epoch}:{first}")
         stored = (execution.trigger or {}).get("variables", {}).get("lastSequence", last)
         for msg in batch:
             if msg.metadata.sequence.stream <= stored:

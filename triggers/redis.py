@@ -42,7 +42,7 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.execution import new_id
 from daemon.sdk.files import StorageError
 from daemon.sdk.ion import dumps
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Dynamic, templated_values, with_rendered
 
 if TYPE_CHECKING:
@@ -171,13 +171,6 @@ class RedisListTrigger(Trigger):
                     exc,
                 )
                 ctx.count_rejected()
-        moment = ConditionContext(
-            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
-        )
-        if values and not await self.conditions_hold(moment):
-            ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-            ctx.count_rejected()
-            values = []
         if values:
             await self._emit(emit, ctx, values, f"{epoch}:{seq}", where)
         await uncancelled(client.hdel(keys["inflight"], seq))
@@ -186,6 +179,13 @@ class RedisListTrigger(Trigger):
         self, emit: Emit, ctx: TriggerContext, values: list[Any], key: str, where: str
     ) -> None:
         raise NotImplementedError
+
+    async def _admitted(self, ctx: TriggerContext, variables: dict[str, Any], where: str) -> bool:
+        if await self.admits(ctx, variables):
+            return True
+        ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
+        ctx.count_rejected()
+        return False
 
 
 class RealtimeTrigger(RedisListTrigger):
@@ -222,7 +222,8 @@ class RealtimeTrigger(RedisListTrigger):
         self, emit: Emit, ctx: TriggerContext, values: list[Any], key: str, where: str
     ) -> None:
         for value in values:
-            await emit({}, {"value": value}, key=key)
+            if await self._admitted(ctx, {"value": value}, where):
+                await emit({}, {"value": value}, key=key)
 
 
 class ListTrigger(RedisListTrigger):
@@ -280,4 +281,6 @@ class ListTrigger(RedisListTrigger):
         except StorageError as exc:
             # Kept in flight: the batch is emitted again after the next reconnect.
             raise ConnectionError(f"cannot store the batch: {exc}") from None
-        await emit({}, {"uri": uri, "count": len(values)}, key=key)
+        variables = {"uri": uri, "count": len(values)}
+        if await self._admitted(ctx, variables, where):
+            await emit({}, variables, key=key)

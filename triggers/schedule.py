@@ -25,7 +25,7 @@ from pydantic import (
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Model, has_template
 from daemon.sdk.state import iso
 
@@ -217,11 +217,10 @@ class _Scheduler:
             self.ctx.logger.error("%s: slot %s not run: %s", self.where, variables["date"], exc)
 
     async def _holds(self, slot: datetime) -> bool:
-        flow = self.ctx.flow
+        """The slot's `when` and conditions hold: `when` sees it as `trigger.date`, as the
+        execution would (Kestra: a slot it refuses is skipped, as a condition's)."""
         moment = slot.astimezone(self.slots.zone)
-        return await self.trigger.conditions_hold(
-            ConditionContext(flow.namespace, flow.id, date=moment, render=self.ctx.render)
-        )
+        return await self.trigger.admits(self.ctx, {"date": self._local(slot)}, moment)
 
     async def _neighbour(self, slot: datetime, *, forward: bool) -> datetime | None:
         """`trigger.next` / `trigger.previous`: the nearest slot whose conditions hold."""

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.errors import InputError, TemplateError
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import has_template
 from daemon.sdk.state import iso
 
@@ -115,9 +115,8 @@ class ScheduleOnDates(Trigger):
         if not await ctx.state.claim(ctx.state_key("date", _utc(moment))):
             return
         local = moment.astimezone(zone) if zone is not None else moment
-        context = ConditionContext(ctx.flow.namespace, ctx.flow.id, date=local, render=ctx.render)
-        if await self.conditions_hold(context):
-            variables = {"date": iso(local)}
+        variables = {"date": iso(local)}
+        if await self.admits(ctx, variables, local):
             inputs = self.inputs
             try:
                 if has_template(inputs):

@@ -25,7 +25,7 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.errors import TaskFailed
 from daemon.sdk.ion import dumps
 from daemon.sdk.pgtls import pem_tls
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Dynamic, templated_values, with_rendered
 from daemon.sdk.sqldb import Target, jsonable, parse_mysql, parse_target
 
@@ -99,13 +99,6 @@ class SqlTrigger(Trigger):
         ctx: TriggerContext,
         where: str,
     ) -> None:
-        moment = ConditionContext(
-            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
-        )
-        if not await self.conditions_hold(moment):
-            ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-            ctx.count_rejected()
-            return
         if fetch_type == "FETCH_ONE":
             variables: dict[str, Any] = {"row": rows[0], "size": 1}
         elif fetch_type == "FETCH":
@@ -116,6 +109,10 @@ class SqlTrigger(Trigger):
             lines = "".join(dumps(row) + "\n" for row in rows).encode()
             uri = await ctx.files.put(lines, prefix=prefix, name=f"{uuid.uuid4().hex}.ion")
             variables = {"uri": uri, "size": len(rows)}
+        if not await self.admits(ctx, variables):
+            ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
+            ctx.count_rejected()
+            return
         await emit({}, variables)
 
     def _address(self) -> str:

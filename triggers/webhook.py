@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.errors import InputError, PodiumError
-from daemon.sdk.plugin import ConditionContext, Emit, Trigger
+from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Dynamic, has_template
 
 if TYPE_CHECKING:
@@ -107,10 +107,7 @@ class Webhook(Trigger):
         from aiohttp import web
 
         variables = await _request_variables(request)
-        when = ConditionContext(
-            ctx.flow.namespace, ctx.flow.id, date=ctx.clock.now(), render=ctx.render
-        )
-        if not await self.conditions_hold(when):
+        if not await self.admits(ctx, variables):  # Kestra: 204, "conditions not met"
             ctx.count_rejected()
             return web.Response(status=204)
         idempotency = request.headers.get("Idempotency-Key")

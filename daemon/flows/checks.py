@@ -17,7 +17,7 @@ from daemon.sdk import yamlpos
 from daemon.sdk.capabilities import Advises, StartsFlows
 from daemon.sdk.errors import Problem
 from daemon.sdk.plugin import Task
-from daemon.sdk.properties import Dynamic
+from daemon.sdk.properties import EXPRESSION, Dynamic
 
 Uid = tuple[str, str]
 
@@ -208,7 +208,7 @@ def _templated_strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
                 continue
             key = field.alias or name
             item = getattr(value, name)
-            if Dynamic in field.metadata:
+            if Dynamic in field.metadata or EXPRESSION in field.metadata:
                 yield from _texts(item, path + (key,))
             else:
                 yield from _templated_strings(item, path + (key,))

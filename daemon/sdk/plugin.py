@@ -21,13 +21,24 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from daemon.sdk.durations import Duration
-from daemon.sdk.properties import ID_PATTERN, Dynamic, Labels, Model, NewerName, has_template
+from daemon.sdk.properties import (
+    EXPRESSION,
+    ID_PATTERN,
+    Deprecated,
+    Dynamic,
+    Labels,
+    Model,
+    NewerName,
+    has_template,
+)
 from daemon.sdk.retry import RetryModel
-from daemon.sdk.state import State
+from daemon.sdk.state import State, iso
+from daemon.sdk.truth import truthy
 
 if TYPE_CHECKING:
     from daemon.sdk.context import RunContext, TriggerContext
@@ -197,11 +208,15 @@ class Emit(Protocol):
 
 @dataclass(frozen=True)
 class ConditionContext:
-    """What a condition may look at: the flow, the moment (schedules), an ended execution.
+    """What a trigger's `when` and conditions may look at: the flow, the moment (schedules),
+    an ended execution, and the event's variables.
 
-    `render` (the trigger's renderer) and `variables` (what the trigger exposes, e.g. the
-    Flow trigger's `trigger.outputs`) are there for conditions written as expressions;
+    `render` (the trigger's renderer) and `variables` (what the trigger exposes, as
+    `{"trigger": {...}}`: a webhook's body, a schedule's date) are there for expressions;
     a caller with nothing to render with leaves `render` None and such conditions fail.
+    `when_variables` replace `variables` for the trigger's own `when` where Kestra renders
+    it with other ones (the Flow trigger's: the upstream execution). `logger` says why a
+    `when` was not evaluated.
     """
 
     namespace: str
@@ -210,6 +225,8 @@ class ConditionContext:
     execution: Mapping[str, Any] | None = None
     render: Callable[[Any, Mapping[str, Any]], Any] | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
+    when_variables: Mapping[str, Any] | None = None
+    logger: logging.Logger = log
 
 
 class Condition(Model):
@@ -267,6 +284,11 @@ def all_hold(conditions: Sequence[Condition], ctx: ConditionContext, trigger_id:
     return True
 
 
+def when_text(value: Any) -> Any:
+    """An expression property written as a YAML boolean (`when: true`) is its text."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
 class Trigger(Model):
     """A trigger plug-in: `run` lives as long as its flow is loaded, calling `emit` per event.
 
@@ -286,8 +308,13 @@ class Trigger(Model):
     """Free text shown in the UI."""
     disabled: bool = False
     """A disabled trigger starts no execution."""
-    conditions: list[Condition] = Field(default_factory=list)
-    """Conditions that must all hold for an event to start an execution."""
+    when: Annotated[str | None, EXPRESSION] = None
+    """An expression rendered for each event (Kestra 2.0), with the event's variables as
+    `trigger` (a Schedule's `trigger.date`, a Webhook's `trigger.body` and
+    `trigger.headers`, a message's `trigger.payload`...); the event starts an execution
+    only when it renders truthy. One that cannot be rendered is logged and starts none."""
+    conditions: Annotated[list[Condition], Deprecated("use 'when'")] = Field(default_factory=list)
+    """Conditions that must all hold for an event to start an execution (Kestra 1.x)."""
     labels: Labels = Field(default_factory=dict)
     """Labels added to each execution this trigger starts."""
     stop_after: list[str] | None = None
@@ -300,13 +327,58 @@ class Trigger(Model):
     ) -> Any:
         return _by_type("trigger", Trigger, cls, data, handler, info)
 
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when_as_text(cls, value: Any) -> Any:
+        """A `when` written as a YAML boolean is its text, as Jackson reads it into a String."""
+        return when_text(value)
+
     async def conditions_hold(self, ctx: ConditionContext) -> bool:
-        """All the trigger's conditions hold. A condition written as an expression may call
-        a function that reads the store (`kv()`, `read()`, as Kestra's run context offers
-        them to conditions): it renders on a thread, the loop answering that read."""
-        if not self.conditions:
-            return True
-        return all(await each_holds([self.conditions], ctx, self.id))
+        """The trigger's `when` renders truthy and all its conditions hold (Kestra's
+        ConditionService: `when` first). An expression may call a function that reads the
+        store (`kv()`, `read()`, as Kestra's run context offers them): it renders on a
+        thread, the loop answering that read."""
+        when = self.when
+        renders = when is not None and has_template(when)
+        if not renders and not any(c.renders for c in self.conditions):
+            return self._holds(ctx)
+        return await asyncio.to_thread(self._holds, ctx)
+
+    async def admits(
+        self, ctx: TriggerContext, variables: Mapping[str, Any], date: datetime | None = None
+    ) -> bool:
+        """`conditions_hold` for one event whose `trigger.*` variables are `variables`, at
+        `date` (now by default): what a trigger asks just before it emits them."""
+        flow = ctx.flow
+        holds = ConditionContext(
+            flow.namespace, flow.id, date=date or ctx.clock.now(), render=ctx.render,
+            variables={"trigger": dict(variables)}, logger=ctx.logger,
+        )  # fmt: skip
+        return await self.conditions_hold(holds)
+
+    def _holds(self, ctx: ConditionContext) -> bool:
+        return self._when_holds(ctx) and all_hold(self.conditions, ctx, self.id)
+
+    def _when_holds(self, ctx: ConditionContext) -> bool:
+        """Kestra's ConditionService.isValid: a falsy `when` skips the event; one that cannot
+        be rendered is the flow's misconfiguration, logged, and skips it too."""
+        when = self.when
+        if when is None or not has_template(when):
+            return when is None or truthy(when)
+        variables = ctx.when_variables
+        if variables is None:
+            variables = {"trigger": {"date": iso(ctx.date)}} if ctx.date else {}
+            variables = {**variables, **ctx.variables}
+        try:
+            if ctx.render is None:
+                raise ValueError("this trigger cannot render expressions")
+            return truthy(ctx.render(when, dict(variables)))
+        except Exception as exc:
+            ctx.logger.error(
+                "%s.%s trigger %s when: %r cannot be rendered, counted false: %s",
+                ctx.namespace, ctx.flow_id, self.id, when, exc,
+            )  # fmt: skip
+            return False
 
     def exclusive(self) -> bool:
         """True when, in a cluster, only one node at a time may run this trigger: one that

@@ -50,6 +50,16 @@ Dynamic = WrapValidator(_defer_templates)
 
 
 @dataclass(frozen=True)
+class Expression:
+    """Marks a property that is one expression evaluated apart, when its moment comes (a
+    trigger's or a check's `when`): its syntax is checked when the flow loads, as a
+    `Dynamic` property's, but it is never rendered along with those."""
+
+
+EXPRESSION = Expression()
+
+
+@dataclass(frozen=True)
 class Deprecated:
     """Marks a property Kestra still accepts in a deprecated form: a flow that sets it loads,
     with a warning saying what to write instead (`podium validate` prints it, the API shows
