@@ -349,7 +349,7 @@ async def execution_file(request: web.Request) -> str:
         404: error("No such flow"),
         409: error("The flow is disabled"),
         415: error("Unknown body type"),
-        422: error("Inputs that do not fit the flow"),
+        422: error("Inputs that do not fit the flow, or the flow's checks blocking them"),
     },
 )
 async def create_execution(request: web.Request) -> web.Response:
@@ -364,7 +364,7 @@ async def create_execution(request: web.Request) -> web.Response:
     async with Uploads(engine.data_dir / "uploads") as uploads:
         inputs = await read_inputs(request, uploads)
         refuse_server_paths(flow, inputs, uploads)
-        execution = await engine.submit(flow, inputs, labels=labels)
+        execution = await engine.submit(flow, inputs, labels=labels, checks=True)
     if wait:
         execution = await engine.wait(execution.id)
     return json_response(masked_json(request, execution))

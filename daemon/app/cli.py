@@ -325,7 +325,8 @@ async def _run(args: argparse.Namespace) -> int:
     engine.subscribe(progress.event)
     try:
         try:
-            execution = await engine.submit(flow, inputs)
+            # A run asked for by hand, as the API's: the flow's `checks` apply.
+            execution = await engine.submit(flow, inputs, checks=True)
         except InputError as exc:
             print(f"podium: {exc}", file=sys.stderr)
             return EXIT_INVALID

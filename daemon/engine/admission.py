@@ -31,7 +31,10 @@ class Admission:
 
     def admit(self, flow: Flow, execution: Execution, running: int, now: datetime) -> bool:
         """True: start it now. False: it was QUEUED (kept here) or refused (its state says
-        which: CANCELLED or FAILED, with its error set)."""
+        which: CANCELLED or FAILED, with its error set). One created ended (FAILED by its
+        flow's checks) has nothing to run."""
+        if execution.state.current.terminated:
+            return False
         limit = _limit(flow, execution)
         if limit is None or self._active[flow.uid] < limit.limit:
             if self.max_executions and running + self._starting >= self.max_executions:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from daemon.engine import flow_checks
+from daemon.engine.contexts import ExecutionLog
 from daemon.engine.dispatcher import Dispatcher
 from daemon.engine.resources import Resources
 from daemon.flows.catalog import FlowCatalog
@@ -50,12 +52,15 @@ class Submitter:
         labels: Mapping[str, str] | None = None,
         parent: dict[str, Any] | None = None,
         execution_id: str | None = None,
+        checks: bool = False,
     ) -> Execution:
         """Create one execution of `flow`, durably, and start it (or queue/refuse it).
 
         `trigger` is Kestra's execution trigger: `{"id", "type", "variables"}`; flows read
         its variables as `trigger.*`. With an `execution_id`, when that execution exists
-        already it is returned and nothing starts.
+        already it is returned and nothing starts. With `checks` (an execution asked for
+        through the API, as Kestra's ExecutionController tests them) the flow's `checks`
+        may refuse it (ChecksBlocked) or create it FAILED.
         """
         if flow.disabled:
             raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
@@ -67,7 +72,9 @@ class Submitter:
                 "itself through an expression?)"
             )
         if execution_id is None:
-            return await self._submit(flow, inputs, trigger, labels, parent, new_id(), False)
+            return await self._submit(
+                flow, inputs, trigger, labels, parent, new_id(), False, checks
+            )
         pending = self._submitting.get(execution_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -75,7 +82,7 @@ class Submitter:
         self._submitting[execution_id] = future
         try:
             execution = await self._submit(
-                flow, inputs, trigger, labels, parent, execution_id, True
+                flow, inputs, trigger, labels, parent, execution_id, True, checks
             )
         except BaseException as exc:
             future.set_exception(exc)
@@ -151,6 +158,7 @@ class Submitter:
         parent: dict[str, Any] | None,
         execution_id: str,
         idempotent: bool,
+        checks: bool = False,
     ) -> Execution:
         if idempotent:
             existing = await self._dispatcher.existing(execution_id)
@@ -181,6 +189,10 @@ class Submitter:
             )
         else:
             values = coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
+        failed = await flow_checks.failed_checks(flow, values, self._resources) if checks else []
+        verdict = flow_checks.behavior(failed)
+        if verdict == "BLOCK_EXECUTION":
+            raise flow_checks.ChecksBlocked([c.message for c in failed])
         if flow.revision is None:
             flow.revision = await self._resources.store.save_flow(
                 flow.namespace, flow.id, flow.source
@@ -196,4 +208,10 @@ class Submitter:
             trigger=trigger,
             parent=parent,
         )
+        if verdict == "FAIL_EXECUTION":  # created ended: nothing runs, nothing admits it
+            execution.error = f"{flow_checks.FAILED} Failed checks: " + ", ".join(
+                c.message for c in failed
+            )
+            execution.state.set(State.FAILED, self._resources.clock.now())
+            ExecutionLog(self._resources, execution, None).warning(flow_checks.FAILED)
         return await self._dispatcher.create(flow, execution, idempotent=idempotent)

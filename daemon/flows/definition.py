@@ -13,7 +13,7 @@ from daemon.sdk.durations import Duration
 from daemon.sdk.errors import Problem
 from daemon.sdk.inputs import InputSpec
 from daemon.sdk.plugin import Condition, Task, Trigger
-from daemon.sdk.properties import Deprecated, Dynamic, Labels, Model
+from daemon.sdk.properties import EXPRESSION, Deprecated, Dynamic, Labels, Model
 from daemon.sdk.retry import RetryModel
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
@@ -80,6 +80,38 @@ class SLA(Model):
         return self
 
 
+class Check(Model):
+    """One entry of Kestra's flow `checks`: an expression rendered with the inputs of an
+    execution asked for through the API, before it exists; when it is not true, `message`
+    is shown and `behavior` says what happens: BLOCK_EXECUTION (none is created),
+    FAIL_EXECUTION (it is created FAILED, nothing runs) or CREATE_EXECUTION (it runs)."""
+
+    when: Annotated[str | None, EXPRESSION] = None
+    """The expression that must render true (Kestra 2.0's name for `condition`)."""
+    condition: Annotated[str | None, EXPRESSION, Deprecated("use 'when'")] = None
+    """Kestra 1.x: the expression that must render true."""
+    message: str = Field(min_length=1)
+    """Shown when the expression is not true."""
+    style: Literal["ERROR", "SUCCESS", "WARNING", "INFO"] = "INFO"
+    """How the UI shows the message."""
+    behavior: Literal["BLOCK_EXECUTION", "FAIL_EXECUTION", "CREATE_EXECUTION"] = "BLOCK_EXECUTION"
+    """What happens when the expression is not true."""
+
+    @model_validator(mode="after")
+    def _one_expression(self) -> Check:
+        if self.when is None and self.condition is None:
+            raise ValueError("missing required property 'when'")
+        if self.when is not None and self.condition is not None:
+            raise ValueError("set 'when' or its older name 'condition', not both")
+        if not (self.when or self.condition or "").strip():
+            raise ValueError("'when' must not be empty")
+        return self
+
+    @property
+    def expression(self) -> str:
+        return self.when if self.when is not None else self.condition or ""
+
+
 class Flow(Model):
     """A loaded, valid flow. `source` is the YAML text it came from; `warnings` are the
     deprecated forms it uses (it loads, and says what to write instead)."""
@@ -120,6 +152,9 @@ class Flow(Model):
     """Deadlines (MAX_DURATION) and assertions (EXECUTION_ASSERTION) the execution must meet."""
     concurrency: Concurrency | None = None
     """How many executions of this flow may run at once, and what happens to more."""
+    checks: list[Check] = Field(default_factory=list)
+    """Conditions on the inputs of an execution asked for through the API, tested before it
+    is created: each may block it, create it FAILED, or only show its message."""
     plugin_defaults: list[PluginDefault] = Field(
         default_factory=list, validation_alias=AliasChoices("pluginDefaults", "taskDefaults")
     )
