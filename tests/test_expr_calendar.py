@@ -52,6 +52,16 @@ def render(r: Renderer, template: str, **variables: Any) -> str:
         ("{{ isDayWeekInMonth('2025-01-31', 'FRIDAY', 'LAST') }}", "true"),
         ("{{ isDayWeekInMonth('2025-01-24', 'FRIDAY', 'LAST') }}", "false"),
         ("{{ isDayWeekInMonth(date='2025-01-06', dayOfWeek='MONDAY', position='FIRST') }}", "true"),
+        # isLastWorkingDay (docs expressions > functions > dates; the 2.0 migration guide's
+        # "New Pebble helper functions"): Monday to Friday by default. May 2025 ends on a
+        # Saturday, so its last working day is Friday the 30th.
+        ("{{ isLastWorkingDay('2025-05-30') }}", "true"),
+        ("{{ isLastWorkingDay('2025-05-31') }}", "false"),
+        ("{{ isLastWorkingDay('2025-05-29T18:00:00+02:00') }}", "false"),
+        ("{{ isLastWorkingDay('2025-06-30') }}", "true"),
+        ("{{ isLastWorkingDay('2025-05-29', 'MONDAY,TUESDAY,WEDNESDAY,THURSDAY') }}", "true"),
+        ("{{ isLastWorkingDay('2025-05-31', 'monday, saturday') }}", "true"),
+        ("{{ isLastWorkingDay('2025-05-26', ['MONDAY']) }}", "true"),
     ],
 )
 def test_calendar_functions_answer_as_kestra_s(r: Renderer, template: str, expected: str) -> None:
@@ -94,6 +104,11 @@ def test_dates_from_the_context_are_read_in_their_own_offset(r: Renderer) -> Non
             "invalid 'position' value: 'FIFTH'. Expected one of: FIRST, SECOND, THIRD, "
             "FOURTH, LAST.",
         ),
+        (
+            "{{ isLastWorkingDay('2025-05-30', 'MONDAY,FUNDAY') }}",
+            "invalid 'workingDays' value: 'MONDAY,FUNDAY'. Expected day names among: MONDAY",
+        ),
+        ("{{ isLastWorkingDay() }}", "The 'isLastWorkingDay()' function expects a 'date'"),
         (
             "{{ isDayWeekInMonth('2025-01-06', 'MONDAY') }}",
             "The 'isDayWeekInMonth()' function expects a 'position' argument.",

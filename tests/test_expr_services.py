@@ -210,6 +210,10 @@ async def test_file_functions_read_stored_and_namespace_files(h: Harness) -> Non
         ("{{ isFileEmpty('missing.txt') }}", "isFileEmpty(): no file missing.txt"),
         ("{{ read('../../etc/passwd') }}", "is not a file of namespace company.team"),
         ("{{ fileSize() }}", "expects an argument 'path'"),
+        # Kestra 2.0 renamed read()'s `version` to `revision` (PR #16699): both are known
+        # arguments, and podium keeps no revisions of namespace files.
+        ("{{ read('data/a.txt', revision=2) }}", "read(): namespace files are not kept by"),
+        ("{{ read('data/a.txt', version=2) }}", "read(): namespace files are not kept by"),
     ],
 )
 async def test_file_functions_refuse_what_kestra_refuses(

@@ -117,11 +117,11 @@ class ServiceFunctions:
 
         @pass_context
         def read(context: Context, path: Any = None, namespace: Any = None,
-                 version: Any = None) -> str:  # fmt: skip
-            """Kestra's `read(path, namespace, version)`: a namespace file or a stored file, as
-            text."""
-            if version is not None:
-                raise FunctionError("read(): namespace files are not kept by version here")
+                 revision: Any = None, version: Any = None) -> str:  # fmt: skip
+            """Kestra's `read(path, namespace, revision)` (`version` before Kestra 2.0): a
+            namespace file or a stored file, as text."""
+            if revision is not None or version is not None:
+                raise FunctionError("read(): namespace files are not kept by revision here")
             file = self._file(context, "read", path, namespace, default_namespace)
             if isinstance(file, NamespaceFile):
                 data = self._wait("read()", _read_namespace_file(store, file), FILE_TIMEOUT)

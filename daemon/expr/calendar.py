@@ -1,5 +1,6 @@
 """Kestra's calendar functions: `dayOfWeek`, `dayOfMonth`, `monthOfYear`, `hourOfDay`,
-`isWeekend`, `isDayWeekInMonth`, `isDateBefore`, `isDateAfter` and `isDateBetween`, which
+`isWeekend`, `isDayWeekInMonth`, `isLastWorkingDay`, `isDateBefore`, `isDateAfter` and
+`isDateBetween`, which
 flows use to route on the calendar (skip a weekend run, act on the first Monday of the
 month, only within a campaign's dates).
 
@@ -116,6 +117,33 @@ def is_day_week_in_month(date: Any = None, dayOfWeek: Any = None, position: Any 
     return wanted == day
 
 
+def is_last_working_day(date: Any = None, workingDays: Any = None) -> bool:
+    """Whether `date` is the last working day of its month: Monday to Friday, or the days
+    `workingDays` names (comma-separated text, as Kestra documents it, or a list)."""
+    day = _day("isLastWorkingDay", date)
+    working = _working_days(workingDays)
+    last = day.replace(day=calendar.monthrange(day.year, day.month)[1])
+    while DAYS[last.weekday()] not in working:
+        last -= timedelta(days=1)
+        if last.month != day.month:
+            return False  # no working day in the month at all
+    return last == day
+
+
+def _working_days(value: Any) -> frozenset[str]:
+    if value is None or isinstance(value, Undefined):
+        return frozenset(DAYS[:5])
+    names = value.split(",") if isinstance(value, str) else list(value)
+    days = frozenset(str(name).strip().upper() for name in names)
+    wrong = sorted(days - set(DAYS))
+    if wrong or not days:
+        raise TemplateError(
+            f"The 'isLastWorkingDay()' function received an invalid 'workingDays' value: "
+            f"'{value}'. Expected day names among: {', '.join(DAYS)}."
+        )
+    return days
+
+
 def _instant(function: str, name: str, value: Any, *, offset_required: bool) -> datetime:
     """An instant to compare: a date-time, or ISO-8601 text. isDateBefore/isDateAfter (Kestra's
     DateUtils.parseInstant) take a plain date or a date-time without offset as UTC;
@@ -174,4 +202,5 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "hourOfDay": hour_of_day,
     "isWeekend": is_weekend,
     "isDayWeekInMonth": is_day_week_in_month,
+    "isLastWorkingDay": is_last_working_day,
 }
