@@ -68,6 +68,57 @@ def test_legacy_type_names_and_task_defaults_are_reported() -> None:
     ]
 
 
+async def test_run_if_is_the_when_it_became_in_kestra_2(h: Harness) -> None:
+    """Kestra docs migration-guide/v2.0.0/run-if-renamed-when: tasks' `runIf` is renamed
+    `when`, the old name a deprecated alias; both skip the task when falsy."""
+    source = """
+        id: f
+        namespace: ns
+        tasks:
+          - id: old
+            type: io.kestra.plugin.core.log.Log
+            message: old name
+            runIf: "{{ 1 == 2 }}"
+          - id: new
+            type: io.kestra.plugin.core.log.Log
+            message: new name
+            when: "{{ 1 == 1 }}"
+    """
+    assert loaded(source) == ["7:12: tasks[0].runIf: 'runIf' is deprecated; use 'when'"]
+    ex = await h.run(source)
+    assert task_states(ex) == {"old": "SKIPPED", "new": "SUCCESS"}
+    assert await h.logs(ex) == ["new name"]
+
+
+def test_plugin_defaults_and_forced_are_reported_removed_in_kestra_2() -> None:
+    """Kestra docs migration-guide/v2.0.0/plugin-defaults-removed and
+    plugin-defaults-forced-removed: Kestra 2.0 refuses both; podium still applies them, as a
+    1.x flow expects, and says so."""
+    flow = load_flow(
+        textwrap.dedent("""\
+        id: f
+        namespace: ns
+        pluginDefaults:
+          - type: io.kestra.plugin.core.log.Log
+            values: {message: from the defaults}
+          - type: io.kestra.plugin.core.log
+            forced: true
+            values: {level: WARN}
+        tasks:
+          - id: hi
+            type: io.kestra.plugin.core.log.Log
+        """),
+        "f.yaml",
+    )
+    assert [f"{w.line}:{w.column}: {w.path}: {w.message}" for w in flow.warnings] == [
+        "4:3: pluginDefaults: 'pluginDefaults' is deprecated; Kestra 2.0 removed it: set the "
+        "values on the tasks (or in 'variables')",
+        "7:13: pluginDefaults[1].forced: 'forced' is deprecated; Kestra 2.0 removed it",
+    ]
+    task = flow.tasks[0]
+    assert (task.message, task.level) == ("from the defaults", "WARN")  # type: ignore[attr-defined]
+
+
 async def test_listeners_run_after_the_end_without_changing_the_state(h: Harness) -> None:
     """Kestra Listener (docs PR #503): when the execution ends, the tasks of each listener
     whose conditions hold run in it; their result never changes its final state."""

@@ -142,7 +142,7 @@ class Flow(Model):
     """What starts an execution by itself: a schedule, a webhook, a file, a message..."""
     listeners: Annotated[
         list[Listener],
-        Deprecated("use 'afterExecution' (with runIf) or a flow with a Flow trigger"),
+        Deprecated("use 'afterExecution' (with 'when') or a flow with a Flow trigger"),
     ] = Field(default_factory=list)
     """Deprecated (Kestra 0.12): tasks run once the execution ended, when conditions hold."""
     retry: RetryModel | None = None

@@ -47,6 +47,8 @@ def _model(model: BaseModel, path: Path) -> Iterator[tuple[Path, str]]:
         written, current = model.type, type(model).types[0] if type(model).types else model.type
         if written != current and written.startswith(LEGACY_TYPE_PREFIX):
             yield path + ("type",), f"type '{written}' is deprecated; use '{current}'"
+    if isinstance(model, Task) and model.wrote_run_if:
+        yield path + ("runIf",), "'runIf' is deprecated; use 'when'"
     fields = type(model).model_fields
     for name in model.model_fields_set:
         field = fields.get(name)

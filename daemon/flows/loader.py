@@ -111,10 +111,7 @@ class _Loader:
             self.problems += found.problems
             self.inner_problems += found.inner_problems
             warnings, advice = found.warnings, found.advice
-        if "taskDefaults" in raw:
-            warnings.append(
-                (("taskDefaults",), "'taskDefaults' is deprecated; use 'pluginDefaults'")
-            )
+        warnings = [*warnings, *_removed_defaults(raw)]
         located = self._located([*warnings, *advice])
         deprecated = [w.path for w in self._located(warnings)]  # in file order
         infos = partial.relocations(raw, self.types)
@@ -272,6 +269,29 @@ class _Loader:
 
 def _error(kind: str, message: str, loc: Path = (), value: Any = None) -> InitErrorDetails:
     return {"type": PydanticCustomError(kind, message), "loc": loc, "input": value}
+
+
+def _removed_defaults(raw: dict[str, Any]) -> list[tuple[Path, str]]:
+    """Kestra 2.0 removed plugin defaults from flows (and `forced` with them): they still
+    apply here, with a warning, as 1.x flows carry them."""
+    if "taskDefaults" in raw:
+        return [(("taskDefaults",), "'taskDefaults' is deprecated; use 'pluginDefaults'")]
+    if "pluginDefaults" not in raw:
+        return []
+    found: list[tuple[Path, str]] = [
+        (
+            ("pluginDefaults",),
+            "'pluginDefaults' is deprecated; Kestra 2.0 removed it: set the values on the "
+            "tasks (or in 'variables')",
+        )
+    ]
+    defaults = raw["pluginDefaults"]
+    for i, default in enumerate(defaults if isinstance(defaults, list) else []):
+        if isinstance(default, dict) and "forced" in default:
+            found.append(
+                (("pluginDefaults", i, "forced"), "'forced' is deprecated; Kestra 2.0 removed it")
+            )
+    return found
 
 
 def _fail(

@@ -118,13 +118,22 @@ class Task(Model):
     """The lowest level of the task's log lines that is kept."""
     worker_group: WorkerGroup | None = None
     """The nodes this task may run on, in a cluster (Kestra's worker groups)."""
+    _wrote_run_if: bool = PrivateAttr(default=False)
 
     @model_validator(mode="wrap")
     @classmethod
     def _dispatch(
         cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
     ) -> Any:
-        return _by_type("task", Task, cls, data, handler, info)
+        task = _by_type("task", Task, cls, data, handler, info)
+        if isinstance(task, Task) and isinstance(data, dict) and "runIf" in data:
+            task._wrote_run_if = True  # Kestra 2.0 keeps `runIf` as a deprecated alias
+        return task
+
+    @property
+    def wrote_run_if(self) -> bool:
+        """The flow wrote `runIf`, the name Kestra 2.0 deprecates for `when`."""
+        return self._wrote_run_if
 
     async def run(self, ctx: RunContext) -> Output:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
