@@ -195,9 +195,12 @@ async def test_trigger_states_limit_which_ends_count(h: Harness) -> None:
     assert trigger_of(execution)["executionId"] == failed.id
 
 
-async def test_inputs_that_do_not_render_skip_that_execution_only(
+async def test_inputs_that_do_not_render_create_a_failed_execution(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Kestra docs migration-guide/v2.0.0/trigger-conditions-redesign ("Silent failures ->
+    FAILED executions") and Flow.evaluate: inputs that do not render no longer drop the
+    event; its execution is created FAILED (nothing runs), the others start as usual."""
     a = await upstream(h)
     plain = await h.flow("""
         id: plain
@@ -213,15 +216,20 @@ async def test_inputs_that_do_not_render_skip_that_execution_only(
     """
     async with running_triggers(h, downstream(trigger)) as th:
         await settle()
-        with caplog.at_level(logging.ERROR, logger="daemon.engine.supervisor"):
+        with caplog.at_level(logging.WARNING, logger="daemon.engine.supervisor"):
             skipped = await h.run(plain)
             await run(h, a)
-            (execution,) = await started(h, th, 1)
-    assert trigger_of(execution)["flowId"] == "a"
-    (record,) = [r for r in caplog.records if "not started" in r.getMessage()]
+            failed, execution = await started(h, th, 2)
+    assert (trigger_of(failed)["flowId"], failed.state.current) == ("plain", State.FAILED)
+    assert failed.task_runs == [] and failed.inputs == {}
+    assert (failed.error or "").startswith(
+        'invalid inputs: cannot render "{{ trigger.outputs.greeting }}"'
+    )
+    assert (trigger_of(execution)["flowId"], execution.state.current) == ("a", State.SUCCESS)
+    (record,) = [r for r in caplog.records if "invalid inputs" in r.getMessage()]
     assert record.getMessage().startswith(
-        f"test.b trigger upstream: not started after execution {skipped.id} of test.plain: "
-        'cannot render "{{ trigger.outputs.greeting }}"'
+        f"test.b trigger upstream: invalid inputs after execution {skipped.id} of test.plain, "
+        'created FAILED: cannot render "{{ trigger.outputs.greeting }}"'
     )
 
 

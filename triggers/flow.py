@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from daemon.sdk.cache import BoundedCache
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
-from daemon.sdk.errors import InputError, TemplateError
+from daemon.sdk.errors import FlowDisabled, InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import Condition, ConditionContext, Emit, Trigger, each_holds
 from daemon.sdk.properties import Deprecated, has_template
@@ -215,16 +215,15 @@ class FlowTrigger(Trigger):
                 inputs = await ctx.render_async(inputs, render_variables)
             await emit(inputs, variables, labels=carried)
         except (InputError, TemplateError) as exc:
-            ctx.logger.error(
-                "%s.%s trigger %s: not started after execution %s of %s.%s: %s",
-                ctx.flow.namespace,
-                ctx.flow.id,
-                self.id,
-                doc["id"],
-                doc["namespace"],
-                doc["flowId"],
-                exc,
-            )
+            # Kestra 2.0 (Flow.evaluate): the event is not dropped, its execution is FAILED.
+            where = f"{ctx.flow.namespace}.{ctx.flow.id} trigger {self.id}"
+            upstream_of = f"execution {doc['id']} of {doc['namespace']}.{doc['flowId']}"
+            ctx.logger.warning("%s: invalid inputs after %s, created FAILED: %s",
+                               where, upstream_of, exc)  # fmt: skip
+            try:
+                await emit({}, variables, labels=carried, failed=f"invalid inputs: {exc}")
+            except (InputError, FlowDisabled) as refused:
+                ctx.logger.error("%s: not started after %s: %s", where, upstream_of, refused)
 
     async def _windows_met(
         self,

@@ -53,6 +53,7 @@ class Submitter:
         parent: dict[str, Any] | None = None,
         execution_id: str | None = None,
         checks: bool = False,
+        failed: str | None = None,
     ) -> Execution:
         """Create one execution of `flow`, durably, and start it (or queue/refuse it).
 
@@ -60,7 +61,9 @@ class Submitter:
         its variables as `trigger.*`. With an `execution_id`, when that execution exists
         already it is returned and nothing starts. With `checks` (an execution asked for
         through the API, as Kestra's ExecutionController tests them) the flow's `checks`
-        may refuse it (ChecksBlocked) or create it FAILED.
+        may refuse it (ChecksBlocked) or create it FAILED. With `failed` (why an event could
+        not become a proper execution: its inputs did not render), it is created FAILED with
+        that error, without inputs, and nothing runs.
         """
         if flow.disabled:
             raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
@@ -73,7 +76,7 @@ class Submitter:
             )
         if execution_id is None:
             return await self._submit(
-                flow, inputs, trigger, labels, parent, new_id(), False, checks
+                flow, inputs, trigger, labels, parent, new_id(), False, checks, failed
             )
         pending = self._submitting.get(execution_id)
         if pending is not None:
@@ -82,7 +85,7 @@ class Submitter:
         self._submitting[execution_id] = future
         try:
             execution = await self._submit(
-                flow, inputs, trigger, labels, parent, execution_id, True, checks
+                flow, inputs, trigger, labels, parent, execution_id, True, checks, failed
             )
         except BaseException as exc:
             future.set_exception(exc)
@@ -159,6 +162,7 @@ class Submitter:
         execution_id: str,
         idempotent: bool,
         checks: bool = False,
+        failed: str | None = None,
     ) -> Execution:
         if idempotent:
             existing = await self._dispatcher.existing(execution_id)
@@ -181,7 +185,9 @@ class Submitter:
             put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
             return asyncio.run_coroutine_threadsafe(put, loop).result()
 
-        if any(spec.type == "FILE" for spec in flow.inputs):
+        if failed is not None:
+            values: dict[str, Any] = {}  # they did not render: the execution keeps none
+        elif any(spec.type == "FILE" for spec in flow.inputs):
             # Storing a file is blocking I/O; coercing the other types is not, and a thread
             # hop costs more than the coercion itself on the webhook path.
             values = await asyncio.to_thread(
@@ -189,10 +195,14 @@ class Submitter:
             )
         else:
             values = coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
-        failed = await flow_checks.failed_checks(flow, values, self._resources) if checks else []
-        verdict = flow_checks.behavior(failed)
+        refused = await flow_checks.failed_checks(flow, values, self._resources) if checks else []
+        verdict = flow_checks.behavior(refused)
         if verdict == "BLOCK_EXECUTION":
-            raise flow_checks.ChecksBlocked([c.message for c in failed])
+            raise flow_checks.ChecksBlocked([c.message for c in refused])
+        note = failed
+        if verdict == "FAIL_EXECUTION":
+            failed = f"{flow_checks.FAILED} Failed checks: " + ", ".join(c.message for c in refused)
+            note = flow_checks.FAILED
         if flow.revision is None:
             flow.revision = await self._resources.store.save_flow(
                 flow.namespace, flow.id, flow.source
@@ -208,10 +218,8 @@ class Submitter:
             trigger=trigger,
             parent=parent,
         )
-        if verdict == "FAIL_EXECUTION":  # created ended: nothing runs, nothing admits it
-            execution.error = f"{flow_checks.FAILED} Failed checks: " + ", ".join(
-                c.message for c in failed
-            )
+        if failed is not None:  # created ended: nothing runs, nothing admits it
+            execution.error = failed
             execution.state.set(State.FAILED, self._resources.clock.now())
-            ExecutionLog(self._resources, execution, None).warning(flow_checks.FAILED)
+            ExecutionLog(self._resources, execution, None).warning(note or failed)
         return await self._dispatcher.create(flow, execution, idempotent=idempotent)

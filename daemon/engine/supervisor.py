@@ -116,6 +116,7 @@ class TriggerSupervisor:
             *,
             labels: Mapping[str, str] | None = None,
             key: str | None = None,
+            failed: str | None = None,
         ) -> Execution:
             try:
                 execution = await self._submitter.submit(
@@ -126,6 +127,7 @@ class TriggerSupervisor:
                     execution_id=None
                     if key is None
                     else derived_id(flow.namespace, flow.id, trigger.id, key),
+                    failed=failed,
                 )
             except (InputError, FlowDisabled):
                 metrics().trigger_event(trigger_type, rejected=True)

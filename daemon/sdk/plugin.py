@@ -202,6 +202,8 @@ class Emit(Protocol):
     The trigger's own `labels` are added to the execution, and `labels` given here on top.
     `key` makes the event idempotent: a second emit with the same key (a client retrying a
     webhook) returns the execution the first one created instead of starting another.
+    `failed` says why the event's inputs could not be made: the execution is created FAILED
+    with that error and runs nothing (Kestra 2.0's Flow trigger).
     Raises `InputError` when the inputs do not fit the flow, `FlowDisabled` for a disabled flow.
     """
 
@@ -212,6 +214,7 @@ class Emit(Protocol):
         *,
         labels: Mapping[str, str] | None = None,
         key: str | None = None,
+        failed: str | None = None,
     ) -> Awaitable[Execution]: ...
 
 
