@@ -223,6 +223,30 @@ async def test_realtime_trigger_runs_one_execution_per_item(
         await client.aclose()
 
 
+async def test_realtime_when_picks_items_and_a_refused_one_is_not_left_in_flight(
+    h: Harness, redis_server: Redis, key: str
+) -> None:
+    """Kestra 2.0's `when` on every trigger (docs migration-guide/v2.0.0/
+    trigger-conditions-redesign): rendered with the item as `trigger.value`; a refused
+    item starts nothing and is popped all the same."""
+    source = realtime(redis_server, key, "rtw", "JSON").replace(
+        "serdeType: JSON", 'serdeType: JSON\n    when: "{{ trigger.value.n is even }}"'
+    )
+    client = await redis_client(redis_server.url, 10)
+    try:
+        async with running_triggers(h, source) as th:
+            await client.rpush(key, '{"n": 1}', '{"n": 2}', '{"n": 3}', '{"n": 4}')
+            found = await th.wait_for(2)
+            await th.finished()
+            await client.rpush(key, '{"n": 6}')
+            found = await th.wait_for(3)
+        assert [e.trigger["variables"]["value"]["n"] for e in found] == [2, 4, 6]
+        assert await client.hlen("podium:trigger:test.rtw.watch:inflight") == 0
+        assert await client.llen(key) == 0
+    finally:
+        await client.aclose()
+
+
 async def test_batch_trigger_stores_items_in_one_file(
     h: Harness, redis_server: Redis, key: str
 ) -> None:
