@@ -146,7 +146,7 @@ class FlowTrigger(Trigger):
         execution of every flow starts this one (`dependsOn` and a `when` filter too, since
         Kestra 2.0, which recommends `dependsOn` over the removed `preconditions`)."""
         filtered = self.conditions or self.preconditions is not None or self.depends_on
-        if filtered or self.when.strip() != "true":
+        if filtered or (self.when or "true").strip() != "true":
             return []
         return [
             "This flow will be triggered for EVERY execution of EVERY flow on your instance. "
