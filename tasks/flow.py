@@ -151,6 +151,7 @@ class ForEach(_WithHandlers):
     A null value is refused, as Kestra refuses it (FlowableUtils.resolveEachTasks)."""
 
     types = ("io.kestra.plugin.core.flow.ForEach",)
+    superseded_by = "Kestra 2.0 removed it: use 'io.kestra.plugin.core.flow.Loop'"
 
     values: Annotated[list[Any], Dynamic, JsonText]
     concurrency_limit: int = Field(default=1, ge=0)

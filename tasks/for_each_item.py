@@ -56,6 +56,7 @@ class ForEachItem(FlowableTask):
     `namespace`.`flowId` once per batch."""
 
     types = ("io.kestra.plugin.core.flow.ForEachItem", "io.kestra.core.tasks.flows.ForEachItem")
+    superseded_by = "Kestra 2.0 removed it: use 'io.kestra.plugin.core.flow.Loop'"
 
     items: Annotated[str, Dynamic]
     batch: Annotated[Batch, Dynamic] = Field(default_factory=Batch)

@@ -78,6 +78,7 @@ class EachSequential(_Handlers):
         "io.kestra.plugin.core.flow.EachSequential",
         "io.kestra.core.tasks.flows.EachSequential",
     )
+    superseded_by = "Kestra 2.0 removed it: use 'io.kestra.plugin.core.flow.Loop'"
 
     value: Annotated[str | list[Any] | dict[str, Any], Dynamic]
 
@@ -94,6 +95,7 @@ class EachParallel(_Handlers):
         "io.kestra.plugin.core.flow.EachParallel",
         "io.kestra.core.tasks.flows.EachParallel",
     )
+    superseded_by = "Kestra 2.0 removed it: use 'io.kestra.plugin.core.flow.Loop'"
 
     value: Annotated[str | list[Any] | dict[str, Any], Dynamic]
     concurrent: Annotated[int, Dynamic] = Field(default=0, ge=0)

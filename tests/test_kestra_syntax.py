@@ -90,6 +90,46 @@ async def test_run_if_is_the_when_it_became_in_kestra_2(h: Harness) -> None:
     assert await h.logs(ex) == ["new name"]
 
 
+async def test_foreach_and_each_are_reported_removed_in_kestra_2(h: Harness) -> None:
+    """Kestra docs migration-guide/v2.0.0/foreach-loop: ForEach and ForEachItem are removed
+    in 2.0, Loop replaces them (EachSequential/EachParallel went long before); podium still
+    runs a 1.x flow that uses them, and says what to write instead."""
+    source = """
+        id: f
+        namespace: ns
+        tasks:
+          - id: each
+            type: io.kestra.plugin.core.flow.ForEach
+            values: [1, 2]
+            tasks:
+              - id: a
+                type: io.kestra.plugin.core.log.Log
+                message: "{{ taskrun.value }}"
+          - id: seq
+            type: io.kestra.core.tasks.flows.EachSequential
+            value: [3]
+            tasks:
+              - id: b
+                type: io.kestra.plugin.core.log.Log
+                message: "{{ taskrun.value }}"
+          - id: loop
+            type: io.kestra.plugin.core.flow.Loop
+            values: [4]
+            tasks:
+              - id: c
+                type: io.kestra.plugin.core.log.Log
+                message: "{{ item.value }}"
+    """
+    removed = "is deprecated; Kestra 2.0 removed it: use 'io.kestra.plugin.core.flow.Loop'"
+    assert loaded(source) == [
+        f"5:11: tasks[0].type: type 'io.kestra.plugin.core.flow.ForEach' {removed}",
+        f"12:11: tasks[1].type: type 'io.kestra.core.tasks.flows.EachSequential' {removed}",
+    ]
+    ex = await h.run(source)
+    assert ex.state.current == State.SUCCESS
+    assert sorted(await h.logs(ex)) == ["1", "2", "3"]
+
+
 def test_plugin_defaults_and_forced_are_reported_removed_in_kestra_2() -> None:
     """Kestra docs migration-guide/v2.0.0/plugin-defaults-removed and
     plugin-defaults-forced-removed: Kestra 2.0 refuses both; podium still applies them, as a

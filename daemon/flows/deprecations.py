@@ -45,7 +45,10 @@ def _walk(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
 def _model(model: BaseModel, path: Path) -> Iterator[tuple[Path, str]]:
     if isinstance(model, Task | Trigger | Condition):
         written, current = model.type, type(model).types[0] if type(model).types else model.type
-        if written != current and written.startswith(LEGACY_TYPE_PREFIX):
+        superseded = getattr(type(model), "superseded_by", None)
+        if superseded:
+            yield path + ("type",), f"type '{written}' is deprecated; {superseded}"
+        elif written != current and written.startswith(LEGACY_TYPE_PREFIX):
             yield path + ("type",), f"type '{written}' is deprecated; use '{current}'"
     if isinstance(model, Task) and model.wrote_run_if:
         yield path + ("runIf",), "'runIf' is deprecated; use 'when'"

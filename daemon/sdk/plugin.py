@@ -87,6 +87,9 @@ class Task(Model):
     # the execution itself (labels, variables) or start and wait for other executions, as
     # Kestra runs them in its executor.
     runs_on_executor: ClassVar[bool] = False
+    # A type Kestra deprecated or removed: what to write instead. A flow using it still loads,
+    # with the warning "type '<type>' is deprecated; <superseded_by>".
+    superseded_by: ClassVar[str | None] = None
 
     id: str = Field(pattern=ID_PATTERN)
     """The task's id, unique in the flow; its outputs are `outputs.<id>`."""
