@@ -160,7 +160,7 @@ class Echo(Task):
     types = ("io.kestra.plugin.core.debug.Echo", "io.kestra.core.tasks.debugs.Echo")
 
     format: Annotated[str | None, Dynamic] = None
-    level: Level = "INFO"
+    level: Annotated[Level, Dynamic] = "INFO"
 
     async def run(self, ctx: RunContext) -> Output:
         message = self.format or ""

@@ -407,7 +407,7 @@ class Fetch(Task):
     namespace: Annotated[str | None, Dynamic] = None
     flow_id: Annotated[str | None, Dynamic] = None
     tasks_id: Annotated[list[str] | None, Dynamic, JsonText] = None
-    level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] = "INFO"
+    level: Annotated[Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"], Dynamic] = "INFO"
 
     async def run(self, ctx: RunContext) -> Output:
         target = await other_execution(ctx, self.execution_id, self.namespace, self.flow_id)

@@ -210,7 +210,7 @@ class Subflow(Task):
     )
     wait: bool = True
     transmit_failed: bool = True
-    inherit_labels: bool = False
+    inherit_labels: Annotated[bool, Dynamic] = False
     # Rendered against the child execution once it ended, not here: kept as written.
     outputs: Annotated[
         dict[str, Any] | None,

@@ -138,7 +138,8 @@ class _Http(Task):
         None
     )
     options: Annotated[HttpOptions, Dynamic] = Field(default_factory=HttpOptions)
-    allow_failed: bool = False  # Kestra's deprecated top-level form of options.allowFailed
+    # Kestra's deprecated top-level form of options.allowFailed
+    allow_failed: Annotated[bool, Dynamic] = False
 
     @property
     def failures_allowed(self) -> bool:
@@ -343,7 +344,7 @@ class Download(_Http):
 
     types = ("io.kestra.plugin.core.http.Download", "io.kestra.plugin.fs.http.Download")
 
-    fail_on_empty_response: bool = True
+    fail_on_empty_response: Annotated[bool, Dynamic] = True
     save_as: Annotated[str | None, Dynamic] = None  # the stored file's name
 
     async def run(self, ctx: RunContext) -> Output:

@@ -238,7 +238,7 @@ class PurgeKV(Task):
     key_pattern: Annotated[str | None, Dynamic] = None
     namespaces: Annotated[list[str] | None, Dynamic] = None
     namespace_pattern: Annotated[str | None, Dynamic] = None
-    behavior: PurgeBehavior = Field(default_factory=PurgeBehavior)
+    behavior: Annotated[PurgeBehavior, Dynamic] = Field(default_factory=PurgeBehavior)
     include_child_namespaces: Annotated[bool, Dynamic] = True
     # Deprecated in Kestra 1.1 (use behavior.expiredOnly); when set it wins, as there.
     expired_only: Annotated[bool | None, Dynamic] = None

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration, format_duration
@@ -22,6 +22,13 @@ class _Handlers(FlowableTask):
     tasks: list[Task] = Field(min_length=1)
     errors: list[Task] = Field(default_factory=list)
     finally_: list[Task] = Field(default_factory=list, alias="finally")
+
+
+def _as_text(value: Any) -> Any:
+    """`condition: true` written as a YAML boolean is its text (Kestra's Property<String>)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def _text(element: Any) -> str:
@@ -98,7 +105,7 @@ class EachParallel(_Handlers):
     superseded_by = "Kestra 2.0 removed it: use 'io.kestra.plugin.core.flow.Loop'"
 
     value: Annotated[str | list[Any] | dict[str, Any], Dynamic]
-    concurrent: Annotated[int, Dynamic] = Field(default=0, ge=0)
+    concurrent: int = Field(default=0, ge=0)  # a plain Integer in Kestra: no expression
 
     async def children(self, ctx: RunContext) -> Children:
         branches = [
@@ -111,10 +118,21 @@ class EachParallel(_Handlers):
         )
 
 
+def _positive(value: timedelta | None) -> timedelta | None:
+    """Kestra's @DurationMin(millis = 1) (PR #18714): a zero or negative duration is refused."""
+    if value is not None and value < timedelta(milliseconds=1):
+        raise ValueError("must be a positive duration")
+    return value
+
+
 class CheckFrequency(Model):
+    """Every field may be an expression (Kestra's Property<...>): checked once rendered."""
+
     max_iterations: int | None = Field(default=None, ge=1)
-    max_duration: Duration | None = None
-    interval: Duration = Field(default_factory=lambda: timedelta(minutes=1))
+    max_duration: Annotated[Duration | None, AfterValidator(_positive)] = None
+    interval: Annotated[Duration, AfterValidator(_positive)] = Field(
+        default_factory=lambda: timedelta(minutes=1)
+    )
 
 
 class LoopUntil(_Handlers):
@@ -128,7 +146,7 @@ class LoopUntil(_Handlers):
 
     types = ("io.kestra.plugin.core.flow.LoopUntil", "io.kestra.plugin.core.flow.WaitFor")
 
-    condition: str  # rendered after every round, never before
+    condition: Annotated[str, BeforeValidator(_as_text)]  # rendered after every round
     fail_on_max_reached: Annotated[bool, Dynamic] = False
     check_frequency: Annotated[CheckFrequency, Dynamic] = Field(default_factory=CheckFrequency)
 

@@ -507,3 +507,30 @@ async def test_secret_in_a_failing_url_is_masked_in_the_error(
         f"cannot connect to http://127.0.0.1:{port}/x?key=******: connection refused"
     ]
     assert "k3y-v4lue" not in json.dumps(await h.stored(ex))
+
+
+# -- Property<Boolean> flags given as expressions ------------------------------------------
+
+
+async def test_allow_failed_and_fail_on_empty_response_may_be_expressions(
+    h: Harness, server: str
+) -> None:
+    """Request's deprecated top-level `allowFailed` and Download's `failOnEmptyResponse` are
+    Property<Boolean> in Kestra (AbstractHttp, Download.java): rendered when the task runs."""
+    ok = await h.run(
+        flow(task("req", "Request", uri=f"{server}/missing", allowFailed="{{ 1 == 1 }}"))
+    )
+    assert ok.state.current == State.SUCCESS, ok.error
+    assert ok.task_runs[0].outputs["code"] == 404
+    empty = await h.run(
+        flow(task("dl", "Download", uri=f"{server}/empty", failOnEmptyResponse="{{ false }}"))
+    )
+    assert empty.state.current == State.SUCCESS, empty.error
+
+
+async def test_a_flag_rendering_no_boolean_fails_the_task(h: Harness, server: str) -> None:
+    ex = await h.run(
+        flow(task("dl", "Download", uri=f"{server}/empty", failOnEmptyResponse="{{ 'perhaps' }}"))
+    )
+    assert ex.state.current == State.FAILED
+    assert "invalid property after rendering: failOnEmptyResponse" in (ex.error or ""), ex.error

@@ -110,12 +110,16 @@ def with_rendered(model: M, rendered: Mapping[str, Any], where: str = "") -> M:
     """`model` again with its rendered values, type-checked now that they are known."""
     if not rendered:
         return model
-    data = {**{n: getattr(model, n) for n in type(model).model_fields}, **rendered}
+    fields = type(model).model_fields
+    data = {**{n: getattr(model, n) for n in fields}, **rendered}
     try:
         return type(model).model_validate(data)
     except ValidationError as exc:
+        # named as the flow writes it (`onChildFailure`), not as the model field
+        aliases = {name: f.alias or name for name, f in fields.items()}
         problems = "; ".join(
-            f"{where}{'.'.join(str(p) for p in e['loc'])}: "
+            f"{where}{'.'.join(str(aliases.get(str(p), p)) for p in e['loc'][:1])}"
+            f"{''.join(f'.{p}' for p in e['loc'][1:])}: "
             f"{e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
             for e in exc.errors(include_url=False)
         )
