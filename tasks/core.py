@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
@@ -85,30 +86,37 @@ class Fail(Task):
 
 
 def _label_map(value: Any) -> Any:
-    """A list of {key, value} or a map; empty values refused (Kestra PR #11273)."""
+    """A list of {key, value} or a map, as Kestra's Labels reads it: a later key wins, a
+    number or boolean is its text, and a nested map or list its JSON (Kestra PR #18064).
+    Emptiness is checked when the task runs, as Kestra does."""
     if isinstance(value, list):
-        value = {
-            str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)
-        }
+        pairs: dict[str, Any] = {}
+        for item in value:
+            if not isinstance(item, dict) or "key" not in item:
+                raise ValueError("each label in a list must be a mapping with 'key' and 'value'")
+            pairs[str(item["key"])] = item.get("value")
+        value = pairs
     if isinstance(value, dict):
-        empty = [str(k) for k, v in value.items() if not str(k).strip() or v is None or v == ""]
-        if empty:
-            raise ValueError(f"empty labels are not allowed: {', '.join(empty)}")
-        nul = [repr(str(k)) for k, v in value.items() if "\x00" in f"{k}{v}"]
-        if nul:
-            raise ValueError(f"labels cannot contain the NUL character: {', '.join(nul)}")
-        return {k: _scalar_text(v) for k, v in value.items()}
+        return {str(k): _label_text(v) for k, v in value.items()}
     return value
 
 
-def _scalar_text(value: Any) -> Any:
+def _label_text(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value) if isinstance(value, int | float) else value
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
 
 
 class Labels(Task):
-    """Add labels to the running execution (searchable, shown in the UI)."""
+    """Add labels to the running execution (searchable, shown in the UI).
+
+    As in Kestra, what cannot be a label fails the task when it runs: an empty key or
+    value (Kestra PR #11273, RuntimeLabelsTest.updateIgnoresEmpty) and a `system.` label,
+    which only podium itself sets."""
 
     runs_on_executor = True
     types = ("io.kestra.plugin.core.execution.Labels", "io.kestra.core.tasks.executions.Labels")
@@ -116,6 +124,17 @@ class Labels(Task):
     labels: Annotated[dict[str, str], Dynamic, BeforeValidator(_label_map), JsonText]
 
     async def run(self, ctx: RunContext) -> Output:
+        empty = [key for key, value in self.labels.items() if not key.strip() or not value]
+        if empty:
+            raise TaskFailed(f"empty labels are not allowed: {', '.join(empty)}")
+        nul = [repr(k) for k, v in self.labels.items() if "\x00" in f"{k}{v}"]
+        if nul:
+            raise TaskFailed(f"labels cannot contain the NUL character: {', '.join(nul)}")
+        system = [f"{k}={v}" for k, v in self.labels.items() if k.startswith("system.")]
+        if system:
+            raise TaskFailed(
+                "System labels can only be set by Kestra itself, offending label: " + system[0]
+            )
         ctx.add_labels(self.labels)
         return None
 
