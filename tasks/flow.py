@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from daemon.sdk.context import RunContext
 from daemon.sdk.dag import find_cycle
@@ -33,6 +33,33 @@ def _as_text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) else value
 
 
+def _child_failure(value: Any) -> Any:
+    """Kestra 2.0 wrote CANCELLED / FAILED, then renamed them CANCEL / FAIL; both are read,
+    in any case (its OnChildFailure.fromString ignores the case)."""
+    if isinstance(value, str):
+        value = value.strip().upper()
+        return {"CANCELLED": "CANCEL", "FAILED": "FAIL"}.get(value, value)
+    return value
+
+
+_CHILD_FAILURE_VALUES = ["CONTINUE", "CANCEL", "FAIL", "CANCELLED", "FAILED"]
+
+# Kestra's OnChildFailureInterface: what happens to the children still running when one
+# fails with no retry left. CONTINUE lets them run; CANCEL / FAIL interrupt them, and they
+# end CANCELLED / FAILED (the flowable itself ends FAILED, its errors/finally still run).
+OnChildFailure = Annotated[
+    Literal["CONTINUE", "CANCEL", "FAIL"],
+    BeforeValidator(_child_failure),
+    WithJsonSchema({"type": "string", "enum": _CHILD_FAILURE_VALUES}, mode="validation"),
+    Dynamic,
+]
+_ENDINGS: dict[str, State | None] = {
+    "CONTINUE": None,
+    "CANCEL": State.CANCELLED,
+    "FAIL": State.FAILED,
+}
+
+
 class _WithHandlers(FlowableTask):
     errors: list[Task] = Field(default_factory=list)
     finally_: list[Task] = Field(default_factory=list, alias="finally")
@@ -50,12 +77,14 @@ class Sequential(_WithHandlers):
 
 
 class Parallel(_WithHandlers):
-    """Run child tasks at once; `concurrent` caps how many (0: no cap)."""
+    """Run child tasks at once; `concurrent` caps how many (0: no cap). As in Kestra 2.0,
+    a child failing stops the others still running (`onChildFailure: FAIL` by default)."""
 
     types = ("io.kestra.plugin.core.flow.Parallel", "io.kestra.core.tasks.flows.Parallel")
 
     tasks: list[Task] = Field(min_length=1)
-    concurrent: int = Field(default=0, ge=0)
+    concurrent: Annotated[int, Field(ge=0), Dynamic] = 0
+    on_child_failure: OnChildFailure = "FAIL"
 
     async def children(self, ctx: RunContext) -> Children:
         return Children(
@@ -63,6 +92,7 @@ class Parallel(_WithHandlers):
             concurrency=self.concurrent,
             errors=self.errors,
             finally_=self.finally_,
+            on_child_failure=_ENDINGS[self.on_child_failure],
         )
 
 
@@ -77,7 +107,8 @@ class Dag(_WithHandlers):
     types = ("io.kestra.plugin.core.flow.Dag", "io.kestra.core.tasks.flows.Dag")
 
     tasks: list[DagTask] = Field(min_length=1)
-    concurrent: int = Field(default=0, ge=0)
+    concurrent: Annotated[int, Field(ge=0), Dynamic] = 0
+    on_child_failure: OnChildFailure = "CONTINUE"
 
     @model_validator(mode="after")
     def _known_dependencies(self) -> Dag:
@@ -97,8 +128,10 @@ class Dag(_WithHandlers):
         dag = {e.task.id: e.depends_on for e in self.tasks}
         return Children(
             [Branch([e.task for e in self.tasks], dag=dag)],
+            concurrency=self.concurrent,
             errors=self.errors,
             finally_=self.finally_,
+            on_child_failure=_ENDINGS[self.on_child_failure],
         )
 
 

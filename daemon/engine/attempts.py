@@ -55,6 +55,8 @@ class RunState:
     # The state an Approval's decision ended the execution in: no task starts any more
     # outside errors/finally, what runs finishes, and the execution ends in it.
     ending: State | None = None
+    # Flowables interrupting their running children (onChildFailure), by task run id.
+    interrupting: dict[str, Interruption] = field(default_factory=dict)
 
     def stopped(self, scope: Scope) -> bool:
         """Whether a task may no longer start at this place (see `ending`)."""
@@ -64,6 +66,29 @@ class RunState:
         self.earlier = {
             (tr.task_id, tr.value, tr.parent_task_run_id): tr for tr in self.execution.task_runs
         }
+
+    def interruption(self, tr: TaskRun) -> Interruption | None:
+        """Why a task run whose attempt was cancelled stopped: a flowable above it
+        interrupting its children (onChildFailure), or None (the execution was killed)."""
+        if not self.interrupting:
+            return None
+        by_id = {run.id: run for run in self.execution.task_runs}
+        parent = tr.parent_task_run_id
+        while parent is not None:
+            if parent in self.interrupting:
+                return self.interrupting[parent]
+            above = by_id.get(parent)
+            parent = above.parent_task_run_id if above else None
+        return None
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """A flowable's children stopped because one of them failed: the state they end in
+    and the line their logs say it with."""
+
+    state: State
+    reason: str
 
 
 class TaskRuns:
@@ -164,8 +189,12 @@ class TaskRuns:
                 outputs, cached = await self._cached_or_run(task, tr, ctx)
             except asyncio.CancelledError:
                 if not self._resources.options.handing_over:
-                    attempt.set(State.KILLED, clock.now())
-                    self.set_state(tr, State.KILLED)
+                    interruption = self.state.interruption(tr)
+                    ended = interruption.state if interruption else State.KILLED
+                    if interruption:
+                        ctx.logger.warning(interruption.reason)
+                    attempt.set(ended, clock.now())
+                    self.set_state(tr, ended)
                     await asyncio.shield(self.save(tr))
                 await asyncio.shield(ctx.cleanup())
                 raise
@@ -279,6 +308,13 @@ class TaskRuns:
         if self.state.first_failure is None:
             self.state.first_failure = f"task '{task.id}': {message}"
         return await self.end(tr, State.FAILED)
+
+    async def interrupted(self, tr: TaskRun, ending: State, reason: str) -> None:
+        """A task run stopped by its flowable's onChildFailure ends in `ending`, saying why."""
+        if tr.attempts and not tr.attempts[-1].current.terminated:
+            tr.attempts[-1].set(ending, self._resources.clock.now())
+        ExecutionLog(self._resources, self.state.execution, tr).warning(reason)
+        await self.end(tr, ending)
 
     def set_state(self, tr: TaskRun, state: State) -> None:
         tr.state.set(state, self._resources.clock.now())

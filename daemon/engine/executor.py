@@ -17,7 +17,7 @@ from daemon.engine.attempts import RunState, TaskRuns
 from daemon.engine.contexts import ExecutionLog, Launcher
 from daemon.engine.endings import Endings
 from daemon.engine.events import ExecutionChanged, TaskRunChanged
-from daemon.engine.flowables import FlowableRuns, worst
+from daemon.engine.flowables import FlowableRuns, OnFailure, worst
 from daemon.engine.iterations import Iteration, IterationLost, enter
 from daemon.engine.pauses import Pauses
 from daemon.engine.resources import Resources
@@ -287,12 +287,15 @@ class ExecutionRunner:
         tasks: Sequence[Task],
         scope: Scope,
         dag: Mapping[str, Sequence[str]] | None = None,
+        *,
+        concurrency: int = 0,
+        on_failure: OnFailure | None = None,
     ) -> State:
         active = [t for t in tasks if not t.disabled]
         if dag is None and any(t.depends_on for t in active):
             dag = {t.id: t.depends_on for t in active}
         if dag is not None:
-            return await self._run_dag(active, dag, scope)
+            return await self._run_dag(active, dag, scope, concurrency, on_failure)
         state = State.SUCCESS
         for task in active:
             if self.state.stopped(scope):
@@ -304,10 +307,16 @@ class ExecutionRunner:
         return state
 
     async def _run_dag(
-        self, tasks: Sequence[Task], deps: Mapping[str, Sequence[str]], scope: Scope
+        self,
+        tasks: Sequence[Task],
+        deps: Mapping[str, Sequence[str]],
+        scope: Scope,
+        concurrency: int = 0,
+        on_failure: OnFailure | None = None,
     ) -> State:
-        """Every task whose dependencies ended starts at once (graphlib's ready set); after
-        a failure nothing more starts and what runs is let finish."""
+        """Every task whose dependencies ended starts at once (graphlib's ready set), at
+        most `concurrency` at a time (0: no cap); after a failure nothing more starts and
+        what runs is let finish, or interrupted by `on_failure` (onChildFailure)."""
         ids = {t.id for t in tasks}
         by_id = {t.id: t for t in tasks}
         graph = graphlib.TopologicalSorter(
@@ -315,24 +324,29 @@ class ExecutionRunner:
         )
         graph.prepare()
         state = State.SUCCESS
+        ready: list[str] = []
         running: dict[asyncio.Task[State], str] = {}
         failed = False
         try:
             while True:
                 if not failed and not self.state.stopped(scope):
-                    for task_id in graph.get_ready():
+                    ready.extend(graph.get_ready())
+                    while ready and (concurrency <= 0 or len(running) < concurrency):
+                        task_id = ready.pop(0)
                         job = asyncio.create_task(self.run_task(by_id[task_id], scope))
                         running[job] = task_id
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for job in done:
-                    task_id = running.pop(job)
-                    result = job.result()
+                ended = {running.pop(job): job.result() for job in done}
+                for task_id, result in ended.items():
                     state = worst(state, result)
-                    if result.failed:
-                        failed = True
+                    failed = failed or result.failed
                     graph.done(task_id)
+                if failed and on_failure is not None and running:
+                    first = next(t for t, result in ended.items() if result.failed)
+                    await on_failure(list(running), first)
+                    running.clear()
         finally:
             for job in running:
                 job.cancel()
@@ -344,8 +358,10 @@ class ExecutionRunner:
 
     async def run_task(self, task: Task, scope: Scope) -> State:
         runs = self.tasks
-        await runs.ended()
+        # Its task run exists from the start (siblings started together all have one, as
+        # Kestra creates them at once); it runs once the ends before it are durable.
         tr = runs.find_or_create(task, scope)
+        await runs.ended()
         if tr.state.current.terminated and not isinstance(task, FlowableTask):
             # Finished before a restart: never run twice, but its outputs are needed.
             if tr.outputs:

@@ -5,10 +5,11 @@ while it hands back more (a loop), then its `errors` and `finally` tasks."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from daemon.engine.attempts import RunState, TaskRuns
+from daemon.engine.attempts import Interruption, RunState, TaskRuns
 from daemon.engine.contexts import TaskContext
 from daemon.engine.retries import flowable_retry, reset_for_retry
 from daemon.engine.variables import Scope, set_output, value_text
@@ -18,14 +19,27 @@ from daemon.sdk.plugin import Branch, Children, FlowableTask, Task
 from daemon.sdk.state import State
 
 
+class OnFailure(Protocol):
+    """What a list of tasks run at once does with its tasks still running once one failed:
+    interrupt them (cancel the jobs, their task runs end as onChildFailure says)."""
+
+    def __call__(
+        self, running: Collection[asyncio.Task[State]], failed: str
+    ) -> Awaitable[None]: ...
+
+
 class RunList(Protocol):
-    """The executor's way to run a list of tasks (in order, or as a DAG by `dag`)."""
+    """The executor's way to run a list of tasks (in order, or as a DAG by `dag`, at most
+    `concurrency` of its tasks at once, 0: no cap)."""
 
     def __call__(
         self,
         tasks: Sequence[Task],
         scope: Scope,
         dag: Mapping[str, Sequence[str]] | None = None,
+        *,
+        concurrency: int = 0,
+        on_failure: OnFailure | None = None,
     ) -> Awaitable[State]: ...
 
 
@@ -177,7 +191,7 @@ class FlowableRuns:
         self, children: Children, parent: TaskRun, scope: Scope, working_dir: str | None
     ) -> State:
         branches, concurrency = children.branches, children.concurrency
-        limit = asyncio.Semaphore(max(concurrency, 1)) if concurrency > 0 else None
+        on_failure = self._interrupter(children, parent)
         # `parent` inside: the flowable's task run, its outputs as they are (a Template's
         # `args`, a loop's `iterationCount`).
         parent_info = {
@@ -198,10 +212,15 @@ class FlowableRuns:
                 working_dir=working_dir,
                 handling=scope.handling,
             )
-            if limit is None:
-                return await self.run_list(branch.tasks, child_scope, branch.dag)
-            async with limit:
-                return await self.run_list(branch.tasks, child_scope, branch.dag)
+            if branch.dag is None:
+                return await self.run_list(branch.tasks, child_scope)
+            return await self.run_list(
+                branch.tasks,
+                child_scope,
+                branch.dag,
+                concurrency=concurrency,
+                on_failure=on_failure,
+            )
 
         if len(branches) == 1 or concurrency == 1:
             state = State.SUCCESS
@@ -211,5 +230,62 @@ class FlowableRuns:
                 if result.failed:
                     break
             return state
-        results = await asyncio.gather(*(one(i, b) for i, b in enumerate(branches)))
-        return worst(*results)
+        waiting = deque(enumerate(branches))
+        running: dict[asyncio.Task[State], Branch] = {}
+        state = State.SUCCESS
+        try:
+            while waiting or running:
+                # as many as `concurrency` allows start together (0: all of them)
+                while waiting and (concurrency <= 0 or len(running) < concurrency):
+                    index, branch = waiting.popleft()
+                    running[asyncio.ensure_future(one(index, branch))] = branch
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                ended = {job: (running.pop(job), job.result()) for job in done}
+                state = worst(state, *(result for _, result in ended.values()))
+                failed = [branch for branch, result in ended.values() if result.failed]
+                if failed and on_failure is not None:
+                    # onChildFailure: the others stop, and no more start
+                    if running:
+                        await on_failure(list(running), ", ".join(t.id for t in failed[0].tasks))
+                        running.clear()
+                    break
+            return state
+        finally:  # an Exit or a kill: none goes on alone
+            for job in running:
+                job.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _interrupter(self, children: Children, parent: TaskRun) -> OnFailure | None:
+        """Kestra's onChildFailure for this flowable's children: None to let them run on."""
+        ending = children.on_child_failure
+        if ending is None:
+            return None
+
+        async def interrupt(running: Collection[asyncio.Task[State]], failed: str) -> None:
+            reason = (
+                f"interrupted ({ending.value}): sibling task '{failed}' failed "
+                "and onChildFailure stops the others"
+            )
+            self.state.interrupting[parent.id] = Interruption(ending, reason)
+            try:
+                for job in running:
+                    job.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+            finally:
+                del self.state.interrupting[parent.id]
+            await self._end_under(parent, ending, reason)
+
+        return interrupt
+
+    async def _end_under(self, parent: TaskRun, ending: State, reason: str) -> None:
+        """The task runs under `parent` the interruption left unfinished (a flowable, a
+        retry waiting, a task not yet started) end in `ending` too."""
+        children: dict[str | None, list[TaskRun]] = defaultdict(list)
+        for tr in self.state.execution.task_runs:
+            children[tr.parent_task_run_id].append(tr)
+        below = list(children[parent.id])
+        while below:
+            tr = below.pop()
+            below.extend(children[tr.id])
+            if not tr.state.current.terminated:
+                await self.tasks.interrupted(tr, ending, reason)

@@ -81,7 +81,8 @@ def reset_for_retry(
     def walk(parent: TaskRun, again: bool) -> None:
         for run in children.get(parent.id, []):
             rerun = again or (parent is flowable and run.task_id in handlers)
-            if rerun or run.state.current in (State.FAILED, State.KILLED):
+            # CANCELLED: a sibling the failure interrupted (onChildFailure) runs again too
+            if rerun or run.state.current in (State.FAILED, State.KILLED, State.CANCELLED):
                 run.state.set(State.RESTARTED, now)
             earlier[(run.task_id, run.value, run.parent_task_run_id)] = run
             walk(run, rerun)

@@ -176,10 +176,16 @@ class Children:
     last round that ended without failing ends the flowable in that state once its
     `finally` ran, and the execution with it: no task starts afterwards outside `errors`
     and `finally`, what already runs finishes.
+
+    `concurrency` caps the branches running at once (0: no cap), and the tasks of a DAG
+    branch running at once. `on_child_failure` is Kestra's onChildFailure: when a child
+    ends FAILED (no retry left), the children still running are interrupted and end in
+    this state (CANCELLED or FAILED); None lets them run to their end.
     """
 
     branches: list[Branch] = field(default_factory=list)
     concurrency: int = 1
+    on_child_failure: State | None = None
     errors: Sequence[Task] = ()
     finally_: Sequence[Task] = ()
     failure_is_warning: bool = False
