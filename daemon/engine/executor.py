@@ -360,8 +360,16 @@ class ExecutionRunner:
         runs = self.tasks
         # Its task run exists from the start (siblings started together all have one, as
         # Kestra creates them at once); it runs once the ends before it are durable.
+        known = len(self.execution.task_runs)
         tr = runs.find_or_create(task, scope)
-        await runs.ended()
+        try:
+            await runs.ended()
+        except Exception:
+            # An earlier end the store refused: this task never started, so the run made
+            # for it here (not stored yet) is dropped rather than left to end FAILED.
+            if len(self.execution.task_runs) > known and tr in self.execution.task_runs:
+                self.execution.task_runs.remove(tr)
+            raise
         if tr.state.current.terminated and not isinstance(task, FlowableTask):
             # Finished before a restart: never run twice, but its outputs are needed.
             if tr.outputs:
