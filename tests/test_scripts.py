@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from daemon.engine.events import Event, LogAppended
+from daemon.engine.events import Event, ExecutionChanged, LogAppended
 from daemon.flows.loader import load_flow
 from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution, TaskRun
@@ -384,6 +384,34 @@ async def test_killing_the_execution_kills_the_process_group(h: Harness) -> None
     ex = await h.engine.wait(ex.id)
     assert ex.state.current == State.KILLED
     assert ex.task_runs[0].state.current == State.KILLED
+    assert await asyncio.to_thread(processes_with, marker) == []
+
+
+async def test_a_kill_landing_as_the_command_starts_stops_it_at_once(h: Harness) -> None:
+    """A kill landing while the shell was being started (asyncio's subprocess_exec still
+    awaited) stopped the shell alone, then waited for the pipes its `sleep` child kept
+    open: killing Kestra's flow-concurrency-queue-duration.yml (`sleep 30`) just after it
+    started took 30 seconds. The window is narrow, so kills land at many points of the
+    start; each must end the whole group at once (bounded wait: the command never ends)."""
+    marker = f"5{uuid.uuid4().int % 10**8:08d}"
+    sleeper = await h.flow(flow(shell(f"sleep {marker}")))
+    running: asyncio.Queue[str] = asyncio.Queue()
+
+    def listener(event: Event) -> None:
+        if isinstance(event, ExecutionChanged) and event.execution.state.current == State.RUNNING:
+            running.put_nowait(event.execution.id)
+
+    unsubscribe = h.engine.subscribe(listener)
+    try:
+        for step in range(30):
+            ex = await h.start(sleeper)
+            async with asyncio.timeout(10):  # bounded: the command itself never ends
+                assert await running.get() == ex.id
+                await asyncio.sleep(step * 0.0005)  # a sweep across the start
+                assert await h.engine.kill(ex.id)
+            assert (await h.engine.wait(ex.id)).state.current == State.KILLED
+    finally:
+        unsubscribe()
     assert await asyncio.to_thread(processes_with, marker) == []
 
 

@@ -120,8 +120,8 @@ async def run_streaming(
     """
     loop = asyncio.get_running_loop()
     lines = _Lines(on_line, loop)
-    try:
-        transport, _ = await loop.subprocess_exec(
+    spawn = asyncio.ensure_future(
+        loop.subprocess_exec(
             lambda: lines,
             *argv,
             cwd=cwd,
@@ -131,8 +131,17 @@ async def run_streaming(
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+    )
+    try:
+        # Shielded: a kill landing while the child starts would have asyncio kill the
+        # leader alone and wait for the pipes its children keep open (a `sleep 30` run by
+        # the shell: the kill took 30 seconds); the whole group goes instead.
+        transport, _ = await asyncio.shield(spawn)
     except OSError as exc:
         raise TaskFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    except asyncio.CancelledError:
+        await asyncio.shield(_abandon(spawn, lines))
+        raise
     pgid = transport.get_pid()
     if groups is not None:
         groups.track(pgid)
@@ -200,6 +209,20 @@ class _Lines(asyncio.SubprocessProtocol):
         await asyncio.wait([event, self.failed], return_when=asyncio.FIRST_COMPLETED)
         if self.failed.done():
             self.failed.result()
+
+
+async def _abandon(
+    spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, object]], lines: _Lines
+) -> None:
+    """A command killed while it was starting: once started, its whole group is stopped."""
+    try:
+        transport, _ = await spawn
+    except OSError:
+        return
+    try:
+        await _terminate(transport.get_pid(), lines)
+    finally:
+        transport.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
