@@ -38,13 +38,13 @@ class Admission:
         limit = _limit(flow, execution)
         if limit is None or self._active[flow.uid] < limit.limit:
             if self.max_executions and running + self._starting >= self.max_executions:
-                execution.state.set(State.QUEUED, now)
+                _queue(execution, now)
                 self._waiting.append((flow, execution))
                 return False
             self._take(flow, execution)
             return True
         if limit.behavior == "QUEUE":
-            execution.state.set(State.QUEUED, now)
+            _queue(execution, now)
             self._queued[flow.uid].append((flow, execution))
         else:
             execution.error = (
@@ -120,6 +120,11 @@ class Admission:
 
     def active(self, flow: Flow) -> int:
         return self._active[flow.uid]
+
+
+def _queue(execution: Execution, now: datetime) -> None:
+    if execution.state.current != State.QUEUED:  # one recovered QUEUED stays as it was
+        execution.state.set(State.QUEUED, now)
 
 
 def _limit(flow: Flow, execution: Execution) -> Concurrency | None:

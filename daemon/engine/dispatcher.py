@@ -86,8 +86,7 @@ class LocalDispatcher:
         self._local.expect(execution)
 
     async def rerun(self, flow: Flow, execution: Execution, *, restarted: bool) -> None:
-        if self._local.admit(flow, execution):
-            self._local.start(flow, execution)
+        await self._local.enter(flow, execution)
 
     async def wait(self, execution_id: str) -> Execution:
         return await wait_here_or_stored(self._resources, self._local, execution_id)

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 UNFINISHED = ["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING", "PAUSED", "RESTARTED"]
 RECOVERY_PAGE = 200
+# Not started yet: these pass admission again when adopted (the rest resume in their slot).
+WAITING = (State.CREATED, State.QUEUED, State.RESTARTED)
 
 
 class RestartRefused(PodiumError):
@@ -51,8 +53,8 @@ class Lifecycle:
     async def recover(self) -> int:
         """Resume what a previous process left unfinished; returns how many executions.
 
-        RUNNING ones continue where they stopped (finished task runs are not run again);
-        QUEUED ones queue again in the order they arrived.
+        RUNNING ones continue where they stopped (finished task runs are not run again),
+        then QUEUED ones queue again in the order they arrived.
         """
         store = self._resources.store
         unfinished: list[dict[str, Any]] = []
@@ -74,14 +76,17 @@ class Lifecycle:
                 # waited for from now on: an execution resumed first may wait for this one
                 # (a Subflow's child, a Loop's iteration) before it is adopted
                 self._local.expect(found[-1])
+        # Those that held a concurrency slot take it back before any waiting one is
+        # admitted: a queued execution must not start in a slot still held.
+        found.sort(key=lambda e: e.state.current in WAITING)  # stable: arrival order kept
         for execution in found:
             await self.adopt(execution)
         return len(unfinished)
 
     async def adopt(self, execution: Execution) -> None:
         """Run a stored execution here: one a previous process left unfinished, or one this
-        node claimed in a cluster. CREATED and QUEUED ones pass admission; RUNNING ones
-        continue where they stopped (finished task runs are not run again)."""
+        node claimed in a cluster. CREATED, QUEUED and RESTARTED ones pass admission; RUNNING
+        ones continue where they stopped (finished task runs are not run again)."""
         if execution.state.current.terminated:
             return
         local = self._local
@@ -95,12 +100,8 @@ class Lifecycle:
             local.ended_unstarted(execution)
             return
         local.expect(execution)
-        if execution.state.current in (State.QUEUED, State.CREATED):
-            if local.admit(flow, execution):
-                local.start(flow, execution)
-            elif execution.state.current.terminated:  # refused by the flow's limit
-                await self._resources.store.save_execution(execution.to_json(task_runs=False))
-                local.ended_unstarted(execution)
+        if execution.state.current in WAITING:
+            await local.enter(flow, execution)  # not started yet: the limits apply
             return
         local.resume(flow, execution)
         log.info(

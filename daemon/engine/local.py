@@ -32,6 +32,7 @@ class LocalExecutions:
         self._idle = asyncio.Event()
         self._idle.set()
         self.stats: dict[str, int] = defaultdict(int)
+        self._closing = False
 
     def on_finished(self, listener: Callable[[Execution], None]) -> None:
         """Call `listener` with each execution that stops running here (its final state
@@ -49,6 +50,18 @@ class LocalExecutions:
         """Apply the limits (see Admission); True when it may start now."""
         now = self._resources.clock.now()
         return self.admission.admit(flow, execution, len(self._running), now)
+
+    async def enter(self, flow: Flow, execution: Execution) -> None:
+        """Admit a stored execution (adopted, restarted, replayed): start it, or store it
+        as admission left it, QUEUED or refused by its flow's limit."""
+        if self.admit(flow, execution):
+            self.start(flow, execution)
+            return
+        await self._resources.store.save_execution(execution.to_json(task_runs=False))
+        if execution.state.current.terminated:
+            self.ended_unstarted(execution)
+        else:
+            self._resources.events.execution(execution)
 
     def withdraw(self, flow: Flow, execution: Execution, admitted: bool) -> None:
         """An execution that could not be stored never happened here."""
@@ -88,9 +101,10 @@ class LocalExecutions:
         self.stats[execution.state.current.value] += 1
         if execution.state.current.terminated:
             self._tell(execution)
-        ready = self.admission.finished(flow, execution, len(self._running))
-        for next_flow, next_execution in ready:
-            self.start(next_flow, next_execution)
+        if not self._closing:  # stopping: queued executions stay QUEUED for the next start
+            ready = self.admission.finished(flow, execution, len(self._running))
+            for next_flow, next_execution in ready:
+                self.start(next_flow, next_execution)
         if not self._running:
             self._idle.set()
 
@@ -137,6 +151,7 @@ class LocalExecutions:
         resumes them; the interrupted task runs are retried per their policy there.
         """
         self._resources.options.handing_over = hand_over
+        self._closing = True
         for job in list(self._running.values()):
             job.cancel()
         if self._running:
