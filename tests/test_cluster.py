@@ -442,6 +442,30 @@ async def test_a_flow_concurrency_limit_holds_across_the_cluster(
     assert len(owners) == 1, "the node holding the flow's lease runs all its executions"
 
 
+async def test_a_flow_queue_size_holds_across_the_cluster(
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
+    """flow-concurrency-queue-size.yml (FlowConcurrencyCaseTest.flowConcurrencyQueueSize,
+    kestra PR #17046) with its executions submitted on three nodes: the node holding the
+    flow's lease admits them all, so one runs, one waits QUEUED and one is CANCELLED at
+    once (CREATED, CANCELLED), wherever each was submitted."""
+    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    queue_of_one = LIMITED.replace("behavior: QUEUE", "behavior: QUEUE\n  queueSize: 1")
+    await add_flow(a, queue_of_one.replace("PT0.2S", "PT2S"))  # the first outlasts the rest
+    for node in (a, b, c):
+        await loaded(node, "limited")
+    submitted = []
+    for node in (a, b, c):
+        flow = node.engine.catalog[("cluster.test", "limited")]
+        submitted.append(await node.engine.submit(flow))
+    finals = [await b.engine.wait(e.id) for e in submitted]
+    assert sorted(f.state.current.value for f in finals) == ["CANCELLED", "SUCCESS", "SUCCESS"]
+    cancelled = next(f for f in finals if f.state.current == State.CANCELLED)
+    assert [s for s, _ in cancelled.state.histories] == [State.CREATED, State.CANCELLED]
+    queued = [f for f in finals if State.QUEUED in [s for s, _ in f.state.histories]]
+    assert len(queued) == 1
+
+
 async def test_a_draining_node_keeps_its_executions(
     nodes: Callable[..., Awaitable[Node]], dsn: str
 ) -> None:

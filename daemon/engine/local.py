@@ -2,20 +2,26 @@
 
 Whatever decided an execution should run here (a submission on a single node, a claim
 in a cluster, a recovery after a crash) hands it to `LocalExecutions`; admission decides
-when it starts. When one ends, the next in line starts and the listeners hear of it.
+when it starts. When one ends, the next in line starts and the listeners hear of it; when
+one holds its flow's concurrency slot past the flow's `duration`, the slot is released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
-from daemon.engine.admission import Admission
+from daemon.engine.admission import Admission, slot_taken
 from daemon.engine.resources import Resources
 from daemon.flows.definition import Flow
+from daemon.sdk.durations import format_duration
 from daemon.sdk.execution import Execution
+
+log = logging.getLogger(__name__)
 
 Runner = Callable[[Flow, Execution], Coroutine[Any, Any, Execution]]
 
@@ -29,10 +35,12 @@ class LocalExecutions:
         # Executions of this process not ended yet (queued or running), for `wait`.
         self._ended: dict[str, asyncio.Future[Execution]] = {}
         self._finish_listeners: list[Callable[[Execution], None]] = []
+        # Running executions whose flow bounds how long a slot is held, by id.
+        self._slot_timers: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
         self.stats: dict[str, int] = defaultdict(int)
-        self._closing = False
 
     def on_finished(self, listener: Callable[[Execution], None]) -> None:
         """Call `listener` with each execution that stops running here (its final state
@@ -78,6 +86,12 @@ class LocalExecutions:
         job = asyncio.create_task(self._run(flow, execution), name=f"execution {execution.id}")
         self._running[execution.id] = job
         job.add_done_callback(lambda _: self._finished(flow, execution))
+        limit = flow.concurrency
+        if limit is not None and limit.duration is not None and execution.loop is None:
+            deadline = slot_taken(execution, self._resources.clock.now()) + limit.duration
+            self._slot_timers[execution.id] = asyncio.create_task(
+                self._release_at(flow, execution, deadline), name=f"slot {execution.id}"
+            )
 
     def resume(self, flow: Flow, execution: Execution) -> None:
         """Continue an execution that was running when its process stopped."""
@@ -93,8 +107,28 @@ class LocalExecutions:
         self._resources.events.execution(execution)
         self._tell(execution)
 
+    async def _release_at(self, flow: Flow, execution: Execution, deadline: datetime) -> None:
+        """Kestra's concurrency `duration`: past it, the slot goes to the next in line."""
+        await self._resources.clock.sleep_until(deadline)
+        self._slot_timers.pop(execution.id, None)
+        limit = flow.concurrency
+        assert limit is not None and limit.duration is not None
+        log.warning(
+            "execution %s of %s.%s has held its concurrency slot for %s (the flow's "
+            "duration): slot released, the execution runs on",
+            execution.id,
+            flow.namespace,
+            flow.id,
+            format_duration(limit.duration),
+        )
+        for next_flow, next_execution in self.admission.expire(flow, execution, len(self._running)):
+            self.start(next_flow, next_execution)
+
     def _finished(self, flow: Flow, execution: Execution) -> None:
         self._running.pop(execution.id, None)
+        timer = self._slot_timers.pop(execution.id, None)
+        if timer is not None:
+            timer.cancel()
         ended = self._ended.pop(execution.id, None)
         if ended is not None and not ended.done():
             ended.set_result(execution)
@@ -156,6 +190,12 @@ class LocalExecutions:
             job.cancel()
         if self._running:
             await asyncio.wait(list(self._running.values()))
+        timers = list(self._slot_timers.values())  # those of executions still running
+        self._slot_timers.clear()
+        for timer in timers:
+            timer.cancel()
+        if timers:
+            await asyncio.wait(timers)
         for ended in self._ended.values():
             ended.cancel()
         self._ended.clear()

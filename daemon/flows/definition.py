@@ -26,8 +26,35 @@ Path = yamlpos.Path
 
 
 class Concurrency(Model):
+    """Kestra's flow `concurrency`: at most `limit` executions of the flow run at once; one
+    more is QUEUED, CANCELLED or FAILED as `behavior` says.
+
+    With QUEUE, `queueSize` (or its other spelling `queueLimit`) caps the executions
+    waiting: one arriving when the queue is full is CANCELLED at once. `duration` is the
+    longest an execution holds its slot: past it the slot is released (the next queued one
+    starts) and the execution runs on without counting against the limit.
+    """
+
     limit: int = Field(ge=1)
     behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
+    queue_size: int | None = Field(default=None, ge=0)
+    queue_limit: int | None = Field(default=None, ge=0)
+    duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Concurrency:
+        if self.queue_size is not None and self.queue_limit is not None:
+            raise ValueError(
+                "'queueSize' and 'queueLimit' both cap the queue: give only one of them"
+            )
+        if self.duration is not None and self.duration.total_seconds() <= 0:
+            raise ValueError("'duration' must be a positive ISO-8601 duration, e.g. PT1H")
+        return self
+
+    @property
+    def queue_cap(self) -> int | None:
+        """How many executions may wait for a slot (None: any number)."""
+        return self.queue_size if self.queue_size is not None else self.queue_limit
 
 
 class PluginDefault(Model):
