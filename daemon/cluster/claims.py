@@ -17,11 +17,12 @@ import orjson
 
 from daemon.cluster.channels import POLL_INTERVAL, RECONNECT_MAX, Channels, log_retry
 from daemon.cluster.leases import Leases
-from daemon.engine.lifecycle import Lifecycle
+from daemon.engine.lifecycle import WAITING, Lifecycle
 from daemon.engine.local import LocalExecutions
 from daemon.flows.catalog import FlowCatalog
 from daemon.sdk.execution import Execution
 from daemon.sdk.retry import Backoff
+from daemon.sdk.state import State
 from daemon.store.postgres_cluster import ClusterTables
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,11 @@ class Claims:
         while (room := self._room()) > 0:
             rows = await self._tables.claim(min(room, CLAIM_BATCH), others)
             # A new execution comes with its doc; one that ran before (taken over,
-            # restarted, replayed) is read again with its task runs.
-            await asyncio.gather(*(self._adopt(row) for row in rows))
+            # restarted, replayed) is read again with its task runs. One after the other:
+            # those holding a concurrency slot first (taken over from a dead node), then
+            # the waiting ones oldest first, so a flow's queue keeps its order.
+            for row in sorted(rows, key=_waiting):  # stable: oldest first within each
+                await self._adopt(row)
             if len(rows) < min(room, CLAIM_BATCH):
                 break
 
@@ -185,3 +189,8 @@ class Claims:
         doc = await self._store.get_execution(execution_id)
         if doc is not None:
             await self._lifecycle.adopt(Execution.from_json(doc))
+
+
+def _waiting(row: Any) -> bool:
+    """Not started yet (it passes admission when adopted), from the claimed row's doc."""
+    return State(orjson.loads(row["doc"])["state"]["current"]) in WAITING

@@ -31,7 +31,7 @@ _CLAIM = f"""
                  WHERE {UNOWNED_UNFINISHED} AND state = ANY($2::text[])
                    AND NOT (namespace || chr(31) || flow_id = ANY($4::text[]))
                  ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING id, doc,
+    RETURNING id, doc, seq,
         EXISTS (SELECT 1 FROM task_runs t WHERE t.execution_id = e.id) AS has_runs"""
 _CLAIM_ONE = """
     UPDATE executions SET owner = $1
@@ -130,7 +130,7 @@ class ClusterTables:
             rows: list[Any] = await conn.fetch(
                 _CLAIM, self.node_id, UNFINISHED, limit, list(leased_elsewhere)
             )
-        return rows
+        return sorted(rows, key=lambda row: row["seq"])  # RETURNING keeps no order
 
     async def owned(self) -> list[str]:
         """The ids of this node's unfinished executions, as the database has them."""
