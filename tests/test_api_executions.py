@@ -191,6 +191,26 @@ async def test_search_refuses_malformed_filters_with_exact_messages(api: str) ->
 # -- kill, restart, replay, delete ----------------------------------------------------------
 
 
+async def test_kill_of_a_queued_execution_ends_it_killed_without_running(
+    h: Harness, api: str
+) -> None:
+    """Kestra's DELETE /api/v1/executions/{id}/kill on an execution QUEUED by its flow's
+    concurrency limit (FlowConcurrencyCaseTest.flowConcurrencyQueueKilled): it ends KILLED
+    at once, never RUNNING, and the running one goes on."""
+    await h.flow(SLOW.replace("id: slow", "id: one_at_a_time\nconcurrency:\n  limit: 1"))
+    first = await started(api, "one_at_a_time")
+    await until_state(api, first["id"], "RUNNING")
+    second = await started(api, "one_at_a_time")
+    assert second["state"]["current"] == "QUEUED"
+    status, doc, _ = await call("DELETE", f"{api}/api/v1/executions/{second['id']}/kill")
+    assert (status, doc["state"]["current"]) == (202, "KILLED")
+    assert [s["state"] for s in doc["state"]["histories"]] == ["CREATED", "QUEUED", "KILLED"]
+    _, doc, _ = await call("GET", f"{api}/api/v1/executions/{first['id']}")
+    assert doc["state"]["current"] == "RUNNING"
+    status, _, _ = await call("DELETE", f"{api}/api/v1/executions/{first['id']}/kill")
+    assert status == 202
+
+
 async def test_kill_of_a_running_execution_ends_it_killed(h: Harness, api: str) -> None:
     execution = await started(api, "slow")
     url = f"{api}/api/v1/executions/{execution['id']}"

@@ -466,6 +466,33 @@ async def test_a_flow_queue_size_holds_across_the_cluster(
     assert len(queued) == 1
 
 
+async def test_a_queued_execution_is_killed_from_another_node(
+    nodes: Callable[..., Awaitable[Node]],
+) -> None:
+    """FlowConcurrencyCaseTest.flowConcurrencyQueueKilled across nodes: the kill asked on
+    one node reaches the node holding the flow's lease, where the execution waits QUEUED;
+    it ends KILLED without running and the running one goes on."""
+    a, b = await nodes("a"), await nodes("b")
+    await add_flow(a, LIMITED.replace("PT0.2S", "PT30S"))
+    for node in (a, b):
+        await loaded(node, "limited")
+    flow = a.engine.catalog[("cluster.test", "limited")]
+    first, second = await a.engine.submit(flow), await a.engine.submit(flow)
+
+    async def queued() -> bool:
+        doc = await b.store.get_execution(second.id)
+        return doc is not None and doc["state"]["current"] == "QUEUED"
+
+    await eventually(queued, "the second waits QUEUED on the lease holder")
+    assert await b.engine.kill(second.id)
+    final = await b.engine.wait(second.id)
+    assert [s for s, _ in final.state.histories] == [State.CREATED, State.QUEUED, State.KILLED]
+    doc = await b.store.get_execution(first.id)
+    assert doc is not None and doc["state"]["current"] == "RUNNING"
+    assert await b.engine.kill(first.id)
+    assert (await b.engine.wait(first.id)).state.current == State.KILLED
+
+
 async def test_a_draining_node_keeps_its_executions(
     nodes: Callable[..., Awaitable[Node]], dsn: str
 ) -> None:

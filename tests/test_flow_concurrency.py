@@ -115,6 +115,55 @@ async def test_a_queued_execution_runs_once_the_first_ends(fake: Fake) -> None:
     assert history(ends[1])[:3] == [State.CREATED, State.QUEUED, State.RUNNING]
 
 
+# -- kills --------------------------------------------------------------------------------
+
+QUEUE_KILLED = kestra_flow(
+    "queue-killed", "  behavior: QUEUE\n  limit: 1", SLEEP_2S.replace("PT2S", "PT10S")
+)
+
+
+async def test_killing_the_running_execution_starts_the_next_queued_only(fake: Fake) -> None:
+    """FlowConcurrencyCaseTest.flowConcurrencyKilled with flow-concurrency-queue-killed.yml:
+    the first is killed (KILLED, having run), the second starts, the third stays QUEUED
+    since the limit of 1 is taken again."""
+    h, _ = fake
+    flow = await h.flow(QUEUE_KILLED)
+    first = await h.start(flow)
+    await running(h, first)
+    second, third = await h.start(flow), await h.start(flow)
+    assert (second.state.current, third.state.current) == (State.QUEUED, State.QUEUED)
+    assert await h.engine.kill(first.id)
+    killed = await h.engine.wait(first.id)
+    assert killed.state.current == State.KILLED and State.RUNNING in history(killed)
+    await running(h, second)
+    await settle()
+    assert (await h.stored(third))["state"]["current"] == "QUEUED"
+    for execution in (second, third):
+        assert await h.engine.kill(execution.id)
+
+
+async def test_killing_a_queued_execution_ends_it_and_starts_nothing(fake: Fake) -> None:
+    """FlowConcurrencyCaseTest.flowConcurrencyQueueKilled with
+    flow-concurrency-queue-killed.yml: the queued second is killed (KILLED, never RUNNING,
+    no task run) while the first runs; the third stays QUEUED."""
+    h, _ = fake
+    flow = await h.flow(QUEUE_KILLED)
+    first = await h.start(flow)
+    await running(h, first)
+    second, third = await h.start(flow), await h.start(flow)
+    assert await h.engine.kill(second.id)
+    killed = await h.engine.wait(second.id)
+    assert history(killed) == [State.CREATED, State.QUEUED, State.KILLED]
+    assert killed.task_runs == []
+    assert await stored_history(h, second) == ["CREATED", "QUEUED", "KILLED"]
+    await settle()
+    assert (await h.stored(third))["state"]["current"] == "QUEUED"
+    assert (await h.stored(first))["state"]["current"] == "RUNNING"
+    for execution in (first, third):
+        assert await h.engine.kill(execution.id)
+    assert (await h.engine.wait(third.id)).state.current == State.KILLED
+
+
 # -- queueSize (and queueLimit) -----------------------------------------------------------
 
 
@@ -159,6 +208,20 @@ async def test_the_queue_takes_new_executions_again_as_it_drains(fake: Fake) -> 
     third = await h.start(flow)
     assert third.state.current == State.QUEUED
     ends = await drive(h, clock, asyncio.gather(h.engine.wait(second.id), h.engine.wait(third.id)))
+    assert [e.state.current for e in ends] == [State.SUCCESS, State.SUCCESS]
+
+
+async def test_killing_a_queued_execution_makes_room_in_a_full_queue(fake: Fake) -> None:
+    """flow-concurrency-queue-size.yml (kestra PR #17046 counts the executions queued now):
+    the one waiting is killed, so the next arrival queues instead of being cancelled."""
+    h, clock = fake
+    flow = await h.flow(kestra_flow("queue-size", "  behavior: QUEUE\n  limit: 1\n  queueSize: 1"))
+    first = await h.start(flow)
+    second = await h.start(flow)
+    assert await h.engine.kill(second.id)
+    third = await h.start(flow)
+    assert third.state.current == State.QUEUED
+    ends = await drive(h, clock, asyncio.gather(h.engine.wait(first.id), h.engine.wait(third.id)))
     assert [e.state.current for e in ends] == [State.SUCCESS, State.SUCCESS]
 
 

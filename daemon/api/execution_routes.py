@@ -133,11 +133,11 @@ async def flow_executions(request: web.Request) -> web.Response:
 @routes.operation(
     "DELETE",
     "/api/v1/executions/{executionId}/kill",
-    "Kill a running execution; it ends KILLED",
+    "Kill a running or queued execution; it ends KILLED",
     replies={
         202: ok("Execution", "Killed"),
         404: _NOT_FOUND,
-        409: error("The execution has ended, or is not running here"),
+        409: error("The execution has ended, or is neither running nor queued here"),
     },
 )
 async def kill_execution(request: web.Request) -> web.Response:
@@ -152,7 +152,7 @@ async def kill_execution(request: web.Request) -> web.Response:
         raise HttpError(
             409,
             f"Illegal state: execution {doc['id']} is "
-            f"{doc['state']['current']} and not running in this process",
+            f"{doc['state']['current']} and neither running nor queued in this process",
         )
     return json_response(kestra_execution(await stored_execution(request)), 202)
 

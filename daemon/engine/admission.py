@@ -92,6 +92,16 @@ class Admission:
                 if item[1] is execution:
                     queue.remove(item)
 
+    def unqueue(self, execution_id: str) -> Entry | None:
+        """Take a waiting execution out of its queue (it is being killed): it held no slot,
+        so nothing else starts, and one more may queue behind a `queueSize`."""
+        for queue in (*self._queued.values(), self._waiting):
+            for item in queue:
+                if item[1].id == execution_id:
+                    queue.remove(item)
+                    return item
+        return None
+
     def finished(self, flow: Flow, execution: Execution, running: int) -> list[Entry]:
         """An execution of `flow` ended: the executions whose turn it is now, to start."""
         if execution.loop is None and execution.id not in self._released:

@@ -20,6 +20,7 @@ from daemon.engine.resources import Resources
 from daemon.flows.definition import Flow
 from daemon.sdk.durations import format_duration
 from daemon.sdk.execution import Execution
+from daemon.sdk.state import State
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,20 @@ class LocalExecutions:
         return self._ended.get(execution_id)
 
     async def kill(self, execution_id: str) -> bool:
-        """Cancel an execution running here (it is stored KILLED); False when none runs."""
+        """Cancel an execution running here, or take one waiting here out of its queue (it
+        is stored KILLED, never having run); False when none runs or waits here."""
         job = self._running.get(execution_id)
-        if job is None:
+        if job is not None:
+            job.cancel()
+            await asyncio.wait([job])
+            return True
+        entry = self.admission.unqueue(execution_id)
+        if entry is None:
             return False
-        job.cancel()
-        await asyncio.wait([job])
+        execution = entry[1]
+        execution.state.set(State.KILLED, self._resources.clock.now())
+        await self._resources.store.save_execution(execution.to_json(task_runs=False))
+        self.ended_unstarted(execution)
         return True
 
     def runs_here(self, execution_id: str) -> bool:
