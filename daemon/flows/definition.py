@@ -36,10 +36,17 @@ class Concurrency(Model):
     """
 
     limit: int = Field(ge=1)
+    """How many executions of the flow may run at once."""
     behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
+    """What happens to an execution past the limit: it waits QUEUED, or ends CANCELLED or
+    FAILED at once."""
     queue_size: int | None = Field(default=None, ge=0)
+    """With QUEUE, how many executions may wait; one more is CANCELLED (none: no cap)."""
     queue_limit: int | None = Field(default=None, ge=0)
+    """Another spelling of `queueSize`."""
     duration: Duration | None = None
+    """The longest an execution holds its slot (ISO-8601, e.g. PT1H); past it the next
+    one in line starts and the execution runs on without counting."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Concurrency:
