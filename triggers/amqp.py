@@ -148,13 +148,6 @@ class AmqpTrigger(AmqpConnection, Trigger):
             return None
         return fields
 
-    async def _admitted(self, ctx: TriggerContext, variables: dict[str, Any], where: str) -> bool:
-        if await self.admits(ctx, variables):
-            return True
-        ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-        ctx.count_rejected()
-        return False
-
     async def _consume(
         self,
         queue: AbstractQueue,
@@ -182,7 +175,7 @@ class RealtimeTrigger(AmqpTrigger):
         async with queue.iterator(no_ack=self.auto_ack, consumer_tag=self.consumer_tag) as it:
             async for message in it:
                 fields = await self._decode(message, ctx, where)
-                if fields is not None and await self._admitted(ctx, fields, where):
+                if fields is not None and await self.admits(ctx, fields, where=where):
                     key = markers.known(message) or new_id()
                     if not self.auto_ack:
                         await markers.remember([message], key)
@@ -250,7 +243,7 @@ class AmqpBatchTrigger(AmqpTrigger):
         except StorageError as exc:
             raise ConnectionError(f"cannot store the batch: {exc}") from None
         variables = {"uri": uri, "count": len(members)}
-        if not await self._admitted(ctx, variables, where):
+        if not await self.admits(ctx, variables, where=where):
             return
         if not self.auto_ack:
             await markers.remember([message for message, _ in members], key)

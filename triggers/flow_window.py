@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
+from daemon.sdk.clock import known_zone
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.properties import Model
@@ -25,16 +26,6 @@ from daemon.sdk.properties import Model
 def _zone(name: str | None) -> tzinfo:
     # podium resolves daily windows in UTC unless told, as its Schedule does
     return ZoneInfo(name) if name else UTC
-
-
-def _known_zone(value: str | None) -> str | None:
-    if value is None:
-        return value
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("unknown time zone: use an IANA name such as Europe/Paris") from None
-    return value
 
 
 def _positive(value: timedelta | None, name: str) -> None:
@@ -66,7 +57,7 @@ class TimeWindow(Model):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
-        return _known_zone(value)
+        return known_zone(value)
 
     @model_validator(mode="after")
     def _bounds(self) -> TimeWindow:
@@ -137,7 +128,7 @@ class Window(Model):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
-        return _known_zone(value)
+        return known_zone(value)
 
     @model_validator(mode="after")
     def _one_type(self) -> Window:

@@ -123,13 +123,6 @@ class NatsTrigger(Trigger):
                 raise ConnectionError("the connection closed") from None
             return []
 
-    async def _accepted(self, ctx: TriggerContext, variables: dict[str, Any], where: str) -> bool:
-        if await self.admits(ctx, variables):
-            return True
-        ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-        ctx.count_rejected()
-        return False
-
     async def _consume(
         self, sub: Any, nc: Any, emit: Emit, ctx: TriggerContext, epoch: str, where: str
     ) -> None:
@@ -159,7 +152,7 @@ class RealtimeTrigger(NatsTrigger):
         while True:
             for msg in await self._fetch(sub, nc, self.batch_size, FETCH_WAIT):
                 variables = message(msg)
-                if await self._accepted(ctx, variables, where):
+                if await self.admits(ctx, variables, where=where):
                     key = f"{epoch}:{msg.metadata.sequence.stream}"
                     await emit({}, variables, key=key)
                 await msg.ack()
@@ -212,7 +205,7 @@ class NatsBatchTrigger(NatsTrigger):
                 await msg.nak()
             raise ConnectionError(f"cannot store the batch: {exc}") from None
         variables = {"uri": uri, "messagesCount": len(batch), "lastSequence": last}
-        if not await self._accepted(ctx, variables, where):
+        if not await self.admits(ctx, variables, where=where):
             for msg in batch:
                 await msg.ack()
             return

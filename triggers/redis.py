@@ -180,13 +180,6 @@ class RedisListTrigger(Trigger):
     ) -> None:
         raise NotImplementedError
 
-    async def _admitted(self, ctx: TriggerContext, variables: dict[str, Any], where: str) -> bool:
-        if await self.admits(ctx, variables):
-            return True
-        ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-        ctx.count_rejected()
-        return False
-
 
 class RealtimeTrigger(RedisListTrigger):
     """Kestra's Redis list RealtimeTrigger: one execution per item, `trigger.value`."""
@@ -222,7 +215,7 @@ class RealtimeTrigger(RedisListTrigger):
         self, emit: Emit, ctx: TriggerContext, values: list[Any], key: str, where: str
     ) -> None:
         for value in values:
-            if await self._admitted(ctx, {"value": value}, where):
+            if await self.admits(ctx, {"value": value}, where=where):
                 await emit({}, {"value": value}, key=key)
 
 
@@ -282,5 +275,5 @@ class ListTrigger(RedisListTrigger):
             # Kept in flight: the batch is emitted again after the next reconnect.
             raise ConnectionError(f"cannot store the batch: {exc}") from None
         variables = {"uri": uri, "count": len(values)}
-        if await self._admitted(ctx, variables, where):
+        if await self.admits(ctx, variables, where=where):
             await emit({}, variables, key=key)

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AwareDatetime,
@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.sdk.clock import known_zone
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import InputError, TemplateError
@@ -88,11 +89,7 @@ class Schedule(Trigger):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("unknown time zone: use an IANA name such as Europe/Paris") from None
-        return value
+        return known_zone(value) or value
 
     @field_validator("cron")
     @classmethod

@@ -13,10 +13,11 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
+from daemon.sdk.clock import known_zone
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.errors import InputError, TemplateError
 from daemon.sdk.plugin import Emit, Trigger
@@ -40,13 +41,7 @@ class ScheduleOnDates(Trigger):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("unknown time zone: use an IANA name such as Europe/Paris") from None
-        return value
+        return known_zone(value)
 
     @field_validator("dates", mode="before")
     @classmethod

@@ -109,9 +109,7 @@ class SqlTrigger(Trigger):
             lines = "".join(dumps(row) + "\n" for row in rows).encode()
             uri = await ctx.files.put(lines, prefix=prefix, name=f"{uuid.uuid4().hex}.ion")
             variables = {"uri": uri, "size": len(rows)}
-        if not await self.admits(ctx, variables):
-            ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
-            ctx.count_rejected()
+        if not await self.admits(ctx, variables, where=where):
             return
         await emit({}, variables)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock:
@@ -99,3 +100,15 @@ class FakeClock(Clock):
             raise
         finally:
             dog.cancel()
+
+
+def known_zone(value: str | None) -> str | None:
+    """`value` when it names an IANA time zone (None passes), for the `timezone` property of
+    schedules and windows; a ValueError saying what to write otherwise."""
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown time zone: use an IANA name such as Europe/Paris") from None
+    return value

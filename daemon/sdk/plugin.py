@@ -366,16 +366,27 @@ class Trigger(Model):
         return await asyncio.to_thread(self._holds, ctx)
 
     async def admits(
-        self, ctx: TriggerContext, variables: Mapping[str, Any], date: datetime | None = None
+        self,
+        ctx: TriggerContext,
+        variables: Mapping[str, Any],
+        date: datetime | None = None,
+        *,
+        where: str | None = None,
     ) -> bool:
         """`conditions_hold` for one event whose `trigger.*` variables are `variables`, at
-        `date` (now by default): what a trigger asks just before it emits them."""
+        `date` (now by default): what a trigger asks just before it emits them. With `where`
+        (the source, e.g. "queue 'q'"), an event refused is logged and counted as rejected."""
         flow = ctx.flow
         holds = ConditionContext(
             flow.namespace, flow.id, date=date or ctx.clock.now(), render=ctx.render,
             variables={"trigger": dict(variables)}, logger=ctx.logger,
         )  # fmt: skip
-        return await self.conditions_hold(holds)
+        if await self.conditions_hold(holds):
+            return True
+        if where is not None:
+            ctx.logger.info("%s: the trigger's conditions do not hold; no execution", where)
+            ctx.count_rejected()
+        return False
 
     def _holds(self, ctx: ConditionContext) -> bool:
         return self._when_holds(ctx) and all_hold(self.conditions, ctx, self.id)
