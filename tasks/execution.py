@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +13,7 @@ from pydantic import Field, model_validator
 
 from daemon.sdk.context import RunContext
 from daemon.sdk.errors import TaskFailed, TemplateError
+from daemon.sdk.maps import deep_merge
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, JsonText, Model
 from daemon.sdk.state import State
@@ -49,17 +49,6 @@ class Assert(Task):
                 message += "\n" + self.error_message
             raise TaskFailed(message)
         return None
-
-
-def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `changes` over it; maps merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class SetVariables(Task):

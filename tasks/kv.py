@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration, format_duration, parse_duration
 from daemon.sdk.errors import TaskFailed
+from daemon.sdk.maps import deep_merge
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Dynamic, Model
 from daemon.sdk.state import iso
@@ -178,7 +179,7 @@ def _put_value(current: Any, new: Any) -> Any:
     if isinstance(new, list) and new and all(_is_entry(item) for item in new):
         return _put_entries(current, new)
     if isinstance(current, dict) and isinstance(new, dict):
-        return _deep_merge(current, new)
+        return deep_merge(current, new)
     return new
 
 
@@ -206,17 +207,7 @@ def _put_entries(current: Any, entries: list[dict[str, Any]]) -> Any:
         return updates
     if not isinstance(current, dict):
         raise ValueError("cannot apply keyed `value` updates to a stored value that is not a map")
-    return _deep_merge(current, updates)
-
-
-def _deep_merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    out = dict(into)
-    for key, value in more.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    return deep_merge(current, updates)
 
 
 class PurgeBehavior(Model):

@@ -23,6 +23,7 @@ from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.errors import FlowDisabled, InputError, TemplateError
 from daemon.sdk.execution import Execution, TaskRun
+from daemon.sdk.maps import deep_merge
 from daemon.sdk.plugin import Condition, ConditionContext, Emit, Trigger, each_holds
 from daemon.sdk.properties import Deprecated, has_template
 from daemon.sdk.state import State
@@ -34,7 +35,7 @@ from triggers.flow_depends import (
     upstream_variables,
 )
 from triggers.flow_preconditions import Preconditions, labels_of
-from triggers.flow_window import Tally, TimeWindow, Window, WindowRule, deep_merge, tally
+from triggers.flow_window import Tally, TimeWindow, Window, WindowRule, tally
 
 __all__ = ["FlowTrigger", "MultipleCondition", "Preconditions", "TimeWindow", "Window"]
 

@@ -9,7 +9,7 @@ in the trigger's durable state (Kestra's MultipleConditionWindow).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
@@ -229,14 +229,3 @@ async def tally(
         await ctx.state.set(rule.state_key, {"start": start.isoformat(), "end": end.isoformat(),
                                              "results": results, "outputs": outputs})  # fmt: skip
     return Tally(rule, start, results, outputs, touched=bool(met))
-
-
-def deep_merge(into: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
-    """`into` with `more` over it, maps merged key by key (Kestra's MapUtils.deepMerge)."""
-    out = dict(into)
-    for key, value in more.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
