@@ -1,6 +1,7 @@
-"""Kestra's remaining trigger conditions: Weekend, DayWeekInMonth, TimeBetween, Expression,
-Not, Or, ExecutionLabels, ExecutionOutputs, HasRetryAttempt (io.kestra.plugin.core.condition,
-each under its legacy `io.kestra.core.models.conditions.types.*Condition` name too)."""
+"""Kestra's remaining trigger conditions: Weekend, DayWeekInMonth, PublicHoliday, TimeBetween,
+Expression, Not, Or, ExecutionLabels, ExecutionOutputs, HasRetryAttempt
+(io.kestra.plugin.core.condition, each under its legacy
+`io.kestra.core.models.conditions.types.*Condition` name too)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,61 @@ async def test_weekend_and_not_on_a_schedule(tmp_path: Path) -> None:
         assert dates(th) == ["2026-01-03T10:00:00Z", "2026-01-10T10:00:00Z"]
 
 
+def test_public_holiday_as_kestra_tests_it() -> None:
+    """Kestra's PublicHolidayTest: Bastille Day in France and Women's Day in Berlin hold;
+    2 January in France and 8 March in Germany as a whole do not."""
+    kind = "io.kestra.plugin.core.condition.PublicHoliday"
+    holiday = condition(f"  - type: {kind}\n    date: '2023-07-14'\n    country: FR")
+    assert holiday.test(at("2026-01-05T10:00:00+00:00")) is True
+    berlin = condition(
+        f"  - type: {kind}\n    date: '2023-03-08'\n    country: DE\n    subDivision: BE"
+    )
+    assert berlin.test(at("2026-01-05T10:00:00+00:00")) is True
+    workday = condition(f"  - type: {kind}\n    date: '2023-01-02'\n    country: FR")
+    assert workday.test(at("2026-01-05T10:00:00+00:00")) is False
+    germany = condition(f"  - type: {kind}\n    date: '2023-03-08'\n    country: DE")
+    assert germany.test(at("2026-01-05T10:00:00+00:00")) is False
+
+
+def test_public_holiday_on_the_slot_with_a_rendered_country(monkeypatch: Any) -> None:
+    """The slot's own date by default (`{{ trigger.date }}`), in its own offset; `country`
+    may be an expression (a Property in Kestra); the alias names load the same condition;
+    without a country the locale's is taken, as Java's default locale (Kestra's disabled
+    test: "Locale is not deterministic on CI", so here the locale is set)."""
+    checked = condition(
+        "  - type: io.kestra.core.models.conditions.types.PublicHolidayCondition\n"
+        "    country: \"{{ 'U' ~ 'S' }}\""
+    )
+    assert checked.test(at("2026-07-04T10:00:00+00:00")) is True
+    assert checked.test(at("2026-07-06T10:00:00+00:00")) is False
+    # 20:00 on 4 July in Los Angeles is 5 July in UTC (a Sunday, no holiday): read as written
+    assert checked.test(at("2026-07-04T20:00:00-07:00")) is True
+    assert checked.test(at("2026-07-05T03:00:00+00:00")) is False
+    monkeypatch.setenv("LC_ALL", "fr_FR.UTF-8")
+    by_locale = condition("  - type: io.kestra.plugin.core.condition.PublicHolidayCondition")
+    assert by_locale.test(at("2026-07-14T10:00:00+00:00")) is True
+    assert by_locale.test(at("2026-07-04T10:00:00+00:00")) is False
+
+
+async def test_public_holiday_skips_new_year_on_a_daily_schedule(tmp_path: Path) -> None:
+    """Kestra's PublicHoliday doc example "only on work days in France": Not(PublicHoliday,
+    Weekend) on a daily schedule skips 1 January and the weekend."""
+    source = flow("""
+        cron: "0 11 * * *"
+        conditions:
+          - type: io.kestra.plugin.core.condition.Not
+            conditions:
+              - type: io.kestra.plugin.core.condition.PublicHoliday
+                country: FR
+              - type: io.kestra.plugin.core.condition.Weekend
+    """)
+    async with harness(tmp_path) as (h, clock), running_triggers(h, source) as th:
+        await caught_up(h, clock)
+        await clock.advance(6 * 86400)  # Thursday 2026-01-01 to Wednesday 2026-01-07
+        await caught_up(h, clock)
+        assert dates(th) == ["2026-01-02T11:00:00Z", "2026-01-05T11:00:00Z", "2026-01-06T11:00:00Z"]
+
+
 @pytest.mark.parametrize(
     ("yaml", "message"),
     [
@@ -148,9 +204,23 @@ async def test_weekend_and_not_on_a_schedule(tmp_path: Path) -> None:
             "'io.kestra.plugin.core.condition.Weekday'; did you mean "
             "io.kestra.plugin.core.condition.Weekend?",
         ),
+        (
+            "  - type: io.kestra.plugin.core.condition.PublicHoliday\n    country: XX",
+            "t.yaml:13:18: triggers[0].conditions[0].country: no public holiday calendar for "
+            "country 'XX': expected an ISO 3166-1 alpha-2 code such as FR, US or DE (got 'XX')",
+        ),
+        (
+            "  - type: io.kestra.plugin.core.condition.PublicHoliday",
+            "t.yaml:12:9: triggers[0].conditions[0]: country is required: the machine's locale "
+            "(LC_ALL, LC_TIME, LANG) names no country to take the public holidays of",
+        ),
     ],
 )
-def test_bad_condition_is_a_load_error_with_its_place(yaml: str, message: str) -> None:
+def test_bad_condition_is_a_load_error_with_its_place(
+    yaml: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LC_ALL", "LC_TIME", "LANG"):  # a PublicHoliday without country: no locale
+        monkeypatch.setenv(name, "C.UTF-8")
     with pytest.raises(FlowError) as caught:
         condition(yaml)
     assert [str(problem) for problem in caught.value.problems] == [message]

@@ -77,6 +77,59 @@ def test_dates_from_the_context_are_read_in_their_own_offset(r: Renderer) -> Non
 
 
 @pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # IsPublicHolidayFunctionTest: Christmas and the Armistice in France, a Tuesday not
+        ("{{ isPublicHoliday('2024-12-25', 'FR') }}", "true"),
+        ("{{ isPublicHoliday('2024-03-12', 'FR') }}", "false"),
+        ("{{ isPublicHoliday('2024-12-25T10:00:00Z', 'FR') }}", "true"),
+        # a subdivision the calendar does not know (Jollyday's answer): the country's days
+        ("{{ isPublicHoliday('2024-11-11', 'FR', 'IDF') }}", "true"),
+        ("{{ isPublicHoliday('2024-11-11', 'FR', '') }}", "true"),
+        # a subdivision's own holiday: Epiphany in Bavaria, not in Germany as a whole
+        ("{{ isPublicHoliday('2024-01-06', 'DE', 'BY') }}", "true"),
+        ("{{ isPublicHoliday('2024-01-06', 'DE', 'DE-BY') }}", "true"),
+        ("{{ isPublicHoliday('2024-01-06', 'DE') }}", "false"),
+        ("{{ isPublicHoliday(date='2024-07-04', countryCode='us') }}", "true"),
+        ("{{ isPublicHoliday(trigger.date, 'US') }}", "true"),
+    ],
+)
+def test_is_public_holiday(r: Renderer, template: str, expected: str) -> None:
+    """Kestra's IsPublicHolidayFunctionTest (core/src/test/java/io/kestra/core/runners/pebble/
+    functions/), plus a subdivision that has holidays of its own and a `trigger.date`."""
+    moment = datetime(2024, 7, 4, 9, 30, tzinfo=UTC)
+    assert render(r, template, trigger={"date": moment}) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ isPublicHoliday() }}", "The 'isPublicHoliday()' function expects a 'date' argument."),
+        (
+            "{{ isPublicHoliday('2024-12-25') }}",
+            "The 'isPublicHoliday()' function expects a 'countryCode' argument.",
+        ),
+        (
+            "{{ isPublicHoliday('not-a-date', 'FR') }}",
+            "The 'isPublicHoliday()' function could not parse 'date'",
+        ),
+        (
+            "{{ isPublicHoliday('2024-12-25', 'XX') }}",
+            "no public holiday calendar for country 'XX': expected an ISO 3166-1 alpha-2 code",
+        ),
+    ],
+)
+def test_is_public_holiday_refuses_what_kestra_refuses(
+    r: Renderer, template: str, message: str
+) -> None:
+    """IsPublicHolidayFunctionTest's missingDateThrows, missingCountryCodeThrows,
+    invalidDateFormatThrows and invalidCountryCodeThrows."""
+    with pytest.raises(TemplateError) as raised:
+        render(r, template)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("template", "message"),
     [
         ("{{ isWeekend() }}", "The 'isWeekend()' function expects a 'date' argument."),

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from daemon.sdk.plugin import Condition, ConditionContext
+from daemon.sdk.public_holidays import check_country, is_public_holiday, locale_country
 from daemon.sdk.state import State
 
 _LEGACY = "io.kestra.core.models.conditions.types."
@@ -170,6 +171,50 @@ class Weekend(_DateCondition):
         if moment is None:
             return False
         return moment.weekday() >= 5
+
+
+class PublicHoliday(_DateCondition):
+    """Only on a public holiday of `country` (ISO 3166-1 alpha-2), in `subDivision` (ISO
+    3166-2) when given; without a country, the machine's locale's (Kestra's PublicHoliday,
+    Jollyday's calendars there, python-holidays' here: daemon/sdk/public_holidays.py).
+    `country` and `subDivision` may be expressions, rendered when tested."""
+
+    types = _types("PublicHoliday")
+
+    country: str | None = None
+    sub_division: str | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is None or "{{" in value or "{%" in value:
+            return value
+        return check_country(value)  # a code no calendar knows fails the flow's load
+
+    @model_validator(mode="after")
+    def _some_country(self) -> PublicHoliday:
+        if self.country is None and locale_country() is None:
+            raise ValueError(
+                "country is required: the machine's locale (LC_ALL, LC_TIME, LANG) names "
+                "no country to take the public holidays of"
+            )
+        return self
+
+    def test(self, ctx: ConditionContext) -> bool:
+        moment = self.moment(ctx)
+        if moment is None:
+            return False
+        country = self._text(ctx, self.country) or locale_country()
+        if not country:
+            raise ValueError("country is required: the machine's locale names no country")
+        return is_public_holiday(moment.date(), country, self._text(ctx, self.sub_division))
+
+    @staticmethod
+    def _text(ctx: ConditionContext, value: str | None) -> str | None:
+        if value is None or ("{{" not in value and "{%" not in value):
+            return value
+        rendered = ctx.rendered(value)
+        return None if rendered is None else str(rendered)
 
 
 DayInMonth = Literal["FIRST", "SECOND", "THIRD", "FOURTH", "LAST"]

@@ -11,14 +11,11 @@ there: a known gap against Kestra's `{{ kv('x') < 10 }}` example.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pydantic import Field
 
 from daemon.sdk.plugin import Condition, ConditionContext
 from daemon.sdk.properties import Labels
-from daemon.sdk.state import State, iso
+from daemon.sdk.state import State
 from daemon.sdk.truth import truthy
 
 _LEGACY = "io.kestra.core.models.conditions.types."
@@ -30,22 +27,6 @@ def _types(name: str, *older: str) -> tuple[str, ...]:
     return (f"{_CORE}{name}", f"{_CORE}{name}Condition", f"{_LEGACY}{name}Condition", *older)
 
 
-def _variables(ctx: ConditionContext) -> dict[str, Any]:
-    """What an expression condition sees: the moment as `trigger.date` (when the trigger
-    gave no `trigger` of its own), then what the trigger exposes."""
-    variables: dict[str, Any] = {}
-    if ctx.date is not None:
-        variables["trigger"] = {"date": iso(ctx.date)}
-    variables.update(ctx.variables)
-    return variables
-
-
-def _render(ctx: ConditionContext, expression: str, variables: Mapping[str, Any]) -> Any:
-    if ctx.render is None:
-        raise ValueError("this trigger cannot render condition expressions")
-    return ctx.render(expression, variables)
-
-
 class Expression(Condition):
     """Holds unless the expression renders blank or `false` (Kestra's Expression; its older
     name is VariableCondition)."""
@@ -55,7 +36,7 @@ class Expression(Condition):
     expression: str
 
     def test(self, ctx: ConditionContext) -> bool:
-        rendered = _render(ctx, self.expression, _variables(ctx))
+        rendered = ctx.rendered(self.expression)
         if isinstance(rendered, bool):
             return rendered
         text = "" if rendered is None else str(rendered).strip()
@@ -77,9 +58,9 @@ class ExecutionOutputs(Condition):
         outputs = execution.get("outputs")
         if not outputs:
             return False
-        variables = _variables(ctx)
+        variables = ctx.expression_variables()
         variables["trigger"] = {**variables.get("trigger", {}), "outputs": outputs}
-        return truthy(_render(ctx, self.expression, variables))
+        return truthy(ctx.rendered(self.expression, variables))
 
 
 class ExecutionLabels(Condition):

@@ -1,6 +1,6 @@
 """Kestra's calendar functions: `dayOfWeek`, `dayOfMonth`, `monthOfYear`, `hourOfDay`,
-`isWeekend`, `isDayWeekInMonth`, `isLastWorkingDay`, `isDateBefore`, `isDateAfter` and
-`isDateBetween`, which
+`isWeekend`, `isDayWeekInMonth`, `isLastWorkingDay`, `isPublicHoliday`, `isDateBefore`,
+`isDateAfter` and `isDateBetween`, which
 flows use to route on the calendar (skip a weekend run, act on the first Monday of the
 month, only within a campaign's dates).
 
@@ -19,6 +19,7 @@ from typing import Any
 from jinja2 import Undefined
 
 from daemon.sdk.errors import TemplateError
+from daemon.sdk.public_holidays import UnknownCountry, is_public_holiday
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 POSITIONS = ("FIRST", "SECOND", "THIRD", "FOURTH", "LAST")
@@ -144,6 +145,20 @@ def _working_days(value: Any) -> frozenset[str]:
     return days
 
 
+def is_public_holiday_function(
+    date: Any = None, countryCode: Any = None, subDivision: Any = None
+) -> bool:
+    """Whether `date` is a public holiday in the country `countryCode` (required, no locale
+    fallback, as Kestra's function), in `subDivision` when given (blank: the country)."""
+    day = _day("isPublicHoliday", date)
+    country = str(_given("isPublicHoliday", "countryCode", countryCode))
+    region = None if subDivision is None or isinstance(subDivision, Undefined) else subDivision
+    try:
+        return is_public_holiday(day, country, str(region) if region is not None else None)
+    except UnknownCountry as exc:
+        raise TemplateError(f"The 'isPublicHoliday()' function: {exc}") from None
+
+
 def _instant(function: str, name: str, value: Any, *, offset_required: bool) -> datetime:
     """An instant to compare: a date-time, or ISO-8601 text. isDateBefore/isDateAfter (Kestra's
     DateUtils.parseInstant) take a plain date or a date-time without offset as UTC;
@@ -203,4 +218,5 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "isWeekend": is_weekend,
     "isDayWeekInMonth": is_day_week_in_month,
     "isLastWorkingDay": is_last_working_day,
+    "isPublicHoliday": is_public_holiday_function,
 }

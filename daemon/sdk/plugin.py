@@ -249,6 +249,23 @@ class ConditionContext:
     when_variables: Mapping[str, Any] | None = None
     logger: logging.Logger = log
 
+    def expression_variables(self) -> dict[str, Any]:
+        """What a condition's expression sees: the moment as `trigger.date` (when the
+        trigger gave no `trigger` of its own), then what the trigger exposes."""
+        variables: dict[str, Any] = {}
+        if self.date is not None:
+            variables["trigger"] = {"date": iso(self.date)}
+        variables.update(self.variables)
+        return variables
+
+    def rendered(self, expression: str, variables: Mapping[str, Any] | None = None) -> Any:
+        """`expression` rendered with `variables` (by default `expression_variables()`)."""
+        if self.render is None:
+            raise ValueError("this trigger cannot render condition expressions")
+        return self.render(
+            expression, self.expression_variables() if variables is None else variables
+        )
+
 
 class Condition(Model):
     """A trigger condition plug-in (`conditions:` of a trigger), registered by `type:`."""
