@@ -4,8 +4,10 @@ A flow that is added, changed or removed in the catalog restarts only its own tr
 Every event a trigger emits goes through the submitter, the one way in.
 
 The API can also disable a single trigger at run time (kept in the store, so it outlives a
-restart once `restore` has run), start a backfill of a trigger that can backfill (it
-restarts with it), and list each trigger's last event and next fire time.
+restart once `restore` has run), and so does an execution a trigger started that ends in
+one of the trigger's `stopAfter` states (Kestra's TriggerState). The API also starts a
+backfill of a trigger that can backfill (it restarts with it) and lists each trigger's last
+event and next fire time.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class TriggerSupervisor:
         # trigger -> (start, end, inputs) of its backfill, and the summary the API shows
         self._backfills: dict[TriggerKey, tuple[Backfill, dict[str, Any]]] = {}
         self._last: dict[TriggerKey, dict[str, str | None]] = {}
+        # Waits for the end of executions started by a trigger with `stopAfter`.
+        self._stop_watches: set[asyncio.Task[None]] = set()
 
     async def restore(self) -> None:
         """Read which triggers were disabled at run time; call it before flows start."""
@@ -102,6 +106,10 @@ class TriggerSupervisor:
     async def stop_all(self) -> None:
         for uid in list(self._tasks):
             await self.stop(uid)
+        watches, self._stop_watches = self._stop_watches, set()
+        for watch in watches:
+            watch.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
 
     def running(self, uid: tuple[str, str]) -> int:
         return sum(1 for job in self._tasks.get(uid, []) if not job.done())
@@ -137,6 +145,10 @@ class TriggerSupervisor:
                 "date": iso(self._resources.clock.now()),
                 "executionId": execution.id,
             }
+            if trigger.stop_after:
+                watch = asyncio.create_task(self._stop_after(flow, trigger, execution.id))
+                self._stop_watches.add(watch)
+                watch.add_done_callback(self._stop_watches.discard)
             return execution
 
         return emit
@@ -215,6 +227,26 @@ class TriggerSupervisor:
         summary = {"start": iso(start), "end": iso(end), "inputs": dict(inputs)}
         self._backfills[(*flow.uid, trigger_id)] = ((start, end, dict(inputs)), summary)
         await self._restart(flow, trigger)
+
+    async def _stop_after(self, flow: Flow, trigger: Trigger, execution_id: str) -> None:
+        """Disable `trigger` once the execution it started ends in a `stopAfter` state."""
+        try:
+            ended = await self._services.wait(execution_id)
+            state = ended.state.current
+            if state not in (trigger.stop_after or ()) or not self._enabled(flow, trigger):
+                return
+            log.info(
+                "%s.%s trigger %s: execution %s ended %s (stopAfter); trigger disabled",
+                *flow.uid, trigger.id, execution_id, state.value,
+            )  # fmt: skip
+            await self.set_disabled(flow, trigger.id, True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "%s.%s trigger %s: stopAfter not applied for execution %s",
+                *flow.uid, trigger.id, execution_id,
+            )  # fmt: skip
 
     def _enabled(self, flow: Flow, trigger: Trigger) -> bool:
         return not (flow.disabled or trigger.disabled or (*flow.uid, trigger.id) in self._disabled)

@@ -355,7 +355,7 @@ class Trigger(Model):
     """Conditions that must all hold for an event to start an execution (Kestra 1.x)."""
     labels: Labels = Field(default_factory=dict)
     """Labels added to each execution this trigger starts."""
-    stop_after: list[str] | None = None
+    stop_after: list[State] | None = None
     """Disable the trigger once an execution it started ends in one of these states."""
 
     @model_validator(mode="wrap")
