@@ -41,6 +41,7 @@ from tests.api_helpers import serving
 from tests.daemon_process import ServeProcess
 from tests.harness import Harness, TriggerHarness, eventually, problems, running_triggers
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "flows"
 SUPERVISOR = "daemon.engine.supervisor"  # the logger a trigger's context writes to
 
 
@@ -705,6 +706,27 @@ async def _attached(th: TriggerHarness) -> bool:
 
 async def _disabled(th: TriggerHarness, trigger_id: str) -> bool:
     return not th.triggers.enabled(th.flow, trigger_id)
+
+
+async def test_the_example_flow_alerts_once_when_the_price_drops(
+    h: Harness, server: str, backend: Backend
+) -> None:
+    """flows/http_price_alert.yaml, Trigger.java's first example, enabled and pointed at
+    the local server: nothing while the price is 150, one alert at 100, then stopped."""
+    example = await asyncio.to_thread((EXAMPLES / "http_price_alert.yaml").read_text)
+    source = (
+        example.replace("https://fakestoreapi.com/products/1", f"{server}/poll")
+        .replace("interval: PT30S", "interval: PT0.05S")
+        .replace("    disabled: true\n", "")
+    )
+    async with running_triggers(h, source) as th:
+        await backend.polls(2)
+        assert th.executions == []
+        backend.answer = Answer(body='{"id": 1, "price": 100}')
+        [execution] = await th.wait_for(1)
+        await eventually(lambda: _disabled(th, "http"), "the trigger disabled")
+        await th.finished()
+    assert await h.logs(execution, "WARN") == ["The price is now: 100"]
 
 
 # -- the flow as written ------------------------------------------------------------------
