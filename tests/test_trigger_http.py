@@ -524,6 +524,22 @@ async def test_a_templated_uri_that_renders_invalid_is_logged_and_polling_goes_o
     ]
 
 
+async def test_a_failed_poll_never_logs_a_secret_in_clear(
+    h: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kestra masks the secrets it renders (its `secret()` docs); a failed poll's line
+    names what was rendered, so it is masked too."""
+    caplog.set_level(logging.WARNING, logger=SUPERVISOR)
+    clear = "internal-host/s3cr3t-path"
+    monkeypatch.setenv("SECRET_API_URL", base64.b64encode(clear.encode()).decode())
+    source = http_flow("uri: \"{{ secret('API_URL') }}\"\ninterval: PT0.05S")
+    async with running_triggers(h, source):
+        await eventually(lambda: _at_least(failed_polls(caplog), 1), "a failed poll")
+    [warning] = messages(caplog)
+    assert "(got '******')" in warning
+    assert clear not in warning
+
+
 @pytest.fixture(scope="module")
 def tls() -> Iterator[ssl.SSLContext]:
     """A server context with a self-signed certificate for 127.0.0.1."""

@@ -113,7 +113,7 @@ class HttpTrigger(HttpRequestSpec, Trigger):
             try:
                 variables = await self._poll(ctx, where)
             except (PodiumError, OSError, ValueError) as exc:  # TaskFailed, TemplateError...
-                trouble.failed(str(exc))
+                trouble.failed(ctx.secrets.mask(str(exc)))
             else:
                 trouble.cleared()
                 if variables is not None and await self.admits(ctx, variables, where=where):
