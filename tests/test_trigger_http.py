@@ -35,6 +35,7 @@ from daemon.config.settings import Settings
 from daemon.engine.supervisor import DISABLED_STATE
 from daemon.flows.loader import load_flow
 from daemon.flows.schema import flow_schema
+from daemon.sdk.errors import FlowError
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 from tests.api_helpers import serving
@@ -630,6 +631,67 @@ async def test_no_poll_is_made_while_the_execution_it_started_runs(
     assert len(backend.seen) <= len(executions) + 1  # the poll under way when stopped
 
 
+async def test_allow_concurrent_polls_while_the_execution_it_started_runs(
+    h: Harness, server: str, backend: Backend
+) -> None:
+    """AbstractTrigger.allowConcurrent: the trigger is evaluated again while its execution
+    still runs, so executions overlap (without it, each starts after the one before ended)."""
+    tasks = "tasks:\n  - id: wait\n    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT2S\n"
+    source = http_flow(f"uri: {server}/poll\ninterval: PT0.05S\nallowConcurrent: true", tasks)
+    async with running_triggers(h, source) as th:
+        await th.wait_for(3)
+        first = await stored(h, th.executions[0])
+        assert not first.state.current.terminated  # three started while the first sleeps
+        await th.finished()
+
+
+async def test_fail_on_trigger_error_starts_a_failed_execution_saying_why(
+    h: Harness, backend: Backend
+) -> None:
+    """Worker.handleTriggerError with failOnTriggerError: a failed evaluation starts a FAILED
+    execution (the error in its log) and the trigger is evaluated again; without it, none
+    (test_a_server_that_is_down_...)."""
+    port = closed_port()
+    source = http_flow(
+        f"uri: http://127.0.0.1:{port}/poll\ninterval: PT0.05S\nfailOnTriggerError: true"
+    )
+    async with running_triggers(h, source) as th:
+        await th.wait_for(2)
+        failed = await th.finished()
+    for execution in failed[:2]:
+        done = await stored(h, execution)
+        assert done.state.current == State.FAILED
+        assert done.task_runs == []
+        logs = " ".join(await h.logs(done))
+        assert "the trigger's evaluation failed: cannot connect to" in logs
+        assert f"127.0.0.1:{port}/poll: connection refused" in logs
+
+
+async def test_log_level_keeps_only_the_trigger_s_lines_at_that_level_and_above(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AbstractTrigger.logLevel (minLogLevel, its older name): ERROR drops the trigger's
+    warning that polls fail; another trigger's lines are untouched."""
+    caplog.set_level(logging.DEBUG)
+    port = closed_port()
+    quiet = http_flow(
+        f"uri: http://127.0.0.1:{port}/poll\ninterval: PT0.05S\nminLogLevel: ERROR", flow_id="quiet"
+    )
+    async with running_triggers(h, quiet):
+        loud = http_flow(f"uri: http://127.0.0.1:{port}/poll\ninterval: PT0.05S", flow_id="loud")
+        async with running_triggers(h, loud):
+            await eventually(
+                lambda: _at_least(
+                    [r.getMessage() for r in caplog.records if "test.loud" in r.getMessage()], 2
+                ),
+                "the other trigger's failed polls",
+                timeout=20,
+            )
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("test.loud trigger http: poll failed" in m for m in lines)
+    assert not any("test.quiet" in m for m in lines)
+
+
 async def stored(h: Harness, execution: Execution) -> Execution:
     return Execution.from_json(await h.stored(execution))
 
@@ -883,3 +945,33 @@ async def test_serve_runs_a_flow_from_its_http_trigger_and_keeps_it_stopped_afte
     [context] = [c for c in triggers["results"] if c["triggerId"] == "http"]
     assert context["disabled"] is True and context["stopAfter"] == ["SUCCESS"], context
     assert len(backend.seen) == polls
+
+
+def test_kestra_s_common_trigger_properties_load_on_every_trigger() -> None:
+    """AbstractTrigger's allowConcurrent, failOnTriggerError and logLevel (minLogLevel) are
+    properties of every trigger (the Webhook's doc lists allowConcurrent); a level Kestra
+    does not know is a load error."""
+    common = "    allowConcurrent: true\n    failOnTriggerError: true\n    logLevel: WARN\n"
+    source = (
+        "id: common\nnamespace: test\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n"
+        "    message: hi\ntriggers:\n"
+        "  - id: hook\n    type: io.kestra.plugin.core.trigger.Webhook\n    key: k\n" + common
+        + "  - id: daily\n    type: io.kestra.plugin.core.trigger.Schedule\n    cron: '0 9 * * *'\n"
+        "    minLogLevel: ERROR\n"
+    )  # fmt: skip
+    hook, daily = load_flow(source, "common.yaml").triggers
+    assert (hook.allow_concurrent, hook.fail_on_trigger_error, hook.log_level) == (
+        True,
+        True,
+        "WARN",
+    )
+    assert (daily.allow_concurrent, daily.fail_on_trigger_error, daily.log_level) == (
+        False,
+        False,
+        "ERROR",
+    )
+    with pytest.raises(FlowError) as caught:
+        load_flow(source.replace("logLevel: WARN", "logLevel: VERBOSE"), "common.yaml")
+    assert "triggers[0].logLevel: Input should be 'TRACE', 'DEBUG', 'INFO', 'WARN' or 'ERROR'" in (
+        str(caught.value)
+    )

@@ -8,9 +8,11 @@ As in Kestra:
   condition sees `response.statusCode`, `response.body` (text, or null) and
   `response.headers`, and is tested before the trigger's `when` and `conditions`;
 * a poll that fails (no connection, a timeout, a body too large, an expression that cannot
-  be rendered) starts nothing and the trigger polls again after `interval`;
-* no poll is made while the execution the trigger started last still runs, and once it
-  ends in a `stopAfter` state the trigger stops (the supervisor disables it durably).
+  be rendered) starts nothing (with `failOnTriggerError`, a FAILED execution saying why)
+  and the trigger polls again after `interval`;
+* no poll is made while the execution the trigger started last still runs (unless
+  `allowConcurrent`), and once it ends in a `stopAfter` state the trigger stops (the
+  supervisor disables it durably).
 A failure is logged once when it starts and once when it ends, not at every poll.
 
 `encryptBody` is accepted: Kestra then gives the body as `trigger.encryptedBody`, which it
@@ -113,7 +115,9 @@ class HttpTrigger(HttpRequestSpec, Trigger):
             try:
                 variables = await self._poll(ctx, where)
             except (PodiumError, OSError, ValueError) as exc:  # TaskFailed, TemplateError...
-                trouble.failed(ctx.secrets.mask(str(exc)))
+                error = ctx.secrets.mask(str(exc))
+                trouble.failed(error)
+                await self.evaluation_failed(emit, error)
             else:
                 trouble.cleared()
                 if variables is not None and await self.admits(ctx, variables, where=where):
@@ -156,11 +160,14 @@ class HttpTrigger(HttpRequestSpec, Trigger):
         self, emit: Emit, ctx: TriggerContext, variables: dict[str, Any], where: str
     ) -> bool:
         """Start the execution and wait for its end, as Kestra does not evaluate a polling
-        trigger while its execution runs; True when that end is a `stopAfter` state."""
+        trigger while its execution runs (unless `allowConcurrent`); True when that end is
+        a `stopAfter` state (the supervisor disables the trigger then)."""
         try:
             execution = await emit({}, variables)
         except InputError as exc:
             ctx.logger.error("%s: no execution: %s", where, exc)
+            return False
+        if self.allow_concurrent:
             return False
         ended = await ctx.executions.wait(execution.id)
         state = ended.state.current

@@ -29,6 +29,7 @@ from daemon.sdk.execution import Execution, derived_id
 from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.retry import Backoff
 from daemon.sdk.state import iso
+from daemon.sdk.trigger_options import trigger_logger
 from daemon.store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,9 @@ class TriggerSupervisor:
     def context(self, flow: Flow, trigger: Trigger) -> FlowTriggerContext:
         """The context `trigger` of `flow` runs with."""
         trigger_type = type(trigger).types[0] if type(trigger).types else trigger.type
-        return FlowTriggerContext(self._services, flow, trigger.id, trigger_type, log)
+        where = f"{flow.namespace}.{flow.id}.{trigger.id}"
+        logger = trigger_logger(log, where, trigger.log_level)
+        return FlowTriggerContext(self._services, flow, trigger.id, trigger_type, logger)
 
     # -- run-time control (the API) -------------------------------------------------------
 

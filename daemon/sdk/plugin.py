@@ -38,6 +38,7 @@ from daemon.sdk.properties import (
 )
 from daemon.sdk.retry import RetryModel
 from daemon.sdk.state import State, iso
+from daemon.sdk.trigger_options import TriggerOptions
 from daemon.sdk.truth import truthy
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def when_text(value: Any) -> Any:
     return ("true" if value else "false") if isinstance(value, bool) else value
 
 
-class Trigger(Model):
+class Trigger(TriggerOptions):
     """A trigger plug-in: `run` lives as long as its flow is loaded, calling `emit` per event.
 
     `run` is cancelled when the flow is removed, changed or disabled; it must let
