@@ -12,6 +12,7 @@ import codecs
 import errno
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -114,20 +115,37 @@ def shown_url(url: str) -> str:
 BodyCheck = Callable[[bytes], "str | None"]
 
 
-async def post_json(
+@dataclass(frozen=True)
+class Reply:
+    """What the far end answered to a delivered request (the first ANSWER_MAX bytes)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+async def send_http(
     what: str,
     url: str,
-    payload: Any,
+    body: bytes,
+    content_type: str,
     options: RequestOptions,
     *,
     clock: Clock,
     note: Note,
+    headers: Mapping[str, str] | None = None,
     check: BodyCheck | None = None,
-) -> None:
-    """POST a JSON document to a webhook, retrying network errors, 5xx and 429. `check`
-    reads the body of a 2xx answer, for APIs that say "not done" in it (Telegram's ok)."""
+    hints: Mapping[int, str] | None = None,
+) -> Reply:
+    """POST `body` to `url`, retrying network errors, 5xx and 429. `headers` (a vendor's
+    authentication) come after the flow's `options.headers`; `check` reads the body of a
+    2xx answer, for APIs that say "not done" in it (Telegram's ok); `hints` complete the
+    reason of a refusal with that status (what to change in the flow)."""
     import aiohttp
-    import orjson
     from yarl import URL
 
     shown = shown_url(url)
@@ -141,28 +159,27 @@ async def post_json(
             f"https:// URL (got {shown})",
             non_retryable=True,
         )
-    if isinstance(payload, str):
-        body = payload.encode(options.default_charset)
-    else:
-        body = orjson.dumps(payload)
-    headers = {
-        "Content-Type": f"application/json; charset={options.default_charset}",
-        **(options.headers or {}),
-    }
+    sent = {"Content-Type": content_type, **(options.headers or {}), **(headers or {})}
     # sock_read bounds each wait for data; total also stops an answer that trickles in.
     connect, read = options.connect.total_seconds(), options.read_timeout.total_seconds()
     timeout = aiohttp.ClientTimeout(total=connect + read, sock_connect=connect, sock_read=read)
+    replies: list[Reply] = []
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
         async def attempt() -> None:
             try:
-                async with session.post(target, data=body, headers=headers) as response:
+                async with session.post(target, data=body, headers=sent) as response:
                     if response.status >= 300:
-                        raise await _refused(response)
-                    if check is not None:
-                        refusal = check(await _read_up_to(response, ANSWER_MAX))
-                        if refusal is not None:
-                            raise SendError(refusal, retryable=False)
+                        raise await _refused(response, hints or {})
+                    reply = Reply(
+                        response.status,
+                        dict(response.headers),
+                        await _read_up_to(response, ANSWER_MAX),
+                    )
+                    refusal = check(reply.body) if check is not None else None
+                    if refusal is not None:
+                        raise SendError(refusal, retryable=False)
+                    replies.append(reply)
             except TimeoutError:
                 raise SendError(
                     f"no answer from {shown} within {format_duration(options.read_timeout)}",
@@ -172,6 +189,33 @@ async def post_json(
                 raise SendError(_network_reason(exc, shown), retryable=True) from None
 
         await deliver(what, attempt, clock=clock, note=note)
+    return replies[-1]
+
+
+def json_body(message: Any, charset: str) -> tuple[bytes, str]:
+    """A JSON request body and its Content-Type; a text is sent as written."""
+    import orjson
+
+    body = message.encode(charset) if isinstance(message, str) else orjson.dumps(message)
+    return body, f"application/json; charset={charset}"
+
+
+async def post_json(
+    what: str,
+    url: str,
+    payload: Any,
+    options: RequestOptions,
+    *,
+    clock: Clock,
+    note: Note,
+    headers: Mapping[str, str] | None = None,
+    check: BodyCheck | None = None,
+) -> Reply:
+    """POST a JSON document (a text is sent as written) with `send_http`."""
+    body, content_type = json_body(payload, options.default_charset)
+    return await send_http(
+        what, url, body, content_type, options, clock=clock, note=note, headers=headers, check=check
+    )
 
 
 async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -184,13 +228,15 @@ async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(data)
 
 
-async def _refused(response: aiohttp.ClientResponse) -> SendError:
+async def _refused(response: aiohttp.ClientResponse, hints: Mapping[int, str]) -> SendError:
     raw = await response.content.read(BODY_EXCERPT * 4)
     text = raw.decode("utf-8", errors="replace").strip()
     if len(text) > BODY_EXCERPT:
         text = text[:BODY_EXCERPT] + "…"
     reason = f"response code {response.status}" + (f" and body: {text}" if text else "")
     status = response.status
+    if status in hints:
+        reason += f" ({hints[status]})"
     return SendError(
         reason, retryable=status >= 500 or status == 429, retry_after=_retry_after(response.headers)
     )
@@ -235,15 +281,60 @@ def json_payload(payload: str | dict[str, Any], what: str) -> Any:
         raise TaskFailed(f"the {what} payload is not JSON: {exc}", non_retryable=True) from None
 
 
-class IncomingWebhook(Task):
-    """A chat service's incoming webhook: post the flow's `payload` (the service's JSON, as
-    text or a mapping) to `url`. Each service's task names itself in `service`."""
+class WebhookConnection(Task):
+    """Where a vendor's HTTP API is reached: `url` and Kestra's `options`. Each vendor's
+    task names itself in `service`, says how it authenticates (`headers`) and, when its
+    API does not take JSON, how a message is written (`encode`)."""
 
     service: ClassVar[str]
+    noun: ClassVar[str] = "message"  # what one send is called in logs and errors
 
     url: Annotated[str, Dynamic] = Field(min_length=1)
-    payload: Annotated[str | dict[str, Any], Dynamic]
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
+
+    @property
+    def what(self) -> str:
+        return f"the {self.service} {self.noun}"
+
+    def headers(self) -> dict[str, str]:
+        """The vendor's own headers (authentication), sent after `options.headers`."""
+        return {}
+
+    def encode(self, message: Any) -> tuple[bytes, str]:
+        """The request body and its Content-Type: JSON by default."""
+        return json_body(message, self.options.default_charset)
+
+    async def post(
+        self,
+        message: Any,
+        clock: Clock,
+        note: Note,
+        *,
+        url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        what: str | None = None,
+        hints: Mapping[int, str] | None = None,
+    ) -> Reply:
+        """Deliver `message` to `url` (this task's by default)."""
+        body, content_type = self.encode(message)
+        return await send_http(
+            what or self.what,
+            url or self.url,
+            body,
+            content_type,
+            self.options,
+            clock=clock,
+            note=note,
+            headers={**self.headers(), **(headers or {})},
+            hints=hints,
+        )
+
+
+class IncomingWebhook(WebhookConnection):
+    """A service's incoming webhook: post the flow's `payload` (the service's JSON, as text
+    or a mapping) to `url`."""
+
+    payload: Annotated[str | dict[str, Any], Dynamic]
 
     def message(self) -> Any:
         return json_payload(self.payload, self.service)
@@ -253,12 +344,5 @@ class IncomingWebhook(Task):
         ctx.logger.debug(
             f"{self.service} webhook payload: {json.dumps(payload, ensure_ascii=False)}"
         )
-        await post_json(
-            f"the {self.service} message",
-            self.url,
-            payload,
-            self.options,
-            clock=ctx.clock,
-            note=ctx.logger.warning,
-        )
+        await self.post(payload, ctx.clock, ctx.logger.warning)
         return None

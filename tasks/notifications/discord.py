@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
+from daemon.sdk.plugin import Output
 from daemon.sdk.properties import Dynamic, JsonText, Model
-from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
-from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
+from tasks.notifications.delivery import IncomingWebhook, Note
+from tasks.notifications.summary import ExecutionSummary, WebhookAlert
 
 if TYPE_CHECKING:
     from daemon.sdk.services import AlertServices
@@ -108,7 +109,7 @@ def with_embeds(
     return {**message, "embeds": [first, *own[1:]]}
 
 
-class DiscordExecution(ExecutionAlert):
+class DiscordExecution(WebhookAlert):
     """Kestra's DiscordExecution: an embed with the execution's state, failed task and error
     (in the first of `embedList`, when the flow gives its own embeds)."""
 
@@ -117,17 +118,16 @@ class DiscordExecution(ExecutionAlert):
         "io.kestra.plugin.notifications.discord.DiscordExecution",
     )
     alert_channel: ClassVar[str] = "discord"
+    service = "Discord"
 
-    url: Annotated[str, Dynamic] = Field(min_length=1)
     username: Annotated[str | None, Dynamic] = None
     avatar_url: Annotated[str | None, Dynamic] = None
     content: Annotated[str | None, Dynamic] = None
     embed_list: Annotated[list[Embed] | None, Dynamic, JsonText] = None
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
     async def send_summary(
         self, summary: ExecutionSummary, services: AlertServices, note: Note
-    ) -> None:
+    ) -> Output:
         message = discord_message(summary)
         if self.embed_list:
             message = with_embeds(message, self.embed_list, summary, self.avatar_url)
@@ -138,6 +138,5 @@ class DiscordExecution(ExecutionAlert):
         ):
             if value is not None:
                 message[key] = value
-        await post_json(
-            "the Discord message", self.url, message, self.options, clock=services.clock, note=note
-        )
+        await self.post(message, services.clock, note)
+        return None

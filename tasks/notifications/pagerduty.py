@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
+from daemon.sdk.plugin import Output
 from daemon.sdk.properties import Dynamic
 from daemon.sdk.state import iso
-from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
-from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
+from tasks.notifications.delivery import IncomingWebhook, Note
+from tasks.notifications.summary import ExecutionSummary, WebhookAlert
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -65,13 +66,14 @@ def pagerduty_event(
     return event
 
 
-class PagerDutyExecution(ExecutionAlert):
+class PagerDutyExecution(WebhookAlert):
     """Kestra's PagerDutyExecution: an event about an execution, its state and failed task."""
 
     types = ("io.kestra.plugin.notifications.pagerduty.PagerDutyExecution",)
     alert_channel: ClassVar[str] = "pagerduty"
+    service = "PagerDuty"
+    noun = "event"
 
-    url: Annotated[str, Dynamic] = Field(min_length=1)
     routing_key: Annotated[str | None, Dynamic] = None
     """The integration key of a PagerDuty service."""
     deduplication_key: Annotated[str | None, Dynamic] = None
@@ -80,11 +82,10 @@ class PagerDutyExecution(ExecutionAlert):
     """trigger (the default), acknowledge or resolve."""
     payload_summary: Annotated[str | None, Dynamic] = Field(default=None, max_length=SUMMARY_MAX)
     """The alert's title in PagerDuty."""
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
     async def send_summary(
         self, summary: ExecutionSummary, services: AlertServices, note: Note
-    ) -> None:
+    ) -> Output:
         event = pagerduty_event(
             summary,
             routing_key=self.routing_key,
@@ -93,6 +94,5 @@ class PagerDutyExecution(ExecutionAlert):
             payload_summary=self.payload_summary,
             now=services.clock.now(),
         )
-        await post_json(
-            "the PagerDuty event", self.url, event, self.options, clock=services.clock, note=note
-        )
+        await self.post(event, services.clock, note)
+        return None

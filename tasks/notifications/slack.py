@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
+from daemon.sdk.plugin import Output
 from daemon.sdk.properties import Deprecated, Dynamic
-from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
-from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
+from tasks.notifications.delivery import IncomingWebhook, Note
+from tasks.notifications.summary import ExecutionSummary, WebhookAlert
 
 if TYPE_CHECKING:
     from daemon.sdk.services import AlertServices
@@ -78,34 +79,18 @@ def slack_message(summary: ExecutionSummary) -> dict[str, Any]:
     return {"text": text, "blocks": blocks, "attachments": [attachment]}
 
 
-class SlackExecution(ExecutionAlert):
-    """Kestra's SlackExecution: the execution's flow, state, failed task, error and link."""
+class SlackStyleExecution(WebhookAlert):
+    """The execution summary as a Slack message, which Zulip's Slack-compatible incoming
+    webhook takes too (Kestra's zulip-template.peb is its slack-template.peb)."""
 
-    types = (
-        "io.kestra.plugin.slack.notifications.SlackExecution",
-        "io.kestra.plugin.slack.SlackExecution",
-        "io.kestra.plugin.notifications.slack.SlackExecution",
-    )
-    alert_channel: ClassVar[str] = "slack"
-
-    url: Annotated[str, Dynamic] = Field(min_length=1)
     channel: Annotated[str | None, Dynamic] = None
     username: Annotated[str | None, Dynamic] = None
     icon_url: Annotated[str | None, Dynamic] = None
     icon_emoji: Annotated[str | None, Dynamic] = None
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
-    # Inherited from SlackIncomingWebhook in Kestra, and overwritten by the summary there.
-    payload: Annotated[
-        Any,
-        Deprecated(
-            "SlackExecution sends the execution summary and ignores it; use "
-            "SlackIncomingWebhook to send a payload of your own"
-        ),
-    ] = None
 
     async def send_summary(
         self, summary: ExecutionSummary, services: AlertServices, note: Note
-    ) -> None:
+    ) -> Output:
         message = slack_message(summary)
         for key, value in (
             ("channel", self.channel),
@@ -115,6 +100,25 @@ class SlackExecution(ExecutionAlert):
         ):
             if value is not None:
                 message[key] = value
-        await post_json(
-            "the Slack message", self.url, message, self.options, clock=services.clock, note=note
-        )
+        await self.post(message, services.clock, note)
+        return None
+
+
+class SlackExecution(SlackStyleExecution):
+    """Kestra's SlackExecution: the execution's flow, state, failed task, error and link."""
+
+    types = (
+        "io.kestra.plugin.slack.notifications.SlackExecution",
+        "io.kestra.plugin.slack.SlackExecution",
+        "io.kestra.plugin.notifications.slack.SlackExecution",
+    )
+    alert_channel: ClassVar[str] = "slack"
+    service = "Slack"
+
+    payload: Annotated[
+        Any,
+        Deprecated(
+            "SlackExecution sends the execution summary and ignores it; use "
+            "SlackIncomingWebhook to send a payload of your own"
+        ),
+    ] = None

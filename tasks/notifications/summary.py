@@ -17,9 +17,9 @@ from daemon.sdk.context import RunContext
 from daemon.sdk.errors import NotFound, TaskFailed
 from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import Output, Task
-from daemon.sdk.properties import Dynamic, JsonText
+from daemon.sdk.properties import Deprecated, Dynamic, JsonText
 from daemon.sdk.state import State
-from tasks.notifications.delivery import Note
+from tasks.notifications.delivery import Note, WebhookConnection
 
 if TYPE_CHECKING:
     from daemon.sdk.services import AlertServices
@@ -206,12 +206,12 @@ class ExecutionAlert(Task):
             custom_message=self.custom_message,
             custom_fields=self.custom_fields,
         )
-        await self.send_summary(summary, ctx, ctx.logger.warning)
+        outputs = await self.send_summary(summary, ctx, ctx.logger.warning)
         ctx.logger.info(
             f"sent a {self.alert_channel} notification about execution "
             f"{summary.id} ({summary.state})"
         )
-        return None
+        return outputs
 
     async def alert(self, services: AlertServices, execution: Execution, note: Note) -> None:
         """Send about an ended execution, outside any task run: the daemon's `alerts:`
@@ -226,7 +226,8 @@ class ExecutionAlert(Task):
 
     async def send_summary(
         self, summary: ExecutionSummary, services: AlertServices, note: Note
-    ) -> None:
+    ) -> Output:
+        """Send the summary; what it returns are the task's outputs."""
         raise NotImplementedError(f"{type(self).__name__} does not implement send_summary()")
 
     async def _execution(self, ctx: RunContext) -> Execution:
@@ -237,3 +238,17 @@ class ExecutionAlert(Task):
             return await ctx.executions.wait(wanted)
         except NotFound:
             raise TaskFailed(f"execution '{wanted}' not found", non_retryable=True) from None
+
+
+class WebhookAlert(WebhookConnection, ExecutionAlert):
+    """An ExecutionAlert posted to a vendor's HTTP API (`url`, `options`)."""
+
+    # Inherited from the vendor's own-payload task in Kestra, and overwritten there by the
+    # summary.
+    payload: Annotated[
+        Any,
+        Deprecated(
+            "the *Execution tasks send the execution summary and ignore it; use the "
+            "vendor's webhook or alert task to send a payload of your own"
+        ),
+    ] = None

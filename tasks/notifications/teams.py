@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field
-
+from daemon.sdk.plugin import Output
 from daemon.sdk.properties import Dynamic
-from tasks.notifications.delivery import IncomingWebhook, Note, RequestOptions, post_json
-from tasks.notifications.summary import ExecutionAlert, ExecutionSummary
+from tasks.notifications.delivery import IncomingWebhook, Note
+from tasks.notifications.summary import ExecutionSummary, WebhookAlert
 
 if TYPE_CHECKING:
     from daemon.sdk.services import AlertServices
@@ -62,7 +61,7 @@ def teams_card(
     return card
 
 
-class TeamsExecution(ExecutionAlert):
+class TeamsExecution(WebhookAlert):
     """Kestra's TeamsExecution: a card with the execution's state, failed task and error."""
 
     types = (
@@ -70,17 +69,15 @@ class TeamsExecution(ExecutionAlert):
         "io.kestra.plugin.notifications.teams.TeamsExecution",
     )
     alert_channel: ClassVar[str] = "teams"
+    service = "Teams"
 
-    url: Annotated[str, Dynamic] = Field(min_length=1)
     theme_color: Annotated[str | None, Dynamic] = None
     activity_title: Annotated[str | None, Dynamic] = None
     activity_subtitle: Annotated[str | None, Dynamic] = None
-    options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
     async def send_summary(
         self, summary: ExecutionSummary, services: AlertServices, note: Note
-    ) -> None:
+    ) -> Output:
         card = teams_card(summary, self.theme_color, self.activity_title, self.activity_subtitle)
-        await post_json(
-            "the Teams message", self.url, card, self.options, clock=services.clock, note=note
-        )
+        await self.post(card, services.clock, note)
+        return None
