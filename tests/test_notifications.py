@@ -564,8 +564,8 @@ def test_mail_properties_are_checked_at_load() -> None:
         to: ops@example.com
     """)
     ) == [
-        "f.yaml:5:5: tasks[0]: missing required property 'host'",
         "f.yaml:5:5: tasks[0]: missing required property 'from'",
+        "f.yaml:5:5: tasks[0]: missing required property 'host'",
     ]
 
 

@@ -9,7 +9,7 @@ from pydantic import Field
 from daemon.sdk.plugin import Output
 from daemon.sdk.properties import Dynamic, JsonText, Model
 from tasks.notifications.delivery import IncomingWebhook, Note
-from tasks.notifications.summary import ExecutionSummary, WebhookAlert
+from tasks.notifications.summary import ExecutionSummary, WebhookAlert, cut
 
 if TYPE_CHECKING:
     from daemon.sdk.services import AlertServices
@@ -30,10 +30,6 @@ class DiscordIncomingWebhook(IncomingWebhook):
     service = "Discord"
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def discord_message(summary: ExecutionSummary) -> dict[str, Any]:
     description = summary.headline
     if summary.custom_message:
@@ -41,11 +37,11 @@ def discord_message(summary: ExecutionSummary) -> dict[str, Any]:
     if summary.error:
         description += f"\n```\n{summary.error}\n```"
     embed: dict[str, Any] = {
-        "title": _cut(summary.title, 256),
-        "description": _cut(description, _DESCRIPTION_MAX),
+        "title": cut(summary.title, 256),
+        "description": cut(description, _DESCRIPTION_MAX),
         "color": _COLOURS[summary.color],
         "fields": [
-            {"name": name, "value": _cut(value or "-", _FIELD_MAX), "inline": True}
+            {"name": name, "value": cut(value or "-", _FIELD_MAX), "inline": True}
             for name, value in summary.facts()
         ],
         "timestamp": summary.start.isoformat(),

@@ -56,24 +56,12 @@ class Attachment(Model):
     content_type: str = "application/octet-stream"
 
 
-class MailSend(Task):
-    """Send one mail; `htmlTextContent` and `plainTextContent` become its two alternatives."""
+class Envelope(Task):
+    """Who a mail is from and to, as Kestra's mail tasks (SMTP and SendGrid) write it."""
 
-    types = ("io.kestra.plugin.email.MailSend", "io.kestra.plugin.notifications.mail.MailSend")
-
-    host: Annotated[str, Dynamic] = Field(min_length=1)
-    port: Annotated[int | None, Dynamic] = Field(default=None, ge=1, le=65535)
-    username: Annotated[str | None, Dynamic] = None
-    password: Annotated[str | None, Dynamic] = None
-    transport_strategy: Annotated[Strategy, Dynamic] = "SMTPS"
-    session_timeout: Annotated[int, Dynamic] = Field(default=10000, ge=1)  # milliseconds
     from_: Annotated[str, Dynamic] = Field(alias="from")
     to: Annotated[Addresses, Dynamic] = Field(min_length=1)
     cc: Annotated[Addresses | None, Dynamic] = None
-    subject: Annotated[str | None, Dynamic] = None
-    html_text_content: Annotated[str | None, Dynamic] = None
-    plain_text_content: Annotated[str | None, Dynamic] = None
-    attachments: Annotated[list[Attachment] | None, Dynamic, JsonText] = None
 
     # Expressions are checked once rendered (Kestra's `Property<String>`), not at load.
     @field_validator("to", "cc")
@@ -89,6 +77,32 @@ class MailSend(Task):
         if not has_template(value):
             _check_addresses([value])
         return value
+
+
+async def attachment_bytes(services: AlertServices, attachment: Attachment) -> bytes:
+    """An attachment's content, read from storage by its URI."""
+    try:
+        path = await services.files.path(attachment.uri)
+        return await asyncio.to_thread(path.read_bytes)
+    except Exception as exc:
+        raise TaskFailed(f"attachment '{attachment.name}': {exc}", non_retryable=True) from None
+
+
+class MailSend(Envelope):
+    """Send one mail; `htmlTextContent` and `plainTextContent` become its two alternatives."""
+
+    types = ("io.kestra.plugin.email.MailSend", "io.kestra.plugin.notifications.mail.MailSend")
+
+    host: Annotated[str, Dynamic] = Field(min_length=1)
+    port: Annotated[int | None, Dynamic] = Field(default=None, ge=1, le=65535)
+    username: Annotated[str | None, Dynamic] = None
+    password: Annotated[str | None, Dynamic] = None
+    transport_strategy: Annotated[Strategy, Dynamic] = "SMTPS"
+    session_timeout: Annotated[int, Dynamic] = Field(default=10000, ge=1)  # milliseconds
+    subject: Annotated[str | None, Dynamic] = None
+    html_text_content: Annotated[str | None, Dynamic] = None
+    plain_text_content: Annotated[str | None, Dynamic] = None
+    attachments: Annotated[list[Attachment] | None, Dynamic, JsonText] = None
 
     async def run(self, ctx: RunContext) -> Output:
         message = await self._message(
@@ -122,13 +136,7 @@ class MailSend(Task):
         if html is not None:
             message.add_alternative(html, subtype="html")
         for attachment in self.attachments or []:
-            try:
-                path = await services.files.path(attachment.uri)
-                data = await asyncio.to_thread(path.read_bytes)
-            except Exception as exc:
-                raise TaskFailed(
-                    f"attachment '{attachment.name}': {exc}", non_retryable=True
-                ) from None
+            data = await attachment_bytes(services, attachment)
             maintype, _, subtype = attachment.content_type.partition("/")
             message.add_attachment(
                 data,

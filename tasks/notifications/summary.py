@@ -19,7 +19,7 @@ from daemon.sdk.execution import Execution, TaskRun
 from daemon.sdk.plugin import Output, Task
 from daemon.sdk.properties import Deprecated, Dynamic, JsonText
 from daemon.sdk.state import State
-from tasks.notifications.delivery import Note, WebhookConnection
+from tasks.notifications.delivery import HttpConnection, Note, WebhookConnection
 
 if TYPE_CHECKING:
     from daemon.sdk.services import AlertServices
@@ -77,18 +77,29 @@ class ExecutionSummary:
         ]
         return out
 
-    def text(self) -> str:
-        """The plain-text form (mail alternative part, logs)."""
-        lines = [self.title, self.headline]
+    def text(self, heading: str | None = None, fence: bool = False) -> str:
+        """The plain-text form (mail alternative part, text-only channels). A chat with
+        markup passes its own `heading` (the title linked to the execution, the link then
+        not repeated at the end) and `fence`s the error as code."""
+        lines = [heading or self.title, self.headline]
         if self.custom_message:
             lines += ["", self.custom_message]
         lines.append("")
         lines += [f"{name}: {value}" for name, value in self.facts()]
         if self.error:
-            lines += ["", f"Error: {self.error}"]
-        if self.link:
+            lines += ["", f"```\n{self.error}\n```" if fence else f"Error: {self.error}"]
+        if self.link and heading is None:
             lines += ["", self.link]
         return "\n".join(lines) + "\n"
+
+    def brief(self) -> str:
+        """A few lines for what is read on a phone (SMS, push): title, ending, link."""
+        lines = [self.title, self.headline]
+        if self.custom_message:
+            lines.append(self.custom_message)
+        if self.link:
+            lines.append(self.link)
+        return "\n".join(lines)
 
     def html(self) -> str:
         """The HTML form (mail): everything escaped, no remote images."""
@@ -110,6 +121,11 @@ class ExecutionSummary:
         if self.link:
             parts.append(f'<p><a href="{e(self.link)}">See the execution</a></p>')
         return "<!doctype html><html><body>" + "".join(parts) + "</body></html>"
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` within a vendor's length limit, an ellipsis saying it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def human_duration(delta: timedelta) -> str:
@@ -240,8 +256,8 @@ class ExecutionAlert(Task):
             raise TaskFailed(f"execution '{wanted}' not found", non_retryable=True) from None
 
 
-class WebhookAlert(WebhookConnection, ExecutionAlert):
-    """An ExecutionAlert posted to a vendor's HTTP API (`url`, `options`)."""
+class HttpAlert(HttpConnection, ExecutionAlert):
+    """An ExecutionAlert posted to a vendor's HTTP API."""
 
     # Inherited from the vendor's own-payload task in Kestra, and overwritten there by the
     # summary.
@@ -252,3 +268,7 @@ class WebhookAlert(WebhookConnection, ExecutionAlert):
             "vendor's webhook or alert task to send a payload of your own"
         ),
     ] = None
+
+
+class WebhookAlert(WebhookConnection, HttpAlert):
+    """An ExecutionAlert posted to the flow's `url`, with Kestra's `options`."""
