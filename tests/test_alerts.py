@@ -343,7 +343,8 @@ def test_malformed_alert_rules_are_clear_errors() -> None:
     # The channels are those the installed plug-ins declare: the settings name none.
     assert bad([{"channel": "sms", "url": "x"}]) == (
         "invalid alerts: alerts[0] (sms): no task sends on channel 'sms' "
-        "(channels: discord, mail, pagerduty, slack, teams, telegram)"
+        "(channels: discord, googlechat, line, mail, opsgenie, pagerduty, sendgrid, sentry, "
+        "slack, squadcast, teams, telegram, twilio, whatsapp, zenduty, zulip)"
     )
     assert bad([{"channel": "slack", "url": "x", "states": ["RUNNING"]}]) == (
         "invalid settings: alerts.0.states: Value error, RUNNING is not a final state; alerts "

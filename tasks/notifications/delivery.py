@@ -281,20 +281,23 @@ def json_payload(payload: str | dict[str, Any], what: str) -> Any:
         raise TaskFailed(f"the {what} payload is not JSON: {exc}", non_retryable=True) from None
 
 
-class WebhookConnection(Task):
-    """Where a vendor's HTTP API is reached: `url` and Kestra's `options`. Each vendor's
-    task names itself in `service`, says how it authenticates (`headers`) and, when its
-    API does not take JSON, how a message is written (`encode`)."""
+class HttpConnection(Task):
+    """A vendor's HTTP API reached with Kestra's `options`. Each vendor's task names itself
+    in `service`, says how it authenticates (`headers`) and, when its API does not take
+    JSON, how a message is written (`encode`)."""
 
     service: ClassVar[str]
     noun: ClassVar[str] = "message"  # what one send is called in logs and errors
 
-    url: Annotated[str, Dynamic] = Field(min_length=1)
     options: Annotated[RequestOptions, Dynamic] = Field(default_factory=RequestOptions)
 
     @property
     def what(self) -> str:
         return f"the {self.service} {self.noun}"
+
+    def target(self) -> str:
+        """Where a message goes when `post` is given no url."""
+        raise NotImplementedError(f"{type(self).__name__} has no url of its own")
 
     def headers(self) -> dict[str, str]:
         """The vendor's own headers (authentication), sent after `options.headers`."""
@@ -315,11 +318,11 @@ class WebhookConnection(Task):
         what: str | None = None,
         hints: Mapping[int, str] | None = None,
     ) -> Reply:
-        """Deliver `message` to `url` (this task's by default)."""
+        """Deliver `message` to `url` (by default the task's own, `target`)."""
         body, content_type = self.encode(message)
         return await send_http(
             what or self.what,
-            url or self.url,
+            url if url is not None else self.target(),
             body,
             content_type,
             self.options,
@@ -328,6 +331,15 @@ class WebhookConnection(Task):
             headers={**self.headers(), **(headers or {})},
             hints=hints,
         )
+
+
+class WebhookConnection(HttpConnection):
+    """An HTTP API reached at the flow's `url` (a webhook's, an endpoint's)."""
+
+    url: Annotated[str, Dynamic] = Field(min_length=1)
+
+    def target(self) -> str:
+        return self.url
 
 
 class IncomingWebhook(WebhookConnection):
