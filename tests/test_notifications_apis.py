@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import tasks.notifications.delivery as delivery
 from daemon.app.alerts import build_rules, install
 from daemon.config.settings import ConfigError, Settings
 from daemon.flows.loader import load_flow_file
 from daemon.flows.registry import default_plugins
-from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 from tests.harness import Harness, problems
 from tests.vendor_api import (
@@ -28,35 +26,24 @@ from tests.vendor_api import (
     Received,
     VendorApi,
     errors_of,
+    facts,
     failed_execution,
     flow,
     link,
     outputs,
+    quick_retries,
+    report,
     reporter,
-    took,
+    summary_text,
     vendor,
 )
 
-__all__ = ["vendor"]  # the fixture, used by name
+__all__ = ["quick_retries", "vendor"]  # fixtures, used by name
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = Path(__file__).parent / "data" / "kestra_notification_examples"
 JSON = {"Content-Type": "application/json; charset=UTF-8"}
 TOKEN = "L1NE-channel-access-token"
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(delivery, "RETRY_DELAY", 0.01)
-
-
-def summary_text(ex: Execution) -> str:
-    """ExecutionSummary.text() of the failed execution of tests/vendor_api.FAILING."""
-    return (
-        f"[company.team] alerting ➛ FAILED\nFailed on task load after {took(ex)}\n\n"
-        f"Namespace: company.team\nFlow: alerting\nExecution: {ex.id}\nState: FAILED\n"
-        f"Duration: {took(ex)}\nFailed task: load\n\nError: disk full on /data\n\n{link(ex)}\n"
-    )
 
 
 def retry_key(sent: Received) -> str:
@@ -509,12 +496,7 @@ async def test_sentry_execution_reports_the_execution_as_an_event(
         "level": "warning",
         "message": {"message": "[company.team] alerting ➛ FAILED: failed on task load"},
         "extra": {
-            "Namespace": "company.team",
-            "Flow": "alerting",
-            "Execution": failed.id,
-            "State": "FAILED",
-            "Duration": took(failed),
-            "Failed task": "load",
+            **facts(failed),
             "Link": link(failed),
             "Error": "disk full on /data",
             "owner": "data-team",
@@ -542,17 +524,6 @@ def test_sentry_properties_are_checked_at_load() -> None:
         "'DEBUG' (got 'LOUD')",
         "f.yaml:9:19: tasks[0].endpointType: Input should be 'ENVELOPE' or 'STORE' (got 'BATCH')",
     ]
-
-
-# -- helpers -----------------------------------------------------------------------------
-
-
-async def report(h: Harness, task: str) -> tuple[Execution, Execution]:
-    """(the failed execution, the reporter's, which ran `task` about it)."""
-    failed = await failed_execution(h)
-    ex = await h.run(reporter(task), {"about": failed.id})
-    assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
-    return failed, ex
 
 
 # -- daemon-wide alerts ------------------------------------------------------------------

@@ -11,60 +11,27 @@ import json
 
 import pytest
 
-import tasks.notifications.delivery as delivery
-from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 from tests.harness import Harness, problems, task_states
 from tests.vendor_api import (
     Answer,
     VendorApi,
     errors_of,
+    facts,
     failed_execution,
     flow,
     link,
     outputs,
-    reporter,
+    quick_retries,
+    report,
+    summary_text,
     took,
     vendor,
 )
 
-__all__ = ["vendor"]  # the fixture, used by name
+__all__ = ["quick_retries", "vendor"]  # fixtures, used by name
 
 JSON = {"Content-Type": "application/json; charset=UTF-8"}
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(delivery, "RETRY_DELAY", 0.01)
-
-
-def summary_text(ex: Execution, custom_message: str | None = None) -> str:
-    """ExecutionSummary.text() of the failed execution of tests/vendor_api.FAILING."""
-    lines = ["[company.team] alerting ➛ FAILED", f"Failed on task load after {took(ex)}"]
-    if custom_message:
-        lines += ["", custom_message]
-    lines += [
-        "",
-        "Namespace: company.team",
-        "Flow: alerting",
-        f"Execution: {ex.id}",
-        "State: FAILED",
-        f"Duration: {took(ex)}",
-        "Failed task: load",
-        "",
-        "Error: disk full on /data",
-        "",
-        link(ex),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-async def report(h: Harness, task: str) -> tuple[Execution, Execution]:
-    """(the failed execution, the reporter's, which ran `task` about it)."""
-    failed = await failed_execution(h)
-    ex = await h.run(reporter(task), {"about": failed.id})
-    assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
-    return failed, ex
 
 
 # -- Google Chat -------------------------------------------------------------------------
@@ -215,16 +182,7 @@ async def test_opsgenie_execution_builds_the_alert_from_its_properties(
         "message": "Kestra Opsgenie alert",
         "alias": "ExecutionError",
         "description": description,
-        "details": {
-            "Namespace": "company.team",
-            "Flow": "alerting",
-            "Execution": failed.id,
-            "State": "FAILED",
-            "Duration": took(failed),
-            "Failed task": "load",
-            "owner": "data-team",
-            "Link": link(failed),
-        },
+        "details": {**facts(failed), "owner": "data-team", "Link": link(failed)},
         "responders": [
             {"id": "4513b7ea", "type": "team"},
             {"id": "bb4d9938", "type": "escalation"},
@@ -526,12 +484,7 @@ async def test_zulip_execution_sends_the_slack_shaped_summary(
     (attachment,) = message["attachments"]
     assert attachment["color"] == "danger"
     assert {f["title"]: f["value"] for f in attachment["fields"]} == {
-        "Namespace": "company.team",
-        "Flow": "alerting",
-        "Execution": failed.id,
-        "State": "FAILED",
-        "Duration": took(failed),
-        "Failed task": "load",
+        **facts(failed),
         "Error": "disk full on /data",
     }
     assert "S3CR3T" not in " ".join(await h.logs(ex))

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 
+import tasks.notifications.delivery as delivery
+import tests.test_notifications as notifications
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 from tasks.notifications.summary import human_duration
@@ -62,6 +64,11 @@ class VendorApi:
         return [r for r in self.received if r.path == path]
 
 
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery, "RETRY_DELAY", 0.01)
+
+
 @pytest.fixture
 async def vendor() -> AsyncIterator[VendorApi]:
     api = VendorApi()
@@ -95,15 +102,7 @@ def flow(body: str, flow_id: str = "alerting") -> str:
     return f"id: {flow_id}\nnamespace: company.team\n" + textwrap.dedent(body)
 
 
-FAILING = flow("""
-    tasks:
-      - id: extract
-        type: io.kestra.plugin.core.log.Log
-        message: extracting
-      - id: load
-        type: io.kestra.plugin.core.execution.Fail
-        errorMessage: disk full on /data
-""")
+FAILING = flow(notifications.FAILING)  # `load` fails with "disk full on /data"
 
 
 async def failed_execution(h: Harness) -> Execution:
@@ -137,6 +136,36 @@ def reporter(task: str) -> str:
         + '\n        executionId: "{{ inputs.about }}"\n',
         "reporter",
     )
+
+
+async def report(h: Harness, task: str) -> tuple[Execution, Execution]:
+    """(the failed execution, the reporter's, which ran `task` about it)."""
+    failed = await failed_execution(h)
+    ex = await h.run(reporter(task), {"about": failed.id})
+    assert ex.state.current == State.SUCCESS, await errors_of(h, ex)
+    return failed, ex
+
+
+def facts(ex: Execution) -> dict[str, str]:
+    """ExecutionSummary.facts() of the failed execution of FAILING."""
+    return {
+        "Namespace": "company.team",
+        "Flow": "alerting",
+        "Execution": ex.id,
+        "State": "FAILED",
+        "Duration": took(ex),
+        "Failed task": "load",
+    }
+
+
+def summary_text(ex: Execution, custom_message: str | None = None) -> str:
+    """ExecutionSummary.text() of the failed execution of FAILING."""
+    lines = ["[company.team] alerting ➛ FAILED", f"Failed on task load after {took(ex)}"]
+    if custom_message:
+        lines += ["", custom_message]
+    lines += ["", *(f"{name}: {value}" for name, value in facts(ex).items())]
+    lines += ["", "Error: disk full on /data", "", link(ex)]
+    return "\n".join(lines) + "\n"
 
 
 def outputs(ex: Execution, task_id: str) -> dict[str, Any]:

@@ -4,7 +4,10 @@ written by the flow, or one about an execution.
 `url` is the alert-creation endpoint (https://api.opsgenie.com/v2/alerts, or the EU one);
 `authorizationToken` is sent as the Authorization header as written, as Kestra does:
 Opsgenie wants "GenieKey <API key>". Opsgenie answers 202 and creates the alert
-asynchronously.
+asynchronously. OpsgenieExecution always sends the execution's facts as the alert's
+`details` (Kestra's template has them only when a `details` variable it never sets is
+defined) and the execution's title as the `message` Opsgenie requires when the flow gives
+none.
 """
 
 from __future__ import annotations

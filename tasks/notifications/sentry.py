@@ -6,7 +6,9 @@ sentry.io's or a self-hosted one) and post to its ingest endpoint, as Kestra doe
 `{prefix}/api/{project}/envelope/` (an envelope: header line, item header line, event) or,
 with `endpointType: STORE`, `{prefix}/api/{project}/store/` (the event alone), the public
 key in the query string (`sentry_key`). The secret key is never sent nor shown. A `dsn`
-without a key is taken as the ingest URL itself.
+without a key is taken as the ingest URL itself. An envelope goes as Sentry's
+application/x-sentry-envelope (Kestra labels it application/json), its item's length in
+bytes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 written by the flow, or one about an execution.
 
 `url` is https://www.zenduty.com/api/events/<integration key>/: messages show only its
-host. Zenduty answers 201 with the event it created.
+host. Zenduty answers 201 with the event it created. ZendutyExecution's `urls` are written
+as Kestra takes them, a list of addresses, and sent as the Events API wants them,
+{link_url, link_text} objects, the execution's page among them.
 """
 
 from __future__ import annotations
