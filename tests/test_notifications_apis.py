@@ -115,6 +115,8 @@ async def test_line_execution_pushes_to_each_recipient_and_retries_with_the_same
 async def test_line_refusal_names_the_recipient_and_line_s_reason(
     h: Harness, vendor: VendorApi
 ) -> None:
+    """LineTemplate.asFailure: "LINE broadcast failed with HTTP <code>: <LINE's error>";
+    a 4xx is not tried again."""
     vendor.answers["/v2/bot/message/push"] = [
         Answer(400, '{"message": "The property, \'to\', in the request body is invalid"}')
     ]
@@ -138,6 +140,8 @@ async def test_line_refusal_names_the_recipient_and_line_s_reason(
 
 
 def test_line_without_token_or_with_no_recipient_is_a_load_error() -> None:
+    """LineTemplate: channelAccessToken is @NotNull; plugin-notifications' LineTemplate
+    refused an empty recipientIds ("At least one recipient ID is required")."""
     assert problems(
         flow("""
     tasks:
@@ -292,6 +296,8 @@ async def test_sendgrid_mail_execution_sends_the_summary_as_html_and_text(
 
 
 def test_sendgrid_properties_are_checked_at_load() -> None:
+    """SendGridMailSend: sendgridApiKey @NotBlank, addresses in RFC 2822 form; a mail with
+    no content is refused by SendGrid's API (400), so podium says so when it loads."""
     assert problems(
         flow("""
     tasks:
@@ -508,6 +514,8 @@ async def test_sentry_execution_reports_the_execution_as_an_event(
 
 
 def test_sentry_properties_are_checked_at_load() -> None:
+    """SentryAlert.dsn is @NotBlank, endpointType the EndpointType enum; SentryTemplate's
+    eventId matches @Pattern [0-9a-f]{32} and level is ErrorLevel."""
     assert problems(
         flow("""
     tasks:
@@ -563,6 +571,8 @@ async def test_the_new_vendors_are_alert_channels(h: Harness, vendor: VendorApi)
 
 
 def test_an_alert_rule_of_a_new_channel_is_checked_at_start() -> None:
+    """SquadcastTemplate.message is @NotNull: a `squadcast` rule without it is refused when
+    the daemon starts, as any channel's malformed rule."""
     with pytest.raises(ConfigError) as info:
         build_rules(
             Settings(alerts=[{"channel": "squadcast", "url": "http://x"}]).alerts,

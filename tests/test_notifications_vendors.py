@@ -579,6 +579,8 @@ async def test_twilio_execution_sends_body_identity_and_tag(h: Harness, vendor: 
 async def test_twilio_payload_that_is_not_an_object_fails_without_sending(
     h: Harness, vendor: VendorApi
 ) -> None:
+    """TwilioAlert sends JacksonMapper.toMap(payload) as the form: only a JSON object has
+    fields."""
     ex = await h.run(
         flow(f"""
     tasks:
@@ -603,7 +605,8 @@ async def test_twilio_payload_that_is_not_an_object_fails_without_sending(
 async def test_a_refused_alert_fails_once_with_the_vendors_answer(
     h: Harness, vendor: VendorApi
 ) -> None:
-    """A 4xx is final (Opsgenie's 422 on a bad priority); a 5xx is tried again."""
+    """OpsgenieAlert fails on a refusal (Kestra's HttpClient throws on a 4xx/5xx answer): a
+    4xx is final (Opsgenie's 422 on a bad priority); a 5xx is tried again."""
     vendor.answers["/bad"] = [Answer(422, '{"message": "Request body is not processable"}')]
     vendor.answers["/flaky"] = [Answer(503, "busy"), Answer(202, "{}")]
     ex = await h.run(
@@ -631,6 +634,8 @@ async def test_a_refused_alert_fails_once_with_the_vendors_answer(
 async def test_a_bad_url_or_a_payload_that_is_not_json_fails_before_sending(
     h: Harness, vendor: VendorApi
 ) -> None:
+    """The webhook tasks' `url` is @NotBlank and a URI (URI.create), their payload the
+    vendor's JSON: what is neither fails the task before anything is sent."""
     ex = await h.run(
         flow(f"""
     tasks:
@@ -704,4 +709,7 @@ async def test_a_bad_url_or_a_payload_that_is_not_json_fails_before_sending(
     ids=["google-chat-url", "opsgenie-enums", "squadcast-message", "zenduty-type", "twilio", "wa"],
 )
 def test_malformed_properties_are_load_errors(task: str, expected: list[str]) -> None:
+    """Kestra's @NotBlank/@NotNull properties (url, SquadcastTemplate.message, TwilioAlert
+    accountSID/authToken) and its enums (OpsgenieTemplate responders, ZendutyTemplate
+    AlertType) are checked when the flow loads, each problem at its line."""
     assert problems(flow(f"tasks:\n  - id: tell\n    {task}\n")) == expected
