@@ -637,6 +637,13 @@ NAMES = {
         "io.kestra.plugin.notifications.google.GoogleChatExecution"
     ],
     "io.kestra.plugin.line.LineExecution": ["io.kestra.plugin.notifications.line.LineExecution"],
+    # kestra-io/plugin-pagerduty: PagerDutyAlert/PagerDutyExecution, aliases the older names
+    "io.kestra.plugin.pagerduty.PagerDutyAlert": [
+        "io.kestra.plugin.notifications.pagerduty.PagerDutyAlert"
+    ],
+    "io.kestra.plugin.pagerduty.PagerDutyExecution": [
+        "io.kestra.plugin.notifications.pagerduty.PagerDutyExecution"
+    ],
     "io.kestra.plugin.opsgenie.OpsgenieAlert": [
         "io.kestra.plugin.notifications.opsgenie.OpsgenieAlert"
     ],

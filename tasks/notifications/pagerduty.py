@@ -24,7 +24,10 @@ class PagerDutyAlert(IncomingWebhook):
     """Post a PagerDuty event (`payload`: Events API v2 JSON, as text or a mapping) to `url`,
     the events endpoint (https://events.pagerduty.com/v2/enqueue)."""
 
-    types = ("io.kestra.plugin.notifications.pagerduty.PagerDutyAlert",)
+    types = (
+        "io.kestra.plugin.pagerduty.PagerDutyAlert",
+        "io.kestra.plugin.notifications.pagerduty.PagerDutyAlert",
+    )
     service = "PagerDuty"
 
 
@@ -69,7 +72,10 @@ def pagerduty_event(
 class PagerDutyExecution(WebhookAlert):
     """Kestra's PagerDutyExecution: an event about an execution, its state and failed task."""
 
-    types = ("io.kestra.plugin.notifications.pagerduty.PagerDutyExecution",)
+    types = (
+        "io.kestra.plugin.pagerduty.PagerDutyExecution",
+        "io.kestra.plugin.notifications.pagerduty.PagerDutyExecution",
+    )
     alert_channel: ClassVar[str] = "pagerduty"
     service = "PagerDuty"
     noun = "event"
