@@ -790,18 +790,14 @@ def test_podium_validate_accepts_kestras_flow_trigger_examples(
 
 def test_kestras_sentry_example_is_refused_for_its_yaml_typo_only(tmp_path: Path) -> None:
     """Kestra Flow.java @Example 4 has `- states` without its colon: no YAML parser reads it,
-    Kestra's included. With the colon, its Flow trigger loads: what is left is the Sentry task,
-    which podium does not have."""
+    Kestra's included. With the colon, it loads: its Flow trigger and the Sentry task."""
     assert problems(EXAMPLE_SENTRY, "sentry.yaml") == [
         "sentry.yaml:19:14: invalid YAML: a ':' where a value was expected: quote a value "
         "that contains ': '"
     ]
-    fixed = EXAMPLE_SENTRY.replace("- states\n", "- states:\n")
-    (found,) = problems(fixed, "sentry.yaml")
-    assert found.startswith(
-        "sentry.yaml:6:9: tasks[0].type: unknown task type "
-        "'io.kestra.plugin.notifications.sentry.SentryExecution'"
-    )
+    fixed = load_flow(EXAMPLE_SENTRY.replace("- states\n", "- states:\n"), "sentry.yaml")
+    assert fixed.tasks[0].type == "io.kestra.plugin.notifications.sentry.SentryExecution"
+    assert fixed.triggers[0].type == "io.kestra.plugin.core.trigger.Flow"
 
 
 async def test_kestras_extract_and_transform_example_runs(h: Harness) -> None:
