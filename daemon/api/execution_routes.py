@@ -12,6 +12,7 @@ import posixpath
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from daemon.api.common import (
     ENGINE,
@@ -79,8 +80,16 @@ def _terminated(doc: dict[str, Any]) -> bool:
     replies={200: ok("ExecutionPage"), 400: error("A malformed filter")},
 )
 async def search_executions(request: web.Request) -> web.Response:
-    query = request.query
-    page, size = paging(query)
+    page, size = paging(request.query)
+    results, total = await request.app[ENGINE].store.search_executions(
+        **search_terms(request.query), page=page, size=size
+    )
+    return json_response({"results": [kestra_execution(r) for r in results], "total": total})
+
+
+def search_terms(query: MultiMapping[str]) -> dict[str, Any]:
+    """The store's search arguments for Kestra's execution search: its query filters and
+    the deprecated parameters (`namespace`, `state`, `labels`...); a 400 for a bad one."""
     states = query.getall("state", [])
     for state in states:
         if state not in STATES:
@@ -89,19 +98,16 @@ async def search_executions(request: web.Request) -> web.Response:
     start = wanted.start_after or date_param(query, "startDate")
     end = wanted.start_before or date_param(query, "endDate")
     labels = {**label_pairs(query.getall("labels", [])), **wanted.labels}
-    results, total = await request.app[ENGINE].store.search_executions(
-        namespace=wanted.namespace or query.get("namespace"),
-        exact_namespace=wanted.exact_namespace,
-        flow_id=wanted.flow_id or query.get("flowId"),
-        states=wanted.states or states or None,
-        labels=labels or None,
-        start_after=start.isoformat() if start else None,
-        start_before=end.isoformat() if end else None,
-        page=page,
-        size=size,
-        q=wanted.q or query.get("q") or None,
-    )
-    return json_response({"results": [kestra_execution(r) for r in results], "total": total})
+    return {
+        "namespace": wanted.namespace or query.get("namespace"),
+        "exact_namespace": wanted.exact_namespace,
+        "flow_id": wanted.flow_id or query.get("flowId"),
+        "states": wanted.states or states or None,
+        "labels": labels or None,
+        "start_after": start.isoformat() if start else None,
+        "start_before": end.isoformat() if end else None,
+        "q": wanted.q or query.get("q") or None,
+    }
 
 
 @routes.operation(
@@ -193,28 +199,23 @@ async def replay_execution(request: web.Request) -> web.Response:
     replies={200: ok("Execution"), 404: _NOT_FOUND, 409: _STATE_CONFLICT, 415: error("Not JSON")},
 )
 async def set_labels(request: web.Request) -> web.Response:
-    labels = settable_labels(await _label_body(bounded(request)))
-    doc = await stored_execution(request)
-    if not _terminated(doc):
-        raise HttpError(
-            409,
-            f"Illegal state: execution {doc['id']} is "
-            f"{doc['state']['current']}; labels can be set once it has ended",
-        )
-    merged = {label["key"]: label["value"] for label in doc.get("labels") or []}
-    merged.update(labels)
-    doc["labels"] = [{"key": k, "value": v} for k, v in merged.items()]
-    await request.app[ENGINE].store.save_execution(doc)
+    labels = settable_labels(label_list(await json_body(bounded(request), "labels")))
+    doc = await request.app[ENGINE].controls.set_labels(request.match_info["executionId"], labels)
     return json_response(kestra_execution(doc))
 
 
-async def _label_body(request: web.Request) -> dict[str, str]:
+async def json_body(request: web.Request, what: str) -> Any:
+    """The JSON body, refused with a 415 when it is sent as another type."""
     if request.content_type != "application/json":
         raise HttpError(
             415,
-            f"Unsupported Media Type: send labels as application/json, not {request.content_type}",
+            f"Unsupported Media Type: send {what} as application/json, not {request.content_type}",
         )
-    data = parse_json(await request.read())
+    return parse_json(await request.read())
+
+
+def label_list(data: Any) -> dict[str, str]:
+    """Kestra's `List<Label>` body: `[{"key": ..., "value": ...}]`."""
     shape = 'labels must be a JSON array of {"key": "...", "value": "..."} objects'
     if not isinstance(data, list):
         raise HttpError(400, f"Bad Request: {shape}, not {json_kind(data)}")
@@ -380,22 +381,32 @@ async def get_execution(request: web.Request) -> web.Response:
     return json_response(kestra_execution(await stored_execution(request)))
 
 
+DELETE_FLAGS = (
+    Param("deleteLogs", "Delete its logs too", {"type": "boolean", "default": True}),
+    Param("deleteMetrics", "Delete its metrics too", {"type": "boolean", "default": True}),
+    Param("deleteStorage", "Delete its files too", {"type": "boolean", "default": True}),
+)
+
+
+def delete_flags(query: MultiMapping[str]) -> dict[str, bool]:
+    """Kestra's deleteLogs, deleteMetrics and deleteStorage, each true unless given."""
+    names = {"logs": "deleteLogs", "metrics": "deleteMetrics", "storage": "deleteStorage"}
+    return {what: flag({name: query.get(name, "true")}, name) for what, name in names.items()}
+
+
 @routes.operation(
     "DELETE",
     "/api/v1/executions/{executionId}",
-    "Delete an ended execution with its task runs, logs, metrics and files",
-    replies={204: Reply("Deleted"), 404: _NOT_FOUND, 409: error("The execution has not ended")},
+    "Delete an ended execution with its task runs, and its logs, metrics and files",
+    params=DELETE_FLAGS,
+    replies={
+        204: Reply("Deleted"),
+        400: error("A flag that is not true or false"),
+        404: _NOT_FOUND,
+        409: error("The execution has not ended"),
+    },
 )
 async def delete_execution(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    doc = await stored_execution(request)
-    if not _terminated(doc):
-        raise HttpError(
-            409,
-            f"Illegal state: execution {doc['id']} is "
-            f"{doc['state']['current']}; kill it before deleting it",
-        )
-    await engine.store.delete_execution(doc["id"])
-    prefix = engine.resources.storage.execution_prefix(doc["namespace"], doc["flowId"], doc["id"])
-    await engine.resources.storage.delete_prefix(prefix)
+    flags = delete_flags(request.query)
+    await request.app[ENGINE].controls.delete(request.match_info["executionId"], **flags)
     return web.Response(status=204)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from daemon.api.common import SETTINGS, HttpError, json_response
 from daemon.api.tenant import tenant_path
-from daemon.engine.lifecycle import RestartRefused
+from daemon.engine.lifecycle import ControlRefused, RestartRefused
 from daemon.engine.webhooks import Handler
 from daemon.sdk.errors import (
     FlowDisabled,
@@ -131,6 +131,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_response({"message": f"Not Found: {exc}"}, 404)
     except (FlowDisabled, RestartRefused) as exc:
         return json_response({"message": f"Illegal state: {exc}"}, 409)
+    except ControlRefused as exc:
+        return json_response({"message": f"Illegal argument: {exc}"}, 422)
     except TemplateError as exc:
         return json_response({"message": f"Invalid entity: {exc}"}, 422)
     except StoreError as exc:

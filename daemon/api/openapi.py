@@ -97,6 +97,16 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "ExecutionPage": _page(_ref("Execution")),
+    "BulkResponse": {
+        "type": "object",
+        "required": ["count"],
+        "properties": {"count": {"type": "integer", "minimum": 0}},
+    },
+    "BulkErrorResponse": {
+        "type": "object",
+        "required": ["message"],
+        "properties": {"message": _TEXT, "invalids": {"type": "array", "items": _OBJECT}},
+    },
     "LogPage": _page(_ref("LogEntry")),
     "LogEntry": {
         "type": "object",

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from daemon.api import (
+    execution_bulk_routes,
+    execution_control_routes,
     execution_routes,
     flow_routes,
     inspect_routes,
@@ -69,6 +71,8 @@ ROUTE_TABLES = (
     live.execution_routes,
     inspect_routes.routes,
     review_routes.routes,
+    execution_bulk_routes.routes,
+    execution_control_routes.routes,
     execution_routes.routes,
     stats_routes.routes,
     live.log_routes,

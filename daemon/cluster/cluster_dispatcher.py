@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon.cluster.channels import Channels
-from daemon.engine.dispatcher import wait_here_or_stored
+from daemon.engine.dispatcher import pause_here, wait_here_or_stored
 from daemon.engine.local import LocalExecutions
 from daemon.engine.pauses import Pauses, resume_inputs, waiting_reviews
 from daemon.engine.resources import Resources
@@ -99,8 +99,8 @@ class ClusterDispatcher:
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         """An execution paused on another node is resumed by that node; its inputs are
         checked here too, so that the caller hears about bad ones."""
-        if self._pauses.holds(execution_id):
-            return await self._pauses.resume(execution_id, inputs)
+        if self._pauses.holds(execution_id) or self._pauses.held(execution_id):
+            return await self._pauses.resume_execution(execution_id, inputs)
         doc = await self._resources.store.get_execution(execution_id)
         if doc is None or doc["state"]["current"] != State.PAUSED.value:
             return False
@@ -109,6 +109,25 @@ class ClusterDispatcher:
         await asyncio.to_thread(coerce_inputs, resume_inputs(flow, doc), inputs)
         owner = await self._tables.owner(execution_id)
         await self._channels.control("resume", execution_id, owner, inputs=dict(inputs))
+        return True
+
+    async def pause(self, execution_id: str) -> bool:
+        """Paused by the node that runs it."""
+        if await pause_here(self._resources, self._local, self._pauses, execution_id):
+            return True
+        return await self._forward("pause", execution_id)
+
+    async def unqueue(self, execution_id: str, state: State) -> bool:
+        """Unqueued by the node whose queue holds it."""
+        if await self._local.unqueue(execution_id, state):
+            return True
+        return await self._forward("unqueue", execution_id, state=state.value)
+
+    async def _forward(self, action: str, execution_id: str, **extra: Any) -> bool:
+        owner = await self._tables.owner(execution_id)
+        if owner is None:
+            return False
+        await self._channels.control(action, execution_id, owner, **extra)
         return True
 
     async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
@@ -146,7 +165,11 @@ class ClusterDispatcher:
         if action == "kill":
             await self._local.kill(execution_id)
         elif action == "resume":
-            await self._pauses.resume(execution_id, message.get("inputs") or {})
+            await self._pauses.resume_execution(execution_id, message.get("inputs") or {})
+        elif action == "pause":
+            await pause_here(self._resources, self._local, self._pauses, execution_id)
+        elif action == "unqueue" and message.get("state") in State.__members__:
+            await self._local.unqueue(execution_id, State(message["state"]))
         elif action == "review":
             review = Review(
                 Decision(message["decision"]),

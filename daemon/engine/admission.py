@@ -102,6 +102,15 @@ class Admission:
                     return item
         return None
 
+    def force(self, execution_id: str) -> Entry | None:
+        """Take a waiting execution out of its queue to start it now, its flow's limit and
+        the daemon's notwithstanding (Kestra's unqueue / force-run): it holds a slot, which
+        its end frees as any other's."""
+        entry = self.unqueue(execution_id)
+        if entry is not None:
+            self._take(*entry)
+        return entry
+
     def finished(self, flow: Flow, execution: Execution, running: int) -> list[Entry]:
         """An execution of `flow` ended: the executions whose turn it is now, to start."""
         if execution.loop is None and execution.id not in self._released:

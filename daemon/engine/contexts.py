@@ -145,7 +145,10 @@ class TaskWaits:
         store = resources.store
         await store.save_task_run(resources.masked(tr.to_json()), wait=False)
         resources.events.publish(TaskRunChanged(ex, tr))
-        if ex.state.current == state or (state == State.RUNNING and self._pauses.holds(ex.id)):
+        pauses = self._pauses
+        if ex.state.current == state or (
+            state == State.RUNNING and (pauses.holds(ex.id) or pauses.held(ex.id))
+        ):
             return
         ex.state.set(state, now)
         await store.save_execution(resources.masked(ex.to_json(task_runs=False)))

@@ -1,8 +1,8 @@
 """One process's engine, assembled: what the API, the CLI, the cluster and the tests drive.
 
 It builds the parts (resources, catalog, local executions, dispatcher, submitter,
-lifecycle, pauses) and passes each its collaborators; its own methods only forward to
-the part that does the job.
+lifecycle, pauses, controls) and passes each its collaborators; its own methods only
+forward to the part that does the job.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from daemon.engine.controls import Controls
 from daemon.engine.dispatcher import Dispatcher, LocalDispatcher
 from daemon.engine.events import Listener
 from daemon.engine.executor import ExecutionRunner
@@ -72,6 +73,7 @@ class Engine:
         self.dispatcher = dispatcher(self.resources, self.local, self.pauses, self.catalog)
         self.submitter = Submitter(self.resources, self.catalog, self.dispatcher)
         self.lifecycle = Lifecycle(self.resources, self.catalog, self.local, self.dispatcher)
+        self.controls = Controls(self.resources, self.dispatcher)
         self._metrics: Metrics | None = None
         # The supervisor running this process's triggers (`podium serve`), for Toggle.
         self._supervisor: TriggerSupervisor | None = None
@@ -181,8 +183,10 @@ class Engine:
     async def restart(self, execution_id: str) -> Execution:
         return await self.lifecycle.restart(execution_id)
 
-    async def replay(self, execution_id: str, task_run_id: str | None = None) -> Execution:
-        return await self.lifecycle.replay(execution_id, task_run_id)
+    async def replay(
+        self, execution_id: str, task_run_id: str | None = None, *, latest: bool = False
+    ) -> Execution:
+        return await self.lifecycle.replay(execution_id, task_run_id, latest=latest)
 
     async def drain(self) -> None:
         """Until nothing runs here (tests' "until idle" step)."""

@@ -20,6 +20,7 @@ from daemon.flows.definition import Flow
 from daemon.sdk.errors import NotFound
 from daemon.sdk.execution import Execution
 from daemon.sdk.review import Review
+from daemon.sdk.state import State
 
 
 class Dispatcher(Protocol):
@@ -48,7 +49,20 @@ class Dispatcher(Protocol):
 
     async def kill(self, execution_id: str) -> bool: ...
 
-    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool: ...
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        """End the wait of a Pause task, and a manual pause, whichever node holds them;
+        False when the execution waits nowhere."""
+        ...
+
+    async def pause(self, execution_id: str) -> bool:
+        """Hold a RUNNING execution (a manual pause), whichever node runs it; False when it
+        runs nowhere."""
+        ...
+
+    async def unqueue(self, execution_id: str, state: State) -> bool:
+        """Take a QUEUED execution out of its queue, whichever node queued it: started now
+        (RUNNING) or ended in `state`; False when it waits nowhere."""
+        ...
 
     async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
         """Decide the request of a task run waiting for a review, whichever node holds it;
@@ -95,7 +109,13 @@ class LocalDispatcher:
         return await self._local.kill(execution_id)
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
-        return await self._pauses.resume(execution_id, inputs)
+        return await self._pauses.resume_execution(execution_id, inputs)
+
+    async def pause(self, execution_id: str) -> bool:
+        return await pause_here(self._resources, self._local, self._pauses, execution_id)
+
+    async def unqueue(self, execution_id: str, state: State) -> bool:
+        return await self._local.unqueue(execution_id, state)
 
     async def review(self, execution_id: str, task_run_id: str, review: Review) -> bool:
         return await self._pauses.review(execution_id, task_run_id, review)
@@ -112,3 +132,18 @@ async def wait_here_or_stored(
     if doc is None:
         raise NotFound(f"execution {execution_id} not found")
     return Execution.from_json(doc)
+
+
+async def pause_here(
+    resources: Resources, local: LocalExecutions, pauses: Pauses, execution_id: str
+) -> bool:
+    """Hold an execution RUNNING here, stored PAUSED at once: what runs finishes, nothing
+    starts (see Pauses). False when it is not RUNNING here."""
+    execution = local.live(execution_id)
+    if execution is None or execution.state.current != State.RUNNING:
+        return False
+    pauses.hold(execution_id)
+    execution.state.set(State.PAUSED, resources.clock.now())
+    await resources.store.save_execution(resources.masked(execution.to_json(task_runs=False)))
+    resources.events.execution(execution)
+    return True

@@ -48,6 +48,7 @@ class ExecutionRunner:
         execution: Execution,
     ) -> None:
         self.resources = resources
+        self.pauses = pauses
         self.flow = flow
         self.execution = execution
         self.state = RunState(flow, execution)
@@ -59,11 +60,21 @@ class ExecutionRunner:
     # -- the execution ------------------------------------------------------------------
 
     async def run(self) -> Execution:
+        try:
+            return await self._run()
+        finally:
+            self.pauses.unhold(self.execution.id)
+
+    async def _run(self) -> Execution:
         ex, flow = self.execution, self.flow
         resources = self.resources
         endings = Endings(self)
         resources.scratch.wanted(ex.id)  # restarted soon after it ended: its directory stays
-        if ex.state.current != State.RUNNING:
+        if ex.state.current == State.PAUSED and all(
+            tr.state.current != State.PAUSED for tr in ex.task_runs
+        ):
+            self.pauses.hold(ex.id)  # paused by a person before this process started
+        elif ex.state.current != State.RUNNING:
             ex.state.set(State.RUNNING, resources.clock.now())
         await resources.store.save_execution(ex.to_json(task_runs=False), wait=False)
         resources.events.publish(ExecutionChanged(ex))
@@ -72,6 +83,7 @@ class ExecutionRunner:
                 state = await self._iteration()
             else:
                 state = await (SlaWatch(self).guard(self._lists()) if flow.sla else self._lists())
+            await self.unless_held()  # a manual pause keeps it from ending
         except ExitRequested as exit_:
             state = exit_.state
             await self._exit_parents(exit_)
@@ -114,6 +126,17 @@ class ExecutionRunner:
         # its directory under data/tmp: left, it would stay (empty) forever
         resources.scratch.ended(ex.id)
         return ex
+
+    async def unless_held(self) -> None:
+        """Wait while a person holds the execution paused (Pauses.hold); RUNNING again once
+        resumed, unless a Pause task of it still waits."""
+        ex, pauses = self.execution, self.pauses
+        if not pauses.held(ex.id) or ex.state.current.terminated:
+            return
+        await pauses.until_unheld(ex.id)
+        if ex.state.current == State.PAUSED and not pauses.holds(ex.id):
+            ex.state.set(State.RUNNING, self.resources.clock.now())
+            await self.save_final()
 
     async def _lists(self) -> State:
         """The flow's tasks, then `errors` when they failed, then `finally`."""
@@ -358,6 +381,7 @@ class ExecutionRunner:
 
     async def run_task(self, task: Task, scope: Scope) -> State:
         runs = self.tasks
+        await self.unless_held()
         # Its task run exists from the start (siblings started together all have one, as
         # Kestra creates them at once); it runs once the ends before it are durable.
         known = len(self.execution.task_runs)

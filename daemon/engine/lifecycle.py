@@ -16,6 +16,7 @@ from daemon.flows.catalog import FlowCatalog
 from daemon.flows.definition import Flow, task_lists
 from daemon.sdk.errors import NotFound, PodiumError
 from daemon.sdk.execution import Execution, TaskRun, new_id
+from daemon.sdk.plugin import FlowableTask
 from daemon.sdk.state import State, StateHistory
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,14 @@ WAITING = (State.CREATED, State.QUEUED, State.RESTARTED)
 
 
 class RestartRefused(PodiumError):
-    """Only a FAILED or KILLED execution can be restarted."""
+    """Only a FAILED or KILLED execution can be restarted (nor can a running one's task
+    runs be changed)."""
+
+
+class ControlRefused(PodiumError):
+    """What a person asks of an execution does not apply to it (Kestra's
+    IllegalArgumentException: an execution not RUNNING paused, a task run that is not
+    there...)."""
 
 
 class Lifecycle:
@@ -146,12 +154,20 @@ class Lifecycle:
         await self._dispatcher.rerun(flow, execution, restarted=True)
         return execution
 
-    async def replay(self, execution_id: str, task_run_id: str | None = None) -> Execution:
-        """A new execution of the same flow revision and inputs, keeping the task runs that
-        ended before `task_run_id`'s task (all of them run again when it is None)."""
+    async def replay(
+        self, execution_id: str, task_run_id: str | None = None, *, latest: bool = False
+    ) -> Execution:
+        """A new execution of the same flow revision (the flow's latest with `latest`, as
+        Kestra's `latestRevision`) and inputs, keeping the task runs that ended before
+        `task_run_id`'s task (all of them run again when it is None)."""
         store = self._resources.store
         original = await self._stored(execution_id)
-        flow = await self.flow_of(original)
+        if latest:
+            flow = await self._catalog.find(original.namespace, original.flow_id)
+            if flow.revision is None:
+                flow.revision = await store.save_flow(flow.namespace, flow.id, flow.source)
+        else:
+            flow = await self.flow_of(original)
         order = [t.id for t in flow.all_tasks()]
         cut = 0
         if task_run_id is not None:
@@ -164,7 +180,7 @@ class Lifecycle:
             id=new_id(),
             namespace=original.namespace,
             flow_id=original.flow_id,
-            flow_revision=original.flow_revision,
+            flow_revision=flow.revision or original.flow_revision,
             state=StateHistory(State.CREATED, self._resources.clock.now()),
             inputs=original.inputs,
             labels={**original.labels, "system.replay": "true"},
@@ -188,6 +204,53 @@ class Lifecycle:
         self._resources.events.execution(copy)
         await self._dispatcher.rerun(flow, copy, restarted=False)
         return copy
+
+    async def mark(self, execution_id: str, task_run_id: str, state: State) -> Execution:
+        """Kestra's update of one task run's state (ExecutionService.markAs): an ended
+        execution's task run is set to `state` (its last attempt too), the flowables around
+        it run again, and the execution runs on from there as after a restart, labelled
+        `system.restarted`. Its other task runs keep their states."""
+        store = self._resources.store
+        execution = await self._stored(execution_id)
+        if not execution.state.current.terminated:
+            raise RestartRefused(
+                f"execution {execution_id} is {execution.state.current.value}; only the task "
+                "runs of an ended execution can be changed (kill it first)"
+            )
+        if not state.terminated:
+            raise ControlRefused(f"a task run can be set to an ended state only, not {state}")
+        by_id = {run.id: run for run in execution.task_runs}
+        run = by_id.get(task_run_id)
+        if run is None:
+            raise ControlRefused(
+                f"no task run {task_run_id} in execution {execution_id} to restart it from"
+            )
+        flow = await self.flow_of(execution)
+        if isinstance(flow.task_by_id(run.task_id), FlowableTask):
+            raise ControlRefused(
+                f"task run {task_run_id} is of the flowable task {run.task_id}, whose state "
+                "follows its children's: change one of those"
+            )
+        now = self._resources.clock.now()
+        run.state.set(state, now)
+        if run.attempts:
+            run.attempts[-1].set(state, now)
+        changed = [run]
+        parent = by_id.get(run.parent_task_run_id or "")
+        while parent is not None:
+            parent.state.set(State.RUNNING, now)
+            changed.append(parent)
+            parent = by_id.get(parent.parent_task_run_id or "")
+        for each in changed:
+            await store.save_task_run(each.to_json(), wait=False)
+        execution.labels = {**execution.labels, "system.restarted": "true"}
+        execution.error = None
+        execution.state.set(State.RESTARTED, now)
+        self._dispatcher.prepare(execution)
+        await store.save_execution(execution.to_json(task_runs=False))
+        self._resources.events.execution(execution)
+        await self._dispatcher.rerun(flow, execution, restarted=True)
+        return execution
 
     def retry_later(self, flow: Flow, execution: Execution) -> None:
         """Kestra's flow `retry` with CREATE_NEW_EXECUTION: a RETRIED execution is followed,

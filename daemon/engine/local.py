@@ -33,6 +33,8 @@ class LocalExecutions:
         self._run = run
         self.admission = Admission(resources.options.max_executions)
         self._running: dict[str, asyncio.Task[Execution]] = {}
+        # The live execution of each job above: what a manual pause changes.
+        self._live: dict[str, Execution] = {}
         # Executions of this process not ended yet (queued or running), for `wait`.
         self._ended: dict[str, asyncio.Future[Execution]] = {}
         self._finish_listeners: list[Callable[[Execution], None]] = []
@@ -86,6 +88,7 @@ class LocalExecutions:
         self.expect(execution)
         job = asyncio.create_task(self._run(flow, execution), name=f"execution {execution.id}")
         self._running[execution.id] = job
+        self._live[execution.id] = execution
         job.add_done_callback(lambda _: self._finished(flow, execution))
         limit = flow.concurrency
         if limit is not None and limit.duration is not None and execution.loop is None:
@@ -127,6 +130,7 @@ class LocalExecutions:
 
     def _finished(self, flow: Flow, execution: Execution) -> None:
         self._running.pop(execution.id, None)
+        self._live.pop(execution.id, None)
         timer = self._slot_timers.pop(execution.id, None)
         if timer is not None:
             timer.cancel()
@@ -161,14 +165,29 @@ class LocalExecutions:
             job.cancel()
             await asyncio.wait([job])
             return True
+        return await self.unqueue(execution_id, State.KILLED)
+
+    async def unqueue(self, execution_id: str, state: State) -> bool:
+        """Take an execution waiting here out of its queue: RUNNING starts it now whatever
+        the limits say; any other state ends it so, never having run. False when it does
+        not wait here."""
+        if state == State.RUNNING:
+            entry = self.admission.force(execution_id)
+            if entry is not None:
+                self.start(*entry)
+            return entry is not None
         entry = self.admission.unqueue(execution_id)
         if entry is None:
             return False
         execution = entry[1]
-        execution.state.set(State.KILLED, self._resources.clock.now())
+        execution.state.set(state, self._resources.clock.now())
         await self._resources.store.save_execution(execution.to_json(task_runs=False))
         self.ended_unstarted(execution)
         return True
+
+    def live(self, execution_id: str) -> Execution | None:
+        """The execution as its runner here holds it, while it runs here."""
+        return self._live.get(execution_id)
 
     def runs_here(self, execution_id: str) -> bool:
         """Queued or running in this process (in a cluster, another node may run it)."""

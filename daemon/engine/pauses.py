@@ -6,6 +6,10 @@ of the inputs the task declares (coerced here, so bad values are refused before 
 resumes). An Approval task waits the same way for `review`, which also checks the
 reviewer's comment against the task's form. A timer may end either wait instead. Each
 waiting task run has its own point: two approvals of one execution are decided apart.
+
+A person may also pause a RUNNING execution (Kestra's manual pause, `POST .../pause`): it
+is *held*. What runs finishes; no task starts and the execution does not end until it is
+resumed (or killed). Its runner waits at `until_unheld` before each task and before its end.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Pauses:
     def __init__(self) -> None:
         # execution id -> the points where its task runs wait, oldest first
         self._waiting: dict[str, list[_Point]] = {}
+        # executions a person paused, each with the event its resume sets
+        self._held: dict[str, asyncio.Event] = {}
 
     def point(
         self,
@@ -62,6 +68,33 @@ class Pauses:
         return any(
             task_run_id in (None, p.task_run_id) for p in self._waiting.get(execution_id, [])
         )
+
+    def hold(self, execution_id: str) -> None:
+        """From now on the execution starts no task and does not end (a manual pause)."""
+        self._held.setdefault(execution_id, asyncio.Event())
+
+    def held(self, execution_id: str) -> bool:
+        return execution_id in self._held
+
+    def unhold(self, execution_id: str) -> bool:
+        """End a manual pause; False when the execution was not held."""
+        event = self._held.pop(execution_id, None)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    async def until_unheld(self, execution_id: str) -> None:
+        """Return at once unless the execution is held; else once it is no longer."""
+        while (event := self._held.get(execution_id)) is not None:
+            await event.wait()
+
+    async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
+        """Kestra's resume of a PAUSED execution: the Pause task waiting here (its inputs
+        checked first: InputError resumes nothing) and a manual pause both end. False when
+        neither holds it here."""
+        resumed = await self.resume(execution_id, inputs)
+        return self.unhold(execution_id) or resumed
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         """Resume the Pause waiting here under that execution (the first, when several);

@@ -394,8 +394,11 @@ class Store(ABC):
         """Remove some task runs of an execution (a restart runs its handlers anew)."""
 
     @abstractmethod
-    async def delete_execution(self, execution_id: str) -> None:
-        """Remove the execution with its task runs, logs and metrics."""
+    async def delete_execution(
+        self, execution_id: str, *, logs: bool = True, metrics: bool = True
+    ) -> None:
+        """Remove the execution with its task runs, and its logs and metrics unless told to
+        keep them (Kestra's `deleteLogs` / `deleteMetrics`)."""
 
     @abstractmethod
     async def logs(

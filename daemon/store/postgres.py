@@ -322,10 +322,14 @@ class PostgresStore(Store):
             await self._write(f"task runs of {execution_id}",
                               lambda conn: conn.execute(sql, execution_id, ids))  # fmt: skip
 
-    async def delete_execution(self, execution_id: str) -> None:
+    async def delete_execution(
+        self, execution_id: str, *, logs: bool = True, metrics: bool = True
+    ) -> None:
+        tables = ("task_runs", *(("logs",) if logs else ()), *(("metrics",) if metrics else ()))
+
         async def delete(conn: Any) -> None:
             await conn.execute("DELETE FROM executions WHERE id = $1", execution_id)
-            for table in ("task_runs", "logs", "metrics"):
+            for table in tables:
                 await conn.execute(f"DELETE FROM {table} WHERE execution_id = $1", execution_id)
 
         await self._write(f"deletion of execution {execution_id}", delete)

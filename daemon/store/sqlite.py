@@ -281,10 +281,14 @@ class SqliteStore(Store):
         if rows:
             await self._io.write(partial(_execute_many, sql, rows), f"task runs of {execution_id}")
 
-    async def delete_execution(self, execution_id: str) -> None:
+    async def delete_execution(
+        self, execution_id: str, *, logs: bool = True, metrics: bool = True
+    ) -> None:
+        tables = ("task_runs", *(("logs",) if logs else ()), *(("metrics",) if metrics else ()))
+
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,))
-            for table in ("task_runs", "logs", "metrics"):
+            for table in tables:
                 conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", (execution_id,))
 
         await self._io.write(delete, f"deletion of execution {execution_id}")
