@@ -28,9 +28,10 @@ from daemon.api.common import (
     kestra_execution,
     ok,
 )
-from daemon.api.execution_routes import json_body
+from daemon.api.execution_routes import create_for, json_body
 from daemon.api.uploads import bounded, json_kind
 from daemon.engine.controls import UNQUEUE_STATES
+from daemon.sdk.errors import NotFound
 from daemon.sdk.execution import Execution
 from daemon.sdk.state import State
 
@@ -57,6 +58,21 @@ def state_param(query: MultiMapping[str], name: str, default: State | None = Non
     return State(value)
 
 
+async def flow_named(request: web.Request, word: str) -> web.Response | None:
+    """`POST /executions/ns/pause` is also the create call of a flow `pause` of namespace
+    `ns`: when no execution has that id and the flow exists, the flow's execution is created,
+    as before these routes existed (Kestra's router gives the literal route the call)."""
+    engine = request.app[ENGINE]
+    namespace = request.match_info["executionId"]
+    if await engine.store.get_execution(namespace) is not None:
+        return None
+    try:
+        await engine.catalog.find(namespace, word)
+    except NotFound:
+        return None
+    return await create_for(request, namespace, word)
+
+
 def _answer(execution: Execution) -> web.Response:
     return json_response(kestra_execution(execution.to_json()))
 
@@ -69,6 +85,8 @@ def _answer(execution: Execution) -> web.Response:
 )
 async def pause_execution(request: web.Request) -> web.Response:
     """Kestra's pauseExecution answers 200 with no body."""
+    if (created := await flow_named(request, "pause")) is not None:
+        return created
     await request.app[ENGINE].controls.pause(request.match_info["executionId"])
     return web.Response(status=200)
 
@@ -93,6 +111,8 @@ async def pause_execution(request: web.Request) -> web.Response:
     },
 )
 async def change_status(request: web.Request) -> web.Response:
+    if (created := await flow_named(request, "change-status")) is not None:
+        return created
     status = state_param(request.query, "status")
     controls = request.app[ENGINE].controls
     return _answer(await controls.change_status(request.match_info["executionId"], status))
@@ -105,6 +125,8 @@ async def change_status(request: web.Request) -> web.Response:
     replies={200: ok("Execution"), 404: _NOT_FOUND, 422: _REFUSED},
 )
 async def force_run(request: web.Request) -> web.Response:
+    if (created := await flow_named(request, "force-run")) is not None:
+        return created
     return _answer(await request.app[ENGINE].controls.force_run(request.match_info["executionId"]))
 
 
@@ -128,6 +150,8 @@ async def force_run(request: web.Request) -> web.Response:
     },
 )
 async def unqueue(request: web.Request) -> web.Response:
+    if (created := await flow_named(request, "unqueue")) is not None:
+        return created
     state = state_param(request.query, "state", State.RUNNING)
     controls = request.app[ENGINE].controls
     return _answer(await controls.unqueue(request.match_info["executionId"], state))
@@ -159,6 +183,8 @@ _STATE_REQUEST = {
 )
 async def update_task_run_state(request: web.Request) -> web.Response:
     """Kestra's updateTaskRunState (ExecutionService.markAs)."""
+    if (created := await flow_named(request, "state")) is not None:
+        return created
     task_run_id, state = _state_request(await json_body(bounded(request), "the state request"))
     lifecycle = request.app[ENGINE].lifecycle
     return _answer(await lifecycle.mark(request.match_info["executionId"], task_run_id, state))

@@ -355,9 +355,13 @@ async def execution_file(request: web.Request) -> str:
 )
 async def create_execution(request: web.Request) -> web.Response:
     """Kestra's create call: inputs as form fields (files as file parts), labels and wait."""
+    return await create_for(request, request.match_info["namespace"], request.match_info["flowId"])
+
+
+async def create_for(request: web.Request, namespace: str, flow_id: str) -> web.Response:
     engine = request.app[ENGINE]
     request = bounded(request)
-    flow = await engine.catalog.find(request.match_info["namespace"], request.match_info["flowId"])
+    flow = await engine.catalog.find(namespace, flow_id)
     if flow.disabled:
         raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
     labels = settable_labels(label_pairs(request.query.getall("labels", [])))
