@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon.cluster.channels import Channels
-from daemon.engine.dispatcher import pause_here, wait_here_or_stored
+from daemon.engine.dispatcher import pause_here, resume_here, wait_here_or_stored
 from daemon.engine.local import LocalExecutions
 from daemon.engine.pauses import Pauses, resume_inputs, waiting_reviews
 from daemon.engine.resources import Resources
@@ -100,7 +100,9 @@ class ClusterDispatcher:
         """An execution paused on another node is resumed by that node; its inputs are
         checked here too, so that the caller hears about bad ones."""
         if self._pauses.holds(execution_id) or self._pauses.held(execution_id):
-            return await self._pauses.resume_execution(execution_id, inputs)
+            return await resume_here(
+                self._resources, self._local, self._pauses, execution_id, inputs
+            )
         doc = await self._resources.store.get_execution(execution_id)
         if doc is None or doc["state"]["current"] != State.PAUSED.value:
             return False
@@ -165,7 +167,8 @@ class ClusterDispatcher:
         if action == "kill":
             await self._local.kill(execution_id)
         elif action == "resume":
-            await self._pauses.resume_execution(execution_id, message.get("inputs") or {})
+            inputs = message.get("inputs") or {}
+            await resume_here(self._resources, self._local, self._pauses, execution_id, inputs)
         elif action == "pause":
             await pause_here(self._resources, self._local, self._pauses, execution_id)
         elif action == "unqueue" and message.get("state") in State.__members__:

@@ -109,7 +109,7 @@ class LocalDispatcher:
         return await self._local.kill(execution_id)
 
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
-        return await self._pauses.resume_execution(execution_id, inputs)
+        return await resume_here(self._resources, self._local, self._pauses, execution_id, inputs)
 
     async def pause(self, execution_id: str) -> bool:
         return await pause_here(self._resources, self._local, self._pauses, execution_id)
@@ -146,4 +146,30 @@ async def pause_here(
     execution.state.set(State.PAUSED, resources.clock.now())
     await resources.store.save_execution(resources.masked(execution.to_json(task_runs=False)))
     resources.events.execution(execution)
+    return True
+
+
+async def resume_here(
+    resources: Resources,
+    local: LocalExecutions,
+    pauses: Pauses,
+    execution_id: str,
+    inputs: Mapping[str, Any],
+) -> bool:
+    """Kestra's resume of a PAUSED execution waiting here: its Pause task's wait ends (the
+    inputs checked first: InputError resumes nothing), and a manual pause too, RUNNING
+    again at once. False when nothing holds it here."""
+    resumed = await pauses.resume(execution_id, inputs)
+    if not pauses.unhold(execution_id):
+        return resumed
+    execution = local.live(execution_id)
+    if (
+        execution is not None
+        and execution.state.current == State.PAUSED
+        and not pauses.holds(execution_id)
+    ):
+        execution.state.set(State.RUNNING, resources.clock.now())
+        doc = resources.masked(execution.to_json(task_runs=False))
+        await resources.store.save_execution(doc)
+        resources.events.execution(execution)
     return True

@@ -89,13 +89,6 @@ class Pauses:
         while (event := self._held.get(execution_id)) is not None:
             await event.wait()
 
-    async def resume_execution(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
-        """Kestra's resume of a PAUSED execution: the Pause task waiting here (its inputs
-        checked first: InputError resumes nothing) and a manual pause both end. False when
-        neither holds it here."""
-        resumed = await self.resume(execution_id, inputs)
-        return self.unhold(execution_id) or resumed
-
     async def resume(self, execution_id: str, inputs: Mapping[str, Any]) -> bool:
         """Resume the Pause waiting here under that execution (the first, when several);
         False when none waits, InputError (nothing resumed) when the inputs do not fit."""
