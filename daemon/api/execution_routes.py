@@ -215,7 +215,8 @@ async def json_body(request: web.Request, what: str) -> Any:
 
 
 def label_list(data: Any) -> dict[str, str]:
-    """Kestra's `List<Label>` body: `[{"key": ..., "value": ...}]`."""
+    """Kestra's `List<Label>` body: `[{"key": ..., "value": ...}]`. Other fields are
+    ignored, as Kestra's JSON binding does: kestrapy's Label sends `additional_properties`."""
     shape = 'labels must be a JSON array of {"key": "...", "value": "..."} objects'
     if not isinstance(data, list):
         raise HttpError(400, f"Bad Request: {shape}, not {json_kind(data)}")
@@ -223,7 +224,7 @@ def label_list(data: Any) -> dict[str, str]:
     for index, item in enumerate(data):
         if not (
             isinstance(item, dict)
-            and set(item) == {"key", "value"}
+            and {"key", "value"} <= set(item)
             and isinstance(item["key"], str)
             and item["key"]
             and isinstance(item["value"], str)

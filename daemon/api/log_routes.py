@@ -74,8 +74,8 @@ def min_level(query: Mapping[str, str]) -> str | None:
 
 
 async def _logs(request: web.Request) -> list[dict[str, Any]]:
-    """Filters as Kestra: minLevel, taskRunId, taskId, attempt."""
-    execution = await stored_execution(request)
+    """Filters as Kestra: minLevel, taskRunId, taskId, attempt. The lines of an execution
+    deleted with `deleteLogs=false` are still answered; an id without any is a 404."""
     query = request.query
     level = min_level(query)
     attempt = query.get("attempt")
@@ -83,7 +83,10 @@ async def _logs(request: web.Request) -> list[dict[str, Any]]:
         raise HttpError(400, f"Bad Request: attempt must be a number, not {attempt!r}")
     store = request.app[ENGINE].store
     await store.flush()  # lines queued by running tasks become readable
-    lines = await store.logs(execution["id"], task_run_id=query.get("taskRunId"), min_level=level)
+    execution_id = request.match_info["executionId"]
+    if await store.get_execution(execution_id) is None and not await store.logs(execution_id):
+        await stored_execution(request)  # the 404
+    lines = await store.logs(execution_id, task_run_id=query.get("taskRunId"), min_level=level)
     task_id = query.get("taskId")
     return [
         line
