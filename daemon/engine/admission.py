@@ -93,8 +93,8 @@ class Admission:
                     queue.remove(item)
 
     def unqueue(self, execution_id: str) -> Entry | None:
-        """Take a waiting execution out of its queue (it is being killed): it held no slot,
-        so nothing else starts, and one more may queue behind a `queueSize`."""
+        """Take a waiting execution out of its queue (killed, or unqueued to an end): it
+        held no slot, so nothing else starts, and one more may queue behind a `queueSize`."""
         for queue in (*self._queued.values(), self._waiting):
             for item in queue:
                 if item[1].id == execution_id:
