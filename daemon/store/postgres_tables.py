@@ -4,6 +4,7 @@ sitting)."""
 
 from __future__ import annotations
 
+import builtins
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,22 @@ class PostgresKeyValue(KeyValueTable):
                 "updated": iso(row["updated"]),
             }
             for row in await self._store._fetch_all(sql, namespace, self._store._clock.now())
+        ]
+
+    async def entries(self) -> builtins.list[dict[str, Any]]:
+        sql = (
+            "SELECT namespace, key, value, expires_at, updated FROM kv"
+            f" WHERE {_live('$1')} ORDER BY namespace {COLLATE_C}, key {COLLATE_C}"
+        )
+        return [
+            {
+                "namespace": row["namespace"],
+                "key": row["key"],
+                "value": orjson.loads(row["value"]),
+                "expiresAt": _sortable(row["expires_at"]),
+                "updated": iso(row["updated"]),
+            }
+            for row in await self._store._fetch_all(sql, self._store._clock.now())
         ]
 
     async def purge(self, purge: KvPurge) -> int:

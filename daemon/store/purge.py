@@ -16,31 +16,53 @@ from typing import Any
 
 @dataclass(frozen=True)
 class LogPurge:
-    """Which log lines a purge deletes: written before `end` (and from `start`), at these
-    level numbers (all when None), of one execution, of one flow, or of a namespace and
-    its sub-namespaces (all when None). Dates are ISO-8601 texts as the store keeps them."""
+    """Which log lines a purge deletes: written before `end` (any time when None) and from
+    `start`, at these level numbers (all when None), of one execution, of one flow, or of a
+    namespace and its sub-namespaces (all when None); and, for Kestra's log deletions by
+    the API, only those of one task, task run, attempt or trigger. Dates are ISO-8601 texts
+    as the store keeps them."""
 
-    end: str
+    end: str | None = None
     start: str | None = None
     levels: Sequence[int] | None = None
     execution_id: str | None = None
     namespace: str | None = None
     flow_id: str | None = None
+    task_id: str | None = None
+    task_run_id: str | None = None
+    attempt: int | None = None
+    trigger_id: str | None = None
 
-    def where(self, mark: Callable[[], str]) -> tuple[str, list[Any]]:
+    def where(
+        self, mark: Callable[[], str], doc_text: Callable[[str], str]
+    ) -> tuple[str, list[Any]]:
         """The WHERE clause over `logs` and its parameters; `mark` gives the next
-        placeholder (`?` for SQLite, `$n` for PostgreSQL)."""
-        where: list[str] = [f"timestamp < {mark()}"]
-        params: list[Any] = [self.end]
-        if self.start is not None:
-            where.append(f"timestamp >= {mark()}")
-            params.append(self.start)
+        placeholder (`?` for SQLite, `$n` for PostgreSQL), `doc_text` the SQL of a field of
+        the line's JSON document as text."""
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
+        for column, value in (("timestamp <", self.end), ("timestamp >=", self.start)):
+            if value is not None:
+                where.append(f"{column} {mark()}")
+                params.append(value)
         if self.levels is not None:
             where.append(f"level IN ({', '.join(mark() for _ in self.levels)})")
             params += list(self.levels)
-        if self.execution_id is not None:
-            where.append(f"execution_id = {mark()}")
-            params.append(self.execution_id)
+        for column, value in (
+            ("execution_id", self.execution_id),
+            ("task_run_id", self.task_run_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = {mark()}")
+                params.append(value)
+        for field, text in (
+            ("taskId", self.task_id),
+            ("attemptNumber", None if self.attempt is None else str(self.attempt)),
+            ("triggerId", self.trigger_id),
+        ):
+            if text is not None:
+                where.append(f"{doc_text(field)} = {mark()}")
+                params.append(text)
         owners: list[str] = []
         if self.namespace is not None and self.flow_id is not None:
             owners.append(f"namespace = {mark()} AND flow_id = {mark()}")
@@ -57,13 +79,15 @@ class LogPurge:
 
     def sqlite(self, conn: sqlite3.Connection) -> int:
         """Run on SQLite's writer connection; how many lines went."""
-        clause, params = self.where(lambda: "?")
+        clause, params = self.where(
+            lambda: "?", lambda field: f"CAST(json_extract(doc, '$.{field}') AS TEXT)"
+        )
         return conn.execute(f"DELETE FROM logs WHERE {clause}", params).rowcount
 
     async def postgres(self, conn: Any) -> int:
         """Run on an asyncpg connection; how many lines went."""
         marks = itertools.count(1)
-        clause, params = self.where(lambda: f"${next(marks)}")
+        clause, params = self.where(lambda: f"${next(marks)}", lambda field: f"(doc->>'{field}')")
         status = await conn.execute(f"DELETE FROM logs WHERE {clause}", *params)
         return int(status.split()[-1])  # "DELETE <n>"
 

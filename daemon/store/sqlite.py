@@ -8,6 +8,7 @@ says what to write and read.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import sqlite3
@@ -365,6 +366,16 @@ class _SqliteKeyValue(KeyValueTable):
         return [
             {"key": k, "value": json.loads(v), "expiresAt": e, "updated": u}
             for k, v, e, u in await self._store._fetch_all(sql, namespace, self._store._now())
+        ]
+
+    async def entries(self) -> builtins.list[dict[str, Any]]:
+        sql = (
+            "SELECT namespace, key, value, expires_at, updated FROM kv"
+            f" WHERE {_LIVE_KV} ORDER BY namespace, key"
+        )
+        return [
+            {"namespace": n, "key": k, "value": json.loads(v), "expiresAt": e, "updated": u}
+            for n, k, v, e, u in await self._store._fetch_all(sql, self._store._now())
         ]
 
 

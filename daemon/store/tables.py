@@ -4,6 +4,7 @@ them next to its queries (`daemon.store.sqlite`, `daemon.store.postgres_tables`)
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,11 @@ class KeyValueTable(ABC):
     @abstractmethod
     async def list(self, namespace: str) -> list[dict[str, Any]]:
         """Live keys by name: key, value, expiresAt, updated."""
+
+    @abstractmethod
+    async def entries(self) -> builtins.list[dict[str, Any]]:
+        """Live keys of every namespace, by namespace then key: namespace, key, value,
+        expiresAt, updated (Kestra's listing of all keys, `GET /api/v1/kv`)."""
 
     @abstractmethod
     async def purge(self, purge: KvPurge) -> int:
