@@ -225,6 +225,7 @@ async def test_backfill_runs_every_past_slot_of_a_schedule(h: Harness, server: F
         "start": "2024-01-01T00:00:00Z",
         "end": "2024-01-01T03:00:00Z",
         "inputs": {},
+        "paused": False,
     }
     async with asyncio.timeout(20):
         await enough.wait()

@@ -6,7 +6,9 @@ Every event a trigger emits goes through the submitter, the one way in.
 The API can also disable a single trigger at run time (kept in the store, so it outlives a
 restart once `restore` has run), and so does an execution a trigger started that ends in
 one of the trigger's `stopAfter` states (Kestra's TriggerState). The API also starts a
-backfill of a trigger that can backfill (it restarts with it) and lists each trigger's last
+backfill of a trigger that can backfill (it restarts with it), pauses, resumes or drops
+that backfill, restarts a trigger, forgets what was set on it at run time (Kestra's
+deletion of a trigger's state), and lists each trigger's last
 event and next fire time.
 """
 
@@ -45,6 +47,10 @@ Backfill = tuple[datetime, datetime | None, dict[str, Any]]
 
 class CannotBackfill(PodiumError):
     """Only a trigger that can backfill (a cron schedule) can run past slots."""
+
+
+class NoBackfill(PodiumError):
+    """Pausing, resuming or deleting a backfill needs one (Kestra: "No backfill found")."""
 
 
 class Leases(Protocol):
@@ -227,9 +233,59 @@ class TriggerSupervisor:
             trigger.with_backfill(start, end, inputs)  # checked now, applied per start
         except ValueError as exc:
             raise InputError([f"backfill: {exc}"]) from None
-        summary = {"start": iso(start), "end": iso(end), "inputs": dict(inputs)}
+        summary = {"start": iso(start), "end": iso(end), "inputs": dict(inputs), "paused": False}
         self._backfills[(*flow.uid, trigger_id)] = ((start, end, dict(inputs)), summary)
         await self._restart(flow, trigger)
+
+    async def pause_backfill(self, flow: Flow, trigger_id: str, paused: bool) -> None:
+        """Hold back (or let go on with) the slots of a trigger's backfill not run yet.
+
+        The trigger restarts without its backfill while it is paused, so its live events go
+        on; resumed, it restarts with it and runs the slots it had not reached (those it
+        ran are claimed, never run twice). NoBackfill when it has none."""
+        trigger = _trigger(flow, trigger_id)
+        (period, summary) = self._backfill_of(flow, trigger_id)
+        if summary["paused"] != paused:
+            self._backfills[(*flow.uid, trigger_id)] = (period, {**summary, "paused": paused})
+            await self._restart(flow, trigger)
+
+    async def delete_backfill(self, flow: Flow, trigger_id: str) -> None:
+        """Drop a trigger's backfill, run or not, and restart the trigger without it."""
+        trigger = _trigger(flow, trigger_id)
+        self._backfill_of(flow, trigger_id)
+        del self._backfills[(*flow.uid, trigger_id)]
+        await self._restart(flow, trigger)
+
+    async def restart(self, flow: Flow, trigger_id: str) -> None:
+        """Stop a trigger and start it again (Kestra's restart: a stuck or failed trigger
+        is evaluated anew); a disabled one stays stopped."""
+        await self._restart(flow, _trigger(flow, trigger_id))
+
+    async def reset(self, flow: Flow, trigger_id: str) -> None:
+        """Forget what was set on a trigger at run time and restart it as its flow's source
+        has it: the run-time disabling (durably), the backfill, the last event. Kestra's
+        deletion of a trigger's state, which its scheduler then recreates from the flow;
+        what the trigger keeps itself (slots and files it handled) stays, so that nothing
+        runs twice."""
+        trigger = _trigger(flow, trigger_id)
+        key = (*flow.uid, trigger_id)
+        if key in self._disabled:
+            wanted = self._disabled - {key}
+            await self._resources.store.state.set(
+                DISABLED_STATE, {"triggers": sorted(list(k) for k in wanted)}
+            )
+            self._disabled = wanted
+        self._backfills.pop(key, None)
+        self._last.pop(key, None)
+        await self._restart(flow, trigger)
+
+    def _backfill_of(self, flow: Flow, trigger_id: str) -> tuple[Backfill, dict[str, Any]]:
+        found = self._backfills.get((*flow.uid, trigger_id))
+        if found is None:
+            raise NoBackfill(
+                f"No backfill found for trigger {trigger_id} of {flow.namespace}.{flow.id}"
+            )
+        return found
 
     async def _stop_after(self, flow: Flow, trigger: Trigger, execution_id: str) -> None:
         """Disable `trigger` once the execution it started ends in a `stopAfter` state."""
@@ -273,7 +329,7 @@ class TriggerSupervisor:
     async def _supervise(self, flow: Flow, trigger: Trigger) -> None:
         where = f"{flow.namespace}.{flow.id} trigger {trigger.id}"
         backfill = self._backfills.get((*flow.uid, trigger.id))
-        if backfill is not None and isinstance(trigger, Backfillable):
+        if backfill is not None and not backfill[1]["paused"] and isinstance(trigger, Backfillable):
             trigger = trigger.with_backfill(*backfill[0])
         ctx = self.context(flow, trigger)
         backoff = Backoff(1.0, MAX_RESTART_DELAY, clock=self._resources.clock)
