@@ -1,4 +1,6 @@
-"""Kestra's KV endpoints: typed values per namespace, with an optional time to live.
+"""Kestra's KV endpoints: typed values per namespace, with an optional time to live; the
+keys of every namespace (paged, Kestra's query filters), the keys a namespace inherits from
+its parents, and a bulk deletion.
 
 A value is sent as the request body: JSON (`42`, `true`, `"text"`, `{"a": 1}`) keeps its
 type; anything that is not JSON is kept as text, as Kestra keeps a bare word.
@@ -8,21 +10,31 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from daemon.api.body_parsing import json_body, json_object
 from daemon.api.common import (
     ENGINE,
+    PAGE,
+    SIZE,
     Body,
     HttpError,
     Param,
     Reply,
     Routes,
+    date_param,
     error,
     json_response,
     ok,
+    page_of,
+    paging,
 )
+from daemon.api.query_filters import Filter, filter_params, parse_filters
+from daemon.api.sorting import SORT, sorted_by
 from daemon.flows.definition import NAMESPACE_MAX, NAMESPACE_PATTERN
 from daemon.sdk.durations import parse_duration
 from daemon.sdk.errors import NotFound
@@ -50,13 +62,58 @@ def _where(request: web.Request, *, with_key: bool = True) -> tuple[str, str]:
     if not _NAMESPACE.match(namespace):
         raise HttpError(400, f"Bad Request: namespace {namespace!r} must match {NAMESPACE_PATTERN}")
     key = request.match_info.get("key", "") if with_key else ""
-    if with_key and len(key) > KEY_MAX:
+    if with_key:
+        _check_key(key)
+    return namespace, key
+
+
+def _check_key(key: str) -> None:
+    if len(key) > KEY_MAX:
         raise HttpError(
             400, f"Bad Request: key is {len(key)} characters long; at most {KEY_MAX} are allowed"
         )
-    if with_key and not _KEY.match(key):
+    if not _KEY.match(key):
         raise HttpError(400, f"Bad Request: key {key!r} must match {KEY_PATTERN}")
-    return namespace, key
+
+
+_DATES = ("GREATER_THAN", "GREATER_THAN_OR_EQUAL_TO", "LESS_THAN", "LESS_THAN_OR_EQUAL_TO")
+# Kestra's KV_METADATA query filters that podium applies (daemon/api/query_filters.py).
+KV_FILTERS = {
+    "q": ("EQUALS",),
+    "namespace": ("EQUALS", "NOT_EQUALS", "PREFIX", "STARTS_WITH", "CONTAINS", "IN"),
+    "updated": _DATES,
+    "expirationDate": _DATES,
+}
+_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "key": lambda e: e["key"],
+    "namespace": lambda e: e["namespace"],
+    "updateDate": lambda e: _moment(e["updated"]),
+    "expirationDate": lambda e: _moment(e["expiresAt"]),
+}
+_PAGE_OF_ENTRIES = Reply(
+    "Kestra's PagedResults of KVEntry",
+    "application/json",
+    {
+        "type": "object",
+        "required": ["results", "total"],
+        "properties": {
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/KVEntry"}},
+            "total": {"type": "integer"},
+        },
+    },
+)
+_KEYS = {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "string"}}}}
+
+
+def kv_entry(entry: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    """Kestra's KVEntry of a stored key (podium keeps no description or version)."""
+    return {
+        "namespace": entry.get("namespace", namespace),
+        "key": entry["key"],
+        "description": None,
+        "updateDate": entry["updated"],
+        "expirationDate": entry["expiresAt"],
+    }
 
 
 def kv_type(value: Any) -> str:
@@ -77,17 +134,70 @@ def kv_type(value: Any) -> str:
 async def list_keys(request: web.Request) -> web.Response:
     namespace, _ = _where(request, with_key=False)
     entries = await request.app[ENGINE].store.kv.list(namespace)
-    return json_response(
-        [
-            {
-                "key": e["key"],
-                "description": None,
-                "updateDate": e["updated"],
-                "expirationDate": e["expiresAt"],
-            }
-            for e in entries
-        ]
-    )
+    return json_response([kv_entry(e, namespace) for e in entries])
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/kv",
+    "The live keys of every namespace, a page at a time",
+    params=(PAGE, SIZE, SORT, *filter_params(KV_FILTERS)),
+    replies={200: _PAGE_OF_ENTRIES, 400: error("A malformed page, sort or filter")},
+)
+async def list_all_keys(request: web.Request) -> web.Response:
+    """KVController.listAllKeys: expired keys are left out; `q` is text found in the key."""
+    query = request.query
+    page, size = paging(query)
+    wanted = [_kv_filter(one) for one in parse_filters(query, KV_FILTERS, "KV pairs")]
+    entries = [e for e in await request.app[ENGINE].store.kv.entries() if all(w(e) for w in wanted)]
+    found = sorted_by(entries, query.getall("sort", []), _SORTS)
+    return json_response(page_of([kv_entry(e) for e in found], page, size))
+
+
+@routes.operation(
+    "DELETE",
+    "/api/v1/namespaces/{namespace}/kv",
+    "Delete several keys: the ones deleted (live keys that were there)",
+    body=Body(("application/json",), _KEYS),
+    replies={
+        200: Reply("The keys deleted", "application/json", _KEYS),
+        400: _INVALID,
+        415: error("Not JSON"),
+        422: error("A body that is not {keys: [...]}"),
+    },
+)
+async def delete_values(request: web.Request) -> web.Response:
+    """KVController.deleteKeyValues: a key that was not there is left out of the answer."""
+    namespace, _ = _where(request, with_key=False)
+    body = json_object(await json_body(request, '{"keys": [...]}'), '{"keys": [...]}')
+    keys = body.get("keys") or []
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise HttpError(422, "Invalid entity: keys must be an array of strings")
+    for key in keys:
+        _check_key(key)
+    store = request.app[ENGINE].store.kv
+    deleted = [key for key in dict.fromkeys(keys) if await store.delete(namespace, key)]
+    return json_response({"keys": deleted})
+
+
+@routes.operation(
+    "GET",
+    "/api/v1/namespaces/{namespace}/kv/inheritance",
+    "The live keys a namespace inherits from its parents, the nearest parent's first",
+    replies={200: ok("KVEntry", array=True), 400: _INVALID},
+)
+async def list_inherited_keys(request: web.Request) -> web.Response:
+    """KVController.listKeysWithInheritence: the keys of `a` and `a.b` for `a.b.c` (not of
+    `a.b.c` itself); a key in both is `a.b`'s."""
+    namespace, _ = _where(request, with_key=False)
+    parts = namespace.split(".")
+    store = request.app[ENGINE].store.kv
+    found: dict[str, dict[str, Any]] = {}
+    for depth in range(len(parts) - 1, 0, -1):
+        parent = ".".join(parts[:depth])
+        for entry in await store.list(parent):
+            found.setdefault(entry["key"], kv_entry(entry, parent))
+    return json_response(list(found.values()))
 
 
 @routes.operation(
@@ -98,10 +208,47 @@ async def list_keys(request: web.Request) -> web.Response:
 )
 async def get_value(request: web.Request) -> web.Response:
     namespace, key = _where(request)
-    found, value = await request.app[ENGINE].store.kv.get(namespace, key)
+    store = request.app[ENGINE].store.kv
+    found, value = await store.get(namespace, key)
     if not found:
         raise NotFound(f"no value for key '{key}' in namespace '{namespace}'")
-    return json_response({"type": kv_type(value), "value": value})
+    updated = next((e["updated"] for e in await store.list(namespace) if e["key"] == key), None)
+    return json_response({"type": kv_type(value), "value": value, "updated": updated})
+
+
+def _kv_filter(one: Filter) -> Callable[[dict[str, Any]], bool]:
+    """One KV_FILTERS filter as a test of a stored entry."""
+    value, op = one.value, one.op
+    if one.field == "q":
+        return lambda e: value.lower() in e["key"].lower()
+    if one.field == "namespace":
+        tests: dict[str, Callable[[str], bool]] = {
+            "EQUALS": lambda ns: ns == value,
+            "NOT_EQUALS": lambda ns: ns != value,
+            "PREFIX": lambda ns: ns == value or ns.startswith(value + "."),
+            "STARTS_WITH": lambda ns: ns.startswith(value),
+            "CONTAINS": lambda ns: value in ns,
+            "IN": lambda ns: ns in value.split(","),
+        }
+        return lambda e: tests[op](e["namespace"])
+    moment = date_param({one.field: value}, one.field)
+    column = "updated" if one.field == "updated" else "expiresAt"
+    compare: dict[str, Callable[[datetime, datetime], bool]] = {
+        "GREATER_THAN": lambda a, b: a > b,
+        "GREATER_THAN_OR_EQUAL_TO": lambda a, b: a >= b,
+        "LESS_THAN": lambda a, b: a < b,
+        "LESS_THAN_OR_EQUAL_TO": lambda a, b: a <= b,
+    }
+
+    def dated(entry: dict[str, Any]) -> bool:
+        at = _moment(entry[column])
+        return at is not None and moment is not None and compare[op](at, moment)
+
+    return dated
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 @routes.operation(
