@@ -1,4 +1,5 @@
-"""Kestra's log endpoints: the lines of an execution as JSON or as a text download."""
+"""Kestra's log endpoints: the lines of an execution as JSON or as a text download, and
+the deletion of an execution's lines (or some of them) or of a flow's."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from daemon.api.common import (
     stored_execution,
 )
 from daemon.sdk.context import LEVELS
+from daemon.store.purge import LogPurge
 
 routes = Routes("Logs")
 
@@ -66,6 +68,65 @@ async def download_logs(request: web.Request) -> web.Response:
     )
 
 
+@routes.operation(
+    "DELETE",
+    "/api/v1/logs/{executionId}",
+    "Delete the log lines of an execution, or those the filters select",
+    params=_FILTERS,
+    replies={200: Reply("Deleted (nothing when nothing matched)"), 400: _REPLIES[400]},
+)
+async def delete_logs(request: web.Request) -> web.Response:
+    """LogController.deleteLogsFromExecution: as Kestra, an unknown execution is no error;
+    `minLevel` deletes the lines at that level and above."""
+    query = request.query
+    level = min_level(query)
+    await _purge(
+        request,
+        LogPurge(
+            execution_id=request.match_info["executionId"],
+            levels=None if level is None else [n for n in LEVELS.values() if n >= LEVELS[level]],
+            task_id=query.get("taskId"),
+            task_run_id=query.get("taskRunId"),
+            attempt=_attempt(query),
+        ),
+    )
+    return web.Response(status=200)
+
+
+@routes.operation(
+    "DELETE",
+    "/api/v1/logs/{namespace}/{flowId}",
+    "Delete the log lines of a flow's executions, or of one of its triggers",
+    params=(Param("triggerId", "Only the lines of this trigger"),),
+    replies={200: Reply("Deleted (nothing when nothing matched)")},
+)
+async def delete_flow_logs(request: web.Request) -> web.Response:
+    """LogController.deleteLogsFromFlow: the flow's lines, not those of a flow of the same
+    id in a sub-namespace. podium keeps only executions' lines (a trigger logs to the
+    daemon's own log), so with `triggerId` only lines that name that trigger go."""
+    info = request.match_info
+    purge = LogPurge(
+        namespace=info["namespace"],
+        flow_id=info["flowId"],
+        trigger_id=request.query.get("triggerId"),
+    )
+    await _purge(request, purge)
+    return web.Response(status=200)
+
+
+async def _purge(request: web.Request, purge: LogPurge) -> None:
+    store = request.app[ENGINE].store
+    await store.flush()  # lines queued by running tasks are deleted too
+    await store.purges.logs(purge)
+
+
+def _attempt(query: Mapping[str, str]) -> int | None:
+    attempt = query.get("attempt")
+    if attempt is not None and not (attempt.isascii() and attempt.isdigit()):
+        raise HttpError(400, f"Bad Request: attempt must be a number, not {attempt!r}")
+    return None if attempt is None else int(attempt)
+
+
 def min_level(query: Mapping[str, str]) -> str | None:
     level = query.get("minLevel")
     if level is not None and level not in LEVELS:
@@ -78,9 +139,7 @@ async def _logs(request: web.Request) -> list[dict[str, Any]]:
     deleted with `deleteLogs=false` are still answered; an id without any is a 404."""
     query = request.query
     level = min_level(query)
-    attempt = query.get("attempt")
-    if attempt is not None and not (attempt.isascii() and attempt.isdigit()):
-        raise HttpError(400, f"Bad Request: attempt must be a number, not {attempt!r}")
+    attempt = _attempt(query)
     store = request.app[ENGINE].store
     await store.flush()  # lines queued by running tasks become readable
     execution_id = request.match_info["executionId"]
@@ -92,5 +151,5 @@ async def _logs(request: web.Request) -> list[dict[str, Any]]:
         line
         for line in lines
         if (task_id is None or line.get("taskId") == task_id)
-        and (attempt is None or line.get("attemptNumber") == int(attempt))
+        and (attempt is None or line.get("attemptNumber") == attempt)
     ]
