@@ -20,7 +20,7 @@ _FILTER = re.compile(r"filters\[(\w+)\]\[(\w+)\](?:\[([^\]]+)\])?")
 
 # field -> operations podium applies (the rest of Kestra's QueryFilter is refused).
 FLOW_FILTERS = {"q": ("EQUALS",), "namespace": ("EQUALS", "PREFIX")}
-TRIGGER_FILTERS = {**FLOW_FILTERS, "flowId": ("EQUALS",)}
+TRIGGER_FILTERS = {**FLOW_FILTERS, "flowId": ("EQUALS",), "triggerId": ("EQUALS",)}
 EXECUTION_FILTERS = {
     "q": ("EQUALS",),
     "namespace": ("EQUALS", "PREFIX"),

@@ -4,6 +4,7 @@ time, backfill), and `PUT /api/v1/triggers` to disable or enable one or start a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,16 +74,32 @@ _UPDATE = {
     },
 )
 async def search_triggers(request: web.Request) -> web.Response:
+    page, size = paging(request.query)
+    found = []
+    for flow, context in await selected(request, request.query):
+        sources = {t.get("id"): t for t in _source_triggers(flow)}
+        found.append(
+            {"abstractTrigger": sources.get(context["triggerId"]), "triggerContext": context}
+        )
+    return json_response(page_of(found, page, size))
+
+
+async def selected(
+    request: web.Request, query: Mapping[str, str]
+) -> list[tuple[Flow, dict[str, Any]]]:
+    """The triggers of the loaded flows that `query` selects, each with its flow and
+    context: Kestra's filters, and the older `namespace` (and those under it), `flowId` and
+    `q` (text in the trigger id or flow id, any case) parameters."""
     triggers = supervisor(request)
-    query = request.query
-    page, size = paging(query)
     namespace, flow_id = query.get("namespace"), query.get("flowId")
-    ns_op, text = "PREFIX", query.get("q", "")
+    ns_op, text, trigger_id = "PREFIX", query.get("q", ""), None
     for one in parse_filters(query, TRIGGER_FILTERS, "triggers"):
         if one.field == "namespace":
             namespace, ns_op = one.value, one.op
         elif one.field == "flowId":
             flow_id = one.value
+        elif one.field == "triggerId":
+            trigger_id = one.value
         else:
             text = one.value
     text = text.lower()
@@ -92,14 +109,13 @@ async def search_triggers(request: web.Request) -> web.Response:
             continue
         if flow_id is not None and flow.id != flow_id:
             continue
-        sources = {t.get("id"): t for t in _source_triggers(flow)}
         for context in await triggers.contexts(flow):
+            if trigger_id is not None and context["triggerId"] != trigger_id:
+                continue
             if text and text not in context["triggerId"].lower() and text not in flow.id.lower():
                 continue
-            found.append(
-                {"abstractTrigger": sources.get(context["triggerId"]), "triggerContext": context}
-            )
-    return json_response(page_of(found, page, size))
+            found.append((flow, context))
+    return found
 
 
 def _source_triggers(flow: Flow) -> list[dict[str, Any]]:
