@@ -81,7 +81,7 @@ async def test_kv_values_keep_their_type(h: Harness) -> None:
             )
             assert status == 204, key
             status, doc, _ = await call("GET", f"{base}/{key}")
-            assert (status, doc) == (200, {"type": kind, "value": value})
+            assert (status, doc["type"], doc["value"]) == (200, kind, value)
         assert await h.store.kv.get("team.data", "n") == (True, 42)
 
 
