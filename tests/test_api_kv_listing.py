@@ -103,6 +103,8 @@ async def test_all_keys_narrowed_by_kestra_filters_and_sorted(tmp_path: Path) ->
 
 
 async def test_malformed_listing_queries_are_400(h: Harness) -> None:
+    """KVController.listAllKeys: a sort, filter or page Kestra cannot apply is a 400
+    (ErrorController: InvalidQueryFiltersException, a query value not converted)."""
     async with serving(h) as url:
         for query, message in (
             ("sort=value:asc", "Bad Request: sort 'value:asc' is not field:asc or field:desc "

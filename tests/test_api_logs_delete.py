@@ -71,6 +71,8 @@ async def test_a_flows_lines_are_deleted_and_only_that_flows(h: Harness) -> None
 
 
 async def test_malformed_log_deletions_are_400_and_delete_nothing(h: Harness) -> None:
+    """LogController.deleteLogsFromExecution binds minLevel to a Level and attempt to an
+    Integer: a value neither converts to is a 400, and nothing is deleted."""
     done = await h.run(TWO_TASKS)
     async with serving(h) as url:
         for query, message in (

@@ -88,6 +88,8 @@ async def test_autocomplete_finds_by_text_and_keeps_the_ids_that_exist(h: Harnes
 
 
 async def test_malformed_searches_are_400(h: Harness) -> None:
+    """NamespaceController.searchNamespaces: page and size from 1, existing a boolean, sort
+    by id only (a query value Micronaut cannot convert is a 400)."""
     async with serving(h) as url:
         for query, message in (
             ("sort=name:asc", "Bad Request: sort 'name:asc' is not field:asc or field:desc "

@@ -38,6 +38,7 @@ from daemon.api.trigger_targets import (
     TRIGGER,
     TRIGGERS,
     Action,
+    NotApplicable,
     context_of,
     each_listed,
     each_selected,
@@ -48,7 +49,6 @@ from daemon.api.trigger_targets import (
 )
 from daemon.api.uploads import json_kind
 from daemon.flows.definition import Flow
-from daemon.sdk.errors import PodiumError
 
 routes = Routes("Triggers")
 
@@ -153,7 +153,7 @@ def _set_disabled(request: web.Request, disabled: bool) -> Action:
     async def action(flow: Flow, trigger_id: str) -> None:
         source = next(t for t in flow.triggers if t.id == trigger_id)
         if not disabled and (flow.disabled or source.disabled):
-            raise PodiumError(f"trigger {trigger_id} is disabled in the flow's source")
+            raise NotApplicable(f"trigger {trigger_id} is disabled in the flow's source")
         await triggers.set_disabled(flow, trigger_id, disabled)
 
     return action

@@ -14,11 +14,18 @@ from daemon.api.body_parsing import json_body, json_list
 from daemon.api.common import ENGINE, HttpError, Reply, json_response, supervisor
 from daemon.api.trigger_routes import selected
 from daemon.api.uploads import json_kind
+from daemon.engine.supervisor import NoBackfill
 from daemon.flows.definition import Flow
 from daemon.sdk.errors import NotFound, PodiumError
 
 TriggerIds = tuple[str, str, str]  # namespace, flow id, trigger id
 Action = Callable[[Flow, str], Awaitable[None]]
+
+
+class NotApplicable(PodiumError):
+    """The action does not apply to this trigger (enabling one its flow's source disables):
+    a bulk action passes it over."""
+
 
 TRIGGER = {
     "type": "object",
@@ -91,7 +98,7 @@ async def each_listed(
         try:
             flow = loaded_flow(request, ids)
             await action(flow, ids[2])
-        except PodiumError:  # NotFound, NoBackfill, a trigger the source disables...
+        except (NotFound, NoBackfill, NotApplicable):
             continue
         done += 1
     return json_response({"count": done})
