@@ -160,8 +160,9 @@ class HttpTrigger(HttpRequestSpec, Trigger):
         self, emit: Emit, ctx: TriggerContext, variables: dict[str, Any], where: str
     ) -> bool:
         """Start the execution and wait for its end, as Kestra does not evaluate a polling
-        trigger while its execution runs (unless `allowConcurrent`); True when that end is
-        a `stopAfter` state (the supervisor disables the trigger then)."""
+        trigger while its execution runs (unless `allowConcurrent`, or until the trigger is
+        unlocked); True when that end is a `stopAfter` state (the supervisor disables the
+        trigger then)."""
         try:
             execution = await emit({}, variables)
         except InputError as exc:
@@ -169,7 +170,9 @@ class HttpTrigger(HttpRequestSpec, Trigger):
             return False
         if self.allow_concurrent:
             return False
-        ended = await ctx.executions.wait(execution.id)
+        ended = await ctx.wait_locked(execution.id)
+        if ended is None:  # unlocked through the API: it polls again, the execution running
+            return False
         state = ended.state.current
         if self.stop_after and state in self.stop_after:
             ctx.logger.info(

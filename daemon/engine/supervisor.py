@@ -7,9 +7,9 @@ The API can also disable a single trigger at run time (kept in the store, so it 
 restart once `restore` has run), and so does an execution a trigger started that ends in
 one of the trigger's `stopAfter` states (Kestra's TriggerState). The API also starts a
 backfill of a trigger that can backfill (it restarts with it), pauses, resumes or drops
-that backfill, restarts a trigger, forgets what was set on it at run time (Kestra's
-deletion of a trigger's state), and lists each trigger's last
-event and next fire time.
+that backfill, restarts a trigger, unlocks one waiting for the execution it started,
+forgets what was set on it at run time (Kestra's deletion of a trigger's state), and lists
+each trigger's last event and next fire time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from daemon.engine.resources import Resources
 from daemon.engine.submission import Submitter
 from daemon.engine.trigger_context import FlowTriggerContext, TriggerServices
+from daemon.engine.trigger_locks import TriggerKey, TriggerLocks
 from daemon.flows.definition import Flow
 from daemon.sdk.capabilities import Backfillable, Scheduled
 from daemon.sdk.errors import FlowDisabled, InputError, NotFound, PodiumError
@@ -41,7 +42,6 @@ MAX_RESTART_DELAY = 60.0
 # Store state key of the triggers disabled at run time: {"triggers": [[ns, flow, id], ...]}.
 DISABLED_STATE = "api:disabled-triggers"
 
-TriggerKey = tuple[str, str, str]  # namespace, flow id, trigger id
 Backfill = tuple[datetime, datetime | None, dict[str, Any]]
 
 
@@ -79,6 +79,7 @@ class TriggerSupervisor:
         # trigger -> (start, end, inputs) of its backfill, and the summary the API shows
         self._backfills: dict[TriggerKey, tuple[Backfill, dict[str, Any]]] = {}
         self._last: dict[TriggerKey, dict[str, str | None]] = {}
+        self._locks = TriggerLocks()
         # Waits for the end of executions started by a trigger with `stopAfter`.
         self._stop_watches: set[asyncio.Task[None]] = set()
 
@@ -165,7 +166,9 @@ class TriggerSupervisor:
         trigger_type = type(trigger).types[0] if type(trigger).types else trigger.type
         where = f"{flow.namespace}.{flow.id}.{trigger.id}"
         logger = trigger_logger(log, where, trigger.log_level)
-        return FlowTriggerContext(self._services, flow, trigger.id, trigger_type, logger)
+        return FlowTriggerContext(
+            self._services, flow, trigger.id, trigger_type, logger, self._locks
+        )
 
     # -- run-time control (the API) -------------------------------------------------------
 
@@ -255,6 +258,12 @@ class TriggerSupervisor:
         self._backfill_of(flow, trigger_id)
         del self._backfills[(*flow.uid, trigger_id)]
         await self._restart(flow, trigger)
+
+    def unlock(self, flow: Flow, trigger_id: str) -> str:
+        """Release the lock of a trigger waiting for the end of the execution it started:
+        it goes on at once. That execution; NotLocked when it waits for none."""
+        _trigger(flow, trigger_id)
+        return self._locks.release((*flow.uid, trigger_id))
 
     async def restart(self, flow: Flow, trigger_id: str) -> None:
         """Stop a trigger and start it again (Kestra's restart: a stuck or failed trigger

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from daemon.engine.adapters import StorageFiles, StoreExecutions
 from daemon.engine.events import ExecutionChanged
 from daemon.engine.resources import Resources
+from daemon.engine.trigger_locks import TriggerLocks
 from daemon.sdk.context import TriggerContext
+from daemon.sdk.execution import Execution
 from daemon.sdk.services import ExecutionListener, FlowRef, WebhookRoutes
 
 if TYPE_CHECKING:
@@ -47,9 +49,11 @@ class FlowTriggerContext(TriggerContext):
         trigger_id: str,
         trigger_type: str,
         logger: logging.Logger,
+        locks: TriggerLocks,
     ) -> None:
         resources = services.resources
         self._services = services
+        self._locks = locks
         self._resources = resources
         self._trigger_type = trigger_type
         self.flow = flow
@@ -91,6 +95,10 @@ class FlowTriggerContext(TriggerContext):
                 listener(event.execution)
 
         return self._resources.events.subscribe(on_event)
+
+    async def wait_locked(self, execution_id: str) -> Execution | None:
+        key = (self.flow.namespace, self.flow.id, self.trigger_id)
+        return await self._locks.hold(key, execution_id, self.executions.wait(execution_id))
 
     def count_rejected(self) -> None:
         self._services.metrics().trigger_event(self._trigger_type, rejected=True)

@@ -262,6 +262,13 @@ class TriggerContext(ABC):
         state; returns the function that stops it."""
 
     @abstractmethod
+    async def wait_locked(self, execution_id: str) -> Execution | None:
+        """Wait for the end of an execution this trigger started, the trigger locked
+        meanwhile (Kestra's lock: a polling trigger is not evaluated while its execution
+        runs). The ended execution; None when the lock is released first through the API
+        (unlock), the trigger then going on at once, its execution still running."""
+
+    @abstractmethod
     def count_rejected(self) -> None:
         """Count an event this trigger refused itself (malformed, conditions not met), for
         /metrics; what it emits, and what `emit` refuses, is counted for it."""
