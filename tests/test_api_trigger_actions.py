@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 
+from daemon.engine.events import Event, ExecutionChanged
+from daemon.sdk.execution import Execution
 from tests.api_helpers import FlowServer, call, flow_server, serving
-from tests.harness import Harness, settle
+from tests.harness import Harness, eventually, settle
 from tests.test_api_misc import TIMED, write_flow
+from tests.test_trigger_http import Backend, http_flow, serve
 
 HOOK = {"namespace": "ns", "flowId": "timed", "triggerId": "hook"}
 HOURLY = {**HOOK, "triggerId": "hourly"}
@@ -44,18 +47,15 @@ async def fire(server: FlowServer) -> int:
     return (await call("POST", url, json={}))[0]
 
 
-async def test_no_trigger_is_locked_so_unlocking_counts_none(server: FlowServer) -> None:
+async def test_unlocking_a_trigger_that_waits_for_nothing_is_409(server: FlowServer) -> None:
     """TriggerController.unlockTrigger answers IllegalStateException "Trigger is not
-    locked" (409) for a trigger that holds no lock, which none of podium's does; the bulk
-    forms count only the triggers they unlocked."""
+    locked" (409) for a trigger that waits for no execution; the bulk forms count only the
+    triggers they unlocked."""
     url = f"{server.url}/api/v1/main/triggers"
     status, doc, _ = await call("POST", f"{url}/ns/timed/hook/unlock")
     assert (status, doc) == (
         409,
-        {
-            "message": "Illegal state: Trigger is not locked (trigger hook of ns.timed: "
-            "podium's triggers hold no lock)"
-        },
+        {"message": "Illegal state: Trigger is not locked: trigger hook of ns.timed"},
     )
     status, doc, _ = await call("POST", f"{url}/ns/timed/nope/unlock")
     assert (status, doc) == (404, {"message": "Not Found: flow ns.timed has no trigger 'nope'"})
@@ -63,6 +63,62 @@ async def test_no_trigger_is_locked_so_unlocking_counts_none(server: FlowServer)
     assert (status, doc) == (200, {"count": 0})
     status, doc, _ = await call("POST", f"{url}/unlock/by-query?filters[namespace][EQUALS]=ns")
     assert (status, doc) == (200, {"count": 0})
+
+
+SLEEPS = "tasks:\n  - id: wait\n    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT3S\n"
+
+
+async def test_an_http_trigger_waiting_for_its_execution_is_unlocked(
+    h: Harness, tmp_path: Path
+) -> None:
+    """A polling trigger (the HTTP Trigger, without allowConcurrent) is locked while its
+    execution runs; unlocking it (one, then by query) lets it poll again and start the
+    next execution while the first still runs."""
+    backend = Backend()
+    runner = await serve(backend)
+    try:
+        uri = f"http://127.0.0.1:{runner.addresses[0][1]}/poll"
+        root = tmp_path / "flows"
+        await write_flow(root, http_flow(f"uri: {uri}\ninterval: PT0.05S", SLEEPS))
+        started = Started(h)
+        async with flow_server(h, root) as server:
+            url = f"{server.url}/api/v1/triggers"
+            first = await started.nth(1)
+            status, doc, _ = await call("POST", f"{url}/test/poller/http/unlock")
+            assert (status, doc["triggerId"]) == (200, "http")
+            await started.nth(2)
+            assert (await h.stored(first))["state"]["current"] == "RUNNING"
+            status, doc, _ = await call("POST", f"{url}/unlock/by-query?namespace=test")
+            assert (status, doc) == (200, {"count": 1})
+            await started.nth(3)
+            assert (await h.stored(first))["state"]["current"] == "RUNNING"
+            for execution in started.executions:
+                await h.engine.wait(execution.id)
+        started.unsubscribe()
+    finally:
+        await runner.cleanup()
+
+
+class Started:
+    """The executions of the HTTP trigger's flow, in the order they were created."""
+
+    def __init__(self, h: Harness) -> None:
+        self.executions: list[Execution] = []
+        self.unsubscribe = h.engine.subscribe(self._seen)
+
+    def _seen(self, event: Event) -> None:
+        if isinstance(event, ExecutionChanged) and event.execution.flow_id == "poller":
+            if all(e.id != event.execution.id for e in self.executions):
+                self.executions.append(event.execution)
+
+    async def nth(self, count: int) -> Execution:
+        """The `count`th execution, once created (a bounded wait)."""
+
+        async def enough() -> bool:
+            return len(self.executions) >= count
+
+        await eventually(enough, f"{count} executions")
+        return self.executions[count - 1]
 
 
 async def test_restart_answers_the_context_and_the_trigger_runs_again(server: FlowServer) -> None:

@@ -5,10 +5,8 @@ BulkResponse, `{"count": n}`.
 
 Deleting a trigger deletes its state, as in Kestra, whose scheduler then recreates it from
 the flow: podium forgets what was set on it at run time and restarts it as its source has
-it. podium's triggers never hold Kestra's lock (a trigger evaluated, or waiting for the
-execution it started, elsewhere): a Schedule does not wait for its previous execution and
-a trigger held by one node of a cluster is released by that node's lease expiring. So
-unlocking one answers Kestra's "Trigger is not locked", and unlocking several counts none.
+it. A trigger is locked while it waits for the end of the execution it started (a polling
+trigger without allowConcurrent); unlocking it lets it go on at once.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from daemon.api.common import (
     Reply,
     Routes,
     error,
-    json_response,
     supervisor,
 )
 from daemon.api.query_filters import TRIGGER_FILTERS, filter_params
@@ -48,6 +45,7 @@ from daemon.api.trigger_targets import (
     trigger_ids,
 )
 from daemon.api.uploads import json_kind
+from daemon.engine.trigger_locks import NotLocked
 from daemon.flows.definition import Flow
 
 routes = Routes("Triggers")
@@ -84,28 +82,35 @@ _BODY_REPLIES = {**_BULK_REPLIES, 415: error("Not JSON"), 422: error("Not an arr
 @routes.operation(
     "POST",
     "/api/v1/triggers/unlock/by-triggers",
-    "Unlock the listed triggers: podium's triggers hold no lock, so none is",
+    "Unlock each listed trigger that waits for the end of the execution it started",
     body=Body(("application/json",), TRIGGERS),
     replies=_BODY_REPLIES,
 )
 async def unlock_listed(request: web.Request) -> web.Response:
     """TriggerController.unlockTriggersByIds: a trigger that is not locked is passed over."""
-    supervisor(request)
-    await listed_triggers(request)
-    return json_response({"count": 0})
+    action = _unlock(request)
+    return await each_listed(request, await listed_triggers(request), action)
 
 
 @routes.operation(
     "POST",
     "/api/v1/triggers/unlock/by-query",
-    "Unlock the triggers the query selects: podium's triggers hold no lock, so none is",
+    "Unlock each trigger the query selects that waits for the end of its execution",
     params=_QUERY,
     replies=_BULK_REPLIES,
 )
 async def unlock_selected(request: web.Request) -> web.Response:
     """TriggerController.unlockTriggersByQuery: only locked triggers are counted."""
-    await selected(request, request.query)
-    return json_response({"count": 0})
+    return await each_selected(request, _unlock(request))
+
+
+def _unlock(request: web.Request) -> Action:
+    triggers = supervisor(request)
+
+    async def action(flow: Flow, trigger_id: str) -> None:
+        triggers.unlock(flow, trigger_id)
+
+    return action
 
 
 @routes.operation(
@@ -272,20 +277,24 @@ def _cell(value: Any) -> str:
 @routes.operation(
     "POST",
     "/api/v1/triggers/{namespace}/{flowId}/{triggerId}/unlock",
-    "Unlock a trigger: podium's triggers hold no lock, so the answer is Kestra's 'not locked'",
-    replies={404: _UNKNOWN, 409: error("The trigger is not locked (none is in podium)")},
+    "Unlock a trigger waiting for the end of the execution it started: it goes on at once",
+    replies={
+        200: Reply("The trigger's context", "application/json", TRIGGER),
+        404: _UNKNOWN,
+        409: error("The trigger is not locked, or this server runs no triggers"),
+    },
 )
 async def unlock(request: web.Request) -> web.Response:
-    """TriggerController.unlockTrigger: 404 for an unknown trigger, else Kestra's
-    IllegalStateException "Trigger is not locked" (409)."""
-    supervisor(request)
+    """TriggerController.unlockTrigger: 404 for an unknown trigger, Kestra's
+    IllegalStateException "Trigger is not locked" (409) for one that waits for nothing."""
+    triggers = supervisor(request)
     ids = path_ids(request)
-    loaded_flow(request, ids)
-    raise HttpError(
-        409,
-        f"Illegal state: Trigger is not locked (trigger {ids[2]} of {ids[0]}.{ids[1]}: "
-        "podium's triggers hold no lock)",
-    )
+    flow = loaded_flow(request, ids)
+    try:
+        triggers.unlock(flow, ids[2])
+    except NotLocked as exc:
+        raise HttpError(409, f"Illegal state: {exc}") from None
+    return await context_of(request, flow, ids[2])
 
 
 @routes.operation(

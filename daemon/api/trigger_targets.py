@@ -15,6 +15,7 @@ from daemon.api.common import ENGINE, HttpError, Reply, json_response, superviso
 from daemon.api.trigger_routes import selected
 from daemon.api.uploads import json_kind
 from daemon.engine.supervisor import NoBackfill
+from daemon.engine.trigger_locks import NotLocked
 from daemon.flows.definition import Flow
 from daemon.sdk.errors import NotFound, PodiumError
 
@@ -90,15 +91,15 @@ async def each_listed(
     request: web.Request, listed: list[TriggerIds], action: Action
 ) -> web.Response:
     """Do `action` to each listed trigger that exists and lets it be done; Kestra's
-    BulkResponse counts those (an unknown trigger, or one the action does not apply to,
-    is passed over as Kestra passes it over)."""
+    BulkResponse counts those (an unknown trigger, or one the action does not apply to:
+    without a backfill, not locked, disabled by its source, is passed over)."""
     supervisor(request)
     done = 0
     for ids in listed:
         try:
             flow = loaded_flow(request, ids)
             await action(flow, ids[2])
-        except (NotFound, NoBackfill, NotApplicable):
+        except (NotFound, NoBackfill, NotLocked, NotApplicable):
             continue
         done += 1
     return json_response({"count": done})
