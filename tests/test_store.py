@@ -667,6 +667,23 @@ async def test_search_takes_text_found_in_the_id_namespace_or_flow(store: Store)
         assert ([d["id"] for d in found], total) == (expected, len(expected)), text
 
 
+async def test_search_latest_end_takes_ended_executions_the_last_to_end_first(
+    store: Store,
+) -> None:
+    """Kestra's JdbcExecutionRepository.lastExecutions: executions with an end date only,
+    ordered by it (an execution started first may end last)."""
+    early = execution("early", state="SUCCESS", start="2026-01-01T00:00:00Z")
+    early["state"]["endDate"] = "2026-01-01T05:00:00Z"
+    late = execution("late", state="FAILED", start="2026-01-01T01:00:00Z")
+    late["state"]["endDate"] = "2026-01-01T02:00:00+01:00"  # 01:00 UTC: before early's end
+    for doc in (early, late, execution("running", start="2026-01-01T03:00:00Z")):
+        await store.save_execution(doc)
+    found, total = await store.search_executions(flow_id="hello", latest_end=True, size=1)
+    assert ([d["id"] for d in found], total) == (["early"], 2)
+    everything, _ = await store.search_executions(latest_end=True)
+    assert [d["id"] for d in everything] == ["early", "late"]
+
+
 async def test_delete_task_runs_removes_only_those_of_that_execution(store: Store) -> None:
     await store.save_execution(execution("e1"))
     await store.save_execution(execution("e2"))

@@ -233,6 +233,8 @@ class ExecutionQuery:
     text: str | None = None
     # The namespace alone, not the ones under it.
     exact_namespace: bool = False
+    # Only executions that have ended, the last to end first (Kestra's lastExecutions).
+    latest_end: bool = False
 
 
 class Store(ABC):
@@ -356,6 +358,7 @@ class Store(ABC):
         size: int = 25,
         q: str | None = None,
         exact_namespace: bool = False,
+        latest_end: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page, newest start first, and the total matching.
 
@@ -363,6 +366,7 @@ class Store(ABC):
         `exact_namespace` (Kestra's executions of one flow, its EQUALS filter);
         the time window is half-open: start_after <= startDate < start_before;
         `q` is text found, in any case, in the id, the namespace or the flow id.
+        With `latest_end`, only ended executions, the last to end first.
         """
         check_page(page, size)
         if states is not None and not states:
@@ -378,6 +382,7 @@ class Store(ABC):
             (page - 1) * size,
             q.lower() if q else None,
             exact_namespace,
+            latest_end,
         )
         return await self._search(query)
 

@@ -292,10 +292,13 @@ class PostgresStore(Store):
         if query.start_before is not None:
             before = timestamptz(query.start_before)
             where.append(f"start_date < {param(before)}")
+        if query.latest_end:
+            where.append("end_date IS NOT NULL")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        order = "end_date DESC" if query.latest_end else "start_date DESC NULLS LAST"
         page_sql = (
             f"SELECT doc FROM executions{clause}"
-            f" ORDER BY start_date DESC NULLS LAST, seq DESC"
+            f" ORDER BY {order}, seq DESC"
             f" LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}"
         )
 

@@ -254,13 +254,15 @@ class SqliteStore(Store):
         if query.start_before is not None:
             where.append("start_date < ?")
             params.append(query.start_before)
+        if query.latest_end:
+            where.append("end_date IS NOT NULL")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        order = "end_date DESC, seq DESC" if query.latest_end else "start_date DESC, seq DESC"
 
         def search(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
             total = conn.execute(f"SELECT COUNT(*) FROM executions{clause}", params).fetchone()[0]
             rows = conn.execute(
-                f"SELECT doc FROM executions{clause}"
-                " ORDER BY start_date DESC, seq DESC LIMIT ? OFFSET ?",
+                f"SELECT doc FROM executions{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*params, query.limit, query.offset],
             )
             return [json.loads(r[0]) for r in rows], int(total)
