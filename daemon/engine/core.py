@@ -72,7 +72,9 @@ class Engine:
         self.local = LocalExecutions(self.resources, self._run)
         self.dispatcher = dispatcher(self.resources, self.local, self.pauses, self.catalog)
         self.submitter = Submitter(self.resources, self.catalog, self.dispatcher)
-        self.lifecycle = Lifecycle(self.resources, self.catalog, self.local, self.dispatcher)
+        self.lifecycle = Lifecycle(
+            self.resources, self.catalog, self.local, self.dispatcher, self.submitter.coerce
+        )
         self.controls = Controls(self.resources, self.dispatcher)
         self._metrics: Metrics | None = None
         # The supervisor running this process's triggers (`podium serve`), for Toggle.
@@ -184,9 +186,17 @@ class Engine:
         return await self.lifecycle.restart(execution_id)
 
     async def replay(
-        self, execution_id: str, task_run_id: str | None = None, *, latest: bool = False
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        *,
+        latest: bool = False,
+        revision: int | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> Execution:
-        return await self.lifecycle.replay(execution_id, task_run_id, latest=latest)
+        return await self.lifecycle.replay(
+            execution_id, task_run_id, latest=latest, revision=revision, inputs=inputs
+        )
 
     async def drain(self) -> None:
         """Until nothing runs here (tests' "until idle" step)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from daemon.engine.dispatcher import Dispatcher
@@ -14,7 +15,7 @@ from daemon.engine.local import LocalExecutions
 from daemon.engine.resources import Resources
 from daemon.flows.catalog import FlowCatalog
 from daemon.flows.definition import Flow, task_lists
-from daemon.sdk.errors import NotFound, PodiumError
+from daemon.sdk.errors import FlowDisabled, NotFound, PodiumError
 from daemon.sdk.execution import Execution, TaskRun, new_id
 from daemon.sdk.plugin import FlowableTask
 from daemon.sdk.state import State, StateHistory
@@ -25,6 +26,11 @@ UNFINISHED = ["CREATED", "RUNNING", "QUEUED", "RETRYING", "KILLING", "PAUSED", "
 RECOVERY_PAGE = 200
 # Not started yet: these pass admission again when adopted (the rest resume in their slot).
 WAITING = (State.CREATED, State.QUEUED, State.RESTARTED)
+# Kestra's Label.REPLAY (on the copy) and Label.REPLAYED (on the execution replayed).
+REPLAY = "system.replay"
+REPLAYED = "system.replayed"
+# Inputs coerced against a flow for the execution of the given id (Submitter.coerce).
+Coerce = Callable[[Flow, Mapping[str, Any], str], Awaitable[dict[str, Any]]]
 
 
 class RestartRefused(PodiumError):
@@ -45,11 +51,13 @@ class Lifecycle:
         catalog: FlowCatalog,
         local: LocalExecutions,
         dispatcher: Dispatcher,
+        coerce: Coerce,
     ) -> None:
         self._resources = resources
         self._catalog = catalog
         self._local = local
         self._dispatcher = dispatcher
+        self._coerce = coerce
         self._retrying: set[asyncio.Task[None]] = set()
 
     async def flow_of(self, execution: Execution) -> Flow:
@@ -155,19 +163,34 @@ class Lifecycle:
         return execution
 
     async def replay(
-        self, execution_id: str, task_run_id: str | None = None, *, latest: bool = False
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        *,
+        latest: bool = False,
+        revision: int | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> Execution:
         """A new execution of the same flow revision (the flow's latest with `latest`, as
-        Kestra's `latestRevision`) and inputs, keeping the task runs that ended before
-        `task_run_id`'s task (all of them run again when it is None)."""
+        Kestra's `latestRevision`, or `revision`) and inputs, keeping the task runs that
+        ended before `task_run_id`'s task (all of them run again when it is None). With
+        `inputs` (Kestra's replay-with-inputs) they replace the original's, coerced against
+        the flow as for a new execution (InputError). As Kestra's innerReplay, the copy is
+        labelled `system.replay` and an ended original `system.replayed`. NotFound for an
+        unknown execution, task run or revision; FlowDisabled when that revision of the flow
+        is disabled."""
         store = self._resources.store
         original = await self._stored(execution_id)
         if latest:
             flow = await self._catalog.find(original.namespace, original.flow_id)
             if flow.revision is None:
                 flow.revision = await store.save_flow(flow.namespace, flow.id, flow.source)
-        else:
+        elif revision is None:
             flow = await self.flow_of(original)
+        else:
+            flow = await self._catalog.at(original.namespace, original.flow_id, revision)
+        if flow.disabled:
+            raise FlowDisabled(f"flow {flow.namespace}.{flow.id} is disabled")
         order = [t.id for t in flow.all_tasks()]
         cut = 0
         if task_run_id is not None:
@@ -176,14 +199,16 @@ class Lifecycle:
                 raise NotFound(f"task run {task_run_id} not found in execution {execution_id}")
             cut = order.index(chosen.task_id) if chosen.task_id in order else 0
         keep = set(order[:cut])
+        copy_id = new_id()
+        values = original.inputs if inputs is None else await self._coerce(flow, inputs, copy_id)
         copy = Execution(
-            id=new_id(),
+            id=copy_id,
             namespace=original.namespace,
             flow_id=original.flow_id,
-            flow_revision=flow.revision or original.flow_revision,
+            flow_revision=flow.revision if flow.revision is not None else original.flow_revision,
             state=StateHistory(State.CREATED, self._resources.clock.now()),
-            inputs=original.inputs,
-            labels={**original.labels, "system.replay": "true"},
+            inputs=values,
+            labels={**original.labels, REPLAY: "true"},
             trigger=original.trigger,
             parent={"replayOf": original.id},
         )
@@ -203,6 +228,10 @@ class Lifecycle:
             await store.save_task_run(run.to_json(), wait=False)
         self._resources.events.execution(copy)
         await self._dispatcher.rerun(flow, copy, restarted=False)
+        if original.state.current.terminated and original.labels.get(REPLAYED) != "true":
+            # Only once it has ended: a running original is saved by whoever runs it.
+            original.labels[REPLAYED] = "true"
+            await store.save_execution(original.to_json(task_runs=False))
         return copy
 
     async def mark(self, execution_id: str, task_run_id: str, state: State) -> Execution:

@@ -152,6 +152,32 @@ class Submitter:
         )
         return await self._dispatcher.create(flow, execution, idempotent=True)
 
+    async def coerce(
+        self, flow: Flow, inputs: Mapping[str, Any] | None, execution_id: str
+    ) -> dict[str, Any]:
+        """The inputs as `flow` declares them for the execution `execution_id` (defaults
+        filled, types checked, every bad one reported at once in an InputError); a FILE
+        input given as a local path is stored under that execution's prefix."""
+        storage = self._resources.storage
+        prefix = storage.execution_prefix(flow.namespace, flow.id, execution_id)
+        loop = asyncio.get_running_loop()
+
+        def store_file(name: str, value: Any) -> str:
+            """Called by coerce_inputs in its thread: the storage is the loop's."""
+            source = Path(str(value))
+            if not source.is_file():
+                raise ValueError(f"no such file {str(value)!r}")
+            put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
+            return asyncio.run_coroutine_threadsafe(put, loop).result()
+
+        if any(spec.type == "FILE" for spec in flow.inputs):
+            # Storing a file is blocking I/O; coercing the other types is not, and a thread
+            # hop costs more than the coercion itself on the webhook path.
+            return await asyncio.to_thread(
+                coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
+            )
+        return coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
+
     async def _submit(
         self,
         flow: Flow,
@@ -168,33 +194,12 @@ class Submitter:
             existing = await self._dispatcher.existing(execution_id)
             if existing is not None:
                 return existing
-        storage = self._resources.storage
-        prefix = storage.execution_prefix(flow.namespace, flow.id, execution_id)
         # Kestra: every execution carries system.correlationId, its own id unless given (a
         # subflow's or a flow-triggered execution's comes from the one that started it).
         all_labels = {**flow.labels, **(labels or {})}
         all_labels.setdefault(CORRELATION_ID, execution_id)
-
-        loop = asyncio.get_running_loop()
-
-        def store_file(name: str, value: Any) -> str:
-            """Called by coerce_inputs in its thread: the storage is the loop's."""
-            source = Path(str(value))
-            if not source.is_file():
-                raise ValueError(f"no such file {str(value)!r}")
-            put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
-            return asyncio.run_coroutine_threadsafe(put, loop).result()
-
-        if failed is not None:
-            values: dict[str, Any] = {}  # they did not render: the execution keeps none
-        elif any(spec.type == "FILE" for spec in flow.inputs):
-            # Storing a file is blocking I/O; coercing the other types is not, and a thread
-            # hop costs more than the coercion itself on the webhook path.
-            values = await asyncio.to_thread(
-                coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
-            )
-        else:
-            values = coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
+        # Inputs that did not render (`failed`): the execution keeps none.
+        values = {} if failed is not None else await self.coerce(flow, inputs, execution_id)
         refused = await flow_checks.failed_checks(flow, values, self._resources) if checks else []
         verdict = flow_checks.behavior(refused)
         if verdict == "BLOCK_EXECUTION":
