@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from daemon.sdk.capabilities import Chart
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import format_duration
 from daemon.sdk.errors import TaskFailed
@@ -92,6 +93,12 @@ class Approval(FlowableTask):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def chart(self) -> Chart:
+        """Kestra's Approval.tasksTree: a CHOICE between the wait, approve and deny tasks."""
+        branches = {"wait": self.on_wait, "approve": self.on_approve, "deny": self.on_deny}
+        return Chart("CHOICE", "choice", branches=branches, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
 
     def review_form(self) -> ReviewForm:
         """The Reviewable capability: the dialog as written."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
+from daemon.sdk.capabilities import Chart
 from daemon.sdk.context import RunContext
 from daemon.sdk.dag import find_cycle
 from daemon.sdk.durations import Duration, format_duration
@@ -86,6 +87,10 @@ class Parallel(_WithHandlers):
     concurrent: Annotated[int, Field(ge=0), Dynamic] = 0
     on_child_failure: OnChildFailure = "FAIL"
 
+    def chart(self) -> Chart:
+        """Kestra's Parallel.tasksTree: a PARALLEL cluster of its tasks side by side."""
+        return Chart("PARALLEL", "parallel", self.tasks, errors=self.errors, finally_=self.finally_)
+
     async def children(self, ctx: RunContext) -> Children:
         return Children(
             [Branch([t]) for t in self.tasks],
@@ -124,6 +129,16 @@ class Dag(_WithHandlers):
             raise ValueError(f"dependsOn cycle: {' -> '.join([*cycle, cycle[0]])}")
         return self
 
+    def chart(self) -> Chart:
+        """Kestra's Dag.tasksTree: a DYNAMIC cluster laid out by `dependsOn`."""
+        return Chart(
+            "DYNAMIC",
+            "dag",
+            dag=[(e.task, e.depends_on) for e in self.tasks],
+            errors=self.errors,
+            finally_=self.finally_,
+        )
+
     async def children(self, ctx: RunContext) -> Children:
         dag = {e.task.id: e.depends_on for e in self.tasks}
         return Children(
@@ -143,6 +158,12 @@ class If(_WithHandlers):
     condition: Annotated[str | bool, Dynamic]
     then: list[Task] = Field(min_length=1)
     else_: list[Task] = Field(default_factory=list, alias="else")
+
+    def chart(self) -> Chart:
+        """Kestra's If.tasksTree: a CHOICE between the `then` and `else` branches."""
+        branches = {"then": self.then, "else": self.else_}
+        return Chart("CHOICE", "choice", branches=branches, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
 
     async def children(self, ctx: RunContext) -> Children:
         branch = self.then if await ctx.render_bool_async(self.condition) else self.else_
@@ -167,6 +188,12 @@ class Switch(_WithHandlers):
             raise ValueError("a Switch needs 'cases' or 'defaults'")
         return self
 
+    def chart(self) -> Chart:
+        """Kestra's Switch.tasksTree: a CHOICE between `defaults` and each case."""
+        branches = {**({"defaults": self.defaults} if self.defaults else {}), **self.cases}
+        return Chart("CHOICE", "choice", branches=branches, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
+
     async def children(self, ctx: RunContext) -> Children:
         value = str(self.value)
         matched = value in self.cases
@@ -189,6 +216,12 @@ class ForEach(_WithHandlers):
     values: Annotated[list[Any], Dynamic, JsonText]
     concurrency_limit: int = Field(default=1, ge=0)
     tasks: list[Task] = Field(min_length=1)
+
+    def chart(self) -> Chart:
+        """Kestra's ForEach.tasksTree: a DYNAMIC cluster drawn as a sequence (the groups
+        run at once, not the tasks of one group)."""
+        return Chart("DYNAMIC", "sequential", self.tasks, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
 
     async def children(self, ctx: RunContext) -> Children:
         nulls = sum(1 for v in self.values if v is None)

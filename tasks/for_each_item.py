@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
+from daemon.sdk.capabilities import Chart
 from daemon.sdk.context import RunContext
 from daemon.sdk.errors import NotFound, TaskFailed
 from daemon.sdk.execution import Execution, TaskRun
@@ -83,7 +84,17 @@ class ForEachItem(FlowableTask):
             return []
         return [(self.namespace, self.flow_id)]
 
+    def chart(self) -> Chart:
+        """Kestra's ForEachItem.tasksTree: its split, items and merge tasks in sequence."""
+        return Chart("SEQUENTIAL", "sequential", self._steps(), errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
+
     async def children(self, ctx: RunContext) -> Children:
+        return Children([Branch(self._steps())], errors=self.errors, finally_=self.finally_)
+
+    def _steps(self) -> list[Task]:
+        """The three tasks it runs, as Kestra names them: `<id>_split`, `<id>_items`,
+        `<id>_merge`."""
         split = ForEachItemSplit(
             id=f"{self.id}_split", type=f"{_INTERNAL}Split", items=self.items, batch=self.batch
         )
@@ -105,9 +116,7 @@ class ForEachItem(FlowableTask):
         merge = ForEachItemMergeOutputs(
             id=f"{self.id}_merge", type=f"{_INTERNAL}MergeOutputs", items_id=launch.id
         )
-        return Children(
-            [Branch([split, launch, merge])], errors=self.errors, finally_=self.finally_
-        )
+        return [split, launch, merge]
 
 
 def _sibling(ctx: RunContext, task_id: str) -> TaskRun:

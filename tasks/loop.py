@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from daemon.sdk import ion
+from daemon.sdk.capabilities import Chart
 from daemon.sdk.context import RunContext
 from daemon.sdk.errors import InputError, TaskFailed
 from daemon.sdk.execution import Execution
@@ -70,6 +71,12 @@ class Loop(Task):
     tasks: list[Task] = Field(min_length=1)
     errors: list[Task] = Field(default_factory=list)
     finally_: list[Task] = Field(default_factory=list, alias="finally")
+
+    def chart(self) -> Chart:
+        """Kestra's Loop.tasksTree: a DYNAMIC cluster drawn as a sequence (the iterations
+        run at once, not the tasks of one iteration)."""
+        return Chart("DYNAMIC", "sequential", self.tasks, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
 
     def iteration_tasks(self) -> tuple[Sequence[Task], Sequence[Task], Sequence[Task]]:
         """The RunsIterations capability: what an iteration runs."""

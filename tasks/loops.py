@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from daemon.sdk.capabilities import Chart
 from daemon.sdk.context import RunContext
 from daemon.sdk.durations import Duration, format_duration
 from daemon.sdk.errors import TaskFailed
@@ -89,6 +90,11 @@ class EachSequential(_Handlers):
 
     value: Annotated[str | list[Any] | dict[str, Any], Dynamic]
 
+    def chart(self) -> Chart:
+        """Kestra's EachSequential.tasksTree: a DYNAMIC cluster of its tasks in order."""
+        return Chart("DYNAMIC", "sequential", self.tasks, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
+
     async def children(self, ctx: RunContext) -> Children:
         branches = [Branch(self.tasks, value=v, has_value=True) for v in each_values(self.value)]
         return Children(branches, concurrency=1, errors=self.errors, finally_=self.finally_)
@@ -106,6 +112,11 @@ class EachParallel(_Handlers):
 
     value: Annotated[str | list[Any] | dict[str, Any], Dynamic]
     concurrent: int = Field(default=0, ge=0)  # a plain Integer in Kestra: no expression
+
+    def chart(self) -> Chart:
+        """Kestra's EachParallel.tasksTree: a DYNAMIC cluster of its tasks side by side."""
+        return Chart("DYNAMIC", "parallel", self.tasks, errors=self.errors,
+                     finally_=self.finally_)  # fmt: skip
 
     async def children(self, ctx: RunContext) -> Children:
         branches = [

@@ -154,6 +154,29 @@ class FlowTrigger(Trigger):
             f"We recommend adding the dependsOn property to the Flow trigger '{self.id}'."
         ]
 
+    def watches(self, namespace: str, flow_id: str) -> bool:
+        """The WatchesFlows capability (Kestra's FlowTopologyService.isTriggerChild): may an
+        ended execution of that flow start this trigger? Each of `dependsOn`, the flows of
+        `preconditions` and `conditions` that is set must allow it. A condition is tried on
+        a made-up ended execution of that flow in each final state; one that cannot be
+        evaluated on it (a date, an expression) is taken to allow it, as Kestra takes its
+        filter conditions."""
+        if self.depends_on and not any(
+            d.namespace in (None, namespace) and d.flow_id in (None, flow_id)
+            for d in self.depends_on
+        ):
+            return False
+        upstream = self.preconditions.flows if self.preconditions is not None else []
+        if upstream and not any(
+            u.namespace in (None, namespace) and u.flow_id in (None, flow_id) for u in upstream
+        ):
+            return False
+        return any(
+            all(_may_hold(c, namespace, flow_id, state) for c in self.conditions)
+            for state in State
+            if state.terminated
+        )
+
     async def run(self, emit: Emit, ctx: TriggerContext) -> None:
         queue: asyncio.Queue[_Ended] = asyncio.Queue()
         seen: BoundedCache[tuple[str, State], bool] = BoundedCache(_REMEMBERED)
@@ -280,6 +303,21 @@ class FlowTrigger(Trigger):
         if depends_tally is not None:  # dependsOn: by namespace and flow, over this one's
             outputs = deep_merge(outputs, depends_tally.outputs)
         return outputs
+
+
+def _may_hold(condition: Condition, namespace: str, flow_id: str, state: State) -> bool:
+    """A condition on an ended execution of that flow, in that state, that ran nothing."""
+    if isinstance(condition, MultipleCondition):
+        inner = condition.conditions.values()
+        return any(_may_hold(c, namespace, flow_id, state) for c in inner)
+    doc = {
+        "id": "", "namespace": namespace, "flowId": flow_id, "flowRevision": 1,
+        "state": {"current": state.value, "histories": []}, "labels": [], "taskRunList": [],
+    }  # fmt: skip
+    try:
+        return condition.test(ConditionContext(namespace, flow_id, execution=doc))
+    except Exception:  # needs what a made-up execution has not: it may hold
+        return True
 
 
 def _flat(doc: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:

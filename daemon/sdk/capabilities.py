@@ -9,8 +9,9 @@ receives webhooks. A plug-in says so by implementing one of these protocols (che
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     from daemon.sdk.execution import Execution
@@ -113,3 +114,41 @@ class AlertChannel(Protocol):
     async def alert(
         self, services: AlertServices, execution: Execution, note: Callable[[str], None]
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Chart:
+    """How Kestra's topology graph (the API's FlowGraph, Kestra's `tasksTree`) draws a task
+    that holds tasks: the relation of its cluster and how its children are laid out, run
+    in order (`sequential`), at once (`parallel`), by their dependencies (`dag`: each task
+    with the ids it depends on) or as named branches of which one runs (`choice`).
+
+    A flowable task without the Charted capability is drawn as a `sequential`, `SEQUENTIAL`
+    chart of the tasks it holds besides its `errors` and `finally`."""
+
+    relation: Literal["SEQUENTIAL", "PARALLEL", "CHOICE", "DYNAMIC"]
+    layout: Literal["sequential", "parallel", "dag", "choice"]
+    tasks: Sequence[Task] = ()
+    branches: Mapping[str, Sequence[Task]] = field(default_factory=dict)
+    dag: Sequence[tuple[Task, Sequence[str]]] = ()
+    errors: Sequence[Task] = ()
+    finally_: Sequence[Task] = ()
+
+
+@runtime_checkable
+class Charted(Protocol):
+    """A task that draws its children in the topology graph otherwise than in sequence
+    (Parallel, If, Switch, Dag, the loops), or that holds tasks of its own making
+    (ForEachItem's split, items and merge)."""
+
+    def chart(self) -> Chart: ...
+
+
+@runtime_checkable
+class WatchesFlows(Protocol):
+    """A trigger that starts its flow when executions of other flows end (the Flow
+    trigger): Kestra's flow topology links the flows it watches to its own."""
+
+    def watches(self, namespace: str, flow_id: str) -> bool:
+        """True when an ended execution of that flow may start this trigger's."""
+        ...
