@@ -74,7 +74,7 @@ def flow_json(source: str, revision: int | None, *, with_source: bool) -> dict[s
         doc["labels"] = [{"key": k, "value": v} for k, v in labels.items()]
     inputs = doc.get("inputs")
     if isinstance(inputs, list):
-        doc["inputs"] = [_input_json(item) if isinstance(item, dict) else item for item in inputs]
+        doc["inputs"] = [input_json(item) if isinstance(item, dict) else item for item in inputs]
     concurrency = doc.get("concurrency")
     if isinstance(concurrency, dict) and concurrency.get("behavior") is None:
         doc["concurrency"] = {**concurrency, "behavior": "QUEUE"}  # Kestra's default
@@ -85,7 +85,7 @@ def flow_json(source: str, revision: int | None, *, with_source: bool) -> dict[s
     return doc
 
 
-def _input_json(item: dict[str, Any]) -> dict[str, Any]:
+def input_json(item: dict[str, Any]) -> dict[str, Any]:
     """Kestra serialises a `Property` as its expression: a string as is, a number or a
     boolean as its text, a list or a map as JSON text."""
     out = dict(item)
