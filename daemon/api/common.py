@@ -6,6 +6,7 @@ that the served document is built from the same declarations as the router.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ FLOWS: web.AppKey[FlowDirectory | None] = web.AppKey("flows")
 SUPERVISOR: web.AppKey[TriggerSupervisor | None] = web.AppKey("supervisor")
 
 MAX_PAGE = 1_000_000
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
 MAX_SIZE = 1000
 
 JSON = Mapping[str, Any]
@@ -185,6 +187,11 @@ SIZE = Param(
     "Results per page",
     {"type": "integer", "minimum": 1, "maximum": MAX_SIZE, "default": 10},
 )
+REVISION = Param(
+    "revision",
+    "The flow revision the new execution runs (the original's when absent)",
+    {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+)
 
 
 # -- request parsing ------------------------------------------------------------------------
@@ -257,6 +264,18 @@ def number(query: Mapping[str, str], name: str, default: int, highest: int) -> i
         raise HttpError(
             400, f"Bad Request: {name} must be a number from 1 to {highest}, not {value!r}"
         )
+    return int(value)
+
+
+def revision_param(query: Mapping[str, str]) -> int | None:
+    """Kestra's `revision` query value, a Java Integer: its flow revision must exist (404
+    otherwise, found by whoever reads it); one that is not such an integer is Micronaut's
+    conversion error, which Kestra answers 422."""
+    value = query.get("revision")
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value) or not -(2**31) <= int(value) < 2**31:
+        raise HttpError(422, f"Invalid entity: revision must be an integer, not {value!r}")
     return int(value)
 
 

@@ -17,6 +17,7 @@ from multidict import MultiMapping
 from daemon.api.common import (
     ENGINE,
     PAGE,
+    REVISION,
     SIZE,
     Body,
     HttpError,
@@ -33,6 +34,7 @@ from daemon.api.common import (
     ok,
     paging,
     parse_json,
+    revision_param,
     settable_labels,
     stored_execution,
 )
@@ -178,15 +180,22 @@ async def restart_execution(request: web.Request) -> web.Response:
     "POST",
     "/api/v1/executions/{executionId}/replay",
     "A new execution of the same flow revision and inputs, from a chosen task run",
-    params=(Param("taskRunId", "Run again from this task run's task; every task when absent"),),
+    params=(
+        Param("taskRunId", "Run again from this task run's task; every task when absent"),
+        REVISION,
+    ),
     replies={
         200: ok("Execution", "The new execution"),
-        404: error("No such execution or task run"),
+        404: error("No such execution, task run or flow revision"),
+        409: error("The flow is disabled"),
+        422: error("A revision that is not a number"),
     },
 )
 async def replay_execution(request: web.Request) -> web.Response:
     execution = await request.app[ENGINE].replay(
-        request.match_info["executionId"], request.query.get("taskRunId")
+        request.match_info["executionId"],
+        request.query.get("taskRunId"),
+        revision=revision_param(request.query),
     )
     return json_response(masked_json(request, execution))
 

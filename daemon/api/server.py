@@ -10,6 +10,8 @@ from aiohttp import web
 from daemon.api import (
     execution_bulk_routes,
     execution_control_routes,
+    execution_extra_routes,
+    execution_flow_routes,
     execution_routes,
     flow_routes,
     inspect_routes,
@@ -72,6 +74,8 @@ ROUTE_TABLES = (
     misc.health_routes,
     openapi.routes,
     live.execution_routes,
+    execution_extra_routes.routes,
+    execution_flow_routes.routes,
     inspect_routes.routes,
     review_routes.routes,
     execution_bulk_routes.routes,
