@@ -44,7 +44,7 @@ class Ended:
 
 
 # In OpenAPI 3.1 the schema of an event stream describes one event, not the whole text.
-_EVENTS = Reply(
+EVENTS = Reply(
     "Server-sent events, each `data` one JSON document",
     "text/event-stream",
     {
@@ -137,7 +137,7 @@ async def close_streams(app: web.Application) -> None:
     "GET",
     "/api/v1/executions/{executionId}/follow",
     "Every change of the execution as it happens (`id: progress`), the last one with `id: end`",
-    replies={200: _EVENTS, 404: error("No such execution")},
+    replies={200: EVENTS, 404: error("No such execution")},
 )
 async def follow_execution(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
@@ -204,7 +204,7 @@ async def _poll_execution(request: web.Request, stream: EventStream, last: dict[
     "The execution's log lines, stored ones first then new ones as they "
     "come; `event: end` once the execution has ended",
     params=(MIN_LEVEL, TASK_RUN),
-    replies={200: _EVENTS, 400: error("A malformed filter"), 404: error("No such execution")},
+    replies={200: EVENTS, 400: error("A malformed filter"), 404: error("No such execution")},
 )
 async def follow_logs(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
