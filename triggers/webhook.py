@@ -1,6 +1,8 @@
 """Webhook trigger: one execution per call to /api/v1/executions/webhook/{ns}/{flowId}/{key}.
 
-The API owns that route. While this trigger runs, its handler is attached for its flow and
+The API owns that route (and its twin with a path after the key, which this trigger refuses
+with a 404 as Kestra's Webhook does: the path is for other webhook triggers, never a
+trigger variable). While this trigger runs, its handler is attached for its flow and
 key; cancelling the trigger (flow removed, changed or disabled) detaches it, and the route
 then answers 404 as for a key that never existed.
 """
@@ -18,9 +20,10 @@ import orjson
 from pydantic import Field, field_validator
 
 from daemon.sdk.context import TriggerContext
-from daemon.sdk.errors import InputError, PodiumError
+from daemon.sdk.errors import InputError, NotFound, PodiumError
 from daemon.sdk.plugin import Emit, Trigger
 from daemon.sdk.properties import Dynamic, has_template
+from daemon.sdk.services import WEBHOOK_SUBPATH
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -103,9 +106,13 @@ class Webhook(Trigger):
     async def _handle(
         self, request: web.Request, emit: Emit, ctx: TriggerContext
     ) -> web.StreamResponse:
-        """Answers only once the execution is stored (and, with `wait`, has ended)."""
+        """Answers only once the execution is stored (and, with `wait`, has ended). A path
+        after the key is refused as an unknown key is (Kestra's Webhook.evaluate: 404)."""
         from aiohttp import web
 
+        if WEBHOOK_SUBPATH in request.match_info:
+            ctx.count_rejected()
+            raise NotFound("this webhook takes no path after its key")
         variables = await _request_variables(request)
         if not await self.admits(ctx, variables):  # Kestra: 204, "conditions not met"
             ctx.count_rejected()

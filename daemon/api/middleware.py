@@ -29,6 +29,7 @@ from daemon.sdk.errors import (
     TemplateError,
 )
 from daemon.sdk.files import StorageError
+from daemon.sdk.services import WEBHOOK_SUBPATH
 from daemon.store.base import StoreError
 
 # One logger for the whole API, named as the module was before it became a package.
@@ -37,7 +38,17 @@ log = logging.getLogger("daemon.api")
 access = logging.getLogger("daemon.api.access")
 
 WEBHOOK_PATH = "/api/v1/executions/webhook/{namespace}/{flowId}/{key}"
-_OPEN_PATHS = frozenset({"/health", WEBHOOK_PATH, tenant_path(WEBHOOK_PATH)})
+# Kestra's `{/path}` after the key (one segment: a slash in it is sent as %2F).
+WEBHOOK_SUBPATH_PATH = WEBHOOK_PATH + "/{" + WEBHOOK_SUBPATH + "}"
+WEBHOOK_PATHS = frozenset(
+    {
+        WEBHOOK_PATH,
+        tenant_path(WEBHOOK_PATH),
+        WEBHOOK_SUBPATH_PATH,
+        tenant_path(WEBHOOK_SUBPATH_PATH),
+    }
+)
+_OPEN_PATHS = frozenset({"/health", *WEBHOOK_PATHS})
 # A webhook path, with or without a tenant (any tenant: a wrong one still sent its key).
 _WEBHOOK = re.compile(r"(/api/v1/(?:[^/]+/)?executions/webhook/[^/]*/[^/]*/).*", re.DOTALL)
 

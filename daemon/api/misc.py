@@ -21,10 +21,10 @@ from daemon.api.common import (
     error,
     json_response,
 )
-from daemon.api.middleware import WEBHOOK_PATH
+from daemon.api.middleware import WEBHOOK_PATH, WEBHOOK_SUBPATH_PATH
 from daemon.api.uploads import bounded
 from daemon.engine.core import Engine
-from daemon.sdk.errors import FlowDisabled
+from daemon.sdk.errors import FlowDisabled, NotFound
 
 health_routes = Routes("Health")
 webhook_routes = Routes("Webhooks")
@@ -83,9 +83,10 @@ _WEBHOOK_REPLIES = {
 async def webhook(request: web.Request) -> web.StreamResponse:
     """Hand the request to the Webhook trigger attached for this flow and key.
 
-    No attached trigger (wrong flow, wrong key, disabled flow or trigger) and a flow
-    disabled meanwhile all answer the same 404, so that keys cannot be probed. The
-    handler may raise `InputError` (422); it answers only once the execution is stored.
+    No attached trigger (wrong flow, wrong key, disabled flow or trigger), a flow disabled
+    meanwhile and a trigger that takes no path after its key (NotFound) all answer the same
+    404, so that keys cannot be probed. The handler may raise `InputError` (422); it
+    answers only once the execution is stored.
     """
     match = request.match_info
     handler = request.app[WEBHOOKS].find(match["namespace"], match["flowId"], match["key"])
@@ -94,7 +95,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         raise HttpError(404, WEBHOOK_NOT_FOUND)
     try:
         return await handler(bounded(request))
-    except FlowDisabled:
+    except (FlowDisabled, NotFound):
         raise HttpError(404, WEBHOOK_NOT_FOUND) from None
     except web.HTTPRequestEntityTooLarge:
         _refused(request.app[ENGINE])
@@ -113,14 +114,24 @@ def _refused(engine: Engine) -> None:
                 return
 
 
-for _method in ("GET", "POST", "PUT"):
-    webhook_routes.operation(
-        _method,
-        WEBHOOK_PATH,
-        f"Start an execution by {_method} webhook",
-        public=True,
-        body=None
-        if _method == "GET"
-        else Body(("application/json", "text/plain"), {}, required=False),
-        replies=_WEBHOOK_REPLIES,
-    )(webhook)
+async def webhook_with_path(request: web.Request) -> web.StreamResponse:
+    """Kestra's `{key}{/path}`: the same trigger, the path in the request's match_info."""
+    return await webhook(request)
+
+
+# The plain route first: a request without a path never tries the other.
+for _path, _handler, _more in (
+    (WEBHOOK_PATH, webhook, ""),
+    (WEBHOOK_SUBPATH_PATH, webhook_with_path, ", with a path after the key"),
+):
+    for _method in ("GET", "POST", "PUT"):
+        webhook_routes.operation(
+            _method,
+            _path,
+            f"Start an execution by {_method} webhook{_more}",
+            public=True,
+            body=None
+            if _method == "GET"
+            else Body(("application/json", "text/plain"), {}, required=False),
+            replies=_WEBHOOK_REPLIES,
+        )(_handler)

@@ -45,9 +45,16 @@ from daemon.api.common import (
 )
 from daemon.api.csrf import same_site_only
 from daemon.api.flow_routes import FLOW_LOCK
-from daemon.api.middleware import WEBHOOK_PATH, access_log, basic_auth, errors, loggable_path
+from daemon.api.middleware import (
+    WEBHOOK_PATH,
+    WEBHOOK_PATHS,
+    access_log,
+    basic_auth,
+    errors,
+    loggable_path,
+)
 from daemon.api.misc import WEBHOOK_NOT_FOUND
-from daemon.api.tenant import AREAS, areas, tenant_path, tenant_routes, unknown_tenant
+from daemon.api.tenant import AREAS, areas, tenant_routes, unknown_tenant
 from daemon.api.ui import setup_ui
 from daemon.config.settings import Settings
 from daemon.engine.core import Engine
@@ -103,7 +110,7 @@ ROUTE_TABLES = (
 # A worker-only cluster node (`podium serve --role worker`) answers these and no more.
 WORKER_ROUTE_TABLES = (misc.health_routes, prometheus.routes)
 # Webhooks are meant to be called from anywhere: their key is their credential.
-_OPEN_TO_ALL_SITES = frozenset({WEBHOOK_PATH, tenant_path(WEBHOOK_PATH)})
+_OPEN_TO_ALL_SITES = WEBHOOK_PATHS
 
 
 def create_app(

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from daemon.sdk.review import Review, ReviewForm
 
 WebhookHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+# The request's match_info key of what follows the key in a webhook URL, Kestra's optional
+# `{/path}` segment (`.../webhook/{namespace}/{flowId}/{key}/{path}`); absent without one.
+WEBHOOK_SUBPATH = "path"
 
 
 class FlowRef(Protocol):
@@ -236,7 +239,10 @@ class Secrets(Protocol):
 
 
 class WebhookRoutes(Protocol):
-    """The API's webhook route, to which Webhook triggers attach their handler."""
+    """The API's webhook route, to which Webhook triggers attach their handler. A request
+    with a path after the key reaches the same handler, the path in
+    `request.match_info[WEBHOOK_SUBPATH]`: a handler that takes none raises NotFound, which
+    the route answers as it answers an unknown key."""
 
     def attach(
         self, namespace: str, flow_id: str, key: str, handler: WebhookHandler
