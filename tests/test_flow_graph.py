@@ -524,3 +524,60 @@ async def test_graph_of_unknown_things_is_404_or_422(h: Harness, api: str) -> No
     url = f"{api}/api/v1/executions/{failed.id}/graph"
     status, doc, _ = await call("GET", url, params={"subflows": "root.launch"})
     assert status == 422 and "dynamic values" in doc["message"], doc
+
+
+def test_other_flowables_draw_as_their_kestra_tasks_tree() -> None:
+    """The tasksTree of Kestra's ForEachItem (its `_split`, `_items`, `_merge` tasks in
+    sequence), Approval (a CHOICE of wait, approve and deny), EachParallel (DYNAMIC, side
+    by side) and Loop (DYNAMIC, in sequence)."""
+    graph = static_graph(f"""
+id: others
+namespace: ns
+tasks:
+  - id: batches
+    type: io.kestra.plugin.core.flow.ForEachItem
+    items: "kestra:///ns/items.txt"
+    namespace: ns
+    flowId: child
+  - id: review
+    type: io.kestra.plugin.core.flow.Approval
+    onWait:
+      - {ret("asked")}
+    onApprove:
+      - {ret("yes")}
+    onDeny:
+      - {ret("no")}
+  - id: each
+    type: io.kestra.plugin.core.flow.EachParallel
+    value: ["a", "b"]
+    tasks:
+      - {ret("e1")}
+      - {ret("e2")}
+  - id: loop
+    type: io.kestra.plugin.core.flow.Loop
+    values: [1, 2]
+    tasks:
+      - {ret("l1")}
+      - {ret("l2")}
+""")
+    steps = [
+        e["target"]
+        for e in graph["edges"]
+        if e["source"].startswith("root.batches") and e["target"].startswith("root.batches.")
+    ]
+    assert [t for t in steps if not t.startswith("root.batches.end-")] == [
+        "root.batches.batches_split",
+        "root.batches.batches_items",
+        "root.batches.batches_merge",
+    ]
+    items = next(n for n in graph["nodes"] if n["uid"] == "root.batches.batches_items")
+    assert items["task"]["type"] == "io.kestra.plugin.core.flow.ForEachItem$ForEachItemExecutable"
+    assert {
+        (e["target"].rsplit(".", 1)[-1], e["relation"]["value"])
+        for e in graph["edges"]
+        if e["source"] == "root.review"
+    } == {("asked", "wait"), ("yes", "approve"), ("no", "deny")}
+    assert relation(graph, "root.review", ".*yes") == "CHOICE"
+    assert cluster(graph, r"cluster_root\.each")["cluster"]["relationType"] == "DYNAMIC"
+    assert relation(graph, "root.each", ".*e2") == "DYNAMIC"  # beside e1, not after it
+    assert relation(graph, ".*loop.l1", ".*loop.l2") == "DYNAMIC"
