@@ -574,6 +574,36 @@ def test_references_with_dashes_need_brackets() -> None:
     ]
 
 
+def test_dashed_references_kestra_does_not_match_load() -> None:
+    """Kestra FlowValidator's patterns only match `{{ inputs.my-input }}` whole and
+    `{{ outputs.my-task.attr }}` opening an expression: the docs' conditional-branching
+    guide (`{{ outputs.log-site-up ?? outputs.log-site-down }}` in a flow output) and
+    Kestra's own flows/valids/flow-with-optional-outputs.yml (`{{ outputs.invalid-task }}`)
+    save in Kestra, so they load here."""
+    flow = load_flow(
+        textwrap.dedent("""
+        id: f
+        namespace: ns
+        inputs:
+          - id: my-input
+            type: STRING
+        tasks:
+          - id: log-site-up
+            type: io.kestra.plugin.core.log.Log
+            message: "{{ inputs.other ?? inputs.my-input }}"
+        outputs:
+          - id: status
+            type: STRING
+            value: "{{ outputs.first ?? outputs.log-site-up }}"
+          - id: optional
+            type: STRING
+            value: "{{ outputs.invalid-task }}"
+        """).lstrip(),
+        "f.yaml",
+    )
+    assert [output.id for output in flow.outputs] == ["status", "optional"]
+
+
 def test_an_unclosed_expression_is_reported_where_it_is() -> None:
     """An expression that does not parse fails at load with file:line:col (in Kestra it
     saves and fails when the task runs)."""

@@ -122,15 +122,21 @@ def _positions(source: str) -> yamlpos.Positions | None:
 
 def reference_problems(flow: Flow) -> list[tuple[Path, str]]:
     """Kestra's FlowValidator: `inputs.my-input` and `outputs.my-task` are subtractions in an
-    expression; keys with dashes need brackets (`inputs['my-input']`)."""
+    expression; keys with dashes need brackets (`inputs['my-input']`).
+
+    Only the shapes Kestra's patterns match are refused: a whole `{{ inputs.my-input }}`,
+    and `{{ outputs.my-task.attribute ... }}` opening an expression. A dashed name further
+    inside an expression (`{{ outputs.a ?? outputs.my-task }}`) or naming no task of the
+    flow saves in Kestra, so it loads here too."""
     dashed_inputs = [spec.id for spec in flow.inputs if "-" in spec.id]
     dashed_tasks = [task.id for task in flow.all_tasks() if "-" in task.id]
     if not dashed_inputs and not dashed_tasks:
         return []
     patterns = [
-        ("input", key, re.compile(rf"\binputs\.{re.escape(key)}(?![\w-])")) for key in dashed_inputs
+        ("input", key, re.compile(rf"\{{\{{\s*inputs\.{re.escape(key)}\s*\}}\}}"))
+        for key in dashed_inputs
     ] + [
-        ("output", key, re.compile(rf"\boutputs\.{re.escape(key)}(?![\w-])"))
+        ("output", key, re.compile(rf"\{{\{{\s*outputs\.{re.escape(key)}\.[^}}]+\s*\}}\}}"))
         for key in dashed_tasks
     ]
     problems: list[tuple[Path, str]] = []
