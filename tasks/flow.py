@@ -266,6 +266,7 @@ class Subflow(Task):
         "io.kestra.plugin.core.flow.Subflow",
         "io.kestra.core.tasks.flows.Subflow",
         "io.kestra.plugin.core.flow.Flow",
+        "io.kestra.core.tasks.flows.Flow",
     )
 
     namespace: Annotated[str, Dynamic]

@@ -110,7 +110,10 @@ class Credentials(Model):
 class Docker(ScriptRunner):
     """`taskRunner: {type: io.kestra.plugin.scripts.runner.docker.Docker}`."""
 
-    type: Literal["io.kestra.plugin.scripts.runner.docker.Docker"]
+    type: Literal[
+        "io.kestra.plugin.scripts.runner.docker.Docker",
+        "io.kestra.plugin.scripts.runner.docker.DockerTaskRunner",  # its name before 0.17
+    ]
     host: Annotated[str | None, Dynamic] = None
     image: Annotated[str | None, Dynamic] = None  # Kestra's fallback when no containerImage
     config: Annotated[str | dict[str, Any] | None, Dynamic] = None  # a docker config.json
