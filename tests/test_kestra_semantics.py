@@ -428,6 +428,33 @@ async def test_allow_warning_records_a_warning_as_success(h: Harness) -> None:
     assert task_states(ex) == {"noisy": "SUCCESS", "shaky": "SUCCESS", "boom": "FAILED"}
 
 
+async def test_a_failure_allowed_and_warning_allowed_is_a_success(h: Harness) -> None:
+    """Kestra's flows/valids/task-allow-warning-runnable.yml and TaskWithAllowWarningTest:
+    a runnable task with allowFailure and allowWarning that fails every attempt ends
+    SUCCESS (its FAILED becomes WARNING, the WARNING becomes SUCCESS), and so does the
+    execution."""
+    ex = await h.run("""
+        id: task-allow-warning-runnable
+        namespace: io.kestra.tests
+        tasks:
+          - id: fail
+            type: io.kestra.plugin.core.execution.Fail
+            allowFailure: true
+            allowWarning: true
+            retry:
+              type: constant
+              interval: PT0.100S
+              maxAttempt: 3
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: I'm allowed
+        """)
+    assert ex.state.current == State.SUCCESS
+    assert task_states(ex) == {"fail": "SUCCESS", "log": "SUCCESS"}
+    failed = next(tr for tr in ex.task_runs if tr.task_id == "fail")
+    assert len(failed.attempts) == 3
+
+
 # -- outputs -----------------------------------------------------------------------------------
 
 

@@ -304,7 +304,9 @@ class TaskRuns:
     async def fail(self, task: Task, tr: TaskRun, logger: TaskLogger, message: str) -> State:
         logger.error(message)
         if task.allow_failure:
-            return await self.end(tr, State.WARNING)
+            # Kestra's clamp: a failure allowed is a WARNING, and `allowWarning` makes that
+            # WARNING a SUCCESS (TaskWithAllowWarningTest.runnableTask)
+            return await self.end(tr, State.SUCCESS if task.allow_warning else State.WARNING)
         if self.state.first_failure is None:
             self.state.first_failure = f"task '{task.id}': {message}"
         return await self.end(tr, State.FAILED)
