@@ -18,12 +18,15 @@ from daemon.engine import flow_checks
 from daemon.engine.contexts import ExecutionLog
 from daemon.engine.dispatcher import Dispatcher
 from daemon.engine.resources import Resources
+from daemon.engine.variables import nested
 from daemon.flows.catalog import FlowCatalog
 from daemon.flows.definition import Flow
-from daemon.sdk.errors import FlowDisabled, PodiumError
+from daemon.sdk.errors import FlowDisabled, InputError, PodiumError
 from daemon.sdk.execution import Execution, new_id
+from daemon.sdk.input_kinds import is_missing
 from daemon.sdk.inputs import coerce_inputs
-from daemon.sdk.state import State, StateHistory
+from daemon.sdk.properties import has_template
+from daemon.sdk.state import State, StateHistory, iso
 
 # How deep subflows may nest: a flow starting itself through expressions (which the
 # loader cannot see) stops here instead of creating executions without end.
@@ -156,8 +159,9 @@ class Submitter:
         self, flow: Flow, inputs: Mapping[str, Any] | None, execution_id: str
     ) -> dict[str, Any]:
         """The inputs as `flow` declares them for the execution `execution_id` (defaults
-        filled, types checked, every bad one reported at once in an InputError); a FILE
-        input given as a local path is stored under that execution's prefix."""
+        filled, templated defaults rendered, types checked, every bad one reported at once
+        in an InputError); a FILE input given as a local path is stored under that
+        execution's prefix."""
         storage = self._resources.storage
         prefix = storage.execution_prefix(flow.namespace, flow.id, execution_id)
         loop = asyncio.get_running_loop()
@@ -170,6 +174,7 @@ class Submitter:
             put = storage.put(source, prefix=f"{prefix}/inputs/{name}", name=source.name)
             return asyncio.run_coroutine_threadsafe(put, loop).result()
 
+        inputs = await self._rendered_defaults(flow, inputs or {}, execution_id)
         if any(spec.type == "FILE" for spec in flow.inputs):
             # Storing a file is blocking I/O; coercing the other types is not, and a thread
             # hop costs more than the coercion itself on the webhook path.
@@ -177,6 +182,41 @@ class Submitter:
                 coerce_inputs, flow.inputs, inputs or {}, store_file=store_file
             )
         return coerce_inputs(flow.inputs, inputs or {}, store_file=store_file)
+
+    async def _rendered_defaults(
+        self, flow: Flow, inputs: Mapping[str, Any], execution_id: str
+    ) -> Mapping[str, Any]:
+        """The inputs given, with the templated `defaults` of those not given rendered.
+
+        In Kestra an input's `defaults` is a Property rendered when the execution is created
+        (FlowInputOutput.resolveDefaultValue), so `defaults: "{{ now() }}"` on a DATETIME
+        input is the creation time; it sees the flow, the execution and the inputs given.
+        """
+        templated = [
+            spec
+            for spec in flow.inputs
+            if has_template(spec.defaults) and is_missing(spec, inputs.get(spec.id))
+        ]
+        if not templated:
+            return inputs
+        out = dict(inputs)
+        variables = {
+            "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+            "execution": {"id": execution_id, "startDate": iso(self._resources.clock.now())},
+            "inputs": nested(dict(inputs)),
+            "envs": self._resources.envs,
+            "globals": self._resources.options.globals or {},
+        }
+        for spec in templated:
+            try:
+                out[spec.id] = await self._resources.render_async(
+                    spec.defaults, variables, flow.namespace
+                )
+            except Exception as exc:
+                raise InputError(
+                    [f"input '{spec.id}': its defaults do not render: {exc}"]
+                ) from None
+        return out
 
     async def _submit(
         self,

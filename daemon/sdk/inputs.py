@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from daemon.sdk.errors import InputError
 from daemon.sdk.input_kinds import KINDS, Invalid, Problems, coerce_value, is_missing, where
 from daemon.sdk.input_parsers import as_text, show_value
-from daemon.sdk.properties import Deprecated, Model
+from daemon.sdk.properties import Deprecated, Model, has_template
 
 # Kestra's id rule; a dot makes a nested input (`nested.string` -> inputs.nested.string).
 INPUT_ID_PATTERN = r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$"
@@ -301,9 +301,12 @@ def validate_input_specs(specs: Sequence[InputSpec]) -> list[tuple[Path, str]]:
             )
         first.setdefault(spec.id, i)
         for prop in ("defaults", "prefill"):
+            value = getattr(spec, prop)
+            if prop == "defaults" and has_template(value):
+                continue  # a Property in Kestra: rendered when an execution is created
             try:
-                if getattr(spec, prop) is not None:
-                    coerce_value(spec, getattr(spec, prop))
+                if value is not None:
+                    coerce_value(spec, value)
             except Invalid as bad:
                 problems.extend(((i, prop, *sub), message) for sub, message in bad.problems)
         problems.extend(((i, *sub), message) for sub, message in _record_field_problems(spec))
