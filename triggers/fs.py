@@ -214,6 +214,7 @@ class LocalFileTrigger(_LocalFiles):
     """Kestra's polling local `Trigger`: one execution per batch of settled files."""
 
     types = ("io.kestra.plugin.fs.local.Trigger",)
+    locks = True
 
     interval: Duration = timedelta(seconds=60)
     move_directory: str | None = None  # before `action`, whose check reads it

@@ -76,6 +76,7 @@ class Schedule(Trigger):
         "io.kestra.plugin.core.trigger.Schedule",
         "io.kestra.core.models.triggers.types.Schedule",
     )
+    locks = True
 
     # Declared before `cron`, whose check reads them.
     with_seconds: bool = False

@@ -32,6 +32,7 @@ class ScheduleOnDates(Trigger):
     rendering such a list), `trigger.date` being the date in `timezone` when given."""
 
     types = ("io.kestra.plugin.core.trigger.ScheduleOnDates",)
+    locks = True
 
     dates: list[datetime] | str
     timezone: str | None = None

@@ -37,6 +37,8 @@ class SqlPollError(ConnectionError):
 
 
 class SqlTrigger(Trigger):
+    locks = True
+
     url: Annotated[str, Dynamic]
     username: Annotated[str | None, Dynamic] = None
     password: Annotated[str | None, Dynamic] = None

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from daemon.engine.resources import Resources
 from daemon.engine.submission import Submitter
 from daemon.engine.trigger_context import FlowTriggerContext, TriggerServices
+from daemon.engine.trigger_holds import TriggerHolds, holds
 from daemon.engine.trigger_locks import TriggerKey, TriggerLocks
 from daemon.flows.definition import Flow
 from daemon.sdk.capabilities import Backfillable, Scheduled
@@ -82,6 +83,7 @@ class TriggerSupervisor:
         self._locks = TriggerLocks()
         # Waits for the end of executions started by a trigger with `stopAfter`.
         self._stop_watches: set[asyncio.Task[None]] = set()
+        self._holds = TriggerHolds(services.wait)
 
     async def restore(self) -> None:
         """Read which triggers were disabled at run time; call it before flows start."""
@@ -134,6 +136,9 @@ class TriggerSupervisor:
             key: str | None = None,
             failed: str | None = None,
         ) -> Execution:
+            held = (*flow.uid, trigger.id)
+            if holds(trigger):
+                await self._holds.released(held, self._locks)
             try:
                 execution = await self._submitter.submit(
                     flow,
@@ -149,10 +154,12 @@ class TriggerSupervisor:
                 metrics().trigger_event(trigger_type, rejected=True)
                 raise
             metrics().trigger_event(trigger_type)
-            self._last[(*flow.uid, trigger.id)] = {
+            self._last[held] = {
                 "date": iso(self._resources.clock.now()),
                 "executionId": execution.id,
             }
+            if holds(trigger):
+                self._holds.started(held, execution)
             if trigger.stop_after:
                 watch = asyncio.create_task(self._stop_after(flow, trigger, execution.id))
                 self._stop_watches.add(watch)

@@ -49,7 +49,7 @@ class TriggerLocks:
         return hold.execution_id
 
     async def hold(
-        self, key: TriggerKey, execution_id: str, ended: Awaitable[Execution]
+        self, key: TriggerKey, execution_id: str, ended: Awaitable[Execution | None]
     ) -> Execution | None:
         """Await `ended` (the execution's end), the trigger locked meanwhile: the ended
         execution, or None when the lock was released first."""

@@ -338,6 +338,9 @@ class Trigger(TriggerOptions):
     types: ClassVar[tuple[str, ...]] = ()
     # The trigger type the API's webhook route serves (a capability: see capabilities.py).
     receives_webhooks: ClassVar[bool] = False
+    # Kestra's locked triggers (Schedule and polling triggers): an execution this trigger
+    # started holds it until the execution ends, unless `allowConcurrent` is set.
+    locks: ClassVar[bool] = False
 
     id: str = Field(pattern=ID_PATTERN)
     """The trigger's id, unique in the flow; `trigger.id` in expressions."""
