@@ -204,12 +204,6 @@ async def test_malformed_reviews_are_refused_and_the_request_still_waits(
             422,
             "Invalid entity: input 'replicas': 'many' is not an INT",
         ),
-        (
-            {"decision": "APPROVE"},
-            {"data": form(replica="2")},
-            422,
-            "Invalid entity: unknown input 'replica'; the flow declares: comment, replicas",
-        ),
     ]
     for query, body, expected, message in cases:
         status, doc, _ = await call("POST", review_url(api, paused, **query), **body)

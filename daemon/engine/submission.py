@@ -24,7 +24,7 @@ from daemon.flows.definition import Flow
 from daemon.sdk.errors import FlowDisabled, InputError, PodiumError
 from daemon.sdk.execution import Execution, new_id
 from daemon.sdk.input_kinds import is_missing
-from daemon.sdk.inputs import coerce_inputs
+from daemon.sdk.inputs import coerce_inputs, undeclared_inputs
 from daemon.sdk.properties import has_template
 from daemon.sdk.state import State, StateHistory, iso
 
@@ -263,6 +263,11 @@ class Submitter:
             trigger=trigger,
             parent=parent,
         )
+        for key in [] if failed is not None else undeclared_inputs(flow.inputs, inputs or {}):
+            ExecutionLog(self._resources, execution, None).warning(
+                f"Input {key} was provided for workflow {flow.namespace}.{flow.id} but isn't "
+                "declared in the workflow inputs"
+            )
         if failed is not None:  # created ended: nothing runs, nothing admits it
             execution.error = failed
             execution.state.set(State.FAILED, self._resources.clock.now())

@@ -244,12 +244,12 @@ def _messages(input_id: str, problems: Problems) -> list[str]:
 def coerce_inputs(
     specs: Sequence[InputSpec], raw: Mapping[str, Any], *, store_file: StoreFile | None = None
 ) -> dict[str, Any]:
-    """Turn raw values (CLI text, form fields, JSON) into every declared input's JSON value.
+    """Turn raw values (CLI text, form fields, JSON) into every declared input's JSON value;
+    values given for no declared input are left out (see `undeclared_inputs`).
 
     Files are stored last, and only when every other input is good, because a stored
     upload of an execution that is then refused would be an orphan in storage.
     """
-    declared = {spec.id: spec for spec in specs}
     messages: list[str] = []
     values: dict[str, Any] = {}
     files: list[tuple[InputSpec, Any]] = []
@@ -271,8 +271,6 @@ def coerce_inputs(
                 values[spec.id] = coerce_value(spec, value)
         except Invalid as bad:
             messages.extend(_messages(spec.id, bad.problems))
-    known = f"the flow declares: {', '.join(declared)}" if declared else "the flow has no inputs"
-    messages.extend(f"unknown input '{key}'; {known}" for key in raw if key not in declared)
     for spec, value in [] if messages else files:
         try:
             values[spec.id] = _store(spec, value, store_file, store=True)
@@ -281,6 +279,14 @@ def coerce_inputs(
     if messages:
         raise InputError(messages)
     return values
+
+
+def undeclared_inputs(specs: Sequence[InputSpec], raw: Mapping[str, Any]) -> list[str]:
+    """The values given for no declared input: Kestra drops them with a warning
+    (FlowInputOutput.readExecutionInputs, "Input {} was provided for workflow {}.{} but
+    isn't declared in the workflow inputs"); `coerce_inputs` leaves them out."""
+    declared = {spec.id for spec in specs}
+    return [key for key in raw if key not in declared]
 
 
 def validate_input_specs(specs: Sequence[InputSpec]) -> list[tuple[Path, str]]:

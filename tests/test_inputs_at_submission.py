@@ -1,4 +1,6 @@
-"""Input `defaults` written as expressions, rendered when the execution is created.
+"""Inputs as an execution is created: templated `defaults`, and values for no input.
+
+Input `defaults` written as expressions are rendered when the execution is created.
 
 Kestra's docs (workflow-components/inputs, "Dynamic inputs": `defaults: "{{ now() }}"` on a
 DATETIME input, and workflow-components/checks, `run_date` of the guarded_ingest flow) and
@@ -94,3 +96,34 @@ def test_a_templated_default_is_not_typed_when_the_flow_loads() -> None:
         "f.yaml",
     )
     assert flow.inputs[0].defaults == "{{ now() }}"
+
+
+async def test_a_value_for_no_declared_input_is_logged_and_dropped(h: Harness) -> None:
+    """Kestra FlowInputOutput.readExecutionInputs: "Input {} was provided for workflow {}.{}
+    but isn't declared in the workflow inputs", a warning; the execution runs. The schedules
+    of kestra-io/examples flows/03_helloParametrizedScheduled.yml pass `name` and `value`."""
+    ex = await h.run(
+        """
+        id: helloParametrizedScheduled
+        namespace: prod
+        inputs:
+          - name: user
+            type: STRING
+            defaults: Data Engineer
+            required: false
+        tasks:
+          - id: hello
+            type: io.kestra.core.tasks.log.Log
+            message: Hello {{ inputs.user }} from Kestra!
+        """,
+        {"name": "user", "value": "minutely flow"},
+    )
+    assert ex.state.current == State.SUCCESS
+    assert ex.inputs == {"user": "Data Engineer"}
+    logs = await h.logs(ex, level="WARN")
+    assert logs[:2] == [
+        "Input name was provided for workflow prod.helloParametrizedScheduled but isn't "
+        "declared in the workflow inputs",
+        "Input value was provided for workflow prod.helloParametrizedScheduled but isn't "
+        "declared in the workflow inputs",
+    ]
