@@ -27,11 +27,11 @@ $(VPY):
 # Not quiet: the first install takes a minute, and a silent minute looks like a hang.
 $(RUN_STAMP): pyproject.toml | $(VPY)
 	@echo "Installing podium and its dependencies into $(VENV) (once)..."
-	$(VPY) -m pip install --progress-bar on -e '.[data]'
+	$(VPY) -m pip install --progress-bar on -e '.[data,remote]'
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(VPY)
-	$(VPY) -m pip install -q -e '.[test,data]'
+	$(VPY) -m pip install -q -e '.[test,data,remote]'
 	touch $@
 
 run: $(RUN_STAMP)
