@@ -46,7 +46,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import Duration
 from daemon.sdk.plugin import Emit, Trigger
-from triggers.fs_delivery import Delivery, Done
+from triggers.fs_delivery import Delivery, Done, LocalSource
 from triggers.fs_safe import Tree, fingerprint
 from triggers.fs_watch import Watcher, WatchError
 
@@ -152,7 +152,9 @@ class _LocalFiles(Trigger):
             return not path.startswith(ignored) and self.accepts(path)
 
         where = f"{ctx.flow.namespace}.{ctx.flow.id} trigger {self.id}"
-        delivery = Delivery(self, emit, ctx, where, tree, real_move_to)
+        delivery = Delivery(
+            self, emit, ctx, where, LocalSource(self, ctx, where, tree, real_move_to)
+        )
         watcher = Watcher(
             tree,
             self.recursive,

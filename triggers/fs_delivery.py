@@ -1,4 +1,8 @@
-"""From settled files to executions, for `triggers/fs.py`: hash, claim, store a copy, emit.
+"""From settled files to executions, for the file triggers: hash, claim, store a copy, emit.
+
+Where the files are is a `Source`'s business: a watched local directory (`LocalSource`,
+for `triggers/fs.py`) or a remote server (`triggers/fs_remote.py`). It hashes a file,
+copies it into storage, and runs the trigger's action on files settled for good.
 
 A file is claimed in the store (`file:<path>:<sha256>`) so that it never runs twice, and
 its execution is created after; a crash between the two would lose it: claimed, so never
@@ -18,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from daemon.sdk.context import TriggerContext
 from daemon.sdk.durations import format_duration
@@ -30,18 +35,59 @@ from daemon.sdk.execution import Execution, new_id
 from daemon.sdk.plugin import Emit
 from daemon.sdk.state import iso
 from triggers.fs_safe import Tree, fingerprint
-from triggers.fs_watch import Settled, sha256_of
+from triggers.fs_watch import sha256_of
 
 if TYPE_CHECKING:
     from triggers.fs import _LocalFiles
 
-Done = list[tuple[str, os.stat_result]]  # files settled for good: the action may run
+# Files settled for good (the action may run), with what their source said of them (a
+# local file's stat, a remote listing's entry).
+Done = list[tuple[str, Any]]
+
+
+class Batching(Protocol):
+    """What Delivery asks of the trigger it works for."""
+
+    id: str
+
+    @property
+    def on(self) -> str: ...
+
+    def fires_on(self, change: str) -> bool: ...
+
+    def batch_size(self) -> int: ...
+
+    def rescan_period(self) -> timedelta: ...
+
+    def variables(self, docs: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    async def admits(self, ctx: TriggerContext, variables: Mapping[str, Any]) -> bool: ...
+
+
+class Source(Protocol):
+    """Where the files are: how to hash one, store a copy, and settle those done with."""
+
+    async def digest(self, path: str, st: Any) -> str | None:
+        """The sha256 of the file's content; None when it is gone or changed meanwhile."""
+        ...
+
+    async def store(self, path: str, st: Any, digest: str, prefix: str) -> dict[str, Any]:
+        """Copy the file into storage under `prefix`; the trigger's document of it."""
+        ...
+
+    def path_of(self, doc: Mapping[str, Any]) -> str:
+        """The path a document of an execution's `trigger.files` stands for."""
+        ...
+
+    async def settle(self, done: Done) -> None:
+        """The trigger's action on files settled for good (fired now, or before)."""
+        ...
 
 
 @dataclass
 class _Claimed:
     path: str
-    st: os.stat_result
+    st: Any
     digest: str
     change: str  # CREATE (first content seen at this path) or UPDATE
     attempt: int  # earlier failed attempts to create its execution
@@ -54,26 +100,24 @@ class Delivery:
 
     def __init__(
         self,
-        trigger: _LocalFiles,
+        trigger: Batching,
         emit: Emit,
         ctx: TriggerContext,
         where: str,
-        tree: Tree,
-        move_to: str | None,
+        source: Source,
     ) -> None:
         self.trigger = trigger
         self.emit = emit
         self.ctx = ctx
         self.where = where
-        self.tree = tree
-        self.move_to = move_to
+        self.source = source
 
-    async def settled(self, ready: Settled) -> set[str]:
+    async def settled(self, ready: Done) -> set[str]:
         """Paths whose execution failed for a passing reason: offered again next scan."""
         hashed = []
         for path, st in ready:
             try:
-                digest = await asyncio.to_thread(sha256_of, self.tree, path, fingerprint(st))
+                digest = await self.source.digest(path, st)
             except OSError as exc:
                 self.ctx.logger.warning("%s: cannot read %s: %s", self.where, path, exc)
                 continue
@@ -99,7 +143,7 @@ class Delivery:
         except PodiumError as exc:
             self.ctx.logger.error("%s: no execution for deleted %s: %s", self.where, path, exc)
 
-    async def _deliver(self, hashed: list[tuple[str, os.stat_result, str]]) -> set[str]:
+    async def _deliver(self, hashed: list[tuple[str, Any, str]]) -> set[str]:
         done: Done = []
         again: set[str] = set()
         fresh: list[_Claimed] = []
@@ -145,10 +189,10 @@ class Delivery:
             elif outcome is True:
                 done.extend((c.path, c.st) for c in chunk)
         if done:
-            await self.trigger.after(done, self.ctx.logger, self.where, self.tree, self.move_to)
+            await self.source.settle(done)
         return again
 
-    async def _plan(self, path: str, st: os.stat_result, digest: str) -> _Claimed | None:
+    async def _plan(self, path: str, st: Any, digest: str) -> _Claimed | None:
         """The file to process now, or None when this content was processed before."""
         state, key = self.ctx.state, self.ctx.state_key
         pending = await state.get(key("pending", path, digest))
@@ -199,7 +243,7 @@ class Delivery:
                     self._refused([c.path for c in taken])
                     carried = {c.path for c in taken}
                 else:
-                    carried = _paths_of(await self.emit({}, variables, key=batch))
+                    carried = self._paths_of(await self.emit({}, variables, key=batch))
             except Exception as exc:
                 return await self._failed(taken, exc)
             for c in taken:
@@ -261,8 +305,6 @@ class Delivery:
         return False
 
     async def _stored(self, claimed: _Claimed) -> dict[str, Any]:
-        """Copy the file into storage through an fd opened without following a symlink,
-        and only if it is still the file that was hashed."""
         ctx = self.ctx
         prefix = "/".join(
             (
@@ -274,30 +316,57 @@ class Delivery:
                 claimed.digest,
             )
         )
-        expected = fingerprint(claimed.st)
-        fd = await asyncio.to_thread(self.tree.open, claimed.path, expected)
+        doc = await self.source.store(claimed.path, claimed.st, claimed.digest, prefix)
+        return {**doc, "changeType": claimed.change}
+
+    def _paths_of(self, execution: Execution) -> set[str]:
+        """The files an execution was started for, from its trigger variables."""
+        variables = (execution.trigger or {}).get("variables") or {}
+        docs = variables.get("files") or [variables.get("file") or {}]
+        return {self.source.path_of(doc) for doc in docs if isinstance(doc, dict)}
+
+
+class LocalSource:
+    """A watched local directory: files read through fds that never follow a symlink
+    (fs_safe), the action the trigger's own (`after`)."""
+
+    def __init__(
+        self, trigger: _LocalFiles, ctx: TriggerContext, where: str, tree: Tree, move_to: str | None
+    ) -> None:
+        self.trigger = trigger
+        self.ctx = ctx
+        self.where = where
+        self.tree = tree
+        self.move_to = move_to
+
+    async def digest(self, path: str, st: os.stat_result) -> str | None:
+        return await asyncio.to_thread(sha256_of, self.tree, path, fingerprint(st))
+
+    async def store(
+        self, path: str, st: os.stat_result, digest: str, prefix: str
+    ) -> dict[str, Any]:
+        """Copy the file into storage through an fd opened without following a symlink,
+        and only if it is still the file that was hashed."""
+        expected = fingerprint(st)
+        fd = await asyncio.to_thread(self.tree.open, path, expected)
         if fd is None:
-            raise OSError(f"{claimed.path} changed before it could be stored")
+            raise OSError(f"{path} changed before it could be stored")
         try:
             # The open fd, by its /proc name: the storage copies this very file.
-            uri = await ctx.files.put(
-                Path(f"/proc/self/fd/{fd}"), prefix=prefix, name=os.path.basename(claimed.path)
+            uri = await self.ctx.files.put(
+                Path(f"/proc/self/fd/{fd}"), prefix=prefix, name=os.path.basename(path)
             )
             if fingerprint(await asyncio.to_thread(os.fstat, fd)) != expected:
-                raise OSError(f"{claimed.path} changed while it was stored")
+                raise OSError(f"{path} changed while it was stored")
         finally:
             os.close(fd)
-        return {
-            **file_doc(claimed.path, claimed.st, uri, claimed.digest),
-            "changeType": claimed.change,
-        }
+        return file_doc(path, st, uri, digest)
 
+    def path_of(self, doc: Mapping[str, Any]) -> str:
+        return str(doc.get("path"))
 
-def _paths_of(execution: Execution) -> set[str]:
-    """The files an execution was started for, from its trigger variables."""
-    variables = (execution.trigger or {}).get("variables") or {}
-    docs = variables.get("files") or [variables.get("file") or {}]
-    return {str(doc.get("path")) for doc in docs if isinstance(doc, dict)}
+    async def settle(self, done: Done) -> None:
+        await self.trigger.after(done, self.ctx.logger, self.where, self.tree, self.move_to)
 
 
 def _instant(seconds: float) -> str | None:
