@@ -144,10 +144,11 @@ async def ftp_session(conn: FtpConnection) -> AsyncIterator[RemoteFs]:
     try:
         try:
             await client.connect(conn.host, conn.port_number())
-            if tls is not None and not implicit:
-                await client.upgrade_to_tls(tls)
+            if tls is not None and not implicit:  # explicit: AUTH TLS, as RFC 4217 says
+                await client.command("AUTH TLS", "234")
+                await client.stream.start_tls(sslcontext=tls, server_hostname=conn.host)
             await client.login(conn.username or "anonymous", conn.password or "anonymous@")
-            if implicit:
+            if tls is not None:  # after the login, where every server takes them
                 await client._send_tls_protection_commands()
             home = await client.get_current_directory()
         except Exception as exc:
@@ -263,9 +264,10 @@ class FtpFs(RemoteFs):
     async def upload(self, source: Path, path: str) -> None:
         async with (
             self._doing(f"cannot upload to {path}"),
+            read_local(source) as chunks,
             self.client.upload_stream(self._server(path)) as stream,
         ):
-            async for chunk in read_local(source):
+            async for chunk in chunks:
                 await stream.write(chunk)
 
     async def remove(self, path: str) -> None:

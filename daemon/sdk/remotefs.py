@@ -133,12 +133,17 @@ async def write_local(target: Path, chunks: AsyncIterator[bytes]) -> None:
         await asyncio.to_thread(out.close)
 
 
-async def read_local(source: Path) -> AsyncIterator[bytes]:
-    """A local file's content in chunks, read off the event loop."""
+@contextlib.asynccontextmanager
+async def read_local(source: Path) -> AsyncIterator[AsyncIterator[bytes]]:
+    """A local file's content in chunks, read off the event loop; closed after the block."""
     handle = await asyncio.to_thread(source.open, "rb")
-    try:
+
+    async def chunks() -> AsyncIterator[bytes]:
         while chunk := await asyncio.to_thread(handle.read, BLOCK):
             yield chunk
+
+    try:
+        yield chunks()
     finally:
         await asyncio.to_thread(handle.close)
 

@@ -74,11 +74,8 @@ def _options(
     if conn.key_exchange_algorithm:
         kwargs["kex_algs"] = [conn.key_exchange_algorithm]
     if not allow_ssh_rsa:
-        kwargs["signature_algs"] = [
-            a for a in asyncssh.public_key.get_default_x509_certificate_algs()
-            + asyncssh.public_key.get_default_public_key_algs()
-            if a.decode() not in _WEAK
-        ]  # fmt: skip
+        default = asyncssh.public_key.get_default_public_key_algs()
+        kwargs["signature_algs"] = [a.decode() for a in default if a.decode() not in _WEAK]
         kwargs["server_host_key_algs"] = kwargs["signature_algs"]
     try:
         return asyncssh.SSHClientConnectionOptions(
@@ -261,9 +258,10 @@ class SftpFs(RemoteFs):
     async def upload(self, source: Path, path: str) -> None:
         async with (
             self._doing(f"cannot upload to {path}"),
+            read_local(source) as chunks,
             self.sftp.open(self._server(path), "wb") as remote,
         ):
-            async for chunk in read_local(source):
+            async for chunk in chunks:
                 await remote.write(chunk)
 
     async def remove(self, path: str) -> None:
