@@ -94,7 +94,7 @@ async def ftp(args: argparse.Namespace) -> None:
         ssl=context if args.tls == "implicit" else None,
         ipv4_pasv_forced_response_address=args.pasv_address,
     )
-    await server.start(host="127.0.0.1", port=0)
+    await server.start(host="127.0.0.1", port=args.port)
     ready(server.server_port)
     await server.serve_forever()
 
@@ -107,7 +107,9 @@ async def sftp(args: argparse.Namespace) -> None:
         warnings.simplefilter("ignore")
         import asyncssh
 
-    host_key = asyncssh.generate_private_key(args.host_key)
+    host_key = asyncssh.load_keypairs([asyncssh.generate_private_key(args.host_key)])[0]
+    if args.host_key_algs:  # what the host key may sign with, e.g. ssh-rsa alone
+        host_key.host_key_algorithms = [a.encode() for a in args.host_key_algs.split(",")]
     authorized = None
     if args.authorized_key_text:
         authorized = asyncssh.import_authorized_keys(args.authorized_key_text)
@@ -147,8 +149,6 @@ async def sftp(args: argparse.Namespace) -> None:
             return super().map_path(path)  # type: ignore[no-any-return]
 
     options: dict[str, Any] = {}
-    if args.host_key_algs:
-        options["server_host_key_algs"] = args.host_key_algs.split(",")
     if args.kex:
         options["kex_algs"] = args.kex.split(",")
     server = await asyncssh.listen(
@@ -261,6 +261,7 @@ def main() -> None:
     f.add_argument("--key")
     f.add_argument("--tls", choices=["implicit", "explicit"])
     f.add_argument("--pasv-address")
+    f.add_argument("--port", type=int, default=0)
     s = sub.add_parser("sftp")
     s.add_argument("--root", required=True)
     s.add_argument("--home", default="/")

@@ -130,8 +130,9 @@ async def ftp_session(conn: FtpConnection) -> AsyncIterator[RemoteFs]:
         tls = await asyncio.to_thread(_tls_context, bool(conn.insecure_trust_all_certificates))
         implicit = conn.mode == "IMPLICIT"
     options = conn.options
+    opened: list[asyncio.StreamWriter] = []
     client = _client_class(aioftp)(
-        opener=_opener(conn, options.connection_timeout.total_seconds()),
+        opener=_opener(conn, options.connection_timeout.total_seconds(), opened),
         data_timeout=options.data_timeout.total_seconds(),
         protection=protection,
         socket_timeout=options.socket_timeout.total_seconds(),
@@ -155,30 +156,36 @@ async def ftp_session(conn: FtpConnection) -> AsyncIterator[RemoteFs]:
             raise _failure(aioftp, exc, f"{where}: cannot log in") from None
         yield FtpFs(aioftp, client, conn, str(home))
     finally:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await client.quit()
-        client.close()
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await client.quit()
+        finally:  # even when cancelled again while saying goodbye
+            client.close()
+            for writer in opened:  # a data connection a cancelled transfer left open
+                writer.close()
 
 
-def _opener(conn: FtpConnection, timeout: float) -> Callable[..., Any]:
-    """How a connection (control or data) is opened: straight, or through the proxy."""
+def _opener(
+    conn: FtpConnection, timeout: float, opened: list[asyncio.StreamWriter]
+) -> Callable[..., Any]:
+    """How a connection (control or data) is opened: straight, or through the proxy. Each
+    is noted in `opened`, to be closed with the session whatever happened."""
     kind = _PROXY_KINDS.get(conn.proxy_type or "DIRECT")
-    if kind is None or not conn.proxy_host:
+    proxy = (conn.proxy_host or "", int(conn.proxy_port) if conn.proxy_port else 1080)
 
-        async def direct(host: str, port: int, context: ssl.SSLContext | None) -> Any:
-            return await asyncio.open_connection(host, port, ssl=context)
+    async def open_(host: str, port: int, context: ssl.SSLContext | None) -> Any:
+        if kind is None or not conn.proxy_host:
+            reader, writer = await asyncio.open_connection(host, port, ssl=context)
+        else:
+            sock: socket.socket = await open_tunnel(kind, proxy, (host, port), timeout=timeout)
+            reader, writer = await asyncio.open_connection(
+                sock=sock, ssl=context, server_hostname=host if context else None
+            )
+        opened.append(writer)
+        return reader, writer
 
-        return direct
-    proxy = (conn.proxy_host, int(conn.proxy_port) if conn.proxy_port else 1080)
-
-    async def proxied(host: str, port: int, context: ssl.SSLContext | None) -> Any:
-        sock: socket.socket = await open_tunnel(kind, proxy, (host, port), timeout=timeout)
-        return await asyncio.open_connection(
-            sock=sock, ssl=context, server_hostname=host if context else None
-        )
-
-    return proxied
+    return open_
 
 
 def _failure(aioftp: ModuleType, exc: BaseException, what: str) -> RemoteError:
