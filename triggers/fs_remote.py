@@ -57,8 +57,11 @@ from triggers.fs_delivery import Delivery, Done
 
 
 class _RemoteTrigger(Trigger):
-    """vfs.Trigger's properties; the connection's come from the protocol's class."""
+    """vfs.Trigger's properties; the connection's come from the protocol's class. A
+    polling trigger: it waits for the end of the execution it started before starting
+    another (Kestra's locked triggers), unless `allowConcurrent`."""
 
+    locks = True
     interval: Duration = timedelta(seconds=60)
     from_: Annotated[str, Dynamic] = Field(alias="from")
     move_directory: Annotated[str | None, Dynamic] = None  # before `action`, which reads it
