@@ -99,7 +99,13 @@ class Api:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     clock = FakeClock()
     h = await Harness.open(tmp_path, clock=clock)
-    for source in (SLOW, QUEUE, FAILING, NAMED_PAUSE):
+    for source in (
+        SLOW,
+        QUEUE,
+        FAILING,
+        NAMED_PAUSE,
+        NAMED_PAUSE.replace("id: pause", "id: state"),
+    ):
         await h.flow(source)
     try:
         async with serving(h) as url:
@@ -230,8 +236,10 @@ async def test_a_task_run_state_request_of_a_running_or_unknown_execution(api: A
 _JSON = {"Content-Type": "application/json"}
 
 
-async def test_a_flow_named_pause_is_still_started_by_the_create_call(api: Api) -> None:
-    """POST /executions/ns/pause: no execution has the id `ns`, the flow ns.pause exists."""
-    status, doc = await api.post("ns/pause", json={})
+@pytest.mark.parametrize("word", ["pause", "state"])
+async def test_a_flow_named_pause_is_still_started_by_the_create_call(api: Api, word: str) -> None:
+    """POST /executions/ns/pause (or /state, whose route reads a body): no execution has the
+    id `ns`, the flow ns.pause (ns.state) exists: the create call starts it."""
+    status, doc = await api.post(f"ns/{word}", json={})
     assert status == 200, doc
-    assert (doc["namespace"], doc["flowId"]) == ("ns", "pause")
+    assert (doc["namespace"], doc["flowId"]) == ("ns", word)
