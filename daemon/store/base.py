@@ -306,7 +306,23 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_flow(self, namespace: str, flow_id: str) -> None:
-        """Hide the flow; its revisions stay readable and a later save starts a new one."""
+        """Hide the flow: its latest revision is marked deleted (Kestra's soft delete). Its
+        revisions stay readable and a later save starts a new one."""
+
+    @abstractmethod
+    async def list_flow_revisions(
+        self, namespace: str, flow_id: str, *, deleted: bool = False
+    ) -> list[tuple[int, str]]:
+        """(revision, source) of each revision, oldest first; with `deleted`, those marked
+        deleted too (a deleted flow's last one, revisions deleted one by one)."""
+
+    @abstractmethod
+    async def delete_flow_revisions(
+        self, namespace: str, flow_id: str, revisions: Sequence[int]
+    ) -> None:
+        """Mark these revisions deleted (Kestra's deleteRevisions): left out of the list but
+        readable by number, for the executions that ran them. The latest one among them
+        deletes the flow. Numbers it does not have are ignored."""
 
     # executions and task runs
 

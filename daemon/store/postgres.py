@@ -197,17 +197,30 @@ class PostgresStore(Store):
     async def delete_flow(self, namespace: str, flow_id: str) -> None:
         async def delete(conn: Any) -> None:
             await conn.execute(_LOCK_FLOW, *_flow_lock(namespace, flow_id))
-            revision = await conn.fetchval(
-                "UPDATE flows SET deleted = true WHERE namespace = $1 AND id = $2"
-                " AND NOT deleted RETURNING revision",
-                namespace, flow_id,
-            )  # fmt: skip
-            if revision is not None:
-                latest = await conn.fetchval(
-                    "SELECT max(revision) FROM flows WHERE namespace = $1 AND id = $2",
-                    namespace, flow_id,
-                )  # fmt: skip
-                await _notify_flow(conn, namespace, flow_id, latest, deleted=True)
+            row = await conn.fetchrow(_LATEST_FLOW, namespace, flow_id)
+            if row is not None and not row["deleted"]:
+                await _delete_revisions(conn, namespace, flow_id, [row["revision"]])
+                await _notify_flow(conn, namespace, flow_id, row["revision"], deleted=True)
+
+        await self._write(f"flow {namespace}.{flow_id}", delete)
+
+    async def list_flow_revisions(
+        self, namespace: str, flow_id: str, *, deleted: bool = False
+    ) -> list[tuple[int, str]]:
+        live = "" if deleted else " AND NOT deleted"
+        sql = f"SELECT revision, source FROM flows WHERE namespace = $1 AND id = $2{live}"
+        rows = await self._fetch_all(sql + " ORDER BY revision", namespace, flow_id)
+        return [(int(row["revision"]), row["source"]) for row in rows]
+
+    async def delete_flow_revisions(
+        self, namespace: str, flow_id: str, revisions: Sequence[int]
+    ) -> None:
+        async def delete(conn: Any) -> None:
+            await conn.execute(_LOCK_FLOW, *_flow_lock(namespace, flow_id))
+            row = await conn.fetchrow(_LATEST_FLOW, namespace, flow_id)
+            await _delete_revisions(conn, namespace, flow_id, sorted(set(revisions)))
+            if row is not None and not row["deleted"] and row["revision"] in revisions:
+                await _notify_flow(conn, namespace, flow_id, row["revision"], deleted=True)
 
         await self._write(f"flow {namespace}.{flow_id}", delete)
 
@@ -361,6 +374,16 @@ class PostgresStore(Store):
         return [orjson.loads(row["doc"]) for row in await self._fetch_all(sql, execution_id)]
 
     # KV
+
+
+async def _delete_revisions(
+    conn: Any, namespace: str, flow_id: str, revisions: Sequence[int]
+) -> None:
+    await conn.execute(
+        "UPDATE flows SET deleted = true WHERE namespace = $1 AND id = $2"
+        " AND revision = ANY($3::integer[])",
+        namespace, flow_id, list(revisions),
+    )  # fmt: skip
 
 
 async def _notify_flow(

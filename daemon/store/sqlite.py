@@ -159,8 +159,27 @@ class SqliteStore(Store):
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     async def delete_flow(self, namespace: str, flow_id: str) -> None:
-        sql = "UPDATE flows SET deleted = 1 WHERE namespace = ? AND id = ?"
-        await self._io.write(partial(_execute, sql, (namespace, flow_id)), f"flow {flow_id}")
+        sql = (
+            "UPDATE flows SET deleted = 1 WHERE namespace = ? AND id = ? AND revision ="
+            " (SELECT MAX(revision) FROM flows WHERE namespace = ? AND id = ?)"
+        )
+        params = (namespace, flow_id, namespace, flow_id)
+        await self._io.write(partial(_execute, sql, params), f"flow {flow_id}")
+
+    async def list_flow_revisions(
+        self, namespace: str, flow_id: str, *, deleted: bool = False
+    ) -> list[tuple[int, str]]:
+        live = "" if deleted else " AND deleted = 0"
+        sql = f"SELECT revision, source FROM flows WHERE namespace = ? AND id = ?{live}"
+        rows = await self._fetch_all(sql + " ORDER BY revision", namespace, flow_id)
+        return [(int(row[0]), row[1]) for row in rows]
+
+    async def delete_flow_revisions(
+        self, namespace: str, flow_id: str, revisions: Sequence[int]
+    ) -> None:
+        sql = "UPDATE flows SET deleted = 1 WHERE namespace = ? AND id = ? AND revision = ?"
+        rows = [(namespace, flow_id, revision) for revision in sorted(set(revisions))]
+        await self._io.write(partial(_execute_many, sql, rows), f"flow {flow_id}")
 
     # executions, task runs, logs, metrics
 
