@@ -19,17 +19,17 @@ async def test_revisions_are_listed_oldest_first_with_their_source(store: Store)
     for source in ("a", "b", "c"):
         await store.save_flow("ns", "f", source)
     await store.save_flow("ns", "other", "x")
-    assert await store.list_flow_revisions("ns", "f") == [(1, "a"), (2, "b"), (3, "c")]
-    assert await store.list_flow_revisions("ns", "nope") == []
+    assert await store.revisions.list("ns", "f") == [(1, "a"), (2, "b"), (3, "c")]
+    assert await store.revisions.list("ns", "nope") == []
 
 
 async def test_deleted_revisions_leave_the_list_but_stay_readable(store: Store) -> None:
     """AbstractJdbcFlowRepository.deleteRevisions: older revisions are marked deleted."""
     for source in ("a", "b", "c"):
         await store.save_flow("ns", "f", source)
-    await store.delete_flow_revisions("ns", "f", [1, 2, 2, 9])
-    assert await store.list_flow_revisions("ns", "f") == [(3, "c")]
-    assert await store.list_flow_revisions("ns", "f", deleted=True) == [
+    await store.revisions.delete("ns", "f", [1, 2, 2, 9])
+    assert await store.revisions.list("ns", "f") == [(3, "c")]
+    assert await store.revisions.list("ns", "f", deleted=True) == [
         (1, "a"),
         (2, "b"),
         (3, "c"),
@@ -42,10 +42,10 @@ async def test_deleted_revisions_leave_the_list_but_stay_readable(store: Store) 
 async def test_deleting_the_latest_revision_deletes_the_flow(store: Store) -> None:
     await store.save_flow("ns", "f", "a")
     await store.save_flow("ns", "f", "b")
-    await store.delete_flow_revisions("ns", "f", [2])
+    await store.revisions.delete("ns", "f", [2])
     assert await store.get_flow("ns", "f") is None
     assert await store.list_flows() == []
-    assert await store.list_flow_revisions("ns", "f") == [(1, "a")]
+    assert await store.revisions.list("ns", "f") == [(1, "a")]
     assert await store.save_flow("ns", "f", "b") == 3
 
 
@@ -55,7 +55,7 @@ async def test_a_deleted_flow_keeps_its_earlier_revisions_listed(store: Store) -
     await store.save_flow("ns", "f", "a")
     await store.save_flow("ns", "f", "b")
     await store.delete_flow("ns", "f")
-    assert await store.list_flow_revisions("ns", "f") == [(1, "a")]
+    assert await store.revisions.list("ns", "f") == [(1, "a")]
     assert await store.save_flow("ns", "f", "b") == 3
-    assert await store.list_flow_revisions("ns", "f") == [(1, "a"), (3, "b")]
+    assert await store.revisions.list("ns", "f") == [(1, "a"), (3, "b")]
     assert await store.get_flow("ns", "f", 2) == (2, "b")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from daemon.store.insights import Insights
     from daemon.store.namespace_files import NamespaceFileTable
     from daemon.store.purge import Purges
-    from daemon.store.tables import KeyValueTable, StateTable
+    from daemon.store.tables import KeyValueTable, RevisionTable, StateTable
 
 
 class StoreError(PodiumError):
@@ -249,6 +249,8 @@ class Store(ABC):
 
     # True for a store several daemons may share as a cluster (PostgreSQL).
     shared: bool = False
+    # Every revision of each flow, listed and deleted one by one (Kestra's revisions).
+    revisions: RevisionTable
     # Kestra's KV pairs, and the daemon's own small durable state (triggers' markers).
     kv: KeyValueTable
     state: StateTable
@@ -308,21 +310,6 @@ class Store(ABC):
     async def delete_flow(self, namespace: str, flow_id: str) -> None:
         """Hide the flow: its latest revision is marked deleted (Kestra's soft delete). Its
         revisions stay readable and a later save starts a new one."""
-
-    @abstractmethod
-    async def list_flow_revisions(
-        self, namespace: str, flow_id: str, *, deleted: bool = False
-    ) -> list[tuple[int, str]]:
-        """(revision, source) of each revision, oldest first; with `deleted`, those marked
-        deleted too (a deleted flow's last one, revisions deleted one by one)."""
-
-    @abstractmethod
-    async def delete_flow_revisions(
-        self, namespace: str, flow_id: str, revisions: Sequence[int]
-    ) -> None:
-        """Mark these revisions deleted (Kestra's deleteRevisions): left out of the list but
-        readable by number, for the executions that ran them. The latest one among them
-        deletes the flow. Numbers it does not have are ignored."""
 
     # executions and task runs
 

@@ -41,6 +41,7 @@ from daemon.store.postgres_tables import (
     PostgresState,
     timestamptz,
 )
+from daemon.store.tables import RevisionTable
 
 _EXECUTION_COLUMNS = "id, namespace, flow_id, state, start_date, end_date, labels, doc"
 _INSERT_EXECUTION = f"""INSERT INTO executions ({_EXECUTION_COLUMNS})
@@ -105,6 +106,7 @@ class PostgresStore(Store):
         self.dsn = dsn
         self._clock = clock or Clock()
         self._io = PostgresIO(self, dsn, self._clock, reconnect_timeout, pool_size)
+        self.revisions = _PostgresRevisions(self)
         self.kv = PostgresKeyValue(self)
         self.state = PostgresState(self)
         self.insights = PostgresInsights(self._io)
@@ -200,26 +202,6 @@ class PostgresStore(Store):
             row = await conn.fetchrow(_LATEST_FLOW, namespace, flow_id)
             if row is not None and not row["deleted"]:
                 await _delete_revisions(conn, namespace, flow_id, [row["revision"]])
-                await _notify_flow(conn, namespace, flow_id, row["revision"], deleted=True)
-
-        await self._write(f"flow {namespace}.{flow_id}", delete)
-
-    async def list_flow_revisions(
-        self, namespace: str, flow_id: str, *, deleted: bool = False
-    ) -> list[tuple[int, str]]:
-        live = "" if deleted else " AND NOT deleted"
-        sql = f"SELECT revision, source FROM flows WHERE namespace = $1 AND id = $2{live}"
-        rows = await self._fetch_all(sql + " ORDER BY revision", namespace, flow_id)
-        return [(int(row["revision"]), row["source"]) for row in rows]
-
-    async def delete_flow_revisions(
-        self, namespace: str, flow_id: str, revisions: Sequence[int]
-    ) -> None:
-        async def delete(conn: Any) -> None:
-            await conn.execute(_LOCK_FLOW, *_flow_lock(namespace, flow_id))
-            row = await conn.fetchrow(_LATEST_FLOW, namespace, flow_id)
-            await _delete_revisions(conn, namespace, flow_id, sorted(set(revisions)))
-            if row is not None and not row["deleted"] and row["revision"] in revisions:
                 await _notify_flow(conn, namespace, flow_id, row["revision"], deleted=True)
 
         await self._write(f"flow {namespace}.{flow_id}", delete)
@@ -374,6 +356,29 @@ class PostgresStore(Store):
         return [orjson.loads(row["doc"]) for row in await self._fetch_all(sql, execution_id)]
 
     # KV
+
+
+class _PostgresRevisions(RevisionTable):
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def list(
+        self, namespace: str, flow_id: str, *, deleted: bool = False
+    ) -> list[tuple[int, str]]:
+        live = "" if deleted else " AND NOT deleted"
+        sql = f"SELECT revision, source FROM flows WHERE namespace = $1 AND id = $2{live}"
+        rows = await self._store._fetch_all(sql + " ORDER BY revision", namespace, flow_id)
+        return [(int(row["revision"]), row["source"]) for row in rows]
+
+    async def delete(self, namespace: str, flow_id: str, revisions: Sequence[int]) -> None:
+        async def delete(conn: Any) -> None:
+            await conn.execute(_LOCK_FLOW, *_flow_lock(namespace, flow_id))
+            row = await conn.fetchrow(_LATEST_FLOW, namespace, flow_id)
+            await _delete_revisions(conn, namespace, flow_id, sorted(set(revisions)))
+            if row is not None and not row["deleted"] and row["revision"] in revisions:
+                await _notify_flow(conn, namespace, flow_id, row["revision"], deleted=True)
+
+        await self._store._write(f"flow {namespace}.{flow_id}", delete)
 
 
 async def _delete_revisions(

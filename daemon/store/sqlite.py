@@ -37,7 +37,7 @@ from daemon.store.sqlite_batch import APPEND_ONLY, RowKey, Write
 from daemon.store.sqlite_insights import SqliteInsights
 from daemon.store.sqlite_io import SqliteIO
 from daemon.store.sqlite_nsfiles import SqliteNamespaceFiles
-from daemon.store.tables import KeyValueTable, StateTable
+from daemon.store.tables import KeyValueTable, RevisionTable, StateTable
 
 _UPSERT_EXECUTION = """
     INSERT INTO executions (id, namespace, flow_id, state, start_date, end_date, labels, doc)
@@ -84,6 +84,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._clock = clock or Clock()
         self._io = SqliteIO(self.path, self._clock, timeout, self._committed)
+        self.revisions = _SqliteRevisions(self)
         self.kv = _SqliteKeyValue(self)
         self.state = _SqliteState(self)
         self.insights = SqliteInsights(self._io)
@@ -165,21 +166,6 @@ class SqliteStore(Store):
         )
         params = (namespace, flow_id, namespace, flow_id)
         await self._io.write(partial(_execute, sql, params), f"flow {flow_id}")
-
-    async def list_flow_revisions(
-        self, namespace: str, flow_id: str, *, deleted: bool = False
-    ) -> list[tuple[int, str]]:
-        live = "" if deleted else " AND deleted = 0"
-        sql = f"SELECT revision, source FROM flows WHERE namespace = ? AND id = ?{live}"
-        rows = await self._fetch_all(sql + " ORDER BY revision", namespace, flow_id)
-        return [(int(row[0]), row[1]) for row in rows]
-
-    async def delete_flow_revisions(
-        self, namespace: str, flow_id: str, revisions: Sequence[int]
-    ) -> None:
-        sql = "UPDATE flows SET deleted = 1 WHERE namespace = ? AND id = ? AND revision = ?"
-        rows = [(namespace, flow_id, revision) for revision in sorted(set(revisions))]
-        await self._io.write(partial(_execute_many, sql, rows), f"flow {flow_id}")
 
     # executions, task runs, logs, metrics
 
@@ -339,6 +325,24 @@ class SqliteStore(Store):
         return [json.loads(row[0]) for row in await self._fetch_all(sql, execution_id)]
 
     # KV
+
+
+class _SqliteRevisions(RevisionTable):
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def list(
+        self, namespace: str, flow_id: str, *, deleted: bool = False
+    ) -> list[tuple[int, str]]:
+        live = "" if deleted else " AND deleted = 0"
+        sql = f"SELECT revision, source FROM flows WHERE namespace = ? AND id = ?{live}"
+        rows = await self._store._fetch_all(sql + " ORDER BY revision", namespace, flow_id)
+        return [(int(row[0]), row[1]) for row in rows]
+
+    async def delete(self, namespace: str, flow_id: str, revisions: Sequence[int]) -> None:
+        sql = "UPDATE flows SET deleted = 1 WHERE namespace = ? AND id = ? AND revision = ?"
+        rows = [(namespace, flow_id, revision) for revision in sorted(set(revisions))]
+        await self._store._io.write(partial(_execute_many, sql, rows), f"flow {flow_id}")
 
 
 class _SqliteKeyValue(KeyValueTable):

@@ -1,15 +1,34 @@
-"""The interfaces of the store's small tables: Kestra's KV pairs by namespace, and the
-daemon's own durable state by key with its exactly-once claims. Each store implements
-them next to its queries (`daemon.store.sqlite`, `daemon.store.postgres_tables`)."""
+"""The interfaces of the store's small tables: a flow's revisions, Kestra's KV pairs by
+namespace, and the daemon's own durable state by key with its exactly-once claims. Each
+store implements them next to its queries (`daemon.store.sqlite`, `daemon.store.postgres`,
+`daemon.store.postgres_tables`)."""
 
 from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from daemon.store.purge import KvPurge
+
+
+class RevisionTable(ABC):
+    """Every revision of a flow (the store's `flows` rows), beside its latest."""
+
+    @abstractmethod
+    async def list(
+        self, namespace: str, flow_id: str, *, deleted: bool = False
+    ) -> list[tuple[int, str]]:
+        """(revision, source) of each revision, oldest first; with `deleted`, those marked
+        deleted too (a deleted flow's last one, revisions deleted one by one)."""
+
+    @abstractmethod
+    async def delete(self, namespace: str, flow_id: str, revisions: Sequence[int]) -> None:
+        """Mark these revisions deleted (Kestra's deleteRevisions): left out of the list but
+        readable by number, for the executions that ran them. The latest one among them
+        deletes the flow. Numbers the flow does not have are ignored."""
 
 
 class KeyValueTable(ABC):
