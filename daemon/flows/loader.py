@@ -58,6 +58,17 @@ def load_flow(
     return _Loader(text, filename, plugins or default_plugins(), global_defaults).load()
 
 
+def load_plugin(
+    text: str,
+    kind: PluginKind,
+    plugins: Plugins | None = None,
+    global_defaults: Sequence[PluginDefault] = (),
+) -> Any:
+    """Validate one task or trigger (YAML or JSON text) as a flow would hold it, for Kestra's
+    `POST /flows/validate/task|trigger`; raise `FlowError` listing every problem."""
+    return _Loader(text, "<request>", plugins or default_plugins(), global_defaults).one(kind)
+
+
 class _Loader:
     def __init__(
         self,
@@ -125,6 +136,29 @@ class _Loader:
         flow.deprecation_paths = deprecated
         flow.infos = infos
         return flow
+
+    def one(self, kind: PluginKind) -> Any:
+        try:
+            raw, self.positions = yamlpos.load(self.text)
+        except yamlpos.YamlProblem as exc:
+            where = yamlpos.format_path(exc.path)
+            raise FlowError(
+                [Problem(self.filename, exc.line, exc.column, where, exc.message)]
+            ) from None
+        if not isinstance(raw, dict):
+            raise FlowError([Problem(self.filename, 1, 1, "", f"a {kind} must be a mapping")])
+        self.defaults = PluginDefaults([], self.global_defaults, current_names(self.plugins))
+        context = {"defer_templates": True, "build_plugin": self._build_plugin}
+        built = None
+        try:
+            built = self._build_plugin(kind, raw, context)
+        except ValidationError as exc:
+            self._add_validation_errors(exc)
+        if built is not None:
+            self.inner_problems += checks.template_problems_in(built, ())
+        if self.problems or self.inner_problems:
+            raise FlowError(self._sorted_problems())
+        return built
 
     # -- building plug-ins by their `type:` ---------------------------------------------
 
