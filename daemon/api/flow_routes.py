@@ -5,12 +5,9 @@ answer carries the revision the directory gave it.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 from dataclasses import replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +16,6 @@ from aiohttp import web
 from daemon.api.common import (
     ENGINE,
     PAGE,
-    SETTINGS,
     SIZE,
     Body,
     HttpError,
@@ -34,20 +30,17 @@ from daemon.api.common import (
     page_of,
     paging,
 )
+from daemon.api.flow_query import QUERY_PARAMS, matching_flows
+from daemon.api.flow_writes import FLOW_LOCK, YAML_TYPES, put, remove, validated, yaml_body
 from daemon.api.middleware import problem_json, problem_text
-from daemon.api.query_filters import FLOW_FILTERS, filter_params, in_namespace, parse_filters
 from daemon.engine.core import Engine
 from daemon.flows import checks
 from daemon.flows.definition import Flow
-from daemon.flows.directory import FlowDirectory
-from daemon.flows.loader import load_flow, too_large
 from daemon.sdk import yamlpos
 from daemon.sdk.errors import FlowError, NotFound
 
 routes = Routes("Flows")
 
-FLOW_LOCK = web.AppKey("flow_lock", asyncio.Lock)
-YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
 _YAML = Body(YAML_TYPES, {"type": "string"})
 _SEPARATOR = re.compile(r"^---[ \t]*(#.*)?$")
 _NOT_FOUND = error("No such flow")
@@ -102,61 +95,6 @@ def input_json(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _yaml_body(request: web.Request) -> str:
-    if request.content_type not in YAML_TYPES:
-        raise HttpError(
-            415,
-            "Unsupported Media Type: send the flow as application/x-yaml, "
-            f"not {request.content_type}",
-        )
-    limit = request.app[SETTINGS].max_flow_size
-    if request.content_length is not None and request.content_length > limit:
-        raise HttpError(413, f"Payload Too Large: {too_large(request.content_length, limit)}")
-    body = await request.read()
-    if len(body) > limit:
-        raise HttpError(413, f"Payload Too Large: {too_large(len(body), limit)}")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HttpError(400, f"Bad Request: the body is not UTF-8 text: {exc}") from None
-
-
-async def _validated(engine: Engine, text: str) -> Flow:
-    flow = await asyncio.to_thread(
-        load_flow, text, "<request>", engine.resources.plugins, engine.catalog.plugin_defaults
-    )
-    engine.catalog.check(flow)  # a flow starting itself through other flows is refused
-    return flow
-
-
-def _file_of(flows: FlowDirectory, flow: Flow) -> Path | None:
-    """The file of the flows directory that defines `flow`, if it came from one."""
-    path = Path(flow.path) if flow.path else None
-    return path if path is not None and path.is_relative_to(flows.root) else None
-
-
-def _write(path: Path, text: str) -> None:
-    """Whole or not at all: the watcher ignores the temporary name (not .yaml)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_bytes(text.encode("utf-8"))
-    os.replace(partial, path)
-
-
-async def _save(request: web.Request, flow: Flow, path: Path) -> web.Response:
-    engine = request.app[ENGINE]
-    await asyncio.to_thread(_write, path, flow.source)
-    await flows_dir(request).reload(path)
-    loaded = engine.catalog.get(*flow.uid)
-    if loaded is None or loaded.source != flow.source:
-        raise HttpError(
-            409,
-            f"Illegal state: {path} was written but the flows directory did "
-            f"not load {flow.namespace}.{flow.id}; see the daemon's log",
-        )
-    return json_response(flow_json(loaded.source, loaded.revision, with_source=True))
-
-
 def _loaded(engine: Engine, namespace: str, flow_id: str) -> Flow:
     flow = engine.catalog.get(namespace, flow_id)
     if flow is None:
@@ -168,31 +106,12 @@ def _loaded(engine: Engine, namespace: str, flow_id: str) -> Flow:
     "GET",
     "/api/v1/flows/search",
     "Search the loaded flows",
-    params=(
-        Param("namespace", "This namespace and the ones under it"),
-        Param("q", "Text found in the id, namespace or description (any case)"),
-        PAGE,
-        SIZE,
-        *filter_params(FLOW_FILTERS),
-    ),
+    params=(PAGE, SIZE, *QUERY_PARAMS),
     replies={200: ok("FlowPage"), 400: error("A malformed filter")},
 )
 async def search_flows(request: web.Request) -> web.Response:
     page, size = paging(request.query)
-    namespace = request.query.get("namespace")
-    ns_op, text = "PREFIX", request.query.get("q", "")
-    for one in parse_filters(request.query, FLOW_FILTERS, "flows"):
-        if one.field == "namespace":
-            namespace, ns_op = one.value, one.op
-        else:
-            text = one.value
-    text = text.lower()
-    found = [
-        flow_json(f.source, f.revision, with_source=False)
-        for f in sorted(request.app[ENGINE].catalog, key=lambda f: f.uid)
-        if (namespace is None or in_namespace(f.namespace, namespace, ns_op))
-        and (not text or any(text in (v or "").lower() for v in (f.id, f.namespace, f.description)))
-    ]
+    found = [flow_json(f.source, f.revision, with_source=False) for f in matching_flows(request)]
     return json_response(page_of(found, page, size))
 
 
@@ -206,7 +125,7 @@ async def search_flows(request: web.Request) -> web.Response:
 async def validate_flows(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     results = []
-    for index, (offset, text) in enumerate(_documents(await _yaml_body(request))):
+    for index, (offset, text) in enumerate(documents(await yaml_body(request))):
         result: dict[str, Any] = {
             "index": index,
             "flow": None,
@@ -217,7 +136,7 @@ async def validate_flows(request: web.Request) -> web.Response:
             "infos": [],
         }
         try:
-            flow = await _validated(engine, text)
+            flow = await validated(engine, text)
         except FlowError as exc:
             # As Kestra: the constraint violations, and beside them what the parts of the
             # flow that did parse still say (deprecations, type names replaced).
@@ -246,7 +165,7 @@ async def validate_flows(request: web.Request) -> web.Response:
     return json_response(results)
 
 
-def _documents(text: str) -> list[tuple[int, str]]:
+def documents(text: str) -> list[tuple[int, str]]:
     """(lines before it, text) of each non-empty YAML document."""
     documents: list[tuple[int, str]] = []
     start, lines = 0, text.splitlines(keepends=True)
@@ -287,20 +206,15 @@ def _named(text: str) -> dict[str, Any]:
     },
 )
 async def create_flow(request: web.Request) -> web.Response:
-    flows = flows_dir(request)
+    flows_dir(request)  # 409 before the body is read when there is no flows directory
     engine = request.app[ENGINE]
-    text = await _yaml_body(request)
+    text = await yaml_body(request)
     async with request.app[FLOW_LOCK]:
-        flow = await _validated(engine, text)
+        flow = await validated(engine, text)
         if flow.uid in engine.catalog:
             raise HttpError(422, f"Invalid entity: flow {flow.namespace}.{flow.id} already exists")
-        path = flows.root / flow.namespace / f"{flow.id}.yaml"
-        owner = next((f for f in engine.catalog if _file_of(flows, f) == path), None)
-        if owner is not None:
-            raise HttpError(
-                409, f"Illegal state: {path} already defines {owner.namespace}.{owner.id}"
-            )
-        return await _save(request, flow, path)
+        saved = await put(request, flow)
+    return json_response(flow_json(saved.source, saved.revision, with_source=True))
 
 
 @routes.operation(
@@ -349,21 +263,21 @@ async def get_flow(request: web.Request) -> web.Response:
     },
 )
 async def update_flow(request: web.Request) -> web.Response:
-    flows = flows_dir(request)
+    flows_dir(request)
     engine = request.app[ENGINE]
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
-    text = await _yaml_body(request)
+    text = await yaml_body(request)
     async with request.app[FLOW_LOCK]:
         current = _loaded(engine, namespace, flow_id)
-        flow = await _validated(engine, text)
+        flow = await validated(engine, text)
         if flow.uid != current.uid:
             raise HttpError(
                 422,
                 f"Invalid entity: the id and namespace of a flow cannot change "
                 f"({namespace}.{flow_id}, not {flow.namespace}.{flow.id})",
             )
-        path = _file_of(flows, current) or flows.root / namespace / f"{flow_id}.yaml"
-        return await _save(request, flow, path)
+        saved = await put(request, flow)
+    return json_response(flow_json(saved.source, saved.revision, with_source=True))
 
 
 @routes.operation(
@@ -377,38 +291,33 @@ async def update_flow(request: web.Request) -> web.Response:
     },
 )
 async def delete_flow(request: web.Request) -> web.Response:
-    flows = flows_dir(request)
-    engine = request.app[ENGINE]
+    flows_dir(request)
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
     async with request.app[FLOW_LOCK]:
-        flow = _loaded(engine, namespace, flow_id)
-        path = _file_of(flows, flow)
-        if path is None:
-            raise HttpError(
-                409,
-                f"Illegal state: flow {namespace}.{flow_id} is not defined by "
-                "a file of the flows directory",
-            )
-        await asyncio.to_thread(path.unlink, True)
-        await flows.reload(path)
+        await remove(request, _loaded(request.app[ENGINE], namespace, flow_id))
     return web.Response(status=204)
 
 
 @routes.operation(
     "GET",
     "/api/v1/flows/{namespace}/{id}/revisions",
-    "Every stored revision of a flow, oldest first, with its source",
+    "Every revision of a flow, oldest first, with its source (deleted ones with allowDelete)",
+    params=(
+        Param(
+            "allowDelete",
+            "Also the revisions deleted, and a deleted flow's",
+            {"type": "boolean", "default": False},
+        ),
+    ),
     replies={200: ok("FlowWithSource", array=True), 404: _NOT_FOUND},
 )
 async def flow_revisions(request: web.Request) -> web.Response:
     namespace, flow_id = request.match_info["namespace"], request.match_info["id"]
+    with_deleted = flag(request.query, "allowDelete")
     store = request.app[ENGINE].store
-    latest = await store.get_flow(namespace, flow_id)
-    if latest is None:
+    if not with_deleted and await store.get_flow(namespace, flow_id) is None:
         raise NotFound(f"flow {namespace}.{flow_id} not found")
-    revisions = []
-    for number in range(1, latest[0] + 1):
-        stored = await store.get_flow(namespace, flow_id, number)
-        if stored is not None:
-            revisions.append(flow_json(stored[1], stored[0], with_source=True))
-    return json_response(revisions)
+    found = await store.revisions.list(namespace, flow_id, deleted=with_deleted)
+    if not found:
+        raise NotFound(f"flow {namespace}.{flow_id} not found")
+    return json_response([flow_json(source, rev, with_source=True) for rev, source in found])

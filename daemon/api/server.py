@@ -44,7 +44,7 @@ from daemon.api.common import (
     json_response,
 )
 from daemon.api.csrf import same_site_only
-from daemon.api.flow_routes import FLOW_LOCK
+from daemon.api.flow_writes import FLOW_LOCK
 from daemon.api.middleware import (
     WEBHOOK_PATH,
     WEBHOOK_PATHS,
