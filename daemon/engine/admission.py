@@ -134,6 +134,12 @@ class Admission:
         self._active[flow.uid] -= 1
         return self._next(flow, running)
 
+    def recount(self, flow: Flow, active: int, running: int) -> list[Entry]:
+        """Set how many executions of `flow` hold its slots (Kestra's concurrency-limit
+        update, which mends a count gone wrong): the queued ones whose turn it is now."""
+        self._active[flow.uid] = max(active, 0)
+        return self._next(flow, running)
+
     def _next(self, flow: Flow, running: int) -> list[Entry]:
         """Pop the flows' queues while their limits (this flow's first) and the daemon's
         allow: a slot freed here, or room freed for a queue the daemon's cap held back."""

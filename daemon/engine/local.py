@@ -102,6 +102,12 @@ class LocalExecutions:
         self.admission.resume(flow, execution)
         self.start(flow, execution)
 
+    def recount(self, flow: Flow, active: int) -> None:
+        """Kestra's `PUT /concurrency-limit/{namespace}/{flowId}`: how many executions of
+        `flow` hold its concurrency slots here; the queued ones whose turn it then is start."""
+        for next_flow, next_execution in self.admission.recount(flow, active, len(self._running)):
+            self.start(next_flow, next_execution)
+
     def ended_unstarted(self, execution: Execution) -> None:
         """An execution that ends without running here (refused by its flow's limit, killed
         while queued): its waiters and listeners hear of it."""
