@@ -122,20 +122,22 @@ def test_what_a_flow_trigger_watches(trigger: str, watched: bool) -> None:
 
 def test_dependencies_of_a_flow_follow_destination_only_and_expand_all() -> None:
     """FlowService.findDependencies: the links of the flow (itself included); with
-    destinationOnly only those it leads to; with expandAll, recursively."""
+    destinationOnly only those into it (FlowTopologyRepository.findByFlow always takes the
+    links whose destination is the flow, those whose source it is unless destinationOnly);
+    with expandAll, recursively."""
     known = flows(UP, CHILD, DOWN, LONELY)
     assert dependencies(known, "ns", "child") == [("ns", "up"), ("ns", "child")]
-    assert dependencies(known, "ns", "child", destination_only=True) == []
+    assert dependencies(known, "ns", "child", destination_only=True) == [
+        ("ns", "up"),
+        ("ns", "child"),
+    ]
     assert dependencies(known, "ns", "child", expand_all=True) == [
         ("ns", "up"),
         ("ns", "child"),
         ("ns", "down"),
     ]
-    assert dependencies(known, "ns", "up", destination_only=True) == [
-        ("ns", "up"),
-        ("ns", "child"),
-        ("ns", "down"),
-    ]
+    assert dependencies(known, "ns", "up", destination_only=True) == []
+    assert dependencies(known, "ns", "up") == [("ns", "up"), ("ns", "child"), ("ns", "down")]
     assert dependencies(known, "ns", "lonely", expand_all=True) == []
 
 
@@ -226,16 +228,19 @@ async def test_an_execution_whose_dependencies_have_ended_is_answered_at_once(
 
 async def test_a_flow_without_links_answers_start_only(h: Harness, api: str) -> None:
     """No dependency to follow: Kestra's stream completes after `start`; so does a
-    destinationOnly follow of a flow that leads nowhere."""
+    destinationOnly follow of a flow no flow leads to."""
     alone = await h.run(LONELY)
-    child = await h.run(CHILD)
+    up = await h.engine.submit(h.engine.catalog["ns", "up"])
+    await until_paused(h, up.id)
     for url in (
         f"{api}/api/v1/executions/{alone.id}/follow-dependencies",
-        f"{api}/api/v1/executions/{child.id}/follow-dependencies?destinationOnly=true",
+        f"{api}/api/v1/executions/{up.id}/follow-dependencies?destinationOnly=true",
     ):
         async with asyncio.timeout(20):
             seen = [event async for event in follow(url)]
         assert [e.id for e in seen] == ["start"]
+    assert await h.engine.resume(up.id, {})
+    await h.engine.wait(up.id)
 
 
 async def test_follow_dependencies_of_an_unknown_execution_or_a_bad_flag(api: str) -> None:

@@ -220,12 +220,13 @@ def test_webhooks_with_a_path_are_refused_by_the_webhook_trigger(client: KestraC
 
 def test_follow_dependencies_execution(client: KestraClient) -> None:
     """followDependenciesExecutions: `start`, then each linked flow's execution of the same
-    correlation id, here already ended."""
+    correlation id, here already ended (not destinationOnly: no flow leads to the parent,
+    the links are those it leads to)."""
     _ensure(client, CHILD, PARENT)
     done = client.executions.create_execution(TENANT, NS, "parent", wait=True)
     seen = list(
         client.executions.follow_dependencies_execution(
-            done.id, TENANT, destination_only=True, expand_all=True
+            done.id, TENANT, destination_only=False, expand_all=True
         )
     )
     assert seen[0].execution_id == done.id and seen[0].state is None

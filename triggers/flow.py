@@ -156,8 +156,9 @@ class FlowTrigger(Trigger):
 
     def watches(self, namespace: str, flow_id: str) -> bool:
         """The WatchesFlows capability (Kestra's FlowTopologyService.isTriggerChild): may an
-        ended execution of that flow start this trigger? Each of `dependsOn`, the flows of
-        `preconditions` and `conditions` that is set must allow it. A condition is tried on
+        ended execution of that flow start this trigger? Each of `dependsOn`,
+        `preconditions` (its flows and its `where` on the flow's id or namespace) and
+        `conditions` that is set must allow it. A condition is tried on
         a made-up ended execution of that flow in each final state; one that cannot be
         evaluated on it (a date, an expression) is taken to allow it, as Kestra takes its
         filter conditions."""
@@ -166,10 +167,7 @@ class FlowTrigger(Trigger):
             for d in self.depends_on
         ):
             return False
-        upstream = self.preconditions.flows if self.preconditions is not None else []
-        if upstream and not any(
-            u.namespace in (None, namespace) and u.flow_id in (None, flow_id) for u in upstream
-        ):
+        if self.preconditions is not None and not self.preconditions.names(namespace, flow_id):
             return False
         return any(
             all(_may_hold(c, namespace, flow_id, state) for c in self.conditions)

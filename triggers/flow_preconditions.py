@@ -139,6 +139,21 @@ class Preconditions(Model):
             f"condition_{count + i + 1}_{entry.id}" for i, entry in enumerate(self.where)
         ]
 
+    def names(self, namespace: str, flow_id: str) -> bool:
+        """Kestra's FlowTopologyService.validatePreconditions: one of `flows` (if any) names
+        that flow and every `where` entry holds for it; a test on the run (state,
+        expression) is taken as met."""
+        upstream = not self.flows or any(
+            u.namespace in (None, namespace) and u.flow_id in (None, flow_id) for u in self.flows
+        )
+        fields = {"FLOW_ID": flow_id, "NAMESPACE": namespace}
+        return upstream and all(
+            (all if entry.operand == "AND" else any)(
+                f.test(fields[f.field]) if f.field in fields else True for f in entry.filters
+            )
+            for entry in self.where
+        )
+
     def tests(
         self, doc: dict[str, Any], ctx: TriggerContext, variables: dict[str, Any]
     ) -> list[bool]:

@@ -65,7 +65,7 @@ def status(doc: dict[str, Any]) -> dict[str, Any]:
     params=(
         Param(
             "destinationOnly",
-            "Only the flows the execution's flow leads to, not those leading to it",
+            "Only the flows leading to the execution's flow, not those it leads to",
             {"type": "boolean", "default": False},
         ),
         Param(
