@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from daemon.api.flow_graph import Walker
-from daemon.api.flow_graph_model import graph_json
+from daemon.api.flow_graph_model import for_execution, graph_json
 from daemon.flows.loader import load_flow
 from tests.api_helpers import call, serving
 from tests.harness import Harness
@@ -272,7 +272,7 @@ triggers:
 def static_graph(source: str) -> dict[str, Any]:
     flow = load_flow(source, "flow.yaml")
     graph = Walker().flow(flow, [{"id": t.id} for t in flow.triggers], {})
-    return graph_json(graph, lambda spec: {"id": spec.id})
+    return graph_json(graph, for_execution(lambda spec: {"id": spec.id}))
 
 
 def counts(graph: dict[str, Any]) -> tuple[int, int, int]:

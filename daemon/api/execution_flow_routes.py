@@ -14,8 +14,6 @@ from aiohttp import web
 
 from daemon.api.common import (
     ENGINE,
-    SUPERVISOR,
-    HttpError,
     Param,
     Reply,
     Routes,
@@ -24,20 +22,10 @@ from daemon.api.common import (
     revision_param,
     stored_execution,
 )
-from daemon.api.flow_graph import Walker, expand
-from daemon.api.flow_graph_model import (
-    Cluster,
-    Json,
-    SubflowCluster,
-    TaskNode,
-    graph_json,
-    task_for_execution,
-)
-from daemon.api.flow_routes import flow_json, input_json
+from daemon.api.flow_graph_model import Json, task_for_execution
+from daemon.api.flow_routes import flow_json
+from daemon.api.graph_service import flow_graph, spec_json
 from daemon.flows.definition import Flow
-from daemon.sdk.capabilities import StartsFlows
-from daemon.sdk.errors import NotFound
-from daemon.sdk.inputs import InputSpec
 
 routes = Routes("Executions")
 
@@ -58,11 +46,6 @@ _GRAPH = Reply(
         },
     },
 )
-
-
-def spec_json(spec: InputSpec) -> Json:
-    """An input (a Pause's onResume) as Kestra's API writes it, as written in the flow."""
-    return input_json(spec.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 def flow_for_execution(flow: Flow) -> Json:
@@ -152,58 +135,9 @@ async def flow_of_execution(request: web.Request) -> web.Response:
 )
 async def execution_graph(request: web.Request) -> web.Response:
     """Kestra's getExecutionFlowGraph (GraphService.flowGraph(flow, subflows, execution)
-    .forExecution()): the execution's task runs on the graph of its flow revision; an
-    expanded subflow shows its latest revision, without task runs, as Kestra does."""
-    engine = request.app[ENGINE]
+    .forExecution()): the execution's task runs on the graph of its flow revision."""
     doc = await stored_execution(request)
-    flow = await engine.catalog.at(doc["namespace"], doc["flowId"], doc["flowRevision"])
-    wanted = [uid for value in request.query.getall("subflows", []) for uid in value.split(",")]
-    graph = Walker(doc).flow(flow, _declarations(flow), await _contexts(request, flow))
-
-    async def subflow(node: TaskNode) -> Cluster:
-        namespace, flow_id = await _started(request, node)
-        try:
-            found = await engine.catalog.find(namespace, flow_id)
-        except NotFound:
-            raise HttpError(
-                404,
-                f"Not Found: Unable to find subflow {namespace}.{flow_id} for task {node.task.id}",
-            ) from None
-        cluster = SubflowCluster(node)
-        Walker().flow(found, _declarations(found), await _contexts(request, found), cluster)
-        await expand(cluster, [uid for uid in wanted if uid.startswith(node.uid + ".")], subflow)
-        return cluster
-
-    await expand(graph, wanted, subflow)
-    return json_response(graph_json(graph, spec_json))
-
-
-def _declarations(flow: Flow) -> list[Json]:
-    """Each trigger as written in the flow (GraphTrigger's triggerDeclaration)."""
-    listed = flow_json(flow.source, flow.revision, with_source=False).get("triggers")
-    return [t if isinstance(t, dict) else {} for t in listed] if isinstance(listed, list) else []
-
-
-async def _contexts(request: web.Request, flow: Flow) -> dict[str, Json]:
-    """Each trigger's context (GraphTrigger's trigger), when this server runs triggers."""
-    triggers = request.app[SUPERVISOR]
-    if triggers is None:
-        return {}
-    return {context["triggerId"]: context for context in await triggers.contexts(flow)}
-
-
-async def _started(request: web.Request, node: TaskNode) -> tuple[str, str]:
-    """The flow a subflow task node starts: written in the task, else the one its task
-    run started (Kestra renders the ids with the execution's context)."""
-    task = node.task
-    if isinstance(task, StartsFlows) and (literal := task.started_flows()):
-        return literal[0]
-    child_id = ((node.run or {}).get("outputs") or {}).get("executionId")
-    child = await request.app[ENGINE].store.get_execution(child_id) if child_id else None
-    if child is None:
-        raise HttpError(
-            422,
-            f"Illegal argument: Can't expand subflow task '{task.id}' because namespace "
-            "and/or flowId contains dynamic values. This can only be viewed on an execution.",
-        )
-    return child["namespace"], child["flowId"]
+    flow = await request.app[ENGINE].catalog.at(
+        doc["namespace"], doc["flowId"], doc["flowRevision"]
+    )
+    return json_response(await flow_graph(request, flow, execution=doc))

@@ -1,7 +1,9 @@
 """The nodes of Kestra's FlowGraph and their JSON: Kestra's hierarchy models
 (kestra-io/kestra, core/.../models/hierarchies: AbstractGraph, GraphCluster, GraphTask,
 SubflowGraphTask, GraphTrigger, GraphClusterRoot/Finally/AfterExecution/End, FlowGraph's
-Edge and Cluster) and TaskForExecution, as `GET /executions/{id}/graph` answers them.
+Edge and Cluster) and TaskForExecution, as `GET /executions/{id}/graph` answers them; a
+flow's graph (`GET /flows/{namespace}/{id}/graph`) shows each task whole instead, so how a
+node's task is written is the caller's (`TaskJson`).
 
 A cluster keeps its own graph, as Kestra's does on Guava's: an edge adds the nodes it
 joins, so a nested cluster's root and end are also nodes of its parent. Markers get random
@@ -27,6 +29,7 @@ _HANDLERS = ("errors", "finally")
 
 Json = dict[str, Any]
 InputJson = Callable[[InputSpec], Json]
+TaskJson = Callable[[Task], Json]
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class Node:
     def set_branch(self, branch: str) -> None:
         self.branch = branch
 
-    def to_json(self, inputs: InputJson) -> Json:
+    def to_json(self, tasks: TaskJson) -> Json:
         out: Json = {"uid": self.uid, "type": HIERARCHIES + self.kind}
         if self.branch is not None:
             out["branchType"] = self.branch
@@ -106,9 +109,9 @@ class TaskNode(Node):
     def uid(self) -> str:
         return "_".join([self.raw or "", *(self.values or [])])
 
-    def to_json(self, inputs: InputJson) -> Json:
-        out = super().to_json(inputs)
-        out["task"] = task_for_execution(self.task, inputs)
+    def to_json(self, tasks: TaskJson) -> Json:
+        out = super().to_json(tasks)
+        out["task"] = tasks(self.task)
         if self.run is not None:
             out["taskRun"] = self.run
         if self.values is not None:
@@ -130,8 +133,8 @@ class TriggerNode(Node):
     def uid(self) -> str:
         return self.raw if self.raw is not None else self.trigger_id
 
-    def to_json(self, inputs: InputJson) -> Json:
-        out = super().to_json(inputs)
+    def to_json(self, tasks: TaskJson) -> Json:
+        out = super().to_json(tasks)
         out["triggerDeclaration"] = self.declaration
         if self.context is not None:
             out["trigger"] = self.context
@@ -187,13 +190,13 @@ class Cluster(Node):
             if node is not None:
                 node.branch = branch
 
-    def to_json(self, inputs: InputJson) -> Json:
-        out = super().to_json(inputs)
+    def to_json(self, tasks: TaskJson) -> Json:
+        out = super().to_json(tasks)
         if self.relation is not None:
             out["relationType"] = self.relation
         if self.task_node is not None:
-            out["taskNode"] = self.task_node.to_json(inputs)
-        out["finally"] = self.finally_.to_json(inputs)
+            out["taskNode"] = self.task_node.to_json(tasks)
+        out["finally"] = self.finally_.to_json(tasks)
         return out
 
 
@@ -248,17 +251,23 @@ def task_for_execution(task: Task, inputs: InputJson) -> Json:
     return out
 
 
-def graph_json(graph: Cluster, inputs: InputJson) -> Json:
-    """Kestra's FlowGraph.of(graph).forExecution(): every node (clusters flattened), every
-    edge, and each cluster with its own nodes, its parents, its start and its end."""
+def for_execution(inputs: InputJson) -> TaskJson:
+    """Kestra's FlowGraph.forExecution(): each node's task as its TaskForExecution."""
+    return lambda task: task_for_execution(task, inputs)
+
+
+def graph_json(graph: Cluster, tasks: TaskJson) -> Json:
+    """Kestra's FlowGraph.of(graph): every node (clusters flattened, each task written by
+    `tasks`), every edge, and each cluster with its own nodes, its parents, its start and
+    its end."""
     return {
-        "nodes": [node.to_json(inputs) for node in _leaves(graph)],
+        "nodes": [node.to_json(tasks) for node in _leaves(graph)],
         "edges": [
             {"source": s.uid, "target": t.uid, "relation": r.to_json()} for s, t, r in _edges(graph)
         ],
         "clusters": [
             {
-                "cluster": cluster.to_json(inputs),
+                "cluster": cluster.to_json(tasks),
                 "nodes": [node.uid for node in cluster.nodes.values()],
                 "parents": parents,
                 "start": cluster.root.uid,
