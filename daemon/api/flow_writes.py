@@ -90,9 +90,9 @@ async def save(request: web.Request, flow: Flow, path: Path) -> Flow:
     return loaded
 
 
-async def put(request: web.Request, flow: Flow) -> Flow:
-    """Create or update a validated flow: in the file that defines it now, else in
-    `<flows>/<namespace>/<id>.yaml` unless that file defines another flow (409)."""
+def target(request: web.Request, flow: Flow) -> Path:
+    """Where `put` writes a flow: the file that defines it now, else
+    `<flows>/<namespace>/<id>.yaml`, unless that file defines another flow (409)."""
     flows = flows_dir(request)
     current = request.app[ENGINE].catalog.get(*flow.uid)
     path = file_of(flows, current) if current is not None else None
@@ -101,6 +101,20 @@ async def put(request: web.Request, flow: Flow) -> Flow:
         owner = flows.defined_by(path)
         if owner is not None and owner != flow.uid:
             raise HttpError(409, f"Illegal state: {path} already defines {owner[0]}.{owner[1]}")
+    return path
+
+
+async def put(request: web.Request, flow: Flow) -> Flow:
+    """Create or update a validated flow in its file (`target`). The same source as the
+    loaded flow changes nothing: no write, no new revision (Kestra's save)."""
+    path = target(request, flow)
+    current = request.app[ENGINE].catalog.get(*flow.uid)
+    if (
+        current is not None
+        and current.source == flow.source
+        and file_of(flows_dir(request), current)
+    ):
+        return current
     return await save(request, flow, path)
 
 
