@@ -1,4 +1,5 @@
-"""Kestra's FlowGraph of a flow (daemon/api/flow_graph.py) and `GET /executions/{id}/graph`.
+"""Kestra's FlowGraph of a flow (daemon/api/flow_graph.py), `GET /executions/{id}/graph` and
+`GET /flows/{namespace}/{id}/graph` (daemon/api/graph_service.py).
 
 The flows and the figures (nodes, edges, clusters, the relation of chosen edges) are those
 of Kestra's FlowGraphTest (core/src/test/java/io/kestra/core/models/hierarchies), its
@@ -13,9 +14,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from kestrapy.models.flow_graph import FlowGraph
 
 from daemon.api.flow_graph import Walker
 from daemon.api.flow_graph_model import for_execution, graph_json
+from daemon.api.graph_service import WrittenTasks, declarations
+from daemon.flows.definition import Flow
 from daemon.flows.loader import load_flow
 from tests.api_helpers import call, serving
 from tests.harness import Harness
@@ -581,3 +585,274 @@ tasks:
     assert cluster(graph, r"cluster_root\.each")["cluster"]["relationType"] == "DYNAMIC"
     assert relation(graph, "root.each", ".*e2") == "DYNAMIC"  # beside e1, not after it
     assert relation(graph, ".*loop.l1", ".*loop.l2") == "DYNAMIC"
+
+
+# -- a flow's graph, its tasks whole (GET /flows/{namespace}/{id}/graph) ----------------------
+# Kestra's GraphUtils (core/src/main/java/io/kestra/core/utils/GraphUtils.java,
+# hierarchies/GraphCluster.java) as FlowControllerTest.graph checks it. Markers carry
+# random ids, as Kestra's: `named` calls `root-<id>` `_root` (and so on) to compare edges.
+
+H = "io.kestra.core.models.hierarchies."
+_MARKER = re.compile(r"(root|end|finally|after-execution)-[0-9A-Za-z]{22}")
+
+
+def log(task_id: str, indent: int = 2) -> str:
+    pad = " " * indent
+    return f"{pad}- id: {task_id}\n{pad}  type: {LOG}\n{pad}  message: {task_id}\n"
+
+
+def flow(body: str, flow_id: str = "g", namespace: str = "company.team") -> Flow:
+    return load_flow(f"id: {flow_id}\nnamespace: {namespace}\n{body}")
+
+
+def named(value: Any) -> Any:
+    """The graph's JSON with each marker's random id replaced by its kind: `root._root`."""
+    if isinstance(value, str):
+        return _MARKER.sub(lambda m: "_" + m.group(1), value)
+    if isinstance(value, list):
+        return [named(v) for v in value]
+    if isinstance(value, dict):
+        return {k: named(v) for k, v in value.items()}
+    return value
+
+
+def graph(source: Flow) -> dict[str, Any]:
+    """The flow's graph, each task as written (WrittenTasks), as kestrapy's FlowGraph reads it."""
+    written = WrittenTasks()
+    written.add(source)
+    found = graph_json(Walker().flow(source, declarations(source), {}), written)
+    FlowGraph.model_validate(found)
+    return dict(named(found))
+
+
+def edges(found: dict[str, Any]) -> set[tuple[str, str, str | None, str | None]]:
+    return {
+        (e["source"], e["target"], e["relation"].get("relationType"), e["relation"].get("value"))
+        for e in found["edges"]
+    }
+
+
+def node(found: dict[str, Any], uid: str) -> dict[str, Any]:
+    return next(n for n in found["nodes"] if n["uid"] == uid)
+
+
+def test_tasks_in_turn_between_the_start_and_the_end() -> None:
+    """GraphUtils.sequential on the flow: the first task from the start (no relation), the
+    next ones SEQUENTIAL, the last to the end (no finally, no afterExecution: removed)."""
+    found = graph(flow("tasks:\n" + log("a") + log("b")))
+    assert edges(found) == {
+        ("root._root", "root.a", None, None),
+        ("root.a", "root.b", "SEQUENTIAL", None),
+        ("root.b", "root._end", None, None),
+    }
+    a = node(found, "root.a")
+    assert a["type"] == H + "GraphTask"
+    assert a["task"] == {"id": "a", "type": LOG, "message": "a"}
+    assert a["relationType"] == "SEQUENTIAL"
+    assert {n["type"] for n in found["nodes"]} == {
+        H + "GraphTask",
+        H + "GraphClusterRoot",
+        H + "GraphClusterEnd",
+    }
+    assert found["clusters"] == []
+
+
+def test_triggers_are_a_cluster_that_leads_to_the_start() -> None:
+    """GraphUtils.triggers: a `Triggers` cluster, each trigger from its start to its end,
+    the cluster's end to the flow's start."""
+    found = graph(
+        flow(
+            "tasks:\n" + log("a") + "triggers:\n  - id: nightly\n"
+            "    type: io.kestra.plugin.core.trigger.Schedule\n    cron: '0 2 * * *'\n"
+        )
+    )
+    assert {
+        ("root.Triggers._root", "root.Triggers.nightly", None, None),
+        ("root.Triggers.nightly", "root.Triggers._end", None, None),
+        ("root.Triggers._end", "root._root", None, None),
+    } <= edges(found)
+    trigger = node(found, "root.Triggers.nightly")
+    assert trigger["type"] == H + "GraphTrigger"
+    assert trigger["triggerDeclaration"]["cron"] == "0 2 * * *"
+    [cluster] = found["clusters"]
+    assert (cluster["cluster"]["uid"], cluster["cluster"]["type"]) == (
+        "cluster_root.Triggers",
+        H + "GraphCluster",
+    )
+    assert (cluster["start"], cluster["end"], cluster["parents"]) == (
+        "root.Triggers._root",
+        "root.Triggers._end",
+        [],
+    )
+
+
+def test_a_parallel_task_is_a_cluster_of_side_by_side_children() -> None:
+    """Parallel.tasksTree: a PARALLEL cluster, its task node after its start, every child
+    from the task node and to the cluster's end."""
+    body = (
+        "tasks:\n  - id: par\n    type: io.kestra.plugin.core.flow.Parallel\n    tasks:\n"
+        + log("p1", 6)
+        + log("p2", 6)
+        + log("after")
+    )
+    found = graph(flow(body))
+    assert {
+        ("root._root", "root.par._root", None, None),
+        ("root.par._root", "root.par", None, None),
+        ("root.par", "root.par.p1", "PARALLEL", None),
+        ("root.par", "root.par.p2", "PARALLEL", None),
+        ("root.par.p1", "root.par._end", None, None),
+        ("root.par.p2", "root.par._end", None, None),
+        ("root.par._end", "root.after", "SEQUENTIAL", None),
+    } <= edges(found)
+    [cluster] = found["clusters"]
+    assert cluster["cluster"]["uid"] == "cluster_root.par"
+    assert cluster["cluster"]["relationType"] == "PARALLEL"
+    assert cluster["cluster"]["taskNode"]["uid"] == "root.par"
+    assert set(cluster["nodes"]) == {
+        "root.par._root",
+        "root.par._end",
+        "root.par",
+        "root.par.p1",
+        "root.par.p2",
+    }
+
+
+def test_if_and_switch_branches_are_choices_named_by_their_branch() -> None:
+    """If.tasksTree and Switch.tasksTree: CHOICE clusters; the first task of each branch
+    carries the branch's name (then, else, a case key, defaults)."""
+    body = (
+        "tasks:\n  - id: cond\n    type: io.kestra.plugin.core.flow.If\n"
+        "    condition: '{{ true }}'\n    then:\n"
+        + log("t1", 6)
+        + log("t2", 6)
+        + "    else:\n"
+        + log("e1", 6)
+        + "  - id: pick\n    type: io.kestra.plugin.core.flow.Switch\n    value: x\n"
+        "    cases:\n      x:\n" + log("x1", 8) + "    defaults:\n" + log("d1", 6)
+    )
+    found = graph(flow(body))
+    assert {
+        ("root.cond", "root.cond.t1", "CHOICE", "then"),
+        ("root.cond.t1", "root.cond.t2", "SEQUENTIAL", "then"),
+        ("root.cond", "root.cond.e1", "CHOICE", "else"),
+        ("root.cond.t2", "root.cond._end", None, None),
+        ("root.pick", "root.pick.x1", "CHOICE", "x"),
+        ("root.pick", "root.pick.d1", "CHOICE", "defaults"),
+    } <= edges(found)
+
+
+def test_dag_entries_are_linked_by_their_depends_on() -> None:
+    """GraphUtils.fillGraphDag: entries without dependsOn from the task node, the others
+    from what they depend on; those nothing depends on to the end."""
+    body = (
+        "tasks:\n  - id: dag\n    type: io.kestra.plugin.core.flow.Dag\n    tasks:\n"
+        f"      - task:\n          id: a\n          type: {LOG}\n          message: a\n"
+        f"      - task:\n          id: b\n          type: {LOG}\n          message: b\n"
+        "        dependsOn: [a]\n"
+        f"      - task:\n          id: c\n          type: {LOG}\n          message: c\n"
+    )
+    found = graph(flow(body))
+    dag = {e for e in edges(found) if e[0].startswith("root.dag") or e[1].startswith("root.dag")}
+    assert dag >= {
+        ("root.dag", "root.dag.a", "PARALLEL", None),
+        ("root.dag.a", "root.dag.b", "PARALLEL", None),
+        ("root.dag", "root.dag.c", "PARALLEL", None),
+        ("root.dag.b", "root.dag._end", None, None),
+        ("root.dag.c", "root.dag._end", None, None),
+    }
+    assert ("root.dag.a", "root.dag._end", None, None) not in dag
+    assert found["clusters"][0]["cluster"]["relationType"] == "DYNAMIC"
+
+
+def test_errors_finally_and_after_execution_are_branches_of_their_own() -> None:
+    """fillAlternativePaths: errors from the start (ERROR), finally after the tasks and the
+    errors, afterExecution after finally; each node says its branch type. As fillGraph
+    does, only errors carry their relation from the first task on: the first task of any
+    other branch takes the cluster's (none for the flow itself)."""
+    body = (
+        "tasks:\n"
+        + log("a")
+        + "errors:\n"
+        + log("e1")
+        + log("e2")
+        + "finally:\n"
+        + log("f1")
+        + "afterExecution:\n"
+        + log("x1")
+    )
+    found = graph(flow(body))
+    assert edges(found) == {
+        ("root._root", "root.a", None, None),
+        ("root.a", "root._finally", None, None),
+        ("root._root", "root.e1", "ERROR", None),
+        ("root.e1", "root.e2", "ERROR", None),
+        ("root.e2", "root._finally", None, None),
+        ("root._finally", "root.f1", None, None),
+        ("root.f1", "root._after-execution", None, None),
+        ("root._after-execution", "root.x1", None, None),
+        ("root.x1", "root._end", None, None),
+    }
+    assert node(found, "root.e1")["branchType"] == "ERROR"
+    assert node(found, "root.f1")["branchType"] == "FINALLY"
+    assert node(found, "root.x1")["branchType"] == "AFTER_EXECUTION"
+    assert "branchType" not in node(found, "root.a")
+
+
+def test_nested_clusters_name_their_parents() -> None:
+    """FlowGraph.of: each cluster lists the clusters it is inside, outermost first."""
+    body = (
+        "tasks:\n  - id: outer\n    type: io.kestra.plugin.core.flow.Sequential\n    tasks:\n"
+        "      - id: inner\n        type: io.kestra.plugin.core.flow.Parallel\n        tasks:\n"
+        + log("leaf", 10)
+    )
+    found = graph(flow(body))
+    by_uid = {c["cluster"]["uid"]: c for c in found["clusters"]}
+    assert by_uid["cluster_root.outer"]["parents"] == []
+    assert by_uid["cluster_root.outer.inner"]["parents"] == ["cluster_root.outer"]
+    assert "cluster_root.outer.inner" in by_uid["cluster_root.outer"]["nodes"]
+    assert ("root.outer", "root.outer.inner._root", "SEQUENTIAL", None) in edges(found)
+
+
+async def test_a_flows_graph_expands_a_subflow_into_the_flow_it_starts(
+    h: Harness, api: str
+) -> None:
+    """FlowControllerTest.graph with `subflows`: the SubflowGraphTask named becomes a
+    SubflowGraphCluster holding the subflow's own graph, its tasks whole; an unknown
+    subflow is Kestra's 404 (NoSuchElementException)."""
+    await h.flow("id: child\nnamespace: company.team\ntasks:\n" + log("c1") + log("c2"))
+    await h.flow(
+        "id: parent\nnamespace: company.team\ntasks:\n  - id: sub\n"
+        "    type: io.kestra.plugin.core.flow.Subflow\n"
+        "    namespace: company.team\n    flowId: child\n" + log("after")
+    )
+    url = f"{api}/api/v1/flows/company.team/parent/graph"
+    status, closed, _ = await call("GET", url)
+    assert status == 200, closed
+    assert node(closed, "root.sub")["type"] == H + "SubflowGraphTask"
+    assert closed["clusters"] == []
+    status, doc, _ = await call("GET", url, params={"subflows": "root.sub"})
+    assert status == 200, doc
+    FlowGraph.model_validate(doc)
+    opened = named(doc)
+    [cluster] = opened["clusters"]
+    assert cluster["cluster"]["type"] == H + "SubflowGraphCluster"
+    assert cluster["cluster"]["taskNode"]["uid"] == "root.sub"
+    assert {
+        ("root._root", "root.sub._root", None, None),
+        ("root.sub", "root.sub.c1", "SEQUENTIAL", None),
+        ("root.sub.c1", "root.sub.c2", "SEQUENTIAL", None),
+        ("root.sub.c2", "root.sub._end", None, None),
+        ("root.sub._end", "root.after", "SEQUENTIAL", None),
+    } <= edges(opened)
+    assert node(opened, "root.sub.c1")["task"]["message"] == "c1"
+    assert node(opened, "root.after")["task"]["message"] == "after"
+    await h.flow(
+        "id: orphan\nnamespace: company.team\ntasks:\n  - id: sub\n"
+        "    type: io.kestra.plugin.core.flow.Subflow\n"
+        "    namespace: company.team\n    flowId: missing\n"
+    )
+    status, doc, _ = await call(
+        "GET", f"{api}/api/v1/flows/company.team/orphan/graph", params={"subflows": "root.sub"}
+    )
+    assert status == 404 and "Unable to find subflow company.team.missing" in doc["message"]
