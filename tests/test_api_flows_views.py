@@ -261,7 +261,9 @@ async def test_validate_a_trigger_as_yaml_through_the_task_section(server: FlowS
         "POST", url, data=b'{"id": ', headers={"Content-Type": "application/json"}
     )
     assert status == 200 and "invalid YAML" in doc["constraints"]
-    status, _, _ = await call("POST", url, data=b"id: x", headers={"Content-Type": "text/csv"})
+    status, doc, _ = await call("POST", f"{url}?section=TRIGGERS", data=yaml.encode())
+    assert (status, "constraints" in doc) == (200, False)  # untyped, as kestrapy sends a text
+    status, _, _ = await call("POST", url, data={"id": "x"})
     assert status == 415
 
 

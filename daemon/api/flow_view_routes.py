@@ -194,13 +194,14 @@ async def generate_flow_graph_from_source(request: web.Request) -> web.Response:
 
 
 _BODY = Body(("application/json", *YAML_TYPES), OBJECT)
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 _SECTIONS: dict[str, PluginKind] = {"TASKS": "task", "TRIGGERS": "trigger"}
 
 
 async def _violation(request: web.Request, kind: PluginKind) -> web.Response:
     """Kestra's validateTask / validateTrigger: `constraints` lists what is wrong."""
-    if request.content_type not in ("application/json", *YAML_TYPES):
-        raise HttpError(
+    if request.content_type in _FORMS:  # a JSON or YAML text, typed or not (kestrapy sends
+        raise HttpError(  # a string body untyped)
             415,
             "Unsupported Media Type: send the task as application/json or "
             f"application/x-yaml, not {request.content_type}",
@@ -231,7 +232,11 @@ async def _violation(request: web.Request, kind: PluginKind) -> web.Response:
         ),
     ),
     body=_BODY,
-    replies={200: VIOLATION, 400: error("An empty body or a bad section"), 415: error("Type")},
+    replies={
+        200: VIOLATION,
+        400: error("An empty body or a bad section"),
+        415: error("A form, not JSON or YAML"),
+    },
 )
 async def validate_task(request: web.Request) -> web.Response:
     section = request.query.get("section", "TASKS")
@@ -245,7 +250,7 @@ async def validate_task(request: web.Request) -> web.Response:
     "/api/v1/flows/validate/trigger",
     "Validate one trigger, JSON or YAML",
     body=_BODY,
-    replies={200: VIOLATION, 400: error("An empty body"), 415: error("Not JSON or YAML")},
+    replies={200: VIOLATION, 400: error("An empty body"), 415: error("A form, not JSON or YAML")},
 )
 async def validate_trigger(request: web.Request) -> web.Response:
     return await _violation(request, "trigger")
