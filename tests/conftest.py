@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 
 from tests import services
+from tests.blocking import watching
 from tests.cluster_helpers import fresh_database
 from tests.harness import Harness
 
@@ -78,12 +79,7 @@ def blockbuster() -> Iterator[BlockBuster]:
     """Fail any test whose event loop blocks (file I/O, time.sleep, blocking
     sockets...). Calls outside a running loop (sync tests, sync fixtures,
     pytest itself) are not checked."""
-    with blockbuster_ctx() as bb:
-        # asyncpg parses its connect arguments synchronously, looking for
-        # ~/.pgpass and the client SSL files in ~/.postgresql (stat, abspath,
-        # small reads of local files) on every connect: allowed there only.
-        for function in bb.functions.values():
-            function.can_block_in("asyncpg/connect_utils.py", {"_parse_connect_dsn_and_args"})
+    with watching() as bb:  # tests/blocking.py: what is allowed to block, and why
         yield bb
 
 

@@ -16,9 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 from playwright.sync_api import Browser, Page, Response, expect
 
+from tests.blocking import watching
 from tests.services import Chromium
 from tests.ui_helpers import DESKTOP, PASSWORD, USER, Console, UiServer, browser, new_page
 
@@ -44,7 +45,7 @@ HOOK = "/api/v1/executions/webhook/csrf/target/public-hook-key"
 
 @pytest.fixture(autouse=True)
 def blockbuster() -> Iterator[BlockBuster]:
-    with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
+    with watching(["daemon", "tasks", "triggers"]) as bb:
         yield bb
 
 

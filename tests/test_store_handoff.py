@@ -1,15 +1,25 @@
-"""The embedded store hands the writes of one loop iteration to its writer thread together
-(issue #18: one wake-up of the writer, and one GIL hand-off, per write was a good part of
-what a short execution cost), and loses none of them on the way."""
+"""The embedded store commits the writes of one loop iteration together, on the loop itself
+while its writer thread is idle, else through the writer thread; it loses none of them on
+the way and never lets a later write overtake an earlier one.
+
+Issue #18: one wake-up of the writer and one GIL hand-off per write was a good part of
+what a short execution cost; handing even one batch to the thread and back costs ~90 us at
+the median and ~1 ms at the 99th percentile, a commit in WAL mode without fsync ~25 us.
+SQLite's own word on WAL commits and checkpoints: https://www.sqlite.org/wal.html"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from daemon.store import sqlite_io
 from daemon.store.sqlite import SqliteStore
 from tests.test_store import log
 
@@ -34,16 +44,90 @@ async def _opened(path: Path) -> tuple[SqliteStore, CountingQueue]:
     return store, counting
 
 
-async def test_the_writes_of_one_iteration_reach_the_writer_at_once(tmp_path: Path) -> None:
+def _frames(path: Path) -> int:
+    """The frames in the WAL, as another connection's checkpoint counts them."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def _thread(conn: sqlite3.Connection) -> int:
+    """A write that says which thread committed it."""
+    return threading.get_ident()
+
+
+async def test_the_writes_of_one_iteration_commit_together_on_the_idle_loop(
+    tmp_path: Path,
+) -> None:
     store, counting = await _opened(tmp_path / "podium.db")
     try:
+        await store.flush()  # what opening the store wrote
+        commits = store._io.commits
         for n in range(100):
             store.append_logs([log(f"line {n}")])
-        waited = store.state.set("k", {"v": 1})  # awaited below: joins the same hand-off
+        waited = store.state.set("k", {"v": 1})  # awaited below: joins the same commit
+        where = store._io.put(_thread, "which thread", wait=True)
+        assert where is not None
         await waited
-        assert counting.puts == [101]
+        assert await where == threading.get_ident()  # the loop's own thread
+        assert store._io.commits == commits + 1
+        assert counting.puts == []  # the writer thread was never woken
         assert len(await store.logs("e1")) == 100
         assert await store.state.get("k") == {"v": 1}
+    finally:
+        await store.close()
+
+
+async def test_a_write_lock_held_elsewhere_never_blocks_the_loop_and_keeps_order(
+    tmp_path: Path,
+) -> None:
+    """Another process (`podium executions delete`, the sqlite3 shell) holding SQLite's
+    write lock: the loop goes on turning, the writes wait on the writer thread, in order."""
+    path = tmp_path / "podium.db"
+    store, counting = await _opened(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+        first = asyncio.ensure_future(store.state.set("k", {"v": 1}))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(store.state.set("k", {"v": 2}))
+        where = asyncio.ensure_future(store._io.write(_thread, "which thread"))
+        turns = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            turns += 1
+        assert turns == 20
+        assert not first.done() and not second.done()
+        assert counting.puts == [1, 2]  # the next iteration's batch queued behind the first
+        await asyncio.to_thread(other.execute, "COMMIT")
+        await asyncio.gather(first, second)
+        assert await where != threading.get_ident()
+        assert await store.state.get("k") == {"v": 2}
+        # the thread caught up: the next commit is on the loop again
+        assert await store._io.write(_thread, "which thread") == threading.get_ident()
+    finally:
+        await asyncio.to_thread(other.close)
+        await store.close()
+
+
+async def test_a_wal_past_its_bound_is_committed_and_checkpointed_by_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint copies pages and fsyncs: never on the loop. Past the bound, the commit
+    goes to the writer thread, whose commit checkpoints, and the WAL starts over."""
+    monkeypatch.setattr(sqlite_io, "WRITER_CHECKPOINT_PAGES", 100)  # ~400 KB
+    store, _counting = await _opened(tmp_path / "podium.db")
+    wal = tmp_path / "podium.db-wal"
+    try:
+        await asyncio.to_thread(store._io.checkpointer.stop)  # only the writer's is left
+        big = "x" * 64_000
+        while (await asyncio.to_thread(wal.stat)).st_size <= 100 * 4096:
+            assert await store._io.write(_thread, "which thread") == threading.get_ident()
+            await store.state.set("big", {"v": big})
+        assert await store._io.write(_thread, "which thread") != threading.get_ident()
+        for _ in range(3):  # the WAL starts over from its beginning at the next commit
+            await store.state.set("small", {"v": 1})
+        assert await asyncio.to_thread(_frames, tmp_path / "podium.db") < 100
+        assert await store.state.get("big") == {"v": big}
     finally:
         await store.close()
 
@@ -68,6 +152,6 @@ async def test_writes_not_yet_handed_over_are_committed_by_close(tmp_path: Path)
     store, counting = await _opened(path)
     store.append_logs([log("last words")])  # no await between this and close
     await store.close()
-    assert counting.puts == [1, -1]
+    assert counting.puts == [-1]  # committed on the loop, then the thread told to stop
     async with SqliteStore(path) as again:
         assert [line["message"] for line in await again.logs("e1")] == ["last words"]

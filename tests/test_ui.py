@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from daemon.api.ui.topology import Graph, flow_graph
 from daemon.flows.loader import load_flow
+from tests.blocking import watching
 from tests.services import Chromium
 from tests.ui_helpers import (
     DESKTOP,
@@ -46,7 +47,7 @@ from tests.ui_helpers import (
 def blockbuster() -> Iterator[BlockBuster]:
     """The browser driver runs an event loop of its own in the test's thread, and that loop
     reads files: the guard here watches podium's code (the server's loop) only."""
-    with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
+    with watching(["daemon", "tasks", "triggers"]) as bb:
         yield bb
 
 

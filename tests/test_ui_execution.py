@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 from playwright.sync_api import Browser, Page, expect
 
 from daemon.sdk.state import State
+from tests.blocking import watching
 from tests.services import Chromium
 from tests.ui_helpers import DESKTOP, PHONE, Console, Screens, UiServer, browser, new_page
 
@@ -114,7 +115,7 @@ tasks:
 
 @pytest.fixture(autouse=True)
 def blockbuster() -> Iterator[BlockBuster]:
-    with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
+    with watching(["daemon", "tasks", "triggers"]) as bb:
         yield bb
 
 

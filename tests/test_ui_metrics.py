@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 from playwright.sync_api import Browser, expect
 
 from daemon.sdk.state import State
+from tests.blocking import watching
 from tests.services import Chromium
 from tests.ui_helpers import DESKTOP, PHONE, Console, Screens, UiServer, browser, new_page
 
@@ -55,7 +56,7 @@ QUIET = textwrap.dedent("""
 def blockbuster() -> Iterator[BlockBuster]:
     """The browser driver runs an event loop of its own in the test's thread, and that loop
     reads files: the guard here watches podium's code (the server's loop) only."""
-    with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
+    with watching(["daemon", "tasks", "triggers"]) as bb:
         yield bb
 
 

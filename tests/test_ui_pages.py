@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 from playwright.sync_api import Browser, expect
 
+from tests.blocking import watching
 from tests.services import Chromium
 from tests.ui_helpers import (
     DESKTOP,
@@ -63,7 +64,7 @@ tasks:
 
 @pytest.fixture(autouse=True)
 def blockbuster() -> Iterator[BlockBuster]:
-    with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
+    with watching(["daemon", "tasks", "triggers"]) as bb:
         yield bb
 
 

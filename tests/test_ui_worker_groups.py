@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+from blockbuster import BlockBuster
 from playwright.sync_api import expect
 
+from tests.blocking import watching
 from tests.services import Chromium
 from tests.ui_helpers import DESKTOP, Console, browser, new_page
 from tests.worker_nodes import FINAL, start_node, stop_all
@@ -33,7 +34,7 @@ tasks:
 @pytest.fixture(autouse=True)
 def blockbuster() -> Iterator[BlockBuster]:
     """Playwright's sync API blocks by design: only podium's own code is watched."""
-    with blockbuster_ctx(["daemon", "tasks", "triggers"]) as bb:
+    with watching(["daemon", "tasks", "triggers"]) as bb:
         yield bb
 
 

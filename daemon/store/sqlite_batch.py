@@ -1,18 +1,21 @@
 """The writes of one group commit: each queued write, and which of them run.
 
-The writer thread commits every write queued since its last transaction in one
-transaction (see sqlite_io). Writes that replace one row whole, several times over in one
-transaction, need run only once: `coalesced` says which.
+Every write of one turn of the event loop (or every write queued to the writer thread
+since its last transaction) is committed in one transaction (see sqlite_io). Writes that
+replace one row whole, several times over in one transaction, need run only once:
+`coalesced` says which; `settle` wakes their callers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
 Write = Callable[[sqlite3.Connection], Any]
+Outcome = tuple[Any, BaseException | None]
 
 RowKey = tuple[str, str]
 """The one row a write changes, as (table, id): see `coalesced`."""
@@ -73,3 +76,37 @@ def coalesced(ops: Sequence[Op]) -> list[Write | None]:
         else:
             held[key] = (i, op.fn)
     return plan
+
+
+def settle(ops: Sequence[Op], outcomes: Sequence[Outcome], logger: logging.Logger) -> None:
+    """Wake the callers of committed (or failed) ops: at once on the calling thread's own
+    loop, else with one `call_soon_threadsafe` per loop, not one per op."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for op, (result, exc) in zip(ops, outcomes, strict=True):
+        if op.future is None or op.loop is None:
+            if exc is not None:
+                logger.error("store: lost unawaited write: %s", exc)
+            continue
+        by_loop.setdefault(op.loop, []).append((op.future, result, exc))
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    for loop, items in by_loop.items():
+        if loop is here:
+            _resolve(items)
+            continue
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in items:
+        if future.done():  # the caller was cancelled; the write happened anyway
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
