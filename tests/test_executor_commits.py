@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from daemon.sdk.state import State
+from daemon.store import sqlite_io
 from daemon.store.base import StoreError
 from tests.harness import Harness, eventually, settle
 
@@ -52,8 +53,8 @@ class HeldEnd:
         self._relays: list[asyncio.Task[None]] = []
         real = h.store.save_task_run
 
-        def queue(doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
-            committed = real(doc, wait=wait)
+        def queue(doc: dict[str, Any], *, wait: bool = True, soon: bool = True) -> Awaitable[Any]:
+            committed = real(doc, wait=wait, soon=soon)
             ends = doc["taskId"] == task_id and doc["state"]["current"] == "SUCCESS"
             if not wait or not ends or self.queued:
                 return committed
@@ -81,10 +82,10 @@ def refuse_one_end(h: Harness, task_id: str) -> list[str]:
     real = h.store.save_task_run
     refused: list[str] = []
 
-    def queue(doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+    def queue(doc: dict[str, Any], *, wait: bool = True, soon: bool = True) -> Awaitable[Any]:
         ends = doc["taskId"] == task_id and doc["state"]["current"] == "SUCCESS"
         if not ends or refused or not wait:
-            return real(doc, wait=wait)
+            return real(doc, wait=wait, soon=soon)
         refused.append(doc["id"])
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         answer.set_exception(StoreError("podium.db: could not write task run: disk I/O error"))
@@ -223,3 +224,33 @@ async def test_an_end_refused_before_a_kill_is_stored_again_with_the_kill(
         "slow": "KILLED",
     }
     assert any("disk I/O error" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_short_execution_costs_two_commits(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its creation, awaited by whoever started it, then its RUNNING, its task run's
+    RUNNING and end and its final state together: nobody waits for the ones before the
+    final state, so they wait for it (issue #18: one commit fewer per webhook)."""
+    monkeypatch.setattr(sqlite_io, "UNAWAITED_DELAY", 60.0)  # never alone, whatever the load
+    commits: list[list[str]] = []
+    real = sqlite_io.SqliteIO._commit
+
+    def commit(io: sqlite_io.SqliteIO, conn: Any, ops: Any, *, begun: bool = False) -> None:
+        commits.append([op.what for op in ops])
+        real(io, conn, ops, begun=begun)
+
+    monkeypatch.setattr(sqlite_io.SqliteIO, "_commit", commit)
+    ex = await h.run(ONE_TASK)
+    assert ex.state.current == State.SUCCESS
+    run = ex.task_runs[0].id
+    mine = [whats for whats in commits if f"execution {ex.id}" in whats]
+    assert mine == [
+        [f"execution {ex.id}"],
+        [f"execution {ex.id}", f"task run {run}", f"task run {run}", f"execution {ex.id}"],
+    ]
+    stored = await h.stored(ex)
+    assert stored["state"]["current"] == "SUCCESS"
+    assert [(r["taskId"], r["state"]["current"]) for r in stored["taskRunList"]] == [
+        ("only", "SUCCESS")
+    ]

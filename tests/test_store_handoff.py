@@ -155,3 +155,47 @@ async def test_writes_not_yet_handed_over_are_committed_by_close(tmp_path: Path)
     assert counting.puts == [-1]  # committed on the loop, then the thread told to stop
     async with SqliteStore(path) as again:
         assert [line["message"] for line in await again.logs("e1")] == ["last words"]
+
+
+async def test_unawaited_writes_wait_to_share_the_next_awaited_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An execution's RUNNING, its task runs and logs are written without waiting: held
+    back, they share the commit of the awaited end instead of costing one commit each."""
+    monkeypatch.setattr(sqlite_io, "UNAWAITED_DELAY", 60.0)
+    store, _counting = await _opened(tmp_path / "podium.db")
+    try:
+        await store.flush()
+        commits = store._io.commits
+        for n in range(3):  # three loop iterations, one unawaited write each
+            store.append_logs([log(f"line {n}")])
+            await asyncio.sleep(0)
+        assert store._io.commits == commits
+        await store.state.set("k", {"v": 1})
+        assert store._io.commits == commits + 1
+        assert [line["message"] for line in await store.logs("e1")] == [
+            "line 0",
+            "line 1",
+            "line 2",
+        ]
+    finally:
+        await store.close()
+
+
+async def test_an_unawaited_write_alone_is_still_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_io, "UNAWAITED_DELAY", 0.01)
+    store, _counting = await _opened(tmp_path / "podium.db")
+    try:
+        await store.flush()
+        commits = store._io.commits
+        store.append_logs([log("alone")])
+        for _ in range(500):
+            if store._io.commits > commits:
+                break
+            await asyncio.sleep(0.01)
+        assert store._io.commits == commits + 1
+        assert [line["message"] for line in await store.logs("e1")] == ["alone"]
+    finally:
+        await store.close()

@@ -323,12 +323,12 @@ class TaskRuns:
         self._resources.events.publish(TaskRunChanged(self.state.execution, tr))
 
     async def end(self, tr: TaskRun, state: State) -> State:
-        """The task run ends in `state`. Its row is queued, its commit not waited for here:
-        the next task waits for it before it starts (`ended`), and the execution's final
-        state, queued after it, commits with it or after it: a short execution's last task
-        run and final state share one commit, not two in a row (issue #18)."""
+        """The task run ends in `state`. Its row is queued and held back (`soon=False`), its
+        commit not waited for here: the next task flushes it and waits for it before it
+        starts (`ended`), and the execution's final state, queued after it, commits with
+        it: a short execution's last task run and final state share one commit (issue #18)."""
         self.set_state(tr, state)
-        committed = asyncio.ensure_future(self.save(tr))
+        committed = asyncio.ensure_future(self.save(tr, soon=False))
         committed.add_done_callback(_retrieved)
         self._ending.append(committed)
         if self.state.changed is not None:
@@ -339,6 +339,8 @@ class TaskRuns:
         """Once every task run ended so far is committed: what starts next may rely on it
         (a task never runs before the end of one it follows is durable)."""
         if self._ending:
+            if not all(committed.done() for committed in self._ending):
+                await self._resources.store.flush()  # ends held back for company: now
             await asyncio.wait(self._ending)
         self.raise_refused()
 
@@ -351,10 +353,11 @@ class TaskRuns:
             if exc is not None:
                 raise exc
 
-    def save(self, tr: TaskRun, *, wait: bool = True) -> Awaitable[Any]:
+    def save(self, tr: TaskRun, *, wait: bool = True, soon: bool = True) -> Awaitable[Any]:
         """The task run's row, queued at the call (`Store.save_task_run`): its commit."""
         resources = self._resources
-        return resources.store.save_task_run(resources.masked(tr.to_json()), wait=wait)
+        doc = resources.masked(tr.to_json())
+        return resources.store.save_task_run(doc, wait=wait, soon=soon)
 
 
 def _retrieved(committed: asyncio.Future[Any]) -> None:

@@ -326,11 +326,15 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+    def save_task_run(
+        self, doc: dict[str, Any], *, wait: bool = True, soon: bool = True
+    ) -> Awaitable[Any]:
         """Insert or replace by id, queued at the call behind every write queued before it;
         the first save fixes its place in `taskRunList`. Its commit, to await now or later
         (a write queued after it that committed means it committed too); `QUEUED` without
-        `wait`. Not a coroutine: the write is queued even if the result is never awaited."""
+        `wait`. Not a coroutine: the write is queued even if the result is never awaited.
+        Without `soon`, a store may hold the write back a little for the next write someone
+        waits for (`flush` is one), to commit them together."""
 
     @abstractmethod
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:

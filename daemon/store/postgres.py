@@ -221,7 +221,9 @@ class PostgresStore(Store):
 
         return bool(await self._write(f"execution {params[0]}", create))
 
-    def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+    def save_task_run(
+        self, doc: dict[str, Any], *, wait: bool = True, soon: bool = True
+    ) -> Awaitable[Any]:
         row = task_run_row(doc)
         committed = self._queue_upsert(f"task run {row.id}", _UPSERT_TASK_RUN, row, wait)
         return QUEUED if committed is None else committed

@@ -181,18 +181,21 @@ class SqliteStore(Store):
         create: Write = lambda conn: conn.execute(_CREATE_EXECUTION, row).rowcount == 1  # noqa: E731
         return bool(await self._io.write(create, f"execution {row.id}", key=("executions", row.id)))
 
-    def save_task_run(self, doc: dict[str, Any], *, wait: bool = True) -> Awaitable[Any]:
+    def save_task_run(
+        self, doc: dict[str, Any], *, wait: bool = True, soon: bool = True
+    ) -> Awaitable[Any]:
         row = task_run_row(doc)
-        committed = self._replace(_UPSERT_TASK_RUN, row, ("task_runs", row.id), "task run", wait)
+        key = ("task_runs", row.id)
+        committed = self._replace(_UPSERT_TASK_RUN, row, key, "task run", wait, soon)
         return QUEUED if committed is None else committed
 
     def _replace(
-        self, upsert: str, row: Sequence[Any], key: RowKey, kind: str, wait: bool
+        self, upsert: str, row: Sequence[Any], key: RowKey, kind: str, wait: bool, soon: bool = True
     ) -> asyncio.Future[Any] | None:
         """Queue a whole row's write (merged with other writes of it in one commit:
         sqlite_batch); with `wait`, the future of its commit."""
         write = partial(_execute, upsert, row)
-        return self._io.put(write, f"{kind} {key[1]}", wait, key=key, replaces=True)
+        return self._io.put(write, f"{kind} {key[1]}", wait, key=key, replaces=True, soon=soon)
 
     def append_logs(self, lines: Sequence[dict[str, Any]]) -> None:
         rows = [log_row(line) for line in lines]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 # Each connection's page cache (SQLite's default is 2 MiB) fills as the database grows,
@@ -26,6 +27,25 @@ def connect(path: Path, timeout: float, *, create: bool = True) -> sqlite3.Conne
 def rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
+
+
+def begin(conn: sqlite3.Connection, timeout: float) -> None:
+    """BEGIN IMMEDIATE on a connection without a busy handler: while another process holds
+    the write lock, tried again for up to `timeout` seconds (0: not at all), as SQLite's
+    own busy handler would."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", None) == "SQLITE_BUSY"
+            left = deadline - time.monotonic()
+            if not (busy and left > 0):
+                raise
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
 
 
 class Readers:

@@ -34,7 +34,7 @@ from daemon.sdk.clock import Clock
 from daemon.store.base import StoreError, StoreLost
 from daemon.store.sqlite_batch import Op, Outcome, RowKey, Write, coalesced, settle
 from daemon.store.sqlite_checkpoint import Checkpointer
-from daemon.store.sqlite_conn import PAGE_CACHE_KIB, Readers, connect, rollback
+from daemon.store.sqlite_conn import PAGE_CACHE_KIB, Readers, begin, connect, rollback
 from daemon.store.sqlite_file import DatabaseFile, broken
 from daemon.store.sqlite_schema import migrate
 
@@ -56,6 +56,8 @@ once the WAL file is past this size every commit goes to the writer thread until
 WAL started over and was cut back to WAL_SIZE_LIMIT."""
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes a WAL file is truncated back to when it starts over (SQLite keeps it otherwise)."""
+UNAWAITED_DELAY = 0.002
+"""Seconds a write nobody waits for may wait for company before it is committed."""
 CHECK_INTERVAL = 2.0
 """Seconds between full checks of the database file (deleted, replaced, corrupted) when
 nothing is written; every group commit checks its identity anyway."""
@@ -81,6 +83,8 @@ class SqliteIO:
         self._queue: queue.SimpleQueue[list[Op] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop that opened the store
         self._handoff: list[Op] = []  # its writes of this loop iteration, handed over at its end
+        self._soon = False  # a hand-over is due at the end of this iteration
+        self._later: asyncio.TimerHandle | None = None  # one due UNAWAITED_DELAY from now
         self._writer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None  # the write connection
         self._conn_lock = threading.Lock()  # held by whoever commits on it
@@ -217,10 +221,13 @@ class SqliteIO:
         *,
         key: RowKey | None = None,
         replaces: bool = False,
+        soon: bool = True,
     ) -> asyncio.Future[Any] | None:
         """Queue a write; with `wait`, the future of its outcome. The writes of the store's
-        own loop go to the writer together at the end of the loop iteration: one wake-up of
-        the writer thread (and one GIL hand-off) for them all, not one per write."""
+        own loop are committed together at the end of the loop iteration, or, when nobody
+        waits for any of them (or nobody waits yet: not `soon`), UNAWAITED_DELAY later:
+        an execution's RUNNING and the task runs before its awaited end then share the
+        end's commit."""
         self._check()
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -235,14 +242,21 @@ class SqliteIO:
         if loop is not self._loop or loop is None:
             self._enqueue([op])
         else:
-            if not self._handoff:
+            if wait and soon and not self._soon:
+                self._soon = True
                 loop.call_soon(self._hand_over)
+            elif self._later is None and not self._soon:
+                self._later = loop.call_later(UNAWAITED_DELAY, self._hand_over)
             self._handoff.append(op)
         return future
 
     def _hand_over(self) -> None:
         """The end of a loop turn: its writes committed here, or queued to the thread."""
         ops, self._handoff = self._handoff, []
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if not ops:
             return
         if self._broken is not None:  # nobody reads the queue any more
@@ -272,7 +286,7 @@ class SqliteIO:
                 return True
             try:
                 self._checkpoints(conn, 0)
-                self._begin(conn, wait=False)
+                begin(conn, 0)
             except sqlite3.Error:  # locked by another process, or worse: the thread decides
                 rollback(conn)
                 return False
@@ -280,23 +294,6 @@ class SqliteIO:
             return True
         finally:
             self._conn_lock.release()
-
-    def _begin(self, conn: sqlite3.Connection, *, wait: bool) -> None:
-        """BEGIN IMMEDIATE; with `wait`, while another process holds the write lock, tried
-        again up to the store's timeout, as SQLite's own busy handler would."""
-        deadline = time.monotonic() + self._timeout
-        delay = 0.001
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorname", None) == "SQLITE_BUSY"
-                left = deadline - time.monotonic()
-                if not (wait and busy and left > 0):
-                    raise
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
 
     def _wal_over(self) -> bool:
         """Whether the WAL file is past WRITER_CHECKPOINT_PAGES (a `stat`: no descriptor of
@@ -381,7 +378,7 @@ class SqliteIO:
         started = time.perf_counter()
         try:
             if not begun:
-                self._begin(conn, wait=True)
+                begin(conn, self._timeout)
             results = [None if fn is None else fn(conn) for fn in coalesced(ops)]
             conn.execute("COMMIT")
         except Exception as exc:
@@ -401,7 +398,7 @@ class SqliteIO:
     def _commit_one(self, conn: sqlite3.Connection, op: Op) -> Outcome:
         started = time.perf_counter()
         try:
-            self._begin(conn, wait=threading.current_thread() is self._writer)
+            begin(conn, self._timeout if threading.current_thread() is self._writer else 0)
             result = op.fn(conn)
             conn.execute("COMMIT")
         except Exception as exc:
