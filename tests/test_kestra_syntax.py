@@ -710,3 +710,35 @@ def test_a_for_each_item_starting_its_own_flow_is_refused() -> None:
             namespace: ns
             flowId: again
     """) == ["f.yaml:4:5: tasks[0]: Recursive call to flow [ns.again]"]
+
+
+# -- scalars, as Jackson reads them ---------------------------------------------------------
+
+
+async def test_a_number_given_to_a_text_property_is_its_text(h: Harness) -> None:
+    """Kestra reads flows with Jackson (io.kestra.core.serializers.JacksonMapper), whose
+    String deserializer takes any scalar: `message: 42`, `format: 1.5` and an input written
+    `- id: 1` are the texts "42", "1.5" and "1"."""
+    source = """
+        id: f
+        namespace: ns
+        inputs:
+          - id: 1
+            type: STRING
+            defaults: one
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: 42
+          - id: ret
+            type: io.kestra.plugin.core.debug.Return
+            format: 1.5
+          - id: both
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ inputs['1'] }} {{ outputs.ret.value }}"
+            timeout: PT1M
+        """
+    ex = await h.run(source)
+    assert ex.state.current == State.SUCCESS, ex.error
+    assert await h.logs(ex) == ["42"]
+    assert [tr.outputs for tr in ex.task_runs[1:]] == [{"value": "1.5"}, {"value": "one 1.5"}]

@@ -139,6 +139,9 @@ class Model(BaseModel):
         alias_generator=to_camel,
         validate_default=False,
         defer_build=True,  # schemas are built on first use: start-up pays only for what a flow uses
+        # `message: 42`, `format: 1.5`, `- id: 1` are text, as Jackson reads a number given
+        # to a String property (a property that also takes numbers keeps the number).
+        coerce_numbers_to_str=True,
     )
 
     @model_validator(mode="before")
