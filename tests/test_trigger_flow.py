@@ -288,6 +288,37 @@ def test_execution_namespace_compares_equal_prefix_or_suffix(
     assert checked.test(ConditionContext("test", "b")) is True  # nothing to look at: ignored
 
 
+@pytest.mark.parametrize(
+    ("condition", "holds"),
+    [
+        ({"type": "FlowCondition", "namespace": "company.team", "flowId": "b"}, True),
+        ({"type": "FlowCondition", "namespace": "company.team", "flowId": "a"}, False),
+        ({"type": "FlowCondition", "namespace": "company", "flowId": "b"}, False),
+        ({"type": "FlowNamespaceCondition", "namespace": "company.team"}, True),
+        ({"type": "FlowNamespaceCondition", "namespace": "company"}, False),
+        ({"type": "FlowNamespaceCondition", "namespace": "company", "prefix": True}, True),
+        ({"type": "FlowNamespaceCondition", "namespace": "Company", "prefix": True}, False),
+    ],
+)
+def test_deprecated_flow_conditions_look_at_the_flow_holding_the_trigger(
+    condition: dict[str, object], holds: bool
+) -> None:
+    """Kestra's deprecated FlowCondition and FlowNamespaceCondition (core/src/main/java/io/
+    kestra/plugin/core/condition/) test `conditionContext.getFlow()`, the flow whose trigger
+    it is, not the execution that ended; under both their names, with a deprecation."""
+    for prefix in ("io.kestra.plugin.core.condition.", "io.kestra.core.models.conditions.types."):
+        written = {**condition, "type": prefix + str(condition["type"])}
+        trigger = "conditions:\n  - " + "\n    ".join(
+            f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in written.items()
+        )
+        flow = load_flow(downstream(trigger).replace("namespace: test", "namespace: company.team"))
+        (checked,) = flow.triggers[0].conditions
+        ended = {"namespace": "other", "flowId": "x", "state": {"current": "SUCCESS"}}
+        context = ConditionContext("company.team", "b", execution=ended)
+        assert checked.test(context) is holds
+        assert any("is deprecated" in w.message for w in flow.warnings)
+
+
 # -- Kestra 1.x preconditions over several flows -----------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
@@ -119,6 +119,37 @@ class ExecutionFlow(Condition):
         return bool(
             execution.get("namespace") == self.namespace and execution.get("flowId") == self.flow_id
         )
+
+
+class FlowCondition(Condition):
+    """Only in the flow `namespace`.`flowId`: the flow that holds the trigger, as Kestra's
+    deprecated FlowCondition tests `ConditionContext.getFlow()` (not the execution that
+    ended: that is ExecutionFlow)."""
+
+    types = (f"{_CORE}FlowCondition", f"{_LEGACY}FlowCondition")
+    superseded_by: ClassVar[str | None] = f"use '{_CORE}ExecutionFlow'"
+
+    namespace: str
+    flow_id: str
+
+    def test(self, ctx: ConditionContext) -> bool:
+        return ctx.namespace == self.namespace and ctx.flow_id == self.flow_id
+
+
+class FlowNamespaceCondition(Condition):
+    """Only in flows of `namespace` (by prefix with `prefix: true`, case-sensitive): the
+    flow that holds the trigger, as Kestra's deprecated FlowNamespaceCondition tests it."""
+
+    types = (f"{_CORE}FlowNamespaceCondition", f"{_LEGACY}FlowNamespaceCondition")
+    superseded_by: ClassVar[str | None] = f"use '{_CORE}ExecutionNamespace'"
+
+    namespace: str
+    prefix: bool = False
+
+    def test(self, ctx: ConditionContext) -> bool:
+        if self.prefix:
+            return ctx.namespace.startswith(self.namespace)
+        return ctx.namespace == self.namespace
 
 
 class ExecutionStatus(Condition):
