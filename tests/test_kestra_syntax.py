@@ -742,3 +742,37 @@ async def test_a_number_given_to_a_text_property_is_its_text(h: Harness) -> None
     assert ex.state.current == State.SUCCESS, ex.error
     assert await h.logs(ex) == ["42"]
     assert [tr.outputs for tr in ex.task_runs[1:]] == [{"value": "1.5"}, {"value": "one 1.5"}]
+
+
+async def test_a_boolean_given_to_a_text_property_is_its_text(h: Harness) -> None:
+    """Jackson's String deserializer takes a boolean too: `message: true` logs "true",
+    `commands: [false]` runs `false`. A property that takes a boolean keeps it, and a
+    boolean where neither text nor boolean fits is still refused."""
+    source = """
+        id: f
+        namespace: ns
+        tasks:
+          - id: log
+            type: io.kestra.plugin.core.log.Log
+            message: true
+          - id: ret
+            type: io.kestra.plugin.core.debug.Return
+            format: false
+            allowFailure: true
+        """
+    ex = await h.run(source)
+    assert ex.state.current == State.SUCCESS, ex.error
+    assert await h.logs(ex) == ["true"]
+    assert ex.task_runs[1].outputs == {"value": "false"}
+    commands = load_flow(
+        "id: f\nnamespace: ns\ntasks:\n  - id: t\n"
+        "    type: io.kestra.plugin.scripts.shell.Commands\n    commands: [false, 'echo x']\n",
+        "f.yaml",
+    )
+    assert commands.tasks[0].commands == ["false", "echo x"]  # type: ignore[attr-defined]
+    with pytest.raises(FlowError, match="retry"):
+        load_flow(
+            "id: f\nnamespace: ns\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n"
+            "    message: x\n    retry: true\n",
+            "f.yaml",
+        )

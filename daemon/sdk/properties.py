@@ -4,9 +4,10 @@ properties kept as written at load and rendered per run, and Kestra's label shap
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -24,6 +25,7 @@ from pydantic.alias_generators import to_camel
 from daemon.sdk.errors import TaskFailed
 
 ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+_UNIONS = (Union, types.UnionType)
 
 
 def has_template(value: Any) -> bool:
@@ -157,6 +159,54 @@ class Model(BaseModel):
             for key in (name, field.alias)
         }
         return {k: v for k, v in data.items() if v is not None or k in required}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans_as_text(cls, data: Any) -> Any:
+        """`message: true` or `commands: [false]` are the texts "true" and "false", as
+        Jackson reads a boolean given to a String property; a property that also takes a
+        boolean keeps it."""
+        if not isinstance(data, dict):
+            return data
+        scalars, lists = _text_fields(cls)
+        changed: dict[str, Any] = {}
+        for key, value in data.items():
+            if (value is True or value is False) and key in scalars:
+                changed[key] = _text(value)
+            elif type(value) is list and key in lists and any(map(_is_bool, value)):
+                changed[key] = [_text(v) if _is_bool(v) else v for v in value]
+        return {**data, **changed} if changed else data
+
+
+def _is_bool(value: Any) -> bool:
+    return value is True or value is False
+
+
+def _text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _text_fields(cls: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
+    """The keys (names and aliases) of `cls`'s properties that take text and not a
+    boolean: as a scalar, and as the items of a list. Computed once per class."""
+    cached: tuple[frozenset[str], frozenset[str]] | None = cls.__dict__.get("_podium_text")
+    if cached is not None:
+        return cached
+    scalars: set[str] = set()
+    lists: set[str] = set()
+    for name, field in cls.model_fields.items():
+        members = get_args(field.annotation) if get_origin(field.annotation) in _UNIONS else ()
+        kinds = members or (field.annotation,)
+        if bool in kinds or Any in kinds:
+            continue
+        keys = {name, field.alias or name}
+        if str in kinds:
+            scalars |= keys
+        if any(get_origin(k) is list and get_args(k) == (str,) for k in kinds):
+            lists |= keys
+    found = (frozenset(scalars), frozenset(lists))
+    setattr(cls, "_podium_text", found)  # noqa: B010 - per-class cache, set once
+    return found
 
 
 def _labels(value: Any) -> Any:
