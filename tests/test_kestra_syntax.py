@@ -776,3 +776,45 @@ async def test_a_boolean_given_to_a_text_property_is_its_text(h: Harness) -> Non
             "    message: x\n    retry: true\n",
             "f.yaml",
         )
+
+
+async def test_assets_are_accepted_on_tasks_and_triggers(h: Harness) -> None:
+    """Kestra's Task and AbstractTrigger `assets` (AssetsDeclaration: enableAuto, inputs,
+    outputs), as core/src/test/resources/flows/valids/assets.yaml declares them. podium
+    keeps no asset catalogue: the flow loads and runs, the declaration is only checked."""
+    source = """
+        id: f
+        namespace: io.kestra.tests
+        tasks:
+          - id: static
+            type: io.kestra.plugin.core.debug.Return
+            format: whatever
+            assets:
+              enableAuto: false
+              inputs:
+                - id: assets-flow-static-asset-existing-input-uid
+              outputs:
+                - namespace: io.kestra.tests
+                  id: assets-flow-static-asset-existing-output-uid
+                  type: TABLE
+                  displayName: My Static Table Asset
+                  system: MY_DB_SYSTEM
+                  metadata:
+                    owner: data-team
+        triggers:
+          - id: hook
+            type: io.kestra.plugin.core.trigger.Webhook
+            key: abcdefghij
+            assets:
+              outputs:
+                - {id: incoming, type: FILE}
+        """
+    ex = await h.run(source)
+    assert ex.state.current == State.SUCCESS, ex.error
+    assert ex.task_runs[0].outputs == {"value": "whatever"}
+    with pytest.raises(FlowError, match=r"assets\.outputs: .*outputs\[0\] needs type"):
+        load_flow(
+            "id: f\nnamespace: ns\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.log.Log\n"
+            "    message: x\n    assets:\n      outputs: [{id: a}]\n",
+            "f.yaml",
+        )

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.sdk.asset_lineage import AssetsDeclaration
 from daemon.sdk.durations import Duration
 from daemon.sdk.properties import (
     EXPRESSION,
@@ -122,6 +123,8 @@ class Task(Model):
     """The lowest level of the task's log lines that is kept."""
     worker_group: WorkerGroup | None = None
     """The nodes this task may run on, in a cluster (Kestra's worker groups)."""
+    assets: AssetsDeclaration | None = None
+    """The data assets it reads and writes (kept with the flow: daemon/sdk/asset_lineage.py)."""
     _wrote_run_if: bool = PrivateAttr(default=False)
 
     @model_validator(mode="wrap")

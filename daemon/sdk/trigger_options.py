@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field
 
+from daemon.sdk.asset_lineage import AssetsDeclaration
 from daemon.sdk.errors import FlowDisabled, InputError
 from daemon.sdk.properties import Model
 
@@ -39,6 +40,8 @@ class TriggerOptions(Model):
     )
     """The lowest level of the trigger's own log lines that is kept (`minLogLevel`, its
     older name)."""
+    assets: AssetsDeclaration | None = None
+    """The data assets it reads and writes (kept with the flow: daemon/sdk/asset_lineage.py)."""
 
     async def evaluation_failed(self, emit: Emit, error: str) -> Execution | None:
         """With `failOnTriggerError`, the FAILED execution an evaluation error starts
