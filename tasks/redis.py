@@ -168,16 +168,20 @@ class Set(RedisTask):
 
 
 class Get(RedisTask):
-    """Kestra's string Get: `data` is the value (None when the key is missing)."""
+    """Kestra's string Get: `data` is the value (None when the key is missing, or the
+    task fails with `failedOnMissing`)."""
 
     types = ("io.kestra.plugin.redis.string.Get", "io.kestra.plugin.redis.Get")
 
     key: Annotated[str, Dynamic]
+    failed_on_missing: Annotated[bool, Dynamic] = False
 
     async def run(self, ctx: RunContext) -> Output:
         async with connect(self.url, ctx) as client:
             raw = await uncancelled(client.get(self.key))
         if raw is None:
+            if self.failed_on_missing:
+                raise TaskFailed(f"Missing keys '{self.key}'")
             return {"key": self.key, "data": None}
         try:
             return {"key": self.key, "data": serde_decode(raw, self.serde_type)}

@@ -127,6 +127,30 @@ async def test_set_get_delete(h: Harness, redis_server: Redis, key: str) -> None
     assert [tr.state.current for tr in execution.task_runs][-1] == State.FAILED
 
 
+async def test_get_of_a_missing_key_fails_with_failed_on_missing(
+    h: Harness, redis_server: Redis, key: str
+) -> None:
+    """plugin-redis string/Get.java: `failedOnMissing` (default false) fails the task with
+    "Missing keys '<key>'"; without it a missing key is `data: null`."""
+    execution = await h.run(
+        flow(f"""
+        tasks:
+          - id: lenient
+            type: io.kestra.plugin.redis.string.Get
+            url: {redis_server.url}
+            key: {key}-absent
+          - id: strict
+            type: io.kestra.plugin.redis.string.Get
+            url: {redis_server.url}
+            key: {key}-absent
+            failedOnMissing: true
+        """)
+    )
+    assert execution.task_runs[0].outputs == {"key": f"{key}-absent", "data": None}
+    assert execution.state.current == State.FAILED
+    assert execution.error == f"task 'strict': Missing keys '{key}-absent'"
+
+
 async def test_publish_reaches_a_subscriber(h: Harness, redis_server: Redis) -> None:
     """pubsub/PublishTest: each item of `from` is one message on the channel."""
     channel = f"c{uuid.uuid4().hex[:8]}"
