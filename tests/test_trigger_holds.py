@@ -12,6 +12,7 @@ started ends in one of the listed states (schedule-trigger page, `myflow` with
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,9 +61,27 @@ triggers:
 async def tick(h: Harness, clock: FakeClock, seconds: float, steps: int) -> None:
     for _ in range(steps):
         await clock.advance(seconds)
-        for _ in range(5):
-            await h.store.flush()
-            await settle()
+        await quiet(h, clock)
+
+
+async def quiet(h: Harness, clock: FakeClock) -> None:
+    """Until nothing moves any more at this fake time. Loop turns alone are not enough:
+    a trigger waiting for an execution that already ended reads it from the store on a
+    worker thread, which takes real time (under load, more than any number of turns), and
+    a slot it missed meanwhile is never started. Settled once the sleepers (the triggers'
+    next slots, the running Sleep tasks) and the running executions stay the same a few
+    rounds in a row; bounded, so that a test that never settles fails on its assertion."""
+    seen: tuple[int, int] | None = None
+    same = 0
+    for _ in range(200):
+        await h.store.flush()
+        await settle()
+        await asyncio.sleep(0.005)  # real time, for the worker threads
+        now = (clock.sleeping, len(h.engine.local._running))
+        same = same + 1 if now == seen else 0
+        seen = now
+        if same >= 3:
+            return
 
 
 async def ended(th: TriggerHarness, clock: FakeClock) -> list[Execution]:
