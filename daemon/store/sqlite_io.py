@@ -260,8 +260,7 @@ class SqliteIO:
         if not ops:
             return
         if self._broken is not None:  # nobody reads the queue any more
-            error = StoreLost(f"{self.path}: store writer stopped: {self._broken!r}")
-            self._settle(ops, [(None, error)] * len(ops))
+            self._fail(ops, StoreLost(f"{self.path}: store writer stopped: {self._broken!r}"))
             return
         if not self._commit_here(ops):
             self._enqueue(ops)
@@ -315,8 +314,7 @@ class SqliteIO:
         due = time.monotonic() - self._checked >= CHECK_INTERVAL
         if self._verify(header=due) is None:
             return False
-        error = StoreLost(str(self._gone))
-        self._settle(ops, [(None, error)] * len(ops))
+        self._fail(ops, StoreLost(str(self._gone)))
         return True
 
     async def write(self, fn: Write, what: str, *, key: RowKey | None = None) -> Any:
@@ -365,8 +363,7 @@ class SqliteIO:
                     break
                 if item is not None:
                     pending.extend(item)
-            error = StoreLost(f"{self.path}: store writer stopped: {exc!r}")
-            self._settle(pending, [(None, error)] * len(pending))
+            self._fail(pending, StoreLost(f"{self.path}: store writer stopped: {exc!r}"))
         finally:
             with self._conn_lock:
                 self._conn = None
@@ -386,8 +383,7 @@ class SqliteIO:
             problem = broken(exc)
             if problem is not None:
                 self._lose(problem)
-                error = StoreLost(str(self._gone))
-                self._settle(ops, [(None, error)] * len(ops))
+                self._fail(ops, StoreLost(str(self._gone)))
                 return
             outcomes = [self._commit_one(conn, op) for op in ops]
         else:
@@ -419,6 +415,10 @@ class SqliteIO:
 
     def _settle(self, ops: list[Op], outcomes: list[Outcome]) -> None:
         settle(ops, outcomes, logger)
+
+    def _fail(self, ops: list[Op], error: BaseException) -> None:
+        """Every op of `ops` failed with `error`, nothing of them written."""
+        self._settle(ops, [(None, error)] * len(ops))
 
     # reads
 
